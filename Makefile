@@ -1,0 +1,49 @@
+# One Makefile for the project. Every target sets up what it needs from nothing.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export TSP_CACHE ?= $(HOME)/.cache/tspipe
+
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps infra test unit demo bench clean
+
+all: venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt router/requirements.txt router/pyproject.toml operator/requirements.txt operator/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r router/requirements.txt -r operator/requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e router -e operator
+	@touch $@
+
+kafka-jars:
+	bash hack/kafka-jars.sh
+
+k8s-bins: venv
+	bash hack/build-k8s.sh
+
+scdf-jars:
+	bash hack/scdf-jars.sh
+
+spring-apps:
+	bash hack/spring-apps.sh
+
+infra: venv kafka-jars k8s-bins
+
+# Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
+test: infra scdf-jars spring-apps
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Pure-logic tests only; no infrastructure.
+unit: venv
+	$(VENV)/bin/pytest -m "not kafka and not kube and not scdf" $(PYTEST_ARGS)
+
+demo: infra spring-apps
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m localinfra.demo
+
+bench: infra
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench
+
+clean:
+	rm -rf $(VENV)

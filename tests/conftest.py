@@ -1,0 +1,31 @@
+"""Session-wide real infrastructure: one Kafka broker and one Kubernetes control plane.
+
+Tests that kill or restart a broker or API server start their own instance instead.
+"""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    from localinfra.kafka import KafkaBroker
+
+    with KafkaBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker):
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def control_plane():
+    from localinfra.kube import ControlPlane
+
+    with ControlPlane() as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane):
+    return control_plane.kubeconfig
