@@ -12,7 +12,6 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements-dev.txt router/requirements.txt router/pyproject.toml operator/requirements.txt operator/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt -r router/requirements.txt -r operator/requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e router -e operator
 	@touch $@
