@@ -1,0 +1,379 @@
+"""The TimestampPipeline spec as plain, validated, defaulted Python values.
+
+`Pipeline.from_resource` applies the same defaults and the same rules as the CRD's
+schema and CEL rules (crds/timestamppipelines.tspipe.io.yaml), so a pipeline file can
+be checked without an API server. Errors name the offending field, like the API server.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+API_GROUP = "tspipe.io"
+API_VERSION = "v1alpha1"
+KIND = "TimestampPipeline"
+PLURAL = "timestamppipelines"
+
+DEFAULT_TIME_IMAGE = "springcloudstream/time-source-kafka:5.1.1"
+DEFAULT_LOG_IMAGE = "springcloudstream/log-sink-kafka:5.1.1"
+DEFAULT_ROUTER_IMAGE = "ghcr.io/tspipe/router:0.1.0"
+DEFAULT_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
+DEFAULT_DATE_FORMAT = "MM/dd/yy HH:mm:ss"
+
+# Bounds shared with the CRD schema.
+MAX_NAME_LENGTH = 42  # "<name>-evenlogger" must stay a valid 63-char label value
+MAX_ROUTER_REPLICAS = 64
+MAX_PARTITIONS = 10000
+MAX_REPLICATION_FACTOR = 32767
+MAX_FIXED_DELAY_SECONDS = 86400
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+
+TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# host:port; host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+BROKER_RE = re.compile(
+    r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$"
+)
+STREAM_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
+IMAGE_RE = re.compile(r"^[^\s]+$")
+PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+# Environment variables the operator sets on every container; users may not override them.
+RESERVED_ENV = (
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS",
+    "SPRING_CLOUD_APPLICATION_GUID",
+    "SPRING_CLOUD_APPLICATION_GROUP",
+)
+
+
+class PipelineError(ValueError):
+    """An invalid pipeline; `field` is the dotted path of the offending field."""
+
+    def __init__(self, field_path: str, message: str):
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str = DEFAULT_TOPICS["input"]
+    even: str = DEFAULT_TOPICS["even"]
+    odd: str = DEFAULT_TOPICS["odd"]
+    partitions: int = 1
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True)
+class Kafka:
+    brokers: tuple[str, ...]
+    topics: Topics = field(default_factory=Topics)
+
+
+@dataclass(frozen=True)
+class AppCommon:
+    """Fields every app has. resources/env are corev1 shapes passed through as-is."""
+
+    image: str
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    env: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TimeSpec(AppCommon):
+    date_format: str = DEFAULT_DATE_FORMAT
+    fixed_delay_seconds: int = 1
+
+
+@dataclass(frozen=True)
+class RouterSpec(AppCommon):
+    replicas: int = 1
+    processing_guarantee: str = "at_least_once"
+    even_prefix: str = "Even timestamp:"
+    odd_prefix: str = "Odd timestamp:"
+
+
+@dataclass(frozen=True)
+class LoggerSpec(AppCommon):
+    level: str = "INFO"
+    expression: str = "payload"
+
+
+@dataclass(frozen=True)
+class PodOverrides:
+    service_account_name: str | None = None
+    image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    namespace: str
+    stream_name: str
+    kafka: Kafka
+    time: TimeSpec
+    router: RouterSpec
+    even_logger: LoggerSpec
+    odd_logger: LoggerSpec
+    pod: PodOverrides = field(default_factory=PodOverrides)
+    uid: str | None = None
+    generation: int | None = None
+
+    @classmethod
+    def from_resource(cls, obj: Mapping[str, Any]) -> "Pipeline":
+        return _parse(copy.deepcopy(dict(obj)))
+
+
+def load_pipeline_file(path: str | Path) -> Pipeline:
+    """Read one TimestampPipeline from a YAML/JSON file (the first matching document)."""
+    with open(path, encoding="utf-8") as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d]
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == KIND:
+            return Pipeline.from_resource(doc)
+    raise PipelineError("kind", f"no {KIND} document in {path}")
+
+
+# --- parsing helpers -------------------------------------------------------------------
+
+
+def _obj(value: Any, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PipelineError(path, "must be an object")
+    return value
+
+
+def _known(obj: dict, path: str, allowed: set[str]) -> None:
+    # The CRD is structural and prunes unknown fields; here an unknown field is
+    # almost always a typo in a pipeline file, so say so.
+    for key in obj:
+        if key not in allowed:
+            raise PipelineError(f"{path}.{key}", "unknown field")
+
+
+def _str(obj: dict, key: str, path: str, default: str | None = None, *, required=False) -> str:
+    value = obj.get(key, default)
+    if value is None:
+        if required:
+            raise PipelineError(f"{path}.{key}", "required")
+        return value
+    if not isinstance(value, str):
+        raise PipelineError(f"{path}.{key}", "must be a string")
+    return value
+
+
+def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PipelineError(f"{path}.{key}", "must be an integer")
+    if not lo <= value <= hi:
+        raise PipelineError(f"{path}.{key}", f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _nonempty(value: str, path: str) -> str:
+    if not value:
+        raise PipelineError(path, "must not be empty")
+    return value
+
+
+def _image(obj: dict, path: str, default: str) -> str:
+    value = _str(obj, "image", path, default)
+    if not value or not IMAGE_RE.match(value):
+        raise PipelineError(f"{path}.image", "must be a non-empty image reference without spaces")
+    return value
+
+
+def _properties(obj: dict, path: str) -> dict[str, str]:
+    props = _obj(obj.get("properties"), f"{path}.properties")
+    out = {}
+    for key, value in props.items():
+        kpath = f"{path}.properties[{key}]"
+        if not isinstance(key, str) or not PROPERTY_KEY_RE.match(key):
+            raise PipelineError(kpath, "property names are letters, digits, '.', '-', '_', '[', ']'")
+        if not isinstance(value, str):
+            raise PipelineError(kpath, "property values must be strings (quote numbers and booleans)")
+        out[key] = value
+    return out
+
+
+def _env(obj: dict, path: str) -> tuple[dict, ...]:
+    env = obj.get("env") or []
+    if not isinstance(env, list):
+        raise PipelineError(f"{path}.env", "must be a list of EnvVar")
+    seen = set()
+    for i, var in enumerate(env):
+        vpath = f"{path}.env[{i}]"
+        if not isinstance(var, dict) or not isinstance(var.get("name"), str):
+            raise PipelineError(f"{vpath}.name", "required")
+        name = var["name"]
+        if not ENV_NAME_RE.match(name):
+            raise PipelineError(f"{vpath}.name", f"invalid environment variable name {name!r}")
+        if name in RESERVED_ENV:
+            raise PipelineError(f"{vpath}.name", f"{name} is set by the operator")
+        if name in seen:
+            raise PipelineError(f"{vpath}.name", f"duplicate environment variable {name}")
+        seen.add(name)
+    return tuple(env)
+
+
+def _resources(obj: dict, path: str) -> dict:
+    res = _obj(obj.get("resources"), f"{path}.resources")
+    _known(res, f"{path}.resources", {"limits", "requests", "claims"})
+    return res
+
+
+def _list(obj: dict, key: str, path: str) -> tuple:
+    value = obj.get(key) or []
+    if not isinstance(value, list):
+        raise PipelineError(f"{path}.{key}", "must be a list")
+    return tuple(value)
+
+
+_APP_FIELDS = {"image", "resources", "properties", "env"}
+
+
+def _parse(obj: dict) -> Pipeline:
+    meta = _obj(obj.get("metadata"), "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise PipelineError("metadata.name", "required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise PipelineError("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
+    namespace = meta.get("namespace") or "default"
+    spec = _obj(obj.get("spec"), "spec")
+    _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod"})
+
+    stream_name = _str(spec, "streamName", "spec", name)
+    if not STREAM_NAME_RE.match(stream_name):
+        raise PipelineError(
+            "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"
+        )
+
+    # kafka
+    kobj = _obj(spec.get("kafka"), "spec.kafka")
+    if "kafka" not in spec:
+        raise PipelineError("spec.kafka", "required")
+    _known(kobj, "spec.kafka", {"brokers", "topics"})
+    brokers = kobj.get("brokers")
+    if not isinstance(brokers, list) or not brokers:
+        raise PipelineError("spec.kafka.brokers", "at least one host:port is required")
+    for i, b in enumerate(brokers):
+        if not isinstance(b, str) or not BROKER_RE.match(b):
+            raise PipelineError(f"spec.kafka.brokers[{i}]", f"must be host:port with a port 1-65535, got {b!r}")
+    if len(set(brokers)) != len(brokers):
+        raise PipelineError("spec.kafka.brokers", "entries must be unique")
+    tobj = _obj(kobj.get("topics"), "spec.kafka.topics")
+    _known(tobj, "spec.kafka.topics", {"input", "even", "odd", "partitions", "replicationFactor"})
+    names = {}
+    for role in ("input", "even", "odd"):
+        topic = _str(tobj, role, "spec.kafka.topics", DEFAULT_TOPICS[role])
+        if not TOPIC_RE.match(topic) or topic in (".", ".."):
+            raise PipelineError(
+                f"spec.kafka.topics.{role}",
+                f"invalid Kafka topic name {topic!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
+            )
+        names[role] = topic
+    if len(set(names.values())) != 3:
+        raise PipelineError("spec.kafka.topics", "input, even and odd must be three distinct topics")
+    topics = Topics(
+        **names,
+        partitions=_int(tobj, "partitions", "spec.kafka.topics", 1, 1, MAX_PARTITIONS),
+        replication_factor=_int(tobj, "replicationFactor", "spec.kafka.topics", 1, 1, MAX_REPLICATION_FACTOR),
+    )
+
+    # time
+    p = "spec.time"
+    t = _obj(spec.get("time"), p)
+    _known(t, p, _APP_FIELDS | {"dateFormat", "fixedDelaySeconds"})
+    time = TimeSpec(
+        image=_image(t, p, DEFAULT_TIME_IMAGE),
+        resources=_resources(t, p),
+        properties=_properties(t, p),
+        env=_env(t, p),
+        date_format=_nonempty(_str(t, "dateFormat", p, DEFAULT_DATE_FORMAT), f"{p}.dateFormat"),
+        fixed_delay_seconds=_int(t, "fixedDelaySeconds", p, 1, 1, MAX_FIXED_DELAY_SECONDS),
+    )
+
+    # router
+    p = "spec.router"
+    r = _obj(spec.get("router"), p)
+    _known(r, p, _APP_FIELDS | {"replicas", "processingGuarantee", "evenPrefix", "oddPrefix"})
+    guarantee = _str(r, "processingGuarantee", p, "at_least_once")
+    if guarantee not in PROCESSING_GUARANTEES:
+        raise PipelineError(f"{p}.processingGuarantee", f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
+    router = RouterSpec(
+        image=_image(r, p, DEFAULT_ROUTER_IMAGE),
+        resources=_resources(r, p),
+        properties=_properties(r, p),
+        env=_env(r, p),
+        replicas=_int(r, "replicas", p, 1, 0, MAX_ROUTER_REPLICAS),
+        processing_guarantee=guarantee,
+        even_prefix=_str(r, "evenPrefix", p, "Even timestamp:"),
+        odd_prefix=_str(r, "oddPrefix", p, "Odd timestamp:"),
+    )
+
+    def logger(key: str) -> LoggerSpec:
+        p = f"spec.{key}"
+        lg = _obj(spec.get(key), p)
+        _known(lg, p, _APP_FIELDS | {"level", "expression"})
+        level = _str(lg, "level", p, "INFO")
+        if level not in LOG_LEVELS:
+            raise PipelineError(f"{p}.level", f"must be one of {', '.join(LOG_LEVELS)}")
+        return LoggerSpec(
+            image=_image(lg, p, DEFAULT_LOG_IMAGE),
+            resources=_resources(lg, p),
+            properties=_properties(lg, p),
+            env=_env(lg, p),
+            level=level,
+            expression=_nonempty(_str(lg, "expression", p, "payload"), f"{p}.expression"),
+        )
+
+    # pod overrides
+    p = "spec.pod"
+    po = _obj(spec.get("pod"), p)
+    _known(po, p, {"serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
+    node_selector = _obj(po.get("nodeSelector"), f"{p}.nodeSelector")
+    affinity = po.get("affinity")
+    if affinity is not None:
+        _obj(affinity, f"{p}.affinity")
+    pod = PodOverrides(
+        service_account_name=_str(po, "serviceAccountName", p),
+        image_pull_secrets=_list(po, "imagePullSecrets", p),
+        node_selector=node_selector,
+        tolerations=_list(po, "tolerations", p),
+        affinity=affinity,
+    )
+
+    pipeline = Pipeline(
+        name=name,
+        namespace=namespace,
+        stream_name=stream_name,
+        kafka=Kafka(brokers=tuple(brokers), topics=topics),
+        time=time,
+        router=router,
+        even_logger=logger("evenLogger"),
+        odd_logger=logger("oddLogger"),
+        pod=pod,
+        uid=meta.get("uid"),
+        generation=meta.get("generation"),
+    )
+    # User properties may not override the wiring (import here: wiring imports model).
+    from .wiring import reserved_property_conflicts
+
+    for field_path, key in reserved_property_conflicts(pipeline):
+        raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
+    return pipeline

@@ -1,0 +1,152 @@
+"""Unit tests: pipeline parsing/validation (model) and the wiring contract (wiring)."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from tspipe import wiring
+from tspipe.model import Pipeline, PipelineError, load_pipeline_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
+
+MINIMAL = {
+    "apiVersion": "tspipe.io/v1alpha1",
+    "kind": "TimestampPipeline",
+    "metadata": {"name": "ts", "namespace": "ns1"},
+    "spec": {"kafka": {"brokers": ["kafka:9092"]}},
+}
+
+
+def with_spec(**patch):
+    obj = copy.deepcopy(MINIMAL)
+    for dotted, value in patch.items():
+        node = obj["spec"]
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return obj
+
+
+def test_defaults_match_the_seed():
+    p = Pipeline.from_resource(MINIMAL)
+    assert p.name == "ts" and p.namespace == "ns1" and p.stream_name == "ts"
+    assert (p.kafka.topics.input, p.kafka.topics.even, p.kafka.topics.odd) == ("timeDest", "evenDest", "oddDest")
+    assert p.time.image == "springcloudstream/time-source-kafka:5.1.1"
+    assert p.even_logger.image == p.odd_logger.image == "springcloudstream/log-sink-kafka:5.1.1"
+    assert p.router.image == "ghcr.io/tspipe/router:0.1.0"
+    assert p.time.date_format == "MM/dd/yy HH:mm:ss" and p.time.fixed_delay_seconds == 1
+    assert p.router.replicas == 1 and p.router.processing_guarantee == "at_least_once"
+    assert (p.even_logger.level, p.even_logger.expression) == ("INFO", "payload")
+
+
+def test_sample_file_loads():
+    p = load_pipeline_file(SAMPLE)
+    assert p.name == "timestamps" and p.stream_name == "timeStampStream"
+    assert p.kafka.brokers == ("kafka.kafka.svc:9092",)
+
+
+def test_from_resource_does_not_mutate_input():
+    obj = copy.deepcopy(MINIMAL)
+    Pipeline.from_resource(obj)
+    assert obj == MINIMAL
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"kafka__topics__input": "bad topic"}, "spec.kafka.topics.input"),
+        ({"kafka__topics__even": ".."}, "spec.kafka.topics.even"),
+        ({"kafka__topics__odd": "x" * 250}, "spec.kafka.topics.odd"),
+        ({"kafka__topics__even": "timeDest"}, "spec.kafka.topics"),
+        ({"kafka__brokers": ["kafka"]}, "spec.kafka.brokers[0]"),
+        ({"kafka__brokers": ["kafka:9092", "kafka:70000"]}, "spec.kafka.brokers[1]"),
+        ({"kafka__brokers": []}, "spec.kafka.brokers"),
+        ({"kafka__topics__partitions": 0}, "spec.kafka.topics.partitions"),
+        ({"router__replicas": 65}, "spec.router.replicas"),
+        ({"router__replicas": -1}, "spec.router.replicas"),
+        ({"router__processingGuarantee": "at_most_once"}, "spec.router.processingGuarantee"),
+        ({"time__image": ""}, "spec.time.image"),
+        ({"evenLogger__image": "has space:1"}, "spec.evenLogger.image"),
+        ({"oddLogger__level": "LOUD"}, "spec.oddLogger.level"),
+        ({"time__fixedDelaySeconds": 0}, "spec.time.fixedDelaySeconds"),
+        ({"time__dateFormat": ""}, "spec.time.dateFormat"),
+        ({"streamName": "1abc"}, "spec.streamName"),
+        ({"router__properties": {"router.evenPrefix": "x"}}, "spec.router.properties[router.evenPrefix]"),
+        ({"time__properties": {"spring.cloud.stream.bindings.output.destination": "x"}},
+         "spec.time.properties[spring.cloud.stream.bindings.output.destination]"),
+        ({"time__properties": {"a": 1}}, "spec.time.properties[a]"),
+        ({"oddLogger__env": [{"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": "x"}]}, "spec.oddLogger.env[0].name"),
+        ({"router__bogus": 1}, "spec.router.bogus"),
+    ],
+)
+def test_invalid_pipelines_name_their_field(patch, field):
+    with pytest.raises(PipelineError) as err:
+        Pipeline.from_resource(with_spec(**patch))
+    assert err.value.field == field
+    assert field in str(err.value)
+
+
+def test_missing_kafka_and_long_name():
+    with pytest.raises(PipelineError, match=r"^spec.kafka"):
+        Pipeline.from_resource({"metadata": {"name": "x"}, "spec": {}})
+    obj = copy.deepcopy(MINIMAL)
+    obj["metadata"]["name"] = "n" * 43
+    with pytest.raises(PipelineError, match=r"^metadata.name"):
+        Pipeline.from_resource(obj)
+
+
+def test_valid_broker_forms():
+    for b in ["127.0.0.1:9092", "[::1]:9092", "kafka-0.kafka.svc.cluster.local:65535", "k:1"]:
+        Pipeline.from_resource(with_spec(kafka__brokers=[b]))
+
+
+def test_wiring_contract_per_app():
+    p = load_pipeline_file(SAMPLE)
+    props = wiring.app_properties(p)
+    assert tuple(props) == wiring.APP_LABELS
+    for label, app in props.items():
+        assert app["spring.cloud.stream.kafka.binder.brokers"] == "kafka.kafka.svc:9092"
+        assert app["spring.cloud.dataflow.stream.name"] == "timeStampStream"
+        assert app["spring.cloud.dataflow.stream.app.label"] == label
+    assert props["time"]["spring.cloud.stream.bindings.output.destination"] == "timeDest"
+    assert props["time"]["time.date-format"] == "MM/dd/yy HH:mm:ss"
+    assert props["time"]["spring.integration.poller.fixed-delay"] == "1000"
+    r = props["python-router"]
+    assert r["spring.cloud.stream.bindings.input.destination"] == "timeDest"
+    assert r["spring.cloud.stream.bindings.input.group"] == "timeStampStream"
+    assert r["spring.cloud.stream.bindings.even.destination"] == "evenDest"
+    assert r["spring.cloud.stream.bindings.odd.destination"] == "oddDest"
+    assert r["router.processing-guarantee"] == "at_least_once"
+    assert r["router.even-prefix"] == "Even timestamp:" and r["router.odd-prefix"] == "Odd timestamp:"
+    assert props["evenLogger"]["spring.cloud.stream.bindings.input.destination"] == "evenDest"
+    assert props["oddLogger"]["spring.cloud.stream.bindings.input.destination"] == "oddDest"
+    for lg in ("evenLogger", "oddLogger"):
+        assert props[lg]["log.level"] == "INFO" and props[lg]["log.expression"] == "payload"
+    # No app carries another app's bindings.
+    assert "spring.cloud.stream.bindings.input.destination" not in props["time"]
+    assert "spring.cloud.stream.bindings.output.destination" not in props["evenLogger"]
+
+
+def test_user_properties_and_multiple_brokers():
+    p = Pipeline.from_resource(with_spec(
+        kafka__brokers=["a:1", "b:2"], time__fixedDelaySeconds=5,
+        oddLogger__properties={"logging.level.root": "WARN"},
+    ))
+    props = wiring.app_properties(p)
+    assert props["time"]["spring.cloud.stream.kafka.binder.brokers"] == "a:1,b:2"
+    assert props["time"]["spring.integration.poller.fixed-delay"] == "5000"
+    assert props["oddLogger"]["logging.level.root"] == "WARN"
+    assert "logging.level.root" not in props["evenLogger"]
+
+
+def test_deployment_properties_and_definition():
+    p = load_pipeline_file(SAMPLE)
+    flat = wiring.deployment_properties(p)
+    assert flat["app.time.spring.cloud.stream.bindings.output.destination"] == "timeDest"
+    assert flat["app.python-router.spring.cloud.stream.bindings.even.destination"] == "evenDest"
+    assert flat["app.oddLogger.spring.cloud.stream.bindings.input.destination"] == "oddDest"
+    assert len(flat) == sum(len(v) for v in wiring.app_properties(p).values())
+    assert wiring.stream_definition(p) == "time || python-router || evenLogger: log || oddLogger: log"
+    assert wiring.app_images(p)["python-router"] == "ghcr.io/tspipe/router:0.1.0"
