@@ -23,10 +23,11 @@ MIN_PARTITIONS_KEY = "spring.cloud.stream.kafka.binder.min-partition-count"
 TIME_DATE_FORMAT_KEY = "time.date-format"
 TIME_FIXED_DELAY_KEY = "spring.integration.poller.fixed-delay"
 
-# Router's own keys (tsrouter reads them in all three entry-point styles).
-ROUTER_EVEN_PREFIX_KEY = "router.even-prefix"
-ROUTER_ODD_PREFIX_KEY = "router.odd-prefix"
-ROUTER_GUARANTEE_KEY = "router.processing-guarantee"
+# Router's own keys (router/tsrouter/config.py reads them in all three entry-point
+# styles; its guarantee values are spelled with dashes).
+ROUTER_EVEN_PREFIX_KEY = "tsrouter.even-prefix"
+ROUTER_ODD_PREFIX_KEY = "tsrouter.odd-prefix"
+ROUTER_GUARANTEE_KEY = "tsrouter.processing-guarantee"
 
 LOG_LEVEL_KEY = "log.level"
 LOG_EXPRESSION_KEY = "log.expression"
@@ -112,7 +113,7 @@ def app_properties(p: Pipeline) -> dict[str, dict[str, str]]:
             binding_key("odd"): t.odd,
             ROUTER_EVEN_PREFIX_KEY: p.router.even_prefix,
             ROUTER_ODD_PREFIX_KEY: p.router.odd_prefix,
-            ROUTER_GUARANTEE_KEY: p.router.processing_guarantee,
+            ROUTER_GUARANTEE_KEY: p.router.processing_guarantee.replace("_", "-"),
         },
         "evenLogger": {
             **common("evenLogger"),

@@ -73,7 +73,7 @@ def test_from_resource_does_not_mutate_input():
         ({"time__fixedDelaySeconds": 0}, "spec.time.fixedDelaySeconds"),
         ({"time__dateFormat": ""}, "spec.time.dateFormat"),
         ({"streamName": "1abc"}, "spec.streamName"),
-        ({"router__properties": {"router.evenPrefix": "x"}}, "spec.router.properties[router.evenPrefix]"),
+        ({"router__properties": {"tsrouter.evenPrefix": "x"}}, "spec.router.properties[tsrouter.evenPrefix]"),
         ({"time__properties": {"spring.cloud.stream.bindings.output.destination": "x"}},
          "spec.time.properties[spring.cloud.stream.bindings.output.destination]"),
         ({"time__properties": {"a": 1}}, "spec.time.properties[a]"),
@@ -118,8 +118,8 @@ def test_wiring_contract_per_app():
     assert r["spring.cloud.stream.bindings.input.group"] == "timeStampStream"
     assert r["spring.cloud.stream.bindings.even.destination"] == "evenDest"
     assert r["spring.cloud.stream.bindings.odd.destination"] == "oddDest"
-    assert r["router.processing-guarantee"] == "at_least_once"
-    assert r["router.even-prefix"] == "Even timestamp:" and r["router.odd-prefix"] == "Odd timestamp:"
+    assert r["tsrouter.processing-guarantee"] == "at-least-once"
+    assert r["tsrouter.even-prefix"] == "Even timestamp:" and r["tsrouter.odd-prefix"] == "Odd timestamp:"
     assert props["evenLogger"]["spring.cloud.stream.bindings.input.destination"] == "evenDest"
     assert props["oddLogger"]["spring.cloud.stream.bindings.input.destination"] == "oddDest"
     for lg in ("evenLogger", "oddLogger"):
@@ -150,3 +150,16 @@ def test_deployment_properties_and_definition():
     assert len(flat) == sum(len(v) for v in wiring.app_properties(p).values())
     assert wiring.stream_definition(p) == "time || python-router || evenLogger: log || oddLogger: log"
     assert wiring.app_images(p)["python-router"] == "ghcr.io/tspipe/router:0.1.0"
+
+
+def test_router_reads_the_wiring_it_is_given():
+    """The router's own config parser accepts exactly what the operator renders."""
+    tsconfig = pytest.importorskip("tsrouter.config")
+    p = Pipeline.from_resource(with_spec(router__processingGuarantee="exactly_once",
+                                         router__evenPrefix="E:", kafka__topics__partitions=3))
+    args = [f"--{k}={v}" for k, v in wiring.app_properties(p)["python-router"].items()]
+    cfg = tsconfig.load(args, {})
+    assert (cfg.input_topic, cfg.even_topic, cfg.odd_topic) == ("timeDest", "evenDest", "oddDest")
+    assert cfg.group == "ts" and cfg.brokers == ("kafka:9092",)
+    assert cfg.processing_guarantee == "exactly-once" and cfg.even_prefix == "E:"
+    assert cfg.topic_partitions == 3 and cfg.app_label == "python-router"
