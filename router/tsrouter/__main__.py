@@ -1,0 +1,78 @@
+"""Entry point: parse configuration, start the actuator, run the loop, stop on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from .config import USAGE, ConfigError, HelpRequested, load
+
+log = logging.getLogger("tsrouter")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Line-buffered stdout so every event shows up at once under any runner.
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except AttributeError:
+        pass
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load(argv, os.environ)
+    except HelpRequested:
+        print(USAGE)
+        return 0
+    except ConfigError as exc:
+        print(f"tsp-router: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    # Imports after config so a bad configuration fails fast and quietly.
+    from . import __version__, logs
+    from .actuator import ActuatorServer, create_app
+    from .app import Runner
+    from .health import HealthState
+    from .metrics import Metrics
+
+    logs.setup(cfg.log_level, cfg.log_format)
+    health, metrics, stop = HealthState(), Metrics(), threading.Event()
+    info = {"name": cfg.app_label or "python-router", **cfg.public_info()}
+    try:
+        server = ActuatorServer(create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),
+                                cfg.server_port, host=cfg.server_address).start()
+    except OSError as exc:
+        print(f"tsp-router: server.port: cannot listen on {cfg.server_address}:{cfg.server_port}: "
+              f"{exc.strerror}", file=sys.stderr)
+        return 2
+    log.info("tsp-router %s starting: actuator on port %s, config %s", __version__, server.port,
+             cfg.public_info())
+
+    runner = Runner(cfg, health, metrics, stop)
+
+    def on_signal(signum, _frame):
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s received: finishing in-flight records and stopping", signal.Signals(signum).name)
+        runner.request_stop()
+        # Bound the whole shutdown even if a client call hangs.
+        t = threading.Timer(cfg.shutdown_timeout_ms / 1000.0, _force_exit)
+        t.daemon = True
+        t.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = runner.run()
+    server.stop()
+    return code
+
+
+def _force_exit() -> None:
+    log.error("shutdown did not finish in time; exiting")
+    logging.shutdown()
+    os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

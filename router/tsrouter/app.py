@@ -1,0 +1,310 @@
+"""The imperative shell: consume, route, produce, commit; reconnect on failure; stop cleanly.
+
+Delivery rules (the reason this file exists):
+  * offsets are committed only after every record of the batch, routed or dead-lettered,
+    was acknowledged by the broker (each send's future is checked: flush() alone does
+    not report failures);
+  * a batch with any failed send is not committed: the consumer seeks back and
+    retries it (at-least-once), or the transaction is aborted (exactly-once);
+  * in exactly-once mode the offsets travel inside the producer's transaction.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from .batch import Topics, first_offsets, merge_offsets, next_offsets, plan_batch
+from .config import RouterConfig
+from .health import HealthState
+from .metrics import Metrics
+from .routing import Prefixes
+from .topics import ensure_topics
+
+log = logging.getLogger("tsrouter")
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: "Runner"):
+        self.r = runner
+
+    def on_partitions_revoked(self, revoked):
+        self.r.metrics.rebalances.labels("revoked").inc()
+        # Batches are committed before the next poll, so this only settles leftovers
+        # (e.g. a commit that failed): never past a record that was not acknowledged.
+        self.r.commit_pending(reason="revoke")
+        log.info("partitions revoked: %s", _tps(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.r.metrics.rebalances.labels("assigned").inc()
+        self.r.on_assigned(assigned)
+        log.info("partitions assigned: %s", _tps(assigned))
+
+    def on_partitions_lost(self, lost):
+        self.r.metrics.rebalances.labels("lost").inc()
+        self.r.drop_pending(lost)
+        log.warning("partitions lost: %s", _tps(lost))
+
+
+def _tps(tps) -> str:
+    return ",".join(sorted(f"{tp.topic}-{tp.partition}" for tp in tps)) or "-"
+
+
+class Runner:
+    def __init__(self, cfg: RouterConfig, health: HealthState, metrics: Metrics,
+                 stop: threading.Event):
+        self.cfg = cfg
+        self.health = health
+        self.metrics = metrics
+        self.stop = stop
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.topics = Topics(cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic)
+        self.prefixes = Prefixes(cfg.even_prefix.encode("utf-8"), cfg.odd_prefix.encode("utf-8"))
+        self.pending: dict = {}          # acknowledged but not yet committed: {tp: next offset}
+        self.positions: dict = {}        # {tp: next offset} for lag
+        self._out_partitions: dict[str, int] = {}
+        self._last_lag = 0.0
+        self._deadline: float | None = None
+        self.clean = True
+
+    # ---- client construction -------------------------------------------------------------
+    def _common(self) -> dict:
+        return dict(bootstrap_servers=list(self.cfg.brokers),
+                    client_id=f"tsrouter-{socket.gethostname()}",
+                    request_timeout_ms=15_000, retry_backoff_ms=200, bootstrap_timeout_ms=5_000,
+                    reconnect_backoff_max_ms=2_000, **self.cfg.kafka_client)
+
+    def connect(self) -> None:
+        cfg = self.cfg
+        if cfg.auto_create_topics:
+            admin = KafkaAdminClient(**self._common())
+            try:
+                outcome = ensure_topics(admin, [cfg.input_topic, cfg.even_topic, cfg.odd_topic,
+                                                cfg.dead_letter_topic],
+                                        cfg.topic_partitions, cfg.topic_replication_factor)
+                log.info("topics: %s", ", ".join(f"{t}={s}" for t, s in outcome.items()))
+            finally:
+                admin.close()
+        self.producer = KafkaProducer(
+            **self._common(), linger_ms=0, acks="all", enable_idempotence=True,
+            delivery_timeout_ms=30_000, max_block_ms=10_000,
+            transactional_id=cfg.transactional_id if cfg.exactly_once else None,
+            transaction_timeout_ms=15_000)
+        if cfg.exactly_once:
+            # Fences an earlier incarnation with the same id and aborts its open transaction.
+            self.producer.init_transactions()
+        self.consumer = KafkaConsumer(
+            **self._common(), group_id=cfg.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_poll_records=cfg.max_poll_records, session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000, max_poll_interval_ms=300_000,
+            isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted")
+        self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
+
+    def close_clients(self, timeout_s: float) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+            except Exception as exc:  # closing is best effort; offsets were handled before
+                log.warning("consumer close: %s", exc)
+            self.consumer = None
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=timeout_s)
+            except Exception as exc:
+                log.warning("producer close: %s", exc)
+            self.producer = None
+        self.health.set_assigned(0)
+        self.metrics.assigned.set(0)
+
+    # ---- rebalance hooks --------------------------------------------------------------------
+    def on_assigned(self, assigned) -> None:
+        n = len(self.consumer.assignment()) if self.consumer else len(assigned)
+        self.health.set_assigned(n)
+        self.metrics.assigned.set(n)
+
+    def drop_pending(self, lost) -> None:
+        for tp in lost:
+            self.pending.pop(tp, None)
+
+    def commit_pending(self, reason: str) -> bool:
+        if not self.pending or self.consumer is None or self.cfg.exactly_once:
+            return True
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()}
+        try:
+            self.consumer.commit(offsets, timeout_ms=10_000)
+        except Exception as exc:
+            log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
+            return False
+        self.pending.clear()
+        self.metrics.commits.inc()
+        return True
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _kafka_connected(self) -> bool:
+        # kafka-python exposes no public connectivity check; its client tracks connections.
+        try:
+            client = self.consumer._client
+            return any(client.connected(b.nodeId) for b in client.cluster.brokers())
+        except Exception:
+            return False
+
+    def _partitions(self, topic: str) -> int | None:
+        n = self._out_partitions.get(topic)
+        if n is None:
+            parts = self.producer.partitions_for(topic)
+            if parts:
+                n = self._out_partitions[topic] = len(parts)
+        return n
+
+    def run_once(self, poll_ms: int = 200) -> int:
+        """One poll and its batch; returns the number of records handled."""
+        self.health.tick()
+        batch = self.consumer.poll(timeout_ms=poll_ms)
+        connected = self._kafka_connected()
+        self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
+        if not batch:
+            self._update_lag()
+            return 0
+        count = sum(len(v) for v in batch.values())
+        self.metrics.consumed.inc(count)
+        ok = self._process(batch)
+        if not ok:
+            # Retry the whole batch from its first offsets: nothing past an unacknowledged
+            # record is committed, at worst some records go out twice.
+            for tp, off in first_offsets(batch).items():
+                self.consumer.seek(tp, off)
+            self.stop.wait(0.5)
+            return 0
+        self._update_lag()
+        return count
+
+    def _process(self, batch) -> bool:
+        cfg = self.cfg
+        out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd,
+                                                      self.topics.dead_letter)}
+        plan = plan_batch(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
+        if cfg.exactly_once:
+            self.producer.begin_transaction()
+        futures = []
+        for o in plan:
+            try:
+                f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers,
+                                       partition=o.partition)
+            except Exception as exc:
+                log.warning("send to %s failed: %s", o.topic, exc)
+                self.metrics.send_errors.inc()
+                futures.append(None)
+                break
+            if o.source_timestamp_ms is not None:
+                f.add_callback(self._observe_latency, o.source_timestamp_ms)
+            futures.append(f)
+        if not self._await(futures):
+            failed = [f for f in futures if f is None or not f.succeeded()]
+            self.metrics.send_errors.inc(sum(1 for f in failed if f is not None))
+            first = next((f.exception for f in failed if f is not None and f.exception), None)
+            log.warning("batch of %d not acknowledged (%d failed, first: %s); retrying it",
+                        len(plan), len(failed), first)
+            if cfg.exactly_once:
+                self._abort()
+            return False
+        offsets = next_offsets(batch)
+        if cfg.exactly_once:
+            meta = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+            try:
+                self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
+                self.producer.commit_transaction()
+            except Exception as exc:
+                log.warning("transaction commit failed, retrying batch: %s", exc)
+                self._abort()
+                return False
+            self.metrics.commits.inc()
+        else:
+            self.pending = merge_offsets(self.pending, offsets)
+            self.commit_pending(reason="batch")
+        self.positions.update(offsets)
+        for o in plan:
+            if o.channel == "dlq":
+                self.metrics.dead_lettered.inc()
+                log.warning("dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition,
+                            o.source_offset, o.reason)
+            else:
+                self.metrics.routed.labels(o.channel).inc()
+        log.debug("batch of %d routed and committed", len(plan))
+        return True
+
+    def _abort(self) -> None:
+        try:
+            self.producer.abort_transaction()
+        except Exception as exc:
+            # A fatal producer error (e.g. fenced): rebuild the clients from scratch.
+            raise RuntimeError(f"transaction abort failed: {exc}") from exc
+
+    def _await(self, futures) -> bool:
+        """Wait for every send; bounded by the producer's delivery timeout or the stop deadline."""
+        if any(f is None for f in futures):
+            return False
+        while True:
+            self.producer.flush(timeout=0.5)
+            if all(f.is_done for f in futures):
+                return all(f.succeeded() for f in futures)
+            self.health.tick()
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                log.warning("stop deadline reached with sends in flight; not committing them")
+                return False
+
+    def _observe_latency(self, _meta, ts_ms: int) -> None:
+        self.metrics.latency.observe(max(0.0, time.time() - ts_ms / 1000.0))
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 2.0 or self.consumer is None:
+            return
+        self._last_lag = now
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            pos = self.positions.get(tp)
+            if hw is not None and pos is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def run(self) -> int:
+        backoff = 0.5
+        while not self.stop.is_set():
+            try:
+                self.health.set_kafka(False, "connecting")
+                self.connect()
+                backoff = 0.5
+                log.info("consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group,
+                         self.cfg.processing_guarantee)
+                while not self.stop.is_set():
+                    self.run_once()
+            except Exception as exc:
+                self.health.set_kafka(False, f"error: {type(exc).__name__}")
+                log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
+                self.commit_pending(reason="error")
+                self.close_clients(timeout_s=2)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        return self.shutdown()
+
+    def request_stop(self) -> None:
+        if not self.stop.is_set():
+            self._deadline = time.monotonic() + self.cfg.shutdown_timeout_ms / 1000.0 * 0.75
+            self.stop.set()
+
+    def shutdown(self) -> int:
+        self.health.set_stopping()
+        ok = self.commit_pending(reason="shutdown")
+        remaining = 5.0
+        if self._deadline is not None:
+            remaining = max(1.0, self._deadline - time.monotonic())
+        self.close_clients(timeout_s=min(remaining, 10.0))
+        log.info("stopped%s", "" if ok else " (last offsets not committed; they will be redelivered)")
+        return 0 if ok else 1

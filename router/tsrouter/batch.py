@@ -1,0 +1,81 @@
+"""Pure planning of one polled batch: what to send where, and which offsets it settles."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list
+    partition: int | None      # None: let the producer's partitioner pick
+    source_partition: int
+    source_offset: int
+    source_timestamp_ms: int | None
+    channel: str               # "even", "odd" or "dlq"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Topics:
+    even: str
+    odd: str
+    dead_letter: str
+
+
+def plan_record(rec, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> Outgoing:
+    """One consumed record -> one outgoing record.
+
+    The output partition follows the input partition (modulo the output's partition
+    count), so records of one input partition stay in order downstream.
+    """
+    decision = route(rec.value, prefixes)
+    ts = rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None
+    if isinstance(decision, Routed):
+        topic = topics.even if decision.channel == "even" else topics.odd
+        n = out_partitions.get(topic)
+        return Outgoing(topic, rec.key, decision.payload, output_headers(rec.headers),
+                        rec.partition % n if n else None, rec.partition, rec.offset, ts,
+                        decision.channel)
+    assert isinstance(decision, Rejected)
+    n = out_partitions.get(topics.dead_letter)
+    headers = dead_letter_headers(rec.headers, rec.topic, rec.partition, rec.offset, decision.reason,
+                                  value_was_null=rec.value is None)
+    # kafka-python refuses a record with neither key nor value; keep the DLQ record sendable.
+    value = rec.value if rec.value is not None else b""
+    return Outgoing(topics.dead_letter, rec.key, value, headers,
+                    rec.partition % n if n else None, rec.partition, rec.offset, ts, "dlq",
+                    decision.reason)
+
+
+def plan_batch(batch: Mapping, topics: Topics, prefixes: Prefixes,
+               out_partitions: Mapping[str, int]) -> list[Outgoing]:
+    """{TopicPartition: [records]} -> outgoing records in input order per partition."""
+    out = []
+    for _tp, records in batch.items():
+        for rec in records:
+            out.append(plan_record(rec, topics, prefixes, out_partitions))
+    return out
+
+
+def next_offsets(batch: Mapping) -> dict:
+    """{TopicPartition: offset of the next record to read} for every partition in the batch."""
+    return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+
+
+def first_offsets(batch: Mapping) -> dict:
+    """{TopicPartition: first offset in the batch}: where to seek back to retry it."""
+    return {tp: records[0].offset for tp, records in batch.items() if records}
+
+
+def merge_offsets(pending: dict, new: Iterable) -> dict:
+    out = dict(pending)
+    for tp, off in dict(new).items():
+        if off > out.get(tp, -1):
+            out[tp] = off
+    return out
