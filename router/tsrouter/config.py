@@ -110,13 +110,21 @@ def _parse_application_json(text: str) -> dict[str, tuple[str, str]]:
     return {canonical(k): (k, v) for k, v in flat.items()}
 
 
+def _loose(key: str) -> str:
+    return "~" + canonical(key).replace(".", "")
+
+
 def _parse_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    out = {}
+    """Env names by Spring's rule (TSROUTER_EVENPREFIX) and, as a fallback, with the
+    dashes written as underscores (TSROUTER_EVEN_PREFIX): the loose '~' keys ignore dots."""
+    out: dict[str, tuple[str, str]] = {}
+    loose: dict[str, tuple[str, str]] = {}
     for name, value in env.items():
         if name == "SPRING_APPLICATION_JSON":
             continue
-        dotted = _env_canonical(name)
-        out[canonical(dotted)] = (name, value)
+        out[canonical(_env_canonical(name))] = (name, value)
+        loose[_loose(name)] = (name, value)
+    out.update(loose)
     return out
 
 
@@ -128,7 +136,7 @@ class _Props:
 
     def raw(self, *keys: str) -> tuple[str, str] | None:
         """First hit for any of keys (aliases in priority order), respecting source precedence."""
-        wanted = [canonical(k) for k in keys]
+        wanted = [canonical(k) for k in keys] + [_loose(k) for k in keys]
         for layer in self._layers:
             for ck in wanted:
                 if ck in layer:
