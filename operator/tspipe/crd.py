@@ -1,0 +1,300 @@
+"""The TimestampPipeline CustomResourceDefinition, generated from the model's constants.
+
+One source of truth for defaults, bounds and reserved keys: `python -m tspipe.crd`
+prints the YAML committed as crds/timestamppipelines.tspipe.io.yaml (a unit test
+checks the file is up to date).
+"""
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from . import model as m
+from .wiring import RESERVED_KEYS, SPEC_FIELDS, canonical_key
+
+
+def _str(desc: str, **kw) -> dict:
+    return {"type": "string", "description": desc, **kw}
+
+
+def _int(desc: str, default: int, lo: int, hi: int) -> dict:
+    return {"type": "integer", "format": "int32", "description": desc, "default": default,
+            "minimum": lo, "maximum": hi}
+
+
+def _topic(role: str, default: str) -> dict:
+    return _str(
+        f"Kafka topic for the {role} binding.", default=default, minLength=1, maxLength=249,
+        pattern=r"^[a-zA-Z0-9._-]+$",
+        **{"x-kubernetes-validations": [
+            {"rule": "self != '.' && self != '..'", "message": "'.' and '..' are not valid Kafka topic names"},
+        ]},
+    )
+
+
+def _cel_list(items) -> str:
+    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
+
+
+_QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True,
+             "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"}
+
+RESOURCES = {
+    "type": "object",
+    "description": "Container resources (corev1 ResourceRequirements).",
+    "properties": {
+        "limits": {"type": "object", "additionalProperties": _QUANTITY},
+        "requests": {"type": "object", "additionalProperties": _QUANTITY},
+    },
+}
+
+ENV = {
+    "type": "array",
+    "description": "Extra environment variables (corev1 EnvVar).",
+    "maxItems": 64,
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+    "items": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": _str("Variable name.", minLength=1, maxLength=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"),
+            "value": _str("Value.", maxLength=32768),
+            "valueFrom": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                          "description": "corev1 EnvVarSource."},
+        },
+    },
+    "x-kubernetes-validations": [{
+        "rule": f"self.all(e, !(e.name in {_cel_list(m.RESERVED_ENV)}))",
+        "message": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS, SPRING_CLOUD_APPLICATION_GUID and "
+                   "SPRING_CLOUD_APPLICATION_GROUP are set by the operator",
+    }],
+}
+
+
+def _properties(label: str) -> dict:
+    reserved = sorted({canonical_key(k) for k in RESERVED_KEYS[label]})
+    return {
+        "type": "object",
+        "description": "Extra Spring properties for this app, passed as --key=value arguments. "
+                       "Keys the operator sets from the spec (bindings, brokers, ...) are rejected.",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 4096},
+        "x-kubernetes-validations": [
+            {"rule": r"self.all(k, k.size() <= 253 && k.matches('^[a-zA-Z0-9][a-zA-Z0-9._\\[\\]-]*$'))",
+             "message": "property names are at most 253 of letters, digits, '.', '-', '_', '[', ']'"},
+            {"rule": "self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in %s))" % _cel_list(reserved),
+             "message": "must not set a property the operator sets from the spec: " + ", ".join(RESERVED_KEYS[label])},
+        ],
+    }
+
+
+def _image(default: str) -> dict:
+    return _str("Container image.", default=default, minLength=1, maxLength=512, pattern=r"^\S+$")
+
+
+def _app(label: str, default_image: str, extra: dict) -> dict:
+    return {
+        "type": "object",
+        "default": {},
+        "properties": {
+            "image": _image(default_image),
+            "resources": RESOURCES,
+            "properties": _properties(label),
+            "env": ENV,
+            **extra,
+        },
+    }
+
+
+def _logger(label: str, which: str) -> dict:
+    return _app(label, m.DEFAULT_LOG_IMAGE, {
+        "level": _str(f"log.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
+        "expression": _str(f"log.expression (SpEL) of the {which} log sink.", default="payload",
+                           minLength=1, maxLength=1024),
+    })
+
+
+def spec_schema() -> dict:
+    return {
+        "type": "object",
+        "required": ["kafka"],
+        "properties": {
+            "streamName": _str("SCDF stream name (spring.cloud.dataflow.stream.name) and consumer group; "
+                               "defaults to metadata.name.",
+                               minLength=1, maxLength=63, pattern=r"^[a-zA-Z][a-zA-Z0-9-]*$"),
+            "kafka": {
+                "type": "object",
+                "required": ["brokers"],
+                "properties": {
+                    "brokers": {
+                        "type": "array",
+                        "description": "Kafka bootstrap servers, each host:port.",
+                        "minItems": 1, "maxItems": 64,
+                        "x-kubernetes-list-type": "set",
+                        "items": _str("host:port", maxLength=261, pattern=m.BROKER_RE.pattern),
+                    },
+                    "topics": {
+                        "type": "object",
+                        "default": {},
+                        "properties": {
+                            "input": _topic("time output / router input", m.DEFAULT_TOPICS["input"]),
+                            "even": _topic("router even output / evenLogger input", m.DEFAULT_TOPICS["even"]),
+                            "odd": _topic("router odd output / oddLogger input", m.DEFAULT_TOPICS["odd"]),
+                            "partitions": _int("Partitions for topics the apps create.", 1, 1, m.MAX_PARTITIONS),
+                            "replicationFactor": _int("Replication factor for topics the apps create.",
+                                                      1, 1, m.MAX_REPLICATION_FACTOR),
+                        },
+                        "x-kubernetes-validations": [{
+                            "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
+                            "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
+                        }],
+                    },
+                },
+            },
+            "time": _app("time", m.DEFAULT_TIME_IMAGE, {
+                "dateFormat": _str("time.date-format (java SimpleDateFormat pattern).",
+                                   default=m.DEFAULT_DATE_FORMAT, minLength=1, maxLength=256),
+                "fixedDelaySeconds": _int("Seconds between two timestamps.", 1, 1, m.MAX_FIXED_DELAY_SECONDS),
+            }),
+            "router": _app("python-router", m.DEFAULT_ROUTER_IMAGE, {
+                "replicas": _int("Router replicas (one Kafka consumer group).", 1, 0, m.MAX_ROUTER_REPLICAS),
+                "processingGuarantee": _str("at_least_once or exactly_once (Kafka transactions).",
+                                            default="at_least_once", enum=list(m.PROCESSING_GUARANTEES)),
+                "evenPrefix": _str("Prefix for even timestamps.", default="Even timestamp:", maxLength=256),
+                "oddPrefix": _str("Prefix for odd timestamps.", default="Odd timestamp:", maxLength=256),
+            }),
+            "evenLogger": _logger("evenLogger", "even"),
+            "oddLogger": _logger("oddLogger", "odd"),
+            "pod": {
+                "type": "object",
+                "description": "Pod-level settings applied to all four Deployments.",
+                "properties": {
+                    "serviceAccountName": _str("Service account for the app pods.", maxLength=253,
+                                               pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+                    "imagePullSecrets": {
+                        "type": "array", "maxItems": 16,
+                        "items": {"type": "object", "required": ["name"],
+                                  "properties": {"name": _str("Secret name.", minLength=1, maxLength=253)}},
+                    },
+                    "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "tolerations": {
+                        "type": "array", "maxItems": 32,
+                        "items": {"type": "object", "properties": {
+                            "key": {"type": "string"},
+                            "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+                            "value": {"type": "string"},
+                            "effect": {"type": "string", "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                            "tolerationSeconds": {"type": "integer", "format": "int64"},
+                        }},
+                    },
+                    "affinity": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                 "description": "corev1 Affinity."},
+                },
+            },
+        },
+    }
+
+
+def _condition() -> dict:
+    return {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+    }
+
+
+def _component_status() -> dict:
+    n = {"type": "integer", "format": "int32"}
+    return {"type": "object", "properties": {
+        "deployment": {"type": "string"}, "image": {"type": "string"},
+        "desiredReplicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+        "ready": {"type": "boolean"},
+    }}
+
+
+def status_schema() -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "phase": {"type": "string", "enum": ["Pending", "Progressing", "Running", "Degraded", "Failed"]},
+            "readyComponents": {"type": "string"},
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"], "items": _condition()},
+            "components": {"type": "object", "properties": {
+                key: _component_status() for key in SPEC_FIELDS.values()}},
+        },
+    }
+
+
+def crd() -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{m.PLURAL}.{m.API_GROUP}"},
+        "spec": {
+            "group": m.API_GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": m.KIND, "plural": m.PLURAL, "singular": "timestamppipeline",
+                      "listKind": f"{m.KIND}List", "shortNames": ["tsp"], "categories": ["all"]},
+            "versions": [{
+                "name": m.API_VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Ready", "type": "string", "jsonPath": ".status.readyComponents",
+                     "description": "Components whose rollout is complete and available"},
+                    {"name": "Router", "type": "integer", "jsonPath": ".spec.router.replicas",
+                     "description": "Desired router replicas"},
+                    {"name": "Input", "type": "string", "jsonPath": ".spec.kafka.topics.input", "priority": 1},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "The seed's time -> python-router -> even/odd log pipeline on Kafka.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object", "properties": {
+                            "name": {"type": "string", "maxLength": m.MAX_NAME_LENGTH}}},
+                        "spec": spec_schema(),
+                        "status": status_schema(),
+                    },
+                }},
+            }],
+        },
+    }
+
+
+HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,wiring,crd}.py; do not edit.\n"
+
+
+class _NoAliases(yaml.SafeDumper):
+    # Shared sub-schemas must be written out in full: no YAML anchors in a CRD.
+    def ignore_aliases(self, data):
+        return True
+
+
+def render_yaml() -> str:
+    return HEADER + yaml.dump(crd(), Dumper=_NoAliases, sort_keys=False, width=120)
+
+
+def main() -> int:
+    sys.stdout.write(render_yaml())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
