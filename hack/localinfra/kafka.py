@@ -1,0 +1,444 @@
+"""A real single-node Apache Kafka 4.x broker (KRaft: broker and controller in one JVM).
+
+The jars come from Maven Central through hack/kafka-jars.sh (cached); this module formats
+a storage folder, starts `kafka.Kafka` on free loopback ports, waits until the broker
+answers a metadata request, and stops it. Pure helpers (properties text, perf-tool output
+parsing) are separate functions with their own unit tests.
+
+CLI: `python -m localinfra.kafka` starts a broker, prints its bootstrap address and waits
+for Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+HACK_DIR = Path(__file__).resolve().parent.parent
+POM = HACK_DIR / "kafka" / "pom.xml"
+LOG4J2_CONFIG = HACK_DIR / "kafka" / "log4j2.xml"
+JARS_SCRIPT = HACK_DIR / "kafka-jars.sh"
+
+BROKER_HEAP = ["-Xms128m", "-Xmx512m"]
+TOOL_HEAP = ["-Xms32m", "-Xmx256m"]
+NODE_ID = 1
+
+
+class KafkaError(RuntimeError):
+    """The broker or one of Kafka's tools failed; the message names the log to read."""
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Kafka version pinned in hack/kafka/pom.xml."""
+    m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    if not m:
+        raise KafkaError(f"no <kafka.version> in {pom}")
+    return m.group(1).strip()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TSP_CACHE") or Path.home() / ".cache" / "tspipe")
+
+
+def random_cluster_id() -> str:
+    """A Kafka Uuid in its string form (URL-safe base64 of 16 bytes, no padding).
+
+    Kafka rejects ids whose text starts with '-' (they read as CLI flags), so do as
+    Uuid.randomUuid() does and draw again.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
+                      node_id: int = NODE_ID, sasl: bool = False,
+                      overrides: dict[str, str] | None = None) -> str:
+    """server.properties text for a single-node combined broker+controller on loopback."""
+    if sasl:
+        # Hook for issue 6: a SASL_PLAINTEXT listener (PLAIN + SCRAM) will be added here
+        # next to PLAINTEXT, with its JAAS config and users.
+        raise NotImplementedError("the SASL listener is not implemented yet (issue 6)")
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "log.dirs": data_dir,
+        # One node: every internal topic must live with one replica, or transactions and
+        # share groups wait forever for replicas that never come.
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # Fewer internal partitions: creating 50 of each costs seconds on first use.
+        "offsets.topic.num.partitions": "5",
+        "transaction.state.log.num.partitions": "5",
+        "share.coordinator.state.topic.num.partitions": "5",
+        # Tests join groups often; don't wait 3 s for more members.
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "num.partitions": "1",
+    }
+    props.update(overrides or {})
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+_PRODUCER_SUMMARY = re.compile(
+    rf"{_NUM} records sent, {_NUM} records/sec \({_NUM} MB/sec\), {_NUM} ms avg latency, "
+    rf"{_NUM} ms max latency, {_NUM} ms 50th, {_NUM} ms 95th, {_NUM} ms 99th, {_NUM} ms 99\.9th")
+_PRODUCER_KEYS = ("records", "records_per_sec", "mb_per_sec", "avg_latency_ms", "max_latency_ms",
+                  "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "p999_latency_ms")
+
+
+def parse_producer_perf(output: str) -> dict:
+    """Numbers from ProducerPerformance's final summary line (the one with percentiles)."""
+    matches = _PRODUCER_SUMMARY.findall(output)
+    if not matches:
+        raise KafkaError(f"no ProducerPerformance summary in output:\n{output[-2000:]}")
+    values = [float(v) for v in matches[-1]]
+    result = dict(zip(_PRODUCER_KEYS, values))
+    result["records"] = int(result["records"])
+    return result
+
+
+def parse_consumer_perf(output: str) -> dict:
+    """Numbers from ConsumerPerformance's header + values lines (comma-separated).
+
+    Keys are the tool's column names with '.' turned into '_' (e.g. `nMsg_sec`,
+    `data_consumed_in_nMsg`, `MB_sec`, `fetch_time_ms`); the two time columns stay text.
+    """
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("start.time,") and i + 1 < len(lines):
+            header = [h.strip() for h in line.split(",")]
+            values = [v.strip() for v in lines[i + 1].split(",")]
+            if len(values) != len(header):
+                break
+            result: dict = {}
+            for key, value in zip(header, values):
+                key = key.replace(".", "_")
+                if key in ("start_time", "end_time"):
+                    result[key] = value
+                else:
+                    result[key] = float(value)
+            result["records"] = int(result["data_consumed_in_nMsg"])
+            return result
+    raise KafkaError(f"no ConsumerPerformance summary in output:\n{output[-2000:]}")
+
+
+# ---------------------------------------------------------------- jars and processes
+
+def ensure_jars(version: str | None = None) -> list[str]:
+    """The broker's classpath entries, running hack/kafka-jars.sh if the cache lacks them."""
+    version = version or kafka_version()
+    cp_file = cache_root() / "kafka" / version / "classpath.txt"
+    if not cp_file.exists():
+        subprocess.run(["bash", str(JARS_SCRIPT)], check=True)
+    jars = [ln for ln in cp_file.read_text().splitlines() if ln.strip()]
+    missing = [j for j in jars if not os.path.exists(j)]
+    if missing:
+        raise KafkaError(f"{len(missing)} jars listed in {cp_file} are missing "
+                         f"(e.g. {missing[0]}); delete {cp_file.parent} and run {JARS_SCRIPT}")
+    return jars
+
+
+def java_bin() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    found = shutil.which("java")
+    if not found:
+        raise KafkaError("java (17+) not found on PATH or in JAVA_HOME")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
+    """True when the broker answers a metadata request and lists itself as a broker."""
+    from kafka import KafkaAdminClient  # imported late: the CLI works without it until here
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tsp-ready-probe",
+                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    except Exception:
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc), for reports and benchmarks."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+_LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Last guard: a test run that dies must not leave a JVM behind.
+    for broker in list(_LIVE):
+        broker.stop(timeout=5)
+
+
+class KafkaBroker:
+    """One KRaft broker+controller on 127.0.0.1, its data in `workdir` (a temp dir if None).
+
+    start() formats the storage on first use; stop()/start() and restart() keep the data
+    and the ports. Use as a context manager; leaving it stops the broker and removes the
+    temp dir it made.
+    """
+
+    def __init__(self, workdir: str | os.PathLike | None = None, sasl: bool = False,
+                 overrides: dict[str, str] | None = None, start_timeout: float = 90.0):
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sasl = sasl
+        self.overrides = dict(overrides or {})
+        self.start_timeout = start_timeout
+        self.version = kafka_version()
+        self.data_dir = self.workdir / "data"
+        self.config_path = self.workdir / "server.properties"
+        self.log_path = self.workdir / "broker.log"
+        self.port: int | None = None
+        self.controller_port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.start_seconds: float | None = None
+        self._lock = threading.Lock()
+        self._classpath: str | None = None
+
+    # -- addresses -------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        if self.port is None:
+            raise KafkaError("broker not started")
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss(self) -> int:
+        if not self.running():
+            raise KafkaError("broker not running")
+        return rss_bytes(self.proc.pid)
+
+    # -- lifecycle -------------------------------------------------------------
+    def _java(self, heap: list[str]) -> list[str]:
+        if self._classpath is None:
+            self._classpath = ":".join(ensure_jars(self.version))
+        return [java_bin(), *heap, "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", self._classpath]
+
+    def _format(self) -> None:
+        self.port, self.controller_port = free_port(), free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self.config_path.write_text(server_properties(
+            broker_port=self.port, controller_port=self.controller_port,
+            data_dir=str(self.data_dir), sasl=self.sasl, overrides=self.overrides))
+        out = subprocess.run(
+            [*self._java(TOOL_HEAP), "kafka.tools.StorageTool", "format", "--standalone",
+             "-t", random_cluster_id(), "-c", str(self.config_path)],
+            capture_output=True, text=True)
+        with open(self.log_path, "a") as log:
+            log.write(f"### StorageTool format (exit {out.returncode})\n{out.stdout}{out.stderr}")
+        if out.returncode != 0:
+            raise KafkaError(f"formatting Kafka storage failed (exit {out.returncode}); "
+                             f"see {self.log_path}")
+
+    def start(self) -> "KafkaBroker":
+        with self._lock:
+            if self.running():
+                return self
+            t0 = time.monotonic()
+            if not (self.data_dir / "meta.properties").exists():
+                self._format()
+            with open(self.log_path, "ab") as log:
+                log.write(f"### starting kafka.Kafka {self.version} at {time.ctime()}\n".encode())
+                log.flush()
+                # Own process group: stop() signals the JVM and anything it forks, and a
+                # Ctrl-C in the terminal doesn't reach it before we stop it in order.
+                self.proc = subprocess.Popen(
+                    [*self._java(BROKER_HEAP), "kafka.Kafka", str(self.config_path)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=self.workdir, start_new_session=True)
+            _LIVE.add(self)
+            try:
+                self._wait_ready(t0)
+            except BaseException:
+                stop_process_group(self.proc, timeout=5)
+                raise
+            self.start_seconds = time.monotonic() - t0
+            return self
+
+    def _wait_ready(self, t0: float) -> None:
+        deadline = t0 + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise KafkaError(f"Kafka broker exited with code {self.proc.returncode} while "
+                                 f"starting; see {self.log_path}")
+            if _port_open(self.port) and answers_metadata(self.bootstrap):
+                return
+            time.sleep(0.25)
+        raise KafkaError(f"Kafka broker did not answer a metadata request on {self.bootstrap} "
+                         f"within {self.start_timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM (controlled shutdown), then SIGKILL after `timeout` seconds."""
+        with self._lock:
+            if self.proc is not None:
+                stop_process_group(self.proc, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no controlled shutdown."""
+        with self._lock:
+            if self.proc is not None and self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+
+    def restart(self, timeout: float = 15) -> "KafkaBroker":
+        """Stop, then start the same broker on the same data and the same ports."""
+        self.stop(timeout)
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        _LIVE.discard(self)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- Kafka's own tools -----------------------------------------------------
+    def run_tool(self, main_class: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run a Kafka CLI class from the broker's classpath; raise with its output on failure."""
+        proc = subprocess.run([*self._java(TOOL_HEAP), main_class, *args],
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise KafkaError(f"{main_class} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def run_perf_producer(self, topic: str, num_records: int, record_size: int,
+                          throughput: int = -1, props: dict[str, str] | None = None,
+                          timeout: float = 300) -> dict:
+        """ProducerPerformance against this broker; its summary as numbers."""
+        producer_props = {"bootstrap.servers": self.bootstrap, "acks": "all", **(props or {})}
+        out = self.run_tool(
+            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+            "--num-records", str(num_records), "--record-size", str(record_size),
+            "--throughput", str(throughput),
+            "--producer-props", *[f"{k}={v}" for k, v in producer_props.items()],
+            timeout=timeout)
+        return parse_producer_perf(out.stdout)
+
+    def run_perf_consumer(self, topic: str, messages: int, group: str | None = None,
+                          timeout_ms: int = 30000, timeout: float = 300) -> dict:
+        """ConsumerPerformance reading `messages` records from `topic`; its summary as numbers."""
+        args = ["--bootstrap-server", self.bootstrap, "--topic", topic,
+                "--num-records", str(messages), "--timeout", str(timeout_ms)]
+        if group:
+            args += ["--group", group]
+        out = self.run_tool("org.apache.kafka.tools.ConsumerPerformance", *args, timeout=timeout)
+        return parse_consumer_perf(out.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localinfra.kafka",
+                                     description="Start a local single-node Kafka broker until Ctrl-C.")
+    parser.add_argument("--workdir", help="keep data and broker.log here (default: a temp dir, removed on exit)")
+    args = parser.parse_args(argv)
+    broker = KafkaBroker(workdir=args.workdir)
+    print(f"starting Kafka {broker.version} in {broker.workdir} ...", flush=True)
+    with broker:
+        print(f"Kafka ready in {broker.start_seconds:.1f}s; bootstrap: {broker.bootstrap}", flush=True)
+        print(f"broker log: {broker.log_path}; Ctrl-C to stop", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1):
+            if not broker.running():
+                print(f"broker exited unexpectedly; see {broker.log_path}", file=sys.stderr)
+                return 1
+        print("stopping Kafka ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
