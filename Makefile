@@ -39,7 +39,7 @@ unit: venv
 	$(VENV)/bin/pytest -m "not kafka and not kube and not scdf" $(PYTEST_ARGS)
 
 demo: infra spring-apps
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m localinfra.demo
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/hack $(PY) -m localinfra.demo $(DEMO_ARGS)
 
 bench: infra
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench

@@ -1,0 +1,239 @@
+"""A stand-in kubelet for the local demo: runs each rendered Deployment's program for real.
+
+kwok marks pods Ready without running containers, so this runner reads the operator's
+Deployments from the API server and starts the program each one names, with exactly
+that Deployment's container args and environment: the router from this repository, the
+time source and log sink as the prebuilt Spring Cloud Stream jars at the version in the
+image tag. When a Deployment's pod template changes it restarts the program; when the
+Deployment goes away (or scales to zero) it stops it.
+
+The one local adaptation: every pod would own port 8080 in its network namespace, but
+here they share the host's loopback, so `--server.port` is rewritten to a free port.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tspipe-operator"
+SPRING_APPS = ("time-source-kafka", "log-sink-kafka")
+
+
+@dataclass(frozen=True)
+class Program:
+    """What to run for one Deployment: a Spring jar or the router, with args and env."""
+
+    key: str                 # namespace/name of the Deployment
+    kind: str                # "router" or a Spring app name (SPRING_APPS)
+    version: str             # image tag
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    replicas: int
+    fingerprint: str = field(compare=False, default="")
+
+
+def image_kind(image: str) -> tuple[str, str]:
+    """('time-source-kafka', '5.1.1') for springcloudstream/time-source-kafka:5.1.1; the
+    router for any other image (it is this project's own)."""
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:  # no tag, or a registry port mistaken for one
+        name, tag = image, "latest"
+    base = name.rsplit("/", 1)[-1]
+    return (base if base in SPRING_APPS else "router"), tag
+
+
+def _template_container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def program_for(deployment: dict, resolve_env_from) -> Program:
+    """Pure mapping of a Deployment to the program it runs. `resolve_env_from(namespace,
+    value_from) -> str | None` resolves secretKeyRef/configMapKeyRef entries."""
+    meta = deployment["metadata"]
+    container = _template_container(deployment)
+    kind, version = image_kind(container["image"])
+    env = []
+    for e in container.get("env") or []:
+        if "value" in e:
+            env.append((e["name"], e["value"]))
+        elif "valueFrom" in e:
+            ref = e["valueFrom"]
+            field_path = (ref.get("fieldRef") or {}).get("fieldPath")
+            if field_path == "metadata.uid":
+                continue  # unique per pod; filled in at start
+            if field_path == "metadata.name":
+                env.append((e["name"], meta["name"]))
+            elif field_path == "metadata.namespace":
+                env.append((e["name"], meta["namespace"]))
+            else:
+                value = resolve_env_from(meta["namespace"], ref)
+                if value is not None:
+                    env.append((e["name"], value))
+    args = tuple(container.get("args") or ())
+    replicas = deployment["spec"].get("replicas", 1)
+    fp = hashlib.sha256(json.dumps([kind, version, args, env, replicas]).encode()).hexdigest()[:12]
+    return Program(f"{meta['namespace']}/{meta['name']}", kind, version, args, tuple(env), replicas, fp)
+
+
+def with_port(args: tuple[str, ...], port: int) -> list[str]:
+    """Args with `--server.port` set to `port` (replaced, never duplicated)."""
+    out = [a for a in args if not a.startswith("--server.port=")]
+    return out + [f"--server.port={port}"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Runner:
+    """Polls the API server for managed Deployments and keeps one process per replica."""
+
+    def __init__(self, kubeconfig: str, namespace: str | None, logdir: Path,
+                 on_line=None, poll_seconds: float = 1.0):
+        from kubernetes import client, config
+
+        self._api_client = config.new_client_from_config(config_file=kubeconfig)
+        self.apps = client.AppsV1Api(self._api_client)
+        self.core = client.CoreV1Api(self._api_client)
+        self.namespace = namespace
+        self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.on_line = on_line        # callback(program_key, line) for every output line
+        self.poll_seconds = poll_seconds
+        self.running: dict[str, tuple[Program, list[subprocess.Popen]]] = {}
+        self.starts: dict[str, int] = {}   # restarts are visible to tests
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- API reads ---------------------------------------------------------------
+    def _resolve(self, namespace: str, value_from: dict) -> str | None:
+        import base64
+
+        if "secretKeyRef" in value_from:
+            ref = value_from["secretKeyRef"]
+            data = self.core.read_namespaced_secret(ref["name"], namespace).data or {}
+            raw = data.get(ref["key"])
+            return base64.b64decode(raw).decode() if raw is not None else None
+        if "configMapKeyRef" in value_from:
+            ref = value_from["configMapKeyRef"]
+            return (self.core.read_namespaced_config_map(ref["name"], namespace).data or {}).get(ref["key"])
+        return None
+
+    def desired(self) -> dict[str, Program]:
+        if self.namespace:
+            items = self.apps.list_namespaced_deployment(self.namespace, label_selector=MANAGED_SELECTOR).items
+        else:
+            items = self.apps.list_deployment_for_all_namespaces(label_selector=MANAGED_SELECTOR).items
+        out = {}
+        for d in items:
+            raw = self._api_client.sanitize_for_serialization(d)
+            if raw["metadata"].get("deletionTimestamp"):
+                continue
+            prog = program_for(raw, self._resolve)
+            out[prog.key] = prog
+        return out
+
+    # -- processes ---------------------------------------------------------------
+    def _command(self, prog: Program, port: int) -> list[str]:
+        args = with_port(prog.args, port)
+        if prog.kind == "router":
+            return [sys.executable, "-m", "tsrouter", *args]
+        from localinfra import springapps
+
+        return [*springapps.java_command(prog.kind, prog.version), *args]
+
+    def _spawn(self, prog: Program, replica: int) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPRING_")}
+        env.update(dict(prog.env))
+        env["SPRING_CLOUD_APPLICATION_GUID"] = str(uuid.uuid4())  # the pod UID stand-in
+        env["PYTHONUNBUFFERED"] = "1"
+        name = prog.key.replace("/", "_") + f"-{replica}"
+        log = open(self.logdir / f"{name}.log", "ab")
+        proc = subprocess.Popen(self._command(prog, free_port()), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        threading.Thread(target=self._pump, args=(prog.key, proc, log), daemon=True).start()
+        self.starts[prog.key] = self.starts.get(prog.key, 0) + 1
+        return proc
+
+    def _pump(self, key: str, proc: subprocess.Popen, log) -> None:
+        with log:
+            for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                if self.on_line:
+                    self.on_line(key, raw.decode(errors="replace").rstrip("\n"))
+
+    @staticmethod
+    def _terminate(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def sync(self) -> None:
+        """One level-based pass: start, restart or stop programs to match the API server."""
+        want = self.desired()
+        for key in list(self.running):
+            prog, procs = self.running[key]
+            if key not in want or want[key].fingerprint != prog.fingerprint:
+                self._terminate(procs)
+                del self.running[key]
+        for key, prog in want.items():
+            if key in self.running:
+                _, procs = self.running[key]
+                # A program that died is restarted, as the kubelet would.
+                for i, p in enumerate(procs):
+                    if p.poll() is not None:
+                        procs[i] = self._spawn(prog, i)
+                continue
+            self.running[key] = (prog, [self._spawn(prog, i) for i in range(prog.replicas)])
+
+    def pids(self) -> list[int]:
+        return [p.pid for _, procs in self.running.values() for p in procs if p.poll() is None]
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:  # an API hiccup must not kill the runner
+                print(f"runner: sync failed: {exc}", file=sys.stderr, flush=True)
+            self._stop.wait(self.poll_seconds)
+
+    def start(self) -> "Runner":
+        self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        procs = [p for _, ps in self.running.values() for p in ps]
+        self._terminate(procs)
+        self.running.clear()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
