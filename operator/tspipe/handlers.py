@@ -1,0 +1,58 @@
+"""kopf wiring: events in, `Controller.enqueue` out.
+
+Only `@kopf.on.event` handlers: kopf's change-detecting handlers (create/update/
+resume) store progress, finalizers and last-handled annotations on the object, which
+would make every restart write to every pipeline. Nothing here writes by itself.
+"""
+from __future__ import annotations
+
+import kopf
+
+from .model import API_GROUP, API_VERSION, KIND, PLURAL
+from .render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+
+
+def owner_of(deployment_body) -> str | None:
+    """The pipeline a Deployment belongs to: its controller reference, else its labels."""
+    meta = deployment_body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(API_GROUP + "/"):
+            return ref.get("name")
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) == MANAGER:
+        return labels.get(LABEL_INSTANCE)
+    return None
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    # Our own Events only (kopf would post one per log line otherwise).
+    settings.posting.enabled = False
+    # Watches can stall silently; reconnect if nothing (not even a bookmark) arrives.
+    settings.watching.inactivity_timeout = memo.inactivity_timeout
+    settings.watching.server_timeout = memo.server_timeout
+    # Watch only our Deployments, filtered by the API server.
+    settings.watching.label_selectors["apps", "v1", "deployments"] = f"{LABEL_MANAGED_BY}={MANAGER}"
+    settings.networking.request_timeout = 60
+    memo.controller.start()
+
+
+@kopf.on.cleanup()
+async def _cleanup(memo: kopf.Memo, **_) -> None:
+    await memo.controller.stop()
+    memo.controller.kube.close()
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    if type == "DELETED":
+        memo.controller.forget(namespace, name)
+    else:
+        memo.controller.enqueue(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
+async def _deployment_event(body, namespace, memo: kopf.Memo, **_) -> None:
+    owner = owner_of(body)
+    if owner:
+        memo.controller.enqueue(namespace, owner)
