@@ -42,7 +42,7 @@ demo: infra spring-apps
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/hack $(PY) -m localinfra.demo $(DEMO_ARGS)
 
 bench: infra
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/hack $(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+"""`make bench`: every benchmark, each writing its table and plot under bench/results/."""
+import importlib
+import sys
+
+BENCHES = ["bench.router_bench", "bench.operator_bench"]
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or BENCHES
+    failed = 0
+    for name in wanted:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            print(f"bench: {name} not present, skipped", flush=True)
+            continue
+        print(f"bench: running {name}", flush=True)
+        failed |= int(mod.main([]) or 0)
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
