@@ -115,6 +115,10 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - never let one pipeline kill the operator
                 log.exception("reconcile %s/%s crashed", *key)
                 outcome = Outcome(error=f"internal error: {exc}")
+            # Tests and humans read this line to know a pass finished and what it cost.
+            log.log(logging.INFO if outcome.writes else logging.DEBUG,
+                    "reconciled %s/%s: %d writes%s", *key, outcome.writes,
+                    f", error: {outcome.error}" if outcome.error else "")
             self._schedule(key, outcome)
 
     def _schedule(self, key: Key, outcome: Outcome) -> None:

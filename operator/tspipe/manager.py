@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--server-timeout", type=float, default=300.0,
                     help="ask the API server to end each watch request after this long (default 300)")
     ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="level of the operator's own log (kopf's is set by -v/-q)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="kopf debug logging")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap
 
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
-    logging.getLogger("tspipe").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("tspipe").setLevel(args.log_level.upper())
     try:
         kube = Kube()
     except Exception as exc:  # noqa: BLE001 - report config problems in one line

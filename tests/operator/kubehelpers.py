@@ -1,0 +1,146 @@
+"""Helpers for the operator tests on the real control plane: kubectl, the operator
+as a real subprocess, bounded waits, audit-log write counts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
+SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
+OPERATOR_AGENTS = ("tspipe-operator/", "kopf/")
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def wait_for(probe, timeout: float, what: str, interval: float = 0.25):
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Kubectl:
+    def __init__(self, cp, namespace: str | None = None):
+        self.cp = cp
+        self.namespace = namespace
+
+    def __call__(self, *args, check=True, input=None):
+        ns = ("-n", self.namespace) if self.namespace else ()
+        return self.cp.kubectl(*ns, *args, check=check, input=input)
+
+    def json(self, *args):
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def get_or_none(self, kind, name):
+        proc = self("get", kind, name, "-o", "json", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return json.loads(proc.stdout)
+
+    def apply(self, obj: dict):
+        return self("apply", "-f", "-", input=yaml.safe_dump(obj))
+
+    def deployments(self, selector="app.kubernetes.io/managed-by=tspipe-operator"):
+        return {d["metadata"]["name"]: d for d in self.json("deployments", "-l", selector)["items"]}
+
+
+class AuditLog:
+    """Write requests in the API server's audit log (JSON lines), from an offset on."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def offset(self) -> int:
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def writes(self, since: int = 0, namespace: str | None = None, agents=OPERATOR_AGENTS) -> list[dict]:
+        out = []
+        with open(self.path, "rb") as fh:
+            fh.seek(since)
+            for line in fh:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a line still being written
+                if ev.get("stage") not in (None, "ResponseComplete"):
+                    continue
+                if ev.get("verb") not in WRITE_VERBS:
+                    continue
+                if not any((ev.get("userAgent") or "").startswith(a) for a in agents):
+                    continue
+                if namespace and (ev.get("objectRef") or {}).get("namespace") != namespace:
+                    continue
+                out.append(ev)
+        return out
+
+
+def describe(ev: dict) -> str:
+    ref = ev.get("objectRef") or {}
+    return f"{ev['verb']} {ref.get('resource')}/{ref.get('subresource', '') or ''}{ref.get('name', '')}"
+
+
+class Operator:
+    """`python -m tspipe.manager --standalone --namespace NS` as a subprocess."""
+
+    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, extra=()):
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log_path = log_path
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+        self._offset = 0
+
+    def start(self):
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._fh = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", self.namespace,
+             "--log-level", "debug", *self.extra],
+            stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        return self
+
+    def log(self, since_start=True) -> str:
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._offset if since_start else 0)
+            return fh.read().decode(errors="replace")
+
+    def reconciles(self, name: str) -> list[str]:
+        needle = f"reconciled {self.namespace}/{name}:"
+        return [ln for ln in self.log().splitlines() if needle in ln]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._fh.close()
+        self.proc = None
+
+
+def sample_pipeline(**spec_overrides) -> dict:
+    obj = yaml.safe_load(SAMPLE_FILE.read_text())
+    obj["spec"].update(spec_overrides)
+    return obj
