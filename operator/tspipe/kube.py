@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from urllib.parse import quote
 from datetime import datetime, timezone
 
 import kubernetes
@@ -31,10 +32,6 @@ def load_client_config() -> kubernetes.client.Configuration:
     return cfg
 
 
-def _json(resp) -> dict:
-    return json.loads(resp.data)
-
-
 def _ts(now: datetime) -> str:
     return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -43,58 +40,73 @@ class Kube:
     def __init__(self, configuration: kubernetes.client.Configuration | None = None):
         self.client = kubernetes.client.ApiClient(configuration or load_client_config())
         self.client.user_agent = USER_AGENT
-        self.apps = kubernetes.client.AppsV1Api(self.client)
-        self.core = kubernetes.client.CoreV1Api(self.client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.client)
         self.instance = socket.gethostname()
 
     def close(self) -> None:
         self.client.close()
 
-    # --- pipelines ---------------------------------------------------------------
-    def get_pipeline(self, namespace: str, name: str) -> dict | None:
+    def _request(self, method: str, path: str, *, body=None, query: list | None = None,
+                 content_type: str = "application/json"):
+        """One raw JSON request: plain dicts both ways, no typed models (they would drop
+        or reshape fields the diff compares). Raises ApiException for non-2xx."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method_, url, headers, body_, _ = self.client.param_serialize(
+            method=method, resource_path=path, query_params=query or [], header_params=headers,
+            body=body, auth_settings=["BearerToken"])
+        resp = self.client.call_api(method_, url, header_params=headers, body=body_, _request_timeout=60)
+        resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(http_resp=resp)
+        return json.loads(resp.data) if resp.data else None
+
+    def _get_or_none(self, path: str) -> dict | None:
         try:
-            return self.custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+            return self._request("GET", path)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    # --- pipelines ---------------------------------------------------------------
+    def _pipeline_path(self, namespace: str, name: str) -> str:
+        return f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
+
+    def get_pipeline(self, namespace: str, name: str) -> dict | None:
+        return self._get_or_none(self._pipeline_path(namespace, name))
 
     def write_status(self, namespace: str, name: str, status: dict) -> None:
         # JSON patch replacing the whole status: fields that went away are removed too.
-        self.custom.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, namespace, PLURAL, name,
-            [{"op": "add", "path": "/status", "value": status}])
+        self._request("PATCH", self._pipeline_path(namespace, name) + "/status",
+                      body=[{"op": "add", "path": "/status", "value": status}],
+                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
 
     # --- deployments -------------------------------------------------------------
+    @staticmethod
+    def _deployments(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments"
+        return f"{path}/{quote(name)}" if name else path
+
     def list_deployments(self, namespace: str, selector: str) -> list[dict]:
-        resp = self.apps.list_namespaced_deployment(namespace, label_selector=selector, _preload_content=False)
-        return _json(resp).get("items", [])
+        return self._request("GET", self._deployments(namespace), query=[("labelSelector", selector)]).get("items") or []
 
     def get_deployment(self, namespace: str, name: str) -> dict | None:
-        try:
-            return _json(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(self._deployments(namespace, name))
 
     def create_deployment(self, namespace: str, body: dict) -> dict:
-        return _json(self.apps.create_namespaced_deployment(namespace, body, field_manager=MANAGER,
-                                                            _preload_content=False))
+        return self._request("POST", self._deployments(namespace), body=body, query=[("fieldManager", MANAGER)])
 
     def replace_deployment(self, namespace: str, name: str, body: dict) -> dict:
         # body carries metadata.resourceVersion: a concurrent change fails with 409.
-        return _json(self.apps.replace_namespaced_deployment(name, namespace, body, field_manager=MANAGER,
-                                                             _preload_content=False))
+        return self._request("PUT", self._deployments(namespace, name), body=body, query=[("fieldManager", MANAGER)])
 
     def delete_deployment(self, namespace: str, name: str, resource_version: str | None) -> None:
-        opts = kubernetes.client.V1DeleteOptions(
-            propagation_policy="Background",
-            preconditions=kubernetes.client.V1Preconditions(resource_version=resource_version)
-            if resource_version else None)
+        opts = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if resource_version:
+            opts["preconditions"] = {"resourceVersion": resource_version}
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, body=opts)
+            self._request("DELETE", self._deployments(namespace, name), body=opts)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -104,6 +116,8 @@ class Kube:
         meta = pipeline["metadata"]
         ts = _ts(now)
         body = {
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
                                "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
@@ -117,4 +131,4 @@ class Kube:
             "lastTimestamp": ts,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], body)
+        self._request("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body=body)
