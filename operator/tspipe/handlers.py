@@ -24,16 +24,19 @@ def owner_of(deployment_body) -> str | None:
     return None
 
 
-@kopf.on.startup()
-async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, server_timeout: float) -> None:
     # Our own Events only (kopf would post one per log line otherwise).
     settings.posting.enabled = False
     # Watches can stall silently; reconnect if nothing (not even a bookmark) arrives.
-    settings.watching.inactivity_timeout = memo.inactivity_timeout
-    settings.watching.server_timeout = memo.server_timeout
+    settings.watching.inactivity_timeout = inactivity_timeout
+    settings.watching.server_timeout = server_timeout
     # Watch only our Deployments, filtered by the API server.
     settings.watching.label_selectors["apps", "v1", "deployments"] = f"{LABEL_MANAGED_BY}={MANAGER}"
     settings.networking.request_timeout = 60
+
+
+@kopf.on.startup()
+async def _startup(memo: kopf.Memo, **_) -> None:
     memo.controller.start()
 
 

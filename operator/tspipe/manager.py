@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tspipe operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
     controller = Controller(kube, resync_seconds=args.resync_seconds, backoff_max=args.backoff_max)
-    memo = kopf.Memo(controller=controller, inactivity_timeout=args.inactivity_timeout,
-                     server_timeout=args.server_timeout)
-    from . import handlers  # noqa: F401  (registers the kopf handlers)
+    from . import handlers  # registers the kopf handlers
+
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings, inactivity_timeout=args.inactivity_timeout, server_timeout=args.server_timeout)
 
     kopf.run(
         standalone=args.standalone or None,
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=args.liveness,
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        memo=memo,
+        settings=settings,
+        memo=kopf.Memo(controller=controller),
     )
     return 0
 
