@@ -1,0 +1,370 @@
+"""The router as a real subprocess against a real Kafka broker (the project's harness)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+
+from routerproc import (RouterProc, create_topic, produce, read_all, read_to_end, serial, timestamps,
+                        unique, wait_for)
+
+pytestmark = pytest.mark.kafka
+
+DEST = "--spring.cloud.stream.bindings.{}.destination={}"
+
+
+class Pipeline:
+    """Unique topic names for one test, and the router arguments that wire them."""
+
+    def __init__(self, bootstrap: str, partitions: int = 1, group: str | None = None):
+        self.bootstrap = bootstrap
+        self.input, self.even, self.odd = unique("time"), unique("even"), unique("odd")
+        self.group = group or unique("grp")
+        self.dlq = f"error.{self.input}.{self.group}"
+        self.partitions = partitions
+
+    def args(self, *extra: str) -> list[str]:
+        return [f"--spring.cloud.stream.kafka.binder.brokers={self.bootstrap}",
+                DEST.format("input", self.input), DEST.format("even", self.even),
+                DEST.format("odd", self.odd),
+                f"--spring.cloud.stream.bindings.input.group={self.group}",
+                f"--tsrouter.topic-partitions={self.partitions}", *extra]
+
+
+def routed_serials(records) -> list[int]:
+    return [serial(r.value) for r in records]
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {p: c.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        c.close(autocommit=False)
+
+
+def test_routes_10000_timestamps_exact_counts_and_partition_order(kafka_bootstrap):
+    n, parts = 10_000, 4
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    r = RouterProc(pl.args()).start()
+    try:
+        r.wait_ready()
+        values = timestamps(n)
+        produce(kafka_bootstrap, pl.input, values, partition_of=lambda i, v: i % parts)
+        expected_even = sum(1 for v in values if int(chr(v[-1])) % 2 == 0)
+        even = read_all(kafka_bootstrap, pl.even, expected_even, settle=2)
+        odd = read_all(kafka_bootstrap, pl.odd, n - expected_even, settle=2)
+        assert len(even) == expected_even and len(odd) == n - expected_even
+        assert all(rec.value.startswith(b"Even timestamp:") for rec in even)
+        assert all(rec.value.startswith(b"Odd timestamp:") for rec in odd)
+        assert sorted(routed_serials(even) + routed_serials(odd)) == list(range(n))
+        for rec in even + odd:
+            s = serial(rec.value)
+            assert rec.value.split(b":", 1)[1] == values[s]
+            assert int(chr(values[s][-1])) % 2 == (0 if rec.topic == pl.even else 1)
+            assert dict(rec.headers)["contentType"] == b"text/plain"
+        # per input partition, the routed records keep their order (output partition follows input)
+        for records in (even, odd):
+            by_part = defaultdict(list)
+            for rec in records:
+                by_part[rec.partition].append(serial(rec.value))
+            for p, serials in by_part.items():
+                assert all(s % parts == p for s in serials)
+                assert serials == sorted(serials)
+        assert r.metric("tsrouter_records_consumed_total") == n
+        assert r.metric("tsrouter_records_routed_total") == n
+        assert r.metric("tsrouter_records_dead_lettered_total") == 0
+        assert r.terminate() == 0
+        assert committed(kafka_bootstrap, pl.group, pl.input, parts) == {p: n // parts for p in range(parts)}
+    finally:
+        r.stop()
+
+
+def _style(pl: Pipeline, style: str):
+    """(args, env) carrying the same settings in one SCDF entry-point style."""
+    props = {"spring.cloud.stream.kafka.binder.brokers": pl.bootstrap,
+             "spring.cloud.stream.bindings.input.destination": pl.input,
+             "spring.cloud.stream.bindings.even.destination": pl.even,
+             "spring.cloud.stream.bindings.odd.destination": pl.odd,
+             "spring.cloud.stream.bindings.input.group": pl.group,
+             "tsrouter.even-prefix": "E:", "tsrouter.odd-prefix": "O:"}
+    if style == "exec":
+        return [f"--{k}={v}" for k, v in props.items()], {}
+    if style == "shell":
+        env = {k.upper().replace(".", "_").replace("-", ""): v for k, v in props.items()}
+        return [], env
+    nested: dict = {}
+    for k, v in props.items():
+        node = nested
+        *path, leaf = k.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = v
+    return [], {"SPRING_APPLICATION_JSON": json.dumps(nested)}
+
+
+@pytest.mark.parametrize("style", ["exec", "shell", "boot"])
+def test_each_entry_point_style(kafka_bootstrap, style):
+    pl = Pipeline(kafka_bootstrap)
+    args, env = _style(pl, style)
+    r = RouterProc(args, env=env).start()
+    try:
+        r.wait_ready()
+        status, info = r.get("/actuator/info")
+        assert status == 200 and info["bindings"] == {"input": pl.input, "even": pl.even, "odd": pl.odd}
+        assert info["consumerGroup"] == pl.group
+        produce(kafka_bootstrap, pl.input, [b"05/17/19 17:56:36", b"05/17/19 17:56:37"])
+        assert [x.value for x in read_all(kafka_bootstrap, pl.even, 1)] == [b"E:05/17/19 17:56:36"]
+        assert [x.value for x in read_all(kafka_bootstrap, pl.odd, 1)] == [b"O:05/17/19 17:56:37"]
+        assert r.terminate() == 0
+    finally:
+        r.stop()
+
+
+MALFORMED = [
+    (None, "null value"), (b"", "empty value"), (b"   ", "empty value"), (b"\n\t", "empty value"),
+    (b'""', "empty value"), (b"\xff\xfe", "undecodable"), (b"05/17/19 17:56:3\xc3", "undecodable"),
+    (b"05/17/19 17:56:3x", "no trailing ASCII digit"), ("\u0663".encode(), "no trailing ASCII digit"),
+    ("12\u00b2".encode(), "no trailing ASCII digit"), ("1\uff18".encode(), "no trailing ASCII digit"),
+    ("4\u00a0".encode(), "no trailing ASCII digit"), (b'{"ts": 5}', "no trailing ASCII digit"),
+    (b'"\\ud800"', "undecodable"), (b"12\x00", "no trailing ASCII digit"), (b"abc", "no trailing ASCII digit"),
+    (b"[1, 2]", "no trailing ASCII digit"),
+]
+
+
+def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap):
+    pl = Pipeline(kafka_bootstrap)
+    r = RouterProc(pl.args()).start()
+    try:
+        r.wait_ready()
+        good = timestamps(2 * len(MALFORMED))
+        values, keys = [], []
+        for i, (bad, _reason) in enumerate(MALFORMED):
+            values += [good[2 * i], bad, good[2 * i + 1]]
+            keys += [None, f"bad-{i}".encode(), None]
+        produce(kafka_bootstrap, pl.input, values, key_of=lambda i, v: keys[i],
+                headers=lambda i, v: [("trace-id", str(i).encode())])
+        dlq = read_all(kafka_bootstrap, pl.dlq, len(MALFORMED), settle=1)
+        assert len(dlq) == len(MALFORMED)
+        for rec in dlq:
+            i = int(rec.key.decode().split("-")[1])
+            bad, reason = MALFORMED[i]
+            h = dict(rec.headers)
+            assert h["x-original-topic"] == pl.input.encode()
+            assert h["x-original-partition"] == b"0"
+            assert int(h["x-original-offset"]) == 3 * i + 1
+            assert reason in h["x-exception-message"].decode()
+            assert h["trace-id"] == str(3 * i + 1).encode()
+            assert rec.value == (bad if bad is not None else b"")
+            assert (h.get("x-original-value-null") == b"true") == (bad is None)
+        wait_for(lambda: r.metric("tsrouter_records_routed_total") == len(good), 60, "good records routed")
+        routed = read_to_end(kafka_bootstrap, pl.even) + read_to_end(kafka_bootstrap, pl.odd)
+        assert sorted(routed_serials(routed)) == list(range(len(good)))
+        # still serving after all of them
+        produce(kafka_bootstrap, pl.input, [b"05/17/19 17:56:38"])
+        wait_for(lambda: any(x.value == b"Even timestamp:05/17/19 17:56:38"
+                             for x in read_to_end(kafka_bootstrap, pl.even)),
+                 60, "record after the malformed ones")
+        assert r.get("/actuator/health")[0] == 200
+        assert r.metric("tsrouter_records_dead_lettered_total") == len(MALFORMED)
+        assert r.proc.poll() is None
+    finally:
+        r.stop()
+
+
+def test_health_before_broker_up_while_running_and_after_it_stops(tmp_path):
+    from localinfra.kafka import KafkaBroker
+
+    broker = KafkaBroker(workdir=tmp_path / "kafka")
+    broker.start()
+    broker.stop()  # the address is now known and nothing answers there
+    pl = Pipeline(broker.bootstrap)
+    r = RouterProc(pl.args()).start()
+    try:
+        wait_for(lambda: r.get("/actuator/health/liveness")[0] == 200, 60, "actuator up")
+        assert r.get("/actuator/health/readiness")[0] == 503
+        status, body = r.get("/actuator/health")
+        assert status == 503 and body["status"] == "DOWN" and body["components"]["kafka"]["status"] == "DOWN"
+        assert r.get("/actuator/info")[0] == 200
+        nf = r.get("/actuator/nope")
+        assert nf[0] == 404 and nf[1]["status"] == 404
+
+        broker.start()
+        r.wait_ready()
+        status, body = r.get("/actuator/health")
+        assert status == 200 and body["status"] == "UP" and body["components"]["kafka"]["status"] == "UP"
+        produce(broker.bootstrap, pl.input, [b"05/17/19 17:56:36"])
+        assert len(read_all(broker.bootstrap, pl.even, 1)) == 1
+        assert "tsrouter_end_to_end_latency_seconds_count 1.0" in r.get("/actuator/prometheus")[1]
+
+        broker.stop()
+        wait_for(lambda: r.get("/actuator/health/readiness")[0] == 503, 60, "readiness down")
+        assert r.get("/actuator/health")[0] == 503
+        assert r.get("/actuator/health/liveness")[0] == 200  # the loop still runs
+        assert r.terminate(timeout=60) == 0
+    finally:
+        r.stop()
+        broker.close()
+
+
+def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 500):
+    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors)."""
+    errors: list = []
+
+    def run():
+        p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, delivery_timeout_ms=120_000)
+        futures = []
+        try:
+            for i, v in enumerate(values):
+                futures.append(p.send(topic, value=v, partition=i % partitions))
+                if i % pace == pace - 1:
+                    time.sleep(0.01)
+            p.flush()
+            for f in futures:
+                f.get(timeout=120)
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            p.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+def _all_routed(bootstrap: str, pl: Pipeline, n: int, isolation_level="read_uncommitted") -> Counter:
+    recs = read_to_end(bootstrap, pl.even, isolation_level) + read_to_end(bootstrap, pl.odd, isolation_level)
+    return Counter(routed_serials(recs))
+
+
+def _wait_all_routed(bootstrap, pl, n, isolation_level="read_uncommitted", timeout=180) -> Counter:
+    result = {}
+
+    def done():
+        result["c"] = _all_routed(bootstrap, pl, n, isolation_level)
+        return len(result["c"]) >= n
+
+    wait_for(done, timeout, f"all {n} records routed", interval=1)
+    return result["c"]
+
+
+def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap):
+    n, parts = 30_000, 2
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    create_topic(kafka_bootstrap, pl.input, parts)
+    r = RouterProc(pl.args("--tsrouter.max-poll-records=200")).start()
+    try:
+        r.wait_ready()
+        t, errors = _background_producer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 3000, 120, "routing under way")
+        assert r.terminate(timeout=60) == 0  # mid-stream
+        out = r.output()
+        assert "SIGTERM received" in out and "stopped" in out
+        # what was committed is exactly what was routed: nothing lost, nothing committed ahead
+        offsets = committed(kafka_bootstrap, pl.group, pl.input, parts)
+        routed = _all_routed(kafka_bootstrap, pl, n)
+        assert 0 < sum(offsets.values()) < n
+        for p in range(parts):
+            from_p = sorted(s for s in routed if s % parts == p)
+            assert from_p == [p + parts * k for k in range(offsets[p])]
+        assert max(routed.values()) == 1  # a graceful stop leaves no duplicates
+        t.join(120)
+        assert not errors
+        r2 = RouterProc(pl.args()).start()
+        try:
+            final = _wait_all_routed(kafka_bootstrap, pl, n)
+            assert set(final) == set(range(n))
+            assert r2.terminate() == 0
+        finally:
+            r2.stop()
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee):
+    n, parts = 20_000, 2
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    create_topic(kafka_bootstrap, pl.input, parts)
+    extra = [f"--tsrouter.processing-guarantee={guarantee}", "--tsrouter.max-poll-records=200"]
+    if guarantee == "exactly-once":
+        extra.append(f"--tsrouter.transactional-id={pl.group}-0")
+    iso = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+    r = RouterProc(pl.args(*extra)).start()
+    r2 = None
+    try:
+        r.wait_ready()
+        t, errors = _background_producer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 3000, 120, "routing under way")
+        r.kill()
+        before = sum(_all_routed(kafka_bootstrap, pl, n, iso).values())
+        assert 0 < before < n
+        t.join(120)
+        assert not errors
+        r2 = RouterProc(pl.args(*extra)).start()
+        final = _wait_all_routed(kafka_bootstrap, pl, n, iso)
+        assert set(final) == set(range(n))
+        if guarantee == "exactly-once":
+            time.sleep(2)  # let any straggler transaction land before checking for duplicates
+            final = _all_routed(kafka_bootstrap, pl, n, iso)
+            assert max(final.values()) == 1 and sum(final.values()) == n
+        assert r2.terminate() == 0
+    finally:
+        r.stop()
+        if r2:
+            r2.stop()
+
+
+def test_broker_restart_mid_stream_loses_nothing(tmp_path):
+    from localinfra.kafka import KafkaBroker
+
+    n, parts = 20_000, 2
+    with KafkaBroker(workdir=tmp_path / "kafka") as broker:
+        pl = Pipeline(broker.bootstrap, partitions=parts)
+        create_topic(broker.bootstrap, pl.input, parts)
+        r = RouterProc(pl.args("--tsrouter.max-poll-records=200")).start()
+        try:
+            r.wait_ready()
+            t, errors = _background_producer(broker.bootstrap, pl.input, timestamps(n), parts, pace=100)
+            wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 2000, 120, "routing under way")
+            broker.restart()
+            t.join(240)
+            assert not errors
+            final = _wait_all_routed(broker.bootstrap, pl, n, timeout=240)
+            assert set(final) == set(range(n))
+            r.wait_ready()
+            assert r.proc.poll() is None
+            assert r.terminate() == 0
+        finally:
+            r.stop()
+
+
+def test_two_replicas_route_each_record_once(kafka_bootstrap):
+    n, parts = 8_000, 4
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    create_topic(kafka_bootstrap, pl.input, parts)
+    a = RouterProc(pl.args()).start()
+    b = RouterProc(pl.args()).start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        # wait until the group settled with both members holding partitions
+        wait_for(lambda: a.metric("tsrouter_assigned_partitions") + b.metric("tsrouter_assigned_partitions") == parts
+                 and a.metric("tsrouter_assigned_partitions") > 0 and b.metric("tsrouter_assigned_partitions") > 0,
+                 90, "partitions shared by both replicas")
+        produce(kafka_bootstrap, pl.input, timestamps(n), partition_of=lambda i, v: i % parts)
+        final = _wait_all_routed(kafka_bootstrap, pl, n)
+        time.sleep(1)
+        final = _all_routed(kafka_bootstrap, pl, n)
+        assert set(final) == set(range(n)) and max(final.values()) == 1
+        ca, cb = a.metric("tsrouter_records_consumed_total"), b.metric("tsrouter_records_consumed_total")
+        assert ca > 0 and cb > 0 and ca + cb == n
+        assert a.terminate() == 0 and b.terminate() == 0
+    finally:
+        a.stop()
+        b.stop()
