@@ -1,0 +1,133 @@
+"""Helpers for the install tests: kustomize builds with the project's kubectl, the two
+install variants, a kubeconfig holding a ServiceAccount token, bounded waits."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from localinfra import cache
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
+OPERATOR_NS = "tspipe-system"
+SA_NAME = "tspipe-operator"
+SA_USER = f"system:serviceaccount:{OPERATOR_NS}:{SA_NAME}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    path: Path
+    watched: str | None  # None: every namespace
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CLUSTER = Variant("cluster", MANIFESTS, None)
+NAMESPACED = Variant("namespaced", MANIFESTS / "overlays" / "namespaced", "tspipe-pipelines")
+VARIANTS = (CLUSTER, NAMESPACED)
+
+
+def kubectl_argv() -> list[str]:
+    """The project's kubectl (tspkube dispatches on its first argument)."""
+    return [str(cache.k8s_file("tspkube")), "kubectl"]
+
+
+def kustomize(path: Path) -> list[dict]:
+    proc = subprocess.run([*kubectl_argv(), "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = find(objs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
+    """A kubeconfig for the same API server and CA as the admin one, authenticating
+    with a bearer token (the operator's identity), nothing else."""
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster["server"], "certificate-authority": cluster["certificate-authority"]}}],
+        "users": [{"name": SA_NAME, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": SA_NAME}}],
+        "current-context": "operator",
+    }
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return str(path)
+
+
+def audit_events(path: str, since: int = 0):
+    with open(path, "rb") as fh:
+        fh.seek(since)
+        for line in fh:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+            if ev.get("stage") in (None, "ResponseComplete"):
+                yield ev
+
+
+class OperatorProcess:
+    """The operator as a local subprocess, its output in a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path):
+        self.argv, self.env, self.log_path, self.cwd = argv, env, log_path, cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "OperatorProcess":
+        self._fh = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._fh.close()
+        rc, self.proc = self.proc.returncode, None
+        return rc

@@ -1,0 +1,296 @@
+"""The install on the real control plane, both variants (cluster-wide, one namespace):
+
+- `kubectl apply -k` passes the API server's own validation (server-side dry run,
+  strict field validation), then applies for real;
+- the operator, run locally with the manifests' ServiceAccount identity (a token from
+  the TokenRequest API) and the manifests' arguments, reconciles the sample pipeline
+  to Ready: the RBAC is enough;
+- the same identity is denied what it does not need (Secrets; Deployments outside its
+  namespace in the namespaced variant), by `kubectl auth can-i` and by real requests;
+- Pod Security "restricted" admits the operator's pod and the pipeline's four.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+import uuid
+
+import pytest
+import yaml
+
+import dockerparse
+from installhelpers import (CRD_FILE, OPERATOR_NS, ROOT, SA_NAME, SA_USER, VARIANTS, OperatorProcess, Variant,
+                            audit_events, kubectl_argv, kustomize, one, token_kubeconfig, wait_for)
+from localinfra.kube import free_port
+
+pytestmark = pytest.mark.kube
+
+SAMPLE_NS = "tspipe-pipelines"
+SAMPLE = "timestamps"
+COMPONENTS = ("time", "router", "evenlogger", "oddlogger")
+# Any host:port will do: the operator renders it into the apps, it never dials it.
+BROKERS = ["127.0.0.1:19092"]
+DENIAL = re.compile(r"forbidden|cannot|403|not enough permissions", re.I)
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=str)
+def variant(request) -> Variant:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def install(control_plane, variant):
+    """CRD, then the variant: server-side dry run first (strict), then for real."""
+    kc = control_plane.kubectl
+    kc("apply", "-f", str(CRD_FILE))
+    kc("wait", "--for=condition=Established", "--timeout=60s", "crd/timestamppipelines.tspipe.io")
+    objs = kustomize(variant.path)
+    # Every object goes through admission and validation without being stored. A dry
+    # run cannot create the namespaces the others go into, so those come first.
+    for ns in (o for o in objs if o["kind"] == "Namespace"):
+        assert kc("get", "namespace", ns["metadata"]["name"], check=False).returncode != 0, \
+            f"namespace {ns['metadata']['name']} left over from an earlier run"
+    kc("apply", "-f", "-", "--validate=strict",
+       input=yaml.safe_dump_all([o for o in objs if o["kind"] == "Namespace"]))
+    dry = kc("apply", "-k", str(variant.path), "--dry-run=server", "--validate=strict", "-o", "name")
+    stored_before = kc("get", "clusterrolebindings,rolebindings,deployments,timestamppipelines", "-A",
+                       "-l", "app.kubernetes.io/part-of=tspipe", "-o", "name").stdout
+    real = kc("apply", "-k", str(variant.path), "--validate=strict")
+    yield {"objs": objs, "dry_run": dry.stdout, "real": real.stdout, "stored_after_dry_run": stored_before}
+    # Uninstall exactly as the README says; waits for the namespaces to go.
+    kc("delete", "-k", str(variant.path), "--ignore-not-found", "--wait=true", "--timeout=180s", timeout=240)
+
+
+def test_apply_passes_server_side_validation(install, variant):
+    objs = install["objs"]
+    named = sorted(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in objs)
+    dry = sorted(line.split(".", 1)[0] + "/" + line.split("/", 1)[1] if "." in line.split("/", 1)[0] else line
+                 for line in install["dry_run"].split())
+    assert dry == named, "every object went through the dry run"
+    # Nothing but the namespaces existed after it: a dry run stores nothing.
+    assert "rolebinding" not in install["stored_after_dry_run"]
+    assert "deployment" not in install["stored_after_dry_run"]
+    assert install["real"].count("\n") == len(objs)
+
+
+@pytest.fixture(scope="module")
+def operator_token(control_plane, install):
+    tok = control_plane.kubectl("create", "token", SA_NAME, "-n", OPERATOR_NS, "--duration=3600s").stdout.strip()
+    assert tok.count(".") == 2, "a JWT"
+    return tok
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(kubeconfig, operator_token, tmp_path_factory):
+    return token_kubeconfig(kubeconfig, operator_token, tmp_path_factory.mktemp("sa") / "operator.kubeconfig")
+
+
+def as_operator(kubeconfig_path, *args, input=None):
+    """kubectl with the operator's token (not the admin's credentials)."""
+    return subprocess.run([*kubectl_argv(), "--kubeconfig", kubeconfig_path, *args], capture_output=True,
+                          text=True, input=input, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def reconciled(control_plane, install, operator_kubeconfig, tmp_path_factory):
+    """The operator as the image runs it (Dockerfile ENTRYPOINT + the Deployment's
+    args), with the ServiceAccount's token, until the sample pipeline is Ready."""
+    kc = control_plane.kubectl
+    kc("-n", SAMPLE_NS, "patch", "timestamppipeline", SAMPLE, "--type=merge",
+       "-p", json.dumps({"spec": {"kafka": {"brokers": BROKERS}}}))
+    d = one(install["objs"], "Deployment", "tspipe-operator")
+    (c,) = d["spec"]["template"]["spec"]["containers"]
+    health_port = free_port()
+    args = [re.sub(r"^--liveness=http://0\.0\.0\.0:8080/", f"--liveness=http://127.0.0.1:{health_port}/", a)
+            for a in c["args"]]
+    assert args != c["args"], "the manifests' liveness argument was found and moved to loopback"
+    entry = dockerparse.parse((ROOT / "Dockerfile.operator").read_text()).final.last("ENTRYPOINT").exec_form()
+    argv = [os.path.join(sys.prefix, "bin", entry[0]), *entry[1:], *args]
+    home = tmp_path_factory.mktemp("operator-home")
+    env = {"PATH": os.path.join(sys.prefix, "bin") + ":/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
+           "PYTHONUNBUFFERED": "1", "KUBECONFIG": operator_kubeconfig}
+    audit_from = os.path.getsize(control_plane.audit_log)
+    op = OperatorProcess(argv, env, home / "operator.log", cwd=home).start()
+    try:
+        def ready():
+            assert op.alive(), f"operator exited:\n{op.log()[-3000:]}"
+            obj = json.loads(kc("-n", SAMPLE_NS, "get", "timestamppipeline", SAMPLE, "-o", "json").stdout)
+            conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+            return obj if conds.get("Ready", {}).get("status") == "True" else None
+
+        pipeline = wait_for(ready, 240, "sample pipeline Ready=True")
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=10) as resp:
+            health = resp.status
+        yield {"op": op, "pipeline": pipeline, "audit_from": audit_from, "health": health}
+    finally:
+        op.stop()
+        sys.stderr.write(f"\n--- operator log tail ---\n{op.log()[-3000:]}\n")
+
+
+def test_operator_with_the_service_account_reconciles_the_sample_to_ready(control_plane, reconciled, variant):
+    pipeline = reconciled["pipeline"]
+    assert pipeline["status"]["phase"] == "Running"
+    assert reconciled["health"] == 200, "kopf's liveness endpoint (the manifests' probe) answers"
+    deps = json.loads(control_plane.kubectl("-n", SAMPLE_NS, "get", "deployments", "-o", "json").stdout)["items"]
+    owned = {d["metadata"]["name"] for d in deps
+             if any(r.get("uid") == pipeline["metadata"]["uid"] for r in d["metadata"].get("ownerReferences", []))}
+    assert owned == {f"{SAMPLE}-{c}" for c in COMPONENTS}
+    for d in deps:
+        if d["metadata"]["name"] in owned:
+            args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert f"--spring.cloud.stream.kafka.binder.brokers={BROKERS[0]}" in args
+
+    # It was the ServiceAccount that wrote them, and none of its requests was refused.
+    mine = [ev for ev in audit_events(control_plane.audit_log, reconciled["audit_from"])
+            if ev["user"]["username"] == SA_USER]
+    writes = {(ev["verb"], ev.get("objectRef", {}).get("resource"), ev.get("objectRef", {}).get("subresource"))
+              for ev in mine}
+    assert ("create", "deployments", None) in writes
+    assert ("patch", "timestamppipelines", "status") in writes
+    assert ("create", "events", None) in writes
+    in_scope = {SAMPLE_NS, None}
+    refused = [ev for ev in mine if ev["responseStatus"]["code"] >= 400
+               and ev.get("objectRef", {}).get("namespace") in in_scope]
+    assert not refused, refused
+    # Reads are not in the audit log; kopf and the controller log every refusal.
+    denials = [ln for ln in reconciled["op"].log().splitlines() if DENIAL.search(ln)]
+    assert not denials, denials
+
+
+SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+NOT_NEEDED = [  # (verb, resource) the operator never needs, in the sample namespace
+    ("create", "pods"), ("get", "configmaps"), ("create", "services"), ("create", "serviceaccounts"),
+    ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "timestamppipelines.tspipe.io"), ("update", "timestamppipelines.tspipe.io"),
+    ("delete", "timestamppipelines.tspipe.io"), ("patch", "deployments.apps"), ("create", "pods/exec"),
+]
+
+
+def can_i(control_plane, verb, resource, *scope) -> str:
+    proc = control_plane.kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA_USER}", check=False)
+    return proc.stdout.strip()
+
+
+def test_service_account_is_denied_secrets(control_plane, install, operator_kubeconfig):
+    kc = control_plane.kubectl
+    # The check can say yes: a right it has.
+    assert can_i(control_plane, "create", "deployments.apps", "-n", SAMPLE_NS) == "yes"
+    for verb in SECRET_VERBS:
+        assert can_i(control_plane, verb, "secrets", "-n", SAMPLE_NS) == "no", verb
+        assert can_i(control_plane, verb, "secrets", "-n", OPERATOR_NS) == "no", verb
+    assert can_i(control_plane, "list", "secrets", "--all-namespaces") == "no"
+    for verb, res in NOT_NEEDED:
+        assert can_i(control_plane, verb, res, "-n", SAMPLE_NS) == "no", (verb, res)
+    for verb, res in [("create", "namespaces"), ("create", "clusterroles.rbac.authorization.k8s.io"),
+                      ("update", "customresourcedefinitions.apiextensions.k8s.io")]:
+        assert can_i(control_plane, verb, res) == "no", (verb, res)
+
+    # Real requests with the token: refused by the API server, the Secret untouched.
+    name = f"install-probe-{uuid.uuid4().hex[:6]}"
+    kc("-n", SAMPLE_NS, "create", "secret", "generic", name, "--from-literal=password=hunter2")
+    try:
+        attempts = {
+            "get": ["-n", SAMPLE_NS, "get", "secret", name],
+            "list": ["-n", SAMPLE_NS, "get", "secrets"],
+            "create": ["-n", SAMPLE_NS, "create", "secret", "generic", name + "-x", "--from-literal=a=b"],
+            "patch": ["-n", SAMPLE_NS, "patch", "secret", name, "-p", '{"stringData":{"password":"x"}}'],
+            "delete": ["-n", SAMPLE_NS, "delete", "secret", name],
+        }
+        for verb, args in attempts.items():
+            proc = as_operator(operator_kubeconfig, *args)
+            assert proc.returncode != 0, (verb, proc.stdout)
+            assert "Forbidden" in proc.stderr and f'cannot {verb} resource "secrets"' in proc.stderr, proc.stderr
+        secret = json.loads(kc("-n", SAMPLE_NS, "get", "secret", name, "-o", "json").stdout)
+        assert secret["data"] == {"password": "aHVudGVyMg=="}
+        assert kc("-n", SAMPLE_NS, "get", "secret", name + "-x", check=False).returncode != 0
+    finally:
+        kc("-n", SAMPLE_NS, "delete", "secret", name, "--ignore-not-found")
+
+
+def test_namespaced_service_account_cannot_touch_other_namespaces(control_plane, install, operator_kubeconfig,
+                                                                  variant):
+    if variant.watched is None:
+        pytest.skip("cluster-wide variant: every namespace is in scope")
+    kc = control_plane.kubectl
+    outside = f"tspipe-outside-{uuid.uuid4().hex[:6]}"
+    kc("create", "namespace", outside)
+    try:
+        kc("-n", outside, "create", "deployment", "victim", "--image=registry.k8s.io/pause:3.10")
+        assert can_i(control_plane, "get", "deployments.apps", "-n", variant.watched) == "yes"
+        for verb in ("get", "list", "watch", "create", "update", "delete"):
+            assert can_i(control_plane, verb, "deployments.apps", "-n", outside) == "no", verb
+            assert can_i(control_plane, verb, "timestamppipelines.tspipe.io", "-n", outside) == "no", verb
+        assert can_i(control_plane, "list", "deployments.apps", "--all-namespaces") == "no"
+        attempts = {
+            "get": ["-n", outside, "get", "deployment", "victim"],
+            "list": ["get", "deployments", "--all-namespaces"],
+            "create": ["-n", outside, "create", "deployment", "intruder", "--image=registry.k8s.io/pause:3.10"],
+            "delete": ["-n", outside, "delete", "deployment", "victim"],
+        }
+        for verb, args in attempts.items():
+            proc = as_operator(operator_kubeconfig, *args)
+            assert proc.returncode != 0, (verb, proc.stdout)
+            assert "Forbidden" in proc.stderr and 'resource "deployments"' in proc.stderr, proc.stderr
+        # While in its own namespace the same request works.
+        ok = as_operator(operator_kubeconfig, "-n", variant.watched, "get", "deployments")
+        assert ok.returncode == 0, ok.stderr
+        assert kc("-n", outside, "get", "deployment", "victim", check=False).returncode == 0
+        assert kc("-n", outside, "get", "deployment", "intruder", check=False).returncode != 0
+    finally:
+        kc("delete", "namespace", outside, "--wait=false")
+
+
+def _replicasets_of(control_plane, namespace, deployment_uid):
+    rss = json.loads(control_plane.kubectl("-n", namespace, "get", "replicasets", "-o", "json").stdout)["items"]
+    return [rs for rs in rss if any(r.get("uid") == deployment_uid for r in rs["metadata"].get("ownerReferences", []))]
+
+
+def _admitted(control_plane, namespace, deployment):
+    """The Deployment's pods exist (kwok schedules them and marks them Ready) and its
+    ReplicaSets report no refused pod creation."""
+    kc = control_plane.kubectl
+    d = json.loads(kc("-n", namespace, "get", "deployment", deployment, "-o", "json").stdout)
+    want = d["spec"]["replicas"]
+
+    def available():
+        cur = json.loads(kc("-n", namespace, "get", "deployment", deployment, "-o", "json").stdout)
+        return (cur.get("status") or {}).get("availableReplicas", 0) == want
+
+    wait_for(available, 180, f"{namespace}/{deployment} available")
+    rss = _replicasets_of(control_plane, namespace, d["metadata"]["uid"])
+    assert rss, "a ReplicaSet"
+    pods = json.loads(kc("-n", namespace, "get", "pods", "-o", "json").stdout)["items"]
+    rs_uids = {rs["metadata"]["uid"] for rs in rss}
+    mine = [p for p in pods if any(r.get("uid") in rs_uids for r in p["metadata"].get("ownerReferences", []))]
+    assert len(mine) >= want > 0
+    for rs in rss:
+        conds = {c["type"] for c in (rs.get("status") or {}).get("conditions") or []}
+        assert "ReplicaFailure" not in conds, rs["status"]
+        events = json.loads(kc("-n", namespace, "get", "events", "-o", "json",
+                               "--field-selector", f"involvedObject.uid={rs['metadata']['uid']}").stdout)["items"]
+        assert not [e for e in events if e["reason"] == "FailedCreate"], events
+    return mine
+
+
+# A pod Pod Security "restricted" refuses: proves the namespaces really enforce it.
+NON_COMPLIANT_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "psa-probe"},
+    "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+}
+
+
+def test_restricted_pod_security_admits_every_pod(control_plane, install, reconciled):
+    kc = control_plane.kubectl
+    for ns in (OPERATOR_NS, SAMPLE_NS):
+        labels = json.loads(kc("get", "namespace", ns, "-o", "json").stdout)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        refused = kc("-n", ns, "apply", "--dry-run=server", "-f", "-", input=json.dumps(NON_COMPLIANT_POD),
+                     check=False)
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+    _admitted(control_plane, OPERATOR_NS, "tspipe-operator")
+    for c in COMPONENTS:
+        _admitted(control_plane, SAMPLE_NS, f"{SAMPLE}-{c}")
