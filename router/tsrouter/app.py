@@ -150,8 +150,8 @@ class Runner:
     def _kafka_connected(self) -> bool:
         # kafka-python exposes no public connectivity check; its client tracks connections.
         try:
-            client = self.consumer._client
-            return any(client.connected(b.nodeId) for b in client.cluster.brokers())
+            conns = self.consumer._client._manager._conns.values()
+            return any(c.connected for c in list(conns))
         except Exception:
             return False
 
@@ -259,7 +259,7 @@ class Runner:
                 log.warning("stop deadline reached with sends in flight; not committing them")
                 return False
 
-    def _observe_latency(self, _meta, ts_ms: int) -> None:
+    def _observe_latency(self, ts_ms: int, _meta) -> None:
         self.metrics.latency.observe(max(0.0, time.time() - ts_ms / 1000.0))
 
     def _update_lag(self) -> None:

@@ -200,7 +200,7 @@ def test_health_before_broker_up_while_running_and_after_it_stops(tmp_path):
         assert status == 200 and body["status"] == "UP" and body["components"]["kafka"]["status"] == "UP"
         produce(broker.bootstrap, pl.input, [b"05/17/19 17:56:36"])
         assert len(read_all(broker.bootstrap, pl.even, 1)) == 1
-        assert "tsrouter_end_to_end_latency_seconds_count 1.0" in r.get("/actuator/prometheus")[1]
+        wait_for(lambda: r.metric("tsrouter_end_to_end_latency_seconds_count") == 1, 30, "latency observed")
 
         broker.stop()
         wait_for(lambda: r.get("/actuator/health/readiness")[0] == 503, 60, "readiness down")
