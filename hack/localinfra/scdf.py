@@ -1,0 +1,303 @@
+"""A real Spring Cloud Skipper + Data Flow pair on loopback, for the SCDF fallback tests.
+
+The jars come from Maven Central through hack/scdf-jars.sh (cached; see hack/scdf/pom.xml
+for why Data Flow 2.11.5 is repackaged from its starter and Skipper is 2.8.0). This module
+starts Skipper, then Data Flow pointed at it, each with `java -jar` on a free 127.0.0.1
+port, embedded H2 files and logs in the workdir, waits until both answer, and stops both.
+
+Streams only: tasks and schedules are switched off, no cloud platform, no config server.
+Skipper's local deployer cannot launch `docker:` apps here (no Docker engine), so deployed
+apps end up `failed`; SCDF still records the definition, the release and its manifest.
+
+CLI: `python -m localinfra.scdf` starts both, prints the Data Flow URL, waits for Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from pathlib import Path
+
+HACK_DIR = Path(__file__).resolve().parent.parent
+POM = HACK_DIR / "scdf" / "pom.xml"
+JARS_SCRIPT = HACK_DIR / "scdf-jars.sh"
+
+# Small heaps: the machine has 2 cores and other JVMs. Serial GC and C1 only start faster
+# and use less memory; neither server does heavy work in tests.
+JVM_FLAGS = ["-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:MaxMetaspaceSize=192m"]
+SKIPPER_HEAP = ["-Xms64m", "-Xmx192m"]
+DATAFLOW_HEAP = ["-Xms64m", "-Xmx256m"]
+START_TIMEOUT = 240.0
+
+
+class ScdfError(RuntimeError):
+    """A server failed to start or stop; the message names the log to read."""
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def pom_property(name: str, pom: Path = POM) -> str:
+    m = re.search(rf"<{re.escape(name)}>([^<]+)</{re.escape(name)}>", pom.read_text())
+    if not m:
+        raise ScdfError(f"no <{name}> in {pom}")
+    return m.group(1).strip()
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TSP_CACHE") or Path.home() / ".cache" / "tspipe")
+
+
+def jar_dir() -> Path:
+    return cache_root() / "scdf" / pom_property("scdf.version")
+
+
+def common_args(*, port: int, db_path: Path) -> list[str]:
+    """Spring Boot arguments both servers share."""
+    return [
+        f"--server.port={port}",
+        "--server.address=127.0.0.1",
+        # A file database in the workdir: a restart keeps state, cleanup is rm -rf.
+        f"--spring.datasource.url=jdbc:h2:file:{db_path};DB_CLOSE_ON_EXIT=FALSE",
+        "--spring.datasource.username=sa",
+        "--spring.datasource.password=",
+        "--spring.datasource.driver-class-name=org.h2.Driver",
+        # No Spring Cloud Config server and no Kubernetes/Cloud Foundry discovery here.
+        "--spring.cloud.config.enabled=false",
+        "--spring.cloud.kubernetes.enabled=false",
+        "--spring.cloud.kubernetes.config.enabled=false",
+        "--spring.cloud.kubernetes.secrets.enabled=false",
+        "--spring.main.banner-mode=off",
+        "--logging.file.name=",  # logs go to stdout, which the harness writes to a file
+    ]
+
+
+def skipper_args(*, port: int, workdir: Path) -> list[str]:
+    return common_args(port=port, db_path=workdir / "skipper-db") + [
+        # Only the local platform (the default account); nothing else is configured.
+        "--spring.cloud.skipper.server.enable-local-platform=true",
+    ]
+
+
+def dataflow_args(*, port: int, workdir: Path, skipper_url: str) -> list[str]:
+    return common_args(port=port, db_path=workdir / "dataflow-db") + [
+        f"--spring.cloud.skipper.client.server-uri={skipper_url}/api",
+        "--spring.cloud.dataflow.features.streams-enabled=true",
+        "--spring.cloud.dataflow.features.tasks-enabled=false",
+        "--spring.cloud.dataflow.features.schedules-enabled=false",
+        # Maven lookups (app metadata) must not write to the user's ~/.m2.
+        f"--maven.local-repository={workdir / 'm2'}",
+    ]
+
+
+# ---------------------------------------------------------------- processes
+
+def ensure_jars() -> dict[str, Path]:
+    """The two executable jars, running hack/scdf-jars.sh if the cache lacks them."""
+    d = jar_dir()
+    jars = {"skipper": d / "spring-cloud-skipper-server.jar",
+            "dataflow": d / "spring-cloud-dataflow-server.jar"}
+    if not (d / ".complete").exists() or not all(j.exists() for j in jars.values()):
+        subprocess.run(["bash", str(JARS_SCRIPT)], check=True)
+    return jars
+
+
+def java_bin() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    found = shutil.which("java")
+    if not found:
+        raise ScdfError("java (17+) not found on PATH or in JAVA_HOME")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(url: str, timeout: float = 3.0) -> bool:
+    """True when `url` returns 200 with a JSON body."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            if resp.status != 200:
+                return False
+            json.loads(resp.read())
+            return True
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+_LIVE: "weakref.WeakSet[ScdfServers]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Last guard: a test run that dies must not leave a JVM behind.
+    for servers in list(_LIVE):
+        servers.stop(timeout=5)
+
+
+class ScdfServers:
+    """Skipper and Data Flow on 127.0.0.1; databases, logs and app dirs in `workdir`."""
+
+    def __init__(self, workdir: str | Path | None = None):
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-scdf-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.skipper_port: int | None = None
+        self.dataflow_port: int | None = None
+        self.skipper: subprocess.Popen | None = None
+        self.dataflow: subprocess.Popen | None = None
+        # Seconds from launch until the server answered, for reports.
+        self.start_seconds: dict[str, float] = {}
+
+    # -- addresses and logs
+    @property
+    def skipper_url(self) -> str:
+        return f"http://127.0.0.1:{self.skipper_port}"
+
+    @property
+    def dataflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.dataflow_port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def rss(self) -> dict[str, int]:
+        return {name: rss_bytes(p.pid) for name, p in (("skipper", self.skipper), ("dataflow", self.dataflow))
+                if p is not None and p.poll() is None}
+
+    # -- lifecycle
+    def start(self) -> "ScdfServers":
+        jars = ensure_jars()
+        _LIVE.add(self)
+        try:
+            self.skipper_port = free_port()
+            self.skipper = self._launch("skipper", jars["skipper"], SKIPPER_HEAP,
+                                        skipper_args(port=self.skipper_port, workdir=self.workdir))
+            self._wait("skipper", self.skipper, f"{self.skipper_url}/api/about")
+            self.dataflow_port = free_port()
+            self.dataflow = self._launch("dataflow", jars["dataflow"], DATAFLOW_HEAP,
+                                         dataflow_args(port=self.dataflow_port, workdir=self.workdir,
+                                                       skipper_url=self.skipper_url))
+            self._wait("dataflow", self.dataflow, f"{self.dataflow_url}/about")
+        except BaseException:
+            self.stop(timeout=5)
+            raise
+        return self
+
+    def _launch(self, name: str, jar: Path, heap: list[str], args: list[str]) -> subprocess.Popen:
+        tmp = self.workdir / f"{name}-tmp"
+        tmp.mkdir(exist_ok=True)
+        # java.io.tmpdir: Skipper's local deployer puts each app's working dir there.
+        cmd = [java_bin(), *heap, *JVM_FLAGS, f"-Djava.io.tmpdir={tmp}", "-jar", str(jar), *args]
+        log = open(self.log_path(name), "ab")
+        try:
+            # Own process group: stop() signals the JVM and anything it launched.
+            return subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            log.close()
+
+    def _wait(self, name: str, proc: subprocess.Popen, url: str) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ScdfError(f"{name} exited with code {proc.returncode} while starting; "
+                                f"see {self.log_path(name)}")
+            if answers(url):
+                self.start_seconds[name] = time.monotonic() - t0
+                return
+            time.sleep(0.5)
+        raise ScdfError(f"{name} did not answer {url} within {START_TIMEOUT:.0f}s; see {self.log_path(name)}")
+
+    def stop(self, timeout: float = 20) -> None:
+        # Data Flow first: it talks to Skipper, not the other way round.
+        for attr in ("dataflow", "skipper"):
+            proc = getattr(self, attr)
+            if proc is not None:
+                stop_process_group(proc, timeout)
+                setattr(self, attr, None)
+        _LIVE.discard(self)
+
+    def cleanup(self) -> None:
+        """Stop and remove the workdir if this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "ScdfServers":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m localinfra.scdf",
+                                 description="Run Skipper + Data Flow on loopback until Ctrl-C.")
+    ap.add_argument("--workdir", help="databases and logs here (default: a temp dir, removed on exit)")
+    args = ap.parse_args(argv)
+    servers = ScdfServers(args.workdir)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with servers:
+        rss = servers.rss()
+        print(f"skipper   {servers.skipper_url}  started in {servers.start_seconds['skipper']:.1f}s, "
+              f"RSS {rss.get('skipper', 0) / 2**20:.0f} MiB")
+        print(f"dataflow  {servers.dataflow_url}  started in {servers.start_seconds['dataflow']:.1f}s, "
+              f"RSS {rss.get('dataflow', 0) / 2**20:.0f} MiB")
+        print(f"logs in {servers.workdir}; Ctrl-C stops both", flush=True)
+        while not stop["now"]:
+            time.sleep(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
