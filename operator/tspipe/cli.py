@@ -1,0 +1,201 @@
+"""`tspipe`: the operator and the SCDF fallback in one command.
+
+    tspipe operator ...                         run the operator (tspipe.manager)
+    tspipe scdf render   -f FILE                print the SCDF shell script for a pipeline
+    tspipe scdf deploy   -f FILE --server URL   register, create and deploy (idempotent)
+    tspipe scdf status   -f FILE --server URL
+    tspipe scdf undeploy -f FILE --server URL
+    tspipe scdf destroy  -f FILE --server URL
+
+Exit codes: 0 done, 1 the server or the network refused, 2 bad input (pipeline file,
+options, credentials).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _scdf_parser(sub) -> None:
+    scdf = sub.add_parser("scdf", help="deploy the pipeline on a Spring Cloud Data Flow server",
+                          description="The SCDF fallback: the same pipeline as an SCDF stream.")
+    cmds = scdf.add_subparsers(dest="scdf_command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, server: bool = True):
+        p = cmds.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-f", "--file", required=True, help="TimestampPipeline YAML file")
+        if server:
+            p.add_argument("--server", default=os.environ.get("SCDF_SERVER_URL"),
+                           help="Data Flow server URL, e.g. http://localhost:9393 (env SCDF_SERVER_URL)")
+            p.add_argument("--username", help="basic auth user (env SCDF_USERNAME)")
+            p.add_argument("--password-file", help="file holding the basic auth password (env SCDF_PASSWORD)")
+            p.add_argument("--token-file", help="file holding a bearer token (env SCDF_TOKEN)")
+            p.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+        return p
+
+    add("render", "print the SCDF shell commands (app register, stream create, stream deploy)", server=False)
+    d = add("deploy", "register the apps, create the stream and deploy it; only what differs changes")
+    d.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for the deployment to settle, then print its state (default 60)")
+    add("status", "print the stream's definition, state and deployed app versions")
+    u = add("undeploy", "undeploy the stream (its definition stays)")
+    u.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
+    add("destroy", "undeploy and delete the stream definition (registered apps stay)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tspipe", description="TimestampPipeline operator and SCDF fallback.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    op = sub.add_parser("operator", help="run the Kubernetes operator (all further arguments go to it)",
+                        add_help=False)
+    op.add_argument("rest", nargs=argparse.REMAINDER)
+    _scdf_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Everything after `operator` belongs to the operator, including -h.
+    if argv[:1] == ["operator"]:
+        from .manager import main as operator_main  # lazy: kopf is heavy and not needed for scdf
+
+        return operator_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return _scdf(args)
+
+
+def _err(msg: str) -> None:
+    print(f"tspipe: {msg}", file=sys.stderr, flush=True)
+
+
+def _out(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _load(path: str):
+    from .model import PipelineError, load_pipeline_file
+
+    try:
+        return load_pipeline_file(path)
+    except FileNotFoundError:
+        raise _Usage(f"pipeline file {path}: not found") from None
+    except OSError as exc:
+        raise _Usage(f"pipeline file {path}: cannot read it ({exc.strerror or exc})") from None
+    except PipelineError as exc:
+        raise _Usage(f"invalid pipeline file {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - YAML syntax errors and the like, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _Usage(f"invalid pipeline file {path}: {first}") from None
+
+
+class _Usage(Exception):
+    pass
+
+
+def _client(args):
+    from .scdf.client import AuthError, DataFlowClient, resolve_credentials
+
+    if not args.server:
+        raise _Usage("--server URL (or SCDF_SERVER_URL) is required")
+    try:
+        creds = resolve_credentials(username=args.username, password_file=args.password_file,
+                                    token_file=args.token_file)
+    except AuthError as exc:
+        raise _Usage(str(exc)) from None
+    return DataFlowClient(args.server, creds, timeout=args.timeout)
+
+
+def _scdf(args) -> int:
+    from .scdf.client import ScdfError
+    from .scdf.render import RenderError
+
+    try:
+        pipeline = _load(args.file)
+        if args.scdf_command == "render":
+            from .scdf.render import render_script
+
+            sys.stdout.write(render_script(pipeline))
+            return EXIT_OK
+        client = _client(args)
+        return _COMMANDS[args.scdf_command](client, pipeline, args)
+    except _Usage as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except RenderError as exc:
+        _err(f"invalid pipeline file {args.file}: {exc}")
+        return EXIT_USAGE
+    except ScdfError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+
+
+def _deploy(client, pipeline, args) -> int:
+    from .scdf.client import ScdfError
+    from .scdf.sync import PartialFailure, state_line, sync, wait_for_state
+
+    name = pipeline.stream_name
+    try:
+        done, _notes = sync(client, pipeline, progress=_out)
+    except PartialFailure:
+        raise
+    except ScdfError as exc:
+        # Failed while reading the server's state: nothing was sent yet.
+        raise ScdfError(f"{exc}\nNothing was changed on the server.") from None
+    if not done:
+        _out(f"stream {name!r}: up to date, nothing changed")
+    d = wait_for_state(client, name, args.wait) if done and args.wait > 0 else client.definition(name)
+    _out(f"stream {name!r} {state_line(d)}")
+    return EXIT_OK
+
+
+def _status(client, pipeline, args) -> int:
+    from .scdf.sync import state_line
+
+    name = pipeline.stream_name
+    d = client.definition(name)
+    if d is None:
+        _err(f"stream {name!r} does not exist on {client.url}")
+        return EXIT_FAILED
+    _out(f"stream {name!r}")
+    _out(f"definition: {d.get('originalDslText') or d.get('dslText')}")
+    _out(state_line(d))
+    release = client.current_release(name) if (d.get("status") or "undeployed") != "undeployed" else None
+    if release is not None:
+        manifest = client.manifest(name, int(release["version"]))
+        _out(f"release: {release['version']}")
+        for label, spec in manifest.items():
+            _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
+    return EXIT_OK
+
+
+def _undeploy(client, pipeline, args) -> int:
+    from .scdf.sync import state_line, wait_for_state
+
+    name = pipeline.stream_name
+    if client.definition(name) is None:
+        _out(f"stream {name!r} does not exist; nothing to undeploy")
+        return EXIT_OK
+    client.undeploy(name)
+    _out(f"stream {name!r}: undeploy requested")
+    d = wait_for_state(client, name, args.wait) if args.wait > 0 else client.definition(name)
+    _out(f"stream {name!r} {state_line(d)}")
+    return EXIT_OK
+
+
+def _destroy(client, pipeline, args) -> int:
+    name = pipeline.stream_name
+    if client.destroy(name):
+        _out(f"stream {name!r}: destroyed (registered apps are kept; other streams may use them)")
+    else:
+        _out(f"stream {name!r} does not exist; nothing to destroy")
+    return EXIT_OK
+
+
+_COMMANDS = {"deploy": _deploy, "status": _status, "undeploy": _undeploy, "destroy": _destroy}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

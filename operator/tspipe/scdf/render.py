@@ -1,0 +1,173 @@
+"""What SCDF needs for a pipeline, as data and as the seed's shell script. Pure.
+
+Everything about the wiring comes from `tspipe.wiring` (the code that also renders the
+operator's Deployments); this module only decides how SCDF registers the apps.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import wiring
+from ..model import Pipeline
+
+# Spring's prebuilt stream apps are published as Docker images under this Docker Hub
+# organisation and as Maven artifacts (with a `metadata` classifier jar describing their
+# options) under this group; SCDF's own app descriptors pair them the same way.
+SPRING_APPS_DOCKER_ORG = "springcloudstream"
+SPRING_APPS_MAVEN_GROUP = "org.springframework.cloud.stream.app"
+
+# Prefixes SCDF's shell parser treats as the start of a new `key=value` pair after a comma
+# (DeploymentPropertiesUtils.DEPLOYMENT_PROPERTIES_PREFIX in 2.11).
+_SHELL_PAIR_PREFIXES = ("deployer", "app", "version", "scheduler", "spring.cloud.dataflow.task")
+# A tag: what follows the last ':' after the last '/' (a registry's ':port' comes before it).
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+class RenderError(ValueError):
+    """The pipeline cannot be expressed for SCDF; the message names the field."""
+
+
+@dataclass(frozen=True)
+class AppRegistration:
+    """One `app register --type app` (REST: POST /apps/app/{name}/{version})."""
+
+    name: str
+    version: str
+    uri: str
+    metadata_uri: str | None
+    labels: tuple[str, ...]  # the stream labels that use this app
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """Everything SCDF must hold for the pipeline."""
+
+    stream_name: str
+    definition: str
+    apps: tuple[AppRegistration, ...]
+    properties: dict[str, str]  # exactly wiring.deployment_properties(p)
+
+
+def split_image(image: str, field: str) -> tuple[str, str]:
+    """(repository, tag) of an image reference; a tag is required (SCDF versions come from it).
+
+    `repo:tag@sha256:...` keeps its digest in the repository part's URI but versions by tag.
+    """
+    ref = image.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon <= slash:
+        raise RenderError(f"{field}: image {image!r} has no tag; SCDF docker: URIs need one "
+                          "(it also becomes the registered app version)")
+    tag = ref[colon + 1:]
+    if not _TAG_RE.match(tag):
+        raise RenderError(f"{field}: image {image!r} has an invalid tag {tag!r}")
+    return ref[:colon], tag
+
+
+def docker_uri(image: str) -> str:
+    return f"docker:{image}"
+
+
+def metadata_uri(repository: str, tag: str) -> str | None:
+    """The Maven metadata artifact of a Spring prebuilt app image, else None.
+
+    `springcloudstream/time-source-kafka:5.1.1` ->
+    `maven://org.springframework.cloud.stream.app:time-source-kafka:jar:metadata:5.1.1`
+    (what the seed registers with `--metadata-uri`). Other images have none.
+    """
+    for prefix in (f"{SPRING_APPS_DOCKER_ORG}/", f"docker.io/{SPRING_APPS_DOCKER_ORG}/"):
+        if repository.startswith(prefix):
+            artifact = repository[len(prefix):]
+            if "/" not in artifact:
+                return f"maven://{SPRING_APPS_MAVEN_GROUP}:{artifact}:jar:metadata:{tag}"
+    return None
+
+
+_SPEC_PATHS = {label: f"spec.{field}.image" for label, field in wiring.SPEC_FIELDS.items()}
+
+
+def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
+    """One registration per SCDF app name the definition uses, in definition order.
+
+    The definition names `log` for both loggers, so both must run the same image: SCDF
+    resolves an app name to one registered (default) version.
+    """
+    images = wiring.app_images(p)
+    by_name: dict[str, AppRegistration] = {}
+    for label in wiring.APP_LABELS:
+        name = wiring.APP_NAMES[label]
+        image = images[label]
+        repo, tag = split_image(image, _SPEC_PATHS[label])
+        reg = AppRegistration(name=name, version=tag, uri=docker_uri(image),
+                              metadata_uri=metadata_uri(repo, tag), labels=(label,))
+        prev = by_name.get(name)
+        if prev is None:
+            by_name[name] = reg
+        elif prev.uri != reg.uri:
+            first = next(lbl for lbl in prev.labels)
+            raise RenderError(
+                f"{_SPEC_PATHS[label]}: {label} and {first} are both the SCDF app {name!r} in the "
+                f"definition {wiring.stream_definition(p)!r}, so they must use the same image "
+                f"(got {images[first]!r} and {image!r})")
+        else:
+            by_name[name] = AppRegistration(name=name, version=prev.version, uri=prev.uri,
+                                            metadata_uri=prev.metadata_uri, labels=prev.labels + (label,))
+    return tuple(by_name.values())
+
+
+def stream_plan(p: Pipeline) -> StreamPlan:
+    return StreamPlan(stream_name=p.stream_name, definition=wiring.stream_definition(p),
+                      apps=app_registrations(p), properties=dict(wiring.deployment_properties(p)))
+
+
+# ---------------------------------------------------------------- the shell script
+
+def _check_shell_value(key: str, value: str) -> None:
+    """Refuse values the SCDF shell's `--properties` parser would change.
+
+    The shell trims values, splits the list on commas (a comma followed by something like
+    `app.x=` starts a new pair) and the whole list sits in one double-quoted argument.
+    `tspipe scdf deploy` sends JSON and has none of these limits.
+    """
+    why = None
+    if value != value.strip():
+        why = "leading or trailing whitespace (the shell trims it)"
+    elif any(c in value for c in '"\\\n\r'):
+        why = "a double quote, backslash or newline"
+    else:
+        for part in value.split(",")[1:]:
+            if "=" in part and part.strip().lstrip("-").startswith(_SHELL_PAIR_PREFIXES):
+                why = f"',{part}', which the shell reads as a new property"
+                break
+    if why:
+        raise RenderError(f"property {key}: its value {value!r} has {why}; the SCDF shell's "
+                          "--properties cannot carry it (use `tspipe scdf deploy`, which sends JSON)")
+
+
+def register_command(app: AppRegistration) -> str:
+    cmd = f"app register --type app --name {app.name} --uri {app.uri}"
+    if app.metadata_uri:
+        cmd += f" --metadata-uri {app.metadata_uri}"
+    return cmd
+
+
+def create_command(plan: StreamPlan) -> str:
+    return f'stream create --name {plan.stream_name} --definition "{plan.definition}"'
+
+
+def deploy_command(plan: StreamPlan) -> str:
+    for key, value in plan.properties.items():
+        _check_shell_value(key, value)
+    props = ",".join(f"{k}={v}" for k, v in plan.properties.items())
+    return f'stream deploy --name {plan.stream_name} --properties "{props}"'
+
+
+def render_script(p: Pipeline) -> str:
+    """The SCDF shell commands of the seed's recipe for this pipeline, one per line."""
+    plan = stream_plan(p)
+    lines = [register_command(app) for app in plan.apps]
+    lines.append(create_command(plan))
+    lines.append(deploy_command(plan))
+    return "\n".join(lines) + "\n"

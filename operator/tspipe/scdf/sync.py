@@ -1,0 +1,282 @@
+"""Make an SCDF server hold a pipeline's stream: compare, plan, apply.
+
+`observe` reads what the server holds, `plan_steps` (pure) decides the smallest set of
+steps, `apply_steps` runs them and, when one fails, says exactly which ones had already
+been done. An unchanged pipeline plans no steps at all.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import wiring
+from ..model import Pipeline
+from .client import DataFlowClient, ScdfError
+from .render import AppRegistration, StreamPlan, stream_plan
+
+# SCDF states that will not change without a new request.
+SETTLED_STATES = {"deployed", "failed", "incomplete", "partial", "undeployed", "error"}
+
+
+class PlanError(ScdfError):
+    """The server holds something this tool must not touch (e.g. someone else's stream)."""
+
+
+def description_marker(p: Pipeline) -> str:
+    """Stored as the stream's description: marks definitions this tool may replace."""
+    return f"tspipe TimestampPipeline {p.namespace}/{p.name}"
+
+
+def normalize_dsl(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+@dataclass
+class Observed:
+    """What the server holds for one stream and its apps."""
+
+    apps: dict[str, list[dict]] = field(default_factory=dict)  # app name -> its registrations
+    definition: dict | None = None  # GET /streams/definitions/{name}
+    release_version: int | None = None  # newest non-deleted Skipper release
+    manifest: dict[str, dict[str, Any]] | None = None  # label -> recorded spec
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # register | default | destroy | create | deploy | update | undeploy
+    summary: str  # past tense, for "already done" and progress lines
+    args: tuple = ()
+
+
+def observe(client: DataFlowClient, plan: StreamPlan) -> Observed:
+    obs = Observed()
+    for app in plan.apps:
+        obs.apps[app.name] = client.app_versions(app.name)
+    obs.definition = client.definition(plan.stream_name)
+    if obs.definition is not None and _is_deployed(obs.definition):
+        release = client.current_release(plan.stream_name)
+        if release is not None:
+            obs.release_version = int(release["version"])
+            obs.manifest = client.manifest(plan.stream_name, obs.release_version)
+    return obs
+
+
+def _is_deployed(definition: dict) -> bool:
+    return (definition.get("status") or "undeployed") != "undeployed"
+
+
+# ---------------------------------------------------------------- pure planning
+
+def _app_steps(app: AppRegistration, regs: list[dict]) -> list[Step]:
+    same = [r for r in regs if str(r.get("version")) == app.version]
+    steps = []
+    if not same:
+        steps.append(Step("register", f"registered app {app.name!r} version {app.version} as {app.uri}", (app, False)))
+        # The first version of an app becomes its default; a later one must be made default.
+        if regs:
+            steps.append(Step("default", f"made version {app.version} the default of app {app.name!r}", (app,)))
+        return steps
+    reg = same[0]
+    if reg.get("uri") != app.uri:
+        steps.append(Step("register", f"re-registered app {app.name!r} version {app.version} "
+                                      f"as {app.uri} (was {reg.get('uri')})", (app, True)))
+    if not reg.get("defaultVersion"):
+        steps.append(Step("default", f"made version {app.version} the default of app {app.name!r}", (app,)))
+    return steps
+
+
+def scdf_common_keys(manifest: dict[str, dict[str, Any]]) -> set[str]:
+    """Keys SCDF adds to every app itself (its common application properties).
+
+    They carry the same value in every app of the stream, so a key present identically in
+    all apps and not wired by us is SCDF's, not a leftover of an earlier pipeline.
+    """
+    props = [spec.get("applicationProperties") or {} for spec in manifest.values()]
+    if not props:
+        return set()
+    common = set(props[0])
+    for p in props[1:]:
+        common &= {k for k in p if k in props[0] and p[k] == props[0][k]}
+    return common
+
+
+def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
+    """(changed, stale, versions, missing) between the plan and what Skipper recorded.
+
+    changed: `app.<label>.<key>` -> wanted value, for keys recorded differently or not at all.
+    stale: `app.<label>.<key>` recorded from an earlier deploy but no longer wanted.
+    versions: label -> wanted version where the recorded resource differs.
+    missing: labels with no recorded app.
+    """
+    wanted: dict[str, dict[str, str]] = {label: {} for label in wiring.APP_LABELS}
+    for key, value in plan.properties.items():
+        for label in wiring.APP_LABELS:
+            prefix = f"app.{label}."
+            if key.startswith(prefix):
+                wanted[label][key[len(prefix):]] = value
+                break
+    uri_by_label = {label: app.uri for app in plan.apps for label in app.labels}
+    version_by_label = {label: app.version for app in plan.apps for label in app.labels}
+    common = scdf_common_keys(manifest)
+    changed, stale, versions, missing = {}, [], {}, []
+    for label in wiring.APP_LABELS:
+        rec = manifest.get(label)
+        if rec is None:
+            missing.append(label)
+            continue
+        recorded = rec.get("applicationProperties") or {}
+        for key, value in wanted[label].items():
+            if recorded.get(key) != value:
+                changed[f"app.{label}.{key}"] = value
+        for key in recorded:
+            if key not in wanted[label] and key not in common:
+                stale.append(f"app.{label}.{key}")
+        if f"{rec.get('resource')}:{rec.get('version')}" != uri_by_label[label]:
+            versions[label] = version_by_label[label]
+    return changed, sorted(stale), versions, missing
+
+
+def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step], list[str]]:
+    """(steps, notes). Notes explain any step that replaces something."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for app in plan.apps:
+        steps += _app_steps(app, obs.apps.get(app.name, []))
+
+    name = plan.stream_name
+    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(plan.properties)} properties",
+                       (plan.properties,))
+    create = Step("create", f"created stream definition {name!r}: {plan.definition}", (plan.definition,))
+    defn = obs.definition
+    if defn is None:
+        return steps + [create, full_deploy], notes
+
+    recorded_dsl = defn.get("originalDslText") or defn.get("dslText")
+    ours = (defn.get("description") or "") == description_marker(p)
+    if normalize_dsl(recorded_dsl) != normalize_dsl(plan.definition):
+        if not ours:
+            raise PlanError(
+                f"stream {name!r} already exists on the server with a different definition "
+                f"({recorded_dsl!r}) and was not created by tspipe for {p.namespace}/{p.name}; "
+                "refusing to replace it (pick another spec.streamName, or destroy that stream first)")
+        notes.append(f"the stream definition changed ({recorded_dsl!r} -> {plan.definition!r}): "
+                     "SCDF cannot edit a definition, so the stream is destroyed, created and deployed again")
+        return steps + [Step("destroy", f"destroyed stream {name!r} (old definition)"), create, full_deploy], notes
+
+    if not _is_deployed(defn) or obs.manifest is None:
+        return steps + [full_deploy], notes
+
+    changed, stale, versions, missing = property_changes(plan, obs.manifest)
+    if missing or stale:
+        why = (f"apps {', '.join(missing)} are missing from the deployed release" if missing else
+               f"properties no longer wanted are still deployed ({', '.join(stale)}) and SCDF's "
+               "stream update only adds or changes properties")
+        notes.append(f"{why}: undeploying and deploying stream {name!r} again")
+        return steps + [Step("undeploy", f"undeployed stream {name!r}"), full_deploy], notes
+    if changed or versions:
+        update = dict(changed)
+        update.update({f"version.{label}": v for label, v in versions.items()})
+        what = []
+        if changed:
+            what.append(f"{len(changed)} changed properties")
+        if versions:
+            what.append("new versions for " + ", ".join(f"{lb} ({v})" for lb, v in versions.items()))
+        steps.append(Step("update", f"updated deployed stream {name!r}: {'; '.join(what)}", (update,)))
+    return steps, notes
+
+
+# ---------------------------------------------------------------- applying
+
+class PartialFailure(ScdfError):
+    """A step failed after others had changed the server; the message lists them."""
+
+    def __init__(self, error: ScdfError, done: list[Step]):
+        if done:
+            listed = "\n".join(f"  - {s.summary}" for s in done)
+            text = (f"{error}\nAlready done before this failure (nothing was rolled back):\n{listed}")
+        else:
+            text = f"{error}\nNothing was changed on the server."
+        super().__init__(text)
+        self.error = error
+        self.done = done
+
+
+def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], description: str,
+                progress: Callable[[str], None] = lambda s: None) -> list[Step]:
+    done: list[Step] = []
+    name = plan.stream_name
+    for step in steps:
+        try:
+            if step.kind == "register":
+                app, force = step.args
+                client.register_app(app.name, app.version, app.uri, app.metadata_uri, force=force)
+            elif step.kind == "default":
+                (app,) = step.args
+                client.make_default(app.name, app.version)
+            elif step.kind == "destroy":
+                client.destroy(name)
+            elif step.kind == "create":
+                (definition,) = step.args
+                client.create_definition(name, definition, description)
+            elif step.kind == "deploy":
+                (props,) = step.args
+                client.deploy(name, props)
+            elif step.kind == "update":
+                (props,) = step.args
+                client.update(name, props)
+            elif step.kind == "undeploy":
+                client.undeploy(name)
+                _wait_undeployed(client, name)
+            else:  # pragma: no cover - plan_steps makes only the kinds above
+                raise ScdfError(f"unknown step {step.kind}")
+        except ScdfError as exc:
+            raise PartialFailure(exc, done) from None
+        done.append(step)
+        progress(step.summary)
+    return done
+
+
+def _wait_undeployed(client: DataFlowClient, name: str, timeout: float = 60.0) -> None:
+    # Undeploy returns before Skipper has deleted the release; deploying again too early
+    # is refused as "already deployed".
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = client.definition(name)
+        if d is None or not _is_deployed(d):
+            return
+        time.sleep(0.5)
+    raise ScdfError(f"undeploying stream {name!r} failed: still not undeployed after {timeout:.0f}s")
+
+
+def wait_for_state(client: DataFlowClient, name: str, timeout: float,
+                   sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """Poll the definition until its state settles or `timeout` passes; the last reading."""
+    deadline = time.monotonic() + timeout
+    d = client.definition(name)
+    while d is not None and (d.get("status") or "") not in SETTLED_STATES and time.monotonic() < deadline:
+        sleep(1.0)
+        d = client.definition(name)
+    return d
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def state_line(d: dict | None) -> str:
+    if d is None:
+        return "state: not found"
+    desc = _SPACES.sub(" ", d.get("statusDescription") or "").strip()
+    return f"state: {d.get('status') or 'unknown'}" + (f" ({desc})" if desc else "")
+
+
+def sync(client: DataFlowClient, p: Pipeline, progress: Callable[[str], None] = lambda s: None):
+    """Bring the server in line with `p`. Returns (steps done, notes)."""
+    plan = stream_plan(p)
+    obs = observe(client, plan)
+    steps, notes = plan_steps(p, plan, obs)
+    for note in notes:
+        progress(f"note: {note}")
+    done = apply_steps(client, plan, steps, description_marker(p), progress)
+    return done, notes
