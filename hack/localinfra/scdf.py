@@ -87,6 +87,10 @@ def skipper_args(*, port: int, workdir: Path) -> list[str]:
     return common_args(port=port, db_path=workdir / "skipper-db") + [
         # Only the local platform (the default account); nothing else is configured.
         "--spring.cloud.skipper.server.enable-local-platform=true",
+        # A stream update waits for the new apps to be healthy before deleting the old
+        # ones (default 5 min). Apps cannot start here (no Docker engine), so decide fast.
+        "--spring.cloud.skipper.server.strategies.healthcheck.timeoutInMillis=10000",
+        "--spring.cloud.skipper.server.strategies.healthcheck.sleepInMillis=1000",
     ]
 
 

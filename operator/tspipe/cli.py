@@ -133,20 +133,34 @@ def _scdf(args) -> int:
 
 
 def _deploy(client, pipeline, args) -> int:
-    from .scdf.client import ScdfError
-    from .scdf.sync import PartialFailure, state_line, sync, wait_for_state
+    from .scdf.client import ScdfError, release_description, release_status
+    from .scdf.sync import PartialFailure, state_line, sync, wait_for_release, wait_for_state
 
     name = pipeline.stream_name
     try:
-        done, _notes = sync(client, pipeline, progress=_out)
+        result = sync(client, pipeline, progress=_out)
     except PartialFailure:
         raise
     except ScdfError as exc:
         # Failed while reading the server's state: nothing was sent yet.
         raise ScdfError(f"{exc}\nNothing was changed on the server.") from None
-    if not done:
+    if not result.done:
         _out(f"stream {name!r}: up to date, nothing changed")
-    d = wait_for_state(client, name, args.wait) if done and args.wait > 0 else client.definition(name)
+    if any(s.kind == "update" for s in result.done):
+        # Skipper upgrades in the background: new apps first, old ones removed once the new
+        # ones are healthy. A failed upgrade leaves the previous release running.
+        before = result.observed.release_version or 0
+        rel = wait_for_release(client, name, before, args.wait)
+        if rel is None or release_status(rel) in ("", "UNKNOWN"):
+            _out(f"stream {name!r}: update still in progress after {args.wait:.0f}s")
+        elif release_status(rel) != "DEPLOYED":
+            raise ScdfError(
+                f"updating stream {name!r} failed: Skipper recorded release {rel.get('version')} as "
+                f"{release_status(rel)} ({release_description(rel)}); release {before} is still deployed. "
+                "Run deploy again to retry.")
+        else:
+            _out(f"stream {name!r}: release {rel.get('version')} deployed")
+    d = wait_for_state(client, name, args.wait) if result.done and args.wait > 0 else client.definition(name)
     _out(f"stream {name!r} {state_line(d)}")
     return EXIT_OK
 

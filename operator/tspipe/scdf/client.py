@@ -306,12 +306,28 @@ class DataFlowClient:
             raise ScdfError(f"{what} failed: the manifest is not YAML") from None
 
     def current_release(self, stream: str) -> dict | None:
-        """The newest release that is not deleted, or None."""
-        releases = [r for r in self.history(stream)
-                    if ((r.get("info") or {}).get("status") or {}).get("statusCode") != "DELETED"]
+        """The release Skipper runs: the newest DEPLOYED one, else the newest not deleted.
+
+        A failed upgrade leaves a newer FAILED release beside the DEPLOYED one it could
+        not replace; what runs (and what a re-run must compare with) is the DEPLOYED one.
+        """
+        releases = [r for r in self.history(stream) if release_status(r) != "DELETED"]
         if not releases:
             return None
-        return max(releases, key=lambda r: int(r.get("version") or 0))
+        deployed = [r for r in releases if release_status(r) == "DEPLOYED"]
+        return max(deployed or releases, key=lambda r: int(r.get("version") or 0))
+
+    def newest_release(self, stream: str) -> dict | None:
+        releases = self.history(stream)
+        return max(releases, key=lambda r: int(r.get("version") or 0)) if releases else None
+
+
+def release_status(release: dict) -> str:
+    return str(((release.get("info") or {}).get("status") or {}).get("statusCode") or "")
+
+
+def release_description(release: dict) -> str:
+    return " ".join(str((release.get("info") or {}).get("description") or "").split())
 
 
 def _connection_reason(exc: Exception) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .. import wiring
 from ..model import Pipeline
-from .client import DataFlowClient, ScdfError
+from .client import DataFlowClient, ScdfError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
 
 # SCDF states that will not change without a new request.
@@ -45,7 +45,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # register | default | destroy | create | deploy | update | undeploy
+    kind: str  # register | default | destroy | create | deploy | update
     summary: str  # past tense, for "already done" and progress lines
     args: tuple = ()
 
@@ -170,11 +170,15 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
 
     changed, stale, versions, missing = property_changes(plan, obs.manifest)
     if missing or stale:
+        # SCDF folds deployed app properties into the stored definition (its dslText) and
+        # reuses them on the next deploy; `stream update` merges. Only a fresh definition
+        # drops a property.
         why = (f"apps {', '.join(missing)} are missing from the deployed release" if missing else
-               f"properties no longer wanted are still deployed ({', '.join(stale)}) and SCDF's "
-               "stream update only adds or changes properties")
-        notes.append(f"{why}: undeploying and deploying stream {name!r} again")
-        return steps + [Step("undeploy", f"undeployed stream {name!r}"), full_deploy], notes
+               f"properties no longer wanted are still deployed ({', '.join(stale)}); SCDF keeps deployed "
+               "properties in the stream definition and an update only adds or changes them")
+        notes.append(f"{why}: the stream {name!r} is destroyed, created and deployed again")
+        return steps + [Step("destroy", f"destroyed stream {name!r} (to drop old properties)"),
+                        create, full_deploy], notes
     if changed or versions:
         update = dict(changed)
         update.update({f"version.{label}": v for label, v in versions.items()})
@@ -226,9 +230,6 @@ def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], des
             elif step.kind == "update":
                 (props,) = step.args
                 client.update(name, props)
-            elif step.kind == "undeploy":
-                client.undeploy(name)
-                _wait_undeployed(client, name)
             else:  # pragma: no cover - plan_steps makes only the kinds above
                 raise ScdfError(f"unknown step {step.kind}")
         except ScdfError as exc:
@@ -236,18 +237,6 @@ def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], des
         done.append(step)
         progress(step.summary)
     return done
-
-
-def _wait_undeployed(client: DataFlowClient, name: str, timeout: float = 60.0) -> None:
-    # Undeploy returns before Skipper has deleted the release; deploying again too early
-    # is refused as "already deployed".
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        d = client.definition(name)
-        if d is None or not _is_deployed(d):
-            return
-        time.sleep(0.5)
-    raise ScdfError(f"undeploying stream {name!r} failed: still not undeployed after {timeout:.0f}s")
 
 
 def wait_for_state(client: DataFlowClient, name: str, timeout: float,
@@ -271,12 +260,34 @@ def state_line(d: dict | None) -> str:
     return f"state: {d.get('status') or 'unknown'}" + (f" ({desc})" if desc else "")
 
 
-def sync(client: DataFlowClient, p: Pipeline, progress: Callable[[str], None] = lambda s: None):
-    """Bring the server in line with `p`. Returns (steps done, notes)."""
+def wait_for_release(client: DataFlowClient, name: str, after_version: int, timeout: float,
+                     sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """Poll until a release newer than `after_version` leaves Skipper's UNKNOWN (in progress)
+    state, or `timeout` passes; that release, or None if none appeared."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rel = client.newest_release(name)
+        if rel is not None and int(rel.get("version") or 0) > after_version:
+            if release_status(rel) not in ("", "UNKNOWN") or time.monotonic() >= deadline:
+                return rel
+        elif time.monotonic() >= deadline:
+            return None
+        sleep(1.0)
+
+
+@dataclass
+class SyncResult:
+    done: list[Step]
+    notes: list[str]
+    observed: Observed
+
+
+def sync(client: DataFlowClient, p: Pipeline, progress: Callable[[str], None] = lambda s: None) -> SyncResult:
+    """Bring the server in line with `p`."""
     plan = stream_plan(p)
     obs = observe(client, plan)
     steps, notes = plan_steps(p, plan, obs)
     for note in notes:
         progress(f"note: {note}")
     done = apply_steps(client, plan, steps, description_marker(p), progress)
-    return done, notes
+    return SyncResult(done, notes, obs)

@@ -1,0 +1,175 @@
+"""Rendering the SCDF shell script and the stream plan (pure)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tspipe import wiring
+from tspipe.model import Pipeline, load_pipeline_file
+from tspipe.scdf.render import (
+    RenderError, app_registrations, metadata_uri, render_script, split_image, stream_plan,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
+
+# The seed's recipe, for the sample pipeline, exactly as a user would type it into the
+# SCDF shell. Written out by hand: a change in the wiring must show up here.
+SAMPLE_SCRIPT = (
+    "app register --type app --name time --uri docker:springcloudstream/time-source-kafka:5.1.1"
+    " --metadata-uri maven://org.springframework.cloud.stream.app:time-source-kafka:jar:metadata:5.1.1\n"
+    "app register --type app --name python-router --uri docker:ghcr.io/tspipe/router:0.1.0\n"
+    "app register --type app --name log --uri docker:springcloudstream/log-sink-kafka:5.1.1"
+    " --metadata-uri maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:5.1.1\n"
+    'stream create --name timeStampStream --definition "time || python-router || evenLogger: log || oddLogger: log"\n'
+    'stream deploy --name timeStampStream --properties "'
+    "app.time.spring.cloud.dataflow.stream.name=timeStampStream,"
+    "app.time.spring.cloud.dataflow.stream.app.label=time,"
+    "app.time.spring.cloud.stream.kafka.binder.brokers=kafka.kafka.svc:9092,"
+    "app.time.spring.cloud.stream.kafka.binder.replication-factor=1,"
+    "app.time.spring.cloud.stream.kafka.binder.min-partition-count=1,"
+    "app.time.spring.cloud.stream.bindings.output.destination=timeDest,"
+    "app.time.time.date-format=MM/dd/yy HH:mm:ss,"
+    "app.time.spring.integration.poller.fixed-delay=1000,"
+    "app.python-router.spring.cloud.dataflow.stream.name=timeStampStream,"
+    "app.python-router.spring.cloud.dataflow.stream.app.label=python-router,"
+    "app.python-router.spring.cloud.stream.kafka.binder.brokers=kafka.kafka.svc:9092,"
+    "app.python-router.spring.cloud.stream.kafka.binder.replication-factor=1,"
+    "app.python-router.spring.cloud.stream.kafka.binder.min-partition-count=1,"
+    "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest,"
+    "app.python-router.spring.cloud.stream.bindings.input.group=timeStampStream,"
+    "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest,"
+    "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest,"
+    "app.python-router.tsrouter.even-prefix=Even timestamp:,"
+    "app.python-router.tsrouter.odd-prefix=Odd timestamp:,"
+    "app.python-router.tsrouter.processing-guarantee=at-least-once,"
+    "app.evenLogger.spring.cloud.dataflow.stream.name=timeStampStream,"
+    "app.evenLogger.spring.cloud.dataflow.stream.app.label=evenLogger,"
+    "app.evenLogger.spring.cloud.stream.kafka.binder.brokers=kafka.kafka.svc:9092,"
+    "app.evenLogger.spring.cloud.stream.kafka.binder.replication-factor=1,"
+    "app.evenLogger.spring.cloud.stream.kafka.binder.min-partition-count=1,"
+    "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest,"
+    "app.evenLogger.log.level=INFO,"
+    "app.evenLogger.log.expression=payload,"
+    "app.oddLogger.spring.cloud.dataflow.stream.name=timeStampStream,"
+    "app.oddLogger.spring.cloud.dataflow.stream.app.label=oddLogger,"
+    "app.oddLogger.spring.cloud.stream.kafka.binder.brokers=kafka.kafka.svc:9092,"
+    "app.oddLogger.spring.cloud.stream.kafka.binder.replication-factor=1,"
+    "app.oddLogger.spring.cloud.stream.kafka.binder.min-partition-count=1,"
+    "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest,"
+    "app.oddLogger.log.level=INFO,"
+    "app.oddLogger.log.expression=payload"
+    '"\n'
+)
+
+
+def sample_doc() -> dict:
+    return yaml.safe_load(SAMPLE.read_text())
+
+
+def pipeline(**spec_patch) -> Pipeline:
+    doc = sample_doc()
+    for dotted, value in spec_patch.items():
+        node = doc["spec"]
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return Pipeline.from_resource(doc)
+
+
+def test_sample_script_is_exactly_the_seed_recipe():
+    assert render_script(load_pipeline_file(SAMPLE)) == SAMPLE_SCRIPT
+
+
+def test_the_seed_wiring_lines_are_in_the_deploy_properties():
+    # The six lines of the seed's polyglot-python-app-deployment.properties.
+    deploy_line = SAMPLE_SCRIPT.splitlines()[-1]
+    for line in (
+        "app.time.spring.cloud.stream.bindings.output.destination=timeDest",
+        "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest",
+        "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest",
+        "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest",
+        "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest",
+        "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest",
+    ):
+        assert line in deploy_line
+
+
+def test_plan_uses_the_wiring_module_unchanged():
+    p = pipeline(kafka__brokers=["a:9092", "b:9093"], router__evenPrefix="E:",
+                 time__properties={"logging.level.root": "WARN"})
+    plan = stream_plan(p)
+    assert plan.properties == wiring.deployment_properties(p)
+    assert plan.definition == wiring.stream_definition(p) == "time || python-router || evenLogger: log || oddLogger: log"
+    assert plan.stream_name == "timeStampStream"
+    # Brokers keep their comma: SCDF's shell parser joins a comma-part without "app.x=".
+    assert "app.time.spring.cloud.stream.kafka.binder.brokers=a:9092,b:9093," in render_script(p)
+
+
+def test_apps_registered_once_per_scdf_name_with_tag_versions():
+    p = pipeline(router__image="registry.local:5000/team/router:2.3.4")
+    regs = app_registrations(p)
+    assert [(r.name, r.version, r.uri, r.labels) for r in regs] == [
+        ("time", "5.1.1", "docker:springcloudstream/time-source-kafka:5.1.1", ("time",)),
+        ("python-router", "2.3.4", "docker:registry.local:5000/team/router:2.3.4", ("python-router",)),
+        ("log", "5.1.1", "docker:springcloudstream/log-sink-kafka:5.1.1", ("evenLogger", "oddLogger")),
+    ]
+    assert regs[1].metadata_uri is None
+
+
+def test_loggers_with_different_images_cannot_share_the_log_app():
+    with pytest.raises(RenderError, match=r"spec.oddLogger.image: oddLogger and evenLogger are both the SCDF app 'log'"):
+        app_registrations(pipeline(oddLogger__image="springcloudstream/log-sink-kafka:5.1.0"))
+
+
+@pytest.mark.parametrize("image,expected", [
+    ("springcloudstream/time-source-kafka:5.1.1", ("springcloudstream/time-source-kafka", "5.1.1")),
+    ("localhost:5000/router:0.1.0", ("localhost:5000/router", "0.1.0")),
+    ("ghcr.io/a/b:1.0@sha256:" + "a" * 64, ("ghcr.io/a/b", "1.0")),
+])
+def test_split_image(image, expected):
+    assert split_image(image, "spec.x.image") == expected
+
+
+@pytest.mark.parametrize("image", ["localhost:5000/router", "router", "ghcr.io/a/b@sha256:" + "a" * 64])
+def test_images_need_a_tag(image):
+    with pytest.raises(RenderError, match=r"spec.router.image: image .* has no tag"):
+        app_registrations(pipeline(router__image=image))
+
+
+def test_metadata_uri_only_for_spring_prebuilt_apps():
+    assert metadata_uri("springcloudstream/log-sink-kafka", "5.1.1") == \
+        "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:5.1.1"
+    assert metadata_uri("docker.io/springcloudstream/log-sink-kafka", "4.0.0") == \
+        "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:4.0.0"
+    assert metadata_uri("myorg/log-sink-kafka", "1") is None
+    assert metadata_uri("springcloudstream/a/b", "1") is None
+
+
+@pytest.mark.parametrize("value,why", [
+    (" padded", "whitespace"),
+    ('say "hi"', "double quote"),
+    ("a,app.time.x=y", "reads as a new property"),
+])
+def test_values_the_shell_cannot_carry_are_refused_by_name(value, why):
+    p = pipeline(time__properties={"custom.key": value})
+    with pytest.raises(RenderError, match=rf"property app\.time\.custom\.key: .*{why}"):
+        render_script(p)
+    # The REST path has no such limit: the plan still carries the value unchanged.
+    assert stream_plan(p).properties["app.time.custom.key"] == value
+
+
+def test_commas_and_equals_that_the_shell_keeps_are_allowed():
+    p = pipeline(time__properties={"custom.list": "a,b=c,d"})
+    assert "app.time.custom.list=a,b=c,d" in render_script(p)
+
+
+def test_stream_name_defaults_to_metadata_name():
+    doc = sample_doc()
+    del doc["spec"]["streamName"]
+    p = Pipeline.from_resource(copy.deepcopy(doc))
+    assert "stream create --name timestamps " in render_script(p)
