@@ -96,7 +96,7 @@ class _Usage(Exception):
 
 
 def _client(args):
-    from .scdf.client import AuthError, DataFlowClient, resolve_credentials
+    from .scdf.client import AuthError, DataFlowClient, ScdfError, resolve_credentials
 
     if not args.server:
         raise _Usage("--server URL (or SCDF_SERVER_URL) is required")
@@ -105,7 +105,10 @@ def _client(args):
                                     token_file=args.token_file)
     except AuthError as exc:
         raise _Usage(str(exc)) from None
-    return DataFlowClient(args.server, creds, timeout=args.timeout)
+    try:
+        return DataFlowClient(args.server, creds, timeout=args.timeout)
+    except ScdfError as exc:  # a malformed URL is a usage error
+        raise _Usage(str(exc)) from None
 
 
 def _scdf(args) -> int:

@@ -1,0 +1,69 @@
+"""The local Skipper + Data Flow harness (hack/localinfra/scdf.py) against itself."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from localinfra.scdf import ScdfServers, common_args, dataflow_args, skipper_args
+
+pytestmark = pytest.mark.scdf
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a LISTEN socket on `port` (IPv4 and IPv6 /proc tables)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                local, state = line.split()[1], line.split()[3]
+                addr, p = local.rsplit(":", 1)
+                if state == "0A" and int(p, 16) == port:
+                    found.add(addr)
+    return found
+
+
+def test_args_keep_everything_local(tmp_path):
+    for args in (skipper_args(port=1, workdir=tmp_path),
+                 dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1")):
+        assert "--server.address=127.0.0.1" in args
+        assert any(a.startswith(f"--spring.datasource.url=jdbc:h2:file:{tmp_path}/") for a in args)
+        assert "--spring.cloud.config.enabled=false" in args
+    d = dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1")
+    assert "--spring.cloud.skipper.client.server-uri=http://127.0.0.1:1/api" in d
+    assert "--spring.cloud.dataflow.features.tasks-enabled=false" in d
+    assert common_args(port=3, db_path=tmp_path / "x")[0] == "--server.port=3"
+
+
+def test_servers_answer_on_loopback_with_streams_only(scdf_servers):
+    about = requests.get(f"{scdf_servers.dataflow_url}/about", timeout=10).json()
+    assert about["featureInfo"]["streamsEnabled"] is True
+    assert about["featureInfo"]["tasksEnabled"] is False
+    assert about["versionInfo"]["core"]["version"] == "2.11.5"
+    # Data Flow deploys streams through our Skipper, not a platform of its own.
+    assert about["runtimeEnvironment"]["appDeployer"]["deployerName"] == "Spring Cloud Skipper Server"
+    skipper = requests.get(f"{scdf_servers.skipper_url}/api/about", timeout=10).json()
+    assert skipper["versionInfo"]["server"]["name"] == "Spring Cloud Skipper Server"
+    for port in (scdf_servers.skipper_port, scdf_servers.dataflow_port):
+        assert listening_addresses(port) == {"0100007F"}, "bound to 127.0.0.1 only"
+    assert (scdf_servers.workdir / "skipper-db.mv.db").exists()
+    assert (scdf_servers.workdir / "dataflow-db.mv.db").exists()
+    assert set(scdf_servers.rss()) == {"skipper", "dataflow"}
+
+
+def test_own_instance_starts_logs_in_workdir_and_stops_everything(tmp_path):
+    servers = ScdfServers(tmp_path)
+    with servers:
+        pids = [servers.skipper.pid, servers.dataflow.pid]
+        ports = [servers.skipper_port, servers.dataflow_port]
+        assert requests.get(f"{servers.dataflow_url}/about", timeout=10).status_code == 200
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/status").read().find("zombie") >= 0
+    for port in ports:
+        assert listening_addresses(port) == set()
+    assert "Started" in (tmp_path / "dataflow.log").read_text()
+    assert "Started SkipperServerApplication" in (tmp_path / "skipper.log").read_text()
+    # A workdir given by the caller is kept (logs stay readable after a failure).
+    assert tmp_path.exists()
