@@ -19,7 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from .batch import Topics, first_offsets, merge_offsets, next_offsets, plan_batch
+from .batch import (Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch,
+                    rewind_offsets, settle)
 from .config import RouterConfig
 from .health import HealthState
 from .metrics import Metrics
@@ -35,8 +36,10 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         self.r.metrics.rebalances.labels("revoked").inc()
-        # Batches are committed before the next poll, so this only settles leftovers
-        # (e.g. a commit that failed): never past a record that was not acknowledged.
+        # Settle what is in flight, then commit exactly what was acknowledged, so the
+        # next owner starts right after it: nothing lost, nothing routed twice.
+        if self.r.producer is not None:
+            self.r.drain(timeout_s=20)
         self.r.commit_pending(reason="revoke")
         log.info("partitions revoked: %s", _tps(revoked))
 
@@ -49,6 +52,21 @@ class _Listener(ConsumerRebalanceListener):
         self.r.metrics.rebalances.labels("lost").inc()
         self.r.drop_pending(lost)
         log.warning("partitions lost: %s", _tps(lost))
+
+
+class _Failed:
+    """A send that raised before it got a future: settles as failed."""
+    is_done = True
+
+    def __init__(self, exc: Exception):
+        self.exception = exc
+
+    def succeeded(self) -> bool:
+        return False
+
+
+def _offs(offsets) -> str:
+    return ",".join(f"{tp.topic}-{tp.partition}@{off}" for tp, off in sorted(offsets.items())) or "-"
 
 
 def _tps(tps) -> str:
@@ -71,7 +89,10 @@ class Runner:
         self._out_partitions: dict[str, int] = {}
         self._last_lag = 0.0
         self._deadline: float | None = None
-        self.clean = True
+        self.inflight: list[Sent] = []   # at-least-once: batches sent, acks pending, in order
+        self.max_inflight = 5 * cfg.max_poll_records
+        self._last_commit = 0.0
+        self._committed: dict = {}       # {tp: offset} known to be committed
 
     # ---- client construction -------------------------------------------------------------
     def _common(self) -> dict:
@@ -130,18 +151,28 @@ class Runner:
         self.metrics.assigned.set(n)
 
     def drop_pending(self, lost) -> None:
+        lost = set(lost)
         for tp in lost:
             self.pending.pop(tp, None)
+        # in-flight batches of lost partitions are replayed by their new owner
+        self.inflight = [s for s in self.inflight if not (set(s.first_offsets) & lost)]
 
     def commit_pending(self, reason: str) -> bool:
-        if not self.pending or self.consumer is None or self.cfg.exactly_once:
+        if self.cfg.exactly_once:
             return True
-        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()}
+        todo = {tp: off for tp, off in self.pending.items() if self._committed.get(tp, -1) < off}
+        if not todo:
+            self.pending.clear()
+            return True
+        if self.consumer is None:
+            return False
         try:
-            self.consumer.commit(offsets, timeout_ms=10_000)
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()},
+                                 timeout_ms=10_000)
         except Exception as exc:
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
+        self._committed.update(todo)
         self.pending.clear()
         self.metrics.commits.inc()
         return True
@@ -164,71 +195,111 @@ class Runner:
         return n
 
     def run_once(self, poll_ms: int = 200) -> int:
-        """One poll and its batch; returns the number of records handled."""
+        """One poll and its batch; returns the number of records taken in."""
         self.health.tick()
-        batch = self.consumer.poll(timeout_ms=poll_ms)
+        # With sends in flight, poll briefly so acknowledgements are settled promptly.
+        batch = self.consumer.poll(timeout_ms=5 if self.inflight else poll_ms)
         connected = self._kafka_connected()
         self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
-        if not batch:
-            self._update_lag()
-            return 0
-        count = sum(len(v) for v in batch.values())
-        self.metrics.consumed.inc(count)
-        ok = self._process(batch)
-        if not ok:
-            # Retry the whole batch from its first offsets: nothing past an unacknowledged
-            # record is committed, at worst some records go out twice.
-            for tp, off in first_offsets(batch).items():
-                self.consumer.seek(tp, off)
-            self.stop.wait(0.5)
-            return 0
+        count = sum(len(v) for v in batch.values()) if batch else 0
+        if count:
+            self.metrics.consumed.inc(count)
+        if self.cfg.exactly_once:
+            if count and not self._transact(batch):
+                self._seek(first_offsets(batch))
+                self.stop.wait(0.5)
+        else:
+            if count:
+                self._send_batch(batch)
+            self._reap()
+            if sum(len(s.plan) for s in self.inflight) > self.max_inflight:
+                self.drain()  # backpressure
         self._update_lag()
         return count
 
-    def _process(self, batch) -> bool:
-        cfg = self.cfg
+    def _plan(self, batch):
         out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd,
                                                       self.topics.dead_letter)}
-        plan = plan_batch(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
-        if cfg.exactly_once:
-            self.producer.begin_transaction()
+        return plan_batch(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
+
+    def _send_all(self, plan) -> list:
         futures = []
         for o in plan:
             try:
                 f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers,
                                        partition=o.partition)
-            except Exception as exc:
-                log.warning("send to %s failed: %s", o.topic, exc)
-                self.metrics.send_errors.inc()
-                futures.append(None)
+            except Exception as exc:  # e.g. metadata timeout: the batch fails as a whole
+                futures.append(_Failed(exc))
                 break
             if o.source_timestamp_ms is not None:
                 f.add_callback(self._observe_latency, o.source_timestamp_ms)
             futures.append(f)
-        if not self._await(futures):
-            failed = [f for f in futures if f is None or not f.succeeded()]
-            self.metrics.send_errors.inc(sum(1 for f in failed if f is not None))
-            first = next((f.exception for f in failed if f is not None and f.exception), None)
-            log.warning("batch of %d not acknowledged (%d failed, first: %s); retrying it",
-                        len(plan), len(failed), first)
-            if cfg.exactly_once:
-                self._abort()
-            return False
-        offsets = next_offsets(batch)
-        if cfg.exactly_once:
-            meta = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        return futures
+
+    def _send_batch(self, batch) -> None:
+        plan = self._plan(batch)
+        self.inflight.append(Sent(next_offsets(batch), first_offsets(batch), plan, self._send_all(plan)))
+
+    def _reap(self) -> None:
+        """Move acknowledged batches to the committable offsets; replay from a failed one."""
+        ok, failed = settle(self.inflight)
+        for s in self.inflight[:ok]:
+            self.pending = merge_offsets(self.pending, s.next_offsets)
+            self.positions.update(s.next_offsets)
+            self._count(s.plan)
+        del self.inflight[:ok]
+        if failed is not None:
+            bad = self.inflight[failed - ok] if failed - ok < len(self.inflight) else None
+            errors = [f.exception for f in (bad.futures if bad else []) if f.is_done and not f.succeeded()]
+            self.metrics.send_errors.inc(max(1, len(errors)))
+            where = rewind_offsets(self.inflight)
+            log.warning("send not acknowledged (%s); replaying from %s",
+                        errors[0] if errors else "?", _offs(where))
+            self.inflight.clear()
+            self._seek(where)
+            self.stop.wait(0.5)
+        if ok and time.monotonic() - self._last_commit >= 0.2:
+            self._commit_async()
+
+    def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for every in-flight send (bounded), then settle."""
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else 60.0)
+        while self.inflight and time.monotonic() < deadline:
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                break
+            self.producer.flush(timeout=0.5)
+            self.health.tick()
+            self._reap()
+        if self.inflight:
+            log.warning("%d batches still unacknowledged; their offsets stay uncommitted",
+                        len(self.inflight))
+            self.inflight.clear()
+
+    def _commit_async(self) -> None:
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()}
+        self._last_commit = time.monotonic()
+
+        def done(_offsets, response):
+            if isinstance(response, Exception):
+                log.warning("async offset commit failed (next commit covers it): %s", response)
+            else:
+                for tp, om in offsets.items():
+                    if self._committed.get(tp, -1) < om.offset:
+                        self._committed[tp] = om.offset
+                self.metrics.commits.inc()
+        try:
+            self.consumer.commit_async(offsets, callback=done)
+        except Exception as exc:
+            log.warning("async offset commit not sent: %s", exc)
+
+    def _seek(self, offsets) -> None:
+        for tp, off in offsets.items():
             try:
-                self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
-                self.producer.commit_transaction()
-            except Exception as exc:
-                log.warning("transaction commit failed, retrying batch: %s", exc)
-                self._abort()
-                return False
-            self.metrics.commits.inc()
-        else:
-            self.pending = merge_offsets(self.pending, offsets)
-            self.commit_pending(reason="batch")
-        self.positions.update(offsets)
+                self.consumer.seek(tp, off)
+            except Exception as exc:  # partition no longer assigned: its new owner replays it
+                log.info("seek %s-%d skipped: %s", tp.topic, tp.partition, exc)
+
+    def _count(self, plan) -> None:
         for o in plan:
             if o.channel == "dlq":
                 self.metrics.dead_lettered.inc()
@@ -236,7 +307,31 @@ class Runner:
                             o.source_offset, o.reason)
             else:
                 self.metrics.routed.labels(o.channel).inc()
-        log.debug("batch of %d routed and committed", len(plan))
+
+    def _transact(self, batch) -> bool:
+        """Exactly-once: the batch's records and its offsets in one transaction."""
+        plan = self._plan(batch)
+        self.producer.begin_transaction()
+        futures = self._send_all(plan)
+        if not self._await(futures):
+            failed = [f for f in futures if f.is_done and not f.succeeded()]
+            self.metrics.send_errors.inc(max(1, len(failed)))
+            log.warning("batch of %d not acknowledged (%s); aborting and retrying it", len(plan),
+                        failed[0].exception if failed else "stop deadline")
+            self._abort()
+            return False
+        offsets = next_offsets(batch)
+        meta = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        try:
+            self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
+            self.producer.commit_transaction()
+        except Exception as exc:
+            log.warning("transaction commit failed, retrying batch: %s", exc)
+            self._abort()
+            return False
+        self.metrics.commits.inc()
+        self.positions.update(offsets)
+        self._count(plan)
         return True
 
     def _abort(self) -> None:
@@ -248,8 +343,6 @@ class Runner:
 
     def _await(self, futures) -> bool:
         """Wait for every send; bounded by the producer's delivery timeout or the stop deadline."""
-        if any(f is None for f in futures):
-            return False
         while True:
             self.producer.flush(timeout=0.5)
             if all(f.is_done for f in futures):
@@ -287,6 +380,7 @@ class Runner:
                     self.run_once()
             except Exception as exc:
                 self.health.set_kafka(False, f"error: {type(exc).__name__}")
+                self.inflight.clear()  # unacknowledged: replayed from the committed offsets
                 log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
                 self.commit_pending(reason="error")
                 self.close_clients(timeout_s=2)
@@ -301,6 +395,8 @@ class Runner:
 
     def shutdown(self) -> int:
         self.health.set_stopping()
+        if self.producer is not None and self.inflight:
+            self.drain()
         ok = self.commit_pending(reason="shutdown")
         remaining = 5.0
         if self._deadline is not None:

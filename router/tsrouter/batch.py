@@ -79,3 +79,36 @@ def merge_offsets(pending: dict, new: Iterable) -> dict:
         if off > out.get(tp, -1):
             out[tp] = off
     return out
+
+
+@dataclass
+class Sent:
+    """One batch whose records were handed to the producer and may still be in flight."""
+    next_offsets: dict
+    first_offsets: dict
+    plan: list
+    futures: list   # objects with .is_done, .succeeded(), .exception
+
+
+def settle(inflight: list[Sent]) -> tuple[int, int | None]:
+    """(number of leading batches fully acknowledged, index of the first failed batch or None).
+
+    Batches settle strictly in order, so an offset is committable only when every earlier
+    record was acknowledged too.
+    """
+    ok = 0
+    while ok < len(inflight) and all(f.is_done and f.succeeded() for f in inflight[ok].futures):
+        ok += 1
+    failed = next((i for i in range(ok, len(inflight))
+                   if any(f.is_done and not f.succeeded() for f in inflight[i].futures)), None)
+    return ok, failed
+
+
+def rewind_offsets(batches: list[Sent]) -> dict:
+    """Where to seek to replay every not-yet-acknowledged batch: the earliest first offset per partition."""
+    out: dict = {}
+    for s in batches:
+        for tp, off in s.first_offsets.items():
+            if tp not in out or off < out[tp]:
+                out[tp] = off
+    return out

@@ -133,3 +133,30 @@ def test_health_states():
     h.set_kafka(True, "connected")
     h.set_stopping()
     assert not readiness(h.snapshot())
+
+
+class F:
+    def __init__(self, done, ok=True):
+        self.is_done, self._ok = done, ok
+        self.exception = None if ok else RuntimeError("nope")
+
+    def succeeded(self):
+        return self.is_done and self._ok
+
+
+def test_settle_commits_only_a_prefix_of_acknowledged_batches():
+    from tsrouter.batch import Sent, rewind_offsets, settle
+
+    a, b = TP("in", 0), TP("in", 1)
+    s1 = Sent({a: 5}, {a: 0}, [], [F(True), F(True)])
+    s2 = Sent({b: 9}, {b: 3}, [], [F(True), F(False)])   # still in flight
+    s3 = Sent({a: 8}, {a: 5}, [], [F(True)])              # done, but after s2
+    assert settle([s1, s2, s3]) == (1, None)
+    s2.futures[1].is_done = True
+    assert settle([s1, s2, s3]) == (3, None)
+    s2b = Sent({b: 9}, {b: 3}, [], [F(True), F(True, ok=False)])
+    assert settle([s1, s2b, s3]) == (1, 1)
+    assert rewind_offsets([s2b, s3]) == {b: 3, a: 5}
+    assert settle([]) == (0, None)
+    s4 = Sent({a: 12}, {a: 8}, [], [F(False), F(True, ok=False)])  # failed while a sibling is pending
+    assert settle([s4]) == (0, 0)
