@@ -42,8 +42,11 @@ def _scdf_parser(sub) -> None:
                    help="wait this long for the deployment to settle, then print its state (default 60)")
     add("status", "print the stream's definition, state and deployed app versions")
     u = add("undeploy", "undeploy the stream (its definition stays)")
-    u.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
-    add("destroy", "undeploy and delete the stream definition (registered apps stay)")
+    u.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for a running install/upgrade to finish and for the undeploy (default 60)")
+    x = add("destroy", "undeploy and delete the stream definition (registered apps stay)")
+    x.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for a running install/upgrade to finish first (default 60)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,12 +192,13 @@ def _status(client, pipeline, args) -> int:
 
 
 def _undeploy(client, pipeline, args) -> int:
-    from .scdf.sync import state_line, wait_for_state
+    from .scdf.sync import state_line, wait_for_state, wait_until_idle
 
     name = pipeline.stream_name
     if client.definition(name) is None:
         _out(f"stream {name!r} does not exist; nothing to undeploy")
         return EXIT_OK
+    wait_until_idle(client, name, args.wait)
     client.undeploy(name)
     _out(f"stream {name!r}: undeploy requested")
     d = wait_for_state(client, name, args.wait) if args.wait > 0 else client.definition(name)
@@ -203,7 +207,11 @@ def _undeploy(client, pipeline, args) -> int:
 
 
 def _destroy(client, pipeline, args) -> int:
+    from .scdf.sync import wait_until_idle
+
     name = pipeline.stream_name
+    if client.definition(name) is not None:
+        wait_until_idle(client, name, args.wait)
     if client.destroy(name):
         _out(f"stream {name!r}: destroyed (registered apps are kept; other streams may use them)")
     else:

@@ -220,6 +220,7 @@ def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], des
                 (app,) = step.args
                 client.make_default(app.name, app.version)
             elif step.kind == "destroy":
+                wait_until_idle(client, name)
                 client.destroy(name)
             elif step.kind == "create":
                 (definition,) = step.args
@@ -237,6 +238,21 @@ def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], des
         done.append(step)
         progress(step.summary)
     return done
+
+
+def wait_until_idle(client: DataFlowClient, name: str, timeout: float = 120.0,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait while Skipper is still working on the newest release (status UNKNOWN: an
+    install or upgrade underway); it refuses to delete a release meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rel = client.newest_release(name)
+        if rel is None or release_status(rel) != "UNKNOWN":
+            return
+        if time.monotonic() >= deadline:
+            raise ScdfError(f"stream {name!r}: Skipper is still working on release {rel.get('version')} "
+                            f"({release_description(rel)}) after {timeout:.0f}s; try again later")
+        sleep(1.0)
 
 
 def wait_for_state(client: DataFlowClient, name: str, timeout: float,
