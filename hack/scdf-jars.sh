@@ -25,7 +25,10 @@ fi
 echo "scdf-jars: resolving Skipper $skipper and Data Flow $version from Maven Central into $out"
 mkdir -p "$out"
 rm -f "$out/.complete"
-mvn -B -q -Dstyle.color=never -f "$pom" package -Dscdf.build="$out/build" -Dscdf.out="$out"
+# Maven 3.8 prints colour resets even in batch mode; strip them.
+mvn -B -q -Dstyle.color=never -f "$pom" package -Dscdf.build="$out/build" -Dscdf.out="$out" \
+  | sed 's/\x1b\[[0-9;]*m//g'
+
 cp "$out/build/spring-cloud-dataflow-server-$version.jar" "$out/spring-cloud-dataflow-server.jar"
 rm -rf "$out/build"
 for j in "${jars[@]}"; do
