@@ -137,7 +137,9 @@ def spec_schema() -> dict:
                     },
                     "topics": {
                         "type": "object",
-                        "default": {},
+                        # Written out in full: the API server checks a default against the
+                        # CEL rule below before nested defaults apply.
+                        "default": {**m.DEFAULT_TOPICS, "partitions": 1, "replicationFactor": 1},
                         "properties": {
                             "input": _topic("time output / router input", m.DEFAULT_TOPICS["input"]),
                             "even": _topic("router even output / evenLogger input", m.DEFAULT_TOPICS["even"]),

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from kubehelpers import ROOT, describe, sample_pipeline, wait_for
+from kubehelpers import describe, sample_pipeline, wait_for
 from tspipe.model import Pipeline, PipelineError
 
 pytestmark = pytest.mark.kube
@@ -115,7 +115,9 @@ def test_crd_installs_with_names_and_columns(control_plane, crd_installed):
     assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
     res = control_plane.kubectl("api-resources", "--api-group=tspipe.io", "-o", "wide").stdout
     assert "timestamppipelines" in res and "tsp" in res
-    expl = control_plane.kubectl("explain", "tsp.spec.router.processingGuarantee").stdout
+    # The OpenAPI document is published shortly after the CRD is Established.
+    expl = wait_for(lambda: control_plane.kubectl("explain", "tsp.spec.router.processingGuarantee",
+                                                  check=False).stdout, 60, "kubectl explain tsp")
     assert "exactly_once" in expl
 
 
