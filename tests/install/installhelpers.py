@@ -131,3 +131,25 @@ class OperatorProcess:
         self._fh.close()
         rc, self.proc = self.proc.returncode, None
         return rc
+
+
+def api_request(kubeconfig_path: str, method: str, path: str, body: dict | None = None,
+                content_type: str = "application/json") -> tuple[int, dict]:
+    """One raw request with the kubeconfig's token (for verbs kubectl only reaches after
+    a GET, such as PATCH). Returns (HTTP status, decoded body)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    cfg = json.loads(Path(kubeconfig_path).read_text())
+    cluster, user = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]
+    ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    req = urllib.request.Request(cluster["server"] + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {user['token']}", "Content-Type": content_type,
+                                          "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")

@@ -24,7 +24,7 @@ import yaml
 
 import dockerparse
 from installhelpers import (CRD_FILE, OPERATOR_NS, ROOT, SA_NAME, SA_USER, VARIANTS, OperatorProcess, Variant,
-                            audit_events, kubectl_argv, kustomize, one, token_kubeconfig, wait_for)
+                            api_request, audit_events, kubectl_argv, kustomize, one, token_kubeconfig, wait_for)
 from localinfra.kube import free_port
 
 pytestmark = pytest.mark.kube
@@ -148,17 +148,46 @@ def test_operator_with_the_service_account_reconciles_the_sample_to_ready(contro
     mine = [ev for ev in audit_events(control_plane.audit_log, reconciled["audit_from"])
             if ev["user"]["username"] == SA_USER]
     writes = {(ev["verb"], ev.get("objectRef", {}).get("resource"), ev.get("objectRef", {}).get("subresource"))
-              for ev in mine}
+              for ev in mine if ev["responseStatus"]["code"] < 400}
     assert ("create", "deployments", None) in writes
     assert ("patch", "timestamppipelines", "status") in writes
     assert ("create", "events", None) in writes
     in_scope = {SAMPLE_NS, None}
-    refused = [ev for ev in mine if ev["responseStatus"]["code"] >= 400
-               and ev.get("objectRef", {}).get("namespace") in in_scope]
+    refused = [f'{ev["verb"]} {ev["requestURI"]}: {ev["responseStatus"]["code"]}' for ev in mine
+               if ev["responseStatus"]["code"] >= 400 and ev.get("objectRef", {}).get("namespace") in in_scope]
     assert not refused, refused
     # Reads are not in the audit log; kopf and the controller log every refusal.
     denials = [ln for ln in reconciled["op"].log().splitlines() if DENIAL.search(ln)]
     assert not denials, denials
+
+
+def test_service_account_can_also_update_and_delete_what_it_owns(control_plane, reconciled):
+    """The rest of the Deployment verbs: an edit of the pipeline (update) and a stray
+    Deployment with the pipeline's labels (delete), both with the same identity."""
+    kc = control_plane.kubectl
+    since = os.path.getsize(control_plane.audit_log)
+    kc("-n", SAMPLE_NS, "patch", "timestamppipeline", SAMPLE, "--type=merge",
+       "-p", json.dumps({"spec": {"router": {"replicas": 2}}}))
+    stray = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"{SAMPLE}-stray", "labels": {
+            "app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": SAMPLE}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"stray": "yes"}},
+                 "template": {"metadata": {"labels": {"stray": "yes"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}},
+    }
+    kc("-n", SAMPLE_NS, "apply", "-f", "-", input=json.dumps(stray))
+
+    def done():
+        router = json.loads(kc("-n", SAMPLE_NS, "get", "deployment", f"{SAMPLE}-router", "-o", "json").stdout)
+        gone = kc("-n", SAMPLE_NS, "get", "deployment", f"{SAMPLE}-stray", check=False).returncode != 0
+        return router["spec"]["replicas"] == 2 and gone
+
+    wait_for(done, 120, "router scaled to 2 and the stray Deployment deleted")
+    ok = {(ev["verb"], ev.get("objectRef", {}).get("name")) for ev in audit_events(control_plane.audit_log, since)
+          if ev["user"]["username"] == SA_USER and ev["responseStatus"]["code"] < 400}
+    assert ("update", f"{SAMPLE}-router") in ok and ("delete", f"{SAMPLE}-stray") in ok, ok
+    assert reconciled["op"].alive()
 
 
 SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -197,13 +226,22 @@ def test_service_account_is_denied_secrets(control_plane, install, operator_kube
             "get": ["-n", SAMPLE_NS, "get", "secret", name],
             "list": ["-n", SAMPLE_NS, "get", "secrets"],
             "create": ["-n", SAMPLE_NS, "create", "secret", "generic", name + "-x", "--from-literal=a=b"],
-            "patch": ["-n", SAMPLE_NS, "patch", "secret", name, "-p", '{"stringData":{"password":"x"}}'],
             "delete": ["-n", SAMPLE_NS, "delete", "secret", name],
         }
         for verb, args in attempts.items():
             proc = as_operator(operator_kubeconfig, *args)
             assert proc.returncode != 0, (verb, proc.stdout)
-            assert "Forbidden" in proc.stderr and f'cannot {verb} resource "secrets"' in proc.stderr, proc.stderr
+            assert "forbidden" in proc.stderr.lower() and f'cannot {verb} resource "secrets"' in proc.stderr, proc.stderr
+        # kubectl patch/replace would GET first; these go straight to the write.
+        path = f"/api/v1/namespaces/{SAMPLE_NS}/secrets/{name}"
+        changed = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": SAMPLE_NS},
+                   "stringData": {"password": "x"}}
+        for verb, method, body, ctype in (
+                ("patch", "PATCH", {"stringData": {"password": "x"}}, "application/merge-patch+json"),
+                ("update", "PUT", changed, "application/json")):
+            status, reply = api_request(operator_kubeconfig, method, path, body, ctype)
+            assert status == 403 and reply.get("reason") == "Forbidden", (verb, status, reply)
+            assert f'cannot {verb} resource "secrets"' in reply["message"], reply
         secret = json.loads(kc("-n", SAMPLE_NS, "get", "secret", name, "-o", "json").stdout)
         assert secret["data"] == {"password": "aHVudGVyMg=="}
         assert kc("-n", SAMPLE_NS, "get", "secret", name + "-x", check=False).returncode != 0
@@ -234,7 +272,8 @@ def test_namespaced_service_account_cannot_touch_other_namespaces(control_plane,
         for verb, args in attempts.items():
             proc = as_operator(operator_kubeconfig, *args)
             assert proc.returncode != 0, (verb, proc.stdout)
-            assert "Forbidden" in proc.stderr and 'resource "deployments"' in proc.stderr, proc.stderr
+            assert "forbidden" in proc.stderr.lower() and f'cannot {verb} resource "deployments"' in proc.stderr, \
+                proc.stderr
         # While in its own namespace the same request works.
         ok = as_operator(operator_kubeconfig, "-n", variant.watched, "get", "deployments")
         assert ok.returncode == 0, ok.stderr
