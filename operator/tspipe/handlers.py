@@ -24,7 +24,7 @@ def owner_of(deployment_body) -> str | None:
     return None
 
 
-def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, server_timeout: float) -> None:
+def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, server_timeout: int) -> None:
     # Our own Events only (kopf would post one per log line otherwise).
     settings.posting.enabled = False
     # Watches can stall silently; reconnect if nothing (not even a bookmark) arrives.

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-check every pipeline this often even without events (default 300)")
     ap.add_argument("--inactivity-timeout", type=float, default=70.0,
                     help="reconnect a watch that delivered nothing for this long (default 70)")
-    ap.add_argument("--server-timeout", type=float, default=300.0,
+    ap.add_argument("--server-timeout", type=int, default=300,
                     help="ask the API server to end each watch request after this long (default 300)")
     ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
     logging.getLogger("tspipe").setLevel(args.log_level.upper())
+    if not args.verbose:
+        # kopf logs every handled watch event at INFO; the controller logs what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         kube = Kube()
     except Exception as exc:  # noqa: BLE001 - report config problems in one line
