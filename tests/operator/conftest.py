@@ -2,19 +2,26 @@
 a fresh namespace per test, the operator as a subprocess, the audit log."""
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 
 import pytest
 
-from kubehelpers import CRD_FILE, AuditLog, Kubectl, Operator
+from kubehelpers import CRD_FILE, AuditLog, Kubectl, Operator, wait_for
 
 
 @pytest.fixture(scope="session")
 def crd_installed(control_plane):
     control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/timestamppipelines.tspipe.io")
+
+    def established():
+        crd = json.loads(control_plane.kubectl("get", "crd", "timestamppipelines.tspipe.io", "-o", "json").stdout)
+        return any(c["type"] == "Established" and c["status"] == "True"
+                   for c in (crd.get("status") or {}).get("conditions") or [])
+
+    # (kubectl wait fails outright while .status.conditions is still empty.)
+    wait_for(established, 60, "CRD Established")
     return True
 
 

@@ -262,7 +262,11 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
 def test_restricted_pod_security_admission_accepts_the_pods(k, operator_factory, namespace):
     k("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
       "pod-security.kubernetes.io/enforce-version=latest", "--overwrite")
+    # Control: admission does enforce the level here (a default pod is refused).
+    bad = k("run", "plain", "--image=busybox:1", "--restart=Never", check=False)
+    assert bad.returncode != 0 and "violate" in bad.stderr and "PodSecurity" in bad.stderr, bad.stderr
     start_and_wait_ready(k, operator_factory)
+    assert len(k.json("pods", "-l", f"app.kubernetes.io/instance={NAME}")["items"]) == 4
     events = k.json("events")["items"]
     assert not [e for e in events if "violates PodSecurity" in e.get("message", "")]
 
