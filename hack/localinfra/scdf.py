@@ -2,7 +2,7 @@
 
 The jars come from Maven Central through hack/scdf-jars.sh (cached; see hack/scdf/pom.xml
 for why Data Flow 2.11.5 is repackaged from its starter and Skipper is 2.8.0). This module
-starts Skipper, then Data Flow pointed at it, each with `java -jar` on a free 127.0.0.1
+starts Skipper and Data Flow (pointed at Skipper) together, each with `java -jar` on a free 127.0.0.1
 port, embedded H2 files and logs in the workdir, waits until both answer, and stops both.
 
 Streams only: tasks and schedules are switched off, no cloud platform, no config server.
@@ -192,7 +192,7 @@ class ScdfServers:
         self.dataflow_port: int | None = None
         self.skipper: subprocess.Popen | None = None
         self.dataflow: subprocess.Popen | None = None
-        # Seconds from launch until the server answered, for reports.
+        # Seconds from launch until the server answered (both launch together), for reports.
         self.start_seconds: dict[str, float] = {}
 
     # -- addresses and logs
@@ -217,14 +217,17 @@ class ScdfServers:
         _LIVE.add(self)
         try:
             self.skipper_port = free_port()
+            self.dataflow_port = free_port()
+            # Both at once: Data Flow only calls Skipper when asked to deploy or report, so
+            # it needs no running Skipper to start, and two JVM starts overlap well.
             self.skipper = self._launch("skipper", jars["skipper"], SKIPPER_HEAP,
                                         skipper_args(port=self.skipper_port, workdir=self.workdir))
-            self._wait("skipper", self.skipper, f"{self.skipper_url}/api/about")
-            self.dataflow_port = free_port()
             self.dataflow = self._launch("dataflow", jars["dataflow"], DATAFLOW_HEAP,
                                          dataflow_args(port=self.dataflow_port, workdir=self.workdir,
                                                        skipper_url=self.skipper_url))
-            self._wait("dataflow", self.dataflow, f"{self.dataflow_url}/about")
+            t0 = time.monotonic()
+            self._wait("skipper", self.skipper, f"{self.skipper_url}/api/about", t0)
+            self._wait("dataflow", self.dataflow, f"{self.dataflow_url}/about", t0)
         except BaseException:
             self.stop(timeout=5)
             raise
@@ -243,8 +246,7 @@ class ScdfServers:
         finally:
             log.close()
 
-    def _wait(self, name: str, proc: subprocess.Popen, url: str) -> None:
-        t0 = time.monotonic()
+    def _wait(self, name: str, proc: subprocess.Popen, url: str, t0: float) -> None:
         deadline = t0 + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
