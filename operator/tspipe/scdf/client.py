@@ -175,9 +175,9 @@ class DataFlowClient:
             raise ScdfError("put credentials in --username/--password-file or SCDF_* variables, not in the URL")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        # Environment settings stay in force (HTTPS_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE for a
+        # server with a private CA), as for any requests-based tool.
         self.session = requests.Session()
-        # Proxies from the environment must not see a loopback SCDF or its credentials.
-        self.session.trust_env = False
         creds = credentials or Credentials()
         if creds.token:
             self.session.auth = _Bearer(creds.token)
