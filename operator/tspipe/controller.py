@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+import urllib3
+
 from .kube import ApiException, Kube
 from .model import PipelineError
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
@@ -112,6 +114,10 @@ class Controller:
                 outcome = await self.reconcile(*key)
             except asyncio.CancelledError:
                 raise
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                # API server unreachable (restarting, network): retry with backoff.
+                log.warning("reconcile %s/%s: API server unreachable: %s", *key, exc)
+                outcome = Outcome(error=f"API server unreachable: {exc}")
             except Exception as exc:  # noqa: BLE001 - never let one pipeline kill the operator
                 log.exception("reconcile %s/%s crashed", *key)
                 outcome = Outcome(error=f"internal error: {exc}")
