@@ -129,3 +129,19 @@ def test_deleted_pipeline_is_forgotten():
     kube.pipelines.clear()
     out = run(ctl.reconcile("ns", "timestamps"))
     assert out.writes == 0 and kube.writes == [] and ("ns", "timestamps") not in ctl._known
+
+
+def test_deployment_events_map_to_their_pipeline():
+    from tspipe.handlers import owner_of
+
+    owned = {"metadata": {"ownerReferences": [
+        {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": "p1", "controller": True}],
+        "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "other"}}}
+    assert owner_of(owned) == "p1"
+    labelled = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "tspipe-operator",
+                                        "app.kubernetes.io/instance": "p2"}}}
+    assert owner_of(labelled) == "p2"
+    foreign = {"metadata": {"ownerReferences": [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}],
+        "labels": {"app.kubernetes.io/instance": "p3"}}}
+    assert owner_of(foreign) is None

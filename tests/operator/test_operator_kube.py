@@ -383,3 +383,31 @@ def test_unfixable_conflict_becomes_a_condition_and_recovers(k, operator_factory
     k("delete", "deployment", f"{NAME}-time")
     wait_for(pipeline_ready(k), 120, "pipeline Ready after the conflict is removed")
     assert op.alive()
+
+
+def test_operator_survives_an_api_server_restart(tmp_path):
+    """Its own control plane: the API server goes away and comes back; the operator
+    keeps running, its watches resume, and drift made afterwards is still repaired."""
+    from localinfra.kube import ControlPlane
+
+    from kubehelpers import CRD_FILE, Kubectl, Operator
+
+    with ControlPlane() as cp:
+        cp.kubectl("apply", "-f", str(CRD_FILE))
+        wait_for(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
+                                                           check=False).stdout, 60, "CRD served")
+        cp.kubectl("create", "namespace", "restart")
+        k = Kubectl(cp, "restart")
+        op = Operator(cp.kubeconfig, "restart", tmp_path / "operator.log",
+                      ["--backoff-max", "2", "--inactivity-timeout", "10"]).start()
+        try:
+            k.apply(sample_pipeline())
+            wait_for(pipeline_ready(k), 180, "pipeline Ready")
+            cp.restart_apiserver()
+            k("delete", "deployment", f"{NAME}-router")
+            wait_for(lambda: k.get_or_none("deployment", f"{NAME}-router"), 120, "router recreated after restart")
+            wait_for(pipeline_ready(k), 180, "pipeline Ready again")
+            assert op.alive()
+        finally:
+            op.stop()
+            print("\n--- operator log tail ---\n" + op.log(since_start=False)[-3000:])
