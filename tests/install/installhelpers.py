@@ -153,3 +153,25 @@ def api_request(kubeconfig_path: str, method: str, path: str, body: dict | None 
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def readme_commands(readme: Path, heading: str) -> list[list[str]]:
+    """The commands of the first ```sh block under `heading` in a Markdown file, each
+    split into words (comments dropped, backslash continuations joined)."""
+    import shlex
+
+    lines = readme.read_text().splitlines()
+    start = lines.index(heading)
+    i = next(n for n in range(start + 1, len(lines)) if lines[n].strip() == "```sh")
+    block = []
+    for line in lines[i + 1:]:
+        if line.strip() == "```":
+            break
+        block.append(line)
+    text = "\n".join(block).replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            out.append(words)
+    return out
