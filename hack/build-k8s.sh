@@ -38,7 +38,8 @@ build() {
     log "$name: building $pkg in ${dir#"$ROOT"/} with $(go env GOVERSION) (first time: many minutes on 2 cores)"
     start=$SECONDS
     # -trimpath: reproducible paths; -s -w: no symbol/DWARF tables, faster link, smaller file.
-    (cd "$dir" && go build -trimpath -ldflags="-s -w $ldflags" -o "$out/$name.tmp" "$pkg")
+    # -buildvcs=false: the binaries do not depend on this repository's git state.
+    (cd "$dir" && go build -trimpath -buildvcs=false -ldflags="-s -w $ldflags" -o "$out/$name.tmp" "$pkg")
     mv -f "$out/$name.tmp" "$out/$name"
     log "$name: built in $((SECONDS - start)) s"
 }
@@ -70,4 +71,7 @@ if [[ -d "$ROOT/.venv/bin" ]]; then
     ln -sfn "$out/tspkube" "$ROOT/.venv/bin/kubectl"
     log "kubectl: linked $ROOT/.venv/bin/kubectl -> $out/tspkube"
 fi
+# Builds of other revisions (about 275 MB each) go once unused for a week.
+find "$CACHE/k8s" -mindepth 1 -maxdepth 1 -type d ! -name "$k8s_version-$key" -mtime +7 \
+    -exec rm -rf {} + 2>/dev/null || true
 log "k8s $k8s_version, kwok $kwok_version ready in $out ($((SECONDS - total)) s)"
