@@ -64,6 +64,8 @@ class Topics:
 # ---------------------------------------------------------------- the two routers
 
 class Router:
+    extra: list[str] = []  # --router-arg values, for experiments
+
     def __init__(self, kind: str, bootstrap: str, t: Topics, profile: str | None = None):
         self.kind, self.bootstrap, self.t = kind, bootstrap, t
         self.port = free_port()
@@ -82,6 +84,7 @@ class Router:
             args += [f"--spring.cloud.stream.kafka.binder.brokers={bootstrap}",
                      f"--server.port={self.port}", "--server.address=127.0.0.1",
                      f"--spring.cloud.stream.bindings.input.group={uid('bgrp')}"]
+            args += self.extra
             if kind == "tsp-router-eos":
                 args.append("--tsrouter.processing-guarantee=exactly-once")
             pre = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
@@ -169,29 +172,65 @@ def payload_file(n: int = 1000) -> str:
     return f.name
 
 
+def perf_produce(broker, topic: str, n: int, payloads: str):
+    return broker.run_tool("org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+                           "--num-records", str(n), "--payload-file", payloads, "--throughput", "-1",
+                           "--producer-props", f"bootstrap.servers={broker.bootstrap}", "acks=all",
+                           "linger.ms=5")
+
+
 def throughput(broker, kind: str, n: int, payloads: str, profile: str | None = None) -> dict:
+    """Catch-up rate: N records wait in the input topic, the router drains them.
+
+    tsp-router starts on the full topic (new group, earliest). The seed router reads from
+    `latest`, so it is started and warmed up first, frozen with SIGSTOP while the records
+    are written, then resumed. Both: rate = N / (last routed timestamp - first routed timestamp).
+    """
     t = Topics()
-    r = Router(kind, broker.bootstrap, t, profile=profile)
+    r = None
     try:
-        warm_up(broker.bootstrap, r)
-        base = end_offsets(broker.bootstrap, [t.even, t.odd])
-        prod = broker.run_tool("org.apache.kafka.tools.ProducerPerformance", "--topic", t.input,
-                               "--num-records", str(n), "--payload-file", payloads, "--throughput", "-1",
-                               "--producer-props", f"bootstrap.servers={broker.bootstrap}", "acks=all",
-                               "linger.ms=5")
-        deadline = time.monotonic() + max(120, n / 500)
-        while end_offsets(broker.bootstrap, [t.even, t.odd]) - base < n:
+        if kind == "seed":
+            r = Router(kind, broker.bootstrap, t)
+            warm_up(broker.bootstrap, r)
+            r.proc.send_signal(signal.SIGSTOP)
+            perf_produce(broker, t.input, n, payloads)
+            r.proc.send_signal(signal.SIGCONT)
+        else:
+            admin_topic(broker.bootstrap, t.input)
+            perf_produce(broker, t.input, n, payloads)
+            r = Router(kind, broker.bootstrap, t, profile=profile)
+        deadline = time.monotonic() + max(180, n / 200)
+        while True:
+            done = end_offsets(broker.bootstrap, [t.even, t.odd])
+            if done >= n + (1 if kind == "seed" else 0):
+                break
             r.check()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind}: only {end_offsets(broker.bootstrap, [t.even, t.odd]) - base}"
-                                   f" of {n} routed in time")
+                raise RuntimeError(f"{kind}: only {done} of {n} routed in time")
             time.sleep(0.5)
-        first_in = min(timestamps_of(broker.bootstrap, t.input))
-        last_out = max(timestamps_of(broker.bootstrap, t.even) + timestamps_of(broker.bootstrap, t.odd))
-        secs = (last_out - first_in) / 1000.0
-        return {"records": n, "seconds": secs, "rate": n / secs, "producer_stdout": prod.stdout[-300:]}
+        ts = sorted(timestamps_of(broker.bootstrap, t.even) + timestamps_of(broker.bootstrap, t.odd))
+        secs = (ts[-1] - ts[0]) / 1000.0
+        return {"records": n, "seconds": secs, "rate": (len(ts) - 1) / secs}
     finally:
-        r.stop()
+        if r is not None:
+            r.stop()
+
+
+def admin_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        a.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True)
+    finally:
+        a.close()
+
+
+def broker_warm_up(broker, payloads: str) -> None:
+    """Let the broker JVM warm up before anything is measured."""
+    t = uid("warm")
+    perf_produce(broker, t, 50_000, payloads)
+    broker.run_perf_consumer(t, 50_000)
 
 
 def latency(broker, kind: str, rate: int, seconds: float) -> dict:
@@ -273,9 +312,13 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     rates = meta["rates"]
     lines = ["# Router benchmark", "",
              f"One local Kafka {meta['kafka']} broker (KRaft, single node) on {meta['host']}; "
-             f"{meta['when']}. Command: `{meta['command']}`.", "",
-             "Throughput: N records produced by Kafka's ProducerPerformance as fast as it can, routed "
-             "input -> even/odd; rate = N / (last routed record's timestamp - first input record's timestamp). "
+             f"{meta['when']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
+             "(other work shares this machine, so absolute numbers are noisy). "
+             f"Command: `{meta['command']}`.", "",
+             "Throughput (catch-up): N records wait in the input topic and the router drains them "
+             "input -> even/odd; rate = routed records / (last - first routed record timestamp); the seed "
+             "router reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the N "
+             "records are written, then resumed. Median of the runs. "
              "Latency: a paced kafka-python producer writes values carrying their send time, a consumer of "
              "even/odd takes the receive time (end to end through the router, both brokers hops included).", "",
              "| | throughput (rec/s) | " + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates) + " |",
@@ -286,7 +329,8 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
         for r in rates:
             l = res["latency"].get(k, {}).get(r)
             cells.append(f"{l['p50_ms']:.1f} / {l['p99_ms']:.1f}" if l else "-")
-        lines.append(f"| {names[k]} | {th['rate']:,.0f} (N={th['records']:,}) | " + " | ".join(cells) + " |")
+        runs = ", ".join(f"{x:,}" for x in th.get("all_rates", []))
+        lines.append(f"| {names[k]} | {th['rate']:,.0f} (runs: {runs}) | " + " | ".join(cells) + " |")
     kt = res["kafka"]
     cells = [f"{kt[f'producer_{r}']['p50_latency_ms']:.1f} / {kt[f'producer_{r}']['p99_latency_ms']:.1f} (produce ack)"
              for r in rates]
@@ -314,33 +358,28 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.8))
     labels = [names[k] for k in kinds] + ["Kafka producer (Java)", "Kafka consumer (Java)"]
     vals = [res["throughput"][k]["rate"] for k in kinds] + [kt["producer_max"]["records_per_sec"],
                                                            kt["consumer_max"]["nMsg_sec"]]
     ax1.barh(labels, vals, color=["C0", "C2", "C3", "C7", "C8"][:len(vals)])
-    ax1.set_xscale("log")
-    ax1.set_xlabel("records/s (log)")
-    ax1.set_title("Throughput")
-    width = 0.8 / (len(kinds) + 1)
-    for i, k in enumerate(kinds + ["kafka"]):
-        for j, stat in enumerate(("p50_ms", "p99_ms")):
-            ys = []
-            for r in rates:
-                if k == "kafka":
-                    ys.append(kt[f"producer_{r}"]["p50_latency_ms" if stat == "p50_ms" else "p99_latency_ms"])
-                else:
-                    ys.append(res["latency"][k][r][stat])
-            xs = [x + i * width + (0 if j == 0 else 0) for x in range(len(rates))]
-            ax2.bar([x + (j * 0.0) for x in xs], ys, width * (0.5 if j == 0 else 1.0),
-                    color=f"C{[0, 2, 3, 7][i] if i < 4 else 7}", alpha=1.0 if j == 0 else 0.45,
-                    label=(names.get(k, "Kafka produce ack (Java)") + (" p50" if j == 0 else " p99")))
-    ax2.set_xticks([x + width * len(kinds) / 2 for x in range(len(rates))])
-    ax2.set_xticklabels([f"{r} rec/s" for r in rates])
-    ax2.set_yscale("log")
-    ax2.set_ylabel("ms (log)")
-    ax2.set_title("End-to-end latency p50 (solid) / p99 (light)")
-    ax2.legend(fontsize=7)
+    ax1.set_xlabel("records/s")
+    ax1.set_title("Throughput (median)")
+    series = [(names[k], [res["latency"][k][r] for r in rates]) for k in ("tsp-router", "seed")
+              if k in res["latency"]]
+    series.append(("Kafka produce ack (Java)",
+                   [{"p50_ms": kt[f"producer_{r}"]["p50_latency_ms"], "p99_ms": kt[f"producer_{r}"]["p99_latency_ms"]}
+                    for r in rates]))
+    width = 0.8 / len(series)
+    for ax, stat in ((ax2, "p50_ms"), (ax3, "p99_ms")):
+        for i, (name, cells) in enumerate(series):
+            ax.bar([x + i * width for x in range(len(rates))], [c[stat] for c in cells], width,
+                   label=name, color=["C0", "C3", "C7"][i % 3])
+        ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(rates))])
+        ax.set_xticklabels([f"{r} rec/s" for r in rates])
+        ax.set_ylabel("ms")
+        ax.set_title(f"End-to-end latency {stat[:3]}")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path_png, dpi=110)
 
@@ -351,30 +390,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="duration of each latency run")
     ap.add_argument("--rates", default="100,1000")
     ap.add_argument("--no-eos", action="store_true", help="skip the exactly-once throughput row")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per router (median reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile tsp-router during its throughput run")
-    ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
+    ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     rates = [int(x) for x in a.rates.split(",")]
+    Router.extra = list(a.router_arg)
+    phases = set((a.only or "throughput,latency,kafka").split(","))
     from localinfra.kafka import KafkaBroker
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     res: dict = {"throughput": {}, "latency": {}, "notes": []}
     payloads = payload_file()
     prof_path = tempfile.mktemp(prefix="tsrouter-", suffix=".prof") if a.profile else None
     with KafkaBroker() as broker:
         print(f"router bench: broker {broker.bootstrap}", flush=True)
+        broker_warm_up(broker, payloads)
         kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"]) + ["seed"]
-        for kind in kinds:
-            r = throughput(broker, kind, a.records, payloads, profile=prof_path if kind == "tsp-router" else None)
-            res["throughput"][kind] = r
-            print(f"  {kind}: throughput {r['rate']:,.0f} rec/s ({r['records']} in {r['seconds']:.2f}s)", flush=True)
-        for kind in ("tsp-router", "seed"):
+        # Repeats interleave the routers so background load hits them alike; median reported.
+        runs: dict = {k: [] for k in kinds}
+        for rep in range(a.repeat if "throughput" in phases else 0):
+            for kind in kinds:
+                r = throughput(broker, kind, a.records, payloads)
+                runs[kind].append(r)
+                print(f"  {kind}: throughput {r['rate']:,.0f} rec/s ({r['records']} in {r['seconds']:.2f}s)",
+                      flush=True)
+        for kind, rs in runs.items():
+            if rs:
+                med = sorted(rs, key=lambda x: x["rate"])[len(rs) // 2]
+                res["throughput"][kind] = {**med, "all_rates": [round(x["rate"]) for x in rs]}
+        if prof_path and "throughput" in phases:
+            throughput(broker, "tsp-router", a.records, payloads, profile=prof_path)
+        for kind in (("tsp-router", "seed") if "latency" in phases else ()):
             res["latency"][kind] = {}
             for rate in rates:
                 l = latency(broker, kind, rate, a.seconds)
                 res["latency"][kind][rate] = l
                 print(f"  {kind}: {rate} rec/s -> p50 {l['p50_ms']:.1f} ms, p99 {l['p99_ms']:.1f} ms "
                       f"({l['received']}/{l['sent']} received, achieved {l['achieved_rate']:.0f}/s)", flush=True)
+        if "kafka" not in phases:
+            print("router bench: partial run (--only), no report written", flush=True)
+            return 0
         res["kafka"] = kafka_tools(broker, a.records * 4, rates, a.seconds, payloads)
         print(f"  kafka perf: produce {res['kafka']['producer_max']['records_per_sec']:,.0f} rec/s, "
               f"consume {res['kafka']['consumer_max']['nMsg_sec']:,.0f} rec/s", flush=True)
@@ -383,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         res["profile"] = profile_report(prof_path)
         print(res["profile"], flush=True)
     os.unlink(payloads)
-    meta = {"kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates,
+    meta = {"load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
     (RESULTS / "router.json").write_text(json.dumps(

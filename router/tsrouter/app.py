@@ -90,9 +90,11 @@ class Runner:
         self._last_lag = 0.0
         self._deadline: float | None = None
         self.inflight: list[Sent] = []   # at-least-once: batches sent, acks pending, in order
-        self.max_inflight = 5 * cfg.max_poll_records
+        self.max_inflight_batches = 8
         self._last_commit = 0.0
+        self._dirty = False              # acknowledged offsets not yet sent in a commit
         self._committed: dict = {}       # {tp: offset} known to be committed
+        self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
 
     # ---- client construction -------------------------------------------------------------
     def _common(self) -> dict:
@@ -151,11 +153,12 @@ class Runner:
         self.metrics.assigned.set(n)
 
     def drop_pending(self, lost) -> None:
-        lost = set(lost)
+        # Settle what is in flight first (acks do not depend on group membership), so the
+        # partitions we keep commit correctly; the lost ones are replayed by their new owner.
+        if self.producer is not None and self.inflight:
+            self.drain(timeout_s=20)
         for tp in lost:
             self.pending.pop(tp, None)
-        # in-flight batches of lost partitions are replayed by their new owner
-        self.inflight = [s for s in self.inflight if not (set(s.first_offsets) & lost)]
 
     def commit_pending(self, reason: str) -> bool:
         if self.cfg.exactly_once:
@@ -212,8 +215,8 @@ class Runner:
             if count:
                 self._send_batch(batch)
             self._reap()
-            if sum(len(s.plan) for s in self.inflight) > self.max_inflight:
-                self.drain()  # backpressure
+            if len(self.inflight) > self.max_inflight_batches:
+                self._wait_oldest()  # backpressure
         self._update_lag()
         return count
 
@@ -231,8 +234,6 @@ class Runner:
             except Exception as exc:  # e.g. metadata timeout: the batch fails as a whole
                 futures.append(_Failed(exc))
                 break
-            if o.source_timestamp_ms is not None:
-                f.add_callback(self._observe_latency, o.source_timestamp_ms)
             futures.append(f)
         return futures
 
@@ -258,8 +259,21 @@ class Runner:
             self.inflight.clear()
             self._seek(where)
             self.stop.wait(0.5)
-        if ok and time.monotonic() - self._last_commit >= 0.2:
+        if ok:
+            self._dirty = True
+        if self._dirty and time.monotonic() - self._last_commit >= 0.2:
             self._commit_async()
+
+    def _wait_oldest(self) -> None:
+        """Block until the oldest batch's sends are settled (bounded by the delivery timeout)."""
+        oldest = self.inflight[0]
+        for f in oldest.futures:
+            if not f.is_done:
+                try:
+                    f.get(timeout=35)
+                except Exception:
+                    pass  # settle() sees the failure
+        self._reap()
 
     def drain(self, timeout_s: float | None = None) -> None:
         """Wait for every in-flight send (bounded), then settle."""
@@ -278,6 +292,7 @@ class Runner:
     def _commit_async(self) -> None:
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()}
         self._last_commit = time.monotonic()
+        self._dirty = False
 
         def done(_offsets, response):
             if isinstance(response, Exception):
@@ -300,13 +315,22 @@ class Runner:
                 log.info("seek %s-%d skipped: %s", tp.topic, tp.partition, exc)
 
     def _count(self, plan) -> None:
+        """Metrics for a batch the broker acknowledged (latency measured at settlement)."""
+        now_ms = time.time() * 1000.0
+        n = {"even": 0, "odd": 0, "dlq": 0}
+        observe = self.metrics.latency.observe
         for o in plan:
+            n[o.channel] += 1
+            if o.source_timestamp_ms is not None:
+                observe(max(0.0, now_ms - o.source_timestamp_ms) / 1000.0)
             if o.channel == "dlq":
-                self.metrics.dead_lettered.inc()
                 log.warning("dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition,
                             o.source_offset, o.reason)
-            else:
-                self.metrics.routed.labels(o.channel).inc()
+        for ch in ("even", "odd"):
+            if n[ch]:
+                self._routed[ch].inc(n[ch])
+        if n["dlq"]:
+            self.metrics.dead_lettered.inc(n["dlq"])
 
     def _transact(self, batch) -> bool:
         """Exactly-once: the batch's records and its offsets in one transaction."""
@@ -351,9 +375,6 @@ class Runner:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 log.warning("stop deadline reached with sends in flight; not committing them")
                 return False
-
-    def _observe_latency(self, ts_ms: int, _meta) -> None:
-        self.metrics.latency.observe(max(0.0, time.time() - ts_ms / 1000.0))
 
     def _update_lag(self) -> None:
         now = time.monotonic()

@@ -92,7 +92,9 @@ def output_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, b
     ``spring_json_header_types``; when that map is present, contentType is written the
     same way so Spring consumers decode it, otherwise as raw bytes.
     """
-    headers = list(headers or [])
+    if not headers:
+        return [(_CT, b"text/plain")]
+    headers = list(headers)
     kept = [(k, v) for k, v in headers if k != _CT and k != _JSON_TYPES]
     types_raw = next((v for k, v in headers if k == _JSON_TYPES), None)
     if types_raw is not None:

@@ -186,3 +186,11 @@ def test_entrypoint_starts_serves_probes_and_stops_on_sigterm(image_venv):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_image_uses_the_c_crc32c(image_venv):
+    # kafka-python silently falls back to pure-Python CRC32C, several times slower per batch
+    out = subprocess.run([str(image_venv / "bin/python"), "-c",
+                          "from kafka.record import util; print(util.crc32c_c is not None)"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
