@@ -215,6 +215,19 @@ class _Proc:
 
 
 _LIVE: "weakref.WeakSet[ControlPlane]" = weakref.WeakSet()
+_WORKDIR_PREFIX = "tsp-kube-"
+
+
+def _sweep_stale_workdirs() -> None:
+    """Remove temporary workdirs whose owning process died without cleaning up
+    (a SIGKILLed test run: its components died with it, its files did not)."""
+    for d in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+        try:
+            os.kill(int((d / "owner.pid").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):  # no/odd owner file, or not ours to judge
+            continue
 
 
 @atexit.register
@@ -267,12 +280,14 @@ class ControlPlane:
 
     def start(self) -> "ControlPlane":
         t0 = time.monotonic()
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="tsp-kube-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.tspkube = cache.k8s_file("tspkube")
         kwok = cache.k8s_file("kwok")
         stages = cache.k8s_file("kwok-stages.yaml")
+        if self.workdir is None:
+            _sweep_stale_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         _LIVE.add(self)
         try:
             self._start(kwok, stages, t0 + self.start_timeout)
@@ -497,6 +512,8 @@ def main() -> int:
     print(f"  export KUBECONFIG={cp.kubeconfig}")
     print("Ctrl-C stops it.", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A shell's background job starts with SIGINT ignored; Ctrl-C must still stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while all(p.alive() for p in cp._procs.values()):
             time.sleep(1)
