@@ -266,6 +266,11 @@ def crd() -> dict:
                     "type": "object",
                     "description": "The seed's time -> python-router -> even/odd log pipeline on Kafka.",
                     "required": ["spec"],
+                    "x-kubernetes-validations": [{
+                        "rule": "has(self.spec.streamName) || self.metadata.name.matches('^[a-zA-Z][a-zA-Z0-9-]*$')",
+                        "message": "spec.streamName is required when metadata.name is not a valid stream name "
+                                   "(a letter, then letters, digits and '-')",
+                    }],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

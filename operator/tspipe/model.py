@@ -258,6 +258,9 @@ def _parse(obj: dict) -> Pipeline:
     _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod"})
 
     stream_name = _str(spec, "streamName", "spec", name)
+    if "streamName" not in spec and not STREAM_NAME_RE.match(stream_name):
+        raise PipelineError("spec.streamName", "required when metadata.name is not a valid stream name "
+                            "(a letter, then letters, digits and '-')")
     if not STREAM_NAME_RE.match(stream_name):
         raise PipelineError(
             "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"

@@ -179,6 +179,7 @@ INVALID = [
      "spec.oddLogger.env"),
     (_invalid("spec.router.replica", 2), "spec.router.replica"),  # typo: unknown field
     (_invalid("metadata.name", "n" * 43), "metadata.name"),
+    (_invalid("metadata.name", "dotted.name"), "spec.streamName"),  # no valid default stream name
 ]
 
 
