@@ -110,8 +110,8 @@ def _app(label: str, default_image: str, extra: dict) -> dict:
 
 def _logger(label: str, which: str) -> dict:
     return _app(label, m.DEFAULT_LOG_IMAGE, {
-        "level": _str(f"log.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
-        "expression": _str(f"log.expression (SpEL) of the {which} log sink.", default="payload",
+        "level": _str(f"log.consumer.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
+        "expression": _str(f"log.consumer.expression (SpEL) of the {which} log sink.", default="payload",
                            minLength=1, maxLength=1024),
     })
 

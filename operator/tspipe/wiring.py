@@ -29,8 +29,11 @@ ROUTER_EVEN_PREFIX_KEY = "tsrouter.even-prefix"
 ROUTER_ODD_PREFIX_KEY = "tsrouter.odd-prefix"
 ROUTER_GUARANTEE_KEY = "tsrouter.processing-guarantee"
 
-LOG_LEVEL_KEY = "log.level"
-LOG_EXPRESSION_KEY = "log.expression"
+# Log sink 5.x binds its options under `log.consumer` (LogConsumerProperties; checked
+# against the real 5.1.1 jar in tests/operator/test_wiring_spring_apps.py). The
+# `log.level` / `log.expression` of older app generations are not bound by it.
+LOG_LEVEL_KEY = "log.consumer.level"
+LOG_EXPRESSION_KEY = "log.consumer.expression"
 
 
 def binding_key(binding: str, what: str = "destination") -> str:

@@ -123,7 +123,7 @@ def test_wiring_contract_per_app():
     assert props["evenLogger"]["spring.cloud.stream.bindings.input.destination"] == "evenDest"
     assert props["oddLogger"]["spring.cloud.stream.bindings.input.destination"] == "oddDest"
     for lg in ("evenLogger", "oddLogger"):
-        assert props[lg]["log.level"] == "INFO" and props[lg]["log.expression"] == "payload"
+        assert props[lg]["log.consumer.level"] == "INFO" and props[lg]["log.consumer.expression"] == "payload"
     # No app carries another app's bindings.
     assert "spring.cloud.stream.bindings.input.destination" not in props["time"]
     assert "spring.cloud.stream.bindings.output.destination" not in props["evenLogger"]

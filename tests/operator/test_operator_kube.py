@@ -46,14 +46,14 @@ CONTRACT = {
     "evenlogger": {
         "spring.cloud.dataflow.stream.app.label": "evenLogger",
         "spring.cloud.stream.bindings.input.destination": "evenDest",
-        "log.level": "INFO",
-        "log.expression": "payload",
+        "log.consumer.level": "INFO",
+        "log.consumer.expression": "payload",
     },
     "oddlogger": {
         "spring.cloud.dataflow.stream.app.label": "oddLogger",
         "spring.cloud.stream.bindings.input.destination": "oddDest",
-        "log.level": "INFO",
-        "log.expression": "payload",
+        "log.consumer.level": "INFO",
+        "log.consumer.expression": "payload",
     },
 }
 IMAGES = {
