@@ -51,8 +51,8 @@ RESERVED_KEYS = {
         binding_key("input"), binding_key("input", "group"), binding_key("even"), binding_key("odd"),
         ROUTER_EVEN_PREFIX_KEY, ROUTER_ODD_PREFIX_KEY, ROUTER_GUARANTEE_KEY,
     ),
-    "evenLogger": _COMMON_RESERVED + (binding_key("input"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
-    "oddLogger": _COMMON_RESERVED + (binding_key("input"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
+    "evenLogger": _COMMON_RESERVED + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
+    "oddLogger": _COMMON_RESERVED + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
 }
 # Field names in the CRD spec, per app label.
 SPEC_FIELDS = {"time": "time", "python-router": "router", "evenLogger": "evenLogger", "oddLogger": "oddLogger"}
@@ -121,12 +121,16 @@ def app_properties(p: Pipeline) -> dict[str, dict[str, str]]:
         "evenLogger": {
             **common("evenLogger"),
             binding_key("input"): t.even,
+            # Durable, like every consumer SCDF wires in a stream: without a group the
+            # binder's anonymous consumer starts at `latest` and drops what it missed.
+            binding_key("input", "group"): p.stream_name,
             LOG_LEVEL_KEY: p.even_logger.level,
             LOG_EXPRESSION_KEY: p.even_logger.expression,
         },
         "oddLogger": {
             **common("oddLogger"),
             binding_key("input"): t.odd,
+            binding_key("input", "group"): p.stream_name,
             LOG_LEVEL_KEY: p.odd_logger.level,
             LOG_EXPRESSION_KEY: p.odd_logger.expression,
         },

@@ -46,12 +46,14 @@ CONTRACT = {
     "evenlogger": {
         "spring.cloud.dataflow.stream.app.label": "evenLogger",
         "spring.cloud.stream.bindings.input.destination": "evenDest",
+        "spring.cloud.stream.bindings.input.group": "timeStampStream",
         "log.consumer.level": "INFO",
         "log.consumer.expression": "payload",
     },
     "oddlogger": {
         "spring.cloud.dataflow.stream.app.label": "oddLogger",
         "spring.cloud.stream.bindings.input.destination": "oddDest",
+        "spring.cloud.stream.bindings.input.group": "timeStampStream",
         "log.consumer.level": "INFO",
         "log.consumer.expression": "payload",
     },

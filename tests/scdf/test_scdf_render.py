@@ -52,16 +52,18 @@ SAMPLE_SCRIPT = (
     "app.evenLogger.spring.cloud.stream.kafka.binder.replication-factor=1,"
     "app.evenLogger.spring.cloud.stream.kafka.binder.min-partition-count=1,"
     "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest,"
-    "app.evenLogger.log.level=INFO,"
-    "app.evenLogger.log.expression=payload,"
+    "app.evenLogger.spring.cloud.stream.bindings.input.group=timeStampStream,"
+    "app.evenLogger.log.consumer.level=INFO,"
+    "app.evenLogger.log.consumer.expression=payload,"
     "app.oddLogger.spring.cloud.dataflow.stream.name=timeStampStream,"
     "app.oddLogger.spring.cloud.dataflow.stream.app.label=oddLogger,"
     "app.oddLogger.spring.cloud.stream.kafka.binder.brokers=kafka.kafka.svc:9092,"
     "app.oddLogger.spring.cloud.stream.kafka.binder.replication-factor=1,"
     "app.oddLogger.spring.cloud.stream.kafka.binder.min-partition-count=1,"
     "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest,"
-    "app.oddLogger.log.level=INFO,"
-    "app.oddLogger.log.expression=payload"
+    "app.oddLogger.spring.cloud.stream.bindings.input.group=timeStampStream,"
+    "app.oddLogger.log.consumer.level=INFO,"
+    "app.oddLogger.log.consumer.expression=payload"
     '"\n'
 )
 
