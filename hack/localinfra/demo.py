@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,11 +82,15 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
             proc.wait()
 
 
+# The log sink's own logger is named `log-sink` (the app name shows in brackets on every
+# Spring line; the logger column is the one followed by " : ").
+SINK_LINE = re.compile(r"^(\S+)\s+\w+\s+\d+ --- .*\blog-sink\s+: (.*)$")
+
+
 def logger_line(key: str, line: str) -> str | None:
-    """The log sink's payload lines, shown like `kubectl logs` of the logger pods."""
-    if key.endswith("logger") and ("Even timestamp" in line or "Odd timestamp" in line or "log-sink" in line):
-        return f"{key.split('/')[-1]:>22} | {line}"
-    return None
+    """A log sink's payload line, shown like `kubectl logs` of the logger pod; None otherwise."""
+    m = SINK_LINE.match(line) if key.endswith("logger") else None
+    return f"{key.split('/')[-1]:>22} | {m.group(1)}  INFO --- log-sink : {m.group(2)}" if m else None
 
 
 @contextlib.contextmanager

@@ -44,3 +44,15 @@ def test_changed_template_changes_the_fingerprint_and_secret_refs_resolve():
 
 def test_server_port_is_replaced_not_duplicated():
     assert with_port(("--a=1", "--server.port=8080"), 4242) == ["--a=1", "--server.port=4242"]
+
+
+def test_demo_shows_only_the_sinks_payload_lines():
+    from localinfra.demo import logger_line
+
+    payload = ("2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] "
+               "log-sink                                 : Even timestamp:11/27/26 22:50:55")
+    startup = ("2026-11-27T23:31:20.129Z  INFO 25168 --- [log-sink] [           main] "
+               "o.s.c.s.a.l.s.k.LogSinkKafkaApplication  : No active profile set")
+    assert logger_line("ns/ts-evenlogger", payload).endswith("log-sink : Even timestamp:11/27/26 22:50:55")
+    assert logger_line("ns/ts-evenlogger", startup) is None
+    assert logger_line("ns/ts-router", payload) is None

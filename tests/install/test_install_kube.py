@@ -35,7 +35,8 @@ SAMPLE = "timestamps"
 COMPONENTS = ("time", "router", "evenlogger", "oddlogger")
 # Any host:port will do: the operator renders it into the apps, it never dials it.
 BROKERS = ["127.0.0.1:19092"]
-DENIAL = re.compile(r"forbidden|cannot|403|not enough permissions", re.I)
+# 403 as a status code, not the milliseconds of a log timestamp like "23:18:01,403".
+DENIAL = re.compile(r"forbidden|cannot|(?<![\d,.])\b403\b|not enough permissions", re.I)
 
 README = ROOT / "manifests" / "README.md"
 
