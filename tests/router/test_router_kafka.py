@@ -368,3 +368,20 @@ def test_two_replicas_route_each_record_once(kafka_bootstrap):
     finally:
         a.stop()
         b.stop()
+
+
+def test_topics_it_cannot_create_but_that_exist_are_fine(kafka_bootstrap):
+    # replication factor 3 cannot be satisfied by one broker: creation fails for missing topics
+    pl = Pipeline(kafka_bootstrap)
+    r = RouterProc(pl.args("--tsrouter.topic-replication-factor=3")).start()
+    try:
+        wait_for(lambda: "cannot create topics" in r.output(), 60, "creation failure reported")
+        assert r.get("/actuator/health/readiness")[0] == 503 and r.proc.poll() is None
+        for t in (pl.input, pl.even, pl.odd, pl.dlq):  # someone else creates them
+            create_topic(kafka_bootstrap, t)
+        r.wait_ready()
+        produce(kafka_bootstrap, pl.input, [b"05/17/19 17:56:37"])
+        assert [x.value for x in read_all(kafka_bootstrap, pl.odd, 1)] == [b"Odd timestamp:05/17/19 17:56:37"]
+        assert r.terminate() == 0
+    finally:
+        r.stop()
