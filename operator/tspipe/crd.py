@@ -139,7 +139,8 @@ def spec_schema() -> dict:
                         "type": "object",
                         # Written out in full: the API server checks a default against the
                         # CEL rule below before nested defaults apply.
-                        "default": {**m.DEFAULT_TOPICS, "partitions": 1, "replicationFactor": 1},
+                        "default": {**m.DEFAULT_TOPICS, "partitions": 1, "replicationFactor": 1,
+                                    "manage": True, "deleteOnRemoval": False},
                         "properties": {
                             "input": _topic("time output / router input", m.DEFAULT_TOPICS["input"]),
                             "even": _topic("router even output / evenLogger input", m.DEFAULT_TOPICS["even"]),
@@ -147,12 +148,33 @@ def spec_schema() -> dict:
                             "partitions": _int("Partitions for topics the apps create.", 1, 1, m.MAX_PARTITIONS),
                             "replicationFactor": _int("Replication factor for topics the apps create.",
                                                       1, 1, m.MAX_REPLICATION_FACTOR),
+                            "manage": {"type": "boolean", "default": True,
+                                       "description": "The operator creates the input, even, odd and dead-letter "
+                                                      "topics with these partitions and replication factor, and "
+                                                      "grows partitions when they grow (never shrinks)."},
+                            "deleteOnRemoval": {"type": "boolean", "default": False,
+                                                "description": "Delete the managed topics when the pipeline is "
+                                                               "deleted (otherwise they are kept)."},
                         },
                         "x-kubernetes-validations": [{
                             "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
                             "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
                         }],
                     },
+                },
+            },
+            "paused": {"type": "boolean", "default": False,
+                       "description": "Scale the time source to zero, let the router drain the input topic, "
+                                      "then scale the router and loggers to zero. false restores every count."},
+            "rollout": {
+                "type": "object",
+                "properties": {
+                    "progressDeadlineSeconds": _int(
+                        "Seconds a Deployment rollout may make no progress before the pipeline is Degraded "
+                        "(ProgressDeadlineExceeded).", m.DEFAULT_PROGRESS_DEADLINE, 1, m.MAX_PROGRESS_DEADLINE),
+                    "pauseDrainSeconds": _int(
+                        "When pausing: longest wait for the router to drain the input topic after the time "
+                        "source stopped.", m.DEFAULT_PAUSE_DRAIN_SECONDS, 0, m.MAX_PAUSE_DRAIN_SECONDS),
                 },
             },
             "time": _app("time", m.DEFAULT_TIME_IMAGE, {
@@ -224,12 +246,29 @@ def _component_status() -> dict:
 
 
 def status_schema() -> dict:
+    s = {"type": "string"}
     return {
         "type": "object",
         "properties": {
             "observedGeneration": {"type": "integer", "format": "int64"},
-            "phase": {"type": "string", "enum": ["Pending", "Progressing", "Running", "Degraded", "Failed"]},
-            "readyComponents": {"type": "string"},
+            "phase": {"type": "string",
+                      "enum": ["Pending", "Progressing", "Running", "Degraded", "Paused", "Failed"]},
+            "readyComponents": s,
+            "replicas": {"type": "integer", "format": "int32", "description": "Router pods (scale subresource)."},
+            "selector": _str("Label selector of the router pods (scale subresource)."),
+            "topics": {"type": "array", "items": {"type": "object", "properties": {
+                "role": s, "name": s, "state": s, "message": s,
+                "partitions": {"type": "integer", "format": "int32"},
+                "replicationFactor": {"type": "integer", "format": "int32"}}}},
+            "pause": {"type": "object", "properties": {"sourceStoppedAt": {"type": "string", "format": "date-time"}}},
+            "history": {"type": "array", "description": "The last spec revisions, oldest first.",
+                        "items": {"type": "object", "properties": {
+                            "generation": {"type": "integer", "format": "int64"},
+                            "time": {"type": "string", "format": "date-time"},
+                            "images": {"type": "object", "additionalProperties": s},
+                            "changed": {"type": "array", "items": s}}}},
+            "specDigest": {"type": "object", "additionalProperties": s,
+                           "description": "Per-field hashes of the last seen spec (to name changed fields)."},
             "conditions": {"type": "array", "x-kubernetes-list-type": "map",
                            "x-kubernetes-list-map-keys": ["type"], "items": _condition()},
             "components": {"type": "object", "properties": {
@@ -252,7 +291,12 @@ def crd() -> dict:
                 "name": m.API_VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                # Scale: `kubectl scale tsp/NAME --replicas=N` and autoscalers set the router's replicas.
+                "subresources": {"status": {}, "scale": {
+                    "specReplicasPath": ".spec.router.replicas",
+                    "statusReplicasPath": ".status.replicas",
+                    "labelSelectorPath": ".status.selector",
+                }},
                 "additionalPrinterColumns": [
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Ready", "type": "string", "jsonPath": ".status.readyComponents",

@@ -82,6 +82,14 @@ class Kube:
                       body=[{"op": "add", "path": "/status", "value": status}],
                       query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
 
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        # JSON patch guarded by the resourceVersion read: a concurrent change fails (409)
+        # instead of losing someone else's finalizer.
+        self._request("PATCH", self._pipeline_path(namespace, name),
+                      body=[{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+                            {"op": "add", "path": "/metadata/finalizers", "value": finalizers}],
+                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+
     # --- deployments -------------------------------------------------------------
     @staticmethod
     def _deployments(namespace: str, name: str | None = None) -> str:

@@ -2,13 +2,39 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import random
 import sys
 
 import kopf
 
 from .controller import Controller
 from .kube import Kube
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _json_logs() -> None:
+    import time
+
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = JsonFormatter()
+    fmt.converter = time.gmtime
+    handler.setFormatter(fmt)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve this namespace (repeatable; globs allowed)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (default)")
     ap.add_argument("--standalone", action="store_true", help="no peering with other operator instances")
-    ap.add_argument("--peering", default=None, help="peering object name (when not standalone)")
+    ap.add_argument("--peering", default=None,
+                    help="kopf peering object name: run several replicas, one active (needs the peering CRDs)")
+    ap.add_argument("--priority", type=int, default=None,
+                    help="peering priority (default: random, so two replicas never tie and both pause)")
+    ap.add_argument("--peering-lifetime", type=int, default=60,
+                    help="seconds a silent peer counts as alive; a standby takes over after this (default 60)")
     ap.add_argument("--liveness", default=None, metavar="URL",
                     help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     ap.add_argument("--resync-seconds", type=float, default=300.0,
@@ -28,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--server-timeout", type=int, default=300,
                     help="ask the API server to end each watch request after this long (default 300)")
     ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
+    ap.add_argument("--progress-interval", type=float, default=5.0,
+                    help="least seconds between two status writes that only move counters (default 5)")
+    ap.add_argument("--kafka-timeout", type=float, default=5.0,
+                    help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default 5)")
+    ap.add_argument("--topic-recheck-seconds", type=float, default=300.0,
+                    help="re-describe unchanged topics this often (default 300)")
+    ap.add_argument("--metrics-port", type=int, default=None,
+                    help="serve Prometheus metrics on this port (/metrics)")
+    ap.add_argument("--metrics-address", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
+    ap.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                     help="level of the operator's own log (kopf's is set by -v/-q)")
     ap.add_argument("-v", "--verbose", action="store_true", help="kopf debug logging")
@@ -38,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     kopf.configure(verbose=args.verbose, quiet=args.quiet)
+    if args.log_format == "json":
+        _json_logs()
     logging.getLogger("tspipe").setLevel(args.log_level.upper())
+    # kafka-python logs every failed connection attempt at ERROR; the operator reports
+    # an unreachable broker once, as a condition and an Event.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     if not args.verbose:
         # kopf logs every handled watch event at INFO; the controller logs what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -47,15 +93,28 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - report config problems in one line
         print(f"tspipe operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
-    controller = Controller(kube, resync_seconds=args.resync_seconds, backoff_max=args.backoff_max)
+    controller = Controller(kube, resync_seconds=args.resync_seconds, backoff_max=args.backoff_max,
+                            progress_interval=args.progress_interval, kafka_timeout=args.kafka_timeout,
+                            topic_recheck_seconds=args.topic_recheck_seconds)
+    if args.metrics_port is not None:
+        from . import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_address)
     from . import handlers  # registers the kopf handlers
 
     settings = kopf.OperatorSettings()
     handlers.configure(settings, inactivity_timeout=args.inactivity_timeout, server_timeout=args.server_timeout)
+    priority = None
+    if args.peering and not args.standalone:
+        # Peering asked for: without its CRDs kopf would run unpeered (two active replicas).
+        settings.peering.mandatory = True
+        settings.peering.lifetime = args.peering_lifetime
+        priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
 
     kopf.run(
         standalone=args.standalone or None,
         peering_name=args.peering,
+        priority=priority,
         liveness_endpoint=args.liveness,
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -31,6 +31,10 @@ MAX_ROUTER_REPLICAS = 64
 MAX_PARTITIONS = 10000
 MAX_REPLICATION_FACTOR = 32767
 MAX_FIXED_DELAY_SECONDS = 86400
+DEFAULT_PROGRESS_DEADLINE = 600  # the Deployment default
+MAX_PROGRESS_DEADLINE = 86400
+DEFAULT_PAUSE_DRAIN_SECONDS = 60
+MAX_PAUSE_DRAIN_SECONDS = 3600
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
 
@@ -69,6 +73,13 @@ class Topics:
     odd: str = DEFAULT_TOPICS["odd"]
     partitions: int = 1
     replication_factor: int = 1
+    manage: bool = True               # the operator ensures the topics exist
+    delete_on_removal: bool = False   # and deletes them with the pipeline
+
+    def dead_letter(self, group: str) -> str:
+        """The router's dead-letter topic (its default, tsrouter.config)."""
+        name = f"error.{self.input}.{group}"
+        return name if len(name) <= 249 else f"error.{self.input}"[:249]
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,9 @@ class Pipeline:
     even_logger: LoggerSpec
     odd_logger: LoggerSpec
     pod: PodOverrides = field(default_factory=PodOverrides)
+    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE
+    paused: bool = False
+    pause_drain_seconds: int = DEFAULT_PAUSE_DRAIN_SECONDS
     uid: str | None = None
     generation: int | None = None
 
@@ -181,6 +195,13 @@ def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
         raise PipelineError(f"{path}.{key}", "must be an integer")
     if not lo <= value <= hi:
         raise PipelineError(f"{path}.{key}", f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(obj: dict, key: str, path: str, default: bool) -> bool:
+    value = obj.get(key, default)
+    if not isinstance(value, bool):
+        raise PipelineError(f"{path}.{key}", "must be a boolean")
     return value
 
 
@@ -255,7 +276,8 @@ def _parse(obj: dict) -> Pipeline:
         raise PipelineError("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
     namespace = meta.get("namespace") or "default"
     spec = _obj(obj.get("spec"), "spec")
-    _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod"})
+    _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod",
+                          "rollout", "paused"})
 
     stream_name = _str(spec, "streamName", "spec", name)
     if "streamName" not in spec and not STREAM_NAME_RE.match(stream_name):
@@ -280,7 +302,8 @@ def _parse(obj: dict) -> Pipeline:
     if len(set(brokers)) != len(brokers):
         raise PipelineError("spec.kafka.brokers", "entries must be unique")
     tobj = _obj(kobj.get("topics"), "spec.kafka.topics")
-    _known(tobj, "spec.kafka.topics", {"input", "even", "odd", "partitions", "replicationFactor"})
+    _known(tobj, "spec.kafka.topics", {"input", "even", "odd", "partitions", "replicationFactor",
+                                       "manage", "deleteOnRemoval"})
     names = {}
     for role in ("input", "even", "odd"):
         topic = _str(tobj, role, "spec.kafka.topics", DEFAULT_TOPICS[role])
@@ -296,6 +319,8 @@ def _parse(obj: dict) -> Pipeline:
         **names,
         partitions=_int(tobj, "partitions", "spec.kafka.topics", 1, 1, MAX_PARTITIONS),
         replication_factor=_int(tobj, "replicationFactor", "spec.kafka.topics", 1, 1, MAX_REPLICATION_FACTOR),
+        manage=_bool(tobj, "manage", "spec.kafka.topics", True),
+        delete_on_removal=_bool(tobj, "deleteOnRemoval", "spec.kafka.topics", False),
     )
 
     # time
@@ -361,6 +386,9 @@ def _parse(obj: dict) -> Pipeline:
         affinity=affinity,
     )
 
+    ro = _obj(spec.get("rollout"), "spec.rollout")
+    _known(ro, "spec.rollout", {"progressDeadlineSeconds", "pauseDrainSeconds"})
+
     pipeline = Pipeline(
         name=name,
         namespace=namespace,
@@ -371,6 +399,11 @@ def _parse(obj: dict) -> Pipeline:
         even_logger=logger("evenLogger"),
         odd_logger=logger("oddLogger"),
         pod=pod,
+        progress_deadline_seconds=_int(ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE,
+                                       1, MAX_PROGRESS_DEADLINE),
+        paused=_bool(spec, "paused", "spec", False),
+        pause_drain_seconds=_int(ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS,
+                                 0, MAX_PAUSE_DRAIN_SECONDS),
         uid=meta.get("uid"),
         generation=meta.get("generation"),
     )

@@ -113,6 +113,8 @@ def drift(desired: dict, actual: dict) -> list[str]:
     ds, as_ = desired["spec"], actual.get("spec") or {}
     if ds["replicas"] != as_.get("replicas", 1):
         out.append("replicas")
+    if ds.get("progressDeadlineSeconds") != as_.get("progressDeadlineSeconds", 600):
+        out.append("progressDeadlineSeconds")
     if not contains(ds["template"], as_.get("template") or {}):
         out.append("template")
     return out
@@ -136,6 +138,7 @@ def merged_for_update(desired: dict, actual: dict) -> dict:
     meta["ownerReferences"] = dm["ownerReferences"] + others
     spec = body.setdefault("spec", {})
     spec["replicas"] = desired["spec"]["replicas"]
+    spec["progressDeadlineSeconds"] = desired["spec"]["progressDeadlineSeconds"]
     template = copy.deepcopy(desired["spec"]["template"])
     kept = ((actual.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
     if kept:

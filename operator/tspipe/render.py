@@ -162,9 +162,18 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     return pod
 
 
-def render_deployment(resource: dict, p: Pipeline, c: Component) -> dict:
-    spec: AppCommon = getattr(p, {"time": "time", "router": "router",
-                                  "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field])
+def spec_replicas(p: Pipeline, c: Component) -> int:
+    """Replicas the spec asks for (before pausing)."""
+    return p.router.replicas if c.router else 1
+
+
+def app_spec(p: Pipeline, c: Component) -> AppCommon:
+    return getattr(p, {"time": "time", "router": "router",
+                       "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field])
+
+
+def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int | None = None) -> dict:
+    spec = app_spec(p, c)
     lbl = labels(p.name, c)
     deployment = {
         "apiVersion": "apps/v1",
@@ -177,7 +186,9 @@ def render_deployment(resource: dict, p: Pipeline, c: Component) -> dict:
             "ownerReferences": [owner_reference(resource)],
         },
         "spec": {
-            "replicas": p.router.replicas if c.router else 1,
+            "replicas": spec_replicas(p, c) if replicas is None else replicas,
+            # From the spec, so a stalled rollout turns into ProgressDeadlineExceeded when the user says.
+            "progressDeadlineSeconds": p.progress_deadline_seconds,
             "selector": {"matchLabels": selector_labels(p.name, c)},
             "template": {
                 "metadata": {"labels": dict(lbl)},
@@ -185,14 +196,26 @@ def render_deployment(resource: dict, p: Pipeline, c: Component) -> dict:
             },
         },
     }
-    deployment["metadata"]["annotations"][HASH_ANNOTATION] = spec_hash(deployment)
+    # The hash leaves out the replica count: pausing or scaling is not a new revision.
+    hashed = copy.deepcopy(deployment)
+    hashed["spec"].pop("replicas")
+    deployment["metadata"]["annotations"][HASH_ANNOTATION] = spec_hash(hashed)
     return deployment
 
 
-def render_deployments(resource: dict) -> list[dict]:
-    """The four desired Deployments, in stream order. Raises model.PipelineError."""
+def render_deployments(resource: dict, replicas: dict[str, int] | None = None) -> list[dict]:
+    """The four desired Deployments, in stream order. Raises model.PipelineError.
+
+    `replicas`: per component (spec field) overrides, e.g. while pausing."""
     p = Pipeline.from_resource(resource)
-    return [render_deployment(resource, p, c) for c in COMPONENTS]
+    replicas = replicas or {}
+    return [render_deployment(resource, p, c, replicas.get(c.spec_field)) for c in COMPONENTS]
+
+
+def router_selector(pipeline_name: str) -> str:
+    """The router pods' label selector as a string (the scale subresource's status.selector)."""
+    router = next(c for c in COMPONENTS if c.router)
+    return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, router).items())
 
 
 def component_for(deployment: dict) -> Component | None:

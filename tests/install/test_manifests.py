@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kube
 # Everything the operator may touch, and how (see manifests/rbac/cluster-role.yaml for
 # which call needs which). Written out here so the test does not trust the manifests.
 NAMESPACED_RULES = {
-    ("tspipe.io", "timestamppipelines"): {"get", "list", "watch"},
+    ("tspipe.io", "timestamppipelines"): {"get", "list", "watch", "patch"},
     ("tspipe.io", "timestamppipelines/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "events"): {"create"},

@@ -64,12 +64,62 @@ class FakeKube:
     def post_event(self, pipeline, type_, reason, message, now):
         self.writes.append(("event", reason))
 
+    def set_finalizers(self, ns, name, finalizers, rv):
+        self.writes.append(("finalizers", tuple(finalizers)))
+        self.pipelines[name]["metadata"]["finalizers"] = list(finalizers)
 
-def make():
+
+class FakeAdmin:
+    """Kafka admin stand-in: topics in a dict; `down` makes every call fail."""
+
+    def __init__(self):
+        self.topics = {}
+        self.calls = []
+        self.down = False
+        self.lag_value = 0
+
+    def _check(self, what):
+        self.calls.append(what)
+        if self.down:
+            from tspipe.kafka_admin import KafkaUnavailable
+            raise KafkaUnavailable("Unable to bootstrap")
+
+    def ensure(self, brokers, desired, plan_fn):
+        self._check("ensure")
+        actual = {d.name: self.topics.get(d.name) for d in desired}
+        plan = plan_fn(desired, actual)
+        for n, v in plan.create.items():
+            self.topics[n] = v
+        for n, parts in plan.grow.items():
+            self.topics[n] = (parts, self.topics[n][1])
+        return actual, plan, {}
+
+    def delete(self, brokers, names):
+        self._check("delete")
+        for n in names:
+            self.topics.pop(n, None)
+
+    def lag(self, brokers, group, topic):
+        self._check("lag")
+        return self.lag_value
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def make(**kw):
     obj = yaml.safe_load(SAMPLE_FILE.read_text())
     obj["metadata"].update(namespace="ns", uid="p-uid", generation=1)
     kube = FakeKube(obj)
-    ctl = Controller(kube, now=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))
+    clock = Clock()
+    ctl = Controller(kube, now=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc), admin=FakeAdmin(),
+                     monotonic=clock, **kw)
+    ctl.clock = clock
     return kube, ctl
 
 
@@ -145,3 +195,132 @@ def test_deployment_events_map_to_their_pipeline():
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}],
         "labels": {"app.kubernetes.io/instance": "p3"}}}
     assert owner_of(foreign) is None
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+def _ready(kube):
+    """Make every Deployment look rolled out (what the Deployment controller + kwok do)."""
+    for d in kube.deps.values():
+        n = d["spec"]["replicas"]
+        d["metadata"].setdefault("generation", 1)
+        d["status"] = {"observedGeneration": d["metadata"]["generation"], "replicas": n, "updatedReplicas": n,
+                       "readyReplicas": n, "availableReplicas": n,
+                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+
+
+def test_first_creation_costs_creates_and_two_status_writes_no_events():
+    kube, ctl = make()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert [w for w in kube.writes if w[0] == "event"] == []
+    assert kube.pipelines["timestamps"]["status"]["phase"] == "Progressing"
+    # One of four becomes ready: only counters move, so that write waits.
+    _ready(kube)
+    for d in list(kube.deps.values())[1:]:
+        d["status"]["availableReplicas"] = 0
+        d["status"]["conditions"][0]["reason"] = "ReplicaSetUpdated"
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert kube.writes.count(("status", "timestamps")) == 1 and out.retry_after is not None
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))  # phase changes: written at once
+    assert kube.pipelines["timestamps"]["status"]["phase"] == "Running"
+    assert len(kube.writes) == 4 + 2, kube.writes
+
+
+def test_topics_ensured_once_per_spec_and_rechecked_slowly():
+    kube, ctl = make(topic_recheck_seconds=300)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.calls == ["ensure"]
+    assert ctl.admin.topics == {"timeDest": (1, 1), "evenDest": (1, 1), "oddDest": (1, 1),
+                                "error.timeDest.timeStampStream": (1, 1)}
+    st = kube.pipelines["timestamps"]["status"]
+    assert {t["state"] for t in st["topics"]} == {"Created"}
+    ctl.clock.t += 3  # created: look again soon to see them as they are
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.calls == ["ensure", "ensure"]
+    ctl.clock.t += 3
+    kube.writes.clear()
+    for _ in range(3):
+        run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.calls == ["ensure", "ensure"], "no broker call while nothing changed"
+    # The spec grows the partitions: ensured at once.
+    kube.pipelines["timestamps"]["spec"]["kafka"]["topics"]["partitions"] = 3
+    kube.pipelines["timestamps"]["metadata"]["generation"] = 2
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.topics["timeDest"] == (3, 1) and len(ctl.admin.calls) == 3
+    ctl.clock.t += 301
+    run(ctl.reconcile("ns", "timestamps"))
+    assert len(ctl.admin.calls) == 4
+
+
+def test_unreachable_broker_is_a_condition_with_backoff_and_no_rewrites():
+    kube, ctl = make()
+    ctl.admin.down = True
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.error is None and len(kube.deps) == 4, "the apps are deployed anyway"
+    cond = {c["type"]: c for c in kube.pipelines["timestamps"]["status"]["conditions"]}["TopicsReady"]
+    assert cond["status"] == "False" and cond["reason"] == "BrokerUnreachable"
+    assert 0 < out.retry_after <= 5
+    kube.writes.clear()
+    ctl.clock.t += 6
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.calls == ["ensure", "ensure"] and kube.writes == []
+    ctl.admin.down = False
+    ctl.clock.t += 11
+    run(ctl.reconcile("ns", "timestamps"))
+    cond = {c["type"]: c for c in kube.pipelines["timestamps"]["status"]["conditions"]}["TopicsReady"]
+    assert cond["status"] == "True"
+
+
+def test_unmanaged_topics_never_call_the_broker():
+    kube, ctl = make()
+    kube.pipelines["timestamps"]["spec"]["kafka"]["topics"]["manage"] = False
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.calls == [] and "topics" not in kube.pipelines["timestamps"]["status"]
+
+
+def test_pause_sequence_and_resume():
+    kube, ctl = make()
+    pipe = kube.pipelines["timestamps"]
+    pipe["spec"]["router"]["replicas"] = 2
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    pipe["spec"]["paused"] = True
+    pipe["metadata"]["generation"] = 2
+    ctl.admin.lag_value = 5
+    run(ctl.reconcile("ns", "timestamps"))
+    reps = lambda: {n.split("-")[1]: d["spec"]["replicas"] for n, d in kube.deps.items()}  # noqa: E731
+    assert reps() == {"time": 0, "router": 2, "evenlogger": 1, "oddlogger": 1}
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))  # source gone: draining, lag 5
+    assert reps()["router"] == 2 and "lag" in ctl.admin.calls
+    assert "5 records left" in {c["type"]: c for c in pipe["status"]["conditions"]}["Progressing"]["message"]
+    ctl.admin.lag_value = 0
+    run(ctl.reconcile("ns", "timestamps"))
+    assert reps() == {"time": 0, "router": 0, "evenlogger": 0, "oddlogger": 0}
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["status"]["phase"] == "Paused" and ("event", "Paused") in kube.writes
+    pipe["spec"]["paused"] = False
+    pipe["metadata"]["generation"] = 3
+    run(ctl.reconcile("ns", "timestamps"))
+    assert reps() == {"time": 1, "router": 2, "evenlogger": 1, "oddlogger": 1}
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["status"]["phase"] == "Running" and "pause" not in pipe["status"]
+
+
+def test_finalizer_only_when_topics_are_deleted_with_the_pipeline():
+    kube, ctl = make()
+    pipe = kube.pipelines["timestamps"]
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "finalizers" not in pipe["metadata"]
+    pipe["spec"]["kafka"]["topics"]["deleteOnRemoval"] = True
+    pipe["metadata"]["resourceVersion"] = "5"
+    run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["metadata"]["finalizers"] == ["tspipe.io/delete-topics"]
+    pipe["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.topics == {} and pipe["metadata"]["finalizers"] == []

@@ -171,7 +171,12 @@ def test_status_pending_progressing_running_degraded_failed():
     stuck[0]["status"]["conditions"] = [{"type": "Progressing", "status": "False",
                                          "reason": "ProgressDeadlineExceeded"}]
     stuck[0]["status"]["availableReplicas"] = 0
-    assert compute_status(obj, stuck, NOW)["phase"] == "Failed"
+    s = compute_status(obj, stuck, NOW)
+    cond = {c["type"]: c for c in s["conditions"]}
+    # The old pods keep serving: Degraded (not Failed), naming the stuck component.
+    assert s["phase"] == "Degraded" and cond["Degraded"]["reason"] == "ProgressDeadlineExceeded"
+    assert "rollout of time made no progress within 600s" in cond["Degraded"]["message"]
+    assert cond["Progressing"]["status"] == "False" and cond["Progressing"]["reason"] == "ProgressDeadlineExceeded"
 
     s = compute_status(obj, running, NOW, error="forbidden")
     assert s["phase"] == "Failed"
@@ -318,5 +323,7 @@ def test_crd_file_is_generated_and_consistent():
     assert (ROOT / "crds" / "timestamppipelines.tspipe.io.yaml").read_text() == crd.render_yaml()
     doc = crd.crd()
     v = doc["spec"]["versions"][0]
-    assert doc["spec"]["names"]["shortNames"] == ["tsp"] and v["subresources"] == {"status": {}}
+    assert doc["spec"]["names"]["shortNames"] == ["tsp"] and v["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.router.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}
     assert [c["name"] for c in v["additionalPrinterColumns"]][:3] == ["Phase", "Ready", "Router"]

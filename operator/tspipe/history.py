@@ -1,0 +1,54 @@
+"""The pipeline's revision history in status (pure): what changed, when, which images.
+
+A revision is a new `metadata.generation` (the API server bumps it on every spec
+change, including `kubectl scale` through the scale subresource). To name the fields
+that changed without keeping old specs anywhere, the status holds a digest of the
+current spec: one short hash per field path, compared with the next spec's digest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+HISTORY_LIMIT = 5
+DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole
+
+
+def _h(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
+
+
+def spec_digest(spec: dict) -> dict[str, str]:
+    out: dict[str, str] = {}
+
+    def walk(node, path: tuple):
+        if isinstance(node, dict) and node and len(path) < DEPTH:
+            for k, v in node.items():
+                walk(v, path + (str(k),))
+        else:
+            out[".".join(path)] = _h(node)
+
+    walk(spec or {}, ())
+    return out
+
+
+def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def next_history(resource: dict, images: dict[str, str], now: str,
+                 limit: int = HISTORY_LIMIT) -> tuple[list[dict], dict[str, str]]:
+    """(status.history, status.specDigest) for `resource`, given its previous status.
+
+    Unchanged generation: the previous values, untouched (no status write)."""
+    status = resource.get("status") or {}
+    history = list(status.get("history") or [])
+    old_digest = status.get("specDigest") or {}
+    generation = (resource.get("metadata") or {}).get("generation")
+    digest = spec_digest(resource.get("spec") or {})
+    if history and history[-1].get("generation") == generation:
+        return history, old_digest or digest
+    entry = {"generation": generation, "time": now, "images": dict(images),
+             "changed": changed_fields(old_digest, digest) if history else []}
+    return (history + [entry])[-limit:], digest

@@ -1,0 +1,147 @@
+"""Kafka admin calls the operator makes (synchronous and bounded; run them in a thread).
+
+One short-lived admin client per call: the operator talks to Kafka only when a
+pipeline's topics change, on a slow recheck timer, or while a pause drains, so a
+pooled connection per broker list would cost more than it saves.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from .topics import DesiredTopic, TopicPlan
+
+log = logging.getLogger("tspipe.kafka")
+
+
+class KafkaUnavailable(Exception):
+    """The brokers could not be reached (or did not answer in time)."""
+
+
+class TopicAdmin:
+    def __init__(self, timeout_s: float = 5.0):
+        self.timeout_ms = int(timeout_s * 1000)
+
+    @contextmanager
+    def _client(self, brokers):
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=list(brokers), client_id="tspipe-operator",
+                request_timeout_ms=self.timeout_ms, bootstrap_timeout_ms=self.timeout_ms,
+                reconnect_backoff_max_ms=1000)
+        except (KafkaError, OSError, ValueError) as exc:
+            raise KafkaUnavailable(_short(exc)) from exc
+        try:
+            yield admin
+        except KafkaError as exc:
+            if type(exc).__name__ in ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError",
+                                      "RequestTimedOutError", "NodeNotReadyError"):
+                raise KafkaUnavailable(_short(exc)) from exc
+            raise
+        finally:
+            admin.close()
+
+    def describe(self, brokers, names) -> dict[str, tuple[int, int] | None]:
+        """name -> (partitions, replication factor), None if the topic does not exist."""
+        with self._client(brokers) as admin:
+            return _describe(admin, names)
+
+    def ensure(self, brokers, desired: list[DesiredTopic], plan_fn) -> tuple[dict, TopicPlan, dict[str, str]]:
+        """Describe, plan with `plan_fn(desired, actual)`, create and grow; one connection.
+
+        Returns (actual before the changes, the plan, name -> error for failed changes)."""
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+        with self._client(brokers) as admin:
+            actual = _describe(admin, [d.name for d in desired])
+            plan = plan_fn(desired, actual)
+            failed: dict[str, str] = {}
+            for name, (parts, rf) in plan.create.items():
+                try:
+                    admin.create_topics({name: {"num_partitions": parts, "replication_factor": rf}},
+                                        timeout_ms=self.timeout_ms)
+                    log.info("created topic %s (%d partitions, replication %d)", name, parts, rf)
+                except TopicAlreadyExistsError:
+                    pass  # someone (an app) created it meanwhile; the next check sees it
+                except KafkaError as exc:
+                    failed[name] = _short(exc)
+            for name, parts in plan.grow.items():
+                try:
+                    admin.create_partitions({name: parts}, timeout_ms=self.timeout_ms)
+                    log.info("grew topic %s to %d partitions", name, parts)
+                except KafkaError as exc:
+                    failed[name] = _short(exc)
+            return actual, plan, failed
+
+    def delete(self, brokers, names) -> None:
+        from kafka.errors import UnknownTopicOrPartitionError
+
+        with self._client(brokers) as admin:
+            existing = [n for n, v in _describe(admin, names).items() if v is not None]
+            if existing:
+                try:
+                    admin.delete_topics(existing, timeout_ms=self.timeout_ms)
+                except UnknownTopicOrPartitionError:
+                    pass
+                log.info("deleted topics %s", ", ".join(existing))
+
+    def lag(self, brokers, group: str, topic: str) -> int:
+        """Records in `topic` that consumer group `group` has not committed yet (0 if no topic)."""
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        with self._client(brokers) as admin:
+            info = _describe(admin, [topic]).get(topic)
+            if info is None:
+                return 0
+            tps = [TopicPartition(topic, i) for i in range(info[0])]
+            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}, timeout_ms=self.timeout_ms)
+            starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps},
+                                                  timeout_ms=self.timeout_ms)
+            committed = self._group_offsets(admin, group, tps)
+            total = 0
+            for tp in tps:
+                end = ends[tp].offset
+                done = committed.get(tp)
+                done_at = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
+                total += max(0, end - done_at)
+            return total
+
+
+    def _group_offsets(self, admin, group, tps) -> dict:
+        import time
+
+        from kafka.errors import CoordinatorNotAvailableError, CoordinatorLoadInProgressError
+
+        # A fresh broker creates __consumer_offsets on the first FindCoordinator: retry briefly.
+        for attempt in range(5):
+            try:
+                return (admin.list_group_offsets({group: tps}) or {}).get(group) or {}
+            except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError) as exc:
+                if attempt == 4:
+                    raise KafkaUnavailable(_short(exc)) from exc
+                time.sleep(0.5)
+        return {}
+
+
+def _describe(admin, names) -> dict[str, tuple[int, int] | None]:
+    out: dict[str, tuple[int, int] | None] = {}
+    for t in admin.describe_topics(list(names)):
+        name = t.get("name") or t.get("topic")
+        parts = t.get("partitions") or []
+        if t.get("error_code", 0) != 0 or not parts:
+            out[name] = None
+            continue
+        out[name] = (len(parts), len(parts[0].get("replica_nodes") or parts[0].get("replicas") or []))
+    for n in names:
+        out.setdefault(n, None)
+    return out
+
+
+def _short(exc: BaseException) -> str:
+    name, text = type(exc).__name__, str(exc)
+    text = text if text.startswith(name) else (f"{name}: {text}" if text else name)
+    return text[:300]

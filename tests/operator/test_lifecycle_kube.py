@@ -1,0 +1,280 @@
+"""Lifecycle on the real control plane (kwok pods) and the real broker: rollouts and
+their history, the scale subresource (kubectl scale, an HPA), pause/resume with a
+drain measured on Kafka, and topic management. The operator is a real subprocess."""
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+import pytest
+
+from kubehelpers import sample_pipeline, wait_for
+
+pytestmark = pytest.mark.kube
+
+NAME = "timestamps"
+
+
+def conditions(obj):
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def status_of(k, name=NAME):
+    return (k.get_or_none("tsp", name) or {}).get("status") or {}
+
+
+def settled(k, phase, name=NAME):
+    """The pipeline's status once it reports `phase` for its current generation."""
+    def probe():
+        obj = k.get_or_none("tsp", name)
+        st = (obj or {}).get("status") or {}
+        if st.get("phase") == phase and st.get("observedGeneration") == obj["metadata"]["generation"]:
+            return obj
+        return None
+    return probe
+
+
+def generations(k):
+    return {n.rsplit("-", 1)[1]: d["metadata"]["generation"]
+            for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
+
+
+def no_broker_pipeline(**spec):
+    obj = sample_pipeline(**spec)
+    obj["spec"]["kafka"]["topics"]["manage"] = False
+    return obj
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# --- rollout -------------------------------------------------------------------------------
+
+
+def test_rollout_changes_one_app_reports_progress_deadline_and_history(k, operator_factory):
+    operator_factory().start()
+    k.apply(no_broker_pipeline(rollout={"progressDeadlineSeconds": 10}))
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    gens = generations(k)
+
+    # 1. A new router image: only the router's Deployment changes, and it rolls out.
+    k("patch", "tsp", NAME, "--type=merge", "-p", json.dumps({"spec": {"router": {"image": "ghcr.io/tspipe/router:0.2.0"}}}))
+    obj = wait_for(settled(k, "Running"), 120, "Running with the new router image")
+    assert obj["status"]["components"]["router"]["image"] == "ghcr.io/tspipe/router:0.2.0"
+    after = generations(k)
+    assert after["router"] > gens["router"]
+    assert {c: g for c, g in after.items() if c != "router"} == {c: g for c, g in gens.items() if c != "router"}
+    hist = obj["status"]["history"]
+    assert [h["generation"] for h in hist] == [1, 2]
+    assert hist[-1]["changed"] == ["router.image"] and hist[-1]["images"]["router"] == "ghcr.io/tspipe/router:0.2.0"
+
+    # 2. A router change whose pods can never be scheduled (more CPU than the node has):
+    #    Progressing naming the router, then Degraded/ProgressDeadlineExceeded after 10 s.
+    k("patch", "tsp", NAME, "--type=merge", "-p", json.dumps(
+        {"spec": {"router": {"resources": {"requests": {"cpu": "500"}}}}}))
+    obj = wait_for(settled(k, "Progressing"), 60, "Progressing")
+    assert conditions(obj)["Progressing"]["message"].startswith("rolling out router")
+    obj = wait_for(settled(k, "Degraded"), 120, "Degraded after the progress deadline")
+    degraded = conditions(obj)["Degraded"]
+    assert degraded["reason"] == "ProgressDeadlineExceeded" and "router" in degraded["message"]
+    assert conditions(obj)["Ready"]["status"] == "False"
+    assert obj["status"]["components"]["router"]["availableReplicas"] == 1, "the old pod keeps serving"
+    assert {c: g for c, g in generations(k).items() if c != "router"} == \
+        {c: g for c, g in gens.items() if c != "router"}
+    events = k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+    assert any(e["type"] == "Warning" and e["reason"] == "ProgressDeadlineExceeded" for e in events)
+
+    # 3. Rolling back by re-applying the earlier spec: Running again.
+    k("patch", "tsp", NAME, "--type=json", "-p", json.dumps([{"op": "remove", "path": "/spec/router/resources"}]))
+    obj = wait_for(settled(k, "Running"), 120, "Running after the rollback")
+    assert [h["changed"] for h in obj["status"]["history"][-2:]] == [["router.resources.requests"]] * 2
+
+
+# --- scale ----------------------------------------------------------------------------------
+
+
+def test_kubectl_scale_and_an_hpa_use_the_scale_subresource(k, operator_factory):
+    obj = no_broker_pipeline()
+    obj["spec"]["kafka"]["topics"]["partitions"] = 2
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+
+    k("scale", f"tsp/{NAME}", "--replicas=3")
+    obj = wait_for(lambda: (o := settled(k, "Running")()) and o["status"].get("replicas") == 3 and o,
+                   120, "3 router pods")
+    assert obj["spec"]["router"]["replicas"] == 3
+    assert k.json("deployment", f"{NAME}-router")["spec"]["replicas"] == 3
+    warn = conditions(obj)["RouterOverProvisioned"]
+    assert warn["status"] == "True" and "sit idle" in warn["message"] and "2 partition" in warn["message"]
+    scale = json.loads(k("get", f"tsp/{NAME}", "--subresource=scale", "-o", "json").stdout)
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"] == "app.kubernetes.io/instance=timestamps,app.kubernetes.io/component=router"
+    # The selector finds exactly the router's pods.
+    assert len(k.json("pods", "-l", scale["status"]["selector"])["items"]) == 3
+
+    k("scale", f"tsp/{NAME}", "--replicas=2")
+    obj = wait_for(lambda: (o := settled(k, "Running")()) and o["status"].get("replicas") == 2 and o,
+                   120, "2 router pods")
+    assert "RouterOverProvisioned" not in conditions(obj)
+
+    # An HPA targets the pipeline; the controller manager's HPA controller reads its scale.
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "router"},
+           "spec": {"scaleTargetRef": {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+                                       "name": NAME},
+                    "minReplicas": 1, "maxReplicas": 4,
+                    "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}
+    k.apply(hpa)
+
+    def read_scale():
+        st = k.json("hpa", "router").get("status") or {}
+        able = {c["type"]: c for c in st.get("conditions") or []}.get("AbleToScale") or {}
+        return st if able.get("status") == "True" and able.get("reason") == "SucceededGetScale" else None
+
+    st = wait_for(read_scale, 120, "HPA AbleToScale/SucceededGetScale")
+    assert st["currentReplicas"] == 2  # read through the scale subresource (no metrics here, so no scaling)
+
+
+# --- pause ----------------------------------------------------------------------------------
+
+
+def _unique_topics(obj, tag):
+    obj["spec"]["streamName"] = f"s{tag}"
+    obj["spec"]["kafka"]["topics"].update(input=f"in-{tag}", even=f"even-{tag}", odd=f"odd-{tag}")
+    return obj
+
+
+def test_pause_stops_the_source_waits_for_the_drain_and_resume_restores(k, operator_factory, kafka_bootstrap):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    tag = uuid.uuid4().hex[:8]
+    obj = _unique_topics(sample_pipeline(), tag)
+    obj["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
+    obj["spec"]["router"]["replicas"] = 2
+    obj["spec"]["rollout"] = {"pauseDrainSeconds": 600}  # only the drain itself can end the wait
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    wait_for(lambda: conditions(k.json("tsp", NAME)).get("TopicsReady", {}).get("status") == "True", 60,
+             "topics ready")
+    # Records the router (a kwok pod: it consumes nothing) has not processed yet.
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(7):
+        producer.send(f"in-{tag}", f"11/27/26 00:00:0{i}".encode())
+    producer.flush()
+    producer.close()
+
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":true}}')
+
+    def draining():
+        st = status_of(k)
+        msg = conditions({"status": st}).get("Progressing", {}).get("message", "")
+        return st if "7 records left" in msg else None
+
+    wait_for(draining, 90, "pause waiting for the router to drain 7 records")
+    reps = {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
+    assert reps == {"time": 0, "router": 2, "evenlogger": 1, "oddlogger": 1}, "source first, the rest keeps running"
+    assert status_of(k)["phase"] == "Progressing"
+
+    # The router's consumer group commits everything (what the real router does as it drains).
+    consumer = KafkaConsumer(f"in-{tag}", bootstrap_servers=kafka_bootstrap, group_id=f"s{tag}",
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    seen = 0
+    for _ in range(30):
+        seen += sum(len(v) for v in consumer.poll(1000).values())
+        if seen >= 7:
+            break
+    consumer.commit()
+    consumer.close()
+    assert seen == 7
+
+    obj = wait_for(settled(k, "Paused"), 120, "phase Paused")
+    reps = {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
+    assert reps == {"time": 0, "router": 0, "evenlogger": 0, "oddlogger": 0}
+    assert not k.json("pods", "-l", f"app.kubernetes.io/instance={NAME}")["items"]
+    assert conditions(obj)["Ready"]["status"] == "False" and conditions(obj)["Ready"]["reason"] == "Paused"
+
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":false}}')
+    obj = wait_for(settled(k, "Running"), 120, "Running after resume")
+    reps = {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
+    assert reps == {"time": 1, "router": 2, "evenlogger": 1, "oddlogger": 1}
+    assert obj["status"]["components"]["router"]["readyReplicas"] == 2
+    reasons = [e["reason"] for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]]
+    assert "Paused" in reasons and "Resumed" in reasons
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+
+def _describe(bootstrap, names):
+    from tspipe.kafka_admin import TopicAdmin
+
+    return TopicAdmin(10).describe((bootstrap,), names)
+
+
+def test_topics_created_grown_never_shrunk_and_deleted_only_when_asked(k, operator_factory, kafka_bootstrap):
+    tag = uuid.uuid4().hex[:8]
+    names = [f"in-{tag}", f"even-{tag}", f"odd-{tag}", f"error.in-{tag}.s{tag}"]
+    obj = _unique_topics(sample_pipeline(), tag)
+    obj["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
+    obj["spec"]["kafka"]["topics"]["partitions"] = 2
+    operator_factory("--topic-recheck-seconds", "5").start()
+    k.apply(obj)
+
+    def topics_state(want):
+        st = status_of(k)
+        got = {t["name"]: (t.get("state"), t.get("partitions")) for t in st.get("topics") or []}
+        return st if got == want else None
+
+    wait_for(lambda: topics_state({n: ("Ready", 2) for n in names}), 60, "four topics Ready with 2 partitions")
+    assert _describe(kafka_bootstrap, names) == {n: (2, 1) for n in names}
+
+    # Grow.
+    k("patch", "tsp", NAME, "--type=merge", "-p", json.dumps({"spec": {"kafka": {"topics": {"partitions": 4}}}}))
+    wait_for(lambda: topics_state({n: ("Ready", 4) for n in names}), 60, "topics grown to 4")
+    assert _describe(kafka_bootstrap, names) == {n: (4, 1) for n in names}
+
+    # Shrink: refused, with the reason; the topics keep 4.
+    k("patch", "tsp", NAME, "--type=merge", "-p", json.dumps({"spec": {"kafka": {"topics": {"partitions": 3}}}}))
+    st = wait_for(lambda: topics_state({n: ("ShrinkRefused", 4) for n in names}), 60, "shrink refused")
+    cond = conditions({"status": st})["TopicsReady"]
+    assert cond["status"] == "False" and cond["reason"] == "PartitionShrinkRefused"
+    assert "Kafka cannot remove partitions" in cond["message"]
+    # The apps roll out the new min-partition-count and run: a topic warning is no outage.
+    obj = wait_for(settled(k, "Running"), 120, "Running with the shrink refused")
+    assert conditions(obj)["TopicsReady"]["reason"] == "PartitionShrinkRefused"
+    assert _describe(kafka_bootstrap, names) == {n: (4, 1) for n in names}
+
+    # Deleting a pipeline keeps its topics by default (and it carries no finalizer).
+    assert not k.json("tsp", NAME)["metadata"].get("finalizers")
+    k("delete", "tsp", NAME, "--wait=true", "--timeout=60s")
+    assert _describe(kafka_bootstrap, names) == {n: (4, 1) for n in names}
+
+    # deleteOnRemoval: a finalizer, and the topics go with the pipeline.
+    obj["spec"]["kafka"]["topics"].update(partitions=4, deleteOnRemoval=True)
+    k.apply(obj)
+    wait_for(lambda: k.json("tsp", NAME)["metadata"].get("finalizers") == ["tspipe.io/delete-topics"], 60,
+             "finalizer added")
+    wait_for(lambda: topics_state({n: ("Ready", 4) for n in names}), 60, "topics Ready")
+    k("delete", "tsp", NAME, "--wait=true", "--timeout=60s")
+    wait_for(lambda: all(v is None for v in _describe(kafka_bootstrap, names).values()), 60, "topics deleted")
+
+
+def test_unreachable_broker_is_a_condition_and_the_apps_still_deploy(k, operator_factory):
+    obj = sample_pipeline()
+    obj["spec"]["kafka"]["brokers"] = [f"127.0.0.1:{closed_port()}"]
+    op = operator_factory("--kafka-timeout", "2").start()
+    k.apply(obj)
+    obj = wait_for(settled(k, "Running"), 180, "Running without a broker")
+    cond = conditions(obj)["TopicsReady"]
+    assert cond["status"] == "False" and cond["reason"] == "BrokerUnreachable" and "did not answer" in cond["message"]
+    assert {t["state"] for t in obj["status"]["topics"]} == {"Unknown"}
+    assert op.alive()

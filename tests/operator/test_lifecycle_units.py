@@ -1,0 +1,247 @@
+"""Unit tests of the lifecycle's pure parts: rollout status, history, scale fields,
+pausing, topic planning."""
+import copy
+from datetime import datetime, timedelta, timezone
+
+import yaml
+
+from kubehelpers import SAMPLE_FILE
+from tspipe import history, pause, topics
+from tspipe.model import Pipeline
+from tspipe.render import render_deployments
+from tspipe.status import compute_status
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def sample(**spec):
+    obj = yaml.safe_load(SAMPLE_FILE.read_text())
+    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": 1})
+    obj["spec"].update(spec)
+    return obj
+
+
+def available(d, n=None):
+    """What the API server shows for `d` once its rollout is complete."""
+    a = copy.deepcopy(d)
+    n = a["spec"]["replicas"] if n is None else n
+    a["metadata"]["generation"] = 1
+    a["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
+                   "availableReplicas": n, "conditions": [
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+    return a
+
+
+def conds(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+# --- rollout ---------------------------------------------------------------------------
+
+
+def test_image_change_renders_only_that_deployment_differently():
+    old = {d["metadata"]["name"]: d for d in render_deployments(sample())}
+    obj = sample()
+    obj["spec"]["router"]["image"] = "ghcr.io/tspipe/router:0.2.0"
+    obj["spec"]["evenLogger"]["properties"] = {"log.consumer.x": "1"}
+    new = {d["metadata"]["name"]: d for d in render_deployments(obj)}
+    changed = sorted(n for n in old if old[n] != new[n])
+    assert changed == ["timestamps-evenlogger", "timestamps-router"]
+
+
+def test_progress_deadline_comes_from_the_spec():
+    obj = sample(rollout={"progressDeadlineSeconds": 15})
+    assert {d["spec"]["progressDeadlineSeconds"] for d in render_deployments(obj)} == {15}
+    assert {d["spec"]["progressDeadlineSeconds"] for d in render_deployments(sample())} == {600}
+
+
+def test_rolling_component_is_named_then_ready_then_deadline_is_degraded():
+    obj = sample()
+    deps = [available(d) for d in render_deployments(obj)]
+    assert compute_status(obj, deps, NOW)["phase"] == "Running"
+    # The router's new ReplicaSet has 0 of 1 updated pods available; the old pod still runs.
+    rolling = copy.deepcopy(deps)
+    r = rolling[1]
+    r["metadata"]["generation"] = 2
+    r["status"].update(observedGeneration=2, replicas=2, updatedReplicas=1, availableReplicas=1)
+    r["status"]["conditions"] = [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]
+    s = compute_status(obj, rolling, NOW)
+    assert s["phase"] == "Progressing" and s["readyComponents"] == "3/4"
+    assert conds(s)["Progressing"]["status"] == "True"
+    assert conds(s)["Progressing"]["message"].startswith("rolling out router (1/1 updated")
+    assert "time" not in conds(s)["Progressing"]["message"]
+    # The deadline passes.
+    r["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    s = compute_status(obj, rolling, NOW)
+    assert s["phase"] == "Degraded"
+    assert conds(s)["Degraded"]["reason"] == "ProgressDeadlineExceeded"
+    assert "router" in conds(s)["Degraded"]["message"] and conds(s)["Ready"]["status"] == "False"
+    # The new ReplicaSet becomes available: Ready again.
+    done = copy.deepcopy(rolling)
+    done[1]["status"].update(replicas=1, updatedReplicas=1, availableReplicas=1, readyReplicas=1)
+    done[1]["status"]["conditions"] = [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]
+    s = compute_status(obj, done, NOW)
+    assert s["phase"] == "Running" and conds(s)["Ready"]["status"] == "True"
+
+
+def test_history_records_generation_time_images_and_changed_fields():
+    obj = sample()
+    deps = [available(d) for d in render_deployments(obj)]
+    s1 = compute_status(obj, deps, NOW)
+    (h1,) = s1["history"]
+    assert h1 == {"generation": 1, "time": "2026-11-27T12:00:00Z", "changed": [], "images": {
+        "time": "springcloudstream/time-source-kafka:5.1.1", "router": "ghcr.io/tspipe/router:0.1.0",
+        "evenLogger": "springcloudstream/log-sink-kafka:5.1.1", "oddLogger": "springcloudstream/log-sink-kafka:5.1.1"}}
+    obj["status"] = s1
+    # Same generation: history unchanged, whatever the time.
+    assert compute_status(obj, deps, NOW + timedelta(hours=1))["history"] == [h1]
+    obj2 = copy.deepcopy(obj)
+    obj2["metadata"]["generation"] = 2
+    obj2["spec"]["router"]["image"] = "ghcr.io/tspipe/router:0.2.0"
+    obj2["spec"]["router"]["properties"] = {"tsrouter.batch": "5"}
+    s2 = compute_status(obj2, deps, NOW + timedelta(minutes=5))
+    assert [h["generation"] for h in s2["history"]] == [1, 2]
+    assert s2["history"][1]["changed"] == ["router.image", "router.properties.tsrouter.batch"]
+    assert s2["history"][1]["images"]["router"] == "ghcr.io/tspipe/router:0.2.0"
+    # Bounded.
+    cur = obj2 | {"status": s2}
+    for g in range(3, 12):
+        cur = copy.deepcopy(cur)
+        cur["metadata"]["generation"] = g
+        cur["spec"]["time"]["fixedDelaySeconds"] = g
+        cur["status"] = compute_status(cur, deps, NOW)
+    assert [h["generation"] for h in cur["status"]["history"]] == list(range(7, 12))
+    assert cur["status"]["history"][-1]["changed"] == ["time.fixedDelaySeconds"]
+
+
+def test_spec_digest_paths():
+    d = history.spec_digest({"a": {"b": {"c": {"d": 1}}, "e": 2}, "f": []})
+    assert set(d) == {"a.b.c", "a.e", "f"}
+
+
+# --- scale ------------------------------------------------------------------------------
+
+
+def test_scale_fields_and_over_provisioned_router():
+    obj = sample()
+    obj["spec"]["router"]["replicas"] = 3
+    obj["spec"]["kafka"]["topics"]["partitions"] = 2
+    deps = [available(d) for d in render_deployments(obj)]
+    s = compute_status(obj, deps, NOW)
+    assert s["replicas"] == 3
+    assert s["selector"] == "app.kubernetes.io/instance=timestamps,app.kubernetes.io/component=router"
+    warn = conds(s)["RouterOverProvisioned"]
+    assert warn["status"] == "True" and "1 consumer(s) of the group sit idle" in warn["message"]
+    assert s["phase"] == "Running"  # a warning, not a failure
+    obj["spec"]["kafka"]["topics"]["partitions"] = 3
+    assert "RouterOverProvisioned" not in conds(compute_status(obj, deps, NOW))
+    # The broker's actual partition count wins over the declared one.
+    seen = {"ready": True, "reason": "TopicsReady", "message": "", "topics": [
+        {"role": "input", "name": "timeDest", "state": "Ready", "partitions": 1, "replicationFactor": 1}]}
+    assert conds(compute_status(obj, deps, NOW, topics=seen))["RouterOverProvisioned"]["status"] == "True"
+
+
+# --- pause -------------------------------------------------------------------------------
+
+
+def _actual(obj, replicas, pods=None):
+    out = {}
+    for d in render_deployments(obj):
+        f = {"time": "time", "router": "router", "evenlogger": "evenLogger", "oddlogger": "oddLogger"}[
+            d["metadata"]["labels"]["app.kubernetes.io/component"]]
+        a = available(d, (pods or replicas)[f])
+        a["spec"]["replicas"] = replicas[f]
+        out[f] = a
+    return out
+
+
+def test_pause_stops_the_source_first_then_drains_then_the_rest():
+    obj = sample(paused=True, rollout={"pauseDrainSeconds": 30})
+    obj["spec"]["router"]["replicas"] = 2
+    p = Pipeline.from_resource(obj)
+    running = {"time": 1, "router": 2, "evenLogger": 1, "oddLogger": 1}
+    st = pause.pause_state(p, _actual(obj, running), NOW)
+    assert st.stage == pause.STOPPING_SOURCE and st.replicas == {**running, "time": 0}
+    # Source scaled down but its pod still terminating.
+    st = pause.pause_state(p, _actual(obj, {**running, "time": 0}, {**running, "time": 1}), NOW)
+    assert st.stage == pause.STOPPING_SOURCE and st.replicas["router"] == 2
+    # Source gone: measure the lag.
+    actual = _actual(obj, {**running, "time": 0})
+    st = pause.pause_state(p, actual, NOW)
+    assert st.stage == pause.DRAINING and st.needs_lag and st.source_stopped_at == "2026-11-27T12:00:00Z"
+    st = pause.pause_state(p, actual, NOW, source_stopped_at=st.source_stopped_at, lag=42)
+    assert st.stage == pause.DRAINING and not st.needs_lag and st.replicas["router"] == 2
+    assert "42 records left" in st.message
+    # Drained: the router and loggers go to zero.
+    st = pause.pause_state(p, actual, NOW + timedelta(seconds=3), source_stopped_at=st.source_stopped_at, lag=0)
+    assert st.stage == pause.STOPPING and st.replicas == {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
+    # Not drained, but the bound passed: zero anyway (durable groups resume later).
+    st2 = pause.pause_state(p, actual, NOW + timedelta(seconds=31), source_stopped_at="2026-11-27T12:00:00Z", lag=9)
+    assert st2.replicas == st.replicas
+    # Everything at zero: Paused.
+    zero = {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
+    st = pause.pause_state(p, _actual(obj, zero), NOW, source_stopped_at="2026-11-27T12:00:00Z")
+    assert st.stage == pause.PAUSED
+    s = compute_status(obj, list(_actual(obj, zero).values()), NOW, pause=st)
+    assert s["phase"] == "Paused" and conds(s)["Ready"]["reason"] == "Paused"
+    assert s["pause"] == {"sourceStoppedAt": "2026-11-27T12:00:00Z"}
+    # Un-pause: the spec's counts come back, in one step.
+    obj["spec"]["paused"] = False
+    st = pause.pause_state(Pipeline.from_resource(obj), _actual(obj, zero), NOW)
+    assert st.stage == pause.RUNNING and st.replicas == running
+    assert render_deployments(obj, st.replicas)[1]["spec"]["replicas"] == 2
+
+
+def test_pausing_status_is_progressing_with_the_stage():
+    obj = sample(paused=True)
+    p = Pipeline.from_resource(obj)
+    running = {"time": 1, "router": 1, "evenLogger": 1, "oddLogger": 1}
+    actual = _actual(obj, running)
+    st = pause.pause_state(p, actual, NOW)
+    s = compute_status(obj, list(actual.values()), NOW, pause=st)
+    assert s["phase"] == "Progressing" and "stopping the time source" in conds(s)["Progressing"]["message"]
+
+
+def test_downstream_at_zero_stays_at_zero_while_paused():
+    obj = sample(paused=True)
+    p = Pipeline.from_resource(obj)
+    # Operator restarted mid-pause: router already 0, time has a pod again (hand scaled).
+    st = pause.pause_state(p, _actual(obj, {"time": 1, "router": 0, "evenLogger": 0, "oddLogger": 0}), NOW)
+    assert st.replicas == {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
+
+
+# --- topics -------------------------------------------------------------------------------
+
+
+def test_desired_topics_include_the_dead_letter_topic():
+    p = Pipeline.from_resource(sample())
+    got = {(t.role, t.name, t.partitions, t.replication_factor) for t in topics.desired_topics(p)}
+    assert got == {("input", "timeDest", 1, 1), ("even", "evenDest", 1, 1), ("odd", "oddDest", 1, 1),
+                   ("deadLetter", "error.timeDest.timeStampStream", 1, 1)}
+
+
+def test_topic_plan_creates_grows_and_refuses_to_shrink():
+    d = [topics.DesiredTopic("input", "in", 4, 1), topics.DesiredTopic("even", "ev", 4, 1),
+         topics.DesiredTopic("odd", "od", 4, 1), topics.DesiredTopic("deadLetter", "dl", 4, 1)]
+    actual = {"in": None, "ev": (2, 1), "od": (6, 1), "dl": (4, 3)}
+    plan = topics.plan_topics(d, actual)
+    assert plan.create == {"in": (4, 1)} and plan.grow == {"ev": 4}
+    assert plan.refused["od"][0] == topics.SHRINK_REFUSED and plan.refused["dl"][0] == topics.RF_MISMATCH
+    st = topics.topic_status(d, actual, plan)
+    assert not st["ready"] and st["reason"] == "PartitionShrinkRefused"
+    assert "od has 6 partitions, the spec asks for 4: Kafka cannot remove partitions" in st["message"]
+    states = {t["name"]: t["state"] for t in st["topics"]}
+    assert states == {"in": "Created", "ev": "Grown", "od": "ShrinkRefused", "dl": "ReplicationFactorMismatch"}
+    assert {t["name"]: t.get("partitions") for t in st["topics"]} == {"in": 4, "ev": 4, "od": 6, "dl": 4}
+    ok = topics.topic_status(d, {n: (4, 1) for n in actual}, topics.plan_topics(d, {n: (4, 1) for n in actual}))
+    assert ok["ready"] and ok["reason"] == "TopicsReady"
+
+
+def test_unreachable_message_is_stable():
+    p = Pipeline.from_resource(sample())
+    d = topics.desired_topics(p)
+    a = topics.unreachable_status(d, p.kafka.brokers, "no broker answered")
+    assert a == topics.unreachable_status(d, p.kafka.brokers, "no broker answered")
+    assert a["reason"] == "BrokerUnreachable" and "kafka.kafka.svc:9092" in a["message"]
+    s = compute_status(sample(), [], NOW, topics=a)
+    assert conds(s)["TopicsReady"]["status"] == "False" and s["phase"] == "Pending"
