@@ -258,7 +258,9 @@ def latency(broker, kind: str, rate: int, seconds: float) -> dict:
         warm_up(broker.bootstrap, r)
         lat: list[float] = []
         n = int(rate * seconds)
-        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+        # small retry_backoff_ms: kafka-python sleeps that long in poll() when no fetch is in flight
+        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100,
+                          retry_backoff_ms=5)
         tps = [TopicPartition(tp, p) for tp in (t.even, t.odd) for p in c.partitions_for_topic(tp)]
         c.assign(tps)
         c.seek_to_end()
