@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
@@ -11,30 +10,6 @@ import kopf
 
 from .controller import Controller
 from .kube import Kube
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def _json_logs() -> None:
-    import time
-
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = JsonFormatter()
-    fmt.converter = time.gmtime
-    handler.setFormatter(fmt)
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    kopf.configure(verbose=args.verbose, quiet=args.quiet)
-    if args.log_format == "json":
-        _json_logs()
+    # kopf's own JSON formatter: one object per line, with the object a line is about.
+    kopf.configure(verbose=args.verbose, quiet=args.quiet,
+                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
     logging.getLogger("tspipe").setLevel(args.log_level.upper())
     # kafka-python logs every failed connection attempt at ERROR; the operator reports
     # an unreachable broker once, as a condition and an Event.

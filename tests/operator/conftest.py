@@ -47,15 +47,14 @@ def audit(control_plane):
 def operator_factory(kubeconfig, namespace, tmp_path, crd_installed):
     started = []
 
-    def make(*extra):
-        op = Operator(kubeconfig, namespace, tmp_path / "operator.log", extra)
+    def make(*extra, standalone=True, log_name="operator.log"):
+        op = Operator(kubeconfig, namespace, tmp_path / log_name, extra, standalone=standalone)
         started.append(op)
         return op
 
     yield make
     for op in started:
         op.stop()
-    # Keep the log visible when a test fails.
-    log = tmp_path / "operator.log"
-    if log.exists():
+    # Keep the logs visible when a test fails.
+    for log in sorted(tmp_path.glob("operator*.log")):
         sys.stderr.write(f"\n--- operator log ({log}) tail ---\n" + log.read_text(errors="replace")[-4000:])

@@ -96,7 +96,8 @@ def describe(ev: dict) -> str:
 class Operator:
     """`python -m tspipe.manager --standalone --namespace NS` as a subprocess."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, extra=()):
+    def __init__(self, kubeconfig: str, namespace: str, log_path: Path, extra=(), standalone: bool = True):
+        self.standalone = standalone
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_path = log_path
@@ -109,8 +110,8 @@ class Operator:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._fh = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", self.namespace,
-             "--log-level", "debug", *self.extra],
+            [sys.executable, "-m", "tspipe.manager", *(["--standalone"] if self.standalone else []),
+             "--namespace", self.namespace, "--log-level", "debug", *self.extra],
             stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
         return self
 
@@ -122,6 +123,11 @@ class Operator:
     def reconciles(self, name: str) -> list[str]:
         needle = f"reconciled {self.namespace}/{name}:"
         return [ln for ln in self.log().splitlines() if needle in ln]
+
+    def kill(self):
+        """SIGKILL: no cleanup, no goodbye to its peers."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
