@@ -15,6 +15,7 @@ import atexit
 import base64
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -66,22 +67,78 @@ def random_cluster_id() -> str:
             return text
 
 
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_LISTENER = "SASL_PLAINTEXT"
+
+
+_SAFE_CREDENTIAL = re.compile(r"^[A-Za-z0-9._~+-]+$")
+
+
+def _check_users(users: dict[str, str]) -> None:
+    # Names and passwords go into a properties file, a JAAS line and the format tool's
+    # `[name=..,password=..]` syntax: each quotes differently, so allow only safe text.
+    if not users:
+        raise ValueError("a SASL listener needs at least one user")
+    for name, pw in users.items():
+        if not _SAFE_CREDENTIAL.match(name) or not _SAFE_CREDENTIAL.match(pw):
+            raise ValueError(f"SASL user {name!r}: names and passwords must match {_SAFE_CREDENTIAL.pattern}")
+
+
+def sasl_properties(*, sasl_port: int, users: dict[str, str]) -> dict[str, str]:
+    """Broker settings for a SASL_PLAINTEXT listener with PLAIN and SCRAM users.
+
+    PLAIN users live in the listener's JAAS line (user_<name>="<password>"); SCRAM
+    credentials are stored in the cluster metadata (`scram_arguments` at format time).
+    """
+    _check_users(users)
+    plain_users = " ".join(f'user_{name}="{pw}"' for name, pw in users.items())
+    prefix = f"listener.name.{SASL_LISTENER.lower()}"
+    return {
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{prefix}.plain.sasl.jaas.config":
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        f"{prefix}.scram-sha-256.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"{prefix}.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    }
+
+
+def scram_arguments(users: dict[str, str]) -> list[str]:
+    """`kafka-storage format` arguments that create every user for both SCRAM mechanisms."""
+    _check_users(users)
+    args = []
+    for mech in SASL_MECHANISMS[1:]:
+        for name, pw in users.items():
+            args += ["--add-scram", f"{mech}=[name={name},password={pw}]"]
+    return args
+
+
 def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
-                      node_id: int = NODE_ID, sasl: bool = False,
+                      node_id: int = NODE_ID, sasl: bool = False, sasl_port: int | None = None,
+                      sasl_users: dict[str, str] | None = None,
                       overrides: dict[str, str] | None = None) -> str:
-    """server.properties text for a single-node combined broker+controller on loopback."""
+    """server.properties text for a single-node combined broker+controller on loopback.
+
+    With `sasl`, a SASL_PLAINTEXT listener on `sasl_port` sits beside PLAINTEXT; the
+    broker's own and the controller's traffic stay on PLAINTEXT."""
+    if sasl and (not sasl_port or not sasl_users):
+        raise ValueError("sasl=True needs sasl_port and sasl_users")
+    listeners = f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}"
+    advertised = f"PLAINTEXT://127.0.0.1:{broker_port}"
+    protocol_map = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
     if sasl:
-        # Hook for issue 6: a SASL_PLAINTEXT listener (PLAIN + SCRAM) will be added here
-        # next to PLAINTEXT, with its JAAS config and users.
-        raise NotImplementedError("the SASL listener is not implemented yet (issue 6)")
+        listeners += f",{SASL_LISTENER}://127.0.0.1:{sasl_port}"
+        advertised += f",{SASL_LISTENER}://127.0.0.1:{sasl_port}"
+        protocol_map += f",{SASL_LISTENER}:{SASL_LISTENER}"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
-        "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocol_map,
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
         "log.dirs": data_dir,
         # One node: every internal topic must live with one replica, or transactions and
@@ -102,6 +159,8 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         "auto.create.topics.enable": "true",
         "num.partitions": "1",
     }
+    if sasl:
+        props.update(sasl_properties(sasl_port=sasl_port, users=sasl_users))
     props.update(overrides or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -250,14 +309,23 @@ class KafkaBroker:
     start() formats the storage on first use; stop()/start() and restart() keep the data
     and the ports. Use as a context manager; leaving it stops the broker and removes the
     temp dir it made.
+
+    sasl=True adds a SASL_PLAINTEXT listener (`sasl_bootstrap`) accepting PLAIN,
+    SCRAM-SHA-256 and SCRAM-SHA-512 for `sasl_users` (name -> password; random
+    passwords for `alice` and `bob` unless given).
     """
 
     def __init__(self, workdir: str | os.PathLike | None = None, sasl: bool = False,
-                 overrides: dict[str, str] | None = None, start_timeout: float = 90.0):
+                 overrides: dict[str, str] | None = None, start_timeout: float = 90.0,
+                 sasl_users: dict[str, str] | None = None):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sasl = sasl
+        self.sasl_users: dict[str, str] = dict(sasl_users or {}) if sasl else {}
+        if sasl and not self.sasl_users:
+            self.sasl_users = {"alice": secrets.token_urlsafe(18), "bob": secrets.token_urlsafe(18)}
+        self.sasl_port: int | None = None
         self.overrides = dict(overrides or {})
         self.start_timeout = start_timeout
         self.version = kafka_version()
@@ -279,6 +347,15 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT listener's address (sasl=True only)."""
+        if not self.sasl:
+            raise KafkaError("broker has no SASL listener (start it with sasl=True)")
+        if self.sasl_port is None:
+            raise KafkaError("broker not started")
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
@@ -298,15 +375,22 @@ class KafkaBroker:
                 f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", self._classpath]
 
     def _format(self) -> None:
-        self.port, self.controller_port = free_port(), free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        ports: list[int] = []
+        while len(ports) < (3 if self.sasl else 2):
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        self.port, self.controller_port = ports[0], ports[1]
+        self.sasl_port = ports[2] if self.sasl else None
         self.config_path.write_text(server_properties(
             broker_port=self.port, controller_port=self.controller_port,
-            data_dir=str(self.data_dir), sasl=self.sasl, overrides=self.overrides))
+            data_dir=str(self.data_dir), sasl=self.sasl, sasl_port=self.sasl_port,
+            sasl_users=self.sasl_users, overrides=self.overrides))
+        # SCRAM credentials are cluster metadata: written into the first log at format time.
+        scram = scram_arguments(self.sasl_users) if self.sasl else []
         out = subprocess.run(
             [*self._java(TOOL_HEAP), "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", random_cluster_id(), "-c", str(self.config_path)],
+             "-t", random_cluster_id(), "-c", str(self.config_path), *scram],
             capture_output=True, text=True)
         with open(self.log_path, "a") as log:
             log.write(f"### StorageTool format (exit {out.returncode})\n{out.stdout}{out.stderr}")
@@ -345,7 +429,8 @@ class KafkaBroker:
             if self.proc.poll() is not None:
                 raise KafkaError(f"Kafka broker exited with code {self.proc.returncode} while "
                                  f"starting; see {self.log_path}")
-            if _port_open(self.port) and answers_metadata(self.bootstrap):
+            if _port_open(self.port) and (self.sasl_port is None or _port_open(self.sasl_port)) \
+                    and answers_metadata(self.bootstrap):
                 return
             time.sleep(0.25)
         raise KafkaError(f"Kafka broker did not answer a metadata request on {self.bootstrap} "
@@ -423,11 +508,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localinfra.kafka",
                                      description="Start a local single-node Kafka broker until Ctrl-C.")
     parser.add_argument("--workdir", help="keep data and broker.log here (default: a temp dir, removed on exit)")
+    parser.add_argument("--sasl", action="store_true",
+                        help="also open a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256/512)")
     args = parser.parse_args(argv)
-    broker = KafkaBroker(workdir=args.workdir)
+    broker = KafkaBroker(workdir=args.workdir, sasl=args.sasl)
     print(f"starting Kafka {broker.version} in {broker.workdir} ...", flush=True)
     with broker:
         print(f"Kafka ready in {broker.start_seconds:.1f}s; bootstrap: {broker.bootstrap}", flush=True)
+        if broker.sasl:
+            # A local throwaway broker: printing its generated test passwords is the point.
+            print(f"SASL_PLAINTEXT: {broker.sasl_bootstrap}; users: "
+                  + ", ".join(f"{u}={p}" for u, p in broker.sasl_users.items()), flush=True)
         print(f"broker log: {broker.log_path}; Ctrl-C to stop", flush=True)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("tsp-router %s starting: actuator on port %s, config %s", __version__, server.port,
              cfg.public_info())
 
-    runner = Runner(cfg, health, metrics, stop)
+    from . import authwatch
+
+    runner = Runner(cfg, health, metrics, stop,
+                    auth_watch=authwatch.install(debug=cfg.log_level == "DEBUG"))
 
     def on_signal(signum, _frame):
         if stop.is_set():

@@ -75,8 +75,9 @@ def _tps(tps) -> str:
 
 class Runner:
     def __init__(self, cfg: RouterConfig, health: HealthState, metrics: Metrics,
-                 stop: threading.Event):
+                 stop: threading.Event, auth_watch=None):
         self.cfg = cfg
+        self.auth_watch = auth_watch     # authwatch.AuthFailureWatch: names wrong credentials
         self.health = health
         self.metrics = metrics
         self.stop = stop
@@ -394,6 +395,7 @@ class Runner:
     def run(self) -> int:
         backoff = 0.5
         while not self.stop.is_set():
+            attempt = self.auth_watch.now() if self.auth_watch else 0.0
             try:
                 self.health.set_kafka(False, "connecting")
                 self.connect()
@@ -403,9 +405,15 @@ class Runner:
                 while not self.stop.is_set():
                     self.run_once()
             except Exception as exc:
-                self.health.set_kafka(False, f"error: {type(exc).__name__}")
+                if self.auth_watch is not None and self.auth_watch.failed_since(attempt):
+                    # The broker rejected the SASL credentials; never echo them.
+                    self.health.set_kafka(False, "authentication failed")
+                    log.error("kafka authentication failed (check the SASL username/password and "
+                              "mechanism), retrying in %.1fs", backoff)
+                else:
+                    self.health.set_kafka(False, f"error: {type(exc).__name__}")
+                    log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
                 self.inflight.clear()  # unacknowledged: replayed from the committed offsets
-                log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
                 self.commit_pending(reason="error")
                 self.close_clients(timeout_s=2)
                 self.stop.wait(backoff)

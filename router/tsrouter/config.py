@@ -258,6 +258,15 @@ def _kafka_client_settings(props: _Props) -> dict:
         if ttype != "PEM":
             raise ConfigError(f"{orig}: truststore type {ttype} unsupported by kafka-python; use PEM")
         out["ssl_cafile"] = val.strip()
+    if "ssl.truststore.certificates" in get:
+        # Inline PEM CA certificates (Kafka's PEM truststore); kafka-python takes them as a context.
+        import ssl
+
+        orig, val = get["ssl.truststore.certificates"]
+        try:
+            out["ssl_context"] = ssl.create_default_context(cadata=val.strip())
+        except (ssl.SSLError, ValueError):
+            raise ConfigError(f"{orig}: not valid PEM certificates") from None
     if "ssl.keystore.location" in get:
         orig, val = get["ssl.keystore.location"]
         ktype = get.get("ssl.keystore.type", (None, "PEM"))[1].strip().upper()

@@ -35,8 +35,9 @@ def test_server_properties_overrides_win():
     assert props["x.y"] == "z"
 
 
-def test_sasl_is_a_declared_hook_not_a_silent_plaintext():
-    with pytest.raises(NotImplementedError):
+def test_sasl_needs_its_port_and_users_never_a_silent_plaintext():
+    # The SASL listener itself is tested in tests/credentials/test_kafka_sasl.py.
+    with pytest.raises(ValueError):
         server_properties(broker_port=1, controller_port=2, data_dir="/d", sasl=True)
 
 
