@@ -53,6 +53,37 @@ def image_kind(image: str) -> tuple[str, str]:
     return (base if base in SPRING_APPS else "router"), tag
 
 
+def expand_refs(text: str, mapping: dict[str, str]) -> str:
+    """The kubelet's `$(VAR)` expansion of env values and args (k8s third_party expansion):
+    `$(NAME)` becomes mapping[NAME] when defined and stays as written otherwise; `$$` is a
+    literal `$`; a `$` before anything else, or an unclosed `$(`, is kept as is."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "$" or i + 1 == n:
+            out.append(ch)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+        elif nxt == "(":
+            close = text.find(")", i + 2)
+            if close < 0:
+                out.append("$(")
+                i += 2
+            else:
+                name = text[i + 2:close]
+                out.append(mapping[name] if name in mapping else f"$({name})")
+                i = close + 1
+        else:
+            out.append("$" + nxt)
+            i += 2
+    return "".join(out)
+
+
 def _template_container(deployment: dict) -> dict:
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
@@ -66,7 +97,8 @@ def program_for(deployment: dict, resolve_env_from) -> Program:
     env = []
     for e in container.get("env") or []:
         if "value" in e:
-            env.append((e["name"], e["value"]))
+            # Like the kubelet: a value may name earlier variables as $(VAR).
+            env.append((e["name"], expand_refs(e["value"], dict(env))))
         elif "valueFrom" in e:
             ref = e["valueFrom"]
             field_path = (ref.get("fieldRef") or {}).get("fieldPath")
@@ -80,7 +112,7 @@ def program_for(deployment: dict, resolve_env_from) -> Program:
                 value = resolve_env_from(meta["namespace"], ref)
                 if value is not None:
                     env.append((e["name"], value))
-    args = tuple(container.get("args") or ())
+    args = tuple(expand_refs(a, dict(env)) for a in container.get("args") or ())
     replicas = deployment["spec"].get("replicas", 1)
     fp = hashlib.sha256(json.dumps([kind, version, args, env, replicas]).encode()).hexdigest()[:12]
     return Program(f"{meta['namespace']}/{meta['name']}", kind, version, args, tuple(env), replicas, fp)

@@ -116,6 +116,36 @@ def _logger(label: str, which: str) -> dict:
     })
 
 
+def _secret_name(desc: str) -> dict:
+    return _str(desc, minLength=1, maxLength=253, pattern=m.SECRET_NAME_RE.pattern)
+
+
+def _secret_key(desc: str, default: str) -> dict:
+    return _str(desc, default=default, minLength=1, maxLength=253, pattern=m.SECRET_KEY_RE.pattern)
+
+
+CREDENTIALS = {
+    "type": "object",
+    "description": "SASL credentials for every app, by reference: the apps get them from the Secret through "
+                   "secretKeyRef env vars (and the CA as a mounted file); the operator never reads the Secret.",
+    "required": ["secretName", "mechanism"],
+    "properties": {
+        "secretName": _secret_name("Secret (same namespace) holding the SASL username and password."),
+        "mechanism": _str("SASL mechanism.", enum=list(m.SASL_MECHANISMS)),
+        "protocol": _str("Kafka security.protocol.", default="SASL_SSL", enum=list(m.SASL_PROTOCOLS)),
+        "usernameKey": _secret_key("Key of the username in the Secret.", "username"),
+        "passwordKey": _secret_key("Key of the password in the Secret.", "password"),
+        "caSecretName": _secret_name("Secret holding the PEM CA certificate(s) that signed the brokers' "
+                                     "certificates (SASL_SSL only)."),
+        "caKey": _secret_key("Key of the PEM CA in caSecretName.", "ca.crt"),
+    },
+    "x-kubernetes-validations": [{
+        "rule": "!has(self.caSecretName) || self.protocol == 'SASL_SSL'",
+        "message": "spec.kafka.credentials.caSecretName: a CA is only used with protocol SASL_SSL",
+    }],
+}
+
+
 def spec_schema() -> dict:
     return {
         "type": "object",
@@ -161,7 +191,13 @@ def spec_schema() -> dict:
                             "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
                         }],
                     },
+                    "credentials": CREDENTIALS,
                 },
+                "x-kubernetes-validations": [{
+                    "rule": "!has(self.credentials) || !has(self.topics) || !self.topics.manage",
+                    "message": "spec.kafka.topics.manage must be false when spec.kafka.credentials is set: the "
+                               "operator never reads the Secret, so it cannot manage topics on a SASL broker",
+                }],
             },
             "paused": {"type": "boolean", "default": False,
                        "description": "Scale the time source to zero, let the router drain the input topic, "

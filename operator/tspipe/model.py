@@ -49,6 +49,21 @@ IMAGE_RE = re.compile(r"^[^\s]+$")
 PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Set on every container when spec.kafka.credentials is given (render.credential_env).
+CREDENTIAL_ENV = (
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SECURITY_PROTOCOL",
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_MECHANISM",
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_JAAS_CONFIG",
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_TYPE",
+    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION",
+)
+
 # Environment variables the operator sets on every container; users may not override them.
 RESERVED_ENV = (
     "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS",
@@ -83,9 +98,25 @@ class Topics:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """Where the apps find their SASL credentials: names of Secrets and keys, never values.
+
+    The operator never reads these Secrets; the kubelet hands them to the apps."""
+
+    secret_name: str
+    mechanism: str
+    protocol: str = "SASL_SSL"
+    username_key: str = "username"
+    password_key: str = "password"
+    ca_secret_name: str | None = None
+    ca_key: str = "ca.crt"
+
+
+@dataclass(frozen=True)
 class Kafka:
     brokers: tuple[str, ...]
     topics: Topics = field(default_factory=Topics)
+    credentials: Credentials | None = None
 
 
 @dataclass(frozen=True)
@@ -292,7 +323,7 @@ def _parse(obj: dict) -> Pipeline:
     kobj = _obj(spec.get("kafka"), "spec.kafka")
     if "kafka" not in spec:
         raise PipelineError("spec.kafka", "required")
-    _known(kobj, "spec.kafka", {"brokers", "topics"})
+    _known(kobj, "spec.kafka", {"brokers", "topics", "credentials"})
     brokers = kobj.get("brokers")
     if not isinstance(brokers, list) or not brokers:
         raise PipelineError("spec.kafka.brokers", "at least one host:port is required")
@@ -322,6 +353,12 @@ def _parse(obj: dict) -> Pipeline:
         manage=_bool(tobj, "manage", "spec.kafka.topics", True),
         delete_on_removal=_bool(tobj, "deleteOnRemoval", "spec.kafka.topics", False),
     )
+
+    credentials = _credentials(kobj.get("credentials"))
+    if credentials is not None and topics.manage:
+        raise PipelineError("spec.kafka.topics.manage", "must be false when spec.kafka.credentials is set: the "
+                            "operator never reads the Secret, so it cannot manage topics on a SASL broker "
+                            "(the apps create their own topics)")
 
     # time
     p = "spec.time"
@@ -393,7 +430,7 @@ def _parse(obj: dict) -> Pipeline:
         name=name,
         namespace=namespace,
         stream_name=stream_name,
-        kafka=Kafka(brokers=tuple(brokers), topics=topics),
+        kafka=Kafka(brokers=tuple(brokers), topics=topics, credentials=credentials),
         time=time,
         router=router,
         even_logger=logger("evenLogger"),
@@ -412,4 +449,57 @@ def _parse(obj: dict) -> Pipeline:
 
     for field_path, key in reserved_property_conflicts(pipeline):
         raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
+    if credentials is not None:
+        for label, spec in (("time", time), ("router", router), ("evenLogger", pipeline.even_logger),
+                            ("oddLogger", pipeline.odd_logger)):
+            for i, var in enumerate(spec.env):
+                if var["name"] in CREDENTIAL_ENV:
+                    raise PipelineError(f"spec.{label}.env[{i}].name",
+                                        f"{var['name']} is set by the operator from spec.kafka.credentials")
+            # Container args outrank env in Spring: a property would silently override the Secret.
+            for key in spec.properties:
+                if _canonical(key) in _CREDENTIAL_PROPERTIES:
+                    raise PipelineError(f"spec.{label}.properties[{key}]",
+                                        f"{key} is set by the operator from spec.kafka.credentials")
     return pipeline
+
+
+def _canonical(key: str) -> str:
+    return key.replace("-", "").replace("_", "").lower()
+
+
+_CREDENTIAL_PROPERTIES = {_canonical("spring.cloud.stream.kafka.binder.configuration." + k) for k in (
+    "security.protocol", "sasl.mechanism", "sasl.jaas.config", "ssl.truststore.type", "ssl.truststore.location")}
+
+
+def _credentials(value: Any) -> Credentials | None:
+    if value is None:
+        return None
+    p = "spec.kafka.credentials"
+    c = _obj(value, p)
+    _known(c, p, {"secretName", "mechanism", "protocol", "usernameKey", "passwordKey", "caSecretName", "caKey"})
+    secret = _str(c, "secretName", p, required=True)
+    if len(secret) > 253 or not SECRET_NAME_RE.match(secret):
+        raise PipelineError(f"{p}.secretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
+    mechanism = _str(c, "mechanism", p, required=True)
+    if mechanism not in SASL_MECHANISMS:
+        raise PipelineError(f"{p}.mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}")
+    protocol = _str(c, "protocol", p, "SASL_SSL")
+    if protocol not in SASL_PROTOCOLS:
+        raise PipelineError(f"{p}.protocol", f"must be one of {', '.join(SASL_PROTOCOLS)}")
+    keys = {}
+    for key, default in (("usernameKey", "username"), ("passwordKey", "password"), ("caKey", "ca.crt")):
+        keys[key] = _str(c, key, p, default)
+        if len(keys[key]) > 253 or not SECRET_KEY_RE.match(keys[key]):
+            raise PipelineError(f"{p}.{key}", "must be a Secret key (letters, digits, '-', '_', '.'; max 253)")
+    ca = _str(c, "caSecretName", p)
+    if ca is not None:
+        if len(ca) > 253 or not SECRET_NAME_RE.match(ca):
+            raise PipelineError(f"{p}.caSecretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
+        if protocol != "SASL_SSL":
+            raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
+    elif "caKey" in c:
+        raise PipelineError(f"{p}.caKey", "needs caSecretName")
+    return Credentials(secret_name=secret, mechanism=mechanism, protocol=protocol,
+                       username_key=keys["usernameKey"], password_key=keys["passwordKey"],
+                       ca_secret_name=ca, ca_key=keys["caKey"])

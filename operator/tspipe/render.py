@@ -94,6 +94,46 @@ def _probe(path: str, delay: int, period: int) -> dict:
     }
 
 
+CA_MOUNT_PATH = "/etc/tspipe/kafka-ca"
+CA_VOLUME = "kafka-ca"
+_BINDER_ENV = "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_"
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def credential_env(p: Pipeline) -> list[dict]:
+    """The Kafka binder's security settings as env vars, secrets by reference only.
+
+    The username and password come from the Secret through secretKeyRef; the JAAS line
+    names them as `$(VAR)`, which the kubelet expands from the earlier entries when it
+    starts the container, so no value ever appears in the Deployment. Spring's binder
+    and the router both read `spring.cloud.stream.kafka.binder.configuration.*` from
+    these upper-case names."""
+    cr = p.kafka.credentials
+    if cr is None:
+        return []
+
+    def secret(name: str, key: str) -> dict:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": cr.secret_name, "key": key}}}
+
+    jaas = (f'{_LOGIN_MODULES[cr.mechanism]} required '
+            f'username="$(KAFKA_SASL_USERNAME)" password="$(KAFKA_SASL_PASSWORD)";')
+    env = [
+        secret("KAFKA_SASL_USERNAME", cr.username_key),
+        secret("KAFKA_SASL_PASSWORD", cr.password_key),
+        {"name": _BINDER_ENV + "SECURITY_PROTOCOL", "value": cr.protocol},
+        {"name": _BINDER_ENV + "SASL_MECHANISM", "value": cr.mechanism},
+        {"name": _BINDER_ENV + "SASL_JAAS_CONFIG", "value": jaas},
+    ]
+    if cr.ca_secret_name:
+        env += [{"name": _BINDER_ENV + "SSL_TRUSTSTORE_TYPE", "value": "PEM"},
+                {"name": _BINDER_ENV + "SSL_TRUSTSTORE_LOCATION", "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"}]
+    return env
+
+
 def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     props = wiring.app_properties(p)[c.label]
     args = [f"--{k}={v}" for k, v in props.items()] + [f"--server.port={SERVER_PORT}"]
@@ -103,7 +143,7 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
         {"name": "SPRING_CLOUD_APPLICATION_GUID",
          "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
         {"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": p.stream_name},
-    ] + [copy.deepcopy(dict(e)) for e in spec.env]
+    ] + credential_env(p) + [copy.deepcopy(dict(e)) for e in spec.env]
     if c.router:
         # The router's own Boot-style health groups.
         readiness, liveness = _probe("/actuator/health/readiness", 5, 10), _probe("/actuator/health/liveness", 10, 30)
@@ -129,6 +169,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
         # Writable scratch space for the JVM / Python with a read-only root filesystem.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if p.kafka.credentials is not None and p.kafka.credentials.ca_secret_name:
+        container["volumeMounts"].append({"name": CA_VOLUME, "mountPath": CA_MOUNT_PATH, "readOnly": True})
     if spec.resources:
         container["resources"] = copy.deepcopy(dict(spec.resources))
     return container
@@ -148,6 +190,12 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
         "containers": [_container(p, c, spec)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
     }
+    cr = p.kafka.credentials
+    if cr is not None and cr.ca_secret_name:
+        # Only the CA key, read-only; the Secret's other keys stay out of the pod.
+        pod["volumes"].append({"name": CA_VOLUME, "secret": {
+            "secretName": cr.ca_secret_name, "items": [{"key": cr.ca_key, "path": cr.ca_key}],
+            "defaultMode": 0o444}})
     o = p.pod
     if o.service_account_name:
         pod["serviceAccountName"] = o.service_account_name

@@ -56,3 +56,28 @@ def test_demo_shows_only_the_sinks_payload_lines():
     assert logger_line("ns/ts-evenlogger", payload).endswith("log-sink : Even timestamp:11/27/26 22:50:55")
     assert logger_line("ns/ts-evenlogger", startup) is None
     assert logger_line("ns/ts-router", payload) is None
+
+
+def test_dollar_references_expand_like_the_kubelet():
+    from localinfra.runner import expand_refs
+
+    env = {"USER": "alice", "PW": "p$w)"}
+    assert expand_refs('username="$(USER)" password="$(PW)";', env) == 'username="alice" password="p$w)";'
+    assert expand_refs("$(MISSING)-$(USER)", env) == "$(MISSING)-alice"
+    assert expand_refs("$$(USER) $$ $x $( $", env) == "$(USER) $ $x $( $"
+    assert expand_refs("", env) == ""
+
+
+def test_env_values_see_only_earlier_variables_and_secret_values_are_not_expanded():
+    d = render_deployments(sample_resource())[1]
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    c["env"] += [{"name": "LATE_REF", "value": "x=$(PW)"},
+                 {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                 {"name": "JAAS", "value": 'password="$(PW)"'}]
+    c["args"].append("--pw=$(PW)")
+    prog = program_for(d, lambda ns, ref: "$(LATE_REF)")
+    env = dict(prog.env)
+    assert env["LATE_REF"] == "x=$(PW)"          # PW was not defined yet
+    assert env["PW"] == "$(LATE_REF)"            # a Secret's value is taken literally
+    assert env["JAAS"] == 'password="$(LATE_REF)"'
+    assert "--pw=$(LATE_REF)" in prog.args

@@ -118,6 +118,14 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
 
 
 def stream_plan(p: Pipeline) -> StreamPlan:
+    if p.kafka.credentials is not None:
+        # SCDF keeps deployment properties in its database and shows them in its UI and
+        # REST API, so Kafka credentials must never travel that way: refuse instead.
+        raise RenderError(
+            "spec.kafka.credentials: the SCDF fallback does not carry Kafka credentials (they would "
+            "land in SCDF's stored deployment properties); configure SASL for the Kafka binder on the "
+            "SCDF server (e.g. its Kubernetes deployer's secretKeyRefs), remove spec.kafka.credentials "
+            "for `tspipe scdf`, or deploy this pipeline with the operator")
     return StreamPlan(stream_name=p.stream_name, definition=wiring.stream_definition(p),
                       apps=app_registrations(p), properties=dict(wiring.deployment_properties(p)))
 
