@@ -1,0 +1,43 @@
+"""Build the router's process exactly as the operator renders it and a kubelet would start it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # routerproc
+
+from localinfra.runner import program_for, with_port  # noqa: E402
+from routerproc import RouterProc  # noqa: E402
+from tspipe.render import render_deployments  # noqa: E402
+
+SECRET = "kafka-creds"
+
+
+def pipeline(brokers: str, mechanism: str, name: str = "sasl", topics: dict | None = None) -> dict:
+    return {
+        "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+        "metadata": {"name": name, "namespace": "apps", "uid": "u-1"},
+        "spec": {"kafka": {"brokers": [brokers], "topics": {"manage": False, **(topics or {})},
+                           "credentials": {"secretName": SECRET, "mechanism": mechanism,
+                                           "protocol": "SASL_PLAINTEXT"}}},
+    }
+
+
+def router_deployment(resource: dict) -> dict:
+    return next(d for d in render_deployments(resource) if d["metadata"]["name"].endswith("-router"))
+
+
+def secret_resolver(secrets: dict[str, dict[str, str]]):
+    """Reads secretKeyRef values from {secret name: data}, as the runner reads the real Secret."""
+    def resolve(namespace, value_from):
+        ref = value_from.get("secretKeyRef")
+        return secrets[ref["name"]][ref["key"]] if ref else None
+    return resolve
+
+
+def router_from_deployment(deployment: dict, secrets: dict[str, dict[str, str]]) -> RouterProc:
+    """A RouterProc with exactly the container's args and env ($(VAR) expanded like the kubelet)."""
+    prog = program_for(deployment, secret_resolver(secrets))
+    proc = RouterProc(env=dict(prog.env))
+    proc.args = with_port(prog.args, proc.port) + ["--server.address=127.0.0.1"]
+    return proc
