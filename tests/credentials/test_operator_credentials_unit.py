@@ -1,8 +1,6 @@
 """spec.kafka.credentials: model validation, rendering by reference only, SCDF refusal."""
 from __future__ import annotations
 
-import copy
-import json
 import subprocess
 import sys
 
