@@ -69,6 +69,7 @@ def random_cluster_id() -> str:
 
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SASL_LISTENER = "SASL_PLAINTEXT"
+TLS_LISTENER = "SASL_SSL"
 
 
 _SAFE_CREDENTIAL = re.compile(r"^[A-Za-z0-9._~+-]+$")
@@ -104,6 +105,47 @@ def sasl_properties(*, sasl_port: int, users: dict[str, str]) -> dict[str, str]:
     }
 
 
+def tls_listener_properties(*, keystore: str, users: dict[str, str]) -> dict[str, str]:
+    """The SASL_SSL listener's settings: a PEM keystore (key + chain) and the same users."""
+    props = {}
+    for key, value in sasl_properties(sasl_port=1, users=users).items():
+        if key.startswith(f"listener.name.{SASL_LISTENER.lower()}."):
+            props[key.replace(f"listener.name.{SASL_LISTENER.lower()}.", f"listener.name.{TLS_LISTENER.lower()}.")] = value
+    props[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.type"] = "PEM"
+    props[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.location"] = keystore
+    return props
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl); (ca.crt, keystore.pem).
+
+    The keystore holds the server's unencrypted PKCS#8 key and its chain, Kafka's PEM format."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
+    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+
+    def openssl(*args: str) -> None:
+        proc = subprocess.run(["openssl", *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KafkaError(f"openssl {args[0]} failed: {proc.stderr[-1000:]}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
+            "-days", "2", "-subj", "/CN=tspipe test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+            "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    pkcs8 = directory / "server.pk8"
+    openssl("pkcs8", "-topk8", "-nocrypt", "-in", str(key), "-out", str(pkcs8))
+    keystore = directory / "keystore.pem"
+    keystore.write_text(pkcs8.read_text() + crt.read_text() + ca_crt.read_text())
+    for f in (ca_key, key, csr, pkcs8, ext):
+        f.unlink()
+    return ca_crt, keystore
+
+
 def scram_arguments(users: dict[str, str]) -> list[str]:
     """`kafka-storage format` arguments that create every user for both SCRAM mechanisms."""
     _check_users(users)
@@ -116,7 +158,8 @@ def scram_arguments(users: dict[str, str]) -> list[str]:
 
 def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
                       node_id: int = NODE_ID, sasl: bool = False, sasl_port: int | None = None,
-                      sasl_users: dict[str, str] | None = None,
+                      sasl_users: dict[str, str] | None = None, tls_port: int | None = None,
+                      tls_keystore: str | None = None,
                       overrides: dict[str, str] | None = None) -> str:
     """server.properties text for a single-node combined broker+controller on loopback.
 
@@ -131,6 +174,10 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         listeners += f",{SASL_LISTENER}://127.0.0.1:{sasl_port}"
         advertised += f",{SASL_LISTENER}://127.0.0.1:{sasl_port}"
         protocol_map += f",{SASL_LISTENER}:{SASL_LISTENER}"
+    if sasl and tls_port:
+        listeners += f",{TLS_LISTENER}://127.0.0.1:{tls_port}"
+        advertised += f",{TLS_LISTENER}://127.0.0.1:{tls_port}"
+        protocol_map += f",{TLS_LISTENER}:{TLS_LISTENER}"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -161,6 +208,8 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
     }
     if sasl:
         props.update(sasl_properties(sasl_port=sasl_port, users=sasl_users))
+        if tls_port:
+            props.update(tls_listener_properties(keystore=tls_keystore, users=sasl_users))
     props.update(overrides or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -317,7 +366,7 @@ class KafkaBroker:
 
     def __init__(self, workdir: str | os.PathLike | None = None, sasl: bool = False,
                  overrides: dict[str, str] | None = None, start_timeout: float = 90.0,
-                 sasl_users: dict[str, str] | None = None):
+                 sasl_users: dict[str, str] | None = None, tls: bool = False):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -326,6 +375,10 @@ class KafkaBroker:
         if sasl and not self.sasl_users:
             self.sasl_users = {"alice": secrets.token_urlsafe(18), "bob": secrets.token_urlsafe(18)}
         self.sasl_port: int | None = None
+        # tls=True (with sasl) adds a SASL_SSL listener signed by a throwaway CA (`ca_file`).
+        self.tls = bool(tls and sasl)
+        self.tls_port: int | None = None
+        self.ca_file: Path | None = None
         self.overrides = dict(overrides or {})
         self.start_timeout = start_timeout
         self.version = kafka_version()
@@ -356,6 +409,15 @@ class KafkaBroker:
         return f"127.0.0.1:{self.sasl_port}"
 
     @property
+    def tls_bootstrap(self) -> str:
+        """The SASL_SSL listener's address (sasl=True, tls=True); trust `ca_file`."""
+        if not self.tls:
+            raise KafkaError("broker has no SASL_SSL listener (start it with sasl=True, tls=True)")
+        if self.tls_port is None:
+            raise KafkaError("broker not started")
+        return f"127.0.0.1:{self.tls_port}"
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
@@ -376,16 +438,21 @@ class KafkaBroker:
 
     def _format(self) -> None:
         ports: list[int] = []
-        while len(ports) < (3 if self.sasl else 2):
+        while len(ports) < 2 + self.sasl + self.tls:
             port = free_port()
             if port not in ports:
                 ports.append(port)
         self.port, self.controller_port = ports[0], ports[1]
         self.sasl_port = ports[2] if self.sasl else None
+        keystore = None
+        if self.tls:
+            self.tls_port = ports[3]
+            self.ca_file, keystore = make_tls_files(self.workdir / "tls")
         self.config_path.write_text(server_properties(
             broker_port=self.port, controller_port=self.controller_port,
             data_dir=str(self.data_dir), sasl=self.sasl, sasl_port=self.sasl_port,
-            sasl_users=self.sasl_users, overrides=self.overrides))
+            sasl_users=self.sasl_users, tls_port=self.tls_port,
+            tls_keystore=str(keystore) if keystore else None, overrides=self.overrides))
         # SCRAM credentials are cluster metadata: written into the first log at format time.
         scram = scram_arguments(self.sasl_users) if self.sasl else []
         out = subprocess.run(

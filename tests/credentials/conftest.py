@@ -5,6 +5,6 @@ from localinfra.kafka import KafkaBroker
 
 @pytest.fixture(scope="module")
 def sasl_broker():
-    """A broker of its own with a SASL_PLAINTEXT listener (the session broker has none)."""
-    with KafkaBroker(sasl=True) as broker:
+    """A broker of its own with SASL_PLAINTEXT and SASL_SSL listeners (the session broker has neither)."""
+    with KafkaBroker(sasl=True, tls=True) as broker:
         yield broker

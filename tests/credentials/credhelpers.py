@@ -13,13 +13,16 @@ from tspipe.render import render_deployments  # noqa: E402
 SECRET = "kafka-creds"
 
 
-def pipeline(brokers: str, mechanism: str, name: str = "sasl", topics: dict | None = None) -> dict:
+def pipeline(brokers: str, mechanism: str, name: str = "sasl", topics: dict | None = None,
+             protocol: str = "SASL_PLAINTEXT", ca_secret: str | None = None) -> dict:
+    credentials = {"secretName": SECRET, "mechanism": mechanism, "protocol": protocol}
+    if ca_secret:
+        credentials["caSecretName"] = ca_secret
     return {
         "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
         "metadata": {"name": name, "namespace": "apps", "uid": "u-1"},
         "spec": {"kafka": {"brokers": [brokers], "topics": {"manage": False, **(topics or {})},
-                           "credentials": {"secretName": SECRET, "mechanism": mechanism,
-                                           "protocol": "SASL_PLAINTEXT"}}},
+                           "credentials": credentials}},
     }
 
 
@@ -41,3 +44,27 @@ def router_from_deployment(deployment: dict, secrets: dict[str, dict[str, str]])
     proc = RouterProc(env=dict(prog.env))
     proc.args = with_port(prog.args, proc.port) + ["--server.address=127.0.0.1"]
     return proc
+
+
+def mount_secret_volumes(deployment: dict, secrets: dict[str, dict[str, str]], root: Path) -> dict:
+    """The local stand-in for the kubelet's Secret volumes: write each mounted Secret's
+    items under `root` and point env values at that path instead of the mount path.
+    Returns the adapted Deployment (the mount path is the only thing changed)."""
+    import copy
+
+    d = copy.deepcopy(deployment)
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    for mount in c.get("volumeMounts") or []:
+        src = volumes[mount["name"]].get("secret")
+        if not src:
+            continue
+        local = root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        for item in src.get("items") or [{"key": k, "path": k} for k in secrets[src["secretName"]]]:
+            (local / item["path"]).write_text(secrets[src["secretName"]][item["key"]])
+        for e in c.get("env") or []:
+            if "value" in e and e["value"].startswith(mount["mountPath"] + "/"):
+                e["value"] = str(local) + e["value"][len(mount["mountPath"]):]
+    return d

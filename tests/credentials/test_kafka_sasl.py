@@ -28,6 +28,16 @@ def test_sasl_listener_beside_plaintext_with_users_in_jaas_and_scram():
     assert "SCRAM-SHA-512=[name=bob,password=pw-b]" in scram_arguments(users)
 
 
+def test_sasl_ssl_listener_has_a_pem_keystore_and_the_same_users():
+    props = _props(server_properties(broker_port=1, controller_port=2, data_dir="/d", sasl=True, sasl_port=3,
+                                     sasl_users={"alice": "pw-a"}, tls_port=4, tls_keystore="/k.pem"))
+    assert props["listeners"].endswith(",SASL_SSL://127.0.0.1:4")
+    assert "SASL_SSL:SASL_SSL" in props["listener.security.protocol.map"]
+    assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
+    assert props["listener.name.sasl_ssl.ssl.keystore.location"] == "/k.pem"
+    assert 'user_alice="pw-a"' in props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+
+
 @pytest.mark.parametrize("bad", [{}, {"alice": 'a"b'}, {"al,ice": "x"}, {"alice": "a]b"}])
 def test_unquotable_users_are_refused(bad):
     with pytest.raises(ValueError):
@@ -75,3 +85,21 @@ def test_plaintext_listener_still_open_beside_sasl(sasl_broker):
         producer.send(f"plain-{uuid.uuid4().hex[:8]}", b"x").get(timeout=30)
     finally:
         producer.close()
+
+
+@pytest.mark.kafka
+def test_sasl_ssl_listener_with_the_throwaway_ca(sasl_broker):
+    args = dict(bootstrap_servers=sasl_broker.tls_bootstrap, security_protocol="SASL_SSL",
+                ssl_cafile=str(sasl_broker.ca_file), sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username="bob", sasl_plain_password=sasl_broker.sasl_users["bob"])
+    topic = f"tls-{uuid.uuid4().hex[:8]}"
+    producer = KafkaProducer(**args)
+    try:
+        producer.send(topic, b"through-tls").get(timeout=30)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15000, **args)
+    try:
+        assert [m.value for m in consumer] == [b"through-tls"]
+    finally:
+        consumer.close()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from credhelpers import SECRET, pipeline, router_deployment, router_from_deployment
+from credhelpers import SECRET, mount_secret_volumes, pipeline, router_deployment, router_from_deployment
 from routerproc import produce, read_all, timestamps, unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -72,5 +72,41 @@ def test_wrong_password_readiness_down_with_a_clear_reason_and_no_crash_loop(sas
         assert router.get("/actuator/health/liveness")[0] == 200
         assert reason() == "authentication failed"
         assert _leaks(router, [wrong]) == []
+    finally:
+        router.stop()
+
+
+def test_router_over_sasl_ssl_trusting_the_ca_from_a_mounted_secret(sasl_broker, tmp_path):
+    password = sasl_broker.sasl_users["bob"]
+    topics = {"input": unique("in"), "even": unique("even"), "odd": unique("odd")}
+    deployment = router_deployment(pipeline(sasl_broker.tls_bootstrap, "SCRAM-SHA-256", topics=topics,
+                                            protocol="SASL_SSL", ca_secret="kafka-ca"))
+    secrets = {SECRET: {"username": "bob", "password": password},
+               "kafka-ca": {"ca.crt": sasl_broker.ca_file.read_text()}}
+    router = router_from_deployment(mount_secret_volumes(deployment, secrets, tmp_path), secrets)
+    assert router.env["SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION"] == \
+        str(tmp_path / "kafka-ca" / "ca.crt")
+    router.start()
+    try:
+        router.wait_ready(90)
+        values = timestamps(6)
+        produce(sasl_broker.bootstrap, topics["input"], values)
+        routed = read_all(sasl_broker.bootstrap, topics["even"], 3) + read_all(sasl_broker.bootstrap, topics["odd"], 3)
+        assert len(routed) == 6
+        assert router.get("/actuator/info")[1]["securityProtocol"] == "SASL_SSL"
+        assert _leaks(router, [password]) == []
+    finally:
+        router.stop()
+
+
+def test_router_without_the_ca_cannot_connect_over_tls(sasl_broker):
+    # The same TLS listener without the CA: the certificate is not trusted, so not ready.
+    deployment = router_deployment(pipeline(sasl_broker.tls_bootstrap, "PLAIN", protocol="SASL_SSL"))
+    router = router_from_deployment(deployment, {SECRET: {"username": "alice",
+                                                          "password": sasl_broker.sasl_users["alice"]}})
+    router.start()
+    try:
+        wait_for(lambda: router.output().count("kafka error") >= 2, 90, "two failed connection attempts")
+        assert router.proc.poll() is None and router.get("/actuator/health/readiness")[0] == 503
     finally:
         router.stop()
