@@ -347,6 +347,42 @@ def profile_report(path: str, top: int = 15) -> str:
 
 # ---------------------------------------------------------------- report
 
+def findings(res: dict, rates: list[int]) -> list[str]:
+    """Plain statements computed from this run's numbers (no hard-coded conclusions)."""
+    notes = []
+    th, kt = res.get("throughput", {}), res.get("kafka", {})
+    if "seed" in th and "producer_max" in kt:
+        seed = th["seed"]["rate"]
+        ceiling = min(kt["producer_max"]["records_per_sec"], kt["consumer_max"]["nMsg_sec"])
+        notes.append(f"Kafka's own limit for the hop (the slower of the Java producer and consumer) is "
+                     f"{ceiling:,.0f} rec/s = {ceiling / seed:.1f}x the seed router's median; "
+                     f"5x the seed would be {5 * seed:,.0f} rec/s.")
+    if "tsp-router" in th and "seed" in th:
+        notes.append(f"tsp-router (at-least-once: every send acknowledged before its offset is committed) "
+                     f"reaches {th['tsp-router']['rate'] / th['seed']['rate']:.2f}x the median throughput of "
+                     f"the seed router, which neither waits for acknowledgements nor commits anything.")
+    if "tsp-router-eos" in th and "tsp-router" in th:
+        notes.append(f"Exactly-once (one transaction per polled batch) runs at "
+                     f"{th['tsp-router-eos']['rate'] / th['tsp-router']['rate']:.2f}x the at-least-once rate.")
+    if res.get("profile_groups"):
+        g = dict((a, share) for a, _s, share in res["profile_groups"])
+        kafka = sum(v for k, v in g.items() if k.startswith("kafka-python") or k.startswith("waiting"))
+        own = sum(v for k, v in g.items() if k.startswith("tsp-router"))
+        notes.append(f"Profile: kafka-python (producer send path, consumer decoding, and lock waits on its "
+                     f"IO threads) takes {kafka * 100:.0f}% of the router's main-thread time, the router's own "
+                     f"code {own * 100:.0f}%: the per-record cost of kafka-python's send() and fetch decoding "
+                     f"is the ceiling of a single Python process.")
+    for k in ("tsp-router", "seed"):
+        for r in rates:
+            l = res.get("latency", {}).get(k, {}).get(r)
+            if l and r == 1000:
+                notes.append(f"{k} at 1,000 rec/s: p99 {l['p99_ms']:.1f} ms "
+                             f"({'within' if l['p99_ms'] <= 20 else 'above'} the 20 ms aim; Kafka's own produce-ack "
+                             f"p99 at that rate was {kt.get('producer_1000', {}).get('p99_latency_ms', float('nan')):.0f} ms "
+                             f"on this machine in the same run).")
+    return notes
+
+
 def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     kinds = [k for k in ("tsp-router", "tsp-router-eos", "seed") if k in res["throughput"]]
     names = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
@@ -499,8 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         kafka_ver = broker.version
     if prof_path and os.path.exists(prof_path):
         res["profile"] = profile_report(prof_path)
+        res["profile_groups"] = profile_groups(prof_path)
         print(res["profile"], flush=True)
     os.unlink(payloads)
+    res["notes"] = findings(res, rates)
     meta = {"load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
