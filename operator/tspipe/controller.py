@@ -10,8 +10,9 @@ message) and a retry with exponential backoff, never a crash.
 Write budget: Deployments are written only when they differ; Events only for
 failures and significant changes (a rollout, a child recreated or removed, a pause
 or resume), not for the first creation; a status change that only moves counters
-(same phase, same condition states) waits `progress_interval` after the previous
-status write, so a creation costs one Progressing and one Running patch.
+(same phase, same condition states) is not written by itself
+(unless `progress_interval` > 0), so a creation costs one Progressing and one
+Running patch.
 """
 from __future__ import annotations
 
@@ -90,7 +91,10 @@ class Controller:
     resync_seconds: float = 300.0
     backoff_base: float = 1.0
     backoff_max: float = 300.0
-    progress_interval: float = 5.0       # min seconds between two counter-only status writes
+    # Counter-only status changes (same phase, conditions and rolling components) are
+    # written with the next significant change, or after this many seconds; 0: never alone.
+    progress_interval: float = 0.0
+    debounce_seconds: float = 1.0        # coalesce a burst of Deployment events per pipeline
     topic_recheck_seconds: float = 300.0  # re-describe unchanged topics this often
     kafka_timeout: float = 5.0
     admin: TopicAdmin | None = None
@@ -100,6 +104,7 @@ class Controller:
     _workers: dict = field(default_factory=dict)
     _state: dict = field(default_factory=dict)
     _known: set = field(default_factory=set)
+    _debounce: set = field(default_factory=set)
     _resync_task: asyncio.Task | None = None
     _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -115,6 +120,20 @@ class Controller:
         worker = self._workers.get(key)
         if worker is None or worker.done():
             self._workers[key] = asyncio.get_running_loop().create_task(self._work(key), name=f"reconcile {key}")
+
+    def enqueue_soon(self, namespace: str, name: str) -> None:
+        """Reconcile after `debounce_seconds`: the Deployment controller updates the four
+        children in bursts; one pass after the burst sees them all."""
+        key = (namespace, name)
+        if self.debounce_seconds <= 0:
+            return self.enqueue(namespace, name)
+        if key in self._debounce:
+            return
+        def fire():
+            self._debounce.discard(key)
+            self.enqueue(namespace, name)
+        self._debounce.add(key)
+        asyncio.get_running_loop().call_later(self.debounce_seconds, fire)
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -398,7 +417,10 @@ class Controller:
         metrics.set_phase(namespace, name, status["phase"])
         if status != prev_status:
             wait = st.last_status_write + self.progress_interval - self.monotonic()
-            if prev_status and _significant(status) == _significant(prev_status) and wait > 0:
+            counters_only = bool(prev_status) and _significant(status) == _significant(prev_status)
+            if counters_only and self.progress_interval <= 0:
+                pass  # they go out with the next significant change
+            elif counters_only and wait > 0:
                 soon(wait)  # only counters moved: write them a little later, together
             else:
                 try:

@@ -58,4 +58,4 @@ async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None: 
 async def _deployment_event(body, namespace, memo: kopf.Memo, **_) -> None:
     owner = owner_of(body)
     if owner:
-        memo.controller.enqueue(namespace, owner)
+        memo.controller.enqueue_soon(namespace, owner)

@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--server-timeout", type=int, default=300,
                     help="ask the API server to end each watch request after this long (default 300)")
     ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
-    ap.add_argument("--progress-interval", type=float, default=5.0,
-                    help="least seconds between two status writes that only move counters (default 5)")
+    ap.add_argument("--progress-interval", type=float, default=0.0,
+                    help="also write status changes that only move replica counters, at most this often "
+                         "(default 0: only together with a phase or condition change)")
+    ap.add_argument("--debounce-seconds", type=float, default=1.0,
+                    help="coalesce Deployment events per pipeline for this long (default 1)")
     ap.add_argument("--kafka-timeout", type=float, default=5.0,
                     help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default 5)")
     ap.add_argument("--topic-recheck-seconds", type=float, default=300.0,
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tspipe operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
     controller = Controller(kube, resync_seconds=args.resync_seconds, backoff_max=args.backoff_max,
-                            progress_interval=args.progress_interval, kafka_timeout=args.kafka_timeout,
+                            progress_interval=args.progress_interval, debounce_seconds=args.debounce_seconds,
+                            kafka_timeout=args.kafka_timeout,
                             topic_recheck_seconds=args.topic_recheck_seconds)
     if args.metrics_port is not None:
         from . import metrics

@@ -133,7 +133,8 @@ def compute_status(resource: dict, deployments: list[dict], now: datetime | str,
     elif stage == PAUSED and ready_n == len(comps):
         phase, reason, message = "Paused", "Paused", pause.message
     elif stage != RUNNING:
-        phase, reason, message = "Progressing", "Pausing", pause.message
+        # The stage as the reason: each step of a pause is a status change of its own.
+        phase, reason, message = "Progressing", stage, pause.message
     elif not any(c["_exists"] for c in comps.values()):
         phase, reason, message = "Pending", "Creating", "no component created yet"
     elif ready_n == len(comps):

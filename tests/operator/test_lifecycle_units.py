@@ -200,6 +200,7 @@ def test_pausing_status_is_progressing_with_the_stage():
     st = pause.pause_state(p, actual, NOW)
     s = compute_status(obj, list(actual.values()), NOW, pause=st)
     assert s["phase"] == "Progressing" and "stopping the time source" in conds(s)["Progressing"]["message"]
+    assert conds(s)["Progressing"]["reason"] == "StoppingSource"
 
 
 def test_downstream_at_zero_stays_at_zero_while_paused():

@@ -1,0 +1,380 @@
+"""Operator benchmark: N pipelines applied at once vs the floor, on fresh control planes.
+
+For each N (default 10, 100, 500), two runs, each on its own fresh local control plane
+(etcd, kube-apiserver, controller manager, scheduler, kwok; enough fake nodes for the
+pods):
+  * floor: the same Deployments the operator would render (render_deployments) created
+    directly with one `kubectl create -f`, timed until every one is Available;
+  * operator: the operator (a real subprocess, standalone) running; N TimestampPipelines
+    created with one `kubectl create -f`, timed until every one reports phase Running
+    for its generation.
+Both are watched (not polled) from this process. Also measured for the operator: its
+API write requests per pipeline (the API server's audit log, by user agent), the writes
+during idle resyncs after everything is Running (--resync-seconds 10, two rounds), its
+peak RSS (VmHWM) and CPU time. The pipelines leave topic management off: the floor does
+not talk to Kafka either, and there is no broker here.
+
+Writes bench/results/operator.md, operator.json and operator.png.
+Run: `python -m bench.operator_bench [--sizes 10,100,500]` (or `make bench BENCH=bench.operator_bench`).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+RESULTS = ROOT / "bench" / "results"
+CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
+SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
+NS = "bench"
+PODS_PER_NODE = 240
+RESYNC = 10.0
+OPERATOR_AGENTS = ("tspipe-operator/", "kopf/")
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def pipelines(n: int) -> list[dict]:
+    import yaml
+
+    base = yaml.safe_load(SAMPLE_FILE.read_text())
+    base["spec"]["kafka"]["topics"]["manage"] = False
+    out = []
+    for i in range(n):
+        obj = copy.deepcopy(base)
+        obj["metadata"] = {"name": f"p{i:04d}", "namespace": NS}
+        out.append(obj)
+    return out
+
+
+def floor_deployments(n: int) -> list[dict]:
+    """What the operator renders for the same pipelines, minus the owner reference
+    (there is no pipeline object to own them in the floor run)."""
+    from tspipe.render import render_deployments
+
+    out = []
+    for obj in pipelines(n):
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["uid"] = str(uuid.uuid4())
+        for d in render_deployments(obj):
+            d["metadata"].pop("ownerReferences")
+            out.append(d)
+    return out
+
+
+def add_nodes(cp, pods: int) -> None:
+    from localinfra.kube import NODE_MANIFEST
+
+    extra = max(0, math.ceil(pods / PODS_PER_NODE) - 1)
+    docs = []
+    for i in range(1, extra + 1):
+        node = copy.deepcopy(NODE_MANIFEST)
+        node["metadata"]["name"] = f"kwok-node-{i}"
+        node["metadata"]["labels"]["kubernetes.io/hostname"] = f"kwok-node-{i}"
+        docs.append(node)
+    if docs:
+        cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+
+    def all_ready():
+        nodes = json.loads(cp.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        ok = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
+                                      for c in (n.get("status") or {}).get("conditions") or [])]
+        return len(ok) == extra + 1
+
+    wait(all_ready, 120, "nodes Ready")
+
+
+def wait(probe, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = probe()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class ReadyWatch(threading.Thread):
+    """Watches `plural` in NS and records when `n` objects satisfy `is_ready`."""
+
+    def __init__(self, kubeconfig: str, group: str, version: str, plural: str, n: int, is_ready):
+        super().__init__(daemon=True)
+        import kubernetes
+
+        cfg = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(cfg))
+        self.args = (group, version, NS, plural)
+        self.n, self.is_ready = n, is_ready
+        self.ready: set[str] = set()
+        self.done_at: float | None = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()
+
+    def run(self):
+        import kubernetes
+
+        try:
+            rv = self.api.list_namespaced_custom_object(*self.args)["metadata"]["resourceVersion"]
+            self.started.set()
+            while self.done_at is None:
+                w = kubernetes.watch.Watch()
+                for ev in w.stream(self.api.list_namespaced_custom_object, *self.args, resource_version=rv,
+                                   timeout_seconds=60, allow_watch_bookmarks=True):
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    if ev["type"] == "BOOKMARK":
+                        continue
+                    name = obj["metadata"]["name"]
+                    if ev["type"] != "DELETED" and self.is_ready(obj):
+                        self.ready.add(name)
+                    else:
+                        self.ready.discard(name)
+                    if len(self.ready) >= self.n:
+                        self.done_at = time.monotonic()
+                        w.stop()
+                        break
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+            self.started.set()
+
+
+def deployment_available(d: dict) -> bool:
+    st = d.get("status") or {}
+    avail = any(c["type"] == "Available" and c["status"] == "True" for c in st.get("conditions") or [])
+    return avail and st.get("observedGeneration", 0) >= d["metadata"].get("generation", 0) \
+        and st.get("availableReplicas", 0) == d["spec"].get("replicas", 1)
+
+
+def pipeline_running(p: dict) -> bool:
+    st = p.get("status") or {}
+    return st.get("phase") == "Running" and st.get("observedGeneration") == p["metadata"].get("generation")
+
+
+def audit_writes(path: str, since: int, agents=None, namespace=NS) -> list[dict]:
+    out = []
+    with open(path, "rb") as fh:
+        fh.seek(since)
+        for line in fh:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("verb") not in WRITE_VERBS or (ev.get("objectRef") or {}).get("namespace") != namespace:
+                continue
+            if agents and not any((ev.get("userAgent") or "").startswith(a) for a in agents):
+                continue
+            out.append(ev)
+    return out
+
+
+def proc_stats(pid: int) -> dict:
+    rss = None
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {"peak_rss_mb": round(rss / 2**20, 1) if rss else None, "cpu_s": round(cpu, 1)}
+
+
+def create(cp, objs: list[dict]) -> None:
+    cp.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
+               timeout=1800)
+
+
+def fresh_plane(pods: int):
+    from localinfra.kube import ControlPlane
+
+    cp = ControlPlane().start()
+    try:
+        add_nodes(cp, pods)
+        cp.kubectl("create", "namespace", NS)
+        wait(lambda: cp.kubectl("get", "serviceaccount", "default", "-n", NS, check=False).returncode == 0,
+             60, "default ServiceAccount")
+    except BaseException:
+        cp.stop()
+        raise
+    return cp
+
+
+def run_floor(n: int, timeout: float) -> dict:
+    deps = floor_deployments(n)
+    cp = fresh_plane(len(deps))
+    try:
+        w = ReadyWatch(cp.kubeconfig, "apps", "v1", "deployments", len(deps), deployment_available)
+        w.start()
+        w.started.wait(30)
+        since = os.path.getsize(cp.audit_log)
+        t0 = time.monotonic()
+        create(cp, deps)
+        w.join(timeout)
+        if w.error:
+            raise w.error
+        if w.done_at is None:
+            raise TimeoutError(f"floor N={n}: {len(w.ready)}/{len(deps)} Available after {timeout}s")
+        writes = audit_writes(cp.audit_log, since, agents=("kubectl",))
+        return {"seconds": round(w.done_at - t0, 2), "writes": len(writes),
+                "writes_per_pipeline": round(len(writes) / n, 2)}
+    finally:
+        cp.stop()
+
+
+def run_operator(n: int, timeout: float, workdir: Path) -> dict:
+    objs = pipelines(n)
+    cp = fresh_plane(4 * n)
+    op = None
+    log_path = workdir / f"operator-{n}.log"
+    try:
+        cp.kubectl("apply", "-f", str(CRD_FILE))
+        wait(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
+                                                       check=False).stdout, 60, "CRD served")
+        env = {**os.environ, "KUBECONFIG": cp.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        log = open(log_path, "wb")
+        op = subprocess.Popen([sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", NS,
+                               "--resync-seconds", str(RESYNC), "--log-level", "debug"],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        wait(lambda: b"_startup' succeeded" in log_path.read_bytes(), 60, "operator started")
+        time.sleep(1)  # kopf's initial listings
+        w = ReadyWatch(cp.kubeconfig, "tspipe.io", "v1alpha1", "timestamppipelines", n, pipeline_running)
+        w.start()
+        w.started.wait(30)
+        since = os.path.getsize(cp.audit_log)
+        t0 = time.monotonic()
+        create(cp, objs)
+        w.join(timeout)
+        if w.error:
+            raise w.error
+        if w.done_at is None:
+            raise TimeoutError(f"operator N={n}: {len(w.ready)}/{n} Running after {timeout}s")
+        took = w.done_at - t0
+        # Any write still in flight for the creation (none expected once Running).
+        time.sleep(2)
+        writes = audit_writes(cp.audit_log, since, agents=OPERATOR_AGENTS)
+        kinds = collections.Counter(
+            f"{e['verb']} {e['objectRef'].get('resource')}"
+            f"{'/' + e['objectRef']['subresource'] if e['objectRef'].get('subresource') else ''}" for e in writes)
+        # Idle: two resync rounds over every pipeline, no change anywhere.
+        idle_from = os.path.getsize(cp.audit_log)
+        lines_before = log_path.read_text(errors="replace").count("reconciled bench/")
+        time.sleep(2 * RESYNC + 2)
+        idle = audit_writes(cp.audit_log, idle_from, agents=OPERATOR_AGENTS)
+        passes = log_path.read_text(errors="replace").count("reconciled bench/") - lines_before
+        stats = proc_stats(op.pid)
+        return {"seconds": round(took, 2), "writes": len(writes), "writes_per_pipeline": round(len(writes) / n, 2),
+                "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes, **stats}
+    finally:
+        if op is not None:
+            op.terminate()
+            try:
+                op.wait(30)
+            except subprocess.TimeoutExpired:
+                op.kill()
+        cp.stop()
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(int(n) for n in results)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4))
+    ax[0].plot(ns, [results[str(n)]["floor"]["seconds"] for n in ns], "o-", label="floor (Deployments directly)")
+    ax[0].plot(ns, [results[str(n)]["operator"]["seconds"] for n in ns], "s-", label="operator (pipelines)")
+    ax[0].set(xscale="log", xlabel="pipelines applied at once", ylabel="seconds until all ready",
+              title="Time to ready")
+    ax[0].legend()
+    ax[1].bar([str(n) for n in ns], [results[str(n)]["operator"]["writes_per_pipeline"] for n in ns],
+              color="tab:orange")
+    ax[1].axhline(6, color="grey", ls="--", label="aim: 6")
+    ax[1].set(xlabel="pipelines", ylabel="API writes per pipeline", title="Operator writes per pipeline")
+    ax[1].legend()
+    ax[2].bar([str(n) for n in ns], [results[str(n)]["operator"]["peak_rss_mb"] for n in ns], color="tab:green")
+    ax[2].axhline(200, color="grey", ls="--", label="aim: 200 MB")
+    ax[2].set(xlabel="pipelines", ylabel="MB", title="Operator peak RSS")
+    ax[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(results: dict, meta: dict) -> str:
+    rows = []
+    for n in sorted(results, key=int):
+        f, o = results[n]["floor"], results[n]["operator"]
+        rows.append(f"| {n} | {f['seconds']:.1f} | {o['seconds']:.1f} | {o['seconds'] / f['seconds']:.2f}x | "
+                    f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
+                    f"{o['peak_rss_mb']} | {o['cpu_s']} |")
+    kinds = "\n".join(f"- N={n}: " + ", ".join(f"{k}: {v}" for k, v in sorted(results[n]["operator"]["write_kinds"].items()))
+                      for n in sorted(results, key=int))
+    return f"""# Operator benchmark
+
+`python -m bench.operator_bench --sizes {meta['sizes']}` on {meta['date']} ({meta['cpus']} CPUs, load before:
+{meta['load']}). Each run on its own fresh local control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok fake nodes: {PODS_PER_NODE} pods each).
+
+- **floor**: the Deployments the operator renders for the same N pipelines, created directly with
+  one `kubectl create -f`, until every Deployment is Available.
+- **operator**: the operator running (standalone subprocess); N TimestampPipelines created with one
+  `kubectl create -f`, until every pipeline reports phase Running for its generation.
+- writes: the operator's API write requests in the audit log (user agents `tspipe-operator/`, `kopf/`)
+  from the create until all Running, divided by N. Idle: writes during two resync rounds
+  (`--resync-seconds {RESYNC:g}`) after everything is Running, and the reconcile passes they made.
+- Topic management is off in these pipelines (no broker; the floor does not talk to Kafka either).
+
+| N | floor s | operator s | operator / floor | writes / pipeline | idle writes | peak RSS MB | operator CPU s |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Aims: operator <= 1.5x floor at N=500; <= 6 writes per pipeline created; 0 writes per idle resync;
+<= 200 MB peak RSS at N=500.
+
+Writes by kind:
+{kinds}
+
+![plot](operator.png)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.operator_bench")
+    ap.add_argument("--sizes", default="10,100,500", help="comma list of N")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
+    a = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    sizes = [int(x) for x in a.sizes.split(",")]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"sizes": a.sizes, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpus": os.cpu_count(), "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    results: dict = {}
+    workdir = Path(tempfile.mkdtemp(prefix="tsp-opbench-"))
+    for n in sizes:
+        print(f"operator bench: N={n} floor", flush=True)
+        floor = run_floor(n, a.timeout)
+        print(f"  floor: {floor}", flush=True)
+        print(f"operator bench: N={n} operator", flush=True)
+        op = run_operator(n, a.timeout, workdir)
+        print(f"  operator: {op}", flush=True)
+        results[str(n)] = {"floor": floor, "operator": op}
+    (RESULTS / "operator.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    (RESULTS / "operator.md").write_text(report(results, meta))
+    plot(results, RESULTS / "operator.png")
+    print(f"operator bench: wrote {RESULTS / 'operator.md'} (operator logs in {workdir})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
