@@ -477,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-eos", action="store_true", help="skip the exactly-once throughput row")
     ap.add_argument("--repeat", type=int, default=5, help="throughput runs per router (median reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile tsp-router during its throughput run")
+    ap.add_argument("--max-load", type=float, default=3.0, help="wait for this 1-min load average first")
+    ap.add_argument("--wait-calm", type=float, default=600, help="...for at most this many seconds")
     ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
     ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
@@ -486,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     from localinfra.kafka import KafkaBroker
 
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # Shared machine: give other work a chance to finish so the numbers mean something.
+    deadline = time.monotonic() + a.wait_calm
+    while os.getloadavg()[0] > a.max_load and time.monotonic() < deadline:
+        time.sleep(10)
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     res: dict = {"throughput": {}, "latency": {}, "notes": []}
     payloads = payload_file()
