@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from localinfra.runner import REPO, Runner
+from localinfra.proc import stop_process_group
 
 SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 CRD_DIR = REPO / "crds"
@@ -72,16 +73,6 @@ def start_operator(kubeconfig: str, namespace: str, log_path: Path) -> subproces
         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 # The log sink's own logger is named `log-sink` (the app name shows in brackets on every
 # Spring line; the logger column is the one followed by " : ").
 SINK_LINE = re.compile(r"^(\S+)\s+\w+\s+\d+ --- .*\blog-sink\s+: (.*)$")
@@ -112,7 +103,7 @@ def local_stack(workdir: Path, namespace: str = "default"):
         cp.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io", "--timeout=60s")
         say("CRD installed; starting the operator")
         op = start_operator(cp.kubeconfig, namespace, workdir / "operator.log")
-        stack.callback(stop_process, op)
+        stack.callback(stop_process_group, op, 15)
         yield cp, broker
 
 

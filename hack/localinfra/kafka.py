@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "kafka" / "pom.xml"
@@ -274,22 +275,6 @@ def ensure_jars(version: str | None = None) -> list[str]:
     return jars
 
 
-def java_bin() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    found = shutil.which("java")
-    if not found:
-        raise KafkaError("java (17+) not found on PATH or in JAVA_HOME")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -313,33 +298,6 @@ def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
         return False
     finally:
         admin.close()
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (Linux /proc), for reports and benchmarks."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 _LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from localinfra.proc import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tspipe-operator"
@@ -122,12 +122,6 @@ def with_port(args: tuple[str, ...], port: int) -> list[str]:
     """Args with `--server.port` set to `port` (replaced, never duplicated)."""
     out = [a for a in args if not a.startswith("--server.port=")]
     return out + [f"--server.port={port}"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Runner:

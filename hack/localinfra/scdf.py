@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import urllib.error
 import urllib.request
 import weakref
 from pathlib import Path
+from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "scdf" / "pom.xml"
@@ -117,22 +117,6 @@ def ensure_jars() -> dict[str, Path]:
     return jars
 
 
-def java_bin() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    found = shutil.which("java")
-    if not found:
-        raise ScdfError("java (17+) not found on PATH or in JAVA_HOME")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def answers(url: str, timeout: float = 3.0) -> bool:
     """True when `url` returns 200 with a JSON body."""
     try:
@@ -143,32 +127,6 @@ def answers(url: str, timeout: float = 3.0) -> bool:
             return True
     except (OSError, ValueError, urllib.error.URLError):
         return False
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 _LIVE: "weakref.WeakSet[ScdfServers]" = weakref.WeakSet()

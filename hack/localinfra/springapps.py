@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from localinfra.proc import java_bin
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "spring-apps" / "pom.xml"
@@ -113,16 +113,6 @@ def jar_path(app: str, version: str | None = None) -> Path:
     if not path.exists():
         raise SpringAppError(f"{SCRIPT} ran but {path} is missing")
     return path
-
-
-def java_bin() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    found = shutil.which("java")
-    if not found:
-        raise SpringAppError("java (17+) not found on PATH or in JAVA_HOME")
-    return found
 
 
 def java_command(app: str, version: str | None = None) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import collections
 import json
 import re
-import time
 import uuid
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from localinfra.demo import apply, pipeline_manifest, start_operator, stop_process, wait_ready
+from localinfra.demo import apply, pipeline_manifest, start_operator, wait_ready
+from localinfra.proc import stop_process_group, wait_for
 from localinfra.runner import Runner
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube]
@@ -55,16 +55,6 @@ def logged_payloads(runner: Runner, suffix: str) -> list[str]:
     return out
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def expected_routing(timestamps):
     """Counters of the timestamps each logger must receive, by the last digit."""
     even, odd = collections.Counter(), collections.Counter()
@@ -100,7 +90,7 @@ def pipeline_env(control_plane, kafka_broker, tmp_path):
         yield ns, runner, topics
     finally:
         runner.stop()
-        stop_process(op)
+        stop_process_group(op, 15)
         control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

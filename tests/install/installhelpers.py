@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from localinfra import cache
+from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -54,18 +54,6 @@ def one(objs: list[dict], kind: str, name: str | None = None) -> dict:
     found = find(objs, kind, name)
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
-
-
-def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:

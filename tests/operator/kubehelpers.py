@@ -7,28 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
+from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
 SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 OPERATOR_AGENTS = ("tspipe-operator/", "kopf/")
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
-
-
-def wait_for(probe, timeout: float, what: str, interval: float = 0.25):
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class Kubectl:
