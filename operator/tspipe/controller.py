@@ -98,6 +98,10 @@ class Controller:
     topic_recheck_seconds: float = 300.0  # re-describe unchanged topics this often
     kafka_timeout: float = 5.0
     admin: TopicAdmin | None = None
+    # (namespace or None for cluster-wide, peering object name, our priority) when peered.
+    peering: tuple[str | None, str, int] | None = None
+    peering_check_seconds: float = 10.0
+    standby: bool = False
     now: Callable[[], datetime] = _now
     monotonic: Callable[[], float] = time.monotonic
     _pending: set = field(default_factory=set)
@@ -106,6 +110,7 @@ class Controller:
     _known: set = field(default_factory=set)
     _debounce: set = field(default_factory=set)
     _resync_task: asyncio.Task | None = None
+    _peering_task: asyncio.Task | None = None
     _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __post_init__(self):
@@ -145,11 +150,27 @@ class Controller:
 
     def start(self) -> None:
         self._resync_task = asyncio.get_running_loop().create_task(self._resync(), name="resync")
+        if self.peering:
+            self._peering_task = asyncio.get_running_loop().create_task(self._watch_peers(), name="peers")
+
+    async def _watch_peers(self) -> None:
+        from .peering import is_standby
+
+        ns, name, priority = self.peering
+        while True:
+            try:
+                obj = await self._call(self.kube.get_peering, ns, name)
+                standby = is_standby(obj, priority, self.now())
+                if standby != self.standby:
+                    log.info("peering: %s", "standby (a higher-priority peer is active)" if standby else "active")
+                self.standby = standby
+            except Exception as exc:  # noqa: BLE001 - keep the last known role
+                log.debug("peering check failed: %s", exc)
+            await asyncio.sleep(self.peering_check_seconds)
 
     async def stop(self) -> None:
         tasks = [t for t in self._workers.values() if not t.done()]
-        if self._resync_task:
-            tasks.append(self._resync_task)
+        tasks += [t for t in (self._resync_task, self._peering_task) if t]
         for st in self._state.values():
             if st.timer:
                 st.timer.cancel()
@@ -164,6 +185,8 @@ class Controller:
         # an event was missed. Costs reads only when nothing differs.
         while True:
             await asyncio.sleep(self.resync_seconds)
+            if self.standby:
+                continue  # kopf paused us: the active replica does the work
             for ns, name in list(self._known):
                 self.enqueue(ns, name)
 
@@ -201,7 +224,11 @@ class Controller:
             st.failures = 0
             delay = outcome.retry_after
         if delay is not None and key in self._known:
-            st.timer = asyncio.get_running_loop().call_later(delay, self.enqueue, *key)
+            st.timer = asyncio.get_running_loop().call_later(delay, self._retry, *key)
+
+    def _retry(self, namespace: str, name: str) -> None:
+        if not self.standby:
+            self.enqueue(namespace, name)
 
     # --- one reconcile -------------------------------------------------------------
     async def _call(self, fn, *args):

@@ -90,6 +90,11 @@ class Kube:
                             {"op": "add", "path": "/metadata/finalizers", "value": finalizers}],
                       query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
 
+    def get_peering(self, namespace: str | None, name: str) -> dict | None:
+        if namespace:
+            return self._get_or_none(f"/apis/kopf.dev/v1/namespaces/{quote(namespace)}/kopfpeerings/{quote(name)}")
+        return self._get_or_none(f"/apis/kopf.dev/v1/clusterkopfpeerings/{quote(name)}")
+
     # --- deployments -------------------------------------------------------------
     @staticmethod
     def _deployments(namespace: str, name: str | None = None) -> str:

@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.peering.mandatory = True
         settings.peering.lifetime = args.peering_lifetime
         priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
+        # The controller's own timers follow the same election (kopf only pauses its watches).
+        controller.peering = (args.namespace[0] if args.namespace else None, args.peering, priority)
+        controller.peering_check_seconds = max(1.0, args.peering_lifetime / 3)
 
     kopf.run(
         standalone=args.standalone or None,

@@ -324,3 +324,18 @@ def test_finalizer_only_when_topics_are_deleted_with_the_pipeline():
     pipe["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.topics == {} and pipe["metadata"]["finalizers"] == []
+
+
+def test_standby_replica_skips_its_own_retries():
+    kube, ctl = make()
+
+    async def scenario():
+        from tspipe.controller import Outcome
+        key = ("ns", "timestamps")
+        ctl._known.add(key)
+        ctl.standby = True
+        ctl._schedule(key, Outcome(error="boom"))
+        ctl._state[key].timer._run()  # the retry fires
+        return key in ctl._pending
+
+    assert run(scenario()) is False

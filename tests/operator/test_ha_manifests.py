@@ -38,6 +38,6 @@ def test_peering_rbac_is_exactly_what_kopf_needs(built):
              if b["kind"] == "ClusterRoleBinding" and b["subjects"] == [sa]]
     rules = {(g, r): set(rule["verbs"]) for role in bound for rule in role["rules"]
              for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules[("kopf.dev", "clusterkopfpeerings")] == {"list", "watch", "patch"}
+    assert rules[("kopf.dev", "clusterkopfpeerings")] == {"get", "list", "watch", "patch"}
     assert ("kopf.dev", "kopfpeerings") not in rules  # cluster-wide operators use the cluster peering
     assert rules[("tspipe.io", "timestamppipelines")] == {"get", "list", "watch", "patch"}

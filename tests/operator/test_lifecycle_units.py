@@ -246,3 +246,21 @@ def test_unreachable_message_is_stable():
     assert a["reason"] == "BrokerUnreachable" and "kafka.kafka.svc:9092" in a["message"]
     s = compute_status(sample(), [], NOW, topics=a)
     assert conds(s)["TopicsReady"]["status"] == "False" and s["phase"] == "Pending"
+
+
+# --- peering ------------------------------------------------------------------------------
+
+
+def test_standby_when_a_live_peer_outranks_us():
+    from tspipe.peering import is_standby
+
+    def peer(prio, seen="2026-11-27T11:59:55+00:00", lifetime=60):
+        return {"priority": prio, "lastseen": seen, "lifetime": lifetime}
+
+    obj = {"status": {"me": peer(100), "other": peer(200)}}
+    assert is_standby(obj, 100, NOW) and not is_standby(obj, 200, NOW)
+    # The higher one's entry lapsed (killed without a goodbye): we are active.
+    obj["status"]["other"] = peer(200, seen="2026-11-27T11:58:00+00:00")
+    assert not is_standby(obj, 100, NOW)
+    assert is_standby({"status": {"a": peer(5), "b": peer(5)}}, 5, NOW), "a tie pauses everyone in kopf"
+    assert not is_standby(None, 5, NOW) and not is_standby({"status": {"me": peer(5)}}, 5, NOW)

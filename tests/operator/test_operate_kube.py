@@ -90,7 +90,8 @@ def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory,
     k.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tspipe"}})
     common = ("--peering", "tspipe", "--peering-lifetime", "10")
     active = operator_factory(*common, "--priority", "200", standalone=False, log_name="operator-a.log").start()
-    standby = operator_factory(*common, "--priority", "100", standalone=False, log_name="operator-b.log").start()
+    standby = operator_factory(*common, "--priority", "100", "--resync-seconds", "2", standalone=False,
+                               log_name="operator-b.log").start()
 
     # Both registered in the peering object; only the higher priority one works.
     def both_peers():
@@ -115,3 +116,13 @@ def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory,
     k("scale", "deployment", "first-time", "--replicas=3")
     wait_for(lambda: k.json("deployment", "first-time")["spec"]["replicas"] == 1, 60, "drift repaired by the standby")
     assert standby.alive()
+
+    # A newer replica with a higher priority arrives: it takes over, and the demoted one
+    # stops its own resync timer too (not only kopf's watches).
+    demotions = standby.log().count("peering: standby")
+    newer = operator_factory(*common, "--priority", "300", "--resync-seconds", "2", standalone=False,
+                             log_name="operator-c.log").start()
+    wait_for(lambda: standby.log().count("peering: standby") > demotions, 60, "the demoted replica notices")
+    before = len(standby.reconciles("first"))
+    wait_for(lambda: len(newer.reconciles("first")) >= 3, 60, "the newer replica resyncs")
+    assert len(standby.reconciles("first")) <= before + 1  # at most one pass already under way
