@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
+from localinfra.proc import wait_for as wait  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
 SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
@@ -93,16 +94,6 @@ def add_nodes(cp, pods: int) -> None:
         return len(ok) == extra + 1
 
     wait(all_ready, 120, "nodes Ready")
-
-
-def wait(probe, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = probe()
-        if v:
-            return v
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 class ReadyWatch(threading.Thread):
