@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
+from localinfra.kube import audit_events  # noqa: E402
 from localinfra.proc import wait_for as wait  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
@@ -155,18 +156,12 @@ def pipeline_running(p: dict) -> bool:
 
 def audit_writes(path: str, since: int, agents=None, namespace=NS) -> list[dict]:
     out = []
-    with open(path, "rb") as fh:
-        fh.seek(since)
-        for line in fh:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("verb") not in WRITE_VERBS or (ev.get("objectRef") or {}).get("namespace") != namespace:
-                continue
-            if agents and not any((ev.get("userAgent") or "").startswith(a) for a in agents):
-                continue
-            out.append(ev)
+    for ev in audit_events(path, since):
+        if ev.get("verb") not in WRITE_VERBS or (ev.get("objectRef") or {}).get("namespace") != namespace:
+            continue
+        if agents and not any((ev.get("userAgent") or "").startswith(a) for a in agents):
+            continue
+        out.append(ev)
     return out
 
 

@@ -27,6 +27,7 @@ import time
 import weakref
 from pathlib import Path
 from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
+from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "kafka" / "pom.xml"
@@ -50,10 +51,6 @@ def kafka_version(pom: Path = POM) -> str:
     if not m:
         raise KafkaError(f"no <kafka.version> in {pom}")
     return m.group(1).strip()
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TSP_CACHE") or Path.home() / ".cache" / "tspipe")
 
 
 def random_cluster_id() -> str:
@@ -264,7 +261,7 @@ def parse_consumer_perf(output: str) -> dict:
 def ensure_jars(version: str | None = None) -> list[str]:
     """The broker's classpath entries, running hack/kafka-jars.sh if the cache lacks them."""
     version = version or kafka_version()
-    cp_file = cache_root() / "kafka" / version / "classpath.txt"
+    cp_file = cache_dir() / "kafka" / version / "classpath.txt"
     if not cp_file.exists():
         subprocess.run(["bash", str(JARS_SCRIPT)], check=True)
     jars = [ln for ln in cp_file.read_text().splitlines() if ln.strip()]

@@ -146,6 +146,19 @@ def generate_pki(pki: Path) -> None:
             f.chmod(0o600)
 
 
+def audit_events(path: str, since: int = 0):
+    """Completed requests in the API server's audit log (JSON lines), from byte `since`."""
+    with open(path, "rb") as fh:
+        fh.seek(since)
+        for line in fh:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
+            if ev.get("stage") in (None, "ResponseComplete"):
+                yield ev
+
+
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
     """A kubeconfig with absolute file references (JSON is valid YAML)."""
     cfg = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import os
 import re
 import shutil
 import signal
@@ -29,6 +28,7 @@ import urllib.request
 import weakref
 from pathlib import Path
 from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
+from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "scdf" / "pom.xml"
@@ -55,12 +55,8 @@ def pom_property(name: str, pom: Path = POM) -> str:
     return m.group(1).strip()
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("TSP_CACHE") or Path.home() / ".cache" / "tspipe")
-
-
 def jar_dir() -> Path:
-    return cache_root() / "scdf" / pom_property("scdf.version")
+    return cache_dir() / "scdf" / pom_property("scdf.version")
 
 
 def common_args(*, port: int, db_path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from localinfra.proc import java_bin
+from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "spring-apps" / "pom.xml"
@@ -46,10 +47,6 @@ def recipe_version(pom: Path = POM) -> str:
     if not m:
         raise SpringAppError(f"no stream-apps <version> in {pom}")
     return m.group(1).strip()
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TSP_CACHE") or Path.home() / ".cache" / "tspipe")
 
 
 def parse_time_payload(payload: bytes | str) -> datetime:
@@ -104,7 +101,7 @@ def jar_path(app: str, version: str | None = None) -> Path:
         raise SpringAppError(f"unknown app {app!r}; known: {', '.join(APPS)}")
     buildable = recipe_version()
     version = version or buildable
-    path = cache_root() / "spring-apps" / version / f"{app}.jar"
+    path = cache_dir() / "spring-apps" / version / f"{app}.jar"
     if path.exists():
         return path
     if version != buildable:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from localinfra import cache
+from localinfra.kube import audit_events  # noqa: F401  (re-exported for the tests)
 from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,18 +74,6 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
     path.write_text(json.dumps(cfg))
     path.chmod(0o600)
     return str(path)
-
-
-def audit_events(path: str, since: int = 0):
-    with open(path, "rb") as fh:
-        fh.seek(since)
-        for line in fh:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue  # a line still being written
-            if ev.get("stage") in (None, "ResponseComplete"):
-                yield ev
 
 
 class OperatorProcess:

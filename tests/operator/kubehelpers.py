@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from localinfra.kube import audit_events
 from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,22 +58,14 @@ class AuditLog:
 
     def writes(self, since: int = 0, namespace: str | None = None, agents=OPERATOR_AGENTS) -> list[dict]:
         out = []
-        with open(self.path, "rb") as fh:
-            fh.seek(since)
-            for line in fh:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue  # a line still being written
-                if ev.get("stage") not in (None, "ResponseComplete"):
-                    continue
-                if ev.get("verb") not in WRITE_VERBS:
-                    continue
-                if not any((ev.get("userAgent") or "").startswith(a) for a in agents):
-                    continue
-                if namespace and (ev.get("objectRef") or {}).get("namespace") != namespace:
-                    continue
-                out.append(ev)
+        for ev in audit_events(self.path, since):
+            if ev.get("verb") not in WRITE_VERBS:
+                continue
+            if not any((ev.get("userAgent") or "").startswith(a) for a in agents):
+                continue
+            if namespace and (ev.get("objectRef") or {}).get("namespace") != namespace:
+                continue
+            out.append(ev)
         return out
 
 
