@@ -29,3 +29,21 @@ def control_plane():
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane):
     return control_plane.kubeconfig
+
+
+@pytest.fixture
+def on_failure():
+    """A list of (title, produce-text) pairs; when the test fails, each is run and its text
+    added to the failure report (before teardown, while everything is still up)."""
+    return []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    sections = item.funcargs.get("on_failure") if hasattr(item, "funcargs") else None
+    if rep.when == "call" and rep.failed and sections:
+        from localinfra.diagnose import report
+
+        rep.sections.append(("diagnostics", report(sections)))
+    return rep

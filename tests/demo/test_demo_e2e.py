@@ -14,6 +14,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from localinfra import diagnose
 from localinfra.demo import apply, pipeline_manifest, start_operator, wait_ready
 from localinfra.proc import stop_process_group, wait_for
 from localinfra.runner import Runner
@@ -77,7 +78,7 @@ def strip(payloads, prefixes):
 
 
 @pytest.fixture
-def pipeline_env(control_plane, kafka_broker, tmp_path):
+def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
     ns = f"demo-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", ns)
     control_plane.kubectl("apply", "-f", "crds/")
@@ -86,6 +87,15 @@ def pipeline_env(control_plane, kafka_broker, tmp_path):
     runner = Runner(control_plane.kubeconfig, ns, tmp_path / "apps").start()
     # Unique topics per test so earlier runs' records don't count.
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
+    group = pipeline_manifest(kafka_broker.bootstrap)["spec"]["streamName"]
+    on_failure.extend([
+        ("pipeline and Deployments", lambda: diagnose.kube_state(control_plane, ns)),
+        ("programs the runner started", lambda: diagnose.runner_state(runner)),
+        ("Kafka topics and consumer group", lambda: diagnose.kafka_state(
+            kafka_broker.bootstrap, [*topics.values(), f"error.{topics['input']}.{group}"], [group])),
+        ("app logs (tails)", lambda: "\n".join(f"--- {t}\n{body}" for t, body in diagnose.log_tails(runner.logdir))),
+        ("operator log (tail)", lambda: diagnose.tail(tmp_path / "operator.log")),
+    ])
     try:
         yield ns, runner, topics
     finally:

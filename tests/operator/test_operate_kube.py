@@ -83,35 +83,51 @@ def test_metrics_liveness_and_json_logs(k, operator_factory):
     assert all({"message", "timestamp", "severity"} <= set(r) for r in records)
 
 
+# kopf's own log lines for a replica's peering transitions (kopf/_core/engines/peering.py).
+PAUSED = "Pausing operations in favour of"
+RESUMED = "Resuming operations after the pause"
+
+
+def peering_state(log: str) -> str:
+    """kopf's state of a peered replica after its last logged transition: 'active' or
+    'paused' (kopf starts a peered replica paused and logs only when that changes)."""
+    return "active" if log.rfind(RESUMED) > log.rfind(PAUSED) else "paused"
+
+
 def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory, control_plane, namespace):
     control_plane.kubectl("apply", "-f", str(PEERING_CRDS))
     wait_for(lambda: "kopfpeerings" in control_plane.kubectl("api-resources", "--api-group=kopf.dev",
                                                             check=False).stdout, 60, "peering CRDs served")
     k.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tspipe"}})
     common = ("--peering", "tspipe", "--peering-lifetime", "10")
+    # Both replicas start together, as a 2-replica Deployment's pods do: either may
+    # register first. A replica that is alone for a moment works until a higher-priority
+    # peer appears; the guarantee is that once it sees one, it pauses and reconciles nothing.
     active = operator_factory(*common, "--priority", "200", standalone=False, log_name="operator-a.log").start()
     standby = operator_factory(*common, "--priority", "100", "--resync-seconds", "2", standalone=False,
                                log_name="operator-b.log").start()
 
-    # Both registered in the peering object; only the higher priority one works.
     def both_peers():
         st = (k.get_or_none("kopfpeering", "tspipe") or {}).get("status") or {}
         return st if sorted(v.get("priority") for v in st.values()) == [100, 200] else None
 
     wait_for(both_peers, 60, "two peers in the KopfPeering")
+    wait_for(lambda: peering_state(active.log()) == "active", 60, "the priority-200 replica active")
+    # The standby has seen the active peer (its controller says so) and kopf has it paused.
+    wait_for(lambda: "peering: standby" in standby.log() and peering_state(standby.log()) == "paused", 60,
+             "the priority-100 replica paused")
     k.apply(pipeline("first"))
     wait_for(running(k, "first"), 180, "first pipeline Running")
-    # (kopf starts every peered replica paused; the highest priority one resumes.)
-    assert "Resuming operations after the pause" in active.log()
     assert active.reconciles("first") and not standby.reconciles("first")
-    assert "Resuming operations after the pause" not in standby.log()
+    assert peering_state(standby.log()) == "paused", standby.log()[-3000:]
 
     # The active replica dies without a word; the standby takes over once its lease lapses.
+    resumes_before = standby.log().count(RESUMED)
     active.kill()
     k.apply(pipeline("second"))
     wait_for(running(k, "second"), 180, "second pipeline Running (reconciled by the standby)")
     assert standby.reconciles("second")
-    assert "Resuming operations after the pause" in standby.log()
+    assert standby.log().count(RESUMED) > resumes_before
     # And it keeps the first one as declared: drift is repaired.
     k("scale", "deployment", "first-time", "--replicas=3")
     wait_for(lambda: k.json("deployment", "first-time")["spec"]["replicas"] == 1, 60, "drift repaired by the standby")
