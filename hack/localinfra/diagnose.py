@@ -9,6 +9,7 @@ members, assignments and committed offsets).
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -67,6 +68,28 @@ def runner_state(runner) -> str:
     return "\n".join(out) or "(nothing running)"
 
 
+_BOOT_STARTED = re.compile(r"Started \w+ in [\d.]+ seconds \(process running for [\d.]+\)")
+_BOOT_FAILED = re.compile(r"APPLICATION FAILED TO START|Application run failed")
+
+
+def start_times(logdir: Path) -> str:
+    """Per app log: Spring Boot's own start-up time, or that it failed or has not started
+    yet (tells a slow machine from a broken app)."""
+    out = []
+    for path in sorted(Path(logdir).glob("*.log")):
+        text = path.read_text(errors="replace")
+        started = _BOOT_STARTED.findall(text)
+        if started:
+            out.append(f"{path.name}: " + "; ".join(started))
+        elif _BOOT_FAILED.search(text):
+            out.append(f"{path.name}: FAILED TO START (see its tail)")
+        elif "tsrouter" in text:
+            out.append(f"{path.name}: router ({text.count(' starting: ')} start(s))")
+        else:
+            out.append(f"{path.name}: not started yet ({len(text.splitlines())} lines)")
+    return "\n".join(out) or "(no logs)"
+
+
 def log_tails(logdir: Path, pattern: str = "*.log") -> list[tuple[str, str]]:
     """(title, tail) for every log file under `logdir`, in name order."""
     return [(f"log {p.name}", tail(p)) for p in sorted(Path(logdir).glob(pattern))]
@@ -87,10 +110,11 @@ def kafka_state(bootstrap: str, topics: list[str], groups: list[str]) -> str:
                 continue
             ends = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(parts)])
             out.append(f"topic {topic}: end offsets " + ", ".join(f"p{tp.partition}={o}" for tp, o in ends.items()))
-        for desc in admin.describe_consumer_groups(groups):
-            members = "; ".join(_member(m) for m in desc.members) or "none"
-            out.append(f"group {desc.group}: state={desc.state} protocol={desc.protocol} members: {members}")
-            offsets = admin.list_consumer_group_offsets(desc.group)
+        for group, desc in sorted(admin.describe_groups(groups).items()):
+            members = "; ".join(_member(m) for m in desc.get("members") or []) or "none"
+            out.append(f"group {group}: state={desc.get('group_state')} protocol={desc.get('protocol_data')} "
+                       f"members: {members}")
+            offsets = admin.list_group_offsets({group: None}).get(group) or {}
             out.append("  committed: " + (", ".join(f"{tp.topic}/p{tp.partition}={m.offset}"
                                                     for tp, m in sorted(offsets.items())) or "none"))
     finally:
@@ -99,11 +123,13 @@ def kafka_state(bootstrap: str, topics: list[str], groups: list[str]) -> str:
     return "\n".join(out)
 
 
-def _member(m: Any) -> str:
-    assignment = getattr(m, "member_assignment", None)
-    parts = getattr(assignment, "assignment", None) or []
-    assigned = ",".join(f"{t}{list(ps)}" for t, ps in parts) if parts else "-"
-    return f"{m.client_id}@{m.client_host} assigned {assigned}"
+def _member(m: dict[str, Any]) -> str:
+    """One group member as kafka-python's describe_groups decodes it."""
+    topics = (m.get("member_metadata") or {}).get("topics") if isinstance(m.get("member_metadata"), dict) else None
+    assignment = m.get("member_assignment")
+    parts = assignment.get("assigned_partitions") if isinstance(assignment, dict) else None
+    assigned = ",".join(f"{p['topic']}{p['partitions']}" for p in parts) if parts else "nothing"
+    return f"{m.get('client_id')}@{m.get('client_host')} subscribed {topics} assigned {assigned}"
 
 
 def report(sections: list[tuple[str, Callable[[], str]]]) -> str:

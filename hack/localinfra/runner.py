@@ -142,6 +142,9 @@ class Runner:
         self.running: dict[str, tuple[Program, list[subprocess.Popen]]] = {}
         self.starts: dict[str, int] = {}   # restarts are visible to tests
         self._stop = threading.Event()
+        # Held for a whole sync pass and by stop(): a pass still under way when stop()
+        # gives up waiting must not start programs after stop() ended the rest.
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- API reads ---------------------------------------------------------------
@@ -239,10 +242,13 @@ class Runner:
     # -- lifecycle ---------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.sync()
-            except Exception as exc:  # an API hiccup must not kill the runner
-                print(f"runner: sync failed: {exc}", file=sys.stderr, flush=True)
+            with self._lock:
+                if self._stop.is_set():
+                    break
+                try:
+                    self.sync()
+                except Exception as exc:  # an API hiccup must not kill the runner
+                    print(f"runner: sync failed: {exc}", file=sys.stderr, flush=True)
             self._stop.wait(self.poll_seconds)
 
     def start(self) -> "Runner":
@@ -254,9 +260,10 @@ class Runner:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
-        procs = [p for _, ps in self.running.values() for p in ps]
-        self._terminate(procs)
-        self.running.clear()
+        with self._lock:
+            procs = [p for _, ps in self.running.values() for p in ps]
+            self._terminate(procs)
+            self.running.clear()
 
     def __enter__(self):
         return self.start()

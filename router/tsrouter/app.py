@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
+from . import kafka_fixes
 from .batch import (Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch,
                     rewind_offsets, settle)
 from .config import RouterConfig
@@ -126,6 +127,7 @@ class Runner:
         # kafka-python's poll() sleeps retry_backoff_ms whenever no fetch happens to be in
         # flight; at the client default that alone shows up as a 100-200 ms latency tail.
         consumer_cfg = {**self._common(), "retry_backoff_ms": 10}
+        kafka_fixes.install()  # else a leader's rejoin can be lost for good (see the module)
         self.consumer = KafkaConsumer(
             **consumer_cfg, group_id=cfg.group, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,

@@ -93,6 +93,9 @@ def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
         ("programs the runner started", lambda: diagnose.runner_state(runner)),
         ("Kafka topics and consumer group", lambda: diagnose.kafka_state(
             kafka_broker.bootstrap, [*topics.values(), f"error.{topics['input']}.{group}"], [group])),
+        ("app start-up times", lambda: diagnose.start_times(runner.logdir)),
+        ("payload lines per logger", lambda: ", ".join(
+            f"{s}: {len(logged_payloads(runner, s))}" for s in ("evenlogger", "oddlogger"))),
         ("app logs (tails)", lambda: "\n".join(f"--- {t}\n{body}" for t, body in diagnose.log_tails(runner.logdir))),
         ("operator log (tail)", lambda: diagnose.tail(tmp_path / "operator.log")),
     ])

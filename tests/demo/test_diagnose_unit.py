@@ -57,3 +57,19 @@ def test_runner_state_names_each_program_and_how_its_processes_ended():
         alive.wait()
     assert f"ns/p-evenlogger (log-sink-kafka:5.1.1) starts=2: pid {alive.pid} running, pid {done.pid} exited 0" in text
     assert "started before, not running now: ns/p-router" in text
+
+
+def test_start_times_tell_a_slow_app_from_a_failed_one(tmp_path):
+    (tmp_path / "ns_p-time-0.log").write_text(
+        "2026-11-30T04:23:19.928Z  INFO 1 --- [time-source] [main] s.c.s.a.t.s.k.TimeSourceKafkaApplication : "
+        "Started TimeSourceKafkaApplication in 22.396 seconds (process running for 24.606)\n")
+    (tmp_path / "ns_p-evenlogger-0.log").write_text("***************************\nAPPLICATION FAILED TO START\n")
+    (tmp_path / "ns_p-oddlogger-0.log").write_text("  .   ____          _\n")
+    (tmp_path / "ns_p-router-0.log").write_text("INFO tsrouter: tsp-router 0.1.0 starting: actuator on port 1\n")
+    lines = diagnose.start_times(tmp_path).splitlines()
+    assert lines == [
+        "ns_p-evenlogger-0.log: FAILED TO START (see its tail)",
+        "ns_p-oddlogger-0.log: not started yet (1 lines)",
+        "ns_p-router-0.log: router (1 start(s))",
+        "ns_p-time-0.log: Started TimeSourceKafkaApplication in 22.396 seconds (process running for 24.606)",
+    ]
