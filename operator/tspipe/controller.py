@@ -14,6 +14,7 @@ or resume), not for the first creation; a status change that only moves counters
 (unless `progress_interval` > 0), so a creation costs one Progressing and one
 Running patch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -79,10 +80,14 @@ class _State:
 
 def _significant(status: dict) -> tuple:
     """What makes a status change worth writing at once: phase and condition states."""
-    return (status.get("phase"), status.get("observedGeneration"),
-            tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []),
-            tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
-            len(status.get("history") or []), (status.get("pause") or {}).get("sourceStoppedAt"))
+    return (
+        status.get("phase"),
+        status.get("observedGeneration"),
+        tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []),
+        tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
+        len(status.get("history") or []),
+        (status.get("pause") or {}).get("sourceStoppedAt"),
+    )
 
 
 @dataclass
@@ -94,7 +99,7 @@ class Controller:
     # Counter-only status changes (same phase, conditions and rolling components) are
     # written with the next significant change, or after this many seconds; 0: never alone.
     progress_interval: float = 0.0
-    debounce_seconds: float = 1.0        # coalesce a burst of Deployment events per pipeline
+    debounce_seconds: float = 1.0  # coalesce a burst of Deployment events per pipeline
     topic_recheck_seconds: float = 300.0  # re-describe unchanged topics this often
     kafka_timeout: float = 5.0
     admin: TopicAdmin | None = None
@@ -134,9 +139,11 @@ class Controller:
             return self.enqueue(namespace, name)
         if key in self._debounce:
             return
+
         def fire():
             self._debounce.discard(key)
             self.enqueue(namespace, name)
+
         self._debounce.add(key)
         asyncio.get_running_loop().call_later(self.debounce_seconds, fire)
 
@@ -206,9 +213,13 @@ class Controller:
                 log.exception("reconcile %s/%s crashed", *key)
                 outcome = Outcome(error=f"internal error: {exc}")
             # Tests and humans read this line to know a pass finished and what it cost.
-            log.log(logging.INFO if outcome.writes else logging.DEBUG,
-                    "reconciled %s/%s: %d writes%s", *key, outcome.writes,
-                    f", error: {outcome.error}" if outcome.error else "")
+            log.log(
+                logging.INFO if outcome.writes else logging.DEBUG,
+                "reconciled %s/%s: %d writes%s",
+                *key,
+                outcome.writes,
+                f", error: {outcome.error}" if outcome.error else "",
+            )
             metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
             self._schedule(key, outcome)
 
@@ -218,7 +229,7 @@ class Controller:
             st.timer.cancel()
             st.timer = None
         if outcome.error:
-            delay = min(self.backoff_max, self.backoff_base * (2 ** st.failures))
+            delay = min(self.backoff_max, self.backoff_base * (2**st.failures))
             st.failures += 1
         else:
             st.failures = 0
@@ -290,8 +301,9 @@ class Controller:
             return st.topics_result, st.topics_due - now
         desired = topics_mod.desired_topics(p)
         try:
-            actual, tplan, failed = await self._kafka(self.admin.ensure, p.kafka.brokers, desired,
-                                                      topics_mod.plan_topics)
+            actual, tplan, failed = await self._kafka(
+                self.admin.ensure, p.kafka.brokers, desired, topics_mod.plan_topics
+            )
             result = topics_mod.topic_status(desired, actual, tplan, failed)
             metrics.KAFKA_CALLS.labels("ok").inc()
         except KafkaUnavailable as exc:
@@ -303,8 +315,11 @@ class Controller:
             result["reason"] = "TopicCheckFailed"
             log.warning("topics of %s/%s failed: %s", p.namespace, p.name, exc)
             metrics.KAFKA_CALLS.labels("error").inc()
-        if result["ready"] and result["reason"] == "TopicsReady" and \
-                all(t["state"] == topics_mod.READY for t in result["topics"]):
+        if (
+            result["ready"]
+            and result["reason"] == "TopicsReady"
+            and all(t["state"] == topics_mod.READY for t in result["topics"])
+        ):
             st.topics_failures = 0
             delay = self.topic_recheck_seconds
         elif result["reason"] in ("PartitionShrinkRefused", "ReplicationFactorMismatch") or result["ready"]:
@@ -312,7 +327,7 @@ class Controller:
             st.topics_failures = 0
             delay = 2.0 if result["ready"] else self.topic_recheck_seconds
         else:
-            delay = min(self.topic_recheck_seconds, 5.0 * (2 ** st.topics_failures))
+            delay = min(self.topic_recheck_seconds, 5.0 * (2**st.topics_failures))
             st.topics_failures += 1
         st.topics_key, st.topics_result, st.topics_due = key, result, self.monotonic() + delay
         return result, delay
@@ -337,8 +352,13 @@ class Controller:
                 log.info("%s/%s: deleted topics %s", meta["namespace"], meta["name"], ", ".join(names))
         except PipelineError:
             pass
-        await self._call(self.kube.set_finalizers, meta["namespace"], meta["name"],
-                         [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])
+        await self._call(
+            self.kube.set_finalizers,
+            meta["namespace"],
+            meta["name"],
+            [f for f in meta.get("finalizers") or [] if f != FINALIZER],
+            meta["resourceVersion"],
+        )
         return 1
 
     async def _sync_finalizer(self, pipeline: dict, p: Pipeline) -> int:
@@ -424,8 +444,9 @@ class Controller:
                     verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
                     log.info("%s/%s: %s Deployment %s (%s)", namespace, name, verb.lower(), action.name, action.reason)
                     if not (action.verb == CREATE and first_creation):
-                        out.writes += await self._event(pipeline, "Normal", f"{verb}Deployment",
-                                                        f"{verb} Deployment {action.name}: {action.reason}")
+                        out.writes += await self._event(
+                            pipeline, "Normal", f"{verb}Deployment", f"{verb} Deployment {action.name}: {action.reason}"
+                        )
                     if action.verb == RECREATE:
                         soon(2.0)
                 except ApiException as exc:
@@ -481,13 +502,18 @@ class Controller:
 
     async def _topics_event(self, pipeline: dict, old: dict, new: dict) -> int:
         """A Warning when the topics turn not ready (or for a new reason)."""
+
         def cond(st):
             return next((c for c in st.get("conditions") or [] if c["type"] == "TopicsReady"), None)
+
         before, after = cond(old), cond(new)
         if after is None or after["status"] == "True":
             return 0
-        if before and (before["status"], before["reason"], before["message"]) == \
-                (after["status"], after["reason"], after["message"]):
+        if before and (before["status"], before["reason"], before["message"]) == (
+            after["status"],
+            after["reason"],
+            after["message"],
+        ):
             return 0
         return await self._event(pipeline, "Warning", after["reason"], after["message"])
 

@@ -4,6 +4,7 @@ Only `@kopf.on.event` handlers: kopf's change-detecting handlers (create/update/
 resume) store progress, finalizers and last-handled annotations on the object, which
 would make every restart write to every pipeline. Nothing here writes by itself.
 """
+
 from __future__ import annotations
 
 import kopf

@@ -5,6 +5,7 @@ change, including `kubectl scale` through the scale subresource). To name the fi
 that changed without keeping old specs anywhere, the status holds a digest of the
 current spec: one short hash per field path, compared with the next spec's digest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,9 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
-def next_history(resource: dict, images: dict[str, str], now: str,
-                 limit: int = HISTORY_LIMIT) -> tuple[list[dict], dict[str, str]]:
+def next_history(
+    resource: dict, images: dict[str, str], now: str, limit: int = HISTORY_LIMIT
+) -> tuple[list[dict], dict[str, str]]:
     """(status.history, status.specDigest) for `resource`, given its previous status.
 
     Unchanged generation: the previous values, untouched (no status write)."""
@@ -49,6 +51,10 @@ def next_history(resource: dict, images: dict[str, str], now: str,
     digest = spec_digest(resource.get("spec") or {})
     if history and history[-1].get("generation") == generation:
         return history, old_digest or digest
-    entry = {"generation": generation, "time": now, "images": dict(images),
-             "changed": changed_fields(old_digest, digest) if history else []}
+    entry = {
+        "generation": generation,
+        "time": now,
+        "images": dict(images),
+        "changed": changed_fields(old_digest, digest) if history else [],
+    }
     return (history + [entry])[-limit:], digest

@@ -4,6 +4,7 @@ Objects go in and come out as plain dicts exactly as the API server serves them,
 the pure diff sees what the server has. Every request carries the operator's user
 agent, which is how the API server's audit log attributes the writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,16 +46,22 @@ class Kube:
     def close(self) -> None:
         self.client.close()
 
-    def _request(self, method: str, path: str, *, body=None, query: list | None = None,
-                 content_type: str = "application/json"):
+    def _request(
+        self, method: str, path: str, *, body=None, query: list | None = None, content_type: str = "application/json"
+    ):
         """One raw JSON request: plain dicts both ways, no typed models (they would drop
         or reshape fields the diff compares). Raises ApiException for non-2xx."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
         method_, url, headers, body_, _ = self.client.param_serialize(
-            method=method, resource_path=path, query_params=query or [], header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         resp = self.client.call_api(method_, url, header_params=headers, body=body_, _request_timeout=60)
         resp.read()
         if not 200 <= resp.status <= 299:
@@ -78,17 +85,27 @@ class Kube:
 
     def write_status(self, namespace: str, name: str, status: dict) -> None:
         # JSON patch replacing the whole status: fields that went away are removed too.
-        self._request("PATCH", self._pipeline_path(namespace, name) + "/status",
-                      body=[{"op": "add", "path": "/status", "value": status}],
-                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+        self._request(
+            "PATCH",
+            self._pipeline_path(namespace, name) + "/status",
+            body=[{"op": "add", "path": "/status", "value": status}],
+            query=[("fieldManager", MANAGER)],
+            content_type="application/json-patch+json",
+        )
 
     def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
         # JSON patch guarded by the resourceVersion read: a concurrent change fails (409)
         # instead of losing someone else's finalizer.
-        self._request("PATCH", self._pipeline_path(namespace, name),
-                      body=[{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-                            {"op": "add", "path": "/metadata/finalizers", "value": finalizers}],
-                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+        self._request(
+            "PATCH",
+            self._pipeline_path(namespace, name),
+            body=[
+                {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+                {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+            ],
+            query=[("fieldManager", MANAGER)],
+            content_type="application/json-patch+json",
+        )
 
     def get_peering(self, namespace: str | None, name: str) -> dict | None:
         if namespace:
@@ -102,7 +119,9 @@ class Kube:
         return f"{path}/{quote(name)}" if name else path
 
     def list_deployments(self, namespace: str, selector: str) -> list[dict]:
-        return self._request("GET", self._deployments(namespace), query=[("labelSelector", selector)]).get("items") or []
+        return (
+            self._request("GET", self._deployments(namespace), query=[("labelSelector", selector)]).get("items") or []
+        )
 
     def get_deployment(self, namespace: str, name: str) -> dict | None:
         return self._get_or_none(self._deployments(namespace, name))
@@ -132,8 +151,13 @@ class Kube:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
-                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
             "type": type_,
             "reason": reason,
             "message": message[:1024],

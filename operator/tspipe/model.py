@@ -4,6 +4,7 @@
 schema and CEL rules (crds/timestamppipelines.tspipe.io.yaml), so a pipeline file can
 be checked without an API server. Errors name the offending field, like the API server.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,9 +42,7 @@ LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 # host:port; host is a DNS name, an IPv4 address or a bracketed IPv6 address.
 PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-BROKER_RE = re.compile(
-    r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$"
-)
+BROKER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$")
 STREAM_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
 IMAGE_RE = re.compile(r"^[^\s]+$")
 PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
@@ -88,8 +87,8 @@ class Topics:
     odd: str = DEFAULT_TOPICS["odd"]
     partitions: int = 1
     replication_factor: int = 1
-    manage: bool = True               # the operator ensures the topics exist
-    delete_on_removal: bool = False   # and deletes them with the pipeline
+    manage: bool = True  # the operator ensures the topics exist
+    delete_on_removal: bool = False  # and deletes them with the pipeline
 
     def dead_letter(self, group: str) -> str:
         """The router's dead-letter topic (its default, tsrouter.config)."""
@@ -307,13 +306,16 @@ def _parse(obj: dict) -> Pipeline:
         raise PipelineError("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
     namespace = meta.get("namespace") or "default"
     spec = _obj(obj.get("spec"), "spec")
-    _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod",
-                          "rollout", "paused"})
+    _known(
+        spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod", "rollout", "paused"}
+    )
 
     stream_name = _str(spec, "streamName", "spec", name)
     if "streamName" not in spec and not STREAM_NAME_RE.match(stream_name):
-        raise PipelineError("spec.streamName", "required when metadata.name is not a valid stream name "
-                            "(a letter, then letters, digits and '-')")
+        raise PipelineError(
+            "spec.streamName",
+            "required when metadata.name is not a valid stream name (a letter, then letters, digits and '-')",
+        )
     if not STREAM_NAME_RE.match(stream_name):
         raise PipelineError(
             "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"
@@ -333,8 +335,11 @@ def _parse(obj: dict) -> Pipeline:
     if len(set(brokers)) != len(brokers):
         raise PipelineError("spec.kafka.brokers", "entries must be unique")
     tobj = _obj(kobj.get("topics"), "spec.kafka.topics")
-    _known(tobj, "spec.kafka.topics", {"input", "even", "odd", "partitions", "replicationFactor",
-                                       "manage", "deleteOnRemoval"})
+    _known(
+        tobj,
+        "spec.kafka.topics",
+        {"input", "even", "odd", "partitions", "replicationFactor", "manage", "deleteOnRemoval"},
+    )
     names = {}
     for role in ("input", "even", "odd"):
         topic = _str(tobj, role, "spec.kafka.topics", DEFAULT_TOPICS[role])
@@ -356,9 +361,12 @@ def _parse(obj: dict) -> Pipeline:
 
     credentials = _credentials(kobj.get("credentials"))
     if credentials is not None and topics.manage:
-        raise PipelineError("spec.kafka.topics.manage", "must be false when spec.kafka.credentials is set: the "
-                            "operator never reads the Secret, so it cannot manage topics on a SASL broker "
-                            "(the apps create their own topics)")
+        raise PipelineError(
+            "spec.kafka.topics.manage",
+            "must be false when spec.kafka.credentials is set: the "
+            "operator never reads the Secret, so it cannot manage topics on a SASL broker "
+            "(the apps create their own topics)",
+        )
 
     # time
     p = "spec.time"
@@ -436,11 +444,13 @@ def _parse(obj: dict) -> Pipeline:
         even_logger=logger("evenLogger"),
         odd_logger=logger("oddLogger"),
         pod=pod,
-        progress_deadline_seconds=_int(ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE,
-                                       1, MAX_PROGRESS_DEADLINE),
+        progress_deadline_seconds=_int(
+            ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE, 1, MAX_PROGRESS_DEADLINE
+        ),
         paused=_bool(spec, "paused", "spec", False),
-        pause_drain_seconds=_int(ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS,
-                                 0, MAX_PAUSE_DRAIN_SECONDS),
+        pause_drain_seconds=_int(
+            ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS, 0, MAX_PAUSE_DRAIN_SECONDS
+        ),
         uid=meta.get("uid"),
         generation=meta.get("generation"),
     )
@@ -450,17 +460,24 @@ def _parse(obj: dict) -> Pipeline:
     for field_path, key in reserved_property_conflicts(pipeline):
         raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
     if credentials is not None:
-        for label, spec in (("time", time), ("router", router), ("evenLogger", pipeline.even_logger),
-                            ("oddLogger", pipeline.odd_logger)):
+        for label, spec in (
+            ("time", time),
+            ("router", router),
+            ("evenLogger", pipeline.even_logger),
+            ("oddLogger", pipeline.odd_logger),
+        ):
             for i, var in enumerate(spec.env):
                 if var["name"] in CREDENTIAL_ENV:
-                    raise PipelineError(f"spec.{label}.env[{i}].name",
-                                        f"{var['name']} is set by the operator from spec.kafka.credentials")
+                    raise PipelineError(
+                        f"spec.{label}.env[{i}].name",
+                        f"{var['name']} is set by the operator from spec.kafka.credentials",
+                    )
             # Container args outrank env in Spring: a property would silently override the Secret.
             for key in spec.properties:
                 if _canonical(key) in _CREDENTIAL_PROPERTIES:
-                    raise PipelineError(f"spec.{label}.properties[{key}]",
-                                        f"{key} is set by the operator from spec.kafka.credentials")
+                    raise PipelineError(
+                        f"spec.{label}.properties[{key}]", f"{key} is set by the operator from spec.kafka.credentials"
+                    )
     return pipeline
 
 
@@ -468,8 +485,16 @@ def _canonical(key: str) -> str:
     return key.replace("-", "").replace("_", "").lower()
 
 
-_CREDENTIAL_PROPERTIES = {_canonical("spring.cloud.stream.kafka.binder.configuration." + k) for k in (
-    "security.protocol", "sasl.mechanism", "sasl.jaas.config", "ssl.truststore.type", "ssl.truststore.location")}
+_CREDENTIAL_PROPERTIES = {
+    _canonical("spring.cloud.stream.kafka.binder.configuration." + k)
+    for k in (
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.jaas.config",
+        "ssl.truststore.type",
+        "ssl.truststore.location",
+    )
+}
 
 
 def _credentials(value: Any) -> Credentials | None:
@@ -500,6 +525,12 @@ def _credentials(value: Any) -> Credentials | None:
             raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
     elif "caKey" in c:
         raise PipelineError(f"{p}.caKey", "needs caSecretName")
-    return Credentials(secret_name=secret, mechanism=mechanism, protocol=protocol,
-                       username_key=keys["usernameKey"], password_key=keys["passwordKey"],
-                       ca_secret_name=ca, ca_key=keys["caKey"])
+    return Credentials(
+        secret_name=secret,
+        mechanism=mechanism,
+        protocol=protocol,
+        username_key=keys["usernameKey"],
+        password_key=keys["passwordKey"],
+        ca_secret_name=ca,
+        ca_key=keys["caKey"],
+    )

@@ -7,6 +7,7 @@ both loggers go to zero too. Every consumer is a durable group, so a pause loses
 nothing even when the bound cuts the drain short. Un-pausing restores the spec's
 replica counts in one step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,12 +23,12 @@ DOWNSTREAM = ("router", "evenLogger", "oddLogger")
 
 @dataclass(frozen=True)
 class PauseState:
-    replicas: dict[str, int]        # per component (spec field): what the Deployment should ask for
-    stage: str                      # RUNNING, STOPPING_SOURCE, DRAINING, STOPPING or PAUSED
-    source_stopped_at: str | None   # when the source had no pods left (kept in status)
+    replicas: dict[str, int]  # per component (spec field): what the Deployment should ask for
+    stage: str  # RUNNING, STOPPING_SOURCE, DRAINING, STOPPING or PAUSED
+    source_stopped_at: str | None  # when the source had no pods left (kept in status)
     message: str = ""
     recheck_after: float | None = None  # seconds; while draining
-    needs_lag: bool = False         # the caller should measure the router's lag and call again
+    needs_lag: bool = False  # the caller should measure the router's lag and call again
 
 
 def _ts(now: datetime) -> str:
@@ -46,8 +47,14 @@ def _pods(d: dict | None) -> int:
     return 0 if d is None else ((d.get("status") or {}).get("replicas") or 0)
 
 
-def pause_state(p: Pipeline, actual: dict[str, dict | None], now: datetime, *,
-                source_stopped_at: str | None = None, lag: int | None = None) -> PauseState:
+def pause_state(
+    p: Pipeline,
+    actual: dict[str, dict | None],
+    now: datetime,
+    *,
+    source_stopped_at: str | None = None,
+    lag: int | None = None,
+) -> PauseState:
     """`actual`: component spec field -> its Deployment (or None).
 
     `source_stopped_at`: from the previous status; `lag`: the router group's lag on
@@ -73,10 +80,14 @@ def pause_state(p: Pipeline, actual: dict[str, dict | None], now: datetime, *,
         waited = (now - _parse_ts(stopped_at)).total_seconds()
         if lag != 0 and waited < p.pause_drain_seconds:
             what = "measuring" if lag is None else f"{lag} records left"
-            return PauseState(replicas, DRAINING, stopped_at,
-                              f"pausing: router draining the input topic ({what})",
-                              recheck_after=max(0.5, min(2.0, p.pause_drain_seconds - waited)),
-                              needs_lag=lag is None)
+            return PauseState(
+                replicas,
+                DRAINING,
+                stopped_at,
+                f"pausing: router draining the input topic ({what})",
+                recheck_after=max(0.5, min(2.0, p.pause_drain_seconds - waited)),
+                needs_lag=lag is None,
+            )
         for f in DOWNSTREAM:
             replicas[f] = 0
     if any(_spec_replicas(actual.get(f)) != 0 or _pods(actual.get(f)) > 0 for f in DOWNSTREAM):

@@ -4,6 +4,7 @@ kopf pauses its watches on a replica when a live peer has a higher priority, but
 controller's own timers (resync, retries) are not kopf's: they ask this instead, so a
 replica demoted by a newer, higher-priority peer stops reconciling too.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,7 @@ def is_standby(peering: dict | None, priority: int, now: datetime) -> bool:
     if not peering:
         return False
     live = []
-    for info in ((peering.get("status") or {}).values()):
+    for info in (peering.get("status") or {}).values():
         if not isinstance(info, dict) or "priority" not in info:
             continue
         seen = info.get("lastseen")

@@ -5,6 +5,7 @@ Only the fields the operator sets are compared, so values the API server default
 Lists are compared element-wise and by length, so an env var or argument added by
 hand counts as drift; quantities are compared by value ("0.5" == "500m").
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,10 +19,10 @@ CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 
 @dataclass(frozen=True)
 class Action:
-    verb: str                  # create | update | delete | recreate
+    verb: str  # create | update | delete | recreate
     name: str
-    body: dict | None = None   # full object for create/update
-    reason: str = ""           # short, for the Event and the log
+    body: dict | None = None  # full object for create/update
+    reason: str = ""  # short, for the Event and the log
     resource_version: str | None = None  # delete/recreate precondition
 
 
@@ -42,9 +43,24 @@ def _is_empty(v) -> bool:
     return v in _EMPTY or v == [] or v == {}
 
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_SUFFIX = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 
 
 def quantity(v) -> Decimal | None:
@@ -182,8 +198,7 @@ def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
             continue
         if (a.get("spec") or {}).get("selector") != d["spec"]["selector"]:
             # The selector is immutable: replace the Deployment.
-            result.actions.append(Action(RECREATE, dname, d, "selector changed",
-                                         _meta(a).get("resourceVersion")))
+            result.actions.append(Action(RECREATE, dname, d, "selector changed", _meta(a).get("resourceVersion")))
             continue
         parts = drift(d, a)
         if parts:

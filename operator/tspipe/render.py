@@ -5,6 +5,7 @@ One Deployment per app, wired in SCDF's exec style: container args `--key=value`
 and port as SCDF's Kubernetes deployer sets them; security contexts that pass the
 `restricted` Pod Security Standard.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,10 +30,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 @dataclass(frozen=True)
 class Component:
-    label: str        # SCDF app label (wiring.APP_LABELS)
-    suffix: str       # Deployment name suffix and app.kubernetes.io/component
-    spec_field: str   # field under .spec (and key under .status.components)
-    app_name: str     # app.kubernetes.io/name
+    label: str  # SCDF app label (wiring.APP_LABELS)
+    suffix: str  # Deployment name suffix and app.kubernetes.io/component
+    spec_field: str  # field under .spec (and key under .status.components)
+    app_name: str  # app.kubernetes.io/name
     router: bool = False
 
 
@@ -119,8 +120,9 @@ def credential_env(p: Pipeline) -> list[dict]:
     def secret(name: str, key: str) -> dict:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": cr.secret_name, "key": key}}}
 
-    jaas = (f'{_LOGIN_MODULES[cr.mechanism]} required '
-            f'username="$(KAFKA_SASL_USERNAME)" password="$(KAFKA_SASL_PASSWORD)";')
+    jaas = (
+        f'{_LOGIN_MODULES[cr.mechanism]} required username="$(KAFKA_SASL_USERNAME)" password="$(KAFKA_SASL_PASSWORD)";'
+    )
     env = [
         secret("KAFKA_SASL_USERNAME", cr.username_key),
         secret("KAFKA_SASL_PASSWORD", cr.password_key),
@@ -129,21 +131,29 @@ def credential_env(p: Pipeline) -> list[dict]:
         {"name": _BINDER_ENV + "SASL_JAAS_CONFIG", "value": jaas},
     ]
     if cr.ca_secret_name:
-        env += [{"name": _BINDER_ENV + "SSL_TRUSTSTORE_TYPE", "value": "PEM"},
-                {"name": _BINDER_ENV + "SSL_TRUSTSTORE_LOCATION", "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"}]
+        env += [
+            {"name": _BINDER_ENV + "SSL_TRUSTSTORE_TYPE", "value": "PEM"},
+            {"name": _BINDER_ENV + "SSL_TRUSTSTORE_LOCATION", "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"},
+        ]
     return env
 
 
 def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     props = wiring.app_properties(p)[c.label]
     args = [f"--{k}={v}" for k, v in props.items()] + [f"--server.port={SERVER_PORT}"]
-    env = [
-        {"name": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS", "value": ",".join(p.kafka.brokers)},
-        # SCDF's per-instance id; the pod UID is unique per replica and per restart.
-        {"name": "SPRING_CLOUD_APPLICATION_GUID",
-         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
-        {"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": p.stream_name},
-    ] + credential_env(p) + [copy.deepcopy(dict(e)) for e in spec.env]
+    env = (
+        [
+            {"name": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS", "value": ",".join(p.kafka.brokers)},
+            # SCDF's per-instance id; the pod UID is unique per replica and per restart.
+            {
+                "name": "SPRING_CLOUD_APPLICATION_GUID",
+                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}},
+            },
+            {"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": p.stream_name},
+        ]
+        + credential_env(p)
+        + [copy.deepcopy(dict(e)) for e in spec.env]
+    )
     if c.router:
         # The router's own Boot-style health groups.
         readiness, liveness = _probe("/actuator/health/readiness", 5, 10), _probe("/actuator/health/liveness", 10, 30)
@@ -193,9 +203,16 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     cr = p.kafka.credentials
     if cr is not None and cr.ca_secret_name:
         # Only the CA key, read-only; the Secret's other keys stay out of the pod.
-        pod["volumes"].append({"name": CA_VOLUME, "secret": {
-            "secretName": cr.ca_secret_name, "items": [{"key": cr.ca_key, "path": cr.ca_key}],
-            "defaultMode": 0o444}})
+        pod["volumes"].append(
+            {
+                "name": CA_VOLUME,
+                "secret": {
+                    "secretName": cr.ca_secret_name,
+                    "items": [{"key": cr.ca_key, "path": cr.ca_key}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     o = p.pod
     if o.service_account_name:
         pod["serviceAccountName"] = o.service_account_name
@@ -216,8 +233,9 @@ def spec_replicas(p: Pipeline, c: Component) -> int:
 
 
 def app_spec(p: Pipeline, c: Component) -> AppCommon:
-    return getattr(p, {"time": "time", "router": "router",
-                       "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field])
+    return getattr(
+        p, {"time": "time", "router": "router", "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field]
+    )
 
 
 def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int | None = None) -> dict:

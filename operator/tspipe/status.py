@@ -8,6 +8,7 @@ component, while the old pods keep serving), Paused (spec.paused and every app a
 zero), Failed (the spec cannot be rendered, or the operator hit an error it cannot
 fix by itself).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -29,8 +30,17 @@ def _ts(now: datetime | str) -> str:
 
 def _component(name: str, desired: int, d: dict | None) -> dict:
     if d is None:
-        return {"deployment": name, "desiredReplicas": desired, "updatedReplicas": 0, "readyReplicas": 0,
-                "availableReplicas": 0, "ready": False, "_rolling": True, "_failed": False, "_exists": False}
+        return {
+            "deployment": name,
+            "desiredReplicas": desired,
+            "updatedReplicas": 0,
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "ready": False,
+            "_rolling": True,
+            "_failed": False,
+            "_exists": False,
+        }
     spec_replicas = (d.get("spec") or {}).get("replicas", 1)
     st = d.get("status") or {}
     generation = (d.get("metadata") or {}).get("generation", 0)
@@ -74,21 +84,38 @@ def _parse(resource: dict) -> tuple[Pipeline | None, str | None]:
 def _condition(type_: str, status: bool, reason: str, message: str, generation, previous: dict, now: str) -> dict:
     value = "True" if status else "False"
     prev = previous.get(type_)
-    since = prev["lastTransitionTime"] if prev and prev.get("status") == value and prev.get("lastTransitionTime") else now
-    return {"type": type_, "status": value, "reason": reason, "message": message,
-            "lastTransitionTime": since, "observedGeneration": generation}
+    since = (
+        prev["lastTransitionTime"] if prev and prev.get("status") == value and prev.get("lastTransitionTime") else now
+    )
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
 
 
 def _rolling_message(comps: dict) -> str:
-    parts = [f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
-             f"{c['availableReplicas']}/{c['desiredReplicas']} available)"
-             for k, c in comps.items() if not c["ready"]]
+    parts = [
+        f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
+        f"{c['availableReplicas']}/{c['desiredReplicas']} available)"
+        for k, c in comps.items()
+        if not c["ready"]
+    ]
     return "rolling out " + ", ".join(parts)
 
 
-def compute_status(resource: dict, deployments: list[dict], now: datetime | str, *,
-                   error: str | None = None, topics: dict | None = None,
-                   pause: PauseState | None = None) -> dict:
+def compute_status(
+    resource: dict,
+    deployments: list[dict],
+    now: datetime | str,
+    *,
+    error: str | None = None,
+    topics: dict | None = None,
+    pause: PauseState | None = None,
+) -> dict:
     """Status for `resource` given its actual Deployments.
 
     `error`: a reconcile failure the operator cannot fix by itself (forbidden, a name
@@ -116,8 +143,9 @@ def compute_status(resource: dict, deployments: list[dict], now: datetime | str,
         comps[c.spec_field] = _component(dname, desired[c.spec_field], by_name.get(dname))
 
     ready_n = sum(1 for c in comps.values() if c["ready"])
-    not_ready = [f"{k} {c['availableReplicas']}/{c['desiredReplicas']} available"
-                 for k, c in comps.items() if not c["ready"]]
+    not_ready = [
+        f"{k} {c['availableReplicas']}/{c['desiredReplicas']} available" for k, c in comps.items() if not c["ready"]
+    ]
     failed = [k for k, c in comps.items() if c["_failed"]]
 
     if invalid or error:
@@ -128,8 +156,10 @@ def compute_status(resource: dict, deployments: list[dict], now: datetime | str,
         # The old ReplicaSet keeps serving: degraded, not failed. Fix or roll back the spec.
         phase, reason = "Degraded", "ProgressDeadlineExceeded"
         deadline = p.progress_deadline_seconds if p else 600
-        message = (f"rollout of {', '.join(failed)} made no progress within {deadline}s "
-                   f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready))
+        message = (
+            f"rollout of {', '.join(failed)} made no progress within {deadline}s "
+            f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready)
+        )
     elif stage == PAUSED and ready_n == len(comps):
         phase, reason, message = "Paused", "Paused", pause.message
     elif stage != RUNNING:
@@ -154,24 +184,44 @@ def compute_status(resource: dict, deployments: list[dict], now: datetime | str,
         p_reason = {"Running": "RolloutComplete", "Degraded": "RolloutComplete", "Paused": "Paused"}[phase]
     conditions = [
         _condition("Ready", phase == "Running", reason, message, generation, previous, now_s),
-        _condition("Progressing", progressing, p_reason,
-                   "rollout complete" if phase == "Running" else message, generation, previous, now_s),
-        _condition("Degraded", phase in ("Degraded", "Failed"),
-                   reason if phase in ("Degraded", "Failed") else "AsExpected",
-                   message if phase in ("Degraded", "Failed") else "",
-                   generation, previous, now_s),
+        _condition(
+            "Progressing",
+            progressing,
+            p_reason,
+            "rollout complete" if phase == "Running" else message,
+            generation,
+            previous,
+            now_s,
+        ),
+        _condition(
+            "Degraded",
+            phase in ("Degraded", "Failed"),
+            reason if phase in ("Degraded", "Failed") else "AsExpected",
+            message if phase in ("Degraded", "Failed") else "",
+            generation,
+            previous,
+            now_s,
+        ),
     ]
     if p is not None and not p.paused:
         parts = input_partitions(topics, p)
         if p.router.replicas > parts:
-            conditions.append(_condition(
-                "RouterOverProvisioned", True, "MoreReplicasThanPartitions",
-                f"router has {p.router.replicas} replicas but input topic {p.kafka.topics.input} has {parts} "
-                f"partition(s): {p.router.replicas - parts} consumer(s) of the group sit idle",
-                generation, previous, now_s))
+            conditions.append(
+                _condition(
+                    "RouterOverProvisioned",
+                    True,
+                    "MoreReplicasThanPartitions",
+                    f"router has {p.router.replicas} replicas but input topic {p.kafka.topics.input} has {parts} "
+                    f"partition(s): {p.router.replicas - parts} consumer(s) of the group sit idle",
+                    generation,
+                    previous,
+                    now_s,
+                )
+            )
     if topics is not None:
-        conditions.append(_condition("TopicsReady", topics["ready"], topics["reason"], topics["message"],
-                                     generation, previous, now_s))
+        conditions.append(
+            _condition("TopicsReady", topics["ready"], topics["reason"], topics["message"], generation, previous, now_s)
+        )
 
     router = comps["router"]
     out = {

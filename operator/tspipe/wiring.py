@@ -4,6 +4,7 @@ Pure functions of a `Pipeline`. The operator renders container args from
 `app_properties` (SCDF's exec entry-point style) and the SCDF fallback sends
 `deployment_properties`, so the two deployment paths cannot disagree.
 """
+
 from __future__ import annotations
 
 from .model import Pipeline
@@ -43,16 +44,29 @@ def binding_key(binding: str, what: str = "destination") -> str:
 # Keys the operator owns per app; user `properties` may not set them (in any relaxed
 # spelling), else a typo'd override could silently break the wiring.
 _COMMON_RESERVED = (
-    BROKERS_KEY, STREAM_NAME_KEY, APP_LABEL_KEY, REPLICATION_FACTOR_KEY, MIN_PARTITIONS_KEY, "server.port",
+    BROKERS_KEY,
+    STREAM_NAME_KEY,
+    APP_LABEL_KEY,
+    REPLICATION_FACTOR_KEY,
+    MIN_PARTITIONS_KEY,
+    "server.port",
 )
 RESERVED_KEYS = {
     "time": _COMMON_RESERVED + (binding_key("output"), TIME_DATE_FORMAT_KEY, TIME_FIXED_DELAY_KEY),
-    "python-router": _COMMON_RESERVED + (
-        binding_key("input"), binding_key("input", "group"), binding_key("even"), binding_key("odd"),
-        ROUTER_EVEN_PREFIX_KEY, ROUTER_ODD_PREFIX_KEY, ROUTER_GUARANTEE_KEY,
+    "python-router": _COMMON_RESERVED
+    + (
+        binding_key("input"),
+        binding_key("input", "group"),
+        binding_key("even"),
+        binding_key("odd"),
+        ROUTER_EVEN_PREFIX_KEY,
+        ROUTER_ODD_PREFIX_KEY,
+        ROUTER_GUARANTEE_KEY,
     ),
-    "evenLogger": _COMMON_RESERVED + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
-    "oddLogger": _COMMON_RESERVED + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
+    "evenLogger": _COMMON_RESERVED
+    + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
+    "oddLogger": _COMMON_RESERVED
+    + (binding_key("input"), binding_key("input", "group"), LOG_LEVEL_KEY, LOG_EXPRESSION_KEY),
 }
 # Field names in the CRD spec, per app label.
 SPEC_FIELDS = {"time": "time", "python-router": "router", "evenLogger": "evenLogger", "oddLogger": "oddLogger"}

@@ -1,4 +1,5 @@
 """tsp-router: the even/odd timestamp router of the polyglot SCDF pipeline."""
+
 try:
     from importlib.metadata import version as _version
 

@@ -8,6 +8,7 @@ Delivery rules (the reason this file exists):
     retries it (at-least-once), or the transaction is aborted (exactly-once);
   * in exactly-once mode the offsets travel inside the producer's transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from .batch import (Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch,
-                    rewind_offsets, settle)
+from .batch import Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch, rewind_offsets, settle
 from .config import RouterConfig
 from .health import HealthState
 from .metrics import Metrics
@@ -56,6 +56,7 @@ class _Listener(ConsumerRebalanceListener):
 
 class _Failed:
     """A send that raised before it got a future: settles as failed."""
+
     is_done = True
 
     def __init__(self, exc: Exception):
@@ -74,10 +75,11 @@ def _tps(tps) -> str:
 
 
 class Runner:
-    def __init__(self, cfg: RouterConfig, health: HealthState, metrics: Metrics,
-                 stop: threading.Event, auth_watch=None):
+    def __init__(
+        self, cfg: RouterConfig, health: HealthState, metrics: Metrics, stop: threading.Event, auth_watch=None
+    ):
         self.cfg = cfg
-        self.auth_watch = auth_watch     # authwatch.AuthFailureWatch: names wrong credentials
+        self.auth_watch = auth_watch  # authwatch.AuthFailureWatch: names wrong credentials
         self.health = health
         self.metrics = metrics
         self.stop = stop
@@ -85,41 +87,54 @@ class Runner:
         self.producer: KafkaProducer | None = None
         self.topics = Topics(cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic)
         self.prefixes = Prefixes(cfg.even_prefix.encode("utf-8"), cfg.odd_prefix.encode("utf-8"))
-        self.pending: dict = {}          # acknowledged but not yet committed: {tp: next offset}
-        self.positions: dict = {}        # {tp: next offset} for lag
+        self.pending: dict = {}  # acknowledged but not yet committed: {tp: next offset}
+        self.positions: dict = {}  # {tp: next offset} for lag
         self._out_partitions: dict[str, int] = {}
         self._last_lag = 0.0
         self._deadline: float | None = None
-        self.inflight: list[Sent] = []   # at-least-once: batches sent, acks pending, in order
+        self.inflight: list[Sent] = []  # at-least-once: batches sent, acks pending, in order
         self.max_inflight_batches = 8
         self._last_commit = 0.0
-        self._dirty = False              # acknowledged offsets not yet sent in a commit
-        self._committed: dict = {}       # {tp: offset} known to be committed
+        self._dirty = False  # acknowledged offsets not yet sent in a commit
+        self._committed: dict = {}  # {tp: offset} known to be committed
         self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
 
     # ---- client construction -------------------------------------------------------------
     def _common(self) -> dict:
-        return dict(bootstrap_servers=list(self.cfg.brokers),
-                    client_id=f"tsrouter-{socket.gethostname()}",
-                    request_timeout_ms=15_000, retry_backoff_ms=200, bootstrap_timeout_ms=5_000,
-                    reconnect_backoff_max_ms=2_000, **self.cfg.kafka_client)
+        return dict(
+            bootstrap_servers=list(self.cfg.brokers),
+            client_id=f"tsrouter-{socket.gethostname()}",
+            request_timeout_ms=15_000,
+            retry_backoff_ms=200,
+            bootstrap_timeout_ms=5_000,
+            reconnect_backoff_max_ms=2_000,
+            **self.cfg.kafka_client,
+        )
 
     def connect(self) -> None:
         cfg = self.cfg
         if cfg.auto_create_topics:
             admin = KafkaAdminClient(**self._common())
             try:
-                outcome = ensure_topics(admin, [cfg.input_topic, cfg.even_topic, cfg.odd_topic,
-                                                cfg.dead_letter_topic],
-                                        cfg.topic_partitions, cfg.topic_replication_factor)
+                outcome = ensure_topics(
+                    admin,
+                    [cfg.input_topic, cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic],
+                    cfg.topic_partitions,
+                    cfg.topic_replication_factor,
+                )
                 log.info("topics: %s", ", ".join(f"{t}={s}" for t, s in outcome.items()))
             finally:
                 admin.close()
         self.producer = KafkaProducer(
-            **self._common(), linger_ms=0, acks="all", enable_idempotence=True,
-            delivery_timeout_ms=30_000, max_block_ms=10_000,
+            **self._common(),
+            linger_ms=0,
+            acks="all",
+            enable_idempotence=True,
+            delivery_timeout_ms=30_000,
+            max_block_ms=10_000,
             transactional_id=cfg.transactional_id if cfg.exactly_once else None,
-            transaction_timeout_ms=15_000)
+            transaction_timeout_ms=15_000,
+        )
         if cfg.exactly_once:
             # Fences an earlier incarnation with the same id and aborts its open transaction.
             self.producer.init_transactions()
@@ -127,11 +142,17 @@ class Runner:
         # flight; at the client default that alone shows up as a 100-200 ms latency tail.
         consumer_cfg = {**self._common(), "retry_backoff_ms": 10}
         self.consumer = KafkaConsumer(
-            **consumer_cfg, group_id=cfg.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            max_poll_records=cfg.max_poll_records, session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000, max_poll_interval_ms=300_000,
-            isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted")
+            **consumer_cfg,
+            group_id=cfg.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_poll_records=cfg.max_poll_records,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=300_000,
+            isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted",
+        )
         self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
 
     def close_clients(self, timeout_s: float) -> None:
@@ -174,8 +195,7 @@ class Runner:
         if self.consumer is None:
             return False
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()},
-                                 timeout_ms=10_000)
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=10_000)
         except Exception as exc:
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
@@ -225,16 +245,14 @@ class Runner:
         return count
 
     def _plan(self, batch):
-        out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd,
-                                                      self.topics.dead_letter)}
+        out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd, self.topics.dead_letter)}
         return plan_batch(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
 
     def _send_all(self, plan) -> list:
         futures = []
         for o in plan:
             try:
-                f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers,
-                                       partition=o.partition)
+                f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition)
             except Exception as exc:  # e.g. metadata timeout: the batch fails as a whole
                 futures.append(_Failed(exc))
                 break
@@ -258,8 +276,7 @@ class Runner:
             errors = [f.exception for f in (bad.futures if bad else []) if f.is_done and not f.succeeded()]
             self.metrics.send_errors.inc(max(1, len(errors)))
             where = rewind_offsets(self.inflight)
-            log.warning("send not acknowledged (%s); replaying from %s",
-                        errors[0] if errors else "?", _offs(where))
+            log.warning("send not acknowledged (%s); replaying from %s", errors[0] if errors else "?", _offs(where))
             self.inflight.clear()
             self._seek(where)
             self.stop.wait(0.5)
@@ -289,8 +306,7 @@ class Runner:
             self.health.tick()
             self._reap()
         if self.inflight:
-            log.warning("%d batches still unacknowledged; their offsets stay uncommitted",
-                        len(self.inflight))
+            log.warning("%d batches still unacknowledged; their offsets stay uncommitted", len(self.inflight))
             self.inflight.clear()
 
     def _commit_async(self) -> None:
@@ -306,6 +322,7 @@ class Runner:
                     if self._committed.get(tp, -1) < om.offset:
                         self._committed[tp] = om.offset
                 self.metrics.commits.inc()
+
         try:
             self.consumer.commit_async(offsets, callback=done)
         except Exception as exc:
@@ -328,8 +345,9 @@ class Runner:
             if o.source_timestamp_ms is not None:
                 observe(max(0.0, now_ms - o.source_timestamp_ms) / 1000.0)
             if o.channel == "dlq":
-                log.warning("dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition,
-                            o.source_offset, o.reason)
+                log.warning(
+                    "dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition, o.source_offset, o.reason
+                )
         for ch in ("even", "odd"):
             if n[ch]:
                 self._routed[ch].inc(n[ch])
@@ -344,8 +362,11 @@ class Runner:
         if not self._await(futures):
             failed = [f for f in futures if f.is_done and not f.succeeded()]
             self.metrics.send_errors.inc(max(1, len(failed)))
-            log.warning("batch of %d not acknowledged (%s); aborting and retrying it", len(plan),
-                        failed[0].exception if failed else "stop deadline")
+            log.warning(
+                "batch of %d not acknowledged (%s); aborting and retrying it",
+                len(plan),
+                failed[0].exception if failed else "stop deadline",
+            )
             self._abort()
             return False
         offsets = next_offsets(batch)
@@ -400,16 +421,20 @@ class Runner:
                 self.health.set_kafka(False, "connecting")
                 self.connect()
                 backoff = 0.5
-                log.info("consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group,
-                         self.cfg.processing_guarantee)
+                log.info(
+                    "consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group, self.cfg.processing_guarantee
+                )
                 while not self.stop.is_set():
                     self.run_once()
             except Exception as exc:
                 if self.auth_watch is not None and self.auth_watch.failed_since(attempt):
                     # The broker rejected the SASL credentials; never echo them.
                     self.health.set_kafka(False, "authentication failed")
-                    log.error("kafka authentication failed (check the SASL username/password and "
-                              "mechanism), retrying in %.1fs", backoff)
+                    log.error(
+                        "kafka authentication failed (check the SASL username/password and "
+                        "mechanism), retrying in %.1fs",
+                        backoff,
+                    )
                 else:
                     self.health.set_kafka(False, f"error: {type(exc).__name__}")
                     log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)

@@ -5,6 +5,7 @@ kafka-python reports wrong credentials as a bootstrap timeout; the broker's real
 This handler remembers when it last saw one, so readiness can say "authentication
 failed" instead of "KafkaTimeoutError". It keeps no record text: only a timestamp.
 """
+
 from __future__ import annotations
 
 import logging

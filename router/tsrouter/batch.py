@@ -1,4 +1,5 @@
 """Pure planning of one polled batch: what to send where, and which offsets it settles."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list
-    partition: int | None      # None: let the producer's partitioner pick
+    partition: int | None  # None: let the producer's partitioner pick
     source_partition: int
     source_offset: int
     source_timestamp_ms: int | None
-    channel: str               # "even", "odd" or "dlq"
+    channel: str  # "even", "odd" or "dlq"
     reason: str | None = None
 
 
@@ -39,22 +40,39 @@ def plan_record(rec, topics: Topics, prefixes: Prefixes, out_partitions: Mapping
     if isinstance(decision, Routed):
         topic = topics.even if decision.channel == "even" else topics.odd
         n = out_partitions.get(topic)
-        return Outgoing(topic, rec.key, decision.payload, output_headers(rec.headers),
-                        rec.partition % n if n else None, rec.partition, rec.offset, ts,
-                        decision.channel)
+        return Outgoing(
+            topic,
+            rec.key,
+            decision.payload,
+            output_headers(rec.headers),
+            rec.partition % n if n else None,
+            rec.partition,
+            rec.offset,
+            ts,
+            decision.channel,
+        )
     assert isinstance(decision, Rejected)
     n = out_partitions.get(topics.dead_letter)
-    headers = dead_letter_headers(rec.headers, rec.topic, rec.partition, rec.offset, decision.reason,
-                                  value_was_null=rec.value is None)
+    headers = dead_letter_headers(
+        rec.headers, rec.topic, rec.partition, rec.offset, decision.reason, value_was_null=rec.value is None
+    )
     # kafka-python refuses a record with neither key nor value; keep the DLQ record sendable.
     value = rec.value if rec.value is not None else b""
-    return Outgoing(topics.dead_letter, rec.key, value, headers,
-                    rec.partition % n if n else None, rec.partition, rec.offset, ts, "dlq",
-                    decision.reason)
+    return Outgoing(
+        topics.dead_letter,
+        rec.key,
+        value,
+        headers,
+        rec.partition % n if n else None,
+        rec.partition,
+        rec.offset,
+        ts,
+        "dlq",
+        decision.reason,
+    )
 
 
-def plan_batch(batch: Mapping, topics: Topics, prefixes: Prefixes,
-               out_partitions: Mapping[str, int]) -> list[Outgoing]:
+def plan_batch(batch: Mapping, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> list[Outgoing]:
     """{TopicPartition: [records]} -> outgoing records in input order per partition."""
     out = []
     for _tp, records in batch.items():
@@ -84,10 +102,11 @@ def merge_offsets(pending: dict, new: Iterable) -> dict:
 @dataclass
 class Sent:
     """One batch whose records were handed to the producer and may still be in flight."""
+
     next_offsets: dict
     first_offsets: dict
     plan: list
-    futures: list   # objects with .is_done, .succeeded(), .exception
+    futures: list  # objects with .is_done, .succeeded(), .exception
 
 
 def settle(inflight: list[Sent]) -> tuple[int, int | None]:
@@ -99,8 +118,9 @@ def settle(inflight: list[Sent]) -> tuple[int, int | None]:
     ok = 0
     while ok < len(inflight) and all(f.is_done and f.succeeded() for f in inflight[ok].futures):
         ok += 1
-    failed = next((i for i in range(ok, len(inflight))
-                   if any(f.is_done and not f.succeeded() for f in inflight[i].futures)), None)
+    failed = next(
+        (i for i in range(ok, len(inflight)) if any(f.is_done and not f.succeeded() for f in inflight[i].futures)), None
+    )
     return ok, failed
 
 

@@ -10,6 +10,7 @@ Keys are compared in Spring's relaxed canonical form: lower case, dashes removed
 and for environment variables underscores read as dots. Unknown keys are ignored.
 Nothing here does I/O; ``load()`` takes argv and env as plain values.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ class HelpRequested(Exception):
 DEFAULT_GROUP = "tsp-router"
 DEFAULT_APP_NAME = "python-router"
 GUARANTEES = ("at-least-once", "exactly-once")
-LOG_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING",
-              "WARNING": "WARNING", "ERROR": "ERROR", "FATAL": "CRITICAL", "OFF": "CRITICAL"}
+LOG_LEVELS = {
+    "TRACE": "DEBUG",
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "ERROR": "ERROR",
+    "FATAL": "CRITICAL",
+    "OFF": "CRITICAL",
+}
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 USAGE = """usage: tsp-router [--key=value ...]
@@ -154,7 +163,7 @@ class _Props:
         for layer in reversed(self._layers):
             for ck, (orig, val) in layer.items():
                 if ck.startswith(cp):
-                    merged[ck[len(cp):]] = (orig, val)
+                    merged[ck[len(cp) :]] = (orig, val)
         return merged
 
     def int(self, *keys: str, default: int, lo: int, hi: int) -> int:
@@ -195,8 +204,7 @@ def _topic(props: _Props, key: str, default: str) -> str:
 
 
 def _brokers(props: _Props) -> tuple[str, ...]:
-    port_default = props.int("spring.cloud.stream.kafka.binder.default-broker-port",
-                             default=9092, lo=1, hi=65535)
+    port_default = props.int("spring.cloud.stream.kafka.binder.default-broker-port", default=9092, lo=1, hi=65535)
     hit = props.raw("spring.cloud.stream.kafka.binder.brokers", "spring.kafka.bootstrap-servers")
     if hit is None:
         return (f"localhost:{port_default}",)
@@ -209,8 +217,13 @@ def _brokers(props: _Props) -> tuple[str, ...]:
         host, sep, port = item.rpartition(":")
         if not sep:
             host, port = item, str(port_default)
-        if not host or any(c.isspace() or c in "/@" for c in host) \
-                or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if (
+            not host
+            or any(c.isspace() or c in "/@" for c in host)
+            or not port.isascii()
+            or not port.isdigit()
+            or not 1 <= int(port) <= 65535
+        ):
             raise ConfigError(f"{orig}: {item!r} is not host:port")
         out.append(f"{host}:{int(port)}")
     return tuple(out)
@@ -279,8 +292,9 @@ def _kafka_client_settings(props: _Props) -> dict:
     if "ssl.endpoint.identification.algorithm" in get:
         out["ssl_check_hostname"] = get["ssl.endpoint.identification.algorithm"][1].strip() != ""
     if out.get("sasl_mechanism") and "sasl_plain_username" not in out:
-        raise ConfigError("spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: "
-                          "required when sasl.mechanism is set")
+        raise ConfigError(
+            "spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: required when sasl.mechanism is set"
+        )
     return out
 
 
@@ -325,10 +339,15 @@ class RouterConfig:
     def public_info(self) -> dict:
         """What /actuator/info and the startup log may show: never credentials."""
         return {
-            "stream": self.stream_name, "label": self.app_label, "guid": self.app_guid,
-            "group": self.app_group, "instanceIndex": self.instance_index,
-            "bindings": self.bindings(), "consumerGroup": self.group,
-            "deadLetterTopic": self.dead_letter_topic, "brokers": list(self.brokers),
+            "stream": self.stream_name,
+            "label": self.app_label,
+            "guid": self.app_guid,
+            "group": self.app_group,
+            "instanceIndex": self.instance_index,
+            "bindings": self.bindings(),
+            "consumerGroup": self.group,
+            "deadLetterTopic": self.dead_letter_topic,
+            "brokers": list(self.brokers),
             "processingGuarantee": self.processing_guarantee,
             "securityProtocol": self.kafka_client.get("security_protocol", "PLAINTEXT"),
         }
@@ -337,8 +356,11 @@ class RouterConfig:
 def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     """Build a RouterConfig; raises ConfigError (one line, naming the key) or HelpRequested."""
     args = _parse_args(argv)
-    app_json = _parse_application_json(env["SPRING_APPLICATION_JSON"]) \
-        if env.get("SPRING_APPLICATION_JSON", "").strip() else {}
+    app_json = (
+        _parse_application_json(env["SPRING_APPLICATION_JSON"])
+        if env.get("SPRING_APPLICATION_JSON", "").strip()
+        else {}
+    )
     props = _Props([args, app_json, _parse_env(env)])
 
     stream_name = props.str("spring.cloud.dataflow.stream.name")
@@ -386,8 +408,9 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     index_hit = props.raw("spring.cloud.stream.instance-index", "instance.index")
     instance_index = None
     if index_hit is not None:
-        instance_index = props.int("spring.cloud.stream.instance-index", "instance.index",
-                                   default=0, lo=0, hi=1_000_000)
+        instance_index = props.int(
+            "spring.cloud.stream.instance-index", "instance.index", default=0, lo=0, hi=1_000_000
+        )
 
     txn_id = props.str("tsrouter.transactional-id")
     if txn_id is not None and not txn_id.strip():
@@ -398,8 +421,11 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         txn_id = f"tsrouter-{group}-{input_topic}-{who}"
 
     return RouterConfig(
-        input_topic=input_topic, even_topic=even_topic, odd_topic=odd_topic,
-        group=group, dead_letter_topic=dlq,
+        input_topic=input_topic,
+        even_topic=even_topic,
+        odd_topic=odd_topic,
+        group=group,
+        dead_letter_topic=dlq,
         brokers=_brokers(props),
         server_port=props.int("server.port", default=8080, lo=0, hi=65535),
         server_address=_address(props),
@@ -407,13 +433,19 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         odd_prefix=props.str("tsrouter.odd-prefix", default="Odd timestamp:"),
         processing_guarantee=guarantee,
         transactional_id=txn_id.strip() if txn_id else None,
-        auto_create_topics=props.bool("tsrouter.auto-create-topics",
-                                      "spring.cloud.stream.kafka.binder.auto-create-topics", default=True),
-        topic_partitions=props.int("tsrouter.topic-partitions",
-                                   "spring.cloud.stream.kafka.binder.min-partition-count",
-                                   default=1, lo=1, hi=100_000),
+        auto_create_topics=props.bool(
+            "tsrouter.auto-create-topics", "spring.cloud.stream.kafka.binder.auto-create-topics", default=True
+        ),
+        topic_partitions=props.int(
+            "tsrouter.topic-partitions",
+            "spring.cloud.stream.kafka.binder.min-partition-count",
+            default=1,
+            lo=1,
+            hi=100_000,
+        ),
         topic_replication_factor=_replication(props),
-        log_level=log_level, log_format=log_format,
+        log_level=log_level,
+        log_format=log_format,
         fetch_max_wait_ms=props.int("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
         max_poll_records=props.int("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
         shutdown_timeout_ms=props.int("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
@@ -428,8 +460,13 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
 
 
 def _replication(props: _Props) -> int:
-    n = props.int("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor",
-                  default=-1, lo=-1, hi=1000)
+    n = props.int(
+        "tsrouter.topic-replication-factor",
+        "spring.cloud.stream.kafka.binder.replication-factor",
+        default=-1,
+        lo=-1,
+        hi=1000,
+    )
     if n == 0:
         hit = props.raw("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor")
         raise ConfigError(f"{hit[0]}: 0 is not a replication factor (use -1 for the broker default)")

@@ -3,6 +3,7 @@
 Everything about the wiring comes from `tspipe.wiring` (the code that also renders the
 operator's Deployments); this module only decides how SCDF registers the apps.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,9 +59,11 @@ def split_image(image: str, field: str) -> tuple[str, str]:
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon <= slash:
-        raise RenderError(f"{field}: image {image!r} has no tag; SCDF docker: URIs need one "
-                          "(it also becomes the registered app version)")
-    tag = ref[colon + 1:]
+        raise RenderError(
+            f"{field}: image {image!r} has no tag; SCDF docker: URIs need one "
+            "(it also becomes the registered app version)"
+        )
+    tag = ref[colon + 1 :]
     if not _TAG_RE.match(tag):
         raise RenderError(f"{field}: image {image!r} has an invalid tag {tag!r}")
     return ref[:colon], tag
@@ -79,7 +82,7 @@ def metadata_uri(repository: str, tag: str) -> str | None:
     """
     for prefix in (f"{SPRING_APPS_DOCKER_ORG}/", f"docker.io/{SPRING_APPS_DOCKER_ORG}/"):
         if repository.startswith(prefix):
-            artifact = repository[len(prefix):]
+            artifact = repository[len(prefix) :]
             if "/" not in artifact:
                 return f"maven://{SPRING_APPS_MAVEN_GROUP}:{artifact}:jar:metadata:{tag}"
     return None
@@ -100,8 +103,9 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
         name = wiring.APP_NAMES[label]
         image = images[label]
         repo, tag = split_image(image, _SPEC_PATHS[label])
-        reg = AppRegistration(name=name, version=tag, uri=docker_uri(image),
-                              metadata_uri=metadata_uri(repo, tag), labels=(label,))
+        reg = AppRegistration(
+            name=name, version=tag, uri=docker_uri(image), metadata_uri=metadata_uri(repo, tag), labels=(label,)
+        )
         prev = by_name.get(name)
         if prev is None:
             by_name[name] = reg
@@ -110,10 +114,16 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
             raise RenderError(
                 f"{_SPEC_PATHS[label]}: {label} and {first} are both the SCDF app {name!r} in the "
                 f"definition {wiring.stream_definition(p)!r}, so they must use the same image "
-                f"(got {images[first]!r} and {image!r})")
+                f"(got {images[first]!r} and {image!r})"
+            )
         else:
-            by_name[name] = AppRegistration(name=name, version=prev.version, uri=prev.uri,
-                                            metadata_uri=prev.metadata_uri, labels=prev.labels + (label,))
+            by_name[name] = AppRegistration(
+                name=name,
+                version=prev.version,
+                uri=prev.uri,
+                metadata_uri=prev.metadata_uri,
+                labels=prev.labels + (label,),
+            )
     return tuple(by_name.values())
 
 
@@ -125,12 +135,18 @@ def stream_plan(p: Pipeline) -> StreamPlan:
             "spec.kafka.credentials: the SCDF fallback does not carry Kafka credentials (they would "
             "land in SCDF's stored deployment properties); configure SASL for the Kafka binder on the "
             "SCDF server (e.g. its Kubernetes deployer's secretKeyRefs), remove spec.kafka.credentials "
-            "for `tspipe scdf`, or deploy this pipeline with the operator")
-    return StreamPlan(stream_name=p.stream_name, definition=wiring.stream_definition(p),
-                      apps=app_registrations(p), properties=dict(wiring.deployment_properties(p)))
+            "for `tspipe scdf`, or deploy this pipeline with the operator"
+        )
+    return StreamPlan(
+        stream_name=p.stream_name,
+        definition=wiring.stream_definition(p),
+        apps=app_registrations(p),
+        properties=dict(wiring.deployment_properties(p)),
+    )
 
 
 # ---------------------------------------------------------------- the shell script
+
 
 def _check_shell_value(key: str, value: str) -> None:
     """Refuse values the SCDF shell's `--properties` parser would change.
@@ -150,8 +166,10 @@ def _check_shell_value(key: str, value: str) -> None:
                 why = f"',{part}', which the shell reads as a new property"
                 break
     if why:
-        raise RenderError(f"property {key}: its value {value!r} has {why}; the SCDF shell's "
-                          "--properties cannot carry it (use `tspipe scdf deploy`, which sends JSON)")
+        raise RenderError(
+            f"property {key}: its value {value!r} has {why}; the SCDF shell's "
+            "--properties cannot carry it (use `tspipe scdf deploy`, which sends JSON)"
+        )
 
 
 def register_command(app: AppRegistration) -> str:
