@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 import urllib3
 
-from . import metrics, topics as topics_mod
+from . import metrics
+from . import topics as topics_mod
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .model import Pipeline, PipelineError
-from .pause import DRAINING, PAUSED, RUNNING, PauseState, pause_state
+from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from .render import COMPONENTS, deployment_name, owned_selector, render_deployments
 from .status import compute_status
@@ -44,17 +46,17 @@ Key = tuple[str, str]  # (namespace, name)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _api_error(exc: ApiException) -> str:
     msg = exc.reason or ""
     try:
-        import json
-
-        msg = json.loads(exc.body).get("message", msg)
-    except Exception:  # noqa: BLE001 - the body is not always JSON
-        pass
+        body = json.loads(exc.body)
+    except (TypeError, ValueError):  # the body is not always JSON
+        body = None
+    if isinstance(body, dict):
+        msg = body.get("message", msg)
     return f"{exc.status} {msg}".strip()
 
 
@@ -136,7 +138,8 @@ class Controller:
         children in bursts; one pass after the burst sees them all."""
         key = (namespace, name)
         if self.debounce_seconds <= 0:
-            return self.enqueue(namespace, name)
+            self.enqueue(namespace, name)
+            return
         if key in self._debounce:
             return
 
@@ -209,7 +212,7 @@ class Controller:
                 # API server unreachable (restarting, network): retry with backoff.
                 log.warning("reconcile %s/%s: API server unreachable: %s", *key, exc)
                 outcome = Outcome(error=f"API server unreachable: {exc}")
-            except Exception as exc:  # noqa: BLE001 - never let one pipeline kill the operator
+            except Exception as exc:
                 log.exception("reconcile %s/%s crashed", *key)
                 outcome = Outcome(error=f"internal error: {exc}")
             # Tests and humans read this line to know a pass finished and what it cost.
@@ -253,7 +256,7 @@ class Controller:
         fut = asyncio.get_running_loop().run_in_executor(self._kafka_pool, fn, *args)
         try:
             return await asyncio.wait_for(fut, self.kafka_timeout * 3 + 2)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise KafkaUnavailable("no answer in time") from exc
 
     async def _actual(self, namespace: str, name: str) -> list[dict]:
@@ -374,7 +377,7 @@ class Controller:
         return 1
 
     # --- one reconcile -------------------------------------------------------------
-    async def reconcile(self, namespace: str, name: str) -> Outcome:
+    async def reconcile(self, namespace: str, name: str) -> Outcome:  # noqa: C901 - to be split (issue 12)
         out = Outcome()
         key = (namespace, name)
         pipeline = await self._call(self.kube.get_pipeline, namespace, name)

@@ -45,7 +45,7 @@ def _cel_list(items) -> str:
 _QUANTITY = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
     "x-kubernetes-int-or-string": True,
-    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",  # noqa: E501
 }
 
 RESOURCES = {
@@ -100,7 +100,7 @@ def _properties(label: str) -> dict:
                 "message": "property names are at most 253 of letters, digits, '.', '-', '_', '[', ']'",
             },
             {
-                "rule": "self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in %s))" % _cel_list(reserved),
+                "rule": f"self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in {_cel_list(reserved)}))",
                 "message": "must not set a property the operator sets from the spec: "
                 + ", ".join(RESERVED_KEYS[label]),
             },
@@ -486,9 +486,9 @@ def crd() -> dict:
                             "required": ["spec"],
                             "x-kubernetes-validations": [
                                 {
-                                    "rule": "has(self.spec.streamName) || self.metadata.name.matches('^[a-zA-Z][a-zA-Z0-9-]*$')",
-                                    "message": "spec.streamName is required when metadata.name is not a valid stream name "
-                                    "(a letter, then letters, digits and '-')",
+                                    "rule": "has(self.spec.streamName) || self.metadata.name.matches('^[a-zA-Z][a-zA-Z0-9-]*$')",  # noqa: E501
+                                    "message": "spec.streamName is required when metadata.name is not a valid "
+                                    "stream name (a letter, then letters, digits and '-')",
                                 }
                             ],
                             "properties": {

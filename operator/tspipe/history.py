@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 
 HISTORY_LIMIT = 5
 DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole

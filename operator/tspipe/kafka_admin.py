@@ -7,6 +7,7 @@ pooled connection per broker list would cost more than it saves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import contextmanager
 
@@ -92,10 +93,8 @@ class TopicAdmin:
         with self._client(brokers) as admin:
             existing = [n for n, v in _describe(admin, names).items() if v is not None]
             if existing:
-                try:
+                with contextlib.suppress(UnknownTopicOrPartitionError):
                     admin.delete_topics(existing, timeout_ms=self.timeout_ms)
-                except UnknownTopicOrPartitionError:
-                    pass
                 log.info("deleted topics %s", ", ".join(existing))
 
     def lag(self, brokers, group: str, topic: str) -> int:
@@ -108,8 +107,8 @@ class TopicAdmin:
             if info is None:
                 return 0
             tps = [TopicPartition(topic, i) for i in range(info[0])]
-            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}, timeout_ms=self.timeout_ms)
-            starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps}, timeout_ms=self.timeout_ms)
+            ends = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
+            starts = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST), timeout_ms=self.timeout_ms)
             committed = self._group_offsets(admin, group, tps)
             total = 0
             for tp in tps:
@@ -122,7 +121,7 @@ class TopicAdmin:
     def _group_offsets(self, admin, group, tps) -> dict:
         import time
 
-        from kafka.errors import CoordinatorNotAvailableError, CoordinatorLoadInProgressError
+        from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
         # A fresh broker creates __consumer_offsets on the first FindCoordinator: retry briefly.
         for attempt in range(5):

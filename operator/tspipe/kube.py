@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 from urllib.parse import quote
-from datetime import datetime, timezone
 
 import kubernetes
 from kubernetes.client.rest import ApiException
@@ -20,7 +20,7 @@ from .render import MANAGER
 
 USER_AGENT = "tspipe-operator/0.1.0"
 
-__all__ = ["Kube", "ApiException", "USER_AGENT", "load_client_config"]
+__all__ = ["USER_AGENT", "ApiException", "Kube", "load_client_config"]
 
 
 def load_client_config() -> kubernetes.client.Configuration:
@@ -34,7 +34,7 @@ def load_client_config() -> kubernetes.client.Configuration:
 
 
 def _ts(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Kube:

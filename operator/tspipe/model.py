@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -175,7 +176,7 @@ class Pipeline:
     generation: int | None = None
 
     @classmethod
-    def from_resource(cls, obj: Mapping[str, Any]) -> "Pipeline":
+    def from_resource(cls, obj: Mapping[str, Any]) -> Pipeline:
         return _parse(copy.deepcopy(dict(obj)))
 
 
@@ -297,7 +298,7 @@ def _list(obj: dict, key: str, path: str) -> tuple:
 _APP_FIELDS = {"image", "resources", "properties", "env"}
 
 
-def _parse(obj: dict) -> Pipeline:
+def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
     meta = _obj(obj.get("metadata"), "metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:

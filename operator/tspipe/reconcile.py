@@ -96,7 +96,7 @@ def contains(desired, actual, path: tuple = ()) -> bool:
             return desired == []
         if not isinstance(actual, list) or len(actual) != len(desired):
             return False
-        return all(contains(d, a, path + (i,)) for i, (d, a) in enumerate(zip(desired, actual)))
+        return all(contains(d, a, path + (i,)) for i, (d, a) in enumerate(zip(desired, actual, strict=True)))
     if len(path) >= 2 and path[-2] in ("limits", "requests") and "resources" in path:
         qd, qa = quantity(desired), quantity(actual)
         return qd is not None and qd == qa

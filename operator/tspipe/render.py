@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+
 from . import wiring
 from .model import API_GROUP, API_VERSION, KIND, AppCommon, Pipeline
 

@@ -11,7 +11,7 @@ fix by itself).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .history import next_history
 from .model import Pipeline, PipelineError
@@ -25,7 +25,7 @@ CONDITION_TYPES = ("Ready", "Progressing", "Degraded")
 def _ts(now: datetime | str) -> str:
     if isinstance(now, str):
         return now
-    return now.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _component(name: str, desired: int, d: dict | None) -> dict:
@@ -107,7 +107,7 @@ def _rolling_message(comps: dict) -> str:
     return "rolling out " + ", ".join(parts)
 
 
-def compute_status(
+def compute_status(  # noqa: C901 - to be split (issue 12)
     resource: dict,
     deployments: list[dict],
     now: datetime | str,

@@ -4,5 +4,5 @@ try:
     from importlib.metadata import version as _version
 
     __version__ = _version("tsp-router")
-except Exception:  # running from a source tree without metadata
+except Exception:  # noqa: BLE001 - running from a source tree without metadata
     __version__ = "0.0.0"

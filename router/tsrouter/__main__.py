@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,10 +16,8 @@ log = logging.getLogger("tsrouter")
 
 def main(argv: list[str] | None = None) -> int:
     # Line-buffered stdout so every event shows up at once under any runner.
-    try:
+    with contextlib.suppress(AttributeError):  # not a TextIOWrapper (e.g. replaced by a test)
         sys.stdout.reconfigure(line_buffering=True)
-    except AttributeError:
-        pass
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = load(argv, os.environ)

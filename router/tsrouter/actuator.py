@@ -82,7 +82,7 @@ class ActuatorServer:
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._server.run, name="actuator", daemon=True)
 
-    def start(self) -> "ActuatorServer":
+    def start(self) -> ActuatorServer:
         self._thread.start()
         return self
 

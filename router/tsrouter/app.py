@@ -11,6 +11,7 @@ Delivery rules (the reason this file exists):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -31,7 +32,7 @@ log = logging.getLogger("tsrouter")
 
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, runner: "Runner"):
+    def __init__(self, runner: Runner):
         self.r = runner
 
     def on_partitions_revoked(self, revoked):
@@ -159,13 +160,13 @@ class Runner:
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
-            except Exception as exc:  # closing is best effort; offsets were handled before
+            except Exception as exc:  # noqa: BLE001 - closing is best effort; offsets were handled before
                 log.warning("consumer close: %s", exc)
             self.consumer = None
         if self.producer is not None:
             try:
                 self.producer.close(timeout=timeout_s)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
                 log.warning("producer close: %s", exc)
             self.producer = None
         self.health.set_assigned(0)
@@ -196,7 +197,7 @@ class Runner:
             return False
         try:
             self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=10_000)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
         self._committed.update(todo)
@@ -210,7 +211,7 @@ class Runner:
         try:
             conns = self.consumer._client._manager._conns.values()
             return any(c.connected for c in list(conns))
-        except Exception:
+        except Exception:  # noqa: BLE001 - private internals of kafka-python; unknown means not connected
             return False
 
     def _partitions(self, topic: str) -> int | None:
@@ -253,7 +254,7 @@ class Runner:
         for o in plan:
             try:
                 f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition)
-            except Exception as exc:  # e.g. metadata timeout: the batch fails as a whole
+            except Exception as exc:  # noqa: BLE001 - e.g. metadata timeout: the batch fails as a whole
                 futures.append(_Failed(exc))
                 break
             futures.append(f)
@@ -290,10 +291,8 @@ class Runner:
         oldest = self.inflight[0]
         for f in oldest.futures:
             if not f.is_done:
-                try:
+                with contextlib.suppress(Exception):  # settle() sees the failure
                     f.get(timeout=35)
-                except Exception:
-                    pass  # settle() sees the failure
         self._reap()
 
     def drain(self, timeout_s: float | None = None) -> None:
@@ -325,14 +324,14 @@ class Runner:
 
         try:
             self.consumer.commit_async(offsets, callback=done)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the next commit covers these offsets
             log.warning("async offset commit not sent: %s", exc)
 
     def _seek(self, offsets) -> None:
         for tp, off in offsets.items():
             try:
                 self.consumer.seek(tp, off)
-            except Exception as exc:  # partition no longer assigned: its new owner replays it
+            except Exception as exc:  # noqa: BLE001 - partition no longer assigned: its new owner replays it
                 log.info("seek %s-%d skipped: %s", tp.topic, tp.partition, exc)
 
     def _count(self, plan) -> None:
@@ -374,7 +373,7 @@ class Runner:
         try:
             self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
             self.producer.commit_transaction()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: abort, the batch is retried
             log.warning("transaction commit failed, retrying batch: %s", exc)
             self._abort()
             return False
@@ -426,7 +425,7 @@ class Runner:
                 )
                 while not self.stop.is_set():
                     self.run_once()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any client failure: reconnect with backoff
                 if self.auth_watch is not None and self.auth_watch.failed_since(attempt):
                     # The broker rejected the SASL credentials; never echo them.
                     self.health.set_kafka(False, "authentication failed")

@@ -31,7 +31,7 @@ class AuthFailureWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a log record that cannot be formatted is not ours
             return
         if is_auth_failure(text):
             with self._lock_:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
 

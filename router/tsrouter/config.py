@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
-__all__ = ["ConfigError", "HelpRequested", "RouterConfig", "load", "canonical", "USAGE"]
+__all__ = ["USAGE", "ConfigError", "HelpRequested", "RouterConfig", "canonical", "load"]
 
 
 class ConfigError(ValueError):
@@ -239,13 +239,13 @@ def _jaas_credentials(orig: str, jaas: str) -> tuple[str, str]:
     return creds["username"], creds["password"]
 
 
-def _kafka_client_settings(props: _Props) -> dict:
+def _kafka_client_settings(props: _Props) -> dict:  # noqa: C901 - to be split (issue 12)
     """spring.cloud.stream.kafka.binder.configuration.* -> kafka-python keyword arguments."""
     raw = props.with_prefix("spring.cloud.stream.kafka.binder.configuration")
     if not raw:
         return {}
     # canonical keys lost their dashes/underscores; Kafka security keys have neither.
-    get = {k: v for k, v in raw.items()}
+    get = dict(raw)
     out: dict = {}
     if "security.protocol" in get:
         orig, val = get["security.protocol"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-__all__ = ["Routed", "Rejected", "Prefixes", "route", "output_headers", "dead_letter_headers", "EVEN", "ODD"]
+__all__ = ["EVEN", "ODD", "Prefixes", "Rejected", "Routed", "dead_letter_headers", "output_headers", "route"]
 
 EVEN = "even"
 ODD = "odd"
-# ASCII only: str.isdigit()/int() also accept '٣', '²', '９', which are not timestamps' digits.
+# ASCII only: str.isdigit()/int() also accept '٣', '²', '９', which are not timestamps' digits.  # noqa: RUF003
 _DIGITS = "0123456789"
 _ASCII_WS = " \t\n\r\x0b\x0c"
 
