@@ -209,19 +209,36 @@ def _known(obj: dict, path: str, allowed: set[str]) -> None:
             raise PipelineError(f"{path}.{key}", "unknown field")
 
 
-def _str(obj: dict, key: str, path: str, default: str | None = None, *, required=False) -> str:
-    value = obj.get(key, default)
+# A field set to null counts as absent, as for the API server, which prunes nulls
+# (none of these fields is nullable) before it applies defaults.
+
+
+def _opt_str(obj: dict, key: str, path: str, *, required: bool = False) -> str | None:
+    value = obj.get(key)
     if value is None:
         if required:
             raise PipelineError(f"{path}.{key}", "required")
-        return value
+        return None
     if not isinstance(value, str):
         raise PipelineError(f"{path}.{key}", "must be a string")
     return value
 
 
+def _str(obj: dict, key: str, path: str, default: str) -> str:
+    value = _opt_str(obj, key, path)
+    return default if value is None else value
+
+
+def _req_str(obj: dict, key: str, path: str) -> str:
+    value = _opt_str(obj, key, path, required=True)
+    assert value is not None
+    return value
+
+
 def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
-    value = obj.get(key, default)
+    value = obj.get(key)
+    if value is None:
+        value = default
     if isinstance(value, bool) or not isinstance(value, int):
         raise PipelineError(f"{path}.{key}", "must be an integer")
     if not lo <= value <= hi:
@@ -230,7 +247,9 @@ def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
 
 
 def _bool(obj: dict, key: str, path: str, default: bool) -> bool:
-    value = obj.get(key, default)
+    value = obj.get(key)
+    if value is None:
+        value = default
     if not isinstance(value, bool):
         raise PipelineError(f"{path}.{key}", "must be a boolean")
     return value
@@ -312,7 +331,7 @@ def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
     )
 
     stream_name = _str(spec, "streamName", "spec", name)
-    if "streamName" not in spec and not STREAM_NAME_RE.match(stream_name):
+    if spec.get("streamName") is None and not STREAM_NAME_RE.match(stream_name):
         raise PipelineError(
             "spec.streamName",
             "required when metadata.name is not a valid stream name (a letter, then letters, digits and '-')",
@@ -324,7 +343,7 @@ def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
 
     # kafka
     kobj = _obj(spec.get("kafka"), "spec.kafka")
-    if "kafka" not in spec:
+    if spec.get("kafka") is None:
         raise PipelineError("spec.kafka", "required")
     _known(kobj, "spec.kafka", {"brokers", "topics", "credentials"})
     brokers = kobj.get("brokers")
@@ -425,7 +444,7 @@ def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
     if affinity is not None:
         _obj(affinity, f"{p}.affinity")
     pod = PodOverrides(
-        service_account_name=_str(po, "serviceAccountName", p),
+        service_account_name=_opt_str(po, "serviceAccountName", p),
         image_pull_secrets=_list(po, "imagePullSecrets", p),
         node_selector=node_selector,
         tolerations=_list(po, "tolerations", p),
@@ -504,10 +523,10 @@ def _credentials(value: Any) -> Credentials | None:
     p = "spec.kafka.credentials"
     c = _obj(value, p)
     _known(c, p, {"secretName", "mechanism", "protocol", "usernameKey", "passwordKey", "caSecretName", "caKey"})
-    secret = _str(c, "secretName", p, required=True)
+    secret = _req_str(c, "secretName", p)
     if len(secret) > 253 or not SECRET_NAME_RE.match(secret):
         raise PipelineError(f"{p}.secretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
-    mechanism = _str(c, "mechanism", p, required=True)
+    mechanism = _req_str(c, "mechanism", p)
     if mechanism not in SASL_MECHANISMS:
         raise PipelineError(f"{p}.mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}")
     protocol = _str(c, "protocol", p, "SASL_SSL")
@@ -518,13 +537,13 @@ def _credentials(value: Any) -> Credentials | None:
         keys[key] = _str(c, key, p, default)
         if len(keys[key]) > 253 or not SECRET_KEY_RE.match(keys[key]):
             raise PipelineError(f"{p}.{key}", "must be a Secret key (letters, digits, '-', '_', '.'; max 253)")
-    ca = _str(c, "caSecretName", p)
+    ca = _opt_str(c, "caSecretName", p)
     if ca is not None:
         if len(ca) > 253 or not SECRET_NAME_RE.match(ca):
             raise PipelineError(f"{p}.caSecretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
         if protocol != "SASL_SSL":
             raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
-    elif "caKey" in c:
+    elif c.get("caKey") is not None:
         raise PipelineError(f"{p}.caKey", "needs caSecretName")
     return Credentials(
         secret_name=secret,

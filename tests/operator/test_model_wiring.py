@@ -163,3 +163,21 @@ def test_router_reads_the_wiring_it_is_given():
     assert cfg.group == "ts" and cfg.brokers == ("kafka:9092",)
     assert cfg.processing_guarantee == "exactly-once" and cfg.even_prefix == "E:"
     assert cfg.topic_partitions == 3 and cfg.app_label == "python-router"
+
+
+def test_null_fields_count_as_absent():
+    # The API server prunes nulls (no field is nullable) before defaulting; a pipeline
+    # file checked or rendered without it must read them the same way (found by mypy:
+    # a null string used to crash the parser or reach the container args as "None").
+    nulls = with_spec(
+        streamName=None, kafka__topics__input=None, kafka__topics__partitions=None, kafka__topics__manage=None,
+        router__evenPrefix=None, router__replicas=None, time__dateFormat=None, oddLogger__level=None,
+        pod__serviceAccountName=None, paused=None,
+    )
+    assert Pipeline.from_resource(nulls) == Pipeline.from_resource(MINIMAL)
+    assert "None" not in str(wiring.deployment_properties(Pipeline.from_resource(nulls)))
+    creds = {"secretName": "s", "mechanism": "PLAIN", "caKey": None, "usernameKey": None}
+    p = Pipeline.from_resource(with_spec(kafka__credentials=creds, kafka__topics__manage=False))
+    assert (p.kafka.credentials.ca_key, p.kafka.credentials.username_key) == ("ca.crt", "username")
+    with pytest.raises(PipelineError, match=r"^spec.kafka.credentials.secretName: required"):
+        Pipeline.from_resource(with_spec(kafka__credentials={**creds, "secretName": None}))
