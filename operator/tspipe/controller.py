@@ -52,7 +52,7 @@ def _now() -> datetime:
 def _api_error(exc: ApiException) -> str:
     msg = exc.reason or ""
     try:
-        body = json.loads(exc.body)
+        body = json.loads(exc.body or "")
     except (TypeError, ValueError):  # the body is not always JSON
         body = None
     if isinstance(body, dict):
@@ -124,6 +124,11 @@ class Controller:
         if self.admin is None:
             self.admin = TopicAdmin(self.kafka_timeout)
 
+    @property
+    def _admin(self) -> TopicAdmin:
+        assert self.admin is not None  # set in __post_init__
+        return self.admin
+
     # --- event entry points --------------------------------------------------------
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -166,6 +171,7 @@ class Controller:
     async def _watch_peers(self) -> None:
         from .peering import is_standby
 
+        assert self.peering is not None  # start() only watches when peered
         ns, name, priority = self.peering
         while True:
             try:
@@ -305,7 +311,7 @@ class Controller:
         desired = topics_mod.desired_topics(p)
         try:
             actual, tplan, failed = await self._kafka(
-                self.admin.ensure, p.kafka.brokers, desired, topics_mod.plan_topics
+                self._admin.ensure, p.kafka.brokers, desired, topics_mod.plan_topics
             )
             result = topics_mod.topic_status(desired, actual, tplan, failed)
             metrics.KAFKA_CALLS.labels("ok").inc()
@@ -337,7 +343,7 @@ class Controller:
 
     async def _router_lag(self, p: Pipeline) -> int | None:
         try:
-            return await self._kafka(self.admin.lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
+            return await self._kafka(self._admin.lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
         except Exception as exc:  # noqa: BLE001 - unknown lag: the drain bound decides
             log.info("%s/%s: router lag unknown: %s", p.namespace, p.name, exc)
             return None
@@ -351,7 +357,7 @@ class Controller:
             p = Pipeline.from_resource(pipeline)
             if p.kafka.topics.manage and p.kafka.topics.delete_on_removal:
                 names = [t.name for t in topics_mod.desired_topics(p)]
-                await self._kafka(self.admin.delete, p.kafka.brokers, names)
+                await self._kafka(self._admin.delete, p.kafka.brokers, names)
                 log.info("%s/%s: deleted topics %s", meta["namespace"], meta["name"], ", ".join(names))
         except PipelineError:
             pass

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 HISTORY_LIMIT = 5
 DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole
 
 
-def _h(value) -> str:
+def _h(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
 
 
-def spec_digest(spec: dict) -> dict[str, str]:
+def spec_digest(spec: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
 
-    def walk(node, path: tuple):
+    def walk(node: object, path: tuple[str, ...]) -> None:
         if isinstance(node, dict) and node and len(path) < DEPTH:
             for k, v in node.items():
                 walk(v, path + (str(k),))
@@ -38,8 +39,8 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 def next_history(
-    resource: dict, images: dict[str, str], now: str, limit: int = HISTORY_LIMIT
-) -> tuple[list[dict], dict[str, str]]:
+    resource: dict[str, Any], images: dict[str, str], now: str, limit: int = HISTORY_LIMIT
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """(status.history, status.specDigest) for `resource`, given its previous status.
 
     Unchanged generation: the previous values, untouched (no status write)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import kubernetes
@@ -134,7 +135,7 @@ class Kube:
         return self._request("PUT", self._deployments(namespace, name), body=body, query=[("fieldManager", MANAGER)])
 
     def delete_deployment(self, namespace: str, name: str, resource_version: str | None) -> None:
-        opts = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        opts: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if resource_version:
             opts["preconditions"] = {"resourceVersion": resource_version}
         try:

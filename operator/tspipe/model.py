@@ -193,7 +193,7 @@ def load_pipeline_file(path: str | Path) -> Pipeline:
 # --- parsing helpers -------------------------------------------------------------------
 
 
-def _obj(value: Any, path: str) -> dict:
+def _obj(value: Any, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -201,7 +201,7 @@ def _obj(value: Any, path: str) -> dict:
     return value
 
 
-def _known(obj: dict, path: str, allowed: set[str]) -> None:
+def _known(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
     # The CRD is structural and prunes unknown fields; here an unknown field is
     # almost always a typo in a pipeline file, so say so.
     for key in obj:
@@ -213,7 +213,7 @@ def _known(obj: dict, path: str, allowed: set[str]) -> None:
 # (none of these fields is nullable) before it applies defaults.
 
 
-def _opt_str(obj: dict, key: str, path: str, *, required: bool = False) -> str | None:
+def _opt_str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -224,18 +224,18 @@ def _opt_str(obj: dict, key: str, path: str, *, required: bool = False) -> str |
     return value
 
 
-def _str(obj: dict, key: str, path: str, default: str) -> str:
+def _str(obj: dict[str, Any], key: str, path: str, default: str) -> str:
     value = _opt_str(obj, key, path)
     return default if value is None else value
 
 
-def _req_str(obj: dict, key: str, path: str) -> str:
+def _req_str(obj: dict[str, Any], key: str, path: str) -> str:
     value = _opt_str(obj, key, path, required=True)
     assert value is not None
     return value
 
 
-def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
+def _int(obj: dict[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
     value = obj.get(key)
     if value is None:
         value = default
@@ -246,7 +246,7 @@ def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _bool(obj: dict, key: str, path: str, default: bool) -> bool:
+def _bool(obj: dict[str, Any], key: str, path: str, default: bool) -> bool:
     value = obj.get(key)
     if value is None:
         value = default
@@ -261,14 +261,14 @@ def _nonempty(value: str, path: str) -> str:
     return value
 
 
-def _image(obj: dict, path: str, default: str) -> str:
+def _image(obj: dict[str, Any], path: str, default: str) -> str:
     value = _str(obj, "image", path, default)
     if not value or not IMAGE_RE.match(value):
         raise PipelineError(f"{path}.image", "must be a non-empty image reference without spaces")
     return value
 
 
-def _properties(obj: dict, path: str) -> dict[str, str]:
+def _properties(obj: dict[str, Any], path: str) -> dict[str, str]:
     props = _obj(obj.get("properties"), f"{path}.properties")
     out = {}
     for key, value in props.items():
@@ -281,7 +281,7 @@ def _properties(obj: dict, path: str) -> dict[str, str]:
     return out
 
 
-def _env(obj: dict, path: str) -> tuple[dict, ...]:
+def _env(obj: dict[str, Any], path: str) -> tuple[dict[str, Any], ...]:
     env = obj.get("env") or []
     if not isinstance(env, list):
         raise PipelineError(f"{path}.env", "must be a list of EnvVar")
@@ -301,13 +301,13 @@ def _env(obj: dict, path: str) -> tuple[dict, ...]:
     return tuple(env)
 
 
-def _resources(obj: dict, path: str) -> dict:
+def _resources(obj: dict[str, Any], path: str) -> dict[str, Any]:
     res = _obj(obj.get("resources"), f"{path}.resources")
     _known(res, f"{path}.resources", {"limits", "requests", "claims"})
     return res
 
 
-def _list(obj: dict, key: str, path: str) -> tuple:
+def _list(obj: dict[str, Any], key: str, path: str) -> tuple[Any, ...]:
     value = obj.get(key) or []
     if not isinstance(value, list):
         raise PipelineError(f"{path}.{key}", "must be a list")
@@ -317,7 +317,7 @@ def _list(obj: dict, key: str, path: str) -> tuple:
 _APP_FIELDS = {"image", "resources", "properties", "env"}
 
 
-def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
+def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 12)
     meta = _obj(obj.get("metadata"), "metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
@@ -480,20 +480,21 @@ def _parse(obj: dict) -> Pipeline:  # noqa: C901 - to be split (issue 12)
     for field_path, key in reserved_property_conflicts(pipeline):
         raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
     if credentials is not None:
-        for label, spec in (
+        apps: tuple[tuple[str, AppCommon], ...] = (
             ("time", time),
             ("router", router),
             ("evenLogger", pipeline.even_logger),
             ("oddLogger", pipeline.odd_logger),
-        ):
-            for i, var in enumerate(spec.env):
+        )
+        for label, app in apps:
+            for i, var in enumerate(app.env):
                 if var["name"] in CREDENTIAL_ENV:
                     raise PipelineError(
                         f"spec.{label}.env[{i}].name",
                         f"{var['name']} is set by the operator from spec.kafka.credentials",
                     )
             # Container args outrank env in Spring: a property would silently override the Secret.
-            for key in spec.properties:
+            for key in app.properties:
                 if _canonical(key) in _CREDENTIAL_PROPERTIES:
                     raise PipelineError(
                         f"spec.{label}.properties[{key}]", f"{key} is set by the operator from spec.kafka.credentials"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .model import Pipeline
 from .render import COMPONENTS, spec_replicas
@@ -39,17 +40,17 @@ def _parse_ts(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def _spec_replicas(d: dict | None) -> int | None:
+def _spec_replicas(d: dict[str, Any] | None) -> int | None:
     return None if d is None else (d.get("spec") or {}).get("replicas", 1)
 
 
-def _pods(d: dict | None) -> int:
+def _pods(d: dict[str, Any] | None) -> int:
     return 0 if d is None else ((d.get("status") or {}).get("replicas") or 0)
 
 
 def pause_state(
     p: Pipeline,
-    actual: dict[str, dict | None],
+    actual: dict[str, dict[str, Any] | None],
     now: datetime,
     *,
     source_stopped_at: str | None = None,

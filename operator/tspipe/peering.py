@@ -8,6 +8,7 @@ replica demoted by a newer, higher-priority peer stops reconciling too.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def _parse(ts: str) -> datetime:
@@ -15,7 +16,7 @@ def _parse(ts: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def is_standby(peering: dict | None, priority: int, now: datetime) -> bool:
+def is_standby(peering: dict[str, Any] | None, priority: int, now: datetime) -> bool:
     """True if a live peer outranks (or ties with) `priority`; our own entry has our
     priority, and kopf pauses every replica of a tie, so a tie counts as standby only
     when two entries carry our priority."""

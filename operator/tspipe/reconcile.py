@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
 from .render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 
@@ -21,7 +22,7 @@ CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 class Action:
     verb: str  # create | update | delete | recreate
     name: str
-    body: dict | None = None  # full object for create/update
+    body: dict[str, Any] | None = None  # full object for create/update
     reason: str = ""  # short, for the Event and the log
     resource_version: str | None = None  # delete/recreate precondition
 
@@ -39,11 +40,11 @@ class Plan:
 _EMPTY = ("", None)
 
 
-def _is_empty(v) -> bool:
+def _is_empty(v: object) -> bool:
     return v in _EMPTY or v == [] or v == {}
 
 
-_SUFFIX = {
+_SUFFIX: dict[str, int | Decimal] = {
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,
@@ -63,7 +64,7 @@ _SUFFIX = {
 }
 
 
-def quantity(v) -> Decimal | None:
+def quantity(v: object) -> Decimal | None:
     """Kubernetes quantity -> Decimal; None if it is not one."""
     s = str(v).strip()
     for suffix in sorted(_SUFFIX, key=len, reverse=True):
@@ -78,7 +79,7 @@ def quantity(v) -> Decimal | None:
         return None
 
 
-def contains(desired, actual, path: tuple = ()) -> bool:
+def contains(desired: object, actual: object, path: tuple[str | int, ...] = ()) -> bool:
     """True if every field set in `desired` has the same value in `actual`."""
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
@@ -105,18 +106,18 @@ def contains(desired, actual, path: tuple = ()) -> bool:
     return desired == actual
 
 
-def _meta(obj: dict) -> dict:
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
 
 
-def controller_uid(obj: dict) -> str | None:
+def controller_uid(obj: dict[str, Any]) -> str | None:
     for ref in _meta(obj).get("ownerReferences") or []:
         if ref.get("controller"):
-            return ref.get("uid")
+            return cast("str | None", ref.get("uid"))
     return None
 
 
-def drift(desired: dict, actual: dict) -> list[str]:
+def drift(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     """The top-level parts of `actual` that differ from `desired` (empty: in sync)."""
     out = []
     dm, am = _meta(desired), _meta(actual)
@@ -136,7 +137,7 @@ def drift(desired: dict, actual: dict) -> list[str]:
     return out
 
 
-def merged_for_update(desired: dict, actual: dict) -> dict:
+def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
     """`actual` with the operator's fields replaced by `desired` (a PUT body).
 
     The pod template is replaced whole (hand-added containers/env/volumes go away);
@@ -163,12 +164,12 @@ def merged_for_update(desired: dict, actual: dict) -> dict:
     return body
 
 
-def _ours(obj: dict, pipeline_name: str) -> bool:
+def _ours(obj: dict[str, Any], pipeline_name: str | None) -> bool:
     lbl = _meta(obj).get("labels") or {}
     return lbl.get(LABEL_MANAGED_BY) == MANAGER and lbl.get(LABEL_INSTANCE) == pipeline_name
 
 
-def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
+def plan(pipeline: dict[str, Any], desired: list[dict[str, Any]], actual: list[dict[str, Any]]) -> Plan:
     """Writes that turn `actual` into `desired` for one pipeline.
 
     `actual`: the Deployments carrying this pipeline's labels plus any Deployment that
@@ -208,5 +209,5 @@ def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
         if aname in wanted or not _ours(a, name) or _meta(a).get("deletionTimestamp"):
             continue
         if controller_uid(a) in (None, uid):
-            result.actions.append(Action(DELETE, aname, None, "not desired", _meta(a).get("resourceVersion")))
+            result.actions.append(Action(DELETE, str(aname), None, "not desired", _meta(a).get("resourceVersion")))
     return result

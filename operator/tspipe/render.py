@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from . import wiring
 from .model import API_GROUP, API_VERSION, KIND, AppCommon, Pipeline
@@ -69,7 +70,7 @@ def labels(pipeline_name: str, component: Component) -> dict[str, str]:
     }
 
 
-def owner_reference(resource: dict) -> dict:
+def owner_reference(resource: dict[str, Any]) -> dict[str, Any]:
     meta = resource["metadata"]
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
@@ -81,12 +82,12 @@ def owner_reference(resource: dict) -> dict:
     }
 
 
-def spec_hash(obj: dict) -> str:
+def spec_hash(obj: dict[str, Any]) -> str:
     data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _probe(path: str, delay: int, period: int) -> dict:
+def _probe(path: str, delay: int, period: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": SERVER_PORT, "scheme": "HTTP"},
         "initialDelaySeconds": delay,
@@ -106,7 +107,7 @@ _LOGIN_MODULES = {
 }
 
 
-def credential_env(p: Pipeline) -> list[dict]:
+def credential_env(p: Pipeline) -> list[dict[str, Any]]:
     """The Kafka binder's security settings as env vars, secrets by reference only.
 
     The username and password come from the Secret through secretKeyRef; the JAAS line
@@ -118,7 +119,7 @@ def credential_env(p: Pipeline) -> list[dict]:
     if cr is None:
         return []
 
-    def secret(name: str, key: str) -> dict:
+    def secret(name: str, key: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": cr.secret_name, "key": key}}}
 
     jaas = (
@@ -139,7 +140,7 @@ def credential_env(p: Pipeline) -> list[dict]:
     return env
 
 
-def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
+def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
     props = wiring.app_properties(p)[c.label]
     args = [f"--{k}={v}" for k, v in props.items()] + [f"--server.port={SERVER_PORT}"]
     env = (
@@ -161,7 +162,7 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     else:
         # SCDF deployer defaults for Boot apps.
         readiness, liveness = _probe("/actuator/info", 10, 10), _probe("/actuator/health", 10, 60)
-    container = {
+    container: dict[str, Any] = {
         "name": c.suffix,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
@@ -187,8 +188,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     return container
 
 
-def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
-    pod = {
+def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
+    pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the apps never call the Kubernetes API
         "enableServiceLinks": False,  # no Docker-link env vars (e.g. KAFKA_PORT) leaking into apps
         "securityContext": {
@@ -234,15 +235,18 @@ def spec_replicas(p: Pipeline, c: Component) -> int:
 
 
 def app_spec(p: Pipeline, c: Component) -> AppCommon:
-    return getattr(
+    spec: AppCommon = getattr(
         p, {"time": "time", "router": "router", "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field]
     )
+    return spec
 
 
-def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int | None = None) -> dict:
+def render_deployment(
+    resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None
+) -> dict[str, Any]:
     spec = app_spec(p, c)
     lbl = labels(p.name, c)
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -270,7 +274,7 @@ def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int |
     return deployment
 
 
-def render_deployments(resource: dict, replicas: dict[str, int] | None = None) -> list[dict]:
+def render_deployments(resource: dict[str, Any], replicas: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """The four desired Deployments, in stream order. Raises model.PipelineError.
 
     `replicas`: per component (spec field) overrides, e.g. while pausing."""
@@ -285,11 +289,11 @@ def router_selector(pipeline_name: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, router).items())
 
 
-def component_for(deployment: dict) -> Component | None:
+def component_for(deployment: dict[str, Any]) -> Component | None:
     suffix = ((deployment.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT)
     return next((c for c in COMPONENTS if c.suffix == suffix), None)
 
 
-def image_of(deployment: dict) -> str | None:
+def image_of(deployment: dict[str, Any]) -> str | None:
     containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return containers[0].get("image") if containers else None

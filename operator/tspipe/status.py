@@ -12,6 +12,7 @@ fix by itself).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from .history import next_history
 from .model import Pipeline, PipelineError
@@ -28,7 +29,7 @@ def _ts(now: datetime | str) -> str:
     return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _component(name: str, desired: int, d: dict | None) -> dict:
+def _component(name: str, desired: int, d: dict[str, Any] | None) -> dict[str, Any]:
     if d is None:
         return {
             "deployment": name,
@@ -74,14 +75,16 @@ def _component(name: str, desired: int, d: dict | None) -> dict:
     return out
 
 
-def _parse(resource: dict) -> tuple[Pipeline | None, str | None]:
+def _parse(resource: dict[str, Any]) -> tuple[Pipeline | None, str | None]:
     try:
         return Pipeline.from_resource(resource), None
     except PipelineError as exc:
         return None, str(exc)
 
 
-def _condition(type_: str, status: bool, reason: str, message: str, generation, previous: dict, now: str) -> dict:
+def _condition(
+    type_: str, status: bool, reason: str, message: str, generation: int | None, previous: dict[str, Any], now: str
+) -> dict[str, Any]:
     value = "True" if status else "False"
     prev = previous.get(type_)
     since = (
@@ -97,7 +100,7 @@ def _condition(type_: str, status: bool, reason: str, message: str, generation, 
     }
 
 
-def _rolling_message(comps: dict) -> str:
+def _rolling_message(comps: dict[str, Any]) -> str:
     parts = [
         f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
         f"{c['availableReplicas']}/{c['desiredReplicas']} available)"
@@ -108,14 +111,14 @@ def _rolling_message(comps: dict) -> str:
 
 
 def compute_status(  # noqa: C901 - to be split (issue 12)
-    resource: dict,
-    deployments: list[dict],
+    resource: dict[str, Any],
+    deployments: list[dict[str, Any]],
     now: datetime | str,
     *,
     error: str | None = None,
-    topics: dict | None = None,
+    topics: dict[str, Any] | None = None,
     pause: PauseState | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments.
 
     `error`: a reconcile failure the operator cannot fix by itself (forbidden, a name
@@ -136,6 +139,7 @@ def compute_status(  # noqa: C901 - to be split (issue 12)
     else:
         desired = {c.spec_field: (0 if c.router else 1) for c in COMPONENTS}
     stage = pause.stage if pause is not None else RUNNING
+    pause_message = pause.message if pause is not None else ""
 
     comps = {}
     for c in COMPONENTS:
@@ -151,7 +155,7 @@ def compute_status(  # noqa: C901 - to be split (issue 12)
     if invalid or error:
         phase = "Failed"
         reason = "InvalidSpec" if invalid else "ReconcileFailed"
-        message = invalid or error
+        message = invalid or error or ""
     elif failed:
         # The old ReplicaSet keeps serving: degraded, not failed. Fix or roll back the spec.
         phase, reason = "Degraded", "ProgressDeadlineExceeded"
@@ -161,10 +165,10 @@ def compute_status(  # noqa: C901 - to be split (issue 12)
             f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready)
         )
     elif stage == PAUSED and ready_n == len(comps):
-        phase, reason, message = "Paused", "Paused", pause.message
+        phase, reason, message = "Paused", "Paused", pause_message
     elif stage != RUNNING:
         # The stage as the reason: each step of a pause is a status change of its own.
-        phase, reason, message = "Progressing", stage, pause.message
+        phase, reason, message = "Progressing", stage, pause_message
     elif not any(c["_exists"] for c in comps.values()):
         phase, reason, message = "Pending", "Creating", "no component created yet"
     elif ready_n == len(comps):

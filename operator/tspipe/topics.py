@@ -8,6 +8,7 @@ another replication factor, is reported (with the reason) and left alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .model import Pipeline
 
@@ -45,7 +46,7 @@ def desired_topics(p: Pipeline) -> list[DesiredTopic]:
     return [DesiredTopic(role, names[role], t.partitions, t.replication_factor) for role in ROLES]
 
 
-def fingerprint(p: Pipeline) -> tuple:
+def fingerprint(p: Pipeline) -> tuple[Any, ...]:
     """Everything the topic work depends on: unchanged fingerprint, nothing to redo."""
     return (p.kafka.brokers, tuple(desired_topics(p)))
 
@@ -86,7 +87,7 @@ def topic_status(
     actual: dict[str, tuple[int, int] | None],
     plan: TopicPlan,
     failed: dict[str, str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Status after applying `plan` (`failed`: name -> error of a create/grow that failed).
 
     Returns {"ready", "reason", "message", "topics": [...]} for status.topics and the
@@ -95,7 +96,7 @@ def topic_status(
     entries, problems = [], []
     for d in desired:
         a = actual.get(d.name)
-        entry = {"role": d.role, "name": d.name}
+        entry: dict[str, Any] = {"role": d.role, "name": d.name}
         if d.name in failed:
             state, why = UNKNOWN, failed[d.name]
             entry.update(state=state, message=why)
@@ -103,6 +104,7 @@ def topic_status(
         elif d.name in plan.create:
             entry.update(state=CREATED, partitions=d.partitions, replicationFactor=d.replication_factor)
         else:
+            assert a is not None  # neither created nor failed: it exists
             parts, rf = a
             if d.name in plan.grow:
                 parts = plan.grow[d.name]
@@ -130,7 +132,7 @@ def topic_status(
     }
 
 
-def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], error: str) -> dict:
+def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], error: str) -> dict[str, Any]:
     # The message stays the same between retries (no timestamps, no attempt counts),
     # so retrying against a dead broker does not rewrite the status.
     return {
@@ -141,9 +143,9 @@ def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], er
     }
 
 
-def input_partitions(topics: dict | None, p: Pipeline) -> int:
+def input_partitions(topics: dict[str, Any] | None, p: Pipeline) -> int:
     """Partitions of the input topic: as seen on the broker if known, else as declared."""
     for e in (topics or {}).get("topics") or []:
         if e["role"] == "input" and e.get("partitions"):
-            return e["partitions"]
+            return int(e["partitions"])
     return p.kafka.topics.partitions

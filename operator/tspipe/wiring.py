@@ -7,7 +7,7 @@ Pure functions of a `Pipeline`. The operator renders container args from
 
 from __future__ import annotations
 
-from .model import Pipeline
+from .model import AppCommon, Pipeline
 
 APP_LABELS = ("time", "python-router", "evenLogger", "oddLogger")
 # SCDF app names the labels are registered under (`evenLogger: log`).
@@ -77,7 +77,7 @@ def canonical_key(key: str) -> str:
     return key.replace("-", "").replace("_", "").lower()
 
 
-def _specs(p: Pipeline):
+def _specs(p: Pipeline) -> dict[str, AppCommon]:
     return {"time": p.time, "python-router": p.router, "evenLogger": p.even_logger, "oddLogger": p.odd_logger}
 
 

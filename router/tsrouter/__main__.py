@@ -17,7 +17,7 @@ log = logging.getLogger("tsrouter")
 def main(argv: list[str] | None = None) -> int:
     # Line-buffered stdout so every event shows up at once under any runner.
     with contextlib.suppress(AttributeError):  # not a TextIOWrapper (e.g. replaced by a test)
-        sys.stdout.reconfigure(line_buffering=True)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = load(argv, os.environ)

@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -84,8 +85,10 @@ class Runner:
         self.health = health
         self.metrics = metrics
         self.stop = stop
-        self.consumer: KafkaConsumer | None = None
-        self.producer: KafkaProducer | None = None
+        # KafkaConsumer / KafkaProducer (kafka-python has no type information): None
+        # outside connect() .. close_clients(); the loop only runs in between.
+        self.consumer: Any = None
+        self.producer: Any = None
         self.topics = Topics(cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic)
         self.prefixes = Prefixes(cfg.even_prefix.encode("utf-8"), cfg.odd_prefix.encode("utf-8"))
         self.pending: dict = {}  # acknowledged but not yet committed: {tp: next offset}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
 
@@ -13,7 +14,7 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list
+    headers: list[Any]
     partition: int | None  # None: let the producer's partitioner pick
     source_partition: int
     source_offset: int
@@ -29,7 +30,7 @@ class Topics:
     dead_letter: str
 
 
-def plan_record(rec, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> Outgoing:
+def plan_record(rec: Any, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> Outgoing:
     """One consumed record -> one outgoing record.
 
     The output partition follows the input partition (modulo the output's partition
@@ -72,7 +73,9 @@ def plan_record(rec, topics: Topics, prefixes: Prefixes, out_partitions: Mapping
     )
 
 
-def plan_batch(batch: Mapping, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> list[Outgoing]:
+def plan_batch(
+    batch: Mapping[Any, Any], topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]
+) -> list[Outgoing]:
     """{TopicPartition: [records]} -> outgoing records in input order per partition."""
     out = []
     for _tp, records in batch.items():
@@ -81,17 +84,17 @@ def plan_batch(batch: Mapping, topics: Topics, prefixes: Prefixes, out_partition
     return out
 
 
-def next_offsets(batch: Mapping) -> dict:
+def next_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: offset of the next record to read} for every partition in the batch."""
     return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
 
 
-def first_offsets(batch: Mapping) -> dict:
+def first_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: first offset in the batch}: where to seek back to retry it."""
     return {tp: records[0].offset for tp, records in batch.items() if records}
 
 
-def merge_offsets(pending: dict, new: Iterable) -> dict:
+def merge_offsets(pending: dict[Any, int], new: Mapping[Any, int]) -> dict[Any, int]:
     out = dict(pending)
     for tp, off in dict(new).items():
         if off > out.get(tp, -1):
@@ -103,10 +106,10 @@ def merge_offsets(pending: dict, new: Iterable) -> dict:
 class Sent:
     """One batch whose records were handed to the producer and may still be in flight."""
 
-    next_offsets: dict
-    first_offsets: dict
-    plan: list
-    futures: list  # objects with .is_done, .succeeded(), .exception
+    next_offsets: dict[Any, int]
+    first_offsets: dict[Any, int]
+    plan: list[Any]
+    futures: list[Any]  # objects with .is_done, .succeeded(), .exception
 
 
 def settle(inflight: list[Sent]) -> tuple[int, int | None]:
@@ -124,9 +127,9 @@ def settle(inflight: list[Sent]) -> tuple[int, int | None]:
     return ok, failed
 
 
-def rewind_offsets(batches: list[Sent]) -> dict:
+def rewind_offsets(batches: list[Sent]) -> dict[Any, int]:
     """Where to seek to replay every not-yet-acknowledged batch: the earliest first offset per partition."""
-    out: dict = {}
+    out: dict[Any, int] = {}
     for s in batches:
         for tp, off in s.first_offsets.items():
             if tp not in out or off < out[tp]:

@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 __all__ = ["USAGE", "ConfigError", "HelpRequested", "RouterConfig", "canonical", "load"]
 
@@ -74,7 +75,7 @@ def _env_canonical(name: str) -> str:
     return name.lower().replace("__", "_").replace("_", ".").replace("-", "")
 
 
-def _flatten_json(obj, prefix: str, out: dict) -> None:
+def _flatten_json(obj: object, prefix: str, out: dict[str, str]) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             _flatten_json(v, f"{prefix}.{k}" if prefix else str(k), out)
@@ -110,7 +111,7 @@ def _parse_args(argv: Sequence[str]) -> dict[str, tuple[str, str]]:
 def _parse_application_json(text: str) -> dict[str, tuple[str, str]]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"SPRING_APPLICATION_JSON: not valid JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(data, dict):
         raise ConfigError("SPRING_APPLICATION_JSON: must be a JSON object")
@@ -152,7 +153,11 @@ class _Props:
                     return layer[ck]
         return None
 
-    def str(self, *keys: str, default: str | None = None) -> str | None:
+    @overload
+    def text(self, *keys: str, default: str) -> str: ...
+    @overload
+    def text(self, *keys: str, default: None = None) -> str | None: ...
+    def text(self, *keys: str, default: str | None = None) -> str | None:
         hit = self.raw(*keys)
         return default if hit is None else hit[1]
 
@@ -166,7 +171,7 @@ class _Props:
                     merged[ck[len(cp) :]] = (orig, val)
         return merged
 
-    def int(self, *keys: str, default: int, lo: int, hi: int) -> int:
+    def integer(self, *keys: str, default: int, lo: int, hi: int) -> int:
         hit = self.raw(*keys)
         if hit is None:
             return default
@@ -179,7 +184,7 @@ class _Props:
             raise ConfigError(f"{orig}: {n} out of range [{lo}, {hi}]")
         return n
 
-    def bool(self, *keys: str, default: bool) -> bool:
+    def boolean(self, *keys: str, default: bool) -> bool:
         hit = self.raw(*keys)
         if hit is None:
             return default
@@ -204,7 +209,7 @@ def _topic(props: _Props, key: str, default: str) -> str:
 
 
 def _brokers(props: _Props) -> tuple[str, ...]:
-    port_default = props.int("spring.cloud.stream.kafka.binder.default-broker-port", default=9092, lo=1, hi=65535)
+    port_default = props.integer("spring.cloud.stream.kafka.binder.default-broker-port", default=9092, lo=1, hi=65535)
     hit = props.raw("spring.cloud.stream.kafka.binder.brokers", "spring.kafka.bootstrap-servers")
     if hit is None:
         return (f"localhost:{port_default}",)
@@ -239,14 +244,14 @@ def _jaas_credentials(orig: str, jaas: str) -> tuple[str, str]:
     return creds["username"], creds["password"]
 
 
-def _kafka_client_settings(props: _Props) -> dict:  # noqa: C901 - to be split (issue 12)
+def _kafka_client_settings(props: _Props) -> dict[str, Any]:  # noqa: C901 - to be split (issue 12)
     """spring.cloud.stream.kafka.binder.configuration.* -> kafka-python keyword arguments."""
     raw = props.with_prefix("spring.cloud.stream.kafka.binder.configuration")
     if not raw:
         return {}
     # canonical keys lost their dashes/underscores; Kafka security keys have neither.
     get = dict(raw)
-    out: dict = {}
+    out: dict[str, Any] = {}
     if "security.protocol" in get:
         orig, val = get["security.protocol"]
         v = val.strip().upper()
@@ -327,7 +332,7 @@ class RouterConfig:
     app_group: str | None = None
     instance_index: int | None = None
     # kafka-python security keyword arguments; values may be secrets, so keep out of repr.
-    kafka_client: dict = field(default_factory=dict, repr=False, compare=False)
+    kafka_client: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exactly_once(self) -> bool:
@@ -336,7 +341,7 @@ class RouterConfig:
     def bindings(self) -> dict[str, str]:
         return {"input": self.input_topic, "even": self.even_topic, "odd": self.odd_topic}
 
-    def public_info(self) -> dict:
+    def public_info(self) -> dict[str, Any]:
         """What /actuator/info and the startup log may show: never credentials."""
         return {
             "stream": self.stream_name,
@@ -363,7 +368,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     )
     props = _Props([args, app_json, _parse_env(env)])
 
-    stream_name = props.str("spring.cloud.dataflow.stream.name")
+    stream_name = props.text("spring.cloud.dataflow.stream.name")
     input_topic = _topic(props, "spring.cloud.stream.bindings.input.destination", "input")
     even_topic = _topic(props, "spring.cloud.stream.bindings.even.destination", "even")
     odd_topic = _topic(props, "spring.cloud.stream.bindings.odd.destination", "odd")
@@ -408,13 +413,14 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     index_hit = props.raw("spring.cloud.stream.instance-index", "instance.index")
     instance_index = None
     if index_hit is not None:
-        instance_index = props.int(
+        instance_index = props.integer(
             "spring.cloud.stream.instance-index", "instance.index", default=0, lo=0, hi=1_000_000
         )
 
-    txn_id = props.str("tsrouter.transactional-id")
-    if txn_id is not None and not txn_id.strip():
-        raise ConfigError(f"{props.raw('tsrouter.transactional-id')[0]}: empty transactional id")
+    txn_id = props.text("tsrouter.transactional-id")
+    txn_hit = props.raw("tsrouter.transactional-id")
+    if txn_hit is not None and not txn_hit[1].strip():
+        raise ConfigError(f"{txn_hit[0]}: empty transactional id")
     if guarantee == "exactly-once" and not txn_id:
         # Stable across restarts of the same instance so init_transactions fences the old one.
         who = str(instance_index) if instance_index is not None else socket.gethostname()
@@ -427,16 +433,16 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         group=group,
         dead_letter_topic=dlq,
         brokers=_brokers(props),
-        server_port=props.int("server.port", default=8080, lo=0, hi=65535),
+        server_port=props.integer("server.port", default=8080, lo=0, hi=65535),
         server_address=_address(props),
-        even_prefix=props.str("tsrouter.even-prefix", default="Even timestamp:"),
-        odd_prefix=props.str("tsrouter.odd-prefix", default="Odd timestamp:"),
+        even_prefix=props.text("tsrouter.even-prefix", default="Even timestamp:"),
+        odd_prefix=props.text("tsrouter.odd-prefix", default="Odd timestamp:"),
         processing_guarantee=guarantee,
         transactional_id=txn_id.strip() if txn_id else None,
-        auto_create_topics=props.bool(
+        auto_create_topics=props.boolean(
             "tsrouter.auto-create-topics", "spring.cloud.stream.kafka.binder.auto-create-topics", default=True
         ),
-        topic_partitions=props.int(
+        topic_partitions=props.integer(
             "tsrouter.topic-partitions",
             "spring.cloud.stream.kafka.binder.min-partition-count",
             default=1,
@@ -446,29 +452,29 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         topic_replication_factor=_replication(props),
         log_level=log_level,
         log_format=log_format,
-        fetch_max_wait_ms=props.int("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
-        max_poll_records=props.int("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
-        shutdown_timeout_ms=props.int("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
-        liveness_stall_ms=props.int("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
+        fetch_max_wait_ms=props.integer("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
+        max_poll_records=props.integer("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
+        shutdown_timeout_ms=props.integer("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
+        liveness_stall_ms=props.integer("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
         stream_name=stream_name,
-        app_label=props.str("spring.cloud.dataflow.stream.app.label"),
-        app_guid=props.str("spring.cloud.application.guid"),
-        app_group=props.str("spring.cloud.application.group"),
+        app_label=props.text("spring.cloud.dataflow.stream.app.label"),
+        app_guid=props.text("spring.cloud.application.guid"),
+        app_group=props.text("spring.cloud.application.group"),
         instance_index=instance_index,
         kafka_client=_kafka_client_settings(props),
     )
 
 
 def _replication(props: _Props) -> int:
-    n = props.int(
+    n = props.integer(
         "tsrouter.topic-replication-factor",
         "spring.cloud.stream.kafka.binder.replication-factor",
         default=-1,
         lo=-1,
         hi=1000,
     )
-    if n == 0:
-        hit = props.raw("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor")
+    hit = props.raw("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor")
+    if n == 0 and hit is not None:
         raise ConfigError(f"{hit[0]}: 0 is not a replication factor (use -1 for the broker default)")
     return n
 

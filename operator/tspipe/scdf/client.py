@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def resolve_credentials(
     username: str | None = None,
     password_file: str | None = None,
     token_file: str | None = None,
-    env: dict | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Credentials:
     """Credentials from flags first, then SCDF_USERNAME / SCDF_PASSWORD / SCDF_TOKEN.
 
@@ -88,6 +89,7 @@ def resolve_credentials(
     env = os.environ if env is None else env
     token = _read_secret(token_file, "token") if token_file else (env.get("SCDF_TOKEN") or None)
     user = username or env.get("SCDF_USERNAME") or None
+    password: str | None
     if password_file:
         password = _read_secret(password_file, "password")
     else:
