@@ -30,15 +30,15 @@ import urllib3
 
 from . import metrics
 from . import topics as topics_mod
+from .api import FINALIZER
+from .components import COMPONENTS
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .model import Pipeline, PipelineError
 from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
-from .render import COMPONENTS, deployment_name, owned_selector, render_deployments
+from .render import deployment_name, owned_selector, render_deployments
 from .status import compute_status
-
-FINALIZER = "tspipe.io/delete-topics"
 
 log = logging.getLogger("tspipe.controller")
 
@@ -440,7 +440,7 @@ class Controller:
                 lag = await self._router_lag(p)
                 pstate = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag)
             soon(pstate.recheck_after)
-            desired = render_deployments(pipeline, pstate.replicas)
+            desired = render_deployments(pipeline, pstate.replicas, pipeline=p)
             dplan = plan(pipeline, desired, actual)
             problems.extend(dplan.blocked)
             if dplan.waiting:
@@ -470,7 +470,9 @@ class Controller:
         error = "; ".join(problems) or None
         if p is None:
             error = None  # compute_status reports the invalid spec itself
-        status = compute_status(pipeline, actual, self.now(), error=error, topics=topic_result, pause=pstate)
+        status = compute_status(
+            pipeline, actual, self.now(), error=error, topics=topic_result, pause=pstate, pipeline=p
+        )
         metrics.set_phase(namespace, name, status["phase"])
         if status != prev_status:
             wait = st.last_status_write + self.progress_interval - self.monotonic()

@@ -1,6 +1,7 @@
 """The TimestampPipeline CustomResourceDefinition, generated from the model's constants.
 
-One source of truth for defaults, bounds and reserved keys: `python -m tspipe.crd`
+One source of truth for defaults, bounds and reserved keys (model, components, spring,
+api): `python -m tspipe.crd`
 prints the YAML committed as crds/timestamppipelines.tspipe.io.yaml (a unit test
 checks the file is up to date).
 """
@@ -14,7 +15,9 @@ from typing import Any
 import yaml
 
 from . import model as m
-from .wiring import RESERVED_KEYS, SPEC_FIELDS, canonical_key
+from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
+from .components import COMPONENTS, Component
+from .spring import RESERVED_ENV, canonical_key
 
 
 def _str(desc: str, **kw: Any) -> dict[str, Any]:
@@ -80,16 +83,15 @@ ENV = {
     },
     "x-kubernetes-validations": [
         {
-            "rule": f"self.all(e, !(e.name in {_cel_list(m.RESERVED_ENV)}))",
-            "message": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS, SPRING_CLOUD_APPLICATION_GUID and "
-            "SPRING_CLOUD_APPLICATION_GROUP are set by the operator",
+            "rule": f"self.all(e, !(e.name in {_cel_list(RESERVED_ENV)}))",
+            "message": f"{', '.join(RESERVED_ENV[:-1])} and {RESERVED_ENV[-1]} are set by the operator",
         }
     ],
 }
 
 
-def _properties(label: str) -> dict[str, Any]:
-    reserved = sorted({canonical_key(k) for k in RESERVED_KEYS[label]})
+def _properties(c: Component) -> dict[str, Any]:
+    reserved = sorted({canonical_key(k) for k in c.reserved_keys})
     return {
         "type": "object",
         "description": "Extra Spring properties for this app, passed as --key=value arguments. "
@@ -103,8 +105,7 @@ def _properties(label: str) -> dict[str, Any]:
             },
             {
                 "rule": f"self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in {_cel_list(reserved)}))",
-                "message": "must not set a property the operator sets from the spec: "
-                + ", ".join(RESERVED_KEYS[label]),
+                "message": "must not set a property the operator sets from the spec: " + ", ".join(c.reserved_keys),
             },
         ],
     }
@@ -114,34 +115,59 @@ def _image(default: str) -> dict[str, Any]:
     return _str("Container image.", default=default, minLength=1, maxLength=512, pattern=r"^\S+$")
 
 
-def _app(label: str, default_image: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _app(c: Component) -> dict[str, Any]:
     return {
         "type": "object",
         "default": {},
         "properties": {
-            "image": _image(default_image),
+            "image": _image(c.default_image),
             "resources": RESOURCES,
-            "properties": _properties(label),
+            "properties": _properties(c),
             "env": ENV,
-            **extra,
+            **_KIND_FIELDS[c.kind](c),
         },
     }
 
 
-def _logger(label: str, which: str) -> dict[str, Any]:
-    return _app(
-        label,
-        m.DEFAULT_LOG_IMAGE,
-        {
-            "level": _str(f"log.consumer.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
-            "expression": _str(
-                f"log.consumer.expression (SpEL) of the {which} log sink.",
-                default="payload",
-                minLength=1,
-                maxLength=1024,
-            ),
-        },
-    )
+def _time_fields(c: Component) -> dict[str, Any]:
+    return {
+        "dateFormat": _str(
+            "time.date-format (java SimpleDateFormat pattern).",
+            default=m.DEFAULT_DATE_FORMAT,
+            minLength=1,
+            maxLength=256,
+        ),
+        "fixedDelaySeconds": _int("Seconds between two timestamps.", 1, 1, m.MAX_FIXED_DELAY_SECONDS),
+    }
+
+
+def _router_fields(c: Component) -> dict[str, Any]:
+    return {
+        "replicas": _int("Router replicas (one Kafka consumer group).", 1, 0, m.MAX_ROUTER_REPLICAS),
+        "processingGuarantee": _str(
+            "at_least_once or exactly_once (Kafka transactions).",
+            default="at_least_once",
+            enum=list(m.PROCESSING_GUARANTEES),
+        ),
+        "evenPrefix": _str("Prefix for even timestamps.", default="Even timestamp:", maxLength=256),
+        "oddPrefix": _str("Prefix for odd timestamps.", default="Odd timestamp:", maxLength=256),
+    }
+
+
+def _logger_fields(c: Component) -> dict[str, Any]:
+    which = c.bindings[0].topic  # the router's output it logs: even or odd
+    return {
+        "level": _str(f"log.consumer.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
+        "expression": _str(
+            f"log.consumer.expression (SpEL) of the {which} log sink.",
+            default="payload",
+            minLength=1,
+            maxLength=1024,
+        ),
+    }
+
+
+_KIND_FIELDS = {"time": _time_fields, "router": _router_fields, "logger": _logger_fields}
 
 
 def _secret_name(desc: str) -> dict[str, Any]:
@@ -275,35 +301,7 @@ def spec_schema() -> dict[str, Any]:
                     ),
                 },
             },
-            "time": _app(
-                "time",
-                m.DEFAULT_TIME_IMAGE,
-                {
-                    "dateFormat": _str(
-                        "time.date-format (java SimpleDateFormat pattern).",
-                        default=m.DEFAULT_DATE_FORMAT,
-                        minLength=1,
-                        maxLength=256,
-                    ),
-                    "fixedDelaySeconds": _int("Seconds between two timestamps.", 1, 1, m.MAX_FIXED_DELAY_SECONDS),
-                },
-            ),
-            "router": _app(
-                "python-router",
-                m.DEFAULT_ROUTER_IMAGE,
-                {
-                    "replicas": _int("Router replicas (one Kafka consumer group).", 1, 0, m.MAX_ROUTER_REPLICAS),
-                    "processingGuarantee": _str(
-                        "at_least_once or exactly_once (Kafka transactions).",
-                        default="at_least_once",
-                        enum=list(m.PROCESSING_GUARANTEES),
-                    ),
-                    "evenPrefix": _str("Prefix for even timestamps.", default="Even timestamp:", maxLength=256),
-                    "oddPrefix": _str("Prefix for odd timestamps.", default="Odd timestamp:", maxLength=256),
-                },
-            ),
-            "evenLogger": _logger("evenLogger", "even"),
-            "oddLogger": _logger("oddLogger", "odd"),
+            **{c.spec_field: _app(c) for c in COMPONENTS},
             "pod": {
                 "type": "object",
                 "description": "Pod-level settings applied to all four Deployments.",
@@ -429,7 +427,7 @@ def status_schema() -> dict[str, Any]:
                 "x-kubernetes-list-map-keys": ["type"],
                 "items": _condition(),
             },
-            "components": {"type": "object", "properties": {key: _component_status() for key in SPEC_FIELDS.values()}},
+            "components": {"type": "object", "properties": {c.spec_field: _component_status() for c in COMPONENTS}},
         },
     }
 
@@ -438,21 +436,21 @@ def crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{m.PLURAL}.{m.API_GROUP}"},
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
         "spec": {
-            "group": m.API_GROUP,
+            "group": API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": m.KIND,
-                "plural": m.PLURAL,
-                "singular": "timestamppipeline",
-                "listKind": f"{m.KIND}List",
-                "shortNames": ["tsp"],
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "listKind": f"{KIND}List",
+                "shortNames": list(SHORT_NAMES),
                 "categories": ["all"],
             },
             "versions": [
                 {
-                    "name": m.API_VERSION,
+                    "name": API_VERSION,
                     "served": True,
                     "storage": True,
                     # Scale: `kubectl scale tsp/NAME --replicas=N` and autoscalers set the router's replicas.
@@ -511,7 +509,7 @@ def crd() -> dict[str, Any]:
     }
 
 
-HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,wiring,crd}.py; do not edit.\n"
+HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,components,crd}.py; do not edit.\n"
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -8,16 +8,12 @@ current spec: one short hash per field path, compared with the next spec's diges
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
+
+from .stamps import digest
 
 HISTORY_LIMIT = 5
 DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole
-
-
-def _h(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
 
 
 def spec_digest(spec: dict[str, Any]) -> dict[str, str]:
@@ -28,7 +24,7 @@ def spec_digest(spec: dict[str, Any]) -> dict[str, str]:
             for k, v in node.items():
                 walk(v, path + (str(k),))
         else:
-            out[".".join(path)] = _h(node)
+            out[".".join(path)] = digest(node, 8)
 
     walk(spec or {}, ())
     return out

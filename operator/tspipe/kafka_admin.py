@@ -11,6 +11,7 @@ import contextlib
 import logging
 from contextlib import contextmanager
 
+from .api import MANAGER
 from .topics import DesiredTopic, TopicPlan
 
 log = logging.getLogger("tspipe.kafka")
@@ -32,7 +33,7 @@ class TopicAdmin:
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=list(brokers),
-                client_id="tspipe-operator",
+                client_id=MANAGER,
                 request_timeout_ms=self.timeout_ms,
                 bootstrap_timeout_ms=self.timeout_ms,
                 reconnect_backoff_max_ms=1000,

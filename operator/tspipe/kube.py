@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from .model import API_GROUP, API_VERSION, KIND, PLURAL
-from .render import MANAGER
+from .api import API_GROUP, API_VERSION, GROUP_VERSION, KIND, MANAGER, PLURAL, USER_AGENT
+from .stamps import format_time
 
-USER_AGENT = "tspipe-operator/0.1.0"
-
-__all__ = ["USER_AGENT", "ApiException", "Kube", "load_client_config"]
+__all__ = ["ApiException", "Kube", "load_client_config"]
 
 
 def load_client_config() -> kubernetes.client.Configuration:
@@ -32,10 +30,6 @@ def load_client_config() -> kubernetes.client.Configuration:
     except (kubernetes.config.ConfigException, FileNotFoundError, OSError):
         kubernetes.config.load_incluster_config(client_configuration=cfg)
     return cfg
-
-
-def _ts(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Kube:
@@ -147,13 +141,13 @@ class Kube:
     # --- events ------------------------------------------------------------------
     def post_event(self, pipeline: dict, type_: str, reason: str, message: str, now: datetime) -> None:
         meta = pipeline["metadata"]
-        ts = _ts(now)
+        ts = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "apiVersion": GROUP_VERSION,
                 "kind": KIND,
                 "name": meta["name"],
                 "namespace": meta["namespace"],

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-API_GROUP = "tspipe.io"
-API_VERSION = "v1alpha1"
-KIND = "TimestampPipeline"
-PLURAL = "timestamppipelines"
+from .api import KIND
+from .components import COMPONENTS, Component, Kind
+from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
 
-DEFAULT_TIME_IMAGE = "springcloudstream/time-source-kafka:5.1.1"
-DEFAULT_LOG_IMAGE = "springcloudstream/log-sink-kafka:5.1.1"
-DEFAULT_ROUTER_IMAGE = "ghcr.io/tspipe/router:0.1.0"
 DEFAULT_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
 DEFAULT_DATE_FORMAT = "MM/dd/yy HH:mm:ss"
 
@@ -53,23 +49,6 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
 SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
-# Set on every container when spec.kafka.credentials is given (render.credential_env).
-CREDENTIAL_ENV = (
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SECURITY_PROTOCOL",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_MECHANISM",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_JAAS_CONFIG",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_TYPE",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION",
-)
-
-# Environment variables the operator sets on every container; users may not override them.
-RESERVED_ENV = (
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS",
-    "SPRING_CLOUD_APPLICATION_GUID",
-    "SPRING_CLOUD_APPLICATION_GROUP",
-)
 
 
 class PipelineError(ValueError):
@@ -90,6 +69,10 @@ class Topics:
     replication_factor: int = 1
     manage: bool = True  # the operator ensures the topics exist
     delete_on_removal: bool = False  # and deletes them with the pipeline
+
+    def name(self, role: str) -> str:
+        """The topic of a role: `input`, `even` or `odd`."""
+        return {"input": self.input, "even": self.even, "odd": self.odd}[role]
 
     def dead_letter(self, group: str) -> str:
         """The router's dead-letter topic (its default, tsrouter.config)."""
@@ -178,6 +161,11 @@ class Pipeline:
     @classmethod
     def from_resource(cls, obj: Mapping[str, Any]) -> Pipeline:
         return _parse(copy.deepcopy(dict(obj)))
+
+    def app(self, c: Component) -> AppCommon:
+        """The spec of one app (components.COMPONENTS)."""
+        spec: AppCommon = getattr(self, c.attr)
+        return spec
 
 
 def load_pipeline_file(path: str | Path) -> Pipeline:
@@ -315,21 +303,51 @@ def _list(obj: dict[str, Any], key: str, path: str) -> tuple[Any, ...]:
 
 
 _APP_FIELDS = {"image", "resources", "properties", "env"}
+_SPEC_FIELDS = {"streamName", "kafka", "pod", "rollout", "paused"} | {c.spec_field for c in COMPONENTS}
 
 
-def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 12)
+def _parse(obj: dict[str, Any]) -> Pipeline:
     meta = _obj(obj.get("metadata"), "metadata")
+    name = _name(meta)
+    spec = _obj(obj.get("spec"), "spec")
+    _known(spec, "spec", _SPEC_FIELDS)
+    stream_name = _stream_name(spec, name)
+    kafka = _kafka(spec)
+    apps: dict[str, Any] = {c.attr: _app(spec, c) for c in COMPONENTS}  # time=TimeSpec(...), ...
+    pod = _pod(spec)
+    ro = _obj(spec.get("rollout"), "spec.rollout")
+    _known(ro, "spec.rollout", {"progressDeadlineSeconds", "pauseDrainSeconds"})
+    pipeline = Pipeline(
+        name=name,
+        namespace=meta.get("namespace") or "default",
+        stream_name=stream_name,
+        kafka=kafka,
+        **apps,
+        pod=pod,
+        progress_deadline_seconds=_int(
+            ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE, 1, MAX_PROGRESS_DEADLINE
+        ),
+        paused=_bool(spec, "paused", "spec", False),
+        pause_drain_seconds=_int(
+            ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS, 0, MAX_PAUSE_DRAIN_SECONDS
+        ),
+        uid=meta.get("uid"),
+        generation=meta.get("generation"),
+    )
+    _check_reserved(pipeline)
+    return pipeline
+
+
+def _name(meta: dict[str, Any]) -> str:
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise PipelineError("metadata.name", "required")
     if len(name) > MAX_NAME_LENGTH:
         raise PipelineError("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
-    namespace = meta.get("namespace") or "default"
-    spec = _obj(obj.get("spec"), "spec")
-    _known(
-        spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod", "rollout", "paused"}
-    )
+    return name
 
+
+def _stream_name(spec: dict[str, Any], name: str) -> str:
     stream_name = _str(spec, "streamName", "spec", name)
     if spec.get("streamName") is None and not STREAM_NAME_RE.match(stream_name):
         raise PipelineError(
@@ -340,8 +358,10 @@ def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 
         raise PipelineError(
             "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"
         )
+    return stream_name
 
-    # kafka
+
+def _kafka(spec: dict[str, Any]) -> Kafka:
     kobj = _obj(spec.get("kafka"), "spec.kafka")
     if spec.get("kafka") is None:
         raise PipelineError("spec.kafka", "required")
@@ -354,31 +374,7 @@ def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 
             raise PipelineError(f"spec.kafka.brokers[{i}]", f"must be host:port with a port 1-65535, got {b!r}")
     if len(set(brokers)) != len(brokers):
         raise PipelineError("spec.kafka.brokers", "entries must be unique")
-    tobj = _obj(kobj.get("topics"), "spec.kafka.topics")
-    _known(
-        tobj,
-        "spec.kafka.topics",
-        {"input", "even", "odd", "partitions", "replicationFactor", "manage", "deleteOnRemoval"},
-    )
-    names = {}
-    for role in ("input", "even", "odd"):
-        topic = _str(tobj, role, "spec.kafka.topics", DEFAULT_TOPICS[role])
-        if not TOPIC_RE.match(topic) or topic in (".", ".."):
-            raise PipelineError(
-                f"spec.kafka.topics.{role}",
-                f"invalid Kafka topic name {topic!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
-            )
-        names[role] = topic
-    if len(set(names.values())) != 3:
-        raise PipelineError("spec.kafka.topics", "input, even and odd must be three distinct topics")
-    topics = Topics(
-        **names,
-        partitions=_int(tobj, "partitions", "spec.kafka.topics", 1, 1, MAX_PARTITIONS),
-        replication_factor=_int(tobj, "replicationFactor", "spec.kafka.topics", 1, 1, MAX_REPLICATION_FACTOR),
-        manage=_bool(tobj, "manage", "spec.kafka.topics", True),
-        delete_on_removal=_bool(tobj, "deleteOnRemoval", "spec.kafka.topics", False),
-    )
-
+    topics = _topics(_obj(kobj.get("topics"), "spec.kafka.topics"))
     credentials = _credentials(kobj.get("credentials"))
     if credentials is not None and topics.manage:
         raise PipelineError(
@@ -387,55 +383,94 @@ def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 
             "operator never reads the Secret, so it cannot manage topics on a SASL broker "
             "(the apps create their own topics)",
         )
+    return Kafka(brokers=tuple(brokers), topics=topics, credentials=credentials)
 
-    # time
-    p = "spec.time"
-    t = _obj(spec.get("time"), p)
-    _known(t, p, _APP_FIELDS | {"dateFormat", "fixedDelaySeconds"})
-    time = TimeSpec(
-        image=_image(t, p, DEFAULT_TIME_IMAGE),
-        resources=_resources(t, p),
-        properties=_properties(t, p),
-        env=_env(t, p),
+
+def _topics(tobj: dict[str, Any]) -> Topics:
+    p = "spec.kafka.topics"
+    _known(tobj, p, {"input", "even", "odd", "partitions", "replicationFactor", "manage", "deleteOnRemoval"})
+    names = {}
+    for role in ("input", "even", "odd"):
+        topic = _str(tobj, role, p, DEFAULT_TOPICS[role])
+        if not TOPIC_RE.match(topic) or topic in (".", ".."):
+            raise PipelineError(
+                f"{p}.{role}",
+                f"invalid Kafka topic name {topic!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
+            )
+        names[role] = topic
+    if len(set(names.values())) != 3:
+        raise PipelineError(p, "input, even and odd must be three distinct topics")
+    return Topics(
+        **names,
+        partitions=_int(tobj, "partitions", p, 1, 1, MAX_PARTITIONS),
+        replication_factor=_int(tobj, "replicationFactor", p, 1, 1, MAX_REPLICATION_FACTOR),
+        manage=_bool(tobj, "manage", p, True),
+        delete_on_removal=_bool(tobj, "deleteOnRemoval", p, False),
+    )
+
+
+def _app(spec: dict[str, Any], c: Component) -> AppCommon:
+    """One app's section of the spec (`spec.time`, `spec.router`, ...)."""
+    p = f"spec.{c.spec_field}"
+    obj = _obj(spec.get(c.spec_field), p)
+    kind_spec = _KIND_SPECS[c.kind]
+    _known(obj, p, _APP_FIELDS | kind_spec.fields)
+    return kind_spec.parse(
+        obj,
+        p,
+        image=_image(obj, p, c.default_image),
+        resources=_resources(obj, p),
+        properties=_properties(obj, p),
+        env=_env(obj, p),
+    )
+
+
+def _time_spec(t: dict[str, Any], p: str, **common: Any) -> TimeSpec:
+    return TimeSpec(
+        **common,
         date_format=_nonempty(_str(t, "dateFormat", p, DEFAULT_DATE_FORMAT), f"{p}.dateFormat"),
         fixed_delay_seconds=_int(t, "fixedDelaySeconds", p, 1, 1, MAX_FIXED_DELAY_SECONDS),
     )
 
-    # router
-    p = "spec.router"
-    r = _obj(spec.get("router"), p)
-    _known(r, p, _APP_FIELDS | {"replicas", "processingGuarantee", "evenPrefix", "oddPrefix"})
+
+def _router_spec(r: dict[str, Any], p: str, **common: Any) -> RouterSpec:
     guarantee = _str(r, "processingGuarantee", p, "at_least_once")
     if guarantee not in PROCESSING_GUARANTEES:
         raise PipelineError(f"{p}.processingGuarantee", f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
-    router = RouterSpec(
-        image=_image(r, p, DEFAULT_ROUTER_IMAGE),
-        resources=_resources(r, p),
-        properties=_properties(r, p),
-        env=_env(r, p),
+    return RouterSpec(
+        **common,
         replicas=_int(r, "replicas", p, 1, 0, MAX_ROUTER_REPLICAS),
         processing_guarantee=guarantee,
         even_prefix=_str(r, "evenPrefix", p, "Even timestamp:"),
         odd_prefix=_str(r, "oddPrefix", p, "Odd timestamp:"),
     )
 
-    def logger(key: str) -> LoggerSpec:
-        p = f"spec.{key}"
-        lg = _obj(spec.get(key), p)
-        _known(lg, p, _APP_FIELDS | {"level", "expression"})
-        level = _str(lg, "level", p, "INFO")
-        if level not in LOG_LEVELS:
-            raise PipelineError(f"{p}.level", f"must be one of {', '.join(LOG_LEVELS)}")
-        return LoggerSpec(
-            image=_image(lg, p, DEFAULT_LOG_IMAGE),
-            resources=_resources(lg, p),
-            properties=_properties(lg, p),
-            env=_env(lg, p),
-            level=level,
-            expression=_nonempty(_str(lg, "expression", p, "payload"), f"{p}.expression"),
-        )
 
-    # pod overrides
+def _logger_spec(lg: dict[str, Any], p: str, **common: Any) -> LoggerSpec:
+    level = _str(lg, "level", p, "INFO")
+    if level not in LOG_LEVELS:
+        raise PipelineError(f"{p}.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    return LoggerSpec(
+        **common,
+        level=level,
+        expression=_nonempty(_str(lg, "expression", p, "payload"), f"{p}.expression"),
+    )
+
+
+@dataclass(frozen=True)
+class _KindSpec:
+    fields: frozenset[str]  # spec fields of this kind of app besides image, resources, properties, env
+    parse: Callable[..., AppCommon]
+
+
+_KIND_SPECS: dict[Kind, _KindSpec] = {
+    "time": _KindSpec(frozenset({"dateFormat", "fixedDelaySeconds"}), _time_spec),
+    "router": _KindSpec(frozenset({"replicas", "processingGuarantee", "evenPrefix", "oddPrefix"}), _router_spec),
+    "logger": _KindSpec(frozenset({"level", "expression"}), _logger_spec),
+}
+
+
+def _pod(spec: dict[str, Any]) -> PodOverrides:
     p = "spec.pod"
     po = _obj(spec.get("pod"), p)
     _known(po, p, {"serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
@@ -443,7 +478,7 @@ def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 
     affinity = po.get("affinity")
     if affinity is not None:
         _obj(affinity, f"{p}.affinity")
-    pod = PodOverrides(
+    return PodOverrides(
         service_account_name=_opt_str(po, "serviceAccountName", p),
         image_pull_secrets=_list(po, "imagePullSecrets", p),
         node_selector=node_selector,
@@ -451,71 +486,32 @@ def _parse(obj: dict[str, Any]) -> Pipeline:  # noqa: C901 - to be split (issue 
         affinity=affinity,
     )
 
-    ro = _obj(spec.get("rollout"), "spec.rollout")
-    _known(ro, "spec.rollout", {"progressDeadlineSeconds", "pauseDrainSeconds"})
 
-    pipeline = Pipeline(
-        name=name,
-        namespace=namespace,
-        stream_name=stream_name,
-        kafka=Kafka(brokers=tuple(brokers), topics=topics, credentials=credentials),
-        time=time,
-        router=router,
-        even_logger=logger("evenLogger"),
-        odd_logger=logger("oddLogger"),
-        pod=pod,
-        progress_deadline_seconds=_int(
-            ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE, 1, MAX_PROGRESS_DEADLINE
-        ),
-        paused=_bool(spec, "paused", "spec", False),
-        pause_drain_seconds=_int(
-            ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS, 0, MAX_PAUSE_DRAIN_SECONDS
-        ),
-        uid=meta.get("uid"),
-        generation=meta.get("generation"),
-    )
-    # User properties may not override the wiring (import here: wiring imports model).
-    from .wiring import reserved_property_conflicts
-
-    for field_path, key in reserved_property_conflicts(pipeline):
-        raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
-    if credentials is not None:
-        apps: tuple[tuple[str, AppCommon], ...] = (
-            ("time", time),
-            ("router", router),
-            ("evenLogger", pipeline.even_logger),
-            ("oddLogger", pipeline.odd_logger),
-        )
-        for label, app in apps:
-            for i, var in enumerate(app.env):
-                if var["name"] in CREDENTIAL_ENV:
-                    raise PipelineError(
-                        f"spec.{label}.env[{i}].name",
-                        f"{var['name']} is set by the operator from spec.kafka.credentials",
-                    )
-            # Container args outrank env in Spring: a property would silently override the Secret.
-            for key in app.properties:
-                if _canonical(key) in _CREDENTIAL_PROPERTIES:
-                    raise PipelineError(
-                        f"spec.{label}.properties[{key}]", f"{key} is set by the operator from spec.kafka.credentials"
-                    )
-    return pipeline
-
-
-def _canonical(key: str) -> str:
-    return key.replace("-", "").replace("_", "").lower()
-
-
-_CREDENTIAL_PROPERTIES = {
-    _canonical("spring.cloud.stream.kafka.binder.configuration." + k)
-    for k in (
-        "security.protocol",
-        "sasl.mechanism",
-        "sasl.jaas.config",
-        "ssl.truststore.type",
-        "ssl.truststore.location",
-    )
-}
+def _check_reserved(p: Pipeline) -> None:
+    """User properties and env may not override what the operator sets from the spec."""
+    for c in COMPONENTS:
+        path = f"spec.{c.spec_field}"
+        app = p.app(c)
+        reserved = {canonical_key(k) for k in c.reserved_keys}
+        for key in app.properties:
+            if canonical_key(key) in reserved:
+                raise PipelineError(f"{path}.properties[{key}]", f"{key} is set by the operator from the pipeline spec")
+    if p.kafka.credentials is None:
+        return
+    for c in COMPONENTS:
+        path = f"spec.{c.spec_field}"
+        app = p.app(c)
+        for i, var in enumerate(app.env):
+            if var["name"] in CREDENTIAL_ENV:
+                raise PipelineError(
+                    f"{path}.env[{i}].name", f"{var['name']} is set by the operator from spec.kafka.credentials"
+                )
+        # Container args outrank env in Spring: a property would silently override the Secret.
+        for key in app.properties:
+            if canonical_key(key) in CREDENTIAL_PROPERTIES:
+                raise PipelineError(
+                    f"{path}.properties[{key}]", f"{key} is set by the operator from spec.kafka.credentials"
+                )
 
 
 def _credentials(value: Any) -> Credentials | None:

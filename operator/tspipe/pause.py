@@ -11,15 +11,17 @@ replica counts in one step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from .components import COMPONENTS, SOURCE
 from .model import Pipeline
-from .render import COMPONENTS, spec_replicas
+from .render import spec_replicas
+from .stamps import format_time, parse_time
 
 RUNNING, STOPPING_SOURCE, DRAINING, STOPPING, PAUSED = "Running", "StoppingSource", "Draining", "Stopping", "Paused"
-SOURCE = "time"
-DOWNSTREAM = ("router", "evenLogger", "oddLogger")
+# Per component spec field: the source stops first, the rest once the input is drained.
+DOWNSTREAM = tuple(c.spec_field for c in COMPONENTS if not c.source)
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,6 @@ class PauseState:
     message: str = ""
     recheck_after: float | None = None  # seconds; while draining
     needs_lag: bool = False  # the caller should measure the router's lag and call again
-
-
-def _ts(now: datetime) -> str:
-    return now.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_ts(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _spec_replicas(d: dict[str, Any] | None) -> int | None:
@@ -66,19 +60,19 @@ def pause_state(
         return PauseState(spec, RUNNING, None)
 
     replicas = dict(spec)
-    replicas[SOURCE] = 0
+    replicas[SOURCE.spec_field] = 0
     # Once a downstream app is at zero it stays there while paused (an operator
     # restart mid-pause must not start the router again).
     for f in DOWNSTREAM:
         if _spec_replicas(actual.get(f)) == 0:
             replicas[f] = 0
-    source = actual.get(SOURCE)
+    source = actual.get(SOURCE.spec_field)
     if _spec_replicas(source) != 0 or _pods(source) > 0:
         return PauseState(replicas, STOPPING_SOURCE, None, "pausing: stopping the time source")
 
-    stopped_at = source_stopped_at or _ts(now)
+    stopped_at = source_stopped_at or format_time(now)
     if any(replicas[f] for f in DOWNSTREAM):
-        waited = (now - _parse_ts(stopped_at)).total_seconds()
+        waited = (now - parse_time(stopped_at)).total_seconds()
         if lag != 0 and waited < p.pause_drain_seconds:
             what = "measuring" if lag is None else f"{lag} records left"
             return PauseState(

@@ -7,13 +7,10 @@ replica demoted by a newer, higher-priority peer stops reconciling too.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-
-def _parse(ts: str) -> datetime:
-    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+from .stamps import parse_time
 
 
 def is_standby(peering: dict[str, Any] | None, priority: int, now: datetime) -> bool:
@@ -28,6 +25,6 @@ def is_standby(peering: dict[str, Any] | None, priority: int, now: datetime) -> 
             continue
         seen = info.get("lastseen")
         lifetime = timedelta(seconds=int(info.get("lifetime", 60)))
-        if seen is None or _parse(seen) + lifetime > now:
+        if seen is None or parse_time(seen) + lifetime > now:
             live.append(int(info["priority"]))
     return any(p > priority for p in live) or live.count(priority) > 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from .render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 
 CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 

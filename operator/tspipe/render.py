@@ -9,42 +9,37 @@ and port as SCDF's Kubernetes deployer sets them; security contexts that pass th
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from . import wiring
-from .model import API_GROUP, API_VERSION, KIND, AppCommon, Pipeline
+from .api import (
+    GROUP_VERSION,
+    HASH_ANNOTATION,
+    KIND,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_SELECTOR,
+    MANAGER,
+    PART_OF,
+)
+from .components import COMPONENTS, ROUTER, Component, Probe
+from .model import AppCommon, Pipeline
+from .spring import (
+    BROKERS_ENV,
+    GROUP_ENV,
+    GUID_ENV,
+    SASL_PASSWORD_ENV,
+    SASL_USERNAME_ENV,
+    SERVER_PORT_KEY,
+    binder_env,
+)
+from .stamps import digest
 
-MANAGER = "tspipe-operator"
-PART_OF = "tspipe"
-HASH_ANNOTATION = "tspipe.io/desired-hash"
 SERVER_PORT = 8080
 RUN_AS = 1000  # some prebuilt images default to root; restricted PSS needs non-root
-
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_PART_OF = "app.kubernetes.io/part-of"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-
-
-@dataclass(frozen=True)
-class Component:
-    label: str  # SCDF app label (wiring.APP_LABELS)
-    suffix: str  # Deployment name suffix and app.kubernetes.io/component
-    spec_field: str  # field under .spec (and key under .status.components)
-    app_name: str  # app.kubernetes.io/name
-    router: bool = False
-
-
-COMPONENTS = (
-    Component("time", "time", "time", "time-source"),
-    Component("python-router", "router", "router", "tsp-router", router=True),
-    Component("evenLogger", "evenlogger", "evenLogger", "log-sink"),
-    Component("oddLogger", "oddlogger", "oddLogger", "log-sink"),
-)
 
 
 def deployment_name(pipeline_name: str, component: Component) -> str:
@@ -57,7 +52,7 @@ def selector_labels(pipeline_name: str, component: Component) -> dict[str, str]:
 
 def owned_selector(pipeline_name: str) -> str:
     """Label selector for every Deployment this operator manages for a pipeline."""
-    return f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}={pipeline_name}"
+    return f"{MANAGED_SELECTOR},{LABEL_INSTANCE}={pipeline_name}"
 
 
 def labels(pipeline_name: str, component: Component) -> dict[str, str]:
@@ -73,7 +68,7 @@ def labels(pipeline_name: str, component: Component) -> dict[str, str]:
 def owner_reference(resource: dict[str, Any]) -> dict[str, Any]:
     meta = resource["metadata"]
     return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": GROUP_VERSION,
         "kind": KIND,
         "name": meta["name"],
         "uid": meta["uid"],
@@ -83,15 +78,14 @@ def owner_reference(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec_hash(obj: dict[str, Any]) -> str:
-    data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
+    return digest(obj, 16)
 
 
-def _probe(path: str, delay: int, period: int) -> dict[str, Any]:
+def _probe(probe: Probe) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": SERVER_PORT, "scheme": "HTTP"},
-        "initialDelaySeconds": delay,
-        "periodSeconds": period,
+        "httpGet": {"path": probe.path, "port": SERVER_PORT, "scheme": "HTTP"},
+        "initialDelaySeconds": probe.initial_delay,
+        "periodSeconds": probe.period,
         "timeoutSeconds": 2,
         "failureThreshold": 3,
     }
@@ -99,7 +93,6 @@ def _probe(path: str, delay: int, period: int) -> dict[str, Any]:
 
 CA_MOUNT_PATH = "/etc/tspipe/kafka-ca"
 CA_VOLUME = "kafka-ca"
-_BINDER_ENV = "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_"
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -123,45 +116,36 @@ def credential_env(p: Pipeline) -> list[dict[str, Any]]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": cr.secret_name, "key": key}}}
 
     jaas = (
-        f'{_LOGIN_MODULES[cr.mechanism]} required username="$(KAFKA_SASL_USERNAME)" password="$(KAFKA_SASL_PASSWORD)";'
+        f'{_LOGIN_MODULES[cr.mechanism]} required username="$({SASL_USERNAME_ENV})" password="$({SASL_PASSWORD_ENV})";'
     )
     env = [
-        secret("KAFKA_SASL_USERNAME", cr.username_key),
-        secret("KAFKA_SASL_PASSWORD", cr.password_key),
-        {"name": _BINDER_ENV + "SECURITY_PROTOCOL", "value": cr.protocol},
-        {"name": _BINDER_ENV + "SASL_MECHANISM", "value": cr.mechanism},
-        {"name": _BINDER_ENV + "SASL_JAAS_CONFIG", "value": jaas},
+        secret(SASL_USERNAME_ENV, cr.username_key),
+        secret(SASL_PASSWORD_ENV, cr.password_key),
+        {"name": binder_env("security.protocol"), "value": cr.protocol},
+        {"name": binder_env("sasl.mechanism"), "value": cr.mechanism},
+        {"name": binder_env("sasl.jaas.config"), "value": jaas},
     ]
     if cr.ca_secret_name:
         env += [
-            {"name": _BINDER_ENV + "SSL_TRUSTSTORE_TYPE", "value": "PEM"},
-            {"name": _BINDER_ENV + "SSL_TRUSTSTORE_LOCATION", "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"},
+            {"name": binder_env("ssl.truststore.type"), "value": "PEM"},
+            {"name": binder_env("ssl.truststore.location"), "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"},
         ]
     return env
 
 
 def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
-    props = wiring.app_properties(p)[c.label]
-    args = [f"--{k}={v}" for k, v in props.items()] + [f"--server.port={SERVER_PORT}"]
+    props = wiring.component_properties(p, c)
+    args = [f"--{k}={v}" for k, v in props.items()] + [f"--{SERVER_PORT_KEY}={SERVER_PORT}"]
     env = (
         [
-            {"name": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS", "value": ",".join(p.kafka.brokers)},
+            {"name": BROKERS_ENV, "value": ",".join(p.kafka.brokers)},
             # SCDF's per-instance id; the pod UID is unique per replica and per restart.
-            {
-                "name": "SPRING_CLOUD_APPLICATION_GUID",
-                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}},
-            },
-            {"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": p.stream_name},
+            {"name": GUID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
+            {"name": GROUP_ENV, "value": p.stream_name},
         ]
         + credential_env(p)
         + [copy.deepcopy(dict(e)) for e in spec.env]
     )
-    if c.router:
-        # The router's own Boot-style health groups.
-        readiness, liveness = _probe("/actuator/health/readiness", 5, 10), _probe("/actuator/health/liveness", 10, 30)
-    else:
-        # SCDF deployer defaults for Boot apps.
-        readiness, liveness = _probe("/actuator/info", 10, 10), _probe("/actuator/health", 10, 60)
     container: dict[str, Any] = {
         "name": c.suffix,
         "image": spec.image,
@@ -169,8 +153,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
-        "readinessProbe": readiness,
-        "livenessProbe": liveness,
+        "readinessProbe": _probe(c.readiness),
+        "livenessProbe": _probe(c.liveness),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -231,20 +215,13 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
 
 def spec_replicas(p: Pipeline, c: Component) -> int:
     """Replicas the spec asks for (before pausing)."""
-    return p.router.replicas if c.router else 1
-
-
-def app_spec(p: Pipeline, c: Component) -> AppCommon:
-    spec: AppCommon = getattr(
-        p, {"time": "time", "router": "router", "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field]
-    )
-    return spec
+    return p.router.replicas if c.scalable else 1
 
 
 def render_deployment(
     resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None
 ) -> dict[str, Any]:
-    spec = app_spec(p, c)
+    spec = p.app(c)
     lbl = labels(p.name, c)
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -274,24 +251,21 @@ def render_deployment(
     return deployment
 
 
-def render_deployments(resource: dict[str, Any], replicas: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def render_deployments(
+    resource: dict[str, Any], replicas: dict[str, int] | None = None, *, pipeline: Pipeline | None = None
+) -> list[dict[str, Any]]:
     """The four desired Deployments, in stream order. Raises model.PipelineError.
 
-    `replicas`: per component (spec field) overrides, e.g. while pausing."""
-    p = Pipeline.from_resource(resource)
+    `replicas`: per component (spec field) overrides, e.g. while pausing.
+    `pipeline`: `resource` already parsed (the controller parses once per pass)."""
+    p = Pipeline.from_resource(resource) if pipeline is None else pipeline
     replicas = replicas or {}
     return [render_deployment(resource, p, c, replicas.get(c.spec_field)) for c in COMPONENTS]
 
 
 def router_selector(pipeline_name: str) -> str:
     """The router pods' label selector as a string (the scale subresource's status.selector)."""
-    router = next(c for c in COMPONENTS if c.router)
-    return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, router).items())
-
-
-def component_for(deployment: dict[str, Any]) -> Component | None:
-    suffix = ((deployment.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT)
-    return next((c for c in COMPONENTS if c.suffix == suffix), None)
+    return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, ROUTER).items())
 
 
 def image_of(deployment: dict[str, Any]) -> str | None:

@@ -42,7 +42,7 @@ class TopicPlan:
 
 def desired_topics(p: Pipeline) -> list[DesiredTopic]:
     t = p.kafka.topics
-    names = {"input": t.input, "even": t.even, "odd": t.odd, "deadLetter": t.dead_letter(p.stream_name)}
+    names = {role: t.name(role) for role in ROLES[:-1]} | {"deadLetter": t.dead_letter(p.stream_name)}
     return [DesiredTopic(role, names[role], t.partitions, t.replication_factor) for role in ROLES]
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from .config import USAGE, ConfigError, HelpRequested, load
+from .config import DEFAULT_APP_NAME, USAGE, ConfigError, HelpRequested, load
 
 log = logging.getLogger("tsrouter")
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup(cfg.log_level, cfg.log_format)
     health, metrics, stop = HealthState(), Metrics(), threading.Event()
-    info = {"name": cfg.app_label or "python-router", **cfg.public_info()}
+    info = {"name": cfg.app_label or DEFAULT_APP_NAME, **cfg.public_info()}
     try:
         server = ActuatorServer(
             create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .config import DEFAULT_APP_NAME
 from .health import HealthState, health_body, liveness, readiness
 
 log = logging.getLogger("tsrouter.actuator")
@@ -38,7 +39,7 @@ def create_app(health: HealthState, info: dict, registry, stall_s: float) -> Fla
     def _info():
         return jsonify(
             {
-                "app": {"name": info.get("name", "python-router"), "version": __version__},
+                "app": {"name": info.get("name", DEFAULT_APP_NAME), "version": __version__},
                 **{k: v for k, v in info.items() if k != "name"},
             }
         )

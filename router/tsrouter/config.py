@@ -32,7 +32,7 @@ class HelpRequested(Exception):
 
 
 DEFAULT_GROUP = "tsp-router"
-DEFAULT_APP_NAME = "python-router"
+DEFAULT_APP_NAME = "python-router"  # SCDF app label when none is given (the operator always gives one)
 GUARANTEES = ("at-least-once", "exactly-once")
 LOG_LEVELS = {
     "TRACE": "DEBUG",
@@ -66,7 +66,10 @@ Main keys:
 
 
 def canonical(key: str) -> str:
-    """Spring's relaxed-binding canonical form of a property name."""
+    """Spring's relaxed-binding canonical form of a property name.
+
+    The operator has its own (tspipe.spring.canonical_key): the router is a separate
+    distribution and imports nothing from it (.importlinter)."""
     return key.strip().lower().replace("-", "").replace("_", "")
 
 

@@ -148,7 +148,7 @@ def test_deployment_properties_and_definition():
     assert flat["app.python-router.spring.cloud.stream.bindings.even.destination"] == "evenDest"
     assert flat["app.oddLogger.spring.cloud.stream.bindings.input.destination"] == "oddDest"
     assert len(flat) == sum(len(v) for v in wiring.app_properties(p).values())
-    assert wiring.stream_definition(p) == "time || python-router || evenLogger: log || oddLogger: log"
+    assert wiring.STREAM_DEFINITION == "time || python-router || evenLogger: log || oddLogger: log"
     assert wiring.app_images(p)["python-router"] == "ghcr.io/tspipe/router:0.1.0"
 
 

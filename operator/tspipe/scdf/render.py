@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from .. import wiring
+from ..components import COMPONENTS, STREAM_DEFINITION
 from ..model import Pipeline
 
 # Spring's prebuilt stream apps are published as Docker images under this Docker Hub
@@ -88,9 +89,6 @@ def metadata_uri(repository: str, tag: str) -> str | None:
     return None
 
 
-_SPEC_PATHS = {label: f"spec.{field}.image" for label, field in wiring.SPEC_FIELDS.items()}
-
-
 def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
     """One registration per SCDF app name the definition uses, in definition order.
 
@@ -99,10 +97,9 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
     """
     images = wiring.app_images(p)
     by_name: dict[str, AppRegistration] = {}
-    for label in wiring.APP_LABELS:
-        name = wiring.APP_NAMES[label]
-        image = images[label]
-        repo, tag = split_image(image, _SPEC_PATHS[label])
+    for c in COMPONENTS:
+        label, name, image, field = c.label, c.scdf_app, images[c.label], f"spec.{c.spec_field}.image"
+        repo, tag = split_image(image, field)
         reg = AppRegistration(
             name=name, version=tag, uri=docker_uri(image), metadata_uri=metadata_uri(repo, tag), labels=(label,)
         )
@@ -112,8 +109,8 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
         elif prev.uri != reg.uri:
             first = next(lbl for lbl in prev.labels)
             raise RenderError(
-                f"{_SPEC_PATHS[label]}: {label} and {first} are both the SCDF app {name!r} in the "
-                f"definition {wiring.stream_definition(p)!r}, so they must use the same image "
+                f"{field}: {label} and {first} are both the SCDF app {name!r} in the "
+                f"definition {STREAM_DEFINITION!r}, so they must use the same image "
                 f"(got {images[first]!r} and {image!r})"
             )
         else:
@@ -139,7 +136,7 @@ def stream_plan(p: Pipeline) -> StreamPlan:
         )
     return StreamPlan(
         stream_name=p.stream_name,
-        definition=wiring.stream_definition(p),
+        definition=STREAM_DEFINITION,
         apps=app_registrations(p),
         properties=dict(wiring.deployment_properties(p)),
     )

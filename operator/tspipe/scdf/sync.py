@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import wiring
+from ..components import APP_LABELS
 from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
@@ -118,9 +118,9 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
     versions: label -> wanted version where the recorded resource differs.
     missing: labels with no recorded app.
     """
-    wanted: dict[str, dict[str, str]] = {label: {} for label in wiring.APP_LABELS}
+    wanted: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
     for key, value in plan.properties.items():
-        for label in wiring.APP_LABELS:
+        for label in APP_LABELS:
             prefix = f"app.{label}."
             if key.startswith(prefix):
                 wanted[label][key[len(prefix) :]] = value
@@ -129,7 +129,7 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
     version_by_label = {label: app.version for app in plan.apps for label in app.labels}
     common = scdf_common_keys(manifest)
     changed, stale, versions, missing = {}, [], {}, []
-    for label in wiring.APP_LABELS:
+    for label in APP_LABELS:
         rec = manifest.get(label)
         if rec is None:
             missing.append(label)
