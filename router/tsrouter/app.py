@@ -31,6 +31,26 @@ from .topics import ensure_topics
 
 log = logging.getLogger("tsrouter")
 
+# The loop's bounds and intervals, and why each is what it is (seconds unless _MS).
+DELIVERY_TIMEOUT_MS = 30_000  # the producer gives up on a send after this (then the batch is replayed)
+SEND_WAIT_S = DELIVERY_TIMEOUT_MS / 1000 + 5  # waiting for one send's ack: the delivery timeout, plus slack
+FLUSH_SLICE_S = 0.5  # flush in slices, so health ticks and the stop deadline are seen meanwhile
+REBALANCE_DRAIN_S = 20.0  # settle in-flight sends before giving partitions up; well inside max.poll.interval
+DRAIN_S = 60.0  # default bound of drain(); shutdown is bounded by its stop deadline instead
+COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit (revoke, error, shutdown); failing it means redelivery
+COMMIT_INTERVAL_S = 0.2  # async commits at most this often: little redelivery, few round trips
+POLL_MS = 200  # an idle poll: short enough to notice a stop request promptly
+POLL_INFLIGHT_MS = 5  # poll briefly while sends are in flight, so acknowledgements settle promptly
+REPLAY_PAUSE_S = 0.5  # after a failed batch, before replaying it: do not spin on a failing broker
+LAG_INTERVAL_S = 2.0  # refresh the lag gauge at most this often
+MAX_INFLIGHT_BATCHES = 8  # at-least-once pipelining depth before backpressure
+RECONNECT_BACKOFF_S = 0.5  # first wait before reconnecting after a client failure; doubles ...
+RECONNECT_BACKOFF_MAX_S = 10.0  # ... up to this
+ERROR_CLOSE_S = 2.0  # closing the clients after a failure: best effort, must not hold up the retry
+STOP_DEADLINE_FRACTION = 0.75  # of shutdown-timeout-ms for draining; the rest is for committing and closing
+SHUTDOWN_CLOSE_S = 5.0  # closing the clients at shutdown without a stop deadline ...
+SHUTDOWN_CLOSE_MAX_S = 10.0  # ... and at most, with one
+
 
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, runner: Runner):
@@ -41,7 +61,7 @@ class _Listener(ConsumerRebalanceListener):
         # Settle what is in flight, then commit exactly what was acknowledged, so the
         # next owner starts right after it: nothing lost, nothing routed twice.
         if self.r.producer is not None:
-            self.r.drain(timeout_s=20)
+            self.r.drain(timeout_s=REBALANCE_DRAIN_S)
         self.r.commit_pending(reason="revoke")
         log.info("partitions revoked: %s", _tps(revoked))
 
@@ -97,7 +117,7 @@ class Runner:
         self._last_lag = 0.0
         self._deadline: float | None = None
         self.inflight: list[Sent] = []  # at-least-once: batches sent, acks pending, in order
-        self.max_inflight_batches = 8
+        self.max_inflight_batches = MAX_INFLIGHT_BATCHES
         self._last_commit = 0.0
         self._dirty = False  # acknowledged offsets not yet sent in a commit
         self._committed: dict = {}  # {tp: offset} known to be committed
@@ -134,7 +154,7 @@ class Runner:
             linger_ms=0,
             acks="all",
             enable_idempotence=True,
-            delivery_timeout_ms=30_000,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
             max_block_ms=10_000,
             transactional_id=cfg.transactional_id if cfg.exactly_once else None,
             transaction_timeout_ms=15_000,
@@ -185,7 +205,7 @@ class Runner:
         # Settle what is in flight first (acks do not depend on group membership), so the
         # partitions we keep commit correctly; the lost ones are replayed by their new owner.
         if self.producer is not None and self.inflight:
-            self.drain(timeout_s=20)
+            self.drain(timeout_s=REBALANCE_DRAIN_S)
         for tp in lost:
             self.pending.pop(tp, None)
 
@@ -199,7 +219,9 @@ class Runner:
         if self.consumer is None:
             return False
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=10_000)
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=COMMIT_TIMEOUT_MS
+            )
         except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
@@ -225,11 +247,11 @@ class Runner:
                 n = self._out_partitions[topic] = len(parts)
         return n
 
-    def run_once(self, poll_ms: int = 200) -> int:
+    def run_once(self, poll_ms: int = POLL_MS) -> int:
         """One poll and its batch; returns the number of records taken in."""
         self.health.tick()
         # With sends in flight, poll briefly so acknowledgements are settled promptly.
-        batch = self.consumer.poll(timeout_ms=5 if self.inflight else poll_ms)
+        batch = self.consumer.poll(timeout_ms=POLL_INFLIGHT_MS if self.inflight else poll_ms)
         connected = self._kafka_connected()
         self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
         count = sum(len(v) for v in batch.values()) if batch else 0
@@ -238,7 +260,7 @@ class Runner:
         if self.cfg.exactly_once:
             if count and not self._transact(batch):
                 self._seek(first_offsets(batch))
-                self.stop.wait(0.5)
+                self.stop.wait(REPLAY_PAUSE_S)
         else:
             if count:
                 self._send_batch(batch)
@@ -283,10 +305,10 @@ class Runner:
             log.warning("send not acknowledged (%s); replaying from %s", errors[0] if errors else "?", _offs(where))
             self.inflight.clear()
             self._seek(where)
-            self.stop.wait(0.5)
+            self.stop.wait(REPLAY_PAUSE_S)
         if ok:
             self._dirty = True
-        if self._dirty and time.monotonic() - self._last_commit >= 0.2:
+        if self._dirty and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit_async()
 
     def _wait_oldest(self) -> None:
@@ -295,16 +317,16 @@ class Runner:
         for f in oldest.futures:
             if not f.is_done:
                 with contextlib.suppress(Exception):  # settle() sees the failure
-                    f.get(timeout=35)
+                    f.get(timeout=SEND_WAIT_S)
         self._reap()
 
     def drain(self, timeout_s: float | None = None) -> None:
         """Wait for every in-flight send (bounded), then settle."""
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else 60.0)
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else DRAIN_S)
         while self.inflight and time.monotonic() < deadline:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 break
-            self.producer.flush(timeout=0.5)
+            self.producer.flush(timeout=FLUSH_SLICE_S)
             self.health.tick()
             self._reap()
         if self.inflight:
@@ -395,7 +417,7 @@ class Runner:
     def _await(self, futures) -> bool:
         """Wait for every send; bounded by the producer's delivery timeout or the stop deadline."""
         while True:
-            self.producer.flush(timeout=0.5)
+            self.producer.flush(timeout=FLUSH_SLICE_S)
             if all(f.is_done for f in futures):
                 return all(f.succeeded() for f in futures)
             self.health.tick()
@@ -405,7 +427,7 @@ class Runner:
 
     def _update_lag(self) -> None:
         now = time.monotonic()
-        if now - self._last_lag < 2.0 or self.consumer is None:
+        if now - self._last_lag < LAG_INTERVAL_S or self.consumer is None:
             return
         self._last_lag = now
         for tp in self.consumer.assignment():
@@ -416,13 +438,13 @@ class Runner:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
-        backoff = 0.5
+        backoff = RECONNECT_BACKOFF_S
         while not self.stop.is_set():
             attempt = self.auth_watch.now() if self.auth_watch else 0.0
             try:
                 self.health.set_kafka(False, "connecting")
                 self.connect()
-                backoff = 0.5
+                backoff = RECONNECT_BACKOFF_S
                 log.info(
                     "consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group, self.cfg.processing_guarantee
                 )
@@ -442,14 +464,14 @@ class Runner:
                     log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
                 self.inflight.clear()  # unacknowledged: replayed from the committed offsets
                 self.commit_pending(reason="error")
-                self.close_clients(timeout_s=2)
+                self.close_clients(timeout_s=ERROR_CLOSE_S)
                 self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_S)
         return self.shutdown()
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
-            self._deadline = time.monotonic() + self.cfg.shutdown_timeout_ms / 1000.0 * 0.75
+            self._deadline = time.monotonic() + self.cfg.shutdown_timeout_ms / 1000.0 * STOP_DEADLINE_FRACTION
             self.stop.set()
 
     def shutdown(self) -> int:
@@ -457,9 +479,9 @@ class Runner:
         if self.producer is not None and self.inflight:
             self.drain()
         ok = self.commit_pending(reason="shutdown")
-        remaining = 5.0
+        remaining = SHUTDOWN_CLOSE_S
         if self._deadline is not None:
             remaining = max(1.0, self._deadline - time.monotonic())
-        self.close_clients(timeout_s=min(remaining, 10.0))
+        self.close_clients(timeout_s=min(remaining, SHUTDOWN_CLOSE_MAX_S))
         log.info("stopped%s", "" if ok else " (last offsets not committed; they will be redelivered)")
         return 0 if ok else 1

@@ -247,13 +247,22 @@ def _jaas_credentials(orig: str, jaas: str) -> tuple[str, str]:
     return creds["username"], creds["password"]
 
 
-def _kafka_client_settings(props: _Props) -> dict[str, Any]:  # noqa: C901 - to be split (issue 12)
+def _kafka_client_settings(props: _Props) -> dict[str, Any]:
     """spring.cloud.stream.kafka.binder.configuration.* -> kafka-python keyword arguments."""
     raw = props.with_prefix("spring.cloud.stream.kafka.binder.configuration")
     if not raw:
         return {}
     # canonical keys lost their dashes/underscores; Kafka security keys have neither.
     get = dict(raw)
+    out = _sasl_settings(get) | _ssl_settings(get)
+    if out.get("sasl_mechanism") and "sasl_plain_username" not in out:
+        raise ConfigError(
+            "spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: required when sasl.mechanism is set"
+        )
+    return out
+
+
+def _sasl_settings(get: dict[str, tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "security.protocol" in get:
         orig, val = get["security.protocol"]
@@ -273,6 +282,11 @@ def _kafka_client_settings(props: _Props) -> dict[str, Any]:  # noqa: C901 - to 
         out["sasl_plain_username"] = user
         out["sasl_plain_password"] = password
         out.setdefault("sasl_mechanism", "SCRAM-SHA-512" if "Scram" in val else "PLAIN")
+    return out
+
+
+def _ssl_settings(get: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if "ssl.truststore.location" in get:
         orig, val = get["ssl.truststore.location"]
         ttype = get.get("ssl.truststore.type", (None, "PEM"))[1].strip().upper()
@@ -299,10 +313,6 @@ def _kafka_client_settings(props: _Props) -> dict[str, Any]:  # noqa: C901 - to 
             out["ssl_password"] = get[pw][1]
     if "ssl.endpoint.identification.algorithm" in get:
         out["ssl_check_hostname"] = get["ssl.endpoint.identification.algorithm"][1].strip() != ""
-    if out.get("sasl_mechanism") and "sasl_plain_username" not in out:
-        raise ConfigError(
-            "spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: required when sasl.mechanism is set"
-        )
     return out
 
 
@@ -363,72 +373,17 @@ class RouterConfig:
 
 def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     """Build a RouterConfig; raises ConfigError (one line, naming the key) or HelpRequested."""
-    args = _parse_args(argv)
-    app_json = (
-        _parse_application_json(env["SPRING_APPLICATION_JSON"])
-        if env.get("SPRING_APPLICATION_JSON", "").strip()
-        else {}
-    )
-    props = _Props([args, app_json, _parse_env(env)])
-
+    props = _sources(argv, env)
     stream_name = props.text("spring.cloud.dataflow.stream.name")
     input_topic = _topic(props, "spring.cloud.stream.bindings.input.destination", "input")
     even_topic = _topic(props, "spring.cloud.stream.bindings.even.destination", "even")
     odd_topic = _topic(props, "spring.cloud.stream.bindings.odd.destination", "odd")
-
-    group_hit = props.raw("spring.cloud.stream.bindings.input.group")
-    if group_hit is not None:
-        group = group_hit[1].strip()
-        if not group:
-            raise ConfigError(f"{group_hit[0]}: empty consumer group")
-    else:
-        group = (stream_name or "").strip() or DEFAULT_GROUP
-
-    dlq_default = f"error.{input_topic}.{group}"
-    if not _TOPIC_RE.match(dlq_default):
-        dlq_default = f"error.{input_topic}"[:249]
-    dlq = _topic(props, "tsrouter.dead-letter-topic", "")
-    if not dlq:
-        dlq = _topic(props, "spring.cloud.stream.kafka.bindings.input.consumer.dlq-name", dlq_default)
-
-    guarantee_hit = props.raw("tsrouter.processing-guarantee")
-    guarantee = "at-least-once"
-    if guarantee_hit is not None:
-        guarantee = guarantee_hit[1].strip().lower().replace("_", "-")
-        if guarantee not in GUARANTEES:
-            raise ConfigError(f"{guarantee_hit[0]}: {guarantee_hit[1]!r} is not one of {', '.join(GUARANTEES)}")
-
-    level_hit = props.raw("tsrouter.log-level", "logging.level.tsrouter", "logging.level.root")
-    log_level = "INFO"
-    if level_hit is not None:
-        lv = level_hit[1].strip().upper()
-        if lv not in LOG_LEVELS:
-            raise ConfigError(f"{level_hit[0]}: {level_hit[1]!r} is not a log level")
-        log_level = LOG_LEVELS[lv]
-
-    fmt_hit = props.raw("tsrouter.log-format")
-    log_format = "text"
-    if fmt_hit is not None:
-        log_format = fmt_hit[1].strip().lower()
-        if log_format not in ("text", "json"):
-            raise ConfigError(f"{fmt_hit[0]}: {fmt_hit[1]!r} is not text or json")
-
-    index_hit = props.raw("spring.cloud.stream.instance-index", "instance.index")
-    instance_index = None
-    if index_hit is not None:
-        instance_index = props.integer(
-            "spring.cloud.stream.instance-index", "instance.index", default=0, lo=0, hi=1_000_000
-        )
-
-    txn_id = props.text("tsrouter.transactional-id")
-    txn_hit = props.raw("tsrouter.transactional-id")
-    if txn_hit is not None and not txn_hit[1].strip():
-        raise ConfigError(f"{txn_hit[0]}: empty transactional id")
-    if guarantee == "exactly-once" and not txn_id:
-        # Stable across restarts of the same instance so init_transactions fences the old one.
-        who = str(instance_index) if instance_index is not None else socket.gethostname()
-        txn_id = f"tsrouter-{group}-{input_topic}-{who}"
-
+    group = _group(props, stream_name)
+    dlq = _dead_letter_topic(props, input_topic, group)
+    guarantee = _guarantee(props)
+    log_level, log_format = _logging(props)
+    instance_index = _instance_index(props)
+    txn_id = _transactional_id(props, guarantee, group, input_topic, instance_index)
     return RouterConfig(
         input_topic=input_topic,
         even_topic=even_topic,
@@ -441,7 +396,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         even_prefix=props.text("tsrouter.even-prefix", default="Even timestamp:"),
         odd_prefix=props.text("tsrouter.odd-prefix", default="Odd timestamp:"),
         processing_guarantee=guarantee,
-        transactional_id=txn_id.strip() if txn_id else None,
+        transactional_id=txn_id,
         auto_create_topics=props.boolean(
             "tsrouter.auto-create-topics", "spring.cloud.stream.kafka.binder.auto-create-topics", default=True
         ),
@@ -466,6 +421,86 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         instance_index=instance_index,
         kafka_client=_kafka_client_settings(props),
     )
+
+
+def _sources(argv: Sequence[str], env: Mapping[str, str]) -> _Props:
+    """The three entry-point styles, highest precedence first: args, SPRING_APPLICATION_JSON, env."""
+    args = _parse_args(argv)
+    app_json = (
+        _parse_application_json(env["SPRING_APPLICATION_JSON"])
+        if env.get("SPRING_APPLICATION_JSON", "").strip()
+        else {}
+    )
+    return _Props([args, app_json, _parse_env(env)])
+
+
+def _group(props: _Props, stream_name: str | None) -> str:
+    """The consumer group: as bound, else the stream's name (as SCDF sets it), else a default."""
+    group_hit = props.raw("spring.cloud.stream.bindings.input.group")
+    if group_hit is None:
+        return (stream_name or "").strip() or DEFAULT_GROUP
+    group = group_hit[1].strip()
+    if not group:
+        raise ConfigError(f"{group_hit[0]}: empty consumer group")
+    return group
+
+
+def _dead_letter_topic(props: _Props, input_topic: str, group: str) -> str:
+    dlq_default = f"error.{input_topic}.{group}"  # the Kafka binder's default DLQ name
+    if not _TOPIC_RE.match(dlq_default):
+        dlq_default = f"error.{input_topic}"[:249]
+    dlq = _topic(props, "tsrouter.dead-letter-topic", "")
+    if not dlq:
+        dlq = _topic(props, "spring.cloud.stream.kafka.bindings.input.consumer.dlq-name", dlq_default)
+    return dlq
+
+
+def _guarantee(props: _Props) -> str:
+    hit = props.raw("tsrouter.processing-guarantee")
+    if hit is None:
+        return "at-least-once"
+    guarantee = hit[1].strip().lower().replace("_", "-")
+    if guarantee not in GUARANTEES:
+        raise ConfigError(f"{hit[0]}: {hit[1]!r} is not one of {', '.join(GUARANTEES)}")
+    return guarantee
+
+
+def _logging(props: _Props) -> tuple[str, str]:
+    """(Python log level, text|json)."""
+    level_hit = props.raw("tsrouter.log-level", "logging.level.tsrouter", "logging.level.root")
+    log_level = "INFO"
+    if level_hit is not None:
+        lv = level_hit[1].strip().upper()
+        if lv not in LOG_LEVELS:
+            raise ConfigError(f"{level_hit[0]}: {level_hit[1]!r} is not a log level")
+        log_level = LOG_LEVELS[lv]
+    fmt_hit = props.raw("tsrouter.log-format")
+    log_format = "text"
+    if fmt_hit is not None:
+        log_format = fmt_hit[1].strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"{fmt_hit[0]}: {fmt_hit[1]!r} is not text or json")
+    return log_level, log_format
+
+
+def _instance_index(props: _Props) -> int | None:
+    if props.raw("spring.cloud.stream.instance-index", "instance.index") is None:
+        return None
+    return props.integer("spring.cloud.stream.instance-index", "instance.index", default=0, lo=0, hi=1_000_000)
+
+
+def _transactional_id(
+    props: _Props, guarantee: str, group: str, input_topic: str, instance_index: int | None
+) -> str | None:
+    txn_id = props.text("tsrouter.transactional-id")
+    txn_hit = props.raw("tsrouter.transactional-id")
+    if txn_hit is not None and not txn_hit[1].strip():
+        raise ConfigError(f"{txn_hit[0]}: empty transactional id")
+    if guarantee == "exactly-once" and not txn_id:
+        # Stable across restarts of the same instance so init_transactions fences the old one.
+        who = str(instance_index) if instance_index is not None else socket.gethostname()
+        txn_id = f"tsrouter-{group}-{input_topic}-{who}"
+    return txn_id.strip() if txn_id else None
 
 
 def _replication(props: _Props) -> int:
