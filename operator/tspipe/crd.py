@@ -1,7 +1,8 @@
-"""The TimestampPipeline CustomResourceDefinition, generated from the model's constants.
+"""The TimestampPipeline CustomResourceDefinition, generated from the model's declarations.
 
-One source of truth for defaults, bounds and reserved keys (model, components, spring,
-api): `python -m tspipe.crd`
+One source of truth for defaults, bounds and reserved keys: the scalar fields are the
+parser's own (model's Str/Int/Bool declarations, fields.py), the apps come from
+components.COMPONENTS, names from api.py. `python -m tspipe.crd`
 prints the YAML committed as crds/timestamppipelines.tspipe.io.yaml (a unit test
 checks the file is up to date).
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import fields
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
@@ -22,25 +24,6 @@ from .spring import RESERVED_ENV, canonical_key
 
 def _str(desc: str, **kw: Any) -> dict[str, Any]:
     return {"type": "string", "description": desc, **kw}
-
-
-def _int(desc: str, default: int, lo: int, hi: int) -> dict[str, Any]:
-    return {"type": "integer", "format": "int32", "description": desc, "default": default, "minimum": lo, "maximum": hi}
-
-
-def _topic(role: str, default: str) -> dict[str, Any]:
-    return _str(
-        f"Kafka topic for the {role} binding.",
-        default=default,
-        minLength=1,
-        maxLength=249,
-        pattern=r"^[a-zA-Z0-9._-]+$",
-        **{
-            "x-kubernetes-validations": [
-                {"rule": "self != '.' && self != '..'", "message": "'.' and '..' are not valid Kafka topic names"},
-            ]
-        },
-    )
 
 
 def _cel_list(items: Iterable[str]) -> str:
@@ -72,7 +55,7 @@ ENV = {
         "type": "object",
         "required": ["name"],
         "properties": {
-            "name": _str("Variable name.", minLength=1, maxLength=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"),
+            "name": _str("Variable name.", minLength=1, maxLength=256, pattern=m.ENV_NAME_RE.pattern),
             "value": _str("Value.", maxLength=32768),
             "valueFrom": {
                 "type": "object",
@@ -100,8 +83,11 @@ def _properties(c: Component) -> dict[str, Any]:
         "additionalProperties": {"type": "string", "maxLength": 4096},
         "x-kubernetes-validations": [
             {
-                "rule": r"self.all(k, k.size() <= 253 && k.matches('^[a-zA-Z0-9][a-zA-Z0-9._\\[\\]-]*$'))",
-                "message": "property names are at most 253 of letters, digits, '.', '-', '_', '[', ']'",
+                # A CEL string literal: its backslashes doubled.
+                "rule": f"self.all(k, k.size() <= {m.MAX_PROPERTY_KEY_LENGTH} && "
+                f"k.matches('{m.PROPERTY_KEY_RE.pattern.replace(chr(92), chr(92) * 2)}'))",
+                "message": f"property names are at most {m.MAX_PROPERTY_KEY_LENGTH} of letters, digits, "
+                "'.', '-', '_', '[', ']'",
             },
             {
                 "rule": f"self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in {_cel_list(reserved)}))",
@@ -111,89 +97,27 @@ def _properties(c: Component) -> dict[str, Any]:
     }
 
 
-def _image(default: str) -> dict[str, Any]:
-    return _str("Container image.", default=default, minLength=1, maxLength=512, pattern=r"^\S+$")
-
-
 def _app(c: Component) -> dict[str, Any]:
     return {
         "type": "object",
         "default": {},
         "properties": {
-            "image": _image(c.default_image),
+            "image": m.IMAGE.with_default(c.default_image).schema(),
             "resources": RESOURCES,
             "properties": _properties(c),
             "env": ENV,
-            **_KIND_FIELDS[c.kind](c),
+            # `which`: a logger's input, the router output it logs (even or odd).
+            **fields.properties(m.KIND_FIELDS[c.kind], which=c.bindings[0].topic),
         },
     }
-
-
-def _time_fields(c: Component) -> dict[str, Any]:
-    return {
-        "dateFormat": _str(
-            "time.date-format (java SimpleDateFormat pattern).",
-            default=m.DEFAULT_DATE_FORMAT,
-            minLength=1,
-            maxLength=256,
-        ),
-        "fixedDelaySeconds": _int("Seconds between two timestamps.", 1, 1, m.MAX_FIXED_DELAY_SECONDS),
-    }
-
-
-def _router_fields(c: Component) -> dict[str, Any]:
-    return {
-        "replicas": _int("Router replicas (one Kafka consumer group).", 1, 0, m.MAX_ROUTER_REPLICAS),
-        "processingGuarantee": _str(
-            "at_least_once or exactly_once (Kafka transactions).",
-            default="at_least_once",
-            enum=list(m.PROCESSING_GUARANTEES),
-        ),
-        "evenPrefix": _str("Prefix for even timestamps.", default="Even timestamp:", maxLength=256),
-        "oddPrefix": _str("Prefix for odd timestamps.", default="Odd timestamp:", maxLength=256),
-    }
-
-
-def _logger_fields(c: Component) -> dict[str, Any]:
-    which = c.bindings[0].topic  # the router's output it logs: even or odd
-    return {
-        "level": _str(f"log.consumer.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
-        "expression": _str(
-            f"log.consumer.expression (SpEL) of the {which} log sink.",
-            default="payload",
-            minLength=1,
-            maxLength=1024,
-        ),
-    }
-
-
-_KIND_FIELDS = {"time": _time_fields, "router": _router_fields, "logger": _logger_fields}
-
-
-def _secret_name(desc: str) -> dict[str, Any]:
-    return _str(desc, minLength=1, maxLength=253, pattern=m.SECRET_NAME_RE.pattern)
-
-
-def _secret_key(desc: str, default: str) -> dict[str, Any]:
-    return _str(desc, default=default, minLength=1, maxLength=253, pattern=m.SECRET_KEY_RE.pattern)
 
 
 CREDENTIALS = {
     "type": "object",
     "description": "SASL credentials for every app, by reference: the apps get them from the Secret through "
     "secretKeyRef env vars (and the CA as a mounted file); the operator never reads the Secret.",
-    "required": ["secretName", "mechanism"],
-    "properties": {
-        "secretName": _secret_name("Secret (same namespace) holding the SASL username and password."),
-        "mechanism": _str("SASL mechanism.", enum=list(m.SASL_MECHANISMS)),
-        "protocol": _str("Kafka security.protocol.", default="SASL_SSL", enum=list(m.SASL_PROTOCOLS)),
-        "usernameKey": _secret_key("Key of the username in the Secret.", "username"),
-        "passwordKey": _secret_key("Key of the password in the Secret.", "password"),
-        "caSecretName": _secret_name(
-            "Secret holding the PEM CA certificate(s) that signed the brokers' certificates (SASL_SSL only)."
-        ),
-        "caKey": _secret_key("Key of the PEM CA in caSecretName.", "ca.crt"),
-    },
+    "required": [f.name for f in m.CREDENTIAL_FIELDS if isinstance(f, fields.Str) and f.required],
+    "properties": fields.properties(m.CREDENTIAL_FIELDS),
     "x-kubernetes-validations": [
         {
             "rule": "!has(self.caSecretName) || self.protocol == 'SASL_SSL'",
@@ -208,12 +132,7 @@ def spec_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["kafka"],
         "properties": {
-            "streamName": _str(
-                "SCDF stream name (spring.cloud.dataflow.stream.name) and consumer group; defaults to metadata.name.",
-                minLength=1,
-                maxLength=63,
-                pattern=r"^[a-zA-Z][a-zA-Z0-9-]*$",
-            ),
+            m.STREAM_NAME.name: m.STREAM_NAME.schema(),
             "kafka": {
                 "type": "object",
                 "required": ["brokers"],
@@ -230,35 +149,8 @@ def spec_schema() -> dict[str, Any]:
                         "type": "object",
                         # Written out in full: the API server checks a default against the
                         # CEL rule below before nested defaults apply.
-                        "default": {
-                            **m.DEFAULT_TOPICS,
-                            "partitions": 1,
-                            "replicationFactor": 1,
-                            "manage": True,
-                            "deleteOnRemoval": False,
-                        },
-                        "properties": {
-                            "input": _topic("time output / router input", m.DEFAULT_TOPICS["input"]),
-                            "even": _topic("router even output / evenLogger input", m.DEFAULT_TOPICS["even"]),
-                            "odd": _topic("router odd output / oddLogger input", m.DEFAULT_TOPICS["odd"]),
-                            "partitions": _int("Partitions for topics the apps create.", 1, 1, m.MAX_PARTITIONS),
-                            "replicationFactor": _int(
-                                "Replication factor for topics the apps create.", 1, 1, m.MAX_REPLICATION_FACTOR
-                            ),
-                            "manage": {
-                                "type": "boolean",
-                                "default": True,
-                                "description": "The operator creates the input, even, odd and dead-letter "
-                                "topics with these partitions and replication factor, and "
-                                "grows partitions when they grow (never shrinks).",
-                            },
-                            "deleteOnRemoval": {
-                                "type": "boolean",
-                                "default": False,
-                                "description": "Delete the managed topics when the pipeline is "
-                                "deleted (otherwise they are kept).",
-                            },
-                        },
+                        "default": {f.name: f.default for f in m.TOPIC_FIELDS},
+                        "properties": fields.properties(m.TOPIC_FIELDS),
                         "x-kubernetes-validations": [
                             {
                                 "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
@@ -276,39 +168,14 @@ def spec_schema() -> dict[str, Any]:
                     }
                 ],
             },
-            "paused": {
-                "type": "boolean",
-                "default": False,
-                "description": "Scale the time source to zero, let the router drain the input topic, "
-                "then scale the router and loggers to zero. false restores every count.",
-            },
-            "rollout": {
-                "type": "object",
-                "properties": {
-                    "progressDeadlineSeconds": _int(
-                        "Seconds a Deployment rollout may make no progress before the pipeline is Degraded "
-                        "(ProgressDeadlineExceeded).",
-                        m.DEFAULT_PROGRESS_DEADLINE,
-                        1,
-                        m.MAX_PROGRESS_DEADLINE,
-                    ),
-                    "pauseDrainSeconds": _int(
-                        "When pausing: longest wait for the router to drain the input topic after the time "
-                        "source stopped.",
-                        m.DEFAULT_PAUSE_DRAIN_SECONDS,
-                        0,
-                        m.MAX_PAUSE_DRAIN_SECONDS,
-                    ),
-                },
-            },
+            m.PAUSED.name: m.PAUSED.schema(),
+            "rollout": {"type": "object", "properties": fields.properties(m.ROLLOUT_FIELDS)},
             **{c.spec_field: _app(c) for c in COMPONENTS},
             "pod": {
                 "type": "object",
                 "description": "Pod-level settings applied to all four Deployments.",
                 "properties": {
-                    "serviceAccountName": _str(
-                        "Service account for the app pods.", maxLength=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-                    ),
+                    m.SERVICE_ACCOUNT_NAME.name: m.SERVICE_ACCOUNT_NAME.schema(),
                     "imagePullSecrets": {
                         "type": "array",
                         "maxItems": 16,
@@ -486,7 +353,8 @@ def crd() -> dict[str, Any]:
                             "required": ["spec"],
                             "x-kubernetes-validations": [
                                 {
-                                    "rule": "has(self.spec.streamName) || self.metadata.name.matches('^[a-zA-Z][a-zA-Z0-9-]*$')",  # noqa: E501
+                                    "rule": "has(self.spec.streamName) || "
+                                    f"self.metadata.name.matches('{m.STREAM_NAME.pattern}')",
                                     "message": "spec.streamName is required when metadata.name is not a valid "
                                     "stream name (a letter, then letters, digits and '-')",
                                 }

@@ -3,13 +3,16 @@
 `Pipeline.from_resource` applies the same defaults and the same rules as the CRD's
 schema and CEL rules (crds/timestamppipelines.tspipe.io.yaml), so a pipeline file can
 be checked without an API server. Errors name the offending field, like the API server.
+
+The scalar fields are declared once below (fields.Str/Int/Bool: name, default, bounds,
+pattern, description); the parser reads them and crd.py generates the schema from them.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,10 @@ import yaml
 
 from .api import KIND
 from .components import COMPONENTS, Component, Kind
+from .fields import Bool, Field, Int, PipelineError, Str, names, parse_all
 from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
+
+__all__ = ["Credentials", "Pipeline", "PipelineError", "load_pipeline_file"]
 
 DEFAULT_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
 DEFAULT_DATE_FORMAT = "MM/dd/yy HH:mm:ss"
@@ -33,42 +39,219 @@ DEFAULT_PROGRESS_DEADLINE = 600  # the Deployment default
 MAX_PROGRESS_DEADLINE = 86400
 DEFAULT_PAUSE_DRAIN_SECONDS = 60
 MAX_PAUSE_DRAIN_SECONDS = 3600
+MAX_PROPERTY_KEY_LENGTH = 253
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
 
-TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# Patterns shared with the CRD schema. The parser matches them whole (fullmatch), as the
+# API server's RE2 does: Python's `$` alone would also accept a trailing newline.
 # host:port; host is a DNS name, an IPv4 address or a bracketed IPv6 address.
 PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 BROKER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$")
-STREAM_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
-IMAGE_RE = re.compile(r"^[^\s]+$")
 PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
-SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # Secret and service account names
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 
 
-class PipelineError(ValueError):
-    """An invalid pipeline; `field` is the dotted path of the offending field."""
+# --- the spec's scalar fields, declared once (the CRD is generated from them) -------------
 
-    def __init__(self, field_path: str, message: str):
-        super().__init__(f"{field_path}: {message}")
-        self.field = field_path
-        self.message = message
+STREAM_NAME = Str(
+    "streamName",
+    "stream_name",
+    "SCDF stream name (spring.cloud.dataflow.stream.name) and consumer group; defaults to metadata.name.",
+    min_length=1,
+    max_length=63,
+    pattern=r"^[a-zA-Z][a-zA-Z0-9-]*$",
+    invalid="must start with a letter and contain only letters, digits and '-' (max 63)",
+)
 
 
-@dataclass(frozen=True)
+def _topic(role: str, bindings: str) -> Str:
+    return Str(
+        role,
+        role,
+        f"Kafka topic for the {bindings} binding.",
+        default=DEFAULT_TOPICS[role],
+        min_length=1,
+        max_length=249,
+        pattern=r"^[a-zA-Z0-9._-]+$",
+        forbidden=(".", ".."),
+        forbidden_message="'.' and '..' are not valid Kafka topic names",
+        invalid="invalid Kafka topic name {value!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
+    )
+
+
+TOPIC_NAMES = (
+    _topic("input", "time output / router input"),
+    _topic("even", "router even output / evenLogger input"),
+    _topic("odd", "router odd output / oddLogger input"),
+)
+TOPIC_FIELDS: tuple[Field, ...] = TOPIC_NAMES + (
+    Int("partitions", "partitions", "Partitions for topics the apps create.", 1, 1, MAX_PARTITIONS),
+    Int(
+        "replicationFactor",
+        "replication_factor",
+        "Replication factor for topics the apps create.",
+        1,
+        1,
+        MAX_REPLICATION_FACTOR,
+    ),
+    Bool(
+        "manage",
+        "manage",
+        "The operator creates the input, even, odd and dead-letter topics with these partitions and "
+        "replication factor, and grows partitions when they grow (never shrinks).",
+        True,
+    ),
+    Bool(
+        "deleteOnRemoval",
+        "delete_on_removal",
+        "Delete the managed topics when the pipeline is deleted (otherwise they are kept).",
+        False,
+    ),
+)
+
+
+def _secret_name(name: str, attr: str, description: str, *, required: bool = False) -> Str:
+    return Str(
+        name,
+        attr,
+        description,
+        required=required,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        invalid="must be a Secret name (lower-case DNS subdomain, max 253)",
+    )
+
+
+def _secret_key(name: str, attr: str, description: str, default: str) -> Str:
+    return Str(
+        name,
+        attr,
+        description,
+        default=default,
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+        invalid="must be a Secret key (letters, digits, '-', '_', '.'; max 253)",
+    )
+
+
+CREDENTIAL_FIELDS: tuple[Field, ...] = (
+    _secret_name(
+        "secretName", "secret_name", "Secret (same namespace) holding the SASL username and password.", required=True
+    ),
+    Str("mechanism", "mechanism", "SASL mechanism.", required=True, enum=SASL_MECHANISMS),
+    Str("protocol", "protocol", "Kafka security.protocol.", default="SASL_SSL", enum=SASL_PROTOCOLS),
+    _secret_key("usernameKey", "username_key", "Key of the username in the Secret.", "username"),
+    _secret_key("passwordKey", "password_key", "Key of the password in the Secret.", "password"),
+    _secret_name(
+        "caSecretName",
+        "ca_secret_name",
+        "Secret holding the PEM CA certificate(s) that signed the brokers' certificates (SASL_SSL only).",
+    ),
+    _secret_key("caKey", "ca_key", "Key of the PEM CA in caSecretName.", "ca.crt"),
+)
+
+# Every app's image; its default comes from components.COMPONENTS.
+IMAGE = Str(
+    "image",
+    "image",
+    "Container image.",
+    min_length=1,
+    max_length=512,
+    pattern=r"^\S+$",
+    invalid="must be a non-empty image reference without spaces",
+)
+
+# The fields of each kind of app besides image, resources, properties and env.
+TIME_FIELDS: tuple[Field, ...] = (
+    Str(
+        "dateFormat",
+        "date_format",
+        "time.date-format (java SimpleDateFormat pattern).",
+        default=DEFAULT_DATE_FORMAT,
+        min_length=1,
+        max_length=256,
+    ),
+    Int("fixedDelaySeconds", "fixed_delay_seconds", "Seconds between two timestamps.", 1, 1, MAX_FIXED_DELAY_SECONDS),
+)
+ROUTER_FIELDS: tuple[Field, ...] = (
+    Int("replicas", "replicas", "Router replicas (one Kafka consumer group).", 1, 0, MAX_ROUTER_REPLICAS),
+    Str(
+        "processingGuarantee",
+        "processing_guarantee",
+        "at_least_once or exactly_once (Kafka transactions).",
+        default="at_least_once",
+        enum=PROCESSING_GUARANTEES,
+    ),
+    Str("evenPrefix", "even_prefix", "Prefix for even timestamps.", default="Even timestamp:", max_length=256),
+    Str("oddPrefix", "odd_prefix", "Prefix for odd timestamps.", default="Odd timestamp:", max_length=256),
+)
+LOGGER_FIELDS: tuple[Field, ...] = (
+    Str("level", "level", "log.consumer.level of the {which} log sink.", default="INFO", enum=LOG_LEVELS),
+    Str(
+        "expression",
+        "expression",
+        "log.consumer.expression (SpEL) of the {which} log sink.",
+        default="payload",
+        min_length=1,
+        max_length=1024,
+    ),
+)
+KIND_FIELDS: dict[Kind, tuple[Field, ...]] = {"time": TIME_FIELDS, "router": ROUTER_FIELDS, "logger": LOGGER_FIELDS}
+
+SERVICE_ACCOUNT_NAME = Str(
+    "serviceAccountName",
+    "service_account_name",
+    "Service account for the app pods.",
+    max_length=253,
+    pattern=DNS_SUBDOMAIN,
+    invalid="must be a service account name (lower-case DNS subdomain, max 253)",
+)
+PAUSED = Bool(
+    "paused",
+    "paused",
+    "Scale the time source to zero, let the router drain the input topic, then scale the router and loggers "
+    "to zero. false restores every count.",
+    False,
+)
+ROLLOUT_FIELDS: tuple[Field, ...] = (
+    Int(
+        "progressDeadlineSeconds",
+        "progress_deadline_seconds",
+        "Seconds a Deployment rollout may make no progress before the pipeline is Degraded (ProgressDeadlineExceeded).",
+        DEFAULT_PROGRESS_DEADLINE,
+        1,
+        MAX_PROGRESS_DEADLINE,
+    ),
+    Int(
+        "pauseDrainSeconds",
+        "pause_drain_seconds",
+        "When pausing: longest wait for the router to drain the input topic after the time source stopped.",
+        DEFAULT_PAUSE_DRAIN_SECONDS,
+        0,
+        MAX_PAUSE_DRAIN_SECONDS,
+    ),
+)
+
+
+# --- the parsed pipeline ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
 class Topics:
-    input: str = DEFAULT_TOPICS["input"]
-    even: str = DEFAULT_TOPICS["even"]
-    odd: str = DEFAULT_TOPICS["odd"]
-    partitions: int = 1
-    replication_factor: int = 1
-    manage: bool = True  # the operator ensures the topics exist
-    delete_on_removal: bool = False  # and deletes them with the pipeline
+    input: str
+    even: str
+    odd: str
+    partitions: int
+    replication_factor: int
+    manage: bool  # the operator ensures the topics exist
+    delete_on_removal: bool  # and deletes them with the pipeline
 
     def name(self, role: str) -> str:
         """The topic of a role: `input`, `even` or `odd`."""
@@ -98,38 +281,41 @@ class Credentials:
 @dataclass(frozen=True)
 class Kafka:
     brokers: tuple[str, ...]
-    topics: Topics = field(default_factory=Topics)
+    topics: Topics
     credentials: Credentials | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AppCommon:
     """Fields every app has. resources/env are corev1 shapes passed through as-is."""
 
     image: str
-    resources: Mapping[str, Any] = field(default_factory=dict)
-    properties: Mapping[str, str] = field(default_factory=dict)
-    env: tuple[Mapping[str, Any], ...] = ()
+    resources: Mapping[str, Any]
+    properties: Mapping[str, str]
+    env: tuple[Mapping[str, Any], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TimeSpec(AppCommon):
-    date_format: str = DEFAULT_DATE_FORMAT
-    fixed_delay_seconds: int = 1
+    date_format: str
+    fixed_delay_seconds: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RouterSpec(AppCommon):
-    replicas: int = 1
-    processing_guarantee: str = "at_least_once"
-    even_prefix: str = "Even timestamp:"
-    odd_prefix: str = "Odd timestamp:"
+    replicas: int
+    processing_guarantee: str
+    even_prefix: str
+    odd_prefix: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoggerSpec(AppCommon):
-    level: str = "INFO"
-    expression: str = "payload"
+    level: str
+    expression: str
+
+
+KIND_SPECS: dict[Kind, type[AppCommon]] = {"time": TimeSpec, "router": RouterSpec, "logger": LoggerSpec}
 
 
 @dataclass(frozen=True)
@@ -141,7 +327,7 @@ class PodOverrides:
     affinity: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pipeline:
     name: str
     namespace: str
@@ -151,10 +337,10 @@ class Pipeline:
     router: RouterSpec
     even_logger: LoggerSpec
     odd_logger: LoggerSpec
-    pod: PodOverrides = field(default_factory=PodOverrides)
-    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE
-    paused: bool = False
-    pause_drain_seconds: int = DEFAULT_PAUSE_DRAIN_SECONDS
+    pod: PodOverrides
+    progress_deadline_seconds: int
+    paused: bool
+    pause_drain_seconds: int
     uid: str | None = None
     generation: int | None = None
 
@@ -197,72 +383,15 @@ def _known(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
             raise PipelineError(f"{path}.{key}", "unknown field")
 
 
-# A field set to null counts as absent, as for the API server, which prunes nulls
-# (none of these fields is nullable) before it applies defaults.
-
-
-def _opt_str(obj: dict[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise PipelineError(f"{path}.{key}", "required")
-        return None
-    if not isinstance(value, str):
-        raise PipelineError(f"{path}.{key}", "must be a string")
-    return value
-
-
-def _str(obj: dict[str, Any], key: str, path: str, default: str) -> str:
-    value = _opt_str(obj, key, path)
-    return default if value is None else value
-
-
-def _req_str(obj: dict[str, Any], key: str, path: str) -> str:
-    value = _opt_str(obj, key, path, required=True)
-    assert value is not None
-    return value
-
-
-def _int(obj: dict[str, Any], key: str, path: str, default: int, lo: int, hi: int) -> int:
-    value = obj.get(key)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PipelineError(f"{path}.{key}", "must be an integer")
-    if not lo <= value <= hi:
-        raise PipelineError(f"{path}.{key}", f"must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _bool(obj: dict[str, Any], key: str, path: str, default: bool) -> bool:
-    value = obj.get(key)
-    if value is None:
-        value = default
-    if not isinstance(value, bool):
-        raise PipelineError(f"{path}.{key}", "must be a boolean")
-    return value
-
-
-def _nonempty(value: str, path: str) -> str:
-    if not value:
-        raise PipelineError(path, "must not be empty")
-    return value
-
-
-def _image(obj: dict[str, Any], path: str, default: str) -> str:
-    value = _str(obj, "image", path, default)
-    if not value or not IMAGE_RE.match(value):
-        raise PipelineError(f"{path}.image", "must be a non-empty image reference without spaces")
-    return value
-
-
 def _properties(obj: dict[str, Any], path: str) -> dict[str, str]:
     props = _obj(obj.get("properties"), f"{path}.properties")
     out = {}
     for key, value in props.items():
         kpath = f"{path}.properties[{key}]"
-        if not isinstance(key, str) or not PROPERTY_KEY_RE.match(key):
+        if not isinstance(key, str) or not PROPERTY_KEY_RE.fullmatch(key):
             raise PipelineError(kpath, "property names are letters, digits, '.', '-', '_', '[', ']'")
+        if len(key) > MAX_PROPERTY_KEY_LENGTH:
+            raise PipelineError(kpath, f"property names are at most {MAX_PROPERTY_KEY_LENGTH} characters")
         if not isinstance(value, str):
             raise PipelineError(kpath, "property values must be strings (quote numbers and booleans)")
         out[key] = value
@@ -279,7 +408,7 @@ def _env(obj: dict[str, Any], path: str) -> tuple[dict[str, Any], ...]:
         if not isinstance(var, dict) or not isinstance(var.get("name"), str):
             raise PipelineError(f"{vpath}.name", "required")
         name = var["name"]
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise PipelineError(f"{vpath}.name", f"invalid environment variable name {name!r}")
         if name in RESERVED_ENV:
             raise PipelineError(f"{vpath}.name", f"{name} is set by the operator")
@@ -303,7 +432,7 @@ def _list(obj: dict[str, Any], key: str, path: str) -> tuple[Any, ...]:
 
 
 _APP_FIELDS = {"image", "resources", "properties", "env"}
-_SPEC_FIELDS = {"streamName", "kafka", "pod", "rollout", "paused"} | {c.spec_field for c in COMPONENTS}
+_SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "rollout", PAUSED.name} | {c.spec_field for c in COMPONENTS}
 
 
 def _parse(obj: dict[str, Any]) -> Pipeline:
@@ -316,7 +445,7 @@ def _parse(obj: dict[str, Any]) -> Pipeline:
     apps: dict[str, Any] = {c.attr: _app(spec, c) for c in COMPONENTS}  # time=TimeSpec(...), ...
     pod = _pod(spec)
     ro = _obj(spec.get("rollout"), "spec.rollout")
-    _known(ro, "spec.rollout", {"progressDeadlineSeconds", "pauseDrainSeconds"})
+    _known(ro, "spec.rollout", names(ROLLOUT_FIELDS))
     pipeline = Pipeline(
         name=name,
         namespace=meta.get("namespace") or "default",
@@ -324,13 +453,8 @@ def _parse(obj: dict[str, Any]) -> Pipeline:
         kafka=kafka,
         **apps,
         pod=pod,
-        progress_deadline_seconds=_int(
-            ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE, 1, MAX_PROGRESS_DEADLINE
-        ),
-        paused=_bool(spec, "paused", "spec", False),
-        pause_drain_seconds=_int(
-            ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS, 0, MAX_PAUSE_DRAIN_SECONDS
-        ),
+        paused=PAUSED.parse(spec, "spec"),
+        **parse_all(ROLLOUT_FIELDS, ro, "spec.rollout"),
         uid=meta.get("uid"),
         generation=meta.get("generation"),
     )
@@ -348,17 +472,15 @@ def _name(meta: dict[str, Any]) -> str:
 
 
 def _stream_name(spec: dict[str, Any], name: str) -> str:
-    stream_name = _str(spec, "streamName", "spec", name)
-    if spec.get("streamName") is None and not STREAM_NAME_RE.match(stream_name):
+    stream_name = STREAM_NAME.parse_optional(spec, "spec")
+    if stream_name is not None:
+        return stream_name
+    if STREAM_NAME.problem(name) is not None:  # the default is metadata.name, if it is a valid stream name
         raise PipelineError(
             "spec.streamName",
             "required when metadata.name is not a valid stream name (a letter, then letters, digits and '-')",
         )
-    if not STREAM_NAME_RE.match(stream_name):
-        raise PipelineError(
-            "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"
-        )
-    return stream_name
+    return name
 
 
 def _kafka(spec: dict[str, Any]) -> Kafka:
@@ -370,7 +492,7 @@ def _kafka(spec: dict[str, Any]) -> Kafka:
     if not isinstance(brokers, list) or not brokers:
         raise PipelineError("spec.kafka.brokers", "at least one host:port is required")
     for i, b in enumerate(brokers):
-        if not isinstance(b, str) or not BROKER_RE.match(b):
+        if not isinstance(b, str) or not BROKER_RE.fullmatch(b):
             raise PipelineError(f"spec.kafka.brokers[{i}]", f"must be host:port with a port 1-65535, got {b!r}")
     if len(set(brokers)) != len(brokers):
         raise PipelineError("spec.kafka.brokers", "entries must be unique")
@@ -388,98 +510,38 @@ def _kafka(spec: dict[str, Any]) -> Kafka:
 
 def _topics(tobj: dict[str, Any]) -> Topics:
     p = "spec.kafka.topics"
-    _known(tobj, p, {"input", "even", "odd", "partitions", "replicationFactor", "manage", "deleteOnRemoval"})
-    names = {}
-    for role in ("input", "even", "odd"):
-        topic = _str(tobj, role, p, DEFAULT_TOPICS[role])
-        if not TOPIC_RE.match(topic) or topic in (".", ".."):
-            raise PipelineError(
-                f"{p}.{role}",
-                f"invalid Kafka topic name {topic!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
-            )
-        names[role] = topic
-    if len(set(names.values())) != 3:
+    _known(tobj, p, names(TOPIC_FIELDS))
+    topics = Topics(**parse_all(TOPIC_FIELDS, tobj, p))
+    if len({topics.input, topics.even, topics.odd}) != len(TOPIC_NAMES):
         raise PipelineError(p, "input, even and odd must be three distinct topics")
-    return Topics(
-        **names,
-        partitions=_int(tobj, "partitions", p, 1, 1, MAX_PARTITIONS),
-        replication_factor=_int(tobj, "replicationFactor", p, 1, 1, MAX_REPLICATION_FACTOR),
-        manage=_bool(tobj, "manage", p, True),
-        delete_on_removal=_bool(tobj, "deleteOnRemoval", p, False),
-    )
+    return topics
 
 
 def _app(spec: dict[str, Any], c: Component) -> AppCommon:
     """One app's section of the spec (`spec.time`, `spec.router`, ...)."""
     p = f"spec.{c.spec_field}"
     obj = _obj(spec.get(c.spec_field), p)
-    kind_spec = _KIND_SPECS[c.kind]
-    _known(obj, p, _APP_FIELDS | kind_spec.fields)
-    return kind_spec.parse(
-        obj,
-        p,
-        image=_image(obj, p, c.default_image),
+    extra = KIND_FIELDS[c.kind]
+    _known(obj, p, _APP_FIELDS | names(extra))
+    return KIND_SPECS[c.kind](
+        image=IMAGE.with_default(c.default_image).parse(obj, p),
         resources=_resources(obj, p),
         properties=_properties(obj, p),
         env=_env(obj, p),
+        **parse_all(extra, obj, p),
     )
-
-
-def _time_spec(t: dict[str, Any], p: str, **common: Any) -> TimeSpec:
-    return TimeSpec(
-        **common,
-        date_format=_nonempty(_str(t, "dateFormat", p, DEFAULT_DATE_FORMAT), f"{p}.dateFormat"),
-        fixed_delay_seconds=_int(t, "fixedDelaySeconds", p, 1, 1, MAX_FIXED_DELAY_SECONDS),
-    )
-
-
-def _router_spec(r: dict[str, Any], p: str, **common: Any) -> RouterSpec:
-    guarantee = _str(r, "processingGuarantee", p, "at_least_once")
-    if guarantee not in PROCESSING_GUARANTEES:
-        raise PipelineError(f"{p}.processingGuarantee", f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
-    return RouterSpec(
-        **common,
-        replicas=_int(r, "replicas", p, 1, 0, MAX_ROUTER_REPLICAS),
-        processing_guarantee=guarantee,
-        even_prefix=_str(r, "evenPrefix", p, "Even timestamp:"),
-        odd_prefix=_str(r, "oddPrefix", p, "Odd timestamp:"),
-    )
-
-
-def _logger_spec(lg: dict[str, Any], p: str, **common: Any) -> LoggerSpec:
-    level = _str(lg, "level", p, "INFO")
-    if level not in LOG_LEVELS:
-        raise PipelineError(f"{p}.level", f"must be one of {', '.join(LOG_LEVELS)}")
-    return LoggerSpec(
-        **common,
-        level=level,
-        expression=_nonempty(_str(lg, "expression", p, "payload"), f"{p}.expression"),
-    )
-
-
-@dataclass(frozen=True)
-class _KindSpec:
-    fields: frozenset[str]  # spec fields of this kind of app besides image, resources, properties, env
-    parse: Callable[..., AppCommon]
-
-
-_KIND_SPECS: dict[Kind, _KindSpec] = {
-    "time": _KindSpec(frozenset({"dateFormat", "fixedDelaySeconds"}), _time_spec),
-    "router": _KindSpec(frozenset({"replicas", "processingGuarantee", "evenPrefix", "oddPrefix"}), _router_spec),
-    "logger": _KindSpec(frozenset({"level", "expression"}), _logger_spec),
-}
 
 
 def _pod(spec: dict[str, Any]) -> PodOverrides:
     p = "spec.pod"
     po = _obj(spec.get("pod"), p)
-    _known(po, p, {"serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
+    _known(po, p, {SERVICE_ACCOUNT_NAME.name, "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
     node_selector = _obj(po.get("nodeSelector"), f"{p}.nodeSelector")
     affinity = po.get("affinity")
     if affinity is not None:
         _obj(affinity, f"{p}.affinity")
     return PodOverrides(
-        service_account_name=_opt_str(po, "serviceAccountName", p),
+        service_account_name=SERVICE_ACCOUNT_NAME.parse_optional(po, p),
         image_pull_secrets=_list(po, "imagePullSecrets", p),
         node_selector=node_selector,
         tolerations=_list(po, "tolerations", p),
@@ -519,35 +581,11 @@ def _credentials(value: Any) -> Credentials | None:
         return None
     p = "spec.kafka.credentials"
     c = _obj(value, p)
-    _known(c, p, {"secretName", "mechanism", "protocol", "usernameKey", "passwordKey", "caSecretName", "caKey"})
-    secret = _req_str(c, "secretName", p)
-    if len(secret) > 253 or not SECRET_NAME_RE.match(secret):
-        raise PipelineError(f"{p}.secretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
-    mechanism = _req_str(c, "mechanism", p)
-    if mechanism not in SASL_MECHANISMS:
-        raise PipelineError(f"{p}.mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}")
-    protocol = _str(c, "protocol", p, "SASL_SSL")
-    if protocol not in SASL_PROTOCOLS:
-        raise PipelineError(f"{p}.protocol", f"must be one of {', '.join(SASL_PROTOCOLS)}")
-    keys = {}
-    for key, default in (("usernameKey", "username"), ("passwordKey", "password"), ("caKey", "ca.crt")):
-        keys[key] = _str(c, key, p, default)
-        if len(keys[key]) > 253 or not SECRET_KEY_RE.match(keys[key]):
-            raise PipelineError(f"{p}.{key}", "must be a Secret key (letters, digits, '-', '_', '.'; max 253)")
-    ca = _opt_str(c, "caSecretName", p)
-    if ca is not None:
-        if len(ca) > 253 or not SECRET_NAME_RE.match(ca):
-            raise PipelineError(f"{p}.caSecretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
-        if protocol != "SASL_SSL":
+    _known(c, p, names(CREDENTIAL_FIELDS))
+    credentials = Credentials(**parse_all(CREDENTIAL_FIELDS, c, p))
+    if credentials.ca_secret_name is not None:
+        if credentials.protocol != "SASL_SSL":
             raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
     elif c.get("caKey") is not None:
         raise PipelineError(f"{p}.caKey", "needs caSecretName")
-    return Credentials(
-        secret_name=secret,
-        mechanism=mechanism,
-        protocol=protocol,
-        username_key=keys["usernameKey"],
-        password_key=keys["passwordKey"],
-        ca_secret_name=ca,
-        ca_key=keys["caKey"],
-    )
+    return credentials

@@ -181,3 +181,28 @@ def test_null_fields_count_as_absent():
     assert (p.kafka.credentials.ca_key, p.kafka.credentials.username_key) == ("ca.crt", "username")
     with pytest.raises(PipelineError, match=r"^spec.kafka.credentials.secretName: required"):
         Pipeline.from_resource(with_spec(kafka__credentials={**creds, "secretName": None}))
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        # The API server's RE2 `$` is the end of the text; Python's also matches before a
+        # final newline, which let these through before the parser used fullmatch.
+        ({"kafka__brokers": ["kafka:9092\n"]}, "spec.kafka.brokers[0]"),
+        ({"kafka__topics__input": "timeDest\n"}, "spec.kafka.topics.input"),
+        ({"time__image": "img:1\n"}, "spec.time.image"),
+        ({"router__properties": {"a.b\n": "x"}}, "spec.router.properties[a.b\n]"),
+        ({"oddLogger__env": [{"name": "X\n", "value": "1"}]}, "spec.oddLogger.env[0].name"),
+        # Bounds the CRD always had and the parser now applies too (one declaration each).
+        ({"time__dateFormat": "y" * 257}, "spec.time.dateFormat"),
+        ({"router__evenPrefix": "p" * 257}, "spec.router.evenPrefix"),
+        ({"evenLogger__expression": "e" * 1025}, "spec.evenLogger.expression"),
+        ({"time__image": "i" * 513}, "spec.time.image"),
+        ({"pod__serviceAccountName": "Not_A_Name"}, "spec.pod.serviceAccountName"),
+        ({"router__properties": {"k" * 254: "x"}}, f"spec.router.properties[{'k' * 254}]"),
+    ],
+)
+def test_parser_applies_the_crd_rules(patch, field):
+    with pytest.raises(PipelineError) as err:
+        Pipeline.from_resource(with_spec(**patch))
+    assert err.value.field == field
