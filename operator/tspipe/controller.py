@@ -38,12 +38,12 @@ from typing import Any
 
 import urllib3
 
-from . import metrics
 from . import topics as topics_mod
 from .api import FINALIZER
 from .components import COMPONENTS
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
+from .metrics import Metrics
 from .model import Pipeline, PipelineError
 from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
@@ -167,6 +167,7 @@ class Controller:
     peering_check_seconds: float = 10.0
     now: Callable[[], datetime] = _now
     monotonic: Callable[[], float] = time.monotonic
+    metrics: Metrics = field(default_factory=Metrics)
     queue: WorkQueue = field(init=False)
     _state: dict[Key, _State] = field(default_factory=dict)
     _peering_task: asyncio.Task[None] | None = None
@@ -259,7 +260,7 @@ class Controller:
             outcome.writes,
             f", error: {outcome.error}" if outcome.error else "",
         )
-        metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
+        self.metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
         self.queue.schedule(key, outcome)
 
     # --- calls ---------------------------------------------------------------------
@@ -327,16 +328,16 @@ class Controller:
                 self._admin.ensure, p.kafka.brokers, desired, topics_mod.plan_topics
             )
             result = topics_mod.topic_status(desired, actual, tplan, failed)
-            metrics.KAFKA_CALLS.labels("ok").inc()
+            self.metrics.kafka_calls.labels("ok").inc()
         except KafkaUnavailable as exc:
             result = topics_mod.unreachable_status(desired, p.kafka.brokers, "no broker answered")
             log.warning("topics of %s/%s: %s", p.namespace, p.name, exc)
-            metrics.KAFKA_CALLS.labels("unreachable").inc()
+            self.metrics.kafka_calls.labels("unreachable").inc()
         except Exception as exc:  # noqa: BLE001 - a broker-side refusal (auth, policy): a condition
             result = topics_mod.unreachable_status(desired, p.kafka.brokers, str(exc)[:200])
             result["reason"] = "TopicCheckFailed"
             log.warning("topics of %s/%s failed: %s", p.namespace, p.name, exc)
-            metrics.KAFKA_CALLS.labels("error").inc()
+            self.metrics.kafka_calls.labels("error").inc()
         if (
             result["ready"]
             and result["reason"] == "TopicsReady"
@@ -400,7 +401,7 @@ class Controller:
         pipeline = await self._call(self.kube.get_pipeline, namespace, name)
         if pipeline is None:
             self.forget(namespace, name)  # deleted: the garbage collector removes the children
-            metrics.forget_pipeline(namespace, name)
+            self.metrics.forget_pipeline(namespace, name)
             return Outcome()
         if pipeline["metadata"].get("deletionTimestamp"):
             return await self._reconcile_delete(pipeline)
@@ -500,7 +501,7 @@ class Controller:
         status = compute_status(
             ctx.pipeline, ctx.actual, self.now(), error=error, topics=ctx.topics, pause=ctx.pause, pipeline=ctx.p
         )
-        metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
+        self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
         prev = ctx.prev_status
         if status == prev:
             return

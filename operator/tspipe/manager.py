@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         topic_recheck_seconds=args.topic_recheck_seconds,
     )
     if args.metrics_port is not None:
-        from . import metrics
-
-        metrics.serve(args.metrics_port, args.metrics_address)
+        controller.metrics.serve(args.metrics_port, args.metrics_address)
     from . import handlers  # registers the kopf handlers
 
     settings = kopf.OperatorSettings()
