@@ -46,3 +46,12 @@ bench: infra
 
 clean:
 	rm -rf $(VENV)
+
+# Guard rails, in seconds: ruff (lint and format), mypy (strict on the pure modules) and
+# the import layers (.importlinter). CI runs it before the tests.
+.PHONY: lint
+lint: venv
+	$(VENV)/bin/ruff check operator router
+	$(VENV)/bin/ruff format --check operator router
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

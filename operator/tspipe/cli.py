@@ -10,6 +10,7 @@
 Exit codes: 0 done, 1 the server or the network refused, 2 bad input (pipeline file,
 options, credentials).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,16 +21,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _scdf_parser(sub) -> None:
-    scdf = sub.add_parser("scdf", help="deploy the pipeline on a Spring Cloud Data Flow server",
-                          description="The SCDF fallback: the same pipeline as an SCDF stream.")
+    scdf = sub.add_parser(
+        "scdf",
+        help="deploy the pipeline on a Spring Cloud Data Flow server",
+        description="The SCDF fallback: the same pipeline as an SCDF stream.",
+    )
     cmds = scdf.add_subparsers(dest="scdf_command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, server: bool = True):
         p = cmds.add_parser(name, help=help_text, description=help_text)
         p.add_argument("-f", "--file", required=True, help="TimestampPipeline YAML file")
         if server:
-            p.add_argument("--server", default=os.environ.get("SCDF_SERVER_URL"),
-                           help="Data Flow server URL, e.g. http://localhost:9393 (env SCDF_SERVER_URL)")
+            p.add_argument(
+                "--server",
+                default=os.environ.get("SCDF_SERVER_URL"),
+                help="Data Flow server URL, e.g. http://localhost:9393 (env SCDF_SERVER_URL)",
+            )
             p.add_argument("--username", help="basic auth user (env SCDF_USERNAME)")
             p.add_argument("--password-file", help="file holding the basic auth password (env SCDF_PASSWORD)")
             p.add_argument("--token-file", help="file holding a bearer token (env SCDF_TOKEN)")
@@ -38,22 +45,36 @@ def _scdf_parser(sub) -> None:
 
     add("render", "print the SCDF shell commands (app register, stream create, stream deploy)", server=False)
     d = add("deploy", "register the apps, create the stream and deploy it; only what differs changes")
-    d.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="wait this long for the deployment to settle, then print its state (default 60)")
+    d.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for the deployment to settle, then print its state (default 60)",
+    )
     add("status", "print the stream's definition, state and deployed app versions")
     u = add("undeploy", "undeploy the stream (its definition stays)")
-    u.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="wait this long for a running install/upgrade to finish and for the undeploy (default 60)")
+    u.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for a running install/upgrade to finish and for the undeploy (default 60)",
+    )
     x = add("destroy", "undeploy and delete the stream definition (registered apps stay)")
-    x.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="wait this long for a running install/upgrade to finish first (default 60)")
+    x.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for a running install/upgrade to finish first (default 60)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tspipe", description="TimestampPipeline operator and SCDF fallback.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    op = sub.add_parser("operator", help="run the Kubernetes operator (all further arguments go to it)",
-                        add_help=False)
+    op = sub.add_parser("operator", help="run the Kubernetes operator (all further arguments go to it)", add_help=False)
     op.add_argument("rest", nargs=argparse.REMAINDER)
     _scdf_parser(sub)
     return ap
@@ -104,8 +125,9 @@ def _client(args):
     if not args.server:
         raise _Usage("--server URL (or SCDF_SERVER_URL) is required")
     try:
-        creds = resolve_credentials(username=args.username, password_file=args.password_file,
-                                    token_file=args.token_file)
+        creds = resolve_credentials(
+            username=args.username, password_file=args.password_file, token_file=args.token_file
+        )
     except AuthError as exc:
         raise _Usage(str(exc)) from None
     try:
@@ -163,7 +185,8 @@ def _deploy(client, pipeline, args) -> int:
             raise ScdfError(
                 f"updating stream {name!r} failed: Skipper recorded release {rel.get('version')} as "
                 f"{release_status(rel)} ({release_description(rel)}); release {before} is still deployed. "
-                "Run deploy again to retry.")
+                "Run deploy again to retry."
+            )
         else:
             _out(f"stream {name!r}: release {rel.get('version')} deployed")
     d = wait_for_state(client, name, args.wait) if result.done and args.wait > 0 else client.definition(name)

@@ -1,11 +1,20 @@
-"""The level-based reconcile loop: one worker per pipeline, coalescing its events.
+"""The level-based reconcile loop: one pass per pipeline at a time, in phases.
 
-Any event about a pipeline or one of its Deployments only marks the pipeline dirty;
-its worker then reads the current state, ensures the Kafka topics (cached per spec,
-rechecked on a slow timer, in a separate thread pool with a short timeout), works
-out the pause stage, plans with the pure diff, writes what differs, and writes the
-status if it changed. Errors become a condition, an Event (once per distinct
-message) and a retry with exponential backoff, never a crash.
+Any event about a pipeline or one of its Deployments only marks the pipeline dirty in
+the work queue (workqueue.py: coalescing, debounce, backoff, resync, standby); its
+worker then runs one pass. A pass reads the pipeline and parses it once, then runs the
+phases in order, each adding its writes, its problems and when it wants to run again
+(the pass runs again after the lowest of those delays):
+
+  finalizer    the topics finalizer is present exactly when deleteOnRemoval asks for it;
+  topics       ensure the Kafka topics (cached per spec, rechecked on a slow timer, in a
+               separate thread pool with a short timeout);
+  deployments  work out the pause stage, plan with the pure diff, write what differs;
+  status       compute it, write it if it changed, post the Events it deserves;
+
+then reports the problems (a condition, an Event once per distinct message, a retry
+with exponential backoff; never a crash). A pipeline being deleted takes the other
+path, `_reconcile_delete`: delete its topics if asked, then remove the finalizer.
 
 Write budget: Deployments are written only when they differ; Events only for
 failures and significant changes (a rollout, a child recreated or removed, a pause
@@ -14,75 +23,130 @@ or resume), not for the first creation; a status change that only moves counters
 (unless `progress_interval` > 0), so a creation costs one Progressing and one
 Running patch.
 """
+
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import urllib3
 
-from . import metrics, topics as topics_mod
+from . import topics as topics_mod
+from .api import FINALIZER
+from .components import COMPONENTS
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
+from .metrics import Metrics
 from .model import Pipeline, PipelineError
-from .pause import DRAINING, PAUSED, RUNNING, PauseState, pause_state
+from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
-from .render import COMPONENTS, deployment_name, owned_selector, render_deployments
+from .render import deployment_name, owned_selector, render_deployments
 from .status import compute_status
+from .workqueue import Key, Outcome, WorkQueue
 
-FINALIZER = "tspipe.io/delete-topics"
+__all__ = ["Controller", "Outcome"]
 
 log = logging.getLogger("tspipe.controller")
 
-Key = tuple[str, str]  # (namespace, name)
+# When to look again, in seconds (each the delay a pass asks the work queue for):
+RECHECK_DELETED_CHILD = 2.0  # a child is being deleted (or was, to recreate it): create it once it is gone
+RECHECK_CONFLICT = 1.0  # a write raced with someone (409/404): read again soon
+RECHECK_FINALIZER_CONFLICT = 0.5  # the finalizer patch lost a race: the object changed, read it again
+RECHECK_FINALIZE = 1.0  # a deleted pipeline's finalizer could not be removed yet
+RECHECK_NEW_TOPICS = 2.0  # topics created or grown just now: describe them again to see them as they are
+TOPIC_BACKOFF_BASE = 5.0  # first retry of an unreachable broker; doubles up to topic_recheck_seconds
+KAFKA_THREADS = 4  # the Kafka admin pool (a slow broker must not starve the Kubernetes calls)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _api_error(exc: ApiException) -> str:
     msg = exc.reason or ""
     try:
-        import json
-
-        msg = json.loads(exc.body).get("message", msg)
-    except Exception:  # noqa: BLE001 - the body is not always JSON
-        pass
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):  # the body is not always JSON
+        body = None
+    if isinstance(body, dict):
+        msg = body.get("message", msg)
     return f"{exc.status} {msg}".strip()
 
 
-@dataclass
-class Outcome:
-    writes: int = 0
-    retry_after: float | None = None
-    error: str | None = None
+def lowest_delay(*delays: float | None) -> float | None:
+    """The soonest of the requeue delays the phases asked for (None: no requeue)."""
+    asked = [d for d in delays if d is not None]
+    return min(asked) if asked else None
 
 
 @dataclass
 class _State:
-    failures: int = 0
+    """What the controller remembers about a pipeline between passes."""
+
     last_error: str | None = None
-    timer: asyncio.TimerHandle | None = None
     last_status_write: float = float("-inf")  # monotonic
     # Topics: the fingerprint last ensured, its result, when to check again.
-    topics_key: tuple | None = None
-    topics_result: dict | None = None
+    topics_key: tuple[Any, ...] | None = None
+    topics_result: dict[str, Any] | None = None
     topics_due: float = 0.0
     topics_failures: int = 0
 
 
-def _significant(status: dict) -> tuple:
+@dataclass
+class _Pass:
+    """One reconcile pass over one pipeline: what the phases read and what they add up."""
+
+    pipeline: dict[str, Any]  # as read from the API server
+    p: Pipeline | None  # parsed once; None if invalid (then only status runs)
+    state: _State
+    out: Outcome = field(default_factory=Outcome)
+    problems: list[str] = field(default_factory=list)
+    requeue: float | None = None
+    topics: dict[str, Any] | None = None  # the topics phase's result for status
+    pause: PauseState | None = None
+    actual: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's Deployments
+
+    @property
+    def namespace(self) -> str:
+        return str(self.pipeline["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.pipeline["metadata"]["name"])
+
+    @property
+    def prev_status(self) -> dict[str, Any]:
+        return self.pipeline.get("status") or {}
+
+    def again_in(self, delay: float | None) -> None:
+        self.requeue = lowest_delay(self.requeue, delay)
+
+
+class _Restart(Exception):
+    """End the pass now and run it again after `delay` (the object changed under us)."""
+
+    def __init__(self, delay: float):
+        super().__init__(delay)
+        self.delay = delay
+
+
+def _significant(status: dict[str, Any]) -> tuple[Any, ...]:
     """What makes a status change worth writing at once: phase and condition states."""
-    return (status.get("phase"), status.get("observedGeneration"),
-            tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []),
-            tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
-            len(status.get("history") or []), (status.get("pause") or {}).get("sourceStoppedAt"))
+    return (
+        status.get("phase"),
+        status.get("observedGeneration"),
+        tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []),
+        tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
+        len(status.get("history") or []),
+        (status.get("pause") or {}).get("sourceStoppedAt"),
+    )
 
 
 @dataclass
@@ -94,68 +158,74 @@ class Controller:
     # Counter-only status changes (same phase, conditions and rolling components) are
     # written with the next significant change, or after this many seconds; 0: never alone.
     progress_interval: float = 0.0
-    debounce_seconds: float = 1.0        # coalesce a burst of Deployment events per pipeline
+    debounce_seconds: float = 1.0  # coalesce a burst of Deployment events per pipeline
     topic_recheck_seconds: float = 300.0  # re-describe unchanged topics this often
     kafka_timeout: float = 5.0
     admin: TopicAdmin | None = None
     # (namespace or None for cluster-wide, peering object name, our priority) when peered.
     peering: tuple[str | None, str, int] | None = None
     peering_check_seconds: float = 10.0
-    standby: bool = False
     now: Callable[[], datetime] = _now
     monotonic: Callable[[], float] = time.monotonic
-    _pending: set = field(default_factory=set)
-    _workers: dict = field(default_factory=dict)
-    _state: dict = field(default_factory=dict)
-    _known: set = field(default_factory=set)
-    _debounce: set = field(default_factory=set)
-    _resync_task: asyncio.Task | None = None
-    _peering_task: asyncio.Task | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    queue: WorkQueue = field(init=False)
+    _state: dict[Key, _State] = field(default_factory=dict)
+    _peering_task: asyncio.Task[None] | None = None
     _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.admin is None:
             self.admin = TopicAdmin(self.kafka_timeout)
+        self.queue = WorkQueue(
+            self._work,
+            resync_seconds=self.resync_seconds,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            debounce_seconds=self.debounce_seconds,
+        )
+
+    @property
+    def _admin(self) -> TopicAdmin:
+        assert self.admin is not None  # set in __post_init__
+        return self.admin
+
+    @property
+    def standby(self) -> bool:
+        """A higher-priority peer is active: our own timers enqueue nothing."""
+        return self.queue.standby
+
+    @standby.setter
+    def standby(self, value: bool) -> None:
+        self.queue.standby = value
 
     # --- event entry points --------------------------------------------------------
     def enqueue(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        self._known.add(key)
-        self._pending.add(key)
-        worker = self._workers.get(key)
-        if worker is None or worker.done():
-            self._workers[key] = asyncio.get_running_loop().create_task(self._work(key), name=f"reconcile {key}")
+        self.queue.enqueue((namespace, name))
 
     def enqueue_soon(self, namespace: str, name: str) -> None:
-        """Reconcile after `debounce_seconds`: the Deployment controller updates the four
-        children in bursts; one pass after the burst sees them all."""
-        key = (namespace, name)
-        if self.debounce_seconds <= 0:
-            return self.enqueue(namespace, name)
-        if key in self._debounce:
-            return
-        def fire():
-            self._debounce.discard(key)
-            self.enqueue(namespace, name)
-        self._debounce.add(key)
-        asyncio.get_running_loop().call_later(self.debounce_seconds, fire)
+        self.queue.enqueue_soon((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        self._known.discard(key)
-        self._pending.discard(key)
-        st = self._state.pop(key, None)
-        if st and st.timer:
-            st.timer.cancel()
+        self.queue.forget((namespace, name))
+        self._state.pop((namespace, name), None)
 
     def start(self) -> None:
-        self._resync_task = asyncio.get_running_loop().create_task(self._resync(), name="resync")
+        self.queue.start()
         if self.peering:
             self._peering_task = asyncio.get_running_loop().create_task(self._watch_peers(), name="peers")
+
+    async def stop(self) -> None:
+        if self._peering_task:
+            self._peering_task.cancel()
+            await asyncio.gather(self._peering_task, return_exceptions=True)
+        await self.queue.stop()
+        if self._kafka_pool:
+            self._kafka_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch_peers(self) -> None:
         from .peering import is_standby
 
+        assert self.peering is not None  # start() only watches when peered
         ns, name, priority = self.peering
         while True:
             try:
@@ -168,69 +238,32 @@ class Controller:
                 log.debug("peering check failed: %s", exc)
             await asyncio.sleep(self.peering_check_seconds)
 
-    async def stop(self) -> None:
-        tasks = [t for t in self._workers.values() if not t.done()]
-        tasks += [t for t in (self._resync_task, self._peering_task) if t]
-        for st in self._state.values():
-            if st.timer:
-                st.timer.cancel()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._kafka_pool:
-            self._kafka_pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _resync(self) -> None:
-        # Level-based safety net: re-check every known pipeline now and then, in case
-        # an event was missed. Costs reads only when nothing differs.
-        while True:
-            await asyncio.sleep(self.resync_seconds)
-            if self.standby:
-                continue  # kopf paused us: the active replica does the work
-            for ns, name in list(self._known):
-                self.enqueue(ns, name)
-
     async def _work(self, key: Key) -> None:
-        while key in self._pending:
-            self._pending.discard(key)
-            started = time.monotonic()
-            try:
-                outcome = await self.reconcile(*key)
-            except asyncio.CancelledError:
-                raise
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                # API server unreachable (restarting, network): retry with backoff.
-                log.warning("reconcile %s/%s: API server unreachable: %s", *key, exc)
-                outcome = Outcome(error=f"API server unreachable: {exc}")
-            except Exception as exc:  # noqa: BLE001 - never let one pipeline kill the operator
-                log.exception("reconcile %s/%s crashed", *key)
-                outcome = Outcome(error=f"internal error: {exc}")
-            # Tests and humans read this line to know a pass finished and what it cost.
-            log.log(logging.INFO if outcome.writes else logging.DEBUG,
-                    "reconciled %s/%s: %d writes%s", *key, outcome.writes,
-                    f", error: {outcome.error}" if outcome.error else "")
-            metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
-            self._schedule(key, outcome)
+        """One pass for the work queue: reconcile, log, count, schedule the next."""
+        started = time.monotonic()
+        try:
+            outcome = await self.reconcile(*key)
+        except asyncio.CancelledError:
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # API server unreachable (restarting, network): retry with backoff.
+            log.warning("reconcile %s/%s: API server unreachable: %s", *key, exc)
+            outcome = Outcome(error=f"API server unreachable: {exc}")
+        except Exception as exc:
+            log.exception("reconcile %s/%s crashed", *key)
+            outcome = Outcome(error=f"internal error: {exc}")
+        # Tests and humans read this line to know a pass finished and what it cost.
+        log.log(
+            logging.INFO if outcome.writes else logging.DEBUG,
+            "reconciled %s/%s: %d writes%s",
+            *key,
+            outcome.writes,
+            f", error: {outcome.error}" if outcome.error else "",
+        )
+        self.metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
+        self.queue.schedule(key, outcome)
 
-    def _schedule(self, key: Key, outcome: Outcome) -> None:
-        st = self._state.setdefault(key, _State())
-        if st.timer:
-            st.timer.cancel()
-            st.timer = None
-        if outcome.error:
-            delay = min(self.backoff_max, self.backoff_base * (2 ** st.failures))
-            st.failures += 1
-        else:
-            st.failures = 0
-            delay = outcome.retry_after
-        if delay is not None and key in self._known:
-            st.timer = asyncio.get_running_loop().call_later(delay, self._retry, *key)
-
-    def _retry(self, namespace: str, name: str) -> None:
-        if not self.standby:
-            self.enqueue(namespace, name)
-
-    # --- one reconcile -------------------------------------------------------------
+    # --- calls ---------------------------------------------------------------------
     async def _call(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
 
@@ -238,11 +271,12 @@ class Controller:
         """A Kafka admin call in its own small pool (a slow broker must not starve the
         Kubernetes calls), bounded on this side too."""
         if self._kafka_pool is None:
-            self._kafka_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="kafka")
+            self._kafka_pool = concurrent.futures.ThreadPoolExecutor(KAFKA_THREADS, thread_name_prefix="kafka")
         fut = asyncio.get_running_loop().run_in_executor(self._kafka_pool, fn, *args)
         try:
+            # The admin client's own timeouts bound each of its (up to three) round trips.
             return await asyncio.wait_for(fut, self.kafka_timeout * 3 + 2)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise KafkaUnavailable("no answer in time") from exc
 
     async def _actual(self, namespace: str, name: str) -> list[dict]:
@@ -290,36 +324,40 @@ class Controller:
             return st.topics_result, st.topics_due - now
         desired = topics_mod.desired_topics(p)
         try:
-            actual, tplan, failed = await self._kafka(self.admin.ensure, p.kafka.brokers, desired,
-                                                      topics_mod.plan_topics)
+            actual, tplan, failed = await self._kafka(
+                self._admin.ensure, p.kafka.brokers, desired, topics_mod.plan_topics
+            )
             result = topics_mod.topic_status(desired, actual, tplan, failed)
-            metrics.KAFKA_CALLS.labels("ok").inc()
+            self.metrics.kafka_calls.labels("ok").inc()
         except KafkaUnavailable as exc:
             result = topics_mod.unreachable_status(desired, p.kafka.brokers, "no broker answered")
             log.warning("topics of %s/%s: %s", p.namespace, p.name, exc)
-            metrics.KAFKA_CALLS.labels("unreachable").inc()
+            self.metrics.kafka_calls.labels("unreachable").inc()
         except Exception as exc:  # noqa: BLE001 - a broker-side refusal (auth, policy): a condition
             result = topics_mod.unreachable_status(desired, p.kafka.brokers, str(exc)[:200])
             result["reason"] = "TopicCheckFailed"
             log.warning("topics of %s/%s failed: %s", p.namespace, p.name, exc)
-            metrics.KAFKA_CALLS.labels("error").inc()
-        if result["ready"] and result["reason"] == "TopicsReady" and \
-                all(t["state"] == topics_mod.READY for t in result["topics"]):
+            self.metrics.kafka_calls.labels("error").inc()
+        if (
+            result["ready"]
+            and result["reason"] == "TopicsReady"
+            and all(t["state"] == topics_mod.READY for t in result["topics"])
+        ):
             st.topics_failures = 0
             delay = self.topic_recheck_seconds
         elif result["reason"] in ("PartitionShrinkRefused", "ReplicationFactorMismatch") or result["ready"]:
             # Created or grown just now (check again soon to see them), or refused: slow.
             st.topics_failures = 0
-            delay = 2.0 if result["ready"] else self.topic_recheck_seconds
+            delay = RECHECK_NEW_TOPICS if result["ready"] else self.topic_recheck_seconds
         else:
-            delay = min(self.topic_recheck_seconds, 5.0 * (2 ** st.topics_failures))
+            delay = min(self.topic_recheck_seconds, TOPIC_BACKOFF_BASE * (2**st.topics_failures))
             st.topics_failures += 1
         st.topics_key, st.topics_result, st.topics_due = key, result, self.monotonic() + delay
         return result, delay
 
     async def _router_lag(self, p: Pipeline) -> int | None:
         try:
-            return await self._kafka(self.admin.lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
+            return await self._kafka(self._admin.lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
         except Exception as exc:  # noqa: BLE001 - unknown lag: the drain bound decides
             log.info("%s/%s: router lag unknown: %s", p.namespace, p.name, exc)
             return None
@@ -333,12 +371,17 @@ class Controller:
             p = Pipeline.from_resource(pipeline)
             if p.kafka.topics.manage and p.kafka.topics.delete_on_removal:
                 names = [t.name for t in topics_mod.desired_topics(p)]
-                await self._kafka(self.admin.delete, p.kafka.brokers, names)
+                await self._kafka(self._admin.delete, p.kafka.brokers, names)
                 log.info("%s/%s: deleted topics %s", meta["namespace"], meta["name"], ", ".join(names))
         except PipelineError:
             pass
-        await self._call(self.kube.set_finalizers, meta["namespace"], meta["name"],
-                         [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])
+        await self._call(
+            self.kube.set_finalizers,
+            meta["namespace"],
+            meta["name"],
+            [f for f in meta.get("finalizers") or [] if f != FINALIZER],
+            meta["resourceVersion"],
+        )
         return 1
 
     async def _sync_finalizer(self, pipeline: dict, p: Pipeline) -> int:
@@ -353,126 +396,146 @@ class Controller:
         await self._call(self.kube.set_finalizers, meta["namespace"], meta["name"], new, meta["resourceVersion"])
         return 1
 
-    # --- one reconcile -------------------------------------------------------------
+    # --- one pass ------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str) -> Outcome:
-        out = Outcome()
-        key = (namespace, name)
         pipeline = await self._call(self.kube.get_pipeline, namespace, name)
         if pipeline is None:
             self.forget(namespace, name)  # deleted: the garbage collector removes the children
-            metrics.forget_pipeline(namespace, name)
-            return out
+            self.metrics.forget_pipeline(namespace, name)
+            return Outcome()
         if pipeline["metadata"].get("deletionTimestamp"):
-            try:
-                out.writes += await self._finalize(pipeline)
-            except KafkaUnavailable as exc:
-                out.error = f"deleting topics: {exc}"
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    out.error = f"removing finalizer: {_api_error(exc)}"
-                out.retry_after = 1.0
-            return out
-        st = self._state.setdefault(key, _State())
-        prev_status = pipeline.get("status") or {}
-        retry_after: float | None = None
+            return await self._reconcile_delete(pipeline)
+        return await self._reconcile_normal(pipeline)
 
-        def soon(delay: float | None) -> None:
-            nonlocal retry_after
-            if delay is not None:
-                retry_after = delay if retry_after is None else min(retry_after, delay)
-
-        problems: list[str] = []
-        p: Pipeline | None = None
+    async def _reconcile_delete(self, pipeline: dict[str, Any]) -> Outcome:
+        out = Outcome()
         try:
-            p = Pipeline.from_resource(pipeline)
+            out.writes += await self._finalize(pipeline)
+        except KafkaUnavailable as exc:
+            out.error = f"deleting topics: {exc}"
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                out.error = f"removing finalizer: {_api_error(exc)}"
+            out.retry_after = RECHECK_FINALIZE
+        return out
+
+    async def _reconcile_normal(self, pipeline: dict[str, Any]) -> Outcome:
+        meta = pipeline["metadata"]
+        key = (meta["namespace"], meta["name"])
+        ctx = _Pass(pipeline, None, self._state.setdefault(key, _State()))
+        try:
+            ctx.p = Pipeline.from_resource(pipeline)
         except PipelineError as exc:
             # Only possible if the CRD's validation is older than this operator.
-            problems.append(f"invalid spec: {exc}")
+            ctx.problems.append(f"invalid spec: {exc}")
+        try:
+            for phase in (self._phase_finalizer, self._phase_topics, self._phase_deployments, self._phase_status):
+                await phase(ctx)
+        except _Restart as restart:
+            ctx.out.retry_after = restart.delay
+            return ctx.out
+        await self._report(ctx)
+        ctx.out.retry_after = ctx.requeue
+        return ctx.out
 
-        topic_result = None
-        if p is not None:
-            try:
-                out.writes += await self._sync_finalizer(pipeline, p)
-            except ApiException as exc:
-                if exc.status in (404, 409):
-                    out.retry_after = 0.5
-                    return out  # changed meanwhile: read again
-                problems.append(f"finalizer: {_api_error(exc)}")
-            topic_result, delay = await self._topics(st, p)
-            soon(delay)
+    async def _phase_finalizer(self, ctx: _Pass) -> None:
+        if ctx.p is None:
+            return
+        try:
+            ctx.out.writes += await self._sync_finalizer(ctx.pipeline, ctx.p)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise _Restart(RECHECK_FINALIZER_CONFLICT) from exc  # changed meanwhile: read again
+            ctx.problems.append(f"finalizer: {_api_error(exc)}")
 
-        actual = await self._actual(namespace, name)
-        pstate: PauseState | None = None
-        if p is not None:
-            by_field = self._by_field(name, actual)
-            stopped_at = (prev_status.get("pause") or {}).get("sourceStoppedAt")
-            pstate = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at)
-            if pstate.needs_lag:
-                lag = await self._router_lag(p)
-                pstate = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag)
-            soon(pstate.recheck_after)
-            desired = render_deployments(pipeline, pstate.replicas)
-            dplan = plan(pipeline, desired, actual)
-            problems.extend(dplan.blocked)
-            if dplan.waiting:
-                soon(2.0)  # a child is being deleted; create it again once it is gone
-            first_creation = not prev_status
-            for action in dplan.actions:
-                try:
-                    await self._apply(namespace, action)
-                    out.writes += 1
-                    verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
-                    log.info("%s/%s: %s Deployment %s (%s)", namespace, name, verb.lower(), action.name, action.reason)
-                    if not (action.verb == CREATE and first_creation):
-                        out.writes += await self._event(pipeline, "Normal", f"{verb}Deployment",
-                                                        f"{verb} Deployment {action.name}: {action.reason}")
-                    if action.verb == RECREATE:
-                        soon(2.0)
-                except ApiException as exc:
-                    if exc.status in (409, 404):
-                        # Raced with someone (or our own stale read): read again soon.
-                        soon(1.0)
-                        continue
-                    problems.append(f"{action.verb} Deployment {action.name}: {_api_error(exc)}")
-            if dplan.actions:
-                actual = await self._actual(namespace, name)
+    async def _phase_topics(self, ctx: _Pass) -> None:
+        if ctx.p is None:
+            return
+        ctx.topics, delay = await self._topics(ctx.state, ctx.p)
+        ctx.again_in(delay)
 
-        error = "; ".join(problems) or None
+    async def _phase_deployments(self, ctx: _Pass) -> None:
+        ctx.actual = await self._actual(ctx.namespace, ctx.name)
+        p = ctx.p
         if p is None:
-            error = None  # compute_status reports the invalid spec itself
-        status = compute_status(pipeline, actual, self.now(), error=error, topics=topic_result, pause=pstate)
-        metrics.set_phase(namespace, name, status["phase"])
-        if status != prev_status:
-            wait = st.last_status_write + self.progress_interval - self.monotonic()
-            counters_only = bool(prev_status) and _significant(status) == _significant(prev_status)
-            if counters_only and self.progress_interval <= 0:
-                pass  # they go out with the next significant change
-            elif counters_only and wait > 0:
-                soon(wait)  # only counters moved: write them a little later, together
-            else:
-                try:
-                    await self._call(self.kube.write_status, namespace, name, status)
-                    out.writes += 1
-                    st.last_status_write = self.monotonic()
-                except ApiException as exc:
-                    if exc.status != 404:
-                        problems.append(f"write status: {_api_error(exc)}")
-                if prev_status and p is not None:
-                    out.writes += await self._transition_event(pipeline, prev_status, status)
-                out.writes += await self._topics_event(pipeline, prev_status, status)
+            return
+        by_field = self._by_field(ctx.name, ctx.actual)
+        stopped_at = (ctx.prev_status.get("pause") or {}).get("sourceStoppedAt")
+        ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at)
+        if ctx.pause.needs_lag:
+            lag = await self._router_lag(p)
+            ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag)
+        ctx.again_in(ctx.pause.recheck_after)
+        desired = render_deployments(ctx.pipeline, ctx.pause.replicas, pipeline=p)
+        dplan = plan(ctx.pipeline, desired, ctx.actual)
+        ctx.problems.extend(dplan.blocked)
+        if dplan.waiting:
+            ctx.again_in(RECHECK_DELETED_CHILD)
+        for action in dplan.actions:
+            await self._write_child(ctx, action)
+        if dplan.actions:
+            ctx.actual = await self._actual(ctx.namespace, ctx.name)
 
-        if problems:
-            out.error = "; ".join(problems)
-            if out.error != st.last_error:
-                out.writes += await self._event(pipeline, "Warning", "ReconcileFailed", out.error)
-                log.warning("%s/%s: %s", namespace, name, out.error)
-            st.last_error = out.error
+    async def _write_child(self, ctx: _Pass, action: Action) -> None:
+        try:
+            await self._apply(ctx.namespace, action)
+        except ApiException as exc:
+            if exc.status in (409, 404):
+                ctx.again_in(RECHECK_CONFLICT)  # raced with someone (or our own stale read)
+            else:
+                ctx.problems.append(f"{action.verb} Deployment {action.name}: {_api_error(exc)}")
+            return
+        ctx.out.writes += 1
+        verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
+        log.info("%s/%s: %s Deployment %s (%s)", ctx.namespace, ctx.name, verb.lower(), action.name, action.reason)
+        if not (action.verb == CREATE and not ctx.prev_status):  # no Event for the first creation
+            ctx.out.writes += await self._event(
+                ctx.pipeline, "Normal", f"{verb}Deployment", f"{verb} Deployment {action.name}: {action.reason}"
+            )
+        if action.verb == RECREATE:
+            ctx.again_in(RECHECK_DELETED_CHILD)
+
+    async def _phase_status(self, ctx: _Pass) -> None:
+        # An invalid spec is reported by compute_status itself, not as a reconcile error.
+        error = ("; ".join(ctx.problems) or None) if ctx.p is not None else None
+        status = compute_status(
+            ctx.pipeline, ctx.actual, self.now(), error=error, topics=ctx.topics, pause=ctx.pause, pipeline=ctx.p
+        )
+        self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
+        prev = ctx.prev_status
+        if status == prev:
+            return
+        wait = ctx.state.last_status_write + self.progress_interval - self.monotonic()
+        counters_only = bool(prev) and _significant(status) == _significant(prev)
+        if counters_only and self.progress_interval <= 0:
+            return  # they go out with the next significant change
+        if counters_only and wait > 0:
+            ctx.again_in(wait)  # only counters moved: write them a little later, together
+            return
+        try:
+            await self._call(self.kube.write_status, ctx.namespace, ctx.name, status)
+            ctx.out.writes += 1
+            ctx.state.last_status_write = self.monotonic()
+        except ApiException as exc:
+            if exc.status != 404:
+                ctx.problems.append(f"write status: {_api_error(exc)}")
+        if prev and ctx.p is not None:
+            ctx.out.writes += await self._transition_event(ctx.pipeline, prev, status)
+        ctx.out.writes += await self._topics_event(ctx.pipeline, prev, status)
+
+    async def _report(self, ctx: _Pass) -> None:
+        """The pass's problems: an error for the work queue, a Warning once per distinct message."""
+        st = ctx.state
+        if ctx.problems:
+            ctx.out.error = "; ".join(ctx.problems)
+            if ctx.out.error != st.last_error:
+                ctx.out.writes += await self._event(ctx.pipeline, "Warning", "ReconcileFailed", ctx.out.error)
+                log.warning("%s/%s: %s", ctx.namespace, ctx.name, ctx.out.error)
+            st.last_error = ctx.out.error
         else:
             if st.last_error:
-                log.info("%s/%s: recovered", namespace, name)
+                log.info("%s/%s: recovered", ctx.namespace, ctx.name)
             st.last_error = None
-        out.retry_after = retry_after
-        return out
 
     @staticmethod
     def _by_field(name: str, actual: list[dict]) -> dict[str, dict | None]:
@@ -481,13 +544,18 @@ class Controller:
 
     async def _topics_event(self, pipeline: dict, old: dict, new: dict) -> int:
         """A Warning when the topics turn not ready (or for a new reason)."""
+
         def cond(st):
             return next((c for c in st.get("conditions") or [] if c["type"] == "TopicsReady"), None)
+
         before, after = cond(old), cond(new)
         if after is None or after["status"] == "True":
             return 0
-        if before and (before["status"], before["reason"], before["message"]) == \
-                (after["status"], after["reason"], after["message"]):
+        if before and (before["status"], before["reason"], before["message"]) == (
+            after["status"],
+            after["reason"],
+            after["message"],
+        ):
             return 0
         return await self._event(pipeline, "Warning", after["reason"], after["message"])
 

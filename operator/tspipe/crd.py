@@ -1,44 +1,40 @@
-"""The TimestampPipeline CustomResourceDefinition, generated from the model's constants.
+"""The TimestampPipeline CustomResourceDefinition, generated from the model's declarations.
 
-One source of truth for defaults, bounds and reserved keys: `python -m tspipe.crd`
+One source of truth for defaults, bounds and reserved keys: the scalar fields are the
+parser's own (model's Str/Int/Bool declarations, fields.py), the apps come from
+components.COMPONENTS, names from api.py. `python -m tspipe.crd`
 prints the YAML committed as crds/timestamppipelines.tspipe.io.yaml (a unit test
 checks the file is up to date).
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
+from . import fields
 from . import model as m
-from .wiring import RESERVED_KEYS, SPEC_FIELDS, canonical_key
+from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
+from .components import COMPONENTS, Component
+from .spring import RESERVED_ENV, canonical_key
 
 
-def _str(desc: str, **kw) -> dict:
+def _str(desc: str, **kw: Any) -> dict[str, Any]:
     return {"type": "string", "description": desc, **kw}
 
 
-def _int(desc: str, default: int, lo: int, hi: int) -> dict:
-    return {"type": "integer", "format": "int32", "description": desc, "default": default,
-            "minimum": lo, "maximum": hi}
-
-
-def _topic(role: str, default: str) -> dict:
-    return _str(
-        f"Kafka topic for the {role} binding.", default=default, minLength=1, maxLength=249,
-        pattern=r"^[a-zA-Z0-9._-]+$",
-        **{"x-kubernetes-validations": [
-            {"rule": "self != '.' && self != '..'", "message": "'.' and '..' are not valid Kafka topic names"},
-        ]},
-    )
-
-
-def _cel_list(items) -> str:
+def _cel_list(items: Iterable[str]) -> str:
     return "[" + ", ".join("'" + i + "'" for i in items) + "]"
 
 
-_QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True,
-             "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"}
+_QUANTITY = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "x-kubernetes-int-or-string": True,
+    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",  # noqa: E501
+}
 
 RESOURCES = {
     "type": "object",
@@ -59,101 +55,84 @@ ENV = {
         "type": "object",
         "required": ["name"],
         "properties": {
-            "name": _str("Variable name.", minLength=1, maxLength=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"),
+            "name": _str("Variable name.", minLength=1, maxLength=256, pattern=m.ENV_NAME_RE.pattern),
             "value": _str("Value.", maxLength=32768),
-            "valueFrom": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                          "description": "corev1 EnvVarSource."},
+            "valueFrom": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": "corev1 EnvVarSource.",
+            },
         },
     },
-    "x-kubernetes-validations": [{
-        "rule": f"self.all(e, !(e.name in {_cel_list(m.RESERVED_ENV)}))",
-        "message": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS, SPRING_CLOUD_APPLICATION_GUID and "
-                   "SPRING_CLOUD_APPLICATION_GROUP are set by the operator",
-    }],
+    "x-kubernetes-validations": [
+        {
+            "rule": f"self.all(e, !(e.name in {_cel_list(RESERVED_ENV)}))",
+            "message": f"{', '.join(RESERVED_ENV[:-1])} and {RESERVED_ENV[-1]} are set by the operator",
+        }
+    ],
 }
 
 
-def _properties(label: str) -> dict:
-    reserved = sorted({canonical_key(k) for k in RESERVED_KEYS[label]})
+def _properties(c: Component) -> dict[str, Any]:
+    reserved = sorted({canonical_key(k) for k in c.reserved_keys})
     return {
         "type": "object",
         "description": "Extra Spring properties for this app, passed as --key=value arguments. "
-                       "Keys the operator sets from the spec (bindings, brokers, ...) are rejected.",
+        "Keys the operator sets from the spec (bindings, brokers, ...) are rejected.",
         "maxProperties": 64,
         "additionalProperties": {"type": "string", "maxLength": 4096},
         "x-kubernetes-validations": [
-            {"rule": r"self.all(k, k.size() <= 253 && k.matches('^[a-zA-Z0-9][a-zA-Z0-9._\\[\\]-]*$'))",
-             "message": "property names are at most 253 of letters, digits, '.', '-', '_', '[', ']'"},
-            {"rule": "self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in %s))" % _cel_list(reserved),
-             "message": "must not set a property the operator sets from the spec: " + ", ".join(RESERVED_KEYS[label])},
+            {
+                # A CEL string literal: its backslashes doubled.
+                "rule": f"self.all(k, k.size() <= {m.MAX_PROPERTY_KEY_LENGTH} && "
+                f"k.matches('{m.PROPERTY_KEY_RE.pattern.replace(chr(92), chr(92) * 2)}'))",
+                "message": f"property names are at most {m.MAX_PROPERTY_KEY_LENGTH} of letters, digits, "
+                "'.', '-', '_', '[', ']'",
+            },
+            {
+                "rule": f"self.all(k, !(k.lowerAscii().replace('-', '').replace('_', '') in {_cel_list(reserved)}))",
+                "message": "must not set a property the operator sets from the spec: " + ", ".join(c.reserved_keys),
+            },
         ],
     }
 
 
-def _image(default: str) -> dict:
-    return _str("Container image.", default=default, minLength=1, maxLength=512, pattern=r"^\S+$")
-
-
-def _app(label: str, default_image: str, extra: dict) -> dict:
+def _app(c: Component) -> dict[str, Any]:
     return {
         "type": "object",
         "default": {},
         "properties": {
-            "image": _image(default_image),
+            "image": m.IMAGE.with_default(c.default_image).schema(),
             "resources": RESOURCES,
-            "properties": _properties(label),
+            "properties": _properties(c),
             "env": ENV,
-            **extra,
+            # `which`: a logger's input, the router output it logs (even or odd).
+            **fields.properties(m.KIND_FIELDS[c.kind], which=c.bindings[0].topic),
         },
     }
-
-
-def _logger(label: str, which: str) -> dict:
-    return _app(label, m.DEFAULT_LOG_IMAGE, {
-        "level": _str(f"log.consumer.level of the {which} log sink.", default="INFO", enum=list(m.LOG_LEVELS)),
-        "expression": _str(f"log.consumer.expression (SpEL) of the {which} log sink.", default="payload",
-                           minLength=1, maxLength=1024),
-    })
-
-
-def _secret_name(desc: str) -> dict:
-    return _str(desc, minLength=1, maxLength=253, pattern=m.SECRET_NAME_RE.pattern)
-
-
-def _secret_key(desc: str, default: str) -> dict:
-    return _str(desc, default=default, minLength=1, maxLength=253, pattern=m.SECRET_KEY_RE.pattern)
 
 
 CREDENTIALS = {
     "type": "object",
     "description": "SASL credentials for every app, by reference: the apps get them from the Secret through "
-                   "secretKeyRef env vars (and the CA as a mounted file); the operator never reads the Secret.",
-    "required": ["secretName", "mechanism"],
-    "properties": {
-        "secretName": _secret_name("Secret (same namespace) holding the SASL username and password."),
-        "mechanism": _str("SASL mechanism.", enum=list(m.SASL_MECHANISMS)),
-        "protocol": _str("Kafka security.protocol.", default="SASL_SSL", enum=list(m.SASL_PROTOCOLS)),
-        "usernameKey": _secret_key("Key of the username in the Secret.", "username"),
-        "passwordKey": _secret_key("Key of the password in the Secret.", "password"),
-        "caSecretName": _secret_name("Secret holding the PEM CA certificate(s) that signed the brokers' "
-                                     "certificates (SASL_SSL only)."),
-        "caKey": _secret_key("Key of the PEM CA in caSecretName.", "ca.crt"),
-    },
-    "x-kubernetes-validations": [{
-        "rule": "!has(self.caSecretName) || self.protocol == 'SASL_SSL'",
-        "message": "spec.kafka.credentials.caSecretName: a CA is only used with protocol SASL_SSL",
-    }],
+    "secretKeyRef env vars (and the CA as a mounted file); the operator never reads the Secret.",
+    "required": [f.name for f in m.CREDENTIAL_FIELDS if isinstance(f, fields.Str) and f.required],
+    "properties": fields.properties(m.CREDENTIAL_FIELDS),
+    "x-kubernetes-validations": [
+        {
+            "rule": "!has(self.caSecretName) || self.protocol == 'SASL_SSL'",
+            "message": "spec.kafka.credentials.caSecretName: a CA is only used with protocol SASL_SSL",
+        }
+    ],
 }
 
 
-def spec_schema() -> dict:
+def spec_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["kafka"],
         "properties": {
-            "streamName": _str("SCDF stream name (spring.cloud.dataflow.stream.name) and consumer group; "
-                               "defaults to metadata.name.",
-                               minLength=1, maxLength=63, pattern=r"^[a-zA-Z][a-zA-Z0-9-]*$"),
+            m.STREAM_NAME.name: m.STREAM_NAME.schema(),
             "kafka": {
                 "type": "object",
                 "required": ["brokers"],
@@ -161,7 +140,8 @@ def spec_schema() -> dict:
                     "brokers": {
                         "type": "array",
                         "description": "Kafka bootstrap servers, each host:port.",
-                        "minItems": 1, "maxItems": 64,
+                        "minItems": 1,
+                        "maxItems": 64,
                         "x-kubernetes-list-type": "set",
                         "items": _str("host:port", maxLength=261, pattern=m.BROKER_RE.pattern),
                     },
@@ -169,95 +149,72 @@ def spec_schema() -> dict:
                         "type": "object",
                         # Written out in full: the API server checks a default against the
                         # CEL rule below before nested defaults apply.
-                        "default": {**m.DEFAULT_TOPICS, "partitions": 1, "replicationFactor": 1,
-                                    "manage": True, "deleteOnRemoval": False},
-                        "properties": {
-                            "input": _topic("time output / router input", m.DEFAULT_TOPICS["input"]),
-                            "even": _topic("router even output / evenLogger input", m.DEFAULT_TOPICS["even"]),
-                            "odd": _topic("router odd output / oddLogger input", m.DEFAULT_TOPICS["odd"]),
-                            "partitions": _int("Partitions for topics the apps create.", 1, 1, m.MAX_PARTITIONS),
-                            "replicationFactor": _int("Replication factor for topics the apps create.",
-                                                      1, 1, m.MAX_REPLICATION_FACTOR),
-                            "manage": {"type": "boolean", "default": True,
-                                       "description": "The operator creates the input, even, odd and dead-letter "
-                                                      "topics with these partitions and replication factor, and "
-                                                      "grows partitions when they grow (never shrinks)."},
-                            "deleteOnRemoval": {"type": "boolean", "default": False,
-                                                "description": "Delete the managed topics when the pipeline is "
-                                                               "deleted (otherwise they are kept)."},
-                        },
-                        "x-kubernetes-validations": [{
-                            "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
-                            "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
-                        }],
+                        "default": {f.name: f.default for f in m.TOPIC_FIELDS},
+                        "properties": fields.properties(m.TOPIC_FIELDS),
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
+                                "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
+                            }
+                        ],
                     },
                     "credentials": CREDENTIALS,
                 },
-                "x-kubernetes-validations": [{
-                    "rule": "!has(self.credentials) || !has(self.topics) || !self.topics.manage",
-                    "message": "spec.kafka.topics.manage must be false when spec.kafka.credentials is set: the "
-                               "operator never reads the Secret, so it cannot manage topics on a SASL broker",
-                }],
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "!has(self.credentials) || !has(self.topics) || !self.topics.manage",
+                        "message": "spec.kafka.topics.manage must be false when spec.kafka.credentials is set: the "
+                        "operator never reads the Secret, so it cannot manage topics on a SASL broker",
+                    }
+                ],
             },
-            "paused": {"type": "boolean", "default": False,
-                       "description": "Scale the time source to zero, let the router drain the input topic, "
-                                      "then scale the router and loggers to zero. false restores every count."},
-            "rollout": {
-                "type": "object",
-                "properties": {
-                    "progressDeadlineSeconds": _int(
-                        "Seconds a Deployment rollout may make no progress before the pipeline is Degraded "
-                        "(ProgressDeadlineExceeded).", m.DEFAULT_PROGRESS_DEADLINE, 1, m.MAX_PROGRESS_DEADLINE),
-                    "pauseDrainSeconds": _int(
-                        "When pausing: longest wait for the router to drain the input topic after the time "
-                        "source stopped.", m.DEFAULT_PAUSE_DRAIN_SECONDS, 0, m.MAX_PAUSE_DRAIN_SECONDS),
-                },
-            },
-            "time": _app("time", m.DEFAULT_TIME_IMAGE, {
-                "dateFormat": _str("time.date-format (java SimpleDateFormat pattern).",
-                                   default=m.DEFAULT_DATE_FORMAT, minLength=1, maxLength=256),
-                "fixedDelaySeconds": _int("Seconds between two timestamps.", 1, 1, m.MAX_FIXED_DELAY_SECONDS),
-            }),
-            "router": _app("python-router", m.DEFAULT_ROUTER_IMAGE, {
-                "replicas": _int("Router replicas (one Kafka consumer group).", 1, 0, m.MAX_ROUTER_REPLICAS),
-                "processingGuarantee": _str("at_least_once or exactly_once (Kafka transactions).",
-                                            default="at_least_once", enum=list(m.PROCESSING_GUARANTEES)),
-                "evenPrefix": _str("Prefix for even timestamps.", default="Even timestamp:", maxLength=256),
-                "oddPrefix": _str("Prefix for odd timestamps.", default="Odd timestamp:", maxLength=256),
-            }),
-            "evenLogger": _logger("evenLogger", "even"),
-            "oddLogger": _logger("oddLogger", "odd"),
+            m.PAUSED.name: m.PAUSED.schema(),
+            "rollout": {"type": "object", "properties": fields.properties(m.ROLLOUT_FIELDS)},
+            **{c.spec_field: _app(c) for c in COMPONENTS},
             "pod": {
                 "type": "object",
                 "description": "Pod-level settings applied to all four Deployments.",
                 "properties": {
-                    "serviceAccountName": _str("Service account for the app pods.", maxLength=253,
-                                               pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+                    m.SERVICE_ACCOUNT_NAME.name: m.SERVICE_ACCOUNT_NAME.schema(),
                     "imagePullSecrets": {
-                        "type": "array", "maxItems": 16,
-                        "items": {"type": "object", "required": ["name"],
-                                  "properties": {"name": _str("Secret name.", minLength=1, maxLength=253)}},
+                        "type": "array",
+                        "maxItems": 16,
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": _str("Secret name.", minLength=1, maxLength=253)},
+                        },
                     },
                     "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
                     "tolerations": {
-                        "type": "array", "maxItems": 32,
-                        "items": {"type": "object", "properties": {
-                            "key": {"type": "string"},
-                            "operator": {"type": "string", "enum": ["Exists", "Equal"]},
-                            "value": {"type": "string"},
-                            "effect": {"type": "string", "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"]},
-                            "tolerationSeconds": {"type": "integer", "format": "int64"},
-                        }},
+                        "type": "array",
+                        "maxItems": 32,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "key": {"type": "string"},
+                                "operator": {"type": "string", "enum": ["Exists", "Equal"]},
+                                "value": {"type": "string"},
+                                "effect": {
+                                    "type": "string",
+                                    "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
+                                },
+                                "tolerationSeconds": {"type": "integer", "format": "int64"},
+                            },
+                        },
                     },
-                    "affinity": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                                 "description": "corev1 Affinity."},
+                    "affinity": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "description": "corev1 Affinity.",
+                    },
                 },
             },
         },
     }
 
 
-def _condition() -> dict:
+def _condition() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["type", "status"],
@@ -272,105 +229,160 @@ def _condition() -> dict:
     }
 
 
-def _component_status() -> dict:
+def _component_status() -> dict[str, Any]:
     n = {"type": "integer", "format": "int32"}
-    return {"type": "object", "properties": {
-        "deployment": {"type": "string"}, "image": {"type": "string"},
-        "desiredReplicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
-        "ready": {"type": "boolean"},
-    }}
+    return {
+        "type": "object",
+        "properties": {
+            "deployment": {"type": "string"},
+            "image": {"type": "string"},
+            "desiredReplicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+            "ready": {"type": "boolean"},
+        },
+    }
 
 
-def status_schema() -> dict:
+def status_schema() -> dict[str, Any]:
     s = {"type": "string"}
     return {
         "type": "object",
         "properties": {
             "observedGeneration": {"type": "integer", "format": "int64"},
-            "phase": {"type": "string",
-                      "enum": ["Pending", "Progressing", "Running", "Degraded", "Paused", "Failed"]},
+            "phase": {"type": "string", "enum": ["Pending", "Progressing", "Running", "Degraded", "Paused", "Failed"]},
             "readyComponents": s,
             "replicas": {"type": "integer", "format": "int32", "description": "Router pods (scale subresource)."},
             "selector": _str("Label selector of the router pods (scale subresource)."),
-            "topics": {"type": "array", "items": {"type": "object", "properties": {
-                "role": s, "name": s, "state": s, "message": s,
-                "partitions": {"type": "integer", "format": "int32"},
-                "replicationFactor": {"type": "integer", "format": "int32"}}}},
+            "topics": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "role": s,
+                        "name": s,
+                        "state": s,
+                        "message": s,
+                        "partitions": {"type": "integer", "format": "int32"},
+                        "replicationFactor": {"type": "integer", "format": "int32"},
+                    },
+                },
+            },
             "pause": {"type": "object", "properties": {"sourceStoppedAt": {"type": "string", "format": "date-time"}}},
-            "history": {"type": "array", "description": "The last spec revisions, oldest first.",
-                        "items": {"type": "object", "properties": {
-                            "generation": {"type": "integer", "format": "int64"},
-                            "time": {"type": "string", "format": "date-time"},
-                            "images": {"type": "object", "additionalProperties": s},
-                            "changed": {"type": "array", "items": s}}}},
-            "specDigest": {"type": "object", "additionalProperties": s,
-                           "description": "Per-field hashes of the last seen spec (to name changed fields)."},
-            "conditions": {"type": "array", "x-kubernetes-list-type": "map",
-                           "x-kubernetes-list-map-keys": ["type"], "items": _condition()},
-            "components": {"type": "object", "properties": {
-                key: _component_status() for key in SPEC_FIELDS.values()}},
+            "history": {
+                "type": "array",
+                "description": "The last spec revisions, oldest first.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "generation": {"type": "integer", "format": "int64"},
+                        "time": {"type": "string", "format": "date-time"},
+                        "images": {"type": "object", "additionalProperties": s},
+                        "changed": {"type": "array", "items": s},
+                    },
+                },
+            },
+            "specDigest": {
+                "type": "object",
+                "additionalProperties": s,
+                "description": "Per-field hashes of the last seen spec (to name changed fields).",
+            },
+            "conditions": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": _condition(),
+            },
+            "components": {"type": "object", "properties": {c.spec_field: _component_status() for c in COMPONENTS}},
         },
     }
 
 
-def crd() -> dict:
+def crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{m.PLURAL}.{m.API_GROUP}"},
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
         "spec": {
-            "group": m.API_GROUP,
+            "group": API_GROUP,
             "scope": "Namespaced",
-            "names": {"kind": m.KIND, "plural": m.PLURAL, "singular": "timestamppipeline",
-                      "listKind": f"{m.KIND}List", "shortNames": ["tsp"], "categories": ["all"]},
-            "versions": [{
-                "name": m.API_VERSION,
-                "served": True,
-                "storage": True,
-                # Scale: `kubectl scale tsp/NAME --replicas=N` and autoscalers set the router's replicas.
-                "subresources": {"status": {}, "scale": {
-                    "specReplicasPath": ".spec.router.replicas",
-                    "statusReplicasPath": ".status.replicas",
-                    "labelSelectorPath": ".status.selector",
-                }},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Ready", "type": "string", "jsonPath": ".status.readyComponents",
-                     "description": "Components whose rollout is complete and available"},
-                    {"name": "Router", "type": "integer", "jsonPath": ".spec.router.replicas",
-                     "description": "Desired router replicas"},
-                    {"name": "Input", "type": "string", "jsonPath": ".spec.kafka.topics.input", "priority": 1},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "The seed's time -> python-router -> even/odd log pipeline on Kafka.",
-                    "required": ["spec"],
-                    "x-kubernetes-validations": [{
-                        "rule": "has(self.spec.streamName) || self.metadata.name.matches('^[a-zA-Z][a-zA-Z0-9-]*$')",
-                        "message": "spec.streamName is required when metadata.name is not a valid stream name "
-                                   "(a letter, then letters, digits and '-')",
-                    }],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object", "properties": {
-                            "name": {"type": "string", "maxLength": m.MAX_NAME_LENGTH}}},
-                        "spec": spec_schema(),
-                        "status": status_schema(),
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "listKind": f"{KIND}List",
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["all"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    # Scale: `kubectl scale tsp/NAME --replicas=N` and autoscalers set the router's replicas.
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.router.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
                     },
-                }},
-            }],
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {
+                            "name": "Ready",
+                            "type": "string",
+                            "jsonPath": ".status.readyComponents",
+                            "description": "Components whose rollout is complete and available",
+                        },
+                        {
+                            "name": "Router",
+                            "type": "integer",
+                            "jsonPath": ".spec.router.replicas",
+                            "description": "Desired router replicas",
+                        },
+                        {"name": "Input", "type": "string", "jsonPath": ".spec.kafka.topics.input", "priority": 1},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "The seed's time -> python-router -> even/odd log pipeline on Kafka.",
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": "has(self.spec.streamName) || "
+                                    f"self.metadata.name.matches('{m.STREAM_NAME.pattern}')",
+                                    "message": "spec.streamName is required when metadata.name is not a valid "
+                                    "stream name (a letter, then letters, digits and '-')",
+                                }
+                            ],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {
+                                    "type": "object",
+                                    "properties": {"name": {"type": "string", "maxLength": m.MAX_NAME_LENGTH}},
+                                },
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
 
 
-HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,wiring,crd}.py; do not edit.\n"
+HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,components,crd}.py; do not edit.\n"
 
 
 class _NoAliases(yaml.SafeDumper):
     # Shared sub-schemas must be written out in full: no YAML anchors in a CRD.
-    def ignore_aliases(self, data):
+    def ignore_aliases(self, data: object) -> bool:
         return True
 
 

@@ -4,12 +4,12 @@ Only `@kopf.on.event` handlers: kopf's change-detecting handlers (create/update/
 resume) store progress, finalizers and last-handled annotations on the object, which
 would make every restart write to every pipeline. Nothing here writes by itself.
 """
+
 from __future__ import annotations
 
 import kopf
 
-from .model import API_GROUP, API_VERSION, KIND, PLURAL
-from .render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from .api import API_GROUP, API_VERSION, KIND, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_SELECTOR, MANAGER, PLURAL
 
 
 def owner_of(deployment_body) -> str | None:
@@ -31,7 +31,7 @@ def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, ser
     settings.watching.inactivity_timeout = inactivity_timeout
     settings.watching.server_timeout = server_timeout
     # Watch only our Deployments, filtered by the API server.
-    settings.watching.label_selectors["apps", "v1", "deployments"] = f"{LABEL_MANAGED_BY}={MANAGER}"
+    settings.watching.label_selectors["apps", "v1", "deployments"] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
 
 

@@ -5,29 +5,26 @@ change, including `kubectl scale` through the scale subresource). To name the fi
 that changed without keeping old specs anywhere, the status holds a digest of the
 current spec: one short hash per field path, compared with the next spec's digest.
 """
+
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import datetime
+from typing import Any
+
+from .stamps import digest
 
 HISTORY_LIMIT = 5
 DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole
 
 
-def _h(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
-
-
-def spec_digest(spec: dict) -> dict[str, str]:
+def spec_digest(spec: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
 
-    def walk(node, path: tuple):
+    def walk(node: object, path: tuple[str, ...]) -> None:
         if isinstance(node, dict) and node and len(path) < DEPTH:
             for k, v in node.items():
                 walk(v, path + (str(k),))
         else:
-            out[".".join(path)] = _h(node)
+            out[".".join(path)] = digest(node, 8)
 
     walk(spec or {}, ())
     return out
@@ -37,8 +34,9 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
-def next_history(resource: dict, images: dict[str, str], now: str,
-                 limit: int = HISTORY_LIMIT) -> tuple[list[dict], dict[str, str]]:
+def next_history(
+    resource: dict[str, Any], images: dict[str, str], now: str, limit: int = HISTORY_LIMIT
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """(status.history, status.specDigest) for `resource`, given its previous status.
 
     Unchanged generation: the previous values, untouched (no status write)."""
@@ -49,6 +47,10 @@ def next_history(resource: dict, images: dict[str, str], now: str,
     digest = spec_digest(resource.get("spec") or {})
     if history and history[-1].get("generation") == generation:
         return history, old_digest or digest
-    entry = {"generation": generation, "time": now, "images": dict(images),
-             "changed": changed_fields(old_digest, digest) if history else []}
+    entry = {
+        "generation": generation,
+        "time": now,
+        "images": dict(images),
+        "changed": changed_fields(old_digest, digest) if history else [],
+    }
     return (history + [entry])[-limit:], digest

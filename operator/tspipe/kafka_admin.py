@@ -4,11 +4,14 @@ One short-lived admin client per call: the operator talks to Kafka only when a
 pipeline's topics change, on a slow recheck timer, or while a pause drains, so a
 pooled connection per broker list would cost more than it saves.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import contextmanager
 
+from .api import MANAGER
 from .topics import DesiredTopic, TopicPlan
 
 log = logging.getLogger("tspipe.kafka")
@@ -29,16 +32,24 @@ class TopicAdmin:
 
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=list(brokers), client_id="tspipe-operator",
-                request_timeout_ms=self.timeout_ms, bootstrap_timeout_ms=self.timeout_ms,
-                reconnect_backoff_max_ms=1000)
+                bootstrap_servers=list(brokers),
+                client_id=MANAGER,
+                request_timeout_ms=self.timeout_ms,
+                bootstrap_timeout_ms=self.timeout_ms,
+                reconnect_backoff_max_ms=1000,
+            )
         except (KafkaError, OSError, ValueError) as exc:
             raise KafkaUnavailable(_short(exc)) from exc
         try:
             yield admin
         except KafkaError as exc:
-            if type(exc).__name__ in ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError",
-                                      "RequestTimedOutError", "NodeNotReadyError"):
+            if type(exc).__name__ in (
+                "KafkaTimeoutError",
+                "NoBrokersAvailable",
+                "KafkaConnectionError",
+                "RequestTimedOutError",
+                "NodeNotReadyError",
+            ):
                 raise KafkaUnavailable(_short(exc)) from exc
             raise
         finally:
@@ -61,8 +72,9 @@ class TopicAdmin:
             failed: dict[str, str] = {}
             for name, (parts, rf) in plan.create.items():
                 try:
-                    admin.create_topics({name: {"num_partitions": parts, "replication_factor": rf}},
-                                        timeout_ms=self.timeout_ms)
+                    admin.create_topics(
+                        {name: {"num_partitions": parts, "replication_factor": rf}}, timeout_ms=self.timeout_ms
+                    )
                     log.info("created topic %s (%d partitions, replication %d)", name, parts, rf)
                 except TopicAlreadyExistsError:
                     pass  # someone (an app) created it meanwhile; the next check sees it
@@ -82,10 +94,8 @@ class TopicAdmin:
         with self._client(brokers) as admin:
             existing = [n for n, v in _describe(admin, names).items() if v is not None]
             if existing:
-                try:
+                with contextlib.suppress(UnknownTopicOrPartitionError):
                     admin.delete_topics(existing, timeout_ms=self.timeout_ms)
-                except UnknownTopicOrPartitionError:
-                    pass
                 log.info("deleted topics %s", ", ".join(existing))
 
     def lag(self, brokers, group: str, topic: str) -> int:
@@ -98,9 +108,8 @@ class TopicAdmin:
             if info is None:
                 return 0
             tps = [TopicPartition(topic, i) for i in range(info[0])]
-            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}, timeout_ms=self.timeout_ms)
-            starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps},
-                                                  timeout_ms=self.timeout_ms)
+            ends = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
+            starts = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST), timeout_ms=self.timeout_ms)
             committed = self._group_offsets(admin, group, tps)
             total = 0
             for tp in tps:
@@ -110,11 +119,10 @@ class TopicAdmin:
                 total += max(0, end - done_at)
             return total
 
-
     def _group_offsets(self, admin, group, tps) -> dict:
         import time
 
-        from kafka.errors import CoordinatorNotAvailableError, CoordinatorLoadInProgressError
+        from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
         # A fresh broker creates __consumer_offsets on the first FindCoordinator: retry briefly.
         for attempt in range(5):

@@ -4,22 +4,22 @@ Objects go in and come out as plain dicts exactly as the API server serves them,
 the pure diff sees what the server has. Every request carries the operator's user
 agent, which is how the API server's audit log attributes the writes.
 """
+
 from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime
+from typing import Any
 from urllib.parse import quote
-from datetime import datetime, timezone
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from .model import API_GROUP, API_VERSION, KIND, PLURAL
-from .render import MANAGER
+from .api import API_GROUP, API_VERSION, GROUP_VERSION, KIND, MANAGER, PLURAL, USER_AGENT
+from .stamps import format_time
 
-USER_AGENT = "tspipe-operator/0.1.0"
-
-__all__ = ["Kube", "ApiException", "USER_AGENT", "load_client_config"]
+__all__ = ["ApiException", "Kube", "load_client_config"]
 
 
 def load_client_config() -> kubernetes.client.Configuration:
@@ -32,10 +32,6 @@ def load_client_config() -> kubernetes.client.Configuration:
     return cfg
 
 
-def _ts(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Kube:
     def __init__(self, configuration: kubernetes.client.Configuration | None = None):
         self.client = kubernetes.client.ApiClient(configuration or load_client_config())
@@ -45,16 +41,22 @@ class Kube:
     def close(self) -> None:
         self.client.close()
 
-    def _request(self, method: str, path: str, *, body=None, query: list | None = None,
-                 content_type: str = "application/json"):
+    def _request(
+        self, method: str, path: str, *, body=None, query: list | None = None, content_type: str = "application/json"
+    ):
         """One raw JSON request: plain dicts both ways, no typed models (they would drop
         or reshape fields the diff compares). Raises ApiException for non-2xx."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
         method_, url, headers, body_, _ = self.client.param_serialize(
-            method=method, resource_path=path, query_params=query or [], header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         resp = self.client.call_api(method_, url, header_params=headers, body=body_, _request_timeout=60)
         resp.read()
         if not 200 <= resp.status <= 299:
@@ -78,17 +80,27 @@ class Kube:
 
     def write_status(self, namespace: str, name: str, status: dict) -> None:
         # JSON patch replacing the whole status: fields that went away are removed too.
-        self._request("PATCH", self._pipeline_path(namespace, name) + "/status",
-                      body=[{"op": "add", "path": "/status", "value": status}],
-                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+        self._request(
+            "PATCH",
+            self._pipeline_path(namespace, name) + "/status",
+            body=[{"op": "add", "path": "/status", "value": status}],
+            query=[("fieldManager", MANAGER)],
+            content_type="application/json-patch+json",
+        )
 
     def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
         # JSON patch guarded by the resourceVersion read: a concurrent change fails (409)
         # instead of losing someone else's finalizer.
-        self._request("PATCH", self._pipeline_path(namespace, name),
-                      body=[{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-                            {"op": "add", "path": "/metadata/finalizers", "value": finalizers}],
-                      query=[("fieldManager", MANAGER)], content_type="application/json-patch+json")
+        self._request(
+            "PATCH",
+            self._pipeline_path(namespace, name),
+            body=[
+                {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+                {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+            ],
+            query=[("fieldManager", MANAGER)],
+            content_type="application/json-patch+json",
+        )
 
     def get_peering(self, namespace: str | None, name: str) -> dict | None:
         if namespace:
@@ -102,7 +114,9 @@ class Kube:
         return f"{path}/{quote(name)}" if name else path
 
     def list_deployments(self, namespace: str, selector: str) -> list[dict]:
-        return self._request("GET", self._deployments(namespace), query=[("labelSelector", selector)]).get("items") or []
+        return (
+            self._request("GET", self._deployments(namespace), query=[("labelSelector", selector)]).get("items") or []
+        )
 
     def get_deployment(self, namespace: str, name: str) -> dict | None:
         return self._get_or_none(self._deployments(namespace, name))
@@ -115,7 +129,7 @@ class Kube:
         return self._request("PUT", self._deployments(namespace, name), body=body, query=[("fieldManager", MANAGER)])
 
     def delete_deployment(self, namespace: str, name: str, resource_version: str | None) -> None:
-        opts = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        opts: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if resource_version:
             opts["preconditions"] = {"resourceVersion": resource_version}
         try:
@@ -127,13 +141,18 @@ class Kube:
     # --- events ------------------------------------------------------------------
     def post_event(self, pipeline: dict, type_: str, reason: str, message: str, now: datetime) -> None:
         meta = pipeline["metadata"]
-        ts = _ts(now)
+        ts = format_time(now)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND,
-                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "involvedObject": {
+                "apiVersion": GROUP_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
             "type": type_,
             "reason": reason,
             "message": message[:1024],

@@ -1,4 +1,5 @@
 """Run the operator: `tspipe operator ...` or `python -m tspipe.manager ...`."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,40 +16,84 @@ from .kube import Kube
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tspipe operator", description="Run the TimestampPipeline operator.")
     scope = ap.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[],
-                       help="serve this namespace (repeatable; globs allowed)")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="serve this namespace (repeatable; globs allowed)"
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (default)")
     ap.add_argument("--standalone", action="store_true", help="no peering with other operator instances")
-    ap.add_argument("--peering", default=None,
-                    help="kopf peering object name: run several replicas, one active (needs the peering CRDs)")
-    ap.add_argument("--priority", type=int, default=None,
-                    help="peering priority (default: random, so two replicas never tie and both pause)")
-    ap.add_argument("--peering-lifetime", type=int, default=60,
-                    help="seconds a silent peer counts as alive; a standby takes over after this (default 60)")
-    ap.add_argument("--liveness", default=None, metavar="URL",
-                    help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    ap.add_argument("--resync-seconds", type=float, default=300.0,
-                    help="re-check every pipeline this often even without events (default 300)")
-    ap.add_argument("--inactivity-timeout", type=float, default=70.0,
-                    help="reconnect a watch that delivered nothing for this long (default 70)")
-    ap.add_argument("--server-timeout", type=int, default=300,
-                    help="ask the API server to end each watch request after this long (default 300)")
+    ap.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering object name: run several replicas, one active (needs the peering CRDs)",
+    )
+    ap.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority (default: random, so two replicas never tie and both pause)",
+    )
+    ap.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        help="seconds a silent peer counts as alive; a standby takes over after this (default 60)",
+    )
+    ap.add_argument(
+        "--liveness", default=None, metavar="URL", help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    ap.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=300.0,
+        help="re-check every pipeline this often even without events (default 300)",
+    )
+    ap.add_argument(
+        "--inactivity-timeout",
+        type=float,
+        default=70.0,
+        help="reconnect a watch that delivered nothing for this long (default 70)",
+    )
+    ap.add_argument(
+        "--server-timeout",
+        type=int,
+        default=300,
+        help="ask the API server to end each watch request after this long (default 300)",
+    )
     ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
-    ap.add_argument("--progress-interval", type=float, default=0.0,
-                    help="also write status changes that only move replica counters, at most this often "
-                         "(default 0: only together with a phase or condition change)")
-    ap.add_argument("--debounce-seconds", type=float, default=1.0,
-                    help="coalesce Deployment events per pipeline for this long (default 1)")
-    ap.add_argument("--kafka-timeout", type=float, default=5.0,
-                    help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default 5)")
-    ap.add_argument("--topic-recheck-seconds", type=float, default=300.0,
-                    help="re-describe unchanged topics this often (default 300)")
-    ap.add_argument("--metrics-port", type=int, default=None,
-                    help="serve Prometheus metrics on this port (/metrics)")
+    ap.add_argument(
+        "--progress-interval",
+        type=float,
+        default=0.0,
+        help="also write status changes that only move replica counters, at most this often "
+        "(default 0: only together with a phase or condition change)",
+    )
+    ap.add_argument(
+        "--debounce-seconds",
+        type=float,
+        default=1.0,
+        help="coalesce Deployment events per pipeline for this long (default 1)",
+    )
+    ap.add_argument(
+        "--kafka-timeout",
+        type=float,
+        default=5.0,
+        help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default 5)",
+    )
+    ap.add_argument(
+        "--topic-recheck-seconds",
+        type=float,
+        default=300.0,
+        help="re-describe unchanged topics this often (default 300)",
+    )
+    ap.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (/metrics)")
     ap.add_argument("--metrics-address", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     ap.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
-    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                    help="level of the operator's own log (kopf's is set by -v/-q)")
+    ap.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="level of the operator's own log (kopf's is set by -v/-q)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="kopf debug logging")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap
@@ -57,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     # kopf's own JSON formatter: one object per line, with the object a line is about.
-    kopf.configure(verbose=args.verbose, quiet=args.quiet,
-                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    kopf.configure(
+        verbose=args.verbose,
+        quiet=args.quiet,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
     logging.getLogger("tspipe").setLevel(args.log_level.upper())
     # kafka-python logs every failed connection attempt at ERROR; the operator reports
     # an unreachable broker once, as a condition and an Event.
@@ -71,14 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - report config problems in one line
         print(f"tspipe operator: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
-    controller = Controller(kube, resync_seconds=args.resync_seconds, backoff_max=args.backoff_max,
-                            progress_interval=args.progress_interval, debounce_seconds=args.debounce_seconds,
-                            kafka_timeout=args.kafka_timeout,
-                            topic_recheck_seconds=args.topic_recheck_seconds)
+    controller = Controller(
+        kube,
+        resync_seconds=args.resync_seconds,
+        backoff_max=args.backoff_max,
+        progress_interval=args.progress_interval,
+        debounce_seconds=args.debounce_seconds,
+        kafka_timeout=args.kafka_timeout,
+        topic_recheck_seconds=args.topic_recheck_seconds,
+    )
     if args.metrics_port is not None:
-        from . import metrics
-
-        metrics.serve(args.metrics_port, args.metrics_address)
+        controller.metrics.serve(args.metrics_port, args.metrics_address)
     from . import handlers  # registers the kopf handlers
 
     settings = kopf.OperatorSettings()

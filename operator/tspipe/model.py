@@ -3,25 +3,29 @@
 `Pipeline.from_resource` applies the same defaults and the same rules as the CRD's
 schema and CEL rules (crds/timestamppipelines.tspipe.io.yaml), so a pipeline file can
 be checked without an API server. Errors name the offending field, like the API server.
+
+The scalar fields are declared once below (fields.Str/Int/Bool: name, default, bounds,
+pattern, description); the parser reads them and crd.py generates the schema from them.
 """
+
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-API_GROUP = "tspipe.io"
-API_VERSION = "v1alpha1"
-KIND = "TimestampPipeline"
-PLURAL = "timestamppipelines"
+from .api import KIND
+from .components import COMPONENTS, Component, Kind
+from .fields import Bool, Field, Int, PipelineError, Str, names, parse_all
+from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
 
-DEFAULT_TIME_IMAGE = "springcloudstream/time-source-kafka:5.1.1"
-DEFAULT_LOG_IMAGE = "springcloudstream/log-sink-kafka:5.1.1"
-DEFAULT_ROUTER_IMAGE = "ghcr.io/tspipe/router:0.1.0"
+__all__ = ["Credentials", "Pipeline", "PipelineError", "load_pipeline_file"]
+
 DEFAULT_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
 DEFAULT_DATE_FORMAT = "MM/dd/yy HH:mm:ss"
 
@@ -35,61 +39,223 @@ DEFAULT_PROGRESS_DEADLINE = 600  # the Deployment default
 MAX_PROGRESS_DEADLINE = 86400
 DEFAULT_PAUSE_DRAIN_SECONDS = 60
 MAX_PAUSE_DRAIN_SECONDS = 3600
+MAX_PROPERTY_KEY_LENGTH = 253
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
-
-TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-# host:port; host is a DNS name, an IPv4 address or a bracketed IPv6 address.
-PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-BROKER_RE = re.compile(
-    r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$"
-)
-STREAM_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
-IMAGE_RE = re.compile(r"^[^\s]+$")
-PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
-ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
-SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
-# Set on every container when spec.kafka.credentials is given (render.credential_env).
-CREDENTIAL_ENV = (
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SECURITY_PROTOCOL",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_MECHANISM",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_JAAS_CONFIG",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_TYPE",
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION",
+
+# Patterns shared with the CRD schema. The parser matches them whole (fullmatch), as the
+# API server's RE2 does: Python's `$` alone would also accept a trailing newline.
+# host:port; host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+PORT_RE = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+BROKER_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?):" + PORT_RE + r"$")
+PROPERTY_KEY_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._\[\]-]*$")
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # Secret and service account names
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
+# --- the spec's scalar fields, declared once (the CRD is generated from them) -------------
+
+STREAM_NAME = Str(
+    "streamName",
+    "stream_name",
+    "SCDF stream name (spring.cloud.dataflow.stream.name) and consumer group; defaults to metadata.name.",
+    min_length=1,
+    max_length=63,
+    pattern=r"^[a-zA-Z][a-zA-Z0-9-]*$",
+    invalid="must start with a letter and contain only letters, digits and '-' (max 63)",
 )
 
-# Environment variables the operator sets on every container; users may not override them.
-RESERVED_ENV = (
-    "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS",
-    "SPRING_CLOUD_APPLICATION_GUID",
-    "SPRING_CLOUD_APPLICATION_GROUP",
+
+def _topic(role: str, bindings: str) -> Str:
+    return Str(
+        role,
+        role,
+        f"Kafka topic for the {bindings} binding.",
+        default=DEFAULT_TOPICS[role],
+        min_length=1,
+        max_length=249,
+        pattern=r"^[a-zA-Z0-9._-]+$",
+        forbidden=(".", ".."),
+        forbidden_message="'.' and '..' are not valid Kafka topic names",
+        invalid="invalid Kafka topic name {value!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
+    )
+
+
+TOPIC_NAMES = (
+    _topic("input", "time output / router input"),
+    _topic("even", "router even output / evenLogger input"),
+    _topic("odd", "router odd output / oddLogger input"),
+)
+TOPIC_FIELDS: tuple[Field, ...] = TOPIC_NAMES + (
+    Int("partitions", "partitions", "Partitions for topics the apps create.", 1, 1, MAX_PARTITIONS),
+    Int(
+        "replicationFactor",
+        "replication_factor",
+        "Replication factor for topics the apps create.",
+        1,
+        1,
+        MAX_REPLICATION_FACTOR,
+    ),
+    Bool(
+        "manage",
+        "manage",
+        "The operator creates the input, even, odd and dead-letter topics with these partitions and "
+        "replication factor, and grows partitions when they grow (never shrinks).",
+        True,
+    ),
+    Bool(
+        "deleteOnRemoval",
+        "delete_on_removal",
+        "Delete the managed topics when the pipeline is deleted (otherwise they are kept).",
+        False,
+    ),
 )
 
 
-class PipelineError(ValueError):
-    """An invalid pipeline; `field` is the dotted path of the offending field."""
+def _secret_name(name: str, attr: str, description: str, *, required: bool = False) -> Str:
+    return Str(
+        name,
+        attr,
+        description,
+        required=required,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        invalid="must be a Secret name (lower-case DNS subdomain, max 253)",
+    )
 
-    def __init__(self, field_path: str, message: str):
-        super().__init__(f"{field_path}: {message}")
-        self.field = field_path
-        self.message = message
+
+def _secret_key(name: str, attr: str, description: str, default: str) -> Str:
+    return Str(
+        name,
+        attr,
+        description,
+        default=default,
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+        invalid="must be a Secret key (letters, digits, '-', '_', '.'; max 253)",
+    )
 
 
-@dataclass(frozen=True)
+CREDENTIAL_FIELDS: tuple[Field, ...] = (
+    _secret_name(
+        "secretName", "secret_name", "Secret (same namespace) holding the SASL username and password.", required=True
+    ),
+    Str("mechanism", "mechanism", "SASL mechanism.", required=True, enum=SASL_MECHANISMS),
+    Str("protocol", "protocol", "Kafka security.protocol.", default="SASL_SSL", enum=SASL_PROTOCOLS),
+    _secret_key("usernameKey", "username_key", "Key of the username in the Secret.", "username"),
+    _secret_key("passwordKey", "password_key", "Key of the password in the Secret.", "password"),
+    _secret_name(
+        "caSecretName",
+        "ca_secret_name",
+        "Secret holding the PEM CA certificate(s) that signed the brokers' certificates (SASL_SSL only).",
+    ),
+    _secret_key("caKey", "ca_key", "Key of the PEM CA in caSecretName.", "ca.crt"),
+)
+
+# Every app's image; its default comes from components.COMPONENTS.
+IMAGE = Str(
+    "image",
+    "image",
+    "Container image.",
+    min_length=1,
+    max_length=512,
+    pattern=r"^\S+$",
+    invalid="must be a non-empty image reference without spaces",
+)
+
+# The fields of each kind of app besides image, resources, properties and env.
+TIME_FIELDS: tuple[Field, ...] = (
+    Str(
+        "dateFormat",
+        "date_format",
+        "time.date-format (java SimpleDateFormat pattern).",
+        default=DEFAULT_DATE_FORMAT,
+        min_length=1,
+        max_length=256,
+    ),
+    Int("fixedDelaySeconds", "fixed_delay_seconds", "Seconds between two timestamps.", 1, 1, MAX_FIXED_DELAY_SECONDS),
+)
+ROUTER_FIELDS: tuple[Field, ...] = (
+    Int("replicas", "replicas", "Router replicas (one Kafka consumer group).", 1, 0, MAX_ROUTER_REPLICAS),
+    Str(
+        "processingGuarantee",
+        "processing_guarantee",
+        "at_least_once or exactly_once (Kafka transactions).",
+        default="at_least_once",
+        enum=PROCESSING_GUARANTEES,
+    ),
+    Str("evenPrefix", "even_prefix", "Prefix for even timestamps.", default="Even timestamp:", max_length=256),
+    Str("oddPrefix", "odd_prefix", "Prefix for odd timestamps.", default="Odd timestamp:", max_length=256),
+)
+LOGGER_FIELDS: tuple[Field, ...] = (
+    Str("level", "level", "log.consumer.level of the {which} log sink.", default="INFO", enum=LOG_LEVELS),
+    Str(
+        "expression",
+        "expression",
+        "log.consumer.expression (SpEL) of the {which} log sink.",
+        default="payload",
+        min_length=1,
+        max_length=1024,
+    ),
+)
+KIND_FIELDS: dict[Kind, tuple[Field, ...]] = {"time": TIME_FIELDS, "router": ROUTER_FIELDS, "logger": LOGGER_FIELDS}
+
+SERVICE_ACCOUNT_NAME = Str(
+    "serviceAccountName",
+    "service_account_name",
+    "Service account for the app pods.",
+    max_length=253,
+    pattern=DNS_SUBDOMAIN,
+    invalid="must be a service account name (lower-case DNS subdomain, max 253)",
+)
+PAUSED = Bool(
+    "paused",
+    "paused",
+    "Scale the time source to zero, let the router drain the input topic, then scale the router and loggers "
+    "to zero. false restores every count.",
+    False,
+)
+ROLLOUT_FIELDS: tuple[Field, ...] = (
+    Int(
+        "progressDeadlineSeconds",
+        "progress_deadline_seconds",
+        "Seconds a Deployment rollout may make no progress before the pipeline is Degraded (ProgressDeadlineExceeded).",
+        DEFAULT_PROGRESS_DEADLINE,
+        1,
+        MAX_PROGRESS_DEADLINE,
+    ),
+    Int(
+        "pauseDrainSeconds",
+        "pause_drain_seconds",
+        "When pausing: longest wait for the router to drain the input topic after the time source stopped.",
+        DEFAULT_PAUSE_DRAIN_SECONDS,
+        0,
+        MAX_PAUSE_DRAIN_SECONDS,
+    ),
+)
+
+
+# --- the parsed pipeline ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
 class Topics:
-    input: str = DEFAULT_TOPICS["input"]
-    even: str = DEFAULT_TOPICS["even"]
-    odd: str = DEFAULT_TOPICS["odd"]
-    partitions: int = 1
-    replication_factor: int = 1
-    manage: bool = True               # the operator ensures the topics exist
-    delete_on_removal: bool = False   # and deletes them with the pipeline
+    input: str
+    even: str
+    odd: str
+    partitions: int
+    replication_factor: int
+    manage: bool  # the operator ensures the topics exist
+    delete_on_removal: bool  # and deletes them with the pipeline
+
+    def name(self, role: str) -> str:
+        """The topic of a role: `input`, `even` or `odd`."""
+        return {"input": self.input, "even": self.even, "odd": self.odd}[role]
 
     def dead_letter(self, group: str) -> str:
         """The router's dead-letter topic (its default, tsrouter.config)."""
@@ -115,38 +281,41 @@ class Credentials:
 @dataclass(frozen=True)
 class Kafka:
     brokers: tuple[str, ...]
-    topics: Topics = field(default_factory=Topics)
+    topics: Topics
     credentials: Credentials | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AppCommon:
     """Fields every app has. resources/env are corev1 shapes passed through as-is."""
 
     image: str
-    resources: Mapping[str, Any] = field(default_factory=dict)
-    properties: Mapping[str, str] = field(default_factory=dict)
-    env: tuple[Mapping[str, Any], ...] = ()
+    resources: Mapping[str, Any]
+    properties: Mapping[str, str]
+    env: tuple[Mapping[str, Any], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TimeSpec(AppCommon):
-    date_format: str = DEFAULT_DATE_FORMAT
-    fixed_delay_seconds: int = 1
+    date_format: str
+    fixed_delay_seconds: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RouterSpec(AppCommon):
-    replicas: int = 1
-    processing_guarantee: str = "at_least_once"
-    even_prefix: str = "Even timestamp:"
-    odd_prefix: str = "Odd timestamp:"
+    replicas: int
+    processing_guarantee: str
+    even_prefix: str
+    odd_prefix: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoggerSpec(AppCommon):
-    level: str = "INFO"
-    expression: str = "payload"
+    level: str
+    expression: str
+
+
+KIND_SPECS: dict[Kind, type[AppCommon]] = {"time": TimeSpec, "router": RouterSpec, "logger": LoggerSpec}
 
 
 @dataclass(frozen=True)
@@ -158,7 +327,7 @@ class PodOverrides:
     affinity: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pipeline:
     name: str
     namespace: str
@@ -168,16 +337,21 @@ class Pipeline:
     router: RouterSpec
     even_logger: LoggerSpec
     odd_logger: LoggerSpec
-    pod: PodOverrides = field(default_factory=PodOverrides)
-    progress_deadline_seconds: int = DEFAULT_PROGRESS_DEADLINE
-    paused: bool = False
-    pause_drain_seconds: int = DEFAULT_PAUSE_DRAIN_SECONDS
+    pod: PodOverrides
+    progress_deadline_seconds: int
+    paused: bool
+    pause_drain_seconds: int
     uid: str | None = None
     generation: int | None = None
 
     @classmethod
-    def from_resource(cls, obj: Mapping[str, Any]) -> "Pipeline":
+    def from_resource(cls, obj: Mapping[str, Any]) -> Pipeline:
         return _parse(copy.deepcopy(dict(obj)))
+
+    def app(self, c: Component) -> AppCommon:
+        """The spec of one app (components.COMPONENTS)."""
+        spec: AppCommon = getattr(self, c.attr)
+        return spec
 
 
 def load_pipeline_file(path: str | Path) -> Pipeline:
@@ -193,7 +367,7 @@ def load_pipeline_file(path: str | Path) -> Pipeline:
 # --- parsing helpers -------------------------------------------------------------------
 
 
-def _obj(value: Any, path: str) -> dict:
+def _obj(value: Any, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -201,7 +375,7 @@ def _obj(value: Any, path: str) -> dict:
     return value
 
 
-def _known(obj: dict, path: str, allowed: set[str]) -> None:
+def _known(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
     # The CRD is structural and prunes unknown fields; here an unknown field is
     # almost always a typo in a pipeline file, so say so.
     for key in obj:
@@ -209,60 +383,22 @@ def _known(obj: dict, path: str, allowed: set[str]) -> None:
             raise PipelineError(f"{path}.{key}", "unknown field")
 
 
-def _str(obj: dict, key: str, path: str, default: str | None = None, *, required=False) -> str:
-    value = obj.get(key, default)
-    if value is None:
-        if required:
-            raise PipelineError(f"{path}.{key}", "required")
-        return value
-    if not isinstance(value, str):
-        raise PipelineError(f"{path}.{key}", "must be a string")
-    return value
-
-
-def _int(obj: dict, key: str, path: str, default: int, lo: int, hi: int) -> int:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PipelineError(f"{path}.{key}", "must be an integer")
-    if not lo <= value <= hi:
-        raise PipelineError(f"{path}.{key}", f"must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _bool(obj: dict, key: str, path: str, default: bool) -> bool:
-    value = obj.get(key, default)
-    if not isinstance(value, bool):
-        raise PipelineError(f"{path}.{key}", "must be a boolean")
-    return value
-
-
-def _nonempty(value: str, path: str) -> str:
-    if not value:
-        raise PipelineError(path, "must not be empty")
-    return value
-
-
-def _image(obj: dict, path: str, default: str) -> str:
-    value = _str(obj, "image", path, default)
-    if not value or not IMAGE_RE.match(value):
-        raise PipelineError(f"{path}.image", "must be a non-empty image reference without spaces")
-    return value
-
-
-def _properties(obj: dict, path: str) -> dict[str, str]:
+def _properties(obj: dict[str, Any], path: str) -> dict[str, str]:
     props = _obj(obj.get("properties"), f"{path}.properties")
     out = {}
     for key, value in props.items():
         kpath = f"{path}.properties[{key}]"
-        if not isinstance(key, str) or not PROPERTY_KEY_RE.match(key):
+        if not isinstance(key, str) or not PROPERTY_KEY_RE.fullmatch(key):
             raise PipelineError(kpath, "property names are letters, digits, '.', '-', '_', '[', ']'")
+        if len(key) > MAX_PROPERTY_KEY_LENGTH:
+            raise PipelineError(kpath, f"property names are at most {MAX_PROPERTY_KEY_LENGTH} characters")
         if not isinstance(value, str):
             raise PipelineError(kpath, "property values must be strings (quote numbers and booleans)")
         out[key] = value
     return out
 
 
-def _env(obj: dict, path: str) -> tuple[dict, ...]:
+def _env(obj: dict[str, Any], path: str) -> tuple[dict[str, Any], ...]:
     env = obj.get("env") or []
     if not isinstance(env, list):
         raise PipelineError(f"{path}.env", "must be a list of EnvVar")
@@ -272,7 +408,7 @@ def _env(obj: dict, path: str) -> tuple[dict, ...]:
         if not isinstance(var, dict) or not isinstance(var.get("name"), str):
             raise PipelineError(f"{vpath}.name", "required")
         name = var["name"]
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise PipelineError(f"{vpath}.name", f"invalid environment variable name {name!r}")
         if name in RESERVED_ENV:
             raise PipelineError(f"{vpath}.name", f"{name} is set by the operator")
@@ -282,13 +418,13 @@ def _env(obj: dict, path: str) -> tuple[dict, ...]:
     return tuple(env)
 
 
-def _resources(obj: dict, path: str) -> dict:
+def _resources(obj: dict[str, Any], path: str) -> dict[str, Any]:
     res = _obj(obj.get("resources"), f"{path}.resources")
     _known(res, f"{path}.resources", {"limits", "requests", "claims"})
     return res
 
 
-def _list(obj: dict, key: str, path: str) -> tuple:
+def _list(obj: dict[str, Any], key: str, path: str) -> tuple[Any, ...]:
     value = obj.get(key) or []
     if not isinstance(value, list):
         raise PipelineError(f"{path}.{key}", "must be a list")
@@ -296,180 +432,148 @@ def _list(obj: dict, key: str, path: str) -> tuple:
 
 
 _APP_FIELDS = {"image", "resources", "properties", "env"}
+_SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "rollout", PAUSED.name} | {c.spec_field for c in COMPONENTS}
 
 
-def _parse(obj: dict) -> Pipeline:
+def _parse(obj: dict[str, Any]) -> Pipeline:
     meta = _obj(obj.get("metadata"), "metadata")
+    name = _name(meta)
+    spec = _obj(obj.get("spec"), "spec")
+    _known(spec, "spec", _SPEC_FIELDS)
+    stream_name = _stream_name(spec, name)
+    kafka = _kafka(spec)
+    apps: dict[str, Any] = {c.attr: _app(spec, c) for c in COMPONENTS}  # time=TimeSpec(...), ...
+    pod = _pod(spec)
+    ro = _obj(spec.get("rollout"), "spec.rollout")
+    _known(ro, "spec.rollout", names(ROLLOUT_FIELDS))
+    pipeline = Pipeline(
+        name=name,
+        namespace=meta.get("namespace") or "default",
+        stream_name=stream_name,
+        kafka=kafka,
+        **apps,
+        pod=pod,
+        paused=PAUSED.parse(spec, "spec"),
+        **parse_all(ROLLOUT_FIELDS, ro, "spec.rollout"),
+        uid=meta.get("uid"),
+        generation=meta.get("generation"),
+    )
+    _check_reserved(pipeline)
+    return pipeline
+
+
+def _name(meta: dict[str, Any]) -> str:
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise PipelineError("metadata.name", "required")
     if len(name) > MAX_NAME_LENGTH:
         raise PipelineError("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
-    namespace = meta.get("namespace") or "default"
-    spec = _obj(obj.get("spec"), "spec")
-    _known(spec, "spec", {"streamName", "kafka", "time", "router", "evenLogger", "oddLogger", "pod",
-                          "rollout", "paused"})
+    return name
 
-    stream_name = _str(spec, "streamName", "spec", name)
-    if "streamName" not in spec and not STREAM_NAME_RE.match(stream_name):
-        raise PipelineError("spec.streamName", "required when metadata.name is not a valid stream name "
-                            "(a letter, then letters, digits and '-')")
-    if not STREAM_NAME_RE.match(stream_name):
+
+def _stream_name(spec: dict[str, Any], name: str) -> str:
+    stream_name = STREAM_NAME.parse_optional(spec, "spec")
+    if stream_name is not None:
+        return stream_name
+    if STREAM_NAME.problem(name) is not None:  # the default is metadata.name, if it is a valid stream name
         raise PipelineError(
-            "spec.streamName", "must start with a letter and contain only letters, digits and '-' (max 63)"
+            "spec.streamName",
+            "required when metadata.name is not a valid stream name (a letter, then letters, digits and '-')",
         )
+    return name
 
-    # kafka
+
+def _kafka(spec: dict[str, Any]) -> Kafka:
     kobj = _obj(spec.get("kafka"), "spec.kafka")
-    if "kafka" not in spec:
+    if spec.get("kafka") is None:
         raise PipelineError("spec.kafka", "required")
     _known(kobj, "spec.kafka", {"brokers", "topics", "credentials"})
     brokers = kobj.get("brokers")
     if not isinstance(brokers, list) or not brokers:
         raise PipelineError("spec.kafka.brokers", "at least one host:port is required")
     for i, b in enumerate(brokers):
-        if not isinstance(b, str) or not BROKER_RE.match(b):
+        if not isinstance(b, str) or not BROKER_RE.fullmatch(b):
             raise PipelineError(f"spec.kafka.brokers[{i}]", f"must be host:port with a port 1-65535, got {b!r}")
     if len(set(brokers)) != len(brokers):
         raise PipelineError("spec.kafka.brokers", "entries must be unique")
-    tobj = _obj(kobj.get("topics"), "spec.kafka.topics")
-    _known(tobj, "spec.kafka.topics", {"input", "even", "odd", "partitions", "replicationFactor",
-                                       "manage", "deleteOnRemoval"})
-    names = {}
-    for role in ("input", "even", "odd"):
-        topic = _str(tobj, role, "spec.kafka.topics", DEFAULT_TOPICS[role])
-        if not TOPIC_RE.match(topic) or topic in (".", ".."):
-            raise PipelineError(
-                f"spec.kafka.topics.{role}",
-                f"invalid Kafka topic name {topic!r}: 1-249 of [a-zA-Z0-9._-], not '.' or '..'",
-            )
-        names[role] = topic
-    if len(set(names.values())) != 3:
-        raise PipelineError("spec.kafka.topics", "input, even and odd must be three distinct topics")
-    topics = Topics(
-        **names,
-        partitions=_int(tobj, "partitions", "spec.kafka.topics", 1, 1, MAX_PARTITIONS),
-        replication_factor=_int(tobj, "replicationFactor", "spec.kafka.topics", 1, 1, MAX_REPLICATION_FACTOR),
-        manage=_bool(tobj, "manage", "spec.kafka.topics", True),
-        delete_on_removal=_bool(tobj, "deleteOnRemoval", "spec.kafka.topics", False),
-    )
-
+    topics = _topics(_obj(kobj.get("topics"), "spec.kafka.topics"))
     credentials = _credentials(kobj.get("credentials"))
     if credentials is not None and topics.manage:
-        raise PipelineError("spec.kafka.topics.manage", "must be false when spec.kafka.credentials is set: the "
-                            "operator never reads the Secret, so it cannot manage topics on a SASL broker "
-                            "(the apps create their own topics)")
-
-    # time
-    p = "spec.time"
-    t = _obj(spec.get("time"), p)
-    _known(t, p, _APP_FIELDS | {"dateFormat", "fixedDelaySeconds"})
-    time = TimeSpec(
-        image=_image(t, p, DEFAULT_TIME_IMAGE),
-        resources=_resources(t, p),
-        properties=_properties(t, p),
-        env=_env(t, p),
-        date_format=_nonempty(_str(t, "dateFormat", p, DEFAULT_DATE_FORMAT), f"{p}.dateFormat"),
-        fixed_delay_seconds=_int(t, "fixedDelaySeconds", p, 1, 1, MAX_FIXED_DELAY_SECONDS),
-    )
-
-    # router
-    p = "spec.router"
-    r = _obj(spec.get("router"), p)
-    _known(r, p, _APP_FIELDS | {"replicas", "processingGuarantee", "evenPrefix", "oddPrefix"})
-    guarantee = _str(r, "processingGuarantee", p, "at_least_once")
-    if guarantee not in PROCESSING_GUARANTEES:
-        raise PipelineError(f"{p}.processingGuarantee", f"must be one of {', '.join(PROCESSING_GUARANTEES)}")
-    router = RouterSpec(
-        image=_image(r, p, DEFAULT_ROUTER_IMAGE),
-        resources=_resources(r, p),
-        properties=_properties(r, p),
-        env=_env(r, p),
-        replicas=_int(r, "replicas", p, 1, 0, MAX_ROUTER_REPLICAS),
-        processing_guarantee=guarantee,
-        even_prefix=_str(r, "evenPrefix", p, "Even timestamp:"),
-        odd_prefix=_str(r, "oddPrefix", p, "Odd timestamp:"),
-    )
-
-    def logger(key: str) -> LoggerSpec:
-        p = f"spec.{key}"
-        lg = _obj(spec.get(key), p)
-        _known(lg, p, _APP_FIELDS | {"level", "expression"})
-        level = _str(lg, "level", p, "INFO")
-        if level not in LOG_LEVELS:
-            raise PipelineError(f"{p}.level", f"must be one of {', '.join(LOG_LEVELS)}")
-        return LoggerSpec(
-            image=_image(lg, p, DEFAULT_LOG_IMAGE),
-            resources=_resources(lg, p),
-            properties=_properties(lg, p),
-            env=_env(lg, p),
-            level=level,
-            expression=_nonempty(_str(lg, "expression", p, "payload"), f"{p}.expression"),
+        raise PipelineError(
+            "spec.kafka.topics.manage",
+            "must be false when spec.kafka.credentials is set: the "
+            "operator never reads the Secret, so it cannot manage topics on a SASL broker "
+            "(the apps create their own topics)",
         )
+    return Kafka(brokers=tuple(brokers), topics=topics, credentials=credentials)
 
-    # pod overrides
+
+def _topics(tobj: dict[str, Any]) -> Topics:
+    p = "spec.kafka.topics"
+    _known(tobj, p, names(TOPIC_FIELDS))
+    topics = Topics(**parse_all(TOPIC_FIELDS, tobj, p))
+    if len({topics.input, topics.even, topics.odd}) != len(TOPIC_NAMES):
+        raise PipelineError(p, "input, even and odd must be three distinct topics")
+    return topics
+
+
+def _app(spec: dict[str, Any], c: Component) -> AppCommon:
+    """One app's section of the spec (`spec.time`, `spec.router`, ...)."""
+    p = f"spec.{c.spec_field}"
+    obj = _obj(spec.get(c.spec_field), p)
+    extra = KIND_FIELDS[c.kind]
+    _known(obj, p, _APP_FIELDS | names(extra))
+    return KIND_SPECS[c.kind](
+        image=IMAGE.with_default(c.default_image).parse(obj, p),
+        resources=_resources(obj, p),
+        properties=_properties(obj, p),
+        env=_env(obj, p),
+        **parse_all(extra, obj, p),
+    )
+
+
+def _pod(spec: dict[str, Any]) -> PodOverrides:
     p = "spec.pod"
     po = _obj(spec.get("pod"), p)
-    _known(po, p, {"serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
+    _known(po, p, {SERVICE_ACCOUNT_NAME.name, "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
     node_selector = _obj(po.get("nodeSelector"), f"{p}.nodeSelector")
     affinity = po.get("affinity")
     if affinity is not None:
         _obj(affinity, f"{p}.affinity")
-    pod = PodOverrides(
-        service_account_name=_str(po, "serviceAccountName", p),
+    return PodOverrides(
+        service_account_name=SERVICE_ACCOUNT_NAME.parse_optional(po, p),
         image_pull_secrets=_list(po, "imagePullSecrets", p),
         node_selector=node_selector,
         tolerations=_list(po, "tolerations", p),
         affinity=affinity,
     )
 
-    ro = _obj(spec.get("rollout"), "spec.rollout")
-    _known(ro, "spec.rollout", {"progressDeadlineSeconds", "pauseDrainSeconds"})
 
-    pipeline = Pipeline(
-        name=name,
-        namespace=namespace,
-        stream_name=stream_name,
-        kafka=Kafka(brokers=tuple(brokers), topics=topics, credentials=credentials),
-        time=time,
-        router=router,
-        even_logger=logger("evenLogger"),
-        odd_logger=logger("oddLogger"),
-        pod=pod,
-        progress_deadline_seconds=_int(ro, "progressDeadlineSeconds", "spec.rollout", DEFAULT_PROGRESS_DEADLINE,
-                                       1, MAX_PROGRESS_DEADLINE),
-        paused=_bool(spec, "paused", "spec", False),
-        pause_drain_seconds=_int(ro, "pauseDrainSeconds", "spec.rollout", DEFAULT_PAUSE_DRAIN_SECONDS,
-                                 0, MAX_PAUSE_DRAIN_SECONDS),
-        uid=meta.get("uid"),
-        generation=meta.get("generation"),
-    )
-    # User properties may not override the wiring (import here: wiring imports model).
-    from .wiring import reserved_property_conflicts
-
-    for field_path, key in reserved_property_conflicts(pipeline):
-        raise PipelineError(field_path, f"{key} is set by the operator from the pipeline spec")
-    if credentials is not None:
-        for label, spec in (("time", time), ("router", router), ("evenLogger", pipeline.even_logger),
-                            ("oddLogger", pipeline.odd_logger)):
-            for i, var in enumerate(spec.env):
-                if var["name"] in CREDENTIAL_ENV:
-                    raise PipelineError(f"spec.{label}.env[{i}].name",
-                                        f"{var['name']} is set by the operator from spec.kafka.credentials")
-            # Container args outrank env in Spring: a property would silently override the Secret.
-            for key in spec.properties:
-                if _canonical(key) in _CREDENTIAL_PROPERTIES:
-                    raise PipelineError(f"spec.{label}.properties[{key}]",
-                                        f"{key} is set by the operator from spec.kafka.credentials")
-    return pipeline
-
-
-def _canonical(key: str) -> str:
-    return key.replace("-", "").replace("_", "").lower()
-
-
-_CREDENTIAL_PROPERTIES = {_canonical("spring.cloud.stream.kafka.binder.configuration." + k) for k in (
-    "security.protocol", "sasl.mechanism", "sasl.jaas.config", "ssl.truststore.type", "ssl.truststore.location")}
+def _check_reserved(p: Pipeline) -> None:
+    """User properties and env may not override what the operator sets from the spec."""
+    for c in COMPONENTS:
+        path = f"spec.{c.spec_field}"
+        app = p.app(c)
+        reserved = {canonical_key(k) for k in c.reserved_keys}
+        for key in app.properties:
+            if canonical_key(key) in reserved:
+                raise PipelineError(f"{path}.properties[{key}]", f"{key} is set by the operator from the pipeline spec")
+    if p.kafka.credentials is None:
+        return
+    for c in COMPONENTS:
+        path = f"spec.{c.spec_field}"
+        app = p.app(c)
+        for i, var in enumerate(app.env):
+            if var["name"] in CREDENTIAL_ENV:
+                raise PipelineError(
+                    f"{path}.env[{i}].name", f"{var['name']} is set by the operator from spec.kafka.credentials"
+                )
+        # Container args outrank env in Spring: a property would silently override the Secret.
+        for key in app.properties:
+            if canonical_key(key) in CREDENTIAL_PROPERTIES:
+                raise PipelineError(
+                    f"{path}.properties[{key}]", f"{key} is set by the operator from spec.kafka.credentials"
+                )
 
 
 def _credentials(value: Any) -> Credentials | None:
@@ -477,29 +581,11 @@ def _credentials(value: Any) -> Credentials | None:
         return None
     p = "spec.kafka.credentials"
     c = _obj(value, p)
-    _known(c, p, {"secretName", "mechanism", "protocol", "usernameKey", "passwordKey", "caSecretName", "caKey"})
-    secret = _str(c, "secretName", p, required=True)
-    if len(secret) > 253 or not SECRET_NAME_RE.match(secret):
-        raise PipelineError(f"{p}.secretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
-    mechanism = _str(c, "mechanism", p, required=True)
-    if mechanism not in SASL_MECHANISMS:
-        raise PipelineError(f"{p}.mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}")
-    protocol = _str(c, "protocol", p, "SASL_SSL")
-    if protocol not in SASL_PROTOCOLS:
-        raise PipelineError(f"{p}.protocol", f"must be one of {', '.join(SASL_PROTOCOLS)}")
-    keys = {}
-    for key, default in (("usernameKey", "username"), ("passwordKey", "password"), ("caKey", "ca.crt")):
-        keys[key] = _str(c, key, p, default)
-        if len(keys[key]) > 253 or not SECRET_KEY_RE.match(keys[key]):
-            raise PipelineError(f"{p}.{key}", "must be a Secret key (letters, digits, '-', '_', '.'; max 253)")
-    ca = _str(c, "caSecretName", p)
-    if ca is not None:
-        if len(ca) > 253 or not SECRET_NAME_RE.match(ca):
-            raise PipelineError(f"{p}.caSecretName", "must be a Secret name (lower-case DNS subdomain, max 253)")
-        if protocol != "SASL_SSL":
+    _known(c, p, names(CREDENTIAL_FIELDS))
+    credentials = Credentials(**parse_all(CREDENTIAL_FIELDS, c, p))
+    if credentials.ca_secret_name is not None:
+        if credentials.protocol != "SASL_SSL":
             raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
-    elif "caKey" in c:
+    elif c.get("caKey") is not None:
         raise PipelineError(f"{p}.caKey", "needs caSecretName")
-    return Credentials(secret_name=secret, mechanism=mechanism, protocol=protocol,
-                       username_key=keys["usernameKey"], password_key=keys["passwordKey"],
-                       ca_secret_name=ca, ca_key=keys["caKey"])
+    return credentials

@@ -7,47 +7,49 @@ both loggers go to zero too. Every consumer is a durable group, so a pause loses
 nothing even when the bound cuts the drain short. Un-pausing restores the spec's
 replica counts in one step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Any
 
+from .components import COMPONENTS, SOURCE
 from .model import Pipeline
-from .render import COMPONENTS, spec_replicas
+from .render import spec_replicas
+from .stamps import format_time, parse_time
 
 RUNNING, STOPPING_SOURCE, DRAINING, STOPPING, PAUSED = "Running", "StoppingSource", "Draining", "Stopping", "Paused"
-SOURCE = "time"
-DOWNSTREAM = ("router", "evenLogger", "oddLogger")
+# Per component spec field: the source stops first, the rest once the input is drained.
+DOWNSTREAM = tuple(c.spec_field for c in COMPONENTS if not c.source)
 
 
 @dataclass(frozen=True)
 class PauseState:
-    replicas: dict[str, int]        # per component (spec field): what the Deployment should ask for
-    stage: str                      # RUNNING, STOPPING_SOURCE, DRAINING, STOPPING or PAUSED
-    source_stopped_at: str | None   # when the source had no pods left (kept in status)
+    replicas: dict[str, int]  # per component (spec field): what the Deployment should ask for
+    stage: str  # RUNNING, STOPPING_SOURCE, DRAINING, STOPPING or PAUSED
+    source_stopped_at: str | None  # when the source had no pods left (kept in status)
     message: str = ""
     recheck_after: float | None = None  # seconds; while draining
-    needs_lag: bool = False         # the caller should measure the router's lag and call again
+    needs_lag: bool = False  # the caller should measure the router's lag and call again
 
 
-def _ts(now: datetime) -> str:
-    return now.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_ts(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
-
-def _spec_replicas(d: dict | None) -> int | None:
+def _spec_replicas(d: dict[str, Any] | None) -> int | None:
     return None if d is None else (d.get("spec") or {}).get("replicas", 1)
 
 
-def _pods(d: dict | None) -> int:
+def _pods(d: dict[str, Any] | None) -> int:
     return 0 if d is None else ((d.get("status") or {}).get("replicas") or 0)
 
 
-def pause_state(p: Pipeline, actual: dict[str, dict | None], now: datetime, *,
-                source_stopped_at: str | None = None, lag: int | None = None) -> PauseState:
+def pause_state(
+    p: Pipeline,
+    actual: dict[str, dict[str, Any] | None],
+    now: datetime,
+    *,
+    source_stopped_at: str | None = None,
+    lag: int | None = None,
+) -> PauseState:
     """`actual`: component spec field -> its Deployment (or None).
 
     `source_stopped_at`: from the previous status; `lag`: the router group's lag on
@@ -58,25 +60,29 @@ def pause_state(p: Pipeline, actual: dict[str, dict | None], now: datetime, *,
         return PauseState(spec, RUNNING, None)
 
     replicas = dict(spec)
-    replicas[SOURCE] = 0
+    replicas[SOURCE.spec_field] = 0
     # Once a downstream app is at zero it stays there while paused (an operator
     # restart mid-pause must not start the router again).
     for f in DOWNSTREAM:
         if _spec_replicas(actual.get(f)) == 0:
             replicas[f] = 0
-    source = actual.get(SOURCE)
+    source = actual.get(SOURCE.spec_field)
     if _spec_replicas(source) != 0 or _pods(source) > 0:
         return PauseState(replicas, STOPPING_SOURCE, None, "pausing: stopping the time source")
 
-    stopped_at = source_stopped_at or _ts(now)
+    stopped_at = source_stopped_at or format_time(now)
     if any(replicas[f] for f in DOWNSTREAM):
-        waited = (now - _parse_ts(stopped_at)).total_seconds()
+        waited = (now - parse_time(stopped_at)).total_seconds()
         if lag != 0 and waited < p.pause_drain_seconds:
             what = "measuring" if lag is None else f"{lag} records left"
-            return PauseState(replicas, DRAINING, stopped_at,
-                              f"pausing: router draining the input topic ({what})",
-                              recheck_after=max(0.5, min(2.0, p.pause_drain_seconds - waited)),
-                              needs_lag=lag is None)
+            return PauseState(
+                replicas,
+                DRAINING,
+                stopped_at,
+                f"pausing: router draining the input topic ({what})",
+                recheck_after=max(0.5, min(2.0, p.pause_drain_seconds - waited)),
+                needs_lag=lag is None,
+            )
         for f in DOWNSTREAM:
             replicas[f] = 0
     if any(_spec_replicas(actual.get(f)) != 0 or _pods(actual.get(f)) > 0 for f in DOWNSTREAM):

@@ -5,23 +5,25 @@ Only the fields the operator sets are compared, so values the API server default
 Lists are compared element-wise and by length, so an env var or argument added by
 hand counts as drift; quantities are compared by value ("0.5" == "500m").
 """
+
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
-from .render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 
 CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 
 
 @dataclass(frozen=True)
 class Action:
-    verb: str                  # create | update | delete | recreate
+    verb: str  # create | update | delete | recreate
     name: str
-    body: dict | None = None   # full object for create/update
-    reason: str = ""           # short, for the Event and the log
+    body: dict[str, Any] | None = None  # full object for create/update
+    reason: str = ""  # short, for the Event and the log
     resource_version: str | None = None  # delete/recreate precondition
 
 
@@ -38,16 +40,31 @@ class Plan:
 _EMPTY = ("", None)
 
 
-def _is_empty(v) -> bool:
+def _is_empty(v: object) -> bool:
     return v in _EMPTY or v == [] or v == {}
 
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_SUFFIX: dict[str, int | Decimal] = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 
 
-def quantity(v) -> Decimal | None:
+def quantity(v: object) -> Decimal | None:
     """Kubernetes quantity -> Decimal; None if it is not one."""
     s = str(v).strip()
     for suffix in sorted(_SUFFIX, key=len, reverse=True):
@@ -62,7 +79,7 @@ def quantity(v) -> Decimal | None:
         return None
 
 
-def contains(desired, actual, path: tuple = ()) -> bool:
+def contains(desired: object, actual: object, path: tuple[str | int, ...] = ()) -> bool:
     """True if every field set in `desired` has the same value in `actual`."""
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
@@ -80,7 +97,7 @@ def contains(desired, actual, path: tuple = ()) -> bool:
             return desired == []
         if not isinstance(actual, list) or len(actual) != len(desired):
             return False
-        return all(contains(d, a, path + (i,)) for i, (d, a) in enumerate(zip(desired, actual)))
+        return all(contains(d, a, path + (i,)) for i, (d, a) in enumerate(zip(desired, actual, strict=True)))
     if len(path) >= 2 and path[-2] in ("limits", "requests") and "resources" in path:
         qd, qa = quantity(desired), quantity(actual)
         return qd is not None and qd == qa
@@ -89,18 +106,18 @@ def contains(desired, actual, path: tuple = ()) -> bool:
     return desired == actual
 
 
-def _meta(obj: dict) -> dict:
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
 
 
-def controller_uid(obj: dict) -> str | None:
+def controller_uid(obj: dict[str, Any]) -> str | None:
     for ref in _meta(obj).get("ownerReferences") or []:
         if ref.get("controller"):
-            return ref.get("uid")
+            return cast("str | None", ref.get("uid"))
     return None
 
 
-def drift(desired: dict, actual: dict) -> list[str]:
+def drift(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     """The top-level parts of `actual` that differ from `desired` (empty: in sync)."""
     out = []
     dm, am = _meta(desired), _meta(actual)
@@ -120,7 +137,7 @@ def drift(desired: dict, actual: dict) -> list[str]:
     return out
 
 
-def merged_for_update(desired: dict, actual: dict) -> dict:
+def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
     """`actual` with the operator's fields replaced by `desired` (a PUT body).
 
     The pod template is replaced whole (hand-added containers/env/volumes go away);
@@ -147,12 +164,12 @@ def merged_for_update(desired: dict, actual: dict) -> dict:
     return body
 
 
-def _ours(obj: dict, pipeline_name: str) -> bool:
+def _ours(obj: dict[str, Any], pipeline_name: str | None) -> bool:
     lbl = _meta(obj).get("labels") or {}
     return lbl.get(LABEL_MANAGED_BY) == MANAGER and lbl.get(LABEL_INSTANCE) == pipeline_name
 
 
-def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
+def plan(pipeline: dict[str, Any], desired: list[dict[str, Any]], actual: list[dict[str, Any]]) -> Plan:
     """Writes that turn `actual` into `desired` for one pipeline.
 
     `actual`: the Deployments carrying this pipeline's labels plus any Deployment that
@@ -182,8 +199,7 @@ def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
             continue
         if (a.get("spec") or {}).get("selector") != d["spec"]["selector"]:
             # The selector is immutable: replace the Deployment.
-            result.actions.append(Action(RECREATE, dname, d, "selector changed",
-                                         _meta(a).get("resourceVersion")))
+            result.actions.append(Action(RECREATE, dname, d, "selector changed", _meta(a).get("resourceVersion")))
             continue
         parts = drift(d, a)
         if parts:
@@ -193,5 +209,5 @@ def plan(pipeline: dict, desired: list[dict], actual: list[dict]) -> Plan:
         if aname in wanted or not _ours(a, name) or _meta(a).get("deletionTimestamp"):
             continue
         if controller_uid(a) in (None, uid):
-            result.actions.append(Action(DELETE, aname, None, "not desired", _meta(a).get("resourceVersion")))
+            result.actions.append(Action(DELETE, str(aname), None, "not desired", _meta(a).get("resourceVersion")))
     return result

@@ -5,43 +5,41 @@ One Deployment per app, wired in SCDF's exec style: container args `--key=value`
 and port as SCDF's Kubernetes deployer sets them; security contexts that pass the
 `restricted` Pod Security Standard.
 """
+
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from dataclasses import dataclass
-from . import wiring
-from .model import API_GROUP, API_VERSION, KIND, AppCommon, Pipeline
+from typing import Any
 
-MANAGER = "tspipe-operator"
-PART_OF = "tspipe"
-HASH_ANNOTATION = "tspipe.io/desired-hash"
+from . import wiring
+from .api import (
+    GROUP_VERSION,
+    HASH_ANNOTATION,
+    KIND,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGED_SELECTOR,
+    MANAGER,
+    PART_OF,
+)
+from .components import COMPONENTS, ROUTER, Component, Probe
+from .model import AppCommon, Pipeline
+from .spring import (
+    BROKERS_ENV,
+    GROUP_ENV,
+    GUID_ENV,
+    SASL_PASSWORD_ENV,
+    SASL_USERNAME_ENV,
+    SERVER_PORT_KEY,
+    binder_env,
+)
+from .stamps import digest
+
 SERVER_PORT = 8080
 RUN_AS = 1000  # some prebuilt images default to root; restricted PSS needs non-root
-
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_PART_OF = "app.kubernetes.io/part-of"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-
-
-@dataclass(frozen=True)
-class Component:
-    label: str        # SCDF app label (wiring.APP_LABELS)
-    suffix: str       # Deployment name suffix and app.kubernetes.io/component
-    spec_field: str   # field under .spec (and key under .status.components)
-    app_name: str     # app.kubernetes.io/name
-    router: bool = False
-
-
-COMPONENTS = (
-    Component("time", "time", "time", "time-source"),
-    Component("python-router", "router", "router", "tsp-router", router=True),
-    Component("evenLogger", "evenlogger", "evenLogger", "log-sink"),
-    Component("oddLogger", "oddlogger", "oddLogger", "log-sink"),
-)
 
 
 def deployment_name(pipeline_name: str, component: Component) -> str:
@@ -54,7 +52,7 @@ def selector_labels(pipeline_name: str, component: Component) -> dict[str, str]:
 
 def owned_selector(pipeline_name: str) -> str:
     """Label selector for every Deployment this operator manages for a pipeline."""
-    return f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}={pipeline_name}"
+    return f"{MANAGED_SELECTOR},{LABEL_INSTANCE}={pipeline_name}"
 
 
 def labels(pipeline_name: str, component: Component) -> dict[str, str]:
@@ -67,10 +65,10 @@ def labels(pipeline_name: str, component: Component) -> dict[str, str]:
     }
 
 
-def owner_reference(resource: dict) -> dict:
+def owner_reference(resource: dict[str, Any]) -> dict[str, Any]:
     meta = resource["metadata"]
     return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": GROUP_VERSION,
         "kind": KIND,
         "name": meta["name"],
         "uid": meta["uid"],
@@ -79,16 +77,15 @@ def owner_reference(resource: dict) -> dict:
     }
 
 
-def spec_hash(obj: dict) -> str:
-    data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()[:16]
+def spec_hash(obj: dict[str, Any]) -> str:
+    return digest(obj, 16)
 
 
-def _probe(path: str, delay: int, period: int) -> dict:
+def _probe(probe: Probe) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": SERVER_PORT, "scheme": "HTTP"},
-        "initialDelaySeconds": delay,
-        "periodSeconds": period,
+        "httpGet": {"path": probe.path, "port": SERVER_PORT, "scheme": "HTTP"},
+        "initialDelaySeconds": probe.initial_delay,
+        "periodSeconds": probe.period,
         "timeoutSeconds": 2,
         "failureThreshold": 3,
     }
@@ -96,7 +93,6 @@ def _probe(path: str, delay: int, period: int) -> dict:
 
 CA_MOUNT_PATH = "/etc/tspipe/kafka-ca"
 CA_VOLUME = "kafka-ca"
-_BINDER_ENV = "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_"
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -104,7 +100,7 @@ _LOGIN_MODULES = {
 }
 
 
-def credential_env(p: Pipeline) -> list[dict]:
+def credential_env(p: Pipeline) -> list[dict[str, Any]]:
     """The Kafka binder's security settings as env vars, secrets by reference only.
 
     The username and password come from the Secret through secretKeyRef; the JAAS line
@@ -116,49 +112,49 @@ def credential_env(p: Pipeline) -> list[dict]:
     if cr is None:
         return []
 
-    def secret(name: str, key: str) -> dict:
+    def secret(name: str, key: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": cr.secret_name, "key": key}}}
 
-    jaas = (f'{_LOGIN_MODULES[cr.mechanism]} required '
-            f'username="$(KAFKA_SASL_USERNAME)" password="$(KAFKA_SASL_PASSWORD)";')
+    jaas = (
+        f'{_LOGIN_MODULES[cr.mechanism]} required username="$({SASL_USERNAME_ENV})" password="$({SASL_PASSWORD_ENV})";'
+    )
     env = [
-        secret("KAFKA_SASL_USERNAME", cr.username_key),
-        secret("KAFKA_SASL_PASSWORD", cr.password_key),
-        {"name": _BINDER_ENV + "SECURITY_PROTOCOL", "value": cr.protocol},
-        {"name": _BINDER_ENV + "SASL_MECHANISM", "value": cr.mechanism},
-        {"name": _BINDER_ENV + "SASL_JAAS_CONFIG", "value": jaas},
+        secret(SASL_USERNAME_ENV, cr.username_key),
+        secret(SASL_PASSWORD_ENV, cr.password_key),
+        {"name": binder_env("security.protocol"), "value": cr.protocol},
+        {"name": binder_env("sasl.mechanism"), "value": cr.mechanism},
+        {"name": binder_env("sasl.jaas.config"), "value": jaas},
     ]
     if cr.ca_secret_name:
-        env += [{"name": _BINDER_ENV + "SSL_TRUSTSTORE_TYPE", "value": "PEM"},
-                {"name": _BINDER_ENV + "SSL_TRUSTSTORE_LOCATION", "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"}]
+        env += [
+            {"name": binder_env("ssl.truststore.type"), "value": "PEM"},
+            {"name": binder_env("ssl.truststore.location"), "value": f"{CA_MOUNT_PATH}/{cr.ca_key}"},
+        ]
     return env
 
 
-def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
-    props = wiring.app_properties(p)[c.label]
-    args = [f"--{k}={v}" for k, v in props.items()] + [f"--server.port={SERVER_PORT}"]
-    env = [
-        {"name": "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS", "value": ",".join(p.kafka.brokers)},
-        # SCDF's per-instance id; the pod UID is unique per replica and per restart.
-        {"name": "SPRING_CLOUD_APPLICATION_GUID",
-         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
-        {"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": p.stream_name},
-    ] + credential_env(p) + [copy.deepcopy(dict(e)) for e in spec.env]
-    if c.router:
-        # The router's own Boot-style health groups.
-        readiness, liveness = _probe("/actuator/health/readiness", 5, 10), _probe("/actuator/health/liveness", 10, 30)
-    else:
-        # SCDF deployer defaults for Boot apps.
-        readiness, liveness = _probe("/actuator/info", 10, 10), _probe("/actuator/health", 10, 60)
-    container = {
+def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
+    props = wiring.component_properties(p, c)
+    args = [f"--{k}={v}" for k, v in props.items()] + [f"--{SERVER_PORT_KEY}={SERVER_PORT}"]
+    env = (
+        [
+            {"name": BROKERS_ENV, "value": ",".join(p.kafka.brokers)},
+            # SCDF's per-instance id; the pod UID is unique per replica and per restart.
+            {"name": GUID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}},
+            {"name": GROUP_ENV, "value": p.stream_name},
+        ]
+        + credential_env(p)
+        + [copy.deepcopy(dict(e)) for e in spec.env]
+    )
+    container: dict[str, Any] = {
         "name": c.suffix,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
-        "readinessProbe": readiness,
-        "livenessProbe": liveness,
+        "readinessProbe": _probe(c.readiness),
+        "livenessProbe": _probe(c.liveness),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -176,8 +172,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     return container
 
 
-def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
-    pod = {
+def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
+    pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the apps never call the Kubernetes API
         "enableServiceLinks": False,  # no Docker-link env vars (e.g. KAFKA_PORT) leaking into apps
         "securityContext": {
@@ -193,9 +189,16 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
     cr = p.kafka.credentials
     if cr is not None and cr.ca_secret_name:
         # Only the CA key, read-only; the Secret's other keys stay out of the pod.
-        pod["volumes"].append({"name": CA_VOLUME, "secret": {
-            "secretName": cr.ca_secret_name, "items": [{"key": cr.ca_key, "path": cr.ca_key}],
-            "defaultMode": 0o444}})
+        pod["volumes"].append(
+            {
+                "name": CA_VOLUME,
+                "secret": {
+                    "secretName": cr.ca_secret_name,
+                    "items": [{"key": cr.ca_key, "path": cr.ca_key}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
     o = p.pod
     if o.service_account_name:
         pod["serviceAccountName"] = o.service_account_name
@@ -212,18 +215,15 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict:
 
 def spec_replicas(p: Pipeline, c: Component) -> int:
     """Replicas the spec asks for (before pausing)."""
-    return p.router.replicas if c.router else 1
+    return p.router.replicas if c.scalable else 1
 
 
-def app_spec(p: Pipeline, c: Component) -> AppCommon:
-    return getattr(p, {"time": "time", "router": "router",
-                       "evenLogger": "even_logger", "oddLogger": "odd_logger"}[c.spec_field])
-
-
-def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int | None = None) -> dict:
-    spec = app_spec(p, c)
+def render_deployment(
+    resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None
+) -> dict[str, Any]:
+    spec = p.app(c)
     lbl = labels(p.name, c)
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -251,26 +251,23 @@ def render_deployment(resource: dict, p: Pipeline, c: Component, replicas: int |
     return deployment
 
 
-def render_deployments(resource: dict, replicas: dict[str, int] | None = None) -> list[dict]:
+def render_deployments(
+    resource: dict[str, Any], replicas: dict[str, int] | None = None, *, pipeline: Pipeline | None = None
+) -> list[dict[str, Any]]:
     """The four desired Deployments, in stream order. Raises model.PipelineError.
 
-    `replicas`: per component (spec field) overrides, e.g. while pausing."""
-    p = Pipeline.from_resource(resource)
+    `replicas`: per component (spec field) overrides, e.g. while pausing.
+    `pipeline`: `resource` already parsed (the controller parses once per pass)."""
+    p = Pipeline.from_resource(resource) if pipeline is None else pipeline
     replicas = replicas or {}
     return [render_deployment(resource, p, c, replicas.get(c.spec_field)) for c in COMPONENTS]
 
 
 def router_selector(pipeline_name: str) -> str:
     """The router pods' label selector as a string (the scale subresource's status.selector)."""
-    router = next(c for c in COMPONENTS if c.router)
-    return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, router).items())
+    return ",".join(f"{k}={v}" for k, v in selector_labels(pipeline_name, ROUTER).items())
 
 
-def component_for(deployment: dict) -> Component | None:
-    suffix = ((deployment.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPONENT)
-    return next((c for c in COMPONENTS if c.suffix == suffix), None)
-
-
-def image_of(deployment: dict) -> str | None:
+def image_of(deployment: dict[str, Any]) -> str | None:
     containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return containers[0].get("image") if containers else None

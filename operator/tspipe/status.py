@@ -8,29 +8,35 @@ component, while the old pods keep serving), Paused (spec.paused and every app a
 zero), Failed (the spec cannot be rendered, or the operator hit an error it cannot
 fix by itself).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from .components import COMPONENTS, ROUTER
 from .history import next_history
 from .model import Pipeline, PipelineError
 from .pause import PAUSED, RUNNING, PauseState
-from .render import COMPONENTS, app_spec, deployment_name, image_of, router_selector, spec_replicas
+from .render import deployment_name, image_of, router_selector, spec_replicas
+from .stamps import format_time
 from .topics import input_partitions
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded")
 
-
-def _ts(now: datetime | str) -> str:
-    if isinstance(now, str):
-        return now
-    return now.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _component(name: str, desired: int, d: dict | None) -> dict:
+def _component(name: str, desired: int, d: dict[str, Any] | None) -> dict[str, Any]:
     if d is None:
-        return {"deployment": name, "desiredReplicas": desired, "updatedReplicas": 0, "readyReplicas": 0,
-                "availableReplicas": 0, "ready": False, "_rolling": True, "_failed": False, "_exists": False}
+        return {
+            "deployment": name,
+            "desiredReplicas": desired,
+            "updatedReplicas": 0,
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "ready": False,
+            "_rolling": True,
+            "_failed": False,
+            "_exists": False,
+        }
     spec_replicas = (d.get("spec") or {}).get("replicas", 1)
     st = d.get("status") or {}
     generation = (d.get("metadata") or {}).get("generation", 0)
@@ -64,124 +70,162 @@ def _component(name: str, desired: int, d: dict | None) -> dict:
     return out
 
 
-def _parse(resource: dict) -> tuple[Pipeline | None, str | None]:
+def _parse(resource: dict[str, Any]) -> tuple[Pipeline | None, str | None]:
     try:
         return Pipeline.from_resource(resource), None
     except PipelineError as exc:
         return None, str(exc)
 
 
-def _condition(type_: str, status: bool, reason: str, message: str, generation, previous: dict, now: str) -> dict:
-    value = "True" if status else "False"
-    prev = previous.get(type_)
-    since = prev["lastTransitionTime"] if prev and prev.get("status") == value and prev.get("lastTransitionTime") else now
-    return {"type": type_, "status": value, "reason": reason, "message": message,
-            "lastTransitionTime": since, "observedGeneration": generation}
+@dataclass(frozen=True)
+class _Conditions:
+    """Makes conditions for one status: a condition keeps its lastTransitionTime while
+    its status stays the same."""
+
+    generation: int | None
+    previous: dict[str, Any]  # the current status's conditions by type
+    now: str
+
+    def __call__(self, type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        value = "True" if status else "False"
+        prev = self.previous.get(type_)
+        same = prev and prev.get("status") == value and prev.get("lastTransitionTime")
+        return {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": prev["lastTransitionTime"] if prev and same else self.now,
+            "observedGeneration": self.generation,
+        }
 
 
-def _rolling_message(comps: dict) -> str:
-    parts = [f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
-             f"{c['availableReplicas']}/{c['desiredReplicas']} available)"
-             for k, c in comps.items() if not c["ready"]]
+def _rolling_message(comps: dict[str, Any]) -> str:
+    parts = [
+        f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
+        f"{c['availableReplicas']}/{c['desiredReplicas']} available)"
+        for k, c in comps.items()
+        if not c["ready"]
+    ]
     return "rolling out " + ", ".join(parts)
 
 
-def compute_status(resource: dict, deployments: list[dict], now: datetime | str, *,
-                   error: str | None = None, topics: dict | None = None,
-                   pause: PauseState | None = None) -> dict:
+def _desired_replicas(p: Pipeline | None, pause: PauseState | None) -> dict[str, int]:
+    if pause is not None:
+        return dict(pause.replicas)
+    if p is not None:
+        return {c.spec_field: spec_replicas(p, c) for c in COMPONENTS}
+    return {c.spec_field: (0 if c.scalable else 1) for c in COMPONENTS}
+
+
+def _phase(
+    comps: dict[str, Any], p: Pipeline | None, problem: str | None, invalid: bool, pause: PauseState | None
+) -> tuple[str, str, str]:
+    """(phase, reason, message), the first that applies of the module docstring's phases."""
+    ready_n = sum(1 for c in comps.values() if c["ready"])
+    not_ready = [
+        f"{k} {c['availableReplicas']}/{c['desiredReplicas']} available" for k, c in comps.items() if not c["ready"]
+    ]
+    failed = [k for k, c in comps.items() if c["_failed"]]
+    stage = pause.stage if pause is not None else RUNNING
+    pause_message = pause.message if pause is not None else ""
+    if problem:
+        return "Failed", "InvalidSpec" if invalid else "ReconcileFailed", problem
+    if failed:
+        # The old ReplicaSet keeps serving: degraded, not failed. Fix or roll back the spec.
+        deadline = p.progress_deadline_seconds if p else 600
+        return (
+            "Degraded",
+            "ProgressDeadlineExceeded",
+            f"rollout of {', '.join(failed)} made no progress within {deadline}s "
+            f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready),
+        )
+    if stage == PAUSED and ready_n == len(comps):
+        return "Paused", "Paused", pause_message
+    if stage != RUNNING:
+        # The stage as the reason: each step of a pause is a status change of its own.
+        return "Progressing", stage, pause_message
+    if not any(c["_exists"] for c in comps.values()):
+        return "Pending", "Creating", "no component created yet"
+    if ready_n == len(comps):
+        return "Running", "AllComponentsReady", "all components rolled out and available"
+    if any(c["_rolling"] for c in comps.values()):
+        return "Progressing", "RollingOut", _rolling_message(comps)
+    return "Degraded", "ComponentsUnavailable", "unavailable: " + ", ".join(not_ready)
+
+
+def _conditions(
+    cond: _Conditions, phase: str, reason: str, message: str, p: Pipeline | None, topics: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    progressing = phase in ("Pending", "Progressing")
+    bad = phase in ("Degraded", "Failed")
+    if progressing or phase == "Failed" or reason == "ProgressDeadlineExceeded":
+        p_reason = reason
+    else:
+        p_reason = {"Running": "RolloutComplete", "Degraded": "RolloutComplete", "Paused": "Paused"}[phase]
+    conditions = [
+        cond("Ready", phase == "Running", reason, message),
+        cond("Progressing", progressing, p_reason, "rollout complete" if phase == "Running" else message),
+        cond("Degraded", bad, reason if bad else "AsExpected", message if bad else ""),
+    ]
+    if p is not None and not p.paused:
+        parts = input_partitions(topics, p)
+        if p.router.replicas > parts:
+            conditions.append(
+                cond(
+                    "RouterOverProvisioned",
+                    True,
+                    "MoreReplicasThanPartitions",
+                    f"router has {p.router.replicas} replicas but input topic {p.kafka.topics.input} has {parts} "
+                    f"partition(s): {p.router.replicas - parts} consumer(s) of the group sit idle",
+                )
+            )
+    if topics is not None:
+        conditions.append(cond("TopicsReady", topics["ready"], topics["reason"], topics["message"]))
+    return conditions
+
+
+def compute_status(
+    resource: dict[str, Any],
+    deployments: list[dict[str, Any]],
+    now: datetime | str,
+    *,
+    error: str | None = None,
+    topics: dict[str, Any] | None = None,
+    pause: PauseState | None = None,
+    pipeline: Pipeline | None = None,
+) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments.
 
     `error`: a reconcile failure the operator cannot fix by itself (forbidden, a name
     taken by someone else's Deployment, ...); it makes the phase Failed.
     `topics`: the topic check's result (topics.topic_status), None when not managed.
     `pause`: the pause stage (pause.pause_state); None means the spec's replica counts.
+    `pipeline`: `resource` already parsed; None parses it here (and reports it if invalid).
     """
-    now_s = _ts(now)
+    now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
     name = meta.get("name", "")
     generation = meta.get("generation")
     by_name = {(d.get("metadata") or {}).get("name"): d for d in deployments}
-    p, invalid = _parse(resource)
-    if pause is not None:
-        desired = dict(pause.replicas)
-    elif p is not None:
-        desired = {c.spec_field: spec_replicas(p, c) for c in COMPONENTS}
-    else:
-        desired = {c.spec_field: (0 if c.router else 1) for c in COMPONENTS}
-    stage = pause.stage if pause is not None else RUNNING
-
+    p, invalid = (pipeline, None) if pipeline is not None else _parse(resource)
+    desired = _desired_replicas(p, pause)
     comps = {}
     for c in COMPONENTS:
         dname = deployment_name(name, c)
         comps[c.spec_field] = _component(dname, desired[c.spec_field], by_name.get(dname))
 
-    ready_n = sum(1 for c in comps.values() if c["ready"])
-    not_ready = [f"{k} {c['availableReplicas']}/{c['desiredReplicas']} available"
-                 for k, c in comps.items() if not c["ready"]]
-    failed = [k for k, c in comps.items() if c["_failed"]]
-
-    if invalid or error:
-        phase = "Failed"
-        reason = "InvalidSpec" if invalid else "ReconcileFailed"
-        message = invalid or error
-    elif failed:
-        # The old ReplicaSet keeps serving: degraded, not failed. Fix or roll back the spec.
-        phase, reason = "Degraded", "ProgressDeadlineExceeded"
-        deadline = p.progress_deadline_seconds if p else 600
-        message = (f"rollout of {', '.join(failed)} made no progress within {deadline}s "
-                   f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready))
-    elif stage == PAUSED and ready_n == len(comps):
-        phase, reason, message = "Paused", "Paused", pause.message
-    elif stage != RUNNING:
-        # The stage as the reason: each step of a pause is a status change of its own.
-        phase, reason, message = "Progressing", stage, pause.message
-    elif not any(c["_exists"] for c in comps.values()):
-        phase, reason, message = "Pending", "Creating", "no component created yet"
-    elif ready_n == len(comps):
-        phase, reason, message = "Running", "AllComponentsReady", "all components rolled out and available"
-    elif any(c["_rolling"] for c in comps.values()):
-        phase, reason = "Progressing", "RollingOut"
-        message = _rolling_message(comps)
-    else:
-        phase, reason = "Degraded", "ComponentsUnavailable"
-        message = "unavailable: " + ", ".join(not_ready)
-
+    phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
-    progressing = phase in ("Pending", "Progressing")
-    if progressing or phase == "Failed" or reason == "ProgressDeadlineExceeded":
-        p_reason = reason
-    else:
-        p_reason = {"Running": "RolloutComplete", "Degraded": "RolloutComplete", "Paused": "Paused"}[phase]
-    conditions = [
-        _condition("Ready", phase == "Running", reason, message, generation, previous, now_s),
-        _condition("Progressing", progressing, p_reason,
-                   "rollout complete" if phase == "Running" else message, generation, previous, now_s),
-        _condition("Degraded", phase in ("Degraded", "Failed"),
-                   reason if phase in ("Degraded", "Failed") else "AsExpected",
-                   message if phase in ("Degraded", "Failed") else "",
-                   generation, previous, now_s),
-    ]
-    if p is not None and not p.paused:
-        parts = input_partitions(topics, p)
-        if p.router.replicas > parts:
-            conditions.append(_condition(
-                "RouterOverProvisioned", True, "MoreReplicasThanPartitions",
-                f"router has {p.router.replicas} replicas but input topic {p.kafka.topics.input} has {parts} "
-                f"partition(s): {p.router.replicas - parts} consumer(s) of the group sit idle",
-                generation, previous, now_s))
-    if topics is not None:
-        conditions.append(_condition("TopicsReady", topics["ready"], topics["reason"], topics["message"],
-                                     generation, previous, now_s))
-
-    router = comps["router"]
+    router = comps[ROUTER.spec_field]
     out = {
         "observedGeneration": generation,
         "phase": phase,
-        "readyComponents": f"{ready_n}/{len(comps)}",
+        "readyComponents": f"{sum(1 for c in comps.values() if c['ready'])}/{len(comps)}",
         # The scale subresource: replicas the router has, and how to find its pods.
         "replicas": (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
         "selector": router_selector(name),
-        "conditions": conditions,
+        "conditions": _conditions(_Conditions(generation, previous, now_s), phase, reason, message, p, topics),
         "components": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
     }
     if topics is not None:
@@ -189,7 +233,7 @@ def compute_status(resource: dict, deployments: list[dict], now: datetime | str,
     if pause is not None and pause.source_stopped_at:
         out["pause"] = {"sourceStoppedAt": pause.source_stopped_at}
     if p is not None:
-        images = {c.spec_field: app_spec(p, c).image for c in COMPONENTS}
+        images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(resource, images, now_s)
     else:
         prev = resource.get("status") or {}

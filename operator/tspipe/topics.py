@@ -4,9 +4,11 @@ Kafka can add partitions to a topic but never remove them, and this operator doe
 not reassign replicas; so a topic with more partitions than the spec asks for, or
 another replication factor, is reported (with the reason) and left alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .model import Pipeline
 
@@ -14,7 +16,13 @@ ROLES = ("input", "even", "odd", "deadLetter")
 
 # Per-topic states in status.topics[].state.
 READY, CREATED, GROWN, SHRINK_REFUSED, RF_MISMATCH, UNKNOWN = (
-    "Ready", "Created", "Grown", "ShrinkRefused", "ReplicationFactorMismatch", "Unknown")
+    "Ready",
+    "Created",
+    "Grown",
+    "ShrinkRefused",
+    "ReplicationFactorMismatch",
+    "Unknown",
+)
 
 
 @dataclass(frozen=True)
@@ -27,18 +35,18 @@ class DesiredTopic:
 
 @dataclass(frozen=True)
 class TopicPlan:
-    create: dict[str, tuple[int, int]] = field(default_factory=dict)   # name -> (partitions, rf)
-    grow: dict[str, int] = field(default_factory=dict)                 # name -> new total partitions
+    create: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (partitions, rf)
+    grow: dict[str, int] = field(default_factory=dict)  # name -> new total partitions
     refused: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state, why)
 
 
 def desired_topics(p: Pipeline) -> list[DesiredTopic]:
     t = p.kafka.topics
-    names = {"input": t.input, "even": t.even, "odd": t.odd, "deadLetter": t.dead_letter(p.stream_name)}
+    names = {role: t.name(role) for role in ROLES[:-1]} | {"deadLetter": t.dead_letter(p.stream_name)}
     return [DesiredTopic(role, names[role], t.partitions, t.replication_factor) for role in ROLES]
 
 
-def fingerprint(p: Pipeline) -> tuple:
+def fingerprint(p: Pipeline) -> tuple[Any, ...]:
     """Everything the topic work depends on: unchanged fingerprint, nothing to redo."""
     return (p.kafka.brokers, tuple(desired_topics(p)))
 
@@ -53,22 +61,33 @@ def plan_topics(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] |
             continue
         parts, rf = a
         if parts > d.partitions:
-            out.refused[d.name] = (SHRINK_REFUSED,
-                                   f"has {parts} partitions, the spec asks for {d.partitions}: Kafka cannot "
-                                   "remove partitions (raise spec.kafka.topics.partitions to match, or recreate "
-                                   "the topic by hand)")
+            out.refused[d.name] = (
+                SHRINK_REFUSED,
+                f"has {parts} partitions, the spec asks for {d.partitions}: Kafka cannot "
+                "remove partitions (raise spec.kafka.topics.partitions to match, or recreate "
+                "the topic by hand)",
+            )
         elif parts < d.partitions:
             out.grow[d.name] = d.partitions
         if rf != d.replication_factor:
-            out.refused.setdefault(d.name, (RF_MISMATCH,
-                                            f"has replication factor {rf}, the spec asks for "
-                                            f"{d.replication_factor}: changing it needs a partition "
-                                            "reassignment, which this operator does not do"))
+            out.refused.setdefault(
+                d.name,
+                (
+                    RF_MISMATCH,
+                    f"has replication factor {rf}, the spec asks for "
+                    f"{d.replication_factor}: changing it needs a partition "
+                    "reassignment, which this operator does not do",
+                ),
+            )
     return out
 
 
-def topic_status(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] | None], plan: TopicPlan,
-                 failed: dict[str, str] | None = None) -> dict:
+def topic_status(
+    desired: list[DesiredTopic],
+    actual: dict[str, tuple[int, int] | None],
+    plan: TopicPlan,
+    failed: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Status after applying `plan` (`failed`: name -> error of a create/grow that failed).
 
     Returns {"ready", "reason", "message", "topics": [...]} for status.topics and the
@@ -77,7 +96,7 @@ def topic_status(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] 
     entries, problems = [], []
     for d in desired:
         a = actual.get(d.name)
-        entry = {"role": d.role, "name": d.name}
+        entry: dict[str, Any] = {"role": d.role, "name": d.name}
         if d.name in failed:
             state, why = UNKNOWN, failed[d.name]
             entry.update(state=state, message=why)
@@ -85,6 +104,7 @@ def topic_status(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] 
         elif d.name in plan.create:
             entry.update(state=CREATED, partitions=d.partitions, replicationFactor=d.replication_factor)
         else:
+            assert a is not None  # neither created nor failed: it exists
             parts, rf = a
             if d.name in plan.grow:
                 parts = plan.grow[d.name]
@@ -104,22 +124,28 @@ def topic_status(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] 
         reason = "ReplicationFactorMismatch"
     else:
         reason = "TopicsReady"
-    return {"ready": not problems, "reason": reason,
-            "message": "; ".join(problems) if problems else "all topics exist as declared",
-            "topics": entries}
+    return {
+        "ready": not problems,
+        "reason": reason,
+        "message": "; ".join(problems) if problems else "all topics exist as declared",
+        "topics": entries,
+    }
 
 
-def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], error: str) -> dict:
+def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], error: str) -> dict[str, Any]:
     # The message stays the same between retries (no timestamps, no attempt counts),
     # so retrying against a dead broker does not rewrite the status.
-    return {"ready": False, "reason": "BrokerUnreachable",
-            "message": f"Kafka at {','.join(brokers)} did not answer: {error}",
-            "topics": [{"role": d.role, "name": d.name, "state": UNKNOWN} for d in desired]}
+    return {
+        "ready": False,
+        "reason": "BrokerUnreachable",
+        "message": f"Kafka at {','.join(brokers)} did not answer: {error}",
+        "topics": [{"role": d.role, "name": d.name, "state": UNKNOWN} for d in desired],
+    }
 
 
-def input_partitions(topics: dict | None, p: Pipeline) -> int:
+def input_partitions(topics: dict[str, Any] | None, p: Pipeline) -> int:
     """Partitions of the input topic: as seen on the broker if known, else as declared."""
     for e in (topics or {}).get("topics") or []:
         if e["role"] == "input" and e.get("partitions"):
-            return e["partitions"]
+            return int(e["partitions"])
     return p.kafka.topics.partitions

@@ -1,23 +1,23 @@
 """Entry point: parse configuration, start the actuator, run the loop, stop on SIGTERM/SIGINT."""
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 
-from .config import USAGE, ConfigError, HelpRequested, load
+from .config import DEFAULT_APP_NAME, USAGE, ConfigError, HelpRequested, load
 
 log = logging.getLogger("tsrouter")
 
 
 def main(argv: list[str] | None = None) -> int:
     # Line-buffered stdout so every event shows up at once under any runner.
-    try:
-        sys.stdout.reconfigure(line_buffering=True)
-    except AttributeError:
-        pass
+    with contextlib.suppress(AttributeError):  # not a TextIOWrapper (e.g. replaced by a test)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = load(argv, os.environ)
@@ -37,21 +37,24 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup(cfg.log_level, cfg.log_format)
     health, metrics, stop = HealthState(), Metrics(), threading.Event()
-    info = {"name": cfg.app_label or "python-router", **cfg.public_info()}
+    info = {"name": cfg.app_label or DEFAULT_APP_NAME, **cfg.public_info()}
     try:
-        server = ActuatorServer(create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),
-                                cfg.server_port, host=cfg.server_address).start()
+        server = ActuatorServer(
+            create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),
+            cfg.server_port,
+            host=cfg.server_address,
+        ).start()
     except OSError as exc:
-        print(f"tsp-router: server.port: cannot listen on {cfg.server_address}:{cfg.server_port}: "
-              f"{exc.strerror}", file=sys.stderr)
+        print(
+            f"tsp-router: server.port: cannot listen on {cfg.server_address}:{cfg.server_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
-    log.info("tsp-router %s starting: actuator on port %s, config %s", __version__, server.port,
-             cfg.public_info())
+    log.info("tsp-router %s starting: actuator on port %s, config %s", __version__, server.port, cfg.public_info())
 
     from . import authwatch
 
-    runner = Runner(cfg, health, metrics, stop,
-                    auth_watch=authwatch.install(debug=cfg.log_level == "DEBUG"))
+    runner = Runner(cfg, health, metrics, stop, auth_watch=authwatch.install(debug=cfg.log_level == "DEBUG"))
 
     def on_signal(signum, _frame):
         if stop.is_set():

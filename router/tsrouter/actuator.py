@@ -1,4 +1,5 @@
 """Spring-Boot-style actuator endpoints, served by waitress on a background thread."""
+
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .config import DEFAULT_APP_NAME
 from .health import HealthState, health_body, liveness, readiness
 
 log = logging.getLogger("tsrouter.actuator")
@@ -35,8 +37,12 @@ def create_app(health: HealthState, info: dict, registry, stall_s: float) -> Fla
 
     @app.get("/actuator/info")
     def _info():
-        return jsonify({"app": {"name": info.get("name", "python-router"), "version": __version__},
-                        **{k: v for k, v in info.items() if k != "name"}})
+        return jsonify(
+            {
+                "app": {"name": info.get("name", DEFAULT_APP_NAME), "version": __version__},
+                **{k: v for k, v in info.items() if k != "name"},
+            }
+        )
 
     @app.get("/actuator/prometheus")
     def _prometheus():
@@ -44,8 +50,14 @@ def create_app(health: HealthState, info: dict, registry, stall_s: float) -> Fla
 
     @app.get("/actuator")
     def _links():
-        return jsonify({"_links": {n: {"href": f"/actuator/{n}"} for n in
-                                   ("health", "health/liveness", "health/readiness", "info", "prometheus")}})
+        return jsonify(
+            {
+                "_links": {
+                    n: {"href": f"/actuator/{n}"}
+                    for n in ("health", "health/liveness", "health/readiness", "info", "prometheus")
+                }
+            }
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -64,12 +76,14 @@ class ActuatorServer:
 
     def __init__(self, app: Flask, port: int, host: str = "0.0.0.0"):
         from waitress.server import create_server
-        self._server = create_server(app, host=host, port=port, threads=2,
-                                     ident="tsrouter", clear_untrusted_proxy_headers=True)
+
+        self._server = create_server(
+            app, host=host, port=port, threads=2, ident="tsrouter", clear_untrusted_proxy_headers=True
+        )
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._server.run, name="actuator", daemon=True)
 
-    def start(self) -> "ActuatorServer":
+    def start(self) -> ActuatorServer:
         self._thread.start()
         return self
 

@@ -8,20 +8,22 @@ Delivery rules (the reason this file exists):
     retries it (at-least-once), or the transaction is aborted (exactly-once);
   * in exactly-once mode the offsets travel inside the producer's transaction.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from . import kafka_fixes
-from .batch import (Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch,
-                    rewind_offsets, settle)
+from .batch import Sent, Topics, first_offsets, merge_offsets, next_offsets, plan_batch, rewind_offsets, settle
 from .config import RouterConfig
 from .health import HealthState
 from .metrics import Metrics
@@ -30,9 +32,29 @@ from .topics import ensure_topics
 
 log = logging.getLogger("tsrouter")
 
+# The loop's bounds and intervals, and why each is what it is (seconds unless _MS).
+DELIVERY_TIMEOUT_MS = 30_000  # the producer gives up on a send after this (then the batch is replayed)
+SEND_WAIT_S = DELIVERY_TIMEOUT_MS / 1000 + 5  # waiting for one send's ack: the delivery timeout, plus slack
+FLUSH_SLICE_S = 0.5  # flush in slices, so health ticks and the stop deadline are seen meanwhile
+REBALANCE_DRAIN_S = 20.0  # settle in-flight sends before giving partitions up; well inside max.poll.interval
+DRAIN_S = 60.0  # default bound of drain(); shutdown is bounded by its stop deadline instead
+COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit (revoke, error, shutdown); failing it means redelivery
+COMMIT_INTERVAL_S = 0.2  # async commits at most this often: little redelivery, few round trips
+POLL_MS = 200  # an idle poll: short enough to notice a stop request promptly
+POLL_INFLIGHT_MS = 5  # poll briefly while sends are in flight, so acknowledgements settle promptly
+REPLAY_PAUSE_S = 0.5  # after a failed batch, before replaying it: do not spin on a failing broker
+LAG_INTERVAL_S = 2.0  # refresh the lag gauge at most this often
+MAX_INFLIGHT_BATCHES = 8  # at-least-once pipelining depth before backpressure
+RECONNECT_BACKOFF_S = 0.5  # first wait before reconnecting after a client failure; doubles ...
+RECONNECT_BACKOFF_MAX_S = 10.0  # ... up to this
+ERROR_CLOSE_S = 2.0  # closing the clients after a failure: best effort, must not hold up the retry
+STOP_DEADLINE_FRACTION = 0.75  # of shutdown-timeout-ms for draining; the rest is for committing and closing
+SHUTDOWN_CLOSE_S = 5.0  # closing the clients at shutdown without a stop deadline ...
+SHUTDOWN_CLOSE_MAX_S = 10.0  # ... and at most, with one
+
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, runner: "Runner"):
+    def __init__(self, runner: Runner):
         self.r = runner
 
     def on_partitions_revoked(self, revoked):
@@ -40,7 +62,7 @@ class _Listener(ConsumerRebalanceListener):
         # Settle what is in flight, then commit exactly what was acknowledged, so the
         # next owner starts right after it: nothing lost, nothing routed twice.
         if self.r.producer is not None:
-            self.r.drain(timeout_s=20)
+            self.r.drain(timeout_s=REBALANCE_DRAIN_S)
         self.r.commit_pending(reason="revoke")
         log.info("partitions revoked: %s", _tps(revoked))
 
@@ -57,6 +79,7 @@ class _Listener(ConsumerRebalanceListener):
 
 class _Failed:
     """A send that raised before it got a future: settles as failed."""
+
     is_done = True
 
     def __init__(self, exc: Exception):
@@ -75,52 +98,68 @@ def _tps(tps) -> str:
 
 
 class Runner:
-    def __init__(self, cfg: RouterConfig, health: HealthState, metrics: Metrics,
-                 stop: threading.Event, auth_watch=None):
+    def __init__(
+        self, cfg: RouterConfig, health: HealthState, metrics: Metrics, stop: threading.Event, auth_watch=None
+    ):
         self.cfg = cfg
-        self.auth_watch = auth_watch     # authwatch.AuthFailureWatch: names wrong credentials
+        self.auth_watch = auth_watch  # authwatch.AuthFailureWatch: names wrong credentials
         self.health = health
         self.metrics = metrics
         self.stop = stop
-        self.consumer: KafkaConsumer | None = None
-        self.producer: KafkaProducer | None = None
+        # KafkaConsumer / KafkaProducer (kafka-python has no type information): None
+        # outside connect() .. close_clients(); the loop only runs in between.
+        self.consumer: Any = None
+        self.producer: Any = None
         self.topics = Topics(cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic)
         self.prefixes = Prefixes(cfg.even_prefix.encode("utf-8"), cfg.odd_prefix.encode("utf-8"))
-        self.pending: dict = {}          # acknowledged but not yet committed: {tp: next offset}
-        self.positions: dict = {}        # {tp: next offset} for lag
+        self.pending: dict = {}  # acknowledged but not yet committed: {tp: next offset}
+        self.positions: dict = {}  # {tp: next offset} for lag
         self._out_partitions: dict[str, int] = {}
         self._last_lag = 0.0
         self._deadline: float | None = None
-        self.inflight: list[Sent] = []   # at-least-once: batches sent, acks pending, in order
-        self.max_inflight_batches = 8
+        self.inflight: list[Sent] = []  # at-least-once: batches sent, acks pending, in order
+        self.max_inflight_batches = MAX_INFLIGHT_BATCHES
         self._last_commit = 0.0
-        self._dirty = False              # acknowledged offsets not yet sent in a commit
-        self._committed: dict = {}       # {tp: offset} known to be committed
+        self._dirty = False  # acknowledged offsets not yet sent in a commit
+        self._committed: dict = {}  # {tp: offset} known to be committed
         self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
 
     # ---- client construction -------------------------------------------------------------
     def _common(self) -> dict:
-        return dict(bootstrap_servers=list(self.cfg.brokers),
-                    client_id=f"tsrouter-{socket.gethostname()}",
-                    request_timeout_ms=15_000, retry_backoff_ms=200, bootstrap_timeout_ms=5_000,
-                    reconnect_backoff_max_ms=2_000, **self.cfg.kafka_client)
+        return dict(
+            bootstrap_servers=list(self.cfg.brokers),
+            client_id=f"tsrouter-{socket.gethostname()}",
+            request_timeout_ms=15_000,
+            retry_backoff_ms=200,
+            bootstrap_timeout_ms=5_000,
+            reconnect_backoff_max_ms=2_000,
+            **self.cfg.kafka_client,
+        )
 
     def connect(self) -> None:
         cfg = self.cfg
         if cfg.auto_create_topics:
             admin = KafkaAdminClient(**self._common())
             try:
-                outcome = ensure_topics(admin, [cfg.input_topic, cfg.even_topic, cfg.odd_topic,
-                                                cfg.dead_letter_topic],
-                                        cfg.topic_partitions, cfg.topic_replication_factor)
+                outcome = ensure_topics(
+                    admin,
+                    [cfg.input_topic, cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic],
+                    cfg.topic_partitions,
+                    cfg.topic_replication_factor,
+                )
                 log.info("topics: %s", ", ".join(f"{t}={s}" for t, s in outcome.items()))
             finally:
                 admin.close()
         self.producer = KafkaProducer(
-            **self._common(), linger_ms=0, acks="all", enable_idempotence=True,
-            delivery_timeout_ms=30_000, max_block_ms=10_000,
+            **self._common(),
+            linger_ms=0,
+            acks="all",
+            enable_idempotence=True,
+            delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+            max_block_ms=10_000,
             transactional_id=cfg.transactional_id if cfg.exactly_once else None,
-            transaction_timeout_ms=15_000)
+            transaction_timeout_ms=15_000,
+        )
         if cfg.exactly_once:
             # Fences an earlier incarnation with the same id and aborts its open transaction.
             self.producer.init_transactions()
@@ -129,24 +168,30 @@ class Runner:
         consumer_cfg = {**self._common(), "retry_backoff_ms": 10}
         kafka_fixes.install()  # else a leader's rejoin can be lost for good (see the module)
         self.consumer = KafkaConsumer(
-            **consumer_cfg, group_id=cfg.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            max_poll_records=cfg.max_poll_records, session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000, max_poll_interval_ms=300_000,
-            isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted")
+            **consumer_cfg,
+            group_id=cfg.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_poll_records=cfg.max_poll_records,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=300_000,
+            isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted",
+        )
         self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
 
     def close_clients(self, timeout_s: float) -> None:
         if self.consumer is not None:
             try:
                 self.consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
-            except Exception as exc:  # closing is best effort; offsets were handled before
+            except Exception as exc:  # noqa: BLE001 - closing is best effort; offsets were handled before
                 log.warning("consumer close: %s", exc)
             self.consumer = None
         if self.producer is not None:
             try:
                 self.producer.close(timeout=timeout_s)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - closing is best effort
                 log.warning("producer close: %s", exc)
             self.producer = None
         self.health.set_assigned(0)
@@ -162,7 +207,7 @@ class Runner:
         # Settle what is in flight first (acks do not depend on group membership), so the
         # partitions we keep commit correctly; the lost ones are replayed by their new owner.
         if self.producer is not None and self.inflight:
-            self.drain(timeout_s=20)
+            self.drain(timeout_s=REBALANCE_DRAIN_S)
         for tp in lost:
             self.pending.pop(tp, None)
 
@@ -176,9 +221,10 @@ class Runner:
         if self.consumer is None:
             return False
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()},
-                                 timeout_ms=10_000)
-        except Exception as exc:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=COMMIT_TIMEOUT_MS
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
         self._committed.update(todo)
@@ -192,7 +238,7 @@ class Runner:
         try:
             conns = self.consumer._client._manager._conns.values()
             return any(c.connected for c in list(conns))
-        except Exception:
+        except Exception:  # noqa: BLE001 - private internals of kafka-python; unknown means not connected
             return False
 
     def _partitions(self, topic: str) -> int | None:
@@ -203,11 +249,11 @@ class Runner:
                 n = self._out_partitions[topic] = len(parts)
         return n
 
-    def run_once(self, poll_ms: int = 200) -> int:
+    def run_once(self, poll_ms: int = POLL_MS) -> int:
         """One poll and its batch; returns the number of records taken in."""
         self.health.tick()
         # With sends in flight, poll briefly so acknowledgements are settled promptly.
-        batch = self.consumer.poll(timeout_ms=5 if self.inflight else poll_ms)
+        batch = self.consumer.poll(timeout_ms=POLL_INFLIGHT_MS if self.inflight else poll_ms)
         connected = self._kafka_connected()
         self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
         count = sum(len(v) for v in batch.values()) if batch else 0
@@ -216,7 +262,7 @@ class Runner:
         if self.cfg.exactly_once:
             if count and not self._transact(batch):
                 self._seek(first_offsets(batch))
-                self.stop.wait(0.5)
+                self.stop.wait(REPLAY_PAUSE_S)
         else:
             if count:
                 self._send_batch(batch)
@@ -227,17 +273,15 @@ class Runner:
         return count
 
     def _plan(self, batch):
-        out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd,
-                                                      self.topics.dead_letter)}
+        out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd, self.topics.dead_letter)}
         return plan_batch(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
 
     def _send_all(self, plan) -> list:
         futures = []
         for o in plan:
             try:
-                f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers,
-                                       partition=o.partition)
-            except Exception as exc:  # e.g. metadata timeout: the batch fails as a whole
+                f = self.producer.send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition)
+            except Exception as exc:  # noqa: BLE001 - e.g. metadata timeout: the batch fails as a whole
                 futures.append(_Failed(exc))
                 break
             futures.append(f)
@@ -260,14 +304,13 @@ class Runner:
             errors = [f.exception for f in (bad.futures if bad else []) if f.is_done and not f.succeeded()]
             self.metrics.send_errors.inc(max(1, len(errors)))
             where = rewind_offsets(self.inflight)
-            log.warning("send not acknowledged (%s); replaying from %s",
-                        errors[0] if errors else "?", _offs(where))
+            log.warning("send not acknowledged (%s); replaying from %s", errors[0] if errors else "?", _offs(where))
             self.inflight.clear()
             self._seek(where)
-            self.stop.wait(0.5)
+            self.stop.wait(REPLAY_PAUSE_S)
         if ok:
             self._dirty = True
-        if self._dirty and time.monotonic() - self._last_commit >= 0.2:
+        if self._dirty and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit_async()
 
     def _wait_oldest(self) -> None:
@@ -275,24 +318,21 @@ class Runner:
         oldest = self.inflight[0]
         for f in oldest.futures:
             if not f.is_done:
-                try:
-                    f.get(timeout=35)
-                except Exception:
-                    pass  # settle() sees the failure
+                with contextlib.suppress(Exception):  # settle() sees the failure
+                    f.get(timeout=SEND_WAIT_S)
         self._reap()
 
     def drain(self, timeout_s: float | None = None) -> None:
         """Wait for every in-flight send (bounded), then settle."""
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else 60.0)
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else DRAIN_S)
         while self.inflight and time.monotonic() < deadline:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 break
-            self.producer.flush(timeout=0.5)
+            self.producer.flush(timeout=FLUSH_SLICE_S)
             self.health.tick()
             self._reap()
         if self.inflight:
-            log.warning("%d batches still unacknowledged; their offsets stay uncommitted",
-                        len(self.inflight))
+            log.warning("%d batches still unacknowledged; their offsets stay uncommitted", len(self.inflight))
             self.inflight.clear()
 
     def _commit_async(self) -> None:
@@ -308,16 +348,17 @@ class Runner:
                     if self._committed.get(tp, -1) < om.offset:
                         self._committed[tp] = om.offset
                 self.metrics.commits.inc()
+
         try:
             self.consumer.commit_async(offsets, callback=done)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the next commit covers these offsets
             log.warning("async offset commit not sent: %s", exc)
 
     def _seek(self, offsets) -> None:
         for tp, off in offsets.items():
             try:
                 self.consumer.seek(tp, off)
-            except Exception as exc:  # partition no longer assigned: its new owner replays it
+            except Exception as exc:  # noqa: BLE001 - partition no longer assigned: its new owner replays it
                 log.info("seek %s-%d skipped: %s", tp.topic, tp.partition, exc)
 
     def _count(self, plan) -> None:
@@ -330,8 +371,9 @@ class Runner:
             if o.source_timestamp_ms is not None:
                 observe(max(0.0, now_ms - o.source_timestamp_ms) / 1000.0)
             if o.channel == "dlq":
-                log.warning("dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition,
-                            o.source_offset, o.reason)
+                log.warning(
+                    "dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition, o.source_offset, o.reason
+                )
         for ch in ("even", "odd"):
             if n[ch]:
                 self._routed[ch].inc(n[ch])
@@ -346,8 +388,11 @@ class Runner:
         if not self._await(futures):
             failed = [f for f in futures if f.is_done and not f.succeeded()]
             self.metrics.send_errors.inc(max(1, len(failed)))
-            log.warning("batch of %d not acknowledged (%s); aborting and retrying it", len(plan),
-                        failed[0].exception if failed else "stop deadline")
+            log.warning(
+                "batch of %d not acknowledged (%s); aborting and retrying it",
+                len(plan),
+                failed[0].exception if failed else "stop deadline",
+            )
             self._abort()
             return False
         offsets = next_offsets(batch)
@@ -355,7 +400,7 @@ class Runner:
         try:
             self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
             self.producer.commit_transaction()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: abort, the batch is retried
             log.warning("transaction commit failed, retrying batch: %s", exc)
             self._abort()
             return False
@@ -374,7 +419,7 @@ class Runner:
     def _await(self, futures) -> bool:
         """Wait for every send; bounded by the producer's delivery timeout or the stop deadline."""
         while True:
-            self.producer.flush(timeout=0.5)
+            self.producer.flush(timeout=FLUSH_SLICE_S)
             if all(f.is_done for f in futures):
                 return all(f.succeeded() for f in futures)
             self.health.tick()
@@ -384,7 +429,7 @@ class Runner:
 
     def _update_lag(self) -> None:
         now = time.monotonic()
-        if now - self._last_lag < 2.0 or self.consumer is None:
+        if now - self._last_lag < LAG_INTERVAL_S or self.consumer is None:
             return
         self._last_lag = now
         for tp in self.consumer.assignment():
@@ -395,36 +440,40 @@ class Runner:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
-        backoff = 0.5
+        backoff = RECONNECT_BACKOFF_S
         while not self.stop.is_set():
             attempt = self.auth_watch.now() if self.auth_watch else 0.0
             try:
                 self.health.set_kafka(False, "connecting")
                 self.connect()
-                backoff = 0.5
-                log.info("consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group,
-                         self.cfg.processing_guarantee)
+                backoff = RECONNECT_BACKOFF_S
+                log.info(
+                    "consuming %s as group %s (%s)", self.cfg.input_topic, self.cfg.group, self.cfg.processing_guarantee
+                )
                 while not self.stop.is_set():
                     self.run_once()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any client failure: reconnect with backoff
                 if self.auth_watch is not None and self.auth_watch.failed_since(attempt):
                     # The broker rejected the SASL credentials; never echo them.
                     self.health.set_kafka(False, "authentication failed")
-                    log.error("kafka authentication failed (check the SASL username/password and "
-                              "mechanism), retrying in %.1fs", backoff)
+                    log.error(
+                        "kafka authentication failed (check the SASL username/password and "
+                        "mechanism), retrying in %.1fs",
+                        backoff,
+                    )
                 else:
                     self.health.set_kafka(False, f"error: {type(exc).__name__}")
                     log.error("kafka error, reconnecting in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
                 self.inflight.clear()  # unacknowledged: replayed from the committed offsets
                 self.commit_pending(reason="error")
-                self.close_clients(timeout_s=2)
+                self.close_clients(timeout_s=ERROR_CLOSE_S)
                 self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_S)
         return self.shutdown()
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
-            self._deadline = time.monotonic() + self.cfg.shutdown_timeout_ms / 1000.0 * 0.75
+            self._deadline = time.monotonic() + self.cfg.shutdown_timeout_ms / 1000.0 * STOP_DEADLINE_FRACTION
             self.stop.set()
 
     def shutdown(self) -> int:
@@ -432,9 +481,9 @@ class Runner:
         if self.producer is not None and self.inflight:
             self.drain()
         ok = self.commit_pending(reason="shutdown")
-        remaining = 5.0
+        remaining = SHUTDOWN_CLOSE_S
         if self._deadline is not None:
             remaining = max(1.0, self._deadline - time.monotonic())
-        self.close_clients(timeout_s=min(remaining, 10.0))
+        self.close_clients(timeout_s=min(remaining, SHUTDOWN_CLOSE_MAX_S))
         log.info("stopped%s", "" if ok else " (last offsets not committed; they will be redelivered)")
         return 0 if ok else 1

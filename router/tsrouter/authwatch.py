@@ -5,6 +5,7 @@ kafka-python reports wrong credentials as a bootstrap timeout; the broker's real
 This handler remembers when it last saw one, so readiness can say "authentication
 failed" instead of "KafkaTimeoutError". It keeps no record text: only a timestamp.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ class AuthFailureWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a log record that cannot be formatted is not ours
             return
         if is_auth_failure(text):
             with self._lock_:

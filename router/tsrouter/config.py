@@ -10,15 +10,17 @@ Keys are compared in Spring's relaxed canonical form: lower case, dashes removed
 and for environment variables underscores read as dots. Unknown keys are ignored.
 Nothing here does I/O; ``load()`` takes argv and env as plain values.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, overload
 
-__all__ = ["ConfigError", "HelpRequested", "RouterConfig", "load", "canonical", "USAGE"]
+__all__ = ["USAGE", "ConfigError", "HelpRequested", "RouterConfig", "canonical", "load"]
 
 
 class ConfigError(ValueError):
@@ -30,10 +32,18 @@ class HelpRequested(Exception):
 
 
 DEFAULT_GROUP = "tsp-router"
-DEFAULT_APP_NAME = "python-router"
+DEFAULT_APP_NAME = "python-router"  # SCDF app label when none is given (the operator always gives one)
 GUARANTEES = ("at-least-once", "exactly-once")
-LOG_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING",
-              "WARNING": "WARNING", "ERROR": "ERROR", "FATAL": "CRITICAL", "OFF": "CRITICAL"}
+LOG_LEVELS = {
+    "TRACE": "DEBUG",
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "ERROR": "ERROR",
+    "FATAL": "CRITICAL",
+    "OFF": "CRITICAL",
+}
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 USAGE = """usage: tsp-router [--key=value ...]
@@ -56,7 +66,10 @@ Main keys:
 
 
 def canonical(key: str) -> str:
-    """Spring's relaxed-binding canonical form of a property name."""
+    """Spring's relaxed-binding canonical form of a property name.
+
+    The operator has its own (tspipe.spring.canonical_key): the router is a separate
+    distribution and imports nothing from it (.importlinter)."""
     return key.strip().lower().replace("-", "").replace("_", "")
 
 
@@ -65,7 +78,7 @@ def _env_canonical(name: str) -> str:
     return name.lower().replace("__", "_").replace("_", ".").replace("-", "")
 
 
-def _flatten_json(obj, prefix: str, out: dict) -> None:
+def _flatten_json(obj: object, prefix: str, out: dict[str, str]) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             _flatten_json(v, f"{prefix}.{k}" if prefix else str(k), out)
@@ -101,7 +114,7 @@ def _parse_args(argv: Sequence[str]) -> dict[str, tuple[str, str]]:
 def _parse_application_json(text: str) -> dict[str, tuple[str, str]]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"SPRING_APPLICATION_JSON: not valid JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(data, dict):
         raise ConfigError("SPRING_APPLICATION_JSON: must be a JSON object")
@@ -143,7 +156,11 @@ class _Props:
                     return layer[ck]
         return None
 
-    def str(self, *keys: str, default: str | None = None) -> str | None:
+    @overload
+    def text(self, *keys: str, default: str) -> str: ...
+    @overload
+    def text(self, *keys: str, default: None = None) -> str | None: ...
+    def text(self, *keys: str, default: str | None = None) -> str | None:
         hit = self.raw(*keys)
         return default if hit is None else hit[1]
 
@@ -154,10 +171,10 @@ class _Props:
         for layer in reversed(self._layers):
             for ck, (orig, val) in layer.items():
                 if ck.startswith(cp):
-                    merged[ck[len(cp):]] = (orig, val)
+                    merged[ck[len(cp) :]] = (orig, val)
         return merged
 
-    def int(self, *keys: str, default: int, lo: int, hi: int) -> int:
+    def integer(self, *keys: str, default: int, lo: int, hi: int) -> int:
         hit = self.raw(*keys)
         if hit is None:
             return default
@@ -170,7 +187,7 @@ class _Props:
             raise ConfigError(f"{orig}: {n} out of range [{lo}, {hi}]")
         return n
 
-    def bool(self, *keys: str, default: bool) -> bool:
+    def boolean(self, *keys: str, default: bool) -> bool:
         hit = self.raw(*keys)
         if hit is None:
             return default
@@ -195,8 +212,7 @@ def _topic(props: _Props, key: str, default: str) -> str:
 
 
 def _brokers(props: _Props) -> tuple[str, ...]:
-    port_default = props.int("spring.cloud.stream.kafka.binder.default-broker-port",
-                             default=9092, lo=1, hi=65535)
+    port_default = props.integer("spring.cloud.stream.kafka.binder.default-broker-port", default=9092, lo=1, hi=65535)
     hit = props.raw("spring.cloud.stream.kafka.binder.brokers", "spring.kafka.bootstrap-servers")
     if hit is None:
         return (f"localhost:{port_default}",)
@@ -209,8 +225,13 @@ def _brokers(props: _Props) -> tuple[str, ...]:
         host, sep, port = item.rpartition(":")
         if not sep:
             host, port = item, str(port_default)
-        if not host or any(c.isspace() or c in "/@" for c in host) \
-                or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if (
+            not host
+            or any(c.isspace() or c in "/@" for c in host)
+            or not port.isascii()
+            or not port.isdigit()
+            or not 1 <= int(port) <= 65535
+        ):
             raise ConfigError(f"{orig}: {item!r} is not host:port")
         out.append(f"{host}:{int(port)}")
     return tuple(out)
@@ -226,14 +247,23 @@ def _jaas_credentials(orig: str, jaas: str) -> tuple[str, str]:
     return creds["username"], creds["password"]
 
 
-def _kafka_client_settings(props: _Props) -> dict:
+def _kafka_client_settings(props: _Props) -> dict[str, Any]:
     """spring.cloud.stream.kafka.binder.configuration.* -> kafka-python keyword arguments."""
     raw = props.with_prefix("spring.cloud.stream.kafka.binder.configuration")
     if not raw:
         return {}
     # canonical keys lost their dashes/underscores; Kafka security keys have neither.
-    get = {k: v for k, v in raw.items()}
-    out: dict = {}
+    get = dict(raw)
+    out = _sasl_settings(get) | _ssl_settings(get)
+    if out.get("sasl_mechanism") and "sasl_plain_username" not in out:
+        raise ConfigError(
+            "spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: required when sasl.mechanism is set"
+        )
+    return out
+
+
+def _sasl_settings(get: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if "security.protocol" in get:
         orig, val = get["security.protocol"]
         v = val.strip().upper()
@@ -252,6 +282,11 @@ def _kafka_client_settings(props: _Props) -> dict:
         out["sasl_plain_username"] = user
         out["sasl_plain_password"] = password
         out.setdefault("sasl_mechanism", "SCRAM-SHA-512" if "Scram" in val else "PLAIN")
+    return out
+
+
+def _ssl_settings(get: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if "ssl.truststore.location" in get:
         orig, val = get["ssl.truststore.location"]
         ttype = get.get("ssl.truststore.type", (None, "PEM"))[1].strip().upper()
@@ -278,9 +313,6 @@ def _kafka_client_settings(props: _Props) -> dict:
             out["ssl_password"] = get[pw][1]
     if "ssl.endpoint.identification.algorithm" in get:
         out["ssl_check_hostname"] = get["ssl.endpoint.identification.algorithm"][1].strip() != ""
-    if out.get("sasl_mechanism") and "sasl_plain_username" not in out:
-        raise ConfigError("spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config: "
-                          "required when sasl.mechanism is set")
     return out
 
 
@@ -313,7 +345,7 @@ class RouterConfig:
     app_group: str | None = None
     instance_index: int | None = None
     # kafka-python security keyword arguments; values may be secrets, so keep out of repr.
-    kafka_client: dict = field(default_factory=dict, repr=False, compare=False)
+    kafka_client: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exactly_once(self) -> bool:
@@ -322,13 +354,18 @@ class RouterConfig:
     def bindings(self) -> dict[str, str]:
         return {"input": self.input_topic, "even": self.even_topic, "odd": self.odd_topic}
 
-    def public_info(self) -> dict:
+    def public_info(self) -> dict[str, Any]:
         """What /actuator/info and the startup log may show: never credentials."""
         return {
-            "stream": self.stream_name, "label": self.app_label, "guid": self.app_guid,
-            "group": self.app_group, "instanceIndex": self.instance_index,
-            "bindings": self.bindings(), "consumerGroup": self.group,
-            "deadLetterTopic": self.dead_letter_topic, "brokers": list(self.brokers),
+            "stream": self.stream_name,
+            "label": self.app_label,
+            "guid": self.app_guid,
+            "group": self.app_group,
+            "instanceIndex": self.instance_index,
+            "bindings": self.bindings(),
+            "consumerGroup": self.group,
+            "deadLetterTopic": self.dead_letter_topic,
+            "brokers": list(self.brokers),
             "processingGuarantee": self.processing_guarantee,
             "securityProtocol": self.kafka_client.get("security_protocol", "PLAINTEXT"),
         }
@@ -336,38 +373,100 @@ class RouterConfig:
 
 def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
     """Build a RouterConfig; raises ConfigError (one line, naming the key) or HelpRequested."""
-    args = _parse_args(argv)
-    app_json = _parse_application_json(env["SPRING_APPLICATION_JSON"]) \
-        if env.get("SPRING_APPLICATION_JSON", "").strip() else {}
-    props = _Props([args, app_json, _parse_env(env)])
-
-    stream_name = props.str("spring.cloud.dataflow.stream.name")
+    props = _sources(argv, env)
+    stream_name = props.text("spring.cloud.dataflow.stream.name")
     input_topic = _topic(props, "spring.cloud.stream.bindings.input.destination", "input")
     even_topic = _topic(props, "spring.cloud.stream.bindings.even.destination", "even")
     odd_topic = _topic(props, "spring.cloud.stream.bindings.odd.destination", "odd")
+    group = _group(props, stream_name)
+    dlq = _dead_letter_topic(props, input_topic, group)
+    guarantee = _guarantee(props)
+    log_level, log_format = _logging(props)
+    instance_index = _instance_index(props)
+    txn_id = _transactional_id(props, guarantee, group, input_topic, instance_index)
+    return RouterConfig(
+        input_topic=input_topic,
+        even_topic=even_topic,
+        odd_topic=odd_topic,
+        group=group,
+        dead_letter_topic=dlq,
+        brokers=_brokers(props),
+        server_port=props.integer("server.port", default=8080, lo=0, hi=65535),
+        server_address=_address(props),
+        even_prefix=props.text("tsrouter.even-prefix", default="Even timestamp:"),
+        odd_prefix=props.text("tsrouter.odd-prefix", default="Odd timestamp:"),
+        processing_guarantee=guarantee,
+        transactional_id=txn_id,
+        auto_create_topics=props.boolean(
+            "tsrouter.auto-create-topics", "spring.cloud.stream.kafka.binder.auto-create-topics", default=True
+        ),
+        topic_partitions=props.integer(
+            "tsrouter.topic-partitions",
+            "spring.cloud.stream.kafka.binder.min-partition-count",
+            default=1,
+            lo=1,
+            hi=100_000,
+        ),
+        topic_replication_factor=_replication(props),
+        log_level=log_level,
+        log_format=log_format,
+        fetch_max_wait_ms=props.integer("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
+        max_poll_records=props.integer("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
+        shutdown_timeout_ms=props.integer("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
+        liveness_stall_ms=props.integer("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
+        stream_name=stream_name,
+        app_label=props.text("spring.cloud.dataflow.stream.app.label"),
+        app_guid=props.text("spring.cloud.application.guid"),
+        app_group=props.text("spring.cloud.application.group"),
+        instance_index=instance_index,
+        kafka_client=_kafka_client_settings(props),
+    )
 
+
+def _sources(argv: Sequence[str], env: Mapping[str, str]) -> _Props:
+    """The three entry-point styles, highest precedence first: args, SPRING_APPLICATION_JSON, env."""
+    args = _parse_args(argv)
+    app_json = (
+        _parse_application_json(env["SPRING_APPLICATION_JSON"])
+        if env.get("SPRING_APPLICATION_JSON", "").strip()
+        else {}
+    )
+    return _Props([args, app_json, _parse_env(env)])
+
+
+def _group(props: _Props, stream_name: str | None) -> str:
+    """The consumer group: as bound, else the stream's name (as SCDF sets it), else a default."""
     group_hit = props.raw("spring.cloud.stream.bindings.input.group")
-    if group_hit is not None:
-        group = group_hit[1].strip()
-        if not group:
-            raise ConfigError(f"{group_hit[0]}: empty consumer group")
-    else:
-        group = (stream_name or "").strip() or DEFAULT_GROUP
+    if group_hit is None:
+        return (stream_name or "").strip() or DEFAULT_GROUP
+    group = group_hit[1].strip()
+    if not group:
+        raise ConfigError(f"{group_hit[0]}: empty consumer group")
+    return group
 
-    dlq_default = f"error.{input_topic}.{group}"
+
+def _dead_letter_topic(props: _Props, input_topic: str, group: str) -> str:
+    dlq_default = f"error.{input_topic}.{group}"  # the Kafka binder's default DLQ name
     if not _TOPIC_RE.match(dlq_default):
         dlq_default = f"error.{input_topic}"[:249]
     dlq = _topic(props, "tsrouter.dead-letter-topic", "")
     if not dlq:
         dlq = _topic(props, "spring.cloud.stream.kafka.bindings.input.consumer.dlq-name", dlq_default)
+    return dlq
 
-    guarantee_hit = props.raw("tsrouter.processing-guarantee")
-    guarantee = "at-least-once"
-    if guarantee_hit is not None:
-        guarantee = guarantee_hit[1].strip().lower().replace("_", "-")
-        if guarantee not in GUARANTEES:
-            raise ConfigError(f"{guarantee_hit[0]}: {guarantee_hit[1]!r} is not one of {', '.join(GUARANTEES)}")
 
+def _guarantee(props: _Props) -> str:
+    hit = props.raw("tsrouter.processing-guarantee")
+    if hit is None:
+        return "at-least-once"
+    guarantee = hit[1].strip().lower().replace("_", "-")
+    if guarantee not in GUARANTEES:
+        raise ConfigError(f"{hit[0]}: {hit[1]!r} is not one of {', '.join(GUARANTEES)}")
+    return guarantee
+
+
+def _logging(props: _Props) -> tuple[str, str]:
+    """(Python log level, text|json)."""
     level_hit = props.raw("tsrouter.log-level", "logging.level.tsrouter", "logging.level.root")
     log_level = "INFO"
     if level_hit is not None:
@@ -375,63 +474,45 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         if lv not in LOG_LEVELS:
             raise ConfigError(f"{level_hit[0]}: {level_hit[1]!r} is not a log level")
         log_level = LOG_LEVELS[lv]
-
     fmt_hit = props.raw("tsrouter.log-format")
     log_format = "text"
     if fmt_hit is not None:
         log_format = fmt_hit[1].strip().lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"{fmt_hit[0]}: {fmt_hit[1]!r} is not text or json")
+    return log_level, log_format
 
-    index_hit = props.raw("spring.cloud.stream.instance-index", "instance.index")
-    instance_index = None
-    if index_hit is not None:
-        instance_index = props.int("spring.cloud.stream.instance-index", "instance.index",
-                                   default=0, lo=0, hi=1_000_000)
 
-    txn_id = props.str("tsrouter.transactional-id")
-    if txn_id is not None and not txn_id.strip():
-        raise ConfigError(f"{props.raw('tsrouter.transactional-id')[0]}: empty transactional id")
+def _instance_index(props: _Props) -> int | None:
+    if props.raw("spring.cloud.stream.instance-index", "instance.index") is None:
+        return None
+    return props.integer("spring.cloud.stream.instance-index", "instance.index", default=0, lo=0, hi=1_000_000)
+
+
+def _transactional_id(
+    props: _Props, guarantee: str, group: str, input_topic: str, instance_index: int | None
+) -> str | None:
+    txn_id = props.text("tsrouter.transactional-id")
+    txn_hit = props.raw("tsrouter.transactional-id")
+    if txn_hit is not None and not txn_hit[1].strip():
+        raise ConfigError(f"{txn_hit[0]}: empty transactional id")
     if guarantee == "exactly-once" and not txn_id:
         # Stable across restarts of the same instance so init_transactions fences the old one.
         who = str(instance_index) if instance_index is not None else socket.gethostname()
         txn_id = f"tsrouter-{group}-{input_topic}-{who}"
-
-    return RouterConfig(
-        input_topic=input_topic, even_topic=even_topic, odd_topic=odd_topic,
-        group=group, dead_letter_topic=dlq,
-        brokers=_brokers(props),
-        server_port=props.int("server.port", default=8080, lo=0, hi=65535),
-        server_address=_address(props),
-        even_prefix=props.str("tsrouter.even-prefix", default="Even timestamp:"),
-        odd_prefix=props.str("tsrouter.odd-prefix", default="Odd timestamp:"),
-        processing_guarantee=guarantee,
-        transactional_id=txn_id.strip() if txn_id else None,
-        auto_create_topics=props.bool("tsrouter.auto-create-topics",
-                                      "spring.cloud.stream.kafka.binder.auto-create-topics", default=True),
-        topic_partitions=props.int("tsrouter.topic-partitions",
-                                   "spring.cloud.stream.kafka.binder.min-partition-count",
-                                   default=1, lo=1, hi=100_000),
-        topic_replication_factor=_replication(props),
-        log_level=log_level, log_format=log_format,
-        fetch_max_wait_ms=props.int("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
-        max_poll_records=props.int("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
-        shutdown_timeout_ms=props.int("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
-        liveness_stall_ms=props.int("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
-        stream_name=stream_name,
-        app_label=props.str("spring.cloud.dataflow.stream.app.label"),
-        app_guid=props.str("spring.cloud.application.guid"),
-        app_group=props.str("spring.cloud.application.group"),
-        instance_index=instance_index,
-        kafka_client=_kafka_client_settings(props),
-    )
+    return txn_id.strip() if txn_id else None
 
 
 def _replication(props: _Props) -> int:
-    n = props.int("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor",
-                  default=-1, lo=-1, hi=1000)
-    if n == 0:
-        hit = props.raw("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor")
+    n = props.integer(
+        "tsrouter.topic-replication-factor",
+        "spring.cloud.stream.kafka.binder.replication-factor",
+        default=-1,
+        lo=-1,
+        hi=1000,
+    )
+    hit = props.raw("tsrouter.topic-replication-factor", "spring.cloud.stream.kafka.binder.replication-factor")
+    if n == 0 and hit is not None:
         raise ConfigError(f"{hit[0]}: 0 is not a replication factor (use -1 for the broker default)")
     return n
 

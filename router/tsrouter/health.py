@@ -3,6 +3,7 @@
 The loop reports facts (Kafka reachable, partitions assigned, loop ticked); the
 probes are computed from them at request time, so a stalled loop shows as down.
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,8 +39,10 @@ def health_body(s: Snapshot, now: float, stall_s: float) -> tuple[dict, bool]:
     body = {
         "status": "UP" if up else "DOWN",
         "components": {
-            "kafka": {"status": "UP" if s.kafka_up else "DOWN",
-                      "details": {"assignedPartitions": s.assigned, "state": s.detail}},
+            "kafka": {
+                "status": "UP" if s.kafka_up else "DOWN",
+                "details": {"assignedPartitions": s.assigned, "state": s.detail},
+            },
             "livenessState": {"status": "UP" if live else "DOWN"},
             "readinessState": {"status": "UP" if ready else "DOWN"},
         },
@@ -80,8 +83,9 @@ class HealthState:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return Snapshot(self._kafka_up, self._assigned, self._last_tick, self._started,
-                            self._stopping, self._detail)
+            return Snapshot(
+                self._kafka_up, self._assigned, self._last_tick, self._started, self._stopping, self._detail
+            )
 
     def now(self) -> float:
         return self._clock()

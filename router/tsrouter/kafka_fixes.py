@@ -16,6 +16,7 @@ Java's client keeps driving a join while one is pending (`rejoinNeededOrPending(
 tests/router/test_kafka_rejoin.py shows the bug on the real broker without the fix and
 its absence with it; it fails when an upgrade changes what this relies on.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,8 +39,10 @@ def install() -> None:
         return
     probe = BaseCoordinator.__init__.__code__.co_names
     if "_join_task" not in probe:
-        raise RuntimeError("kafka-python's BaseCoordinator has no _join_task: review tsrouter.kafka_fixes "
-                           "against the installed kafka-python before running the router")
+        raise RuntimeError(
+            "kafka-python's BaseCoordinator has no _join_task: review tsrouter.kafka_fixes "
+            "against the installed kafka-python before running the router"
+        )
 
     def need_rejoin(self: ConsumerCoordinator) -> bool:
         # Manual assignment never joins; otherwise a pending join must be driven to its end.
@@ -49,11 +52,11 @@ def install() -> None:
 
     setattr(need_rejoin, _MARK, True)
     need_rejoin.__wrapped__ = original  # type: ignore[attr-defined]
-    ConsumerCoordinator.need_rejoin = need_rejoin  # type: ignore[method-assign]
+    ConsumerCoordinator.need_rejoin = need_rejoin
 
 
 def uninstall() -> None:
     """Undo `install()` (tests use it to show the bug the fix removes)."""
     current = ConsumerCoordinator.need_rejoin
     if getattr(current, _MARK, False):
-        ConsumerCoordinator.need_rejoin = current.__wrapped__  # type: ignore[attr-defined,method-assign]
+        ConsumerCoordinator.need_rejoin = current.__wrapped__

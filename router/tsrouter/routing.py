@@ -2,17 +2,17 @@
 
 No Kafka here: the loop in ``app.py`` feeds values and headers in and sends what comes out.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-__all__ = ["Routed", "Rejected", "Prefixes", "route", "output_headers", "dead_letter_headers",
-           "EVEN", "ODD"]
+__all__ = ["EVEN", "ODD", "Prefixes", "Rejected", "Routed", "dead_letter_headers", "output_headers", "route"]
 
 EVEN = "even"
 ODD = "odd"
-# ASCII only: str.isdigit()/int() also accept '٣', '²', '９', which are not timestamps' digits.
+# ASCII only: str.isdigit()/int() also accept '٣', '²', '９', which are not timestamps' digits.  # noqa: RUF003
 _DIGITS = "0123456789"
 _ASCII_WS = " \t\n\r\x0b\x0c"
 
@@ -105,25 +105,37 @@ def output_headers(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, b
         except ValueError:
             return kept + [(_JSON_TYPES, types_raw), (_CT, b"text/plain")]
         types[_CT] = "java.lang.String"
-        return kept + [(_CT, b'"text/plain"'),
-                       (_JSON_TYPES, json.dumps(types, separators=(",", ":")).encode())]
+        return kept + [(_CT, b'"text/plain"'), (_JSON_TYPES, json.dumps(types, separators=(",", ":")).encode())]
     return kept + [(_CT, b"text/plain")]
 
 
-def dead_letter_headers(headers: list[tuple[str, bytes]] | None, topic: str, partition: int,
-                        offset: int, reason: str, value_was_null: bool = False) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    headers: list[tuple[str, bytes]] | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: str,
+    value_was_null: bool = False,
+) -> list[tuple[str, bytes]]:
     """Input headers plus where the record came from and why it was rejected.
 
     Names follow the Spring Cloud Stream Kafka binder's DLQ headers (``x-original-*``,
     ``x-exception-message``); numbers are written as decimal text.
     """
-    ours = ("x-original-topic", "x-original-partition", "x-original-offset",
-            "x-exception-message", "x-original-value-null")
+    ours = (
+        "x-original-topic",
+        "x-original-partition",
+        "x-original-offset",
+        "x-exception-message",
+        "x-original-value-null",
+    )
     out = [(k, v) for k, v in (headers or []) if k not in ours]
-    out += [("x-original-topic", topic.encode()),
-            ("x-original-partition", str(partition).encode()),
-            ("x-original-offset", str(offset).encode()),
-            ("x-exception-message", reason.encode("utf-8"))]
+    out += [
+        ("x-original-topic", topic.encode()),
+        ("x-original-partition", str(partition).encode()),
+        ("x-original-offset", str(offset).encode()),
+        ("x-exception-message", reason.encode("utf-8")),
+    ]
     if value_was_null:
         out.append(("x-original-value-null", b"true"))
     return out

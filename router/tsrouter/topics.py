@@ -1,4 +1,5 @@
 """Topic auto-creation: classify CreateTopics results (pure) and a thin shell around the admin client."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,7 @@ class TopicsMissing(RuntimeError):
 
 
 def ensure_topics(admin, names: list[str], partitions: int, replication: int) -> dict[str, str]:
-    specs = {n: {"num_partitions": partitions, "replication_factor": replication}
-             for n in dict.fromkeys(names)}
+    specs = {n: {"num_partitions": partitions, "replication_factor": replication} for n in dict.fromkeys(names)}
     result = admin.create_topics(specs, timeout_ms=10_000, raise_errors=False)
     outcome = classify(result)
     missing = []

@@ -161,14 +161,14 @@ def test_backoff_grows_and_resets():
     async def scenario():
         from tspipe.controller import Outcome
         key = ("ns", "timestamps")
-        ctl._known.add(key)
+        ctl.queue.known.add(key)
         delays = []
         for _ in range(4):
-            ctl._schedule(key, Outcome(error="boom"))
-            st = ctl._state[key]
+            ctl.queue.schedule(key, Outcome(error="boom"))
+            st = ctl.queue.state[key]
             delays.append(round(st.timer.when() - asyncio.get_running_loop().time()))
-        ctl._schedule(key, Outcome())
-        assert ctl._state[key].timer is None and ctl._state[key].failures == 0
+        ctl.queue.schedule(key, Outcome())
+        assert ctl.queue.state[key].timer is None and ctl.queue.state[key].failures == 0
         return delays
 
     assert run(scenario()) == [1, 2, 4, 8]
@@ -178,7 +178,7 @@ def test_deleted_pipeline_is_forgotten():
     kube, ctl = make()
     kube.pipelines.clear()
     out = run(ctl.reconcile("ns", "timestamps"))
-    assert out.writes == 0 and kube.writes == [] and ("ns", "timestamps") not in ctl._known
+    assert out.writes == 0 and kube.writes == [] and ("ns", "timestamps") not in ctl.queue.known
 
 
 def test_deployment_events_map_to_their_pipeline():
@@ -332,10 +332,10 @@ def test_standby_replica_skips_its_own_retries():
     async def scenario():
         from tspipe.controller import Outcome
         key = ("ns", "timestamps")
-        ctl._known.add(key)
+        ctl.queue.known.add(key)
         ctl.standby = True
-        ctl._schedule(key, Outcome(error="boom"))
-        ctl._state[key].timer._run()  # the retry fires
-        return key in ctl._pending
+        ctl.queue.schedule(key, Outcome(error="boom"))
+        ctl.queue.state[key].timer._run()  # the retry fires
+        return key in ctl.queue.pending
 
     assert run(scenario()) is False

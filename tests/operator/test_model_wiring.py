@@ -148,7 +148,7 @@ def test_deployment_properties_and_definition():
     assert flat["app.python-router.spring.cloud.stream.bindings.even.destination"] == "evenDest"
     assert flat["app.oddLogger.spring.cloud.stream.bindings.input.destination"] == "oddDest"
     assert len(flat) == sum(len(v) for v in wiring.app_properties(p).values())
-    assert wiring.stream_definition(p) == "time || python-router || evenLogger: log || oddLogger: log"
+    assert wiring.STREAM_DEFINITION == "time || python-router || evenLogger: log || oddLogger: log"
     assert wiring.app_images(p)["python-router"] == "ghcr.io/tspipe/router:0.1.0"
 
 
@@ -163,3 +163,46 @@ def test_router_reads_the_wiring_it_is_given():
     assert cfg.group == "ts" and cfg.brokers == ("kafka:9092",)
     assert cfg.processing_guarantee == "exactly-once" and cfg.even_prefix == "E:"
     assert cfg.topic_partitions == 3 and cfg.app_label == "python-router"
+
+
+def test_null_fields_count_as_absent():
+    # The API server prunes nulls (no field is nullable) before defaulting; a pipeline
+    # file checked or rendered without it must read them the same way (found by mypy:
+    # a null string used to crash the parser or reach the container args as "None").
+    nulls = with_spec(
+        streamName=None, kafka__topics__input=None, kafka__topics__partitions=None, kafka__topics__manage=None,
+        router__evenPrefix=None, router__replicas=None, time__dateFormat=None, oddLogger__level=None,
+        pod__serviceAccountName=None, paused=None,
+    )
+    assert Pipeline.from_resource(nulls) == Pipeline.from_resource(MINIMAL)
+    assert "None" not in str(wiring.deployment_properties(Pipeline.from_resource(nulls)))
+    creds = {"secretName": "s", "mechanism": "PLAIN", "caKey": None, "usernameKey": None}
+    p = Pipeline.from_resource(with_spec(kafka__credentials=creds, kafka__topics__manage=False))
+    assert (p.kafka.credentials.ca_key, p.kafka.credentials.username_key) == ("ca.crt", "username")
+    with pytest.raises(PipelineError, match=r"^spec.kafka.credentials.secretName: required"):
+        Pipeline.from_resource(with_spec(kafka__credentials={**creds, "secretName": None}))
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        # The API server's RE2 `$` is the end of the text; Python's also matches before a
+        # final newline, which let these through before the parser used fullmatch.
+        ({"kafka__brokers": ["kafka:9092\n"]}, "spec.kafka.brokers[0]"),
+        ({"kafka__topics__input": "timeDest\n"}, "spec.kafka.topics.input"),
+        ({"time__image": "img:1\n"}, "spec.time.image"),
+        ({"router__properties": {"a.b\n": "x"}}, "spec.router.properties[a.b\n]"),
+        ({"oddLogger__env": [{"name": "X\n", "value": "1"}]}, "spec.oddLogger.env[0].name"),
+        # Bounds the CRD always had and the parser now applies too (one declaration each).
+        ({"time__dateFormat": "y" * 257}, "spec.time.dateFormat"),
+        ({"router__evenPrefix": "p" * 257}, "spec.router.evenPrefix"),
+        ({"evenLogger__expression": "e" * 1025}, "spec.evenLogger.expression"),
+        ({"time__image": "i" * 513}, "spec.time.image"),
+        ({"pod__serviceAccountName": "Not_A_Name"}, "spec.pod.serviceAccountName"),
+        ({"router__properties": {"k" * 254: "x"}}, f"spec.router.properties[{'k' * 254}]"),
+    ],
+)
+def test_parser_applies_the_crd_rules(patch, field):
+    with pytest.raises(PipelineError) as err:
+        Pipeline.from_resource(with_spec(**patch))
+    assert err.value.field == field

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.kube
 NAME = "timestamps"
 APPS = ("time", "router", "evenlogger", "oddlogger")
 
-# The wiring contract (DESIGN.md section 2) for the sample pipeline, written out by
+# The wiring contract (operator/tspipe/wiring.py) for the sample pipeline, written out by
 # hand so the test does not trust the code it checks.
 COMMON = {
     "spring.cloud.dataflow.stream.name": "timeStampStream",

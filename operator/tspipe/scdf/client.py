@@ -4,10 +4,12 @@ Every failure becomes one `ScdfError` whose message says what was attempted and 
 the server (or the network) answered. Credentials live only in the session's auth
 object: they are never put in a URL, a message or a log line.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class AuthError(ValueError):
 
 # ---------------------------------------------------------------- auth
 
+
 @dataclass(frozen=True)
 class Credentials:
     """Basic (username + password) or bearer token; repr hides the secrets."""
@@ -71,8 +74,13 @@ def _read_secret(path: str, what: str) -> str:
     return value
 
 
-def resolve_credentials(*, username: str | None = None, password_file: str | None = None,
-                        token_file: str | None = None, env: dict | None = None) -> Credentials:
+def resolve_credentials(
+    *,
+    username: str | None = None,
+    password_file: str | None = None,
+    token_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Credentials:
     """Credentials from flags first, then SCDF_USERNAME / SCDF_PASSWORD / SCDF_TOKEN.
 
     Passwords and tokens are only read from files or the environment, never from the
@@ -81,6 +89,7 @@ def resolve_credentials(*, username: str | None = None, password_file: str | Non
     env = os.environ if env is None else env
     token = _read_secret(token_file, "token") if token_file else (env.get("SCDF_TOKEN") or None)
     user = username or env.get("SCDF_USERNAME") or None
+    password: str | None
     if password_file:
         password = _read_secret(password_file, "password")
     else:
@@ -121,6 +130,7 @@ def redact_url(url: str) -> str:
 
 # ---------------------------------------------------------------- responses
 
+
 def error_detail(resp: requests.Response) -> str:
     """SCDF's error messages from a response body (VndErrors or Spring's default)."""
     try:
@@ -156,15 +166,18 @@ def parse_manifest(text: str) -> dict[str, dict[str, Any]]:
             apps[str(name)] = {
                 "resource": spec.get("resource"),
                 "version": None if spec.get("version") is None else str(spec.get("version")),
-                "applicationProperties": {str(k): "" if v is None else str(v)
-                                          for k, v in (spec.get("applicationProperties") or {}).items()},
-                "deploymentProperties": {str(k): "" if v is None else str(v)
-                                         for k, v in (spec.get("deploymentProperties") or {}).items()},
+                "applicationProperties": {
+                    str(k): "" if v is None else str(v) for k, v in (spec.get("applicationProperties") or {}).items()
+                },
+                "deploymentProperties": {
+                    str(k): "" if v is None else str(v) for k, v in (spec.get("deploymentProperties") or {}).items()
+                },
             }
     return apps
 
 
 # ---------------------------------------------------------------- client
+
 
 class DataFlowClient:
     def __init__(self, url: str, credentials: Credentials | None = None, timeout: float = DEFAULT_TIMEOUT):
@@ -192,14 +205,17 @@ class DataFlowClient:
             raise ScdfUnreachable(f"{what} failed: no answer from {self.url} within {self.timeout:.0f}s") from None
         except requests.exceptions.ConnectionError as exc:
             reason = _connection_reason(exc)
-            raise ScdfUnreachable(f"{what} failed: cannot reach the Data Flow server at {self.url} ({reason})") from None
+            raise ScdfUnreachable(
+                f"{what} failed: cannot reach the Data Flow server at {self.url} ({reason})"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise ScdfUnreachable(f"{what} failed: {type(exc).__name__} talking to {self.url}") from None
         if allow_404 and resp.status_code == 404:
             return None
         if resp.status_code in (401, 403):
-            raise ScdfHttpError(what, resp.status_code,
-                                "not authorized (check --username/--password-file or --token-file)")
+            raise ScdfHttpError(
+                what, resp.status_code, "not authorized (check --username/--password-file or --token-file)"
+            )
         if resp.status_code not in ok:
             raise ScdfHttpError(what, resp.status_code, error_detail(resp))
         return resp
@@ -223,8 +239,7 @@ class DataFlowClient:
     def app_versions(self, name: str) -> list[dict]:
         """Registrations of app `name` of type app (all versions): name, version, uri, defaultVersion."""
         what = f"listing registered versions of app {name!r}"
-        resp = self._request("GET", "/apps", what,
-                             params={"type": "app", "search": name, "size": 2000})
+        resp = self._request("GET", "/apps", what, params={"type": "app", "search": name, "size": 2000})
         body = self._json(resp, what)
         regs = (body.get("_embedded") or {}).get("appRegistrationResourceList") or []
         return [r for r in regs if r.get("name") == name and r.get("type") == "app"]
@@ -233,12 +248,21 @@ class DataFlowClient:
         data = {"uri": uri, "force": "true" if force else "false"}
         if metadata_uri:
             data["metadata-uri"] = metadata_uri
-        self._request("POST", f"/apps/app/{quote(name, safe='')}/{quote(version, safe='')}",
-                      f"registering app {name!r} version {version} ({uri})", ok=(200, 201), data=data)
+        self._request(
+            "POST",
+            f"/apps/app/{quote(name, safe='')}/{quote(version, safe='')}",
+            f"registering app {name!r} version {version} ({uri})",
+            ok=(200, 201),
+            data=data,
+        )
 
     def make_default(self, name: str, version: str):
-        self._request("PUT", f"/apps/app/{quote(name, safe='')}/{quote(version, safe='')}",
-                      f"making version {version} the default of app {name!r}", ok=(200, 202, 204))
+        self._request(
+            "PUT",
+            f"/apps/app/{quote(name, safe='')}/{quote(version, safe='')}",
+            f"making version {version} the default of app {name!r}",
+            ok=(200, 202, 204),
+        )
 
     # -- definitions
     def definition(self, stream: str) -> dict | None:
@@ -247,37 +271,71 @@ class DataFlowClient:
         return None if resp is None else self._json(resp, what)
 
     def create_definition(self, stream: str, definition: str, description: str = ""):
-        self._request("POST", "/streams/definitions", f"creating stream definition {stream!r}", ok=(200, 201),
-                      data={"name": stream, "definition": definition, "description": description,
-                            "deploy": "false"})
+        self._request(
+            "POST",
+            "/streams/definitions",
+            f"creating stream definition {stream!r}",
+            ok=(200, 201),
+            data={"name": stream, "definition": definition, "description": description, "deploy": "false"},
+        )
 
     def destroy(self, stream: str) -> bool:
         """Delete the definition (SCDF undeploys it first). False if there was none."""
-        resp = self._request("DELETE", f"/streams/definitions/{quote(stream, safe='')}",
-                             f"destroying stream {stream!r}", ok=(200, 204), allow_404=True)
+        resp = self._request(
+            "DELETE",
+            f"/streams/definitions/{quote(stream, safe='')}",
+            f"destroying stream {stream!r}",
+            ok=(200, 204),
+            allow_404=True,
+        )
         return resp is not None
 
     # -- deployments
     def deploy(self, stream: str, properties: dict[str, str]):
-        self._request("POST", f"/streams/deployments/{quote(stream, safe='')}", f"deploying stream {stream!r}",
-                      ok=(200, 201), json=properties)
+        self._request(
+            "POST",
+            f"/streams/deployments/{quote(stream, safe='')}",
+            f"deploying stream {stream!r}",
+            ok=(200, 201),
+            json=properties,
+        )
 
     def update(self, stream: str, properties: dict[str, str]):
-        body = {"releaseName": stream, "packageIdentifier": {"packageName": stream},
-                "updateProperties": properties, "force": False, "appNames": []}
-        self._request("POST", f"/streams/deployments/update/{quote(stream, safe='')}",
-                      f"updating deployed stream {stream!r}", ok=(200, 201), json=body)
+        body = {
+            "releaseName": stream,
+            "packageIdentifier": {"packageName": stream},
+            "updateProperties": properties,
+            "force": False,
+            "appNames": [],
+        }
+        self._request(
+            "POST",
+            f"/streams/deployments/update/{quote(stream, safe='')}",
+            f"updating deployed stream {stream!r}",
+            ok=(200, 201),
+            json=body,
+        )
 
     def undeploy(self, stream: str) -> bool:
-        resp = self._request("DELETE", f"/streams/deployments/{quote(stream, safe='')}",
-                             f"undeploying stream {stream!r}", ok=(200, 204), allow_404=True)
+        resp = self._request(
+            "DELETE",
+            f"/streams/deployments/{quote(stream, safe='')}",
+            f"undeploying stream {stream!r}",
+            ok=(200, 204),
+            allow_404=True,
+        )
         return resp is not None
 
     def deployment(self, stream: str) -> dict | None:
         """GET /streams/deployments/{name}: status and (per app) deployer properties."""
         what = f"reading deployment of stream {stream!r}"
-        resp = self._request("GET", f"/streams/deployments/{quote(stream, safe='')}", what,
-                             params={"reuse-deployment-properties": "true"}, allow_404=True)
+        resp = self._request(
+            "GET",
+            f"/streams/deployments/{quote(stream, safe='')}",
+            what,
+            params={"reuse-deployment-properties": "true"},
+            allow_404=True,
+        )
         return None if resp is None else self._json(resp, what)
 
     def history(self, stream: str) -> list[dict]:
@@ -332,12 +390,14 @@ def release_description(release: dict) -> str:
 
 def _connection_reason(exc: Exception) -> str:
     text = str(exc)
-    for needle, reason in (("Connection refused", "connection refused"),
-                           ("Name or service not known", "unknown host"),
-                           ("Temporary failure in name resolution", "unknown host"),
-                           ("timed out", "timed out"),
-                           ("No route to host", "no route to host"),
-                           ("SSL", "TLS handshake failed")):
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("Temporary failure in name resolution", "unknown host"),
+        ("timed out", "timed out"),
+        ("No route to host", "no route to host"),
+        ("SSL", "TLS handshake failed"),
+    ):
         if needle in text:
             return reason
     return type(exc).__name__

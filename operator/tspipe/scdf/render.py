@@ -3,12 +3,14 @@
 Everything about the wiring comes from `tspipe.wiring` (the code that also renders the
 operator's Deployments); this module only decides how SCDF registers the apps.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 from .. import wiring
+from ..components import COMPONENTS, STREAM_DEFINITION
 from ..model import Pipeline
 
 # Spring's prebuilt stream apps are published as Docker images under this Docker Hub
@@ -58,9 +60,11 @@ def split_image(image: str, field: str) -> tuple[str, str]:
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon <= slash:
-        raise RenderError(f"{field}: image {image!r} has no tag; SCDF docker: URIs need one "
-                          "(it also becomes the registered app version)")
-    tag = ref[colon + 1:]
+        raise RenderError(
+            f"{field}: image {image!r} has no tag; SCDF docker: URIs need one "
+            "(it also becomes the registered app version)"
+        )
+    tag = ref[colon + 1 :]
     if not _TAG_RE.match(tag):
         raise RenderError(f"{field}: image {image!r} has an invalid tag {tag!r}")
     return ref[:colon], tag
@@ -79,13 +83,10 @@ def metadata_uri(repository: str, tag: str) -> str | None:
     """
     for prefix in (f"{SPRING_APPS_DOCKER_ORG}/", f"docker.io/{SPRING_APPS_DOCKER_ORG}/"):
         if repository.startswith(prefix):
-            artifact = repository[len(prefix):]
+            artifact = repository[len(prefix) :]
             if "/" not in artifact:
                 return f"maven://{SPRING_APPS_MAVEN_GROUP}:{artifact}:jar:metadata:{tag}"
     return None
-
-
-_SPEC_PATHS = {label: f"spec.{field}.image" for label, field in wiring.SPEC_FIELDS.items()}
 
 
 def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
@@ -96,24 +97,30 @@ def app_registrations(p: Pipeline) -> tuple[AppRegistration, ...]:
     """
     images = wiring.app_images(p)
     by_name: dict[str, AppRegistration] = {}
-    for label in wiring.APP_LABELS:
-        name = wiring.APP_NAMES[label]
-        image = images[label]
-        repo, tag = split_image(image, _SPEC_PATHS[label])
-        reg = AppRegistration(name=name, version=tag, uri=docker_uri(image),
-                              metadata_uri=metadata_uri(repo, tag), labels=(label,))
+    for c in COMPONENTS:
+        label, name, image, field = c.label, c.scdf_app, images[c.label], f"spec.{c.spec_field}.image"
+        repo, tag = split_image(image, field)
+        reg = AppRegistration(
+            name=name, version=tag, uri=docker_uri(image), metadata_uri=metadata_uri(repo, tag), labels=(label,)
+        )
         prev = by_name.get(name)
         if prev is None:
             by_name[name] = reg
         elif prev.uri != reg.uri:
             first = next(lbl for lbl in prev.labels)
             raise RenderError(
-                f"{_SPEC_PATHS[label]}: {label} and {first} are both the SCDF app {name!r} in the "
-                f"definition {wiring.stream_definition(p)!r}, so they must use the same image "
-                f"(got {images[first]!r} and {image!r})")
+                f"{field}: {label} and {first} are both the SCDF app {name!r} in the "
+                f"definition {STREAM_DEFINITION!r}, so they must use the same image "
+                f"(got {images[first]!r} and {image!r})"
+            )
         else:
-            by_name[name] = AppRegistration(name=name, version=prev.version, uri=prev.uri,
-                                            metadata_uri=prev.metadata_uri, labels=prev.labels + (label,))
+            by_name[name] = AppRegistration(
+                name=name,
+                version=prev.version,
+                uri=prev.uri,
+                metadata_uri=prev.metadata_uri,
+                labels=prev.labels + (label,),
+            )
     return tuple(by_name.values())
 
 
@@ -125,12 +132,18 @@ def stream_plan(p: Pipeline) -> StreamPlan:
             "spec.kafka.credentials: the SCDF fallback does not carry Kafka credentials (they would "
             "land in SCDF's stored deployment properties); configure SASL for the Kafka binder on the "
             "SCDF server (e.g. its Kubernetes deployer's secretKeyRefs), remove spec.kafka.credentials "
-            "for `tspipe scdf`, or deploy this pipeline with the operator")
-    return StreamPlan(stream_name=p.stream_name, definition=wiring.stream_definition(p),
-                      apps=app_registrations(p), properties=dict(wiring.deployment_properties(p)))
+            "for `tspipe scdf`, or deploy this pipeline with the operator"
+        )
+    return StreamPlan(
+        stream_name=p.stream_name,
+        definition=STREAM_DEFINITION,
+        apps=app_registrations(p),
+        properties=dict(wiring.deployment_properties(p)),
+    )
 
 
 # ---------------------------------------------------------------- the shell script
+
 
 def _check_shell_value(key: str, value: str) -> None:
     """Refuse values the SCDF shell's `--properties` parser would change.
@@ -150,8 +163,10 @@ def _check_shell_value(key: str, value: str) -> None:
                 why = f"',{part}', which the shell reads as a new property"
                 break
     if why:
-        raise RenderError(f"property {key}: its value {value!r} has {why}; the SCDF shell's "
-                          "--properties cannot carry it (use `tspipe scdf deploy`, which sends JSON)")
+        raise RenderError(
+            f"property {key}: its value {value!r} has {why}; the SCDF shell's "
+            "--properties cannot carry it (use `tspipe scdf deploy`, which sends JSON)"
+        )
 
 
 def register_command(app: AppRegistration) -> str:

@@ -4,14 +4,16 @@
 steps, `apply_steps` runs them and, when one fails, says exactly which ones had already
 been done. An unchanged pipeline plans no steps at all.
 """
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from .. import wiring
+from ..components import APP_LABELS
 from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
@@ -69,6 +71,7 @@ def _is_deployed(definition: dict) -> bool:
 
 # ---------------------------------------------------------------- pure planning
 
+
 def _app_steps(app: AppRegistration, regs: list[dict]) -> list[Step]:
     same = [r for r in regs if str(r.get("version")) == app.version]
     steps = []
@@ -80,8 +83,13 @@ def _app_steps(app: AppRegistration, regs: list[dict]) -> list[Step]:
         return steps
     reg = same[0]
     if reg.get("uri") != app.uri:
-        steps.append(Step("register", f"re-registered app {app.name!r} version {app.version} "
-                                      f"as {app.uri} (was {reg.get('uri')})", (app, True)))
+        steps.append(
+            Step(
+                "register",
+                f"re-registered app {app.name!r} version {app.version} as {app.uri} (was {reg.get('uri')})",
+                (app, True),
+            )
+        )
     if not reg.get("defaultVersion"):
         steps.append(Step("default", f"made version {app.version} the default of app {app.name!r}", (app,)))
     return steps
@@ -110,18 +118,18 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
     versions: label -> wanted version where the recorded resource differs.
     missing: labels with no recorded app.
     """
-    wanted: dict[str, dict[str, str]] = {label: {} for label in wiring.APP_LABELS}
+    wanted: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
     for key, value in plan.properties.items():
-        for label in wiring.APP_LABELS:
+        for label in APP_LABELS:
             prefix = f"app.{label}."
             if key.startswith(prefix):
-                wanted[label][key[len(prefix):]] = value
+                wanted[label][key[len(prefix) :]] = value
                 break
     uri_by_label = {label: app.uri for app in plan.apps for label in app.labels}
     version_by_label = {label: app.version for app in plan.apps for label in app.labels}
     common = scdf_common_keys(manifest)
     changed, stale, versions, missing = {}, [], {}, []
-    for label in wiring.APP_LABELS:
+    for label in APP_LABELS:
         rec = manifest.get(label)
         if rec is None:
             missing.append(label)
@@ -146,8 +154,7 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
         steps += _app_steps(app, obs.apps.get(app.name, []))
 
     name = plan.stream_name
-    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(plan.properties)} properties",
-                       (plan.properties,))
+    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(plan.properties)} properties", (plan.properties,))
     create = Step("create", f"created stream definition {name!r}: {plan.definition}", (plan.definition,))
     defn = obs.definition
     if defn is None:
@@ -160,9 +167,12 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
             raise PlanError(
                 f"stream {name!r} already exists on the server with a different definition "
                 f"({recorded_dsl!r}) and was not created by tspipe for {p.namespace}/{p.name}; "
-                "refusing to replace it (pick another spec.streamName, or destroy that stream first)")
-        notes.append(f"the stream definition changed ({recorded_dsl!r} -> {plan.definition!r}): "
-                     "SCDF cannot edit a definition, so the stream is destroyed, created and deployed again")
+                "refusing to replace it (pick another spec.streamName, or destroy that stream first)"
+            )
+        notes.append(
+            f"the stream definition changed ({recorded_dsl!r} -> {plan.definition!r}): "
+            "SCDF cannot edit a definition, so the stream is destroyed, created and deployed again"
+        )
         return steps + [Step("destroy", f"destroyed stream {name!r} (old definition)"), create, full_deploy], notes
 
     if not _is_deployed(defn) or obs.manifest is None:
@@ -173,12 +183,18 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
         # SCDF folds deployed app properties into the stored definition (its dslText) and
         # reuses them on the next deploy; `stream update` merges. Only a fresh definition
         # drops a property.
-        why = (f"apps {', '.join(missing)} are missing from the deployed release" if missing else
-               f"properties no longer wanted are still deployed ({', '.join(stale)}); SCDF keeps deployed "
-               "properties in the stream definition and an update only adds or changes them")
+        why = (
+            f"apps {', '.join(missing)} are missing from the deployed release"
+            if missing
+            else f"properties no longer wanted are still deployed ({', '.join(stale)}); SCDF keeps deployed "
+            "properties in the stream definition and an update only adds or changes them"
+        )
         notes.append(f"{why}: the stream {name!r} is destroyed, created and deployed again")
-        return steps + [Step("destroy", f"destroyed stream {name!r} (to drop old properties)"),
-                        create, full_deploy], notes
+        return steps + [
+            Step("destroy", f"destroyed stream {name!r} (to drop old properties)"),
+            create,
+            full_deploy,
+        ], notes
     if changed or versions:
         update = dict(changed)
         update.update({f"version.{label}": v for label, v in versions.items()})
@@ -193,13 +209,14 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
 
 # ---------------------------------------------------------------- applying
 
+
 class PartialFailure(ScdfError):
     """A step failed after others had changed the server; the message lists them."""
 
     def __init__(self, error: ScdfError, done: list[Step]):
         if done:
             listed = "\n".join(f"  - {s.summary}" for s in done)
-            text = (f"{error}\nAlready done before this failure (nothing was rolled back):\n{listed}")
+            text = f"{error}\nAlready done before this failure (nothing was rolled back):\n{listed}"
         else:
             text = f"{error}\nNothing was changed on the server."
         super().__init__(text)
@@ -207,8 +224,13 @@ class PartialFailure(ScdfError):
         self.done = done
 
 
-def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], description: str,
-                progress: Callable[[str], None] = lambda s: None) -> list[Step]:
+def apply_steps(
+    client: DataFlowClient,
+    plan: StreamPlan,
+    steps: list[Step],
+    description: str,
+    progress: Callable[[str], None] = lambda s: None,
+) -> list[Step]:
     done: list[Step] = []
     name = plan.stream_name
     for step in steps:
@@ -240,8 +262,9 @@ def apply_steps(client: DataFlowClient, plan: StreamPlan, steps: list[Step], des
     return done
 
 
-def wait_until_idle(client: DataFlowClient, name: str, timeout: float = 120.0,
-                    sleep: Callable[[float], None] = time.sleep) -> None:
+def wait_until_idle(
+    client: DataFlowClient, name: str, timeout: float = 120.0, sleep: Callable[[float], None] = time.sleep
+) -> None:
     """Wait while Skipper is still working on the newest release (status UNKNOWN: an
     install or upgrade underway); it refuses to delete a release meanwhile."""
     deadline = time.monotonic() + timeout
@@ -250,13 +273,16 @@ def wait_until_idle(client: DataFlowClient, name: str, timeout: float = 120.0,
         if rel is None or release_status(rel) != "UNKNOWN":
             return
         if time.monotonic() >= deadline:
-            raise ScdfError(f"stream {name!r}: Skipper is still working on release {rel.get('version')} "
-                            f"({release_description(rel)}) after {timeout:.0f}s; try again later")
+            raise ScdfError(
+                f"stream {name!r}: Skipper is still working on release {rel.get('version')} "
+                f"({release_description(rel)}) after {timeout:.0f}s; try again later"
+            )
         sleep(1.0)
 
 
-def wait_for_state(client: DataFlowClient, name: str, timeout: float,
-                   sleep: Callable[[float], None] = time.sleep) -> dict | None:
+def wait_for_state(
+    client: DataFlowClient, name: str, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> dict | None:
     """Poll the definition until its state settles or `timeout` passes; the last reading."""
     deadline = time.monotonic() + timeout
     d = client.definition(name)
@@ -276,8 +302,9 @@ def state_line(d: dict | None) -> str:
     return f"state: {d.get('status') or 'unknown'}" + (f" ({desc})" if desc else "")
 
 
-def wait_for_release(client: DataFlowClient, name: str, after_version: int, timeout: float,
-                     sleep: Callable[[float], None] = time.sleep) -> dict | None:
+def wait_for_release(
+    client: DataFlowClient, name: str, after_version: int, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> dict | None:
     """Poll until a release newer than `after_version` leaves Skipper's UNKNOWN (in progress)
     state, or `timeout` passes; that release, or None if none appeared."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,33 @@
+"""The operator's API surface: the names the CRD, the manifests, the children it owns
+and the API server's audit log all agree on. Every other module imports them from here.
+"""
+
+from __future__ import annotations
+
+API_GROUP = "tspipe.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"  # apiVersion of a TimestampPipeline
+KIND = "TimestampPipeline"
+PLURAL = "timestamppipelines"
+SINGULAR = "timestamppipeline"
+SHORT_NAMES = ("tsp",)
+
+# Field manager of every write, the children's managed-by label and the Events' source.
+MANAGER = "tspipe-operator"
+USER_AGENT = "tspipe-operator/0.1.0"  # how the API server's audit log attributes the writes
+PART_OF = "tspipe"
+
+# Annotation on each child Deployment: the hash of what the operator rendered.
+HASH_ANNOTATION = f"{API_GROUP}/desired-hash"
+# Finalizer on pipelines whose topics are deleted with them (spec.kafka.topics.deleteOnRemoval).
+FINALIZER = f"{API_GROUP}/delete-topics"
+
+# Recommended labels on every child (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+
+# Selects every child this operator manages (the Deployment watch is filtered by it).
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
