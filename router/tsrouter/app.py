@@ -137,6 +137,9 @@ class Runner:
         )
 
     def connect(self) -> None:
+        # Before any client exists: else a leader's rejoin can be lost for good, and a
+        # broker's last answer (wrong credentials) too; the module says why.
+        kafka_fixes.install()
         cfg = self.cfg
         if cfg.auto_create_topics:
             admin = KafkaAdminClient(**self._common())
@@ -166,7 +169,6 @@ class Runner:
         # kafka-python's poll() sleeps retry_backoff_ms whenever no fetch happens to be in
         # flight; at the client default that alone shows up as a 100-200 ms latency tail.
         consumer_cfg = {**self._common(), "retry_backoff_ms": 10}
-        kafka_fixes.install()  # else a leader's rejoin can be lost for good (see the module)
         self.consumer = KafkaConsumer(
             **consumer_cfg,
             group_id=cfg.group,

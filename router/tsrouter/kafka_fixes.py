@@ -1,6 +1,6 @@
-"""A fix for kafka-python 3.0.12's group coordinator that the router cannot work without.
+"""Two fixes for kafka-python 3.0.12 that the router cannot work without.
 
-The lost rejoin: `ConsumerCoordinator.poll` drives a rebalance only while
+1. The lost rejoin: `ConsumerCoordinator.poll` drives a rebalance only while
 `need_rejoin()` is true. A group leader rejoins when the metadata it assigned with has
 changed (a member subscribed to a topic the leader had no metadata for: in this
 pipeline, the log sinks share the stream's group with the router and read other
@@ -15,16 +15,29 @@ Java's client keeps driving a join while one is pending (`rejoinNeededOrPending(
 `rejoinNeeded || joinFuture != null`); `install()` gives kafka-python the same rule.
 tests/router/test_kafka_rejoin.py shows the bug on the real broker without the fix and
 its absence with it; it fails when an upgrade changes what this relies on.
+
+2. The lost last response: `KafkaTCPTransport._read_from_sock` drops every byte of a
+read that ends at the peer's close. A broker rejecting SASL credentials sends its
+SaslAuthenticate error and closes the connection right after it (Kafka delays both by
+`connection.failed.authentication.delay.ms`), so on a busy machine the error and the
+close arrive in one read (here: every time): the client then sees only "socket
+disconnected", and the router could not tell wrong credentials from a broker that is
+down. The fix hands those bytes to the connection and lets the request waiting for them
+run before the close is processed.
+tests/credentials/test_router_sasl.py shows it on the real broker's SASL listener.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from kafka import errors as kafka_errors
 from kafka.coordinator.base import BaseCoordinator
 from kafka.coordinator.consumer import ConsumerCoordinator
+from kafka.net.transport import KafkaTCPTransport
 
-_MARK = "_tsrouter_join_pending_fix"
+_MARK = "_tsrouter_fix"
 
 
 def _join_pending(coordinator: Any) -> bool:
@@ -32,8 +45,21 @@ def _join_pending(coordinator: Any) -> bool:
 
 
 def install() -> None:
-    """Patch `ConsumerCoordinator.need_rejoin` (idempotent); raise if kafka-python no
-    longer has what the patch relies on, rather than silently running unfixed."""
+    """Install both fixes (idempotent); raise if kafka-python no longer has what they
+    rely on, rather than silently running unfixed."""
+    _install_rejoin_fix()
+    _install_read_fix()
+
+
+def uninstall() -> None:
+    """Undo `install()` (tests use it to show the bugs the fixes remove)."""
+    for owner, name in ((ConsumerCoordinator, "need_rejoin"), (KafkaTCPTransport, "_read_from_sock")):
+        current = getattr(owner, name)
+        if getattr(current, _MARK, False):
+            setattr(owner, name, current.__wrapped__)
+
+
+def _install_rejoin_fix() -> None:
     original = ConsumerCoordinator.need_rejoin
     if getattr(original, _MARK, False):
         return
@@ -55,8 +81,38 @@ def install() -> None:
     ConsumerCoordinator.need_rejoin = need_rejoin
 
 
-def uninstall() -> None:
-    """Undo `install()` (tests use it to show the bug the fix removes)."""
-    current = ConsumerCoordinator.need_rejoin
-    if getattr(current, _MARK, False):
-        ConsumerCoordinator.need_rejoin = current.__wrapped__
+def _install_read_fix() -> None:
+    original = KafkaTCPTransport._read_from_sock
+    if getattr(original, _MARK, False):
+        return
+    needed = {"_sock_recv", "abort", "data_received", "wait_read"}
+    if not needed <= set(original.__code__.co_names):
+        raise RuntimeError(
+            "kafka-python's KafkaTCPTransport._read_from_sock changed: review tsrouter.kafka_fixes "
+            "against the installed kafka-python before running the router"
+        )
+
+    async def _read_from_sock(self: Any) -> None:
+        # The original loop, but bytes read together with the close reach the protocol.
+        while self._read and not self._closed:
+            await self._net.wait_read(self._sock)
+            data, err = self._sock_recv()
+            if data:
+                self.last_read = time.monotonic()
+                if self._protocol and self._protocol._sensors:
+                    self._protocol._sensors.bytes_received.record(len(data))
+                try:
+                    self._protocol.data_received(data)
+                except kafka_errors.KafkaProtocolError as exc:
+                    self.abort(error=exc)
+                    return
+            if err:
+                if data:
+                    # Let the request's waiter see its response before the close fails it.
+                    await self._net.sleep(0)
+                self.abort(error=err)
+                return
+
+    setattr(_read_from_sock, _MARK, True)
+    _read_from_sock.__wrapped__ = original  # type: ignore[attr-defined]
+    KafkaTCPTransport._read_from_sock = _read_from_sock
