@@ -13,7 +13,7 @@ from tspipe.scdf.client import ScdfHttpError, error_detail, parse_manifest
 from tspipe.scdf.render import stream_plan
 from tspipe.scdf.sync import (
     Observed, PartialFailure, PlanError, apply_steps, description_marker, plan_steps, property_changes,
-    scdf_common_keys,
+    scdf_common_keys, wait_for_release, wait_until_idle,
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "timestamppipeline.yaml"
@@ -214,3 +214,35 @@ def test_parse_manifest():
     assert parse_manifest(text) == {"time": {"resource": "docker:a/b", "version": "5.1.1",
                                              "applicationProperties": {"k": "v", "n": "1"},
                                              "deploymentProperties": {"d": "e"}}}
+
+
+class _FlakyHistory:
+    """A client whose release history fails with `errors` first, then shows `release`."""
+
+    def __init__(self, errors: list[int], release: dict):
+        self.errors, self.release, self.reads = list(errors), release, 0
+
+    def newest_release(self, name):
+        self.reads += 1
+        if self.errors:
+            raise ScdfHttpError(f"reading release history of stream {name!r}", self.errors.pop(0), "boom")
+        return self.release
+
+
+DEPLOYED = {"version": 2, "info": {"status": {"statusCode": "DEPLOYED"}}}
+
+
+def test_waits_poll_on_through_server_errors_from_the_release_history():
+    client = _FlakyHistory([500, 503], DEPLOYED)
+    sleeps = []
+    wait_until_idle(client, "ts", timeout=60, sleep=sleeps.append)
+    assert client.reads == 3 and sleeps == [1.0, 1.0]
+    client = _FlakyHistory([500], DEPLOYED)
+    assert wait_for_release(client, "ts", after_version=1, timeout=60, sleep=lambda s: None) == DEPLOYED
+
+
+def test_waits_raise_client_errors_at_once_and_server_errors_when_time_is_up():
+    with pytest.raises(ScdfHttpError, match="HTTP 400"):
+        wait_until_idle(_FlakyHistory([400], DEPLOYED), "ts", timeout=60, sleep=lambda s: None)
+    with pytest.raises(ScdfHttpError, match="HTTP 500"):
+        wait_until_idle(_FlakyHistory([500] * 1000, DEPLOYED), "ts", timeout=0, sleep=lambda s: None)

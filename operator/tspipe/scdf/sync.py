@@ -15,7 +15,7 @@ from typing import Any
 
 from ..components import APP_LABELS
 from ..model import Pipeline
-from .client import DataFlowClient, ScdfError, release_description, release_status
+from .client import DataFlowClient, ScdfError, ScdfHttpError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
 
 # SCDF states that will not change without a new request.
@@ -262,6 +262,23 @@ def apply_steps(
     return done
 
 
+# Returned while the server answers the history with a server error: keep polling.
+_BUSY: dict = {}
+
+
+def _newest_release(client: DataFlowClient, name: str, deadline: float) -> dict | None:
+    """The newest release, or _BUSY on a 5xx before `deadline`. Data Flow once answered
+    the history with HTTP 500 while `destroy` waited for Skipper right after an update
+    (a server-side race; the next read succeeds), so a wait polls on; the error is
+    raised once time is up."""
+    try:
+        return client.newest_release(name)
+    except ScdfHttpError as exc:
+        if exc.status < 500 or time.monotonic() >= deadline:
+            raise
+        return _BUSY
+
+
 def wait_until_idle(
     client: DataFlowClient, name: str, timeout: float = 120.0, sleep: Callable[[float], None] = time.sleep
 ) -> None:
@@ -269,7 +286,10 @@ def wait_until_idle(
     install or upgrade underway); it refuses to delete a release meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
-        rel = client.newest_release(name)
+        rel = _newest_release(client, name, deadline)
+        if rel is _BUSY:
+            sleep(1.0)
+            continue
         if rel is None or release_status(rel) != "UNKNOWN":
             return
         if time.monotonic() >= deadline:
@@ -309,7 +329,10 @@ def wait_for_release(
     state, or `timeout` passes; that release, or None if none appeared."""
     deadline = time.monotonic() + timeout
     while True:
-        rel = client.newest_release(name)
+        rel = _newest_release(client, name, deadline)
+        if rel is _BUSY:
+            sleep(1.0)
+            continue
         if rel is not None and int(rel.get("version") or 0) > after_version:
             if release_status(rel) not in ("", "UNKNOWN") or time.monotonic() >= deadline:
                 return rel
