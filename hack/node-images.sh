@@ -42,7 +42,9 @@ bh() { buildah --root "$STORE/root" --runroot "$RUNROOT" --storage-driver vfs "$
 # key NAME FILES...: a hash of this script and FILES' content (and names).
 key() {
     shift
-    { cat "${BASH_SOURCE[0]}"; for f in "$@"; do printf '%s\n' "$f"; cat "$f"; done; } \
+    # Names relative to the repository or the scratch folder: the key must not change
+    # with where the build runs.
+    { cat "${BASH_SOURCE[0]}"; for f in "$@"; do f2="${f#"$ROOT"/}"; printf '%s\n' "${f2#"$RUNROOT"/}"; cat "$f"; done; } \
         | sha256sum | cut -c1-16
 }
 fresh() { [[ -f "$OUT/$1.tar" && "$(cat "$OUT/$1.key" 2>/dev/null)" == "$2" ]]; }

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
 CONTAINERD_BIN, CTR_BIN, RUNC_BIN = "/usr/bin/containerd", "/usr/bin/ctr", "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"
 SHIM_NAME = "containerd-shim"
+SHIM_SOCKET_DIR = Path("/run/containerd/s")
 SCRIPT_PACKAGES = cache.HACK / "node-packages.sh"
 SCRIPT_IMAGES = cache.HACK / "node-images.sh"
 
@@ -279,11 +281,30 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
             write_sysctl(name, value)
     if workdir is not None and remove_workdir:
         shutil.rmtree(workdir, ignore_errors=True)
-    # Shims put their sockets in containerd's default state folder whatever the config says.
-    shim_dir = Path("/run/containerd/s")
-    if shim_dir.is_dir() and not any(shim_dir.iterdir()):
-        shim_dir.rmdir()
+    # Shims put their sockets in containerd's default state folder whatever the config
+    # says (containerd 1.6); a socket nobody listens on any more is garbage.
+    for sock in stale_shim_sockets():
+        sock.unlink(missing_ok=True)
+    for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
+        try:
+            d.rmdir()  # only when empty: another containerd's files stay
+        except OSError:
+            pass
     return notes
+
+
+def stale_shim_sockets() -> list[Path]:
+    out = []
+    if SHIM_SOCKET_DIR.is_dir():
+        for f in SHIM_SOCKET_DIR.iterdir():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(str(f))
+                except (ConnectionRefusedError, FileNotFoundError):
+                    out.append(f)
+                except OSError:
+                    pass
+    return out
 
 
 def sweep() -> list[str]:
@@ -352,6 +373,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [{cri}.containerd.runtimes.runc.options]
         BinaryName = "{RUNC_BIN}"
+        # runc's state under the work folder, not /run/containerd/runc.
+        Root = "{cd}/runc"
         SystemdCgroup = false
   [{cri}.cni]
     bin_dir = "{CNI_BIN_DIR}"
@@ -633,6 +656,7 @@ def leftovers(workdir: Path | None = None) -> list[str]:
         out += [f"netns /run/netns/{n.name}" for n in Path("/run/netns").iterdir() if n.name.startswith("cni-")]
     if STATE_FILE.exists():
         out.append(f"state file {STATE_FILE}")
+    out += [f"stale shim socket {f}" for f in stale_shim_sockets()]
     return out
 
 

@@ -33,6 +33,12 @@ class NodeCluster:
     def kubectl(self, *args, **kw):
         return self.cp.kubectl(*args, **kw)
 
+    def close(self) -> None:
+        """Stop the broker, the node and the control plane (again: a no-op)."""
+        self.broker.stop()
+        self.node.stop()
+        self.cp.stop()
+
     def get(self, *args) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
