@@ -25,6 +25,7 @@ import atexit
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -228,8 +229,47 @@ def _wait(probe, timeout: float, what: str, interval: float = 0.5):
 
 # ---------------------------------------------------------------- teardown (also the sweep)
 
+def nft_tables() -> list[str]:
+    """The netfilter tables there are now (`table ip filter`, ...); [] without nft."""
+    if not shutil.which("nft"):
+        return []
+    return sorted(ln.strip() for ln in _run("nft", "list", "tables", check=False).stdout.splitlines()
+                  if ln.startswith("table "))
+
+
+def kube_chains() -> list[str]:
+    """The kubelet's iptables chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, ...)."""
+    out = []
+    for binary in ("iptables", "ip6tables"):
+        if not shutil.which(binary):
+            continue
+        for table in ("filter", "nat", "mangle"):
+            for rule in _run(binary, "-w", "5", "-t", table, "-S", check=False).stdout.splitlines():
+                if rule.startswith("-N KUBE-"):
+                    out.append(f"{binary} -t {table} {rule.split()[1]}")
+    return out
+
+
+def _remove_kube_chains() -> None:
+    """Undo the kubelet's iptables bookkeeping: jumps into KUBE-* chains, then the chains."""
+    for binary in ("iptables", "ip6tables"):
+        if not shutil.which(binary):
+            continue
+        for table in ("filter", "nat", "mangle"):
+            rules = _run(binary, "-w", "5", "-t", table, "-S", check=False).stdout.splitlines()
+            for rule in rules:
+                if rule.startswith("-A ") and " -j KUBE-" in rule:
+                    _run(binary, "-w", "5", "-t", table, "-D", *shlex.split(rule)[1:], check=False)
+            for rule in rules:
+                if rule.startswith("-N KUBE-"):
+                    _run(binary, "-w", "5", "-t", table, "-F", rule.split()[1], check=False)
+            for rule in rules:
+                if rule.startswith("-N KUBE-"):
+                    _run(binary, "-w", "5", "-t", table, "-X", rule.split()[1], check=False)
+
+
 def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
-             remove_workdir: bool = True) -> list[str]:
+             remove_workdir: bool = True, tables_before: list[str] | None = None) -> list[str]:
     """Remove everything a node run made; returns what was found left over (for logs).
     Safe to run on a half-started or crashed run, and more than once."""
     notes = []
@@ -275,7 +315,13 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
         _run("ip", "link", "del", link, check=False)
     for f in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
         f.unlink(missing_ok=True)  # libcni's result cache (not configurable in containerd 1.6)
-    # 6. Kernel settings as they were before the kubelet started.
+    # 6. The kubelet's iptables chains, and the netfilter tables that only it made.
+    _remove_kube_chains()
+    if tables_before is not None:
+        for table in nft_tables():
+            if table not in tables_before:
+                _run("nft", "delete", *table.split(), check=False)
+    # 7. Kernel settings as they were before the kubelet started.
     for name, value in (sysctls or {}).items():
         if read_sysctl(name) != value:
             write_sysctl(name, value)
@@ -323,7 +369,8 @@ def sweep() -> list[str]:
         except ProcessLookupError:
             pass
     notes = teardown(Path(state["workdir"]) if state and state.get("workdir") else None,
-                     state.get("sysctls") if state else None)
+                     state.get("sysctls") if state else None,
+                     tables_before=state.get("nft_tables") if state else None)
     STATE_FILE.unlink(missing_ok=True)
     return notes
 
@@ -469,6 +516,7 @@ class Node:
         self.images = images
         self.start_timeout = start_timeout
         self.sysctls: dict[str, str] = {}
+        self.nft_tables: list[str] | None = None
         self.procs: dict[str, subprocess.Popen] = {}
         self.started_in: float | None = None
         self.teardown_notes: list[str] = []
@@ -524,9 +572,10 @@ class Node:
             self.workdir = Path(tempfile.mkdtemp(prefix="tsp-node-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sysctls = {k: v for k in SYSCTLS if (v := read_sysctl(k)) is not None}
+        self.nft_tables = nft_tables()
         # Recorded before anything changes, so a crash at any later point is swept.
         STATE_FILE.write_text(json.dumps({"owner": os.getpid(), "workdir": str(self.workdir),
-                                          "sysctls": self.sysctls}))
+                                          "sysctls": self.sysctls, "nft_tables": self.nft_tables}))
         _LIVE.append(self)
         try:
             self._start(archives, t0 + self.start_timeout)
@@ -621,7 +670,8 @@ class Node:
         self.procs = {}
         keep = os.environ.get("TSP_KEEP_WORKDIR")
         self.teardown_notes = teardown(self.workdir, self.sysctls, timeout,
-                                       remove_workdir=self._own_workdir and not keep)
+                                       remove_workdir=self._own_workdir and not keep,
+                                       tables_before=self.nft_tables)
         try:
             st = json.loads(STATE_FILE.read_text())
             if st.get("owner") == os.getpid():
@@ -657,6 +707,7 @@ def leftovers(workdir: Path | None = None) -> list[str]:
     if STATE_FILE.exists():
         out.append(f"state file {STATE_FILE}")
     out += [f"stale shim socket {f}" for f in stale_shim_sockets()]
+    out += [f"iptables chain {c}" for c in kube_chains()]
     return out
 
 
