@@ -5,6 +5,7 @@ part of manifests/) to Ready on the real node."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -20,13 +21,14 @@ OPERATOR_NS, PIPELINE_NS, PIPELINE = "tspipe-system", "tspipe-pipelines", "times
 def install_kustomization(folder, apiserver_port: int, bootstrap: str) -> None:
     """A user's overlay of manifests/: the local image tag, the API server's address (this
     cluster has no kube-proxy, so the `kubernetes` Service IP leads nowhere) and the broker."""
-    folder.mkdir(parents=True, exist_ok=True)
+    # kustomize takes bases by relative path only: the overlay sits beside a copy.
+    shutil.copytree(REPO / "manifests", folder / "manifests")
     env = [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
     (folder / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(REPO / "manifests")],
+        "resources": ["manifests"],
         # The tag hack/node-images.sh built from Dockerfile.operator and imported.
         "images": [{"name": "ghcr.io/tspipe/operator", "newName": "ghcr.io/tspipe/operator", "newTag": "0.1.0"}],
         "patches": [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from localinfra.node import STATE_FILE, leftovers, read_sysctl, sweep, SYSCTLS
+from localinfra.node import STATE_FILE, SYSCTLS, leftovers, nft_tables, read_sysctl, sweep
 from nodehelpers import REPO, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node]
@@ -37,16 +37,19 @@ time.sleep(3600)
 
 def test_the_session_node_stops_without_leftovers(node_cluster):
     before = dict(node_cluster.node.sysctls)
+    tables = node_cluster.node.nft_tables
     workdir = node_cluster.node.workdir
     node_cluster.close()
     assert leftovers(workdir) == []
     assert node_cluster.node.teardown_notes == []
     assert {k: read_sysctl(k) for k in before} == before
+    assert nft_tables() == tables
 
 
 def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
     node_cluster.close()  # (already stopped by the test above when run in order)
     sysctls = {k: read_sysctl(k) for k in SYSCTLS}
+    tables = nft_tables()
     env = dict(os.environ, PYTHONPATH=str(REPO / "hack"))
     log = tmp_path / "crashing-run.log"
     with open(log, "w") as out:
@@ -70,3 +73,4 @@ def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
     notes = sweep()
     assert leftovers(workdir) == [], notes
     assert {k: read_sysctl(k) for k in SYSCTLS} == sysctls
+    assert nft_tables() == tables
