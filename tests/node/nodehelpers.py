@@ -217,3 +217,41 @@ def explained(c: NodeCluster, ns: str | None, extra_logs: dict[str, Path] | None
         yield
     except (AssertionError, TimeoutError, subprocess.CalledProcessError) as exc:
         raise AssertionError(f"{exc}\n\n===== diagnostics =====\n{diagnostics(c, ns, extra_logs)}") from exc
+
+
+def router_pod(c: NodeCluster, ns: str, name: str) -> dict | None:
+    """The router's one pod that is not being deleted (None while there are more or none)."""
+    ps = [p for p in component_pods(c, ns, name, "router") if not p["metadata"].get("deletionTimestamp")]
+    return ps[0] if len(ps) == 1 else None
+
+
+def events_for(c: NodeCluster, ns: str, pod: str) -> list[dict]:
+    return c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={pod}")["items"]
+
+
+def container_pid(c: NodeCluster, pod: dict) -> int:
+    """The host PID of the pod's container's main process (containerd's task list)."""
+    cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    for line in c.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == cid:
+            return int(fields[1])
+    raise AssertionError(f"container {cid} not in containerd's task list")
+
+
+def everything_arrived(c: NodeCluster, ns: str, name: str, input_topic: str, prefixes_even, prefixes_odd,
+                       upto: int | None = None, timeout: float = 240):
+    """Wait until every timestamp in the input topic (its first `upto`) is in the right
+    logger's `kubectl logs`, and none in the wrong one."""
+    produced = read_topic(c.broker.bootstrap, input_topic)
+    even, odd = by_parity(produced[:upto] if upto else produced)
+
+    def check():
+        got_even = strip(logger_payloads(c, ns, name, "evenlogger"), prefixes_even)
+        got_odd = strip(logger_payloads(c, ns, name, "oddlogger"), prefixes_odd)
+        assert all(int(t[-1]) % 2 == 0 for t in got_even), got_even
+        assert all(int(t[-1]) % 2 == 1 for t in got_odd), got_odd
+        missing = (even - got_even) + (odd - got_odd)
+        return (got_even, got_odd) if not missing else None
+
+    return wait_for(check, timeout, f"all {sum(even.values()) + sum(odd.values())} timestamps in the right logger")

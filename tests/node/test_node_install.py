@@ -13,7 +13,8 @@ import yaml
 from localinfra.node import NODE_IP, NODE_NAME
 from nodehelpers import REPO, explained, logger_payloads, pipeline_ready, pods, pod_ready, wait_for
 
-pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node]
+# Generous: the first test also waits for the node to start (image imports, 2 cores).
+pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
 
 OPERATOR_NS, PIPELINE_NS, PIPELINE = "tspipe-system", "tspipe-pipelines", "timestamps"
 

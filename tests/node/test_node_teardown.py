@@ -15,7 +15,8 @@ import pytest
 from localinfra.node import STATE_FILE, SYSCTLS, leftovers, nft_tables, read_sysctl, sweep
 from nodehelpers import REPO, wait_for
 
-pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node]
+# Generous: the first test also waits for the node to start (image imports, 2 cores).
+pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
 
 # A run that starts a node, runs a pod and then dies without its teardown (SIGKILL).
 CRASHING_RUN = r"""
