@@ -79,6 +79,7 @@ def start_operator(kubeconfig: str, namespace: str, log_path: Path) -> subproces
 # The log sink's own logger is named `log-sink` (the app name shows in brackets on every
 # Spring line; the logger column is the one followed by " : ").
 SINK_LINE = re.compile(r"^(\S+)\s+\w+\s+\d+ --- .*\blog-sink\s+: (.*)$")
+PAYLOAD_LINE = re.compile(r"\blog-sink\s+: ")
 
 
 def logger_line(key: str, line: str) -> str | None:
@@ -187,7 +188,7 @@ def on_real_node(cp, broker, seconds: float, stop: threading.Event) -> int:
 
     def pump(proc, label):
         for line in proc.stdout:
-            if "log-sink" in line and ("timestamp" in line.lower()):
+            if PAYLOAD_LINE.search(line):  # the sink's payloads, not Spring's start-up chatter
                 print(f"{label:>22} | {line.rstrip()}", flush=True)
 
     for proc, comp in zip(followers, ("evenlogger", "oddlogger")):
