@@ -132,7 +132,8 @@ def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     server = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
     client = server + "extendedKeyUsage=clientAuth\n"
     sans = ",".join([
-        "IP:127.0.0.1", f"IP:{SERVICE_IP}", *(f"IP:{ip}" for ip in extra_ips), "DNS:localhost", "DNS:kubernetes",
+        "IP:127.0.0.1", f"IP:{SERVICE_IP}", *(f"IP:{ip}" for ip in extra_ips),
+        "DNS:localhost", "DNS:kubernetes",
         "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
     ])
@@ -396,8 +397,9 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # A loopback address is not a valid Endpoints IP; nothing in-cluster
-            # dials the `kubernetes` Service here (there is no kubelet).
+            # A loopback address is not a valid Endpoints IP, and without kube-proxy the
+            # `kubernetes` Service IP leads nowhere: pods on a real node are given the
+            # advertise address instead (KUBERNETES_SERVICE_HOST/PORT, tests/node).
             "--endpoint-reconciler-type=none",
             f"--audit-policy-file={wd / 'audit-policy.yaml'}",
             f"--audit-log-path={wd / 'audit.log'}", "--audit-log-format=json",
@@ -431,7 +433,8 @@ class ControlPlane:
             str(kwok), f"--config={stages}", f"--kubeconfig={self.kubeconfig}",
             # Only its own fake node (and that node's pods): a real node's kubelet owns the rest.
             "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
         ])
 
