@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps infra test unit demo bench clean
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images infra test unit demo bench clean
 
 all: venv
 
@@ -28,17 +28,25 @@ scdf-jars:
 spring-apps:
 	bash hack/spring-apps.sh
 
+# The real node's images (router, operator, Spring apps, pause) built with buildah on a
+# locally made Debian base; installs the node's Debian packages first. A machine that
+# cannot have them (not root, no apt-get) gets a note, and the node tests skip saying so.
+node-images: spring-apps
+	@rc=0; bash hack/node-packages.sh || rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "node-images: no real node on this machine (see above); node tests will skip"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; else bash hack/node-images.sh; fi
+
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps
+test: infra scdf-jars spring-apps node-images
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only; no infrastructure.
 unit: venv
 	$(VENV)/bin/pytest -m "not kafka and not kube and not scdf" $(PYTEST_ARGS)
 
-demo: infra spring-apps
+demo: infra spring-apps node-images
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/hack $(PY) -m localinfra.demo $(DEMO_ARGS)
 
 bench: infra

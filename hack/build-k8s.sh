@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local Kubernetes control plane from Go modules, once:
-#   tspkube  etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubectl (hack/k8s)
+#   tspkube  etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubectl,
+#            and the kubelet for the real node (hack/k8s)
 #   kwok     fake nodes, pods marked Ready without a kubelet (hack/kwok)
 # into ${TSP_CACHE:-~/.cache/tspipe}/k8s/<k8s version>-<hash of the module files>/,
 # reuses them when present, and links kubectl into .venv/bin.

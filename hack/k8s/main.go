@@ -1,5 +1,6 @@
 // Command tspkube is the local Kubernetes control plane in one binary: etcd,
-// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl, plus the
+// kubelet for the real node (hack/localinfra/node.py).
 //
 // One binary links the shared Kubernetes packages once instead of four times,
 // which is most of the cold build time. The component is the first argument
@@ -8,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,9 +28,10 @@ import (
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
-const usage = "usage: tspkube {etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|version} [flags]"
+const usage = "usage: tspkube {etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl|version} [flags]"
 
 // version is the pinned k8s.io/kubernetes release; build-k8s.sh sets it with -X.
 var version = "unknown"
@@ -56,6 +59,8 @@ func main() {
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
 	case "kube-scheduler":
 		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "kubectl":
 		runKubectl()
 	case "version":

@@ -1,9 +1,12 @@
 """`make demo`: the seed's pipeline end to end on this machine.
 
 Starts a local control plane and Kafka broker, installs the CRD, starts the operator,
-applies the sample TimestampPipeline (pointed at the local broker), waits for it to be
-Ready, then runs the four apps for real through the runner and prints the loggers' lines
-as they arrive. Ctrl-C stops everything it started.
+applies the sample TimestampPipeline (pointed at the local broker) and waits for it to be
+Ready. On a real node (localinfra.node: root, Debian's containerd, runc and CNI plugins)
+the four apps run as pods from the project's images: the demo shows `kubectl get pods -o
+wide` and follows `kubectl logs -f` of the two logger pods, like the seed's last step.
+Where a node cannot run, it says why and falls back to kwok's fake node plus the runner,
+which runs the four Deployments as local processes. Ctrl-C stops everything it started.
 """
 from __future__ import annotations
 
@@ -76,6 +79,7 @@ def start_operator(kubeconfig: str, namespace: str, log_path: Path) -> subproces
 # The log sink's own logger is named `log-sink` (the app name shows in brackets on every
 # Spring line; the logger column is the one followed by " : ").
 SINK_LINE = re.compile(r"^(\S+)\s+\w+\s+\d+ --- .*\blog-sink\s+: (.*)$")
+PAYLOAD_LINE = re.compile(r"\blog-sink\s+: ")
 
 
 def logger_line(key: str, line: str) -> str | None:
@@ -85,20 +89,33 @@ def logger_line(key: str, line: str) -> str | None:
 
 
 @contextlib.contextmanager
-def local_stack(workdir: Path, namespace: str = "default"):
-    """Control plane + broker + CRD + operator; yields (control_plane, broker)."""
+def local_stack(workdir: Path, namespace: str = "default", real_node: bool = False):
+    """Control plane (+ real node) + broker + CRD + operator; yields (control_plane, broker)."""
     from localinfra.kafka import KafkaBroker
     from localinfra.kube import ControlPlane
 
     with contextlib.ExitStack() as stack:
         t0 = time.monotonic()
         say("starting the Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
-        cp = stack.enter_context(ControlPlane())
-        say(f"control plane up in {time.monotonic() - t0:.0f}s; KUBECONFIG={cp.kubeconfig}")
+        pod_host = None
+        if real_node:
+            from localinfra.node import NODE_IP, NODE_NAME, Node
+
+            cp = stack.enter_context(ControlPlane(node_ip=NODE_IP))
+            say(f"control plane up in {time.monotonic() - t0:.0f}s; starting node {NODE_NAME} "
+                "(containerd, kubelet, CNI bridge; images imported from hack/node-images.sh)")
+            t0 = time.monotonic()
+            stack.enter_context(Node(cp))
+            say(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.0f}s")
+            pod_host = NODE_IP
+        else:
+            cp = stack.enter_context(ControlPlane())
+        say(f"KUBECONFIG={cp.kubeconfig}")
         t0 = time.monotonic()
         say("starting Kafka (KRaft, single node)")
-        broker = stack.enter_context(KafkaBroker())
-        say(f"Kafka up in {time.monotonic() - t0:.0f}s at {broker.bootstrap}")
+        broker = stack.enter_context(KafkaBroker(pod_host=pod_host))
+        say(f"Kafka up in {time.monotonic() - t0:.0f}s at {broker.bootstrap}"
+            + (f" (pods: {broker.pod_bootstrap})" if pod_host else ""))
         cp.kubectl("apply", "-f", str(CRD_DIR))
         cp.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io", "--timeout=60s")
         say("CRD installed; starting the operator")
@@ -110,11 +127,21 @@ def local_stack(workdir: Path, namespace: str = "default"):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+    ap.add_argument("--runner", action="store_true",
+                    help="use kwok's fake node and the local runner even where a real node can run")
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tspipe-demo-"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from localinfra.node import unavailable
+
+    reason = "--runner given" if args.runner else unavailable()
     try:
+        if reason is None:
+            say("a real node can run here: the pipeline's pods run on kubelet + containerd")
+            with local_stack(workdir, real_node=True) as (cp, broker):
+                return on_real_node(cp, broker, args.seconds, stop)
+        say(f"no real node ({reason}): kwok's fake node and the local runner play kubelet")
         with local_stack(workdir) as (cp, broker):
             obj = pipeline_manifest(broker.bootstrap)
             apply(cp, obj, "default")
@@ -136,7 +163,45 @@ def main(argv=None) -> int:
                 say("stopping")
     except KeyboardInterrupt:
         say("interrupted; stopping")
-    say(f"all stopped; logs kept in {workdir}")
+    finally:
+        say(f"all stopped; logs kept in {workdir}")
+    return 0
+
+
+def on_real_node(cp, broker, seconds: float, stop: threading.Event) -> int:
+    """The sample on the real node; `kubectl logs -f` of both loggers until stopped."""
+    obj = pipeline_manifest(broker.pod_bootstrap)
+    name = obj["metadata"]["name"]
+    apply(cp, obj, "default")
+    say(f"applied TimestampPipeline/{name}; waiting for Ready (kubelet's probes on the real actuators)")
+    wait_ready(cp, name, "default", timeout=300)
+    print(cp.kubectl("get", "tsp", "-n", "default").stdout, flush=True)
+    print(cp.kubectl("get", "pods", "-n", "default", "-o", "wide").stdout, flush=True)
+    followers = []
+    for comp in ("evenlogger", "oddlogger"):
+        pod = cp.kubectl("get", "pods", "-n", "default", "-o", "name", "-l",
+                         f"app.kubernetes.io/instance={name},app.kubernetes.io/component={comp}").stdout.split()[0]
+        say(f"kubectl logs -f {pod}")
+        followers.append(subprocess.Popen(
+            [str(cp._tspkube()), "kubectl", "--kubeconfig", cp.kubeconfig, "logs", "-f", "-n", "default", pod],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+
+    def pump(proc, label):
+        for line in proc.stdout:
+            if PAYLOAD_LINE.search(line):  # the sink's payloads, not Spring's start-up chatter
+                print(f"{label:>22} | {line.rstrip()}", flush=True)
+
+    for proc, comp in zip(followers, ("evenlogger", "oddlogger")):
+        threading.Thread(target=pump, args=(proc, f"{name}-{comp}"), daemon=True).start()
+    try:
+        deadline = time.monotonic() + seconds if seconds else None
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(0.5)
+        say("stopping")
+    finally:
+        for proc in followers:
+            stop_process_group(proc, 5)
+        cp.kubectl("delete", "tsp", name, "-n", "default", "--wait=false", check=False)
     return 0
 
 

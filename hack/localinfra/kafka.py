@@ -154,10 +154,14 @@ def scram_arguments(users: dict[str, str]) -> list[str]:
     return args
 
 
+POD_LISTENER = "PODS"
+
+
 def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
                       node_id: int = NODE_ID, sasl: bool = False, sasl_port: int | None = None,
                       sasl_users: dict[str, str] | None = None, tls_port: int | None = None,
-                      tls_keystore: str | None = None,
+                      tls_keystore: str | None = None, pod_host: str | None = None,
+                      pod_port: int | None = None,
                       overrides: dict[str, str] | None = None) -> str:
     """server.properties text for a single-node combined broker+controller on loopback.
 
@@ -176,6 +180,12 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         listeners += f",{TLS_LISTENER}://127.0.0.1:{tls_port}"
         advertised += f",{TLS_LISTENER}://127.0.0.1:{tls_port}"
         protocol_map += f",{TLS_LISTENER}:{TLS_LISTENER}"
+    if pod_host and pod_port:
+        # Pods on the real node reach the broker on the node's bridge address; this
+        # listener advertises that address, so pods never see 127.0.0.1.
+        listeners += f",{POD_LISTENER}://{pod_host}:{pod_port}"
+        advertised += f",{POD_LISTENER}://{pod_host}:{pod_port}"
+        protocol_map += f",{POD_LISTENER}:PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -321,7 +331,8 @@ class KafkaBroker:
 
     def __init__(self, workdir: str | os.PathLike | None = None, sasl: bool = False,
                  overrides: dict[str, str] | None = None, start_timeout: float = 90.0,
-                 sasl_users: dict[str, str] | None = None, tls: bool = False):
+                 sasl_users: dict[str, str] | None = None, tls: bool = False,
+                 pod_host: str | None = None):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -334,6 +345,9 @@ class KafkaBroker:
         self.tls = bool(tls and sasl)
         self.tls_port: int | None = None
         self.ca_file: Path | None = None
+        # pod_host (the real node's bridge address) adds a PLAINTEXT listener for pods.
+        self.pod_host = pod_host
+        self.pod_port: int | None = None
         self.overrides = dict(overrides or {})
         self.start_timeout = start_timeout
         self.version = kafka_version()
@@ -373,6 +387,15 @@ class KafkaBroker:
         return f"127.0.0.1:{self.tls_port}"
 
     @property
+    def pod_bootstrap(self) -> str:
+        """The listener on the real node's bridge address (pod_host=...): what pods dial."""
+        if not self.pod_host:
+            raise KafkaError("broker has no pod listener (start it with pod_host=...)")
+        if self.pod_port is None:
+            raise KafkaError("broker not started")
+        return f"{self.pod_host}:{self.pod_port}"
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
@@ -393,13 +416,15 @@ class KafkaBroker:
 
     def _format(self) -> None:
         ports: list[int] = []
-        while len(ports) < 2 + self.sasl + self.tls:
+        while len(ports) < 2 + self.sasl + self.tls + bool(self.pod_host):
             port = free_port()
             if port not in ports:
                 ports.append(port)
         self.port, self.controller_port = ports[0], ports[1]
         self.sasl_port = ports[2] if self.sasl else None
         keystore = None
+        if self.pod_host:
+            self.pod_port = ports[-1]
         if self.tls:
             self.tls_port = ports[3]
             self.ca_file, keystore = make_tls_files(self.workdir / "tls")
@@ -407,7 +432,8 @@ class KafkaBroker:
             broker_port=self.port, controller_port=self.controller_port,
             data_dir=str(self.data_dir), sasl=self.sasl, sasl_port=self.sasl_port,
             sasl_users=self.sasl_users, tls_port=self.tls_port,
-            tls_keystore=str(keystore) if keystore else None, overrides=self.overrides))
+            tls_keystore=str(keystore) if keystore else None, pod_host=self.pod_host,
+            pod_port=self.pod_port, overrides=self.overrides))
         # SCRAM credentials are cluster metadata: written into the first log at format time.
         scram = scram_arguments(self.sasl_users) if self.sasl else []
         out = subprocess.run(

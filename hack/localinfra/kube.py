@@ -55,7 +55,11 @@ rules:
 """
 
 # The fake node. kwok keeps it Ready (node-initialize + lease heartbeat stages).
-# No taint, so ordinary workloads land on it without tolerations.
+# No taint, so ordinary workloads land on it without tolerations; beside a real node it
+# gets FAKE_NODE_TAINT, so ordinary workloads (the sample pipeline unchanged) run for real
+# and only pods that tolerate the taint land on the fake node.
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+FAKE_NODE_TAINT = {"key": "tspipe.io/fake-node", "value": "kwok", "effect": "NoSchedule"}
 NODE_MANIFEST = {
     "apiVersion": "v1",
     "kind": "Node",
@@ -114,8 +118,9 @@ def _issue(cwd: Path, name: str, subject: str, ext: str, days: int = 30) -> None
     )
 
 
-def generate_pki(pki: Path) -> None:
-    """CA, API server serving cert, etcd certs, client certs, SA signing keys."""
+def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """CA, API server serving cert, etcd certs, client certs, SA signing keys.
+    `extra_ips`: more addresses the API server's certificate names (a real node's)."""
     pki.mkdir(parents=True, exist_ok=True)
     _ec_key(pki, "ca")
     _openssl(
@@ -127,7 +132,8 @@ def generate_pki(pki: Path) -> None:
     server = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
     client = server + "extendedKeyUsage=clientAuth\n"
     sans = ",".join([
-        "IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
+        "IP:127.0.0.1", f"IP:{SERVICE_IP}", *(f"IP:{ip}" for ip in extra_ips),
+        "DNS:localhost", "DNS:kubernetes",
         "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
     ])
@@ -139,6 +145,8 @@ def generate_pki(pki: Path) -> None:
     _issue(pki, "admin", "/O=system:masters/CN=tspipe-admin", client)
     _issue(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
     _issue(pki, "scheduler", "/CN=system:kube-scheduler", client)
+    # The API server's client certificate towards kubelets (logs, exec, port-forward).
+    _issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     _ec_key(pki, "sa")
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for f in pki.iterdir():
@@ -247,7 +255,12 @@ def _stop_all() -> None:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok."""
 
-    def __init__(self, workdir: str | os.PathLike | None = None, *, start_timeout: float = 180):
+    def __init__(self, workdir: str | os.PathLike | None = None, *, start_timeout: float = 180,
+                 node_ip: str | None = None):
+        """`node_ip`: a real node (localinfra.node.Node) will join at this address: the API
+        server then also listens there (pods reach it), reaches kubelets by InternalIP, and
+        kwok's fake node gets the FAKE_NODE_TAINT so that ordinary pods land on the real one."""
+        self.node_ip = node_ip
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else None
         self.start_timeout = start_timeout
@@ -335,7 +348,7 @@ class ControlPlane:
     def _start(self, kwok: Path, stages: Path, deadline: float) -> None:
         wd = self.workdir
         pki = wd / "pki"
-        generate_pki(pki)
+        generate_pki(pki, extra_ips=(self.node_ip,) if self.node_ip else ())
         (wd / "audit-policy.yaml").write_text(AUDIT_POLICY)
         etcd_port, etcd_peer = free_port(), free_port()
         self.apiserver_port = free_port()
@@ -361,9 +374,17 @@ class ControlPlane:
             "--unsafe-no-fsync=true", "--quota-backend-bytes=2147483648",
             "--log-level=warn",
         ])
+        node_args = [
+            # The node's pods dial the API server on the bridge address; the node's name
+            # does not resolve here, its InternalIP does.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        ] if self.node_ip else []
         self._add("kube-apiserver", [
             tk, "kube-apiserver",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",
+            f"--advertise-address={self.node_ip or '127.0.0.1'}", *node_args,
             f"--secure-port={self.apiserver_port}",
             f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'ca.crt'}",
             f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
@@ -376,8 +397,9 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # A loopback address is not a valid Endpoints IP; nothing in-cluster
-            # dials the `kubernetes` Service here (there is no kubelet).
+            # A loopback address is not a valid Endpoints IP, and without kube-proxy the
+            # `kubernetes` Service IP leads nowhere: pods on a real node are given the
+            # advertise address instead (KUBERNETES_SERVICE_HOST/PORT, tests/node).
             "--endpoint-reconciler-type=none",
             f"--audit-policy-file={wd / 'audit-policy.yaml'}",
             f"--audit-log-path={wd / 'audit.log'}", "--audit-log-format=json",
@@ -409,7 +431,10 @@ class ControlPlane:
         ])
         self._add("kwok", [
             str(kwok), f"--config={stages}", f"--kubeconfig={self.kubeconfig}",
-            "--manage-all-nodes=true", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+            # Only its own fake node (and that node's pods): a real node's kubelet owns the rest.
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
         ])
 
@@ -420,7 +445,10 @@ class ControlPlane:
         self._wait_ready(deadline)
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self._procs[name].start(env)
-        self.kubectl("apply", "-f", "-", input=json.dumps(NODE_MANIFEST))
+        node = json.loads(json.dumps(NODE_MANIFEST))
+        if self.node_ip:
+            node["spec"] = {"taints": [FAKE_NODE_TAINT]}
+        self.kubectl("apply", "-f", "-", input=json.dumps(node))
         self._wait_for(deadline, "node Ready (kwok)", self._node_ready)
         self._wait_for(deadline, "ServiceAccount default/default",
                        lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200)

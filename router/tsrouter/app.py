@@ -196,7 +196,7 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - closing is best effort
                 log.warning("producer close: %s", exc)
             self.producer = None
-        self.health.set_assigned(0)
+        self.health.set_left()
         self.metrics.assigned.set(0)
 
     # ---- rebalance hooks --------------------------------------------------------------------

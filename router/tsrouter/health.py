@@ -19,6 +19,7 @@ class Snapshot:
     started: bool
     stopping: bool
     detail: str
+    joined: bool = False  # a member of the consumer group: an assignment arrived, maybe empty
 
 
 def liveness(s: Snapshot, now: float, stall_s: float) -> bool:
@@ -29,7 +30,11 @@ def liveness(s: Snapshot, now: float, stall_s: float) -> bool:
 
 
 def readiness(s: Snapshot) -> bool:
-    return s.kafka_up and s.assigned > 0 and not s.stopping
+    # A group member without partitions is ready too: it takes over at the next rebalance.
+    # Requiring partitions deadlocks a rolling update (the old pod keeps the only partition,
+    # the new one never gets Ready, the old one is never stopped) and keeps replicas beyond
+    # the partition count unready forever.
+    return s.kafka_up and s.joined and not s.stopping
 
 
 def health_body(s: Snapshot, now: float, stall_s: float) -> tuple[dict, bool]:
@@ -56,6 +61,7 @@ class HealthState:
         self._lock = threading.Lock()
         self._kafka_up = False
         self._assigned = 0
+        self._joined = False
         self._last_tick: float | None = None
         self._started = False
         self._stopping = False
@@ -72,9 +78,17 @@ class HealthState:
             self._last_tick = self._clock()
 
     def set_assigned(self, n: int) -> None:
+        """An assignment arrived (n partitions, possibly none): the router is a group member."""
         with self._lock:
             self._assigned = n
+            self._joined = True
             self._started = True
+
+    def set_left(self) -> None:
+        """The consumer is closed: no partitions, no longer a group member."""
+        with self._lock:
+            self._assigned = 0
+            self._joined = False
 
     def set_stopping(self) -> None:
         with self._lock:
@@ -84,7 +98,13 @@ class HealthState:
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(
-                self._kafka_up, self._assigned, self._last_tick, self._started, self._stopping, self._detail
+                self._kafka_up,
+                self._assigned,
+                self._last_tick,
+                self._started,
+                self._stopping,
+                self._detail,
+                self._joined,
             )
 
     def now(self) -> float:

@@ -124,6 +124,13 @@ def test_health_states():
     h.set_assigned(2)
     body, up = health_body(h.snapshot(), t[0], 60)
     assert up and readiness(h.snapshot()) and body["components"]["kafka"]["details"]["assignedPartitions"] == 2
+    # An idle group member (more replicas than partitions, or the new pod of a rolling
+    # update while the old one still holds the partition) is ready; a closed consumer is not.
+    h.set_assigned(0)
+    assert readiness(h.snapshot())
+    h.set_left()
+    assert not readiness(h.snapshot())
+    h.set_assigned(2)
     t[0] += 61  # loop stalled
     assert not liveness(h.snapshot(), t[0], 60)
     h.tick()

@@ -1,0 +1,257 @@
+"""Helpers for the tests on the real node: what a user would look at (`kubectl get pods`,
+`kubectl logs`, the pipeline's status), and everything printed when a wait fails."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = REPO / "manifests" / "samples"
+TIMESTAMP = re.compile(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d")
+# "2026-11-27T22:50:01.123Z  INFO 1 --- [log-sink] [container-0-C-1] log-sink : Even timestamp:11/27/26 22:50:01"
+SINK_LINE = re.compile(r"\blog-sink\s+: (.*)$")
+
+
+@dataclass
+class NodeCluster:
+    cp: object      # localinfra.kube.ControlPlane (node_ip set)
+    node: object    # localinfra.node.Node
+    broker: object  # localinfra.kafka.KafkaBroker (pod_host set)
+
+    def kubectl(self, *args, **kw):
+        return self.cp.kubectl(*args, **kw)
+
+    def close(self) -> None:
+        """Stop the broker, the node and the control plane (again: a no-op)."""
+        self.broker.stop()
+        self.node.stop()
+        self.cp.stop()
+
+    def get(self, *args) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_for(probe, timeout: float, what: str, interval: float = 1.0):
+    """Poll `probe` until truthy; AssertionError naming `what` and the last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except subprocess.CalledProcessError as exc:  # e.g. kubectl logs before the container exists
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"[:4000])
+
+
+def pods(c: NodeCluster, ns: str, selector: str | None = None) -> list[dict]:
+    args = ["pods", "-n", ns] + (["-l", selector] if selector else [])
+    return c.get(*args)["items"]
+
+
+def pod_ready(pod: dict) -> bool:
+    conds = {x["type"]: x["status"] for x in pod.get("status", {}).get("conditions", [])}
+    return pod.get("status", {}).get("phase") == "Running" and conds.get("Ready") == "True" \
+        and not pod["metadata"].get("deletionTimestamp")
+
+
+def component_pods(c: NodeCluster, ns: str, pipeline: str, component: str) -> list[dict]:
+    return pods(c, ns, f"app.kubernetes.io/instance={pipeline},app.kubernetes.io/component={component}")
+
+
+def logs(c: NodeCluster, ns: str, pod: str, previous: bool = False) -> str:
+    args = ["logs", "-n", ns, pod] + (["--previous"] if previous else [])
+    return c.kubectl(*args, timeout=60).stdout
+
+
+def sink_payloads(text: str) -> list[str]:
+    """The payloads a log sink printed (its `log-sink` logger's messages)."""
+    return [m.group(1).strip() for line in text.splitlines() if (m := SINK_LINE.search(line))]
+
+
+def logger_payloads(c: NodeCluster, ns: str, pipeline: str, component: str) -> list[str]:
+    """Every payload the component's pods logged (current and previous containers)."""
+    out = []
+    for p in component_pods(c, ns, pipeline, component):
+        name = p["metadata"]["name"]
+        for cs in p.get("status", {}).get("containerStatuses", []):
+            if cs.get("restartCount", 0) > 0:
+                r = c.kubectl("logs", "-n", ns, name, "--previous", check=False, timeout=60)
+                if r.returncode == 0:
+                    out += sink_payloads(r.stdout)
+        r = c.kubectl("logs", "-n", ns, name, check=False, timeout=60)
+        if r.returncode == 0:
+            out += sink_payloads(r.stdout)
+    return out
+
+
+def read_topic(bootstrap: str, topic: str) -> list[str]:
+    """Every value in `topic` (all partitions, from the beginning)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        values = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                values.extend(r.value.decode() for r in batch if r.value is not None)
+        return values
+    finally:
+        consumer.close()
+
+
+def by_parity(timestamps) -> tuple[collections.Counter, collections.Counter]:
+    even, odd = collections.Counter(), collections.Counter()
+    for ts in timestamps:
+        (even if int(ts[-1]) % 2 == 0 else odd)[ts] += 1
+    return even, odd
+
+
+def strip(payloads, prefixes) -> collections.Counter:
+    """Counter of the timestamps inside payloads; AssertionError on any other payload."""
+    out = collections.Counter()
+    for p in payloads:
+        for prefix in prefixes:
+            if p.startswith(prefix):
+                out[p[len(prefix):]] += 1
+                break
+        else:
+            raise AssertionError(f"payload with an unexpected prefix: {p!r}")
+    return out
+
+
+def sample_pipeline(bootstrap: str, topics: dict | None = None, **router) -> dict:
+    """manifests/samples/timestamppipeline.yaml with the local broker's pod listener (the
+    sample names an in-cluster Service, and this cluster has no DNS)."""
+    obj = yaml.safe_load((SAMPLE_DIR / "timestamppipeline.yaml").read_text())
+    obj["spec"]["kafka"]["brokers"] = [bootstrap]
+    obj["spec"]["kafka"]["topics"].update(topics or {})
+    obj["spec"]["router"].update(router)
+    return obj
+
+
+def apply_obj(c: NodeCluster, obj: dict, ns: str) -> None:
+    c.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj))
+
+
+def pipeline_status(c: NodeCluster, ns: str, name: str) -> dict:
+    return c.get("tsp", name, "-n", ns).get("status") or {}
+
+
+def pipeline_ready(c: NodeCluster, ns: str, name: str):
+    obj = c.get("tsp", name, "-n", ns)
+    conds = {x["type"]: x for x in (obj.get("status") or {}).get("conditions", [])}
+    return conds.get("Ready", {}).get("status") == "True" \
+        and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] and obj
+
+
+def new_namespace(c: NodeCluster, prefix: str = "node") -> str:
+    """A namespace like the sample's: Pod Security `restricted` enforced."""
+    ns = yaml.safe_load((SAMPLE_DIR / "namespace.yaml").read_text())
+    ns["metadata"]["name"] = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    c.kubectl("apply", "-f", "-", input=yaml.safe_dump(ns))
+    return ns["metadata"]["name"]
+
+
+def start_operator(c: NodeCluster, ns: str, log_path: Path) -> subprocess.Popen:
+    """The operator as a local process (tests of the operator *as a pod* install it instead)."""
+    env = dict(os.environ, KUBECONFIG=c.cp.kubeconfig, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", ns],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+
+
+def diagnostics(c: NodeCluster, ns: str | None, extra_logs: dict[str, Path] | None = None) -> str:
+    """What a person would look at when something on the node went wrong."""
+    out = []
+
+    def run(*args):
+        r = c.kubectl(*args, check=False, timeout=60)
+        out.append(f"$ kubectl {' '.join(args)}\n{r.stdout}{r.stderr}")
+
+    run("get", "nodes", "-o", "wide")
+    if ns:
+        run("get", "tsp,deploy,pods", "-n", ns, "-o", "wide")
+        run("get", "tsp", "-n", ns, "-o", "jsonpath={.items[*].status}")
+        run("get", "events", "-n", ns, "--sort-by=.lastTimestamp")
+        r = c.kubectl("get", "pods", "-n", ns, "-o", "json", check=False)
+        if r.returncode == 0:
+            for p in json.loads(r.stdout)["items"]:
+                name = p["metadata"]["name"]
+                lg = c.kubectl("logs", "-n", ns, name, "--tail=40", check=False, timeout=60)
+                out.append(f"$ kubectl logs {name} --tail=40\n{lg.stdout}{lg.stderr}")
+    for name, path in (extra_logs or {}).items():
+        try:
+            tail = Path(path).read_text(errors="replace").splitlines()[-40:]
+        except OSError:
+            continue
+        out.append(f"--- {name}: {path}\n" + "\n".join(tail))
+    out.append(c.node.log_tails(60))
+    return "\n".join(out)
+
+
+@contextlib.contextmanager
+def explained(c: NodeCluster, ns: str | None, extra_logs: dict[str, Path] | None = None):
+    """Re-raise a failed wait or assertion with the cluster's diagnostics appended."""
+    try:
+        yield
+    except (AssertionError, TimeoutError, subprocess.CalledProcessError) as exc:
+        raise AssertionError(f"{exc}\n\n===== diagnostics =====\n{diagnostics(c, ns, extra_logs)}") from exc
+
+
+def router_pod(c: NodeCluster, ns: str, name: str) -> dict | None:
+    """The router's one pod that is not being deleted (None while there are more or none)."""
+    ps = [p for p in component_pods(c, ns, name, "router") if not p["metadata"].get("deletionTimestamp")]
+    return ps[0] if len(ps) == 1 else None
+
+
+def events_for(c: NodeCluster, ns: str, pod: str) -> list[dict]:
+    return c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={pod}")["items"]
+
+
+def container_pid(c: NodeCluster, pod: dict) -> int:
+    """The host PID of the pod's container's main process (containerd's task list)."""
+    cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    for line in c.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == cid:
+            return int(fields[1])
+    raise AssertionError(f"container {cid} not in containerd's task list")
+
+
+def everything_arrived(c: NodeCluster, ns: str, name: str, input_topic: str, prefixes_even, prefixes_odd,
+                       upto: int | None = None, timeout: float = 240):
+    """Wait until every timestamp in the input topic (its first `upto`) is in the right
+    logger's `kubectl logs`, and none in the wrong one."""
+    produced = read_topic(c.broker.bootstrap, input_topic)
+    even, odd = by_parity(produced[:upto] if upto else produced)
+
+    def check():
+        got_even = strip(logger_payloads(c, ns, name, "evenlogger"), prefixes_even)
+        got_odd = strip(logger_payloads(c, ns, name, "oddlogger"), prefixes_odd)
+        assert all(int(t[-1]) % 2 == 0 for t in got_even), got_even
+        assert all(int(t[-1]) % 2 == 1 for t in got_odd), got_odd
+        missing = (even - got_even) + (odd - got_odd)
+        return (got_even, got_odd) if not missing else None
+
+    return wait_for(check, timeout, f"all {sum(even.values()) + sum(odd.values())} timestamps in the right logger")

@@ -1,0 +1,169 @@
+"""The seed's pipeline on a real node: the operator's four Deployments run as pods
+(containerd, runc, the CNI bridge), made Ready by the kubelet's probes against the real
+actuators, and their output read the way the seed recipe reads it, with `kubectl logs`.
+Then the kubelet's probes and a rollout, for real: a router without its broker is Running
+but not Ready; a frozen router is restarted; a changed prefix rolls the router pod, the old
+one settling its sends before it exits. Not one timestamp is lost.
+
+Images: the router's from Dockerfile.router, the Spring time source and log sink from
+the assembled 5.1.1 jars, tagged as the sample names them (hack/node-images.sh). The
+sample, liveness and rollout tests share one running pipeline (in file order), because
+starting three JVMs on two cores is most of each test's time."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from localinfra.node import NODE_IP, NODE_NAME
+from localinfra.proc import free_port, stop_process_group
+from nodehelpers import (TIMESTAMP, apply_obj, by_parity, container_pid, events_for, everything_arrived,
+                         explained, logger_payloads, new_namespace, pipeline_ready, pipeline_status,
+                         pod_ready, pods, read_topic, router_pod, sample_pipeline, start_operator, wait_for)
+
+# Generous: the first test also waits for the node to start (image imports, 2 cores).
+pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
+
+COMPONENTS = ("time", "router", "evenlogger", "oddlogger")
+
+
+def _namespace_with_operator(c, log_path, prefix):
+    """A restricted namespace, the operator watching it, unique topics."""
+    ns = new_namespace(c, prefix)
+    op = start_operator(c, ns, log_path)
+    return ns, op, {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
+
+
+def _remove(c, ns, op):
+    # Deleting the namespace first lets the kubelet stop the pods gracefully.
+    c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
+    stop_process_group(op, 15)
+
+
+@pytest.fixture(scope="module")
+def sample(node_cluster, tmp_path_factory):
+    """The sample pipeline, applied with kubectl; (ns, name, topics, extra logs)."""
+    c = node_cluster
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    ns, op, topics = _namespace_with_operator(c, log, "node")
+    obj = sample_pipeline(c.broker.pod_bootstrap, topics)
+    apply_obj(c, obj, ns)
+    try:
+        yield ns, obj["metadata"]["name"], topics, {"operator": log}
+    finally:
+        _remove(c, ns, op)
+
+
+def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node_cluster, sample):
+    c = node_cluster
+    ns, name, topics, extra = sample
+    with explained(c, ns, extra):
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready (4/4)")
+        running = wait_for(lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
+                           120, "four pods Running and Ready")
+        # On the real node, each made Ready by the kubelet's probe of its actuator.
+        for p in running:
+            assert p["spec"]["nodeName"] == NODE_NAME, p["metadata"]["name"]
+            assert p["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == 8080
+            assert p["status"]["podIP"].startswith("10.245.0."), p["status"]
+        comps = sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in running)
+        assert comps == sorted(COMPONENTS)
+
+        # The time source has been writing for at least 30 s ...
+        wait_for(lambda: len(read_topic(c.broker.bootstrap, topics["input"])) >= 30, 300,
+                 "30 timestamps from the time source")
+        produced = read_topic(c.broker.bootstrap, topics["input"])
+        assert all(TIMESTAMP.fullmatch(ts) for ts in produced), produced[:5]
+        even, odd = by_parity(produced)
+        assert even and odd, "30 s of timestamps hold both even and odd seconds"
+        # ... and `kubectl logs` of each logger shows every one of them, in the right one
+        # (only Even lines in the even logger, only Odd lines in the odd one).
+        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"],
+                           upto=len(produced))
+        for p in pods(c, ns):
+            assert all(cs["restartCount"] == 0 for cs in p["status"]["containerStatuses"]), p["status"]
+
+
+def test_liveness_is_real_a_frozen_router_is_restarted_and_nothing_is_lost(node_cluster, sample):
+    c = node_cluster
+    ns, name, topics, extra = sample
+    with explained(c, ns, extra):
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready")
+        pod = router_pod(c, ns, name)
+        restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+        os.kill(container_pid(c, pod), signal.SIGSTOP)  # a process that no longer answers
+        restarted = wait_for(lambda: (p := router_pod(c, ns, name)) and
+                             p["status"]["containerStatuses"][0]["restartCount"] > restarts and p,
+                             420, "the kubelet to restart the frozen router")
+        assert restarted["metadata"]["uid"] == pod["metadata"]["uid"], "the same pod, its container restarted"
+        assert any(e["reason"] == "Unhealthy" and "Liveness probe failed" in e.get("message", "")
+                   for e in events_for(c, ns, pod["metadata"]["name"]))
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready again")
+        # Everything written before and while the router was frozen reaches the loggers.
+        upto = len(read_topic(c.broker.bootstrap, topics["input"]))
+        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
+
+
+def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sample):
+    c = node_cluster
+    ns, name, topics, extra = sample
+    with explained(c, ns, extra):
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready")
+        old = router_pod(c, ns, name)["metadata"]["name"]
+        # Follow the old pod's log to its end, as `kubectl logs -f` would show it.
+        follow = subprocess.Popen([str(c.cp._tspkube()), "kubectl", "--kubeconfig", c.cp.kubeconfig,
+                                   "logs", "-f", "-n", ns, old], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics, evenPrefix="EVEN:"), ns)
+            new = wait_for(lambda: (p := router_pod(c, ns, name)) and p["metadata"]["name"] != old
+                           and pod_ready(p) and p, 300, "a new Ready router pod")
+            old_log, _ = follow.communicate(timeout=120)
+        finally:
+            stop_process_group(follow, 5)
+        # The old router got SIGTERM and stopped cleanly, its last offsets committed.
+        last = [ln for ln in old_log.splitlines() if ln.strip()][-3:]
+        assert any(ln.rstrip().endswith("stopped") for ln in last), last
+        assert "Killing" in {e["reason"] for e in events_for(c, ns, old)}
+        assert "--tsrouter.even-prefix=EVEN:" in new["spec"]["containers"][0]["args"]
+        wait_for(lambda: any(p.startswith("EVEN:") for p in logger_payloads(c, ns, name, "evenlogger")),
+                 180, "the new prefix in the even logger's kubectl logs")
+        # Not one timestamp lost across the rollout.
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the rollout")
+        upto = len(read_topic(c.broker.bootstrap, topics["input"]))
+        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:", "EVEN:"], ["Odd timestamp:"], upto)
+
+
+def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(node_cluster, tmp_path):
+    c = node_cluster
+    ns, op, topics = _namespace_with_operator(c, tmp_path / "operator.log", "probe")
+    extra = {"operator": tmp_path / "operator.log"}
+    # A closed port on the node's bridge: connections are refused at once.
+    obj = sample_pipeline(f"{NODE_IP}:{free_port()}", topics)
+    obj["spec"]["kafka"]["topics"]["manage"] = False  # the operator cannot reach it either
+    name = obj["metadata"]["name"]
+    try:
+        with explained(c, ns, extra):
+            apply_obj(c, obj, ns)
+            # The kubelet probed the router's actuator and got DOWN: Running, not Ready.
+            wait_for(lambda: (p := router_pod(c, ns, name)) and p["status"].get("phase") == "Running"
+                     and any(e["reason"] == "Unhealthy" and "Readiness probe failed" in e.get("message", "")
+                             for e in events_for(c, ns, p["metadata"]["name"])),
+                     240, "a failed readiness probe of the Running router pod")
+            pod = router_pod(c, ns, name)
+            assert not pod_ready(pod), pod["status"]
+            assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, "liveness stays UP"
+            # The pipeline says which component is not ready.
+            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {})
+                              .get("router", {}).get("ready") is False and s, 60, "status naming the router")
+            ready = {x["type"]: x for x in status["conditions"]}["Ready"]
+            assert ready["status"] == "False" and "router" in ready["message"], ready
+
+            # Fixing the address makes it Ready.
+            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics), ns)
+            wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the fix")
+            wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p), 120, "router Ready")
+    finally:
+        _remove(c, ns, op)
