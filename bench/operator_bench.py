@@ -25,7 +25,6 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 from localinfra.kube import audit_events  # noqa: E402
+from localinfra.operatorproc import OperatorProcess  # noqa: E402
 from localinfra.proc import wait_for as wait  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
@@ -228,11 +228,8 @@ def run_operator(n: int, timeout: float, workdir: Path) -> dict:
         cp.kubectl("apply", "-f", str(CRD_FILE))
         wait(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
                                                        check=False).stdout, 60, "CRD served")
-        env = {**os.environ, "KUBECONFIG": cp.kubeconfig, "PYTHONUNBUFFERED": "1"}
-        log = open(log_path, "wb")
-        op = subprocess.Popen([sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", NS,
-                               "--resync-seconds", str(RESYNC), "--log-level", "debug"],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        op = OperatorProcess.manager(cp.kubeconfig, NS, log_path,
+                                     extra=("--resync-seconds", str(RESYNC), "--log-level", "debug")).start()
         wait(lambda: b"_startup' succeeded" in log_path.read_bytes(), 60, "operator started")
         time.sleep(1)  # kopf's initial listings
         w = ReadyWatch(cp.kubeconfig, "tspipe.io", "v1alpha1", "timestamppipelines", n, pipeline_running)
@@ -264,11 +261,7 @@ def run_operator(n: int, timeout: float, workdir: Path) -> dict:
                 "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes, **stats}
     finally:
         if op is not None:
-            op.terminate()
-            try:
-                op.wait(30)
-            except subprocess.TimeoutExpired:
-                op.kill()
+            op.stop(30)
         cp.stop()
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from localinfra.runner import REPO, Runner
 from localinfra.proc import stop_process_group
+from localinfra.operatorproc import OperatorProcess
 
 SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 CRD_DIR = REPO / "crds"
@@ -68,12 +69,8 @@ def wait_ready(cp, name: str, namespace: str, timeout: float = 180) -> dict:
     raise TimeoutError(f"pipeline {namespace}/{name} not Ready after {timeout}s: {obj.get('status')}")
 
 
-def start_operator(kubeconfig: str, namespace: str, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, KUBECONFIG=kubeconfig, PYTHONUNBUFFERED="1")
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", namespace],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+def start_operator(kubeconfig: str, namespace: str, log_path: Path) -> OperatorProcess:
+    return OperatorProcess.manager(kubeconfig, namespace, log_path).start()
 
 
 # The log sink's own logger is named `log-sink` (the app name shows in brackets on every
@@ -120,7 +117,7 @@ def local_stack(workdir: Path, namespace: str = "default", real_node: bool = Fal
         cp.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io", "--timeout=60s")
         say("CRD installed; starting the operator")
         op = start_operator(cp.kubeconfig, namespace, workdir / "operator.log")
-        stack.callback(stop_process_group, op, 15)
+        stack.callback(op.stop, 15)
         yield cp, broker
 
 

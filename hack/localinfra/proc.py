@@ -53,14 +53,19 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def wait_for(probe, timeout: float, what: str, interval: float = 0.25):
+def wait_for(probe, timeout: float, what: str, interval: float = 0.25,
+             retry_on: tuple[type[BaseException], ...] = ()):
     """Poll `probe` until it returns something truthy and return that; raise AssertionError
-    naming `what` (and the last value seen) after `timeout` seconds."""
+    naming `what` (and the last value seen) after `timeout` seconds. Exceptions of the
+    `retry_on` types mean "not yet" (the last one is named if time runs out)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last:
+        try:
+            last = probe()
+        except retry_on as exc:
+            last = exc
+        if last and not isinstance(last, BaseException):
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"[:4000])

@@ -1,14 +1,11 @@
 """Build the router's process exactly as the operator renders it and a kubelet would start it."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))  # routerproc
-
-from localinfra.runner import program_for, with_port  # noqa: E402
-from routerproc import RouterProc  # noqa: E402
-from tspipe.render import render_deployments  # noqa: E402
+from localinfra.runner import program_for, with_port
+from routerproc import RouterProc
+from tspipe.render import render_deployments
 
 SECRET = "kafka-creds"
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))  # kubehelpers
-from kubehelpers import CRD_FILE, Kubectl, Operator, wait_for  # noqa: E402
+from kubehelpers import CRD_FILE, Kubectl, Operator, wait_for
 
 pytestmark = pytest.mark.kube
 

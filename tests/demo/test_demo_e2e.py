@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from localinfra import diagnose
 from localinfra.demo import apply, pipeline_manifest, start_operator, wait_ready
-from localinfra.proc import stop_process_group, wait_for
+from localinfra.proc import wait_for
 from localinfra.runner import Runner
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube]
@@ -103,7 +103,7 @@ def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
         yield ns, runner, topics
     finally:
         runner.stop()
-        stop_process_group(op, 15)
+        op.stop(15)
         control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -14,22 +13,11 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from localinfra import cache
+from localinfra.proc import wait_for
 
 pytestmark = pytest.mark.kube
 
 DEADLINE = 90  # seconds any single condition may take; a bound, not an assertion
-
-
-def wait_for(what, probe, timeout=DEADLINE, interval=0.25):
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +60,7 @@ def test_deployment_becomes_available(api, namespace):
         conds = {c.type: c.status for c in (d.status.conditions or [])}
         return d.status.available_replicas == 2 and conds.get("Available") == "True"
 
-    wait_for("Deployment web Available with 2 replicas", available)
+    wait_for(what="Deployment web Available with 2 replicas", timeout=DEADLINE, probe=available)
     pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
     assert len(pods) == 2
     for pod in pods:
@@ -85,7 +73,7 @@ def test_deployment_becomes_available(api, namespace):
 def test_deleting_a_deployment_garbage_collects_replicaset_and_pods(api, namespace):
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     apps.create_namespaced_deployment(namespace, deployment("gc"))
-    wait_for("ReplicaSet and 2 pods", lambda: (
+    wait_for(what="ReplicaSet and 2 pods", timeout=DEADLINE, probe=lambda: (
         apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items
         and len(core.list_namespaced_pod(namespace, label_selector="app=gc").items) == 2))
     rs = apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items[0]
@@ -93,9 +81,9 @@ def test_deleting_a_deployment_garbage_collects_replicaset_and_pods(api, namespa
 
     apps.delete_namespaced_deployment("gc", namespace)  # default propagation: background GC
 
-    wait_for("ReplicaSet collected", lambda: not apps.list_namespaced_replica_set(
+    wait_for(what="ReplicaSet collected", timeout=DEADLINE, probe=lambda: not apps.list_namespaced_replica_set(
         namespace, label_selector="app=gc").items)
-    wait_for("pods collected", lambda: not core.list_namespaced_pod(
+    wait_for(what="pods collected", timeout=DEADLINE, probe=lambda: not core.list_namespaced_pod(
         namespace, label_selector="app=gc").items)
 
 
@@ -137,7 +125,7 @@ def widget_crd(api):
         return any(c.type == "Established" and c.status == "True"
                    for c in (crd.status.conditions or []))
 
-    wait_for("CRD Established", established)
+    wait_for(what="CRD Established", timeout=DEADLINE, probe=established)
     yield name
     ext.delete_custom_resource_definition(name)
 
@@ -150,7 +138,7 @@ def test_crd_schema_rejects_invalid_object_naming_the_field(api, namespace, widg
                 "metadata": {"name": name}, "spec": spec}
 
     # The valid one is accepted (the schema is not rejecting everything)...
-    wait_for("valid Widget accepted", lambda: _try_create(
+    wait_for(what="valid Widget accepted", timeout=DEADLINE, probe=lambda: _try_create(
         custom, namespace, widget("ok", {"replicas": 2, "colour": "red"})))
 
     # ...the invalid ones are refused with the field named.
@@ -189,7 +177,7 @@ def test_service_account_without_permissions_is_denied(api, namespace):
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
-    token = wait_for("token for nobody", lambda: _token(core, namespace, "nobody"))
+    token = wait_for(what="token for nobody", timeout=DEADLINE, probe=lambda: _token(core, namespace, "nobody"))
     sa_api = _client_with_token(api, token)
 
     # The token authenticates (who am I works for everyone authenticated)...
@@ -221,7 +209,7 @@ def test_service_account_without_permissions_is_denied(api, namespace):
                 return False
             raise
 
-    wait_for("RoleBinding to take effect", allowed)
+    wait_for(what="RoleBinding to take effect", timeout=DEADLINE, probe=allowed)
 
 
 def _token(core, namespace, sa):
@@ -270,7 +258,7 @@ def test_audit_log_records_a_create(api, control_plane, namespace):
                     return ev
         return None
 
-    ev = wait_for("audit event for the create", find)
+    ev = wait_for(what="audit event for the create", timeout=DEADLINE, probe=find)
     assert ev["level"] == "Metadata"
     assert ev["user"]["username"] == "tspipe-admin"
     assert ev["responseStatus"]["code"] == 201

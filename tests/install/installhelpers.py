@@ -76,40 +76,6 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
     return str(path)
 
 
-class OperatorProcess:
-    """The operator as a local subprocess, its output in a log file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path):
-        self.argv, self.env, self.log_path, self.cwd = argv, env, log_path, cwd
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "OperatorProcess":
-        self._fh = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._fh.close()
-        rc, self.proc = self.proc.returncode, None
-        return rc
-
-
 def api_request(kubeconfig_path: str, method: str, path: str, body: dict | None = None,
                 content_type: str = "application/json") -> tuple[int, dict]:
     """One raw request with the kubeconfig's token (for verbs kubectl only reaches after

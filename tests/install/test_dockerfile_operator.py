@@ -3,7 +3,6 @@ image must have, then run its ENTRYPOINT (with the image's environment) in a vir
 environment holding exactly the requirements the Dockerfile installs."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys

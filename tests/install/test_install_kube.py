@@ -23,7 +23,9 @@ import pytest
 import yaml
 
 import dockerparse
-from installhelpers import (CRD_FILE, OPERATOR_NS, ROOT, SA_NAME, SA_USER, VARIANTS, OperatorProcess, Variant,
+from localinfra.operatorproc import OperatorProcess
+
+from installhelpers import (CRD_FILE, OPERATOR_NS, ROOT, SA_NAME, SA_USER, VARIANTS, Variant,
                             api_request, audit_events, kubectl_argv, kustomize, one, readme_commands, token_kubeconfig,
                             wait_for)
 from localinfra.kube import free_port
@@ -133,7 +135,7 @@ def reconciled(control_plane, install, operator_kubeconfig, tmp_path_factory):
     env = {"PATH": os.path.join(sys.prefix, "bin") + ":/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
            "PYTHONUNBUFFERED": "1", "KUBECONFIG": operator_kubeconfig}
     audit_from = os.path.getsize(control_plane.audit_log)
-    op = OperatorProcess(argv, env, home / "operator.log", cwd=home).start()
+    op = OperatorProcess(argv, home / "operator.log", env=env, cwd=home).start()
     try:
         def ready():
             assert op.alive(), f"operator exited:\n{op.log()[-3000:]}"

@@ -5,17 +5,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from kafka import KafkaConsumer, TopicPartition
+from localinfra import proc
+from localinfra.operatorproc import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO / "manifests" / "samples"
@@ -44,18 +43,9 @@ class NodeCluster:
 
 
 def wait_for(probe, timeout: float, what: str, interval: float = 1.0):
-    """Poll `probe` until truthy; AssertionError naming `what` and the last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except subprocess.CalledProcessError as exc:  # e.g. kubectl logs before the container exists
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"[:4000])
+    """localinfra's wait_for at kubectl's pace; a failed kubectl (e.g. `logs` before the
+    container exists) counts as "not yet"."""
+    return proc.wait_for(probe, timeout, what, interval, retry_on=(subprocess.CalledProcessError,))
 
 
 def pods(c: NodeCluster, ns: str, selector: str | None = None) -> list[dict]:
@@ -171,14 +161,9 @@ def new_namespace(c: NodeCluster, prefix: str = "node") -> str:
     return ns["metadata"]["name"]
 
 
-def start_operator(c: NodeCluster, ns: str, log_path: Path) -> subprocess.Popen:
+def start_operator(c: NodeCluster, ns: str, log_path: Path) -> OperatorProcess:
     """The operator as a local process (tests of the operator *as a pod* install it instead)."""
-    env = dict(os.environ, KUBECONFIG=c.cp.kubeconfig, PYTHONUNBUFFERED="1")
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tspipe.manager", "--standalone", "--namespace", ns],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    return OperatorProcess.manager(c.cp.kubeconfig, ns, log_path).start()
 
 
 def diagnostics(c: NodeCluster, ns: str | None, extra_logs: dict[str, Path] | None = None) -> str:

@@ -39,7 +39,7 @@ def _namespace_with_operator(c, log_path, prefix):
 def _remove(c, ns, op):
     # Deleting the namespace first lets the kubelet stop the pods gracefully.
     c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
-    stop_process_group(op, 15)
+    op.stop(15)
 
 
 @pytest.fixture(scope="module")

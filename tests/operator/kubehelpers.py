@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from localinfra.kube import audit_events
+from localinfra.operatorproc import OperatorProcess, manager_argv
 from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,57 +72,17 @@ def describe(ev: dict) -> str:
     return f"{ev['verb']} {ref.get('resource')}/{ref.get('subresource', '') or ''}{ref.get('name', '')}"
 
 
-class Operator:
-    """`python -m tspipe.manager --standalone --namespace NS` as a subprocess."""
+class Operator(OperatorProcess):
+    """`python -m tspipe.manager --namespace NS` at debug level (the tests read its lines)."""
 
     def __init__(self, kubeconfig: str, namespace: str, log_path: Path, extra=(), standalone: bool = True):
-        self.standalone = standalone
-        self.kubeconfig = kubeconfig
+        super().__init__(manager_argv(namespace, standalone=standalone, extra=("--log-level", "debug", *extra)),
+                         log_path, kubeconfig=kubeconfig)
         self.namespace = namespace
-        self.log_path = log_path
-        self.extra = list(extra)
-        self.proc: subprocess.Popen | None = None
-        self._offset = 0
-
-    def start(self):
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
-        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._fh = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tspipe.manager", *(["--standalone"] if self.standalone else []),
-             "--namespace", self.namespace, "--log-level", "debug", *self.extra],
-            stdout=self._fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
-        return self
-
-    def log(self, since_start=True) -> str:
-        with open(self.log_path, "rb") as fh:
-            fh.seek(self._offset if since_start else 0)
-            return fh.read().decode(errors="replace")
 
     def reconciles(self, name: str) -> list[str]:
         needle = f"reconciled {self.namespace}/{name}:"
         return [ln for ln in self.log().splitlines() if needle in ln]
-
-    def kill(self):
-        """SIGKILL: no cleanup, no goodbye to its peers."""
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=30):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._fh.close()
-        self.proc = None
 
 
 def sample_pipeline(**spec_overrides) -> dict:
