@@ -8,7 +8,7 @@ and not spec fields such as a Flink-style `spec.<app>.restartNonce`:
   restarts the app again, unasked. The annotation is consumed: it acts once.
 - Neither switch is a spec change, so neither bumps `metadata.generation`: the
   revision history, the rollout logic and the SCDF fallback (rendered from the spec)
-  see only real spec changes, and the CRD's schema does not grow.
+  see only real spec changes, and the spec schema does not grow.
 - `kubectl annotate tsp/NAME tspipe.io/restart=router` is one command with nothing to
   invent (no new nonce value), and the hold can be set on a pipeline whose spec is
   invalid or being edited, which is when it is needed.
