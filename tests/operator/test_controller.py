@@ -494,3 +494,22 @@ def test_unknown_app_is_refused_with_a_warning_and_nothing_restarts():
     cond = {c["type"]: c for c in pipe["status"]["conditions"]}["RestartRejected"]
     assert cond["status"] == "True" and "'bogus'" in cond["message"]
     assert "restarted" not in pipe["status"]["history"][-1]
+
+
+def test_restart_annotation_changed_meanwhile_is_not_lost():
+    kube, ctl, pipe = _settled()
+    _annotate(pipe, restart="router")
+    real = kube.replace_deployment
+
+    def user_changes_it_meanwhile(ns, name, body):
+        pipe["metadata"]["annotations"]["tspipe.io/restart"] = "time"
+        return real(ns, name, body)
+
+    kube.replace_deployment = user_changes_it_meanwhile
+    out = run(ctl.reconcile("ns", "timestamps"))
+    kube.replace_deployment = real
+    assert pipe["metadata"]["annotations"]["tspipe.io/restart"] == "time", "the guarded removal refused"
+    assert out.retry_after == 1.0 and ("unannotate", "tspipe.io/restart") not in kube.writes
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
+    assert pipe["status"]["history"][-1]["restarted"] == ["time"]
