@@ -22,6 +22,16 @@ HASH_ANNOTATION = f"{API_GROUP}/desired-hash"
 # Finalizer on pipelines whose topics are deleted with them (spec.kafka.topics.deleteOnRemoval).
 FINALIZER = f"{API_GROUP}/delete-topics"
 
+# Switches a user sets on a pipeline with `kubectl annotate` (Strimzi's style: actions and
+# holds are not desired state, so they stay out of the spec; see switches.py).
+# "true": the operator writes nothing to the pipeline's children until it is removed.
+RECONCILE_PAUSED_ANNOTATION = f"{API_GROUP}/reconcile-paused"
+# App name(s) as the spec names them, comma-separated: roll those Deployments once; the
+# operator removes the annotation when done.
+RESTART_ANNOTATION = f"{API_GROUP}/restart"
+# Pod-template annotation a restart sets (as `kubectl rollout restart` sets its own).
+RESTARTED_AT_ANNOTATION = f"{API_GROUP}/restartedAt"
+
 # Recommended labels on every child (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

@@ -9,12 +9,19 @@ phases in order, each adding its writes, its problems and when it wants to run a
   finalizer    the topics finalizer is present exactly when deleteOnRemoval asks for it;
   topics       ensure the Kafka topics (cached per spec, rechecked on a slow timer, in a
                separate thread pool with a short timeout);
-  deployments  work out the pause stage, plan with the pure diff, write what differs;
+  deployments  work out the pause stage, plan with the pure diff, write what differs
+               (stamping the pod template of apps a `tspipe.io/restart` names);
+  disruption   the router's PodDisruptionBudget exists exactly when it has > 1 replica;
+  restart      consume the `tspipe.io/restart` annotation once its apps rolled (or
+               refuse a bad one), with an Event;
   status       compute it, write it if it changed, post the Events it deserves;
 
 then reports the problems (a condition, an Event once per distinct message, a retry
 with exponential backoff; never a crash). A pipeline being deleted takes the other
 path, `_reconcile_delete`: delete its topics if asked, then remove the finalizer.
+A pipeline annotated `tspipe.io/reconcile-paused: "true"` takes `_reconcile_held`: no
+phase runs, only the ReconciliationPaused condition is written (deletion is not held:
+the garbage collector removes the children anyway, and a held finalizer would block it).
 
 Write budget: Deployments are written only when they differ; Events only for
 failures and significant changes (a rollout, a child recreated or removed, a pause
@@ -32,23 +39,26 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 
 from . import topics as topics_mod
-from .api import FINALIZER
-from .components import COMPONENTS
+from .api import FINALIZER, RESTART_ANNOTATION
+from .components import COMPONENTS, ROUTER
+from .disruption import pdb_name, plan_pdb, router_pdb
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
 from .model import Pipeline, PipelineError
 from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
-from .render import deployment_name, owned_selector, render_deployments
-from .status import compute_status
+from .render import deployment_name, owned_selector, render_deployments, restarted_at, with_restart
+from .stamps import format_time
+from .status import RECONCILIATION_PAUSED, compute_status, held_status
+from .switches import RestartRequest, reconcile_held, restart_request
 from .workqueue import Key, Outcome, WorkQueue
 
 __all__ = ["Controller", "Outcome"]
@@ -112,6 +122,10 @@ class _Pass:
     topics: dict[str, Any] | None = None  # the topics phase's result for status
     pause: PauseState | None = None
     actual: list[dict[str, Any]] = field(default_factory=list)  # the pipeline's Deployments
+    restart: RestartRequest | None = None  # the tspipe.io/restart annotation, parsed
+    restart_done: set[str] = field(default_factory=set)  # Deployments whose template has this pass's stamp
+    restarted: list[str] = field(default_factory=list)  # apps restarted (the request consumed)
+    restart_rejected: str | None = None  # why a request was refused (consumed too)
 
     @property
     def namespace(self) -> str:
@@ -146,6 +160,13 @@ def _significant(status: dict[str, Any]) -> tuple[Any, ...]:
         tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
         len(status.get("history") or []),
         (status.get("pause") or {}).get("sourceStoppedAt"),
+    )
+
+
+def _held(status: dict[str, Any]) -> bool:
+    """The status says reconciliation is held (the ReconciliationPaused condition is True)."""
+    return any(
+        c.get("type") == RECONCILIATION_PAUSED and c.get("status") == "True" for c in status.get("conditions") or []
     )
 
 
@@ -300,7 +321,9 @@ class Controller:
             return 0
 
     async def _apply(self, namespace: str, action: Action) -> None:
-        if action.verb == CREATE:
+        if action.kind != "Deployment":
+            await self._apply_pdb(namespace, action)
+        elif action.verb == CREATE:
             await self._call(self.kube.create_deployment, namespace, action.body)
         elif action.verb == UPDATE:
             await self._call(self.kube.replace_deployment, namespace, action.name, action.body)
@@ -308,6 +331,16 @@ class Controller:
             await self._call(self.kube.delete_deployment, namespace, action.name, action.resource_version)
         else:
             raise ValueError(action.verb)
+
+    async def _apply_pdb(self, namespace: str, action: Action) -> None:
+        if action.verb == CREATE:
+            await self._call(self.kube.create_pdb, namespace, action.body)
+        elif action.verb == UPDATE:
+            await self._call(self.kube.replace_pdb, namespace, action.name, action.body)
+        elif action.verb == DELETE:
+            await self._call(self.kube.delete_pdb, namespace, action.name, action.resource_version)
+        else:
+            raise ValueError(f"{action.verb} {action.kind}")
 
     # --- topics ----------------------------------------------------------------------
     async def _topics(self, st: _State, p: Pipeline) -> tuple[dict | None, float | None]:
@@ -405,7 +438,31 @@ class Controller:
             return Outcome()
         if pipeline["metadata"].get("deletionTimestamp"):
             return await self._reconcile_delete(pipeline)
+        if reconcile_held(pipeline):
+            return await self._reconcile_held(pipeline)
         return await self._reconcile_normal(pipeline)
+
+    async def _reconcile_held(self, pipeline: dict[str, Any]) -> Outcome:
+        """Reconciliation held: say so in the status (and once in an Event); nothing else."""
+        out = Outcome()
+        meta = pipeline["metadata"]
+        prev = pipeline.get("status") or {}
+        if prev.get("phase"):
+            self.metrics.set_phase(meta["namespace"], meta["name"], prev["phase"])
+        status = held_status(pipeline, self.now())
+        if status == prev:
+            return out
+        try:
+            await self._call(self.kube.write_status, meta["namespace"], meta["name"], status)
+            out.writes += 1
+        except ApiException as exc:
+            if exc.status != 404:
+                out.error = f"write status: {_api_error(exc)}"
+                return out
+        if not _held(prev):
+            cond = next(c for c in status["conditions"] if c["type"] == RECONCILIATION_PAUSED)
+            out.writes += await self._event(pipeline, "Normal", RECONCILIATION_PAUSED, cond["message"])
+        return out
 
     async def _reconcile_delete(self, pipeline: dict[str, Any]) -> Outcome:
         out = Outcome()
@@ -422,14 +479,21 @@ class Controller:
     async def _reconcile_normal(self, pipeline: dict[str, Any]) -> Outcome:
         meta = pipeline["metadata"]
         key = (meta["namespace"], meta["name"])
-        ctx = _Pass(pipeline, None, self._state.setdefault(key, _State()))
+        ctx = _Pass(pipeline, None, self._state.setdefault(key, _State()), restart=restart_request(pipeline))
         try:
             ctx.p = Pipeline.from_resource(pipeline)
         except PipelineError as exc:
             # Only possible if the CRD's validation is older than this operator.
             ctx.problems.append(f"invalid spec: {exc}")
         try:
-            for phase in (self._phase_finalizer, self._phase_topics, self._phase_deployments, self._phase_status):
+            for phase in (
+                self._phase_finalizer,
+                self._phase_topics,
+                self._phase_deployments,
+                self._phase_disruption,
+                self._phase_restart,
+                self._phase_status,
+            ):
                 await phase(ctx)
         except _Restart as restart:
             ctx.out.retry_after = restart.delay
@@ -467,14 +531,71 @@ class Controller:
             ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag)
         ctx.again_in(ctx.pause.recheck_after)
         desired = render_deployments(ctx.pipeline, ctx.pause.replicas, pipeline=p)
+        r = ctx.restart
+        targets = {deployment_name(ctx.name, c) for c in r.apps} if r and not r.problem() else set()
+        stamp = format_time(self.now())
+        # A restart is a new pod template: the diff sees it as drift and updates (or creates) it.
+        desired = [with_restart(d, stamp) if d["metadata"]["name"] in targets else d for d in desired]
         dplan = plan(ctx.pipeline, desired, ctx.actual)
         ctx.problems.extend(dplan.blocked)
         if dplan.waiting:
             ctx.again_in(RECHECK_DELETED_CHILD)
         for action in dplan.actions:
-            await self._write_child(ctx, action)
+            restart = action.name in targets and action.verb in (CREATE, UPDATE)
+            await self._write_child(
+                ctx, replace(action, reason=f"restart ({RESTART_ANNOTATION})") if restart else action
+            )
         if dplan.actions:
             ctx.actual = await self._actual(ctx.namespace, ctx.name)
+        by_name = {d["metadata"]["name"]: d for d in ctx.actual}
+        ctx.restart_done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
+
+    async def _phase_disruption(self, ctx: _Pass) -> None:
+        if ctx.p is None or ctx.pause is None:
+            return
+        name = pdb_name(ctx.name)
+        desired = router_pdb(ctx.pipeline, ctx.p, ctx.pause.replicas[ROUTER.spec_field])
+        actual = await self._call(self.kube.get_pdb, ctx.namespace, name)
+        pplan = plan_pdb(ctx.pipeline, name, desired, actual)
+        ctx.problems.extend(pplan.blocked)
+        if pplan.waiting:
+            ctx.again_in(RECHECK_DELETED_CHILD)
+        for action in pplan.actions:
+            await self._write_child(ctx, action)
+
+    async def _phase_restart(self, ctx: _Pass) -> None:
+        """Consume the restart annotation: refused at once if it names an unknown app,
+        else once every app it names has rolled (until then it stays, and the next pass
+        tries again)."""
+        r = ctx.restart
+        if r is None:
+            return
+        problem = r.problem()
+        if problem:
+            if await self._consume_restart(ctx, r):
+                ctx.restart_rejected = problem
+                log.warning("%s/%s: %s", ctx.namespace, ctx.name, problem)
+                ctx.out.writes += await self._event(ctx.pipeline, "Warning", "RestartRejected", problem)
+            return
+        if ctx.p is None or any(deployment_name(ctx.name, c) not in ctx.restart_done for c in r.apps):
+            return
+        if await self._consume_restart(ctx, r):
+            ctx.restarted = r.labels
+            names = ", ".join(deployment_name(ctx.name, c) for c in r.apps)
+            message = f"restarted {', '.join(r.labels)} ({RESTART_ANNOTATION}): rolling Deployment {names}"
+            log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+            ctx.out.writes += await self._event(ctx.pipeline, "Normal", "Restarted", message)
+
+    async def _consume_restart(self, ctx: _Pass, r: RestartRequest) -> bool:
+        try:
+            await self._call(self.kube.remove_annotation, ctx.namespace, ctx.name, RESTART_ANNOTATION, r.value)
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):
+                raise _Restart(RECHECK_CONFLICT) from exc  # the annotation changed meanwhile: read again
+            ctx.problems.append(f"removing annotation {RESTART_ANNOTATION}: {_api_error(exc)}")
+            return False
+        ctx.out.writes += 1
+        return True
 
     async def _write_child(self, ctx: _Pass, action: Action) -> None:
         try:
@@ -483,14 +604,15 @@ class Controller:
             if exc.status in (409, 404):
                 ctx.again_in(RECHECK_CONFLICT)  # raced with someone (or our own stale read)
             else:
-                ctx.problems.append(f"{action.verb} Deployment {action.name}: {_api_error(exc)}")
+                ctx.problems.append(f"{action.verb} {action.kind} {action.name}: {_api_error(exc)}")
             return
         ctx.out.writes += 1
         verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
-        log.info("%s/%s: %s Deployment %s (%s)", ctx.namespace, ctx.name, verb.lower(), action.name, action.reason)
+        what = f"{action.kind} {action.name}"
+        log.info("%s/%s: %s %s (%s)", ctx.namespace, ctx.name, verb.lower(), what, action.reason)
         if not (action.verb == CREATE and not ctx.prev_status):  # no Event for the first creation
             ctx.out.writes += await self._event(
-                ctx.pipeline, "Normal", f"{verb}Deployment", f"{verb} Deployment {action.name}: {action.reason}"
+                ctx.pipeline, "Normal", f"{verb}{action.kind}", f"{verb} {what}: {action.reason}"
             )
         if action.verb == RECREATE:
             ctx.again_in(RECHECK_DELETED_CHILD)
@@ -499,7 +621,15 @@ class Controller:
         # An invalid spec is reported by compute_status itself, not as a reconcile error.
         error = ("; ".join(ctx.problems) or None) if ctx.p is not None else None
         status = compute_status(
-            ctx.pipeline, ctx.actual, self.now(), error=error, topics=ctx.topics, pause=ctx.pause, pipeline=ctx.p
+            ctx.pipeline,
+            ctx.actual,
+            self.now(),
+            error=error,
+            topics=ctx.topics,
+            pause=ctx.pause,
+            pipeline=ctx.p,
+            restarted=ctx.restarted,
+            restart_rejected=ctx.restart_rejected,
         )
         self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
         prev = ctx.prev_status
@@ -519,6 +649,10 @@ class Controller:
         except ApiException as exc:
             if exc.status != 404:
                 ctx.problems.append(f"write status: {_api_error(exc)}")
+        if _held(prev):
+            ctx.out.writes += await self._event(
+                ctx.pipeline, "Normal", "ReconciliationResumed", "reconciling again: catching up with the spec"
+            )
         if prev and ctx.p is not None:
             ctx.out.writes += await self._transition_event(ctx.pipeline, prev, status)
         ctx.out.writes += await self._topics_event(ctx.pipeline, prev, status)

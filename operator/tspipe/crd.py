@@ -272,7 +272,7 @@ def status_schema() -> dict[str, Any]:
             "pause": {"type": "object", "properties": {"sourceStoppedAt": {"type": "string", "format": "date-time"}}},
             "history": {
                 "type": "array",
-                "description": "The last spec revisions, oldest first.",
+                "description": "The last spec revisions and restarts (tspipe.io/restart), oldest first.",
                 "items": {
                     "type": "object",
                     "properties": {
@@ -280,6 +280,7 @@ def status_schema() -> dict[str, Any]:
                         "time": {"type": "string", "format": "date-time"},
                         "images": {"type": "object", "additionalProperties": s},
                         "changed": {"type": "array", "items": s},
+                        "restarted": {"type": "array", "items": s},
                     },
                 },
             },

@@ -1,13 +1,16 @@
 """The pipeline's revision history in status (pure): what changed, when, which images.
 
 A revision is a new `metadata.generation` (the API server bumps it on every spec
-change, including `kubectl scale` through the scale subresource). To name the fields
+change, including `kubectl scale` through the scale subresource). A restart asked with
+the `tspipe.io/restart` annotation is no spec change but is recorded too, as an entry
+of the same generation naming the apps in `restarted`. To name the fields
 that changed without keeping old specs anywhere, the status holds a digest of the
 current spec: one short hash per field path, compared with the next spec's digest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .stamps import digest
@@ -35,22 +38,34 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 def next_history(
-    resource: dict[str, Any], images: dict[str, str], now: str, limit: int = HISTORY_LIMIT
+    resource: dict[str, Any],
+    images: dict[str, str],
+    now: str,
+    limit: int = HISTORY_LIMIT,
+    restarted: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """(status.history, status.specDigest) for `resource`, given its previous status.
 
-    Unchanged generation: the previous values, untouched (no status write)."""
+    `restarted`: apps restarted in this pass (spec field names), recorded as an entry.
+    Unchanged generation and no restart: the previous values, untouched (no status write)."""
     status = resource.get("status") or {}
     history = list(status.get("history") or [])
     old_digest = status.get("specDigest") or {}
     generation = (resource.get("metadata") or {}).get("generation")
     digest = spec_digest(resource.get("spec") or {})
     if history and history[-1].get("generation") == generation:
-        return history, old_digest or digest
-    entry = {
-        "generation": generation,
-        "time": now,
-        "images": dict(images),
-        "changed": changed_fields(old_digest, digest) if history else [],
-    }
-    return (history + [entry])[-limit:], digest
+        digest = old_digest or digest
+    else:
+        history.append(
+            {
+                "generation": generation,
+                "time": now,
+                "images": dict(images),
+                "changed": changed_fields(old_digest, digest) if history else [],
+            }
+        )
+    if restarted:
+        history.append(
+            {"generation": generation, "time": now, "images": dict(images), "changed": [], "restarted": list(restarted)}
+        )
+    return history[-limit:], digest

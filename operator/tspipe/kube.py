@@ -102,6 +102,18 @@ class Kube:
             content_type="application/json-patch+json",
         )
 
+    def remove_annotation(self, namespace: str, name: str, key: str, value: str) -> None:
+        # JSON patch guarded by the value read: if the user changed the annotation in the
+        # meantime the patch fails (the new value is acted on in the next pass), never lost.
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        self._request(
+            "PATCH",
+            self._pipeline_path(namespace, name),
+            body=[{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}],
+            query=[("fieldManager", MANAGER)],
+            content_type="application/json-patch+json",
+        )
+
     def get_peering(self, namespace: str | None, name: str) -> dict | None:
         if namespace:
             return self._get_or_none(f"/apis/kopf.dev/v1/namespaces/{quote(namespace)}/kopfpeerings/{quote(name)}")
@@ -134,6 +146,32 @@ class Kube:
             opts["preconditions"] = {"resourceVersion": resource_version}
         try:
             self._request("DELETE", self._deployments(namespace, name), body=opts)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # --- pod disruption budgets --------------------------------------------------
+    @staticmethod
+    def _pdbs(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/policy/v1/namespaces/{quote(namespace)}/poddisruptionbudgets"
+        return f"{path}/{quote(name)}" if name else path
+
+    def get_pdb(self, namespace: str, name: str) -> dict | None:
+        return self._get_or_none(self._pdbs(namespace, name))
+
+    def create_pdb(self, namespace: str, body: dict) -> dict:
+        return self._request("POST", self._pdbs(namespace), body=body, query=[("fieldManager", MANAGER)])
+
+    def replace_pdb(self, namespace: str, name: str, body: dict) -> dict:
+        # body carries metadata.resourceVersion: a concurrent change fails with 409.
+        return self._request("PUT", self._pdbs(namespace, name), body=body, query=[("fieldManager", MANAGER)])
+
+    def delete_pdb(self, namespace: str, name: str, resource_version: str | None) -> None:
+        opts: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if resource_version:
+            opts["preconditions"] = {"resourceVersion": resource_version}
+        try:
+            self._request("DELETE", self._pdbs(namespace, name), body=opts)
         except ApiException as exc:
             if exc.status != 404:
                 raise

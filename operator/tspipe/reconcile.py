@@ -25,6 +25,7 @@ class Action:
     body: dict[str, Any] | None = None  # full object for create/update
     reason: str = ""  # short, for the Event and the log
     resource_version: str | None = None  # delete/recreate precondition
+    kind: str = "Deployment"  # or PodDisruptionBudget (disruption.py)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
     return body
 
 
-def _ours(obj: dict[str, Any], pipeline_name: str | None) -> bool:
+def ours(obj: dict[str, Any], pipeline_name: str | None) -> bool:
+    """Labelled as this operator's child of that pipeline."""
     lbl = _meta(obj).get("labels") or {}
     return lbl.get(LABEL_MANAGED_BY) == MANAGER and lbl.get(LABEL_INSTANCE) == pipeline_name
 
@@ -191,7 +193,7 @@ def plan(pipeline: dict[str, Any], desired: list[dict[str, Any]], actual: list[d
             result.waiting.append(dname)
             continue
         owner = controller_uid(a)
-        if owner is None and _ours(a, name):
+        if owner is None and ours(a, name):
             pass  # our labels but the owner reference was removed: adopt it back
         elif owner != uid:
             who = "another owner" if owner else "no owner"
@@ -206,7 +208,7 @@ def plan(pipeline: dict[str, Any], desired: list[dict[str, Any]], actual: list[d
             result.actions.append(Action(UPDATE, dname, merged_for_update(d, a), "drift in " + ", ".join(parts)))
     for a in actual:
         aname = _meta(a).get("name")
-        if aname in wanted or not _ours(a, name) or _meta(a).get("deletionTimestamp"):
+        if aname in wanted or not ours(a, name) or _meta(a).get("deletionTimestamp"):
             continue
         if controller_uid(a) in (None, uid):
             result.actions.append(Action(DELETE, str(aname), None, "not desired", _meta(a).get("resourceVersion")))

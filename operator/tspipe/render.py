@@ -24,6 +24,7 @@ from .api import (
     MANAGED_SELECTOR,
     MANAGER,
     PART_OF,
+    RESTARTED_AT_ANNOTATION,
 )
 from .components import COMPONENTS, ROUTER, Component, Probe
 from .model import AppCommon, Pipeline
@@ -261,6 +262,25 @@ def render_deployments(
     p = Pipeline.from_resource(resource) if pipeline is None else pipeline
     replicas = replicas or {}
     return [render_deployment(resource, p, c, replicas.get(c.spec_field)) for c in COMPONENTS]
+
+
+def with_restart(deployment: dict[str, Any], at: str) -> dict[str, Any]:
+    """`deployment` with its pod template stamped `tspipe.io/restartedAt: at`: a new
+    template, so the Deployment controller rolls every pod (as `kubectl rollout restart`).
+
+    The stamp stays out of the hash and of later renders: the diff ignores template
+    annotations it does not set, and an update keeps the ones already there."""
+    out = copy.deepcopy(deployment)
+    meta = out["spec"]["template"].setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), RESTARTED_AT_ANNOTATION: at}
+    return out
+
+
+def restarted_at(deployment: dict[str, Any] | None) -> str | None:
+    """The restart stamp on a Deployment's pod template, if any."""
+    template = ((deployment or {}).get("spec") or {}).get("template") or {}
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(RESTARTED_AT_ANNOTATION)
+    return str(value) if value is not None else None
 
 
 def router_selector(pipeline_name: str) -> str:

@@ -7,14 +7,22 @@ rollout exceeded its progress deadline: reason ProgressDeadlineExceeded naming t
 component, while the old pods keep serving), Paused (spec.paused and every app at
 zero), Failed (the spec cannot be rendered, or the operator hit an error it cannot
 fix by itself).
+
+Two conditions come from the annotation switches (switches.py): ReconciliationPaused
+(held; the rest of the status is left as it was last reconciled, `observedGeneration`
+included, so it says which spec is applied) and RestartRejected (the last
+`tspipe.io/restart` named no app of the pipeline; kept until the next restart or spec
+change).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .api import RECONCILE_PAUSED_ANNOTATION
 from .components import COMPONENTS, ROUTER
 from .history import next_history
 from .model import Pipeline, PipelineError
@@ -98,6 +106,10 @@ class _Conditions:
             "lastTransitionTime": prev["lastTransitionTime"] if prev and same else self.now,
             "observedGeneration": self.generation,
         }
+
+
+RECONCILIATION_PAUSED = "ReconciliationPaused"
+RESTART_REJECTED = "RestartRejected"
 
 
 def _rolling_message(comps: dict[str, Any]) -> str:
@@ -194,6 +206,8 @@ def compute_status(
     topics: dict[str, Any] | None = None,
     pause: PauseState | None = None,
     pipeline: Pipeline | None = None,
+    restarted: Sequence[str] = (),
+    restart_rejected: str | None = None,
 ) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments.
 
@@ -202,6 +216,8 @@ def compute_status(
     `topics`: the topic check's result (topics.topic_status), None when not managed.
     `pause`: the pause stage (pause.pause_state); None means the spec's replica counts.
     `pipeline`: `resource` already parsed; None parses it here (and reports it if invalid).
+    `restarted`: apps restarted in this pass (a history entry); `restart_rejected`: why a
+    restart request was refused in this pass (the RestartRejected condition).
     """
     now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
@@ -218,6 +234,11 @@ def compute_status(
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
     router = comps[ROUTER.spec_field]
+    cond = _Conditions(generation, previous, now_s)
+    conditions = _conditions(cond, phase, reason, message, p, topics)
+    rejected = _restart_rejected(cond, previous.get(RESTART_REJECTED), restarted, restart_rejected)
+    if rejected:
+        conditions.append(rejected)
     out = {
         "observedGeneration": generation,
         "phase": phase,
@@ -225,7 +246,7 @@ def compute_status(
         # The scale subresource: replicas the router has, and how to find its pods.
         "replicas": (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
         "selector": router_selector(name),
-        "conditions": _conditions(_Conditions(generation, previous, now_s), phase, reason, message, p, topics),
+        "conditions": conditions,
         "components": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
     }
     if topics is not None:
@@ -234,10 +255,40 @@ def compute_status(
         out["pause"] = {"sourceStoppedAt": pause.source_stopped_at}
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
-        out["history"], out["specDigest"] = next_history(resource, images, now_s)
+        out["history"], out["specDigest"] = next_history(resource, images, now_s, restarted=restarted)
     else:
         prev = resource.get("status") or {}
         for key in ("history", "specDigest"):
             if key in prev:
                 out[key] = prev[key]
     return out
+
+
+def _restart_rejected(
+    cond: _Conditions, prev: dict[str, Any] | None, restarted: Sequence[str], rejected: str | None
+) -> dict[str, Any] | None:
+    """RestartRejected: set by a refused request; kept until a restart succeeds or the spec changes."""
+    if rejected:
+        return cond(RESTART_REJECTED, True, "UnknownApp", rejected)
+    if prev and not restarted and prev.get("observedGeneration") == cond.generation:
+        return prev
+    return None
+
+
+def held_status(resource: dict[str, Any], now: datetime | str) -> dict[str, Any]:
+    """Status while reconciliation is held: the last reconciled status, untouched (its
+    observedGeneration says which spec the children have), plus ReconciliationPaused."""
+    now_s = now if isinstance(now, str) else format_time(now)
+    meta = resource.get("metadata") or {}
+    prev = dict(resource.get("status") or {})
+    previous = {c.get("type"): c for c in prev.get("conditions") or []}
+    paused = _Conditions(meta.get("generation"), previous, now_s)(
+        RECONCILIATION_PAUSED,
+        True,
+        RECONCILIATION_PAUSED,
+        f'annotation {RECONCILE_PAUSED_ANNOTATION}="true": the operator writes nothing to the children '
+        f"(spec changes, drift and restarts wait); remove it to catch up",
+    )
+    others = [c for c in prev.get("conditions") or [] if c.get("type") != RECONCILIATION_PAUSED]
+    prev["conditions"] = others + [paused]
+    return prev

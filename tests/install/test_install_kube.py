@@ -187,7 +187,8 @@ def test_operator_with_the_service_account_reconciles_the_sample_to_ready(contro
 
 def test_service_account_can_also_update_and_delete_what_it_owns(control_plane, reconciled):
     """The rest of the Deployment verbs: an edit of the pipeline (update) and a stray
-    Deployment with the pipeline's labels (delete), both with the same identity."""
+    Deployment with the pipeline's labels (delete), both with the same identity; the
+    second router replica brings the router's PodDisruptionBudget (create)."""
     kc = control_plane.kubectl
     since = os.path.getsize(control_plane.audit_log)
     kc("-n", SAMPLE_NS, "patch", "timestamppipeline", SAMPLE, "--type=merge",
@@ -205,12 +206,15 @@ def test_service_account_can_also_update_and_delete_what_it_owns(control_plane, 
     def done():
         router = json.loads(kc("-n", SAMPLE_NS, "get", "deployment", f"{SAMPLE}-router", "-o", "json").stdout)
         gone = kc("-n", SAMPLE_NS, "get", "deployment", f"{SAMPLE}-stray", check=False).returncode != 0
-        return router["spec"]["replicas"] == 2 and gone
+        pdb = kc("-n", SAMPLE_NS, "get", "poddisruptionbudget", f"{SAMPLE}-router", check=False).returncode == 0
+        return router["spec"]["replicas"] == 2 and gone and pdb
 
-    wait_for(done, 120, "router scaled to 2 and the stray Deployment deleted")
-    ok = {(ev["verb"], ev.get("objectRef", {}).get("name")) for ev in audit_events(control_plane.audit_log, since)
+    wait_for(done, 120, "router scaled to 2, its PodDisruptionBudget created, the stray Deployment deleted")
+    ok = {(ev["verb"], ev.get("objectRef", {}).get("resource"), ev.get("objectRef", {}).get("name"))
+          for ev in audit_events(control_plane.audit_log, since)
           if ev["user"]["username"] == SA_USER and ev["responseStatus"]["code"] < 400}
-    assert ("update", f"{SAMPLE}-router") in ok and ("delete", f"{SAMPLE}-stray") in ok, ok
+    assert ("update", "deployments", f"{SAMPLE}-router") in ok and ("delete", "deployments", f"{SAMPLE}-stray") in ok
+    assert ("create", "poddisruptionbudgets", f"{SAMPLE}-router") in ok, ok
     assert reconciled["op"].alive()
 
 
@@ -220,6 +224,7 @@ NOT_NEEDED = [  # (verb, resource) the operator never needs, in the sample names
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "timestamppipelines.tspipe.io"), ("update", "timestamppipelines.tspipe.io"),
     ("delete", "timestamppipelines.tspipe.io"), ("patch", "deployments.apps"), ("create", "pods/exec"),
+    ("patch", "poddisruptionbudgets.policy"), ("watch", "poddisruptionbudgets.policy"),
 ]
 
 

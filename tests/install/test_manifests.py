@@ -22,6 +22,7 @@ NAMESPACED_RULES = {
     ("tspipe.io", "timestamppipelines"): {"get", "list", "watch", "patch"},
     ("tspipe.io", "timestamppipelines/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "update", "delete"},
+    ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
     ("", "events"): {"create"},
 }
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -89,3 +89,34 @@ def sample_pipeline(**spec_overrides) -> dict:
     obj = yaml.safe_load(SAMPLE_FILE.read_text())
     obj["spec"].update(spec_overrides)
     return obj
+
+
+SAMPLE_NAME = "timestamps"  # the sample pipeline's name
+
+
+def no_broker_pipeline(**spec) -> dict:
+    """The sample with topic management off: no broker needed, no broker warnings."""
+    obj = sample_pipeline(**spec)
+    obj["spec"]["kafka"]["topics"]["manage"] = False
+    return obj
+
+
+def conditions(obj: dict) -> dict:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def settled(k, phase, name=SAMPLE_NAME):
+    """A probe for wait_for: the pipeline once its status reports `phase` for its current generation."""
+    def probe():
+        obj = k.get_or_none("tsp", name)
+        st = (obj or {}).get("status") or {}
+        if st.get("phase") == phase and st.get("observedGeneration") == obj["metadata"]["generation"]:
+            return obj
+        return None
+    return probe
+
+
+def generations(k, name=SAMPLE_NAME) -> dict:
+    """metadata.generation of each of the pipeline's Deployments, by component."""
+    return {n.rsplit("-", 1)[1]: d["metadata"]["generation"]
+            for n, d in k.deployments(f"app.kubernetes.io/instance={name}").items()}

@@ -15,6 +15,8 @@ class FakeKube:
     def __init__(self, pipeline):
         self.pipelines = {pipeline["metadata"]["name"]: pipeline}
         self.deps = {}
+        self.pdbs = {}
+        self.events = []
         self.writes = []
         self.rv = 0
 
@@ -63,6 +65,32 @@ class FakeKube:
 
     def post_event(self, pipeline, type_, reason, message, now):
         self.writes.append(("event", reason))
+        self.events.append((type_, reason, message))
+
+    def get_pdb(self, ns, name):
+        return copy.deepcopy(self.pdbs.get(name))
+
+    def create_pdb(self, ns, body):
+        name = body["metadata"]["name"]
+        if name in self.pdbs:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.pdbs[name] = {**copy.deepcopy(body), "metadata": {**body["metadata"], "resourceVersion": self._rv()}}
+        self.writes.append(("create-pdb", name))
+
+    def replace_pdb(self, ns, name, body):
+        self.pdbs[name] = copy.deepcopy(body)
+        self.writes.append(("update-pdb", name))
+
+    def delete_pdb(self, ns, name, rv):
+        self.pdbs.pop(name, None)
+        self.writes.append(("delete-pdb", name))
+
+    def remove_annotation(self, ns, name, key, value):
+        ann = self.pipelines[name]["metadata"].get("annotations") or {}
+        if ann.get(key) != value:
+            raise ApiException(status=422, reason="test failed")
+        del ann[key]
+        self.writes.append(("unannotate", key))
 
     def set_finalizers(self, ns, name, finalizers, rv):
         self.writes.append(("finalizers", tuple(finalizers)))
@@ -339,3 +367,149 @@ def test_standby_replica_skips_its_own_retries():
         return key in ctl.queue.pending
 
     assert run(scenario()) is False
+
+
+# --- annotation switches and the router's budget -----------------------------------------------
+
+
+def _settled():
+    """A pipeline reconciled to Running, and its fakes with the writes so far cleared."""
+    kube, ctl = make()
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert kube.pipelines["timestamps"]["status"]["phase"] == "Running"
+    kube.writes.clear()
+    kube.events.clear()
+    return kube, ctl, kube.pipelines["timestamps"]
+
+
+def _annotate(pipe, **ann):
+    pipe["metadata"].setdefault("annotations", {}).update({f"tspipe.io/{k.replace('_', '-')}": v
+                                                          for k, v in ann.items()})
+
+
+def test_held_pipeline_gets_only_the_condition_then_catches_up():
+    kube, ctl, pipe = _settled()
+    _annotate(pipe, reconcile_paused="true")
+    pipe["spec"]["router"]["replicas"] = 3
+    pipe["metadata"]["generation"] = 2
+    kube.deps["timestamps-time"]["spec"]["replicas"] = 4  # drift
+    for _ in range(3):
+        run(ctl.reconcile("ns", "timestamps"))
+    assert kube.writes == [("status", "timestamps"), ("event", "ReconciliationPaused")]
+    st = pipe["status"]
+    assert {c["type"]: c["status"] for c in st["conditions"]}["ReconciliationPaused"] == "True"
+    assert st["observedGeneration"] == 1 and st["phase"] == "Running"
+    assert kube.deps["timestamps-time"]["spec"]["replicas"] == 4 and not kube.pdbs
+    # A restart asked while held waits too.
+    _annotate(pipe, restart="router")
+    run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["metadata"]["annotations"]["tspipe.io/restart"] == "router"
+    # Any other value releases it: drift repaired, spec applied, condition gone.
+    _annotate(pipe, reconcile_paused="false")
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert kube.deps["timestamps-time"]["spec"]["replicas"] == 1
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 3 and "timestamps-router" in kube.pdbs
+    assert "ReconciliationPaused" not in {c["type"] for c in pipe["status"]["conditions"]}
+    assert ("event", "ReconciliationResumed") in kube.writes
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"], "the waiting restart is done now"
+
+
+def test_router_budget_follows_the_replicas_and_the_pause():
+    kube, ctl, pipe = _settled()
+    assert not kube.pdbs
+    pipe["spec"]["router"]["replicas"] = 2
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ("create-pdb", "timestamps-router") in kube.writes
+    assert kube.pdbs["timestamps-router"]["spec"]["maxUnavailable"] == 1
+    kube.writes.clear()
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert not [w for w in kube.writes if "pdb" in w[0]], "in sync: not rewritten"
+    kube.pdbs["timestamps-router"]["spec"]["maxUnavailable"] = 0  # drift
+    run(ctl.reconcile("ns", "timestamps"))
+    assert kube.pdbs["timestamps-router"]["spec"]["maxUnavailable"] == 1
+    pipe["spec"]["router"]["replicas"] = 1
+    run(ctl.reconcile("ns", "timestamps"))
+    assert not kube.pdbs and ("delete-pdb", "timestamps-router") in kube.writes
+    # Paused: the router goes to zero and its budget with it; resumed at 2, back.
+    pipe["spec"]["router"]["replicas"] = 2
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    pipe["spec"]["paused"] = True
+    for _ in range(3):
+        run(ctl.reconcile("ns", "timestamps"))
+        _ready(kube)
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 0 and not kube.pdbs
+
+
+def test_restart_rolls_one_app_consumes_the_annotation_and_is_recorded():
+    kube, ctl, pipe = _settled()
+    before = {n: copy.deepcopy(d["spec"]["template"]) for n, d in kube.deps.items()}
+    _annotate(pipe, restart="evenLogger")
+    run(ctl.reconcile("ns", "timestamps"))
+    changed = [n for n, d in kube.deps.items() if d["spec"]["template"] != before[n]]
+    assert changed == ["timestamps-evenlogger"]
+    assert kube.deps["timestamps-evenlogger"]["spec"]["template"]["metadata"]["annotations"] == \
+        {"tspipe.io/restartedAt": "2026-01-01T00:00:00Z"}
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
+    assert pipe["status"]["history"][-1]["restarted"] == ["evenLogger"]
+    assert [e for e in kube.events if e[1] == "Restarted"] == [
+        ("Normal", "Restarted", "restarted evenLogger (tspipe.io/restart): rolling Deployment timestamps-evenlogger")]
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert kube.writes == [], "consumed: no second restart"
+
+
+def test_restart_of_a_list_waits_until_every_app_rolled():
+    kube, ctl, pipe = _settled()
+    _annotate(pipe, restart="time,router")
+    real = kube.replace_deployment
+
+    def conflict_on_time(ns, name, body):
+        if name == "timestamps-time":
+            raise ApiException(status=409, reason="Conflict")
+        return real(ns, name, body)
+
+    kube.replace_deployment = conflict_on_time
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["metadata"]["annotations"]["tspipe.io/restart"] == "time,router", "not consumed yet"
+    assert out.retry_after is not None and out.retry_after <= 1
+    kube.replace_deployment = real
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
+    assert pipe["status"]["history"][-1]["restarted"] == ["time", "router"]
+
+
+def test_unknown_app_is_refused_with_a_warning_and_nothing_restarts():
+    kube, ctl, pipe = _settled()
+    _annotate(pipe, restart="router,bogus")
+    run(ctl.reconcile("ns", "timestamps"))
+    assert not [w for w in kube.writes if w[0] in ("update", "create", "delete")]
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
+    (warning,) = [e for e in kube.events if e[0] == "Warning"]
+    assert warning[1] == "RestartRejected" and "'bogus'" in warning[2]
+    cond = {c["type"]: c for c in pipe["status"]["conditions"]}["RestartRejected"]
+    assert cond["status"] == "True" and "'bogus'" in cond["message"]
+    assert "restarted" not in pipe["status"]["history"][-1]
+
+
+def test_restart_annotation_changed_meanwhile_is_not_lost():
+    kube, ctl, pipe = _settled()
+    _annotate(pipe, restart="router")
+    real = kube.replace_deployment
+
+    def user_changes_it_meanwhile(ns, name, body):
+        pipe["metadata"]["annotations"]["tspipe.io/restart"] = "time"
+        return real(ns, name, body)
+
+    kube.replace_deployment = user_changes_it_meanwhile
+    out = run(ctl.reconcile("ns", "timestamps"))
+    kube.replace_deployment = real
+    assert pipe["metadata"]["annotations"]["tspipe.io/restart"] == "time", "the guarded removal refused"
+    assert out.retry_after == 1.0 and ("unannotate", "tspipe.io/restart") not in kube.writes
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
+    assert pipe["status"]["history"][-1]["restarted"] == ["time"]

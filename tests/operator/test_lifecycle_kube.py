@@ -9,41 +9,14 @@ import uuid
 
 import pytest
 
-from kubehelpers import sample_pipeline, wait_for
+from kubehelpers import SAMPLE_NAME as NAME
+from kubehelpers import conditions, generations, no_broker_pipeline, sample_pipeline, settled, wait_for
 
 pytestmark = pytest.mark.kube
-
-NAME = "timestamps"
-
-
-def conditions(obj):
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def status_of(k, name=NAME):
     return (k.get_or_none("tsp", name) or {}).get("status") or {}
-
-
-def settled(k, phase, name=NAME):
-    """The pipeline's status once it reports `phase` for its current generation."""
-    def probe():
-        obj = k.get_or_none("tsp", name)
-        st = (obj or {}).get("status") or {}
-        if st.get("phase") == phase and st.get("observedGeneration") == obj["metadata"]["generation"]:
-            return obj
-        return None
-    return probe
-
-
-def generations(k):
-    return {n.rsplit("-", 1)[1]: d["metadata"]["generation"]
-            for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
-
-
-def no_broker_pipeline(**spec):
-    obj = sample_pipeline(**spec)
-    obj["spec"]["kafka"]["topics"]["manage"] = False
-    return obj
 
 
 def closed_port() -> int:
