@@ -22,6 +22,7 @@ why a machine cannot run a node (tests skip and the demo falls back with that re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import json
 import os
@@ -371,8 +372,15 @@ def sweep() -> list[str]:
     notes = teardown(Path(state["workdir"]) if state and state.get("workdir") else None,
                      state.get("sysctls") if state else None,
                      tables_before=state.get("nft_tables") if state else None)
-    STATE_FILE.unlink(missing_ok=True)
+    _forget_state()
     return notes
+
+
+def _forget_state() -> None:
+    """Remove the state file and its folder (when empty): /run as it was before the run."""
+    STATE_FILE.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        STATE_DIR.rmdir()
 
 
 # ---------------------------------------------------------------- configuration files
@@ -564,7 +572,6 @@ class Node:
         if reason:
             raise NodeError(reason)
         archives = ensure_images(self.images)
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
         notes = sweep()
         if notes:
             print(f"[node] swept an earlier run: {'; '.join(notes)}", file=sys.stderr)
@@ -574,6 +581,7 @@ class Node:
         self.sysctls = {k: v for k in SYSCTLS if (v := read_sysctl(k)) is not None}
         self.nft_tables = nft_tables()
         # Recorded before anything changes, so a crash at any later point is swept.
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(json.dumps({"owner": os.getpid(), "workdir": str(self.workdir),
                                           "sysctls": self.sysctls, "nft_tables": self.nft_tables}))
         _LIVE.append(self)
@@ -675,7 +683,7 @@ class Node:
         try:
             st = json.loads(STATE_FILE.read_text())
             if st.get("owner") == os.getpid():
-                STATE_FILE.unlink()
+                _forget_state()
         except (OSError, ValueError):
             pass
 
@@ -704,8 +712,8 @@ def leftovers(workdir: Path | None = None) -> list[str]:
             out.append(f"work folder {workdir}")
     if Path("/run/netns").is_dir():
         out += [f"netns /run/netns/{n.name}" for n in Path("/run/netns").iterdir() if n.name.startswith("cni-")]
-    if STATE_FILE.exists():
-        out.append(f"state file {STATE_FILE}")
+    if STATE_DIR.exists():
+        out.append(f"state folder {STATE_DIR}")
     out += [f"stale shim socket {f}" for f in stale_shim_sockets()]
     out += [f"iptables chain {c}" for c in kube_chains()]
     return out
