@@ -152,6 +152,25 @@ def _kill(pids, sig=signal.SIGKILL) -> None:
             pass
 
 
+def _unreaped(pids) -> list[int]:
+    """The pids that still have a /proc entry. A killed process is a zombie until its parent
+    reaps it: its command line is already empty (so `_pids_matching` no longer sees it) but
+    `leftovers()` still does. Our own zombie children are reaped here; the others (shims,
+    and after a crash containerd and kubelet) belong to init, which reaps them shortly."""
+    out = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state == "Z" and int(ppid) == os.getpid():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        out.append(pid)
+    return out
+
+
 def _cgroup_hierarchies() -> list[Path]:
     """Every mounted v1 hierarchy (and the v2 one), each once."""
     seen, out = set(), []
@@ -284,11 +303,17 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
         notes.append(f"container processes still alive: {sorted(pids)}")
     # 2. containerd, kubelet and the shims: each has the work folder in its arguments.
     if workdir is not None:
+        killed: set[int] = set()
         while (pids := _pids_matching(str(workdir))) and time.monotonic() < deadline:
             _kill(pids)
+            killed.update(pids)
             time.sleep(0.2)
         if pids:
             notes.append(f"node processes still alive: {pids}")
+        while (pids := _unreaped(killed)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pids:
+            notes.append(f"node processes killed but not reaped: {pids}")
         # 3. Mounts: container root filesystems, shm, netns, secret/projected tmpfs.
         for _ in range(3):
             mps = mounts_under(workdir)
@@ -701,7 +726,7 @@ def leftovers(workdir: Path | None = None) -> list[str]:
             continue
         if comm.startswith(SHIM_NAME) or comm == "containerd" or \
                 (comm.startswith("tspkube") and " kubelet " in cmd + " "):
-            out.append(f"process {p.name}: {cmd.strip()}")
+            out.append(f"process {p.name}: {cmd.strip() or '(exited, not yet reaped)'}")
     if kubepods_pids():
         out.append(f"processes in kubepods cgroups: {sorted(kubepods_pids())}")
     out += [f"cgroup {c}" for c in kubepods_cgroups()]
