@@ -307,6 +307,28 @@ def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
         admin.close()
 
 
+def topic_values(bootstrap: str, topic: str) -> list[str]:
+    """Every value in `topic` now (all partitions, from the beginning to the end offsets
+    read at the start), decoded; [] when the topic does not exist yet."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        values = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                values.extend(r.value.decode() for r in batch if r.value is not None)
+        return values
+    finally:
+        consumer.close()
+
+
 _LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()
 
 

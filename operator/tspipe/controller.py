@@ -107,6 +107,9 @@ class _State:
     topics_result: dict[str, Any] | None = None
     topics_due: float = 0.0
     topics_failures: int = 0
+    # The router's PodDisruptionBudget is known to be absent (none wanted, none found or
+    # ours deleted): a one-replica router then costs no GET per pass.
+    pdb_absent: bool = False
 
 
 @dataclass
@@ -555,13 +558,18 @@ class Controller:
             return
         name = pdb_name(ctx.name)
         desired = router_pdb(ctx.pipeline, ctx.p, ctx.pause.replicas[ROUTER.spec_field])
+        if desired is None and ctx.state.pdb_absent:
+            return
         actual = await self._call(self.kube.get_pdb, ctx.namespace, name)
         pplan = plan_pdb(ctx.pipeline, name, desired, actual)
         ctx.problems.extend(pplan.blocked)
         if pplan.waiting:
             ctx.again_in(RECHECK_DELETED_CHILD)
-        for action in pplan.actions:
-            await self._write_child(ctx, action)
+        written = [await self._write_child(ctx, action) for action in pplan.actions]
+        # Absent: none found, or ours deleted just now. One being deleted or owned by
+        # someone else is looked at again (it may go, or become ours to delete).
+        deleted = [a.verb for a in pplan.actions] == [DELETE] and all(written)
+        ctx.state.pdb_absent = desired is None and (actual is None or deleted)
 
     async def _phase_restart(self, ctx: _Pass) -> None:
         """Consume the restart annotation: refused at once if it names an unknown app,
@@ -597,7 +605,8 @@ class Controller:
         ctx.out.writes += 1
         return True
 
-    async def _write_child(self, ctx: _Pass, action: Action) -> None:
+    async def _write_child(self, ctx: _Pass, action: Action) -> bool:
+        """Make one write; False if it failed (reported in the pass, retried by the next)."""
         try:
             await self._apply(ctx.namespace, action)
         except ApiException as exc:
@@ -605,7 +614,7 @@ class Controller:
                 ctx.again_in(RECHECK_CONFLICT)  # raced with someone (or our own stale read)
             else:
                 ctx.problems.append(f"{action.verb} {action.kind} {action.name}: {_api_error(exc)}")
-            return
+            return False
         ctx.out.writes += 1
         verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
         what = f"{action.kind} {action.name}"
@@ -616,6 +625,7 @@ class Controller:
             )
         if action.verb == RECREATE:
             ctx.again_in(RECHECK_DELETED_CHILD)
+        return True
 
     async def _phase_status(self, ctx: _Pass) -> None:
         # An invalid spec is reported by compute_status itself, not as a reconcile error.

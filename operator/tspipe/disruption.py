@@ -15,7 +15,7 @@ from typing import Any
 
 from .components import ROUTER
 from .model import Pipeline
-from .reconcile import CREATE, DELETE, UPDATE, Action, Plan, contains, controller_uid, ours
+from .reconcile import CREATE, DELETE, UPDATE, Action, Plan, contains, controller_uid, ours, with_our_metadata
 from .render import deployment_name, labels, owner_reference, selector_labels
 
 KIND = "PodDisruptionBudget"
@@ -70,14 +70,7 @@ def pdb_drift(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
 def _merged(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
     """`actual` with the operator's fields replaced (a PUT body); labels others added and
     spec fields the operator does not set (unhealthyPodEvictionPolicy) are kept."""
-    body = copy.deepcopy(actual)
-    body.pop("status", None)
-    meta = body.setdefault("metadata", {})
-    meta.pop("managedFields", None)
-    dm = _meta(desired)
-    meta["labels"] = {**(meta.get("labels") or {}), **dm["labels"]}
-    others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
-    meta["ownerReferences"] = dm["ownerReferences"] + others
+    body = with_our_metadata(desired, actual)
     spec = {k: v for k, v in (body.get("spec") or {}).items() if k != "minAvailable"}
     body["spec"] = {**spec, **copy.deepcopy(desired["spec"])}
     return body

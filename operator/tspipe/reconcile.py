@@ -138,6 +138,23 @@ def drift(desired: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return out
 
 
+def with_our_metadata(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `actual` fit for a PUT, with the operator's metadata from `desired`:
+    its labels and annotations win over others' (which stay), its controller reference
+    replaces any other controller (other owners stay)."""
+    body = copy.deepcopy(actual)
+    body.pop("status", None)
+    meta = body.setdefault("metadata", {})
+    meta.pop("managedFields", None)
+    dm = _meta(desired)
+    for key in ("labels", "annotations"):
+        if dm.get(key):
+            meta[key] = {**(meta.get(key) or {}), **dm[key]}
+    others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
+    meta["ownerReferences"] = dm["ownerReferences"] + others
+    return body
+
+
 def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
     """`actual` with the operator's fields replaced by `desired` (a PUT body).
 
@@ -145,15 +162,7 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
     labels and annotations others added are kept, as are template annotations such
     as `kubectl rollout restart`'s.
     """
-    body = copy.deepcopy(actual)
-    body.pop("status", None)
-    meta = body.setdefault("metadata", {})
-    meta.pop("managedFields", None)
-    dm = _meta(desired)
-    meta["labels"] = {**(meta.get("labels") or {}), **dm["labels"]}
-    meta["annotations"] = {**(meta.get("annotations") or {}), **dm["annotations"]}
-    others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
-    meta["ownerReferences"] = dm["ownerReferences"] + others
+    body = with_our_metadata(desired, actual)
     spec = body.setdefault("spec", {})
     spec["replicas"] = desired["spec"]["replicas"]
     spec["progressDeadlineSeconds"] = desired["spec"]["progressDeadlineSeconds"]

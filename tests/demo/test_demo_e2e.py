@@ -12,7 +12,7 @@ import re
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from localinfra.kafka import topic_values
 
 from localinfra import diagnose
 from localinfra.demo import apply, pipeline_manifest, start_operator, wait_ready
@@ -24,26 +24,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.kube]
 # The log sink prints its payload after the logger name, e.g.
 # "2026-11-27T22:50:01.123Z  INFO 1 --- [log-sink] [container-0-C-1] log-sink : Even timestamp:11/27/26 22:50:01"
 PAYLOAD = re.compile(r"\b((?:Even|Odd|EVEN|ODD)[^:]*:\d\d/\d\d/\d\d \d\d:\d\d:\d\d)\s*$")
-
-
-def read_topic(bootstrap: str, topic: str) -> list[str]:
-    """Every value currently in `topic` (all partitions, from the beginning)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        values = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                values.extend(r.value.decode() for r in batch if r.value is not None)
-        return values
-    finally:
-        consumer.close()
 
 
 def logged_payloads(runner: Runner, suffix: str) -> list[str]:
@@ -119,8 +99,8 @@ def test_every_timestamp_reaches_the_logger_its_last_digit_names(control_plane, 
     apply(control_plane, obj, ns)
     wait_ready(control_plane, obj["metadata"]["name"], ns)
     # The time source emits once a second; wait until it has been flowing for 20 s.
-    wait_for(lambda: len(read_topic(kafka_broker.bootstrap, topics["input"])) >= 20, 240, "20 timestamps")
-    produced = read_topic(kafka_broker.bootstrap, topics["input"])
+    wait_for(lambda: len(topic_values(kafka_broker.bootstrap, topics["input"])) >= 20, 240, "20 timestamps")
+    produced = topic_values(kafka_broker.bootstrap, topics["input"])
     assert all(re.fullmatch(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d", ts) for ts in produced), produced[:5]
     even, odd = expected_routing(produced)
 
@@ -135,7 +115,7 @@ def test_every_timestamp_reaches_the_logger_its_last_digit_names(control_plane, 
     assert all(int(ts[-1]) % 2 == 1 for ts in got_odd), got_odd
     assert even and odd, "a 20 s run yields both even and odd seconds"
     group = obj["spec"]["streamName"]
-    assert read_topic(kafka_broker.bootstrap, f"error.{topics['input']}.{group}") == []
+    assert topic_values(kafka_broker.bootstrap, f"error.{topics['input']}.{group}") == []
 
 
 def test_changing_the_prefix_rolls_the_router_and_loses_nothing(control_plane, kafka_broker, pipeline_env):
@@ -161,7 +141,7 @@ def test_changing_the_prefix_rolls_the_router_and_loses_nothing(control_plane, k
     wait_for(lambda: any(p.startswith("EVEN:") for p in logged_payloads(runner, "evenlogger"))
              and any(p.startswith("ODD:") for p in logged_payloads(runner, "oddlogger")), 180, "the new prefixes")
 
-    produced = read_topic(kafka_broker.bootstrap, topics["input"])
+    produced = topic_values(kafka_broker.bootstrap, topics["input"])
     even, odd = expected_routing(produced)
 
     def all_arrived():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kafka import KafkaConsumer, TopicPartition
+from localinfra.kafka import topic_values
 from localinfra import proc
 from localinfra.operatorproc import OperatorProcess
 
@@ -87,25 +87,6 @@ def logger_payloads(c: NodeCluster, ns: str, pipeline: str, component: str) -> l
         if r.returncode == 0:
             out += sink_payloads(r.stdout)
     return out
-
-
-def read_topic(bootstrap: str, topic: str) -> list[str]:
-    """Every value in `topic` (all partitions, from the beginning)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
-    try:
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        values = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                values.extend(r.value.decode() for r in batch if r.value is not None)
-        return values
-    finally:
-        consumer.close()
 
 
 def by_parity(timestamps) -> tuple[collections.Counter, collections.Counter]:
@@ -228,7 +209,7 @@ def everything_arrived(c: NodeCluster, ns: str, name: str, input_topic: str, pre
                        upto: int | None = None, timeout: float = 240):
     """Wait until every timestamp in the input topic (its first `upto`) is in the right
     logger's `kubectl logs`, and none in the wrong one."""
-    produced = read_topic(c.broker.bootstrap, input_topic)
+    produced = topic_values(c.broker.bootstrap, input_topic)
     even, odd = by_parity(produced[:upto] if upto else produced)
 
     def check():

@@ -17,11 +17,12 @@ import subprocess
 
 import pytest
 
+from localinfra.kafka import topic_values
 from localinfra.node import NODE_IP, NODE_NAME
 from localinfra.proc import free_port, stop_process_group
 from nodehelpers import (TIMESTAMP, apply_obj, by_parity, container_pid, events_for, everything_arrived,
                          explained, logger_payloads, new_namespace, pipeline_ready, pipeline_status,
-                         pod_ready, pods, read_topic, router_pod, sample_pipeline, start_operator, wait_for)
+                         pod_ready, pods, router_pod, sample_pipeline, start_operator, wait_for)
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
@@ -72,9 +73,9 @@ def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node
         assert comps == sorted(COMPONENTS)
 
         # The time source has been writing for at least 30 s ...
-        wait_for(lambda: len(read_topic(c.broker.bootstrap, topics["input"])) >= 30, 300,
+        wait_for(lambda: len(topic_values(c.broker.bootstrap, topics["input"])) >= 30, 300,
                  "30 timestamps from the time source")
-        produced = read_topic(c.broker.bootstrap, topics["input"])
+        produced = topic_values(c.broker.bootstrap, topics["input"])
         assert all(TIMESTAMP.fullmatch(ts) for ts in produced), produced[:5]
         even, odd = by_parity(produced)
         assert even and odd, "30 s of timestamps hold both even and odd seconds"
@@ -102,7 +103,7 @@ def test_liveness_is_real_a_frozen_router_is_restarted_and_nothing_is_lost(node_
                    for e in events_for(c, ns, pod["metadata"]["name"]))
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready again")
         # Everything written before and while the router was frozen reaches the loggers.
-        upto = len(read_topic(c.broker.bootstrap, topics["input"]))
+        upto = len(topic_values(c.broker.bootstrap, topics["input"]))
         everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
 
 
@@ -132,7 +133,7 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
                  180, "the new prefix in the even logger's kubectl logs")
         # Not one timestamp lost across the rollout.
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the rollout")
-        upto = len(read_topic(c.broker.bootstrap, topics["input"]))
+        upto = len(topic_values(c.broker.bootstrap, topics["input"]))
         everything_arrived(c, ns, name, topics["input"], ["Even timestamp:", "EVEN:"], ["Odd timestamp:"], upto)
 
 

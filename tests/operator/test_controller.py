@@ -16,6 +16,8 @@ class FakeKube:
         self.pipelines = {pipeline["metadata"]["name"]: pipeline}
         self.deps = {}
         self.pdbs = {}
+        self.pdb_reads = 0
+        self.fail_pdb_delete = False
         self.events = []
         self.writes = []
         self.rv = 0
@@ -68,6 +70,7 @@ class FakeKube:
         self.events.append((type_, reason, message))
 
     def get_pdb(self, ns, name):
+        self.pdb_reads += 1
         return copy.deepcopy(self.pdbs.get(name))
 
     def create_pdb(self, ns, body):
@@ -82,6 +85,8 @@ class FakeKube:
         self.writes.append(("update-pdb", name))
 
     def delete_pdb(self, ns, name, rv):
+        if self.fail_pdb_delete:
+            raise ApiException(status=500, reason="test failed")
         self.pdbs.pop(name, None)
         self.writes.append(("delete-pdb", name))
 
@@ -443,6 +448,29 @@ def test_router_budget_follows_the_replicas_and_the_pause():
         run(ctl.reconcile("ns", "timestamps"))
         _ready(kube)
     assert kube.deps["timestamps-router"]["spec"]["replicas"] == 0 and not kube.pdbs
+
+
+def test_a_one_replica_router_costs_no_budget_read_per_pass():
+    kube, ctl, pipe = _settled()
+    reads = kube.pdb_reads
+    for _ in range(3):
+        run(ctl.reconcile("ns", "timestamps"))
+    assert kube.pdb_reads == reads, "known absent: not read again"
+    pipe["spec"]["router"]["replicas"] = 2
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    assert "timestamps-router" in kube.pdbs
+    # Back to one: a delete that fails is tried again on the next pass, not forgotten.
+    pipe["spec"]["router"]["replicas"] = 1
+    kube.fail_pdb_delete = True
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "timestamps-router" in kube.pdbs
+    kube.fail_pdb_delete = False
+    run(ctl.reconcile("ns", "timestamps"))
+    assert not kube.pdbs
+    reads = kube.pdb_reads
+    run(ctl.reconcile("ns", "timestamps"))
+    assert kube.pdb_reads == reads
 
 
 def test_restart_rolls_one_app_consumes_the_annotation_and_is_recorded():
