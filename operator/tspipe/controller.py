@@ -527,11 +527,13 @@ class Controller:
         if p is None:
             return
         by_field = self._by_field(ctx.name, ctx.actual)
-        stopped_at = (ctx.prev_status.get("pause") or {}).get("sourceStoppedAt")
-        ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at)
+        prev = ctx.prev_status.get("pause") or {}
+        stopped_at = prev.get("sourceStoppedAt")
+        drain = (prev["drain"], prev.get("recordsLeft")) if prev.get("drain") else None
+        ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, drain=drain)
         if ctx.pause.needs_lag:
             lag = await self._router_lag(p)
-            ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag)
+            ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag, drain=drain)
         ctx.again_in(ctx.pause.recheck_after)
         desired = render_deployments(ctx.pipeline, ctx.pause.replicas, pipeline=p)
         r = ctx.restart

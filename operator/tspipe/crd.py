@@ -19,6 +19,7 @@ from . import fields
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
+from .pause import DRAIN_CONFIRMED, DRAIN_SKIPPED, DRAIN_TIMED_OUT
 from .spring import RESERVED_ENV, canonical_key
 
 
@@ -269,7 +270,25 @@ def status_schema() -> dict[str, Any]:
                     },
                 },
             },
-            "pause": {"type": "object", "properties": {"sourceStoppedAt": {"type": "string", "format": "date-time"}}},
+            "pause": {
+                "type": "object",
+                "description": "The current pause (spec.paused): when the source stopped and how the drain ended.",
+                "properties": {
+                    "sourceStoppedAt": {"type": "string", "format": "date-time"},
+                    "drain": {
+                        "type": "string",
+                        "enum": [DRAIN_CONFIRMED, DRAIN_TIMED_OUT, DRAIN_SKIPPED],
+                        "description": "Confirmed: the router's group had no lag. TimedOut: "
+                        "spec.rollout.pauseDrainSeconds passed first. Skipped: the router had no replicas. "
+                        "In the last two, the records left wait in the input topic for the resume.",
+                    },
+                    "recordsLeft": {
+                        "type": "integer",
+                        "format": "int64",
+                        "description": "The router group's lag when the drain timed out (if measured).",
+                    },
+                },
+            },
             "history": {
                 "type": "array",
                 "description": "The last spec revisions and restarts (tspipe.io/restart), oldest first.",

@@ -253,6 +253,10 @@ def compute_status(
         out["topics"] = topics["topics"]
     if pause is not None and pause.source_stopped_at:
         out["pause"] = {"sourceStoppedAt": pause.source_stopped_at}
+        if pause.drain:
+            out["pause"]["drain"] = pause.drain
+        if pause.records_left is not None:
+            out["pause"]["recordsLeft"] = pause.records_left
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(resource, images, now_s, restarted=restarted)

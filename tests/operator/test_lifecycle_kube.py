@@ -184,6 +184,44 @@ def test_pause_stops_the_source_waits_for_the_drain_and_resume_restores(k, opera
     assert "Paused" in reasons and "Resumed" in reasons
 
 
+def test_pause_completes_with_no_traffic_and_with_the_router_at_zero(k, operator_factory, kafka_bootstrap):
+    """Numaflow's pauses could hang on a drain nobody confirmed: an idle input is drained
+    at once, and a router with no replicas has nothing to drain. Neither waits out the bound."""
+    from kafka import KafkaProducer
+
+    tag = uuid.uuid4().hex[:8]
+    obj = _unique_topics(sample_pipeline(), tag)
+    obj["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
+    obj["spec"]["rollout"] = {"pauseDrainSeconds": 600}  # far beyond the waits below
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    wait_for(lambda: conditions(k.json("tsp", NAME)).get("TopicsReady", {}).get("status") == "True", 60,
+             "topics ready")
+
+    # 1. Nothing was ever written: the drain is confirmed by the broker, not timed out.
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":true}}')
+    obj = wait_for(settled(k, "Paused"), 120, "Paused with an idle input")
+    assert obj["status"]["pause"]["drain"] == "Confirmed", obj["status"]["pause"]
+    assert "drain confirmed" in conditions(obj)["Ready"]["message"]
+
+    # 2. Resumed with the router at zero replicas, records arrive that nobody routes.
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":false,"router":{"replicas":0}}}')
+    wait_for(settled(k, "Running"), 120, "Running with the router at zero")
+    assert "pause" not in status_of(k), "a resume forgets the last pause"
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(5):
+        producer.send(f"in-{tag}", f"11/27/26 00:00:0{i}".encode())
+    producer.flush()
+    producer.close()
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":true}}')
+    obj = wait_for(settled(k, "Paused"), 120, "Paused with the router at zero")
+    assert obj["status"]["pause"]["drain"] == "Skipped", obj["status"]["pause"]
+    assert "its input waits in the topic" in conditions(obj)["Ready"]["message"]
+    reps = {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in k.deployments(f"app.kubernetes.io/instance={NAME}").items()}
+    assert reps == {"time": 0, "router": 0, "evenlogger": 0, "oddlogger": 0}
+
+
 # --- topics ---------------------------------------------------------------------------------
 
 

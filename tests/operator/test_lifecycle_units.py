@@ -184,12 +184,51 @@ def test_pause_stops_the_source_first_then_drains_then_the_rest():
     assert st.stage == pause.PAUSED
     s = compute_status(obj, list(_actual(obj, zero).values()), NOW, pause=st)
     assert s["phase"] == "Paused" and conds(s)["Ready"]["reason"] == "Paused"
-    assert s["pause"] == {"sourceStoppedAt": "2026-11-27T12:00:00Z"}
+    assert s["pause"] == {"sourceStoppedAt": "2026-11-27T12:00:00Z"}, "no drain known: none claimed"
     # Un-pause: the spec's counts come back, in one step.
     obj["spec"]["paused"] = False
     st = pause.pause_state(Pipeline.from_resource(obj), _actual(obj, zero), NOW)
     assert st.stage == pause.RUNNING and st.replicas == running
     assert render_deployments(obj, st.replicas)[1]["spec"]["replicas"] == 2
+
+
+def test_pause_says_how_the_drain_ended_and_keeps_it():
+    obj = sample(paused=True, rollout={"pauseDrainSeconds": 30})
+    p = Pipeline.from_resource(obj)
+    stopped = {"time": 0, "router": 1, "evenLogger": 1, "oddLogger": 1}
+    actual = _actual(obj, stopped)
+    at = "2026-11-27T12:00:00Z"
+    # Zero traffic: the group has no lag at once, so the drain is confirmed, not waited out.
+    st = pause.pause_state(p, actual, NOW, source_stopped_at=at, lag=0)
+    assert (st.stage, st.drain, st.records_left) == (pause.STOPPING, pause.DRAIN_CONFIRMED, None)
+    assert "drain confirmed" in st.message
+    # The bound passed with records left: timed out, and how many.
+    st = pause.pause_state(p, actual, NOW + timedelta(seconds=31), source_stopped_at=at, lag=9)
+    assert (st.stage, st.drain, st.records_left) == (pause.STOPPING, pause.DRAIN_TIMED_OUT, 9)
+    assert "9 records wait in the input topic" in st.message
+    # Kept from status on the next passes, through to Paused (no new lag measured).
+    zero = {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
+    st = pause.pause_state(p, _actual(obj, zero), NOW + timedelta(seconds=40), source_stopped_at=at,
+                           drain=(st.drain, st.records_left))
+    assert (st.stage, st.drain, st.records_left) == (pause.PAUSED, pause.DRAIN_TIMED_OUT, 9)
+    s = compute_status(obj, list(_actual(obj, zero).values()), NOW, pause=st)
+    assert s["pause"] == {"sourceStoppedAt": at, "drain": "TimedOut", "recordsLeft": 9}
+    assert "timed out" in conds(s)["Ready"]["message"]
+
+
+def test_pausing_a_router_already_at_zero_completes_without_waiting_for_a_drain():
+    obj = sample(paused=True, rollout={"pauseDrainSeconds": 600})
+    obj["spec"]["router"]["replicas"] = 0
+    p = Pipeline.from_resource(obj)
+    actual = _actual(obj, {"time": 0, "router": 0, "evenLogger": 1, "oddLogger": 1})
+    # Lag unknown (or any): nobody can drain it, so no waiting on the bound.
+    st = pause.pause_state(p, actual, NOW, source_stopped_at="2026-11-27T12:00:00Z")
+    assert not st.needs_lag
+    assert (st.stage, st.drain) == (pause.STOPPING, pause.DRAIN_SKIPPED)
+    assert st.replicas == {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
+    st = pause.pause_state(p, _actual(obj, st.replicas), NOW, source_stopped_at="2026-11-27T12:00:00Z",
+                           drain=(st.drain, None))
+    assert (st.stage, st.drain) == (pause.PAUSED, pause.DRAIN_SKIPPED)
 
 
 def test_pausing_status_is_progressing_with_the_stage():
