@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
+from localinfra.proc import java_bin, free_port, openssl, stop_process_group, rss_bytes
 from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
@@ -123,11 +123,6 @@ def make_tls_files(directory: Path) -> tuple[Path, Path]:
     key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
     ext = directory / "server.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-
-    def openssl(*args: str) -> None:
-        proc = subprocess.run(["openssl", *args], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise KafkaError(f"openssl {args[0]} failed: {proc.stderr[-1000:]}")
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
             "-days", "2", "-subj", "/CN=tspipe test CA")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localinfra import cache
-from localinfra.proc import free_port
+from localinfra.proc import free_port, openssl, stop_process_group
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
@@ -95,23 +95,17 @@ def _die_with_parent() -> None:
         pass
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed: {proc.stderr.strip()}")
-
-
 def _ec_key(cwd: Path, name: str) -> None:
     # P-256 keys: instant to generate, accepted for TLS, client certs and SA tokens (ES256).
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=cwd)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=cwd)
 
 
 def _issue(cwd: Path, name: str, subject: str, ext: str, days: int = 30) -> None:
     """A key and a certificate signed by the local CA (ca.key/ca.crt)."""
     _ec_key(cwd, name)
-    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=cwd)
+    openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=cwd)
     (cwd / f"{name}.ext").write_text(ext)
-    _openssl(
+    openssl(
         "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", str(days), "-sha256", "-extfile", f"{name}.ext",
         "-out", f"{name}.crt", cwd=cwd,
@@ -123,7 +117,7 @@ def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     `extra_ips`: more addresses the API server's certificate names (a real node's)."""
     pki.mkdir(parents=True, exist_ok=True)
     _ec_key(pki, "ca")
-    _openssl(
+    openssl(
         "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=tspipe-local-ca",
         "-days", "30", "-sha256", "-out", "ca.crt",
         "-addext", "basicConstraints=critical,CA:TRUE",
@@ -148,7 +142,7 @@ def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     # The API server's client certificate towards kubelets (logs, exec, port-forward).
     _issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     _ec_key(pki, "sa")
-    _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for f in pki.iterdir():
         if f.suffix == ".key":
             f.chmod(0o600)
@@ -208,25 +202,8 @@ class _Proc:
 
     def stop(self, timeout: float) -> None:
         """SIGTERM to its process group, SIGKILL after `timeout` seconds."""
-        p = self.popen
-        if p is None:
-            return
-        if p.poll() is None:
-            for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    p.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        # The group may hold children of the component even after it exited.
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.popen is not None:
+            stop_process_group(self.popen, timeout)
         self.popen = None
 
 

@@ -1,12 +1,14 @@
 """Process plumbing shared by the local infrastructure helpers and their tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -27,21 +29,28 @@ def java_bin() -> str:
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    """SIGTERM the process group, then SIGKILL it if it outlives `timeout` seconds. The
+    group is SIGKILLed once its leader is gone too: a child the leader left behind (a
+    JVM's launcher, a shell's program) must not outlive the stop. The one way every
+    harness process is stopped."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def openssl(*args: str, cwd: Path | None = None) -> None:
+    """Run `openssl` (test certificates); its error output in the exception if it fails."""
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {done.stderr.strip()[-1000:]}")
 
 
 def rss_bytes(pid: int) -> int:

@@ -12,6 +12,7 @@ here they share the host's loopback, so `--server.port` is rewritten to a free p
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from localinfra.proc import free_port
+from localinfra.proc import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tspipe-operator"
@@ -207,16 +208,14 @@ class Runner:
 
     @staticmethod
     def _terminate(procs: list[subprocess.Popen], timeout: float = 20.0) -> None:
+        # Every replica is told at once (they shut down in parallel), then each is waited for.
         for p in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            stop_process_group(p, max(0.1, deadline - time.monotonic()))
 
     def sync(self) -> None:
         """One level-based pass: start, restart or stop programs to match the API server."""

@@ -136,7 +136,7 @@ def start_app(app: str, version: str | None, args: list[str] | tuple[str, ...] =
 
 def stop_app(proc: subprocess.Popen, timeout: float = 20) -> int:
     """SIGTERM the app's process group (Spring's graceful shutdown), SIGKILL after `timeout`."""
-    from localinfra.kafka import stop_process_group
+    from localinfra.proc import stop_process_group
 
     stop_process_group(proc, timeout)
     return proc.returncode
