@@ -605,7 +605,7 @@ class Controller:
             return (
                 autoscale.NO_CREDENTIALS_ACCESS,
                 "the broker needs credentials and the operator never reads their Secret, so it cannot "
-                "measure the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_lag metric",
+                "measure the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric",
             )
         return None
 
