@@ -604,8 +604,8 @@ class Controller:
         if p.kafka.credentials is not None:
             return (
                 autoscale.NO_CREDENTIALS_ACCESS,
-                "the broker needs credentials and the operator never reads their Secret, so it cannot "
-                "measure the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric",
+                "the broker needs credentials and the operator never reads their Secret, so it cannot measure "
+                "the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric",
             )
         return None
 
