@@ -9,6 +9,8 @@ phases in order, each adding its writes, its problems and when it wants to run a
   finalizer    the topics finalizer is present exactly when deleteOnRemoval asks for it;
   topics       ensure the Kafka topics (cached per spec, rechecked on a slow timer, in a
                separate thread pool with a short timeout);
+  autoscale    with spec.router.autoscaling: measure the router group's lag, decide its
+               replicas (autoscale.py) and, in Enforce mode, hand that count down;
   deployments  work out the pause stage, plan with the pure diff, write what differs
                (stamping the pod template of apps a `tspipe.io/restart` names);
   disruption   the router's PodDisruptionBudget exists exactly when it has > 1 replica;
@@ -45,8 +47,9 @@ from typing import Any
 
 import urllib3
 
+from . import autoscale
 from . import topics as topics_mod
-from .api import FINALIZER, RESTART_ANNOTATION
+from .api import API_GROUP, FINALIZER, KIND, RESTART_ANNOTATION
 from .components import COMPONENTS, ROUTER
 from .disruption import pdb_name, plan_pdb, router_pdb
 from .kafka_admin import KafkaUnavailable, TopicAdmin
@@ -73,6 +76,7 @@ RECHECK_FINALIZE = 1.0  # a deleted pipeline's finalizer could not be removed ye
 RECHECK_NEW_TOPICS = 2.0  # topics created or grown just now: describe them again to see them as they are
 TOPIC_BACKOFF_BASE = 5.0  # first retry of an unreachable broker; doubles up to topic_recheck_seconds
 KAFKA_THREADS = 4  # the Kafka admin pool (a slow broker must not starve the Kubernetes calls)
+AUTOSCALE_INTERVAL = 15.0  # how often lag is sampled for the autoscaler (the HPA's sync period)
 
 
 def _now() -> datetime:
@@ -110,6 +114,8 @@ class _State:
     # The router's PodDisruptionBudget is known to be absent (none wanted, none found or
     # ours deleted): a one-replica router then costs no GET per pass.
     pdb_absent: bool = False
+    # The autoscaler's recommendations so far (its stabilization windows).
+    autoscale_samples: autoscale.Samples = field(default_factory=autoscale.Samples)
 
 
 @dataclass
@@ -129,6 +135,7 @@ class _Pass:
     restart_done: set[str] = field(default_factory=set)  # Deployments whose template has this pass's stamp
     restarted: list[str] = field(default_factory=list)  # apps restarted (the request consumed)
     restart_rejected: str | None = None  # why a request was refused (consumed too)
+    autoscaling: dict[str, Any] | None = None  # the autoscale phase's report for status
 
     @property
     def namespace(self) -> str:
@@ -163,6 +170,7 @@ def _significant(status: dict[str, Any]) -> tuple[Any, ...]:
         tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
         len(status.get("history") or []),
         (status.get("pause") or {}).get("sourceStoppedAt"),
+        (status.get("autoscaling") or {}).get("desiredReplicas"),
     )
 
 
@@ -492,6 +500,7 @@ class Controller:
             for phase in (
                 self._phase_finalizer,
                 self._phase_topics,
+                self._phase_autoscale,
                 self._phase_deployments,
                 self._phase_disruption,
                 self._phase_restart,
@@ -520,6 +529,100 @@ class Controller:
             return
         ctx.topics, delay = await self._topics(ctx.state, ctx.p)
         ctx.again_in(delay)
+
+    async def _phase_autoscale(self, ctx: _Pass) -> None:
+        """Decide the router's replicas from its lag; in Enforce mode the rest of the pass
+        sees that count as if the spec had asked for it (the spec itself is not written)."""
+        p = ctx.p
+        a = p.router.autoscaling if p is not None else None
+        if p is None or a is None:
+            ctx.state.autoscale_samples = autoscale.Samples()
+            return
+        prev = ctx.prev_status.get("autoscaling") or {}
+        report: dict[str, Any] = {"mode": a.mode}
+        ctx.autoscaling = report
+
+        aside = await self._autoscaler_aside(ctx, p)
+        if aside:
+            ctx.state.autoscale_samples = autoscale.Samples()  # a gap: the windows start again
+            report.update(active=False, reason=aside[0], message=aside[1])
+            return
+        ctx.again_in(AUTOSCALE_INTERVAL)
+        try:
+            lag, partitions = await self._kafka(
+                self._admin.lag_and_partitions, p.kafka.brokers, p.stream_name, p.kafka.topics.input
+            )
+        except Exception as exc:  # noqa: BLE001 - any broker failure: keep the count, say why
+            kept = int(prev.get("desiredReplicas", p.router.replicas))
+            if a.enforce:
+                ctx.p = replace(p, router=replace(p.router, replicas=kept))
+            ctx.state.autoscale_samples = autoscale.Samples()
+            message = f"lag unknown, keeping {kept} replica(s): {exc}"
+            report.update(desiredReplicas=kept, active=False, reason=autoscale.LAG_UNKNOWN, message=message)
+            return
+        current = int(prev["desiredReplicas"]) if a.enforce and "desiredReplicas" in prev else p.router.replicas
+        d = autoscale.decide(a, current, lag, partitions, self.monotonic(), ctx.state.autoscale_samples)
+        ctx.state.autoscale_samples = d.samples
+        report.update(
+            active=True,
+            reason=autoscale.ENFORCING if a.enforce else autoscale.RECOMMENDING,
+            message=d.reason,
+            source=autoscale.SOURCE_KAFKA,
+            lag=lag,
+            partitions=partitions,
+            recommendedReplicas=d.recommended,
+            desiredReplicas=d.replicas,
+            limitedByPartitions=d.limited_by_partitions,
+        )
+        if a.enforce:
+            ctx.p = replace(p, router=replace(p.router, replicas=d.replicas))
+        # An Event when the decision changes (in Recommend mode it may differ from the
+        # spec for as long as the lag lasts: that is one Event, not one per pass).
+        if d.replicas != prev.get("desiredReplicas", current):
+            verb = "scaled" if a.enforce else "would scale"
+            report["lastScale"] = {"time": format_time(self.now()), "from": current, "to": d.replicas, "why": d.reason}
+            ctx.out.writes += await self._event(
+                ctx.pipeline,
+                "Normal",
+                "Autoscaled" if a.enforce else "AutoscaleRecommended",
+                f"router {verb} {current} -> {d.replicas}: {d.reason}",
+            )
+        elif prev.get("lastScale"):
+            report["lastScale"] = prev["lastScale"]
+
+    async def _autoscaler_aside(self, ctx: _Pass, p: Pipeline) -> tuple[str, str] | None:
+        """Why the autoscaler must not act now (condition reason, message), if so."""
+        if p.paused:
+            return autoscale.PIPELINE_PAUSED, "the pipeline is paused"
+        hpa = await self._external_autoscaler(ctx.namespace, ctx.name)
+        if hpa:
+            return (
+                autoscale.EXTERNAL_AUTOSCALER,
+                f"HorizontalPodAutoscaler {hpa} scales this pipeline; the built-in autoscaler stands aside "
+                "so that two controllers do not fight over the replicas",
+            )
+        if p.kafka.credentials is not None:
+            return (
+                autoscale.NO_CREDENTIALS_ACCESS,
+                "the broker needs credentials and the operator never reads their Secret, so it cannot measure "
+                "the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric",
+            )
+        return None
+
+    async def _external_autoscaler(self, namespace: str, name: str) -> str | None:
+        """The name of an HPA whose target is this pipeline (KEDA's included), if any."""
+        try:
+            hpas = await self._call(self.kube.list_hpas, namespace)
+        except ApiException as exc:
+            if exc.status in (403, 404):  # not allowed or no autoscaling API: none can act on us
+                return None
+            raise
+        for h in hpas:
+            ref = (h.get("spec") or {}).get("scaleTargetRef") or {}
+            group = str(ref.get("apiVersion", "")).split("/")[0]
+            if ref.get("kind") == KIND and ref.get("name") == name and group == API_GROUP:
+                return str(h["metadata"]["name"])
+        return None
 
     async def _phase_deployments(self, ctx: _Pass) -> None:
         ctx.actual = await self._actual(ctx.namespace, ctx.name)
@@ -642,6 +745,7 @@ class Controller:
             pipeline=ctx.p,
             restarted=ctx.restarted,
             restart_rejected=ctx.restart_rejected,
+            autoscaling=ctx.autoscaling,
         )
         self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
         prev = ctx.prev_status

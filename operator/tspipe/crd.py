@@ -109,8 +109,24 @@ def _app(c: Component) -> dict[str, Any]:
             "env": ENV,
             # `which`: a logger's input, the router output it logs (even or odd).
             **fields.properties(m.KIND_FIELDS[c.kind], which=c.bindings[0].topic),
+            **({"autoscaling": AUTOSCALING} if c.kind == "router" else {}),
         },
     }
+
+
+AUTOSCALING = {
+    "type": "object",
+    "description": "Scale the router on its consumer group's lag (committed offsets against end offsets of "
+    "the input topic). Stands aside when a HorizontalPodAutoscaler targets this pipeline.",
+    "required": fields.required(m.AUTOSCALING_FIELDS),
+    "properties": fields.properties(m.AUTOSCALING_FIELDS),
+    "x-kubernetes-validations": [
+        {
+            "rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+            "message": f"spec.router.autoscaling.minReplicas {m.AUTOSCALING_BOUNDS_MESSAGE}",
+        }
+    ],
+}
 
 
 CREDENTIALS = {
@@ -215,6 +231,10 @@ def spec_schema() -> dict[str, Any]:
     }
 
 
+def _int64(desc: str) -> dict[str, Any]:
+    return {"type": "integer", "format": "int64", "description": desc}
+
+
 def _condition() -> dict[str, Any]:
     return {
         "type": "object",
@@ -286,6 +306,28 @@ def status_schema() -> dict[str, Any]:
                         "type": "integer",
                         "format": "int64",
                         "description": "The router group's lag when the drain timed out (if measured).",
+                    },
+                },
+            },
+            "autoscaling": {
+                "type": "object",
+                "description": "The lag autoscaler (spec.router.autoscaling), as of the last status write.",
+                "properties": {
+                    "mode": {"type": "string"},
+                    "source": {"type": "string", "description": "Where the lag was read (Kafka)."},
+                    "lag": _int64("The router group's lag on the input topic."),
+                    "partitions": _int64("The input topic's partitions."),
+                    "recommendedReplicas": _int64("What the last lag alone asks for."),
+                    "desiredReplicas": _int64("What the router should have (set in Enforce mode)."),
+                    "lastScale": {
+                        "type": "object",
+                        "description": "The last change of desiredReplicas and why.",
+                        "properties": {
+                            "time": {"type": "string", "format": "date-time"},
+                            "from": _int64("Replicas before."),
+                            "to": _int64("Replicas after."),
+                            "why": {"type": "string"},
+                        },
                     },
                 },
             },

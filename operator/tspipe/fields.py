@@ -98,13 +98,16 @@ class Int:
     name: str
     attr: str
     description: str
-    default: int
+    default: int  # ignored when required
     minimum: int
     maximum: int
+    required: bool = False
 
     def parse(self, obj: dict[str, Any], path: str) -> int:
         value = obj.get(self.name)
         if value is None:
+            if self.required:
+                raise PipelineError(f"{path}.{self.name}", "required")
             return self.default
         if isinstance(value, bool) or not isinstance(value, int):
             raise PipelineError(f"{path}.{self.name}", "must be an integer")
@@ -115,7 +118,7 @@ class Int:
         return value
 
     def schema(self, **context: str) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": "integer",
             "format": "int32",
             "description": self.description.format(**context),
@@ -123,6 +126,9 @@ class Int:
             "minimum": self.minimum,
             "maximum": self.maximum,
         }
+        if self.required:
+            del out["default"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,11 @@ Field = Str | Int | Bool
 def parse_all(fields: tuple[Field, ...], obj: dict[str, Any], path: str) -> dict[str, Any]:
     """{attr: value} for every field, in declaration order (so the first error is the first field's)."""
     return {f.attr: f.parse_optional(obj, path) if isinstance(f, Str) else f.parse(obj, path) for f in fields}
+
+
+def required(fields: tuple[Field, ...]) -> list[str]:
+    """The names of the required fields (the schema's `required` list)."""
+    return [f.name for f in fields if isinstance(f, Str | Int) and f.required]
 
 
 def names(fields: tuple[Field, ...]) -> set[str]:

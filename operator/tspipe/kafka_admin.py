@@ -100,13 +100,17 @@ class TopicAdmin:
 
     def lag(self, brokers, group: str, topic: str) -> int:
         """Records in `topic` that consumer group `group` has not committed yet (0 if no topic)."""
+        return self.lag_and_partitions(brokers, group, topic)[0]
+
+    def lag_and_partitions(self, brokers, group: str, topic: str) -> tuple[int, int]:
+        """The group's lag on `topic` and the topic's partition count ((0, 0) if no topic)."""
         from kafka import TopicPartition
         from kafka.admin import OffsetSpec
 
         with self._client(brokers) as admin:
             info = _describe(admin, [topic]).get(topic)
             if info is None:
-                return 0
+                return 0, 0
             tps = [TopicPartition(topic, i) for i in range(info[0])]
             ends = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
             starts = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST), timeout_ms=self.timeout_ms)
@@ -117,7 +121,7 @@ class TopicAdmin:
                 done = committed.get(tp)
                 done_at = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
                 total += max(0, end - done_at)
-            return total
+            return total, len(tps)
 
     def _group_offsets(self, admin, group, tps) -> dict:
         import time

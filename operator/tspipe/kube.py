@@ -176,6 +176,12 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    # --- autoscalers -------------------------------------------------------------
+    def list_hpas(self, namespace: str) -> list[dict]:
+        """The namespace's HorizontalPodAutoscalers (KEDA's ScaledObjects make one too)."""
+        path = f"/apis/autoscaling/v2/namespaces/{quote(namespace)}/horizontalpodautoscalers"
+        return list(self._request("GET", path).get("items") or [])
+
     # --- events ------------------------------------------------------------------
     def post_event(self, pipeline: dict, type_: str, reason: str, message: str, now: datetime) -> None:
         meta = pipeline["metadata"]

@@ -192,6 +192,61 @@ ROUTER_FIELDS: tuple[Field, ...] = (
     Str("evenPrefix", "even_prefix", "Prefix for even timestamps.", default="Even timestamp:", max_length=256),
     Str("oddPrefix", "odd_prefix", "Prefix for odd timestamps.", default="Odd timestamp:", max_length=256),
 )
+# spec.router.autoscaling (autoscale.py decides; README "Autoscaling on lag").
+AUTOSCALE_ENFORCE, AUTOSCALE_RECOMMEND = "Enforce", "Recommend"
+# Lag is sampled between the router's commits, so one high sample is noise: scale up on
+# what 30 s of samples agree on. Down like the HPA's default: 5 minutes, so a burst that
+# repeats does not make the group rebalance twice per burst.
+DEFAULT_SCALE_UP_STABILIZATION = 30
+DEFAULT_SCALE_DOWN_STABILIZATION = 300
+MAX_STABILIZATION = 3600
+DEFAULT_TARGET_LAG = 1000  # about 50 ms of work for one router at its benchmarked rate
+MAX_TARGET_LAG = 2**31 - 1
+AUTOSCALING_FIELDS: tuple[Field, ...] = (
+    Str(
+        "mode",
+        "mode",
+        "Enforce: the operator sets the router's replicas (spec.router.replicas is then ignored). "
+        "Recommend: it only reports what it would set, in status.autoscaling.",
+        default=AUTOSCALE_ENFORCE,
+        enum=(AUTOSCALE_ENFORCE, AUTOSCALE_RECOMMEND),
+    ),
+    Int("minReplicas", "min_replicas", "Fewest router replicas.", 1, 1, MAX_ROUTER_REPLICAS),
+    Int(
+        "maxReplicas",
+        "max_replicas",
+        "Most router replicas (never more than the input topic's partitions either).",
+        1,
+        1,
+        MAX_ROUTER_REPLICAS,
+        required=True,
+    ),
+    Int(
+        "targetLagPerReplica",
+        "target_lag_per_replica",
+        "Records of the router group's lag on the input topic that one replica may have: "
+        "replicas = ceil(lag / target), within min, max and the partition count.",
+        DEFAULT_TARGET_LAG,
+        1,
+        MAX_TARGET_LAG,
+    ),
+    Int(
+        "scaleUpStabilizationSeconds",
+        "scale_up_stabilization_seconds",
+        "Scale up only to the lowest count recommended over this window.",
+        DEFAULT_SCALE_UP_STABILIZATION,
+        0,
+        MAX_STABILIZATION,
+    ),
+    Int(
+        "scaleDownStabilizationSeconds",
+        "scale_down_stabilization_seconds",
+        "Scale down only to the highest count recommended over this window.",
+        DEFAULT_SCALE_DOWN_STABILIZATION,
+        0,
+        MAX_STABILIZATION,
+    ),
+)
 LOGGER_FIELDS: tuple[Field, ...] = (
     Str("level", "level", "log.consumer.level of the {which} log sink.", default="INFO", enum=LOG_LEVELS),
     Str(
@@ -302,11 +357,26 @@ class TimeSpec(AppCommon):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    mode: str
+    min_replicas: int
+    max_replicas: int
+    target_lag_per_replica: int
+    scale_up_stabilization_seconds: int
+    scale_down_stabilization_seconds: int
+
+    @property
+    def enforce(self) -> bool:
+        return self.mode == AUTOSCALE_ENFORCE
+
+
+@dataclass(frozen=True, kw_only=True)
 class RouterSpec(AppCommon):
     replicas: int
     processing_guarantee: str
     even_prefix: str
     odd_prefix: str
+    autoscaling: Autoscaling | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -522,14 +592,31 @@ def _app(spec: dict[str, Any], c: Component) -> AppCommon:
     p = f"spec.{c.spec_field}"
     obj = _obj(spec.get(c.spec_field), p)
     extra = KIND_FIELDS[c.kind]
-    _known(obj, p, _APP_FIELDS | names(extra))
+    nested = {"autoscaling": _autoscaling(obj, p)} if c.kind == "router" else {}
+    _known(obj, p, _APP_FIELDS | names(extra) | set(nested))
     return KIND_SPECS[c.kind](
         image=IMAGE.with_default(c.default_image).parse(obj, p),
         resources=_resources(obj, p),
         properties=_properties(obj, p),
         env=_env(obj, p),
         **parse_all(extra, obj, p),
+        **nested,
     )
+
+
+def _autoscaling(router: dict[str, Any], path: str) -> Autoscaling | None:
+    if router.get("autoscaling") is None:
+        return None
+    p = f"{path}.autoscaling"
+    obj = _obj(router["autoscaling"], p)
+    _known(obj, p, names(AUTOSCALING_FIELDS))
+    a = Autoscaling(**parse_all(AUTOSCALING_FIELDS, obj, p))
+    if a.min_replicas > a.max_replicas:
+        raise PipelineError(f"{p}.minReplicas", AUTOSCALING_BOUNDS_MESSAGE)
+    return a
+
+
+AUTOSCALING_BOUNDS_MESSAGE = "must not be greater than maxReplicas"
 
 
 def _pod(spec: dict[str, Any]) -> PodOverrides:

@@ -208,6 +208,7 @@ def compute_status(
     pipeline: Pipeline | None = None,
     restarted: Sequence[str] = (),
     restart_rejected: str | None = None,
+    autoscaling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments.
 
@@ -218,6 +219,8 @@ def compute_status(
     `pipeline`: `resource` already parsed; None parses it here (and reports it if invalid).
     `restarted`: apps restarted in this pass (a history entry); `restart_rejected`: why a
     restart request was refused in this pass (the RestartRejected condition).
+    `autoscaling`: the autoscaler's report in this pass (status.autoscaling and the
+    Autoscaling and ScalingLimitedByPartitions conditions); None when not configured.
     """
     now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
@@ -239,6 +242,8 @@ def compute_status(
     rejected = _restart_rejected(cond, previous.get(RESTART_REJECTED), restarted, restart_rejected)
     if rejected:
         conditions.append(rejected)
+    if autoscaling is not None:
+        conditions += _autoscaling_conditions(cond, autoscaling)
     out = {
         "observedGeneration": generation,
         "phase": phase,
@@ -257,6 +262,8 @@ def compute_status(
             out["pause"]["drain"] = pause.drain
         if pause.records_left is not None:
             out["pause"]["recordsLeft"] = pause.records_left
+    if autoscaling is not None:
+        out["autoscaling"] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(resource, images, now_s, restarted=restarted)
@@ -265,6 +272,27 @@ def compute_status(
         for key in ("history", "specDigest"):
             if key in prev:
                 out[key] = prev[key]
+    return out
+
+
+AUTOSCALING, SCALING_LIMITED = "Autoscaling", "ScalingLimitedByPartitions"
+_CONDITION_ONLY = ("active", "reason", "message", "limitedByPartitions")
+
+
+def _autoscaling_conditions(cond: _Conditions, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Autoscaling: True while the autoscaler decides (reason Enforcing or Recommending),
+    False with the reason it stands aside. ScalingLimitedByPartitions: True while more
+    replicas would help but the input topic has no more partitions for them."""
+    out = [cond(AUTOSCALING, bool(report.get("active")), report["reason"], report.get("message", ""))]
+    if report.get("active"):
+        limited = bool(report.get("limitedByPartitions"))
+        message = (
+            f"lag {report.get('lag')} asks for more replicas than the input topic's {report.get('partitions')} "
+            "partition(s); add partitions to scale further"
+            if limited
+            else ""
+        )
+        out.append(cond(SCALING_LIMITED, limited, "AtPartitionCount" if limited else "AsExpected", message))
     return out
 
 

@@ -225,6 +225,7 @@ NOT_NEEDED = [  # (verb, resource) the operator never needs, in the sample names
     ("create", "timestamppipelines.tspipe.io"), ("update", "timestamppipelines.tspipe.io"),
     ("delete", "timestamppipelines.tspipe.io"), ("patch", "deployments.apps"), ("create", "pods/exec"),
     ("patch", "poddisruptionbudgets.policy"), ("watch", "poddisruptionbudgets.policy"),
+    ("get", "horizontalpodautoscalers.autoscaling"), ("update", "horizontalpodautoscalers.autoscaling"),
 ]
 
 

@@ -16,6 +16,7 @@ class FakeKube:
         self.pipelines = {pipeline["metadata"]["name"]: pipeline}
         self.deps = {}
         self.pdbs = {}
+        self.hpas = []
         self.pdb_reads = 0
         self.fail_pdb_delete = False
         self.events = []
@@ -90,6 +91,9 @@ class FakeKube:
         self.pdbs.pop(name, None)
         self.writes.append(("delete-pdb", name))
 
+    def list_hpas(self, ns):
+        return copy.deepcopy(self.hpas)
+
     def remove_annotation(self, ns, name, key, value):
         ann = self.pipelines[name]["metadata"].get("annotations") or {}
         if ann.get(key) != value:
@@ -110,6 +114,7 @@ class FakeAdmin:
         self.calls = []
         self.down = False
         self.lag_value = 0
+        self.partitions = 1
 
     def _check(self, what):
         self.calls.append(what)
@@ -135,6 +140,10 @@ class FakeAdmin:
     def lag(self, brokers, group, topic):
         self._check("lag")
         return self.lag_value
+
+    def lag_and_partitions(self, brokers, group, topic):
+        self._check("lag")
+        return self.lag_value, self.partitions
 
 
 class Clock:

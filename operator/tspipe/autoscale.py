@@ -1,0 +1,92 @@
+"""Scaling the router on its consumer group's lag (pure).
+
+The recommendation is the HPA's rule for a value metric: `ceil(lag / target)` replicas,
+within `minReplicas`..`maxReplicas` and never above the input topic's partition count (a
+consumer beyond it would sit idle). Like the HPA, a recommendation is acted on only once
+it is stable: up to the lowest count recommended over the scale-up window, down to the
+highest over the scale-down window. The samples live in the operator's memory; after a
+restart (or a gap: paused, broker down, an HPA in charge) nothing scales until a whole
+window has been seen again, never on less evidence than the window asks for.
+
+Only the decision is here; the controller measures the lag, finds external autoscalers,
+applies the count (Enforce) and reports it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .model import Autoscaling
+
+# status.autoscaling.source: where the lag came from.
+SOURCE_KAFKA = "Kafka"
+
+# Reasons of the Autoscaling condition.
+ENFORCING, RECOMMENDING = "Enforcing", "Recommending"
+EXTERNAL_AUTOSCALER = "ExternalAutoscaler"  # an HPA (or KEDA's) targets the pipeline
+LAG_UNKNOWN = "LagUnknown"  # the broker did not answer
+NO_CREDENTIALS_ACCESS = "LagNotReadable"  # a SASL broker: the operator never reads the Secret
+PIPELINE_PAUSED = "PipelinePaused"
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # monotonic seconds
+    replicas: int  # the recommendation then
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The recommendations seen, and since when they have been collected without a gap."""
+
+    since: float | None = None
+    items: tuple[Sample, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int  # what the router should have now
+    recommended: int  # what this lag alone asks for
+    limited_by_partitions: bool  # more replicas would help but the input has no more partitions
+    reason: str  # why `replicas`, for status and Events
+    samples: Samples  # to hand to the next decision
+
+
+def recommend(a: Autoscaling, lag: int, partitions: int) -> tuple[int, bool]:
+    """Replicas for `lag` records over `partitions` input partitions, and whether the
+    partition count is what holds it down."""
+    need = math.ceil(lag / a.target_lag_per_replica)
+    upper = max(a.min_replicas, min(a.max_replicas, partitions))
+    limited = need > upper and partitions < a.max_replicas
+    return max(a.min_replicas, min(need, upper)), limited
+
+
+def decide(a: Autoscaling, current: int, lag: int, partitions: int, now: float, samples: Samples) -> Decision:
+    """The router's replica count given its `current` count and the lag measured `now`."""
+    rec, limited = recommend(a, lag, partitions)
+    window = max(a.scale_up_stabilization_seconds, a.scale_down_stabilization_seconds)
+    kept = tuple(s for s in samples.items if now - s.at <= window) + (Sample(now, rec),)
+    since = samples.since if samples.since is not None else now
+    up_to = min(s.replicas for s in kept if now - s.at <= a.scale_up_stabilization_seconds)
+    down_to = max(s.replicas for s in kept if now - s.at <= a.scale_down_stabilization_seconds)
+    seen = now - since  # how long the samples have been collected without a gap
+    upper = max(a.min_replicas, min(a.max_replicas, partitions))
+    wanted = f"lag {lag} over {partitions} partition(s), target {a.target_lag_per_replica} per replica"
+    if current < a.min_replicas or current > upper:
+        replicas = max(a.min_replicas, min(current, upper))
+        reason = f"{current} is outside {a.min_replicas}..{upper} (min, max and partitions)"
+    elif current < up_to and seen >= a.scale_up_stabilization_seconds:
+        replicas, reason = up_to, f"{wanted}: {rec} recommended"
+    elif current > down_to and seen >= a.scale_down_stabilization_seconds:
+        replicas = down_to
+        reason = f"{wanted}: {down_to} at most over the last {a.scale_down_stabilization_seconds}s"
+    else:
+        replicas = current
+        if rec > current:
+            reason = f"{wanted}: {rec} recommended, waiting for {a.scale_up_stabilization_seconds}s of agreement"
+        elif rec < current:
+            reason = f"{wanted}: {rec} recommended, waiting out the {a.scale_down_stabilization_seconds}s window"
+        else:
+            reason = f"{wanted}: {rec} is right"
+    return Decision(replicas, rec, limited, reason, Samples(since, kept))

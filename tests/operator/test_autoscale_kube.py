@@ -1,0 +1,116 @@
+"""The lag autoscaler on the real control plane and the real broker. The router pods are
+kwok's (they consume nothing), so the test makes the lag itself: it produces a backlog
+into the input topic, and drains it by committing the router group's offsets, which is
+what the real router's consumer group does."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from kubehelpers import SAMPLE_NAME as NAME
+from kubehelpers import conditions, sample_pipeline, settled, wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.kafka]
+
+PARTITIONS = 3
+
+
+def router_replicas(k) -> int:
+    return k.json("deployment", f"{NAME}-router")["spec"]["replicas"]
+
+
+def autoscaling(k) -> dict:
+    return ((k.get_or_none("tsp", NAME) or {}).get("status") or {}).get("autoscaling") or {}
+
+
+def produce(bootstrap: str, topic: str, n: int) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(n):
+        producer.send(topic, f"11/27/26 00:00:{i % 60:02d}".encode())
+    producer.flush()
+    producer.close()
+
+
+def drain(bootstrap: str, topic: str, group: str, n: int) -> None:
+    """Consume and commit `n` records as the router's group (its offsets are the lag)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    seen, deadline = 0, time.monotonic() + 60
+    while seen < n and time.monotonic() < deadline:
+        seen += sum(len(v) for v in consumer.poll(1000).values())
+    consumer.commit()
+    consumer.close()
+    assert seen >= n, seen
+
+
+def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory, kafka_bootstrap):
+    tag = uuid.uuid4().hex[:8]
+    obj = sample_pipeline()
+    group, topic = f"s{tag}", f"in-{tag}"
+    obj["spec"]["streamName"] = group
+    obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {
+        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": PARTITIONS}}
+    obj["spec"]["router"]["autoscaling"] = {
+        "maxReplicas": 5, "targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0,
+        "scaleDownStabilizationSeconds": 20}
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+    assert conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing"
+
+    # 1. A backlog of 100 asks for 10 replicas; the input has 3 partitions, so 3, and it says why.
+    t0 = time.monotonic()
+    produce(kafka_bootstrap, topic, 100)
+    wait_for(lambda: router_replicas(k) == PARTITIONS, 90, "the router scaled to the partition count")
+    up_after = time.monotonic() - t0
+    obj = wait_for(settled(k, "Running"), 120, "Running at 3 router replicas")
+    st = obj["status"]["autoscaling"]
+    assert (st["lag"], st["partitions"], st["recommendedReplicas"], st["desiredReplicas"]) == (100, 3, 3, 3)
+    assert st["lastScale"]["from"] == 1 and st["lastScale"]["to"] == 3
+    limited = conditions(obj)["ScalingLimitedByPartitions"]
+    assert limited["status"] == "True" and "3 partition(s)" in limited["message"]
+    assert obj["spec"]["router"].get("replicas", 1) == 1, "the user's spec is not written"
+    events = [e["reason"] for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]]
+    assert "Autoscaled" in events
+
+    # 2. Drained: back to one, after the 20 s scale-down window.
+    t0 = time.monotonic()
+    drain(kafka_bootstrap, topic, group, 100)
+    wait_for(lambda: router_replicas(k) == 1, 120, "the router back to one replica")
+    down_after = time.monotonic() - t0
+    assert down_after >= 20, "not before the scale-down window"
+    print(f"autoscale: lag -> 3 replicas in {up_after:.1f}s; drained -> 1 replica in {down_after:.1f}s")
+
+    # 3. Recommend mode: the same backlog changes the status only.
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"router":{"autoscaling":{"mode":"Recommend"}}}}')
+    produce(kafka_bootstrap, topic, 50)
+    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 3, 90, "a recommendation of 3")
+    assert conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Recommending"
+    assert router_replicas(k) == 1
+
+    # 4. An HPA on the pipeline (the scale subresource): the autoscaler stands aside, and
+    #    stays aside in Enforce mode with the backlog still there.
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "by-hand"},
+           "spec": {"scaleTargetRef": {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+                                       "name": NAME},
+                    "minReplicas": 1, "maxReplicas": 2,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": 80}}}]}}
+    k("apply", "-f", "-", input=json.dumps(hpa))
+
+    def aside():
+        cond = conditions(k.json("tsp", NAME)).get("Autoscaling") or {}
+        return cond if cond.get("reason") == "ExternalAutoscaler" else None
+
+    cond = wait_for(aside, 90, "the autoscaler standing aside for the HPA")
+    assert cond["status"] == "False" and "HorizontalPodAutoscaler by-hand" in cond["message"]
+    k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"router":{"autoscaling":{"mode":"Enforce"}}}}')
+    wait_for(settled(k, "Running"), 60, "the Enforce spec observed")
+    time.sleep(20)  # more than an autoscaler interval with 50 records of lag: nothing moves
+    assert router_replicas(k) == 1
+    assert aside() is not None
