@@ -73,21 +73,19 @@ def monitoring_versions() -> dict[str, str]:
     return out
 
 
-def _monitoring_file(path: Path) -> Path:
+def _monitoring_file(path: Path, what: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: run `make monitoring-tools` (bash hack/monitoring-tools.sh) first"
-        )
+        raise FileNotFoundError(f"{path} is missing: run `make {what}` (bash hack/monitoring-tools.sh {what.split('-')[-1]}) first")
     return path
 
 
 def prometheus_operator_crd(plural: str) -> Path:
     """A Prometheus operator CRD (``podmonitors``, ``servicemonitors``, ``prometheusrules``)."""
     version = monitoring_versions()["PROMETHEUS_OPERATOR_VERSION"]
-    return _monitoring_file(cache_dir() / "prometheus-operator" / version / f"{plural}.yaml")
+    return _monitoring_file(cache_dir() / "prometheus-operator" / version / f"{plural}.yaml", "monitoring-crds")
 
 
 def promtool() -> Path:
     """The promtool hack/monitoring-tools.sh builds."""
     version = monitoring_versions()["PROMETHEUS_VERSION"]
-    return _monitoring_file(cache_dir() / "promtool" / version / "promtool")
+    return _monitoring_file(cache_dir() / "promtool" / version / "promtool", "promtool")
