@@ -35,7 +35,7 @@ monitoring-crds:
 
 # Opt-in: Prometheus' promtool from its Go module, for tests/monitoring/test_promtool.py
 # (`promtool check rules`, `promtool test rules`; they skip without it). Not part of
-# `make test`: its cold build takes PROMTOOL_MINUTES on 2 cores.
+# `make test`: its cold build takes about 6 minutes on 2 cores (the CRDs: seconds).
 promtool:
 	bash hack/monitoring-tools.sh promtool
 

@@ -46,7 +46,7 @@ promtool() {
         log "promtool: cached at $out"
         return
     fi
-    log "promtool: building $pkg with $(go env GOVERSION) (first time: PROMTOOL_MINUTES on 2 cores)"
+    log "promtool: building $pkg with $(go env GOVERSION) (first time: about 6 minutes on 2 cores)"
     tmp="$(mktemp -d "${TMPDIR:-/tmp}/tsp-promtool.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
     # -trimpath: reproducible paths; -s -w: no symbol/DWARF tables, faster link, smaller file.

@@ -101,6 +101,15 @@ def component_in_own_namespace(control_plane, tmp_path):
     control_plane.kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def kept(stored, sent) -> bool:
+    """Everything in `sent` is in `stored` (which may have more: defaults)."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(k in stored and kept(stored[k], v) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(stored, list) and len(stored) == len(sent) and all(map(kept, stored, sent))
+    return stored == sent
+
+
 def dry_run(control_plane, ns, objs):
     return control_plane.kubectl("-n", ns, "apply", "--server-side", "--dry-run=server", "--validate=strict",
                                  "--field-manager=tspipe-test", "-o", "json", "-f", "-",
@@ -117,11 +126,13 @@ def test_component_objects_pass_the_prometheus_operator_schema(control_plane, mo
     items = out["items"] if out.get("kind") == "List" else [out]
     assert sorted((i["kind"], i["metadata"]["name"]) for i in items) == \
         sorted((o["kind"], o["metadata"]["name"]) for o in objs)
-    # What the API server would store keeps every field (nothing pruned as unknown).
+    # What the API server would store keeps every field sent (nothing pruned as unknown;
+    # the schema may add defaults).
     for i in items:
         (o,) = [o for o in objs if (o["kind"], o["metadata"]["name"]) == (i["kind"], i["metadata"]["name"])]
-        if "spec" in o:
-            assert i["spec"] == o["spec"], o["metadata"]["name"]
+        for field in ("spec", "data"):
+            if field in o:
+                assert kept(i[field], o[field]), (o["metadata"]["name"], field)
     # A dry run stores nothing.
     assert control_plane.kubectl("-n", ns, "get", "podmonitors,prometheusrules", "-o", "name").stdout.strip() == ""
 

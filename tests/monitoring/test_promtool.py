@@ -75,4 +75,9 @@ def test_promtool_catches_a_changed_rule(promtool, tmp_path, breakage):
         proc = run(promtool, "check", "rules", "tspipe-rules.yaml", cwd=tmp_path)
     else:
         proc = run(promtool, "test", "rules", UNIT_TESTS.name, cwd=tmp_path)
-    assert proc.returncode != 0, (breakage, proc.stdout + proc.stderr)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, (breakage, out)
+    if breakage == "bad PromQL":
+        assert "parse error" in out, out
+    else:
+        assert "FAILED" in out and "alertname: TspipeRouterLagGrowing" in out, out
