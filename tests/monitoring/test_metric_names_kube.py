@@ -42,8 +42,10 @@ def router_exposition(kafka_bootstrap):
 
         yield wait_for(scraped, 90, "20 records routed, 2 dead-lettered, the lag measured")
     finally:
-        r.terminate()
-        r.stop()
+        try:
+            r.terminate()
+        finally:
+            r.stop()
 
 
 @pytest.fixture(scope="module")
