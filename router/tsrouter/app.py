@@ -446,9 +446,12 @@ class Runner:
                 self._lag_series.add(key)
         # A partition that went to another replica is that replica's to report: keeping its
         # last value here would count it twice (and a stale value forever) in sums of lag.
+        # Its position goes too: if it comes back, the lag is unknown until it is read again.
         for key in self._lag_series - assigned:
             self.metrics.lag.remove(*key)
         self._lag_series &= assigned
+        for tp in [tp for tp in self.positions if (tp.topic, str(tp.partition)) not in assigned]:
+            del self.positions[tp]
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:

@@ -2,13 +2,15 @@
 the real processes: the router, run against the real broker after it routed and
 dead-lettered records, scraped on /actuator/prometheus; the operator, run against the
 real control plane with --metrics-port after it reconciled a pipeline, scraped on
-/metrics. Names are taken from the parsed PromQL (promnames.py); `up` is Prometheus' own."""
+/metrics. Names are taken from the parsed PromQL (promnames.py); `up` is Prometheus' own.
+And the router's lag series follow the partitions a replica owns across a rebalance."""
 from __future__ import annotations
 
 import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from kubehelpers import CRD_FILE, Kubectl, Operator, no_broker_pipeline
 from promnames import SYNTHETIC, dashboard_queries, exposed, load_dashboard, missing, referenced, rule_queries
@@ -98,3 +100,43 @@ def test_every_referenced_metric_is_exposed_by_the_real_process(router_expositio
     for name in [*router_refs, *operator_refs]:
         for wrong in (name + "x", name.removesuffix("_total") if name.endswith("_total") else name[:-1]):
             assert wrong not in router_names | operator_names, wrong
+
+
+def lag_partitions(r: RouterProc) -> set[int]:
+    status, text = r.get("/actuator/prometheus")
+    assert status == 200, text
+    return {int(s.labels["partition"]) for fam in text_string_to_metric_families(text) for s in fam.samples
+            if s.name == "tsrouter_consumer_lag"}
+
+
+@pytest.mark.kafka
+def test_router_lag_series_follow_the_partitions_a_replica_owns(kafka_bootstrap):
+    """The dashboard sums tsrouter_consumer_lag over replicas and the lag alert watches
+    the sum: a partition that moves to another replica at a rebalance must leave the
+    old owner's scrape, or it is counted twice (and its last value kept forever)."""
+    source, group = unique("time"), unique("grp")
+    create_topic(kafka_bootstrap, source, 2)
+    args = [f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}", DEST.format("input", source),
+            DEST.format("even", unique("even")), DEST.format("odd", unique("odd")),
+            f"--spring.cloud.stream.bindings.input.group={group}", "--tsrouter.topic-partitions=2"]
+    produce(kafka_bootstrap, source, timestamps(10), partition_of=lambda i, v: i % 2)
+    a = RouterProc(args).start()
+    b = None
+    try:
+        a.wait_ready()
+        wait_for(lambda: lag_partitions(a) == {0, 1}, 60, "replica a reports the lag of both partitions")
+        b = RouterProc(args).start()
+        b.wait_ready()
+        wait_for(lambda: a.metric("tsrouter_assigned_partitions") == 1 == b.metric("tsrouter_assigned_partitions"),
+                 90, "the partitions shared by both replicas")
+        # A replica reports a partition's lag once it has read from it: more records.
+        produce(kafka_bootstrap, source, timestamps(10, start=1_800_000_000), partition_of=lambda i, v: i % 2)
+        wait_for(lambda: len(lag_partitions(a)) == 1 and lag_partitions(b) == {0, 1} - lag_partitions(a), 90,
+                 "each replica reports the lag of the one partition it owns, and only that one")
+        assert b.terminate() == 0
+        produce(kafka_bootstrap, source, timestamps(10, start=1_900_000_000), partition_of=lambda i, v: i % 2)
+        wait_for(lambda: lag_partitions(a) == {0, 1}, 90, "replica a reports both partitions again")
+    finally:
+        for r in (a, b):
+            if r is not None:
+                r.stop()

@@ -228,7 +228,7 @@ def test_router_lag_of_a_partition_it_no_longer_owns_is_removed():
     t0, t1, t2 = TP("in", 0), TP("in", 1), TP("in", 2)
 
     def lag_lines(consumer, positions):
-        r.consumer, r.positions, r._last_lag = consumer, positions, -1e9
+        r.consumer, r.positions, r._last_lag = consumer, dict(positions), -1e9
         r._update_lag()
         return sorted(ln for ln in generate_latest(m.registry).decode().splitlines()
                       if ln.startswith("tsrouter_consumer_lag{"))
@@ -241,5 +241,10 @@ def test_router_lag_of_a_partition_it_no_longer_owns_is_removed():
     assert lag_lines(FakeConsumer({t1: 9, t2: 5}), {t1: 7, t2: 5}) == [
         'tsrouter_consumer_lag{partition="1",topic="in"} 2.0',
         'tsrouter_consumer_lag{partition="2",topic="in"} 0.0',
+    ]
+    assert set(r.positions) == {t1, t2}, "the position of a partition it no longer owns is dropped"
+    # Partition 0 comes back: its lag is unknown (no series) until a record is read from it.
+    assert lag_lines(FakeConsumer({t0: 12, t1: 9}), r.positions) == [
+        'tsrouter_consumer_lag{partition="1",topic="in"} 2.0',
     ]
     assert lag_lines(FakeConsumer({}), {}) == []
