@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images infra test unit demo bench clean
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean
 
 all: venv
 
@@ -28,6 +28,17 @@ scdf-jars:
 spring-apps:
 	bash hack/spring-apps.sh
 
+# The Prometheus operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) from its Go
+# module: tests/monitoring validates manifests/monitoring against them (seconds, 4 MB).
+monitoring-crds:
+	bash hack/monitoring-tools.sh crds
+
+# Opt-in: Prometheus' promtool from its Go module, for tests/monitoring/test_promtool.py
+# (`promtool check rules`, `promtool test rules`; they skip without it). Not part of
+# `make test`: its cold build takes about 6 minutes on 2 cores (the CRDs: seconds).
+promtool:
+	bash hack/monitoring-tools.sh promtool
+
 # The real node's images (router, operator, Spring apps, pause) built with buildah on a
 # locally made Debian base; installs the node's Debian packages first. A machine that
 # cannot have them (not root, no apt-get) gets a note, and the node tests skip saying so.
@@ -39,7 +50,7 @@ node-images: spring-apps
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps node-images
+test: infra scdf-jars spring-apps node-images monitoring-crds
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only; no infrastructure.

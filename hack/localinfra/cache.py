@@ -60,3 +60,32 @@ def k8s_file(name: str) -> Path:
             f"{path} is missing: run `make k8s-bins` (bash hack/build-k8s.sh) first"
         )
     return path
+
+
+def monitoring_versions() -> dict[str, str]:
+    """The pins of hack/monitoring-tools.sh (hack/monitoring/versions, KEY=value lines)."""
+    out = {}
+    for line in (HACK / "monitoring" / "versions").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+def _monitoring_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make {what}` (bash hack/monitoring-tools.sh {what.split('-')[-1]}) first")
+    return path
+
+
+def prometheus_operator_crd(plural: str) -> Path:
+    """A Prometheus operator CRD (``podmonitors``, ``servicemonitors``, ``prometheusrules``)."""
+    version = monitoring_versions()["PROMETHEUS_OPERATOR_VERSION"]
+    return _monitoring_file(cache_dir() / "prometheus-operator" / version / f"{plural}.yaml", "monitoring-crds")
+
+
+def promtool() -> Path:
+    """The promtool hack/monitoring-tools.sh builds."""
+    version = monitoring_versions()["PROMETHEUS_VERSION"]
+    return _monitoring_file(cache_dir() / "promtool" / version / "promtool", "promtool")

@@ -27,6 +27,15 @@ class Metrics:
             registry=r,
         )
         self.pipelines = Gauge("tspipe_pipelines", "Pipelines by phase.", ["phase"], registry=r)
+        # One series per pipeline, its current phase (value 1; the series of an earlier phase
+        # is removed), so an alert can name the pipeline and hold `for:` on that one pipeline.
+        # Label `namespace` is the pipeline's (the operator's PodMonitor honours it).
+        self.pipeline_phase = Gauge(
+            "tspipe_pipeline_phase",
+            "1 for each pipeline's current phase.",
+            ["namespace", "pipeline", "phase"],
+            registry=r,
+        )
         self.kafka_calls = Counter(
             "tspipe_kafka_admin_calls_total", "Kafka admin round trips, by result.", ["result"], registry=r
         )
@@ -47,13 +56,16 @@ class Metrics:
             return
         if old is not None:
             self.pipelines.labels(old).dec()
+            self.pipeline_phase.remove(namespace, name, old)
         self._phase_of[(namespace, name)] = phase
         self.pipelines.labels(phase).inc()
+        self.pipeline_phase.labels(namespace, name, phase).set(1)
 
     def forget_pipeline(self, namespace: str, name: str) -> None:
         old = self._phase_of.pop((namespace, name), None)
         if old is not None:
             self.pipelines.labels(old).dec()
+            self.pipeline_phase.remove(namespace, name, old)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

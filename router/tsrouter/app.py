@@ -116,6 +116,7 @@ class Runner:
         self.positions: dict = {}  # {tp: next offset} for lag
         self._out_partitions: dict[str, int] = {}
         self._last_lag = 0.0
+        self._lag_series: set[tuple[str, str]] = set()  # (topic, partition) the lag gauge has
         self._deadline: float | None = None
         self.inflight: list[Sent] = []  # at-least-once: batches sent, acks pending, in order
         self.max_inflight_batches = MAX_INFLIGHT_BATCHES
@@ -434,11 +435,23 @@ class Runner:
         if now - self._last_lag < LAG_INTERVAL_S or self.consumer is None:
             return
         self._last_lag = now
+        assigned = set()
         for tp in self.consumer.assignment():
+            key = (tp.topic, str(tp.partition))
+            assigned.add(key)
             hw = self.consumer.highwater(tp)
             pos = self.positions.get(tp)
             if hw is not None and pos is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
+                self.metrics.lag.labels(*key).set(max(0, hw - pos))
+                self._lag_series.add(key)
+        # A partition that went to another replica is that replica's to report: keeping its
+        # last value here would count it twice (and a stale value forever) in sums of lag.
+        # Its position goes too: if it comes back, the lag is unknown until it is read again.
+        for key in self._lag_series - assigned:
+            self.metrics.lag.remove(*key)
+        self._lag_series &= assigned
+        for tp in [tp for tp in self.positions if (tp.topic, str(tp.partition)) not in assigned]:
+            del self.positions[tp]
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:

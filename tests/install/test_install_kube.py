@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 import dockerparse
 from localinfra.operatorproc import OperatorProcess
@@ -125,10 +126,14 @@ def reconciled(control_plane, install, operator_kubeconfig, tmp_path_factory):
        "-p", json.dumps({"spec": {"kafka": {"brokers": BROKERS}}}))
     d = one(install["objs"], "Deployment", "tspipe-operator")
     (c,) = d["spec"]["template"]["spec"]["containers"]
-    health_port = free_port()
+    health_port, metrics_port = free_port(), free_port()
     args = [re.sub(r"^--liveness=http://0\.0\.0\.0:8080/", f"--liveness=http://127.0.0.1:{health_port}/", a)
             for a in c["args"]]
     assert args != c["args"], "the manifests' liveness argument was found and moved to loopback"
+    # The metrics server too (0.0.0.0:8081 in the pod): a free port on loopback here.
+    moved = [re.sub(r"^--metrics-port=8081$", f"--metrics-port={metrics_port}", a) for a in args]
+    assert moved != args, "the manifests' --metrics-port=8081 was found"
+    args = [*moved, "--metrics-address=127.0.0.1"]
     entry = dockerparse.parse((ROOT / "Dockerfile.operator").read_text()).final.last("ENTRYPOINT").exec_form()
     argv = [os.path.join(sys.prefix, "bin", entry[0]), *entry[1:], *args]
     home = tmp_path_factory.mktemp("operator-home")
@@ -146,7 +151,9 @@ def reconciled(control_plane, install, operator_kubeconfig, tmp_path_factory):
         pipeline = wait_for(ready, 240, "sample pipeline Ready=True")
         with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=10) as resp:
             health = resp.status
-        yield {"op": op, "pipeline": pipeline, "audit_from": audit_from, "health": health}
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        yield {"op": op, "pipeline": pipeline, "audit_from": audit_from, "health": health, "metrics": metrics}
     finally:
         op.stop()
         sys.stderr.write(f"\n--- operator log tail ---\n{op.log()[-3000:]}\n")
@@ -156,6 +163,10 @@ def test_operator_with_the_service_account_reconciles_the_sample_to_ready(contro
     pipeline = reconciled["pipeline"]
     assert pipeline["status"]["phase"] == "Running"
     assert reconciled["health"] == 200, "kopf's liveness endpoint (the manifests' probe) answers"
+    # The metrics server the manifests turn on (manifests/monitoring scrapes it) answers.
+    phases = [(s.labels, s.value) for fam in text_string_to_metric_families(reconciled["metrics"])
+              for s in fam.samples if s.name == "tspipe_pipeline_phase"]
+    assert ({"namespace": SAMPLE_NS, "pipeline": SAMPLE, "phase": "Running"}, 1.0) in phases, phases
     deps = json.loads(control_plane.kubectl("-n", SAMPLE_NS, "get", "deployments", "-o", "json").stdout)["items"]
     owned = {d["metadata"]["name"] for d in deps
              if any(r.get("uid") == pipeline["metadata"]["uid"] for r in d["metadata"].get("ownerReferences", []))}

@@ -114,6 +114,8 @@ def test_operator_args_parse_and_follow_the_scope(built, variant):
     probe = c["livenessProbe"]["httpGet"]
     assert url.hostname == "0.0.0.0", "kubelet probes the pod IP"
     assert probe["path"] == url.path and port[probe["port"]] == url.port
+    # Metrics on the container port named "metrics" (what manifests/monitoring's PodMonitor scrapes).
+    assert args.metrics_port == port["metrics"] and args.metrics_address == "0.0.0.0"
 
 
 def test_operator_pod_is_restricted(built):

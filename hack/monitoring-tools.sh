@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The tools the monitoring tests need, from the Go module proxy, once:
+#   crds      prometheus-operator/<version>/*.yaml: the CRDs of PodMonitor, ServiceMonitor
+#             and PrometheusRule (the module zip's example/prometheus-operator-crd/; seconds)
+#   promtool  promtool/<version>/promtool: Prometheus' promtool (go install of the pinned
+#             module; a long cold build on 2 cores, so `make test` does not ask for it)
+# under ${TSP_CACHE:-~/.cache/tspipe}/; the pins are in hack/monitoring/versions.
+# hack/localinfra/cache.py computes the same paths; keep the two in step.
+#   usage: hack/monitoring-tools.sh crds|promtool...
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${TSP_CACHE:-$HOME/.cache/tspipe}"
+# shellcheck source=monitoring/versions
+source "$ROOT/hack/monitoring/versions"
+
+log() { printf '[monitoring-tools] %s\n' "$*" >&2; }
+usage() { echo "usage: $0 crds|promtool..." >&2; exit 2; }
+[[ $# -gt 0 ]] || usage
+command -v go >/dev/null || { log "Go is required (go1.26+): not found on PATH"; exit 1; }
+
+crds() {
+    local out="$CACHE/prometheus-operator/$PROMETHEUS_OPERATOR_VERSION" start=$SECONDS dir kind
+    local mod=github.com/prometheus-operator/prometheus-operator
+    if [[ -f "$out/.complete" ]]; then
+        log "Prometheus operator CRDs: cached in $out"
+        return
+    fi
+    # go mod download checks the zip against the checksum database; run outside any module.
+    dir="$(cd / && GOFLAGS=-mod=mod go mod download -json "$mod@$PROMETHEUS_OPERATOR_VERSION" \
+           | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$dir/example/prometheus-operator-crd" ]] || { log "no CRDs in $mod@$PROMETHEUS_OPERATOR_VERSION ($dir)"; exit 1; }
+    mkdir -p "$out"
+    for kind in podmonitors servicemonitors prometheusrules; do
+        cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out/$kind.yaml"
+        chmod 0644 "$out/$kind.yaml"
+    done
+    touch "$out/.complete"
+    log "Prometheus operator CRDs $PROMETHEUS_OPERATOR_VERSION: in $out ($((SECONDS - start)) s)"
+}
+
+promtool() {
+    local out="$CACHE/promtool/$PROMETHEUS_VERSION/promtool" start=$SECONDS tmp
+    local pkg="github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+    if [[ -x "$out" ]]; then
+        log "promtool: cached at $out"
+        return
+    fi
+    log "promtool: building $pkg with $(go env GOVERSION) (first time: about 6 minutes on 2 cores)"
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/tsp-promtool.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    # -trimpath: reproducible paths; -s -w: no symbol/DWARF tables, faster link, smaller file.
+    # remove_all_sd: Prometheus' own build tag that leaves out every service-discovery
+    # plugin (cloud SDKs: half of the source); `check rules` and `test rules` need none.
+    (cd "$tmp" && GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
+        go install -trimpath -tags=remove_all_sd -ldflags="-s -w" "$pkg")
+    mkdir -p "$(dirname "$out")"
+    mv -f "$tmp/promtool" "$out"
+    rm -rf "$tmp"
+    trap - EXIT
+    log "promtool $PROMETHEUS_VERSION: built in $((SECONDS - start)) s"
+}
+
+for what in "$@"; do
+    case "$what" in
+        crds) crds ;;
+        promtool) promtool ;;
+        *) usage ;;
+    esac
+done
