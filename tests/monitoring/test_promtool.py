@@ -3,9 +3,8 @@
 alerts_test.yaml: each alert fires on synthetic series with its labels and annotations,
 and its near-miss does not), and the dead-letter alert on the real router's scrapes.
 
-promtool is built from the Go module proxy by `make promtool` (hack/monitoring-tools.sh);
-it is opt-in, not part of `make test`, because its cold build is long on 2 cores (see
-manifests/README.md, *Monitoring*). Without it these tests skip and say so."""
+promtool is built from the Go module proxy by `make promtool` (hack/monitoring-tools.sh),
+a prerequisite of `make test`; run by hand without it, these tests skip and say so."""
 from __future__ import annotations
 
 import shutil
@@ -27,7 +26,7 @@ def promtool() -> str:
     try:
         return str(cache.promtool())
     except FileNotFoundError as exc:
-        pytest.skip(f"promtool not built (opt-in): {exc}")
+        pytest.skip(f"promtool not built (make promtool): {exc}")
 
 
 def rule_groups(rule: dict) -> str:
