@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, POD_ANNOTATIONS_ANNOTATION
 
 CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 
@@ -143,7 +143,8 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
 
     The pod template is replaced whole (hand-added containers/env/volumes go away);
     labels and annotations others added are kept, as are template annotations such
-    as `kubectl rollout restart`'s.
+    as `kubectl rollout restart`'s, except those a podTemplate set before and no longer
+    sets (the Deployment's `tspipe.io/pod-annotations` lists them).
     """
     body = copy.deepcopy(actual)
     body.pop("status", None)
@@ -151,7 +152,10 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
     meta.pop("managedFields", None)
     dm = _meta(desired)
     meta["labels"] = {**(meta.get("labels") or {}), **dm["labels"]}
+    previous = set(filter(None, (meta.get("annotations") or {}).get(POD_ANNOTATIONS_ANNOTATION, "").split(",")))
     meta["annotations"] = {**(meta.get("annotations") or {}), **dm["annotations"]}
+    if POD_ANNOTATIONS_ANNOTATION not in dm["annotations"]:
+        meta["annotations"].pop(POD_ANNOTATIONS_ANNOTATION, None)
     others = [r for r in meta.get("ownerReferences") or [] if not r.get("controller")]
     meta["ownerReferences"] = dm["ownerReferences"] + others
     spec = body.setdefault("spec", {})
@@ -159,6 +163,7 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
     spec["progressDeadlineSeconds"] = desired["spec"]["progressDeadlineSeconds"]
     template = copy.deepcopy(desired["spec"]["template"])
     kept = ((actual.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    kept = {k: v for k, v in kept.items() if k not in previous}
     if kept:
         template["metadata"]["annotations"] = {**kept, **(template["metadata"].get("annotations") or {})}
     spec["template"] = template
