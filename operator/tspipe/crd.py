@@ -219,6 +219,11 @@ def _component_status() -> dict[str, Any]:
             "readyReplicas": n,
             "availableReplicas": n,
             "ready": {"type": "boolean"},
+            "unschedulable": {
+                "type": "object",
+                "description": "Pods the scheduler cannot place (their PodScheduled=False condition).",
+                "properties": {"pods": n, "reason": {"type": "string"}, "message": {"type": "string"}},
+            },
         },
     }
 

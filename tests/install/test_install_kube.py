@@ -220,7 +220,7 @@ def test_service_account_can_also_update_and_delete_what_it_owns(control_plane, 
 
 SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 NOT_NEEDED = [  # (verb, resource) the operator never needs, in the sample namespace
-    ("create", "pods"), ("get", "configmaps"), ("create", "services"), ("create", "serviceaccounts"),
+    ("create", "pods"), ("get", "pods"), ("delete", "pods"), ("get", "configmaps"), ("create", "services"), ("create", "serviceaccounts"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "timestamppipelines.tspipe.io"), ("update", "timestamppipelines.tspipe.io"),
     ("delete", "timestamppipelines.tspipe.io"), ("patch", "deployments.apps"), ("create", "pods/exec"),

@@ -23,6 +23,7 @@ NAMESPACED_RULES = {
     ("tspipe.io", "timestamppipelines/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "update", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},
 }
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

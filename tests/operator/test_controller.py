@@ -16,6 +16,7 @@ class FakeKube:
         self.pipelines = {pipeline["metadata"]["name"]: pipeline}
         self.deps = {}
         self.pdbs = {}
+        self.pods = []
         self.events = []
         self.writes = []
         self.rv = 0
@@ -38,6 +39,11 @@ class FakeKube:
 
     def get_deployment(self, ns, name):
         return copy.deepcopy(self.deps.get(name))
+
+    def list_pods(self, ns, selector):
+        want = dict(kv.split("=") for kv in selector.split(","))
+        return [copy.deepcopy(p) for p in self.pods
+                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
 
     def create_deployment(self, ns, body):
         name = body["metadata"]["name"]
