@@ -386,7 +386,7 @@ def _check_object(s: Mapping[str, Any], value: Any, path: str) -> None:
                 raise PipelineError(f"{path}.{k}", "unknown field")
             check_shape(props[k], v, f"{path}.{k}")
         elif "additionalProperties" in s:
-            check_shape(s["additionalProperties"], v, f"{path}[{k}]")
+            check_shape(s["additionalProperties"], v, f"{path}.{k}")
 
 
 def _check_array(s: Mapping[str, Any], value: Any, path: str) -> None:
