@@ -233,7 +233,8 @@ def _owned_key(what: str, owned: tuple[str, ...]) -> Callable[[Any], str | None]
 
 
 def _key_rules(field: str, what: str, owned: tuple[str, ...]) -> tuple[Rule, Rule]:
-    is_owned = f"(k in {_cel_list(owned)} || k.startsWith({_cel_str(OWNED_KEY_PREFIX)}))"
+    prefix = f"k.startsWith({_cel_str(OWNED_KEY_PREFIX)})"
+    is_owned = f"(k in {_cel_list(owned)} || {prefix})" if owned else prefix
     owned_names = ", ".join(owned) + ", " if owned else ""
     return (
         Rule(
