@@ -67,10 +67,11 @@ class Probe:
 # limit: a CFS quota throttles a JVM's start (class loading, JIT) many times over, and
 # requests already share the CPU fairly. Memory requests equal the limits: the apps'
 # footprint is steady, and a pod that fits where it is scheduled is not OOM-killed for
-# a neighbour's burst.
+# a neighbour's burst. The CPU requests are what the apps use at a timestamp a second;
+# a JVM's start bursts above them (no limit), which is what requests allow.
 # Spring Boot 3 time source / log sink (Kafka binder): a JVM whose container defaults
 # give it a heap of 25% of the limit (192 MiB here), plus metaspace, threads and buffers.
-JVM_RESOURCES: dict[str, Any] = {"requests": {"cpu": "250m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
+JVM_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
 # The Python router: one process (kafka-python, Flask on waitress), no JVM.
 PYTHON_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
 

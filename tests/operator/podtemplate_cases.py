@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-JVM = {"requests": {"cpu": "250m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
+JVM = {"requests": {"cpu": "100m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
 PYTHON = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
 
 # Refused by a CEL rule (the API server) and its mirror (the parser).
