@@ -170,7 +170,7 @@ IMAGE = Str(
     invalid="must be a non-empty image reference without spaces",
 )
 
-# The fields of each kind of app besides image, resources, properties and env.
+# The fields of each kind of app besides image, resources, properties, env and podTemplate.
 TIME_FIELDS: tuple[Field, ...] = (
     Str(
         "dateFormat",
