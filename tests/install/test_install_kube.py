@@ -59,7 +59,7 @@ def install(control_plane, variant):
     """CRD, then the variant: server-side dry run first (strict), then for real."""
     kc = control_plane.kubectl
     kc("apply", "-f", str(CRD_FILE))
-    kc("wait", "--for=condition=Established", "--timeout=60s", "crd/timestamppipelines.tspipe.io")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     objs = kustomize(variant.path)
     # Every object goes through admission and validation without being stored. A dry
     # run cannot create the namespaces the others go into, so those come first.
