@@ -364,3 +364,28 @@ def test_pod_events_that_matter():
     ready = {"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert pod_matters(pending) and not pod_matters(ready)
     assert not pod_matters({**pending, "metadata": {"deletionTimestamp": "now"}})
+
+
+def test_every_boolean_a_podtemplate_can_set_means_false_when_absent():
+    """render.without_false drops `false` from user values (the API server drops many of
+    them, which would read as drift forever); that is only right while every boolean these
+    Kubernetes shapes have means false when absent. A new one must be checked and listed."""
+    found = set()
+
+    def walk(s, path):
+        if s.get("type") == "boolean":
+            found.add(path)
+        for k, v in (s.get("properties") or {}).items():
+            walk(v, f"{path}.{k}")
+        if "items" in s:
+            walk(s["items"], f"{path}[]")
+
+    for name, s in podtemplate.KUBE_SCHEMAS.items():
+        walk(s, name)
+    assert found == {  # each checked against the Kubernetes API reference: absent means false
+        "envFrom[].configMapRef.optional", "envFrom[].secretRef.optional", "volumeMounts[].readOnly",
+        "volumes[].configMap.optional", "volumes[].csi.readOnly", "volumes[].persistentVolumeClaim.readOnly",
+        "volumes[].projected.sources[].clusterTrustBundle.optional",
+        "volumes[].projected.sources[].configMap.optional", "volumes[].projected.sources[].secret.optional",
+        "volumes[].secret.optional",
+    }
