@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean crd pod-schemas
 
 all: venv
 
@@ -65,6 +65,16 @@ bench: infra
 
 clean:
 	rm -rf $(VENV)
+
+# The CRD, generated from the operator's declarations (a unit test checks it is current).
+crd: venv
+	$(PY) -m tspipe.crd > crds/timestamppipelines.tspipe.io.yaml
+
+# The Kubernetes shapes podTemplate embeds, read from a local control plane's OpenAPI
+# (operator/tspipe/data/podtemplate-schemas.json; a kube test checks it is current), then the CRD.
+pod-schemas: venv k8s-bins
+	PYTHONPATH=$(CURDIR)/hack $(PY) -m podschemas
+	$(MAKE) crd
 
 # Guard rails, in seconds: ruff (lint and format), mypy (strict on the pure modules) and
 # the import layers (.importlinter). CI runs it before the tests.

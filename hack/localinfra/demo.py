@@ -114,7 +114,7 @@ def local_stack(workdir: Path, namespace: str = "default", real_node: bool = Fal
         say(f"Kafka up in {time.monotonic() - t0:.0f}s at {broker.bootstrap}"
             + (f" (pods: {broker.pod_bootstrap})" if pod_host else ""))
         cp.kubectl("apply", "-f", str(CRD_DIR))
-        cp.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io", "--timeout=60s")
+        cp.wait_crd_established("timestamppipelines.tspipe.io")
         say("CRD installed; starting the operator")
         op = start_operator(cp.kubeconfig, namespace, workdir / "operator.log")
         stack.callback(op.stop, 15)

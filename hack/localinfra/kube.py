@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localinfra import cache
-from localinfra.proc import free_port, openssl, stop_process_group
+from localinfra.proc import free_port, openssl, stop_process_group, wait_for
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
@@ -265,6 +265,19 @@ class ControlPlane:
 
     def pids(self) -> dict[str, int]:
         return {name: p.popen.pid for name, p in self._procs.items() if p.alive()}
+
+    def wait_crd_established(self, name: str, timeout: float = 60) -> None:
+        """Wait until CRD `name` is Established. (`kubectl wait --for=condition=Established`
+        fails outright while `.status.conditions` is still empty, which a large CRD, such as
+        the TimestampPipeline's with its embedded pod-template shapes, stays for a moment.)"""
+        def established() -> bool:
+            proc = self.kubectl("get", "crd", name, "-o", "json", check=False)
+            if proc.returncode != 0:
+                return False
+            conds = (json.loads(proc.stdout).get("status") or {}).get("conditions") or []
+            return any(c.get("type") == "Established" and c.get("status") == "True" for c in conds)
+
+        wait_for(established, timeout, f"CRD {name} Established")
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess:

@@ -41,3 +41,16 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 # Selects every child this operator manages (the Deployment watch is filtered by it).
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGER}"
+
+# What the operator puts into every app's pod that a podTemplate may not override
+# (podtemplate.py refuses them, in the CRD's CEL rules and in the parser).
+OWNED_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
+OWNED_KEY_PREFIX = f"{API_GROUP}/"  # labels and annotations under tspipe.io/ are the operator's
+TMP_VOLUME = "tmp"  # writable scratch space (the root filesystem is read-only)
+TMP_MOUNT_PATH = "/tmp"
+CA_VOLUME = "kafka-ca"  # the Kafka CA from spec.kafka.credentials.caSecretName
+CA_MOUNT_PATH = "/etc/tspipe/kafka-ca"
+# Deployment annotation: the pod-template annotation keys that came from a podTemplate,
+# so that one removed from the podTemplate is removed from the pods too (others, such as
+# `kubectl rollout restart`'s, are kept).
+POD_ANNOTATIONS_ANNOTATION = f"{API_GROUP}/pod-annotations"

@@ -5,15 +5,15 @@
 
 Everything that differs between the apps is a column of `COMPONENTS`: the model's
 parser and the CRD generator read the spec field and default image; the wiring reads
-the bindings and settings; render reads names, probes and replicas; pause reads which
+the bindings and settings; render reads names, probes, replicas and default resources; pause reads which
 app is the source; status and the SCDF renderer read labels and app names. Adding a
 field or an app means changing this table (and, for a new kind of app, its spec type).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .spring import (
@@ -63,6 +63,18 @@ class Probe:
     period: int
 
 
+# Default container resources (a podTemplate's `resources` replaces them whole). No CPU
+# limit: a CFS quota throttles a JVM's start (class loading, JIT) many times over, and
+# requests already share the CPU fairly. Memory requests equal the limits: the apps'
+# footprint is steady, and a pod that fits where it is scheduled is not OOM-killed for
+# a neighbour's burst. The CPU requests are what the apps use at a timestamp a second;
+# a JVM's start bursts above them (no limit), which is what requests allow.
+# Spring Boot 3 time source / log sink (Kafka binder): a JVM whose container defaults
+# give it a heap of 25% of the limit (192 MiB here), plus metaspace, threads and buffers.
+JVM_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
+# The Python router: one process (kafka-python, Flask on waitress), no JVM.
+PYTHON_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+
 # SCDF's Kubernetes deployer defaults for Boot apps.
 BOOT_READINESS = Probe("/actuator/info", 10, 10)
 BOOT_LIVENESS = Probe("/actuator/health", 10, 60)
@@ -82,6 +94,7 @@ class Component:
     settings: tuple[Setting, ...]
     readiness: Probe = BOOT_READINESS
     liveness: Probe = BOOT_LIVENESS
+    resources: Mapping[str, Any] = field(default_factory=lambda: JVM_RESOURCES)  # default container resources
     source: bool = False  # pausing stops it first and waits for the rest to drain
     scalable: bool = False  # replicas from the spec (and the scale subresource); others run one
 
@@ -146,6 +159,7 @@ COMPONENTS = (
         # The router's own Boot-style health groups.
         readiness=Probe("/actuator/health/readiness", 5, 10),
         liveness=Probe("/actuator/health/liveness", 10, 30),
+        resources=PYTHON_RESOURCES,
         scalable=True,
     ),
     _log_sink("even"),

@@ -60,7 +60,7 @@ from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from .render import deployment_name, owned_selector, render_deployments, restarted_at, with_restart
 from .stamps import format_time
-from .status import RECONCILIATION_PAUSED, compute_status, held_status
+from .status import RECONCILIATION_PAUSED, compute_status, held_status, needs_pods
 from .switches import RestartRequest, reconcile_held, restart_request
 from .workqueue import Key, Outcome, WorkQueue
 
@@ -732,21 +732,39 @@ class Controller:
             ctx.again_in(RECHECK_DELETED_CHILD)
         return True
 
+    async def _pods(self, ctx: _Pass) -> list[dict[str, Any]]:
+        """The pipeline's pods (why a component is not ready); none if the operator may not list them."""
+        try:
+            return await self._call(self.kube.list_pods, ctx.namespace, owned_selector(ctx.name))
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # An RBAC from before pods were read: the status just says less.
+            log.warning("%s/%s: cannot list pods (%s)", ctx.namespace, ctx.name, _api_error(exc))
+            return []
+
     async def _phase_status(self, ctx: _Pass) -> None:
         # An invalid spec is reported by compute_status itself, not as a reconcile error.
         error = ("; ".join(ctx.problems) or None) if ctx.p is not None else None
-        status = compute_status(
-            ctx.pipeline,
-            ctx.actual,
-            self.now(),
-            error=error,
-            topics=ctx.topics,
-            pause=ctx.pause,
-            pipeline=ctx.p,
-            restarted=ctx.restarted,
-            restart_rejected=ctx.restart_rejected,
-            autoscaling=ctx.autoscaling,
-        )
+
+        def compute(pods: list[dict[str, Any]]) -> dict[str, Any]:
+            return compute_status(
+                ctx.pipeline,
+                ctx.actual,
+                self.now(),
+                error=error,
+                topics=ctx.topics,
+                pause=ctx.pause,
+                pipeline=ctx.p,
+                restarted=ctx.restarted,
+                restart_rejected=ctx.restart_rejected,
+                pods=pods,
+                autoscaling=ctx.autoscaling,
+            )
+
+        status = compute([])
+        if needs_pods(status):
+            status = compute(await self._pods(ctx))
         self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
         prev = ctx.prev_status
         if status == prev:

@@ -9,13 +9,14 @@ checks the file is up to date).
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-from . import fields
+from . import fields, podtemplate
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
@@ -30,21 +31,6 @@ def _str(desc: str, **kw: Any) -> dict[str, Any]:
 def _cel_list(items: Iterable[str]) -> str:
     return "[" + ", ".join("'" + i + "'" for i in items) + "]"
 
-
-_QUANTITY = {
-    "anyOf": [{"type": "integer"}, {"type": "string"}],
-    "x-kubernetes-int-or-string": True,
-    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",  # noqa: E501
-}
-
-RESOURCES = {
-    "type": "object",
-    "description": "Container resources (corev1 ResourceRequirements).",
-    "properties": {
-        "limits": {"type": "object", "additionalProperties": _QUANTITY},
-        "requests": {"type": "object", "additionalProperties": _QUANTITY},
-    },
-}
 
 ENV = {
     "type": "array",
@@ -98,19 +84,36 @@ def _properties(c: Component) -> dict[str, Any]:
     }
 
 
+def _resources() -> dict[str, Any]:
+    out: dict[str, Any] = copy.deepcopy(podtemplate.KUBE_SCHEMAS["resources"])
+    out["description"] = "Container resources: the short spelling of podTemplate.resources (set one, not both)."
+    return out
+
+
 def _app(c: Component) -> dict[str, Any]:
     return {
         "type": "object",
         "default": {},
         "properties": {
             "image": m.IMAGE.with_default(c.default_image).schema(),
-            "resources": RESOURCES,
+            "resources": _resources(),
             "properties": _properties(c),
             "env": ENV,
             # `which`: a logger's input, the router output it logs (even or odd).
             **fields.properties(m.KIND_FIELDS[c.kind], which=c.bindings[0].topic),
             **({"autoscaling": AUTOSCALING} if c.kind == "router" else {}),
+            "podTemplate": podtemplate.schema(
+                "This app's pod settings, over spec.podTemplate's (maps merge key by key, the rest is replaced)."
+            ),
         },
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.resources) || !has(self.podTemplate) || !has(self.podTemplate.resources)",
+                "message": m.RESOURCES_TWICE,
+                "fieldPath": ".podTemplate.resources",
+                "reason": "FieldValueForbidden",
+            }
+        ],
     }
 
 
@@ -188,46 +191,21 @@ def spec_schema() -> dict[str, Any]:
             m.PAUSED.name: m.PAUSED.schema(),
             "rollout": {"type": "object", "properties": fields.properties(m.ROLLOUT_FIELDS)},
             **{c.spec_field: _app(c) for c in COMPONENTS},
-            "pod": {
-                "type": "object",
-                "description": "Pod-level settings applied to all four Deployments.",
-                "properties": {
-                    m.SERVICE_ACCOUNT_NAME.name: m.SERVICE_ACCOUNT_NAME.schema(),
-                    "imagePullSecrets": {
-                        "type": "array",
-                        "maxItems": 16,
-                        "items": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {"name": _str("Secret name.", minLength=1, maxLength=253)},
-                        },
-                    },
-                    "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "tolerations": {
-                        "type": "array",
-                        "maxItems": 32,
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "key": {"type": "string"},
-                                "operator": {"type": "string", "enum": ["Exists", "Equal"]},
-                                "value": {"type": "string"},
-                                "effect": {
-                                    "type": "string",
-                                    "enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
-                                },
-                                "tolerationSeconds": {"type": "integer", "format": "int64"},
-                            },
-                        },
-                    },
-                    "affinity": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                        "description": "corev1 Affinity.",
-                    },
-                },
-            },
+            "podTemplate": podtemplate.schema(
+                "Pod settings of every app; each app's own podTemplate overrides them field by field."
+            ),
+            "pod": podtemplate.schema(
+                "Deprecated: the older name of podTemplate, with five of its fields.", podtemplate.LEGACY_POD_FIELDS
+            ),
         },
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.pod) || !has(self.podTemplate)",
+                "message": m.POD_TWICE,
+                "fieldPath": ".pod",
+                "reason": "FieldValueForbidden",
+            }
+        ],
     }
 
 
@@ -262,6 +240,11 @@ def _component_status() -> dict[str, Any]:
             "readyReplicas": n,
             "availableReplicas": n,
             "ready": {"type": "boolean"},
+            "unschedulable": {
+                "type": "object",
+                "description": "Pods the scheduler cannot place (their PodScheduled=False condition).",
+                "properties": {"pods": n, "reason": {"type": "string"}, "message": {"type": "string"}},
+            },
         },
     }
 
@@ -439,7 +422,10 @@ def crd() -> dict[str, Any]:
     }
 
 
-HEADER = "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,components,crd}.py; do not edit.\n"
+HEADER = (
+    "# Generated by `python -m tspipe.crd` from operator/tspipe/{model,components,podtemplate,crd}.py and\n"
+    "# operator/tspipe/data/podtemplate-schemas.json (hack/podschemas.py); do not edit.\n"
+)
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -30,8 +30,9 @@ def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, ser
     # Watches can stall silently; reconnect if nothing (not even a bookmark) arrives.
     settings.watching.inactivity_timeout = inactivity_timeout
     settings.watching.server_timeout = server_timeout
-    # Watch only our Deployments, filtered by the API server.
+    # Watch only our Deployments and their pods, filtered by the API server.
     settings.watching.label_selectors["apps", "v1", "deployments"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
 
 
@@ -58,4 +59,22 @@ async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None: 
 async def _deployment_event(body, namespace, memo: kopf.Memo, **_) -> None:
     owner = owner_of(body)
     if owner:
+        memo.controller.enqueue_soon(namespace, owner)
+
+
+def pod_matters(body) -> bool:
+    """A pod event worth a pass: the pod is not Ready (pending, unschedulable, starting).
+    A pod turning Ready changes its Deployment's status, which is an event already."""
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conds = (body.get("status") or {}).get("conditions") or []
+    return not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
+async def _pod_event(body, namespace, memo: kopf.Memo, **_) -> None:
+    # Status names why an app's pods do not run (the scheduler's PodScheduled=False);
+    # the scheduler's verdict can come after the last Deployment event.
+    owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE)
+    if owner and pod_matters(body):
         memo.controller.enqueue_soon(namespace, owner)

@@ -150,6 +150,11 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    # --- pods (read only: why an app's pods are not running) ----------------------
+    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods"
+        return self._request("GET", path, query=[("labelSelector", selector)]).get("items") or []
+
     # --- pod disruption budgets --------------------------------------------------
     @staticmethod
     def _pdbs(namespace: str, name: str | None = None) -> str:

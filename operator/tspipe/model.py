@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import yaml
 from .api import KIND
 from .components import COMPONENTS, Component, Kind
 from .fields import Bool, Field, Int, PipelineError, Str, names, parse_all
+from .podtemplate import LEGACY_POD_FIELDS, PodTemplate, effective, parse_resources
+from .podtemplate import parse as parse_pod_template
 from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
 
 __all__ = ["Credentials", "Pipeline", "PipelineError", "load_pipeline_file"]
@@ -168,7 +170,7 @@ IMAGE = Str(
     invalid="must be a non-empty image reference without spaces",
 )
 
-# The fields of each kind of app besides image, resources, properties and env.
+# The fields of each kind of app besides image, resources, properties, env and podTemplate.
 TIME_FIELDS: tuple[Field, ...] = (
     Str(
         "dateFormat",
@@ -260,14 +262,6 @@ LOGGER_FIELDS: tuple[Field, ...] = (
 )
 KIND_FIELDS: dict[Kind, tuple[Field, ...]] = {"time": TIME_FIELDS, "router": ROUTER_FIELDS, "logger": LOGGER_FIELDS}
 
-SERVICE_ACCOUNT_NAME = Str(
-    "serviceAccountName",
-    "service_account_name",
-    "Service account for the app pods.",
-    max_length=253,
-    pattern=DNS_SUBDOMAIN,
-    invalid="must be a service account name (lower-case DNS subdomain, max 253)",
-)
 PAUSED = Bool(
     "paused",
     "paused",
@@ -342,12 +336,15 @@ class Kafka:
 
 @dataclass(frozen=True, kw_only=True)
 class AppCommon:
-    """Fields every app has. resources/env are corev1 shapes passed through as-is."""
+    """Fields every app has. env is corev1 EnvVar passed through as-is.
+
+    `pod_template`: the app's own podTemplate, its `resources` filled from
+    `spec.<app>.resources` (the short spelling) when given."""
 
     image: str
-    resources: Mapping[str, Any]
     properties: Mapping[str, str]
     env: tuple[Mapping[str, Any], ...]
+    pod_template: PodTemplate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -388,15 +385,6 @@ class LoggerSpec(AppCommon):
 KIND_SPECS: dict[Kind, type[AppCommon]] = {"time": TimeSpec, "router": RouterSpec, "logger": LoggerSpec}
 
 
-@dataclass(frozen=True)
-class PodOverrides:
-    service_account_name: str | None = None
-    image_pull_secrets: tuple[Mapping[str, Any], ...] = ()
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] | None = None
-
-
 @dataclass(frozen=True, kw_only=True)
 class Pipeline:
     name: str
@@ -407,7 +395,7 @@ class Pipeline:
     router: RouterSpec
     even_logger: LoggerSpec
     odd_logger: LoggerSpec
-    pod: PodOverrides
+    pod_template: PodTemplate  # spec.podTemplate (or its older name spec.pod): every app's default
     progress_deadline_seconds: int
     paused: bool
     pause_drain_seconds: int
@@ -422,6 +410,10 @@ class Pipeline:
         """The spec of one app (components.COMPONENTS)."""
         spec: AppCommon = getattr(self, c.attr)
         return spec
+
+    def pod_template_for(self, c: Component) -> PodTemplate:
+        """The pod settings app `c` runs with: its podTemplate over the pipeline's, then its defaults."""
+        return effective(self.pod_template, self.app(c).pod_template, c.resources)
 
 
 def load_pipeline_file(path: str | Path) -> Pipeline:
@@ -488,21 +480,12 @@ def _env(obj: dict[str, Any], path: str) -> tuple[dict[str, Any], ...]:
     return tuple(env)
 
 
-def _resources(obj: dict[str, Any], path: str) -> dict[str, Any]:
-    res = _obj(obj.get("resources"), f"{path}.resources")
-    _known(res, f"{path}.resources", {"limits", "requests", "claims"})
-    return res
-
-
-def _list(obj: dict[str, Any], key: str, path: str) -> tuple[Any, ...]:
-    value = obj.get(key) or []
-    if not isinstance(value, list):
-        raise PipelineError(f"{path}.{key}", "must be a list")
-    return tuple(value)
-
-
-_APP_FIELDS = {"image", "resources", "properties", "env"}
-_SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "rollout", PAUSED.name} | {c.spec_field for c in COMPONENTS}
+_APP_FIELDS = {"image", "resources", "properties", "env", "podTemplate"}
+_SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "podTemplate", "rollout", PAUSED.name} | {
+    c.spec_field for c in COMPONENTS
+}
+RESOURCES_TWICE = "set resources here or in podTemplate.resources, not both"
+POD_TWICE = "spec.pod is the older name of spec.podTemplate: set only spec.podTemplate"
 
 
 def _parse(obj: dict[str, Any]) -> Pipeline:
@@ -513,7 +496,7 @@ def _parse(obj: dict[str, Any]) -> Pipeline:
     stream_name = _stream_name(spec, name)
     kafka = _kafka(spec)
     apps: dict[str, Any] = {c.attr: _app(spec, c) for c in COMPONENTS}  # time=TimeSpec(...), ...
-    pod = _pod(spec)
+    pod_template = _pipeline_pod_template(spec)
     ro = _obj(spec.get("rollout"), "spec.rollout")
     _known(ro, "spec.rollout", names(ROLLOUT_FIELDS))
     pipeline = Pipeline(
@@ -522,7 +505,7 @@ def _parse(obj: dict[str, Any]) -> Pipeline:
         stream_name=stream_name,
         kafka=kafka,
         **apps,
-        pod=pod,
+        pod_template=pod_template,
         paused=PAUSED.parse(spec, "spec"),
         **parse_all(ROLLOUT_FIELDS, ro, "spec.rollout"),
         uid=meta.get("uid"),
@@ -594,11 +577,18 @@ def _app(spec: dict[str, Any], c: Component) -> AppCommon:
     extra = KIND_FIELDS[c.kind]
     nested = {"autoscaling": _autoscaling(obj, p)} if c.kind == "router" else {}
     _known(obj, p, _APP_FIELDS | names(extra) | set(nested))
+    image = IMAGE.with_default(c.default_image).parse(obj, p)
+    resources = parse_resources(obj.get("resources"), f"{p}.resources")
+    template = parse_pod_template(obj.get("podTemplate"), f"{p}.podTemplate")
+    if resources is not None:
+        if template.resources is not None:
+            raise PipelineError(f"{p}.podTemplate.resources", RESOURCES_TWICE)
+        template = replace(template, resources=resources)
     return KIND_SPECS[c.kind](
-        image=IMAGE.with_default(c.default_image).parse(obj, p),
-        resources=_resources(obj, p),
+        image=image,
         properties=_properties(obj, p),
         env=_env(obj, p),
+        pod_template=template,
         **parse_all(extra, obj, p),
         **nested,
     )
@@ -619,21 +609,13 @@ def _autoscaling(router: dict[str, Any], path: str) -> Autoscaling | None:
 AUTOSCALING_BOUNDS_MESSAGE = "must not be greater than maxReplicas"
 
 
-def _pod(spec: dict[str, Any]) -> PodOverrides:
-    p = "spec.pod"
-    po = _obj(spec.get("pod"), p)
-    _known(po, p, {SERVICE_ACCOUNT_NAME.name, "imagePullSecrets", "nodeSelector", "tolerations", "affinity"})
-    node_selector = _obj(po.get("nodeSelector"), f"{p}.nodeSelector")
-    affinity = po.get("affinity")
-    if affinity is not None:
-        _obj(affinity, f"{p}.affinity")
-    return PodOverrides(
-        service_account_name=SERVICE_ACCOUNT_NAME.parse_optional(po, p),
-        image_pull_secrets=_list(po, "imagePullSecrets", p),
-        node_selector=node_selector,
-        tolerations=_list(po, "tolerations", p),
-        affinity=affinity,
-    )
+def _pipeline_pod_template(spec: dict[str, Any]) -> PodTemplate:
+    """spec.podTemplate, or spec.pod (its older name, five of its fields); not both."""
+    if spec.get("pod") is not None:
+        if spec.get("podTemplate") is not None:
+            raise PipelineError("spec.pod", POD_TWICE)
+        return parse_pod_template(spec["pod"], "spec.pod", LEGACY_POD_FIELDS)
+    return parse_pod_template(spec.get("podTemplate"), "spec.podTemplate")
 
 
 def _check_reserved(p: Pipeline) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, POD_ANNOTATIONS_ANNOTATION
 
 CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 
@@ -160,14 +160,21 @@ def merged_for_update(desired: dict[str, Any], actual: dict[str, Any]) -> dict[s
 
     The pod template is replaced whole (hand-added containers/env/volumes go away);
     labels and annotations others added are kept, as are template annotations such
-    as `kubectl rollout restart`'s.
+    as `kubectl rollout restart`'s, except those a podTemplate set before and no longer
+    sets (the Deployment's `tspipe.io/pod-annotations` lists them).
     """
+    am = _meta(actual)
+    previous = set(filter(None, (am.get("annotations") or {}).get(POD_ANNOTATIONS_ANNOTATION, "").split(",")))
     body = with_our_metadata(desired, actual)
+    meta = body["metadata"]
+    if POD_ANNOTATIONS_ANNOTATION not in (_meta(desired).get("annotations") or {}):
+        (meta.get("annotations") or {}).pop(POD_ANNOTATIONS_ANNOTATION, None)
     spec = body.setdefault("spec", {})
     spec["replicas"] = desired["spec"]["replicas"]
     spec["progressDeadlineSeconds"] = desired["spec"]["progressDeadlineSeconds"]
     template = copy.deepcopy(desired["spec"]["template"])
     kept = ((actual.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    kept = {k: v for k, v in kept.items() if k not in previous}
     if kept:
         template["metadata"]["annotations"] = {**kept, **(template["metadata"].get("annotations") or {})}
     spec["template"] = template

@@ -13,6 +13,8 @@ from typing import Any
 
 from . import wiring
 from .api import (
+    CA_MOUNT_PATH,
+    CA_VOLUME,
     GROUP_VERSION,
     HASH_ANNOTATION,
     KIND,
@@ -24,10 +26,14 @@ from .api import (
     MANAGED_SELECTOR,
     MANAGER,
     PART_OF,
+    POD_ANNOTATIONS_ANNOTATION,
     RESTARTED_AT_ANNOTATION,
+    TMP_MOUNT_PATH,
+    TMP_VOLUME,
 )
 from .components import COMPONENTS, ROUTER, Component, Probe
 from .model import AppCommon, Pipeline
+from .podtemplate import PodTemplate
 from .spring import (
     BROKERS_ENV,
     GROUP_ENV,
@@ -92,8 +98,6 @@ def _probe(probe: Probe) -> dict[str, Any]:
     }
 
 
-CA_MOUNT_PATH = "/etc/tspipe/kafka-ca"
-CA_VOLUME = "kafka-ca"
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -134,7 +138,23 @@ def credential_env(p: Pipeline) -> list[dict[str, Any]]:
     return env
 
 
-def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
+def without_false(value: Any) -> Any:
+    """A user-given corev1 value without its `false` booleans. Every boolean a podTemplate
+    can set means false when absent, and the API server drops many of them (`readOnly:
+    false` of a volume mount is not stored), so leaving them in would read as drift on
+    every pass and rewrite the Deployment forever."""
+    if isinstance(value, dict):
+        return {k: without_false(v) for k, v in value.items() if v is not False}
+    if isinstance(value, list | tuple):
+        return [without_false(v) for v in value]
+    return value
+
+
+def _user(items: tuple[Any, ...] | None) -> list[Any]:
+    return [without_false(copy.deepcopy(dict(i))) for i in items or ()]
+
+
+def _container(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> dict[str, Any]:
     props = wiring.component_properties(p, c)
     args = [f"--{k}={v}" for k, v in props.items()] + [f"--{SERVER_PORT_KEY}={SERVER_PORT}"]
     env = (
@@ -164,16 +184,19 @@ def _container(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
             "runAsNonRoot": True,
         },
         # Writable scratch space for the JVM / Python with a read-only root filesystem.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT_PATH}],
     }
     if p.kafka.credentials is not None and p.kafka.credentials.ca_secret_name:
         container["volumeMounts"].append({"name": CA_VOLUME, "mountPath": CA_MOUNT_PATH, "readOnly": True})
-    if spec.resources:
-        container["resources"] = copy.deepcopy(dict(spec.resources))
+    container["volumeMounts"] += _user(t.volume_mounts)
+    if t.env_from:
+        container["envFrom"] = _user(t.env_from)
+    if t.resources:
+        container["resources"] = without_false(copy.deepcopy(dict(t.resources)))
     return container
 
 
-def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
+def _pod_spec(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the apps never call the Kubernetes API
         "enableServiceLinks": False,  # no Docker-link env vars (e.g. KAFKA_PORT) leaking into apps
@@ -184,8 +207,8 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(p, c, spec)],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "containers": [_container(p, c, spec, t)],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}],
     }
     cr = p.kafka.credentials
     if cr is not None and cr.ca_secret_name:
@@ -200,17 +223,21 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon) -> dict[str, Any]:
                 },
             }
         )
-    o = p.pod
-    if o.service_account_name:
-        pod["serviceAccountName"] = o.service_account_name
-    if o.image_pull_secrets:
-        pod["imagePullSecrets"] = [copy.deepcopy(dict(s)) for s in o.image_pull_secrets]
-    if o.node_selector:
-        pod["nodeSelector"] = dict(o.node_selector)
-    if o.tolerations:
-        pod["tolerations"] = [copy.deepcopy(dict(t)) for t in o.tolerations]
-    if o.affinity:
-        pod["affinity"] = copy.deepcopy(dict(o.affinity))
+    pod["volumes"] += _user(t.volumes)
+    if t.service_account_name:
+        pod["serviceAccountName"] = t.service_account_name
+    if t.priority_class_name:
+        pod["priorityClassName"] = t.priority_class_name
+    if t.image_pull_secrets:
+        pod["imagePullSecrets"] = _user(t.image_pull_secrets)
+    if t.node_selector:
+        pod["nodeSelector"] = dict(t.node_selector)
+    if t.tolerations:
+        pod["tolerations"] = _user(t.tolerations)
+    if t.affinity:
+        pod["affinity"] = without_false(copy.deepcopy(dict(t.affinity)))
+    if t.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = _user(t.topology_spread_constraints)
     return pod
 
 
@@ -223,7 +250,15 @@ def render_deployment(
     resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None
 ) -> dict[str, Any]:
     spec = p.app(c)
+    t = p.pod_template_for(c)
     lbl = labels(p.name, c)
+    template_meta: dict[str, Any] = {"labels": {**(t.labels or {}), **lbl}}
+    annotations: dict[str, str] = {}
+    if t.annotations:
+        template_meta["annotations"] = dict(t.annotations)
+        # Which template annotations are the podTemplate's: one removed from it is removed
+        # from the pods too (reconcile.merged_for_update).
+        annotations[POD_ANNOTATIONS_ANNOTATION] = ",".join(sorted(t.annotations))
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -231,7 +266,7 @@ def render_deployment(
             "name": deployment_name(p.name, c),
             "namespace": p.namespace,
             "labels": lbl,
-            "annotations": {},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(resource)],
         },
         "spec": {
@@ -240,8 +275,8 @@ def render_deployment(
             "progressDeadlineSeconds": p.progress_deadline_seconds,
             "selector": {"matchLabels": selector_labels(p.name, c)},
             "template": {
-                "metadata": {"labels": dict(lbl)},
-                "spec": _pod_spec(p, c, spec),
+                "metadata": template_meta,
+                "spec": _pod_spec(p, c, spec, t),
             },
         },
     }

@@ -8,6 +8,12 @@ component, while the old pods keep serving), Paused (spec.paused and every app a
 zero), Failed (the spec cannot be rendered, or the operator hit an error it cannot
 fix by itself).
 
+Pods are read only when some component is not ready: a pod the scheduler cannot place
+(its condition PodScheduled=False, e.g. reason Unschedulable when no node matches a
+podTemplate's nodeSelector) is named in `status.components.<app>.unschedulable`, in
+the condition PodsUnschedulable (the component and the scheduler's reason and message)
+and in the Progressing/Degraded message.
+
 Two conditions come from the annotation switches (switches.py): ReconciliationPaused
 (held; the rest of the status is left as it was last reconciled, `observedGeneration`
 included, so it says which spec is applied) and RestartRejected (the last
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .api import RECONCILE_PAUSED_ANNOTATION
+from .api import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
 from .components import COMPONENTS, ROUTER
 from .history import next_history
 from .model import Pipeline, PipelineError
@@ -110,6 +116,35 @@ class _Conditions:
 
 RECONCILIATION_PAUSED = "ReconciliationPaused"
 RESTART_REJECTED = "RestartRejected"
+PODS_UNSCHEDULABLE = "PodsUnschedulable"
+
+
+def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> dict[str, Any] | None:
+    """Why a component's pods are not placed: {pods, reason, message} from the scheduler's
+    PodScheduled=False condition (of the first such pod by name), or None."""
+    found = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        lbl = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
+            continue
+        if lbl.get(LABEL_COMPONENT) != suffix:
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                found.append((meta.get("name", ""), cond))
+    if not found:
+        return None
+    _, cond = min(found, key=lambda f: f[0])
+    return {"pods": len(found), "reason": cond.get("reason") or "Unschedulable", "message": cond.get("message") or ""}
+
+
+def _unscheduled_message(comps: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{k}: {u['pods']} pod(s) not scheduled ({u['reason']}): {u['message']}"
+        for k, c in comps.items()
+        if (u := c.get("unschedulable"))
+    )
 
 
 def _rolling_message(comps: dict[str, Any]) -> str:
@@ -209,8 +244,9 @@ def compute_status(
     restarted: Sequence[str] = (),
     restart_rejected: str | None = None,
     autoscaling: dict[str, Any] | None = None,
+    pods: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Status for `resource` given its actual Deployments.
+    """Status for `resource` given its actual Deployments (and their pods, if read).
 
     `error`: a reconcile failure the operator cannot fix by itself (forbidden, a name
     taken by someone else's Deployment, ...); it makes the phase Failed.
@@ -221,6 +257,7 @@ def compute_status(
     restart request was refused in this pass (the RestartRejected condition).
     `autoscaling`: the autoscaler's report in this pass (status.autoscaling and the
     Autoscaling and ScalingLimitedByPartitions conditions); None when not configured.
+    `pods`: the pipeline's pods (read when some component is not ready; see `needs_pods`).
     """
     now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
@@ -233,12 +270,21 @@ def compute_status(
     for c in COMPONENTS:
         dname = deployment_name(name, c)
         comps[c.spec_field] = _component(dname, desired[c.spec_field], by_name.get(dname))
+        u = unscheduled(pods, name, c.suffix) if not comps[c.spec_field]["ready"] else None
+        if u:
+            comps[c.spec_field]["unschedulable"] = u
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
+    stuck = _unscheduled_message(comps)
+    if stuck and phase in ("Progressing", "Degraded"):
+        message = f"{message}; {stuck}"
     previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
     router = comps[ROUTER.spec_field]
     cond = _Conditions(generation, previous, now_s)
     conditions = _conditions(cond, phase, reason, message, p, topics)
+    if stuck:
+        first = next(c["unschedulable"] for c in comps.values() if c.get("unschedulable"))
+        conditions.append(cond(PODS_UNSCHEDULABLE, True, first["reason"], stuck))
     rejected = _restart_rejected(cond, previous.get(RESTART_REJECTED), restarted, restart_rejected)
     if rejected:
         conditions.append(rejected)
@@ -305,6 +351,11 @@ def _restart_rejected(
     if prev and not restarted and prev.get("observedGeneration") == cond.generation:
         return prev
     return None
+
+
+def needs_pods(status: dict[str, Any]) -> bool:
+    """Whether a status computed without pods would say more with them (a component not ready)."""
+    return any(not c.get("ready") for c in (status.get("components") or {}).values())
 
 
 def held_status(resource: dict[str, Any], now: datetime | str) -> dict[str, Any]:

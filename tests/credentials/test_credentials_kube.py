@@ -18,9 +18,7 @@ pytestmark = pytest.mark.kube
 @pytest.fixture
 def ns_kubectl(control_plane):
     control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    wait_for(lambda: control_plane.kubectl("get", "crd", "timestamppipelines.tspipe.io", "-o",
-                                           "jsonpath={.status.conditions[?(@.type=='Established')].status}").stdout
-             == "True", 60, "CRD Established")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     ns = f"tsp-cred-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     yield Kubectl(control_plane, ns)

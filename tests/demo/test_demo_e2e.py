@@ -62,7 +62,7 @@ def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
     ns = f"demo-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", ns)
     control_plane.kubectl("apply", "-f", "crds/")
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io", "--timeout=60s")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     op = start_operator(control_plane.kubeconfig, ns, tmp_path / "operator.log")
     runner = Runner(control_plane.kubeconfig, ns, tmp_path / "apps").start()
     # Unique topics per test so earlier runs' records don't count.

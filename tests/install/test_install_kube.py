@@ -60,7 +60,7 @@ def install(control_plane, variant):
     """CRD, then the variant: server-side dry run first (strict), then for real."""
     kc = control_plane.kubectl
     kc("apply", "-f", str(CRD_FILE))
-    kc("wait", "--for=condition=Established", "--timeout=60s", "crd/timestamppipelines.tspipe.io")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     objs = kustomize(variant.path)
     # Every object goes through admission and validation without being stored. A dry
     # run cannot create the namespaces the others go into, so those come first.
@@ -231,7 +231,7 @@ def test_service_account_can_also_update_and_delete_what_it_owns(control_plane, 
 
 SECRET_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 NOT_NEEDED = [  # (verb, resource) the operator never needs, in the sample namespace
-    ("create", "pods"), ("get", "configmaps"), ("create", "services"), ("create", "serviceaccounts"),
+    ("create", "pods"), ("get", "pods"), ("delete", "pods"), ("get", "configmaps"), ("create", "services"), ("create", "serviceaccounts"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("create", "timestamppipelines.tspipe.io"), ("update", "timestamppipelines.tspipe.io"),
     ("delete", "timestamppipelines.tspipe.io"), ("patch", "deployments.apps"), ("create", "pods/exec"),

@@ -24,6 +24,7 @@ NAMESPACED_RULES = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "update", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},
 }
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -23,6 +23,5 @@ def node_cluster():
     # The bridge must exist before the broker binds its pod listener on it.
     with ControlPlane(node_ip=NODE_IP) as cp, Node(cp) as node, KafkaBroker(pod_host=NODE_IP) as broker:
         cp.kubectl("apply", "-f", "crds/")
-        cp.kubectl("wait", "--for=condition=Established", "crd/timestamppipelines.tspipe.io",
-                   "--timeout=60s")
+        cp.wait_crd_established("timestamppipelines.tspipe.io")
         yield NodeCluster(cp, node, broker)

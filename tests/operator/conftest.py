@@ -8,20 +8,13 @@ import uuid
 
 import pytest
 
-from kubehelpers import CRD_FILE, AuditLog, Kubectl, Operator, wait_for
+from kubehelpers import CRD_FILE, AuditLog, Kubectl, Operator
 
 
 @pytest.fixture(scope="session")
 def crd_installed(control_plane):
     control_plane.kubectl("apply", "-f", str(CRD_FILE))
-
-    def established():
-        crd = json.loads(control_plane.kubectl("get", "crd", "timestamppipelines.tspipe.io", "-o", "json").stdout)
-        return any(c["type"] == "Established" and c["status"] == "True"
-                   for c in (crd.get("status") or {}).get("conditions") or [])
-
-    # (kubectl wait fails outright while .status.conditions is still empty.)
-    wait_for(established, 60, "CRD Established")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     return True
 
 

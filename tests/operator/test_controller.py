@@ -19,6 +19,7 @@ class FakeKube:
         self.hpas = []
         self.pdb_reads = 0
         self.fail_pdb_delete = False
+        self.pods = []
         self.events = []
         self.writes = []
         self.rv = 0
@@ -41,6 +42,11 @@ class FakeKube:
 
     def get_deployment(self, ns, name):
         return copy.deepcopy(self.deps.get(name))
+
+    def list_pods(self, ns, selector):
+        want = dict(kv.split("=") for kv in selector.split(","))
+        return [copy.deepcopy(p) for p in self.pods
+                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
 
     def create_deployment(self, ns, body):
         name = body["metadata"]["name"]
@@ -550,3 +556,40 @@ def test_restart_annotation_changed_meanwhile_is_not_lost():
     run(ctl.reconcile("ns", "timestamps"))
     assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
     assert pipe["status"]["history"][-1]["restarted"] == ["time"]
+
+
+def test_pods_are_read_only_while_a_component_is_not_ready_and_a_refusal_is_tolerated():
+    kube, ctl = make()
+    calls = []
+    pending = {"metadata": {"name": "timestamps-time-x", "labels": {
+        "app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "timestamps",
+        "app.kubernetes.io/component": "time"}},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": "0/1 nodes are available"}]}}
+    kube.pods = [pending]
+    list_pods = kube.list_pods
+    kube.list_pods = lambda ns, sel: calls.append(sel) or list_pods(ns, sel)
+    run(ctl.reconcile("ns", "timestamps"))  # created: nothing ready yet
+    assert calls == ["app.kubernetes.io/managed-by=tspipe-operator,app.kubernetes.io/instance=timestamps"]
+    st = kube.pipelines["timestamps"]["status"]
+    cond = {c["type"]: c for c in st["conditions"]}["PodsUnschedulable"]
+    assert cond["reason"] == "Unschedulable" and cond["message"].startswith("time: 1 pod(s) not scheduled")
+    # Every Deployment rolled out: no pod read.
+    for d in kube.deps.values():
+        n = d["spec"]["replicas"]
+        d["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
+                       "availableReplicas": n,
+                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        d["metadata"]["generation"] = 1
+    calls.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert calls == [] and kube.pipelines["timestamps"]["status"]["phase"] == "Running"
+    # An RBAC without pods: the status says less, the pass does not fail.
+    kube.deps["timestamps-time"]["status"]["availableReplicas"] = 0
+
+    def forbidden(ns, sel):
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.list_pods = forbidden
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.error is None and kube.pipelines["timestamps"]["status"]["phase"] == "Degraded"
