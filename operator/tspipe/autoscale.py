@@ -51,6 +51,7 @@ class Decision:
     limited_by_partitions: bool  # more replicas would help but the input has no more partitions
     reason: str  # why `replicas`, for status and Events
     samples: Samples  # to hand to the next decision
+    grow_partitions_to: int | None = None  # growPartitions: the input should get this many
 
 
 def recommend(a: Autoscaling, lag: int, partitions: int) -> tuple[int, bool]:
@@ -89,4 +90,22 @@ def decide(a: Autoscaling, current: int, lag: int, partitions: int, now: float, 
             reason = f"{wanted}: {rec} recommended, waiting out the {a.scale_down_stabilization_seconds}s window"
         else:
             reason = f"{wanted}: {rec} is right"
-    return Decision(replicas, rec, limited, reason, Samples(since, kept))
+    # Partitions cannot be taken back: grow only when the router already has one replica
+    # per partition and every sample over the scale-up window asked for more.
+    grow = None
+    if (
+        a.grow_partitions
+        and limited
+        and replicas == upper
+        and up_to >= upper
+        and seen >= a.scale_up_stabilization_seconds
+    ):
+        grow = grown_partitions(a, partitions)
+        reason = f"{wanted}: {partitions} partition(s) are too few; growing the topics to {grow}"
+    return Decision(replicas, rec, limited, reason, Samples(since, kept), grow)
+
+
+def grown_partitions(a: Autoscaling, partitions: int) -> int:
+    """The next partition count: doubled (a bounded step: the key-to-partition mapping
+    changes once per step), never beyond what maxReplicas can use."""
+    return max(partitions + 1, min(a.max_replicas, partitions * 2))

@@ -527,6 +527,11 @@ class Controller:
     async def _phase_topics(self, ctx: _Pass) -> None:
         if ctx.p is None:
             return
+        # Topics the autoscaler grew (growPartitions) stay grown: the spec's count is a floor.
+        grown = (ctx.prev_status.get("autoscaling") or {}).get("partitionsGrownTo")
+        t = ctx.p.kafka.topics
+        if ctx.p.router.autoscaling is not None and isinstance(grown, int) and grown > t.partitions:
+            ctx.p = replace(ctx.p, kafka=replace(ctx.p.kafka, topics=replace(t, partitions=grown)))
         ctx.topics, delay = await self._topics(ctx.state, ctx.p)
         ctx.again_in(delay)
 
@@ -589,6 +594,22 @@ class Controller:
             )
         elif prev.get("lastScale"):
             report["lastScale"] = prev["lastScale"]
+        if prev.get("partitionsGrownTo"):
+            report["partitionsGrownTo"] = prev["partitionsGrownTo"]
+        if d.grow_partitions_to is not None:
+            await self._grow_partitions(ctx, p, d.grow_partitions_to, report)
+
+    async def _grow_partitions(self, ctx: _Pass, p: Pipeline, to: int, report: dict[str, Any]) -> None:
+        """Record the partition count the topics phase grows the topics to (next pass)."""
+        if not p.kafka.topics.manage:
+            report["message"] += " (but spec.kafka.topics.manage is false: the operator does not touch the topics)"
+            return
+        ctx.again_in(RECHECK_NEW_TOPICS)
+        if report.get("partitionsGrownTo") == to:
+            return  # asked for already (the topics phase retries a grow that failed)
+        report["partitionsGrownTo"] = to
+        message = f"growing the pipeline's topics to {to} partitions: {report['message']}"
+        ctx.out.writes += await self._event(ctx.pipeline, "Normal", "PartitionsGrown", message)
 
     async def _autoscaler_aside(self, ctx: _Pass, p: Pipeline) -> tuple[str, str] | None:
         """Why the autoscaler must not act now (condition reason, message), if so."""

@@ -302,6 +302,10 @@ def status_schema() -> dict[str, Any]:
                     "partitions": _int64("The input topic's partitions."),
                     "recommendedReplicas": _int64("What the last lag alone asks for."),
                     "desiredReplicas": _int64("What the router should have (set in Enforce mode)."),
+                    "partitionsGrownTo": _int64(
+                        "growPartitions: the partition count the operator grew the topics to (a floor over "
+                        "spec.kafka.topics.partitions from then on)."
+                    ),
                     "lastScale": {
                         "type": "object",
                         "description": "The last change of desiredReplicas and why.",

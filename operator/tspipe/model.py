@@ -248,6 +248,14 @@ AUTOSCALING_FIELDS: tuple[Field, ...] = (
         0,
         MAX_STABILIZATION,
     ),
+    Bool(
+        "growPartitions",
+        "grow_partitions",
+        "When the lag asks for more replicas than the input topic has partitions (over the scale-up "
+        "window), grow the pipeline's topics (doubling, at most maxReplicas) so the router can scale. "
+        "Needs spec.kafka.topics.manage. Kafka cannot shrink a topic back.",
+        False,
+    ),
 )
 LOGGER_FIELDS: tuple[Field, ...] = (
     Str("level", "level", "log.consumer.level of the {which} log sink.", default="INFO", enum=LOG_LEVELS),
@@ -361,6 +369,7 @@ class Autoscaling:
     target_lag_per_replica: int
     scale_up_stabilization_seconds: int
     scale_down_stabilization_seconds: int
+    grow_partitions: bool = False
 
     @property
     def enforce(self) -> bool:

@@ -114,3 +114,37 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
     time.sleep(20)  # more than an autoscaler interval with 50 records of lag: nothing moves
     assert router_replicas(k) == 1
     assert aside() is not None
+
+
+def test_at_the_partition_cap_the_topics_grow_and_the_router_follows(k, operator_factory, kafka_bootstrap):
+    from tspipe.kafka_admin import TopicAdmin
+
+    tag = uuid.uuid4().hex[:8]
+    obj = sample_pipeline()
+    group, topic = f"s{tag}", f"in-{tag}"
+    obj["spec"]["streamName"] = group
+    obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {
+        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": 1}}
+    obj["spec"]["router"]["autoscaling"] = {
+        "maxReplicas": 3, "targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0, "growPartitions": True}
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+
+    t0 = time.monotonic()
+    produce(kafka_bootstrap, topic, 100)
+    wait_for(lambda: router_replicas(k) == 3, 120, "the topics grown and the router at 3 replicas")
+    print(f"autoscale: 1 partition -> 3 partitions and 3 replicas in {time.monotonic() - t0:.1f}s")
+    described = TopicAdmin(10).describe((kafka_bootstrap,), [topic, f"even-{tag}"])
+    assert {name: parts for name, (parts, _rf) in described.items()} == {topic: 3, f"even-{tag}": 3}
+    obj = k.json("tsp", NAME)
+    assert obj["status"]["autoscaling"]["partitionsGrownTo"] == 3
+    assert obj["spec"]["kafka"]["topics"]["partitions"] == 1, "the spec is not written"
+    assert conditions(obj)["TopicsReady"]["status"] == "True"
+    events = [e["reason"] for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]]
+    assert events.count("PartitionsGrown") == 2, events  # 1 -> 2 -> 3: one bounded step at a time
+    # Nothing is lost across it: the group (reading new partitions from the earliest offset,
+    # as the router does) gets the 100 records from before and 30 spread over all three after.
+    produce(kafka_bootstrap, topic, 30)
+    drain(kafka_bootstrap, topic, group, 130)

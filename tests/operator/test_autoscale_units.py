@@ -185,3 +185,45 @@ def test_an_unreachable_broker_keeps_the_count_and_says_so():
     run(ctl.reconcile("ns", "timestamps"))
     assert kube.deps["timestamps-router"]["spec"]["replicas"] == 3
     assert _conds(pipe)["Autoscaling"]["reason"] == autoscale.LAG_UNKNOWN
+
+
+# --- growPartitions -------------------------------------------------------------------------
+
+
+def test_partitions_grow_only_at_the_cap_with_the_window_agreeing_and_in_bounded_steps():
+    a = policy(grow_partitions=True, scale_up_stabilization_seconds=30)
+    d = decide(a, 2, 9000, 2, 0.0, Samples())
+    assert d.grow_partitions_to is None, "one sample is not agreement"
+    d = decide(a, 2, 9000, 2, 30.0, d.samples)
+    assert d.grow_partitions_to == 4 and d.replicas == 2, "doubled, then the replicas follow"
+    assert "growing the topics to 4" in d.reason
+    d = decide(a, 4, 9000, 7, 60.0, d.samples)  # (a topic grown by hand to 7)
+    assert d.grow_partitions_to is None, "the router is not at the cap yet: scale first"
+    assert decide(a, 7, 90000, 7, 0.0, Samples(since=-100.0)).grow_partitions_to == 8, "never beyond maxReplicas"
+    assert decide(policy(), 2, 9000, 2, 0.0, Samples(since=-100.0)).grow_partitions_to is None, "off by default"
+
+
+def test_the_controller_grows_the_topics_then_scales():
+    kube, ctl, pipe = _autoscaled(growPartitions=True)
+    ctl.admin.partitions = 1
+    ctl.admin.lag_value = 10_000
+
+    def passes(n):
+        for _ in range(n):
+            ctl.clock.t += 1
+            run(ctl.reconcile("ns", "timestamps"))
+            _ready(kube)
+            # The broker's view: the input topic as the topics phase left it.
+            ctl.admin.partitions = ctl.admin.topics["timeDest"][0]
+
+    passes(1)
+    assert pipe["status"]["autoscaling"]["partitionsGrownTo"] == 2
+    assert [e[1] for e in kube.events].count("PartitionsGrown") == 1
+    passes(1)  # the topics phase grows every topic to 2
+    assert {parts for parts, _ in ctl.admin.topics.values()} == {2}
+    passes(6)
+    assert ctl.admin.partitions == 4 and kube.deps["timestamps-router"]["spec"]["replicas"] == 4
+    assert pipe["status"]["autoscaling"]["partitionsGrownTo"] == 4, "maxReplicas is 4: no further"
+    assert [e[1] for e in kube.events].count("PartitionsGrown") == 2
+    topics = {c["type"]: c for c in pipe["status"]["conditions"]}["TopicsReady"]
+    assert topics["status"] == "True", "grown topics are not a shrink the spec asks for"
