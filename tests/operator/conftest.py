@@ -2,7 +2,6 @@
 a fresh namespace per test, the operator as a subprocess, the audit log."""
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 

@@ -120,3 +120,14 @@ def generations(k, name=SAMPLE_NAME) -> dict:
     """metadata.generation of each of the pipeline's Deployments, by component."""
     return {n.rsplit("-", 1)[1]: d["metadata"]["generation"]
             for n, d in k.deployments(f"app.kubernetes.io/instance={name}").items()}
+
+
+def produce(bootstrap: str, topic: str, n: int) -> None:
+    """Write `n` timestamps (the time source's format) to `topic`, acknowledged."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(n):
+        producer.send(topic, f"11/27/26 00:00:{i % 60:02d}".encode())
+    producer.flush()
+    producer.close()

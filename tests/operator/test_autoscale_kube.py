@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, sample_pipeline, settled, wait_for
+from kubehelpers import conditions, produce, sample_pipeline, settled, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -23,16 +23,8 @@ def router_replicas(k) -> int:
     return k.json("deployment", f"{NAME}-router")["spec"]["replicas"]
 
 
-def autoscaling(k) -> dict:
+def autoscaling_status(k) -> dict:
     return ((k.get_or_none("tsp", NAME) or {}).get("status") or {}).get("autoscaling") or {}
-
-
-def produce(bootstrap: str, topic: str, n: int) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    for i in range(n):
-        producer.send(topic, f"11/27/26 00:00:{i % 60:02d}".encode())
-    producer.flush()
-    producer.close()
 
 
 def drain(bootstrap: str, topic: str, group: str, n: int) -> None:
@@ -47,20 +39,27 @@ def drain(bootstrap: str, topic: str, group: str, n: int) -> None:
     assert seen >= n, seen
 
 
-def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory, kafka_bootstrap):
+def start_autoscaled(k, operator_factory, bootstrap: str, partitions: int, **autoscaling) -> tuple[str, str, str]:
+    """A pipeline on its own topics with spec.router.autoscaling, Running and reporting;
+    returns (tag, the router's group, the input topic)."""
     tag = uuid.uuid4().hex[:8]
     obj = sample_pipeline()
     group, topic = f"s{tag}", f"in-{tag}"
     obj["spec"]["streamName"] = group
-    obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {
-        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": PARTITIONS}}
-    obj["spec"]["router"]["autoscaling"] = {
-        "maxReplicas": 5, "targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0,
-        "scaleDownStabilizationSeconds": 20}
+    obj["spec"]["kafka"] = {"brokers": [bootstrap], "topics": {
+        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": partitions}}
+    obj["spec"]["router"]["autoscaling"] = {"targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0,
+                                            **autoscaling}
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
-    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+    wait_for(lambda: autoscaling_status(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+    return tag, group, topic
+
+
+def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory, kafka_bootstrap):
+    _, group, topic = start_autoscaled(k, operator_factory, kafka_bootstrap, PARTITIONS, maxReplicas=5,
+                                       scaleDownStabilizationSeconds=20)
     assert conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing"
 
     # 1. A backlog of 100 asks for 10 replicas; the input has 3 partitions, so 3, and it says why.
@@ -89,7 +88,7 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
     # 3. Recommend mode: the same backlog changes the status only.
     k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"router":{"autoscaling":{"mode":"Recommend"}}}}')
     produce(kafka_bootstrap, topic, 50)
-    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 3, 90, "a recommendation of 3")
+    wait_for(lambda: autoscaling_status(k).get("desiredReplicas") == 3, 90, "a recommendation of 3")
     assert conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Recommending"
     assert router_replicas(k) == 1
 
@@ -119,18 +118,8 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
 def test_at_the_partition_cap_the_topics_grow_and_the_router_follows(k, operator_factory, kafka_bootstrap):
     from tspipe.kafka_admin import TopicAdmin
 
-    tag = uuid.uuid4().hex[:8]
-    obj = sample_pipeline()
-    group, topic = f"s{tag}", f"in-{tag}"
-    obj["spec"]["streamName"] = group
-    obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {
-        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": 1}}
-    obj["spec"]["router"]["autoscaling"] = {
-        "maxReplicas": 3, "targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0, "growPartitions": True}
-    operator_factory().start()
-    k.apply(obj)
-    wait_for(settled(k, "Running"), 180, "pipeline Running")
-    wait_for(lambda: autoscaling(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+    tag, group, topic = start_autoscaled(k, operator_factory, kafka_bootstrap, 1, maxReplicas=3,
+                                         growPartitions=True)
 
     t0 = time.monotonic()
     produce(kafka_bootstrap, topic, 100)

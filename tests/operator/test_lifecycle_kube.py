@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, generations, no_broker_pipeline, sample_pipeline, settled, wait_for
+from kubehelpers import conditions, generations, no_broker_pipeline, produce, sample_pipeline, settled, wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -126,7 +126,7 @@ def _unique_topics(obj, tag):
 
 
 def test_pause_stops_the_source_waits_for_the_drain_and_resume_restores(k, operator_factory, kafka_bootstrap):
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer
 
     tag = uuid.uuid4().hex[:8]
     obj = _unique_topics(sample_pipeline(), tag)
@@ -139,11 +139,7 @@ def test_pause_stops_the_source_waits_for_the_drain_and_resume_restores(k, opera
     wait_for(lambda: conditions(k.json("tsp", NAME)).get("TopicsReady", {}).get("status") == "True", 60,
              "topics ready")
     # Records the router (a kwok pod: it consumes nothing) has not processed yet.
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    for i in range(7):
-        producer.send(f"in-{tag}", f"11/27/26 00:00:0{i}".encode())
-    producer.flush()
-    producer.close()
+    produce(kafka_bootstrap, f"in-{tag}", 7)
 
     k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":true}}')
 
@@ -187,8 +183,6 @@ def test_pause_stops_the_source_waits_for_the_drain_and_resume_restores(k, opera
 def test_pause_completes_with_no_traffic_and_with_the_router_at_zero(k, operator_factory, kafka_bootstrap):
     """Numaflow's pauses could hang on a drain nobody confirmed: an idle input is drained
     at once, and a router with no replicas has nothing to drain. Neither waits out the bound."""
-    from kafka import KafkaProducer
-
     tag = uuid.uuid4().hex[:8]
     obj = _unique_topics(sample_pipeline(), tag)
     obj["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
@@ -209,11 +203,7 @@ def test_pause_completes_with_no_traffic_and_with_the_router_at_zero(k, operator
     k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":false,"router":{"replicas":0}}}')
     wait_for(settled(k, "Running"), 120, "Running with the router at zero")
     assert "pause" not in status_of(k), "a resume forgets the last pause"
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    for i in range(5):
-        producer.send(f"in-{tag}", f"11/27/26 00:00:0{i}".encode())
-    producer.flush()
-    producer.close()
+    produce(kafka_bootstrap, f"in-{tag}", 5)
     k("patch", "tsp", NAME, "--type=merge", "-p", '{"spec":{"paused":true}}')
     obj = wait_for(settled(k, "Paused"), 120, "Paused with the router at zero")
     assert obj["status"]["pause"]["drain"] == "Skipped", obj["status"]["pause"]
