@@ -9,6 +9,10 @@ Deployment goes away (or scales to zero) it stops it.
 
 The one local adaptation: every pod would own port 8080 in its network namespace, but
 here they share the host's loopback, so `--server.port` is rewritten to a free port.
+
+A test can stand in for image pulls: `router_sources` maps a router image reference to a
+directory holding another `tsrouter` package (a release under test), and `kinds` limits
+what runs (a test that writes the input itself needs no time source or log sinks).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class Program:
 
     key: str                 # namespace/name of the Deployment
     kind: str                # "router" or a Spring app name (SPRING_APPS)
+    image: str
     version: str             # image tag
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
@@ -115,8 +120,9 @@ def program_for(deployment: dict, resolve_env_from) -> Program:
                     env.append((e["name"], value))
     args = tuple(expand_refs(a, dict(env)) for a in container.get("args") or ())
     replicas = deployment["spec"].get("replicas", 1)
-    fp = hashlib.sha256(json.dumps([kind, version, args, env, replicas]).encode()).hexdigest()[:12]
-    return Program(f"{meta['namespace']}/{meta['name']}", kind, version, args, tuple(env), replicas, fp)
+    fp = hashlib.sha256(json.dumps([container["image"], args, env, replicas]).encode()).hexdigest()[:12]
+    return Program(f"{meta['namespace']}/{meta['name']}", kind, container["image"], version, args, tuple(env),
+                   replicas, fp)
 
 
 def with_port(args: tuple[str, ...], port: int) -> list[str]:
@@ -129,7 +135,8 @@ class Runner:
     """Polls the API server for managed Deployments and keeps one process per replica."""
 
     def __init__(self, kubeconfig: str, namespace: str | None, logdir: Path,
-                 on_line=None, poll_seconds: float = 1.0):
+                 on_line=None, poll_seconds: float = 1.0,
+                 router_sources: dict[str, Path] | None = None, kinds: tuple[str, ...] | None = None):
         from kubernetes import client, config
 
         self._api_client = config.new_client_from_config(config_file=kubeconfig)
@@ -140,6 +147,8 @@ class Runner:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.on_line = on_line        # callback(program_key, line) for every output line
         self.poll_seconds = poll_seconds
+        self.router_sources = dict(router_sources or {})
+        self.kinds = kinds
         self.running: dict[str, tuple[Program, list[subprocess.Popen]]] = {}
         self.starts: dict[str, int] = {}   # restarts are visible to tests
         self._stop = threading.Event()
@@ -173,7 +182,8 @@ class Runner:
             if raw["metadata"].get("deletionTimestamp"):
                 continue
             prog = program_for(raw, self._resolve)
-            out[prog.key] = prog
+            if self.kinds is None or prog.kind in self.kinds:
+                out[prog.key] = prog
         return out
 
     # -- processes ---------------------------------------------------------------
@@ -190,6 +200,8 @@ class Runner:
         env.update(dict(prog.env))
         env["SPRING_CLOUD_APPLICATION_GUID"] = str(uuid.uuid4())  # the pod UID stand-in
         env["PYTHONUNBUFFERED"] = "1"
+        if prog.kind == "router" and prog.image in self.router_sources:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.router_sources[prog.image]), env.get("PYTHONPATH", "")])
         name = prog.key.replace("/", "_") + f"-{replica}"
         log = open(self.logdir / f"{name}.log", "ab")
         proc = subprocess.Popen(self._command(prog, free_port()), env=env, stdout=subprocess.PIPE,

@@ -16,7 +16,10 @@ phases in order, each adding its writes, its problems and when it wants to run a
   disruption   the router's PodDisruptionBudget exists exactly when it has > 1 replica;
   restart      consume the `tspipe.io/restart` annotation once its apps rolled (or
                refuse a bad one), with an Event;
-  status       compute it, write it if it changed, post the Events it deserves;
+  status       compute it; with spec.rollout.autoRollback, judge the rollout (rollback.py:
+               open its window, read the broker at the window's ends, give a verdict, and
+               roll back to the stable revision when it fails); write the status if it
+               changed, post the Events it deserves;
 
 then reports the problems (a condition, an Event once per distinct message, a retry
 with exponential backoff; never a crash). A pipeline being deleted takes the other
@@ -47,7 +50,7 @@ from typing import Any
 
 import urllib3
 
-from . import autoscale
+from . import autoscale, rollback
 from . import topics as topics_mod
 from .api import API_GROUP, FINALIZER, KIND, RESTART_ANNOTATION
 from .components import COMPONENTS, ROUTER
@@ -136,6 +139,7 @@ class _Pass:
     restarted: list[str] = field(default_factory=list)  # apps restarted (the request consumed)
     restart_rejected: str | None = None  # why a request was refused (consumed too)
     autoscaling: dict[str, Any] | None = None  # the autoscale phase's report for status
+    templates: str | None = None  # autoRollback: digest of the pod templates the spec asks for
 
     @property
     def namespace(self) -> str:
@@ -171,6 +175,8 @@ def _significant(status: dict[str, Any]) -> tuple[Any, ...]:
         len(status.get("history") or []),
         (status.get("pause") or {}).get("sourceStoppedAt"),
         (status.get("autoscaling") or {}).get("desiredReplicas"),
+        tuple((status.get("rollout") or {}).get(k) for k in ("generation", "verdict", "reason")),
+        ((status.get("rollout") or {}).get("window") or {}).get("opened"),
     )
 
 
@@ -660,6 +666,9 @@ class Controller:
             ctx.pause = pause_state(p, by_field, self.now(), source_stopped_at=stopped_at, lag=lag, drain=drain)
         ctx.again_in(ctx.pause.recheck_after)
         desired = render_deployments(ctx.pipeline, ctx.pause.replicas, pipeline=p)
+        if p.auto_rollback:
+            ctx.templates = rollback.templates_digest(desired)
+            desired = self._rolled_back(ctx, desired)
         r = ctx.restart
         targets = {deployment_name(ctx.name, c) for c in r.apps} if r and not r.problem() else set()
         stamp = format_time(self.now())
@@ -678,6 +687,21 @@ class Controller:
             ctx.actual = await self._actual(ctx.namespace, ctx.name)
         by_name = {d["metadata"]["name"]: d for d in ctx.actual}
         ctx.restart_done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
+
+    def _rolled_back(self, ctx: _Pass, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """While a rollback holds, the stable revision's Deployments (with this pass's
+        replica counts, so scaling and pausing still work), else `desired`."""
+        assert ctx.templates is not None and ctx.pause is not None
+        spec = rollback.rollback_spec(ctx.prev_status.get("rollout"), ctx.templates)
+        if spec is None:
+            return desired
+        resource = {**ctx.pipeline, "spec": spec}
+        try:
+            stable = Pipeline.from_resource(resource)
+        except PipelineError as exc:  # a stable spec this operator version no longer accepts
+            ctx.problems.append(f"cannot roll back to the stable revision: {exc}")
+            return desired
+        return render_deployments(resource, ctx.pause.replicas, pipeline=stable)
 
     async def _phase_disruption(self, ctx: _Pass) -> None:
         if ctx.p is None or ctx.pause is None:
@@ -768,7 +792,7 @@ class Controller:
         # An invalid spec is reported by compute_status itself, not as a reconcile error.
         error = ("; ".join(ctx.problems) or None) if ctx.p is not None else None
 
-        def compute(pods: list[dict[str, Any]]) -> dict[str, Any]:
+        def compute(pods: list[dict[str, Any]], rollout: dict[str, Any] | None = None) -> dict[str, Any]:
             return compute_status(
                 ctx.pipeline,
                 ctx.actual,
@@ -781,11 +805,17 @@ class Controller:
                 restart_rejected=ctx.restart_rejected,
                 pods=pods,
                 autoscaling=ctx.autoscaling,
+                rollout=rollout,
             )
 
-        status = compute([])
+        pods: list[dict[str, Any]] = []
+        status = compute(pods)
         if needs_pods(status):
-            status = compute(await self._pods(ctx))
+            pods = await self._pods(ctx)
+            status = compute(pods)
+        if ctx.p is not None and ctx.p.auto_rollback and ctx.templates is not None:
+            # The verdict needs the phase (are the new pods available?) and changes it.
+            status = compute(pods, await self._rollout(ctx, ctx.p, status))
         self.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
         prev = ctx.prev_status
         if status == prev:
@@ -811,6 +841,75 @@ class Controller:
         if prev and ctx.p is not None:
             ctx.out.writes += await self._transition_event(ctx.pipeline, prev, status)
         ctx.out.writes += await self._topics_event(ctx.pipeline, prev, status)
+
+    async def _rollout(self, ctx: _Pass, p: Pipeline, status: dict[str, Any]) -> dict[str, Any]:
+        """status.rollout after this pass: advance the attempt, reading the broker when a
+        window opens or ends, and post an Event when the verdict changes."""
+        assert ctx.templates is not None
+        prev = ctx.prev_status.get("rollout")
+        ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+        now = self.now()
+        r, need = rollback.advance(
+            prev,
+            generation=ctx.pipeline["metadata"].get("generation"),
+            templates=ctx.templates,
+            spec=ctx.pipeline.get("spec") or {},
+            phase=status["phase"],
+            phase_reason=ready.get("reason", ""),
+            now=now,
+            verify_seconds=p.verify_seconds,
+        )
+        try:
+            if need == rollback.OPEN:
+                start = None if p.kafka.credentials else await self._window_offsets(p, commits_first=False)
+                r = rollback.opened(r, start, self.now(), p.verify_seconds)
+            elif need == rollback.JUDGE:
+                r = rollback.judged(r, await self._judge(p, r), self.now(), ctx.pipeline.get("spec") or {})
+        except KafkaUnavailable as exc:
+            # The window waits for the broker (a verdict needs its data): look again soon.
+            log.warning("%s/%s: rollout check: broker unreachable: %s", ctx.namespace, ctx.name, exc)
+            ctx.again_in(TOPIC_BACKOFF_BASE)
+        left = rollback.window_left(r, self.now(), p.verify_seconds)
+        if left is not None:
+            ctx.again_in(left + 0.5)
+        elif r.get("reason") == rollback.WAITING_FOR_COMMITS:
+            ctx.again_in(rollback.RECHECK_COMMITS_SECONDS)
+        if r.get("verdict") == rollback.ROLLED_BACK and (prev or {}).get("verdict") != rollback.ROLLED_BACK:
+            ctx.again_in(RECHECK_CONFLICT)  # the next pass renders the stable revision
+        ev = rollback.event(prev, r)
+        if ev:
+            log.info("%s/%s: rollout %s: %s", ctx.namespace, ctx.name, ev[1], ev[2])
+            ctx.out.writes += await self._event(ctx.pipeline, *ev)
+        return r
+
+    async def _window_offsets(self, p: Pipeline, *, commits_first: bool) -> dict[str, list[int]]:
+        names = {t.role: t.name for t in topics_mod.desired_topics(p)}
+        outputs = {role: names[role] for role in rollback.OUTPUTS}
+        result: dict[str, list[int]] = await self._kafka(
+            lambda: self._admin.offsets(
+                p.kafka.brokers,
+                p.stream_name,
+                names["input"],
+                outputs,
+                commits_first=commits_first,
+                grace_s=rollback.COMMIT_GRACE_SECONDS,
+            )
+        )
+        return result
+
+    async def _judge(self, p: Pipeline, r: dict[str, Any]) -> rollback.Judgement:
+        start = (r.get("window") or {}).get("start")
+        if start is None or p.kafka.credentials is not None:
+            return rollback.READINESS_ONLY_JUDGEMENT
+        end = await self._window_offsets(p, commits_first=True)
+        samples: dict[str, list[bytes]] = {}
+        for parity in ("even", "odd"):
+            ranges = rollback.sample_ranges(start.get(parity, []), end.get(parity, []))
+            samples[parity] = await self._kafka(
+                self._admin.read, p.kafka.brokers, p.kafka.topics.name(parity), ranges, self.kafka_timeout
+            )
+        prefixes = {"even": p.router.even_prefix, "odd": p.router.odd_prefix}
+        return rollback.judge(start, end, samples, prefixes, p.max_dead_letter_ratio)
 
     async def _report(self, ctx: _Pass) -> None:
         """The pass's problems: an error for the work queue, a Warning once per distinct message."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import fields, podtemplate
+from . import fields, podtemplate, rollback
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
@@ -249,6 +249,69 @@ def _component_status() -> dict[str, Any]:
     }
 
 
+def _rollout_status() -> dict[str, Any]:
+    s = {"type": "string"}
+    offsets = {
+        "type": "object",
+        "description": "Per-partition offsets: committed (the router group's, on the input) and the ends of "
+        "even, odd and deadLetter.",
+        "additionalProperties": {"type": "array", "items": {"type": "integer", "format": "int64"}},
+    }
+    return {
+        "type": "object",
+        "description": "spec.rollout.autoRollback: the last rollout attempt and its verdict.",
+        "properties": {
+            "generation": _int64("The spec generation the verdict is about."),
+            "templates": {"type": "string", "description": "Digest of the pod templates of that generation."},
+            "verdict": {
+                "type": "string",
+                "enum": [rollback.VERIFYING, rollback.STABLE, rollback.ROLLED_BACK, rollback.FAILED],
+            },
+            "reason": s,
+            "message": s,
+            "time": {"type": "string", "format": "date-time", "description": "When the verdict was last set."},
+            "window": {
+                "type": "object",
+                "description": "The verification window, while one is open.",
+                "properties": {
+                    "opened": {"type": "string", "format": "date-time"},
+                    "seconds": _int64("spec.rollout.verifySeconds when it opened."),
+                    "start": offsets,
+                },
+            },
+            "checks": {
+                "type": "object",
+                "description": "What the window's data showed.",
+                "properties": {
+                    **{
+                        k: _int64(d)
+                        for k, d in (
+                            ("consumed", "Records the router group committed on the input."),
+                            ("routedEven", "Records added to the even topic."),
+                            ("routedOdd", "Records added to the odd topic."),
+                            ("deadLettered", "Records added to the dead-letter topic."),
+                            ("lost", "Committed records that reached no output."),
+                            ("sampled", "Records of even and odd read back."),
+                            ("misrouted", "Sampled records on the wrong topic."),
+                        )
+                    },
+                    "deadLetterRatio": {"type": "number"},
+                },
+            },
+            "stable": {
+                "type": "object",
+                "description": "The last stable revision, what a failed attempt returns to.",
+                "properties": {
+                    "generation": _int64("Its spec generation."),
+                    "templates": s,
+                    "time": {"type": "string", "format": "date-time"},
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+            },
+        },
+    }
+
+
 def status_schema() -> dict[str, Any]:
     s = {"type": "string"}
     return {
@@ -318,6 +381,7 @@ def status_schema() -> dict[str, Any]:
                     },
                 },
             },
+            "rollout": _rollout_status(),
             "history": {
                 "type": "array",
                 "description": "The last spec revisions and restarts (tspipe.io/restart), oldest first.",
@@ -391,6 +455,12 @@ def crd() -> dict[str, Any]:
                             "type": "integer",
                             "jsonPath": ".spec.router.replicas",
                             "description": "Desired router replicas",
+                        },
+                        {
+                            "name": "Rollout",
+                            "type": "string",
+                            "jsonPath": ".status.rollout.verdict",
+                            "description": "spec.rollout.autoRollback: the last rollout's verdict",
                         },
                         {"name": "Input", "type": "string", "jsonPath": ".spec.kafka.topics.input", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -150,7 +150,40 @@ class Bool:
         return {"type": "boolean", "default": self.default, "description": self.description.format(**context)}
 
 
-Field = Str | Int | Bool
+@dataclass(frozen=True)
+class Number:
+    """A real number within bounds (a ratio, say); integers are accepted, as JSON has one number type."""
+
+    name: str
+    attr: str
+    description: str
+    default: float
+    minimum: float
+    maximum: float
+
+    def parse(self, obj: dict[str, Any], path: str) -> float:
+        value = obj.get(self.name)
+        if value is None:
+            return self.default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PipelineError(f"{path}.{self.name}", "must be a number")
+        if not self.minimum <= value <= self.maximum:
+            raise PipelineError(
+                f"{path}.{self.name}", f"must be between {self.minimum} and {self.maximum}, got {value}"
+            )
+        return float(value)
+
+    def schema(self, **context: str) -> dict[str, Any]:
+        return {
+            "type": "number",
+            "description": self.description.format(**context),
+            "default": self.default,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
+
+
+Field = Str | Int | Bool | Number
 
 
 def parse_all(fields: tuple[Field, ...], obj: dict[str, Any], path: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Kafka admin calls the operator makes (synchronous and bounded; run them in a thread).
+"""Kafka calls the operator makes (synchronous and bounded; run them in a thread).
 
-One short-lived admin client per call: the operator talks to Kafka only when a
-pipeline's topics change, on a slow recheck timer, or while a pause drains, so a
-pooled connection per broker list would cost more than it saves.
+One short-lived client per call: the operator talks to Kafka only when a pipeline's
+topics change, on a slow recheck timer, while a pause drains, on the autoscaler's
+period and at the ends of a rollout's verification window, so a pooled connection per
+broker list would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -122,6 +123,89 @@ class TopicAdmin:
                 done_at = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
                 total += max(0, end - done_at)
             return total, len(tps)
+
+    def offsets(
+        self, brokers, group: str, input_topic: str, outputs: dict[str, str], *, commits_first: bool, grace_s: float
+    ) -> dict[str, list[int]]:
+        """Per-partition offsets for a rollout's window (rollback.py's snapshot): the group's
+        commits on the input with the input's end and log-start offsets, and each output's
+        end offsets, read `grace_s` apart, the commits first or last as `commits_first` says."""
+        import time
+
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        with self._client(brokers) as admin:
+            parts = _describe(admin, [input_topic, *outputs.values()])
+
+            def tps(topic: str) -> list:
+                info = parts.get(topic)
+                return [TopicPartition(topic, i) for i in range(info[0] if info else 0)]
+
+            def committed() -> dict[str, list[int]]:
+                inp = tps(input_topic)
+                done = self._group_offsets(admin, group, inp) if inp else {}
+                latest = admin.list_partition_offsets(dict.fromkeys(inp, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
+                earliest = admin.list_partition_offsets(
+                    dict.fromkeys(inp, OffsetSpec.EARLIEST), timeout_ms=self.timeout_ms
+                )
+                return {
+                    "committed": [
+                        (o.offset if (o := done.get(tp)) is not None and o.offset >= 0 else -1) for tp in inp
+                    ],
+                    "input": [latest[tp].offset for tp in inp],
+                    "inputStart": [earliest[tp].offset for tp in inp],
+                }
+
+            def ends() -> dict[str, list[int]]:
+                want = [tp for t in outputs.values() for tp in tps(t)]
+                got = admin.list_partition_offsets(dict.fromkeys(want, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
+                return {role: [got[tp].offset for tp in tps(t)] for role, t in outputs.items()}
+
+            if commits_first:
+                first = committed()
+                time.sleep(grace_s)
+                return {**first, **ends()}
+            out = ends()
+            time.sleep(grace_s)
+            return {**committed(), **out}
+
+    def read(self, brokers, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float) -> list[bytes]:
+        """The values of `topic`'s records in [start, end) of each partition (as far as
+        they arrive within `timeout_s`); no consumer group, nothing committed."""
+        import time
+
+        from kafka import KafkaConsumer, TopicPartition
+
+        wanted = {TopicPartition(topic, p): r for p, r in ranges.items() if r[1] > r[0]}
+        if not wanted:
+            return []
+        consumer = KafkaConsumer(
+            bootstrap_servers=list(brokers),
+            client_id=MANAGER,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=max(self.timeout_ms, 11_000),
+        )
+        out: list[bytes] = []
+        try:
+            consumer.assign(list(wanted))
+            for tp, (start, _) in wanted.items():
+                consumer.seek(tp, start)
+            left = dict(wanted)
+            deadline = time.monotonic() + timeout_s
+            while left and time.monotonic() < deadline:
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    end = wanted[tp][1]
+                    out.extend(r.value for r in records if r.offset < end and r.value is not None)
+                # The position, not the last record: a transaction's commit marker takes an
+                # offset but is never returned as a record.
+                for tp in [tp for tp in left if consumer.position(tp) >= wanted[tp][1]]:
+                    del left[tp]
+                    consumer.pause(tp)
+        finally:
+            consumer.close()
+        return out
 
     def _group_offsets(self, admin, group, tps) -> dict:
         import time

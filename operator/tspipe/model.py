@@ -21,7 +21,7 @@ import yaml
 
 from .api import KIND
 from .components import COMPONENTS, Component, Kind
-from .fields import Bool, Field, Int, PipelineError, Str, names, parse_all
+from .fields import Bool, Field, Int, Number, PipelineError, Str, names, parse_all
 from .podtemplate import LEGACY_POD_FIELDS, PodTemplate, effective, parse_resources
 from .podtemplate import parse as parse_pod_template
 from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
@@ -41,6 +41,13 @@ DEFAULT_PROGRESS_DEADLINE = 600  # the Deployment default
 MAX_PROGRESS_DEADLINE = 86400
 DEFAULT_PAUSE_DRAIN_SECONDS = 60
 MAX_PAUSE_DRAIN_SECONDS = 3600
+# Data-gated rollouts (rollback.py). A minute of the seed's time source is 60 timestamps:
+# enough to see a misrouting release (half of them land wrong) without a long wait.
+DEFAULT_VERIFY_SECONDS = 60
+MAX_VERIFY_SECONDS = 3600
+# 5%: with a minute at one timestamp a second, three bad records; one stray malformed
+# record in a quiet window is not a broken release, a release that rejects its input is.
+DEFAULT_MAX_DEAD_LETTER_RATIO = 0.05
 MAX_PROPERTY_KEY_LENGTH = 253
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
@@ -294,6 +301,30 @@ ROLLOUT_FIELDS: tuple[Field, ...] = (
         0,
         MAX_PAUSE_DRAIN_SECONDS,
     ),
+    Bool(
+        "autoRollback",
+        "auto_rollback",
+        "Judge every rollout by the data over spec.rollout.verifySeconds once its pods are Ready (nothing lost, "
+        "nothing misrouted, dead letters within maxDeadLetterRatio) and by the progress deadline; a rollout that "
+        "fails returns the apps to the last stable revision (status.rollout.stable; the spec is not edited).",
+        False,
+    ),
+    Int(
+        "verifySeconds",
+        "verify_seconds",
+        "autoRollback: how long the data is watched after the new pods are Ready before the rollout is stable.",
+        DEFAULT_VERIFY_SECONDS,
+        1,
+        MAX_VERIFY_SECONDS,
+    ),
+    Number(
+        "maxDeadLetterRatio",
+        "max_dead_letter_ratio",
+        "autoRollback: the most dead-lettered records per record consumed over the window (0 to 1).",
+        DEFAULT_MAX_DEAD_LETTER_RATIO,
+        0.0,
+        1.0,
+    ),
 )
 
 
@@ -408,6 +439,9 @@ class Pipeline:
     progress_deadline_seconds: int
     paused: bool
     pause_drain_seconds: int
+    auto_rollback: bool = False
+    verify_seconds: int = DEFAULT_VERIFY_SECONDS
+    max_dead_letter_ratio: float = DEFAULT_MAX_DEAD_LETTER_RATIO
     uid: str | None = None
     generation: int | None = None
 

@@ -14,6 +14,12 @@ podTemplate's nodeSelector) is named in `status.components.<app>.unschedulable`,
 the condition PodsUnschedulable (the component and the scheduler's reason and message)
 and in the Progressing/Degraded message.
 
+With spec.rollout.autoRollback, `status.rollout` is the last attempt's verdict
+(rollback.py) and the condition RolloutVerified says it: True once the data checks
+passed, False while verifying or after a failure. A rollback makes a Running pipeline
+Degraded with reason RolledBack (the message names the stable generation and the check
+that failed): it runs, but not the spec it was given.
+
 Two conditions come from the annotation switches (switches.py): ReconciliationPaused
 (held; the rest of the status is left as it was last reconciled, `observedGeneration`
 included, so it says which spec is applied) and RestartRejected (the last
@@ -34,6 +40,7 @@ from .history import next_history
 from .model import Pipeline, PipelineError
 from .pause import PAUSED, RUNNING, PauseState
 from .render import deployment_name, image_of, router_selector, spec_replicas
+from .rollback import FAILED, ROLLED_BACK, STABLE
 from .stamps import format_time
 from .topics import input_partitions
 
@@ -245,6 +252,7 @@ def compute_status(
     restart_rejected: str | None = None,
     autoscaling: dict[str, Any] | None = None,
     pods: Sequence[dict[str, Any]] = (),
+    rollout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments (and their pods, if read).
 
@@ -258,6 +266,7 @@ def compute_status(
     `autoscaling`: the autoscaler's report in this pass (status.autoscaling and the
     Autoscaling and ScalingLimitedByPartitions conditions); None when not configured.
     `pods`: the pipeline's pods (read when some component is not ready; see `needs_pods`).
+    `rollout`: the rollout's verdict (rollback.py; status.rollout), None without autoRollback.
     """
     now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
@@ -275,6 +284,7 @@ def compute_status(
             comps[c.spec_field]["unschedulable"] = u
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
+    phase, reason, message = _rollout_phase(phase, reason, message, rollout)
     stuck = _unscheduled_message(comps)
     if stuck and phase in ("Progressing", "Degraded"):
         message = f"{message}; {stuck}"
@@ -288,8 +298,7 @@ def compute_status(
     rejected = _restart_rejected(cond, previous.get(RESTART_REJECTED), restarted, restart_rejected)
     if rejected:
         conditions.append(rejected)
-    if autoscaling is not None:
-        conditions += _autoscaling_conditions(cond, autoscaling)
+    conditions += _feature_conditions(cond, autoscaling, rollout)
     out = {
         "observedGeneration": generation,
         "phase": phase,
@@ -310,6 +319,8 @@ def compute_status(
             out["pause"]["recordsLeft"] = pause.records_left
     if autoscaling is not None:
         out["autoscaling"] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
+    if rollout is not None:
+        out["rollout"] = rollout
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(resource, images, now_s, restarted=restarted)
@@ -319,6 +330,34 @@ def compute_status(
             if key in prev:
                 out[key] = prev[key]
     return out
+
+
+ROLLOUT_VERIFIED = "RolloutVerified"
+
+
+def _feature_conditions(
+    cond: _Conditions, autoscaling: dict[str, Any] | None, rollout: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The conditions of the features a spec turned on (autoscaling, autoRollback)."""
+    out = _autoscaling_conditions(cond, autoscaling) if autoscaling is not None else []
+    if rollout is not None:
+        verified = rollout.get("verdict") == STABLE
+        out.append(cond(ROLLOUT_VERIFIED, verified, rollout.get("reason", ""), rollout.get("message", "")))
+    return out
+
+
+def _rollout_phase(phase: str, reason: str, message: str, rollout: dict[str, Any] | None) -> tuple[str, str, str]:
+    """A failed attempt makes a Running pipeline Degraded: RolledBack (it runs the stable
+    revision) or the failed check's reason (nothing to return to)."""
+    verdict = (rollout or {}).get("verdict")
+    if rollout is None or verdict not in (ROLLED_BACK, FAILED):
+        return phase, reason, message
+    why = f"{rollout.get('message', '')} [check: {rollout.get('reason', '')}]"
+    if phase == "Running":
+        return "Degraded", ROLLED_BACK if verdict == ROLLED_BACK else str(rollout.get("reason")), why
+    if phase == "Progressing" and verdict == ROLLED_BACK:
+        return phase, reason, f"rolling back: {message}; {why}"
+    return phase, reason, message
 
 
 AUTOSCALING, SCALING_LIMITED = "Autoscaling", "ScalingLimitedByPartitions"

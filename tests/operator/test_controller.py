@@ -151,6 +151,18 @@ class FakeAdmin:
         self._check("lag")
         return self.lag_value, self.partitions
 
+    # A rollout's window (rollback.py): the offsets to return next, the records to read back.
+    offsets_value: dict | None = None
+    records: dict | None = None
+
+    def offsets(self, brokers, group, input_topic, outputs, *, commits_first, grace_s):
+        self._check("offsets")
+        return copy.deepcopy(self.offsets_value)
+
+    def read(self, brokers, topic, ranges, timeout_s):
+        self._check("read")
+        return list((self.records or {}).get(topic, []))
+
 
 class Clock:
     def __init__(self):

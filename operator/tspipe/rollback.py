@@ -1,0 +1,373 @@
+"""Data-gated rollouts and automatic rollback (pure): is a new revision stable, and if not, what runs.
+
+With `spec.rollout.autoRollback`, every change to the pods (a spec whose rendered pod
+templates differ from the last attempt's) is an attempt, judged in `status.rollout`:
+
+  Verifying  first until every app is rolled out and available (phase Running) and the
+             router group has committed on every input partition with records waiting
+             (a release that commits nothing for `verifySeconds` fails: NotConsuming),
+             then over a window of `spec.rollout.verifySeconds`: when it opens, the operator
+             records the broker's offsets (the router group's commits on the input, the
+             ends of even, odd and the dead-letter topic); when it ends it reads them
+             again, plus the records the window added to even and odd, and `judge`s;
+  Stable     every check passed: this revision (`status.rollout.stable`, the whole spec)
+             is what a later failed attempt returns to;
+  RolledBack a check failed, or a Deployment passed its progress deadline: the operator
+             renders the stable revision's pods (with the current spec's replica counts
+             and pause) instead of the user's, until the pods in the spec change again;
+  Failed     the same, with no stable revision to return to (the first attempt).
+
+A spec change that leaves the pods alone (replicas, pause, autoscaling) keeps the verdict;
+one that brings back the stable revision's pods is Stable at once.
+
+The checks read the router's effects on the broker rather than its pods' counters: they
+need no network path to the pods, and they count what actually reached Kafka. Offsets
+are read in an order that keeps records in flight from counting as lost (`START_ORDER`).
+The operator never reads Secrets, so for a broker that needs credentials there is no data
+to read: such a rollout is judged by readiness and the progress deadline only, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .stamps import digest, format_time, parse_time
+
+VERIFYING, STABLE, ROLLED_BACK, FAILED = "Verifying", "Stable", "RolledBack", "Failed"
+
+# Reasons (status.rollout.reason and the RolloutVerified condition).
+WAITING_FOR_READY = "WaitingForReady"
+WAITING_FOR_COMMITS = "WaitingForCommits"
+NOT_CONSUMING = "NotConsuming"
+WINDOW_OPEN = "WindowOpen"
+CHECKS_PASSED = "ChecksPassed"
+NO_TRAFFIC = "NoTraffic"
+READINESS_ONLY = "ReadinessOnly"
+SAME_PODS = "SamePodsAsStable"
+DEADLINE = "ProgressDeadlineExceeded"
+LOST, MISROUTED, DEAD_LETTERS = "RecordsLost", "Misrouted", "DeadLetterRatio"
+
+# What to ask the shell for in this pass.
+OPEN, JUDGE = "open", "judge"
+
+# The router commits an input offset only after every send before it is acknowledged,
+# so a record is on an output before its offset is committed. At the window's start the
+# outputs are read first and the commits COMMIT_GRACE_SECONDS later (records in flight
+# then are committed by the second read, so they are not counted as consumed in the
+# window); at its end the commits first and the outputs after the grace (every record
+# committed by then has reached its output). The router commits after each poll.
+COMMIT_GRACE_SECONDS = 3.0
+# Records read back from each partition of even and odd at the end of the window (the
+# newest ones): enough to see a release that routes by the wrong digit, cheap at any rate.
+SAMPLE_PER_PARTITION = 500
+
+OUTPUTS = ("even", "odd", "deadLetter")  # the snapshot's output keys, as in topics.ROLES
+# A snapshot (kafka_admin.TopicAdmin.offsets) has, per partition: `committed` (the router
+# group's commits on the input, -1 where none), `input` and `inputStart` (the input's end
+# and log-start offsets, read with the commits) and each of OUTPUTS' end offsets.
+RECHECK_COMMITS_SECONDS = 2.0  # waiting for the group's first commits: look again this soon
+_DIGITS = "0123456789"
+
+
+def templates_digest(deployments: Sequence[Mapping[str, Any]]) -> str:
+    """One digest of the pod templates of rendered Deployments (what a rollout changes)."""
+    return digest([d["spec"]["template"] for d in deployments], 16)
+
+
+def _stable_record(generation: int | None, templates: str, spec: Mapping[str, Any], now: str) -> dict[str, Any]:
+    return {"generation": generation, "templates": templates, "time": now, "spec": dict(spec)}
+
+
+def advance(
+    prev: Mapping[str, Any] | None,
+    *,
+    generation: int | None,
+    templates: str,
+    spec: Mapping[str, Any],
+    phase: str,
+    phase_reason: str,
+    now: datetime,
+    verify_seconds: int,
+) -> tuple[dict[str, Any], str | None]:
+    """(the new status.rollout, OPEN/JUDGE/None): what this pass knows, and what the shell
+    must read from the broker before `opened`/`judged` can go on."""
+    now_s = format_time(now)
+    cur: dict[str, Any] = dict(prev or {})
+    stable = cur.get("stable")
+    if cur.get("templates") != templates:
+        if stable and stable.get("templates") == templates:
+            return {
+                "generation": generation,
+                "templates": templates,
+                "verdict": STABLE,
+                "reason": SAME_PODS,
+                "message": f"the pods are those of stable generation {stable.get('generation')}",
+                "time": now_s,
+                "stable": _stable_record(generation, templates, spec, now_s),
+            }, None
+        cur = {
+            "generation": generation,
+            "templates": templates,
+            "verdict": VERIFYING,
+            "reason": WAITING_FOR_READY,
+            "message": "waiting for every app to be rolled out and available",
+            "time": now_s,
+        }
+        if stable:
+            cur["stable"] = stable
+    elif cur.get("generation") != generation:
+        # The pods did not change (replicas, pause, autoscaling): the verdict stands.
+        cur["generation"] = generation
+        if cur.get("verdict") == STABLE:
+            cur["stable"] = _stable_record(generation, templates, spec, (stable or {}).get("time") or now_s)
+    if cur.get("verdict") != VERIFYING:
+        return cur, None
+    if phase == "Degraded" and phase_reason == DEADLINE:
+        return failed(
+            cur, DEADLINE, "the new pods were not available within spec.rollout.progressDeadlineSeconds", now
+        ), None
+    window = cur.get("window")
+    if window is None:
+        if phase != "Running":
+            return cur, None
+        cur.setdefault("readyAt", now_s)
+        return cur, OPEN
+    if now >= parse_time(window["opened"]) + timedelta(seconds=verify_seconds):
+        return cur, JUDGE
+    return cur, None
+
+
+def window_left(rollout: Mapping[str, Any], now: datetime, verify_seconds: int) -> float | None:
+    """Seconds until an open window may be judged (None: no window open)."""
+    window = rollout.get("window")
+    if rollout.get("verdict") != VERIFYING or not window:
+        return None
+    ends = parse_time(window["opened"]) + timedelta(seconds=verify_seconds)
+    return max(0.0, (ends - now).total_seconds())
+
+
+def unconsumed(snapshot: Mapping[str, list[int]]) -> list[int]:
+    """Input partitions with records waiting on which the group has never committed."""
+    committed, ends, starts = (snapshot.get(k, []) for k in ("committed", "input", "inputStart"))
+    return [
+        i
+        for i, c in enumerate(committed)
+        if c < 0 and i < len(ends) and ends[i] > (starts[i] if i < len(starts) else 0)
+    ]
+
+
+def opened(
+    rollout: Mapping[str, Any], start: Mapping[str, list[int]] | None, now: datetime, seconds: int
+) -> dict[str, Any]:
+    """The window opens now; `start`: the broker's offsets (None: no data can be read).
+
+    Not while the group has not committed on a partition with records waiting (its start
+    would be unknown): that waits, and fails as NotConsuming after `seconds` of it."""
+    waiting = unconsumed(start) if start is not None else []
+    if waiting:
+        ready_at = parse_time(str(rollout.get("readyAt") or format_time(now)))
+        idle = (now - ready_at).total_seconds()
+        names = ", ".join(str(i) for i in waiting)
+        if idle >= seconds:
+            return failed(
+                rollout,
+                NOT_CONSUMING,
+                f"the router group committed nothing on input partition(s) {names} in {idle:.0f}s "
+                "with records waiting there",
+                now,
+            )
+        out = dict(rollout)
+        out.update(
+            reason=WAITING_FOR_COMMITS,
+            message=f"waiting for the router group's first commit on input partition(s) {names}",
+        )
+        return out
+    out = dict(rollout)
+    out["window"] = {"opened": format_time(now), "seconds": seconds}
+    if start is not None:
+        out["window"]["start"] = dict(start)
+    out.update(
+        reason=WINDOW_OPEN, message=f"all apps available; watching the data for {seconds}s", time=format_time(now)
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    ok: bool
+    reason: str
+    message: str
+    checks: dict[str, Any]
+
+
+def _delta(start: Sequence[int], end: Sequence[int], unknown: Sequence[int] = ()) -> int:
+    """Records added between two per-partition offset lists (a partition new at the end
+    counts from 0). An unknown start (-1: no commit yet) counts from `unknown`'s value for
+    that partition (the input's end then: no record was waiting there)."""
+    total = 0
+    for i, e in enumerate(end):
+        s = start[i] if i < len(start) else 0
+        if s < 0:
+            s = unknown[i] if i < len(unknown) else 0
+        if e >= 0:
+            total += max(0, e - s)
+    return total
+
+
+def parity_problem(value: bytes, topic_parity: str, prefix: str) -> str | None:
+    """Why a record on the `topic_parity` topic ("even"/"odd") is misrouted, or None.
+
+    The router writes `prefix + timestamp` (a JSON string's content, not its quotes): the
+    last ASCII digit after the prefix must have the topic's parity."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    text = text.strip().strip('"').strip()
+    if not text or text[-1] not in _DIGITS:
+        return f"no trailing digit in {text[-40:]!r}"
+    even = int(text[-1]) % 2 == 0
+    if even != (topic_parity == "even"):
+        return f"{text[-40:]!r} ends in an {'even' if even else 'odd'} digit"
+    return None
+
+
+def judge(
+    start: Mapping[str, list[int]],
+    end: Mapping[str, list[int]],
+    samples: Mapping[str, Sequence[bytes]],
+    prefixes: Mapping[str, str],
+    max_dead_letter_ratio: float,
+) -> Judgement:
+    """The window's verdict from the broker's offsets at its start and end (`committed`
+    on the input, and each of OUTPUTS) and the records read back from even and odd."""
+    consumed = _delta(start.get("committed", []), end.get("committed", []), start.get("input", []))
+    added = {k: _delta(start.get(k, []), end.get(k, [])) for k in OUTPUTS}
+    routed = added["even"] + added["odd"]
+    lost = max(0, consumed - routed - added["deadLetter"])
+    problems = []
+    for parity in ("even", "odd"):
+        for v in samples.get(parity, ()):
+            why = parity_problem(v, parity, prefixes[parity])
+            if why:
+                problems.append(f"{parity}: {why}")
+    sampled = sum(len(samples.get(p, ())) for p in ("even", "odd"))
+    ratio = added["deadLetter"] / consumed if consumed else 0.0
+    checks: dict[str, Any] = {
+        "consumed": consumed,
+        "routedEven": added["even"],
+        "routedOdd": added["odd"],
+        "deadLettered": added["deadLetter"],
+        "lost": lost,
+        "sampled": sampled,
+        "misrouted": len(problems),
+        "deadLetterRatio": round(ratio, 4),
+    }
+    if lost:
+        return Judgement(
+            False, LOST, f"{lost} of {consumed} records the router committed reached no output topic", checks
+        )
+    if problems:
+        return Judgement(
+            False,
+            MISROUTED,
+            f"{len(problems)} of {sampled} sampled records are on the wrong topic ({problems[0]})",
+            checks,
+        )
+    if ratio > max_dead_letter_ratio:
+        return Judgement(
+            False,
+            DEAD_LETTERS,
+            f"{added['deadLetter']} of {consumed} records dead-lettered ({ratio:.1%}, more than "
+            f"spec.rollout.maxDeadLetterRatio {max_dead_letter_ratio:g})",
+            checks,
+        )
+    if consumed == 0 and routed == 0:
+        return Judgement(True, NO_TRAFFIC, "no record flowed in the window: judged by readiness only", checks)
+    return Judgement(
+        True,
+        CHECKS_PASSED,
+        f"{consumed} records consumed, {routed} routed ({sampled} sampled, all on the right topic), "
+        f"{added['deadLetter']} dead-lettered",
+        checks,
+    )
+
+
+def judged(rollout: Mapping[str, Any], j: Judgement, now: datetime, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The attempt after its window: Stable (its `spec` is now the revision to return
+    to), or failed."""
+    if not j.ok:
+        out = failed(rollout, j.reason, j.message, now)
+        out["checks"] = j.checks
+        return out
+    now_s = format_time(now)
+    out = {k: v for k, v in rollout.items() if k != "window"}
+    out.update(verdict=STABLE, reason=j.reason, message=j.message, time=now_s, checks=j.checks)
+    out["stable"] = _stable_record(out.get("generation"), out["templates"], spec, now_s)
+    return out
+
+
+READINESS_ONLY_JUDGEMENT = Judgement(
+    True,
+    READINESS_ONLY,
+    "the broker needs credentials and the operator never reads their Secret: judged by readiness and the "
+    "progress deadline only",
+    {},
+)
+
+
+def failed(rollout: Mapping[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """A failed attempt: RolledBack to the stable revision if there is one, else Failed."""
+    out = {k: v for k, v in rollout.items() if k != "window"}
+    stable = out.get("stable")
+    if stable:
+        out.update(
+            verdict=ROLLED_BACK,
+            reason=reason,
+            message=f"rolled back to generation {stable.get('generation')}: {message}",
+        )
+    else:
+        out.update(verdict=FAILED, reason=reason, message=f"{message} (no stable revision to roll back to)")
+    out["time"] = format_time(now)
+    return out
+
+
+def rollback_spec(prev: Mapping[str, Any] | None, templates: str) -> dict[str, Any] | None:
+    """The stable spec to render instead of the user's, while a rollback holds (the user's
+    pods are still those of the attempt that failed)."""
+    if not prev or prev.get("verdict") != ROLLED_BACK or prev.get("templates") != templates:
+        return None
+    spec = (prev.get("stable") or {}).get("spec")
+    return dict(spec) if isinstance(spec, Mapping) else None
+
+
+def event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event a verdict change deserves, if any."""
+    before = (prev or {}).get("verdict"), (prev or {}).get("templates")
+    after = new.get("verdict"), new.get("templates")
+    if before == after or after[0] == VERIFYING:
+        return None
+    gen = new.get("generation")
+    if after[0] == STABLE:
+        return "Normal", "RolloutVerified", f"generation {gen} is stable: {new.get('message', '')}"
+    if after[0] == ROLLED_BACK:
+        return "Warning", "RolledBack", f"generation {gen} ({new.get('reason')}): {new.get('message', '')}"
+    return "Warning", "RolloutFailed", f"generation {gen} ({new.get('reason')}): {new.get('message', '')}"
+
+
+def sample_ranges(
+    start: Sequence[int], end: Sequence[int], per_partition: int = SAMPLE_PER_PARTITION
+) -> dict[int, tuple[int, int]]:
+    """Offset ranges to read back from one output topic: the newest `per_partition`
+    records each partition gained in the window."""
+    out = {}
+    for i, e in enumerate(end):
+        s = start[i] if i < len(start) and start[i] >= 0 else 0
+        if e > s:
+            out[i] = (max(s, e - per_partition), e)
+    return out
