@@ -58,7 +58,7 @@ from .disruption import pdb_name, plan_pdb, router_pdb
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
-from .model import Pipeline, PipelineError
+from .model import EXACTLY_ONCE, Pipeline, PipelineError
 from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from .render import deployment_name, owned_selector, render_deployments, restarted_at, with_restart
@@ -905,11 +905,21 @@ class Controller:
         samples: dict[str, list[bytes]] = {}
         for parity in ("even", "odd"):
             ranges = rollback.sample_ranges(start.get(parity, []), end.get(parity, []))
-            samples[parity] = await self._kafka(
+            values = await self._kafka(
                 self._admin.read, p.kafka.brokers, p.kafka.topics.name(parity), ranges, self.kafka_timeout
             )
+            samples[parity] = [v for v in values if v is not None]
+        consumed: int | None = None
+        committed = rollback.commit_ranges(start, end)
+        if committed is not None:
+            # The records the router read: committed ones only when it reads that way (EOS).
+            exactly_once = p.router.processing_guarantee == EXACTLY_ONCE
+            records = await self._kafka(
+                self._admin.read, p.kafka.brokers, p.kafka.topics.input, committed, self.kafka_timeout, exactly_once
+            )
+            consumed = len(records)
         prefixes = {"even": p.router.even_prefix, "odd": p.router.odd_prefix}
-        return rollback.judge(start, end, samples, prefixes, p.max_dead_letter_ratio)
+        return rollback.judge(start, end, samples, prefixes, p.max_dead_letter_ratio, consumed)
 
     async def _report(self, ctx: _Pass) -> None:
         """The pass's problems: an error for the work queue, a Warning once per distinct message."""

@@ -170,9 +170,12 @@ class TopicAdmin:
             time.sleep(grace_s)
             return {**committed(), **out}
 
-    def read(self, brokers, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float) -> list[bytes]:
+    def read(
+        self, brokers, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float, read_committed: bool = False
+    ) -> list[bytes | None]:
         """The values of `topic`'s records in [start, end) of each partition (as far as
-        they arrive within `timeout_s`); no consumer group, nothing committed."""
+        they arrive within `timeout_s`; aborted ones only without `read_committed`); no
+        consumer group, nothing committed."""
         import time
 
         from kafka import KafkaConsumer, TopicPartition
@@ -186,8 +189,9 @@ class TopicAdmin:
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=max(self.timeout_ms, 11_000),
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
-        out: list[bytes] = []
+        out: list[bytes | None] = []
         try:
             consumer.assign(list(wanted))
             for tp, (start, _) in wanted.items():
@@ -197,7 +201,7 @@ class TopicAdmin:
             while left and time.monotonic() < deadline:
                 for tp, records in consumer.poll(timeout_ms=200).items():
                     end = wanted[tp][1]
-                    out.extend(r.value for r in records if r.offset < end and r.value is not None)
+                    out.extend(r.value for r in records if r.offset < end)
                 # The position, not the last record: a transaction's commit marker takes an
                 # offset but is never returned as a record.
                 for tp in [tp for tp in left if consumer.position(tp) >= wanted[tp][1]]:

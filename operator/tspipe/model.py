@@ -49,7 +49,8 @@ MAX_VERIFY_SECONDS = 3600
 # record in a quiet window is not a broken release, a release that rejects its input is.
 DEFAULT_MAX_DEAD_LETTER_RATIO = 0.05
 MAX_PROPERTY_KEY_LENGTH = 253
-PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+EXACTLY_ONCE = "exactly_once"
+PROCESSING_GUARANTEES = ("at_least_once", EXACTLY_ONCE)
 LOG_LEVELS = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")

@@ -63,6 +63,10 @@ COMMIT_GRACE_SECONDS = 3.0
 # Records read back from each partition of even and odd at the end of the window (the
 # newest ones): enough to see a release that routes by the wrong digit, cheap at any rate.
 SAMPLE_PER_PARTITION = 500
+# Up to this many offsets the window's consumed records are counted by reading them: an
+# input written in transactions has commit markers that take offsets but are no records,
+# and must not look like lost records. Beyond it (a busy input) the offsets are counted.
+COUNT_LIMIT = 20_000
 
 OUTPUTS = ("even", "odd", "deadLetter")  # the snapshot's output keys, as in topics.ROLES
 # A snapshot (kafka_admin.TopicAdmin.offsets) has, per partition: `committed` (the router
@@ -243,10 +247,19 @@ def judge(
     samples: Mapping[str, Sequence[bytes]],
     prefixes: Mapping[str, str],
     max_dead_letter_ratio: float,
+    consumed_records: int | None = None,
 ) -> Judgement:
     """The window's verdict from the broker's offsets at its start and end (`committed`
-    on the input, and each of OUTPUTS) and the records read back from even and odd."""
-    consumed = _delta(start.get("committed", []), end.get("committed", []), start.get("input", []))
+    on the input, and each of OUTPUTS) and the records read back from even and odd.
+
+    `consumed_records`: the records actually in the input's committed range, when the
+    shell counted them (`commit_ranges`); else the offsets' difference, which also counts
+    the offsets a transactional producer's commit markers take."""
+    consumed = (
+        consumed_records
+        if consumed_records is not None
+        else _delta(start.get("committed", []), end.get("committed", []), start.get("input", []))
+    )
     added = {k: _delta(start.get(k, []), end.get(k, [])) for k in OUTPUTS}
     routed = added["even"] + added["odd"]
     lost = max(0, consumed - routed - added["deadLetter"])
@@ -358,6 +371,22 @@ def event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, 
     if after[0] == ROLLED_BACK:
         return "Warning", "RolledBack", f"generation {gen} ({new.get('reason')}): {new.get('message', '')}"
     return "Warning", "RolloutFailed", f"generation {gen} ({new.get('reason')}): {new.get('message', '')}"
+
+
+def commit_ranges(
+    start: Mapping[str, list[int]], end: Mapping[str, list[int]], cap: int = COUNT_LIMIT
+) -> dict[int, tuple[int, int]] | None:
+    """The input's offset ranges the group committed in the window (to count the records
+    in them), or None when they hold more than `cap` offsets (then offsets are counted)."""
+    first, last, unknown = start.get("committed", []), end.get("committed", []), start.get("input", [])
+    out = {}
+    for i, e in enumerate(last):
+        s = first[i] if i < len(first) else 0
+        if s < 0:
+            s = unknown[i] if i < len(unknown) else 0
+        if e > s:
+            out[i] = (s, e)
+    return out if sum(e - s for s, e in out.values()) <= cap else None
 
 
 def sample_ranges(

@@ -159,7 +159,7 @@ class FakeAdmin:
         self._check("offsets")
         return copy.deepcopy(self.offsets_value)
 
-    def read(self, brokers, topic, ranges, timeout_s):
+    def read(self, brokers, topic, ranges, timeout_s, read_committed=False):
         self._check("read")
         return list((self.records or {}).get(topic, []))
 

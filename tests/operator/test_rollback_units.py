@@ -68,6 +68,16 @@ def test_offsets_count_new_partitions_from_zero_and_an_unknown_commit_from_the_i
     assert j.checks["lost"] == 53 - 30
 
 
+def test_records_are_counted_in_the_committed_range_so_commit_markers_are_not_lost_records():
+    # A transactional upstream: 10 records took 20 offsets (a commit marker after each).
+    start, end = offsets([100], [0], [0]), offsets([120], [5], [5])
+    assert rollback.commit_ranges(start, end) == {0: (100, 120)}
+    assert not judge(start, end, {}, PREFIXES, 0.05).ok, "counting offsets, the markers look lost"
+    j = judge(start, end, {}, PREFIXES, 0.05, consumed_records=10)
+    assert j.ok and j.checks["consumed"] == 10
+    assert rollback.commit_ranges(start, offsets([100 + rollback.COUNT_LIMIT + 1], [0], [0])) is None
+
+
 def test_the_window_waits_for_the_groups_first_commits_and_a_release_that_never_commits_fails():
     r, need = step(stable_at())
     assert need == OPEN and r["readyAt"] == "2026-01-01T00:00:00Z"
@@ -226,10 +236,12 @@ def test_the_controller_verifies_then_rolls_a_misrouting_release_back_and_says_s
     assert {c["type"]: c["status"] for c in st["conditions"]}["RolloutVerified"] == "False"
     now.t += timedelta(seconds=31)
     admin.offsets_value = offsets([10], [5], [5])
-    admin.records = {t["even"]: [b"Even timestamp:11/27/26 00:00:02"], t["odd"]: [b"Odd timestamp:11/27/26 00:00:01"]}
+    admin.records = {t["even"]: [b"Even timestamp:11/27/26 00:00:02"], t["odd"]: [b"Odd timestamp:11/27/26 00:00:01"],
+                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
     run(ctl.reconcile("ns", "timestamps"))
     st = obj["status"]
     assert st["rollout"]["verdict"] == rollback.STABLE and st["rollout"]["stable"]["generation"] == 1
+    assert st["rollout"]["checks"]["consumed"] == 10, "the records read in the committed range"
     assert {c["type"]: c["status"] for c in st["conditions"]}["RolloutVerified"] == "True"
     assert ("Normal", "RolloutVerified") in [e[:2] for e in kube.events]
     good_image = router_image(kube)
