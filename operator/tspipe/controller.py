@@ -866,9 +866,10 @@ class Controller:
             elif need == rollback.JUDGE:
                 r = rollback.judged(r, await self._judge(p, r), self.now(), ctx.pipeline.get("spec") or {})
         except KafkaUnavailable as exc:
-            # The window waits for the broker (a verdict needs its data): look again soon.
+            # The verdict waits for the broker (it needs its data): look again, not at once.
             log.warning("%s/%s: rollout check: broker unreachable: %s", ctx.namespace, ctx.name, exc)
             ctx.again_in(TOPIC_BACKOFF_BASE)
+            return r
         left = rollback.window_left(r, self.now(), p.verify_seconds)
         if left is not None:
             ctx.again_in(left + 0.5)

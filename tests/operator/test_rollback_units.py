@@ -274,3 +274,21 @@ def test_without_auto_rollback_nothing_is_judged_and_no_broker_read_is_made():
     _settle(kube, ctl)
     assert "rollout" not in kube.pipelines["timestamps"]["status"]
     assert "offsets" not in ctl.admin.calls
+
+
+def test_an_unreachable_broker_keeps_the_window_open_and_retries_after_a_backoff():
+    kube, ctl, now = _auto_rollback_pipeline()
+    ctl.admin.offsets_value = offsets([0], [0], [0])
+    _settle(kube, ctl)
+    now.t += timedelta(seconds=31)
+
+    def unreachable(*args, **kwargs):
+        from tspipe.kafka_admin import KafkaUnavailable
+        raise KafkaUnavailable("Unable to bootstrap")
+
+    ctl.admin.offsets = unreachable
+    ctl.clock.t += 600  # the topics' own recheck is far off
+    out = run(ctl.reconcile("ns", "timestamps"))
+    r = kube.pipelines["timestamps"]["status"]["rollout"]
+    assert r["verdict"] == rollback.VERIFYING and r["window"], "no verdict without the data"
+    assert out.retry_after >= 5.0, "not a tight retry loop against a broker that is down"
