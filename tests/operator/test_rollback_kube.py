@@ -146,6 +146,8 @@ def run_the_rollouts(k, obj) -> str:
                         and conditions(o)["Degraded"], 120, "Degraded after the rollback")
     assert degraded["reason"] == "RolledBack" and "Misrouted" in degraded["message"]
     assert any(e["reason"] == "RolledBack" and e["type"] == "Warning" for e in events(k))
+    header, row = (line.split() for line in k("get", "tsp").stdout.splitlines()[:2])
+    assert dict(zip(header, row, strict=False))["ROLLOUT"] == "RolledBack", "kubectl get shows the verdict"
 
     # 4. A release that never becomes available (unschedulable): rolled back at the deadline.
     gen = patch(k, {"router": {"image": GOOD_IMAGE, "resources": {"requests": {"cpu": "500"}}}})
