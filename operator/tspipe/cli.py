@@ -52,7 +52,7 @@ def _scdf_parser(sub) -> None:
         metavar="SECONDS",
         help="wait this long for the deployment to settle, then print its state (default 60)",
     )
-    add("status", "print the stream's definition, state and deployed app versions")
+    add("status", "print the stream's definition, state, app versions and per app what the platform reports")
     u = add("undeploy", "undeploy the stream (its definition stays)")
     u.add_argument(
         "--wait",
@@ -211,7 +211,24 @@ def _status(client, pipeline, args) -> int:
         _out(f"release: {release['version']}")
         for label, spec in manifest.items():
             _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
+        _runtime(client, name)
     return EXIT_OK
+
+
+def _runtime(client, name: str) -> None:
+    """Per app what Skipper reads from its platform; a failed read is reported, not raised:
+    the definition and release above are still worth showing."""
+    from .scdf.client import ScdfError
+    from .scdf.runtime import parse_runtime, summary
+
+    try:
+        apps = parse_runtime(client.runtime(name), name)
+    except ScdfError as exc:
+        _out(f"apps: the platform's status is not available: {exc}")
+        return
+    _out(summary(apps))
+    for app in apps:
+        _out(f"  {app.line()}")
 
 
 def _undeploy(client, pipeline, args) -> int:

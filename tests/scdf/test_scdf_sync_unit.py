@@ -32,6 +32,12 @@ def pipeline(mutate=None) -> Pipeline:
     return Pipeline.from_resource(doc)
 
 
+def deployer_recorded(plan, label: str) -> dict[str, str]:
+    """`deployer.<label>.x` as Skipper's manifest records it: `spring.cloud.deployer.x`."""
+    prefix = f"deployer.{label}."
+    return {f"spring.cloud.deployer.{k[len(prefix):]}": v for k, v in plan.deployer.items() if k.startswith(prefix)}
+
+
 def server_holding(p: Pipeline) -> Observed:
     """What a server that deployed `p` with this tool reports."""
     plan = stream_plan(p)
@@ -43,7 +49,8 @@ def server_holding(p: Pipeline) -> Observed:
         for label in app.labels:
             manifest[label] = {"resource": resource, "version": version,
                                "applicationProperties": {**SCDF_COMMON, **wiring.app_properties(p)[label]},
-                               "deploymentProperties": {"spring.cloud.deployer.group": p.stream_name}}
+                               "deploymentProperties": {"spring.cloud.deployer.group": p.stream_name,
+                                                        **deployer_recorded(plan, label)}}
     return Observed(apps=apps,
                     definition={"name": p.stream_name, "originalDslText": plan.definition,
                                 "description": description_marker(p), "status": "deployed"},
@@ -58,13 +65,21 @@ def test_empty_server_gets_everything():
     p = pipeline()
     steps, notes = plan_steps(p, stream_plan(p), Observed())
     assert kinds(steps) == ["register", "register", "register", "create", "deploy"]
-    assert steps[-1].args == (wiring.deployment_properties(p),)
+    assert steps[-1].args == ({**wiring.deployment_properties(p), **stream_plan(p).deployer},)
     assert notes == []
 
 
 def test_unchanged_pipeline_plans_nothing():
     p = pipeline()
     assert plan_steps(p, stream_plan(p), server_holding(p)) == ([], [])
+
+
+def test_changed_router_replicas_is_an_update_of_just_its_count():
+    before = pipeline()
+    after = pipeline(lambda spec: spec["router"].update(replicas=2))
+    steps, notes = plan_steps(after, stream_plan(after), server_holding(before))
+    assert kinds(steps) == ["update"] and notes == []
+    assert steps[0].args == ({"deployer.python-router.count": "2"},)
 
 
 def test_changed_property_is_an_update_of_just_that_property():

@@ -338,6 +338,13 @@ class DataFlowClient:
         )
         return None if resp is None else self._json(resp, what)
 
+    def runtime(self, stream: str) -> Any:
+        """GET /runtime/streams?names=NAME: what Skipper reads from its platform per app and
+        instance (see scdf.runtime)."""
+        what = f"reading the runtime status of stream {stream!r} (GET /runtime/streams)"
+        resp = self._request("GET", "/runtime/streams", what, params={"names": stream})
+        return self._json(resp, what)
+
     def history(self, stream: str) -> list[dict]:
         what = f"reading release history of stream {stream!r}"
         resp = self._request("GET", f"/streams/deployments/history/{quote(stream, safe='')}", what, allow_404=True)

@@ -18,6 +18,9 @@ from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, ScdfHttpError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
 
+# How Skipper's manifest records a `deployer.<label>.` property.
+DEPLOYER_PREFIX = "spring.cloud.deployer."
+
 # SCDF states that will not change without a new request.
 SETTLED_STATES = {"deployed", "failed", "incomplete", "partial", "undeployed", "error"}
 
@@ -110,21 +113,29 @@ def scdf_common_keys(manifest: dict[str, dict[str, Any]]) -> set[str]:
     return common
 
 
+def by_label(props: dict[str, str], kind: str) -> dict[str, dict[str, str]]:
+    """`<kind>.<label>.<key>` -> {label: {key: value}}, for every app label."""
+    out: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
+    for key, value in props.items():
+        for label in APP_LABELS:
+            prefix = f"{kind}.{label}."
+            if key.startswith(prefix):
+                out[label][key[len(prefix) :]] = value
+                break
+    return out
+
+
 def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
     """(changed, stale, versions, missing) between the plan and what Skipper recorded.
 
-    changed: `app.<label>.<key>` -> wanted value, for keys recorded differently or not at all.
+    changed: `app.<label>.<key>` or `deployer.<label>.<key>` -> wanted value, for keys recorded
+    differently or not at all.
     stale: `app.<label>.<key>` recorded from an earlier deploy but no longer wanted.
     versions: label -> wanted version where the recorded resource differs.
     missing: labels with no recorded app.
     """
-    wanted: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
-    for key, value in plan.properties.items():
-        for label in APP_LABELS:
-            prefix = f"app.{label}."
-            if key.startswith(prefix):
-                wanted[label][key[len(prefix) :]] = value
-                break
+    wanted = by_label(plan.properties, "app")
+    wanted_deployer = by_label(plan.deployer, "deployer")
     uri_by_label = {label: app.uri for app in plan.apps for label in app.labels}
     version_by_label = {label: app.version for app in plan.apps for label in app.labels}
     common = scdf_common_keys(manifest)
@@ -141,6 +152,12 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
         for key in recorded:
             if key not in wanted[label] and key not in common:
                 stale.append(f"app.{label}.{key}")
+        # Data Flow records `deployer.<label>.x` as `spring.cloud.deployer.x`. Deployer
+        # properties it adds itself (group, ...) are not ours to judge: only changes count.
+        recorded_deployer = rec.get("deploymentProperties") or {}
+        for key, value in wanted_deployer[label].items():
+            if recorded_deployer.get(f"{DEPLOYER_PREFIX}{key}") != value:
+                changed[f"deployer.{label}.{key}"] = value
         if f"{rec.get('resource')}:{rec.get('version')}" != uri_by_label[label]:
             versions[label] = version_by_label[label]
     return changed, sorted(stale), versions, missing
@@ -154,7 +171,8 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
         steps += _app_steps(app, obs.apps.get(app.name, []))
 
     name = plan.stream_name
-    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(plan.properties)} properties", (plan.properties,))
+    props = plan.all_properties
+    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(props)} properties", (props,))
     create = Step("create", f"created stream definition {name!r}: {plan.definition}", (plan.definition,))
     defn = obs.definition
     if defn is None:
