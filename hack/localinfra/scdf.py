@@ -47,6 +47,7 @@ JVM_FLAGS = ["-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:Max
 SKIPPER_HEAP = ["-Xms64m", "-Xmx192m"]
 DATAFLOW_HEAP = ["-Xms64m", "-Xmx256m"]
 START_TIMEOUT = 240.0
+IGNORE_PROFILES_ENV = "SPRING_CLOUD_SKIPPER_SERVER_PROFILEAPPLICATIONLISTENER_IGNORE"
 
 
 class ScdfError(RuntimeError):
@@ -111,10 +112,7 @@ def skipper_args(*, port: int, workdir: Path, kubernetes: KubernetesPlatform | N
         ]
     account = f"--spring.cloud.skipper.server.platform.kubernetes.accounts.{kubernetes.account}"
     return args + [
-        # Skipper activates its `local` profile (and with it a local account `default`)
-        # unless it runs in a cluster; this listener's switch keeps it off, so the
-        # Kubernetes account is the only `default`.
-        "--spring.cloud.skipper.server.profileapplicationlistener.ignore=true",
+        # (skipper_env also keeps the `local` profile, and its account `default`, off.)
         "--spring.cloud.skipper.server.enable-local-platform=false",
         f"{account}.namespace={kubernetes.namespace}",
         f"{account}.image-pull-policy={kubernetes.image_pull_policy}",
@@ -130,8 +128,13 @@ def skipper_env(kubernetes: KubernetesPlatform | None, base: dict[str, str] | No
     CA, the admin's client certificate and key)."""
     env = dict(os.environ if base is None else base)
     env.pop("KUBECONFIG", None)
+    env.pop(IGNORE_PROFILES_ENV, None)
     if kubernetes is not None:
         env["KUBECONFIG"] = kubernetes.kubeconfig
+        # Outside a cluster Skipper activates its `local` profile, which adds a local
+        # account `default` beside ours; this switch (read from the environment or a
+        # system property only) keeps it off, so `default` is the Kubernetes account.
+        env[IGNORE_PROFILES_ENV] = "true"
     return env
 
 

@@ -235,8 +235,12 @@ def _undeploy(client, pipeline, args) -> int:
     from .scdf.sync import state_line, wait_for_state, wait_until_idle
 
     name = pipeline.stream_name
-    if client.definition(name) is None:
+    d = client.definition(name)
+    if d is None:
         _out(f"stream {name!r} does not exist; nothing to undeploy")
+        return EXIT_OK
+    if (d.get("status") or "undeployed") == "undeployed":
+        _out(f"stream {name!r} is not deployed; nothing to undeploy (its definition stays)")
         return EXIT_OK
     wait_until_idle(client, name, args.wait)
     client.undeploy(name)

@@ -77,9 +77,25 @@ def test_unchanged_pipeline_plans_nothing():
 def test_changed_router_replicas_is_an_update_of_just_its_count():
     before = pipeline()
     after = pipeline(lambda spec: spec["router"].update(replicas=2))
-    steps, notes = plan_steps(after, stream_plan(after), server_holding(before))
-    assert kinds(steps) == ["update"] and notes == []
-    assert steps[0].args == ({"deployer.python-router.count": "2"},)
+    held = server_holding(before)
+    # SCDF records the count it derived on the app itself: not a leftover to drop.
+    held.manifest["python-router"]["applicationProperties"]["spring.cloud.stream.instanceCount"] = "1"
+    held.instances = {"time": 1, "python-router": 1, "evenLogger": 1, "oddLogger": 1}
+    steps, notes = plan_steps(after, stream_plan(after), held)
+    # Skipper refuses an upgrade that only changes a count: a scale of just the router.
+    assert kinds(steps) == ["scale"] and notes == []
+    assert steps[0].args == ("python-router", 2)
+    # Once two run, nothing is left to do, though the release still records one.
+    held.instances["python-router"] = 2
+    assert plan_steps(after, stream_plan(after), held) == ([], [])
+
+
+def test_replicas_changed_with_a_property_go_into_one_update():
+    before = pipeline()
+    after = pipeline(lambda spec: spec["router"].update(replicas=2, evenPrefix="E:"))
+    steps, _ = plan_steps(after, stream_plan(after), server_holding(before))
+    assert kinds(steps) == ["update"]
+    assert steps[0].args == ({"app.python-router.tsrouter.even-prefix": "E:", "deployer.python-router.count": "2"},)
 
 
 def test_changed_property_is_an_update_of_just_that_property():
@@ -261,3 +277,20 @@ def test_waits_raise_client_errors_at_once_and_server_errors_when_time_is_up():
         wait_until_idle(_FlakyHistory([400], DEPLOYED), "ts", timeout=60, sleep=lambda s: None)
     with pytest.raises(ScdfHttpError, match="HTTP 500"):
         wait_until_idle(_FlakyHistory([500] * 1000, DEPLOYED), "ts", timeout=0, sleep=lambda s: None)
+
+
+def test_skippers_install_error_is_shortened_to_app_platform_and_reason():
+    from tspipe.scdf.client import short_install_error
+
+    # As Data Flow 2.11.5 relays it from Skipper 2.8.0 on Kubernetes (shortened in the middle).
+    text = ("Could not install AppDeployRequest [[AppDeploymentRequest@300e42bd commandlineArguments = "
+            "list[[empty]], deploymentProperties = map['spring.cloud.deployer.group' -> 'ts3'], definition = "
+            "[AppDefinition@100a43b6 name = 'evenLogger-v1', properties = map['log.consumer.level' -> 'INFO']], "
+            "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]] to platform [default]. "
+            "Error Message = [Failure executing: POST at: https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. "
+            'Message: namespaces "nowhere" not found. Received status: Status(apiVersion=v1, code=404, '
+            "details=StatusDetails(causes=[], group=null), reason=NotFound, status=Failure).]")
+    assert short_install_error(text) == (
+        "Skipper could not install app 'evenLogger-v1' on platform 'default': Failure executing: POST at: "
+        'https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. Message: namespaces "nowhere" not found.')
+    assert short_install_error("something else") == "something else"

@@ -13,9 +13,16 @@ from typing import Any
 
 from ..components import APP_LABELS
 
-# The instance attributes worth showing when an instance is not deployed (Kubernetes
-# deployer: pod name and phase; the local deployer: its working directory and log).
-_REASON_ATTRIBUTES = ("pod.name", "phase", "stderr")
+# What a pod phase means for an instance that is not deployed yet. Skipper's Kubernetes
+# deployer reports the phase, not the container's waiting reason: the hint says where
+# that reason is (kubectl describe / the pod's events).
+_PHASE_HINTS = {
+    "Pending": "its container has not started: the image is missing on the node or cannot be pulled, "
+    "or the pod cannot be scheduled (kubectl describe pod shows which)",
+    "Running": "running, not ready yet (its readiness probe has not passed)",
+    "Failed": "the pod failed (kubectl logs --previous shows why)",
+    "Unknown": "the node stopped reporting this pod",
+}
 
 
 @dataclass(frozen=True)
@@ -25,8 +32,20 @@ class InstanceState:
     attributes: dict[str, str]
 
     def reason(self) -> str:
-        shown = [f"{k} {self.attributes[k]}" for k in _REASON_ATTRIBUTES if self.attributes.get(k)]
-        return f"{self.id}: {self.state}" + (f" ({', '.join(shown)})" if shown else "")
+        pod = self.attributes.get("pod.name")
+        phase = self.attributes.get("phase")
+        text = f"{self.id}: {self.state}"
+        if pod and pod != self.id:
+            text += f", pod {pod}"
+        if phase:
+            text += f", phase {phase}"
+            hint = _PHASE_HINTS.get(phase)
+            if hint:
+                text += f": {hint}"
+        restarts = self.attributes.get("container.restartCount")
+        if restarts and restarts != "0":
+            text += f" ({restarts} restarts)"
+        return text
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,15 @@ from ..components import APP_LABELS
 from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, ScdfHttpError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
+from .runtime import parse_runtime
 
 # How Skipper's manifest records a `deployer.<label>.` property.
 DEPLOYER_PREFIX = "spring.cloud.deployer."
+COUNT = "count"  # `deployer.<label>.count`: instances (SCDF's default 1)
+
+# Keys SCDF sets on single apps itself: the instance count it derives from the app's
+# `deployer.<label>.count` (and sends again on every deploy), so never a stale leftover.
+SCDF_APP_KEYS = frozenset({"spring.cloud.stream.instanceCount"})
 
 # SCDF states that will not change without a new request.
 SETTLED_STATES = {"deployed", "failed", "incomplete", "partial", "undeployed", "error"}
@@ -46,11 +52,14 @@ class Observed:
     definition: dict | None = None  # GET /streams/definitions/{name}
     release_version: int | None = None  # newest non-deleted Skipper release
     manifest: dict[str, dict[str, Any]] | None = None  # label -> recorded spec
+    # label -> instances the platform runs (None: not read). A scale changes these, not
+    # the release's manifest.
+    instances: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # register | default | destroy | create | deploy | update
+    kind: str  # register | default | destroy | create | deploy | update | scale
     summary: str  # past tense, for "already done" and progress lines
     args: tuple = ()
 
@@ -65,7 +74,17 @@ def observe(client: DataFlowClient, plan: StreamPlan) -> Observed:
         if release is not None:
             obs.release_version = int(release["version"])
             obs.manifest = client.manifest(plan.stream_name, obs.release_version)
+            obs.instances = running_instances(client, plan.stream_name)
     return obs
+
+
+def running_instances(client: DataFlowClient, name: str) -> dict[str, int] | None:
+    """Instances per app as the platform reports them; None if it cannot be read (then the
+    release's recorded count is compared instead)."""
+    try:
+        return {a.label: len(a.instances) for a in parse_runtime(client.runtime(name), name)}
+    except ScdfError:
+        return None
 
 
 def _is_deployed(definition: dict) -> bool:
@@ -150,17 +169,42 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
             if recorded.get(key) != value:
                 changed[f"app.{label}.{key}"] = value
         for key in recorded:
-            if key not in wanted[label] and key not in common:
+            if key not in wanted[label] and key not in common and key not in SCDF_APP_KEYS:
                 stale.append(f"app.{label}.{key}")
         # Data Flow records `deployer.<label>.x` as `spring.cloud.deployer.x`. Deployer
         # properties it adds itself (group, ...) are not ours to judge: only changes count.
         recorded_deployer = rec.get("deploymentProperties") or {}
         for key, value in wanted_deployer[label].items():
-            if recorded_deployer.get(f"{DEPLOYER_PREFIX}{key}") != value:
+            # Counts are compared with what runs (count_changes), not here.
+            if key != COUNT and recorded_deployer.get(f"{DEPLOYER_PREFIX}{key}") != value:
                 changed[f"deployer.{label}.{key}"] = value
         if f"{rec.get('resource')}:{rec.get('version')}" != uri_by_label[label]:
             versions[label] = version_by_label[label]
     return changed, sorted(stale), versions, missing
+
+
+def count_changes(
+    plan: StreamPlan, manifest: dict[str, dict[str, Any]], instances: dict[str, int] | None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """(for an update, for a scale) of the apps whose wanted count differs.
+
+    An update makes a new release from the recorded one, so it carries every count that
+    differs from the recorded count. A scale resizes what runs, so it is needed where the
+    wanted count differs from the instances the platform reports (else the recorded one).
+    """
+    for_update: dict[str, str] = {}
+    for_scale: dict[str, int] = {}
+    for key, value in plan.deployer.items():
+        if not key.endswith(f".{COUNT}"):
+            continue
+        label = key[len("deployer.") : -len(f".{COUNT}")]
+        recorded = ((manifest.get(label) or {}).get("deploymentProperties") or {}).get(f"{DEPLOYER_PREFIX}{COUNT}", "1")
+        running = str((instances or {}).get(label, recorded))
+        if value != recorded:
+            for_update[key] = value
+        if value != running:
+            for_scale[label] = int(value)
+    return for_update, for_scale
 
 
 def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step], list[str]]:
@@ -213,7 +257,15 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
             create,
             full_deploy,
         ], notes
+    count_update, count_scale = count_changes(plan, obs.manifest, obs.instances)
+    if not changed and not versions:
+        # Skipper refuses an upgrade whose only difference is a count ("no difference"):
+        # scaling is its own call, which resizes the running apps without a new release.
+        for label, count in count_scale.items():
+            steps.append(Step("scale", f"scaled app {label!r} of stream {name!r} to {count}", (label, count)))
+        return steps, notes
     if changed or versions:
+        changed.update(count_update)
         update = dict(changed)
         update.update({f"version.{label}": v for label, v in versions.items()})
         what = []
@@ -271,6 +323,9 @@ def apply_steps(
             elif step.kind == "update":
                 (props,) = step.args
                 client.update(name, props)
+            elif step.kind == "scale":
+                label, count = step.args
+                client.scale(name, label, count)
             else:  # pragma: no cover - plan_steps makes only the kinds above
                 raise ScdfError(f"unknown step {step.kind}")
         except ScdfError as exc:
