@@ -286,7 +286,7 @@ def test_skippers_install_error_is_shortened_to_app_platform_and_reason():
     text = ("Could not install AppDeployRequest [[AppDeploymentRequest@300e42bd commandlineArguments = "
             "list[[empty]], deploymentProperties = map['spring.cloud.deployer.group' -> 'ts3'], definition = "
             "[AppDefinition@100a43b6 name = 'evenLogger-v1', properties = map['log.consumer.level' -> 'INFO']], "
-            "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]] to platform [default]. "
+            "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]]  to platform [default].  "
             "Error Message = [Failure executing: POST at: https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. "
             'Message: namespaces "nowhere" not found. Received status: Status(apiVersion=v1, code=404, '
             "details=StatusDetails(causes=[], group=null), reason=NotFound, status=Failure).]")
@@ -294,3 +294,9 @@ def test_skippers_install_error_is_shortened_to_app_platform_and_reason():
         "Skipper could not install app 'evenLogger-v1' on platform 'default': Failure executing: POST at: "
         'https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. Message: namespaces "nowhere" not found.')
     assert short_install_error("something else") == "something else"
+    # An API server that does not answer: fabric8's operation, as Skipper relays it.
+    unreachable = text.split("Error Message = [")[0] + ("Error Message = [Operation: [list]  for kind: [Service]  "
+                                                          "with name: [null]  in namespace: [ns]  failed.]")
+    assert short_install_error(unreachable) == (
+        "Skipper could not install app 'evenLogger-v1' on platform 'default': "
+        "Operation: [list] for kind: [Service] with name: [null] in namespace: [ns] failed.")

@@ -133,8 +133,8 @@ def redact_url(url: str) -> str:
 
 
 _INSTALL_ERROR = re.compile(
-    r"Could not install AppDeployRequest .*?AppDefinition@\w+ name = '(?P<app>[^']+)'.*"
-    r"\] to platform \[(?P<platform>[^\]]*)\]\. Error Message = \[(?P<error>.*)\]\s*$",
+    r"Could not install AppDeployRequest .*?AppDefinition@\w+\s+name\s*=\s*'(?P<app>[^']+)'.*"
+    r"\]\s+to platform\s+\[(?P<platform>[^\]]*)\]\.\s+Error Message\s*=\s*\[(?P<error>.*)\]\s*$",
     re.S,
 )
 
@@ -147,7 +147,7 @@ def short_install_error(text: str) -> str:
     m = _INSTALL_ERROR.search(text)
     if not m:
         return text
-    error = m.group("error").split(" Received status:", 1)[0].strip()
+    error = " ".join(m.group("error").split(" Received status:", 1)[0].split())
     return f"Skipper could not install app {m.group('app')!r} on platform {m.group('platform')!r}: {error}"
 
 
