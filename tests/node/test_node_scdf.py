@@ -364,9 +364,9 @@ def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):
                              for e in s.c.get("events", "-n", s.ns)["items"]), 180, "ErrImageNeverPull on the node")
         r = s.tspipe("status", "-f", str(path))
         assert r.returncode == 0, r.stderr
-        line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("python-router:"))
-        assert "python-router: deploying, 0/1 instances deployed" in line, r.stdout
-        assert "phase Pending: its container has not started: the image is missing on the node" in r.stdout
+        # The app, its state and instance count, then its pod's phase and what that means.
+        assert re.search(r"^  python-router: deploying, 0/1 instances deployed .*\n    \S+: deploying, phase Pending: "
+                         r"its container has not started: the image is missing on the node", r.stdout, re.M), r.stdout
         assert "Traceback" not in r.stdout + r.stderr
     finally:
         s.tspipe("destroy", "-f", str(path), "--wait", "120")

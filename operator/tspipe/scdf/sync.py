@@ -82,7 +82,9 @@ def running_instances(client: DataFlowClient, name: str) -> dict[str, int] | Non
     """Instances per app as the platform reports them; None if it cannot be read (then the
     release's recorded count is compared instead)."""
     try:
-        return {a.label: len(a.instances) for a in parse_runtime(client.runtime(name), name)}
+        # An app reported without instances (a platform that lost them, or could not
+        # start them) says nothing about its count: the recorded one is compared then.
+        return {a.label: len(a.instances) for a in parse_runtime(client.runtime(name), name) if a.instances}
     except ScdfError:
         return None
 
