@@ -211,20 +211,21 @@ def _status(client, pipeline, args) -> int:
         _out(f"release: {release['version']}")
         for label, spec in manifest.items():
             _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
-        _runtime(client, name)
+        _runtime(client, name, list(manifest))
     return EXIT_OK
 
 
-def _runtime(client, name: str) -> None:
-    """Per app what Skipper reads from its platform; a failed read is reported, not raised:
-    the definition and release above are still worth showing."""
+def _runtime(client, name: str, labels: list[str]) -> None:
+    """Per app what Skipper reads from its platform; a failed read is reported per app, not
+    raised: the definition and release above are still worth showing."""
     from .scdf.client import ScdfError
-    from .scdf.runtime import parse_runtime, summary
+    from .scdf.runtime import parse_runtime, summary, unknown_lines
 
     try:
         apps = parse_runtime(client.runtime(name), name)
     except ScdfError as exc:
-        _out(f"apps: the platform's status is not available: {exc}")
+        for line in unknown_lines(labels, str(exc)):
+            _out(line)
         return
     _out(summary(apps))
     for app in apps:

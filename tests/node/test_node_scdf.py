@@ -19,12 +19,15 @@ in part here; `test_scdf_pods_meet_restricted` is an expected failure that says 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -46,6 +49,81 @@ LABELS = tuple(c.label for c in COMPONENTS)
 
 # ---------------------------------------------------------------- helpers
 
+class Forwarder:
+    """Skipper's way to the API server, which a test can cut: a TCP forwarder on loopback.
+    Cut, it closes every connection and refuses new ones (accepts and closes at once)."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open = True
+        self.conns: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.conns |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (a, b):
+                self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.conns.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        self.open = False
+        with self.lock:
+            conns = list(self.conns)
+        for sock in conns:
+            self._drop(sock)
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def kubeconfig_to(src: str, dest: Path, server: str) -> Path:
+    config = yaml.safe_load(Path(src).read_text())  # JSON is YAML
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = server
+    dest.write_text(yaml.safe_dump(config))
+    return dest
+
+
 @dataclass
 class Scdf:
     c: object  # nodehelpers.NodeCluster
@@ -54,6 +132,7 @@ class Scdf:
     workdir: Path
     stream: str
     topics: dict[str, str]
+    forwarder: Forwarder
     figures: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -169,9 +248,13 @@ def scdf(node_cluster, tmp_path_factory):
     c = node_cluster
     ns = scdf_namespace(c)
     work = tmp_path_factory.mktemp("scdf-k8s")
-    servers = ScdfServers(work / "servers", kubernetes=KubernetesPlatform(c.cp.kubeconfig, ns))
+    # Skipper reaches the API server through a forwarder a test can cut (the account unreachable).
+    api = urlsplit(yaml.safe_load(Path(c.cp.kubeconfig).read_text())["clusters"][0]["cluster"]["server"])
+    forwarder = Forwarder((api.hostname, api.port))
+    kubeconfig = kubeconfig_to(c.cp.kubeconfig, work / "skipper.kubeconfig", f"https://127.0.0.1:{forwarder.port}")
+    servers = ScdfServers(work / "servers", kubernetes=KubernetesPlatform(str(kubeconfig), ns))
     stream = f"ts{uuid.uuid4().hex[:5]}"
-    s = Scdf(c, ns, servers, work, stream, {k: f"{k}-{stream}" for k in ("input", "even", "odd")})
+    s = Scdf(c, ns, servers, work, stream, {k: f"{k}-{stream}" for k in ("input", "even", "odd")}, forwarder)
     try:
         servers.start()
         rss = servers.rss()
@@ -182,6 +265,7 @@ def scdf(node_cluster, tmp_path_factory):
         if servers.skipper is not None:
             s.figures["skipper RSS at the end"] = f"{servers.rss().get('skipper', 0) / 2**20:.0f} MiB"
         servers.stop()
+        forwarder.close()
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
         print("\n[scdf on the node] " + "; ".join(f"{k}: {v}" for k, v in s.figures.items()))
 
@@ -330,6 +414,21 @@ def test_a_prefix_change_rolls_the_router_and_loses_nothing(scdf, explain):
     everything_arrived(s, upto, ["Even timestamp:", "EVEN:"], ["Odd timestamp:"])
 
 
+def test_status_names_every_app_while_skippers_kubernetes_account_is_unreachable(scdf, explain):
+    s = scdf
+    path = str(s.workdir / "pipeline.yaml")
+    s.forwarder.cut()
+    try:
+        r = s.tspipe("status", "-f", path)
+        assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+        assert "apps: 4 of 4 deployed" not in r.stdout
+        for label in LABELS:
+            assert re.search(rf"^  {re.escape(label)}: (?!docker:)", r.stdout, re.M), r.stdout
+    finally:
+        s.forwarder.restore()
+    wait_for(lambda: status_says(s, "apps: 4 of 4 deployed"), 180, "status whole again once Skipper reaches Kubernetes")
+
+
 def test_undeploy_removes_the_pods_and_keeps_the_definition_destroy_removes_both(scdf, explain):
     s = scdf
     path = str(s.workdir / "pipeline.yaml")
@@ -376,11 +475,8 @@ def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):
 def test_an_unreachable_kubernetes_account_is_named_by_deploy_and_status(scdf, tmp_path, explain):
     """Skipper whose Kubernetes API server does not answer (a closed port)."""
     s = scdf
-    kubeconfig = tmp_path / "unreachable.kubeconfig"
-    config = yaml.safe_load(Path(s.c.cp.kubeconfig).read_text())  # JSON is YAML
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = kubeconfig_to(s.c.cp.kubeconfig, tmp_path / "unreachable.kubeconfig",
+                               f"https://127.0.0.1:{free_port()}")
     with ScdfServers(tmp_path / "servers", kubernetes=KubernetesPlatform(str(kubeconfig), s.ns)) as other:
         path = s.write(s.pipeline_doc(), "unreachable.yaml")
         r = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", "deploy", "-f", str(path),

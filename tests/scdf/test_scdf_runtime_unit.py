@@ -62,3 +62,13 @@ def test_other_streams_and_odd_answers_are_ignored():
     assert parse_runtime({}, "s") == []
     assert parse_runtime({"_embedded": {"streamStatusResourceList": [{"name": "other"}]}}, "s") == []
     assert parse_runtime("not json we know", "s") == []
+
+
+def test_an_unreadable_platform_names_every_app_and_the_reason():
+    from tspipe.scdf.runtime import unknown_lines
+
+    assert unknown_lines(["oddLogger", "time"], "reading the runtime status failed:\n HTTP 500: refused") == [
+        "apps: the platform's status could not be read: reading the runtime status failed: HTTP 500: refused",
+        "  time: unknown (no report from the platform)",
+        "  oddLogger: unknown (no report from the platform)",
+    ]

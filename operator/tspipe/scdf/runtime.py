@@ -123,3 +123,13 @@ def summary(apps: list[AppState]) -> str:
     missing = [label for label in APP_LABELS if label not in {a.label for a in apps}]
     text = f"apps: {deployed} of {len(APP_LABELS)} deployed"
     return text + (f" (no report for {', '.join(missing)})" if missing else "")
+
+
+def unknown_lines(labels: list[str], reason: str) -> list[str]:
+    """Status lines when the platform's report cannot be read (e.g. Skipper cannot reach its
+    Kubernetes API server): every app of the release, named, with the reason."""
+    order = {label: n for n, label in enumerate(APP_LABELS)}
+    reason = " ".join(reason.split())
+    return [f"apps: the platform's status could not be read: {reason}"] + [
+        f"  {label}: unknown (no report from the platform)" for label in sorted(labels, key=lambda x: order.get(x, 99))
+    ]
