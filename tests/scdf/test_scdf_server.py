@@ -34,7 +34,8 @@ DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
 # META-INF/application-stream-common-properties-defaults.yml) plus the app type it sets;
 # the only keys besides the contract's that may appear in a recorded app.
 SCDF_OWN_PREFIXES = ("management.", "wavefront.")
-SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type"}
+# instanceCount: SCDF derives it from `deployer.python-router.count`, which tspipe sends.
+SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type", "spring.cloud.stream.instanceCount"}
 
 
 # ---------------------------------------------------------------- helpers
