@@ -195,10 +195,16 @@ def _deploy(client, pipeline, args) -> int:
 
 
 def _status(client, pipeline, args) -> int:
+    from .scdf.client import ScdfHttpError
     from .scdf.sync import state_line
 
     name = pipeline.stream_name
-    d = client.definition(name)
+    try:
+        d = client.definition(name)
+    except ScdfHttpError as exc:
+        if exc.status < 500:
+            raise
+        return _status_without_state(client, name, exc)
     if d is None:
         _err(f"stream {name!r} does not exist on {client.url}")
         return EXIT_FAILED
@@ -213,6 +219,33 @@ def _status(client, pipeline, args) -> int:
             _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
         _runtime(client, name, list(manifest))
     return EXIT_OK
+
+
+def _status_without_state(client, name: str, exc) -> int:
+    """Data Flow computes a stream's state from Skipper's report of the platform; when that
+    fails (Skipper cannot reach its Kubernetes API server, say) even the definition cannot
+    be read. Show what the servers still hold (the release and its apps), each app named."""
+    from .components import APP_LABELS
+    from .scdf.client import ScdfError
+
+    _out(f"stream {name!r}")
+    _out(
+        f"state: unknown: Data Flow could not compute it ({exc}); its Skipper server could not read "
+        "the apps' status from the platform (is the platform, e.g. its Kubernetes API server, reachable?)"
+    )
+    labels = list(APP_LABELS)
+    try:
+        release = client.current_release(name)
+        if release is not None:
+            manifest = client.manifest(name, int(release["version"]))
+            labels = list(manifest)
+            _out(f"release: {release['version']}")
+            for label, spec in manifest.items():
+                _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
+    except ScdfError as err:
+        _out(f"release: not readable either ({err})")
+    _runtime(client, name, labels)
+    return EXIT_FAILED
 
 
 def _runtime(client, name: str, labels: list[str]) -> None:
