@@ -16,7 +16,9 @@ elapsed() { local ms=$(( $(date +%s%N) / 1000000 - start_ms )); printf '%d.%03ds
 
 jars=(spring-cloud-skipper-server.jar spring-cloud-dataflow-server.jar)
 # The stamp names the inputs; it is written only after both jars were checked below.
-stamp="skipper=$skipper dataflow=$version pom=$(sha256sum "$pom" "$here"/scdf/src/main/java/io/tspipe/hack/scdf/*.java "$here"/scdf/src/main/resources/* | sha256sum | cut -c1-16)"
+# Contents only, not paths: every checkout of the same sources shares the cached jars
+# (with paths in the hash, two worktrees rebuilt the jars in turn, under each other's JVMs).
+stamp="skipper=$skipper dataflow=$version pom=$(cat "$pom" "$here"/scdf/src/main/java/io/tspipe/hack/scdf/*.java "$here"/scdf/src/main/resources/* | sha256sum | cut -c1-16)"
 if [[ -f "$out/.complete" && "$(cat "$out/.complete")" == "$stamp" ]]; then
   echo "scdf-jars: Skipper $skipper and Data Flow $version already in $out ($(elapsed))"
   exit 0

@@ -6,8 +6,13 @@ starts Skipper and Data Flow (pointed at Skipper) together, each with `java -jar
 port, embedded H2 files and logs in the workdir, waits until both answer, and stops both.
 
 Streams only: tasks and schedules are switched off, no cloud platform, no config server.
-Skipper's local deployer cannot launch `docker:` apps here (no Docker engine), so deployed
-apps end up `failed`; SCDF still records the definition, the release and its manifest.
+Two modes for Skipper's platform account `default` (the one Data Flow deploys to):
+- local (default): Skipper's local deployer cannot launch `docker:` apps here (no Docker
+  engine), so deployed apps end up `failed`; SCDF still records the definition, the
+  release and its manifest. For the tests that need no node.
+- Kubernetes (`KubernetesPlatform`): Skipper's Kubernetes deployer (2.7.0, fabric8 4.13.3)
+  configured from an admin kubeconfig, deploying into one namespace with a pull policy
+  that takes the images already imported into the node's containerd.
 
 CLI: `python -m localinfra.scdf` starts both, prints the Data Flow URL, waits for Ctrl-C.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import os
 import re
 import shutil
 import signal
@@ -26,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
 from localinfra.cache import cache_dir
@@ -40,10 +47,23 @@ JVM_FLAGS = ["-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:Max
 SKIPPER_HEAP = ["-Xms64m", "-Xmx192m"]
 DATAFLOW_HEAP = ["-Xms64m", "-Xmx256m"]
 START_TIMEOUT = 240.0
+IGNORE_PROFILES_ENV = "SPRING_CLOUD_SKIPPER_SERVER_PROFILEAPPLICATIONLISTENER_IGNORE"
 
 
 class ScdfError(RuntimeError):
     """A server failed to start or stop; the message names the log to read."""
+
+
+@dataclass(frozen=True)
+class KubernetesPlatform:
+    """Skipper's Kubernetes account: where its deployer creates the apps' Deployments."""
+
+    kubeconfig: str          # the fabric8 client reads it (KUBECONFIG), as kubectl would
+    namespace: str
+    # No registry is reachable: `Never` runs what the node imported and fails at once
+    # (ErrImageNeverPull) for an image it lacks, where IfNotPresent would try to pull.
+    image_pull_policy: str = "Never"
+    account: str = "default"  # Data Flow deploys to the account named `default`
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -79,15 +99,43 @@ def common_args(*, port: int, db_path: Path) -> list[str]:
     ]
 
 
-def skipper_args(*, port: int, workdir: Path) -> list[str]:
-    return common_args(port=port, db_path=workdir / "skipper-db") + [
-        # Only the local platform (the default account); nothing else is configured.
-        "--spring.cloud.skipper.server.enable-local-platform=true",
-        # A stream update waits for the new apps to be healthy before deleting the old
-        # ones (default 5 min). Apps cannot start here (no Docker engine), so decide fast.
-        "--spring.cloud.skipper.server.strategies.healthcheck.timeoutInMillis=10000",
-        "--spring.cloud.skipper.server.strategies.healthcheck.sleepInMillis=1000",
+def skipper_args(*, port: int, workdir: Path, kubernetes: KubernetesPlatform | None = None) -> list[str]:
+    args = common_args(port=port, db_path=workdir / "skipper-db")
+    if kubernetes is None:
+        return args + [
+            # Only the local platform (the default account); nothing else is configured.
+            "--spring.cloud.skipper.server.enable-local-platform=true",
+            # A stream update waits for the new apps to be healthy before deleting the old
+            # ones (default 5 min). Apps cannot start here (no Docker engine), so decide fast.
+            "--spring.cloud.skipper.server.strategies.healthcheck.timeoutInMillis=10000",
+            "--spring.cloud.skipper.server.strategies.healthcheck.sleepInMillis=1000",
+        ]
+    account = f"--spring.cloud.skipper.server.platform.kubernetes.accounts.{kubernetes.account}"
+    return args + [
+        # (skipper_env also keeps the `local` profile, and its account `default`, off.)
+        "--spring.cloud.skipper.server.enable-local-platform=false",
+        f"{account}.namespace={kubernetes.namespace}",
+        f"{account}.image-pull-policy={kubernetes.image_pull_policy}",
+        # An update waits until the new apps are healthy before deleting the old ones;
+        # JVM apps start in about a minute on two shared cores.
+        "--spring.cloud.skipper.server.strategies.healthcheck.timeoutInMillis=300000",
+        "--spring.cloud.skipper.server.strategies.healthcheck.sleepInMillis=2000",
     ]
+
+
+def skipper_env(kubernetes: KubernetesPlatform | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Skipper's environment: fabric8's Config.autoConfigure reads KUBECONFIG (server URL,
+    CA, the admin's client certificate and key)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("KUBECONFIG", None)
+    env.pop(IGNORE_PROFILES_ENV, None)
+    if kubernetes is not None:
+        env["KUBECONFIG"] = kubernetes.kubeconfig
+        # Outside a cluster Skipper activates its `local` profile, which adds a local
+        # account `default` beside ours; this switch (read from the environment or a
+        # system property only) keeps it off, so `default` is the Kubernetes account.
+        env[IGNORE_PROFILES_ENV] = "true"
+    return env
 
 
 def dataflow_args(*, port: int, workdir: Path, skipper_url: str) -> list[str]:
@@ -138,7 +186,8 @@ def _stop_all() -> None:
 class ScdfServers:
     """Skipper and Data Flow on 127.0.0.1; databases, logs and app dirs in `workdir`."""
 
-    def __init__(self, workdir: str | Path | None = None):
+    def __init__(self, workdir: str | Path | None = None, kubernetes: KubernetesPlatform | None = None):
+        self.kubernetes = kubernetes
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-scdf-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +224,9 @@ class ScdfServers:
             # Both at once: Data Flow only calls Skipper when asked to deploy or report, so
             # it needs no running Skipper to start, and two JVM starts overlap well.
             self.skipper = self._launch("skipper", jars["skipper"], SKIPPER_HEAP,
-                                        skipper_args(port=self.skipper_port, workdir=self.workdir))
+                                        skipper_args(port=self.skipper_port, workdir=self.workdir,
+                                                     kubernetes=self.kubernetes),
+                                        env=skipper_env(self.kubernetes))
             self.dataflow = self._launch("dataflow", jars["dataflow"], DATAFLOW_HEAP,
                                          dataflow_args(port=self.dataflow_port, workdir=self.workdir,
                                                        skipper_url=self.skipper_url))
@@ -187,7 +238,8 @@ class ScdfServers:
             raise
         return self
 
-    def _launch(self, name: str, jar: Path, heap: list[str], args: list[str]) -> subprocess.Popen:
+    def _launch(self, name: str, jar: Path, heap: list[str], args: list[str],
+                env: dict[str, str] | None = None) -> subprocess.Popen:
         tmp = self.workdir / f"{name}-tmp"
         tmp.mkdir(exist_ok=True)
         # java.io.tmpdir: Skipper's local deployer puts each app's working dir there.
@@ -196,7 +248,7 @@ class ScdfServers:
         try:
             # Own process group: stop() signals the JVM and anything it launched.
             return subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         finally:
             log.close()
 
@@ -238,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m localinfra.scdf",
                                  description="Run Skipper + Data Flow on loopback until Ctrl-C.")
     ap.add_argument("--workdir", help="databases and logs here (default: a temp dir, removed on exit)")
+    ap.add_argument("--kubeconfig", help="give Skipper a Kubernetes platform from this admin kubeconfig")
+    ap.add_argument("--namespace", default="default", help="the namespace Skipper deploys into (with --kubeconfig)")
     args = ap.parse_args(argv)
-    servers = ScdfServers(args.workdir)
+    k8s = KubernetesPlatform(args.kubeconfig, args.namespace) if args.kubeconfig else None
+    servers = ScdfServers(args.workdir, kubernetes=k8s)
     stop = {"now": False}
 
     def on_signal(signum, frame):

@@ -52,7 +52,7 @@ def _scdf_parser(sub) -> None:
         metavar="SECONDS",
         help="wait this long for the deployment to settle, then print its state (default 60)",
     )
-    add("status", "print the stream's definition, state and deployed app versions")
+    add("status", "print the stream's definition, state, app versions and per app what the platform reports")
     u = add("undeploy", "undeploy the stream (its definition stays)")
     u.add_argument(
         "--wait",
@@ -195,10 +195,16 @@ def _deploy(client, pipeline, args) -> int:
 
 
 def _status(client, pipeline, args) -> int:
+    from .scdf.client import ScdfHttpError
     from .scdf.sync import state_line
 
     name = pipeline.stream_name
-    d = client.definition(name)
+    try:
+        d = client.definition(name)
+    except ScdfHttpError as exc:
+        if exc.status < 500:
+            raise
+        return _status_without_state(client, name, exc)
     if d is None:
         _err(f"stream {name!r} does not exist on {client.url}")
         return EXIT_FAILED
@@ -211,15 +217,64 @@ def _status(client, pipeline, args) -> int:
         _out(f"release: {release['version']}")
         for label, spec in manifest.items():
             _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
+        _runtime(client, name, list(manifest))
     return EXIT_OK
+
+
+def _status_without_state(client, name: str, exc) -> int:
+    """Data Flow computes a stream's state from Skipper's report of the platform; when that
+    fails (Skipper cannot reach its Kubernetes API server, say) even the definition cannot
+    be read. Show what the servers still hold (the release and its apps), each app named."""
+    from .components import APP_LABELS
+    from .scdf.client import ScdfError
+
+    _out(f"stream {name!r}")
+    _out(
+        f"state: unknown: Data Flow could not compute it ({exc}); its Skipper server could not read "
+        "the apps' status from the platform (is the platform, e.g. its Kubernetes API server, reachable?)"
+    )
+    labels = list(APP_LABELS)
+    try:
+        release = client.current_release(name)
+        if release is not None:
+            manifest = client.manifest(name, int(release["version"]))
+            labels = list(manifest)
+            _out(f"release: {release['version']}")
+            for label, spec in manifest.items():
+                _out(f"  {label}: {spec.get('resource')}:{spec.get('version')}")
+    except ScdfError as err:
+        _out(f"release: not readable either ({err})")
+    _runtime(client, name, labels)
+    return EXIT_FAILED
+
+
+def _runtime(client, name: str, labels: list[str]) -> None:
+    """Per app what Skipper reads from its platform; a failed read is reported per app, not
+    raised: the definition and release above are still worth showing."""
+    from .scdf.client import ScdfError
+    from .scdf.runtime import parse_runtime, summary, unknown_lines
+
+    try:
+        apps = parse_runtime(client.runtime(name), name)
+    except ScdfError as exc:
+        for line in unknown_lines(labels, str(exc)):
+            _out(line)
+        return
+    _out(summary(apps))
+    for app in apps:
+        _out(f"  {app.line()}")
 
 
 def _undeploy(client, pipeline, args) -> int:
     from .scdf.sync import state_line, wait_for_state, wait_until_idle
 
     name = pipeline.stream_name
-    if client.definition(name) is None:
+    d = client.definition(name)
+    if d is None:
         _out(f"stream {name!r} does not exist; nothing to undeploy")
+        return EXIT_OK
+    if (d.get("status") or "undeployed") == "undeployed":
+        _out(f"stream {name!r} is not deployed; nothing to undeploy (its definition stays)")
         return EXIT_OK
     wait_until_idle(client, name, args.wait)
     client.undeploy(name)

@@ -54,3 +54,37 @@ def test_operator_subcommand_hands_every_argument_to_the_manager(monkeypatch):
 def test_operator_help_is_the_managers():
     r = tspipe("operator", "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: tspipe operator")
+
+
+def test_status_when_data_flow_cannot_compute_the_state_names_every_app(capsys):
+    """As Data Flow 2.11.5 answers while Skipper cannot reach its Kubernetes API server:
+    HTTP 500 for the definition and the runtime status; the release records still read."""
+    from types import SimpleNamespace
+
+    from tspipe.model import load_pipeline_file
+    from tspipe.scdf.client import ScdfHttpError
+
+    class Server:
+        url = "http://scdf"
+
+        def definition(self, name):
+            raise ScdfHttpError(f"reading stream definition {name!r}", 500, "500 : [no body]")
+
+        def current_release(self, name):
+            return {"version": 2}
+
+        def manifest(self, name, version):
+            return {label: {"resource": "docker:img", "version": "1"}
+                    for label in ("evenLogger", "oddLogger", "python-router", "time")}
+
+        def runtime(self, name):
+            raise ScdfHttpError("reading the runtime status", 500, "500 : [no body]")
+
+    code = cli._status(Server(), load_pipeline_file(SAMPLE), SimpleNamespace())
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILED
+    assert "state: unknown: Data Flow could not compute it (reading stream definition 'timeStampStream' failed: " \
+           "HTTP 500: 500 : [no body])" in out
+    assert "release: 2" in out
+    assert "apps: the platform's status could not be read: reading the runtime status failed: HTTP 500" in out
+    assert out.index("  time: unknown") < out.index("  python-router: unknown") < out.index("  oddLogger: unknown")

@@ -6,7 +6,8 @@ import os
 import pytest
 import requests
 
-from localinfra.scdf import ScdfServers, common_args, dataflow_args, skipper_args
+from localinfra.scdf import (IGNORE_PROFILES_ENV, KubernetesPlatform, ScdfServers, common_args, dataflow_args,
+                             skipper_args, skipper_env)
 
 pytestmark = pytest.mark.scdf
 
@@ -40,6 +41,21 @@ def test_args_keep_everything_local(tmp_path):
     assert "--spring.cloud.skipper.client.server-uri=http://127.0.0.1:1/api" in d
     assert "--spring.cloud.dataflow.features.tasks-enabled=false" in d
     assert common_args(port=3, db_path=tmp_path / "x")[0] == "--server.port=3"
+
+
+def test_kubernetes_mode_gives_skipper_one_default_account_in_the_given_namespace(tmp_path):
+    k8s = KubernetesPlatform("/x/admin.kubeconfig", "ns1")
+    args = skipper_args(port=1, workdir=tmp_path, kubernetes=k8s)
+    account = "--spring.cloud.skipper.server.platform.kubernetes.accounts.default"
+    assert f"{account}.namespace=ns1" in args
+    assert f"{account}.image-pull-policy=Never" in args
+    assert "--spring.cloud.skipper.server.enable-local-platform=false" in args
+    env = skipper_env(k8s, base={"PATH": "/bin", "KUBECONFIG": "/elsewhere"})
+    # fabric8 reads the admin kubeconfig; Skipper's `local` profile (a second `default`) stays off.
+    assert env == {"PATH": "/bin", "KUBECONFIG": "/x/admin.kubeconfig", IGNORE_PROFILES_ENV: "true"}
+    # Local mode: no kubeconfig leaks in from the caller's environment.
+    assert skipper_env(None, base={"PATH": "/bin", "KUBECONFIG": "/elsewhere"}) == {"PATH": "/bin"}
+    assert "--spring.cloud.skipper.server.enable-local-platform=true" in skipper_args(port=1, workdir=tmp_path)
 
 
 def test_servers_answer_on_loopback_with_streams_only(scdf_servers):

@@ -16,6 +16,31 @@ from tspipe.scdf.render import (
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 
+# The operator's pod shape as SCDF Kubernetes deployer properties, per app (written out
+# by hand, as the script below is).
+BOOT_PROBES = (
+    "kubernetes.readinessHttpProbePath=/actuator/info", "kubernetes.readinessHttpProbePort=8080",
+    "kubernetes.readinessHttpProbeDelay=10", "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.livenessHttpProbePath=/actuator/health", "kubernetes.livenessHttpProbePort=8080",
+    "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=60",
+)
+ROUTER_PROBES = (
+    "kubernetes.readinessHttpProbePath=/actuator/health/readiness", "kubernetes.readinessHttpProbePort=8080",
+    "kubernetes.readinessHttpProbeDelay=5", "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.livenessHttpProbePath=/actuator/health/liveness", "kubernetes.livenessHttpProbePort=8080",
+    "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=30",
+)
+POD_SHAPE = (
+    "kubernetes.podSecurityContext={runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, fsGroup: 1000, "
+    "seccompProfile: {type: RuntimeDefault}}",
+    "kubernetes.containerSecurityContext={allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, "
+    "privileged: false, readOnlyRootFilesystem: true, runAsNonRoot: true}",
+    "kubernetes.volumes=[{name: tmp, emptyDir: {sizeLimit: 256Mi}}]",
+    "kubernetes.volumeMounts=[{name: tmp, mountPath: /tmp}]",
+)
+JVM = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=768Mi", "kubernetes.limits.memory=768Mi")
+PYTHON = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=256Mi", "kubernetes.limits.memory=256Mi")
+
 # The seed's recipe, for the sample pipeline, exactly as a user would type it into the
 # SCDF shell. Written out by hand: a change in the wiring must show up here.
 SAMPLE_SCRIPT = (
@@ -63,8 +88,18 @@ SAMPLE_SCRIPT = (
     "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest,"
     "app.oddLogger.spring.cloud.stream.bindings.input.group=timeStampStream,"
     "app.oddLogger.log.consumer.level=INFO,"
-    "app.oddLogger.log.consumer.expression=payload"
-    '"\n'
+    "app.oddLogger.log.consumer.expression=payload,"
+    + ",".join(
+        f"deployer.{label}.{key}"
+        for label, probes, resources in (
+            ("time", BOOT_PROBES, JVM),
+            ("python-router", ROUTER_PROBES, PYTHON),
+            ("evenLogger", BOOT_PROBES, JVM),
+            ("oddLogger", BOOT_PROBES, JVM),
+        )
+        for key in probes + POD_SHAPE + resources + (("count=1",) if label == "python-router" else ())
+    )
+    + '"\n'
 )
 
 
@@ -106,6 +141,9 @@ def test_plan_uses_the_wiring_module_unchanged():
                  time__properties={"logging.level.root": "WARN"})
     plan = stream_plan(p)
     assert plan.properties == wiring.deployment_properties(p)
+    # Only `deployer.` keys beside them; the wiring is not touched.
+    assert all(k.startswith("deployer.") for k in plan.deployer)
+    assert plan.all_properties == {**plan.properties, **plan.deployer}
     assert plan.definition == wiring.STREAM_DEFINITION == "time || python-router || evenLogger: log || oddLogger: log"
     assert plan.stream_name == "timeStampStream"
     # Brokers keep their comma: SCDF's shell parser joins a comma-part without "app.x=".
@@ -175,3 +213,39 @@ def test_stream_name_defaults_to_metadata_name():
     del doc["spec"]["streamName"]
     p = Pipeline.from_resource(copy.deepcopy(doc))
     assert "stream create --name timestamps " in render_script(p)
+
+
+def test_router_count_follows_spec_router_replicas():
+    assert stream_plan(pipeline(router__replicas=3)).deployer["deployer.python-router.count"] == "3"
+    assert stream_plan(pipeline(router__replicas=0)).deployer["deployer.python-router.count"] == "0"
+    # The other apps run one instance each, SCDF's default: no count is sent for them.
+    assert [k for k in stream_plan(pipeline()).deployer if k.endswith(".count")] == ["deployer.python-router.count"]
+
+
+def test_deployer_pod_shape_is_the_operators():
+    """The probes, security contexts and /tmp volume the operator renders, per app."""
+    from tspipe.components import COMPONENTS
+    from tspipe.render import render_deployments
+
+    doc = sample_doc()
+    doc["metadata"].update(namespace="ns", uid="u")
+    p = Pipeline.from_resource(doc)
+    deployer = stream_plan(p).deployer
+    for c, d in zip(COMPONENTS, render_deployments(doc), strict=True):
+        pod = d["spec"]["template"]["spec"]
+        ctr = pod["containers"][0]
+        props = {k.removeprefix(f"deployer.{c.label}.kubernetes."): v for k, v in deployer.items()
+                 if k.startswith(f"deployer.{c.label}.kubernetes.")}
+        for kind in ("readiness", "liveness"):
+            probe = ctr[f"{kind}Probe"]
+            assert props[f"{kind}HttpProbePath"] == probe["httpGet"]["path"]
+            assert props[f"{kind}HttpProbePort"] == str(probe["httpGet"]["port"])
+            assert props[f"{kind}HttpProbeDelay"] == str(probe["initialDelaySeconds"])
+            assert props[f"{kind}HttpProbePeriod"] == str(probe["periodSeconds"])
+        assert yaml.safe_load(props["podSecurityContext"]) == pod["securityContext"]
+        assert yaml.safe_load(props["containerSecurityContext"]) == ctr["securityContext"]
+        assert yaml.safe_load(props["volumes"]) == pod["volumes"]
+        assert yaml.safe_load(props["volumeMounts"]) == ctr["volumeMounts"]
+        assert {k: v for k, v in props.items() if k.startswith(("requests.", "limits."))} == {
+            f"{section}.{res}": v for section in ("requests", "limits")
+            for res, v in ctr["resources"][section].items()}

@@ -23,6 +23,7 @@ from localinfra.scdf import free_port
 from tspipe import wiring
 from tspipe.model import Pipeline
 from tspipe.scdf.client import Credentials, DataFlowClient, ScdfHttpError
+from tspipe.scdf.render import stream_plan
 
 pytestmark = pytest.mark.scdf
 
@@ -33,7 +34,8 @@ DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
 # META-INF/application-stream-common-properties-defaults.yml) plus the app type it sets;
 # the only keys besides the contract's that may appear in a recorded app.
 SCDF_OWN_PREFIXES = ("management.", "wavefront.")
-SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type"}
+# instanceCount: SCDF derives it from `deployer.python-router.count`, which tspipe sends.
+SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type", "spring.cloud.stream.instanceCount"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -102,7 +104,8 @@ def test_deploy_records_the_seed_stream_then_undeploy_and_destroy(dataflow_url, 
     r = tspipe("scdf", "deploy", "-f", str(path), "--server", url, "--wait", "30")
     assert r.returncode == 0, r.stderr
     assert f"created stream definition '{name}': {DEFINITION}" in r.stdout
-    assert f"deployed stream '{name}' with {len(wiring.deployment_properties(p))} properties" in r.stdout
+    # The wiring and the deployer properties (pod shape, router count).
+    assert f"deployed stream '{name}' with {len(stream_plan(p).all_properties)} properties" in r.stdout
     assert f"stream '{name}' state: " in r.stdout
 
     # Apps: type app, with the images' URIs and tags as versions.
@@ -139,6 +142,10 @@ def test_deploy_records_the_seed_stream_then_undeploy_and_destroy(dataflow_url, 
     assert r.returncode == 0, r.stderr
     assert f"definition: {DEFINITION}" in r.stdout and "release: 1" in r.stdout
     assert f"python-router: docker:{p.router.image}" in r.stdout
+    # Per app what the (local) platform reports: no Docker engine here, so not deployed.
+    assert "apps: 0 of 4 deployed" in r.stdout, r.stdout
+    for label in wiring.APP_LABELS:
+        assert f"\n  {label}: " in r.stdout, r.stdout
 
     r = tspipe("scdf", "undeploy", "-f", str(path), "--server", url, "--wait", "30")
     assert r.returncode == 0, r.stderr

@@ -32,6 +32,12 @@ def pipeline(mutate=None) -> Pipeline:
     return Pipeline.from_resource(doc)
 
 
+def deployer_recorded(plan, label: str) -> dict[str, str]:
+    """`deployer.<label>.x` as Skipper's manifest records it: `spring.cloud.deployer.x`."""
+    prefix = f"deployer.{label}."
+    return {f"spring.cloud.deployer.{k[len(prefix):]}": v for k, v in plan.deployer.items() if k.startswith(prefix)}
+
+
 def server_holding(p: Pipeline) -> Observed:
     """What a server that deployed `p` with this tool reports."""
     plan = stream_plan(p)
@@ -43,7 +49,8 @@ def server_holding(p: Pipeline) -> Observed:
         for label in app.labels:
             manifest[label] = {"resource": resource, "version": version,
                                "applicationProperties": {**SCDF_COMMON, **wiring.app_properties(p)[label]},
-                               "deploymentProperties": {"spring.cloud.deployer.group": p.stream_name}}
+                               "deploymentProperties": {"spring.cloud.deployer.group": p.stream_name,
+                                                        **deployer_recorded(plan, label)}}
     return Observed(apps=apps,
                     definition={"name": p.stream_name, "originalDslText": plan.definition,
                                 "description": description_marker(p), "status": "deployed"},
@@ -58,13 +65,37 @@ def test_empty_server_gets_everything():
     p = pipeline()
     steps, notes = plan_steps(p, stream_plan(p), Observed())
     assert kinds(steps) == ["register", "register", "register", "create", "deploy"]
-    assert steps[-1].args == (wiring.deployment_properties(p),)
+    assert steps[-1].args == ({**wiring.deployment_properties(p), **stream_plan(p).deployer},)
     assert notes == []
 
 
 def test_unchanged_pipeline_plans_nothing():
     p = pipeline()
     assert plan_steps(p, stream_plan(p), server_holding(p)) == ([], [])
+
+
+def test_changed_router_replicas_is_an_update_of_just_its_count():
+    before = pipeline()
+    after = pipeline(lambda spec: spec["router"].update(replicas=2))
+    held = server_holding(before)
+    # SCDF records the count it derived on the app itself: not a leftover to drop.
+    held.manifest["python-router"]["applicationProperties"]["spring.cloud.stream.instanceCount"] = "1"
+    held.instances = {"time": 1, "python-router": 1, "evenLogger": 1, "oddLogger": 1}
+    steps, notes = plan_steps(after, stream_plan(after), held)
+    # Skipper refuses an upgrade that only changes a count: a scale of just the router.
+    assert kinds(steps) == ["scale"] and notes == []
+    assert steps[0].args == ("python-router", 2)
+    # Once two run, nothing is left to do, though the release still records one.
+    held.instances["python-router"] = 2
+    assert plan_steps(after, stream_plan(after), held) == ([], [])
+
+
+def test_replicas_changed_with_a_property_go_into_one_update():
+    before = pipeline()
+    after = pipeline(lambda spec: spec["router"].update(replicas=2, evenPrefix="E:"))
+    steps, _ = plan_steps(after, stream_plan(after), server_holding(before))
+    assert kinds(steps) == ["update"]
+    assert steps[0].args == ({"app.python-router.tsrouter.even-prefix": "E:", "deployer.python-router.count": "2"},)
 
 
 def test_changed_property_is_an_update_of_just_that_property():
@@ -246,3 +277,26 @@ def test_waits_raise_client_errors_at_once_and_server_errors_when_time_is_up():
         wait_until_idle(_FlakyHistory([400], DEPLOYED), "ts", timeout=60, sleep=lambda s: None)
     with pytest.raises(ScdfHttpError, match="HTTP 500"):
         wait_until_idle(_FlakyHistory([500] * 1000, DEPLOYED), "ts", timeout=0, sleep=lambda s: None)
+
+
+def test_skippers_install_error_is_shortened_to_app_platform_and_reason():
+    from tspipe.scdf.client import short_install_error
+
+    # As Data Flow 2.11.5 relays it from Skipper 2.8.0 on Kubernetes (shortened in the middle).
+    text = ("Could not install AppDeployRequest [[AppDeploymentRequest@300e42bd commandlineArguments = "
+            "list[[empty]], deploymentProperties = map['spring.cloud.deployer.group' -> 'ts3'], definition = "
+            "[AppDefinition@100a43b6 name = 'evenLogger-v1', properties = map['log.consumer.level' -> 'INFO']], "
+            "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]]  to platform [default].  "
+            "Error Message = [Failure executing: POST at: https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. "
+            'Message: namespaces "nowhere" not found. Received status: Status(apiVersion=v1, code=404, '
+            "details=StatusDetails(causes=[], group=null), reason=NotFound, status=Failure).]")
+    assert short_install_error(text) == (
+        "Skipper could not install app 'evenLogger-v1' on platform 'default': Failure executing: POST at: "
+        'https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. Message: namespaces "nowhere" not found.')
+    assert short_install_error("something else") == "something else"
+    # An API server that does not answer: fabric8's operation, as Skipper relays it.
+    unreachable = text.split("Error Message = [")[0] + ("Error Message = [Operation: [list]  for kind: [Service]  "
+                                                          "with name: [null]  in namespace: [ns]  failed.]")
+    assert short_install_error(unreachable) == (
+        "Skipper could not install app 'evenLogger-v1' on platform 'default': "
+        "Operation: [list] for kind: [Service] with name: [null] in namespace: [ns] failed.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,25 @@ def redact_url(url: str) -> str:
 # ---------------------------------------------------------------- responses
 
 
+_INSTALL_ERROR = re.compile(
+    r"Could not install AppDeployRequest .*?AppDefinition@\w+\s+name\s*=\s*'(?P<app>[^']+)'.*"
+    r"\]\s+to platform\s+\[(?P<platform>[^\]]*)\]\.\s+Error Message\s*=\s*\[(?P<error>.*)\]\s*$",
+    re.S,
+)
+
+
+def short_install_error(text: str) -> str:
+    """Skipper's "Could not install AppDeployRequest [...]" (the whole request with every
+    property, then the platform's error) as the app, the platform and the error; the
+    fabric8 client's `Received status: Status(...)` dump is dropped (its message is
+    already in the text before it)."""
+    m = _INSTALL_ERROR.search(text)
+    if not m:
+        return text
+    error = " ".join(m.group("error").split(" Received status:", 1)[0].split())
+    return f"Skipper could not install app {m.group('app')!r} on platform {m.group('platform')!r}: {error}"
+
+
 def error_detail(resp: requests.Response) -> str:
     """SCDF's error messages from a response body (VndErrors or Spring's default)."""
     try:
@@ -145,7 +165,7 @@ def error_detail(resp: requests.Response) -> str:
             msgs = [m for m in msgs if m]
             if msgs:
                 # Several messages on separate lines read badly in one error line.
-                return "; ".join(" ".join(m.split()) for m in dict.fromkeys(msgs))
+                return "; ".join(" ".join(short_install_error(m).split()) for m in dict.fromkeys(msgs))
         for key in ("message", "error"):
             if body.get(key):
                 return str(body[key])
@@ -316,6 +336,15 @@ class DataFlowClient:
             json=body,
         )
 
+    def scale(self, stream: str, app: str, count: int):
+        """Resize one deployed app (Skipper scales its running deployment; no new release)."""
+        self._request(
+            "POST",
+            f"/streams/deployments/scale/{quote(stream, safe='')}/{quote(app, safe='')}/instances/{count}",
+            f"scaling app {app!r} of stream {stream!r} to {count}",
+            ok=(200, 201, 202),
+        )
+
     def undeploy(self, stream: str) -> bool:
         resp = self._request(
             "DELETE",
@@ -337,6 +366,13 @@ class DataFlowClient:
             allow_404=True,
         )
         return None if resp is None else self._json(resp, what)
+
+    def runtime(self, stream: str) -> Any:
+        """GET /runtime/streams?names=NAME: what Skipper reads from its platform per app and
+        instance (see scdf.runtime)."""
+        what = f"reading the runtime status of stream {stream!r} (GET /runtime/streams)"
+        resp = self._request("GET", "/runtime/streams", what, params={"names": stream})
+        return self._json(resp, what)
 
     def history(self, stream: str) -> list[dict]:
         what = f"reading release history of stream {stream!r}"

@@ -7,11 +7,13 @@ operator's Deployments); this module only decides how SCDF registers the apps.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import wiring
-from ..components import COMPONENTS, STREAM_DEFINITION
+from ..api import TMP_MOUNT_PATH, TMP_VOLUME
+from ..components import COMPONENTS, STREAM_DEFINITION, Component, Probe
 from ..model import Pipeline
+from ..render import RUN_AS, SERVER_PORT, spec_replicas
 
 # Spring's prebuilt stream apps are published as Docker images under this Docker Hub
 # organisation and as Maven artifacts (with a `metadata` classifier jar describing their
@@ -49,6 +51,13 @@ class StreamPlan:
     definition: str
     apps: tuple[AppRegistration, ...]
     properties: dict[str, str]  # exactly wiring.deployment_properties(p)
+    # `deployer.<label>.*`: replica count and the operator's pod shape (deployer_properties)
+    deployer: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_properties(self) -> dict[str, str]:
+        """What `stream deploy` sends: the wiring, then the deployer properties."""
+        return {**self.properties, **self.deployer}
 
 
 def split_image(image: str, field: str) -> tuple[str, str]:
@@ -139,7 +148,70 @@ def stream_plan(p: Pipeline) -> StreamPlan:
         definition=STREAM_DEFINITION,
         apps=app_registrations(p),
         properties=dict(wiring.deployment_properties(p)),
+        deployer=deployer_properties(p),
     )
+
+
+# ---------------------------------------------------------------- deployer properties
+
+# The operator's pod shape (tspipe.render) in the Kubernetes deployer's YAML-flow values.
+# Written for the deployer of SCDF 2.11's Skipper (spring-cloud-deployer-kubernetes 2.9):
+# runAsNonRoot, runAsGroup, seccompProfile and the whole containerSecurityContext are 2.9
+# properties; an older deployer (2.7, in Skipper 2.8.0) ignores them and applies the rest.
+POD_SECURITY_CONTEXT = (
+    f"{{runAsUser: {RUN_AS}, runAsGroup: {RUN_AS}, runAsNonRoot: true, fsGroup: {RUN_AS}, "
+    "seccompProfile: {type: RuntimeDefault}}"
+)
+CONTAINER_SECURITY_CONTEXT = (
+    "{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, privileged: false, "
+    "readOnlyRootFilesystem: true, runAsNonRoot: true}"
+)
+TMP_VOLUMES = f"[{{name: {TMP_VOLUME}, emptyDir: {{sizeLimit: 256Mi}}}}]"
+TMP_VOLUME_MOUNTS = f"[{{name: {TMP_VOLUME}, mountPath: {TMP_MOUNT_PATH}}}]"
+
+
+def _probe_properties(kind: str, probe: Probe) -> dict[str, str]:
+    return {
+        f"{kind}HttpProbePath": probe.path,
+        f"{kind}HttpProbePort": str(SERVER_PORT),
+        f"{kind}HttpProbeDelay": str(probe.initial_delay),
+        f"{kind}HttpProbePeriod": str(probe.period),
+    }
+
+
+def _resources(c: Component) -> dict[str, str]:
+    out = {}
+    for section in ("requests", "limits"):
+        for res, value in (c.resources.get(section) or {}).items():
+            out[f"{section}.{res}"] = str(value)
+    return out
+
+
+def app_deployer_properties(p: Pipeline, c: Component) -> dict[str, str]:
+    """One app's `deployer.<label>.` properties, without that prefix."""
+    k8s = {
+        **_probe_properties("readiness", c.readiness),
+        **_probe_properties("liveness", c.liveness),
+        "podSecurityContext": POD_SECURITY_CONTEXT,
+        "containerSecurityContext": CONTAINER_SECURITY_CONTEXT,
+        "volumes": TMP_VOLUMES,
+        "volumeMounts": TMP_VOLUME_MOUNTS,
+        **_resources(c),
+    }
+    out = {f"kubernetes.{k}": v for k, v in k8s.items()}
+    if c.scalable:
+        out["count"] = str(spec_replicas(p, c))
+    return out
+
+
+def deployer_properties(p: Pipeline) -> dict[str, str]:
+    """`deployer.<label>.*` for every app: the router's count from spec.router.replicas and
+    the pod shape the operator renders (probes on the actuator paths, non-root, read-only
+    root filesystem with a writable /tmp, default resources), so SCDF's pods match the
+    operator's. Pod templates are not carried over (the server's own settings apply)."""
+    return {
+        f"deployer.{c.label}.{key}": value for c in COMPONENTS for key, value in app_deployer_properties(p, c).items()
+    }
 
 
 # ---------------------------------------------------------------- the shell script
@@ -181,9 +253,10 @@ def create_command(plan: StreamPlan) -> str:
 
 
 def deploy_command(plan: StreamPlan) -> str:
-    for key, value in plan.properties.items():
+    props_map = plan.all_properties
+    for key, value in props_map.items():
         _check_shell_value(key, value)
-    props = ",".join(f"{k}={v}" for k, v in plan.properties.items())
+    props = ",".join(f"{k}={v}" for k, v in props_map.items())
     return f'stream deploy --name {plan.stream_name} --properties "{props}"'
 
 

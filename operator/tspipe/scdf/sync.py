@@ -17,6 +17,15 @@ from ..components import APP_LABELS
 from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, ScdfHttpError, release_description, release_status
 from .render import AppRegistration, StreamPlan, stream_plan
+from .runtime import parse_runtime
+
+# How Skipper's manifest records a `deployer.<label>.` property.
+DEPLOYER_PREFIX = "spring.cloud.deployer."
+COUNT = "count"  # `deployer.<label>.count`: instances (SCDF's default 1)
+
+# Keys SCDF sets on single apps itself: the instance count it derives from the app's
+# `deployer.<label>.count` (and sends again on every deploy), so never a stale leftover.
+SCDF_APP_KEYS = frozenset({"spring.cloud.stream.instanceCount"})
 
 # SCDF states that will not change without a new request.
 SETTLED_STATES = {"deployed", "failed", "incomplete", "partial", "undeployed", "error"}
@@ -43,11 +52,14 @@ class Observed:
     definition: dict | None = None  # GET /streams/definitions/{name}
     release_version: int | None = None  # newest non-deleted Skipper release
     manifest: dict[str, dict[str, Any]] | None = None  # label -> recorded spec
+    # label -> instances the platform runs (None: not read). A scale changes these, not
+    # the release's manifest.
+    instances: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # register | default | destroy | create | deploy | update
+    kind: str  # register | default | destroy | create | deploy | update | scale
     summary: str  # past tense, for "already done" and progress lines
     args: tuple = ()
 
@@ -62,7 +74,19 @@ def observe(client: DataFlowClient, plan: StreamPlan) -> Observed:
         if release is not None:
             obs.release_version = int(release["version"])
             obs.manifest = client.manifest(plan.stream_name, obs.release_version)
+            obs.instances = running_instances(client, plan.stream_name)
     return obs
+
+
+def running_instances(client: DataFlowClient, name: str) -> dict[str, int] | None:
+    """Instances per app as the platform reports them; None if it cannot be read (then the
+    release's recorded count is compared instead)."""
+    try:
+        # An app reported without instances (a platform that lost them, or could not
+        # start them) says nothing about its count: the recorded one is compared then.
+        return {a.label: len(a.instances) for a in parse_runtime(client.runtime(name), name) if a.instances}
+    except ScdfError:
+        return None
 
 
 def _is_deployed(definition: dict) -> bool:
@@ -110,21 +134,29 @@ def scdf_common_keys(manifest: dict[str, dict[str, Any]]) -> set[str]:
     return common
 
 
+def by_label(props: dict[str, str], kind: str) -> dict[str, dict[str, str]]:
+    """`<kind>.<label>.<key>` -> {label: {key: value}}, for every app label."""
+    out: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
+    for key, value in props.items():
+        for label in APP_LABELS:
+            prefix = f"{kind}.{label}."
+            if key.startswith(prefix):
+                out[label][key[len(prefix) :]] = value
+                break
+    return out
+
+
 def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
     """(changed, stale, versions, missing) between the plan and what Skipper recorded.
 
-    changed: `app.<label>.<key>` -> wanted value, for keys recorded differently or not at all.
+    changed: `app.<label>.<key>` or `deployer.<label>.<key>` -> wanted value, for keys recorded
+    differently or not at all.
     stale: `app.<label>.<key>` recorded from an earlier deploy but no longer wanted.
     versions: label -> wanted version where the recorded resource differs.
     missing: labels with no recorded app.
     """
-    wanted: dict[str, dict[str, str]] = {label: {} for label in APP_LABELS}
-    for key, value in plan.properties.items():
-        for label in APP_LABELS:
-            prefix = f"app.{label}."
-            if key.startswith(prefix):
-                wanted[label][key[len(prefix) :]] = value
-                break
+    wanted = by_label(plan.properties, "app")
+    wanted_deployer = by_label(plan.deployer, "deployer")
     uri_by_label = {label: app.uri for app in plan.apps for label in app.labels}
     version_by_label = {label: app.version for app in plan.apps for label in app.labels}
     common = scdf_common_keys(manifest)
@@ -139,11 +171,42 @@ def property_changes(plan: StreamPlan, manifest: dict[str, dict[str, Any]]):
             if recorded.get(key) != value:
                 changed[f"app.{label}.{key}"] = value
         for key in recorded:
-            if key not in wanted[label] and key not in common:
+            if key not in wanted[label] and key not in common and key not in SCDF_APP_KEYS:
                 stale.append(f"app.{label}.{key}")
+        # Data Flow records `deployer.<label>.x` as `spring.cloud.deployer.x`. Deployer
+        # properties it adds itself (group, ...) are not ours to judge: only changes count.
+        recorded_deployer = rec.get("deploymentProperties") or {}
+        for key, value in wanted_deployer[label].items():
+            # Counts are compared with what runs (count_changes), not here.
+            if key != COUNT and recorded_deployer.get(f"{DEPLOYER_PREFIX}{key}") != value:
+                changed[f"deployer.{label}.{key}"] = value
         if f"{rec.get('resource')}:{rec.get('version')}" != uri_by_label[label]:
             versions[label] = version_by_label[label]
     return changed, sorted(stale), versions, missing
+
+
+def count_changes(
+    plan: StreamPlan, manifest: dict[str, dict[str, Any]], instances: dict[str, int] | None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """(for an update, for a scale) of the apps whose wanted count differs.
+
+    An update makes a new release from the recorded one, so it carries every count that
+    differs from the recorded count. A scale resizes what runs, so it is needed where the
+    wanted count differs from the instances the platform reports (else the recorded one).
+    """
+    for_update: dict[str, str] = {}
+    for_scale: dict[str, int] = {}
+    for key, value in plan.deployer.items():
+        if not key.endswith(f".{COUNT}"):
+            continue
+        label = key[len("deployer.") : -len(f".{COUNT}")]
+        recorded = ((manifest.get(label) or {}).get("deploymentProperties") or {}).get(f"{DEPLOYER_PREFIX}{COUNT}", "1")
+        running = str((instances or {}).get(label, recorded))
+        if value != recorded:
+            for_update[key] = value
+        if value != running:
+            for_scale[label] = int(value)
+    return for_update, for_scale
 
 
 def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step], list[str]]:
@@ -154,7 +217,8 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
         steps += _app_steps(app, obs.apps.get(app.name, []))
 
     name = plan.stream_name
-    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(plan.properties)} properties", (plan.properties,))
+    props = plan.all_properties
+    full_deploy = Step("deploy", f"deployed stream {name!r} with {len(props)} properties", (props,))
     create = Step("create", f"created stream definition {name!r}: {plan.definition}", (plan.definition,))
     defn = obs.definition
     if defn is None:
@@ -195,7 +259,15 @@ def plan_steps(p: Pipeline, plan: StreamPlan, obs: Observed) -> tuple[list[Step]
             create,
             full_deploy,
         ], notes
+    count_update, count_scale = count_changes(plan, obs.manifest, obs.instances)
+    if not changed and not versions:
+        # Skipper refuses an upgrade whose only difference is a count ("no difference"):
+        # scaling is its own call, which resizes the running apps without a new release.
+        for label, count in count_scale.items():
+            steps.append(Step("scale", f"scaled app {label!r} of stream {name!r} to {count}", (label, count)))
+        return steps, notes
     if changed or versions:
+        changed.update(count_update)
         update = dict(changed)
         update.update({f"version.{label}": v for label, v in versions.items()})
         what = []
@@ -253,6 +325,9 @@ def apply_steps(
             elif step.kind == "update":
                 (props,) = step.args
                 client.update(name, props)
+            elif step.kind == "scale":
+                label, count = step.args
+                client.scale(name, label, count)
             else:  # pragma: no cover - plan_steps makes only the kinds above
                 raise ScdfError(f"unknown step {step.kind}")
         except ScdfError as exc:
