@@ -145,22 +145,79 @@ def end_offsets(bootstrap: str, topics: list[str]) -> int:
         c.close()
 
 
-def timestamps_of(bootstrap: str, topic: str, first_only: bool = False) -> list[int]:
+def first_last_timestamps(bootstrap: str, topics: list[str]) -> tuple[int, int]:
+    """(earliest, latest) record timestamp over the topics' partitions, warm-up records aside.
+
+    Per output partition the router's timestamps do not decrease, so reading a few records
+    at each end is enough (reading all 300k back would take longer than routing them)."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    first, last = [], []
     try:
-        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        c.assign(tps)
-        c.seek_to_beginning()
-        end = c.end_offsets(tps)
-        out = []
-        while any(c.position(tp) < end[tp] for tp in tps):
-            for recs in c.poll(timeout_ms=500, max_records=5000).values():
-                out.extend(r.timestamp for r in recs if b"warmup" not in (r.value or b""))
-                if first_only and out:
-                    return out
-        return out
+        tps = [TopicPartition(t, p) for t in topics for p in (c.partitions_for_topic(t) or ())]
+        begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
+        for tp in tps:
+            if end[tp] <= begin[tp]:
+                continue
+            c.assign([tp])
+            # The last offsets may be transaction markers, which are never returned: read the tail.
+            for start, pick in ((begin[tp], first), (max(begin[tp], end[tp] - 50), last)):
+                c.seek(tp, start)
+                got: list = []
+                while c.position(tp) < end[tp] and not (got and pick is first):
+                    recs = c.poll(timeout_ms=1000, max_records=100).get(tp, [])
+                    got += [r.timestamp for r in recs if b"warmup" not in (r.value or b"")]
+                if got:
+                    pick.append(got[0] if pick is first else got[-1])
+        return min(first), max(last)
     finally:
         c.close()
+
+
+def _proc_cpu(pid: int) -> float:
+    """user + system seconds of pid and its descendants (workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(x) for x in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class CpuSampler:
+    """Samples a process tree's CPU seconds against wall time, so the CPU spent between two
+    record timestamps (first and last routed record) can be read off: start-up and the
+    waiting around it are not counted."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _proc_cpu(self.pid)))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+        self.samples.append((time.time(), _proc_cpu(self.pid)))
+
+    def at(self, when: float) -> float:
+        s = self.samples
+        for (t0, c0), (t1, c1) in zip(s, s[1:]):
+            if t0 <= when <= t1:
+                return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+        return s[0][1] if when < s[0][0] else s[-1][1]
 
 
 def payload_file(n: int = 1000) -> str:
@@ -178,26 +235,32 @@ def perf_produce(broker, topic: str, n: int, payloads: str):
                            "linger.ms=5")
 
 
-def throughput(broker, kind: str, n: int, payloads: str, profile: str | None = None) -> dict:
+def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, profile: str | None = None) -> dict:
     """Catch-up rate: N records wait in the input topic, the router drains them.
 
+    Input and output topics have `partitions` partitions (created here, for every router).
     tsp-router starts on the full topic (new group, earliest). The seed router reads from
     `latest`, so it is started and warmed up first, frozen with SIGSTOP while the records
-    are written, then resumed. Both: rate = N / (last routed timestamp - first routed timestamp).
+    are written, then resumed. Both: rate = N / (last routed timestamp - first routed
+    timestamp); CPU = the router process tree's user+system seconds between those instants.
     """
     t = Topics()
     r = None
+    sampler = None
     try:
+        for name in (t.input, t.even, t.odd):
+            admin_topic(broker.bootstrap, name, partitions)
         if kind == "seed":
             r = Router(kind, broker.bootstrap, t)
             warm_up(broker.bootstrap, r)
             r.proc.send_signal(signal.SIGSTOP)
             perf_produce(broker, t.input, n, payloads)
+            sampler = CpuSampler(r.proc.pid)
             r.proc.send_signal(signal.SIGCONT)
         else:
-            admin_topic(broker.bootstrap, t.input)
             perf_produce(broker, t.input, n, payloads)
             r = Router(kind, broker.bootstrap, t, profile=profile)
+            sampler = CpuSampler(r.proc.pid)
         deadline = time.monotonic() + max(180, n / 200)
         while True:
             done = end_offsets(broker.bootstrap, [t.even, t.odd])
@@ -206,11 +269,17 @@ def throughput(broker, kind: str, n: int, payloads: str, profile: str | None = N
             r.check()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind}: only {done} of {n} routed in time")
-            time.sleep(0.5)
-        ts = sorted(timestamps_of(broker.bootstrap, t.even) + timestamps_of(broker.bootstrap, t.odd))
-        secs = (ts[-1] - ts[0]) / 1000.0
-        return {"records": n, "seconds": secs, "rate": (len(ts) - 1) / secs}
+            time.sleep(0.2)
+        time.sleep(0.2)
+        sampler.stop()
+        first, last = first_last_timestamps(broker.bootstrap, [t.even, t.odd])
+        secs = (last - first) / 1000.0
+        cpu = sampler.at(last / 1000.0) - sampler.at(first / 1000.0)
+        return {"records": n, "partitions": partitions, "seconds": secs, "rate": (n - 1) / secs,
+                "cpu_s": cpu, "cpu_per_100k": cpu / n * 100_000}
     finally:
+        if sampler is not None:
+            sampler.stop()
         if r is not None:
             r.stop()
 
