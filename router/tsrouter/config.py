@@ -63,6 +63,7 @@ Main keys:
   tsrouter.eos-commit-interval-ms, tsrouter.eos-commit-records one transaction per 100 ms / 20,000 records
   tsrouter.max-poll-records, tsrouter.producer-batch-size     2000, 262144 (bytes, at most 524288)
   tsrouter.batch-send                                          true: whole batches into the producer
+  tsrouter.workers                                             router processes in this pod (1)
   tsrouter.auto-create-topics, tsrouter.topic-partitions, tsrouter.topic-replication-factor
   tsrouter.log-level, tsrouter.log-format (text|json)
 """
@@ -344,6 +345,7 @@ class RouterConfig:
     producer_batch_size: int = 256 * 1024
     eos_commit_interval_ms: int = 100
     eos_commit_records: int = 20_000
+    workers: int = 1  # router processes in this pod (tsrouter.workers says when)
     shutdown_timeout_ms: int = 20000
     liveness_stall_ms: int = 60000
     stream_name: str | None = None
@@ -424,6 +426,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         producer_batch_size=props.integer("tsrouter.producer-batch-size", default=256 * 1024, lo=1024, hi=512 * 1024),
         eos_commit_interval_ms=props.integer("tsrouter.eos-commit-interval-ms", default=100, lo=1, hi=10_000),
         eos_commit_records=props.integer("tsrouter.eos-commit-records", default=20_000, lo=1, hi=1_000_000),
+        workers=props.integer("tsrouter.workers", default=1, lo=1, hi=64),
         shutdown_timeout_ms=props.integer("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
         liveness_stall_ms=props.integer("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
         stream_name=stream_name,

@@ -1,0 +1,94 @@
+"""tsrouter.workers: several router processes in one pod behind one actuator."""
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+from tsrouter.config import load
+from tsrouter.workers import combine_health, sum_metrics
+
+from routerproc import RouterProc, create_topic, produce, read_to_end, serial, timestamps, wait_for
+from test_router_kafka import Pipeline
+
+A = """# HELP tsrouter_records_routed_total Records routed
+# TYPE tsrouter_records_routed_total counter
+tsrouter_records_routed_total{channel="even"} 3.0
+tsrouter_records_routed_total{channel="odd"} 4.0
+# HELP tsrouter_assigned_partitions Input partitions assigned
+# TYPE tsrouter_assigned_partitions gauge
+tsrouter_assigned_partitions 1.0
+"""
+B = A.replace(" 3.0", " 10.0").replace(" 4.0", " 0.0")
+
+
+def test_metrics_are_summed_by_name_and_labels():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(sum_metrics([A, B])) for s in f.samples}
+    assert out[("tsrouter_records_routed_total", (("channel", "even"),))] == 13
+    assert out[("tsrouter_records_routed_total", (("channel", "odd"),))] == 4
+    assert out[("tsrouter_assigned_partitions", ())] == 2
+
+
+def test_health_is_up_only_when_every_worker_is():
+    up = {"status": "UP"}
+    assert combine_health([(200, up), (200, up)])[1] is True
+    body, ok = combine_health([(200, up), (None, "connection refused")])
+    assert not ok and body["status"] == "DOWN" and body["components"]["worker-1"]["status"] == "DOWN"
+
+
+def test_workers_key():
+    assert load([], {}).workers == 1
+    assert load(["--tsrouter.workers=2"], {}).workers == 2
+    with pytest.raises(ValueError, match="tsrouter.workers"):
+        load(["--tsrouter.workers=0"], {})
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_two_workers_share_the_group_and_one_actuator(kafka_bootstrap, guarantee):
+    n, parts = 6_000, 2
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    create_topic(kafka_bootstrap, pl.input, parts)
+    r = RouterProc(pl.args("--tsrouter.workers=2", f"--tsrouter.processing-guarantee={guarantee}")).start()
+    try:
+        r.wait_ready()
+        wait_for(lambda: r.metric("tsrouter_assigned_partitions") == parts, 90, "both partitions assigned")
+        status, info = r.get("/actuator/info")
+        assert status == 200 and info["workers"] == 2
+        status, body = r.get("/actuator/health")
+        assert status == 200 and set(body["components"]) == {"worker-0", "worker-1"}
+        # each worker holds one partition: the group spread them
+        assert [c["components"]["kafka"]["details"]["assignedPartitions"]
+                for c in body["components"].values()] == [1, 1]
+        produce(kafka_bootstrap, pl.input, timestamps(n), partition_of=lambda i, v: i % parts)
+        wait_for(lambda: r.metric("tsrouter_records_routed_total") == n, 120, "all routed (summed metric)")
+        iso = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+        got = Counter(serial(x.value) for t in (pl.even, pl.odd) for x in read_to_end(kafka_bootstrap, t, iso))
+        assert set(got) == set(range(n)) and max(got.values()) == 1
+        assert r.metric("tsrouter_records_consumed_total") == n
+        assert r.terminate() == 0
+    finally:
+        r.stop()
+
+
+@pytest.mark.kafka
+def test_a_worker_that_dies_takes_the_pod_down(kafka_bootstrap):
+    import os
+
+    pl = Pipeline(kafka_bootstrap)
+    r = RouterProc(pl.args("--tsrouter.workers=2")).start()
+    try:
+        r.wait_ready()
+        children = [int(x) for x in open(f"/proc/{r.proc.pid}/task/{r.proc.pid}/children").read().split()]
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        assert r.proc.wait(60) != 0
+        time.sleep(0.5)
+        assert not any(os.path.exists(f"/proc/{c}") and "tsrouter" in open(f"/proc/{c}/cmdline").read()
+                       for c in children)
+    finally:
+        r.stop()
