@@ -621,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per router (median reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile tsp-router during its throughput run")
     ap.add_argument("--max-load", type=float, default=3.0, help="wait for this 1-min load average first")
-    ap.add_argument("--wait-calm", type=float, default=120, help="...for at most this many seconds")
+    ap.add_argument("--wait-calm", type=float, default=60, help="...for at most this many seconds")
     ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
     ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
