@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if os.environ.get("TSP_WORKER_PARENT", "").isdigit():
+        from .workers import stop_with_parent
+
+        stop_with_parent(int(os.environ["TSP_WORKER_PARENT"]))
     code = runner.run()
     server.stop()
     return code

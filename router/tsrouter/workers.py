@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -81,6 +82,22 @@ def combine_health(bodies: Sequence[tuple[int | None, Any]]) -> tuple[dict, bool
     return {"status": "UP" if up else "DOWN", "components": components}, up
 
 
+PARENT_ENV = "TSP_WORKER_PARENT"  # set for a worker: its parent's pid
+
+
+def stop_with_parent(parent: int) -> None:
+    """In a worker: a SIGTERM when the parent dies, even by SIGKILL (outside a container
+    nothing else would stop an orphaned worker); if it already has, stop now. Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -106,7 +123,10 @@ class Workers:
             cmd = [sys.executable, "-m", "tsrouter", *self.argv, *extra]
             # The pod's own arguments, handed to the same program: nothing from outside it.
             # Own session: a terminal's Ctrl-C reaches the parent only, which passes on one SIGTERM.
-            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True))  # noqa: S603
+            env = {**os.environ, PARENT_ENV: str(os.getpid())}
+            self.procs.append(
+                subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, env=env)  # noqa: S603
+            )
             self.ports.append(port)
         log.info("started %d workers (pids %s)", len(self.procs), ",".join(str(p.pid) for p in self.procs))
 

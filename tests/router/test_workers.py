@@ -1,8 +1,8 @@
 """tsrouter.workers: several router processes in one pod behind one actuator."""
 from __future__ import annotations
 
+import os
 import signal
-import time
 from collections import Counter
 
 import pytest
@@ -75,20 +75,52 @@ def test_two_workers_share_the_group_and_one_actuator(kafka_bootstrap, guarantee
         r.stop()
 
 
+def _children(pid: int) -> list[int]:
+    return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        return "tsrouter" in open(f"/proc/{pid}/cmdline").read() and stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill(pids: list[int]) -> None:
+    for c in pids:
+        if _alive(c):
+            os.kill(c, signal.SIGKILL)
+
+
 @pytest.mark.kafka
 def test_a_worker_that_dies_takes_the_pod_down(kafka_bootstrap):
-    import os
-
     pl = Pipeline(kafka_bootstrap)
     r = RouterProc(pl.args("--tsrouter.workers=2")).start()
+    children: list[int] = []
     try:
         r.wait_ready()
-        children = [int(x) for x in open(f"/proc/{r.proc.pid}/task/{r.proc.pid}/children").read().split()]
+        children = _children(r.proc.pid)
         assert len(children) == 2
         os.kill(children[0], signal.SIGKILL)
         assert r.proc.wait(60) != 0
-        time.sleep(0.5)
-        assert not any(os.path.exists(f"/proc/{c}") and "tsrouter" in open(f"/proc/{c}/cmdline").read()
-                       for c in children)
+        wait_for(lambda: not any(_alive(c) for c in children), 30, "the other worker stopped")
     finally:
         r.stop()
+        _kill(children)
+
+
+@pytest.mark.kafka
+def test_workers_stop_when_the_parent_is_killed(kafka_bootstrap):
+    pl = Pipeline(kafka_bootstrap)
+    r = RouterProc(pl.args("--tsrouter.workers=2")).start()
+    children: list[int] = []
+    try:
+        r.wait_ready()
+        children = _children(r.proc.pid)
+        assert len(children) == 2
+        r.kill()  # SIGKILL: the parent cannot pass anything on
+        wait_for(lambda: not any(_alive(c) for c in children), 60, "orphaned workers stopped")
+    finally:
+        r.stop()
+        _kill(children)
