@@ -86,6 +86,8 @@ class Router:
             args += self.extra
             if kind == "tsp-router-eos":
                 args.append("--tsrouter.processing-guarantee=exactly-once")
+            if kind == "tsp-router-w2":
+                args.append("--tsrouter.workers=2")
             pre = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
             cmd = [*pre, "-m", "tsrouter", *args]
             cwd = ROOT
@@ -145,22 +147,79 @@ def end_offsets(bootstrap: str, topics: list[str]) -> int:
         c.close()
 
 
-def timestamps_of(bootstrap: str, topic: str, first_only: bool = False) -> list[int]:
+def first_last_timestamps(bootstrap: str, topics: list[str]) -> tuple[int, int]:
+    """(earliest, latest) record timestamp over the topics' partitions, warm-up records aside.
+
+    Per output partition the router's timestamps do not decrease, so reading a few records
+    at each end is enough (reading all 300k back would take longer than routing them)."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    first, last = [], []
     try:
-        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or ())]
-        c.assign(tps)
-        c.seek_to_beginning()
-        end = c.end_offsets(tps)
-        out = []
-        while any(c.position(tp) < end[tp] for tp in tps):
-            for recs in c.poll(timeout_ms=500, max_records=5000).values():
-                out.extend(r.timestamp for r in recs if b"warmup" not in (r.value or b""))
-                if first_only and out:
-                    return out
-        return out
+        tps = [TopicPartition(t, p) for t in topics for p in (c.partitions_for_topic(t) or ())]
+        begin, end = c.beginning_offsets(tps), c.end_offsets(tps)
+        for tp in tps:
+            if end[tp] <= begin[tp]:
+                continue
+            c.assign([tp])
+            # The last offsets may be transaction markers, which are never returned: read the tail.
+            for start, pick in ((begin[tp], first), (max(begin[tp], end[tp] - 50), last)):
+                c.seek(tp, start)
+                got: list = []
+                while c.position(tp) < end[tp] and not (got and pick is first):
+                    recs = c.poll(timeout_ms=1000, max_records=100).get(tp, [])
+                    got += [r.timestamp for r in recs if b"warmup" not in (r.value or b"")]
+                if got:
+                    pick.append(got[0] if pick is first else got[-1])
+        return min(first), max(last)
     finally:
         c.close()
+
+
+def _proc_cpu(pid: int) -> float:
+    """user + system seconds of pid and its descendants (workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(x) for x in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class CpuSampler:
+    """Samples a process tree's CPU seconds against wall time, so the CPU spent between two
+    record timestamps (first and last routed record) can be read off: start-up and the
+    waiting around it are not counted."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _proc_cpu(self.pid)))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+        self.samples.append((time.time(), _proc_cpu(self.pid)))
+
+    def at(self, when: float) -> float:
+        s = self.samples
+        for (t0, c0), (t1, c1) in zip(s, s[1:]):
+            if t0 <= when <= t1:
+                return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+        return s[0][1] if when < s[0][0] else s[-1][1]
 
 
 def payload_file(n: int = 1000) -> str:
@@ -178,26 +237,32 @@ def perf_produce(broker, topic: str, n: int, payloads: str):
                            "linger.ms=5")
 
 
-def throughput(broker, kind: str, n: int, payloads: str, profile: str | None = None) -> dict:
+def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, profile: str | None = None) -> dict:
     """Catch-up rate: N records wait in the input topic, the router drains them.
 
+    Input and output topics have `partitions` partitions (created here, for every router).
     tsp-router starts on the full topic (new group, earliest). The seed router reads from
     `latest`, so it is started and warmed up first, frozen with SIGSTOP while the records
-    are written, then resumed. Both: rate = N / (last routed timestamp - first routed timestamp).
+    are written, then resumed. Both: rate = N / (last routed timestamp - first routed
+    timestamp); CPU = the router process tree's user+system seconds between those instants.
     """
     t = Topics()
     r = None
+    sampler = None
     try:
+        for name in (t.input, t.even, t.odd):
+            admin_topic(broker.bootstrap, name, partitions)
         if kind == "seed":
             r = Router(kind, broker.bootstrap, t)
             warm_up(broker.bootstrap, r)
             r.proc.send_signal(signal.SIGSTOP)
             perf_produce(broker, t.input, n, payloads)
+            sampler = CpuSampler(r.proc.pid)
             r.proc.send_signal(signal.SIGCONT)
         else:
-            admin_topic(broker.bootstrap, t.input)
             perf_produce(broker, t.input, n, payloads)
             r = Router(kind, broker.bootstrap, t, profile=profile)
+            sampler = CpuSampler(r.proc.pid)
         deadline = time.monotonic() + max(180, n / 200)
         while True:
             done = end_offsets(broker.bootstrap, [t.even, t.odd])
@@ -206,11 +271,17 @@ def throughput(broker, kind: str, n: int, payloads: str, profile: str | None = N
             r.check()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{kind}: only {done} of {n} routed in time")
-            time.sleep(0.5)
-        ts = sorted(timestamps_of(broker.bootstrap, t.even) + timestamps_of(broker.bootstrap, t.odd))
-        secs = (ts[-1] - ts[0]) / 1000.0
-        return {"records": n, "seconds": secs, "rate": (len(ts) - 1) / secs}
+            time.sleep(0.2)
+        time.sleep(0.2)
+        sampler.stop()
+        first, last = first_last_timestamps(broker.bootstrap, [t.even, t.odd])
+        secs = (last - first) / 1000.0
+        cpu = sampler.at(last / 1000.0) - sampler.at(first / 1000.0)
+        return {"records": n, "partitions": partitions, "seconds": secs, "rate": (n - 1) / secs,
+                "cpu_s": cpu, "cpu_per_100k": cpu / n * 100_000}
     finally:
+        if sampler is not None:
+            sampler.stop()
         if r is not None:
             r.stop()
 
@@ -293,10 +364,24 @@ def latency(broker, kind: str, rate: int, seconds: float) -> dict:
         r.stop()
 
 
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def kafka_tools(broker, n: int, rates: list[int], seconds: float, payloads: str) -> dict:
+    """Java's producer and consumer perf tools at full speed (with their CPU per 100k records:
+    JVM start-up and JIT included, which flatters nothing), then paced for ack latency."""
     topic = uid("perf")
+    c0 = _children_cpu()
     out = {"producer_max": broker.run_perf_producer(topic, n, 20, -1, props={"linger.ms": "5"})}
+    c1 = _children_cpu()
     out["consumer_max"] = broker.run_perf_consumer(topic, n)
+    c2 = _children_cpu()
+    out["producer_max"]["cpu_per_100k"] = (c1 - c0) / n * 100_000
+    out["consumer_max"]["cpu_per_100k"] = (c2 - c1) / n * 100_000
     for rate in rates:
         out[f"producer_{rate}"] = broker.run_perf_producer(uid("perf"), int(rate * seconds), 20, rate,
                                                            props={"linger.ms": "0"})
@@ -346,86 +431,135 @@ def profile_report(path: str, top: int = 15) -> str:
 
 # ---------------------------------------------------------------- report
 
+NAMES = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
+         "tsp-router-w2": "tsp-router (at-least-once, 2 workers)", "seed": "seed router (as written)"}
+KINDS = ("tsp-router", "tsp-router-eos", "tsp-router-w2", "seed")
+BEFORE = ("Before this change (main a5d01e3, `bench/results/router.md` of 2026-11-28: 50,000 records, 1 partition, "
+          "5 repeats, no CPU figure): tsp-router (at-least-once) 23,419 rec/s, exactly-once 8,253 rec/s (0.35x), "
+          "seed router 23,946 rec/s: 0.98x the seed; Kafka's Java producer 66,072 rec/s. p99 at 1,000 rec/s: "
+          "111.0 ms (Kafka's produce ack: 109 ms).")
+
+
+def _summary(rs: list[dict]) -> dict:
+    """Median of the runs by rate (and its CPU), plus the spread of both."""
+    med = sorted(rs, key=lambda x: x["rate"])[len(rs) // 2]
+    cpus = sorted(x["cpu_per_100k"] for x in rs)
+    return {**med, "cpu_median": cpus[len(cpus) // 2], "all_rates": [round(x["rate"]) for x in rs],
+            "all_cpu": [round(x["cpu_per_100k"], 2) for x in rs], "min": min(x["rate"] for x in rs),
+            "best": max(x["rate"] for x in rs)}
+
+
+def aims(res: dict) -> list[tuple[str, str, bool | None]]:
+    """(aim, this run's figure, met?) from this run's numbers (issue 13's aims)."""
+    out: list[tuple[str, str, bool | None]] = []
+    th, kt = res.get("throughput", {}), res.get("kafka", {})
+    hop = None
+    if kt:
+        hop = min(kt["producer_max"]["records_per_sec"], kt["consumer_max"]["nMsg_sec"])
+    for parts, row in sorted(th.items()):
+        a, seed, eos = row.get("tsp-router"), row.get("seed"), row.get("tsp-router-eos")
+        if a and seed:
+            x = a["rate"] / seed["rate"]
+            out.append((f"at-least-once >= 2.0x the seed router ({parts} partition(s))",
+                        f"{x:.2f}x ({a['rate']:,.0f} / {seed['rate']:,.0f} rec/s)", x >= 2.0))
+        if a and hop:
+            x = a["rate"] / hop
+            out.append((f"at-least-once >= 70% of Kafka's hop limit ({parts} partition(s))",
+                        f"{x * 100:.0f}% ({a['rate']:,.0f} / {hop:,.0f} rec/s)", x >= 0.7))
+        if a and eos:
+            x = eos["rate"] / a["rate"]
+            out.append((f"exactly-once >= 0.7x at-least-once ({parts} partition(s))",
+                        f"{x:.2f}x ({eos['rate']:,.0f} / {a['rate']:,.0f} rec/s)", x >= 0.7))
+        w2 = row.get("tsp-router-w2")
+        if a and w2:
+            x = w2["rate"] / a["rate"]
+            out.append((f"2 workers >= 1.6x one process ({parts} partitions, {os.cpu_count()} cores)",
+                        f"{x:.2f}x ({w2['rate']:,.0f} / {a['rate']:,.0f} rec/s)", x >= 1.6))
+    lat = res.get("latency", {}).get("tsp-router", {}).get(1000)
+    if lat and "producer_1000" in kt:
+        ref = kt["producer_1000"]["p99_latency_ms"]
+        out.append(("p99 at 1,000 rec/s within 15 ms of Kafka's produce-ack p99",
+                    f"{lat['p99_ms']:.1f} ms vs {ref:.1f} ms ({lat['p99_ms'] - ref:+.1f} ms)",
+                    lat["p99_ms"] <= ref + 15))
+    return out
+
+
 def findings(res: dict, rates: list[int]) -> list[str]:
     """Plain statements computed from this run's numbers (no hard-coded conclusions)."""
     notes = []
     th, kt = res.get("throughput", {}), res.get("kafka", {})
-    if "seed" in th and "producer_max" in kt:
-        seed = th["seed"]["rate"]
-        ceiling = min(kt["producer_max"]["records_per_sec"], kt["consumer_max"]["nMsg_sec"])
-        notes.append(f"Kafka's own limit for the hop (the slower of the Java producer and consumer) is "
-                     f"{ceiling:,.0f} rec/s = {ceiling / seed:.1f}x the seed router's median; "
-                     f"5x the seed would be {5 * seed:,.0f} rec/s.")
-    if "tsp-router" in th and "seed" in th:
-        notes.append(f"tsp-router (at-least-once: every send acknowledged before its offset is committed) "
-                     f"reaches {th['tsp-router']['rate'] / th['seed']['rate']:.2f}x the median throughput of "
-                     f"the seed router, which neither waits for acknowledgements nor commits anything.")
-    if "tsp-router-eos" in th and "tsp-router" in th:
-        notes.append(f"Exactly-once (one transaction per polled batch) runs at "
-                     f"{th['tsp-router-eos']['rate'] / th['tsp-router']['rate']:.2f}x the at-least-once rate.")
+    for parts, row in sorted(th.items()):
+        if "tsp-router" in row and "seed" in row:
+            a, seed = row["tsp-router"], row["seed"]
+            notes.append(f"{parts} partition(s): tsp-router (at-least-once: every send acknowledged before its "
+                         f"offset is committed) reaches {a['rate'] / seed['rate']:.2f}x the seed router's median "
+                         f"rate at {a['cpu_median'] / seed['cpu_median']:.2f}x its CPU per 100k records "
+                         f"({a['cpu_median']:.2f} vs {seed['cpu_median']:.2f} s); the seed neither waits for "
+                         f"acknowledgements nor commits anything.")
+        if "tsp-router-eos" in row and "tsp-router" in row:
+            notes.append(f"{parts} partition(s): exactly-once (one transaction per 100 ms or 20,000 records) runs at "
+                         f"{row['tsp-router-eos']['rate'] / row['tsp-router']['rate']:.2f}x the at-least-once rate.")
+    if kt:
+        notes.append(f"Kafka's Java tools: producer {kt['producer_max']['records_per_sec']:,.0f} rec/s at "
+                     f"{kt['producer_max']['cpu_per_100k']:.2f} CPU s/100k, consumer "
+                     f"{kt['consumer_max']['nMsg_sec']:,.0f} rec/s at {kt['consumer_max']['cpu_per_100k']:.2f} "
+                     f"CPU s/100k (JVM start-up included).")
     if res.get("profile_groups"):
         g = dict((a, share) for a, _s, share in res["profile_groups"])
-        kafka = sum(v for k, v in g.items() if k.startswith("kafka-python") or k.startswith("waiting"))
-        own = sum(v for k, v in g.items() if k.startswith("tsp-router"))
-        notes.append(f"Profile: kafka-python (producer send path, consumer decoding, and lock waits on its "
-                     f"IO threads) takes {kafka * 100:.0f}% of the router's main-thread time, the router's own "
-                     f"code {own * 100:.0f}%: the per-record cost of kafka-python's send() and fetch decoding "
-                     f"is the ceiling of a single Python process.")
-    for k in ("tsp-router", "seed"):
-        for r in rates:
-            l = res.get("latency", {}).get(k, {}).get(r)
-            if l and r == 1000:
-                notes.append(f"{k} at 1,000 rec/s: p99 {l['p99_ms']:.1f} ms "
-                             f"({'within' if l['p99_ms'] <= 20 else 'above'} the 20 ms aim; Kafka's own produce-ack "
-                             f"p99 at that rate was {kt.get('producer_1000', {}).get('p99_latency_ms', float('nan')):.0f} ms "
-                             f"on this machine in the same run).")
+        notes.append("Profile of tsp-router's main thread: " + ", ".join(
+            f"{k} {v * 100:.0f}%" for k, v in sorted(g.items(), key=lambda x: -x[1])[:4]) + ".")
     return notes
 
 
 def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
-    kinds = [k for k in ("tsp-router", "tsp-router-eos", "seed") if k in res["throughput"]]
-    names = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
-             "seed": "seed router (as written)"}
     rates = meta["rates"]
+    th_all = res["throughput"]
+    kt = res["kafka"]
     lines = ["# Router benchmark", "",
              f"One local Kafka {meta['kafka']} broker (KRaft, single node) on {meta['host']}; "
              f"{meta['when']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
-             "(other work shares this machine, so absolute numbers are noisy). "
-             f"Command: `{meta['command']}`.", "",
-             "Throughput (catch-up): N records wait in the input topic and the router drains them "
-             "input -> even/odd; rate = routed records / (last - first routed record timestamp); the seed "
-             "router reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the N "
-             "records are written, then resumed. Median of the runs. "
-             "Latency: a paced kafka-python producer writes values carrying their send time, a consumer of "
-             "even/odd takes the receive time (end to end through the router, both brokers hops included).", "",
-             "| | throughput median / best (rec/s) | " + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates) + " |",
-             "|---|---:|" + "---:|" * len(rates)]
-    for k in kinds:
-        th = res["throughput"][k]
-        cells = []
-        for r in rates:
-            l = res["latency"].get(k, {}).get(r)
-            cells.append(f"{l['p50_ms']:.1f} / {l['p99_ms']:.1f}" if l else "-")
-        runs = ", ".join(f"{x:,}" for x in th.get("all_rates", []))
-        lines.append(f"| {names[k]} | {th['rate']:,.0f} / {th.get('best', th['rate']):,.0f} (runs: {runs}) | "
-                     + " | ".join(cells) + " |")
-    kt = res["kafka"]
+             "(other work shares this machine, so absolute rates are noisy: CPU per 100k records is the "
+             f"steadier figure). Command: `{meta['command']}`.", "",
+             f"Throughput (catch-up): {meta['records']:,} records wait in the input topic and the router drains "
+             "them input -> even/odd (input and output topics with the same partition count); rate = routed "
+             "records / (last - first routed record timestamp); CPU = user + system seconds of the router's "
+             "process tree (workers included) between those two instants, per 100,000 records. The seed router "
+             "reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the records are "
+             f"written, then resumed. {meta['repeat']} runs each, interleaved; median, and the spread (min - max). "
+             "Latency (1-partition topics): a paced kafka-python producer writes values carrying their send "
+             "time, a consumer of even/odd takes the receive time (end to end through the router, both broker "
+             "hops included).", "",
+             "| router | partitions | throughput median (min - max) rec/s | CPU s / 100k median (runs) | "
+             + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(rates)]
+    for parts, row in sorted(th_all.items()):
+        for k in KINDS:
+            if k not in row:
+                continue
+            th = row[k]
+            cells = []
+            for r in rates:
+                l = res["latency"].get(k, {}).get(r) if parts == 1 else None
+                cells.append(f"{l['p50_ms']:.1f} / {l['p99_ms']:.1f}" if l else "-")
+            lines.append(f"| {NAMES[k]} | {parts} | {th['rate']:,.0f} ({th['min']:,.0f} - {th['best']:,.0f}) | "
+                         f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | " + " | ".join(cells) + " |")
     cells = [f"{kt[f'producer_{r}']['p50_latency_ms']:.1f} / {kt[f'producer_{r}']['p99_latency_ms']:.1f} (produce ack)"
              for r in rates]
-    lines.append(f"| Kafka perf tools (Java) | produce {kt['producer_max']['records_per_sec']:,.0f}, "
-                 f"consume {kt['consumer_max']['nMsg_sec']:,.0f} | " + " | ".join(cells) + " |")
-    if "seed" in res["throughput"] and "tsp-router" in res["throughput"]:
-        ratio = res["throughput"]["tsp-router"]["rate"] / res["throughput"]["seed"]["rate"]
-        best = res["throughput"]["tsp-router"]["best"] / res["throughput"]["seed"]["best"]
-        lines += ["", f"tsp-router / seed throughput: **{ratio:.2f}x** (medians), **{best:.2f}x** (best runs)."]
+    lines.append(f"| Kafka perf tools (Java) | 1 | produce {kt['producer_max']['records_per_sec']:,.0f}, "
+                 f"consume {kt['consumer_max']['nMsg_sec']:,.0f} | produce {kt['producer_max']['cpu_per_100k']:.2f}, "
+                 f"consume {kt['consumer_max']['cpu_per_100k']:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "## Aims (issue 13), from this run's numbers", "", "| aim | this run | met |", "|---|---|---|"]
+    for aim, figure, met in aims(res):
+        lines.append(f"| {aim} | {figure} | {'yes' if met else 'no'} |")
+    lines += ["", BEFORE]
     lines += ["", "Latency details (the median-p99 run; all runs' p50 and p99 in the last columns):", "",
               "| router | target rate | achieved | received | p50 ms | p99 ms | max ms | p50 runs | p99 runs |",
               "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for k in kinds:
+    for k in KINDS:
         for r in rates:
             l = res["latency"].get(k, {}).get(r)
             if l:
-                lines.append(f"| {names[k]} | {r} | {l['achieved_rate']:.0f} | {l['received']}/{l['sent']} | "
+                lines.append(f"| {NAMES[k]} | {r} | {l['achieved_rate']:.0f} | {l['received']}/{l['sent']} | "
                              f"{l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | "
                              f"{', '.join(map(str, l.get('all_p50', [])))} | {', '.join(map(str, l.get('all_p99', [])))} |")
     if res.get("profile"):
@@ -441,20 +575,28 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.8))
-    labels = [names[k] for k in kinds] + ["Kafka producer (Java)", "Kafka consumer (Java)"]
-    vals = [res["throughput"][k]["rate"] for k in kinds] + [kt["producer_max"]["records_per_sec"],
-                                                           kt["consumer_max"]["nMsg_sec"]]
-    ax1.barh(labels, vals, color=["C0", "C2", "C3", "C7", "C8"][:len(vals)])
-    ax1.set_xlabel("records/s")
-    ax1.set_title("Throughput (median)")
-    series = [(names[k], [res["latency"][k][r] for r in rates]) for k in ("tsp-router", "seed")
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5.2))
+    bars = [(f"{NAMES[k]}, {parts}p", row[k]["rate"], row[k]["cpu_median"], f"C{KINDS.index(k)}")
+            for parts, row in sorted(th_all.items()) for k in KINDS if k in row]
+    bars += [("Kafka producer (Java)", kt["producer_max"]["records_per_sec"], kt["producer_max"]["cpu_per_100k"], "C7"),
+             ("Kafka consumer (Java)", kt["consumer_max"]["nMsg_sec"], kt["consumer_max"]["cpu_per_100k"], "C8")]
+    labels = [b[0] for b in bars]
+    axes[0].barh(labels, [b[1] for b in bars], color=[b[3] for b in bars])
+    axes[0].set_xlabel("records/s")
+    axes[0].set_title("Throughput (median)")
+    axes[0].invert_yaxis()
+    axes[1].barh(labels, [b[2] for b in bars], color=[b[3] for b in bars])
+    axes[1].set_yticklabels([])
+    axes[1].set_xlabel("CPU seconds per 100,000 records")
+    axes[1].set_title("CPU cost (median; lower is better)")
+    axes[1].invert_yaxis()
+    series = [(NAMES[k], [res["latency"][k][r] for r in rates]) for k in ("tsp-router", "seed")
               if k in res["latency"]]
     series.append(("Kafka produce ack (Java)",
                    [{"p50_ms": kt[f"producer_{r}"]["p50_latency_ms"], "p99_ms": kt[f"producer_{r}"]["p99_latency_ms"]}
                     for r in rates]))
     width = 0.8 / len(series)
-    for ax, stat in ((ax2, "p50_ms"), (ax3, "p99_ms")):
+    for ax, stat in ((axes[2], "p50_ms"), (axes[3], "p99_ms")):
         for i, (name, cells) in enumerate(series):
             ax.bar([x + i * width for x in range(len(rates))], [c[stat] for c in cells], width,
                    label=name, color=["C0", "C3", "C7"][i % 3])
@@ -464,24 +606,27 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
         ax.set_title(f"End-to-end latency {stat[:3]}")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path_png, dpi=110)
+    fig.savefig(path_png, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.router_bench")
-    ap.add_argument("--records", type=int, default=50_000, help="records for the throughput runs")
+    ap.add_argument("--records", type=int, default=300_000, help="records per throughput run (>= 300,000: "
+                    "fewer is mostly warm-up)")
+    ap.add_argument("--partitions", default="1,2", help="partition counts of the throughput runs")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per router and rate")
     ap.add_argument("--rates", default="100,1000")
-    ap.add_argument("--no-eos", action="store_true", help="skip the exactly-once throughput row")
-    ap.add_argument("--repeat", type=int, default=5, help="throughput runs per router (median reported)")
+    ap.add_argument("--no-eos", action="store_true", help="skip the exactly-once throughput rows")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per router (median reported)")
     ap.add_argument("--profile", action="store_true", help="cProfile tsp-router during its throughput run")
     ap.add_argument("--max-load", type=float, default=3.0, help="wait for this 1-min load average first")
-    ap.add_argument("--wait-calm", type=float, default=600, help="...for at most this many seconds")
+    ap.add_argument("--wait-calm", type=float, default=60, help="...for at most this many seconds")
     ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
     ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     rates = [int(x) for x in a.rates.split(",")]
+    part_counts = [int(x) for x in a.partitions.split(",")]
     Router.extra = list(a.router_arg)
     phases = set((a.only or "throughput,latency,kafka").split(","))
     from localinfra.kafka import KafkaBroker
@@ -498,22 +643,22 @@ def main(argv: list[str] | None = None) -> int:
     with KafkaBroker() as broker:
         print(f"router bench: broker {broker.bootstrap}", flush=True)
         broker_warm_up(broker, payloads)
-        kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"]) + ["seed"]
         # Repeats interleave the routers so background load hits them alike; median reported.
-        runs: dict = {k: [] for k in kinds}
+        runs: dict = {}
         for rep in range(a.repeat if "throughput" in phases else 0):
-            for kind in kinds:
-                r = throughput(broker, kind, a.records, payloads)
-                runs[kind].append(r)
-                print(f"  {kind}: throughput {r['rate']:,.0f} rec/s ({r['records']} in {r['seconds']:.2f}s)",
-                      flush=True)
-        for kind, rs in runs.items():
-            if rs:
-                med = sorted(rs, key=lambda x: x["rate"])[len(rs) // 2]
-                res["throughput"][kind] = {**med, "all_rates": [round(x["rate"]) for x in rs],
-                                           "best": max(x["rate"] for x in rs)}
+            for parts in part_counts:
+                kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"]) + ["seed"]
+                if parts >= 2:
+                    kinds.append("tsp-router-w2")
+                for kind in kinds:
+                    r = throughput(broker, kind, a.records, payloads, parts)
+                    runs.setdefault(parts, {}).setdefault(kind, []).append(r)
+                    print(f"  {kind} ({parts}p): {r['rate']:,.0f} rec/s, {r['cpu_per_100k']:.2f} CPU s/100k "
+                          f"({r['records']} in {r['seconds']:.2f}s)", flush=True)
+        for parts, per_kind in runs.items():
+            res["throughput"][parts] = {kind: _summary(rs) for kind, rs in per_kind.items()}
         if prof_path and "throughput" in phases:
-            throughput(broker, "tsp-router", a.records, payloads, profile=prof_path)
+            throughput(broker, "tsp-router", a.records, payloads, 1, profile=prof_path)
         # Interleaved and repeated like the throughput runs; per (router, rate) the run with
         # the median p99 is reported.
         lat_runs: dict = {}
@@ -534,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         if "kafka" not in phases:
             print("router bench: partial run (--only), no report written", flush=True)
             return 0
-        res["kafka"] = kafka_tools(broker, a.records * 4, rates, a.seconds, payloads)
+        res["kafka"] = kafka_tools(broker, a.records * 2, rates, a.seconds, payloads)
         print(f"  kafka perf: produce {res['kafka']['producer_max']['records_per_sec']:,.0f} rec/s, "
               f"consume {res['kafka']['consumer_max']['nMsg_sec']:,.0f} rec/s", flush=True)
         kafka_ver = broker.version
@@ -544,13 +689,16 @@ def main(argv: list[str] | None = None) -> int:
         print(res["profile"], flush=True)
     os.unlink(payloads)
     res["notes"] = findings(res, rates)
+    res["aims"] = aims(res)
     meta = {"load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates,
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates, "records": a.records,
+            "repeat": a.repeat, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
     (RESULTS / "router.json").write_text(json.dumps(
         {k: v for k, v in res.items() if k != "profile"}, indent=1, default=str))
     write_report(res, RESULTS / "router.md", RESULTS / "router.png", meta)
+    for aim, figure, met in res["aims"]:
+        print(f"  aim {'MET ' if met else 'NOT '} {aim}: {figure}", flush=True)
     print(f"router bench: wrote {RESULTS / 'router.md'} and {RESULTS / 'router.png'}", flush=True)
     return 0
 

@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     from .metrics import Metrics
 
     logs.setup(cfg.log_level, cfg.log_format)
-    health, metrics, stop = HealthState(), Metrics(), threading.Event()
     info = {"name": cfg.app_label or DEFAULT_APP_NAME, **cfg.public_info()}
+    if cfg.workers > 1:
+        return _run_workers(cfg, argv, info)
+    health, metrics, stop = HealthState(), Metrics(), threading.Event()
     try:
         server = ActuatorServer(
             create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),
@@ -69,8 +71,57 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if os.environ.get("TSP_WORKER_PARENT", "").isdigit():
+        from .workers import stop_with_parent
+
+        stop_with_parent(int(os.environ["TSP_WORKER_PARENT"]))
     code = runner.run()
     server.stop()
+    return code
+
+
+def _run_workers(cfg, argv: list[str], info: dict) -> int:
+    """tsrouter.workers > 1: this process starts the workers and serves the pod's actuator."""
+    from .actuator import ActuatorServer
+    from .workers import Workers, create_app
+
+    workers = Workers(cfg, argv)
+    try:
+        server = ActuatorServer(create_app(workers, info), cfg.server_port, host=cfg.server_address).start()
+    except OSError as exc:
+        print(
+            f"tsp-router: server.port: cannot listen on {cfg.server_address}:{cfg.server_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    log.info("tsp-router: %d workers, actuator on port %s", cfg.workers, server.port)
+
+    def on_signal(signum, _frame):
+        if workers.stopping.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            workers.kill_all()
+            os._exit(1)
+        log.info("%s received: stopping the workers", signal.Signals(signum).name)
+        workers.request_stop()
+
+        def force() -> None:
+            workers.kill_all()
+            _force_exit()
+
+        # Each worker bounds its own shutdown by the same timeout; this is the backstop.
+        t = threading.Timer(cfg.shutdown_timeout_ms / 1000.0 + 5.0, force)
+        t.daemon = True
+        t.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        workers.start()
+        code = workers.wait()
+    finally:
+        workers.kill_all()
+    server.stop()
+    log.info("stopped (workers exited %s)", code)
     return code
 
 

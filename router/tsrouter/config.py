@@ -60,6 +60,10 @@ Main keys:
   tsrouter.even-prefix / tsrouter.odd-prefix                   output prefixes
   tsrouter.dead-letter-topic                                   (error.<input>.<group>)
   tsrouter.processing-guarantee                                at-least-once | exactly-once
+  tsrouter.eos-commit-interval-ms, tsrouter.eos-commit-records one transaction per 100 ms / 20,000 records
+  tsrouter.max-poll-records, tsrouter.producer-batch-size     2000, 262144 (bytes, at most 524288)
+  tsrouter.batch-send                                          true: whole batches into the producer
+  tsrouter.workers                                             router processes in this pod (1)
   tsrouter.auto-create-topics, tsrouter.topic-partitions, tsrouter.topic-replication-factor
   tsrouter.log-level, tsrouter.log-format (text|json)
 """
@@ -336,7 +340,12 @@ class RouterConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     fetch_max_wait_ms: int = 20
-    max_poll_records: int = 500
+    max_poll_records: int = 2000
+    batch_send: bool = True  # whole record batches into the producer (tsrouter.fastsend)
+    producer_batch_size: int = 256 * 1024
+    eos_commit_interval_ms: int = 100
+    eos_commit_records: int = 20_000
+    workers: int = 1  # router processes in this pod (tsrouter.workers says when)
     shutdown_timeout_ms: int = 20000
     liveness_stall_ms: int = 60000
     stream_name: str | None = None
@@ -411,7 +420,13 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         log_level=log_level,
         log_format=log_format,
         fetch_max_wait_ms=props.integer("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
-        max_poll_records=props.integer("tsrouter.max-poll-records", default=500, lo=1, hi=100_000),
+        max_poll_records=props.integer("tsrouter.max-poll-records", default=2000, lo=1, hi=100_000),
+        batch_send=props.boolean("tsrouter.batch-send", default=True),
+        # At most 512 KiB: below the broker's default message.max.bytes (tsrouter.fastsend says why).
+        producer_batch_size=props.integer("tsrouter.producer-batch-size", default=256 * 1024, lo=1024, hi=512 * 1024),
+        eos_commit_interval_ms=props.integer("tsrouter.eos-commit-interval-ms", default=100, lo=1, hi=10_000),
+        eos_commit_records=props.integer("tsrouter.eos-commit-records", default=20_000, lo=1, hi=1_000_000),
+        workers=props.integer("tsrouter.workers", default=1, lo=1, hi=64),
         shutdown_timeout_ms=props.integer("tsrouter.shutdown-timeout-ms", default=20_000, lo=100, hi=600_000),
         liveness_stall_ms=props.integer("tsrouter.liveness-stall-ms", default=60_000, lo=1000, hi=3_600_000),
         stream_name=stream_name,

@@ -23,6 +23,17 @@ def test_defaults():
     assert cfg.auto_create_topics is True
 
 
+def test_throughput_settings_defaults_and_each_style():
+    cfg = load([], {})
+    assert (cfg.max_poll_records, cfg.producer_batch_size, cfg.batch_send) == (2000, 256 * 1024, True)
+    assert (cfg.eos_commit_interval_ms, cfg.eos_commit_records) == (100, 20_000)
+    cfg = load(["--tsrouter.eos-commit-interval-ms=250", "--tsrouter.batch-send=false"],
+               {"TSROUTER_EOS_COMMIT_RECORDS": "5000",
+                "SPRING_APPLICATION_JSON": json.dumps({"tsrouter": {"producer-batch-size": 65536}})})
+    assert (cfg.eos_commit_interval_ms, cfg.eos_commit_records) == (250, 5000)
+    assert (cfg.producer_batch_size, cfg.batch_send) == (65536, False)
+
+
 def test_exec_style_args():
     cfg = load([f"--{DEST.format('input')}=timeDest", f"--{DEST.format('even')}=evenDest",
                 f"--{DEST.format('odd')}=oddDest",
@@ -154,6 +165,10 @@ BAD = [
      "spring.cloud.stream.kafka.binder.configuration.security.protocol"),
     (["--spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config=Krb5LoginModule required;"], {},
      "spring.cloud.stream.kafka.binder.configuration.sasl.jaas.config"),
+    (["--tsrouter.producer-batch-size=2000000"], {}, "tsrouter.producer-batch-size"),
+    (["--tsrouter.eos-commit-interval-ms=0"], {}, "tsrouter.eos-commit-interval-ms"),
+    (["--tsrouter.eos-commit-records=many"], {}, "tsrouter.eos-commit-records"),
+    (["--tsrouter.batch-send=sometimes"], {}, "tsrouter.batch-send"),
 ]
 
 

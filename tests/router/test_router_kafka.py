@@ -253,11 +253,18 @@ def _wait_all_routed(bootstrap, pl, n, isolation_level="read_uncommitted", timeo
     return result["c"]
 
 
-def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap):
+# exactly-once with long transactions: a SIGTERM finds one open over many polls.
+EOS_LONG = ["--tsrouter.processing-guarantee=exactly-once", "--tsrouter.eos-commit-interval-ms=3000",
+            "--tsrouter.eos-commit-records=1000000"]
+
+
+@pytest.mark.parametrize("extra", [[], EOS_LONG], ids=["at-least-once", "exactly-once"])
+def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap, extra):
     n, parts = 30_000, 2
     pl = Pipeline(kafka_bootstrap, partitions=parts)
     create_topic(kafka_bootstrap, pl.input, parts)
-    r = RouterProc(pl.args("--tsrouter.max-poll-records=200")).start()
+    iso = "read_committed" if extra else "read_uncommitted"
+    r = RouterProc(pl.args("--tsrouter.max-poll-records=200", *extra)).start()
     try:
         r.wait_ready()
         t, errors = _background_producer(kafka_bootstrap, pl.input, timestamps(n), parts)
@@ -267,7 +274,7 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap):
         assert "SIGTERM received" in out and "stopped" in out
         # what was committed is exactly what was routed: nothing lost, nothing committed ahead
         offsets = committed(kafka_bootstrap, pl.group, pl.input, parts)
-        routed = _all_routed(kafka_bootstrap, pl, n)
+        routed = _all_routed(kafka_bootstrap, pl, n, iso)
         assert 0 < sum(offsets.values()) < n
         for p in range(parts):
             from_p = sorted(s for s in routed if s % parts == p)
@@ -275,10 +282,12 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap):
         assert max(routed.values()) == 1  # a graceful stop leaves no duplicates
         t.join(120)
         assert not errors
-        r2 = RouterProc(pl.args()).start()
+        r2 = RouterProc(pl.args(*extra)).start()
         try:
-            final = _wait_all_routed(kafka_bootstrap, pl, n)
+            final = _wait_all_routed(kafka_bootstrap, pl, n, iso)
             assert set(final) == set(range(n))
+            if extra:
+                assert max(final.values()) == 1
             assert r2.terminate() == 0
         finally:
             r2.stop()
@@ -286,12 +295,14 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap):
         r.stop()
 
 
-@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
-def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee):
+@pytest.mark.parametrize("guarantee,txn", [("at-least-once", []), ("exactly-once", []),
+                                           ("exactly-once", EOS_LONG[1:])],
+                         ids=["at-least-once", "exactly-once", "exactly-once-long-transactions"])
+def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee, txn):
     n, parts = 20_000, 2
     pl = Pipeline(kafka_bootstrap, partitions=parts)
     create_topic(kafka_bootstrap, pl.input, parts)
-    extra = [f"--tsrouter.processing-guarantee={guarantee}", "--tsrouter.max-poll-records=200"]
+    extra = [f"--tsrouter.processing-guarantee={guarantee}", "--tsrouter.max-poll-records=200", *txn]
     if guarantee == "exactly-once":
         extra.append(f"--tsrouter.transactional-id={pl.group}-0")
     iso = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"

@@ -1,0 +1,212 @@
+"""Whole record batches into kafka-python's accumulator: one lock and one future per batch.
+
+Why: `KafkaProducer.send()` was the router's largest cost (bench/results/router.md): per
+record it validates, looks up metadata, takes the partition's lock, runs kafka-python's
+generic record encoder and makes a future. Here the records of one poll that go to one
+output partition are encoded (Kafka's record format v2) into as few record batches as
+`batch_size` allows, and each batch is handed to the accumulator whole. The sender thread
+then sends them exactly as it sends its own (idempotence, transactions, retries and
+delivery timeouts included), and each batch's one future settles all of its records.
+
+This uses private API of kafka-python 3.0.12 (pinned in router/pyproject.toml): the
+accumulator's `_batches`, `_tp_lock`, `_incomplete` and `_appends_in_progress`,
+`ProducerBatch`, `MemoryRecordsBuilder._builder`/`_next_offset` and the fields of
+`DefaultRecordBatchBuilder`. `check()` refuses to start when any of them is missing;
+tests/router/test_fastsend.py compares the bytes with kafka-python's own encoder and
+round-trips them through the real broker, so an upgrade that changes them fails loudly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka.producer.producer_batch import ProducerBatch
+from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecordsBuilder
+
+__all__ = ["BatchAck", "FastSender", "build_batches", "check", "encode_headers", "varint"]
+
+# The broker refuses a batch larger than its message.max.bytes (1 MiB by default), and
+# kafka-python would then split the batch by its per-record futures, which these batches
+# do not have: stay well below.
+MAX_BATCH_SIZE = 512 * 1024
+
+_BUILDER_FIELDS = {"_buffer", "_first_timestamp", "_max_timestamp", "_num_records", "_last_offset"}
+_ACCUMULATOR_FIELDS = ("_batches", "_tp_lock", "_incomplete", "_appends_in_progress", "_closed", "config")
+
+
+def _zigzag_varint(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_SMALL = [_zigzag_varint(i) for i in range(16384)]
+_NULL = _zigzag_varint(-1)
+
+
+def varint(n: int) -> bytes:
+    """Kafka's zig-zag varint of n (record lengths, deltas, counts)."""
+    return _SMALL[n] if 0 <= n < 16384 else _zigzag_varint(n)
+
+
+def encode_headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
+    """A record's header block: count, then each key and value, length-prefixed."""
+    out = [varint(len(headers))]
+    for k, v in headers:
+        kb = k.encode("utf-8")
+        out += [varint(len(kb)), kb]
+        out += [_NULL] if v is None else [varint(len(v)), v]
+    return b"".join(out)
+
+
+def check(producer: Any) -> None:
+    """Raise unless this kafka-python has everything FastSender relies on."""
+    acc = getattr(producer, "_accumulator", None)
+    missing = [f for f in _ACCUMULATOR_FIELDS if acc is None or not hasattr(acc, f)]
+    if not set(DefaultRecordBatchBuilder.__slots__) >= _BUILDER_FIELDS:
+        missing.append("DefaultRecordBatchBuilder fields")
+    if not {"_builder", "_next_offset"} <= set(MemoryRecordsBuilder.__slots__):
+        missing.append("MemoryRecordsBuilder fields")
+    for name in ("_sender", "_transaction_manager"):
+        if not hasattr(producer, name):
+            missing.append(f"KafkaProducer.{name}")
+    if acc is not None and getattr(acc, "config", {}).get("message_version") != 2:
+        missing.append("record format v2")
+    if missing:
+        raise RuntimeError(
+            "kafka-python's producer internals changed (" + ", ".join(missing) + "): review "
+            "tsrouter.fastsend against the installed kafka-python, or set tsrouter.batch-send=false"
+        )
+
+
+def build_batches(
+    records: Sequence[tuple[bytes | None, bytes, list[Any] | None]],
+    default_headers: bytes,
+    batch_size: int,
+    compression: int,
+    ts: int,
+) -> list[MemoryRecordsBuilder]:
+    """records: (key, value, headers or None for default_headers, an encoded header block),
+    in order -> open record batches of at most batch_size bytes (at least one record each),
+    exactly as kafka-python's own builder writes them. One timestamp for all: every record's
+    timestamp delta is 0."""
+    small = _SMALL
+    header_size = DefaultRecordBatchBuilder.HEADER_STRUCT.size
+    out = []
+    parts: list[bytes] = []
+    size = header_size
+    for key, value, headers in records:
+        kpart = _NULL if key is None else varint(len(key)) + key
+        tail = kpart + varint(len(value)) + value + (default_headers if headers is None else encode_headers(headers))
+        n = len(parts)
+        body = b"\x00\x00" + (small[n] if n < 16384 else varint(n)) + tail  # attributes, timestamp delta, offset delta
+        blen = len(body)
+        rec = (small[blen] if blen < 16384 else varint(blen)) + body
+        if parts and size + len(rec) > batch_size:
+            out.append(_builder(parts, batch_size, compression, ts))
+            parts, size = [], header_size
+            body = b"\x00\x00\x00" + tail
+            rec = varint(len(body)) + body
+        parts.append(rec)
+        size += len(rec)
+    if parts:
+        out.append(_builder(parts, batch_size, compression, ts))
+    return out
+
+
+def _builder(parts: list[bytes], batch_size: int, compression: int, ts: int) -> MemoryRecordsBuilder:
+    builder = MemoryRecordsBuilder(2, compression, batch_size)
+    inner = builder._builder
+    inner._buffer += b"".join(parts)
+    inner._first_timestamp = ts
+    inner._max_timestamp = ts
+    inner._num_records = len(parts)
+    inner._last_offset = len(parts) - 1
+    builder._next_offset = len(parts)
+    return builder
+
+
+class BatchAck:
+    """The settlement of one produced batch: what the loop checks before committing.
+
+    kafka-python completes a failed or aborted batch's future *successfully* with a
+    function giving each record's error, so success means: done, and no such function."""
+
+    __slots__ = ("_f", "records")
+
+    def __init__(self, produce_future: Any, records: int):
+        self._f = produce_future
+        self.records = records
+
+    @property
+    def is_done(self) -> bool:
+        return bool(self._f.is_done)
+
+    def succeeded(self) -> bool:
+        f = self._f
+        return bool(f.is_done and f.succeeded() and f.value[2] is None)
+
+    @property
+    def exception(self) -> BaseException | None:
+        f = self._f
+        if not f.is_done:
+            return None
+        if f.failed():
+            return f.exception
+        fn = f.value[2]
+        return fn(0) if fn is not None else None
+
+    def get(self, timeout: float | None = None) -> None:
+        self._f.wait(timeout)
+
+
+class FastSender:
+    """Encodes and enqueues whole batches on a KafkaProducer (see the module's note)."""
+
+    def __init__(self, producer: Any, batch_size: int):
+        check(producer)
+        self._producer = producer
+        self._acc = producer._accumulator
+        self._batch_size = min(batch_size, MAX_BATCH_SIZE)
+        self._compression = self._acc.config["compression_attrs"]
+        self._topics: set[str] = set()
+
+    def send(
+        self, tp: Any, records: Sequence[tuple[bytes | None, bytes, list[Any] | None]], default_headers: bytes
+    ) -> list[BatchAck]:
+        """Enqueue one output partition's records (see build_batches); one BatchAck per batch."""
+        if tp.topic not in self._topics:
+            # The sender finds leaders only for topics the producer's metadata tracks, and
+            # only send()/partitions_for() add them (kafka-python never drops one again).
+            self._producer.partitions_for(tp.topic)
+            self._topics.add(tp.topic)
+        tm = self._producer._transaction_manager
+        if tm is not None and tm.is_transactional():
+            tm.maybe_add_partition_to_transaction(tp)
+        ts = int(time.time() * 1000)
+        builders = build_batches(records, default_headers, self._batch_size, self._compression, ts)
+        return self._enqueue(tp, [ProducerBatch(tp, b) for b in builders])
+
+    def _enqueue(self, tp: Any, batches: list[Any]) -> list[BatchAck]:
+        acc = self._acc
+        acc._appends_in_progress.increment()
+        try:
+            # Whole batches only: the sender thread never sees one still being filled.
+            with acc._tp_lock(tp):
+                if acc._closed:
+                    raise RuntimeError("producer closed")
+                dq = acc._batches[tp]
+                for b in batches:
+                    dq.append(b)
+                    acc._incomplete.add(b)
+        finally:
+            acc._appends_in_progress.decrement()
+        self._producer._sender.wakeup()
+        return [BatchAck(b.produce_future, b.record_count) for b in batches]
