@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 
 class PipelineError(ValueError):
@@ -93,6 +93,16 @@ class Str:
         return out
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _within(value: _N, minimum: float, maximum: float, where: str) -> _N:
+    """`value` if within the schema's bounds, else the API server's kind of message."""
+    if not minimum <= value <= maximum:
+        raise PipelineError(where, f"must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Int:
     name: str
@@ -111,11 +121,7 @@ class Int:
             return self.default
         if isinstance(value, bool) or not isinstance(value, int):
             raise PipelineError(f"{path}.{self.name}", "must be an integer")
-        if not self.minimum <= value <= self.maximum:
-            raise PipelineError(
-                f"{path}.{self.name}", f"must be between {self.minimum} and {self.maximum}, got {value}"
-            )
-        return value
+        return _within(value, self.minimum, self.maximum, f"{path}.{self.name}")
 
     def schema(self, **context: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -167,11 +173,7 @@ class Number:
             return self.default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PipelineError(f"{path}.{self.name}", "must be a number")
-        if not self.minimum <= value <= self.maximum:
-            raise PipelineError(
-                f"{path}.{self.name}", f"must be between {self.minimum} and {self.maximum}, got {value}"
-            )
-        return float(value)
+        return float(_within(value, self.minimum, self.maximum, f"{path}.{self.name}"))
 
     def schema(self, **context: str) -> dict[str, Any]:
         return {

@@ -16,6 +16,14 @@ from .health import HealthState, health_body, liveness, readiness
 log = logging.getLogger("tsrouter.actuator")
 
 
+ENDPOINTS = ("health", "health/liveness", "health/readiness", "info", "prometheus")
+
+
+def links() -> dict:
+    """The `/actuator` discovery body (Spring Boot's `_links`)."""
+    return {"_links": {n: {"href": f"/actuator/{n}"} for n in ENDPOINTS}}
+
+
 def create_app(health: HealthState, info: dict, registry, stall_s: float) -> Flask:
     app = Flask("tsrouter")
 
@@ -50,14 +58,7 @@ def create_app(health: HealthState, info: dict, registry, stall_s: float) -> Fla
 
     @app.get("/actuator")
     def _links():
-        return jsonify(
-            {
-                "_links": {
-                    n: {"href": f"/actuator/{n}"}
-                    for n in ("health", "health/liveness", "health/readiness", "info", "prometheus")
-                }
-            }
-        )
+        return jsonify(links())
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import __version__
+from .actuator import links
 from .config import DEFAULT_APP_NAME, RouterConfig
 
 log = logging.getLogger("tsrouter.workers")
@@ -218,13 +219,6 @@ def create_app(workers: Workers, info: dict) -> Flask:
 
     @app.get("/actuator")
     def _links():
-        return jsonify(
-            {
-                "_links": {
-                    k: {"href": f"/actuator/{k}"}
-                    for k in ("health", "health/liveness", "health/readiness", "info", "prometheus")
-                }
-            }
-        )
+        return jsonify(links())
 
     return app

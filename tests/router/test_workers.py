@@ -1,6 +1,7 @@
 """tsrouter.workers: several router processes in one pod behind one actuator."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -93,34 +94,32 @@ def _kill(pids: list[int]) -> None:
             os.kill(c, signal.SIGKILL)
 
 
-@pytest.mark.kafka
-def test_a_worker_that_dies_takes_the_pod_down(kafka_bootstrap):
-    pl = Pipeline(kafka_bootstrap)
-    r = RouterProc(pl.args("--tsrouter.workers=2")).start()
+@contextlib.contextmanager
+def two_workers(kafka_bootstrap):
+    """A router with two worker processes, Ready: (the router, the workers' pids); whatever
+    is left of them is killed afterwards."""
+    r = RouterProc(Pipeline(kafka_bootstrap).args("--tsrouter.workers=2")).start()
     children: list[int] = []
     try:
         r.wait_ready()
         children = _children(r.proc.pid)
         assert len(children) == 2
-        os.kill(children[0], signal.SIGKILL)
-        assert r.proc.wait(60) != 0
-        wait_for(lambda: not any(_alive(c) for c in children), 30, "the other worker stopped")
+        yield r, children
     finally:
         r.stop()
         _kill(children)
+
+
+@pytest.mark.kafka
+def test_a_worker_that_dies_takes_the_pod_down(kafka_bootstrap):
+    with two_workers(kafka_bootstrap) as (r, children):
+        os.kill(children[0], signal.SIGKILL)
+        assert r.proc.wait(60) != 0
+        wait_for(lambda: not any(_alive(c) for c in children), 30, "the other worker stopped")
 
 
 @pytest.mark.kafka
 def test_workers_stop_when_the_parent_is_killed(kafka_bootstrap):
-    pl = Pipeline(kafka_bootstrap)
-    r = RouterProc(pl.args("--tsrouter.workers=2")).start()
-    children: list[int] = []
-    try:
-        r.wait_ready()
-        children = _children(r.proc.pid)
-        assert len(children) == 2
+    with two_workers(kafka_bootstrap) as (r, children):
         r.kill()  # SIGKILL: the parent cannot pass anything on
         wait_for(lambda: not any(_alive(c) for c in children), 60, "orphaned workers stopped")
-    finally:
-        r.stop()
-        _kill(children)
