@@ -28,14 +28,15 @@ VERIFY_SECONDS = 8
 
 
 def misrouting_release(tmp_path: Path) -> Path:
-    """A copy of the router whose rule sends each timestamp to the other parity's topic."""
+    """A copy of the router that writes each channel to the other channel's topic (the
+    swap is in its configuration, so it holds on every routing path)."""
     root = tmp_path / "misroute"
     shutil.copytree(ROUTER_SRC, root / "tsrouter")
-    routing = root / "tsrouter" / "routing.py"
-    rule = "return EVEN if (ord(last) - 48) % 2 == 0 else ODD"
-    text = routing.read_text()
-    assert rule in text, "routing.py changed: update the misrouting release"
-    routing.write_text(text.replace(rule, "return ODD if (ord(last) - 48) % 2 == 0 else EVEN"))
+    config = root / "tsrouter" / "config.py"
+    wiring = "        even_topic=even_topic,\n        odd_topic=odd_topic,\n"
+    text = config.read_text()
+    assert wiring in text, "config.py changed: update the misrouting release"
+    config.write_text(text.replace(wiring, "        even_topic=odd_topic,\n        odd_topic=even_topic,\n"))
     return root
 
 

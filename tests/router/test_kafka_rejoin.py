@@ -60,6 +60,14 @@ def leader_then_member(bootstrap: str) -> tuple[bool, str]:
     x, y, group = f"rejoin-x-{tag}", f"rejoin-y-{tag}", f"rejoin-{tag}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(x, 1, 1), NewTopic(y, 1, 1)])
+    # Both topics led before anyone subscribes: an unfixed leader that assigns before X's
+    # metadata exists loses that first rejoin already, and the scene never starts.
+    def led() -> bool:
+        topics = admin.describe_topics([x, y])
+        return len(topics) == 2 and all(t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+                                        for t in topics)
+
+    wait_for(led, 60, "the new topics' partitions to have leaders")
     common = dict(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                   session_timeout_ms=SESSION_MS, heartbeat_interval_ms=1_000)
     leader = KafkaConsumer(x, **common)
