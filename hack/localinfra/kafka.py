@@ -103,12 +103,18 @@ def sasl_properties(*, sasl_port: int, users: dict[str, str]) -> dict[str, str]:
     }
 
 
-def tls_listener_properties(*, keystore: str, users: dict[str, str]) -> dict[str, str]:
-    """The SASL_SSL listener's settings: a PEM keystore (key + chain) and the same users."""
+def same_users_on(listener: str, users: dict[str, str]) -> dict[str, str]:
+    """Another SASL listener's JAAS settings, for the same users as SASL_PLAINTEXT's."""
     props = {}
     for key, value in sasl_properties(sasl_port=1, users=users).items():
         if key.startswith(f"listener.name.{SASL_LISTENER.lower()}."):
-            props[key.replace(f"listener.name.{SASL_LISTENER.lower()}.", f"listener.name.{TLS_LISTENER.lower()}.")] = value
+            props[key.replace(f"listener.name.{SASL_LISTENER.lower()}.", f"listener.name.{listener.lower()}.")] = value
+    return props
+
+
+def tls_listener_properties(*, keystore: str, users: dict[str, str]) -> dict[str, str]:
+    """The SASL_SSL listener's settings: a PEM keystore (key + chain) and the same users."""
+    props = same_users_on(TLS_LISTENER, users)
     props[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.type"] = "PEM"
     props[f"listener.name.{TLS_LISTENER.lower()}.ssl.keystore.location"] = keystore
     return props
@@ -180,7 +186,8 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         # listener advertises that address, so pods never see 127.0.0.1.
         listeners += f",{POD_LISTENER}://{pod_host}:{pod_port}"
         advertised += f",{POD_LISTENER}://{pod_host}:{pod_port}"
-        protocol_map += f",{POD_LISTENER}:PLAINTEXT"
+        # With sasl, pods must authenticate too (a pipeline with spec.kafka.credentials).
+        protocol_map += f",{POD_LISTENER}:{SASL_LISTENER if sasl else 'PLAINTEXT'}"
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -213,6 +220,8 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         props.update(sasl_properties(sasl_port=sasl_port, users=sasl_users))
         if tls_port:
             props.update(tls_listener_properties(keystore=tls_keystore, users=sasl_users))
+        if pod_host and pod_port:
+            props.update(same_users_on(POD_LISTENER, sasl_users))
     props.update(overrides or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -362,7 +371,8 @@ class KafkaBroker:
         self.tls = bool(tls and sasl)
         self.tls_port: int | None = None
         self.ca_file: Path | None = None
-        # pod_host (the real node's bridge address) adds a PLAINTEXT listener for pods.
+        # pod_host (the real node's bridge address) adds a listener for pods: PLAINTEXT, or
+        # SASL_PLAINTEXT for the same users with sasl=True.
         self.pod_host = pod_host
         self.pod_port: int | None = None
         self.overrides = dict(overrides or {})

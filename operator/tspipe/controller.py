@@ -50,7 +50,7 @@ from typing import Any
 
 import urllib3
 
-from . import autoscale, rollback
+from . import autoscale, podmetrics, rollback
 from . import topics as topics_mod
 from .api import API_GROUP, FINALIZER, KIND, RESTART_ANNOTATION
 from .components import COMPONENTS, ROUTER
@@ -61,9 +61,16 @@ from .metrics import Metrics
 from .model import EXACTLY_ONCE, Pipeline, PipelineError
 from .pause import PauseState, pause_state
 from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
-from .render import deployment_name, owned_selector, render_deployments, restarted_at, with_restart
+from .render import (
+    SERVER_PORT,
+    deployment_name,
+    owned_selector,
+    render_deployments,
+    restarted_at,
+    with_restart,
+)
 from .stamps import format_time
-from .status import RECONCILIATION_PAUSED, compute_status, held_status, needs_pods
+from .status import RECONCILIATION_PAUSED, compute_status, held_status, needs_pods, ready_pods
 from .switches import RestartRequest, reconcile_held, restart_request
 from .workqueue import Key, Outcome, WorkQueue
 
@@ -860,11 +867,14 @@ class Controller:
             verify_seconds=p.verify_seconds,
         )
         try:
-            if need == rollback.OPEN:
-                start = None if p.kafka.credentials else await self._window_offsets(p, commits_first=False)
+            if need == rollback.OPEN and p.kafka.credentials is not None:
+                counters, _ = await self._router_counters(ctx)
+                r = rollback.opened(r, None, self.now(), p.verify_seconds, counters=counters)
+            elif need == rollback.OPEN:
+                start = await self._window_offsets(p, commits_first=False)
                 r = rollback.opened(r, start, self.now(), p.verify_seconds)
             elif need == rollback.JUDGE:
-                r = rollback.judged(r, await self._judge(p, r), self.now(), ctx.pipeline.get("spec") or {})
+                r = rollback.judged(r, await self._judge(ctx, p, r), self.now(), ctx.pipeline.get("spec") or {})
         except KafkaUnavailable as exc:
             # The verdict waits for the broker (it needs its data): look again, not at once.
             log.warning("%s/%s: rollout check: broker unreachable: %s", ctx.namespace, ctx.name, exc)
@@ -898,10 +908,40 @@ class Controller:
         )
         return result
 
-    async def _judge(self, p: Pipeline, r: dict[str, Any]) -> rollback.Judgement:
-        start = (r.get("window") or {}).get("start")
-        if start is None or p.kafka.credentials is not None:
-            return rollback.READINESS_ONLY_JUDGEMENT
+    async def _router_counters(self, ctx: _Pass) -> tuple[dict[str, dict[str, int]], list[str]]:
+        """The Ready router pods' own counters by pod name (through the API server's pod
+        proxy), and why any could not be read."""
+        pods = await self._pods(ctx)
+        out: dict[str, dict[str, int]] = {}
+        problems = []
+        for name in ready_pods(pods, ctx.name, ROUTER.suffix):
+            try:
+                text = await self._call(
+                    self.kube.pod_proxy_text, ctx.namespace, name, SERVER_PORT, podmetrics.METRICS_PATH
+                )
+                out[name] = podmetrics.router_counters(text)
+            except ApiException as exc:
+                problems.append(f"{name}: {_api_error(exc)}")
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            log.warning("%s/%s: router counters: %s", ctx.namespace, ctx.name, "; ".join(problems))
+        return out, problems
+
+    async def _judge(self, ctx: _Pass, p: Pipeline, r: dict[str, Any]) -> rollback.Judgement:
+        window = r.get("window") or {}
+        if p.kafka.credentials is not None:
+            counters, problems = await self._router_counters(ctx)
+            if not counters:
+                why = "; ".join(problems) or "no router pod is Ready"
+                return rollback.readiness_only(
+                    f"the broker needs credentials (the operator never reads their Secret) and the router pods' "
+                    f"counters could not be read ({why})"
+                )
+            return rollback.judge_counters(window.get("counters") or {}, counters, p.max_dead_letter_ratio)
+        start = window.get("start")
+        if start is None:
+            return rollback.readiness_only("the broker's offsets were not read when the window opened")
         end = await self._window_offsets(p, commits_first=True)
         samples: dict[str, list[bytes]] = {}
         for parity in ("even", "odd"):

@@ -277,12 +277,27 @@ def _rollout_status() -> dict[str, Any]:
                     "opened": {"type": "string", "format": "date-time"},
                     "seconds": _int64("spec.rollout.verifySeconds when it opened."),
                     "start": offsets,
+                    "counters": {
+                        "type": "object",
+                        "description": "With Kafka credentials: each Ready router pod's own counters when it "
+                        "opened, by pod name.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {k: {"type": "integer", "format": "int64"} for k in rollback.COUNTER_KEYS},
+                        },
+                    },
                 },
             },
             "checks": {
                 "type": "object",
                 "description": "What the window's data showed.",
                 "properties": {
+                    "source": {
+                        "type": "string",
+                        "enum": [rollback.BROKER, rollback.ROUTER_COUNTERS],
+                        "description": "broker: the operator read the topics' offsets and sampled even and odd; "
+                        "routerCounters (Kafka credentials): the router pods' own counters, no sampling.",
+                    },
                     **{
                         k: _int64(d)
                         for k, d in (
@@ -293,6 +308,8 @@ def _rollout_status() -> dict[str, Any]:
                             ("lost", "Committed records that reached no output."),
                             ("sampled", "Records of even and odd read back."),
                             ("misrouted", "Sampled records on the wrong topic."),
+                            ("pods", "routerCounters: router pods whose counters were read."),
+                            ("lag", "routerCounters: the records of lag the router pods reported."),
                         )
                     },
                     "deadLetterRatio": {"type": "number"},

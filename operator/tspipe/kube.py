@@ -21,6 +21,8 @@ from .stamps import format_time
 
 __all__ = ["ApiException", "Kube", "load_client_config"]
 
+POD_PROXY_TIMEOUT_S = 5
+
 
 def load_client_config() -> kubernetes.client.Configuration:
     """Kubeconfig ($KUBECONFIG or ~/.kube/config) if present, else the in-cluster service account."""
@@ -154,6 +156,23 @@ class Kube:
     def list_pods(self, namespace: str, selector: str) -> list[dict]:
         path = f"/api/v1/namespaces/{quote(namespace)}/pods"
         return self._request("GET", path, query=[("labelSelector", selector)]).get("items") or []
+
+    def pod_proxy_text(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """GET a path of a pod's HTTP port through the API server's pod proxy (RBAC
+        `pods/proxy` get): the router's own counters, where the operator cannot read the
+        broker. Short timeout: a pod that does not answer is left out, not waited for."""
+        resource = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}:{port}/proxy/{path.lstrip('/')}"
+        method_, url, headers, _, _ = self.client.param_serialize(
+            method="GET",
+            resource_path=resource,
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        )
+        resp = self.client.call_api(method_, url, header_params=headers, _request_timeout=POD_PROXY_TIMEOUT_S)
+        resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException(http_resp=resp)
+        return (resp.data or b"").decode("utf-8", "replace")
 
     # --- pod disruption budgets --------------------------------------------------
     @staticmethod

@@ -23,8 +23,10 @@ one that brings back the stable revision's pods is Stable at once.
 The checks read the router's effects on the broker rather than its pods' counters: they
 need no network path to the pods, and they count what actually reached Kafka. Offsets
 are read in an order that keeps records in flight from counting as lost (`START_ORDER`).
-The operator never reads Secrets, so for a broker that needs credentials there is no data
-to read: such a rollout is judged by readiness and the progress deadline only, and says so.
+The operator never reads Secrets, so for a broker that needs credentials it reads the
+router pods' own counters instead (`judge_counters`, checks.source routerCounters): loss,
+dead-letter ratio and a router that commits nothing; misrouting needs the topics and is
+not checked there, which the verdict's message says.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ READINESS_ONLY = "ReadinessOnly"
 SAME_PODS = "SamePodsAsStable"
 DEADLINE = "ProgressDeadlineExceeded"
 LOST, MISROUTED, DEAD_LETTERS = "RecordsLost", "Misrouted", "DeadLetterRatio"
+
+# checks.source: where the window's data came from.
+BROKER, ROUTER_COUNTERS = "broker", "routerCounters"
+# One router pod's counters (podmetrics.router_counters), cumulative since its process
+# started: committed, routed per channel, dead-lettered, and the lag it reports.
+COUNTER_KEYS = ("committed", "even", "odd", "deadLetter", "lag")
 
 # What to ask the shell for in this pass.
 OPEN, JUDGE = "open", "judge"
@@ -164,9 +172,14 @@ def unconsumed(snapshot: Mapping[str, list[int]]) -> list[int]:
 
 
 def opened(
-    rollout: Mapping[str, Any], start: Mapping[str, list[int]] | None, now: datetime, seconds: int
+    rollout: Mapping[str, Any],
+    start: Mapping[str, list[int]] | None,
+    now: datetime,
+    seconds: int,
+    counters: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """The window opens now; `start`: the broker's offsets (None: no data can be read).
+    """The window opens now; `start`: the broker's offsets (None: the broker cannot be
+    read); `counters`: the router pods' counters instead, by pod name.
 
     Not while the group has not committed on a partition with records waiting (its start
     would be unknown): that waits, and fails as NotConsuming after `seconds` of it."""
@@ -193,6 +206,8 @@ def opened(
     out["window"] = {"opened": format_time(now), "seconds": seconds}
     if start is not None:
         out["window"]["start"] = dict(start)
+    if counters is not None:
+        out["window"]["counters"] = {pod: dict(c) for pod, c in counters.items()}
     out.update(
         reason=WINDOW_OPEN, message=f"all apps available; watching the data for {seconds}s", time=format_time(now)
     )
@@ -272,6 +287,7 @@ def judge(
     sampled = sum(len(samples.get(p, ())) for p in ("even", "odd"))
     ratio = added["deadLetter"] / consumed if consumed else 0.0
     checks: dict[str, Any] = {
+        "source": BROKER,
         "consumed": consumed,
         "routedEven": added["even"],
         "routedOdd": added["odd"],
@@ -325,13 +341,75 @@ def judged(rollout: Mapping[str, Any], j: Judgement, now: datetime, spec: Mappin
     return out
 
 
-READINESS_ONLY_JUDGEMENT = Judgement(
-    True,
-    READINESS_ONLY,
-    "the broker needs credentials and the operator never reads their Secret: judged by readiness and the "
-    "progress deadline only",
-    {},
-)
+def readiness_only(why: str) -> Judgement:
+    """No data to judge by (`why`): readiness and the progress deadline decided."""
+    return Judgement(True, READINESS_ONLY, f"{why}: judged by readiness and the progress deadline only", {})
+
+
+def _since(start: Mapping[str, int] | None, end: Mapping[str, int]) -> dict[str, int]:
+    """One pod's counts in the window. A pod new in the window, or whose counters went
+    back (its router restarted), counts from zero, as Prometheus' increase() does."""
+    if start is None or end["committed"] < start["committed"]:
+        start = {}
+    return {k: end[k] - start.get(k, 0) for k in ("committed", "even", "odd", "deadLetter")}
+
+
+def judge_counters(
+    start: Mapping[str, Mapping[str, int]], end: Mapping[str, Mapping[str, int]], max_dead_letter_ratio: float
+) -> Judgement:
+    """The window's verdict from the router pods' own counters at its start and end (by
+    pod name), for a broker the operator cannot read.
+
+    Loss is judged on each pod's whole life, not the window: a router counts a record as
+    committed only after counting it routed or dead-lettered (and its scrape reads them in
+    that order), so committed > routed + dead-lettered means offsets committed for records
+    that reached no output. Over the window: the dead-letter ratio, and whether it commits
+    at all while its pods report lag."""
+    if not end:
+        return readiness_only("no router pod's counters could be read at the end of the window")
+    lost = sum(max(0, c["committed"] - c["even"] - c["odd"] - c["deadLetter"]) for c in end.values())
+    window = [_since(start.get(pod), c) for pod, c in end.items()]
+    consumed, even, odd, dead = (sum(w[k] for w in window) for k in ("committed", "even", "odd", "deadLetter"))
+    lag = sum(c["lag"] for c in end.values())
+    handled = even + odd + dead
+    ratio = dead / handled if handled else 0.0
+    checks: dict[str, Any] = {
+        "source": ROUTER_COUNTERS,
+        "pods": len(end),
+        "consumed": consumed,
+        "routedEven": even,
+        "routedOdd": odd,
+        "deadLettered": dead,
+        "lost": lost,
+        "lag": lag,
+        "deadLetterRatio": round(ratio, 4),
+    }
+    where = f"(the counters of {len(end)} router pod(s))"
+    if lost:
+        return Judgement(
+            False, LOST, f"{lost} records counted committed were never counted routed or dead-lettered {where}", checks
+        )
+    if ratio > max_dead_letter_ratio:
+        return Judgement(
+            False,
+            DEAD_LETTERS,
+            f"{dead} of {handled} records dead-lettered ({ratio:.1%}, more than spec.rollout.maxDeadLetterRatio "
+            f"{max_dead_letter_ratio:g}) {where}",
+            checks,
+        )
+    if consumed == 0 and lag > 0:
+        return Judgement(
+            False, NOT_CONSUMING, f"the router pods report {lag} records of lag and committed none {where}", checks
+        )
+    if consumed == 0 and handled == 0:
+        return Judgement(True, NO_TRAFFIC, f"no record flowed in the window {where}: judged by readiness only", checks)
+    return Judgement(
+        True,
+        CHECKS_PASSED,
+        f"{consumed} records committed, {even + odd} routed, {dead} dead-lettered, none lost {where}; the broker "
+        "needs credentials, so the topics were not sampled and misrouting was not checked",
+        checks,
+    )
 
 
 def failed(rollout: Mapping[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:

@@ -146,6 +146,22 @@ def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str)
     return {"pods": len(found), "reason": cond.get("reason") or "Unschedulable", "message": cond.get("message") or ""}
 
 
+def ready_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[str]:
+    """Names of a component's pods that are Ready and not being deleted."""
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        lbl = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
+            continue
+        conds = (pod.get("status") or {}).get("conditions") or []
+        if lbl.get(LABEL_COMPONENT) == suffix and any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in conds
+        ):
+            out.append(str(meta.get("name")))
+    return sorted(out)
+
+
 def _unscheduled_message(comps: dict[str, Any]) -> str:
     return "; ".join(
         f"{k}: {u['pods']} pod(s) not scheduled ({u['reason']}): {u['message']}"

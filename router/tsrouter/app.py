@@ -24,6 +24,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from . import kafka_fixes
 from .batch import (
+    CommitLedger,
     Planned,
     Sent,
     Topics,
@@ -31,6 +32,7 @@ from .batch import (
     merge_offsets,
     next_offsets,
     plan_groups,
+    record_counts,
     rewind_offsets,
     settle,
 )
@@ -134,6 +136,7 @@ class Runner:
         self._last_commit = 0.0
         self._dirty = False  # acknowledged offsets not yet sent in a commit
         self._committed: dict = {}  # {tp: offset} known to be committed
+        self.ledger = CommitLedger()  # acknowledged records until a commit covers them
         self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
         self.fast: FastSender | None = None
         # Every record without input headers carries these: one list, one encoding.
@@ -251,6 +254,7 @@ class Runner:
                 self.producer.abort_transaction()
         for tp in lost:
             self.pending.pop(tp, None)
+        self.ledger.forget(lost)
 
     def commit_pending(self, reason: str) -> bool:
         if self.cfg.exactly_once:
@@ -275,9 +279,15 @@ class Runner:
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
         self._committed.update(todo)
+        self._count_committed(todo)
         self.pending.clear()
         self.metrics.commits.inc()
         return True
+
+    def _count_committed(self, offsets) -> None:
+        n = sum(self.ledger.committed(tp, off) for tp, off in offsets.items())
+        if n:
+            self.metrics.committed.inc(n)
 
     # ---- the loop ------------------------------------------------------------------------------
     def _kafka_connected(self) -> bool:
@@ -351,7 +361,9 @@ class Runner:
 
     def _send_batch(self, batch) -> None:
         plan = self._plan(batch)
-        self.inflight.append(Sent(next_offsets(batch), first_offsets(batch), plan, self._send_all(plan)))
+        self.inflight.append(
+            Sent(next_offsets(batch), first_offsets(batch), plan, self._send_all(plan), record_counts(batch))
+        )
 
     def _reap(self) -> None:
         """Move acknowledged batches to the committable offsets; replay from a failed one."""
@@ -360,6 +372,7 @@ class Runner:
             self.pending = merge_offsets(self.pending, s.next_offsets)
             self.positions.update(s.next_offsets)
             self._count(s.plan)
+            self.ledger.acknowledged(s.records, s.next_offsets)
         del self.inflight[:ok]
         if failed is not None:
             bad = self.inflight[failed - ok] if failed - ok < len(self.inflight) else None
@@ -409,6 +422,7 @@ class Runner:
                 for tp, om in offsets.items():
                     if self._committed.get(tp, -1) < om.offset:
                         self._committed[tp] = om.offset
+                self._count_committed({tp: om.offset for tp, om in offsets.items()})
                 self.metrics.commits.inc()
 
         try:
@@ -495,6 +509,8 @@ class Runner:
         self.positions.update(offsets)
         for planned in plans:
             self._count(planned)
+        # After the routed counts (tsrouter.metrics says why the order matters).
+        self.metrics.committed.inc(sum(sum(planned.counts.values()) for planned in plans))
         return True
 
     def _replay(self, first: dict) -> None:
@@ -572,6 +588,7 @@ class Runner:
                 self.inflight.clear()  # unacknowledged: replayed from the committed offsets
                 self._txn_reset()  # uncommitted: aborted when the next producer fences this one
                 self.commit_pending(reason="error")
+                self.ledger.forget()  # what that could not commit is read and routed again
                 self.close_clients(timeout_s=ERROR_CLOSE_S)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_S)

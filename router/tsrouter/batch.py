@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
@@ -110,6 +111,45 @@ class Sent:
     first_offsets: dict[Any, int]
     plan: Any  # Planned (or a list of Outgoing in tests)
     futures: list[Any]  # objects with .is_done, .succeeded(), .exception
+    records: dict[Any, int] = field(default_factory=dict)  # {TopicPartition: records in the batch}
+
+
+def record_counts(batch: Mapping[Any, Any]) -> dict[Any, int]:
+    """{TopicPartition: number of records} of a polled batch (offsets would also count the
+    commit markers of a transactional input, which are no records)."""
+    return {tp: len(records) for tp, records in batch.items() if records}
+
+
+class CommitLedger:
+    """Acknowledged records per input partition, until a commit covers their offsets.
+
+    It feeds tsrouter_records_committed: only records the broker acknowledged (routed or
+    dead-lettered, and counted as such first) ever enter it, so for a correct router
+    committed <= routed + dead-lettered holds at every instant; a release that commits
+    what it never delivered shows as the difference."""
+
+    def __init__(self) -> None:
+        self._open: dict[Any, deque[tuple[int, int]]] = {}
+
+    def acknowledged(self, records: Mapping[Any, int], next_offsets: Mapping[Any, int]) -> None:
+        for tp, n in records.items():
+            self._open.setdefault(tp, deque()).append((next_offsets[tp], n))
+
+    def committed(self, tp: Any, offset: int) -> int:
+        """Records of `tp` whose offsets a commit up to `offset` (exclusive) covers; they leave."""
+        segments = self._open.get(tp)
+        n = 0
+        while segments and segments[0][0] <= offset:
+            n += segments.popleft()[1]
+        return n
+
+    def forget(self, tps: Iterable[Any] | None = None) -> None:
+        """Partitions whose acknowledged offsets will not be committed here (lost to another
+        member); None: all of them."""
+        if tps is None:
+            self._open.clear()
+        for tp in tps or ():
+            self._open.pop(tp, None)
 
 
 def settle(inflight: list[Sent]) -> tuple[int, int | None]:

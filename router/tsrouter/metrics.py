@@ -9,6 +9,15 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # Registered first, so a scrape reads it before the routed and dead-lettered counts:
+        # every record it counts was counted there before, so committed <= routed +
+        # dead-lettered holds in every scrape of a correct router (the operator's rollout
+        # check for brokers it cannot read relies on that).
+        self.committed = Counter(
+            "tsrouter_records_committed",
+            "Records whose input offsets are committed (each acknowledged on an output first)",
+            registry=r,
+        )
         self.consumed = Counter("tsrouter_records_consumed", "Records read from the input topic", registry=r)
         self.routed = Counter(
             "tsrouter_records_routed", "Records routed and acknowledged, per channel", ["channel"], registry=r

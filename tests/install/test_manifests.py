@@ -25,6 +25,7 @@ NAMESPACED_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
     ("", "pods"): {"list", "watch"},
+    ("", "pods/proxy"): {"get"},
     ("", "events"): {"create"},
 }
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

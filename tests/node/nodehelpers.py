@@ -206,10 +206,12 @@ def container_pid(c: NodeCluster, pod: dict) -> int:
 
 
 def everything_arrived(c: NodeCluster, ns: str, name: str, input_topic: str, prefixes_even, prefixes_odd,
-                       upto: int | None = None, timeout: float = 240):
-    """Wait until every timestamp in the input topic (its first `upto`) is in the right
-    logger's `kubectl logs`, and none in the wrong one."""
-    produced = topic_values(c.broker.bootstrap, input_topic)
+                       upto: int | None = None, timeout: float = 240, bootstrap: str | None = None,
+                       ignore: frozenset[str] = frozenset()):
+    """Wait until every timestamp in the input topic (its first `upto`, but for the values
+    in `ignore`: malformed ones a test wrote) is in the right logger's `kubectl logs`, and
+    none in the wrong one."""
+    produced = [v for v in topic_values(bootstrap or c.broker.bootstrap, input_topic) if v not in ignore]
     even, odd = by_parity(produced[:upto] if upto else produced)
 
     def check():

@@ -1,7 +1,11 @@
 """Automatic rollback on the real node: readiness is the kubelet's probes of the real
 actuators, so a release whose router never becomes Ready (arguments it refuses: it exits
 at start and the kubelet restarts it in a loop) is rolled back at the progress deadline,
-and the pipeline goes on with the stable revision's router without losing a timestamp."""
+and the pipeline goes on with the stable revision's router without losing a timestamp.
+
+With Kafka credentials the operator cannot read the broker; it reads the real router
+pods' own counters through the API server's pod proxy instead (kwok's pods have no
+address, so only the real node can show that path)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +16,7 @@ import pytest
 from localinfra.kafka import topic_values
 from nodehelpers import (apply_obj, everything_arrived, explained, new_namespace, pipeline_status, pod_ready,
                          router_pod, sample_pipeline, start_operator, wait_for)
+from routerproc import create_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
 
@@ -72,6 +77,84 @@ def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_c
             everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
             print(f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
                   f"change (progressDeadlineSeconds {DEADLINE})")
+    finally:
+        c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
+        op.stop(15)
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(node_cluster):
+    """A broker whose pod listener wants SASL (the session's broker has none); after the
+    node, whose bridge its pod listener binds to."""
+    from localinfra.kafka import KafkaBroker
+    from localinfra.node import NODE_IP
+
+    with KafkaBroker(sasl=True, pod_host=NODE_IP) as broker:
+        yield broker
+
+
+MALFORMED = [f"not a timestamp #{i}" for i in range(30)]
+
+
+def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluster, sasl_broker, tmp_path):
+    from kafka import KafkaProducer
+
+    c, b = node_cluster, sasl_broker
+    ns = new_namespace(c, "rollback-sasl")
+    log = tmp_path / "operator.log"
+    op = start_operator(c, ns, log)
+    topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
+    for t in topics.values():  # with credentials the operator does not manage topics
+        create_topic(b.bootstrap, t)
+    user, password = next(iter(b.sasl_users.items()))
+    c.kubectl("create", "secret", "generic", "kafka-creds", "-n", ns,
+              f"--from-literal=username={user}", f"--from-literal=password={password}")
+    obj = sample_pipeline(b.pod_bootstrap, topics)
+    obj["spec"]["kafka"]["topics"]["manage"] = False
+    obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-creds", "mechanism": "SCRAM-SHA-512",
+                                           "protocol": "SASL_PLAINTEXT"}
+    obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
+    name = obj["metadata"]["name"]
+    try:
+        with explained(c, ns, {"operator": log}):
+            apply_obj(c, obj, ns)
+            first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
+                             "the first revision verified by the router pod's counters")
+            checks = first["checks"]
+            assert first["reason"] == "ChecksPassed", first
+            assert checks["source"] == "routerCounters" and checks["pods"] == 1, checks
+            assert checks["consumed"] > 0 and checks["lost"] == 0, checks
+            assert "misrouting was not checked" in first["message"], first
+
+            # A new release (a pod template change); while its window is open, dead letters
+            # jump: the router pod's counters show it and the release is rolled back.
+            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
+                {"spec": {"router": {"properties": {"tsrouter.max-poll-records": "500"}}}}))
+            wait_for(lambda: (r := rollout(c, ns, name)).get("reason") == "WindowOpen"
+                     and r.get("generation", 0) > first["generation"], 300, "the new release's window open")
+            t0 = time.monotonic()
+            producer = KafkaProducer(bootstrap_servers=b.bootstrap)
+            for v in MALFORMED:
+                producer.send(topics["input"], v.encode())
+            producer.flush(30)
+            producer.close()
+            bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r, 120,
+                           "the release rolled back by the counters")
+            after = time.monotonic() - t0
+            assert bad["reason"] == "DeadLetterRatio", bad
+            assert bad["checks"]["source"] == "routerCounters", bad
+            assert bad["checks"]["deadLettered"] == len(MALFORMED), bad
+            assert bad["message"].startswith(f"rolled back to generation {first['generation']}"), bad
+
+            wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
+                     and "--tsrouter.max-poll-records=500" not in p["spec"]["containers"][0]["args"],
+                     180, "a Ready router pod of the stable revision")
+            # Nothing lost: every timestamp so far reaches the right logger.
+            upto = len(topic_values(b.bootstrap, topics["input"]))
+            everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto,
+                               bootstrap=b.bootstrap, ignore=frozenset(MALFORMED))
+            print(f"node rollback (credentials): first revision {checks}; dead letters in the new release's "
+                  f"window rolled it back {after:.1f}s after they were written (verifySeconds 15)")
     finally:
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
         op.stop(15)

@@ -28,7 +28,7 @@ def test_a_window_where_every_committed_record_reached_the_right_topic_is_stable
               {"even": [b"Even timestamp:11/27/26 00:00:02"], "odd": [b'Odd timestamp:"11/27/26 00:00:03"']},
               PREFIXES, 0.05)
     assert j.ok and j.reason == rollback.CHECKS_PASSED
-    assert j.checks == {"consumed": 60, "routedEven": 30, "routedOdd": 30, "deadLettered": 0, "lost": 0,
+    assert j.checks == {"source": "broker", "consumed": 60, "routedEven": 30, "routedOdd": 30, "deadLettered": 0, "lost": 0,
                         "sampled": 2, "misrouted": 0, "deadLetterRatio": 0.0}
 
 

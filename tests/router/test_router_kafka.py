@@ -79,6 +79,9 @@ def test_routes_10000_timestamps_exact_counts_and_partition_order(kafka_bootstra
         assert r.metric("tsrouter_records_consumed_total") == n
         assert r.metric("tsrouter_records_routed_total") == n
         assert r.metric("tsrouter_records_dead_lettered_total") == 0
+        # The committed counter (what the operator's rollout check reads where it cannot read
+        # the broker) reaches every record once the last commit is in.
+        wait_for(lambda: r.metric("tsrouter_records_committed_total") == n, 30, "every record counted committed")
         assert r.terminate() == 0
         assert committed(kafka_bootstrap, pl.group, pl.input, parts) == {p: n // parts for p in range(parts)}
     finally:
@@ -324,6 +327,9 @@ def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee, txn):
             time.sleep(2)  # let any straggler transaction land before checking for duplicates
             final = _all_routed(kafka_bootstrap, pl, n, iso)
             assert max(final.values()) == 1 and sum(final.values()) == n
+        # What the restarted router committed is exactly what it routed (its own counters).
+        wait_for(lambda: r2.metric("tsrouter_records_committed_total")
+                 == r2.metric("tsrouter_records_routed_total") > 0, 30, "the restart's records counted committed")
         assert r2.terminate() == 0
     finally:
         r.stop()
