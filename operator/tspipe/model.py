@@ -151,6 +151,10 @@ def _secret_key(name: str, attr: str, description: str, default: str) -> Str:
     )
 
 
+# The API server writes this default into every credentials object (the CRD's structural
+# default), with or without caSecretName: only another value says the user meant a CA.
+CA_KEY_DEFAULT = "ca.crt"
+
 CREDENTIAL_FIELDS: tuple[Field, ...] = (
     _secret_name(
         "secretName", "secret_name", "Secret (same namespace) holding the SASL username and password.", required=True
@@ -164,7 +168,7 @@ CREDENTIAL_FIELDS: tuple[Field, ...] = (
         "ca_secret_name",
         "Secret holding the PEM CA certificate(s) that signed the brokers' certificates (SASL_SSL only).",
     ),
-    _secret_key("caKey", "ca_key", "Key of the PEM CA in caSecretName.", "ca.crt"),
+    _secret_key("caKey", "ca_key", "Key of the PEM CA in caSecretName.", CA_KEY_DEFAULT),
 )
 
 # Every app's image; its default comes from components.COMPONENTS.
@@ -699,6 +703,6 @@ def _credentials(value: Any) -> Credentials | None:
     if credentials.ca_secret_name is not None:
         if credentials.protocol != "SASL_SSL":
             raise PipelineError(f"{p}.caSecretName", "a CA is only used with protocol SASL_SSL")
-    elif c.get("caKey") is not None:
+    elif c.get("caKey") not in (None, CA_KEY_DEFAULT):
         raise PipelineError(f"{p}.caKey", "needs caSecretName")
     return credentials

@@ -33,6 +33,13 @@ def test_defaults_and_all_fields():
     assert Pipeline.from_resource(resource()).kafka.credentials is None
 
 
+def test_sasl_plaintext_credentials_as_the_api_server_defaults_them_are_valid():
+    # The CRD's structural defaults fill caKey in even without caSecretName.
+    served = {**CREDS, "protocol": "SASL_PLAINTEXT", "usernameKey": "username", "passwordKey": "password",
+              "caKey": "ca.crt"}
+    assert Pipeline.from_resource(resource(served)).kafka.credentials.ca_secret_name is None
+
+
 @pytest.mark.parametrize("credentials,manage,field", [
     ({"mechanism": "PLAIN"}, False, "spec.kafka.credentials.secretName"),
     ({"secretName": "Bad_Name", "mechanism": "PLAIN"}, False, "spec.kafka.credentials.secretName"),
