@@ -222,18 +222,19 @@ class Judgement:
     checks: dict[str, Any]
 
 
+def _start_of(start: Sequence[int], i: int, unknown: Sequence[int] = ()) -> int:
+    """Partition i's offset when the window opened: 0 for a partition new since; for an
+    unknown one (-1: no commit yet) `unknown`'s value (the input's end then: no record
+    was waiting there), else 0."""
+    s = start[i] if i < len(start) else 0
+    if s < 0:
+        s = unknown[i] if i < len(unknown) else 0
+    return s
+
+
 def _delta(start: Sequence[int], end: Sequence[int], unknown: Sequence[int] = ()) -> int:
-    """Records added between two per-partition offset lists (a partition new at the end
-    counts from 0). An unknown start (-1: no commit yet) counts from `unknown`'s value for
-    that partition (the input's end then: no record was waiting there)."""
-    total = 0
-    for i, e in enumerate(end):
-        s = start[i] if i < len(start) else 0
-        if s < 0:
-            s = unknown[i] if i < len(unknown) else 0
-        if e >= 0:
-            total += max(0, e - s)
-    return total
+    """Records added between two per-partition offset lists (`_start_of` says from where)."""
+    return sum(max(0, e - _start_of(start, i, unknown)) for i, e in enumerate(end) if e >= 0)
 
 
 def parity_problem(value: bytes, topic_parity: str, prefix: str) -> str | None:
@@ -459,9 +460,7 @@ def commit_ranges(
     first, last, unknown = start.get("committed", []), end.get("committed", []), start.get("input", [])
     out = {}
     for i, e in enumerate(last):
-        s = first[i] if i < len(first) else 0
-        if s < 0:
-            s = unknown[i] if i < len(unknown) else 0
+        s = _start_of(first, i, unknown)
         if e > s:
             out[i] = (s, e)
     return out if sum(e - s for s, e in out.values()) <= cap else None
@@ -474,7 +473,7 @@ def sample_ranges(
     records each partition gained in the window."""
     out = {}
     for i, e in enumerate(end):
-        s = start[i] if i < len(start) and start[i] >= 0 else 0
+        s = _start_of(start, i)
         if e > s:
             out[i] = (max(s, e - per_partition), e)
     return out
