@@ -1,7 +1,8 @@
 """A real Spring Cloud Skipper + Data Flow pair on loopback, for the SCDF fallback tests.
 
 The jars come from Maven Central through hack/scdf-jars.sh (cached; see hack/scdf/pom.xml
-for why Data Flow 2.11.5 is repackaged from its starter and Skipper is 2.8.0). This module
+for why Data Flow 2.11.5 is repackaged from its starter and Skipper is 2.8.0, and
+hack/scdf/skipper-k8s/pom.xml for the Kubernetes deployer put into Skipper's jar). This module
 starts Skipper and Data Flow (pointed at Skipper) together, each with `java -jar` on a free 127.0.0.1
 port, embedded H2 files and logs in the workdir, waits until both answer, and stops both.
 
@@ -10,8 +11,8 @@ Two modes for Skipper's platform account `default` (the one Data Flow deploys to
 - local (default): Skipper's local deployer cannot launch `docker:` apps here (no Docker
   engine), so deployed apps end up `failed`; SCDF still records the definition, the
   release and its manifest. For the tests that need no node.
-- Kubernetes (`KubernetesPlatform`): Skipper's Kubernetes deployer (2.7.0, fabric8 4.13.3)
-  configured from an admin kubeconfig, deploying into one namespace with a pull policy
+- Kubernetes (`KubernetesPlatform`): Skipper's Kubernetes deployer (2.9.5, fabric8 5.12.4,
+  swapped into Skipper 2.8.0's jar) configured from an admin kubeconfig, deploying into one namespace with a pull policy
   that takes the images already imported into the node's containerd.
 
 CLI: `python -m localinfra.scdf` starts both, prints the Data Flow URL, waits for Ctrl-C.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -75,8 +77,20 @@ def pom_property(name: str, pom: Path = POM) -> str:
     return m.group(1).strip()
 
 
+def jar_key() -> str:
+    """The key of hack/scdf-jars.sh: every file under hack/scdf (sorted paths, not under a
+    target/ folder) and the script itself, by content."""
+    names = sorted(p.relative_to(HACK_DIR).as_posix() for p in (HACK_DIR / "scdf").rglob("*")
+                   if p.is_file() and "target" not in p.relative_to(HACK_DIR).parts)
+    digest = hashlib.sha256()
+    for name in [*names, JARS_SCRIPT.name]:
+        digest.update((HACK_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def jar_dir() -> Path:
-    return cache_dir() / "scdf" / pom_property("scdf.version")
+    """Where hack/scdf-jars.sh puts the jars of these sources (one folder per key)."""
+    return cache_dir() / "scdf" / f"{pom_property('scdf.version')}-{jar_key()}"
 
 
 def common_args(*, port: int, db_path: Path) -> list[str]:

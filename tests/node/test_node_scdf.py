@@ -11,10 +11,10 @@ each test's time): deploy, wiring, pod shape, scale, update, undeploy and destro
 the errors.
 
 Pod Security: the namespace enforces `baseline` and warns at `restricted`. Skipper
-2.8.0 bundles spring-cloud-deployer-kubernetes 2.7.0, which has no
-containerSecurityContext (nor runAsNonRoot or seccompProfile in podSecurityContext), so
-the pod shape `tspipe` sends (written for the 2.9 deployer of SCDF 2.11) is applied only
-in part here; `test_scdf_pods_meet_restricted` is an expected failure that says so.
+2.8.0's own spring-cloud-deployer-kubernetes 2.7.0 has no containerSecurityContext (nor
+runAsNonRoot or seccompProfile in podSecurityContext); hack/scdf-jars.sh swaps in the 2.9.5
+deployer (hack/scdf/skipper-k8s/pom.xml), which applies the whole pod shape `tspipe` sends,
+so `test_scdf_pods_meet_restricted` checks that SCDF's pods meet `restricted`.
 """
 from __future__ import annotations
 
@@ -348,12 +348,19 @@ def test_same_wiring_as_the_operators_pods(scdf, explain):
     assert not wiring_diffs, "\n".join(wiring_diffs)
 
 
-def test_scdf_pods_have_the_operators_probes_user_and_writable_tmp(scdf, explain):
-    """What the 2.7 deployer applies of the pod shape tspipe sends."""
+def test_scdf_pods_have_the_operators_probes_security_and_writable_tmp(scdf, explain):
+    """The pod shape tspipe sends, as the deployer (2.9.5 in Skipper's jar) applies it: the
+    operator's probes, resources, /tmp, and the same pod and container security contexts."""
     s = scdf
+    doc = s.pipeline_doc()
+    resource = {**doc, "metadata": {**doc["metadata"], "namespace": s.ns, "uid": "0"}}
+    operator = {c.label: d["spec"]["template"]["spec"]
+                for c, d in zip(COMPONENTS, render_deployments(resource), strict=True)}
     for c in COMPONENTS:
         (pod,) = s.app_pods(c.label)
         ctr = pod["spec"]["containers"][0]
+        assert pod["spec"]["securityContext"] == operator[c.label]["securityContext"], c.label
+        assert ctr["securityContext"] == operator[c.label]["containers"][0]["securityContext"], c.label
         assert ctr["readinessProbe"]["httpGet"] | {"scheme": "HTTP"} == {
             "path": c.readiness.path, "port": 8080, "scheme": "HTTP"}
         assert ctr["livenessProbe"]["httpGet"]["path"] == c.liveness.path
@@ -366,11 +373,10 @@ def test_scdf_pods_have_the_operators_probes_user_and_writable_tmp(scdf, explain
         assert ctr["resources"]["limits"]["memory"] == c.resources["limits"]["memory"]
 
 
-@pytest.mark.xfail(strict=True, reason="Skipper 2.8.0's Kubernetes deployer (2.7.0) cannot set a container "
-                   "securityContext, runAsNonRoot or a seccomp profile; SCDF 2.11's Skipper (deployer 2.9) can, "
-                   "from the containerSecurityContext and podSecurityContext properties tspipe sends")
 def test_scdf_pods_meet_restricted(scdf):
     s = scdf
+    # The namespace's pods are what the dry run judges: all four apps must have theirs.
+    assert all(s.app_pods(label) for label in LABELS), "a pod for every app"
     r = s.c.kubectl("label", "--dry-run=server", "--overwrite", "namespace", s.ns,
                     "pod-security.kubernetes.io/enforce=restricted", check=False)
     warnings = [ln for ln in (r.stderr + r.stdout).splitlines() if "violate" in ln or ln.startswith("Warning")]

@@ -155,9 +155,12 @@ def stream_plan(p: Pipeline) -> StreamPlan:
 # ---------------------------------------------------------------- deployer properties
 
 # The operator's pod shape (tspipe.render) in the Kubernetes deployer's YAML-flow values.
-# Written for the deployer of SCDF 2.11's Skipper (spring-cloud-deployer-kubernetes 2.9):
-# runAsNonRoot, runAsGroup, seccompProfile and the whole containerSecurityContext are 2.9
-# properties; an older deployer (2.7, in Skipper 2.8.0) ignores them and applies the rest.
+# Written for the deployer of SCDF 2.11's Skipper (spring-cloud-deployer-kubernetes 2.9.5,
+# also what hack/scdf-jars.sh puts into the test Skipper 2.8.0): runAsNonRoot, runAsGroup and
+# the containerSecurityContext's capabilities, privileged and runAsNonRoot are 2.9 properties
+# (2.8.0 has seccompProfile and a containerSecurityContext of allowPrivilegeEscalation and
+# readOnlyRootFilesystem only; 2.7 has neither). An older deployer ignores what it does not
+# know and applies the rest, so its pods pass Pod Security `baseline`, not `restricted`.
 POD_SECURITY_CONTEXT = (
     f"{{runAsUser: {RUN_AS}, runAsGroup: {RUN_AS}, runAsNonRoot: true, fsGroup: {RUN_AS}, "
     "seccompProfile: {type: RuntimeDefault}}"
