@@ -266,8 +266,11 @@ def test_health_before_broker_up_while_running_and_after_it_stops(tmp_path):
         broker.close()
 
 
-def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 500):
-    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors)."""
+def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 100):
+    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors).
+
+    At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
+    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
     errors: list = []
 
     def run():
