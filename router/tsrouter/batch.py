@@ -1,11 +1,17 @@
-"""Pure planning of one polled batch: what to send where, and which offsets it settles."""
+"""Pure planning of one polled batch: what to send where, and which offsets it settles.
+
+A polled batch is {TopicPartition: [record]} with each record a tuple
+(offset, timestamp, key, value, headers), in offset order per partition: what
+tsrouter.fastfetch hands out without building a ConsumerRecord per record (the loop turns
+ConsumerRecords into the same tuples when it is off). headers may be an empty tuple.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
 
@@ -24,6 +30,18 @@ class Outgoing:
     reason: str | None = None
 
 
+class InRecord(NamedTuple):
+    """One consumed record with its source, for the general (slow) path and dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
 @dataclass(frozen=True)
 class Topics:
     even: str
@@ -31,7 +49,7 @@ class Topics:
     dead_letter: str
 
 
-def plan_record(rec: Any, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> Outgoing:
+def plan_record(rec: InRecord, topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]) -> Outgoing:
     """One consumed record -> one outgoing record.
 
     The output partition follows the input partition (modulo the output's partition
@@ -77,22 +95,22 @@ def plan_record(rec: Any, topics: Topics, prefixes: Prefixes, out_partitions: Ma
 def plan_batch(
     batch: Mapping[Any, Any], topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]
 ) -> list[Outgoing]:
-    """{TopicPartition: [records]} -> outgoing records in input order per partition."""
+    """{TopicPartition: [record tuples]} -> outgoing records in input order per partition."""
     out = []
-    for _tp, records in batch.items():
+    for tp, records in batch.items():
         for rec in records:
-            out.append(plan_record(rec, topics, prefixes, out_partitions))
+            out.append(plan_record(InRecord(tp.topic, tp.partition, *rec), topics, prefixes, out_partitions))
     return out
 
 
 def next_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: offset of the next record to read} for every partition in the batch."""
-    return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+    return {tp: records[-1][0] + 1 for tp, records in batch.items() if records}
 
 
 def first_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: first offset in the batch}: where to seek back to retry it."""
-    return {tp: records[0].offset for tp, records in batch.items() if records}
+    return {tp: records[0][0] for tp, records in batch.items() if records}
 
 
 def merge_offsets(pending: dict[Any, int], new: Mapping[Any, int]) -> dict[Any, int]:
@@ -215,23 +233,23 @@ def plan_groups(
     for tp, records in batch.items():
         if not records:
             continue
-        ts0 = records[0].timestamp
+        ts0 = records[0][1]
         if ts0 is not None and ts0 >= 0 and (oldest is None or ts0 < oldest):
             oldest = ts0
         part = tp.partition
         even_list = groups.setdefault((even_t, part % n_even if n_even else None), [])
         odd_list = groups.setdefault((odd_t, part % n_odd if n_odd else None), [])
         for rec in records:
-            v = rec.value
-            if v and v[-1] in digits and not rec.headers and v.isascii():
+            _off, _ts, key, v, headers = rec
+            if v and v[-1] in digits and not headers and v.isascii():
                 if v[-1] & 1:
-                    odd_list.append((rec.key, po + v, None))
+                    odd_list.append((key, po + v, None))
                     n_o += 1
                 else:
-                    even_list.append((rec.key, pe + v, None))
+                    even_list.append((key, pe + v, None))
                     n_e += 1
                 continue
-            o = plan_record(rec, topics, prefixes, out_partitions)
+            o = plan_record(InRecord(tp.topic, part, *rec), topics, prefixes, out_partitions)
             groups.setdefault((o.topic, o.partition), []).append((o.key, o.value, o.headers))
             p.counts[o.channel] += 1
             if o.channel == "dlq":

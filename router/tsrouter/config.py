@@ -63,6 +63,7 @@ Main keys:
   tsrouter.eos-commit-interval-ms, tsrouter.eos-commit-records one transaction per 100 ms / 20,000 records
   tsrouter.max-poll-records, tsrouter.producer-batch-size     2000, 262144 (bytes, at most 524288)
   tsrouter.batch-send                                          true: whole batches into the producer
+  tsrouter.fast-fetch                                          true: polled records as tuples, no ConsumerRecord
   tsrouter.workers                                             router processes in this pod (1)
   tsrouter.auto-create-topics, tsrouter.topic-partitions, tsrouter.topic-replication-factor
   tsrouter.log-level, tsrouter.log-format (text|json)
@@ -342,6 +343,7 @@ class RouterConfig:
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 2000
     batch_send: bool = True  # whole record batches into the producer (tsrouter.fastsend)
+    fast_fetch: bool = True  # polled records as tuples, no ConsumerRecord each (tsrouter.fastfetch)
     producer_batch_size: int = 256 * 1024
     eos_commit_interval_ms: int = 100
     eos_commit_records: int = 20_000
@@ -422,6 +424,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         fetch_max_wait_ms=props.integer("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
         max_poll_records=props.integer("tsrouter.max-poll-records", default=2000, lo=1, hi=100_000),
         batch_send=props.boolean("tsrouter.batch-send", default=True),
+        fast_fetch=props.boolean("tsrouter.fast-fetch", default=True),
         # At most 512 KiB: below the broker's default message.max.bytes (tsrouter.fastsend says why).
         producer_batch_size=props.integer("tsrouter.producer-batch-size", default=256 * 1024, lo=1024, hi=512 * 1024),
         eos_commit_interval_ms=props.integer("tsrouter.eos-commit-interval-ms", default=100, lo=1, hi=10_000),

@@ -25,13 +25,14 @@ def test_defaults():
 
 def test_throughput_settings_defaults_and_each_style():
     cfg = load([], {})
-    assert (cfg.max_poll_records, cfg.producer_batch_size, cfg.batch_send) == (2000, 256 * 1024, True)
+    assert (cfg.max_poll_records, cfg.producer_batch_size, cfg.batch_send, cfg.fast_fetch) == (
+        2000, 256 * 1024, True, True)
     assert (cfg.eos_commit_interval_ms, cfg.eos_commit_records) == (100, 20_000)
-    cfg = load(["--tsrouter.eos-commit-interval-ms=250", "--tsrouter.batch-send=false"],
+    cfg = load(["--tsrouter.eos-commit-interval-ms=250", "--tsrouter.batch-send=false", "--tsrouter.fast-fetch=false"],
                {"TSROUTER_EOS_COMMIT_RECORDS": "5000",
                 "SPRING_APPLICATION_JSON": json.dumps({"tsrouter": {"producer-batch-size": 65536}})})
     assert (cfg.eos_commit_interval_ms, cfg.eos_commit_records) == (250, 5000)
-    assert (cfg.producer_batch_size, cfg.batch_send) == (65536, False)
+    assert (cfg.producer_batch_size, cfg.batch_send, cfg.fast_fetch) == (65536, False, False)
 
 
 def test_exec_style_args():
@@ -169,6 +170,7 @@ BAD = [
     (["--tsrouter.eos-commit-interval-ms=0"], {}, "tsrouter.eos-commit-interval-ms"),
     (["--tsrouter.eos-commit-records=many"], {}, "tsrouter.eos-commit-records"),
     (["--tsrouter.batch-send=sometimes"], {}, "tsrouter.batch-send"),
+    (["--tsrouter.fast-fetch=1.5"], {}, "tsrouter.fast-fetch"),
 ]
 
 

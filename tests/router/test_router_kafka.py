@@ -140,9 +140,10 @@ MALFORMED = [
 ]
 
 
-def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap):
+@pytest.mark.parametrize("extra", [[], ["--tsrouter.fast-fetch=false"]], ids=["fast-fetch", "consumer-records"])
+def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap, extra):
     pl = Pipeline(kafka_bootstrap)
-    r = RouterProc(pl.args()).start()
+    r = RouterProc(pl.args(*extra)).start()
     try:
         r.wait_ready()
         good = timestamps(2 * len(MALFORMED))
@@ -176,6 +177,59 @@ def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap):
         assert r.get("/actuator/health")[0] == 200
         assert r.metric("tsrouter_records_dead_lettered_total") == len(MALFORMED)
         assert r.proc.poll() is None
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("extra", [[], ["--tsrouter.fast-fetch=false"]], ids=["fast-fetch", "consumer-records"])
+def test_exactly_once_routes_only_the_committed_input(kafka_bootstrap, extra):
+    """read_committed: aborted transactions on the input are skipped, their markers too; the
+    committed offset is the one after the last record routed (the last commit marker's: a
+    restart reads and skips that marker again)."""
+    import uuid
+
+    pl = Pipeline(kafka_bootstrap)
+    create_topic(kafka_bootstrap, pl.input)
+    values = timestamps(900)
+    kept: list[int] = []
+    plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
+    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"in-{uuid.uuid4().hex[:8]}",
+                        linger_ms=0)
+    try:
+        txn.init_transactions()
+        for round_ in range(3):
+            base = 300 * round_
+            txn.begin_transaction()
+            for i in range(base, base + 100):
+                txn.send(pl.input, value=values[i], partition=0)
+            txn.flush(timeout=30)
+            for i in range(base + 100, base + 150):  # another producer's records in between
+                plain.send(pl.input, value=values[i], partition=0)
+            plain.flush(timeout=30)
+            txn.abort_transaction()
+            txn.begin_transaction()
+            for i in range(base + 150, base + 300):
+                txn.send(pl.input, value=values[i], partition=0)
+            txn.commit_transaction()
+            kept += range(base + 100, base + 300)
+    finally:
+        txn.close()
+        plain.close()
+    end = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    try:
+        tp = TopicPartition(pl.input, 0)
+        input_end = end.end_offsets([tp])[tp]
+    finally:
+        end.close()
+    r = RouterProc(pl.args("--tsrouter.processing-guarantee=exactly-once", *extra)).start()
+    try:
+        r.wait_ready()
+        final = _wait_all_routed(kafka_bootstrap, pl, len(kept), "read_committed")
+        wait_for(lambda: committed(kafka_bootstrap, pl.group, pl.input, 1) == {0: input_end - 1}, 60,
+                 "offsets committed up to the last marker")
+        assert sorted(final) == kept and max(final.values()) == 1
+        assert r.metric("tsrouter_records_consumed_total") == len(kept)
+        assert r.terminate() == 0
     finally:
         r.stop()
 
@@ -215,8 +269,11 @@ def test_health_before_broker_up_while_running_and_after_it_stops(tmp_path):
         broker.close()
 
 
-def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 500):
-    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors)."""
+def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 100):
+    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors).
+
+    At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
+    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
     errors: list = []
 
     def run():

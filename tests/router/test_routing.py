@@ -82,15 +82,13 @@ def test_dead_letter_headers():
                  ("x-original-value-null", b"true")]
 
 
-Rec = namedtuple("Rec", "topic partition offset timestamp key value headers")
 TP = namedtuple("TP", "topic partition")
 
 
 def test_plan_batch_keeps_order_partition_keys_and_dead_letters():
     topics = Topics("ev", "od", "dlq")
-    batch = {TP("in", 0): [Rec("in", 0, 10, 1000, b"k", b"t2", [("h", b"1")]),
-                           Rec("in", 0, 11, 1001, None, None, [])],
-             TP("in", 5): [Rec("in", 5, 7, -1, None, b"t3", [])]}
+    batch = {TP("in", 0): [(10, 1000, b"k", b"t2", [("h", b"1")]), (11, 1001, None, None, ())],
+             TP("in", 5): [(7, -1, None, b"t3", ())]}
     plan = plan_batch(batch, topics, Prefixes(), {"ev": 4, "od": 4, "dlq": 1})
     assert [(o.topic, o.channel, o.partition, o.key) for o in plan] == [
         ("ev", "even", 0, b"k"), ("dlq", "dlq", 0, None), ("od", "odd", 1, None)]
