@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,12 +34,7 @@ SEED_DIR = ROOT / "bench" / "seed_router"
 
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.structs import TopicPartition  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from localinfra.proc import free_port  # noqa: E402
 
 
 def uid(p: str) -> str:

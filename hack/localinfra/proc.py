@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -11,8 +13,48 @@ import time
 from pathlib import Path
 
 
+# Ports for the services a run starts come from below the kernel's ephemeral range. A port
+# the kernel hands out for bind(0) lies inside it, and between that pick and the service's
+# own bind any process's outgoing connection may take it as its source port (CI saw a
+# control plane fail with "bind: address already in use"); below the range a port is only
+# ever bound on purpose. Each process walks the range from a random start, so it never
+# hands out a port twice and two processes rarely meet.
+PORT_FLOOR = 10_000
+_EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_next_port: "itertools.cycle[int] | None" = None
+
+
+def _ports() -> "itertools.cycle[int] | None":
+    global _next_port
+    if _next_port is None:
+        try:
+            ephemeral_low = int(_EPHEMERAL_FILE.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if ephemeral_low - PORT_FLOOR < 1000:  # an unusual range: leave it to the kernel
+            return None
+        start = random.randrange(PORT_FLOOR, ephemeral_low)
+        _next_port = itertools.cycle([*range(start, ephemeral_low), *range(PORT_FLOOR, start)])
+    return _next_port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (services here bind loopback only)."""
+    """A free TCP port on 127.0.0.1 (services here bind loopback only), below the
+    ephemeral range (PORT_FLOOR says why)."""
+    ports = _ports()
+    for _ in range(1000 if ports is not None else 0):
+        port = next(ports)  # type: ignore[arg-type]
+        if _bindable(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

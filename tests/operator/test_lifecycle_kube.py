@@ -4,13 +4,13 @@ drain measured on Kafka, and topic management. The operator is a real subprocess
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
 
 from kubehelpers import SAMPLE_NAME as NAME
 from kubehelpers import conditions, generations, no_broker_pipeline, produce, sample_pipeline, settled, wait_for
+from localinfra.proc import free_port
 
 pytestmark = pytest.mark.kube
 
@@ -20,11 +20,7 @@ def status_of(k, name=NAME):
 
 
 def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port()  # nothing listens there
 
 
 # --- rollout -------------------------------------------------------------------------------

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kubehelpers import sample_pipeline, wait_for
+from localinfra.proc import free_port
 
 pytestmark = pytest.mark.kube
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERING_CRDS = ROOT / "crds" / "kopf-peering.yaml"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(url: str) -> tuple[int, str]:
