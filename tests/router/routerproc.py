@@ -116,6 +116,13 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
         admin.close()
 
 
+def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    """A topic of its own for one test: created, and its name returned."""
+    name = unique(prefix)
+    create_topic(bootstrap, name, partitions)
+    return name
+
+
 def produce(bootstrap: str, topic: str, values, partition_of=None, key_of=None, headers=None) -> None:
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     futures = []

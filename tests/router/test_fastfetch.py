@@ -9,12 +9,9 @@ expect the same records and the same positions. An upgrade of kafka-python fails
 """
 from __future__ import annotations
 
-import uuid
-
 import kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.serializer import Deserializer
@@ -23,6 +20,7 @@ from kafka.structs import TopicPartition
 from tsrouter import fastfetch
 
 from localinfra.proc import wait_for
+from routerproc import new_topic, unique
 
 TS = 1_700_000_000_123
 
@@ -105,15 +103,6 @@ def test_refuses_a_consumer_without_a_fetcher_or_with_deserializers():
 
 # ---------------------------------------------------------------- on the real broker
 
-def _topic(bootstrap: str, partitions: int = 1) -> str:
-    name = f"fastfetch-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
-    return name
-
 
 def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommitted", start=None, partitions=1):
     """Everything up to the end offsets: ([(partition, record tuple)], {partition: position})."""
@@ -150,7 +139,7 @@ def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommit
 @pytest.mark.kafka
 @pytest.mark.parametrize("compression", [None, "gzip"])
 def test_same_records_and_positions_as_kafka_python(kafka_bootstrap, compression):
-    topic = _topic(kafka_bootstrap, 2)
+    topic = new_topic(kafka_bootstrap, "fastfetch", 2)
     p = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type=compression, linger_ms=5,
                       batch_size=8192)
     recs = sample(4000)
@@ -176,9 +165,9 @@ def test_same_records_and_positions_as_kafka_python(kafka_bootstrap, compression
 
 @pytest.mark.kafka
 def test_read_committed_skips_aborted_transactions_and_markers(kafka_bootstrap):
-    topic = _topic(kafka_bootstrap)
+    topic = new_topic(kafka_bootstrap, "fastfetch")
     plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"fastfetch-{uuid.uuid4().hex[:8]}",
+    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("fastfetch"),
                         linger_ms=0)
     try:
         txn.init_transactions()

@@ -7,17 +7,15 @@ that changes what fastsend relies on fails here (and check() refuses to start th
 """
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
 from tsrouter import fastsend
 from tsrouter.routing import output_headers
 
 from localinfra.proc import wait_for
+from routerproc import new_topic, unique
 
 DEFAULT = output_headers(None)
 DEFAULT_BLOCK = fastsend.encode_headers(DEFAULT)
@@ -84,15 +82,6 @@ def test_refuses_a_producer_without_the_internals_it_uses():
 
 # ---------------------------------------------------------------- on the real broker
 
-def _topic(bootstrap: str, partitions: int) -> str:
-    name = f"fastsend-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
-    return name
-
 
 def _read(bootstrap: str, topic: str, partitions: int, expected: int, isolation_level="read_uncommitted") -> list:
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level,
@@ -115,7 +104,7 @@ def _read(bootstrap: str, topic: str, partitions: int, expected: int, isolation_
 
 @pytest.mark.kafka
 def test_round_trip_through_the_broker(kafka_bootstrap):
-    topic = _topic(kafka_bootstrap, 2)
+    topic = new_topic(kafka_bootstrap, "fastsend", 2)
     p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=0)
     try:
         sender = fastsend.FastSender(p, 4096)  # small: many batches per call
@@ -138,8 +127,8 @@ def test_round_trip_through_the_broker(kafka_bootstrap):
 
 @pytest.mark.kafka
 def test_transactions_commit_and_abort_what_it_sends(kafka_bootstrap):
-    topic = _topic(kafka_bootstrap, 1)
-    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"fastsend-{uuid.uuid4().hex[:8]}")
+    topic = new_topic(kafka_bootstrap, "fastsend")
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("fastsend"))
     tp = TopicPartition(topic, 0)
     try:
         p.init_transactions()
@@ -160,7 +149,7 @@ def test_transactions_commit_and_abort_what_it_sends(kafka_bootstrap):
 
 @pytest.mark.kafka
 def test_a_batch_the_broker_never_takes_is_reported_failed(kafka_bootstrap):
-    topic = _topic(kafka_bootstrap, 1)
+    topic = new_topic(kafka_bootstrap, "fastsend")
     p = KafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=1000, delivery_timeout_ms=2000,
                       linger_ms=0, max_block_ms=2000)
     try:
