@@ -242,7 +242,7 @@ def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, pr
     """
     t = Topics()
     r = None
-    sampler = None
+    sampler = broker_sampler = None
     try:
         for name in (t.input, t.even, t.odd):
             admin_topic(broker.bootstrap, name, partitions)
@@ -251,12 +251,12 @@ def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, pr
             warm_up(broker.bootstrap, r)
             r.proc.send_signal(signal.SIGSTOP)
             perf_produce(broker, t.input, n, payloads)
-            sampler = CpuSampler(r.proc.pid)
+            sampler, broker_sampler = CpuSampler(r.proc.pid), CpuSampler(broker.pid)
             r.proc.send_signal(signal.SIGCONT)
         else:
             perf_produce(broker, t.input, n, payloads)
             r = Router(kind, broker.bootstrap, t, profile=profile)
-            sampler = CpuSampler(r.proc.pid)
+            sampler, broker_sampler = CpuSampler(r.proc.pid), CpuSampler(broker.pid)
         deadline = time.monotonic() + max(180, n / 200)
         while True:
             done = end_offsets(broker.bootstrap, [t.even, t.odd])
@@ -268,14 +268,19 @@ def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, pr
             time.sleep(0.2)
         time.sleep(0.2)
         sampler.stop()
+        broker_sampler.stop()
         first, last = first_last_timestamps(broker.bootstrap, [t.even, t.odd])
         secs = (last - first) / 1000.0
         cpu = sampler.at(last / 1000.0) - sampler.at(first / 1000.0)
+        broker_cpu = broker_sampler.at(last / 1000.0) - broker_sampler.at(first / 1000.0)
+        # Router and broker share the machine's cores: how many of them the two kept busy.
         return {"records": n, "partitions": partitions, "seconds": secs, "rate": (n - 1) / secs,
-                "cpu_s": cpu, "cpu_per_100k": cpu / n * 100_000}
+                "cpu_s": cpu, "cpu_per_100k": cpu / n * 100_000, "broker_cpu_per_100k": broker_cpu / n * 100_000,
+                "cores_busy": (cpu + broker_cpu) / secs}
     finally:
-        if sampler is not None:
-            sampler.stop()
+        for s in (sampler, broker_sampler):
+            if s is not None:
+                s.stop()
         if r is not None:
             r.stop()
 
@@ -432,12 +437,13 @@ def profile_report(path: str, top: int = 15) -> str:
 NAMES = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
          "tsp-router-w2": "tsp-router (at-least-once, 2 workers)", "seed": "seed router (as written)"}
 KINDS = ("tsp-router", "tsp-router-eos", "tsp-router-w2", "seed")
-BEFORE = ("Before this change (main 6028e13, `bench/results/router.md` of 2026-11-30 13:51 UTC, same benchmark, "
-          "kafka-python's ConsumerRecords): tsp-router (at-least-once) 33,787 rec/s on 1 partition, 54,073 on 2, "
-          "1.39 CPU s per 100k records; exactly-once 35,740 / 57,427 rec/s; 2 workers 73,028 rec/s (1.35x); "
-          "seed router 11,359 / 13,586 rec/s; Kafka's Java producer 113,122 rec/s. p99 at 1,000 rec/s: 148.8 ms "
-          "(Kafka's produce ack: 241 ms). Before issue 13 (main a5d01e3, 2026-11-28, 50,000 records): "
-          "tsp-router 23,419 rec/s, p99 at 1,000 rec/s 111.0 ms (Kafka's produce ack: 109 ms).")
+BEFORE = ("Before this change (main 0ca626d, `bench/results/router.md` of 2026-11-30 16:44 UTC, 300,000 records "
+          "per run): exactly-once 100,133 / 91,996 rec/s on 1 / 2 partitions, 0.54x / 0.56x at-least-once "
+          "(186,799 / 164,473 rec/s); 2 workers 246,913 rec/s (1.50x); p99 at 1,000 rec/s 105.6 ms (Kafka's "
+          "produce ack: 58.0 ms). Earlier (main 6028e13, 13:51 UTC, kafka-python's ConsumerRecords): at-least-once "
+          "33,787 / 54,073 rec/s, 1.39 CPU s per 100k records; exactly-once 35,740 / 57,427 rec/s. Before issue 13 "
+          "(main a5d01e3, 2026-11-28, 50,000 records): 23,419 rec/s, p99 at 1,000 rec/s 111.0 ms (Kafka's produce "
+          "ack: 109 ms).")
 
 
 def _summary(rs: list[dict]) -> dict:
@@ -499,6 +505,12 @@ def findings(res: dict, rates: list[int]) -> list[str]:
         if "tsp-router-eos" in row and "tsp-router" in row:
             notes.append(f"{parts} partition(s): exactly-once (one transaction per 100 ms or 20,000 records) runs at "
                          f"{row['tsp-router-eos']['rate'] / row['tsp-router']['rate']:.2f}x the at-least-once rate.")
+        if "tsp-router-w2" in row and "tsp-router" in row:
+            w2, one = row["tsp-router-w2"], row["tsp-router"]
+            notes.append(f"{parts} partitions, 2 workers: router and broker kept {w2['cores_busy']:.2f} of "
+                         f"{os.cpu_count()} cores busy (one process: {one['cores_busy']:.2f}); per 100k records the "
+                         f"router spent {w2['cpu_median']:.2f} CPU s (one process: {one['cpu_median']:.2f}), the broker "
+                         f"{w2['broker_cpu_per_100k']:.2f} (one process: {one['broker_cpu_per_100k']:.2f}).")
     if kt:
         notes.append(f"Kafka's Java tools: producer {kt['producer_max']['records_per_sec']:,.0f} rec/s at "
                      f"{kt['producer_max']['cpu_per_100k']:.2f} CPU s/100k, consumer "
@@ -523,15 +535,17 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
              f"Throughput (catch-up): {meta['records']:,} records wait in the input topic and the router drains "
              "them input -> even/odd (input and output topics with the same partition count); rate = routed "
              "records / (last - first routed record timestamp); CPU = user + system seconds of the router's "
-             "process tree (workers included) between those two instants, per 100,000 records. The seed router "
+             "process tree (workers included) between those two instants, per 100,000 records; the broker's the "
+             "same way, and cores busy = both together / the run's seconds. The seed router "
              "reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the records are "
              f"written, then resumed. {meta['repeat']} runs each, interleaved; median, and the spread (min - max). "
              "Latency (1-partition topics): a paced kafka-python producer writes values carrying their send "
              "time, a consumer of even/odd takes the receive time (end to end through the router, both broker "
              "hops included).", "",
              "| router | partitions | throughput median (min - max) rec/s | CPU s / 100k median (runs) | "
+             "broker CPU s / 100k, cores busy (router + broker) | "
              + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(rates)]
+             "|---|---:|---:|---:|---:|" + "---:|" * len(rates)]
     for parts, row in sorted(th_all.items()):
         for k in KINDS:
             if k not in row:
@@ -542,12 +556,14 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
                 l = res["latency"].get(k, {}).get(r) if parts == 1 else None
                 cells.append(f"{l['p50_ms']:.1f} / {l['p99_ms']:.1f}" if l else "-")
             lines.append(f"| {NAMES[k]} | {parts} | {th['rate']:,.0f} ({th['min']:,.0f} - {th['best']:,.0f}) | "
-                         f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | " + " | ".join(cells) + " |")
+                         f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | "
+                         f"{th['broker_cpu_per_100k']:.2f}, {th['cores_busy']:.2f} of {os.cpu_count()} | "
+                         + " | ".join(cells) + " |")
     cells = [f"{kt[f'producer_{r}']['p50_latency_ms']:.1f} / {kt[f'producer_{r}']['p99_latency_ms']:.1f} (produce ack)"
              for r in rates]
     lines.append(f"| Kafka perf tools (Java) | 1 | produce {kt['producer_max']['records_per_sec']:,.0f}, "
                  f"consume {kt['consumer_max']['nMsg_sec']:,.0f} | produce {kt['producer_max']['cpu_per_100k']:.2f}, "
-                 f"consume {kt['consumer_max']['cpu_per_100k']:.2f} | " + " | ".join(cells) + " |")
+                 f"consume {kt['consumer_max']['cpu_per_100k']:.2f} | - | " + " | ".join(cells) + " |")
     lines += ["", "## Aims (issue 13), from this run's numbers", "", "| aim | this run | met |", "|---|---|---|"]
     for aim, figure, met in aims(res):
         lines.append(f"| {aim} | {figure} | {'yes' if met else 'no'} |")
@@ -611,8 +627,9 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.router_bench")
-    ap.add_argument("--records", type=int, default=300_000, help="records per throughput run (>= 300,000: "
-                    "fewer is mostly warm-up)")
+    ap.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (>= 300,000; "
+                    "at 300,000 tsp-router's runs lasted 1-1.5 s, and start-up, the 2 workers' first rebalance "
+                    "above all, weighed in them)")
     ap.add_argument("--partitions", default="1,2", help="partition counts of the throughput runs")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per router and rate")
