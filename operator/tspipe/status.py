@@ -126,20 +126,28 @@ RESTART_REJECTED = "RestartRejected"
 PODS_UNSCHEDULABLE = "PodsUnschedulable"
 
 
-def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> dict[str, Any] | None:
-    """Why a component's pods are not placed: {pods, reason, message} from the scheduler's
-    PodScheduled=False condition (of the first such pod by name), or None."""
-    found = []
+def _live_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[tuple[str, list[Any]]]:
+    """(name, conditions) of a component's pods that are not being deleted."""
+    out = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         lbl = meta.get("labels") or {}
         if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
             continue
-        if lbl.get(LABEL_COMPONENT) != suffix:
-            continue
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                found.append((meta.get("name", ""), cond))
+        if lbl.get(LABEL_COMPONENT) == suffix:
+            out.append((str(meta.get("name", "")), (pod.get("status") or {}).get("conditions") or []))
+    return out
+
+
+def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> dict[str, Any] | None:
+    """Why a component's pods are not placed: {pods, reason, message} from the scheduler's
+    PodScheduled=False condition (of the first such pod by name), or None."""
+    found = [
+        (name, cond)
+        for name, conds in _live_pods(pods, pipeline_name, suffix)
+        for cond in conds
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+    ]
     if not found:
         return None
     _, cond = min(found, key=lambda f: f[0])
@@ -148,18 +156,11 @@ def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str)
 
 def ready_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[str]:
     """Names of a component's pods that are Ready and not being deleted."""
-    out = []
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        lbl = meta.get("labels") or {}
-        if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
-            continue
-        conds = (pod.get("status") or {}).get("conditions") or []
-        if lbl.get(LABEL_COMPONENT) == suffix and any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in conds
-        ):
-            out.append(str(meta.get("name")))
-    return sorted(out)
+    return sorted(
+        name
+        for name, conds in _live_pods(pods, pipeline_name, suffix)
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+    )
 
 
 def _unscheduled_message(comps: dict[str, Any]) -> str:

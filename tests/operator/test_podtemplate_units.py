@@ -17,7 +17,7 @@ from tspipe.model import Pipeline, PipelineError
 from tspipe.podtemplate import PodTemplate
 from tspipe.reconcile import UPDATE, plan
 from tspipe.render import render_deployments
-from tspipe.status import compute_status, needs_pods, unscheduled
+from tspipe.status import compute_status, needs_pods, ready_pods, unscheduled
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
@@ -358,6 +358,21 @@ def test_unscheduled_ignores_other_pipelines_and_terminating_pods():
     assert unscheduled([other, gone], "timestamps", "time") is None
     assert unscheduled([unschedulable_pod("z", "time")], "timestamps", "time")["pods"] == 1
 
+
+
+def test_ready_pods_are_the_components_live_ready_ones():
+    def pod(name, component="router", ready=True, instance="timestamps", deleting=False):
+        meta = {"name": name, "labels": {"app.kubernetes.io/instance": instance,
+                                         "app.kubernetes.io/component": component}}
+        if deleting:
+            meta["deletionTimestamp"] = "now"
+        return {"metadata": meta, "status": {"conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+    pods = [pod("r-b"), pod("r-a"), pod("r-unready", ready=False), pod("r-going", deleting=True),
+            pod("r-other", instance="other"), pod("t-1", component="time")]
+    assert ready_pods(pods, "timestamps", "router") == ["r-a", "r-b"]
+    assert ready_pods(pods, "timestamps", "time") == ["t-1"]
+    assert ready_pods([], "timestamps", "router") == []
 
 def test_pod_events_that_matter():
     pending = unschedulable_pod("a", "time")
