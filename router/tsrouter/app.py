@@ -52,10 +52,11 @@ FLUSH_SLICE_S = 0.5  # flush in slices, so health ticks and the stop deadline ar
 REBALANCE_DRAIN_S = 20.0  # settle in-flight sends before giving partitions up; well inside max.poll.interval
 DRAIN_S = 60.0  # default bound of drain(); shutdown is bounded by its stop deadline instead
 COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit (revoke, error, shutdown); failing it means redelivery
-# kafka-python's sender sleeps the producer's retry_backoff_ms before retrying any
-# transactional request, also after CONCURRENT_TRANSACTIONS (a transaction begun while the
-# last one's markers are still being written), where Java's client waits 20 ms; at the
-# clients' 200 ms that stalled one transaction in five by 200 ms.
+# The exactly-once producer's retry_backoff_ms. kafka-python's sender sleeps it before any
+# retried transactional request, also after CONCURRENT_TRANSACTIONS (a transaction begun while
+# the last one's markers are still being written), where Java's client waits 20 ms; at the
+# clients' 200 ms about one transaction in six stalled 200 ms. It also paces this producer's
+# other retries, which its delivery timeout still bounds.
 TXN_RETRY_BACKOFF_MS = 20
 COMMIT_INTERVAL_S = 0.2  # async commits at most this often: little redelivery, few round trips
 POLL_MS = 200  # an idle poll: short enough to notice a stop request promptly
