@@ -107,19 +107,19 @@ class RouterProc:
             pass
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}},
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}},
                             raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
 
 
-def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+def new_topic(bootstrap: str, prefix: str, partitions: int = 1, configs: dict[str, str] | None = None) -> str:
     """A topic of its own for one test: created, and its name returned."""
     name = unique(prefix)
-    create_topic(bootstrap, name, partitions)
+    create_topic(bootstrap, name, partitions, configs)
     return name
 
 

@@ -23,6 +23,10 @@ from localinfra.proc import wait_for
 from routerproc import new_topic, unique
 
 TS = 1_700_000_000_123
+# The records below are stamped in 2023: under the broker's default time retention (7 days)
+# its next retention check (30 s after start, then every 5 minutes) deletes them, and a
+# consumer reading from offset 1001 gets OFFSET_OUT_OF_RANGE and resets to the end.
+KEEP_OLD_RECORDS = {"retention.ms": "-1"}
 
 
 def sample(n: int) -> list:
@@ -139,7 +143,7 @@ def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommit
 @pytest.mark.kafka
 @pytest.mark.parametrize("compression", [None, "gzip"])
 def test_same_records_and_positions_as_kafka_python(kafka_bootstrap, compression):
-    topic = new_topic(kafka_bootstrap, "fastfetch", 2)
+    topic = new_topic(kafka_bootstrap, "fastfetch", 2, configs=KEEP_OLD_RECORDS)
     p = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type=compression, linger_ms=5,
                       batch_size=8192)
     recs = sample(4000)
