@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imports after config so a bad configuration fails fast and quietly.
     from . import __version__, logs
     from .actuator import ActuatorServer, create_app
-    from .app import Runner
+    from .app import SWITCH_INTERVAL_S, Runner
     from .health import HealthState
     from .metrics import Metrics
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         from .workers import stop_with_parent
 
         stop_with_parent(int(os.environ["TSP_WORKER_PARENT"]))
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     code = runner.run()
     server.stop()
     return code

@@ -58,6 +58,12 @@ COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit (revoke, error, shutdown); fa
 # clients' 200 ms about one transaction in six stalled 200 ms. It also paces this producer's
 # other retries, which its delivery timeout still bounds.
 TXN_RETRY_BACKOFF_MS = 20
+# The GIL's switch interval for the router's process. The producer's sender thread and the
+# clients' network thread wait for the GIL while the main thread decodes and plans a batch;
+# at CPython's 5 ms a ready produce request could wait that long to leave. At 0.5 ms
+# at-least-once on 1 partition ran about 10% faster side by side (6 of 8 paired runs), and
+# 2 partitions, exactly-once and p99 at 1,000 rec/s were no worse.
+SWITCH_INTERVAL_S = 0.0005
 COMMIT_INTERVAL_S = 0.2  # async commits at most this often: little redelivery, few round trips
 POLL_MS = 200  # an idle poll: short enough to notice a stop request promptly
 POLL_INFLIGHT_MS = 5  # poll briefly while sends are in flight, so acknowledgements settle promptly
