@@ -61,7 +61,7 @@ Main keys:
   tsrouter.dead-letter-topic                                   (error.<input>.<group>)
   tsrouter.processing-guarantee                                at-least-once | exactly-once
   tsrouter.eos-commit-interval-ms, tsrouter.eos-commit-records one transaction per 100 ms / 20,000 records
-  tsrouter.max-poll-records, tsrouter.producer-batch-size     2000, 262144 (bytes, at most 524288)
+  tsrouter.max-poll-records, tsrouter.producer-batch-size     5000, 262144 (bytes, at most 524288)
   tsrouter.batch-send                                          true: whole batches into the producer
   tsrouter.fast-fetch                                          true: polled records as tuples, no ConsumerRecord
   tsrouter.workers                                             router processes in this pod (1)
@@ -341,7 +341,9 @@ class RouterConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     fetch_max_wait_ms: int = 20
-    max_poll_records: int = 2000
+    # Each poll costs kafka-python two hand-offs to its network thread whatever it returns; at
+    # 5000 instead of 2000, side by side, at-least-once and exactly-once ran about 10% faster.
+    max_poll_records: int = 5000
     batch_send: bool = True  # whole record batches into the producer (tsrouter.fastsend)
     fast_fetch: bool = True  # polled records as tuples, no ConsumerRecord each (tsrouter.fastfetch)
     producer_batch_size: int = 256 * 1024
@@ -422,7 +424,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         log_level=log_level,
         log_format=log_format,
         fetch_max_wait_ms=props.integer("tsrouter.fetch-max-wait-ms", default=20, lo=0, hi=60_000),
-        max_poll_records=props.integer("tsrouter.max-poll-records", default=2000, lo=1, hi=100_000),
+        max_poll_records=props.integer("tsrouter.max-poll-records", default=5000, lo=1, hi=100_000),
         batch_send=props.boolean("tsrouter.batch-send", default=True),
         fast_fetch=props.boolean("tsrouter.fast-fetch", default=True),
         # At most 512 KiB: below the broker's default message.max.bytes (tsrouter.fastsend says why).

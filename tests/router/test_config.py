@@ -26,7 +26,7 @@ def test_defaults():
 def test_throughput_settings_defaults_and_each_style():
     cfg = load([], {})
     assert (cfg.max_poll_records, cfg.producer_batch_size, cfg.batch_send, cfg.fast_fetch) == (
-        2000, 256 * 1024, True, True)
+        5000, 256 * 1024, True, True)
     assert (cfg.eos_commit_interval_ms, cfg.eos_commit_records) == (100, 20_000)
     cfg = load(["--tsrouter.eos-commit-interval-ms=250", "--tsrouter.batch-send=false", "--tsrouter.fast-fetch=false"],
                {"TSROUTER_EOS_COMMIT_RECORDS": "5000",
