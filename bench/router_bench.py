@@ -439,14 +439,14 @@ def profile_report(path: str, top: int = 15) -> str:
 NAMES = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
          "tsp-router-w2": "tsp-router (at-least-once, 2 workers)", "seed": "seed router (as written)"}
 KINDS = ("tsp-router", "tsp-router-eos", "tsp-router-w2", "seed")
-BEFORE = ("Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of 2026-11-30 20:05 UTC, "
-          "1,000,000 records per run; not side by side): at-least-once 249,563 / 320,102 rec/s on 1 / 2 "
-          "partitions, exactly-once 210,837 / 199,402 rec/s (0.84x / 0.62x), 2 workers 391,389 rec/s (1.22x); "
-          "p99 at 1,000 rec/s 28.6 ms (Kafka's produce ack: 25.0 ms). Earlier (main 0ca626d, 16:44 UTC, 300,000 "
-          "records): exactly-once 0.54x / 0.56x at-least-once (186,799 / 164,473 rec/s). Earlier (main 6028e13, "
-          "13:51 UTC, kafka-python's ConsumerRecords): at-least-once 33,787 / 54,073 rec/s, 1.39 CPU s per 100k "
-          "records. Before issue 13 (main a5d01e3, 2026-11-28, 50,000 records): 23,419 rec/s, p99 at 1,000 rec/s "
-          "111.0 ms (Kafka's produce ack: 109 ms).")
+BEFORE = ("Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of "
+          "2026-11-30 20:05 UTC, 1,000,000 records per run; not side by side): at-least-once 249,563 / 320,102 "
+          "rec/s on 1 / 2 partitions, exactly-once 210,837 / 199,402 rec/s (0.84x / 0.62x), 2 workers 391,389 rec/s"
+          " (1.22x); p99 at 1,000 rec/s 28.6 ms (Kafka's produce ack: 25.0 ms). Earlier (main 0ca626d, 16:44 UTC, "
+          "300,000 records): exactly-once 0.54x / 0.56x at-least-once (186,799 / 164,473 rec/s). Earlier (main "
+          "6028e13, 13:51 UTC, kafka-python's ConsumerRecords): at-least-once 33,787 / 54,073 rec/s, 1.39 CPU s per"
+          " 100k records. Before issue 13 (main a5d01e3, 2026-11-28, 50,000 records): 23,419 rec/s, p99 at 1,000 "
+          "rec/s 111.0 ms (Kafka's produce ack: 109 ms).")
 
 
 def _summary(rs: list[dict]) -> dict:
