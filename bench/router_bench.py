@@ -458,6 +458,45 @@ def _summary(rs: list[dict]) -> dict:
             "best": max(x["rate"] for x in rs)}
 
 
+def compare(broker, extra: list[str], base: list[str], kinds: list[str], part_counts: list[int], n: int,
+            repeat: int, payloads: str) -> list[dict]:
+    """A lever side by side: each kind with and without `extra`, in alternating pairs."""
+    rows = []
+    for parts in part_counts:
+        for kind in kinds:
+            pairs = []
+            for _rep in range(repeat):
+                pair = []
+                for args in (base, base + extra):
+                    Router.extra = args
+                    pair.append(throughput(broker, kind, n, payloads, parts))
+                print(f"  {kind} ({parts}p): {pair[0]['rate']:,.0f} without, {pair[1]['rate']:,.0f} with", flush=True)
+                pairs.append(pair)
+            Router.extra = base
+            without, with_ = _summary([p[0] for p in pairs]), _summary([p[1] for p in pairs])
+            rows.append({"kind": kind, "partitions": parts, "without": without, "with": with_,
+                         "ratio": with_["rate"] / without["rate"],
+                         "pairs_faster": sum(p[1]["rate"] > p[0]["rate"] for p in pairs), "pairs": len(pairs)})
+    return rows
+
+
+def write_compare(rows: list[dict], extra: list[str], path: Path, meta: dict) -> None:
+    lines = ["# Router lever, side by side", "",
+             f"`{' '.join(extra)}` against without it; {meta['when']}; {meta['records']:,} records per run, "
+             f"runs in alternating pairs on one broker; load average before/after {meta['load_before']} / "
+             f"{meta['load_after']}. Command: `{meta['command']}`.", "",
+             "| router | partitions | without: median rec/s (runs) | with: median rec/s (runs) | with / without | "
+             "pairs faster with | CPU s / 100k without / with |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        w, x = r["without"], r["with"]
+        runs_w, runs_x = (", ".join(f"{v:,}" for v in y["all_rates"]) for y in (w, x))
+        lines.append(f"| {NAMES[r['kind']]} | {r['partitions']} | {w['rate']:,.0f} ({runs_w}) | "
+                     f"{x['rate']:,.0f} ({runs_x}) | {r['ratio']:.2f}x | "
+                     f"{r['pairs_faster']} of {r['pairs']} | {w['cpu_median']:.2f} / {x['cpu_median']:.2f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def aims(res: dict) -> list[tuple[str, str, bool | None]]:
     """(aim, this run's figure, met?) from this run's numbers (issue 13's aims)."""
     out: list[tuple[str, str, bool | None]] = []
@@ -650,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-calm", type=float, default=60, help="...for at most this many seconds")
     ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
     ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
+    ap.add_argument("--compare", action="append", default=[], metavar="ARG",
+                    help="measure a lever instead: tsp-router (and exactly-once) with and without these extra "
+                    "arguments, in alternating pairs, --repeat pairs each; writes results/router-compare.md")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     rates = [int(x) for x in a.rates.split(",")]
     part_counts = [int(x) for x in a.partitions.split(",")]
@@ -669,6 +711,19 @@ def main(argv: list[str] | None = None) -> int:
     with KafkaBroker() as broker:
         print(f"router bench: broker {broker.bootstrap}", flush=True)
         broker_warm_up(broker, payloads)
+        if a.compare:
+            kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"])
+            rows = compare(broker, a.compare, list(a.router_arg), kinds, part_counts, a.records, a.repeat, payloads)
+            os.unlink(payloads)
+            meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "records": a.records,
+                    "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+                    "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+            write_compare(rows, a.compare, RESULTS / "router-compare.md", meta)
+            for r in rows:
+                print(f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x with, "
+                      f"{r['pairs_faster']} of {r['pairs']} pairs faster", flush=True)
+            print(f"router bench: wrote {RESULTS / 'router-compare.md'}", flush=True)
+            return 0
         # Repeats interleave the routers so background load hits them alike; median reported.
         runs: dict = {}
         for rep in range(a.repeat if "throughput" in phases else 0):
