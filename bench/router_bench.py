@@ -449,9 +449,15 @@ BEFORE = ("Before the GIL switch interval and 5000-record polls (main 43339e2, `
           "rec/s 111.0 ms (Kafka's produce ack: 109 ms).")
 
 
+def _median_run(runs: list[dict], key: str) -> dict:
+    """The run whose `key` is the median (the upper one of an even count): a real run, so its
+    other figures belong together."""
+    return sorted(runs, key=lambda x: x[key])[len(runs) // 2]
+
+
 def _summary(rs: list[dict]) -> dict:
     """Median of the runs by rate (and its CPU), plus the spread of both."""
-    med = sorted(rs, key=lambda x: x["rate"])[len(rs) // 2]
+    med = _median_run(rs, "rate")
     cpus = sorted(x["cpu_per_100k"] for x in rs)
     return {**med, "cpu_median": cpus[len(cpus) // 2], "all_rates": [round(x["rate"]) for x in rs],
             "all_cpu": [round(x["cpu_per_100k"], 2) for x in rs], "min": min(x["rate"] for x in rs),
@@ -460,16 +466,17 @@ def _summary(rs: list[dict]) -> dict:
 
 def compare(broker, extra: list[str], base: list[str], kinds: list[str], part_counts: list[int], n: int,
             repeat: int, payloads: str) -> list[dict]:
-    """A lever side by side: each kind with and without `extra`, in alternating pairs."""
+    """A lever side by side: each kind with and without `extra`, in pairs whose order
+    alternates (a warmer broker or page cache favours neither side)."""
     rows = []
     for parts in part_counts:
         for kind in kinds:
             pairs = []
-            for _rep in range(repeat):
-                pair = []
-                for args in (base, base + extra):
-                    Router.extra = args
-                    pair.append(throughput(broker, kind, n, payloads, parts))
+            for rep in range(repeat):
+                pair = [{}, {}]
+                for side in ((0, 1) if rep % 2 == 0 else (1, 0)):
+                    Router.extra = base + extra if side else base
+                    pair[side] = throughput(broker, kind, n, payloads, parts)
                 print(f"  {kind} ({parts}p): {pair[0]['rate']:,.0f} without, {pair[1]['rate']:,.0f} with", flush=True)
                 pairs.append(pair)
             Router.extra = base
@@ -483,8 +490,8 @@ def compare(broker, extra: list[str], base: list[str], kinds: list[str], part_co
 def write_compare(rows: list[dict], extra: list[str], path: Path, meta: dict) -> None:
     lines = ["# Router lever, side by side", "",
              f"`{' '.join(extra)}` against without it; {meta['when']}; {meta['records']:,} records per run, "
-             f"runs in alternating pairs on one broker; load average before/after {meta['load_before']} / "
-             f"{meta['load_after']}. Command: `{meta['command']}`.", "",
+             f"runs in pairs on one broker, their order alternating; load average before/after "
+             f"{meta['load_before']} / {meta['load_after']}. Command: `{meta['command']}`.", "",
              "| router | partitions | without: median rec/s (runs) | with: median rec/s (runs) | with / without | "
              "pairs faster with | CPU s / 100k without / with |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -550,9 +557,10 @@ def findings(res: dict, rates: list[int]) -> list[str]:
         if "tsp-router-w2" in row and "tsp-router" in row:
             w2, one = row["tsp-router-w2"], row["tsp-router"]
             notes.append(f"{parts} partitions, 2 workers: router and broker kept {w2['cores_busy']:.2f} of "
-                         f"{os.cpu_count()} cores busy (one process: {one['cores_busy']:.2f}); per 100k records the "
-                         f"router spent {w2['cpu_median']:.2f} CPU s (one process: {one['cpu_median']:.2f}), the broker "
-                         f"{w2['broker_cpu_per_100k']:.2f} (one process: {one['broker_cpu_per_100k']:.2f}).")
+                         f"{os.cpu_count()} cores busy (one process: {one['cores_busy']:.2f}); per 100k records "
+                         f"the router spent {w2['cpu_median']:.2f} CPU s (one process: {one['cpu_median']:.2f}), "
+                         f"the broker {w2['broker_cpu_per_100k']:.2f} (one process: "
+                         f"{one['broker_cpu_per_100k']:.2f}).")
     if kt:
         notes.append(f"Kafka's Java tools: producer {kt['producer_max']['records_per_sec']:,.0f} rec/s at "
                      f"{kt['producer_max']['cpu_per_100k']:.2f} CPU s/100k, consumer "
@@ -619,7 +627,8 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
             if l:
                 lines.append(f"| {NAMES[k]} | {r} | {l['achieved_rate']:.0f} | {l['received']}/{l['sent']} | "
                              f"{l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | "
-                             f"{', '.join(map(str, l.get('all_p50', [])))} | {', '.join(map(str, l.get('all_p99', [])))} |")
+                             f"{', '.join(map(str, l.get('all_p50', [])))} | "
+                             f"{', '.join(map(str, l.get('all_p99', [])))} |")
     for r in rates:
         k = kt.get(f"producer_{r}")
         if k:
@@ -673,6 +682,13 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     fig.savefig(path_png, dpi=100)
 
 
+def _meta(a: argparse.Namespace, argv: list[str] | None, load_before: str) -> dict:
+    """What every report says about its run: when, how big, the load around it, the command."""
+    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "records": a.records, "repeat": a.repeat,
+            "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.router_bench")
     ap.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (>= 300,000; "
@@ -715,10 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"])
             rows = compare(broker, a.compare, list(a.router_arg), kinds, part_counts, a.records, a.repeat, payloads)
             os.unlink(payloads)
-            meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "records": a.records,
-                    "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-                    "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
-            write_compare(rows, a.compare, RESULTS / "router-compare.md", meta)
+            write_compare(rows, a.compare, RESULTS / "router-compare.md", _meta(a, argv, load_before))
             for r in rows:
                 print(f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x with, "
                       f"{r['pairs_faster']} of {r['pairs']} pairs faster", flush=True)
@@ -762,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind, per_rate in lat_runs.items():
             res["latency"][kind] = {}
             for rate, ls in per_rate.items():
-                med = sorted(ls, key=lambda x: x["p99_ms"])[len(ls) // 2]
+                med = _median_run(ls, "p99_ms")
                 res["latency"][kind][rate] = {**med, "all_p99": [round(x["p99_ms"], 1) for x in ls],
                                               "all_p50": [round(x["p50_ms"], 1) for x in ls]}
         if "kafka" not in phases:
@@ -771,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         res["kafka"] = kafka_tools(broker, a.records * 2)
         for rate in rates:  # without the latency phase: one run each, as a reference
             ks = ack_runs.get(rate) or [kafka_ack_latency(broker, rate, a.seconds)]
-            med = sorted(ks, key=lambda x: x["p99_latency_ms"])[len(ks) // 2]
+            med = _median_run(ks, "p99_latency_ms")
             res["kafka"][f"producer_{rate}"] = {**med, "all_p99": [round(x["p99_latency_ms"], 1) for x in ks]}
         print(f"  kafka perf: produce {res['kafka']['producer_max']['records_per_sec']:,.0f} rec/s, "
               f"consume {res['kafka']['consumer_max']['nMsg_sec']:,.0f} rec/s", flush=True)
@@ -783,10 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     os.unlink(payloads)
     res["notes"] = findings(res, rates)
     res["aims"] = aims(res)
-    meta = {"load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates, "records": a.records,
-            "repeat": a.repeat, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+    meta = {**_meta(a, argv, load_before), "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates}
     (RESULTS / "router.json").write_text(json.dumps(
         {k: v for k, v in res.items() if k != "profile"}, indent=1, default=str))
     write_report(res, RESULTS / "router.md", RESULTS / "router.png", meta)

@@ -27,8 +27,9 @@ def rollout(c, ns, name) -> dict:
     return pipeline_status(c, ns, name).get("rollout") or {}
 
 
-def degraded_reason(status: dict) -> str | None:
-    return {x["type"]: x for x in status.get("conditions") or []}.get("Degraded", {}).get("reason")
+def degraded(status: dict) -> dict:
+    """The pipeline's Degraded condition ({} when it has none)."""
+    return {x["type"]: x for x in status.get("conditions") or []}.get("Degraded", {})
 
 
 def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_cluster, tmp_path):
@@ -74,11 +75,11 @@ def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_c
             # Until the Deployment controller sees the bad pods gone, the router Deployment keeps
             # its ProgressDeadlineExceeded condition and the pipeline is Degraded for that reason;
             # what the user is left with is Degraded because of the rollback.
-            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
-                              and degraded_reason(s) == "RolledBack" and s, 120, "Degraded with the rollback")
-            degraded = {x["type"]: x for x in status["conditions"]}["Degraded"]
-            assert degraded["message"].startswith("rolled back to generation 1"), degraded
-            assert "[check: ProgressDeadlineExceeded]" in degraded["message"], degraded
+            why = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
+                           and (d := degraded(s)).get("reason") == "RolledBack" and d, 120,
+                           "Degraded with the rollback")
+            assert why["message"].startswith("rolled back to generation 1"), why
+            assert "[check: ProgressDeadlineExceeded]" in why["message"], why
 
             # Nothing lost: every timestamp so far reaches the right logger.
             upto = len(topic_values(c.broker.bootstrap, topics["input"]))
