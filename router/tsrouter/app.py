@@ -33,6 +33,7 @@ from .batch import (
     next_offsets,
     plan_groups,
     record_counts,
+    records_of,
     rewind_offsets,
     settle,
 )
@@ -40,6 +41,7 @@ from .config import RouterConfig
 from .fastsend import FastSender, encode_headers
 from .health import HealthState
 from .metrics import Metrics
+from .rawplan import plan_chunks
 from .routing import Prefixes, output_headers
 from .topics import ensure_topics
 
@@ -233,7 +235,7 @@ class Runner:
             isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted",
         )
         if cfg.fast_fetch:
-            fastfetch.install(self.consumer)  # poll() hands out (offset, timestamp, key, value, headers)
+            fastfetch.install(self.consumer)  # poll() hands out chunks of still-encoded records
         self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
 
     def close_clients(self, timeout_s: float) -> None:
@@ -329,11 +331,15 @@ class Runner:
         # With sends in flight, poll briefly so acknowledgements are settled promptly.
         batch = self.consumer.poll(timeout_ms=POLL_INFLIGHT_MS if self.inflight or self._txn_open else poll_ms)
         if batch and not self.cfg.fast_fetch:
-            # ConsumerRecords -> the tuples tsrouter.batch plans (tsrouter.fastfetch makes them directly).
-            batch = {tp: [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs] for tp, rs in batch.items()}
+            # ConsumerRecords -> one chunk of tuples each (tsrouter.fastfetch makes chunks directly).
+            batch = {
+                tp: [fastfetch.ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
+                for tp, rs in batch.items()
+                if rs
+            }
         connected = self._kafka_connected()
         self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
-        count = sum(len(v) for v in batch.values()) if batch else 0
+        count = sum(c.count for chunks in batch.values() for c in chunks) if batch else 0
         if count:
             self.metrics.consumed.inc(count)
         if self.cfg.exactly_once:
@@ -356,7 +362,11 @@ class Runner:
 
     def _plan(self, batch) -> Planned:
         out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd, self.topics.dead_letter)}
-        return plan_groups(batch, self.topics, self.prefixes, {k: v for k, v in out_parts.items() if v})
+        known = {k: v for k, v in out_parts.items() if v}
+        if self.fast is not None and self.cfg.fast_fetch and len(known) == len(out_parts):
+            # Whole batches to known partitions: input bytes straight to output records.
+            return plan_chunks(batch, self.topics, self.prefixes, known, self._default_header_block)
+        return plan_groups(records_of(batch), self.topics, self.prefixes, known)
 
     def _send_all(self, planned: Planned) -> list:
         """Hand every planned record to the producer: whole batches per output partition
@@ -365,6 +375,10 @@ class Runner:
         default = self._default_headers
         try:
             for (topic, part), recs in planned.groups.items():
+                if planned.encoded:
+                    assert self.fast is not None and part is not None  # what plan_chunks needs
+                    futures += self.fast.send_records(TopicPartition(topic, part), recs)
+                    continue
                 if self.fast is not None and part is not None:
                     futures += self.fast.send(TopicPartition(topic, part), recs, self._default_header_block)
                     continue

@@ -1,9 +1,11 @@
 """Pure planning of one polled batch: what to send where, and which offsets it settles.
 
-A polled batch is {TopicPartition: [record]} with each record a tuple
-(offset, timestamp, key, value, headers), in offset order per partition: what
-tsrouter.fastfetch hands out without building a ConsumerRecord per record (the loop turns
-ConsumerRecords into the same tuples when it is off). headers may be an empty tuple.
+A polled batch is {TopicPartition: [chunk]}, in offset order per partition: what
+tsrouter.fastfetch hands out (the loop wraps kafka-python's ConsumerRecords in one chunk
+when it is off). A chunk has `count` records from `first_offset` on, the next read starts
+at `next_offset`, and `records()` gives its records as tuples
+(offset, timestamp, key, value, headers); headers may be an empty tuple.
+tsrouter.rawplan plans still-encoded chunks directly.
 """
 
 from __future__ import annotations
@@ -103,14 +105,19 @@ def plan_batch(
     return out
 
 
+def records_of(batch: Mapping[Any, Any]) -> dict[Any, list[Any]]:
+    """{TopicPartition: [chunk]} -> {TopicPartition: [record tuple]}."""
+    return {tp: [r for c in chunks for r in c.records()] for tp, chunks in batch.items() if chunks}
+
+
 def next_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: offset of the next record to read} for every partition in the batch."""
-    return {tp: records[-1][0] + 1 for tp, records in batch.items() if records}
+    return {tp: chunks[-1].next_offset for tp, chunks in batch.items() if chunks}
 
 
 def first_offsets(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: first offset in the batch}: where to seek back to retry it."""
-    return {tp: records[0][0] for tp, records in batch.items() if records}
+    return {tp: chunks[0].first_offset for tp, chunks in batch.items() if chunks}
 
 
 def merge_offsets(pending: dict[Any, int], new: Mapping[Any, int]) -> dict[Any, int]:
@@ -135,7 +142,7 @@ class Sent:
 def record_counts(batch: Mapping[Any, Any]) -> dict[Any, int]:
     """{TopicPartition: number of records} of a polled batch (offsets would also count the
     commit markers of a transactional input, which are no records)."""
-    return {tp: len(records) for tp, records in batch.items() if records}
+    return {tp: sum(c.count for c in chunks) for tp, chunks in batch.items() if chunks}
 
 
 class CommitLedger:
@@ -195,7 +202,7 @@ def rewind_offsets(batches: list[Sent]) -> dict[Any, int]:
     return out
 
 
-_DIGIT_BYTES = frozenset(b"0123456789")
+ASCII_DIGITS = frozenset(b"0123456789")
 
 
 class Planned:
@@ -203,12 +210,15 @@ class Planned:
 
     groups: {(topic, partition or None): [(key, value, headers)]} in input order per
     partition; headers None means the shared default (contentType: text/plain), so a
-    record without input headers costs no header objects of its own."""
+    record without input headers costs no header objects of its own. When `encoded`
+    (tsrouter.rawplan), each record is encoded whole instead, as its partition's one output
+    batch would hold it (tsrouter.fastsend.encode_record), and every partition is known."""
 
-    __slots__ = ("counts", "dead", "groups", "oldest_ts")
+    __slots__ = ("counts", "dead", "encoded", "groups", "oldest_ts")
 
-    def __init__(self) -> None:
-        self.groups: dict[tuple[str, int | None], list[tuple[Any, bytes, list[Any] | None]]] = {}
+    def __init__(self, encoded: bool = False) -> None:
+        self.encoded = encoded
+        self.groups: dict[tuple[str, int | None], list[Any]] = {}
         self.counts = {"even": 0, "odd": 0, "dlq": 0}
         self.dead: list[Outgoing] = []
         self.oldest_ts: int | None = None
@@ -217,7 +227,8 @@ class Planned:
 def plan_groups(
     batch: Mapping[Any, Any], topics: Topics, prefixes: Prefixes, out_partitions: Mapping[str, int]
 ) -> Planned:
-    """Like plan_batch, grouped by output partition, with a fast path for the common value.
+    """Like plan_batch ({TopicPartition: [record tuple]}), grouped by output partition, with
+    a fast path for the common value.
 
     A value that is ASCII, has no headers and ends in an ASCII digit is routed on its raw
     bytes: route() would decode it, find no JSON quotes (it ends in a digit) and judge the
@@ -227,7 +238,7 @@ def plan_groups(
     even_t, odd_t = topics.even, topics.odd
     n_even, n_odd = out_partitions.get(even_t), out_partitions.get(odd_t)
     pe, po = prefixes.even, prefixes.odd
-    digits = _DIGIT_BYTES
+    digits = ASCII_DIGITS
     n_e = n_o = 0
     oldest: int | None = None
     for tp, records in batch.items():

@@ -63,7 +63,7 @@ Main keys:
   tsrouter.eos-commit-interval-ms, tsrouter.eos-commit-records one transaction per 100 ms / 20,000 records
   tsrouter.max-poll-records, tsrouter.producer-batch-size     5000, 262144 (bytes, at most 524288)
   tsrouter.batch-send                                          true: whole batches into the producer
-  tsrouter.fast-fetch                                          true: polled records as tuples, no ConsumerRecord
+  tsrouter.fast-fetch                                          true: polled records left encoded, no ConsumerRecord
   tsrouter.workers                                             router processes in this pod (1)
   tsrouter.auto-create-topics, tsrouter.topic-partitions, tsrouter.topic-replication-factor
   tsrouter.log-level, tsrouter.log-format (text|json)
@@ -345,7 +345,7 @@ class RouterConfig:
     # 5000 instead of 2000, side by side, at-least-once and exactly-once ran about 10% faster.
     max_poll_records: int = 5000
     batch_send: bool = True  # whole record batches into the producer (tsrouter.fastsend)
-    fast_fetch: bool = True  # polled records as tuples, no ConsumerRecord each (tsrouter.fastfetch)
+    fast_fetch: bool = True  # polled records left encoded, no ConsumerRecord each (tsrouter.fastfetch)
     producer_batch_size: int = 256 * 1024
     eos_commit_interval_ms: int = 100
     eos_commit_records: int = 20_000

@@ -1,25 +1,29 @@
-"""Polled records as plain tuples: kafka-python's fetcher without a ConsumerRecord per record.
+"""Polled records as chunks of still-encoded record batches: kafka-python's fetcher without
+a ConsumerRecord, or any object, per record.
 
 Why: with whole batches on the produce side (tsrouter.fastsend), most of the router's main
 thread went to kafka-python's consumer decode path (bench/results/router.md): per record a
 `DefaultRecord` (seven varint decodes through a function call each, two byte copies, an
-empty headers list), then a 13-field `ConsumerRecord` with its key, value and header sizes
-computed. Here each record batch of a fetch response is decoded in one tight loop into
-`(offset, timestamp, key, value, headers)` tuples (headers: a shared empty tuple when the
-record has none), which is all tsrouter.batch needs.
+empty headers list), then a 13-field `ConsumerRecord`. Decoding into tuples instead still
+left a third of the main thread in decoding. Now a poll hands out, per partition, chunks:
+a `RawChunk` is consecutive records of one record batch, its bytes untouched, which the
+planner (tsrouter.batch.plan_chunks) reads straight into output records; `records()`
+decodes one into `(offset, timestamp, key, value, headers)` tuples (headers: a shared empty
+tuple when the record has none) for every other use.
 
-Only the per-record loop is replaced: kafka-python still fetches, checks each batch's CRC
+Only the per-record path is replaced: kafka-python still fetches, checks each batch's CRC
 (check_crcs), decompresses, skips control batches and, under read_committed, the batches
-of aborted transactions (with its own helpers), keeps `next_fetch_offset` per record, and
-its `_append` moves the position exactly as for ConsumerRecords. The consumer's position,
+of aborted transactions (with its own helpers). `take(n)` hands out whole chunks, splitting
+the one that crosses max_poll_records, and moves `next_fetch_offset` past them, so its
+`_append` moves the position exactly as for ConsumerRecords; the consumer's position,
 commits, seeks and rebalances are untouched.
 
 It is installed on one consumer (its fetcher's `PartitionRecords`, an instance attribute),
 never globally. This is private API of kafka-python 3.0.12 (pinned in router/pyproject.toml):
 `check()` refuses another version, or one whose fetcher lacks what this relies on, with an
-error naming tsrouter.fast-fetch=false; tests/router/test_fastfetch.py compares the tuples
-with kafka-python's own ConsumerRecords on the real broker (plain, compressed, headers,
-transactions committed and aborted).
+error naming tsrouter.fast-fetch=false; tests/router/test_fastfetch.py compares the decoded
+chunks with kafka-python's own ConsumerRecords on the real broker (plain, compressed,
+headers, a seek into a batch, transactions committed and aborted), and the positions.
 """
 
 from __future__ import annotations
@@ -35,7 +39,16 @@ from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
-__all__ = ["PINNED_KAFKA_PYTHON", "TupleRecords", "check", "decode_records", "install"]
+__all__ = [
+    "PINNED_KAFKA_PYTHON",
+    "Chunk",
+    "ChunkRecords",
+    "ListChunk",
+    "RawChunk",
+    "check",
+    "decode_records",
+    "install",
+]
 
 PINNED_KAFKA_PYTHON = "3.0.12"
 
@@ -51,14 +64,23 @@ _BASE_METHODS = (
     "_contains_abort_marker",
     "_maybe_skip_record",
     "_unpack_records",
+    "_maybe_raise_next_inline_exception",
     "drain",
     "take",
 )
-_BASE_FIELDS = ("fetch_offset", "next_fetch_offset", "isolation_level", "check_crcs", "leader_epoch")
+_BASE_FIELDS = (
+    "fetch_offset",
+    "next_fetch_offset",
+    "isolation_level",
+    "check_crcs",
+    "leader_epoch",
+    "record_iterator",
+    "_next_inline_exception",
+)
 
 
 def check(consumer: Any = None) -> None:
-    """Raise unless this kafka-python is the one TupleRecords was written against."""
+    """Raise unless this kafka-python is the one ChunkRecords was written against."""
     problems = []
     if kafka.__version__ != PINNED_KAFKA_PYTHON:
         problems.append(f"kafka-python {kafka.__version__} installed, {PINNED_KAFKA_PYTHON} expected")
@@ -70,10 +92,14 @@ def check(consumer: Any = None) -> None:
     try:
         init_src = inspect.getsource(_BASE.__init__)
         parse_src = inspect.getsource(Fetcher._parse_fetched_data)
+        append_src = inspect.getsource(Fetcher._append)
     except (OSError, TypeError):
-        init_src = parse_src = ""
+        init_src = parse_src = append_src = ""
     if "self.PartitionRecords(" not in parse_src:
         problems.append("Fetcher._parse_fetched_data no longer builds self.PartitionRecords")
+    # take()'s chunks count as their records only through len(); the position is next_fetch_offset.
+    if not all(x in append_src for x in ("part.take(max_records)", "len(part_records)", "part.next_fetch_offset")):
+        problems.append("Fetcher._append no longer counts take()'s result by len()")
     problems += [f"PartitionRecords.{f}" for f in _BASE_FIELDS if f"self.{f} =" not in init_src]
     if consumer is not None:
         fetcher = getattr(consumer, "_fetcher", None)
@@ -91,19 +117,20 @@ def check(consumer: Any = None) -> None:
 
 
 def install(consumer: Any) -> None:
-    """Make this consumer's poll() return (offset, timestamp, key, value, headers) tuples."""
+    """Make this consumer's poll() return {TopicPartition: [chunk of records]}."""
     check(consumer)
-    consumer._fetcher.PartitionRecords = TupleRecords
+    consumer._fetcher.PartitionRecords = ChunkRecords
 
 
 def decode_records(
-    data: bytes, pos: int, count: int, base_offset: int, first_ts: int, fixed_ts: int | None
+    data: bytes, pos: int, count: int, base_offset: int, first_ts: int, fixed_ts: int | None, end: int = -1
 ) -> Iterator[Record]:
-    """The records of one uncompressed v2 record batch body, data[pos:], in order.
+    """The records of one uncompressed v2 record batch body, data[pos:end], in order.
 
     fixed_ts: the batch's max timestamp when its timestamp type is log-append time (every
-    record then carries it), else None (first_ts + each record's delta)."""
-    end = len(data)
+    record then carries it), else None (first_ts + each record's delta). end: where the
+    last of the `count` records ends (-1: the end of data)."""
+    end = len(data) if end < 0 else end
     try:
         for _ in range(count):
             # Length (varint), attributes (int8), timestamp delta (varlong), offset delta
@@ -203,12 +230,176 @@ def _decode_headers(data: bytes, pos: int) -> tuple[list[tuple[str, bytes | None
     return headers, pos
 
 
-class TupleRecords(Fetcher.PartitionRecords):  # kafka-python: untyped base
-    """kafka-python's PartitionRecords, yielding Record tuples instead of ConsumerRecords."""
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    b = data[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    return decode_varint(data, pos)
 
-    def _maybe_skip_record(self, record: Record) -> bool:
-        # A fetch from the middle of a (compressed) batch returns the whole batch.
-        return record[0] < self.fetch_offset
+
+def _record_head(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(where it ends, timestamp delta, offset delta) of the v2 record at data[pos]."""
+    try:
+        length, p = _varint_at(data, pos)
+        ts_delta, q = _varint_at(data, p + 1)  # after the attributes byte
+        off_delta, _ = _varint_at(data, q)
+    except (IndexError, ValueError) as exc:
+        raise CorruptRecordError(f"Found invalid record structure: {exc!r}") from exc
+    return p + length, ts_delta, off_delta
+
+
+class RawChunk:
+    """`count` consecutive records of one v2 record batch, still encoded: data[pos:end].
+
+    What a poll hands out per record batch: the router's planner reads the records straight
+    into output batches (tsrouter.batch.plan_chunks) without a tuple per record; records()
+    decodes them for everything else. first_offset/next_offset: the first record's offset
+    and where the next read starts (after the batch's last offset for its last chunk, as
+    kafka-python moves the position)."""
+
+    __slots__ = ("base_offset", "count", "data", "end", "first_offset", "first_ts", "fixed_ts", "next_offset", "pos")
+
+    def __init__(
+        self,
+        data: bytes,
+        pos: int,
+        end: int,
+        count: int,
+        base_offset: int,
+        first_ts: int,
+        fixed_ts: int | None,
+        first_offset: int,
+        next_offset: int,
+    ):
+        self.data, self.pos, self.end, self.count = data, pos, end, count
+        self.base_offset, self.first_ts, self.fixed_ts = base_offset, first_ts, fixed_ts
+        self.first_offset, self.next_offset = first_offset, next_offset
+
+    def _at(self, pos: int, count: int, first_offset: int, next_offset: int) -> RawChunk:
+        return RawChunk(
+            self.data, pos, self.end, count, self.base_offset, self.first_ts, self.fixed_ts, first_offset, next_offset
+        )
+
+    def records(self) -> list[Record]:
+        return list(
+            decode_records(self.data, self.pos, self.count, self.base_offset, self.first_ts, self.fixed_ts, self.end)
+        )
+
+    @property
+    def first_timestamp(self) -> int:
+        if self.fixed_ts is not None:
+            return self.fixed_ts
+        return self.first_ts + _record_head(self.data, self.pos)[1]
+
+    def split(self, k: int) -> tuple[RawChunk, RawChunk]:
+        """Its first k records (0 < k < count) and the rest."""
+        data, pos = self.data, self.pos
+        for _ in range(k):
+            pos = _record_head(data, pos)[0]
+        mid = self.base_offset + _record_head(data, pos)[2]
+        head = self._at(self.pos, k, self.first_offset, mid)
+        head.end = pos
+        return head, self._at(pos, self.count - k, mid, self.next_offset)
+
+    def since(self, offset: int) -> RawChunk | None:
+        """Its records from `offset` on (None: none): a fetch from inside a batch returns it whole."""
+        pos = self.pos
+        for n in range(self.count):
+            end, _ts, off_delta = _record_head(self.data, pos)
+            if self.base_offset + off_delta >= offset:
+                return self._at(pos, self.count - n, self.base_offset + off_delta, self.next_offset)
+            pos = end
+        return None
+
+
+class ListChunk:
+    """Records already decoded (message formats v0/v1, or kafka-python's ConsumerRecords as
+    tuples when tsrouter.fast-fetch is off), with RawChunk's interface."""
+
+    __slots__ = ("_records", "count", "first_offset", "next_offset")
+
+    def __init__(self, records: list[Record]):
+        self._records = records
+        self.count = len(records)
+        self.first_offset = records[0][0]
+        self.next_offset = records[-1][0] + 1
+
+    def records(self) -> list[Record]:
+        return self._records
+
+    @property
+    def first_timestamp(self) -> int:
+        return self._records[0][1]
+
+    def split(self, k: int) -> tuple[ListChunk, ListChunk]:
+        return ListChunk(self._records[:k]), ListChunk(self._records[k:])
+
+    def since(self, offset: int) -> ListChunk | None:
+        rest = [r for r in self._records if r[0] >= offset]
+        return ListChunk(rest) if rest else None
+
+
+Chunk = RawChunk | ListChunk
+
+
+class Taken(list[Any]):
+    """What take() returns: chunks, whose len() is their number of records, because that is
+    what kafka-python's fetcher counts against max_poll_records (list.extend still copies
+    the chunks themselves)."""
+
+    records = 0
+
+    def __len__(self) -> int:
+        return self.records
+
+
+class ChunkRecords(Fetcher.PartitionRecords):  # kafka-python: untyped base
+    """kafka-python's PartitionRecords, handing out chunks of records instead of ConsumerRecords."""
+
+    _held: Chunk | None = None  # the rest of a chunk that a take() split
+
+    def _maybe_skip_record(self, chunk: Chunk) -> bool:
+        return False  # _unpack_records trims a chunk that starts before fetch_offset
+
+    def take(self, n: int | None = None) -> Taken:
+        """Chunks holding up to n records (a chunk is split at the limit), moving
+        next_fetch_offset past them; an error after some records is raised by the next call."""
+        self._maybe_raise_next_inline_exception()
+        out = Taken()
+        budget = n if n is not None else 1 << 62
+        try:
+            while budget > 0 and self.record_iterator is not None:
+                chunk = self._held
+                if chunk is None:
+                    chunk = next(self.record_iterator, None)
+                    if chunk is None:
+                        break
+                self._held = None
+                if chunk.count > budget:
+                    chunk, self._held = chunk.split(budget)
+                out.append(chunk)
+                out.records += chunk.count
+                budget -= chunk.count
+                self.next_fetch_offset = chunk.next_offset
+        except Exception as e:  # as kafka-python's take(): the records first, the error next time
+            if not out:
+                raise
+            self._next_inline_exception = e
+        return out
+
+    def _old_format(self, batch: Any) -> list[Record]:
+        """Message formats v0/v1 (old data only): kafka-python's own records, as tuples."""
+        out = []
+        for r in batch:
+            if self.check_crcs and not r.validate_crc():
+                raise CorruptRecordError(
+                    f"Record for partition {self.topic_partition} at offset {r.offset} failed crc check"
+                )
+            self.records_read += 1
+            self.bytes_read += r.size_in_bytes
+            if r.offset >= self.fetch_offset:
+                out.append((r.offset, r.timestamp, r.key, r.value, r.headers or _NO_HEADERS))
+        return out
 
     def _unpack_records(self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any) -> Iterator[Any]:
         read_committed = self.isolation_level == IsolationLevel.READ_COMMITTED
@@ -221,16 +412,9 @@ class TupleRecords(Fetcher.PartitionRecords):  # kafka-python: untyped base
                     f"Record batch for partition {self.topic_partition} at offset {batch.base_offset} failed crc check"
                 )
             if batch.magic != 2:
-                # Message formats v0/v1 (old data only): kafka-python's own records.
-                for r in batch:
-                    if self.check_crcs and not r.validate_crc():
-                        raise CorruptRecordError(
-                            f"Record for partition {self.topic_partition} at offset {r.offset} failed crc check"
-                        )
-                    self.records_read += 1
-                    self.bytes_read += r.size_in_bytes
-                    self.next_fetch_offset = r.offset + 1
-                    yield (r.offset, r.timestamp, r.key, r.value, r.headers or _NO_HEADERS)
+                old = self._old_format(batch)
+                if old:
+                    yield ListChunk(old)
                 batch = records.next_batch()
                 continue
             self.leader_epoch = batch.leader_epoch
@@ -253,11 +437,24 @@ class TupleRecords(Fetcher.PartitionRecords):  # kafka-python: untyped base
             n = batch._num_records
             self.bytes_read += batch.size_in_bytes
             self.records_read += n
-            for rec in decode_records(
-                bytes(batch._buffer), batch._pos, n, batch.base_offset, batch.first_timestamp, fixed_ts
-            ):
-                self.next_fetch_offset = rec[0] + 1
-                yield rec
+            data = bytes(batch._buffer)
+            if n:
+                first = batch.base_offset + _record_head(data, batch._pos)[2]  # compaction may remove the first
+                raw = RawChunk(
+                    data,
+                    batch._pos,
+                    len(data),
+                    n,
+                    batch.base_offset,
+                    batch.first_timestamp,
+                    fixed_ts,
+                    first,
+                    batch.next_offset,
+                )
+                # A fetch from inside a batch returns it whole: start at the position.
+                chunk = raw if first >= self.fetch_offset else raw.since(self.fetch_offset)
+                if chunk is not None:
+                    yield chunk
             batch = records.next_batch()
         # v2 keeps a batch's last offset even when compaction removed its last records:
         # continue after it, not inside it (else the same batch is fetched again and again).

@@ -25,8 +25,21 @@ from typing import Any
 from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
+from kafka.record.util import decode_varint
 
-__all__ = ["BatchAck", "FastSender", "build_batches", "check", "encode_headers", "varint"]
+__all__ = [
+    "SMALL_VARINTS",
+    "BatchAck",
+    "FastSender",
+    "build_batches",
+    "build_from_records",
+    "build_from_tails",
+    "check",
+    "encode_headers",
+    "encode_record",
+    "encode_tail",
+    "varint",
+]
 
 # The broker refuses a batch larger than its message.max.bytes (1 MiB by default), and
 # kafka-python would then split the batch by its per-record futures, which these batches
@@ -47,13 +60,13 @@ def _zigzag_varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_zigzag_varint(i) for i in range(16384)]
+SMALL_VARINTS = [_zigzag_varint(i) for i in range(16384)]
 _NULL = _zigzag_varint(-1)
 
 
 def varint(n: int) -> bytes:
     """Kafka's zig-zag varint of n (record lengths, deltas, counts)."""
-    return _SMALL[n] if 0 <= n < 16384 else _zigzag_varint(n)
+    return SMALL_VARINTS[n] if 0 <= n < 16384 else _zigzag_varint(n)
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
@@ -86,6 +99,35 @@ def check(producer: Any) -> None:
         )
 
 
+def encode_tail(key: bytes | None, value: bytes, header_block: bytes) -> bytes:
+    """A record's fields after its offset delta: key, value (length-prefixed) and an
+    encoded header block (encode_headers)."""
+    return (_NULL if key is None else varint(len(key)) + key) + varint(len(value)) + value + header_block
+
+
+def encode_record(index: int, tail: bytes) -> bytes:
+    """A whole record at `index` of its batch (its offset delta), timestamp delta 0."""
+    body = b"\x00\x00" + varint(index) + tail
+    return varint(len(body)) + body
+
+
+def build_from_records(
+    records: Sequence[bytes], batch_size: int, compression: int, ts: int
+) -> list[MemoryRecordsBuilder]:
+    """Whole records encoded as one batch's (encode_record, index 0 on) -> open record
+    batches: that one when it fits in batch_size (a poll's share of a partition does, at the
+    default size), else re-split by build_from_tails."""
+    if DefaultRecordBatchBuilder.HEADER_STRUCT.size + sum(map(len, records)) <= batch_size or len(records) == 1:
+        return [_builder(list(records), batch_size, compression, ts)]
+    return build_from_tails([_tail_of(r) for r in records], batch_size, compression, ts)
+
+
+def _tail_of(record: bytes) -> bytes:
+    """encode_record's tail back: after the length, attributes, timestamp delta and offset delta."""
+    _length, pos = decode_varint(record, 0)
+    return record[decode_varint(record, pos + 2)[1] :]
+
+
 def build_batches(
     records: Sequence[tuple[bytes | None, bytes, list[Any] | None]],
     default_headers: bytes,
@@ -94,17 +136,28 @@ def build_batches(
     ts: int,
 ) -> list[MemoryRecordsBuilder]:
     """records: (key, value, headers or None for default_headers, an encoded header block),
-    in order -> open record batches of at most batch_size bytes (at least one record each),
-    exactly as kafka-python's own builder writes them. One timestamp for all: every record's
-    timestamp delta is 0."""
-    small = _SMALL
+    in order -> open record batches (see build_from_tails)."""
+    return build_from_tails(
+        [
+            encode_tail(key, value, default_headers if headers is None else encode_headers(headers))
+            for key, value, headers in records
+        ],
+        batch_size,
+        compression,
+        ts,
+    )
+
+
+def build_from_tails(tails: Sequence[bytes], batch_size: int, compression: int, ts: int) -> list[MemoryRecordsBuilder]:
+    """Records given by their tails (encode_tail), in order -> open record batches of at
+    most batch_size bytes (at least one record each), exactly as kafka-python's own builder
+    writes them. One timestamp for all: every record's timestamp delta is 0."""
+    small = SMALL_VARINTS
     header_size = DefaultRecordBatchBuilder.HEADER_STRUCT.size
     out = []
     parts: list[bytes] = []
     size = header_size
-    for key, value, headers in records:
-        kpart = _NULL if key is None else varint(len(key)) + key
-        tail = kpart + varint(len(value)) + value + (default_headers if headers is None else encode_headers(headers))
+    for tail in tails:
         n = len(parts)
         body = b"\x00\x00" + (small[n] if n < 16384 else varint(n)) + tail  # attributes, timestamp delta, offset delta
         blen = len(body)
@@ -182,6 +235,14 @@ class FastSender:
         self, tp: Any, records: Sequence[tuple[bytes | None, bytes, list[Any] | None]], default_headers: bytes
     ) -> list[BatchAck]:
         """Enqueue one output partition's records (see build_batches); one BatchAck per batch."""
+        tails = [encode_tail(k, v, default_headers if h is None else encode_headers(h)) for k, v, h in records]
+        return self._send(tp, tails, build_from_tails)
+
+    def send_records(self, tp: Any, records: Sequence[bytes]) -> list[BatchAck]:
+        """Enqueue one output partition's whole records (encode_record, index 0 on)."""
+        return self._send(tp, records, build_from_records)
+
+    def _send(self, tp: Any, encoded: Sequence[bytes], build: Any) -> list[BatchAck]:
         if tp.topic not in self._topics:
             # The sender finds leaders only for topics the producer's metadata tracks, and
             # only send()/partitions_for() add them (kafka-python never drops one again).
@@ -191,7 +252,7 @@ class FastSender:
         if tm is not None and tm.is_transactional():
             tm.maybe_add_partition_to_transaction(tp)
         ts = int(time.time() * 1000)
-        builders = build_batches(records, default_headers, self._batch_size, self._compression, ts)
+        builders = build(encoded, self._batch_size, self._compression, ts)
         return self._enqueue(tp, [ProducerBatch(tp, b) for b in builders])
 
     def _enqueue(self, tp: Any, batches: list[Any]) -> list[BatchAck]:

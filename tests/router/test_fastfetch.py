@@ -1,10 +1,11 @@
-"""tsrouter.fastfetch: polled records as tuples, without kafka-python's ConsumerRecords (private API).
+"""tsrouter.fastfetch: polled records as chunks, without kafka-python's ConsumerRecords (private API).
 
 The unit tests decode batches built by kafka-python's own encoder and compare with its own
 decoder; the broker tests read the same topics through a plain KafkaConsumer and through
 one with fastfetch installed (plain, compressed, keys and headers, a seek into the middle
 of a compressed batch, transactions committed and aborted under read_committed) and
-expect the same records and the same positions. An upgrade of kafka-python fails here
+expect the same records (the chunks decoded) and the same positions, with no poll over
+max_poll_records. An upgrade of kafka-python fails here
 (and check() refuses to start the router).
 """
 from __future__ import annotations
@@ -126,12 +127,19 @@ def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommit
         end = c.end_offsets(tps)
 
         def done():
-            for tp, recs in c.poll(timeout_ms=300).items():
-                for r in recs:
-                    if fast:
-                        out.append((tp.partition, (r[0], r[1], r[2], r[3], list(r[4]))))
-                    else:
-                        out.append((tp.partition, (r.offset, r.timestamp, r.key, r.value, list(r.headers))))
+            nonlocal out
+            polled = c.poll(timeout_ms=300)
+            if fast:
+                # Chunks: max_poll_records still counts records.
+                assert sum(chunk.count for chunks in polled.values() for chunk in chunks) <= 700
+            for tp, items in polled.items():
+                if fast:
+                    recs = [r for chunk in items for r in chunk.records()]
+                    assert len(recs) == sum(chunk.count for chunk in items)
+                    assert items[0].first_offset == recs[0][0] and items[-1].next_offset >= recs[-1][0] + 1
+                    out += [(tp.partition, (r[0], r[1], r[2], r[3], list(r[4]))) for r in recs]
+                else:
+                    out += [(tp.partition, (r.offset, r.timestamp, r.key, r.value, list(r.headers))) for r in items]
             return all(c.position(tp) >= end[tp] for tp in tps)
 
         wait_for(done, 60, f"{topic} read to its end")

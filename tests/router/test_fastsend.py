@@ -54,6 +54,19 @@ def test_batches_are_byte_for_byte_what_kafka_python_builds(batch_size):
     assert [bytes(b.buffer()) for b in ours] == reference(recs, batch_size)
 
 
+@pytest.mark.parametrize("batch_size", [1024, 16384, 512 * 1024])
+def test_whole_records_are_rebatched_byte_for_byte_as_kafka_python_would(batch_size):
+    # What tsrouter.rawplan hands over: each record encoded as if one batch held them all.
+    recs = records(3000)
+    whole = [fastsend.encode_record(i, fastsend.encode_tail(k, v, DEFAULT_BLOCK if h is None else
+                                                            fastsend.encode_headers(h)))
+             for i, (k, v, h) in enumerate(recs)]
+    ours = fastsend.build_from_records(whole, batch_size, 0, TS)
+    for b in ours:
+        b.close()
+    assert [bytes(b.buffer()) for b in ours] == reference(recs, batch_size)
+
+
 def test_decoded_records_are_the_input():
     recs = records(500)
     (b,) = fastsend.build_batches(recs, DEFAULT_BLOCK, 512 * 1024, 0, TS)

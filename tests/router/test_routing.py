@@ -5,6 +5,7 @@ from collections import namedtuple
 import pytest
 
 from tsrouter.batch import Topics, first_offsets, merge_offsets, next_offsets, plan_batch
+from tsrouter.fastfetch import ListChunk
 from tsrouter.health import HealthState, health_body, liveness, readiness
 from tsrouter.routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
 from tsrouter.topics import classify, still_missing
@@ -97,8 +98,9 @@ def test_plan_batch_keeps_order_partition_keys_and_dead_letters():
     assert plan[0].source_timestamp_ms == 1000 and plan[2].source_timestamp_ms is None
     # unknown partition count: let the producer pick
     assert plan_batch(batch, topics, Prefixes(), {})[0].partition is None
-    assert next_offsets(batch) == {TP("in", 0): 12, TP("in", 5): 8}
-    assert first_offsets(batch) == {TP("in", 0): 10, TP("in", 5): 7}
+    polled = {tp: [ListChunk(records)] for tp, records in batch.items()}  # as a poll hands them out
+    assert next_offsets(polled) == {TP("in", 0): 12, TP("in", 5): 8}
+    assert first_offsets(polled) == {TP("in", 0): 10, TP("in", 5): 7}
     assert merge_offsets({TP("in", 0): 20}, {TP("in", 0): 12, TP("in", 5): 8}) == {TP("in", 0): 20, TP("in", 5): 8}
 
 
