@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class Topics:
 
 class Router:
     extra: list[str] = []  # --router-arg values, for experiments
+    package: str | None = None  # a directory holding another revision's tsrouter (--against)
 
     def __init__(self, kind: str, bootstrap: str, t: Topics, profile: str | None = None):
         self.kind, self.bootstrap, self.t = kind, bootstrap, t
@@ -65,6 +67,8 @@ class Router:
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
         env["PYTHONUNBUFFERED"] = "1"
+        if self.package and kind != "seed":
+            env["PYTHONPATH"] = os.pathsep.join(x for x in (self.package, env.get("PYTHONPATH")) if x)
         args = [f"--spring.cloud.stream.bindings.input.destination={t.input}",
                 f"--spring.cloud.stream.bindings.even.destination={t.even}",
                 f"--spring.cloud.stream.bindings.odd.destination={t.odd}"]
@@ -439,7 +443,13 @@ def profile_report(path: str, top: int = 15) -> str:
 NAMES = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
          "tsp-router-w2": "tsp-router (at-least-once, 2 workers)", "seed": "seed router (as written)"}
 KINDS = ("tsp-router", "tsp-router-eos", "tsp-router-w2", "seed")
-BEFORE = ("Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of "
+BEFORE = ("Before polled records stayed encoded (main 1867278; side by side with 273d881 in "
+          "`bench/results/router-compare.md`, 2026-12-01 06:38 UTC): at-least-once 505,305 / 576,368 rec/s on 1 / 2 "
+          "partitions (273d881: 685,400 / 798,721), exactly-once 435,919 / 459,770 (528,820 / 591,365), 0.17-0.19 "
+          "CPU s per 100k (0.12-0.14). Its own full run (main ddb8eeb, 03:12 UTC, not side by side): at-least-once "
+          "358,423 / 401,284 rec/s, 55% / 61% of the Java producer's 654,664 rec/s, exactly-once 0.85x / 0.83x, 2 "
+          "workers 1.57x. "
+          "Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of "
           "2026-11-30 20:05 UTC, 1,000,000 records per run; not side by side): at-least-once 249,563 / 320,102 "
           "rec/s on 1 / 2 partitions, exactly-once 210,837 / 199,402 rec/s (0.84x / 0.62x), 2 workers 391,389 rec/s"
           " (1.22x); p99 at 1,000 rec/s 28.6 ms (Kafka's produce ack: 25.0 ms). Earlier (main 0ca626d, 16:44 UTC, "
@@ -464,10 +474,10 @@ def _summary(rs: list[dict]) -> dict:
             "best": max(x["rate"] for x in rs)}
 
 
-def compare(broker, extra: list[str], base: list[str], kinds: list[str], part_counts: list[int], n: int,
+def compare(broker, sides: list[tuple[list[str], str | None]], kinds: list[str], part_counts: list[int], n: int,
             repeat: int, payloads: str) -> list[dict]:
-    """A lever side by side: each kind with and without `extra`, in pairs whose order
-    alternates (a warmer broker or page cache favours neither side)."""
+    """Two routers side by side, each side (its arguments, its package or None for this tree's),
+    per kind, in pairs whose order alternates (a warmer broker or page cache favours neither)."""
     rows = []
     for parts in part_counts:
         for kind in kinds:
@@ -475,32 +485,50 @@ def compare(broker, extra: list[str], base: list[str], kinds: list[str], part_co
             for rep in range(repeat):
                 pair = [{}, {}]
                 for side in ((0, 1) if rep % 2 == 0 else (1, 0)):
-                    Router.extra = base + extra if side else base
+                    Router.extra, Router.package = sides[side]
                     pair[side] = throughput(broker, kind, n, payloads, parts)
-                print(f"  {kind} ({parts}p): {pair[0]['rate']:,.0f} without, {pair[1]['rate']:,.0f} with", flush=True)
+                print(f"  {kind} ({parts}p): {pair[0]['rate']:,.0f} before, {pair[1]['rate']:,.0f} after", flush=True)
                 pairs.append(pair)
-            Router.extra = base
-            without, with_ = _summary([p[0] for p in pairs]), _summary([p[1] for p in pairs])
-            rows.append({"kind": kind, "partitions": parts, "without": without, "with": with_,
-                         "ratio": with_["rate"] / without["rate"],
+            Router.extra, Router.package = sides[0][0], None
+            before, after = _summary([p[0] for p in pairs]), _summary([p[1] for p in pairs])
+            rows.append({"kind": kind, "partitions": parts, "before": before, "after": after,
+                         "ratio": after["rate"] / before["rate"],
                          "pairs_faster": sum(p[1]["rate"] > p[0]["rate"] for p in pairs), "pairs": len(pairs)})
     return rows
 
 
-def write_compare(rows: list[dict], extra: list[str], path: Path, meta: dict) -> None:
-    lines = ["# Router lever, side by side", "",
-             f"`{' '.join(extra)}` against without it; {meta['when']}; {meta['records']:,} records per run, "
+def router_at(rev: str) -> str:
+    """A temporary directory holding git revision `rev`'s tsrouter package (first on the
+    router's PYTHONPATH, it shadows this tree's editable install)."""
+    d = tempfile.mkdtemp(prefix="bench-tsrouter-")
+    archive = subprocess.run(["git", "archive", rev, "router/tsrouter"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", d], input=archive.stdout, check=True)
+    return os.path.join(d, "router")
+
+
+def _router_revision() -> str:
+    """This tree's commit, and whether its router differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "router/tsrouter"], cwd=ROOT, capture_output=True,
+                           text=True)
+    return head.stdout.strip() + (" + uncommitted router changes" if dirty.stdout.strip() else "")
+
+
+def write_compare(rows: list[dict], labels: tuple[str, str], path: Path, meta: dict) -> None:
+    before, after = labels
+    lines = ["# Router change, side by side", "",
+             f"{after} against {before}; {meta['when']}; {meta['records']:,} records per run, "
              f"runs in pairs on one broker, their order alternating; load average before/after "
              f"{meta['load_before']} / {meta['load_after']}. Command: `{meta['command']}`.", "",
-             "| router | partitions | without: median rec/s (runs) | with: median rec/s (runs) | with / without | "
-             "pairs faster with | CPU s / 100k without / with |",
+             f"| router | partitions | {before}: median rec/s (runs) | {after}: median rec/s (runs) | ratio | "
+             f"pairs faster | CPU s / 100k, {before} / {after} |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        w, x = r["without"], r["with"]
-        runs_w, runs_x = (", ".join(f"{v:,}" for v in y["all_rates"]) for y in (w, x))
-        lines.append(f"| {NAMES[r['kind']]} | {r['partitions']} | {w['rate']:,.0f} ({runs_w}) | "
-                     f"{x['rate']:,.0f} ({runs_x}) | {r['ratio']:.2f}x | "
-                     f"{r['pairs_faster']} of {r['pairs']} | {w['cpu_median']:.2f} / {x['cpu_median']:.2f} |")
+        b, a = r["before"], r["after"]
+        runs_b, runs_a = (", ".join(f"{v:,}" for v in y["all_rates"]) for y in (b, a))
+        lines.append(f"| {NAMES[r['kind']]} | {r['partitions']} | {b['rate']:,.0f} ({runs_b}) | "
+                     f"{a['rate']:,.0f} ({runs_a}) | {r['ratio']:.2f}x | "
+                     f"{r['pairs_faster']} of {r['pairs']} | {b['cpu_median']:.2f} / {a['cpu_median']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -708,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", action="append", default=[], metavar="ARG",
                     help="measure a lever instead: tsp-router (and exactly-once) with and without these extra "
                     "arguments, in alternating pairs, --repeat pairs each; writes results/router-compare.md")
+    ap.add_argument("--against", metavar="REV",
+                    help="measure a change instead: this tree's tsp-router (and exactly-once) against git "
+                    "revision REV's, like --compare")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     rates = [int(x) for x in a.rates.split(",")]
     part_counts = [int(x) for x in a.partitions.split(",")]
@@ -727,13 +758,24 @@ def main(argv: list[str] | None = None) -> int:
     with KafkaBroker() as broker:
         print(f"router bench: broker {broker.bootstrap}", flush=True)
         broker_warm_up(broker, payloads)
-        if a.compare:
+        if a.compare or a.against:
             kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"])
-            rows = compare(broker, a.compare, list(a.router_arg), kinds, part_counts, a.records, a.repeat, payloads)
+            base = list(a.router_arg)
+            if a.against:
+                sides = [(base, router_at(a.against)), (base, None)]
+                labels = (f"`{a.against}`", f"this tree (`{_router_revision()}`)")
+            else:
+                sides = [(base, None), (base + a.compare, None)]
+                labels = ("without", f"`{' '.join(a.compare)}`")
+            try:
+                rows = compare(broker, sides, kinds, part_counts, a.records, a.repeat, payloads)
+            finally:
+                if sides[0][1]:
+                    shutil.rmtree(os.path.dirname(sides[0][1]))
             os.unlink(payloads)
-            write_compare(rows, a.compare, RESULTS / "router-compare.md", _meta(a, argv, load_before))
+            write_compare(rows, labels, RESULTS / "router-compare.md", _meta(a, argv, load_before))
             for r in rows:
-                print(f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x with, "
+                print(f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x, "
                       f"{r['pairs_faster']} of {r['pairs']} pairs faster", flush=True)
             print(f"router bench: wrote {RESULTS / 'router-compare.md'}", flush=True)
             return 0
