@@ -7,7 +7,7 @@ thread went to kafka-python's consumer decode path (bench/results/router.md): pe
 empty headers list), then a 13-field `ConsumerRecord`. Decoding into tuples instead still
 left a third of the main thread in decoding. Now a poll hands out, per partition, chunks:
 a `RawChunk` is consecutive records of one record batch, its bytes untouched, which the
-planner (tsrouter.batch.plan_chunks) reads straight into output records; `records()`
+planner (tsrouter.rawplan.plan_chunks) reads straight into output records; `records()`
 decodes one into `(offset, timestamp, key, value, headers)` tuples (headers: a shared empty
 tuple when the record has none) for every other use.
 
@@ -252,7 +252,7 @@ class RawChunk:
     """`count` consecutive records of one v2 record batch, still encoded: data[pos:end].
 
     What a poll hands out per record batch: the router's planner reads the records straight
-    into output batches (tsrouter.batch.plan_chunks) without a tuple per record; records()
+    into output batches (tsrouter.rawplan.plan_chunks) without a tuple per record; records()
     decodes them for everything else. first_offset/next_offset: the first record's offset
     and where the next read starts (after the batch's last offset for its last chunk, as
     kafka-python moves the position)."""
