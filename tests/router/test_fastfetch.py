@@ -81,6 +81,46 @@ def test_a_damaged_record_is_a_corrupt_record_error():
         ours(bytes(built([(TS, None, b"12345", [])] * 3))[:-2])  # truncated
 
 
+def fetched(batches: list[list], base_offsets: list[int], fetch_offset: int) -> fastfetch.ChunkRecords:
+    """What the fetcher builds for one partition's fetch response: these record batches, in order."""
+    buf = b""
+    for recs, base in zip(batches, base_offsets):
+        one = bytearray(built(recs))
+        one[0:8] = base.to_bytes(8, "big")  # the broker assigns it (outside the CRC)
+        buf += bytes(one)
+    return fastfetch.ChunkRecords(fetch_offset, TopicPartition("t", 0), MemoryRecords(buf))
+
+
+def test_take_splits_chunks_at_the_limit_and_moves_the_position():
+    batches = [sample(30), sample(50), sample(20)]
+    for n in (1, 7, 30, 31, 64, 100, 1000):
+        part = fetched(batches, [0, 30, 80], 0)
+        got = []
+        while part:
+            taken = part.take(n)
+            if not taken:
+                break
+            assert len(taken) == sum(c.count for c in taken) <= n
+            got += [r[0] for c in taken for r in c.records()]
+            assert part.next_fetch_offset == got[-1] + 1
+        assert got == list(range(100)), n
+    # A fetch from inside a batch starts at the position.
+    part = fetched(batches, [0, 30, 80], 45)
+    assert [r[0] for c in part.take(1000) for r in c.records()] == list(range(45, 100))
+
+
+def test_an_error_after_some_records_is_raised_by_the_next_take():
+    good = bytearray(built(sample(10)))
+    bad = bytearray(built(sample(10)))
+    bad[0:8] = (10).to_bytes(8, "big")
+    bad[-3] ^= 0xFF  # the second batch's last record: its CRC no longer matches
+    part = fastfetch.ChunkRecords(0, TopicPartition("t", 0), MemoryRecords(bytes(good + bad)), check_crcs=True)
+    first = part.take(100)
+    assert [r[0] for c in first for r in c.records()] == list(range(10)) and part.next_fetch_offset == 10
+    with pytest.raises(CorruptRecordError):
+        part.take(100)
+
+
 def test_refuses_another_kafka_python(monkeypatch):
     fastfetch.check()
     monkeypatch.setattr(kafka, "__version__", "3.0.13")
