@@ -12,6 +12,7 @@ import contextlib
 import logging
 from contextlib import contextmanager
 
+from . import defaults
 from .api import MANAGER
 from .topics import DesiredTopic, TopicPlan
 
@@ -23,7 +24,7 @@ class KafkaUnavailable(Exception):
 
 
 class TopicAdmin:
-    def __init__(self, timeout_s: float = 5.0):
+    def __init__(self, timeout_s: float = defaults.KAFKA_TIMEOUT):
         self.timeout_ms = int(timeout_s * 1000)
 
     @contextmanager

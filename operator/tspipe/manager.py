@@ -9,6 +9,7 @@ import sys
 
 import kopf
 
+from . import defaults
 from .controller import Controller
 from .kube import Kube
 
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--resync-seconds",
         type=float,
-        default=300.0,
-        help="re-check every pipeline this often even without events (default 300)",
+        default=defaults.RESYNC_SECONDS,
+        help="re-check every pipeline this often even without events (default %(default)g)",
     )
     ap.add_argument(
         "--inactivity-timeout",
@@ -59,31 +60,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         help="ask the API server to end each watch request after this long (default 300)",
     )
-    ap.add_argument("--backoff-max", type=float, default=300.0, help="longest retry delay after failures")
+    ap.add_argument(
+        "--backoff-max",
+        type=float,
+        default=defaults.BACKOFF_MAX,
+        help="longest retry delay after failures (default %(default)g)",
+    )
     ap.add_argument(
         "--progress-interval",
         type=float,
-        default=0.0,
+        default=defaults.PROGRESS_INTERVAL,
         help="also write status changes that only move replica counters, at most this often "
-        "(default 0: only together with a phase or condition change)",
+        "(default %(default)g: only together with a phase or condition change)",
     )
     ap.add_argument(
         "--debounce-seconds",
         type=float,
-        default=1.0,
-        help="coalesce Deployment events per pipeline for this long (default 1)",
+        default=defaults.DEBOUNCE_SECONDS,
+        help="coalesce Deployment events per pipeline for this long (default %(default)g)",
     )
     ap.add_argument(
         "--kafka-timeout",
         type=float,
-        default=5.0,
-        help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default 5)",
+        default=defaults.KAFKA_TIMEOUT,
+        help="seconds per Kafka admin call (topics, lag); unreachable means a condition (default %(default)g)",
     )
     ap.add_argument(
         "--topic-recheck-seconds",
         type=float,
-        default=300.0,
-        help="re-describe unchanged topics this often (default 300)",
+        default=defaults.TOPIC_RECHECK_SECONDS,
+        help="re-describe unchanged topics this often (default %(default)g)",
     )
     ap.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (/metrics)")
     ap.add_argument("--metrics-address", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from . import defaults
+
 Key = tuple[str, str]  # (namespace, name)
 
 log = logging.getLogger("tspipe.controller")
@@ -45,10 +47,10 @@ class Retry:
 @dataclass
 class WorkQueue:
     work: Callable[[Key], Awaitable[None]]  # one pass over a key; it calls schedule() with its outcome
-    resync_seconds: float = 300.0
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    debounce_seconds: float = 1.0
+    resync_seconds: float = defaults.RESYNC_SECONDS
+    backoff_base: float = defaults.BACKOFF_BASE
+    backoff_max: float = defaults.BACKOFF_MAX
+    debounce_seconds: float = defaults.DEBOUNCE_SECONDS
     standby: bool = False
     known: set[Key] = field(default_factory=set)
     pending: set[Key] = field(default_factory=set)

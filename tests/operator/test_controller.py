@@ -177,8 +177,8 @@ def make(**kw):
     obj["metadata"].update(namespace="ns", uid="p-uid", generation=1)
     kube = FakeKube(obj)
     clock = Clock()
-    ctl = Controller(kube, now=lambda: datetime(2026, 1, 1, tzinfo=timezone.utc), admin=FakeAdmin(),
-                     monotonic=clock, **kw)
+    kw.setdefault("now", lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))
+    ctl = Controller(kube, admin=FakeAdmin(), monotonic=clock, **kw)
     ctl.clock = clock
     return kube, ctl
 

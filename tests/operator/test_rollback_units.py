@@ -207,10 +207,10 @@ class Now:
 
 
 def _auto_rollback_pipeline():
-    kube, ctl = make()
+    now = Now()
+    kube, ctl = make(now=now)
     obj = kube.pipelines["timestamps"]
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 30}
-    ctl.now = now = Now()
     return kube, ctl, now
 
 

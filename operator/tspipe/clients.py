@@ -1,0 +1,125 @@
+"""The one adapter every reconcile phase talks to the outside world through.
+
+The Kubernetes client and the Kafka admin client are synchronous; this runs their calls
+off the event loop (Kubernetes in asyncio's default threads, Kafka in a small pool of
+its own, so a slow broker cannot starve the Kubernetes calls), bounds the Kafka ones,
+and keeps the few compound reads and writes the phases share: a pipeline's
+Deployments, its pods, one child write, one Event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from .components import COMPONENTS
+from .kafka_admin import KafkaUnavailable, TopicAdmin
+from .kube import ApiException, Kube
+from .metrics import Metrics
+from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action
+from .render import deployment_name, owned_selector
+
+__all__ = ["Clients", "api_error"]
+
+log = logging.getLogger("tspipe.controller")
+
+KAFKA_THREADS = 4  # the Kafka admin pool (a slow broker must not starve the Kubernetes calls)
+
+T = TypeVar("T")
+
+
+def api_error(exc: ApiException) -> str:
+    """An API error as one line: the status and the server's message."""
+    msg = exc.reason or ""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):  # the body is not always JSON
+        body = None
+    if isinstance(body, dict):
+        msg = body.get("message", msg)
+    return f"{exc.status} {msg}".strip()
+
+
+@dataclass
+class Clients:
+    kube: Kube
+    admin: TopicAdmin
+    kafka_timeout: float
+    now: Callable[[], datetime]
+    monotonic: Callable[[], float]
+    metrics: Metrics
+    _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A Kubernetes call, in a thread."""
+        return await asyncio.to_thread(fn, *args)
+
+    async def kafka(self, fn: Callable[..., T], *args: Any) -> T:
+        """A Kafka admin call in its own small pool, bounded on this side too."""
+        if self._kafka_pool is None:
+            self._kafka_pool = concurrent.futures.ThreadPoolExecutor(KAFKA_THREADS, thread_name_prefix="kafka")
+        fut = asyncio.get_running_loop().run_in_executor(self._kafka_pool, fn, *args)
+        try:
+            # The admin client's own timeouts bound each of its (up to three) round trips.
+            return await asyncio.wait_for(fut, self.kafka_timeout * 3 + 2)
+        except TimeoutError as exc:
+            raise KafkaUnavailable("no answer in time") from exc
+
+    def close(self) -> None:
+        if self._kafka_pool:
+            self._kafka_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def deployments(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The pipeline's Deployments: those labelled as its children, and any child
+        whose labels were edited away (looked up by name)."""
+        found = await self.call(self.kube.list_deployments, namespace, owned_selector(name))
+        names = {d["metadata"]["name"] for d in found}
+        for c in COMPONENTS:
+            dname = deployment_name(name, c)
+            if dname not in names:
+                d = await self.call(self.kube.get_deployment, namespace, dname)
+                if d is not None:
+                    found.append(d)
+        return found
+
+    async def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The pipeline's pods (why a component is not ready); none if the operator may not list them."""
+        try:
+            return await self.call(self.kube.list_pods, namespace, owned_selector(name))
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # An RBAC from before pods were read: the status just says less.
+            log.warning("%s/%s: cannot list pods (%s)", namespace, name, api_error(exc))
+            return []
+
+    async def event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> int:
+        """Post an Event about the pipeline; the writes it cost (0 if refused: Events are best effort)."""
+        try:
+            await self.call(self.kube.post_event, pipeline, type_, reason, message, self.now())
+            return 1
+        except ApiException as exc:
+            log.warning("could not post event %s: %s", reason, api_error(exc))
+            return 0
+
+    async def apply(self, namespace: str, action: Action) -> None:
+        """One planned write of a child (a Deployment or the router's PodDisruptionBudget)."""
+        kube = self.kube
+        if action.kind == "Deployment":
+            create, replace, delete = kube.create_deployment, kube.replace_deployment, kube.delete_deployment
+        else:
+            create, replace, delete = kube.create_pdb, kube.replace_pdb, kube.delete_pdb
+        if action.verb == CREATE:
+            await self.call(create, namespace, action.body)
+        elif action.verb == UPDATE:
+            await self.call(replace, namespace, action.name, action.body)
+        elif action.verb == DELETE or (action.verb == RECREATE and action.kind == "Deployment"):
+            await self.call(delete, namespace, action.name, action.resource_version)
+        else:
+            raise ValueError(f"{action.verb} {action.kind}")

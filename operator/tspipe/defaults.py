@@ -1,0 +1,30 @@
+"""The operator's tunables and their defaults, in one place: the CLI's flags and help
+texts, the work queue and the controller read them from here.
+
+Each is a trade between how soon the operator notices something and what it costs the
+API server or the broker; the comment says which way each leans.
+"""
+
+from __future__ import annotations
+
+# Re-read every pipeline this often without any event: the level-based safety net for a
+# missed watch event (client-go's informers resync on a similar scale).
+RESYNC_SECONDS = 300.0
+# A failed pass is retried after BACKOFF_BASE seconds, doubling up to BACKOFF_MAX: a
+# broken pipeline costs a few calls an hour, not a hot loop.
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 300.0
+# The Deployment controller updates the four children in bursts; one pass after the
+# burst sees them all.
+DEBOUNCE_SECONDS = 1.0
+# Each Kafka admin call (topics, lag, offsets) is bounded by this: an unreachable broker
+# becomes a condition in seconds instead of a stuck worker.
+KAFKA_TIMEOUT = 5.0
+# Unchanged topics are described again this often (drift, a partition added by hand).
+TOPIC_RECHECK_SECONDS = 300.0
+# Status changes that only move replica counters are written with the next significant
+# change; > 0 also writes them alone, at most this often.
+PROGRESS_INTERVAL = 0.0
+# A peered replica looks at the peering object this often (at least; the manager uses a
+# third of the peering lifetime).
+PEERING_CHECK_SECONDS = 10.0

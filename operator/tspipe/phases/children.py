@@ -1,0 +1,127 @@
+"""Phase `children`: the pipeline's Deployments as the spec asks for them. Works out the
+pause stage (pause.py), renders (render.py; the stable revision's while a rollback holds,
+rollback.py), stamps the pod template of the apps a `tspipe.io/restart` names, plans with
+the pure diff (reconcile.py) and writes what differs.
+
+Hands on the Deployments as they are after the writes, the pause state (the replica
+counts every later phase uses), the digest of the pod templates the spec asks for
+(autoRollback's rollout judge) and which restarts have rolled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import rollback
+from ..api import RESTART_ANNOTATION
+from ..clients import Clients, api_error
+from ..components import COMPONENTS
+from ..kube import ApiException
+from ..model import Pipeline, PipelineError
+from ..pause import PauseState, pause_state
+from ..reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
+from ..render import deployment_name, render_deployments, restarted_at, with_restart
+from ..stamps import format_time
+from .context import RECHECK_CONFLICT, RECHECK_DELETED_CHILD, Pass
+
+log = logging.getLogger("tspipe.controller")
+
+
+@dataclass
+class Children:
+    actual: list[dict[str, Any]]  # the pipeline's Deployments after this pass's writes
+    pause: PauseState | None = None  # None: the spec is invalid, nothing was planned
+    templates: str | None = None  # autoRollback: digest of the pod templates the spec asks for
+    restart_done: set[str] = field(default_factory=set)  # Deployments whose template has this pass's stamp
+
+
+async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children:
+    actual = await clients.deployments(ctx.namespace, ctx.name)
+    if p is None:
+        return Children(actual)
+    by_field = _by_field(ctx.name, actual)
+    prev = ctx.prev_status.get("pause") or {}
+    stopped_at = prev.get("sourceStoppedAt")
+    drain = (prev["drain"], prev.get("recordsLeft")) if prev.get("drain") else None
+    pause = pause_state(p, by_field, clients.now(), source_stopped_at=stopped_at, drain=drain)
+    if pause.needs_lag:
+        lag = await _router_lag(clients, p)
+        pause = pause_state(p, by_field, clients.now(), source_stopped_at=stopped_at, lag=lag, drain=drain)
+    ctx.again_in(pause.recheck_after)
+    desired = render_deployments(ctx.resource, pause.replicas, pipeline=p)
+    templates = None
+    if p.auto_rollback:
+        templates = rollback.templates_digest(desired)
+        desired = _rolled_back(ctx, pause, templates, desired)
+    r = ctx.restart
+    targets = {deployment_name(ctx.name, c) for c in r.apps} if r and not r.problem() else set()
+    stamp = format_time(clients.now())
+    # A restart is a new pod template: the diff sees it as drift and updates (or creates) it.
+    desired = [with_restart(d, stamp) if d["metadata"]["name"] in targets else d for d in desired]
+    dplan = plan(ctx.resource, desired, actual)
+    ctx.problems.extend(dplan.blocked)
+    if dplan.waiting:
+        ctx.again_in(RECHECK_DELETED_CHILD)
+    for action in dplan.actions:
+        restart = action.name in targets and action.verb in (CREATE, UPDATE)
+        await write_child(
+            ctx, clients, replace(action, reason=f"restart ({RESTART_ANNOTATION})") if restart else action
+        )
+    if dplan.actions:
+        actual = await clients.deployments(ctx.namespace, ctx.name)
+    by_name = {d["metadata"]["name"]: d for d in actual}
+    done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
+    return Children(actual, pause, templates, done)
+
+
+async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:
+    """Make one write; False if it failed (reported in the pass, retried by the next)."""
+    try:
+        await clients.apply(ctx.namespace, action)
+    except ApiException as exc:
+        if exc.status in (409, 404):
+            ctx.again_in(RECHECK_CONFLICT)  # raced with someone (or our own stale read)
+        else:
+            ctx.problems.append(f"{action.verb} {action.kind} {action.name}: {api_error(exc)}")
+        return False
+    ctx.out.writes += 1
+    verb = {CREATE: "Created", UPDATE: "Updated", DELETE: "Deleted", RECREATE: "Deleted"}[action.verb]
+    what = f"{action.kind} {action.name}"
+    log.info("%s/%s: %s %s (%s)", ctx.namespace, ctx.name, verb.lower(), what, action.reason)
+    if not (action.verb == CREATE and not ctx.prev_status):  # no Event for the first creation
+        ctx.out.writes += await clients.event(
+            ctx.resource, "Normal", f"{verb}{action.kind}", f"{verb} {what}: {action.reason}"
+        )
+    if action.verb == RECREATE:
+        ctx.again_in(RECHECK_DELETED_CHILD)
+    return True
+
+
+def _rolled_back(ctx: Pass, pause: PauseState, templates: str, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """While a rollback holds, the stable revision's Deployments (with this pass's
+    replica counts, so scaling and pausing still work), else `desired`."""
+    spec = rollback.rollback_spec(ctx.prev_status.get("rollout"), templates)
+    if spec is None:
+        return desired
+    resource = {**ctx.resource, "spec": spec}
+    try:
+        stable = Pipeline.from_resource(resource)
+    except PipelineError as exc:  # a stable spec this operator version no longer accepts
+        ctx.problems.append(f"cannot roll back to the stable revision: {exc}")
+        return desired
+    return render_deployments(resource, pause.replicas, pipeline=stable)
+
+
+async def _router_lag(clients: Clients, p: Pipeline) -> int | None:
+    try:
+        return await clients.kafka(clients.admin.lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
+    except Exception as exc:  # noqa: BLE001 - unknown lag: the drain bound decides
+        log.info("%s/%s: router lag unknown: %s", p.namespace, p.name, exc)
+        return None
+
+
+def _by_field(name: str, actual: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    by_name = {d["metadata"]["name"]: d for d in actual}
+    return {c.spec_field: by_name.get(deployment_name(name, c)) for c in COMPONENTS}

@@ -1,0 +1,84 @@
+"""What every phase of a pass shares: the pipeline as read, what the controller
+remembers about it between passes, and what the pass adds up (writes, problems, when to
+run again).
+
+What one phase hands to the next is not here: each phase returns it, and the controller
+passes it on (see controller.py's phase list), so the order the phases depend on is
+written in their signatures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import autoscale
+from ..switches import RestartRequest
+from ..workqueue import Outcome
+
+# When to look again, in seconds (each the delay a pass asks the work queue for):
+RECHECK_DELETED_CHILD = 2.0  # a child is being deleted (or was, to recreate it): create it once it is gone
+RECHECK_CONFLICT = 1.0  # a write raced with someone (409/404): read again soon
+RECHECK_FINALIZER_CONFLICT = 0.5  # the finalizer patch lost a race: the object changed, read it again
+RECHECK_FINALIZE = 1.0  # a deleted pipeline's finalizer could not be removed yet
+RECHECK_NEW_TOPICS = 2.0  # topics created or grown just now: describe them again to see them as they are
+TOPIC_BACKOFF_BASE = 5.0  # first retry of an unreachable broker; doubles up to the topic recheck period
+
+
+def lowest_delay(*delays: float | None) -> float | None:
+    """The soonest of the requeue delays the phases asked for (None: no requeue)."""
+    asked = [d for d in delays if d is not None]
+    return min(asked) if asked else None
+
+
+@dataclass
+class Memory:
+    """What the controller remembers about a pipeline between passes."""
+
+    last_error: str | None = None
+    last_status_write: float = float("-inf")  # monotonic
+    # Topics: the fingerprint last ensured, its result, when to check again.
+    topics_key: tuple[Any, ...] | None = None
+    topics_result: dict[str, Any] | None = None
+    topics_due: float = 0.0
+    topics_failures: int = 0
+    # The router's PodDisruptionBudget is known to be absent (none wanted, none found or
+    # ours deleted): a one-replica router then costs no GET per pass.
+    pdb_absent: bool = False
+    # The autoscaler's recommendations so far (its stabilization windows).
+    autoscale_samples: autoscale.Samples = field(default_factory=autoscale.Samples)
+
+
+@dataclass
+class Pass:
+    """One reconcile pass over one pipeline: its input, and what the phases add up."""
+
+    resource: dict[str, Any]  # the pipeline as read from the API server
+    memory: Memory
+    restart: RestartRequest | None  # the tspipe.io/restart annotation, parsed
+    out: Outcome = field(default_factory=Outcome)
+    problems: list[str] = field(default_factory=list)
+    requeue: float | None = None
+
+    @property
+    def namespace(self) -> str:
+        return str(self.resource["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.resource["metadata"]["name"])
+
+    @property
+    def prev_status(self) -> dict[str, Any]:
+        return self.resource.get("status") or {}
+
+    def again_in(self, delay: float | None) -> None:
+        self.requeue = lowest_delay(self.requeue, delay)
+
+
+class ReadAgain(Exception):
+    """End the pass now and run it again after `delay` (the object changed under us)."""
+
+    def __init__(self, delay: float):
+        super().__init__(delay)
+        self.delay = delay

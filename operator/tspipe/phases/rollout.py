@@ -1,0 +1,143 @@
+"""Phase `rollout` (inside status, with spec.rollout.autoRollback): judge the rollout
+by the data. rollback.py decides; this reads what it needs: the broker's offsets when a
+window opens and ends, samples of the output topics, the records the router consumed,
+or (with Kafka credentials the operator never reads) the router pods' own counters
+through the API server's pod proxy.
+
+Hands on status.rollout after this pass, and posts an Event when the verdict changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import urllib3
+
+from .. import podmetrics, rollback
+from .. import topics as topics_mod
+from ..clients import Clients, api_error
+from ..components import ROUTER
+from ..kafka_admin import KafkaUnavailable
+from ..kube import ApiException
+from ..model import EXACTLY_ONCE, Pipeline
+from ..render import SERVER_PORT
+from ..status import ready_pods
+from .context import RECHECK_CONFLICT, TOPIC_BACKOFF_BASE, Pass
+
+log = logging.getLogger("tspipe.controller")
+
+
+async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, status: dict[str, Any]) -> dict[str, Any]:
+    """status.rollout after this pass: advance the attempt, reading the broker when a
+    window opens or ends, and post an Event when the verdict changes."""
+    prev = ctx.prev_status.get("rollout")
+    ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+    r, need = rollback.advance(
+        prev,
+        generation=ctx.resource["metadata"].get("generation"),
+        templates=templates,
+        spec=ctx.resource.get("spec") or {},
+        phase=status["phase"],
+        phase_reason=ready.get("reason", ""),
+        now=clients.now(),
+        verify_seconds=p.verify_seconds,
+    )
+    try:
+        if need == rollback.OPEN and p.kafka.credentials is not None:
+            counters, _ = await _router_counters(ctx, clients)
+            r = rollback.opened(r, None, clients.now(), p.verify_seconds, counters=counters)
+        elif need == rollback.OPEN:
+            start = await _window_offsets(clients, p, commits_first=False)
+            r = rollback.opened(r, start, clients.now(), p.verify_seconds)
+        elif need == rollback.JUDGE:
+            r = rollback.judged(r, await _judge(ctx, clients, p, r), clients.now(), ctx.resource.get("spec") or {})
+    except KafkaUnavailable as exc:
+        # The verdict waits for the broker (it needs its data): look again, not at once.
+        log.warning("%s/%s: rollout check: broker unreachable: %s", ctx.namespace, ctx.name, exc)
+        ctx.again_in(TOPIC_BACKOFF_BASE)
+        return r
+    left = rollback.window_left(r, clients.now(), p.verify_seconds)
+    if left is not None:
+        ctx.again_in(left + 0.5)
+    elif r.get("reason") == rollback.WAITING_FOR_COMMITS:
+        ctx.again_in(rollback.RECHECK_COMMITS_SECONDS)
+    if r.get("verdict") == rollback.ROLLED_BACK and (prev or {}).get("verdict") != rollback.ROLLED_BACK:
+        ctx.again_in(RECHECK_CONFLICT)  # the next pass renders the stable revision
+    ev = rollback.event(prev, r)
+    if ev:
+        log.info("%s/%s: rollout %s: %s", ctx.namespace, ctx.name, ev[1], ev[2])
+        ctx.out.writes += await clients.event(ctx.resource, *ev)
+    return r
+
+
+async def _window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) -> dict[str, list[int]]:
+    names = {t.role: t.name for t in topics_mod.desired_topics(p)}
+    outputs = {role: names[role] for role in rollback.OUTPUTS}
+    result: dict[str, list[int]] = await clients.kafka(
+        lambda: clients.admin.offsets(
+            p.kafka.brokers,
+            p.stream_name,
+            names["input"],
+            outputs,
+            commits_first=commits_first,
+            grace_s=rollback.COMMIT_GRACE_SECONDS,
+        )
+    )
+    return result
+
+
+async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """The Ready router pods' own counters by pod name (through the API server's pod
+    proxy), and why any could not be read."""
+    pods = await clients.pods(ctx.namespace, ctx.name)
+    out: dict[str, dict[str, int]] = {}
+    problems = []
+    for name in ready_pods(pods, ctx.name, ROUTER.suffix):
+        try:
+            text = await clients.call(
+                clients.kube.pod_proxy_text, ctx.namespace, name, SERVER_PORT, podmetrics.METRICS_PATH
+            )
+            out[name] = podmetrics.router_counters(text)
+        except ApiException as exc:
+            problems.append(f"{name}: {api_error(exc)}")
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        log.warning("%s/%s: router counters: %s", ctx.namespace, ctx.name, "; ".join(problems))
+    return out, problems
+
+
+async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) -> rollback.Judgement:
+    window = r.get("window") or {}
+    if p.kafka.credentials is not None:
+        counters, problems = await _router_counters(ctx, clients)
+        if not counters:
+            why = "; ".join(problems) or "no router pod is Ready"
+            return rollback.readiness_only(
+                f"the broker needs credentials (the operator never reads their Secret) and the router pods' "
+                f"counters could not be read ({why})"
+            )
+        return rollback.judge_counters(window.get("counters") or {}, counters, p.max_dead_letter_ratio)
+    start = window.get("start")
+    if start is None:
+        return rollback.readiness_only("the broker's offsets were not read when the window opened")
+    end = await _window_offsets(clients, p, commits_first=True)
+    samples: dict[str, list[bytes]] = {}
+    for parity in ("even", "odd"):
+        ranges = rollback.sample_ranges(start.get(parity, []), end.get(parity, []))
+        values = await clients.kafka(
+            clients.admin.read, p.kafka.brokers, p.kafka.topics.name(parity), ranges, clients.kafka_timeout
+        )
+        samples[parity] = [v for v in values if v is not None]
+    consumed: int | None = None
+    committed = rollback.commit_ranges(start, end)
+    if committed is not None:
+        # The records the router read: committed ones only when it reads that way (EOS).
+        exactly_once = p.router.processing_guarantee == EXACTLY_ONCE
+        records = await clients.kafka(
+            clients.admin.read, p.kafka.brokers, p.kafka.topics.input, committed, clients.kafka_timeout, exactly_once
+        )
+        consumed = len(records)
+    prefixes = {"even": p.router.even_prefix, "odd": p.router.odd_prefix}
+    return rollback.judge(start, end, samples, prefixes, p.max_dead_letter_ratio, consumed)
