@@ -206,7 +206,7 @@ ROUTER_FIELDS: tuple[Field, ...] = (
     Str("evenPrefix", "even_prefix", "Prefix for even timestamps.", default="Even timestamp:", max_length=256),
     Str("oddPrefix", "odd_prefix", "Prefix for odd timestamps.", default="Odd timestamp:", max_length=256),
 )
-# spec.router.autoscaling (autoscale.py decides; README "Autoscaling on lag").
+# spec.router.autoscaling (autoscale.py decides; docs/autoscaling.md).
 AUTOSCALE_ENFORCE, AUTOSCALE_RECOMMEND = "Enforce", "Recommend"
 # Lag is sampled between the router's commits, so one high sample is noise: scale up on
 # what 30 s of samples agree on. Down like the HPA's default: 5 minutes, so a burst that

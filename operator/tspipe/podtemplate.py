@@ -111,7 +111,7 @@ FIELDS = (
         "resources",
         "resources",
         "replace",
-        "Container resources (replaced as a whole). Default per app: see the README.",
+        "Container resources (replaced as a whole). Default per app: see docs/pod-templates.md.",
     ),
     PodField("nodeSelector", "node_selector", "keys", "Node labels the pods require.", 32),
     PodField("tolerations", "tolerations", "replace", "Pod tolerations.", 32),
