@@ -20,6 +20,7 @@ from . import fields, podtemplate, rollback
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
+from .conditions import PHASES, conditions_description, phase_description
 from .pause import DRAIN_CONFIRMED, DRAIN_SKIPPED, DRAIN_TIMED_OUT
 from .spring import RESERVED_ENV, canonical_key
 
@@ -335,7 +336,7 @@ def status_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "observedGeneration": {"type": "integer", "format": "int64"},
-            "phase": {"type": "string", "enum": ["Pending", "Progressing", "Running", "Degraded", "Paused", "Failed"]},
+            "phase": {"type": "string", "enum": [p.value for p in PHASES], "description": phase_description()},
             "readyComponents": s,
             "replicas": {"type": "integer", "format": "int32", "description": "Router pods (scale subresource)."},
             "selector": _str("Label selector of the router pods (scale subresource)."),
@@ -422,6 +423,7 @@ def status_schema() -> dict[str, Any]:
                 "type": "array",
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
+                "description": conditions_description(),
                 "items": _condition(),
             },
             "components": {"type": "object", "properties": {c.spec_field: _component_status() for c in COMPONENTS}},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-PHASES = ("Pending", "Progressing", "Running", "Degraded", "Paused", "Failed")
+from .conditions import PHASES
 
 
 class Metrics:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .conditions import Phase
 from .stamps import digest, format_time, parse_time
 
 VERIFYING, STABLE, ROLLED_BACK, FAILED = "Verifying", "Stable", "RolledBack", "Failed"
@@ -137,13 +138,13 @@ def advance(
             cur["stable"] = _stable_record(generation, templates, spec, (stable or {}).get("time") or now_s)
     if cur.get("verdict") != VERIFYING:
         return cur, None
-    if phase == "Degraded" and phase_reason == DEADLINE:
+    if phase == Phase.DEGRADED and phase_reason == DEADLINE:
         return failed(
             cur, DEADLINE, "the new pods were not available within spec.rollout.progressDeadlineSeconds", now
         ), None
     window = cur.get("window")
     if window is None:
-        if phase != "Running":
+        if phase != Phase.RUNNING:
             return cur, None
         cur.setdefault("readyAt", now_s)
         return cur, OPEN

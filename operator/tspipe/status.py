@@ -36,11 +36,12 @@ from typing import Any
 
 from .api import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
 from .components import COMPONENTS, ROUTER
+from .conditions import Condition, Phase, Reason
 from .history import next_history
 from .model import Pipeline, PipelineError
 from .pause import PAUSED, RUNNING, PauseState
 from .render import deployment_name, image_of, router_selector, spec_replicas
-from .rollback import FAILED, ROLLED_BACK, STABLE
+from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE
 from .stamps import format_time
 from .topics import input_partitions
 
@@ -69,7 +70,7 @@ def _component(name: str, desired: int, d: dict[str, Any] | None) -> dict[str, A
     updated_all = observed and spec_replicas == desired and updated == desired and total == updated
     complete = updated_all and available == updated
     conds = {c.get("type"): c for c in st.get("conditions") or []}
-    progressing = conds.get("Progressing") or {}
+    progressing = conds.get("Progressing") or {}  # the Deployment's own condition
     failed = progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded"
     # Once a rollout finished, the Deployment keeps reason NewReplicaSetAvailable: pods
     # missing after that are a degradation, not a rollout.
@@ -121,9 +122,9 @@ class _Conditions:
         }
 
 
-RECONCILIATION_PAUSED = "ReconciliationPaused"
-RESTART_REJECTED = "RestartRejected"
-PODS_UNSCHEDULABLE = "PodsUnschedulable"
+RECONCILIATION_PAUSED = Condition.RECONCILIATION_PAUSED
+RESTART_REJECTED = Condition.RESTART_REJECTED
+PODS_UNSCHEDULABLE = Condition.PODS_UNSCHEDULABLE
 
 
 def _live_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[tuple[str, list[Any]]]:
@@ -151,7 +152,11 @@ def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str)
     if not found:
         return None
     _, cond = min(found, key=lambda f: f[0])
-    return {"pods": len(found), "reason": cond.get("reason") or "Unschedulable", "message": cond.get("message") or ""}
+    return {
+        "pods": len(found),
+        "reason": cond.get("reason") or Reason.UNSCHEDULABLE,
+        "message": cond.get("message") or "",
+    }
 
 
 def ready_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[str]:
@@ -159,7 +164,7 @@ def ready_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) 
     return sorted(
         name
         for name, conds in _live_pods(pods, pipeline_name, suffix)
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)  # the pod's condition
     )
 
 
@@ -201,58 +206,62 @@ def _phase(
     stage = pause.stage if pause is not None else RUNNING
     pause_message = pause.message if pause is not None else ""
     if problem:
-        return "Failed", "InvalidSpec" if invalid else "ReconcileFailed", problem
+        return Phase.FAILED, Reason.INVALID_SPEC if invalid else Reason.RECONCILE_FAILED, problem
     if failed:
         # The old ReplicaSet keeps serving: degraded, not failed. Fix or roll back the spec.
         deadline = p.progress_deadline_seconds if p else 600
         return (
-            "Degraded",
-            "ProgressDeadlineExceeded",
+            Phase.DEGRADED,
+            DEADLINE,
             f"rollout of {', '.join(failed)} made no progress within {deadline}s "
             f"(spec.rollout.progressDeadlineSeconds): " + ", ".join(not_ready),
         )
     if stage == PAUSED and ready_n == len(comps):
-        return "Paused", "Paused", pause_message
+        return Phase.PAUSED, Reason.PAUSED, pause_message
     if stage != RUNNING:
         # The stage as the reason: each step of a pause is a status change of its own.
-        return "Progressing", stage, pause_message
+        return Phase.PROGRESSING, stage, pause_message
     if not any(c["_exists"] for c in comps.values()):
-        return "Pending", "Creating", "no component created yet"
+        return Phase.PENDING, Reason.CREATING, "no component created yet"
     if ready_n == len(comps):
-        return "Running", "AllComponentsReady", "all components rolled out and available"
+        return Phase.RUNNING, Reason.ALL_COMPONENTS_READY, "all components rolled out and available"
     if any(c["_rolling"] for c in comps.values()):
-        return "Progressing", "RollingOut", _rolling_message(comps)
-    return "Degraded", "ComponentsUnavailable", "unavailable: " + ", ".join(not_ready)
+        return Phase.PROGRESSING, Reason.ROLLING_OUT, _rolling_message(comps)
+    return Phase.DEGRADED, Reason.COMPONENTS_UNAVAILABLE, "unavailable: " + ", ".join(not_ready)
 
 
 def _conditions(
     cond: _Conditions, phase: str, reason: str, message: str, p: Pipeline | None, topics: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
-    progressing = phase in ("Pending", "Progressing")
-    bad = phase in ("Degraded", "Failed")
-    if progressing or phase == "Failed" or reason == "ProgressDeadlineExceeded":
+    progressing = phase in (Phase.PENDING, Phase.PROGRESSING)
+    bad = phase in (Phase.DEGRADED, Phase.FAILED)
+    if progressing or phase == Phase.FAILED or reason == DEADLINE:
         p_reason = reason
     else:
-        p_reason = {"Running": "RolloutComplete", "Degraded": "RolloutComplete", "Paused": "Paused"}[phase]
+        p_reason = {
+            Phase.RUNNING: Reason.ROLLOUT_COMPLETE,
+            Phase.DEGRADED: Reason.ROLLOUT_COMPLETE,
+            Phase.PAUSED: Reason.PAUSED,
+        }[Phase(phase)]
     conditions = [
-        cond("Ready", phase == "Running", reason, message),
-        cond("Progressing", progressing, p_reason, "rollout complete" if phase == "Running" else message),
-        cond("Degraded", bad, reason if bad else "AsExpected", message if bad else ""),
+        cond(Condition.READY, phase == Phase.RUNNING, reason, message),
+        cond(Condition.PROGRESSING, progressing, p_reason, "rollout complete" if phase == Phase.RUNNING else message),
+        cond(Condition.DEGRADED, bad, reason if bad else Reason.AS_EXPECTED, message if bad else ""),
     ]
     if p is not None and not p.paused:
         parts = input_partitions(topics, p)
         if p.router.replicas > parts:
             conditions.append(
                 cond(
-                    "RouterOverProvisioned",
+                    Condition.ROUTER_OVER_PROVISIONED,
                     True,
-                    "MoreReplicasThanPartitions",
+                    Reason.MORE_REPLICAS_THAN_PARTITIONS,
                     f"router has {p.router.replicas} replicas but input topic {p.kafka.topics.input} has {parts} "
                     f"partition(s): {p.router.replicas - parts} consumer(s) of the group sit idle",
                 )
             )
     if topics is not None:
-        conditions.append(cond("TopicsReady", topics["ready"], topics["reason"], topics["message"]))
+        conditions.append(cond(Condition.TOPICS_READY, topics["ready"], topics["reason"], topics["message"]))
     return conditions
 
 
@@ -303,7 +312,7 @@ def compute_status(
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     phase, reason, message = _rollout_phase(phase, reason, message, rollout)
     stuck = _unscheduled_message(comps)
-    if stuck and phase in ("Progressing", "Degraded"):
+    if stuck and phase in (Phase.PROGRESSING, Phase.DEGRADED):
         message = f"{message}; {stuck}"
     previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
     router = comps[ROUTER.spec_field]
@@ -349,7 +358,7 @@ def compute_status(
     return out
 
 
-ROLLOUT_VERIFIED = "RolloutVerified"
+ROLLOUT_VERIFIED = Condition.ROLLOUT_VERIFIED
 
 
 def _feature_conditions(
@@ -370,14 +379,14 @@ def _rollout_phase(phase: str, reason: str, message: str, rollout: dict[str, Any
     if rollout is None or verdict not in (ROLLED_BACK, FAILED):
         return phase, reason, message
     why = f"{rollout.get('message', '')} [check: {rollout.get('reason', '')}]"
-    if phase == "Running":
-        return "Degraded", ROLLED_BACK if verdict == ROLLED_BACK else str(rollout.get("reason")), why
-    if phase == "Progressing" and verdict == ROLLED_BACK:
+    if phase == Phase.RUNNING:
+        return Phase.DEGRADED, ROLLED_BACK if verdict == ROLLED_BACK else str(rollout.get("reason")), why
+    if phase == Phase.PROGRESSING and verdict == ROLLED_BACK:
         return phase, reason, f"rolling back: {message}; {why}"
     return phase, reason, message
 
 
-AUTOSCALING, SCALING_LIMITED = "Autoscaling", "ScalingLimitedByPartitions"
+AUTOSCALING, SCALING_LIMITED = Condition.AUTOSCALING, Condition.SCALING_LIMITED
 _CONDITION_ONLY = ("active", "reason", "message", "limitedByPartitions")
 
 
@@ -394,7 +403,9 @@ def _autoscaling_conditions(cond: _Conditions, report: dict[str, Any]) -> list[d
             if limited
             else ""
         )
-        out.append(cond(SCALING_LIMITED, limited, "AtPartitionCount" if limited else "AsExpected", message))
+        out.append(
+            cond(SCALING_LIMITED, limited, Reason.AT_PARTITION_COUNT if limited else Reason.AS_EXPECTED, message)
+        )
     return out
 
 
@@ -403,7 +414,7 @@ def _restart_rejected(
 ) -> dict[str, Any] | None:
     """RestartRejected: set by a refused request; kept until a restart succeeds or the spec changes."""
     if rejected:
-        return cond(RESTART_REJECTED, True, "UnknownApp", rejected)
+        return cond(RESTART_REJECTED, True, Reason.UNKNOWN_APP, rejected)
     if prev and not restarted and prev.get("observedGeneration") == cond.generation:
         return prev
     return None

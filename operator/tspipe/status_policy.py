@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .status import RECONCILIATION_PAUSED
+from .conditions import Condition, Phase
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -33,7 +33,8 @@ def significant(status: dict[str, Any]) -> tuple[Any, ...]:
 def held(status: dict[str, Any]) -> bool:
     """The status says reconciliation is held (the ReconciliationPaused condition is True)."""
     return any(
-        c.get("type") == RECONCILIATION_PAUSED and c.get("status") == "True" for c in status.get("conditions") or []
+        c.get("type") == Condition.RECONCILIATION_PAUSED and c.get("status") == "True"
+        for c in status.get("conditions") or []
     )
 
 
@@ -52,7 +53,7 @@ def _topics(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     """A Warning when the topics turn not ready (or for a new reason)."""
 
     def cond(st: dict[str, Any]) -> dict[str, Any] | None:
-        return next((c for c in st.get("conditions") or [] if c["type"] == "TopicsReady"), None)
+        return next((c for c in st.get("conditions") or [] if c["type"] == Condition.TOPICS_READY), None)
 
     before, after = cond(old), cond(new)
     if after is None or after["status"] == "True":
@@ -72,11 +73,11 @@ def _transition(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     if before == after:
         return []
     conds = {c["type"]: c for c in new.get("conditions") or []}
-    if after == "Degraded":
-        d = conds.get("Degraded") or {}
-        return [("Warning", d.get("reason", "Degraded"), d.get("message", ""))]
-    if after == "Paused":
+    if after == Phase.DEGRADED:
+        d = conds.get(Condition.DEGRADED) or {}
+        return [("Warning", d.get("reason", Phase.DEGRADED), d.get("message", ""))]
+    if after == Phase.PAUSED:
         return [("Normal", "Paused", "every app scaled to zero")]
-    if before == "Paused":
+    if before == Phase.PAUSED:
         return [("Normal", "Resumed", "replica counts restored from the spec")]
     return []

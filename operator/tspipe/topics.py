@@ -23,6 +23,13 @@ READY, CREATED, GROWN, SHRINK_REFUSED, RF_MISMATCH, UNKNOWN = (
     "ReplicationFactorMismatch",
     "Unknown",
 )
+# Reasons of the TopicsReady condition.
+TOPICS_READY = "TopicsReady"
+TOPIC_CHANGE_FAILED = "TopicChangeFailed"
+PARTITION_SHRINK_REFUSED = "PartitionShrinkRefused"
+REPLICATION_FACTOR_MISMATCH = "ReplicationFactorMismatch"
+BROKER_UNREACHABLE = "BrokerUnreachable"
+TOPIC_CHECK_FAILED = "TopicCheckFailed"  # the broker answered but refused (auth, policy)
 
 
 @dataclass(frozen=True)
@@ -117,13 +124,13 @@ def topic_status(
                 entry["state"] = GROWN if d.name in plan.grow else READY
         entries.append(entry)
     if failed:
-        reason = "TopicChangeFailed"
+        reason = TOPIC_CHANGE_FAILED
     elif any(e["state"] == SHRINK_REFUSED for e in entries):
-        reason = "PartitionShrinkRefused"
+        reason = PARTITION_SHRINK_REFUSED
     elif problems:
-        reason = "ReplicationFactorMismatch"
+        reason = REPLICATION_FACTOR_MISMATCH
     else:
-        reason = "TopicsReady"
+        reason = TOPICS_READY
     return {
         "ready": not problems,
         "reason": reason,
@@ -137,7 +144,7 @@ def unreachable_status(desired: list[DesiredTopic], brokers: tuple[str, ...], er
     # so retrying against a dead broker does not rewrite the status.
     return {
         "ready": False,
-        "reason": "BrokerUnreachable",
+        "reason": BROKER_UNREACHABLE,
         "message": f"Kafka at {','.join(brokers)} did not answer: {error}",
         "topics": [{"role": d.role, "name": d.name, "state": UNKNOWN} for d in desired],
     }

@@ -18,6 +18,7 @@ from .. import podmetrics, rollback
 from .. import topics as topics_mod
 from ..clients import Clients, api_error
 from ..components import ROUTER
+from ..conditions import Condition
 from ..kafka_admin import KafkaUnavailable
 from ..kube import ApiException
 from ..model import EXACTLY_ONCE, Pipeline
@@ -32,7 +33,7 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, stat
     """status.rollout after this pass: advance the attempt, reading the broker when a
     window opens or ends, and post an Event when the verdict changes."""
     prev = ctx.prev_status.get("rollout")
-    ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == Condition.READY), {})
     r, need = rollback.advance(
         prev,
         generation=ctx.resource["metadata"].get("generation"),

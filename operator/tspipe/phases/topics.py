@@ -58,17 +58,20 @@ async def _check(
         clients.metrics.kafka_calls.labels("unreachable").inc()
     except Exception as exc:  # noqa: BLE001 - a broker-side refusal (auth, policy): a condition
         result = topics_mod.unreachable_status(desired, p.kafka.brokers, str(exc)[:200])
-        result["reason"] = "TopicCheckFailed"
+        result["reason"] = topics_mod.TOPIC_CHECK_FAILED
         log.warning("topics of %s/%s failed: %s", p.namespace, p.name, exc)
         clients.metrics.kafka_calls.labels("error").inc()
     if (
         result["ready"]
-        and result["reason"] == "TopicsReady"
+        and result["reason"] == topics_mod.TOPICS_READY
         and all(t["state"] == topics_mod.READY for t in result["topics"])
     ):
         mem.topics_failures = 0
         delay = recheck_seconds
-    elif result["reason"] in ("PartitionShrinkRefused", "ReplicationFactorMismatch") or result["ready"]:
+    elif (
+        result["reason"] in (topics_mod.PARTITION_SHRINK_REFUSED, topics_mod.REPLICATION_FACTOR_MISMATCH)
+        or result["ready"]
+    ):
         # Created or grown just now (check again soon to see them), or refused: slow.
         mem.topics_failures = 0
         delay = RECHECK_NEW_TOPICS if result["ready"] else recheck_seconds
