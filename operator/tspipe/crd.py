@@ -16,13 +16,15 @@ from typing import Any
 
 import yaml
 
-from . import fields, podtemplate, rollback
+from . import fields, podtemplate, rollback, topicconfig
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
 from .conditions import PHASES, conditions_description, phase_description
 from .pause import DRAIN_CONFIRMED, DRAIN_SKIPPED, DRAIN_TIMED_OUT
 from .spring import RESERVED_ENV, canonical_key
+
+_min_isr = topicconfig.cel_key(topicconfig.MIN_INSYNC_REPLICAS)
 
 
 def _str(desc: str, **kw: Any) -> dict[str, Any]:
@@ -171,12 +173,18 @@ def spec_schema() -> dict[str, Any]:
                         # Written out in full: the API server checks a default against the
                         # CEL rule below before nested defaults apply.
                         "default": {f.name: f.default for f in m.TOPIC_FIELDS},
-                        "properties": fields.properties(m.TOPIC_FIELDS),
+                        "properties": {**fields.properties(m.TOPIC_FIELDS), "config": topicconfig.schema()},
                         "x-kubernetes-validations": [
                             {
                                 "rule": "self.input != self.even && self.input != self.odd && self.even != self.odd",
                                 "message": "spec.kafka.topics: input, even and odd must be three distinct topics",
-                            }
+                            },
+                            {
+                                "rule": f"!has(self.config) || !has(self.config.{_min_isr}) || "
+                                f"self.config.{_min_isr} <= self.replicationFactor",
+                                "message": f"spec.kafka.topics.config.{topicconfig.MIN_INSYNC_REPLICAS}: "
+                                + m.MIN_ISR_ABOVE_RF,
+                            },
                         ],
                     },
                     "credentials": CREDENTIALS,

@@ -63,19 +63,22 @@ class TopicAdmin:
             return _describe(admin, names)
 
     def ensure(self, brokers, desired: list[DesiredTopic], plan_fn) -> tuple[dict, TopicPlan, dict[str, str]]:
-        """Describe, plan with `plan_fn(desired, actual)`, create and grow; one connection.
+        """Describe (with the settings the spec names), plan with `plan_fn(desired,
+        actual, configs)`, create, grow and put settings back; one connection.
 
         Returns (actual before the changes, the plan, name -> error for failed changes)."""
         from kafka.errors import KafkaError, TopicAlreadyExistsError
 
         with self._client(brokers) as admin:
             actual = _describe(admin, [d.name for d in desired])
-            plan = plan_fn(desired, actual)
+            configs = _describe_configs(admin, {d.name: [k for k, _ in d.config] for d in desired if actual[d.name]})
+            plan = plan_fn(desired, actual, configs)
             failed: dict[str, str] = {}
             for name, (parts, rf) in plan.create.items():
                 try:
+                    options = {"num_partitions": parts, "replication_factor": rf}
                     admin.create_topics(
-                        {name: {"num_partitions": parts, "replication_factor": rf}}, timeout_ms=self.timeout_ms
+                        {name: {**options, "configs": plan.configure.get(name, {})}}, timeout_ms=self.timeout_ms
                     )
                     log.info("created topic %s (%d partitions, replication %d)", name, parts, rf)
                 except TopicAlreadyExistsError:
@@ -88,6 +91,13 @@ class TopicAdmin:
                     log.info("grew topic %s to %d partitions", name, parts)
                 except KafkaError as exc:
                     failed[name] = _short(exc)
+            for name, settings in plan.configure.items():
+                if name not in plan.create and name not in failed:
+                    error = _set_configs(admin, name, settings)
+                    if error:
+                        failed[name] = error
+                    else:
+                        log.info("put back settings of topic %s: %s", name, settings)
             return actual, plan, failed
 
     def delete(self, brokers, names) -> None:
@@ -226,6 +236,32 @@ class TopicAdmin:
                     raise KafkaUnavailable(_short(exc)) from exc
                 time.sleep(0.5)
         return {}
+
+
+def _describe_configs(admin, keys: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """name -> {setting: the broker's effective value} for the settings asked (whatever
+    their source: the topic's own, the broker's default or Kafka's)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    asked = {name: k for name, k in keys.items() if k}
+    if not asked:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, k) for name, k in asked.items()]
+    found = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    return {name: {k: c.get("value") for k, c in (found.get(name) or {}).items()} for name in asked}
+
+
+def _set_configs(admin, name: str, settings: dict[str, str]) -> str | None:
+    """Set (incrementally: other settings stay) a topic's settings; the broker's error, if any."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+    from kafka.errors import KafkaError
+
+    try:
+        result = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, settings)], incremental=True)
+    except (KafkaError, ValueError) as exc:  # ValueError: a setting this broker does not know
+        return _short(exc)
+    outcome = (result.get("topic") or {}).get(name)
+    return None if outcome == "OK" else str(outcome)
 
 
 def _describe(admin, names) -> dict[str, tuple[int, int] | None]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from . import topicconfig
 from .api import KIND
 from .components import COMPONENTS, Component, Kind
 from .fields import Bool, Field, Int, Number, PipelineError, Str, names, parse_all
@@ -99,6 +100,8 @@ TOPIC_NAMES = (
     _topic("even", "router even output / evenLogger input"),
     _topic("odd", "router odd output / oddLogger input"),
 )
+# More replicas required in sync than exist: every acks=all write (the router's) would fail.
+MIN_ISR_ABOVE_RF = "must not exceed spec.kafka.topics.replicationFactor (no acks=all write could succeed)"
 TOPIC_FIELDS: tuple[Field, ...] = TOPIC_NAMES + (
     Int("partitions", "partitions", "Partitions for topics the apps create.", 1, 1, MAX_PARTITIONS),
     Int(
@@ -345,6 +348,7 @@ class Topics:
     replication_factor: int
     manage: bool  # the operator ensures the topics exist
     delete_on_removal: bool  # and deletes them with the pipeline
+    config: tuple[tuple[str, str], ...] = ()  # topic-level settings (topicconfig.py), sorted
 
     def name(self, role: str) -> str:
         """The topic of a role: `input`, `even` or `odd`."""
@@ -611,10 +615,13 @@ def _kafka(spec: dict[str, Any]) -> Kafka:
 
 def _topics(tobj: dict[str, Any]) -> Topics:
     p = "spec.kafka.topics"
-    _known(tobj, p, names(TOPIC_FIELDS))
-    topics = Topics(**parse_all(TOPIC_FIELDS, tobj, p))
+    _known(tobj, p, names(TOPIC_FIELDS) | {"config"})
+    topics = Topics(**parse_all(TOPIC_FIELDS, tobj, p), config=topicconfig.parse(tobj.get("config"), f"{p}.config"))
     if len({topics.input, topics.even, topics.odd}) != len(TOPIC_NAMES):
         raise PipelineError(p, "input, even and odd must be three distinct topics")
+    min_isr = dict(topics.config).get(topicconfig.MIN_INSYNC_REPLICAS)
+    if min_isr is not None and int(min_isr) > topics.replication_factor:
+        raise PipelineError(f"{p}.config.{topicconfig.MIN_INSYNC_REPLICAS}", MIN_ISR_ABOVE_RF)
     return topics
 
 

@@ -2,7 +2,9 @@
 
 Kafka can add partitions to a topic but never remove them, and this operator does
 not reassign replicas; so a topic with more partitions than the spec asks for, or
-another replication factor, is reported (with the reason) and left alone.
+another replication factor, is reported (with the reason) and left alone. The
+topic-level settings the spec names (spec.kafka.topics.config) are set at creation and
+put back when they drift; settings it does not name are the broker's business.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ READY, CREATED, GROWN, SHRINK_REFUSED, RF_MISMATCH, UNKNOWN = (
     "ReplicationFactorMismatch",
     "Unknown",
 )
+RECONFIGURED = "Reconfigured"  # settings had drifted from the spec and were put back in this pass
 # Reasons of the TopicsReady condition.
 TOPICS_READY = "TopicsReady"
 TOPIC_CHANGE_FAILED = "TopicChangeFailed"
@@ -38,6 +41,7 @@ class DesiredTopic:
     name: str
     partitions: int
     replication_factor: int
+    config: tuple[tuple[str, str], ...] = ()  # (setting, broker value), as the spec asks
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,14 @@ class TopicPlan:
     create: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (partitions, rf)
     grow: dict[str, int] = field(default_factory=dict)  # name -> new total partitions
     refused: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state, why)
+    # name -> settings to set: all the spec's for a topic to create, the drifted ones of another
+    configure: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def desired_topics(p: Pipeline) -> list[DesiredTopic]:
     t = p.kafka.topics
     names = {role: t.name(role) for role in ROLES[:-1]} | {"deadLetter": t.dead_letter(p.stream_name)}
-    return [DesiredTopic(role, names[role], t.partitions, t.replication_factor) for role in ROLES]
+    return [DesiredTopic(role, names[role], t.partitions, t.replication_factor, t.config) for role in ROLES]
 
 
 def fingerprint(p: Pipeline) -> tuple[Any, ...]:
@@ -58,14 +64,27 @@ def fingerprint(p: Pipeline) -> tuple[Any, ...]:
     return (p.kafka.brokers, tuple(desired_topics(p)))
 
 
-def plan_topics(desired: list[DesiredTopic], actual: dict[str, tuple[int, int] | None]) -> TopicPlan:
-    """`actual`: name -> (partitions, replication factor), or None when it does not exist."""
+def plan_topics(
+    desired: list[DesiredTopic],
+    actual: dict[str, tuple[int, int] | None],
+    configs: dict[str, dict[str, str]] | None = None,
+) -> TopicPlan:
+    """`actual`: name -> (partitions, replication factor), or None when it does not exist;
+    `configs`: name -> the broker's values of the settings the spec names (None: not read,
+    nothing to put back)."""
     out = TopicPlan()
     for d in desired:
         a = actual.get(d.name)
         if a is None:
             out.create[d.name] = (d.partitions, d.replication_factor)
+            if d.config:
+                out.configure[d.name] = dict(d.config)
             continue
+        if configs is not None:
+            have = configs.get(d.name) or {}
+            drifted = {k: v for k, v in d.config if have.get(k) != v}
+            if drifted:
+                out.configure[d.name] = drifted
         parts, rf = a
         if parts > d.partitions:
             out.refused[d.name] = (
@@ -120,6 +139,9 @@ def topic_status(
                 state, why = plan.refused[d.name]
                 entry.update(state=state, message=why)
                 problems.append(f"{d.name} {why}")
+            elif d.name in plan.configure:
+                put_back = ", ".join(f"{k}={v}" for k, v in sorted(plan.configure[d.name].items()))
+                entry.update(state=RECONFIGURED, message=f"settings put back as the spec asks: {put_back}")
             else:
                 entry["state"] = GROWN if d.name in plan.grow else READY
         entries.append(entry)

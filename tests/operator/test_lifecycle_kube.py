@@ -265,6 +265,64 @@ def test_topics_created_grown_never_shrunk_and_deleted_only_when_asked(k, operat
     wait_for(lambda: all(v is None for v in _describe(kafka_bootstrap, names).values()), 60, "topics deleted")
 
 
+def _settings(bootstrap, names, keys):
+    """name -> {setting: value} as the broker reports them (read independently of the operator)."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, list(keys)) for n in names],
+                                       config_filter="all")["topic"]
+    finally:
+        admin.close()
+    return {n: {key: c["value"] for key, c in found[n].items()} for n in names}
+
+
+def _alter(bootstrap, name, settings):
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, settings)], incremental=True)
+    finally:
+        admin.close()
+
+
+def test_topic_settings_applied_at_creation_and_put_back_when_they_drift(k, operator_factory, kafka_bootstrap):
+    tag = uuid.uuid4().hex[:8]
+    names = [f"in-{tag}", f"even-{tag}", f"odd-{tag}", f"error.in-{tag}.s{tag}"]
+    keys = ("retention.ms", "compression.type", "segment.ms")
+    obj = _unique_topics(sample_pipeline(), tag)
+    obj["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
+    obj["spec"]["kafka"]["topics"]["config"] = {"retention.ms": 3600000, "compression.type": "zstd"}
+    operator_factory("--topic-recheck-seconds", "3").start()
+    k.apply(obj)
+
+    def states():
+        return {t["name"]: t.get("state") for t in status_of(k).get("topics") or []}
+
+    wait_for(lambda: states() == dict.fromkeys(names, "Ready"), 60, "four topics Ready")
+    before = _settings(kafka_bootstrap, names, keys)
+    assert {n: (v["retention.ms"], v["compression.type"]) for n, v in before.items()} == dict.fromkeys(
+        names, ("3600000", "zstd")), "created with the spec's settings"
+
+    # Someone changes two of the spec's settings and one it does not name: the spec's are put back.
+    _alter(kafka_bootstrap, names[0], {"retention.ms": "1000", "compression.type": "gzip", "segment.ms": "600000"})
+    wait_for(lambda: _settings(kafka_bootstrap, names[:1], keys)[names[0]]["retention.ms"] == "3600000", 60,
+             "retention.ms put back")
+    after = _settings(kafka_bootstrap, names, keys)
+    assert after[names[0]] == {"retention.ms": "3600000", "compression.type": "zstd", "segment.ms": "600000"}
+    assert after[names[1]] == before[names[1]], "an untouched topic is left alone"
+    wait_for(lambda: states() == dict.fromkeys(names, "Ready"), 60, "Ready again after the repair")
+    assert conditions({"status": status_of(k)})["TopicsReady"]["status"] == "True"
+
+    # A spec change reaches every topic.
+    k("patch", "tsp", NAME, "--type=merge", "-p",
+      json.dumps({"spec": {"kafka": {"topics": {"config": {"retention.ms": 7200000}}}}}))
+    wait_for(lambda: {v["retention.ms"] for v in _settings(kafka_bootstrap, names, keys).values()} == {"7200000"},
+             60, "retention.ms 7200000 on all four topics")
+
+
 def test_unreachable_broker_is_a_condition_and_the_apps_still_deploy(k, operator_factory):
     obj = sample_pipeline()
     obj["spec"]["kafka"]["brokers"] = [f"127.0.0.1:{closed_port()}"]

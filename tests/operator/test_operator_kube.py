@@ -182,6 +182,11 @@ INVALID = [
     (_invalid("spec.oddLogger.env", [{"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": "x"}]),
      "spec.oddLogger.env"),
     (_invalid("spec.router.replica", 2), "spec.router.replica"),  # typo: unknown field
+    # Topic settings: an allow-list with types and bounds, and min.insync.replicas <= replicationFactor.
+    (_invalid("spec.kafka.topics.config", {"retention.msx": 1}), "spec.kafka.topics.config.retention.msx"),
+    (_invalid("spec.kafka.topics.config", {"retention.ms": -2}), "spec.kafka.topics.config.retention.ms"),
+    (_invalid("spec.kafka.topics.config", {"cleanup.policy": "compact"}), "spec.kafka.topics.config.cleanup.policy"),
+    (_invalid("spec.kafka.topics.config", {"min.insync.replicas": 2}), "spec.kafka.topics.config.min.insync.replicas"),
     (_invalid("metadata.name", "n" * 43), "metadata.name"),
     (_invalid("metadata.name", "dotted.name"), "spec.streamName"),  # no valid default stream name
 ]
