@@ -58,9 +58,14 @@ class Setting:
 
 @dataclass(frozen=True)
 class Probe:
-    path: str
+    """A container probe as the operator renders it (spec.<app>.probes overrides it)."""
+
+    path: str | None  # the HTTP GET path; None: a TCP connect to `port`
     initial_delay: int
     period: int
+    timeout: int = 2
+    failure_threshold: int = 3
+    port: int | None = None  # None: the app's server port
 
 
 # Default container resources (a podTemplate's `resources` replaces them whole). No CPU

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import fields, podtemplate, rollback, topicconfig
+from . import fields, podtemplate, probes, rollback, topicconfig
 from . import model as m
 from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
@@ -102,6 +102,7 @@ def _app(c: Component) -> dict[str, Any]:
             "resources": _resources(),
             "properties": _properties(c),
             "env": ENV,
+            "probes": probes.schema(c),
             # `which`: a logger's input, the router output it logs (even or odd).
             **fields.properties(m.KIND_FIELDS[c.kind], which=c.bindings[0].topic),
             **({"autoscaling": AUTOSCALING} if c.kind == "router" else {}),

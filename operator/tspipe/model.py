@@ -25,6 +25,8 @@ from .components import COMPONENTS, Component, Kind
 from .fields import Bool, Field, Int, Number, PipelineError, Str, names, parse_all
 from .podtemplate import LEGACY_POD_FIELDS, PodTemplate, effective, parse_resources
 from .podtemplate import parse as parse_pod_template
+from .probes import AppProbes
+from .probes import parse as parse_probes
 from .spring import CREDENTIAL_ENV, CREDENTIAL_PROPERTIES, RESERVED_ENV, canonical_key
 
 __all__ = ["Credentials", "Pipeline", "PipelineError", "load_pipeline_file"]
@@ -393,6 +395,7 @@ class AppCommon:
     properties: Mapping[str, str]
     env: tuple[Mapping[str, Any], ...]
     pod_template: PodTemplate
+    probes: AppProbes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -532,7 +535,7 @@ def _env(obj: dict[str, Any], path: str) -> tuple[dict[str, Any], ...]:
     return tuple(env)
 
 
-_APP_FIELDS = {"image", "resources", "properties", "env", "podTemplate"}
+_APP_FIELDS = {"image", "resources", "properties", "env", "podTemplate", "probes"}
 _SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "podTemplate", "rollout", PAUSED.name} | {
     c.spec_field for c in COMPONENTS
 }
@@ -644,6 +647,7 @@ def _app(spec: dict[str, Any], c: Component) -> AppCommon:
         properties=_properties(obj, p),
         env=_env(obj, p),
         pod_template=template,
+        probes=parse_probes(obj.get("probes"), f"{p}.probes", c),
         **parse_all(extra, obj, p),
         **nested,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import wiring
+from . import probes, wiring
 from .api import (
     CA_MOUNT_PATH,
     CA_VOLUME,
@@ -31,7 +31,7 @@ from .api import (
     TMP_MOUNT_PATH,
     TMP_VOLUME,
 )
-from .components import COMPONENTS, ROUTER, Component, Probe
+from .components import COMPONENTS, ROUTER, Component
 from .model import AppCommon, Pipeline
 from .podtemplate import PodTemplate
 from .spring import (
@@ -86,16 +86,6 @@ def owner_reference(resource: dict[str, Any]) -> dict[str, Any]:
 
 def spec_hash(obj: dict[str, Any]) -> str:
     return digest(obj, 16)
-
-
-def _probe(probe: Probe) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": probe.path, "port": SERVER_PORT, "scheme": "HTTP"},
-        "initialDelaySeconds": probe.initial_delay,
-        "periodSeconds": probe.period,
-        "timeoutSeconds": 2,
-        "failureThreshold": 3,
-    }
 
 
 _LOGIN_MODULES = {
@@ -174,8 +164,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> di
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
-        "readinessProbe": _probe(c.readiness),
-        "livenessProbe": _probe(c.liveness),
+        "readinessProbe": probes.kubernetes(spec.probes.readiness, SERVER_PORT),
+        "livenessProbe": probes.kubernetes(spec.probes.liveness, SERVER_PORT),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -186,6 +176,8 @@ def _container(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> di
         # Writable scratch space for the JVM / Python with a read-only root filesystem.
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT_PATH}],
     }
+    if spec.probes.startup is not None:
+        container["startupProbe"] = probes.kubernetes(spec.probes.startup, SERVER_PORT)
     if p.kafka.credentials is not None and p.kafka.credentials.ca_secret_name:
         container["volumeMounts"].append({"name": CA_VOLUME, "mountPath": CA_MOUNT_PATH, "readOnly": True})
     container["volumeMounts"] += _user(t.volume_mounts)

@@ -187,6 +187,12 @@ INVALID = [
     (_invalid("spec.kafka.topics.config", {"retention.ms": -2}), "spec.kafka.topics.config.retention.ms"),
     (_invalid("spec.kafka.topics.config", {"cleanup.policy": "compact"}), "spec.kafka.topics.config.cleanup.policy"),
     (_invalid("spec.kafka.topics.config", {"min.insync.replicas": 2}), "spec.kafka.topics.config.min.insync.replicas"),
+    # Probes: bounds, one action, an absolute path.
+    (_invalid("spec.router.probes.readiness.periodSeconds", 0), "spec.router.probes.readiness.periodSeconds"),
+    (_invalid("spec.time.probes.liveness", {"httpGet": {"path": "/a"}, "tcpSocket": {"port": 1}}),
+     "spec.time.probes.liveness"),
+    (_invalid("spec.router.probes.readiness.httpGet.path", "health"), "spec.router.probes.readiness.httpGet.path"),
+    (_invalid("spec.evenLogger.probes.startup.tcpSocket.port", 0), "spec.evenLogger.probes.startup.tcpSocket.port"),
     (_invalid("metadata.name", "n" * 43), "metadata.name"),
     (_invalid("metadata.name", "dotted.name"), "spec.streamName"),  # no valid default stream name
 ]

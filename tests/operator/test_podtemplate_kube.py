@@ -77,6 +77,9 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
     }
     obj = no_broker_pipeline(podTemplate=default)
     obj["spec"]["router"]["podTemplate"] = router
+    # Probes (spec.<app>.probes) go through the same API server: its defaults must not read as drift.
+    obj["spec"]["router"]["probes"] = {"readiness": {"httpGet": {"path": "/actuator/info"}, "timeoutSeconds": 5},
+                                       "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30}}
     obj["spec"]["time"]["resources"] = {"requests": {"cpu": "10m", "memory": "300Mi"}}  # the short spelling
     Pipeline.from_resource({**obj, "metadata": {**obj["metadata"], "namespace": k.namespace}})  # valid for the model too
     operator_factory().start()
@@ -100,6 +103,9 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
         assert c["volumeMounts"][-1] == {"name": "config", "mountPath": "/config", "readOnly": True}
         assert c["envFrom"] == default["envFrom"]
         if component == "router":
+            assert c["readinessProbe"]["httpGet"]["path"] == "/actuator/info"
+            assert c["readinessProbe"]["timeoutSeconds"] == 5 and c["readinessProbe"]["periodSeconds"] == 10
+            assert c["startupProbe"]["tcpSocket"] == {"port": 8080} and c["startupProbe"]["failureThreshold"] == 30
             assert pod["nodeSelector"] == {"type": "kwok", "kubernetes.io/os": "linux"}, "maps merge, app wins"
             assert "tolerations" not in pod, "the app's empty list replaces the default's"
             assert c["resources"] == router["resources"]

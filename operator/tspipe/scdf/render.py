@@ -174,9 +174,11 @@ TMP_VOLUME_MOUNTS = f"[{{name: {TMP_VOLUME}, mountPath: {TMP_MOUNT_PATH}}}]"
 
 
 def _probe_properties(kind: str, probe: Probe) -> dict[str, str]:
+    if probe.path is None:
+        return {}  # a TCP probe: these HTTP properties cannot say it (the deployer's defaults apply)
     return {
         f"{kind}HttpProbePath": probe.path,
-        f"{kind}HttpProbePort": str(SERVER_PORT),
+        f"{kind}HttpProbePort": str(probe.port or SERVER_PORT),
         f"{kind}HttpProbeDelay": str(probe.initial_delay),
         f"{kind}HttpProbePeriod": str(probe.period),
     }
@@ -193,8 +195,8 @@ def _resources(c: Component) -> dict[str, str]:
 def app_deployer_properties(p: Pipeline, c: Component) -> dict[str, str]:
     """One app's `deployer.<label>.` properties, without that prefix."""
     k8s = {
-        **_probe_properties("readiness", c.readiness),
-        **_probe_properties("liveness", c.liveness),
+        **_probe_properties("readiness", p.app(c).probes.readiness),
+        **_probe_properties("liveness", p.app(c).probes.liveness),
         "podSecurityContext": POD_SECURITY_CONTEXT,
         "containerSecurityContext": CONTAINER_SECURITY_CONTEXT,
         "volumes": TMP_VOLUMES,
