@@ -14,7 +14,7 @@ from typing import Any
 
 from .fields import PipelineError
 
-INT64_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1  # Kafka's longs; the schema states no maximum (the API server refuses 2**63-1 as one)
 INT32_MAX = 2**31 - 1
 
 
@@ -47,7 +47,9 @@ class Setting:
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind, "description": self.description}
         if self.kind == "integer":
-            out.update(format="int64", minimum=self.minimum, maximum=self.maximum)
+            out.update(format="int64", minimum=self.minimum)
+            if self.maximum < INT64_MAX:
+                out["maximum"] = self.maximum
         elif self.kind == "string":
             out["enum"] = list(self.enum)
         return out

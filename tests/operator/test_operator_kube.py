@@ -209,8 +209,14 @@ def test_invalid_pipelines_rejected_naming_the_field(control_plane, crd_installe
         with pytest.raises(PipelineError):
             Pipeline.from_resource(obj | {"metadata": {**obj["metadata"], "namespace": namespace}})
     # The same request with a valid body is accepted, so the rejections above are the rules'.
+    valid = _invalid("spec.router.replicas", 64)
+    valid["spec"]["kafka"]["topics"] = {"replicationFactor": 3, "config": {
+        "retention.ms": 604800000, "min.insync.replicas": 2, "cleanup.policy": "delete",
+        "unclean.leader.election.enable": False}}
+    valid["spec"]["router"]["probes"] = {"readiness": {"httpGet": {"path": "/actuator/info", "port": 8080}},
+                                         "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30}}
     ok = control_plane.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-",
-                               input=yaml.safe_dump(_invalid("spec.router.replicas", 64)), check=False)
+                               input=yaml.safe_dump(valid), check=False)
     assert ok.returncode == 0, ok.stderr
 
 
