@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from .childdiff import CREATE, DELETE, RECREATE, UPDATE, Action
 from .components import COMPONENTS
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
-from .reconcile import CREATE, DELETE, RECREATE, UPDATE, Action
 from .render import deployment_name, owned_selector
 
 __all__ = ["Clients", "api_error"]

@@ -2,7 +2,7 @@
 
 One source of truth for defaults, bounds and reserved keys: the scalar fields are the
 parser's own (model's Str/Int/Bool declarations, fields.py), the apps come from
-components.COMPONENTS, names from api.py. `python -m tspipe.crd`
+components.COMPONENTS, names from names.py. `python -m tspipe.crd`
 prints the YAML committed as crds/timestamppipelines.tspipe.io.yaml (a unit test
 checks the file is up to date).
 """
@@ -18,9 +18,9 @@ import yaml
 
 from . import fields, podtemplate, probes, rollback, topicconfig
 from . import model as m
-from .api import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .components import COMPONENTS, Component
 from .conditions import PHASES, conditions_description, phase_description
+from .names import API_GROUP, API_VERSION, KIND, PLURAL, SHORT_NAMES, SINGULAR
 from .pause import DRAIN_CONFIRMED, DRAIN_SKIPPED, DRAIN_TIMED_OUT
 from .spring import RESERVED_ENV, canonical_key
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .childdiff import CREATE, DELETE, UPDATE, Action, Plan, contains, controller_uid, ours, with_our_metadata
 from .components import ROUTER
 from .model import Pipeline
-from .reconcile import CREATE, DELETE, UPDATE, Action, Plan, contains, controller_uid, ours, with_our_metadata
 from .render import deployment_name, labels, owner_reference, selector_labels
 
 KIND = "PodDisruptionBudget"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import kopf
 
-from .api import API_GROUP, API_VERSION, KIND, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_SELECTOR, MANAGER, PLURAL
+from .names import API_GROUP, API_VERSION, KIND, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_SELECTOR, MANAGER, PLURAL
 
 
 def owner_of(deployment_body) -> str | None:

@@ -13,7 +13,7 @@ import logging
 from contextlib import contextmanager
 
 from . import defaults
-from .api import MANAGER
+from .names import MANAGER
 from .topics import DesiredTopic, TopicPlan
 
 log = logging.getLogger("tspipe.kafka")

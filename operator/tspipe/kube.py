@@ -16,7 +16,7 @@ from urllib.parse import quote
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from .api import API_GROUP, API_VERSION, GROUP_VERSION, KIND, MANAGER, PLURAL, USER_AGENT
+from .names import API_GROUP, API_VERSION, GROUP_VERSION, KIND, MANAGER, PLURAL, USER_AGENT
 from .stamps import format_time
 
 __all__ = ["ApiException", "Kube", "load_client_config"]

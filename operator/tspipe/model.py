@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from . import topicconfig
-from .api import KIND
 from .components import COMPONENTS, Component, Kind
 from .fields import Bool, Field, Int, Number, PipelineError, Str, names, parse_all
+from .names import KIND
 from .podtemplate import LEGACY_POD_FIELDS, PodTemplate, effective, parse_resources
 from .podtemplate import parse as parse_pod_template
 from .probes import AppProbes

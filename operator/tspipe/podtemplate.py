@@ -34,7 +34,8 @@ from dataclasses import dataclass, replace
 from importlib import resources as package_files
 from typing import Any, Literal
 
-from .api import (
+from .fields import PipelineError, Str
+from .names import (
     CA_MOUNT_PATH,
     CA_VOLUME,
     OWNED_KEY_PREFIX,
@@ -42,7 +43,6 @@ from .api import (
     TMP_MOUNT_PATH,
     TMP_VOLUME,
 )
-from .fields import PipelineError, Str
 
 DATA = json.loads(package_files.files("tspipe").joinpath("data/podtemplate-schemas.json").read_text("utf-8"))
 KUBE_SCHEMAS: dict[str, Any] = DATA["fields"]

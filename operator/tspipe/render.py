@@ -12,7 +12,9 @@ import copy
 from typing import Any
 
 from . import probes, wiring
-from .api import (
+from .components import COMPONENTS, ROUTER, Component
+from .model import AppCommon, Pipeline
+from .names import (
     CA_MOUNT_PATH,
     CA_VOLUME,
     GROUP_VERSION,
@@ -31,8 +33,6 @@ from .api import (
     TMP_MOUNT_PATH,
     TMP_VOLUME,
 )
-from .components import COMPONENTS, ROUTER, Component
-from .model import AppCommon, Pipeline
 from .podtemplate import PodTemplate
 from .spring import (
     BROKERS_ENV,

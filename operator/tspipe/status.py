@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .api import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
 from .components import COMPONENTS, ROUTER
 from .conditions import Condition, Phase, Reason
 from .history import next_history
 from .model import Pipeline, PipelineError
+from .names import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
 from .pause import PAUSED, RUNNING, PauseState
 from .render import deployment_name, image_of, router_selector, spec_replicas
 from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE

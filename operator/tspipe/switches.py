@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .api import RECONCILE_PAUSED_ANNOTATION, RESTART_ANNOTATION
 from .components import COMPONENTS, Component
+from .names import RECONCILE_PAUSED_ANNOTATION, RESTART_ANNOTATION
 
 
 def _annotations(resource: dict[str, Any]) -> dict[str, str]:

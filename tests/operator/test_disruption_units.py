@@ -6,7 +6,7 @@ import yaml
 
 from tspipe.disruption import pdb_name, plan_pdb, router_pdb
 from tspipe.model import Pipeline
-from tspipe.reconcile import CREATE, DELETE, UPDATE
+from tspipe.childdiff import CREATE, DELETE, UPDATE
 from tspipe.render import render_deployments
 
 ROOT = Path(__file__).resolve().parents[2]

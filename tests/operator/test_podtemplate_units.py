@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from podtemplate_cases import JVM, PYTHON, RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS, merged
-from tspipe import crd, podtemplate, reconcile, render
-from tspipe.api import POD_ANNOTATIONS_ANNOTATION
+from tspipe import childdiff, crd, podtemplate, render
+from tspipe.names import POD_ANNOTATIONS_ANNOTATION
 from tspipe.handlers import pod_matters
 from tspipe.model import Pipeline, PipelineError
 from tspipe.podtemplate import PodTemplate
-from tspipe.reconcile import UPDATE, plan
+from tspipe.childdiff import UPDATE, plan
 from tspipe.render import render_deployments
 from tspipe.status import compute_status, needs_pods, ready_pods, unscheduled
 
@@ -281,7 +281,7 @@ def test_an_annotation_removed_from_the_podtemplate_leaves_the_pods():
     assert action.verb == UPDATE
     assert action.body["spec"]["template"]["metadata"]["annotations"] == {"kubectl.kubernetes.io/restartedAt": "t"}
     assert POD_ANNOTATIONS_ANNOTATION not in action.body["metadata"]["annotations"]
-    assert reconcile.drift(desired[0], server_defaulted(action.body)) == []
+    assert childdiff.drift(desired[0], server_defaulted(action.body)) == []
 
 
 def test_rendering_is_deterministic_and_a_podtemplate_rolls_only_its_app():

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tspipe import crd, reconcile, render
+from tspipe import childdiff, crd, render
 from tspipe.model import PipelineError
-from tspipe.reconcile import CREATE, DELETE, RECREATE, UPDATE, contains, plan
+from tspipe.childdiff import CREATE, DELETE, RECREATE, UPDATE, contains, plan
 from tspipe.render import render_deployments
 from tspipe.status import compute_status
 
@@ -277,7 +277,7 @@ def test_hand_edits_are_drift(edit, part):
     assert body["metadata"]["resourceVersion"] == "7" and "status" not in body and "managedFields" not in body["metadata"]
     assert body["spec"]["template"] == desired[1]["spec"]["template"]
     assert body["spec"]["strategy"] == {"type": "RollingUpdate"}  # untouched
-    assert reconcile.drift(desired[1], server_defaulted({**body, "status": {}})) == []
+    assert childdiff.drift(desired[1], server_defaulted({**body, "status": {}})) == []
 
 
 def test_foreign_labels_and_restart_annotation_survive_update():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tspipe.reconcile import UPDATE, plan
+from tspipe.childdiff import UPDATE, plan
 from tspipe.render import render_deployments, restarted_at, with_restart
 from tspipe.status import compute_status, held_status
 from tspipe.switches import reconcile_held, restart_request

@@ -2,6 +2,6 @@
 
 Each has one entry point taking the pass's context (context.py), the client adapter
 (clients.py) and what the earlier phases handed on, and drives the pure module of the
-same job (topics.py, autoscale.py, render.py and reconcile.py, disruption.py,
+same job (topics.py, autoscale.py, render.py and childdiff.py, disruption.py,
 switches.py, status.py, rollback.py); I/O lives here, decisions there.
 """

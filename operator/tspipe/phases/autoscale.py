@@ -12,10 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from .. import autoscale
-from ..api import API_GROUP, KIND
 from ..clients import Clients
 from ..kube import ApiException
 from ..model import Pipeline
+from ..names import API_GROUP, KIND
 from ..stamps import format_time
 from .context import RECHECK_NEW_TOPICS, Pass
 

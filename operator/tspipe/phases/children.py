@@ -1,7 +1,7 @@
 """Phase `children`: the pipeline's Deployments as the spec asks for them. Works out the
 pause stage (pause.py), renders (render.py; the stable revision's while a rollback holds,
 rollback.py), stamps the pod template of the apps a `tspipe.io/restart` names, plans with
-the pure diff (reconcile.py) and writes what differs.
+the pure diff (childdiff.py) and writes what differs.
 
 Hands on the Deployments as they are after the writes, the pause state (the replica
 counts every later phase uses), the digest of the pod templates the spec asks for
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import rollback
-from ..api import RESTART_ANNOTATION
+from ..childdiff import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from ..clients import Clients, api_error
 from ..components import COMPONENTS
 from ..kube import ApiException
 from ..model import Pipeline, PipelineError
+from ..names import RESTART_ANNOTATION
 from ..pause import PauseState, pause_state
-from ..reconcile import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from ..render import deployment_name, render_deployments, restarted_at, with_restart
 from ..stamps import format_time
 from .context import RECHECK_CONFLICT, RECHECK_DELETED_CHILD, Pass

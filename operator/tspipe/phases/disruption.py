@@ -4,12 +4,12 @@ settled on."""
 
 from __future__ import annotations
 
+from ..childdiff import DELETE
 from ..clients import Clients
 from ..components import ROUTER
 from ..disruption import pdb_name, plan_pdb, router_pdb
 from ..model import Pipeline
 from ..pause import PauseState
-from ..reconcile import DELETE
 from .children import write_child
 from .context import RECHECK_DELETED_CHILD, Pass
 

@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from .. import topics as topics_mod
-from ..api import FINALIZER
 from ..clients import Clients, api_error
 from ..kube import ApiException
 from ..model import Pipeline, PipelineError
+from ..names import FINALIZER
 from .context import RECHECK_FINALIZER_CONFLICT, Pass, ReadAgain
 
 log = logging.getLogger("tspipe.controller")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..api import RESTART_ANNOTATION
 from ..clients import Clients, api_error
 from ..kube import ApiException
 from ..model import Pipeline
+from ..names import RESTART_ANNOTATION
 from ..render import deployment_name
 from ..switches import RestartRequest
 from .context import RECHECK_CONFLICT, Pass, ReadAgain

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass, field
 
 from .. import wiring
-from ..api import TMP_MOUNT_PATH, TMP_VOLUME
 from ..components import COMPONENTS, STREAM_DEFINITION, Component, Probe
 from ..model import Pipeline
+from ..names import TMP_MOUNT_PATH, TMP_VOLUME
 from ..render import RUN_AS, SERVER_PORT, spec_replicas
 
 # Spring's prebuilt stream apps are published as Docker images under this Docker Hub

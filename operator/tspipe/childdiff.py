@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from .api import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, POD_ANNOTATIONS_ANNOTATION
+from .names import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, POD_ANNOTATIONS_ANNOTATION
 
 CREATE, UPDATE, DELETE, RECREATE = "create", "update", "delete", "recreate"
 

@@ -1,5 +1,7 @@
-"""The operator's API surface: the names the CRD, the manifests, the children it owns
-and the API server's audit log all agree on. Every other module imports them from here.
+"""The names and labels the operator shares with the world: the API group and kind, the
+annotations it reads, the labels and finalizer it sets, the user agent the API server's
+audit log names. The CRD, the manifests and the children agree on them; every other
+module imports them from here.
 """
 
 from __future__ import annotations
