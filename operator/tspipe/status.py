@@ -34,15 +34,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import podhealth
 from .components import COMPONENTS, ROUTER
 from .conditions import Condition, Phase, Reason
 from .history import next_history
 from .model import Pipeline, PipelineError
 from .names import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
 from .pause import PAUSED, RUNNING, PauseState
-from .render import deployment_name, image_of, router_selector, spec_replicas
+from .render import SERVER_PORT, deployment_name, image_of, router_selector, spec_replicas
 from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE
-from .stamps import format_time
+from .stamps import format_time, parse_time
 from .topics import input_partitions
 
 
@@ -176,6 +177,27 @@ def _unscheduled_message(comps: dict[str, Any]) -> str:
     )
 
 
+def _not_ready_message(comps: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{k}: {n['pods']} pod(s) not ready ({n['reason']}): {n['message']}"
+        for k, c in comps.items()
+        if (n := c.get("notReady"))
+    )
+
+
+def _as_time(now: datetime | str) -> datetime:
+    return parse_time(now) if isinstance(now, str) else now
+
+
+def pods_recheck_after(p: Pipeline | None, name: str, pods: Sequence[dict[str, Any]], now: datetime) -> float | None:
+    """When to look at the pods again: a running, unready pod's readiness probe will
+    have had its full chance then (see podhealth)."""
+    if p is None:
+        return None
+    waits = [podhealth.recheck_after(pods, name, c.suffix, p.app(c).probes.readiness, now) for c in COMPONENTS]
+    return min((w for w in waits if w is not None), default=None)
+
+
 def _rolling_message(comps: dict[str, Any]) -> str:
     parts = [
         f"{k} ({c['updatedReplicas']}/{c['desiredReplicas']} updated, "
@@ -265,6 +287,32 @@ def _conditions(
     return conditions
 
 
+def _components(
+    name: str,
+    desired: dict[str, int],
+    by_name: dict[Any, dict[str, Any]],
+    p: Pipeline | None,
+    pods: Sequence[dict[str, Any]],
+    now: datetime | str,
+) -> dict[str, dict[str, Any]]:
+    """Each component's status; for one not ready, why its pods are not (if read)."""
+    comps = {}
+    for c in COMPONENTS:
+        dname = deployment_name(name, c)
+        comp = comps[c.spec_field] = _component(dname, desired[c.spec_field], by_name.get(dname))
+        if comp["ready"] or not pods:
+            continue
+        u = unscheduled(pods, name, c.suffix)
+        if u:
+            comp["unschedulable"] = u
+            continue
+        probe = p.app(c).probes.readiness if p is not None else c.readiness
+        nr = podhealth.not_ready(pods, name, c.suffix, probe, SERVER_PORT, _as_time(now))
+        if nr:
+            comp["notReady"] = nr
+    return comps
+
+
 def compute_status(
     resource: dict[str, Any],
     deployments: list[dict[str, Any]],
@@ -301,19 +349,14 @@ def compute_status(
     by_name = {(d.get("metadata") or {}).get("name"): d for d in deployments}
     p, invalid = (pipeline, None) if pipeline is not None else _parse(resource)
     desired = _desired_replicas(p, pause)
-    comps = {}
-    for c in COMPONENTS:
-        dname = deployment_name(name, c)
-        comps[c.spec_field] = _component(dname, desired[c.spec_field], by_name.get(dname))
-        u = unscheduled(pods, name, c.suffix) if not comps[c.spec_field]["ready"] else None
-        if u:
-            comps[c.spec_field]["unschedulable"] = u
+    comps = _components(name, desired, by_name, p, pods, now)
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     phase, reason, message = _rollout_phase(phase, reason, message, rollout)
     stuck = _unscheduled_message(comps)
-    if stuck and phase in (Phase.PROGRESSING, Phase.DEGRADED):
-        message = f"{message}; {stuck}"
+    unready = _not_ready_message(comps)
+    if phase in (Phase.PROGRESSING, Phase.DEGRADED):
+        message = "; ".join(m for m in (message, stuck, unready) if m)
     previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
     router = comps[ROUTER.spec_field]
     cond = _Conditions(generation, previous, now_s)

@@ -27,6 +27,10 @@ def significant(status: dict[str, Any]) -> tuple[Any, ...]:
         (status.get("autoscaling") or {}).get("desiredReplicas"),
         tuple((status.get("rollout") or {}).get(k) for k in ("generation", "verdict", "reason")),
         ((status.get("rollout") or {}).get("window") or {}).get("opened"),
+        # Why an app's pods are not ready: worth a write when it appears or changes.
+        tuple(
+            sorted((k, (c.get("notReady") or {}).get("reason")) for k, c in (status.get("components") or {}).items())
+        ),
     )
 
 

@@ -161,6 +161,22 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
                               .get("router", {}).get("ready") is False and s, 60, "status naming the router")
             ready = {x["type"]: x for x in status["conditions"]}["Ready"]
             assert ready["status"] == "False" and "router" in ready["message"], ready
+            # Once the probe had its full chance, the status says it is the readiness probe (no pod
+            # event marks that moment: the operator looks again when it comes).
+            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {})
+                              .get("notReady") and s, 120, "status.components.router.notReady")
+            not_ready = status["components"]["router"]["notReady"]
+            assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
+            assert "GET /actuator/health/readiness on port 8080" in not_ready["message"]
+            ready = {x["type"]: x for x in status["conditions"]}["Ready"]
+            assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
+
+            # An image the node cannot pull: the kubelet's reason, named at once.
+            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics, image="localhost/tspipe/missing:0"), ns)
+            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {})
+                              .get("notReady", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff") and s,
+                              180, "status naming the router's image pull")
+            assert "localhost/tspipe/missing:0" in status["components"]["router"]["notReady"]["message"]
 
             # Fixing the address makes it Ready.
             apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics), ns)

@@ -13,7 +13,7 @@ from ..clients import Clients, api_error
 from ..kube import ApiException
 from ..model import Pipeline
 from ..pause import PauseState
-from ..status import compute_status, needs_pods
+from ..status import compute_status, needs_pods, pods_recheck_after
 from . import rollout
 from .children import Children
 from .context import Pass
@@ -56,6 +56,7 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
     if needs_pods(status):
         pods = await clients.pods(ctx.namespace, ctx.name)
         status = compute(pods)
+        ctx.again_in(pods_recheck_after(p, ctx.name, pods, clients.now()))
     templates = seen.children.templates
     if p is not None and p.auto_rollback and templates is not None:
         # The verdict needs the phase (are the new pods available?) and changes it.
