@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_controller import _ready, make, run
+from controllerfakes import _ready, make, run
 from tspipe import autoscale, crd
 from tspipe.autoscale import Samples, decide, recommend
 from tspipe.model import Autoscaling, Pipeline, PipelineError

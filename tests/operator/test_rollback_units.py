@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from test_controller import _ready, make, run
+from controllerfakes import _ready, make, run
 from tspipe import crd, rollback
 from tspipe.model import Pipeline, PipelineError
 from tspipe.rollback import JUDGE, OPEN, advance, judge, parity_problem
