@@ -22,7 +22,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from . import fastfetch, kafka_fixes
 from .batch import (
     CommitLedger,
     Planned,
@@ -38,8 +37,9 @@ from .batch import (
     settle,
 )
 from .config import RouterConfig
-from .fastsend import FastSender, encode_headers
 from .health import HealthState
+from .kafka_private import fastfetch, fixes
+from .kafka_private.fastsend import FastSender, encode_headers
 from .metrics import Metrics
 from .rawplan import plan_chunks
 from .routing import Prefixes, output_headers
@@ -180,7 +180,7 @@ class Runner:
     def connect(self) -> None:
         # Before any client exists: else a leader's rejoin can be lost for good, and a
         # broker's last answer (wrong credentials) too; the module says why.
-        kafka_fixes.install()
+        fixes.install()
         cfg = self.cfg
         if cfg.auto_create_topics:
             admin = KafkaAdminClient(**self._common())
@@ -331,7 +331,7 @@ class Runner:
         # With sends in flight, poll briefly so acknowledgements are settled promptly.
         batch = self.consumer.poll(timeout_ms=POLL_INFLIGHT_MS if self.inflight or self._txn_open else poll_ms)
         if batch and not self.cfg.fast_fetch:
-            # ConsumerRecords -> one chunk of tuples each (tsrouter.fastfetch makes chunks directly).
+            # ConsumerRecords -> one chunk of tuples each (tsrouter.kafka_private.fastfetch makes chunks directly).
             batch = {
                 tp: [fastfetch.ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
                 for tp, rs in batch.items()
@@ -370,7 +370,7 @@ class Runner:
 
     def _send_all(self, planned: Planned) -> list:
         """Hand every planned record to the producer: whole batches per output partition
-        (tsrouter.fastsend), else record by record; returns what settles them."""
+        (tsrouter.kafka_private.fastsend), else record by record; returns what settles them."""
         futures: list = []
         default = self._default_headers
         try:

@@ -1,9 +1,9 @@
 """Still-encoded input records planned straight into encoded output records.
 
-Why: decoding a polled batch into tuples (tsrouter.fastfetch), planning the tuples
-(tsrouter.batch.plan_groups) and encoding the output (tsrouter.fastsend) were three passes
+Why: decoding a polled batch into tuples (tsrouter.kafka_private.fastfetch), planning the tuples
+(tsrouter.batch.plan_groups) and encoding the output (tsrouter.kafka_private.fastsend) were three passes
 with objects per record, and together most of the router's main thread. Here one pass over
-each input record batch's bytes writes each output record's tail (tsrouter.fastsend.encode_tail)
+each input record batch's bytes writes each output record's tail (tsrouter.kafka_private.fastsend.encode_tail)
 for its output partition.
 
 The common record, a value that is ASCII and ends in a digit and no headers, is handled
@@ -24,8 +24,8 @@ from kafka.errors import CorruptRecordError
 from kafka.record.util import decode_varint
 
 from .batch import ASCII_DIGITS, InRecord, Planned, Topics, plan_record
-from .fastfetch import RawChunk, Record, decode_records
-from .fastsend import SMALL_VARINTS, encode_headers, encode_record, encode_tail, varint
+from .kafka_private.fastfetch import RawChunk, Record, decode_records
+from .kafka_private.fastsend import SMALL_VARINTS, encode_headers, encode_record, encode_tail, varint
 from .routing import Prefixes
 
 __all__ = ["plan_chunks"]

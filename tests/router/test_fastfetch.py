@@ -1,4 +1,4 @@
-"""tsrouter.fastfetch: polled records as chunks, without kafka-python's ConsumerRecords (private API).
+"""tsrouter.kafka_private.fastfetch: polled records as chunks, without kafka-python's ConsumerRecords (private API).
 
 The unit tests decode batches built by kafka-python's own encoder and compare with its own
 decoder; the broker tests read the same topics through a plain KafkaConsumer and through
@@ -18,7 +18,7 @@ from kafka.record.default_records import DefaultRecordBatch
 from kafka.serializer import Deserializer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastfetch
+from tsrouter.kafka_private import fastfetch
 
 from localinfra.proc import wait_for
 from routerproc import new_topic, unique

@@ -1,4 +1,4 @@
-"""tsrouter.fastsend: whole record batches into kafka-python's producer (private API).
+"""tsrouter.kafka_private.fastsend: whole record batches into kafka-python's producer (private API).
 
 The unit tests compare its bytes with kafka-python's own encoder; the broker tests send
 through a real KafkaProducer and read the records back, committed and aborted in
@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastsend
+from tsrouter.kafka_private import fastsend
 from tsrouter.routing import output_headers
 
 from localinfra.proc import wait_for

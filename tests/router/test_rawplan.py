@@ -16,9 +16,9 @@ from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastsend
+from tsrouter.kafka_private import fastsend
 from tsrouter.batch import Topics, first_offsets, next_offsets, plan_groups, record_counts, records_of
-from tsrouter.fastfetch import ListChunk, RawChunk
+from tsrouter.kafka_private.fastfetch import ListChunk, RawChunk
 from tsrouter.rawplan import plan_chunks
 from tsrouter.routing import Prefixes, output_headers
 

@@ -273,7 +273,7 @@ def _background_producer(bootstrap: str, topic: str, values, partitions: int, pa
     """Produce values from a thread (pace records per 10 ms step); returns (thread, errors).
 
     At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
-    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
+    100k records/s since tsrouter.kafka_private.fastfetch), or a kill meant for mid-stream finds it done."""
     errors: list = []
 
     def run():

@@ -1,7 +1,7 @@
 """Polled records as chunks of still-encoded record batches: kafka-python's fetcher without
 a ConsumerRecord, or any object, per record.
 
-Why: with whole batches on the produce side (tsrouter.fastsend), most of the router's main
+Why: with whole batches on the produce side (tsrouter.kafka_private.fastsend), most of the router's main
 thread went to kafka-python's consumer decode path (bench/results/router.md): per record a
 `DefaultRecord` (seven varint decodes through a function call each, two byte copies, an
 empty headers list), then a 13-field `ConsumerRecord`. Decoding into tuples instead still
@@ -112,7 +112,7 @@ def check(consumer: Any = None) -> None:
     if problems:
         raise RuntimeError(
             "kafka-python's fetcher internals changed (" + "; ".join(problems) + "): review "
-            "tsrouter.fastfetch against the installed kafka-python, or set tsrouter.fast-fetch=false"
+            "tsrouter.kafka_private.fastfetch against the installed kafka-python, or set tsrouter.fast-fetch=false"
         )
 
 

@@ -66,7 +66,7 @@ def _install_rejoin_fix() -> None:
     probe = BaseCoordinator.__init__.__code__.co_names
     if "_join_task" not in probe:
         raise RuntimeError(
-            "kafka-python's BaseCoordinator has no _join_task: review tsrouter.kafka_fixes "
+            "kafka-python's BaseCoordinator has no _join_task: review tsrouter.kafka_private.fixes "
             "against the installed kafka-python before running the router"
         )
 
@@ -88,7 +88,7 @@ def _install_read_fix() -> None:
     needed = {"_sock_recv", "abort", "data_received", "wait_read"}
     if not needed <= set(original.__code__.co_names):
         raise RuntimeError(
-            "kafka-python's KafkaTCPTransport._read_from_sock changed: review tsrouter.kafka_fixes "
+            "kafka-python's KafkaTCPTransport._read_from_sock changed: review tsrouter.kafka_private.fixes "
             "against the installed kafka-python before running the router"
         )
 

@@ -95,7 +95,7 @@ def check(producer: Any) -> None:
     if missing:
         raise RuntimeError(
             "kafka-python's producer internals changed (" + ", ".join(missing) + "): review "
-            "tsrouter.fastsend against the installed kafka-python, or set tsrouter.batch-send=false"
+            "tsrouter.kafka_private.fastsend against the installed kafka-python, or set tsrouter.batch-send=false"
         )
 
 

@@ -1,0 +1,1 @@
+"""Every use of kafka-python's private API, in one place."""
