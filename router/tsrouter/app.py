@@ -36,14 +36,16 @@ from .batch import (
     rewind_offsets,
     settle,
 )
+from .chunks import ListChunk
 from .config import RouterConfig
 from .health import HealthState
 from .kafka_private import fastfetch, fixes
-from .kafka_private.fastsend import FastSender, encode_headers
+from .kafka_private.fastsend import FastSender
 from .metrics import Metrics
 from .rawplan import plan_chunks
 from .routing import Prefixes, output_headers
 from .topics import ensure_topics
+from .wire import encode_headers
 
 log = logging.getLogger("tsrouter")
 
@@ -333,7 +335,7 @@ class Runner:
         if batch and not self.cfg.fast_fetch:
             # ConsumerRecords -> one chunk of tuples each (tsrouter.kafka_private.fastfetch makes chunks directly).
             batch = {
-                tp: [fastfetch.ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
+                tp: [ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
                 for tp, rs in batch.items()
                 if rs
             }

@@ -18,6 +18,7 @@ from kafka.record.default_records import DefaultRecordBatch
 from kafka.serializer import Deserializer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
+from tsrouter import wire
 from tsrouter.kafka_private import fastfetch
 
 from localinfra.proc import wait_for
@@ -54,7 +55,7 @@ def ours(buf: bytes) -> list:
     batch._maybe_uncompress()
     return [
         (o, ts, k, v, list(h))
-        for o, ts, k, v, h in fastfetch.decode_records(
+        for o, ts, k, v, h in wire.decode_records(
             bytes(batch._buffer), batch._pos, batch._num_records, batch.base_offset, batch.first_timestamp, None
         )
     ]
@@ -75,9 +76,10 @@ def test_a_damaged_record_is_a_corrupt_record_error():
     buf = bytearray(built([(TS, None, b"12345", [])] * 3))
     header = DefaultRecordBatch.HEADER_STRUCT.size
     buf[header] = 0x7E  # the first record's length: 63 instead of its real size
-    with pytest.raises(CorruptRecordError):
+    # The router's own decoder (tsrouter.wire) raises its own CorruptRecordError.
+    with pytest.raises(wire.CorruptRecordError):
         ours(bytes(buf))
-    with pytest.raises(CorruptRecordError):
+    with pytest.raises(wire.CorruptRecordError):
         ours(bytes(built([(TS, None, b"12345", [])] * 3))[:-2])  # truncated
 
 

@@ -6,10 +6,11 @@ thread went to kafka-python's consumer decode path (bench/results/router.md): pe
 `DefaultRecord` (seven varint decodes through a function call each, two byte copies, an
 empty headers list), then a 13-field `ConsumerRecord`. Decoding into tuples instead still
 left a third of the main thread in decoding. Now a poll hands out, per partition, chunks:
-a `RawChunk` is consecutive records of one record batch, its bytes untouched, which the
-planner (tsrouter.rawplan.plan_chunks) reads straight into output records; `records()`
-decodes one into `(offset, timestamp, key, value, headers)` tuples (headers: a shared empty
-tuple when the record has none) for every other use.
+a `RawChunk` (tsrouter.chunks) is consecutive records of one record batch, its bytes
+untouched, which the planner (tsrouter.rawplan.plan_chunks) reads straight into output
+records; `records()` decodes one into `(offset, timestamp, key, value, headers)` tuples
+(headers: a shared empty tuple when the record has none) for every other use. The record
+format itself is tsrouter.wire's; this module holds only what touches kafka-python.
 
 Only the per-record path is replaced: kafka-python still fetches, checks each batch's CRC
 (check_crcs), decompresses, skips control batches and, under read_committed, the batches
@@ -37,23 +38,18 @@ from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
-from kafka.record.util import decode_varint
+
+from ..chunks import Chunk, ListChunk, RawChunk, Record
+from ..wire import record_head
 
 __all__ = [
     "PINNED_KAFKA_PYTHON",
-    "Chunk",
     "ChunkRecords",
-    "ListChunk",
-    "RawChunk",
     "check",
-    "decode_records",
     "install",
 ]
 
 PINNED_KAFKA_PYTHON = "3.0.12"
-
-# One polled record: (offset, timestamp, key, value, headers).
-Record = tuple[int, int, bytes | None, bytes | None, Any]
 
 _NO_HEADERS: tuple[()] = ()
 _BASE = Fetcher.PartitionRecords
@@ -120,226 +116,6 @@ def install(consumer: Any) -> None:
     """Make this consumer's poll() return {TopicPartition: [chunk of records]}."""
     check(consumer)
     consumer._fetcher.PartitionRecords = ChunkRecords
-
-
-def decode_records(
-    data: bytes, pos: int, count: int, base_offset: int, first_ts: int, fixed_ts: int | None, end: int = -1
-) -> Iterator[Record]:
-    """The records of one uncompressed v2 record batch body, data[pos:end], in order.
-
-    fixed_ts: the batch's max timestamp when its timestamp type is log-append time (every
-    record then carries it), else None (first_ts + each record's delta). end: where the
-    last of the `count` records ends (-1: the end of data)."""
-    end = len(data) if end < 0 else end
-    try:
-        for _ in range(count):
-            # Length (varint), attributes (int8), timestamp delta (varlong), offset delta
-            # (varint), key, value (varint length, -1 for null), header count, headers.
-            b = data[pos]
-            if b < 0x80:
-                length = (b >> 1) ^ -(b & 1)
-                pos += 1
-            else:
-                length, pos = decode_varint(data, pos)
-            start = pos
-            pos += 1  # attributes: unused in v2 records
-            b = data[pos]
-            if b < 0x80:
-                ts_delta = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:  # two bytes: deltas up to 4 s
-                b = (b & 0x7F) | (data[pos + 1] << 7)
-                ts_delta = (b >> 1) ^ -(b & 1)
-                pos += 2
-            else:
-                ts_delta, pos = decode_varint(data, pos)
-            b = data[pos]
-            if b < 0x80:
-                off_delta = (b >> 1) ^ -(b & 1)
-                pos += 1
-            elif data[pos + 1] < 0x80:  # two bytes: offset deltas 64..8191, most of a batch
-                b = (b & 0x7F) | (data[pos + 1] << 7)
-                off_delta = (b >> 1) ^ -(b & 1)
-                pos += 2
-            else:
-                off_delta, pos = decode_varint(data, pos)
-            b = data[pos]
-            if b < 0x80:
-                n = (b >> 1) ^ -(b & 1)
-                pos += 1
-            else:
-                n, pos = decode_varint(data, pos)
-            if n < 0:
-                key = None
-            else:
-                key = data[pos : pos + n]
-                pos += n
-            b = data[pos]
-            if b < 0x80:
-                n = (b >> 1) ^ -(b & 1)
-                pos += 1
-            else:
-                n, pos = decode_varint(data, pos)
-            if n < 0:
-                value = None
-            else:
-                value = data[pos : pos + n]
-                pos += n
-            b = data[pos]
-            if b == 0:
-                headers: Any = _NO_HEADERS
-                pos += 1
-            else:
-                headers, pos = _decode_headers(data, pos)
-            if pos - start != length or pos > end:
-                raise CorruptRecordError(
-                    f"Invalid record size: expected to read {length} bytes in record payload, but instead read "
-                    f"{pos - start}"
-                )
-            yield (
-                base_offset + off_delta,
-                first_ts + ts_delta if fixed_ts is None else fixed_ts,
-                key,
-                value,
-                headers,
-            )
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
-        raise CorruptRecordError(f"Found invalid record structure: {exc!r}") from exc
-    if pos != end:
-        raise CorruptRecordError(f"{end - pos} unconsumed bytes after all records consumed")
-
-
-def _decode_headers(data: bytes, pos: int) -> tuple[list[tuple[str, bytes | None]], int]:
-    """A record's header block at data[pos:] -> ([(key, value or None)], position after it)."""
-    count, pos = decode_varint(data, pos)
-    if count < 0:
-        raise CorruptRecordError(f"Found invalid number of record headers {count}")
-    headers: list[tuple[str, bytes | None]] = []
-    for _ in range(count):
-        n, pos = decode_varint(data, pos)
-        if n < 0:
-            raise CorruptRecordError(f"Invalid negative header key size {n}")
-        key = data[pos : pos + n].decode("utf-8")
-        pos += n
-        n, pos = decode_varint(data, pos)
-        if n < 0:
-            headers.append((key, None))
-        else:
-            headers.append((key, data[pos : pos + n]))
-            pos += n
-    return headers, pos
-
-
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    b = data[pos]
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos + 1
-    return decode_varint(data, pos)
-
-
-def _record_head(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(where it ends, timestamp delta, offset delta) of the v2 record at data[pos]."""
-    try:
-        length, p = _varint_at(data, pos)
-        ts_delta, q = _varint_at(data, p + 1)  # after the attributes byte
-        off_delta, _ = _varint_at(data, q)
-    except (IndexError, ValueError) as exc:
-        raise CorruptRecordError(f"Found invalid record structure: {exc!r}") from exc
-    return p + length, ts_delta, off_delta
-
-
-class RawChunk:
-    """`count` consecutive records of one v2 record batch, still encoded: data[pos:end].
-
-    What a poll hands out per record batch: the router's planner reads the records straight
-    into output batches (tsrouter.rawplan.plan_chunks) without a tuple per record; records()
-    decodes them for everything else. first_offset/next_offset: the first record's offset
-    and where the next read starts (after the batch's last offset for its last chunk, as
-    kafka-python moves the position)."""
-
-    __slots__ = ("base_offset", "count", "data", "end", "first_offset", "first_ts", "fixed_ts", "next_offset", "pos")
-
-    def __init__(
-        self,
-        data: bytes,
-        pos: int,
-        end: int,
-        count: int,
-        base_offset: int,
-        first_ts: int,
-        fixed_ts: int | None,
-        first_offset: int,
-        next_offset: int,
-    ):
-        self.data, self.pos, self.end, self.count = data, pos, end, count
-        self.base_offset, self.first_ts, self.fixed_ts = base_offset, first_ts, fixed_ts
-        self.first_offset, self.next_offset = first_offset, next_offset
-
-    def _at(self, pos: int, count: int, first_offset: int, next_offset: int) -> RawChunk:
-        return RawChunk(
-            self.data, pos, self.end, count, self.base_offset, self.first_ts, self.fixed_ts, first_offset, next_offset
-        )
-
-    def records(self) -> list[Record]:
-        return list(
-            decode_records(self.data, self.pos, self.count, self.base_offset, self.first_ts, self.fixed_ts, self.end)
-        )
-
-    @property
-    def first_timestamp(self) -> int:
-        if self.fixed_ts is not None:
-            return self.fixed_ts
-        return self.first_ts + _record_head(self.data, self.pos)[1]
-
-    def split(self, k: int) -> tuple[RawChunk, RawChunk]:
-        """Its first k records (0 < k < count) and the rest."""
-        data, pos = self.data, self.pos
-        for _ in range(k):
-            pos = _record_head(data, pos)[0]
-        mid = self.base_offset + _record_head(data, pos)[2]
-        head = self._at(self.pos, k, self.first_offset, mid)
-        head.end = pos
-        return head, self._at(pos, self.count - k, mid, self.next_offset)
-
-    def since(self, offset: int) -> RawChunk | None:
-        """Its records from `offset` on (None: none): a fetch from inside a batch returns it whole."""
-        pos = self.pos
-        for n in range(self.count):
-            end, _ts, off_delta = _record_head(self.data, pos)
-            if self.base_offset + off_delta >= offset:
-                return self._at(pos, self.count - n, self.base_offset + off_delta, self.next_offset)
-            pos = end
-        return None
-
-
-class ListChunk:
-    """Records already decoded (message formats v0/v1, or kafka-python's ConsumerRecords as
-    tuples when tsrouter.fast-fetch is off), with RawChunk's interface."""
-
-    __slots__ = ("_records", "count", "first_offset", "next_offset")
-
-    def __init__(self, records: list[Record]):
-        self._records = records
-        self.count = len(records)
-        self.first_offset = records[0][0]
-        self.next_offset = records[-1][0] + 1
-
-    def records(self) -> list[Record]:
-        return self._records
-
-    @property
-    def first_timestamp(self) -> int:
-        return self._records[0][1]
-
-    def split(self, k: int) -> tuple[ListChunk, ListChunk]:
-        return ListChunk(self._records[:k]), ListChunk(self._records[k:])
-
-    def since(self, offset: int) -> ListChunk | None:
-        rest = [r for r in self._records if r[0] >= offset]
-        return ListChunk(rest) if rest else None
-
-
-Chunk = RawChunk | ListChunk
 
 
 class Taken(list[Any]):
@@ -439,7 +215,7 @@ class ChunkRecords(Fetcher.PartitionRecords):  # kafka-python: untyped base
             self.records_read += n
             data = bytes(batch._buffer)
             if n:
-                first = batch.base_offset + _record_head(data, batch._pos)[2]  # compaction may remove the first
+                first = batch.base_offset + record_head(data, batch._pos)[2]  # compaction may remove the first
                 raw = RawChunk(
                     data,
                     batch._pos,
