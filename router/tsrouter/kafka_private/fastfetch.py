@@ -21,8 +21,10 @@ commits, seeks and rebalances are untouched.
 
 It is installed on one consumer (its fetcher's `PartitionRecords`, an instance attribute),
 never globally. This is private API of kafka-python 3.0.12 (pinned in router/pyproject.toml):
-`check()` refuses another version, or one whose fetcher lacks what this relies on, with an
-error naming tsrouter.fast-fetch=false; tests/router/test_fastfetch.py compares the decoded
+`problems()` and `behaviour_problems()` are its part of the router's start-up check
+(tsrouter.kafka_private.check: another version, a fetcher without what this relies on, or
+other records than kafka-python's own, and the router uses ConsumerRecords instead);
+`install()` refuses such a kafka-python; tests/router/test_fastfetch.py compares the decoded
 chunks with kafka-python's own ConsumerRecords on the real broker (plain, compressed,
 headers, a seek into a batch, transactions committed and aborted), and the positions.
 """
@@ -33,23 +35,24 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
-import kafka
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
+from kafka.structs import TopicPartition
 
 from ..chunks import Chunk, ListChunk, RawChunk, Record
 from ..wire import record_head
+from .pin import version_problems
 
 __all__ = [
-    "PINNED_KAFKA_PYTHON",
     "ChunkRecords",
+    "behaviour_problems",
     "check",
     "install",
+    "problems",
 ]
-
-PINNED_KAFKA_PYTHON = "3.0.12"
 
 _NO_HEADERS: tuple[()] = ()
 _BASE = Fetcher.PartitionRecords
@@ -75,11 +78,10 @@ _BASE_FIELDS = (
 )
 
 
-def check(consumer: Any = None) -> None:
-    """Raise unless this kafka-python is the one ChunkRecords was written against."""
-    problems = []
-    if kafka.__version__ != PINNED_KAFKA_PYTHON:
-        problems.append(f"kafka-python {kafka.__version__} installed, {PINNED_KAFKA_PYTHON} expected")
+def problems(consumer: Any = None) -> list[str]:
+    """What this kafka-python lacks of what ChunkRecords relies on (empty: nothing); with a
+    consumer, also what that consumer lacks."""
+    problems = version_problems()
     problems += [f"PartitionRecords.{m}" for m in _BASE_METHODS if not callable(getattr(_BASE, m, None))]
     if not set(DefaultRecordBatch.__slots__) >= _BATCH_FIELDS or not callable(
         getattr(DefaultRecordBatch, "_maybe_uncompress", None)
@@ -105,9 +107,44 @@ def check(consumer: Any = None) -> None:
             conf = fetcher.config
             if conf.get("key_deserializer") is not None or conf.get("value_deserializer") is not None:
                 problems.append("deserializers set (the tuples carry raw bytes)")
-    if problems:
+    return problems
+
+
+def behaviour_problems() -> list[str]:
+    """Whether ChunkRecords, on this kafka-python's PartitionRecords, hands out what kafka-python
+    itself decodes from two record batches, fetched from inside the first, with take() split
+    at a limit and the position moved past each take (empty: it does)."""
+    tp = TopicPartition("tsrouter-check", 0)
+    buf, want = b"", []
+    for base in (0, 3):
+        builder = MemoryRecordsBuilder(2, 0, 1 << 16)
+        for i in range(3):
+            builder.append(1000 + base + i, b"k" if i else None, b"%d" % (base + i), [("h", b"v")] if i == 2 else [])
+        builder.close()
+        batch = bytearray(builder.buffer())
+        batch[0:8] = base.to_bytes(8, "big")  # the base offset, as the broker assigns it (outside the CRC)
+        buf += bytes(batch)
+    want = [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for b in MemoryRecords(buf) for r in b][1:]
+    try:
+        part = ChunkRecords(1, tp, MemoryRecords(buf), check_crcs=True)
+        first = part.take(2)
+        after_first = part.next_fetch_offset
+        rest = part.take(10)
+        got = [(o, ts, k, v, list(h)) for c in [*first, *rest] for o, ts, k, v, h in c.records()]
+        counted = (len(first), after_first, len(rest), part.next_fetch_offset)
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding, reported by the caller
+        return [f"ChunkRecords on PartitionRecords fails: {exc!r}"]
+    if got != want or counted != (2, 3, 3, 6):
+        return ["ChunkRecords on PartitionRecords hands out other records or positions than kafka-python's own"]
+    return []
+
+
+def check(consumer: Any = None) -> None:
+    """Raise unless this kafka-python is the one ChunkRecords was written against."""
+    found = problems(consumer)
+    if found:
         raise RuntimeError(
-            "kafka-python's fetcher internals changed (" + "; ".join(problems) + "): review "
+            "kafka-python's fetcher internals changed (" + "; ".join(found) + "): review "
             "tsrouter.kafka_private.fastfetch against the installed kafka-python, or set tsrouter.fast-fetch=false"
         )
 

@@ -11,7 +11,10 @@ delivery timeouts included), and each batch's one future settles all of its reco
 This uses private API of kafka-python 3.0.12 (pinned in router/pyproject.toml): the
 accumulator's `_batches`, `_tp_lock`, `_incomplete` and `_appends_in_progress`,
 `ProducerBatch`, `MemoryRecordsBuilder._builder`/`_next_offset` and the fields of
-`DefaultRecordBatchBuilder`. `check()` refuses to start when any of them is missing;
+`DefaultRecordBatchBuilder`. `problems()` and `behaviour_problems()` are its part of the
+router's start-up check (tsrouter.kafka_private.check: another version, a field missing or
+other bytes than kafka-python's own builder writes, and the router sends with
+`KafkaProducer.send()` instead); `FastSender` refuses such a producer;
 tests/router/test_fastsend.py compares the bytes with kafka-python's own encoder and
 round-trips them through the real broker, so an upgrade that changes them fails loudly.
 """
@@ -26,15 +29,18 @@ from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
 
-from ..wire import batch_records, encode_headers, encode_tail, rebatch_records
+from ..wire import BATCH_HEADER_SIZE, batch_records, encode_headers, encode_tail, rebatch_records
+from .pin import version_problems
 
 __all__ = [
     "BatchAck",
     "FastSender",
+    "behaviour_problems",
     "build_batches",
     "build_from_records",
     "build_from_tails",
     "check",
+    "problems",
 ]
 
 # The broker refuses a batch larger than its message.max.bytes (1 MiB by default), and
@@ -46,19 +52,50 @@ _BUILDER_FIELDS = {"_buffer", "_first_timestamp", "_max_timestamp", "_num_record
 _ACCUMULATOR_FIELDS = ("_batches", "_tp_lock", "_incomplete", "_appends_in_progress", "_closed", "config")
 
 
-def check(producer: Any) -> None:
-    """Raise unless this kafka-python has everything FastSender relies on."""
-    acc = getattr(producer, "_accumulator", None)
-    missing = [f for f in _ACCUMULATOR_FIELDS if acc is None or not hasattr(acc, f)]
+def problems(producer: Any = None) -> list[str]:
+    """What this kafka-python lacks of what FastSender relies on (empty: nothing); with a
+    producer, also what that producer lacks."""
+    missing = version_problems()
     if not set(DefaultRecordBatchBuilder.__slots__) >= _BUILDER_FIELDS:
         missing.append("DefaultRecordBatchBuilder fields")
     if not {"_builder", "_next_offset"} <= set(MemoryRecordsBuilder.__slots__):
         missing.append("MemoryRecordsBuilder fields")
+    if DefaultRecordBatchBuilder.HEADER_STRUCT.size != BATCH_HEADER_SIZE:
+        missing.append("DefaultRecordBatchBuilder.HEADER_STRUCT size")
+    if producer is None:
+        return missing
+    acc = getattr(producer, "_accumulator", None)
+    missing += [f for f in _ACCUMULATOR_FIELDS if acc is None or not hasattr(acc, f)]
     for name in ("_sender", "_transaction_manager"):
         if not hasattr(producer, name):
             missing.append(f"KafkaProducer.{name}")
     if acc is not None and getattr(acc, "config", {}).get("message_version") != 2:
         missing.append("record format v2")
+    return missing
+
+
+def behaviour_problems() -> list[str]:
+    """Whether batches built here are byte for byte what kafka-python's own builder writes
+    (its close() fills the batch header from the private fields set here; empty: they are)."""
+    ts = 1_700_000_000_000
+    records = [(None, b"0", []), (b"k", b"1" * 300, [("h", b"v"), ("null", None)])]
+    try:
+        ours = build_from_tails([encode_tail(k, v, encode_headers(h)) for k, v, h in records], 16384, 0, ts)
+        for b in ours:
+            b.close()
+        theirs = MemoryRecordsBuilder(2, 0, 16384)
+        for k, v, h in records:
+            theirs.append(ts, k, v, h)
+        theirs.close()
+        same = [bytes(b.buffer()) for b in ours] == [bytes(theirs.buffer())]
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding, reported by the caller
+        return [f"building a batch through MemoryRecordsBuilder's fields fails: {exc!r}"]
+    return [] if same else ["batches built through MemoryRecordsBuilder's fields differ from its own"]
+
+
+def check(producer: Any) -> None:
+    """Raise unless this kafka-python has everything FastSender relies on."""
+    missing = problems(producer)
     if missing:
         raise RuntimeError(
             "kafka-python's producer internals changed (" + ", ".join(missing) + "): review "
