@@ -6,7 +6,7 @@ one with fastfetch installed (plain, compressed, keys and headers, a seek into t
 of a compressed batch, transactions committed and aborted under read_committed) and
 expect the same records (the chunks decoded) and the same positions, with no poll over
 max_poll_records. An upgrade of kafka-python fails here
-(and check() refuses to start the router).
+(and the router's start-up check, tsrouter.kafka_private, falls back to ConsumerRecords).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The unit tests compare its bytes with kafka-python's own encoder; the broker tests send
 through a real KafkaProducer and read the records back, committed and aborted in
 transactions, and see a failed batch reported as failed. An upgrade of kafka-python
-that changes what fastsend relies on fails here (and check() refuses to start the router).
+that changes what fastsend relies on fails here (and the router's start-up check falls back to send()).
 """
 from __future__ import annotations
 
