@@ -402,10 +402,12 @@ def profile_groups(path: str) -> list[tuple[str, float, float]]:
     total = 0.0
     for (filename, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
         total += tt
-        if "tsrouter/fastfetch" in filename:
+        if "tsrouter/fastfetch" in filename or "tsrouter/kafka_private/fastfetch" in filename:
             area = "tsp-router input decoding (tsrouter.fastfetch)"
-        elif "tsrouter/fastsend" in filename:
+        elif "tsrouter/fastsend" in filename or "tsrouter/kafka_private/fastsend" in filename:
             area = "tsp-router output encoding (tsrouter.fastsend)"
+        elif "tsrouter/wire" in filename or "tsrouter/chunks" in filename:
+            area = "tsp-router record format (tsrouter.wire, tsrouter.chunks: decoding and encoding)"
         elif "tsrouter" in filename:
             area = "tsp-router code (routing, planning, settling, metrics calls)"
         elif "/kafka/producer/" in filename or "/kafka/record/" in filename and "default_records" in filename \

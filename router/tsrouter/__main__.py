@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.workers > 1:
         return _run_workers(cfg, argv, info)
     health, metrics, stop = HealthState(), Metrics(), threading.Event()
+    from . import authwatch
+
+    # Before the actuator answers: the Runner's start-up check of kafka-python's internals
+    # takes a moment, and a SIGTERM once the probes answer must find the handler below.
+    runner = Runner(cfg, health, metrics, stop, auth_watch=authwatch.install(debug=cfg.log_level == "DEBUG"))
     try:
         server = ActuatorServer(
             create_app(health, info, metrics.registry, cfg.liveness_stall_ms / 1000.0),
@@ -53,10 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     log.info("tsp-router %s starting: actuator on port %s, config %s", __version__, server.port, cfg.public_info())
-
-    from . import authwatch
-
-    runner = Runner(cfg, health, metrics, stop, auth_watch=authwatch.install(debug=cfg.log_level == "DEBUG"))
 
     def on_signal(signum, _frame):
         if stop.is_set():

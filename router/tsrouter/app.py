@@ -22,7 +22,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from . import fastfetch, kafka_fixes
 from .batch import (
     CommitLedger,
     Planned,
@@ -37,13 +36,16 @@ from .batch import (
     rewind_offsets,
     settle,
 )
+from .chunks import ListChunk
 from .config import RouterConfig
-from .fastsend import FastSender, encode_headers
 from .health import HealthState
+from .kafka_private import Fence
+from .kafka_private.fastsend import FastSender
 from .metrics import Metrics
 from .rawplan import plan_chunks
 from .routing import Prefixes, output_headers
 from .topics import ensure_topics
+from .wire import encode_headers
 
 log = logging.getLogger("tsrouter")
 
@@ -152,6 +154,8 @@ class Runner:
         self._committed: dict = {}  # {tp: offset} known to be committed
         self.ledger = CommitLedger()  # acknowledged records until a commit covers them
         self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
+        # kafka-python's private API: what this process may use of it, checked once here.
+        self.kafka = Fence(fast_fetch=cfg.fast_fetch, batch_send=cfg.batch_send)
         self.fast: FastSender | None = None
         # Every record without input headers carries these: one list, one encoding.
         self._default_headers = output_headers(None)
@@ -180,7 +184,7 @@ class Runner:
     def connect(self) -> None:
         # Before any client exists: else a leader's rejoin can be lost for good, and a
         # broker's last answer (wrong credentials) too; the module says why.
-        kafka_fixes.install()
+        self.kafka.install_fixes()
         cfg = self.cfg
         if cfg.auto_create_topics:
             admin = KafkaAdminClient(**self._common())
@@ -215,7 +219,6 @@ class Runner:
             # Fences an earlier incarnation with the same id and aborts its open transaction.
             self.producer.init_transactions()
         self._txn_reset()
-        self.fast = FastSender(self.producer, cfg.producer_batch_size) if cfg.batch_send else None
         # kafka-python's poll() sleeps retry_backoff_ms whenever no fetch happens to be in
         # flight; at the client default that alone shows up as a 100-200 ms latency tail.
         consumer_cfg = {**self._common(), "retry_backoff_ms": 10}
@@ -234,8 +237,7 @@ class Runner:
             max_poll_interval_ms=300_000,
             isolation_level="read_committed" if cfg.exactly_once else "read_uncommitted",
         )
-        if cfg.fast_fetch:
-            fastfetch.install(self.consumer)  # poll() hands out chunks of still-encoded records
+        self.fast = self.kafka.attach(self.producer, self.consumer, cfg.producer_batch_size, cfg.input_topic)
         self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
 
     def close_clients(self, timeout_s: float) -> None:
@@ -309,14 +311,6 @@ class Runner:
             self.metrics.committed.inc(n)
 
     # ---- the loop ------------------------------------------------------------------------------
-    def _kafka_connected(self) -> bool:
-        # kafka-python exposes no public connectivity check; its client tracks connections.
-        try:
-            conns = self.consumer._client._manager._conns.values()
-            return any(c.connected for c in list(conns))
-        except Exception:  # noqa: BLE001 - private internals of kafka-python; unknown means not connected
-            return False
-
     def _partitions(self, topic: str) -> int | None:
         n = self._out_partitions.get(topic)
         if n is None:
@@ -330,14 +324,14 @@ class Runner:
         self.health.tick()
         # With sends in flight, poll briefly so acknowledgements are settled promptly.
         batch = self.consumer.poll(timeout_ms=POLL_INFLIGHT_MS if self.inflight or self._txn_open else poll_ms)
-        if batch and not self.cfg.fast_fetch:
-            # ConsumerRecords -> one chunk of tuples each (tsrouter.fastfetch makes chunks directly).
+        if batch and not self.kafka.fast_fetch:
+            # ConsumerRecords -> one chunk of tuples each (tsrouter.kafka_private.fastfetch makes chunks directly).
             batch = {
-                tp: [fastfetch.ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
+                tp: [ListChunk([(r.offset, r.timestamp, r.key, r.value, r.headers) for r in rs])]
                 for tp, rs in batch.items()
                 if rs
             }
-        connected = self._kafka_connected()
+        connected = self.kafka.connected()
         self.health.set_kafka(connected, "connected" if connected else "broker unreachable")
         count = sum(c.count for chunks in batch.values() for c in chunks) if batch else 0
         if count:
@@ -363,14 +357,14 @@ class Runner:
     def _plan(self, batch) -> Planned:
         out_parts = {t: self._partitions(t) for t in (self.topics.even, self.topics.odd, self.topics.dead_letter)}
         known = {k: v for k, v in out_parts.items() if v}
-        if self.fast is not None and self.cfg.fast_fetch and len(known) == len(out_parts):
+        if self.fast is not None and self.kafka.fast_fetch and len(known) == len(out_parts):
             # Whole batches to known partitions: input bytes straight to output records.
             return plan_chunks(batch, self.topics, self.prefixes, known, self._default_header_block)
         return plan_groups(records_of(batch), self.topics, self.prefixes, known)
 
     def _send_all(self, planned: Planned) -> list:
         """Hand every planned record to the producer: whole batches per output partition
-        (tsrouter.fastsend), else record by record; returns what settles them."""
+        (tsrouter.kafka_private.fastsend), else record by record; returns what settles them."""
         futures: list = []
         default = self._default_headers
         try:

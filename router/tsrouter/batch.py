@@ -1,8 +1,8 @@
 """Pure planning of one polled batch: what to send where, and which offsets it settles.
 
-A polled batch is {TopicPartition: [chunk]}, in offset order per partition: what
-tsrouter.fastfetch hands out (the loop wraps kafka-python's ConsumerRecords in one chunk
-when it is off). A chunk has `count` records from `first_offset` on, the next read starts
+A polled batch is {TopicPartition: [chunk]} (tsrouter.chunks), in offset order per
+partition: what tsrouter.kafka_private.fastfetch hands out (the loop wraps kafka-python's
+ConsumerRecords in one chunk when it is off). A chunk has `count` records from `first_offset` on, the next read starts
 at `next_offset`, and `records()` gives its records as tuples
 (offset, timestamp, key, value, headers); headers may be an empty tuple.
 tsrouter.rawplan plans still-encoded chunks directly.
@@ -212,7 +212,7 @@ class Planned:
     partition; headers None means the shared default (contentType: text/plain), so a
     record without input headers costs no header objects of its own. When `encoded`
     (tsrouter.rawplan), each record is encoded whole instead, as its partition's one output
-    batch would hold it (tsrouter.fastsend.encode_record), and every partition is known."""
+    batch would hold it (tsrouter.wire.encode_record), and every partition is known."""
 
     __slots__ = ("counts", "dead", "encoded", "groups", "oldest_ts")
 

@@ -344,8 +344,8 @@ class RouterConfig:
     # Each poll costs kafka-python two hand-offs to its network thread whatever it returns; at
     # 5000 instead of 2000, side by side, at-least-once and exactly-once ran about 10% faster.
     max_poll_records: int = 5000
-    batch_send: bool = True  # whole record batches into the producer (tsrouter.fastsend)
-    fast_fetch: bool = True  # polled records left encoded, no ConsumerRecord each (tsrouter.fastfetch)
+    batch_send: bool = True  # whole record batches into the producer (tsrouter.kafka_private.fastsend)
+    fast_fetch: bool = True  # polled records left encoded, no ConsumerRecord each (tsrouter.kafka_private.fastfetch)
     producer_batch_size: int = 256 * 1024
     eos_commit_interval_ms: int = 100
     eos_commit_records: int = 20_000
@@ -427,7 +427,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> RouterConfig:
         max_poll_records=props.integer("tsrouter.max-poll-records", default=5000, lo=1, hi=100_000),
         batch_send=props.boolean("tsrouter.batch-send", default=True),
         fast_fetch=props.boolean("tsrouter.fast-fetch", default=True),
-        # At most 512 KiB: below the broker's default message.max.bytes (tsrouter.fastsend says why).
+        # At most 512 KiB: below the broker's default message.max.bytes (tsrouter.kafka_private.fastsend says why).
         producer_batch_size=props.integer("tsrouter.producer-batch-size", default=256 * 1024, lo=1024, hi=512 * 1024),
         eos_commit_interval_ms=props.integer("tsrouter.eos-commit-interval-ms", default=100, lo=1, hi=10_000),
         eos_commit_records=props.integer("tsrouter.eos-commit-records", default=20_000, lo=1, hi=1_000_000),

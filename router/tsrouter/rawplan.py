@@ -1,10 +1,10 @@
 """Still-encoded input records planned straight into encoded output records.
 
-Why: decoding a polled batch into tuples (tsrouter.fastfetch), planning the tuples
-(tsrouter.batch.plan_groups) and encoding the output (tsrouter.fastsend) were three passes
-with objects per record, and together most of the router's main thread. Here one pass over
-each input record batch's bytes writes each output record's tail (tsrouter.fastsend.encode_tail)
-for its output partition.
+Why: decoding a polled batch into tuples (tsrouter.chunks), planning the tuples
+(tsrouter.batch.plan_groups) and encoding the output (tsrouter.kafka_private.fastsend) were
+three passes with objects per record, and together most of the router's main thread. Here
+one pass over each input record batch's bytes writes each output record (tsrouter.wire) for
+its output partition. Pure: no I/O, no kafka-python.
 
 The common record, a value that is ASCII and ends in a digit and no headers, is handled
 here, by the rule plan_groups applies to it: its key field is copied as encoded, its value
@@ -20,13 +20,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kafka.errors import CorruptRecordError
-from kafka.record.util import decode_varint
-
 from .batch import ASCII_DIGITS, InRecord, Planned, Topics, plan_record
-from .fastfetch import RawChunk, Record, decode_records
-from .fastsend import SMALL_VARINTS, encode_headers, encode_record, encode_tail, varint
+from .chunks import RawChunk
 from .routing import Prefixes
+from .wire import (
+    SMALL_VARINTS,
+    CorruptRecordError,
+    Record,
+    decode_records,
+    decode_varint,
+    encode_headers,
+    encode_record,
+    encode_tail,
+    varint,
+)
 
 __all__ = ["plan_chunks"]
 

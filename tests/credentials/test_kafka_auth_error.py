@@ -1,4 +1,4 @@
-"""The broker's answer to wrong credentials reaches the client (tsrouter/kafka_fixes.py, fix 2).
+"""The broker's answer to wrong credentials reaches the client (tsrouter/kafka_private/fixes.py, fix 2).
 
 Kafka sends the SaslAuthenticate error and closes the connection together; unfixed,
 kafka-python 3.0.12 drops the answer when both arrive in one read and reports only
@@ -11,7 +11,7 @@ import logging
 import pytest
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
-from tsrouter import kafka_fixes
+from tsrouter.kafka_private import fixes
 
 pytestmark = pytest.mark.kafka
 
@@ -33,7 +33,7 @@ class _Losses(logging.Handler):
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 def test_every_rejected_login_is_reported_as_an_authentication_failure(sasl_broker, mechanism):
-    kafka_fixes.install()
+    fixes.install()
     losses = _Losses()
     logger = logging.getLogger("kafka.net.connection")
     logger.addHandler(losses)

@@ -1,7 +1,7 @@
 """The ledger behind tsrouter_records_committed: records count as committed only once a
 commit covers their offsets, and only records that were acknowledged ever count."""
 from tsrouter.batch import CommitLedger, record_counts
-from tsrouter.fastfetch import ListChunk
+from tsrouter.chunks import ListChunk
 
 
 def test_a_commit_counts_the_acknowledged_records_its_offsets_cover():

@@ -1,4 +1,4 @@
-"""tsrouter.fastfetch: polled records as chunks, without kafka-python's ConsumerRecords (private API).
+"""tsrouter.kafka_private.fastfetch: polled records as chunks, without kafka-python's ConsumerRecords (private API).
 
 The unit tests decode batches built by kafka-python's own encoder and compare with its own
 decoder; the broker tests read the same topics through a plain KafkaConsumer and through
@@ -6,7 +6,7 @@ one with fastfetch installed (plain, compressed, keys and headers, a seek into t
 of a compressed batch, transactions committed and aborted under read_committed) and
 expect the same records (the chunks decoded) and the same positions, with no poll over
 max_poll_records. An upgrade of kafka-python fails here
-(and check() refuses to start the router).
+(and the router's start-up check, tsrouter.kafka_private, falls back to ConsumerRecords).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from kafka.record.default_records import DefaultRecordBatch
 from kafka.serializer import Deserializer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastfetch
+from tsrouter import wire
+from tsrouter.kafka_private import fastfetch
 
 from localinfra.proc import wait_for
 from routerproc import new_topic, unique
@@ -54,7 +55,7 @@ def ours(buf: bytes) -> list:
     batch._maybe_uncompress()
     return [
         (o, ts, k, v, list(h))
-        for o, ts, k, v, h in fastfetch.decode_records(
+        for o, ts, k, v, h in wire.decode_records(
             bytes(batch._buffer), batch._pos, batch._num_records, batch.base_offset, batch.first_timestamp, None
         )
     ]
@@ -75,9 +76,10 @@ def test_a_damaged_record_is_a_corrupt_record_error():
     buf = bytearray(built([(TS, None, b"12345", [])] * 3))
     header = DefaultRecordBatch.HEADER_STRUCT.size
     buf[header] = 0x7E  # the first record's length: 63 instead of its real size
-    with pytest.raises(CorruptRecordError):
+    # The router's own decoder (tsrouter.wire) raises its own CorruptRecordError.
+    with pytest.raises(wire.CorruptRecordError):
         ours(bytes(buf))
-    with pytest.raises(CorruptRecordError):
+    with pytest.raises(wire.CorruptRecordError):
         ours(bytes(built([(TS, None, b"12345", [])] * 3))[:-2])  # truncated
 
 

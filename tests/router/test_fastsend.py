@@ -1,9 +1,9 @@
-"""tsrouter.fastsend: whole record batches into kafka-python's producer (private API).
+"""tsrouter.kafka_private.fastsend: whole record batches into kafka-python's producer (private API).
 
 The unit tests compare its bytes with kafka-python's own encoder; the broker tests send
 through a real KafkaProducer and read the records back, committed and aborted in
 transactions, and see a failed batch reported as failed. An upgrade of kafka-python
-that changes what fastsend relies on fails here (and check() refuses to start the router).
+that changes what fastsend relies on fails here (and the router's start-up check falls back to send()).
 """
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastsend
+from tsrouter import wire
+from tsrouter.kafka_private import fastsend
 from tsrouter.routing import output_headers
 
 from localinfra.proc import wait_for
 from routerproc import new_topic, unique
 
 DEFAULT = output_headers(None)
-DEFAULT_BLOCK = fastsend.encode_headers(DEFAULT)
+DEFAULT_BLOCK = wire.encode_headers(DEFAULT)
 TS = 1_700_000_000_123
 
 
@@ -58,8 +59,8 @@ def test_batches_are_byte_for_byte_what_kafka_python_builds(batch_size):
 def test_whole_records_are_rebatched_byte_for_byte_as_kafka_python_would(batch_size):
     # What tsrouter.rawplan hands over: each record encoded as if one batch held them all.
     recs = records(3000)
-    whole = [fastsend.encode_record(i, fastsend.encode_tail(k, v, DEFAULT_BLOCK if h is None else
-                                                            fastsend.encode_headers(h)))
+    whole = [wire.encode_record(i, wire.encode_tail(k, v, DEFAULT_BLOCK if h is None else
+                                                    wire.encode_headers(h)))
              for i, (k, v, h) in enumerate(recs)]
     ours = fastsend.build_from_records(whole, batch_size, 0, TS)
     for b in ours:
@@ -74,15 +75,6 @@ def test_decoded_records_are_the_input():
     got = [r for batch in MemoryRecords(b.buffer()) for r in batch]
     assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == [(i, k, v, TS) for i, (k, v, _h) in enumerate(recs)]
     assert [list(r.headers) for r in got] == [DEFAULT if h is None else h for _k, _v, h in recs]
-
-
-def test_varint_matches_kafka_python():
-    from kafka.record.util import encode_varint
-
-    for n in (-1, 0, 1, 63, 64, 8191, 8192, 16383, 16384, 2**31, -(2**20)):
-        buf = bytearray()
-        encode_varint(n, buf.append)
-        assert fastsend.varint(n) == bytes(buf)
 
 
 def test_refuses_a_producer_without_the_internals_it_uses():

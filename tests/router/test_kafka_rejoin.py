@@ -1,4 +1,4 @@
-"""kafka-python's lost rejoin, on the real broker (tsrouter/kafka_fixes.py says why).
+"""kafka-python's lost rejoin, on the real broker (tsrouter/kafka_private/fixes.py says why).
 
 The scene of the demo's failures: the router leads its group; a log sink joins the same
 group for another topic; the leader assigns without that topic's metadata and rejoins
@@ -15,7 +15,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from tsrouter import kafka_fixes
+from tsrouter.kafka_private import fixes
 
 from localinfra.proc import wait_for
 
@@ -28,11 +28,11 @@ SESSION_MS = 6_000   # the broker expels a silent member after this
 
 @contextlib.contextmanager
 def fix(installed: bool):
-    (kafka_fixes.install if installed else kafka_fixes.uninstall)()
+    (fixes.install if installed else fixes.uninstall)()
     try:
         yield
     finally:
-        kafka_fixes.install()  # the router's own state, whatever a test did
+        fixes.install()  # the router's own state, whatever a test did
 
 
 def slow_sync_group(consumer: KafkaConsumer) -> None:
@@ -116,7 +116,7 @@ def test_without_the_fix_the_leader_loses_its_rejoin_and_is_expelled(kafka_boots
             outcomes.append(what)
             if not healthy:
                 break
-    # If this fails, kafka-python no longer loses the rejoin: drop tsrouter.kafka_fixes.
+    # If this fails, kafka-python no longer loses the rejoin: drop tsrouter.kafka_private.fixes.
     assert not healthy, f"kafka-python finished every pending join by itself: {outcomes}"
 
 

@@ -1,4 +1,4 @@
-"""tsrouter.rawplan and fastfetch's chunks: still-encoded input records planned straight
+"""tsrouter.rawplan and tsrouter.chunks: still-encoded input records planned straight
 into output records.
 
 The tuple path (decode each record, tsrouter.batch.plan_groups, fastsend.build_batches)
@@ -12,19 +12,19 @@ from __future__ import annotations
 import random
 
 import pytest
-from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter import fastsend
+from tsrouter.kafka_private import fastsend
 from tsrouter.batch import Topics, first_offsets, next_offsets, plan_groups, record_counts, records_of
-from tsrouter.fastfetch import ListChunk, RawChunk
+from tsrouter.chunks import ListChunk, RawChunk
 from tsrouter.rawplan import plan_chunks
 from tsrouter.routing import Prefixes, output_headers
+from tsrouter.wire import CorruptRecordError, encode_headers
 
 TS = 1_700_000_000_123
 TOPICS = Topics("ev", "od", "dlq")
-DEFAULT_BLOCK = fastsend.encode_headers(output_headers(None))
+DEFAULT_BLOCK = encode_headers(output_headers(None))
 
 
 def values(i: int) -> tuple[bytes | None, bytes | None, list]:

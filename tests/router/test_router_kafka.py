@@ -273,7 +273,7 @@ def _background_producer(bootstrap: str, topic: str, values, partitions: int, pa
     """Produce values from a thread (pace records per 10 ms step); returns (thread, errors).
 
     At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
-    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
+    100k records/s since tsrouter.kafka_private.fastfetch), or a kill meant for mid-stream finds it done."""
     errors: list = []
 
     def run():
@@ -459,3 +459,78 @@ def test_topics_it_cannot_create_but_that_exist_are_fine(kafka_bootstrap):
         assert r.terminate() == 0
     finally:
         r.stop()
+
+
+# Each switch combination of kafka-python's private paths (tsrouter.kafka_private), and the
+# fallback the start-up check takes on a kafka-python it was not written for (the router's
+# process sees another version): [args], {file: text} for the router's PYTHONPATH, and what
+# the router logs it uses.
+SITE_OTHER_KAFKA = {"sitecustomize.py": "import kafka\nkafka.__version__ = '3.0.99'\n"}
+PRIVATE_PATHS = {
+    "public": (["--tsrouter.fast-fetch=false", "--tsrouter.batch-send=false"], {},
+               "connection probe, kafka-python fixes"),
+    "fast-fetch": (["--tsrouter.batch-send=false"], {}, "tsrouter.fast-fetch, connection probe, kafka-python fixes"),
+    "batch-send": (["--tsrouter.fast-fetch=false"], {}, "tsrouter.batch-send, connection probe, kafka-python fixes"),
+    "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes"),
+    "fallback": ([], SITE_OTHER_KAFKA, "kafka-python fixes"),
+}
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.parametrize("paths", list(PRIVATE_PATHS))
+def test_every_private_path_switch_routes_the_same(kafka_bootstrap, tmp_path, paths, guarantee):
+    args, site, uses = PRIVATE_PATHS[paths]
+    for name, text in site.items():
+        (tmp_path / name).write_text(text)
+    parts = 2
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    r = RouterProc(pl.args(f"--tsrouter.processing-guarantee={guarantee}", *args),
+                   env={"PYTHONPATH": str(tmp_path)} if site else None).start()
+    try:
+        r.wait_ready()
+        assert f"private API in use: {uses}\n" in r.output()
+        if site:
+            assert "3.0.99 installed, 3.0.12 expected" in r.output()
+        good = timestamps(1000)
+        bad = [bad for bad, _reason in MALFORMED]
+        values = good[:500] + bad + good[500:]
+        produce(kafka_bootstrap, pl.input, values, partition_of=lambda i, v: i % parts,
+                key_of=lambda i, v: b"k%d" % i if i % 3 else None,
+                headers=lambda i, v: [("trace-id", str(i).encode())] if i % 5 == 0 else None)
+        level = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+        routed = _wait_all_routed(kafka_bootstrap, pl, len(good), level)
+        assert sorted(routed) == list(range(len(good))) and max(routed.values()) == 1
+        even = read_to_end(kafka_bootstrap, pl.even, level)
+        odd = read_to_end(kafka_bootstrap, pl.odd, level)
+        dlq = read_all(kafka_bootstrap, pl.dlq, len(bad), isolation_level=level)
+        assert sorted(r.value for r in dlq) == sorted(b if b is not None else b"" for b in bad)
+        for out, prefix in ((even, b"Even timestamp:"), (odd, b"Odd timestamp:")):
+            for rec in out:
+                i = values.index(rec.value[len(prefix):])
+                assert rec.value.startswith(prefix) and int(chr(rec.value[-1])) % 2 == (prefix == b"Odd timestamp:")
+                assert rec.partition == i % parts  # the output partition follows the input's
+                assert rec.key == (b"k%d" % i if i % 3 else None)
+                h = dict(rec.headers)
+                assert h["contentType"] == b"text/plain"
+                assert h.get("trace-id") == (str(i).encode() if i % 5 == 0 else None)
+        wait_for(lambda: r.metric("tsrouter_records_committed_total") == len(values), 60, "every record committed")
+        assert r.metric("tsrouter_records_routed_total") == len(good)
+        assert r.metric("tsrouter_records_dead_lettered_total") == len(bad)
+        assert r.terminate() == 0
+    finally:
+        r.stop()
+
+
+def test_the_public_connection_probe_on_the_real_broker(kafka_bootstrap):
+    from tsrouter.kafka_private.probe import PublicProbe
+
+    topic = unique("probe")
+    create_topic(kafka_bootstrap, topic)
+    up = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    down = KafkaConsumer(bootstrap_servers="127.0.0.1:9", api_version=(3, 0))  # nothing listens there
+    try:
+        assert PublicProbe(up, topic)() is True
+        assert PublicProbe(down, topic)() is False
+    finally:
+        up.close()
+        down.close()

@@ -5,7 +5,7 @@ from collections import namedtuple
 import pytest
 
 from tsrouter.batch import Topics, first_offsets, merge_offsets, next_offsets, plan_batch
-from tsrouter.fastfetch import ListChunk
+from tsrouter.chunks import ListChunk
 from tsrouter.health import HealthState, health_body, liveness, readiness
 from tsrouter.routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
 from tsrouter.topics import classify, still_missing

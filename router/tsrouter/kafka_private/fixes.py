@@ -44,9 +44,36 @@ def _join_pending(coordinator: Any) -> bool:
     return getattr(coordinator, "_join_task", None) is not None
 
 
+# What each fix's replacement uses of the original's names: when kafka-python changes
+# them, the replacement no longer matches the code it replaces.
+_REJOIN_NAMES = {"_join_task"}  # set by BaseCoordinator.__init__
+_READ_NAMES = {"_sock_recv", "abort", "data_received", "wait_read"}  # used by _read_from_sock
+
+
+def problems() -> list[str]:
+    """What this kafka-python lacks of what the fixes rely on (empty: nothing). Unlike the
+    fast paths these have no public alternative: the router refuses to run without them."""
+    found = []
+    if _REJOIN_NAMES - set(BaseCoordinator.__init__.__code__.co_names):
+        found.append("kafka-python's BaseCoordinator has no _join_task")
+    if _READ_NAMES - set(_unfixed(KafkaTCPTransport._read_from_sock).__code__.co_names):
+        found.append("kafka-python's KafkaTCPTransport._read_from_sock changed")
+    return found
+
+
+def _unfixed(fn: Any) -> Any:
+    return fn.__wrapped__ if getattr(fn, _MARK, False) else fn
+
+
 def install() -> None:
     """Install both fixes (idempotent); raise if kafka-python no longer has what they
     rely on, rather than silently running unfixed."""
+    found = problems()
+    if found:
+        raise RuntimeError(
+            "; ".join(found) + ": review tsrouter.kafka_private.fixes against the installed kafka-python "
+            "before running the router"
+        )
     _install_rejoin_fix()
     _install_read_fix()
 
@@ -63,12 +90,6 @@ def _install_rejoin_fix() -> None:
     original = ConsumerCoordinator.need_rejoin
     if getattr(original, _MARK, False):
         return
-    probe = BaseCoordinator.__init__.__code__.co_names
-    if "_join_task" not in probe:
-        raise RuntimeError(
-            "kafka-python's BaseCoordinator has no _join_task: review tsrouter.kafka_fixes "
-            "against the installed kafka-python before running the router"
-        )
 
     def need_rejoin(self: ConsumerCoordinator) -> bool:
         # Manual assignment never joins; otherwise a pending join must be driven to its end.
@@ -85,12 +106,6 @@ def _install_read_fix() -> None:
     original = KafkaTCPTransport._read_from_sock
     if getattr(original, _MARK, False):
         return
-    needed = {"_sock_recv", "abort", "data_received", "wait_read"}
-    if not needed <= set(original.__code__.co_names):
-        raise RuntimeError(
-            "kafka-python's KafkaTCPTransport._read_from_sock changed: review tsrouter.kafka_fixes "
-            "against the installed kafka-python before running the router"
-        )
 
     async def _read_from_sock(self: Any) -> None:
         # The original loop, but bytes read together with the close reach the protocol.

@@ -3,15 +3,18 @@
 Why: `KafkaProducer.send()` was the router's largest cost (bench/results/router.md): per
 record it validates, looks up metadata, takes the partition's lock, runs kafka-python's
 generic record encoder and makes a future. Here the records of one poll that go to one
-output partition are encoded (Kafka's record format v2) into as few record batches as
-`batch_size` allows, and each batch is handed to the accumulator whole. The sender thread
+output partition are encoded (Kafka's record format v2, tsrouter.wire) into as few record
+batches as `batch_size` allows, and each batch is handed to the accumulator whole. The sender thread
 then sends them exactly as it sends its own (idempotence, transactions, retries and
 delivery timeouts included), and each batch's one future settles all of its records.
 
 This uses private API of kafka-python 3.0.12 (pinned in router/pyproject.toml): the
 accumulator's `_batches`, `_tp_lock`, `_incomplete` and `_appends_in_progress`,
 `ProducerBatch`, `MemoryRecordsBuilder._builder`/`_next_offset` and the fields of
-`DefaultRecordBatchBuilder`. `check()` refuses to start when any of them is missing;
+`DefaultRecordBatchBuilder`. `problems()` and `behaviour_problems()` are its part of the
+router's start-up check (tsrouter.kafka_private.check: another version, a field missing or
+other bytes than kafka-python's own builder writes, and the router sends with
+`KafkaProducer.send()` instead); `FastSender` refuses such a producer;
 tests/router/test_fastsend.py compares the bytes with kafka-python's own encoder and
 round-trips them through the real broker, so an upgrade that changes them fails loudly.
 """
@@ -25,20 +28,19 @@ from typing import Any
 from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
-from kafka.record.util import decode_varint
+
+from ..wire import BATCH_HEADER_SIZE, batch_records, encode_headers, encode_tail, rebatch_records
+from .pin import version_problems
 
 __all__ = [
-    "SMALL_VARINTS",
     "BatchAck",
     "FastSender",
+    "behaviour_problems",
     "build_batches",
     "build_from_records",
     "build_from_tails",
     "check",
-    "encode_headers",
-    "encode_record",
-    "encode_tail",
-    "varint",
+    "problems",
 ]
 
 # The broker refuses a batch larger than its message.max.bytes (1 MiB by default), and
@@ -50,82 +52,63 @@ _BUILDER_FIELDS = {"_buffer", "_first_timestamp", "_max_timestamp", "_num_record
 _ACCUMULATOR_FIELDS = ("_batches", "_tp_lock", "_incomplete", "_appends_in_progress", "_closed", "config")
 
 
-def _zigzag_varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-SMALL_VARINTS = [_zigzag_varint(i) for i in range(16384)]
-_NULL = _zigzag_varint(-1)
-
-
-def varint(n: int) -> bytes:
-    """Kafka's zig-zag varint of n (record lengths, deltas, counts)."""
-    return SMALL_VARINTS[n] if 0 <= n < 16384 else _zigzag_varint(n)
-
-
-def encode_headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
-    """A record's header block: count, then each key and value, length-prefixed."""
-    out = [varint(len(headers))]
-    for k, v in headers:
-        kb = k.encode("utf-8")
-        out += [varint(len(kb)), kb]
-        out += [_NULL] if v is None else [varint(len(v)), v]
-    return b"".join(out)
-
-
-def check(producer: Any) -> None:
-    """Raise unless this kafka-python has everything FastSender relies on."""
-    acc = getattr(producer, "_accumulator", None)
-    missing = [f for f in _ACCUMULATOR_FIELDS if acc is None or not hasattr(acc, f)]
+def problems(producer: Any = None) -> list[str]:
+    """What this kafka-python lacks of what FastSender relies on (empty: nothing); with a
+    producer, also what that producer lacks."""
+    missing = version_problems()
     if not set(DefaultRecordBatchBuilder.__slots__) >= _BUILDER_FIELDS:
         missing.append("DefaultRecordBatchBuilder fields")
     if not {"_builder", "_next_offset"} <= set(MemoryRecordsBuilder.__slots__):
         missing.append("MemoryRecordsBuilder fields")
+    if DefaultRecordBatchBuilder.HEADER_STRUCT.size != BATCH_HEADER_SIZE:
+        missing.append("DefaultRecordBatchBuilder.HEADER_STRUCT size")
+    if producer is None:
+        return missing
+    acc = getattr(producer, "_accumulator", None)
+    missing += [f for f in _ACCUMULATOR_FIELDS if acc is None or not hasattr(acc, f)]
     for name in ("_sender", "_transaction_manager"):
         if not hasattr(producer, name):
             missing.append(f"KafkaProducer.{name}")
     if acc is not None and getattr(acc, "config", {}).get("message_version") != 2:
         missing.append("record format v2")
+    return missing
+
+
+def behaviour_problems() -> list[str]:
+    """Whether batches built here are byte for byte what kafka-python's own builder writes
+    (its close() fills the batch header from the private fields set here; empty: they are)."""
+    ts = 1_700_000_000_000
+    records = [(None, b"0", []), (b"k", b"1" * 300, [("h", b"v"), ("null", None)])]
+    try:
+        ours = build_from_tails([encode_tail(k, v, encode_headers(h)) for k, v, h in records], 16384, 0, ts)
+        for b in ours:
+            b.close()
+        theirs = MemoryRecordsBuilder(2, 0, 16384)
+        for k, v, h in records:
+            theirs.append(ts, k, v, h)
+        theirs.close()
+        same = [bytes(b.buffer()) for b in ours] == [bytes(theirs.buffer())]
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding, reported by the caller
+        return [f"building a batch through MemoryRecordsBuilder's fields fails: {exc!r}"]
+    return [] if same else ["batches built through MemoryRecordsBuilder's fields differ from its own"]
+
+
+def check(producer: Any) -> None:
+    """Raise unless this kafka-python has everything FastSender relies on."""
+    missing = problems(producer)
     if missing:
         raise RuntimeError(
             "kafka-python's producer internals changed (" + ", ".join(missing) + "): review "
-            "tsrouter.fastsend against the installed kafka-python, or set tsrouter.batch-send=false"
+            "tsrouter.kafka_private.fastsend against the installed kafka-python, or set tsrouter.batch-send=false"
         )
-
-
-def encode_tail(key: bytes | None, value: bytes, header_block: bytes) -> bytes:
-    """A record's fields after its offset delta: key, value (length-prefixed) and an
-    encoded header block (encode_headers)."""
-    return (_NULL if key is None else varint(len(key)) + key) + varint(len(value)) + value + header_block
-
-
-def encode_record(index: int, tail: bytes) -> bytes:
-    """A whole record at `index` of its batch (its offset delta), timestamp delta 0."""
-    body = b"\x00\x00" + varint(index) + tail
-    return varint(len(body)) + body
 
 
 def build_from_records(
     records: Sequence[bytes], batch_size: int, compression: int, ts: int
 ) -> list[MemoryRecordsBuilder]:
-    """Whole records encoded as one batch's (encode_record, index 0 on) -> open record
-    batches: that one when it fits in batch_size (a poll's share of a partition does, at the
-    default size), else re-split by build_from_tails."""
-    if DefaultRecordBatchBuilder.HEADER_STRUCT.size + sum(map(len, records)) <= batch_size or len(records) == 1:
-        return [_builder(list(records), batch_size, compression, ts)]
-    return build_from_tails([_tail_of(r) for r in records], batch_size, compression, ts)
-
-
-def _tail_of(record: bytes) -> bytes:
-    """encode_record's tail back: after the length, attributes, timestamp delta and offset delta."""
-    _length, pos = decode_varint(record, 0)
-    return record[decode_varint(record, pos + 2)[1] :]
+    """Whole records encoded as one batch's (tsrouter.wire.encode_record, index 0 on) -> open
+    record batches (tsrouter.wire.rebatch_records)."""
+    return [_builder(parts, batch_size, compression, ts) for parts in rebatch_records(records, batch_size)]
 
 
 def build_batches(
@@ -149,32 +132,15 @@ def build_batches(
 
 
 def build_from_tails(tails: Sequence[bytes], batch_size: int, compression: int, ts: int) -> list[MemoryRecordsBuilder]:
-    """Records given by their tails (encode_tail), in order -> open record batches of at
-    most batch_size bytes (at least one record each), exactly as kafka-python's own builder
-    writes them. One timestamp for all: every record's timestamp delta is 0."""
-    small = SMALL_VARINTS
-    header_size = DefaultRecordBatchBuilder.HEADER_STRUCT.size
-    out = []
-    parts: list[bytes] = []
-    size = header_size
-    for tail in tails:
-        n = len(parts)
-        body = b"\x00\x00" + (small[n] if n < 16384 else varint(n)) + tail  # attributes, timestamp delta, offset delta
-        blen = len(body)
-        rec = (small[blen] if blen < 16384 else varint(blen)) + body
-        if parts and size + len(rec) > batch_size:
-            out.append(_builder(parts, batch_size, compression, ts))
-            parts, size = [], header_size
-            body = b"\x00\x00\x00" + tail
-            rec = varint(len(body)) + body
-        parts.append(rec)
-        size += len(rec)
-    if parts:
-        out.append(_builder(parts, batch_size, compression, ts))
-    return out
+    """Records given by their tails (tsrouter.wire.encode_tail), in order -> open record
+    batches of at most batch_size bytes (tsrouter.wire.batch_records), exactly as
+    kafka-python's own builder writes them. One timestamp for all."""
+    return [_builder(parts, batch_size, compression, ts) for parts in batch_records(tails, batch_size)]
 
 
 def _builder(parts: list[bytes], batch_size: int, compression: int, ts: int) -> MemoryRecordsBuilder:
+    # kafka-python's builder, filled behind its back: the records as encoded, and the
+    # fields its close() writes into the batch header.
     builder = MemoryRecordsBuilder(2, compression, batch_size)
     inner = builder._builder
     inner._buffer += b"".join(parts)
