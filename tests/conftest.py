@@ -31,6 +31,25 @@ def kubeconfig(control_plane):
     return control_plane.kubeconfig
 
 
+# The real parts each session fixture starts, as the markers `make unit` deselects by:
+# a test is marked by the fixtures it uses (directly or through others), so
+# `-m "not kafka and not kube"` never starts a broker or a control plane.
+FIXTURE_MARKERS = {
+    "kafka_broker": ("kafka",),
+    "sasl_broker": ("kafka",),
+    "control_plane": ("kube",),
+    "scdf_servers": ("scdf",),
+    "node_cluster": ("kafka", "kube", "node"),
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            for marker in FIXTURE_MARKERS.get(name, ()):
+                item.add_marker(marker)
+
+
 @pytest.fixture
 def on_failure():
     """A list of (title, produce-text) pairs; when the test fails, each is run and its text
