@@ -255,6 +255,12 @@ def _component_status() -> dict[str, Any]:
                 "description": "Pods the scheduler cannot place (their PodScheduled=False condition).",
                 "properties": {"pods": n, "reason": {"type": "string"}, "message": {"type": "string"}},
             },
+            "notReady": {
+                "type": "object",
+                "description": "Scheduled pods that are not Ready for a reason to act on: the kubelet's (an image "
+                "it cannot pull, a crash loop, ...), or ReadinessProbeFailing once the probe had its full chance.",
+                "properties": {"pods": n, "reason": {"type": "string"}, "message": {"type": "string"}},
+            },
         },
     }
 
@@ -280,6 +286,13 @@ def _rollout_status() -> dict[str, Any]:
             "reason": s,
             "message": s,
             "time": {"type": "string", "format": "date-time", "description": "When the verdict was last set."},
+            "readyAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When every app of the attempt was first available (the wait for the router "
+                "group's first commits counts from here).",
+            },
+            "outputsAtReady": _int64("The output topics' end offsets, summed, when the wait for commits began."),
             "window": {
                 "type": "object",
                 "description": "The verification window, while one is open.",

@@ -45,6 +45,9 @@ VERIFYING, STABLE, ROLLED_BACK, FAILED = "Verifying", "Stable", "RolledBack", "F
 WAITING_FOR_READY = "WaitingForReady"
 WAITING_FOR_COMMITS = "WaitingForCommits"
 NOT_CONSUMING = "NotConsuming"
+# Records reach the outputs but the group never commits: an app that does not use the
+# consumer group it is given (the seed recipe's router has none). Not a failure.
+GROUP_UNUSED = "GroupNotUsed"
 WINDOW_OPEN = "WindowOpen"
 CHECKS_PASSED = "ChecksPassed"
 NO_TRAFFIC = "NoTraffic"
@@ -172,23 +175,40 @@ def unconsumed(snapshot: Mapping[str, list[int]]) -> list[int]:
     ]
 
 
+def _routed(snapshot: Mapping[str, list[int]]) -> int:
+    """The outputs' end offsets, summed: grows with every record routed or dead-lettered."""
+    return sum(sum(snapshot.get(k, [])) for k in OUTPUTS)
+
+
 def opened(
     rollout: Mapping[str, Any],
     start: Mapping[str, list[int]] | None,
     now: datetime,
     seconds: int,
     counters: Mapping[str, Mapping[str, int]] | None = None,
+    spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The window opens now; `start`: the broker's offsets (None: the broker cannot be
     read); `counters`: the router pods' counters instead, by pod name.
 
     Not while the group has not committed on a partition with records waiting (its start
-    would be unknown): that waits, and fails as NotConsuming after `seconds` of it."""
+    would be unknown): that waits, and after `seconds` of it fails as NotConsuming, or,
+    when records reached the outputs meanwhile (`spec`: the attempt's, to make it the
+    stable revision), is judged by readiness only: the router routes but does not use
+    the group, so there is nothing to judge the data by."""
     waiting = unconsumed(start) if start is not None else []
     if waiting:
+        assert start is not None
         ready_at = parse_time(str(rollout.get("readyAt") or format_time(now)))
         idle = (now - ready_at).total_seconds()
         names = ", ".join(str(i) for i in waiting)
+        routed = _routed(start) - int(rollout.get("outputsAtReady", _routed(start)))
+        if idle >= seconds and routed > 0 and spec is not None:
+            why = (
+                f"{routed} records reached the output topics in {idle:.0f}s but the router never committed in its "
+                f"consumer group on input partition(s) {names} (an app that does not use the group it is given)"
+            )
+            return judged(rollout, readiness_only(why), now, spec) | {"reason": GROUP_UNUSED}
         if idle >= seconds:
             return failed(
                 rollout,
@@ -202,6 +222,7 @@ def opened(
             reason=WAITING_FOR_COMMITS,
             message=f"waiting for the router group's first commit on input partition(s) {names}",
         )
+        out.setdefault("outputsAtReady", _routed(start))
         return out
     out = dict(rollout)
     out["window"] = {"opened": format_time(now), "seconds": seconds}

@@ -93,6 +93,19 @@ def test_the_window_waits_for_the_groups_first_commits_and_a_release_that_never_
     assert "committed nothing on input partition(s) 0 in 60s" in r2["message"]
 
 
+def test_a_router_that_routes_but_never_commits_in_its_group_is_judged_by_readiness_not_rolled_back():
+    # The seed recipe's router has no consumer group: records flow, no commit ever comes.
+    r, _ = step(stable_at())
+    r = rollback.opened(r, {**offsets([-1], [0], [0]), "input": [3], "inputStart": [0]}, T0, 60, spec={"v": "new"})
+    assert r["reason"] == rollback.WAITING_FOR_COMMITS and r["outputsAtReady"] == 0
+    r, _ = step(r, at=60)
+    flowing = {**offsets([-1], [40], [35]), "input": [80], "inputStart": [0]}
+    r = rollback.opened(r, flowing, T0 + timedelta(seconds=60), 60, spec={"v": "new"})
+    assert (r["verdict"], r["reason"]) == (rollback.STABLE, rollback.GROUP_UNUSED)
+    assert "75 records reached the output topics" in r["message"] and "judged by readiness" in r["message"]
+    assert r["stable"]["spec"] == {"v": "new"}, "the attempt is the revision to return to"
+
+
 @pytest.mark.parametrize(("value", "parity", "problem"), [
     (b"Even timestamp:11/27/26 00:00:04", "even", None),
     (b'Even timestamp:"11/27/26 00:00:04" ', "even", None),

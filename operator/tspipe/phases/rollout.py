@@ -50,7 +50,7 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, stat
             r = rollback.opened(r, None, clients.now(), p.verify_seconds, counters=counters)
         elif need == rollback.OPEN:
             start = await _window_offsets(clients, p, commits_first=False)
-            r = rollback.opened(r, start, clients.now(), p.verify_seconds)
+            r = rollback.opened(r, start, clients.now(), p.verify_seconds, spec=ctx.resource.get("spec") or {})
         elif need == rollback.JUDGE:
             r = rollback.judged(r, await _judge(ctx, clients, p, r), clients.now(), ctx.resource.get("spec") or {})
     except KafkaUnavailable as exc:
