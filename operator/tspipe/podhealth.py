@@ -36,16 +36,23 @@ def describe(probe: Probe, server_port: int) -> str:
     return f"GET {probe.path} on port {port}" if probe.path else f"TCP connect to port {port}"
 
 
-def _pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[dict[str, Any]]:
-    """A component's pods that are scheduled, not being deleted and not Ready, by name."""
+def live_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[dict[str, Any]]:
+    """A component's pods that are not being deleted."""
     out = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         lbl = meta.get("labels") or {}
         if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
             continue
-        if lbl.get(LABEL_COMPONENT) != suffix:
-            continue
+        if lbl.get(LABEL_COMPONENT) == suffix:
+            out.append(pod)
+    return out
+
+
+def _pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[dict[str, Any]]:
+    """A component's live pods that are scheduled and not Ready, by name."""
+    out = []
+    for pod in live_pods(pods, pipeline_name, suffix):
         conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
         if conds.get("PodScheduled") == "True" and conds.get("Ready") != "True":
             out.append(pod)

@@ -39,7 +39,7 @@ from .components import COMPONENTS, ROUTER
 from .conditions import Condition, Phase, Reason
 from .history import next_history
 from .model import Pipeline, PipelineError
-from .names import LABEL_COMPONENT, LABEL_INSTANCE, RECONCILE_PAUSED_ANNOTATION
+from .names import RECONCILE_PAUSED_ANNOTATION
 from .pause import PAUSED, RUNNING, PauseState
 from .render import SERVER_PORT, deployment_name, image_of, router_selector, spec_replicas
 from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE
@@ -130,15 +130,10 @@ PODS_UNSCHEDULABLE = Condition.PODS_UNSCHEDULABLE
 
 def _live_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[tuple[str, list[Any]]]:
     """(name, conditions) of a component's pods that are not being deleted."""
-    out = []
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        lbl = meta.get("labels") or {}
-        if meta.get("deletionTimestamp") or lbl.get(LABEL_INSTANCE) != pipeline_name:
-            continue
-        if lbl.get(LABEL_COMPONENT) == suffix:
-            out.append((str(meta.get("name", "")), (pod.get("status") or {}).get("conditions") or []))
-    return out
+    return [
+        (str((pod.get("metadata") or {}).get("name", "")), (pod.get("status") or {}).get("conditions") or [])
+        for pod in podhealth.live_pods(pods, pipeline_name, suffix)
+    ]
 
 
 def unscheduled(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> dict[str, Any] | None:
