@@ -272,7 +272,7 @@ class Runner:
             # owner replays the records.
             self._txn_reset()
             with contextlib.suppress(Exception):
-                self.producer.abort_transaction()
+                self._txn().abort()
         for tp in lost:
             self.pending.pop(tp, None)
         self.ledger.forget(lost)
@@ -526,8 +526,8 @@ class Runner:
             return False
         meta = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
         try:
-            self.producer.send_offsets_to_transaction(meta, self.consumer.group_metadata())
-            self.producer.commit_transaction()
+            self._txn().send_offsets(meta, self.consumer.group_metadata())
+            self._txn().commit()
         except Exception as exc:  # noqa: BLE001 - any failure: abort, the records are replayed
             log.warning("transaction commit failed, replaying its records: %s", exc)
             self._abort()
@@ -546,9 +546,14 @@ class Runner:
             self._seek(first)
             self.stop.wait(REPLAY_PAUSE_S)
 
+    def _txn(self) -> Any:
+        """The producer's transactional calls, bounded where kafka_private can (its txn says why)."""
+        assert self.kafka.txn is not None  # set with an exactly-once producer
+        return self.kafka.txn
+
     def _abort(self) -> None:
         try:
-            self.producer.abort_transaction()
+            self._txn().abort()
         except Exception as exc:
             # A fatal producer error (e.g. fenced): rebuild the clients from scratch.
             raise RuntimeError(f"transaction abort failed: {exc}") from exc

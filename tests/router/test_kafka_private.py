@@ -13,11 +13,12 @@ import kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
+from kafka.producer.transaction_manager import TransactionalRequestResult
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 from tsrouter import kafka_private
-from tsrouter.kafka_private import BATCH_SEND, CONNECTION_PROBE, FAST_FETCH, FIXES, Fence, fastfetch, fastsend, \
-    fixes, probe
+from tsrouter.kafka_private import BATCH_SEND, BOUNDED_TXN, CONNECTION_PROBE, FAST_FETCH, FIXES, Fence, fastfetch, \
+    fastsend, fixes, probe, txn
 
 NOWHERE = "127.0.0.1:9"  # nothing listens there: the clients below never connect
 
@@ -40,8 +41,9 @@ def warnings(caplog) -> str:
 
 def test_the_pinned_kafka_python_passes_every_part(clients):
     assert kafka.__version__ == kafka_private.PINNED_KAFKA_PYTHON
-    assert kafka_private.check() == {FAST_FETCH: [], BATCH_SEND: [], CONNECTION_PROBE: [], FIXES: []}
-    assert kafka_private.check(*clients) == {FAST_FETCH: [], BATCH_SEND: [], CONNECTION_PROBE: [], FIXES: []}
+    every_part_passes = {FAST_FETCH: [], BATCH_SEND: [], CONNECTION_PROBE: [], BOUNDED_TXN: [], FIXES: []}
+    assert kafka_private.check() == every_part_passes
+    assert kafka_private.check(*clients) == every_part_passes
 
 
 def test_all_private_paths_on_when_the_check_passes(clients, caplog):
@@ -54,8 +56,8 @@ def test_all_private_paths_on_when_the_check_passes(clients, caplog):
     assert consumer._fetcher.PartitionRecords is fastfetch.ChunkRecords
     assert isinstance(fence.connected, probe.PrivateProbe) and fence.connected() is False  # never connected
     assert warnings(caplog) == ""
-    assert "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes" \
-        in caplog.text
+    assert "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, bounded transactional " \
+        "calls, kafka-python fixes" in caplog.text
 
 
 @pytest.mark.parametrize("fast_fetch,batch_send", [(False, False), (True, False), (False, True)])
@@ -70,7 +72,7 @@ def test_the_switches_turn_each_fast_path_off(clients, fast_fetch, batch_send):
 def test_another_kafka_python_takes_every_public_path_and_says_why(clients, monkeypatch, caplog):
     monkeypatch.setattr(kafka, "__version__", "3.0.13")
     found = kafka_private.check()
-    for part in (FAST_FETCH, BATCH_SEND, CONNECTION_PROBE):
+    for part in (FAST_FETCH, BATCH_SEND, CONNECTION_PROBE, BOUNDED_TXN):
         assert found[part] == ["kafka-python 3.0.13 installed, 3.0.12 expected"], part
     assert found[FIXES] == []  # the fixes are judged by the code they replace
     fence = Fence(fast_fetch=True, batch_send=True)
@@ -83,7 +85,8 @@ def test_another_kafka_python_takes_every_public_path_and_says_why(clients, monk
     assert "tsrouter.fast-fetch uses kafka-python's ConsumerRecords" in said
     assert "tsrouter.batch-send uses KafkaProducer.send() per record" in said
     assert "connection probe uses an end-offset request" in said
-    assert said.count("3.0.13 installed, 3.0.12 expected") == 3
+    assert "bounded transactional calls uses KafkaProducer's own transactional calls" in said
+    assert said.count("3.0.13 installed, 3.0.12 expected") == 4
 
 
 def test_a_missing_attribute_turns_off_only_the_path_that_needs_it(monkeypatch, caplog):
@@ -167,3 +170,28 @@ def test_the_public_probe_asks_the_broker_now_and_then(caplog):
     c.fail, c.assigned = False, {TopicPartition("in", 3), TopicPartition("in", 1)}
     now[0] += probe.PUBLIC_PROBE_INTERVAL_S
     assert up() is True and c.asked[-1][0] == [TopicPartition("in", 1)]  # a partition it owns
+
+
+def test_a_transactional_call_that_never_completes_is_given_up_after_its_bound():
+    # kafka-python waits on these results with no timeout; Bounded makes the same request
+    # and gives up, so the router rebuilds its clients instead of hanging while UP.
+    producer = KafkaProducer(bootstrap_servers=NOWHERE, api_version=(3, 0), transactional_id="t-1")
+    try:
+        assert kafka_private.check(producer)[BOUNDED_TXN] == []
+        never = TransactionalRequestResult()  # the sender never answers it
+        producer._transaction_manager.begin_abort = lambda: never
+        with pytest.raises(KafkaTimeoutError, match="the transaction's abort not done after 0s"):
+            txn.Bounded(producer, timeout_s=0.2).abort()
+        consumer = KafkaConsumer(bootstrap_servers=NOWHERE, api_version=(3, 0))
+        fence = Fence(fast_fetch=True, batch_send=True)
+        fence.attach(producer, consumer, 65536, "in")
+        assert isinstance(fence.txn, txn.Bounded)
+        consumer.close()
+    finally:
+        producer.close(timeout=1)
+
+
+def test_a_non_transactional_producer_needs_no_transactional_internals(clients):
+    fence = Fence(fast_fetch=True, batch_send=True)
+    fence.attach(*clients, 65536, "in")
+    assert fence.bounded_txn and fence.txn is None

@@ -8,6 +8,8 @@ The router reads or patches kafka-python's internals in four places, each here:
              public alternative: KafkaProducer.send() per record
   probe      whether a broker connection is up (readiness); public alternative: ask the
              broker for an end offset every few seconds
+  txn        exactly-once's transactional calls with a bound on their wait; public
+             alternative: KafkaProducer's own calls, which wait without one
   fixes      two bug fixes of kafka-python 3.0.12 (a lost rejoin, a lost last response);
              no alternative: without them the router refuses to run, as before
 
@@ -30,10 +32,19 @@ from typing import Any
 
 import kafka
 
-from . import fastfetch, fastsend, fixes, probe
+from . import fastfetch, fastsend, fixes, probe, txn
 from .pin import PINNED_KAFKA_PYTHON
 
-__all__ = ["BATCH_SEND", "CONNECTION_PROBE", "FAST_FETCH", "FIXES", "PINNED_KAFKA_PYTHON", "Fence", "check"]
+__all__ = [
+    "BATCH_SEND",
+    "BOUNDED_TXN",
+    "CONNECTION_PROBE",
+    "FAST_FETCH",
+    "FIXES",
+    "PINNED_KAFKA_PYTHON",
+    "Fence",
+    "check",
+]
 
 log = logging.getLogger("tsrouter")
 
@@ -41,6 +52,7 @@ log = logging.getLogger("tsrouter")
 FAST_FETCH = "tsrouter.fast-fetch"
 BATCH_SEND = "tsrouter.batch-send"
 CONNECTION_PROBE = "connection probe"
+BOUNDED_TXN = "bounded transactional calls"
 FIXES = "kafka-python fixes"
 
 # What replaces each optional part when its check fails, and the module to review then.
@@ -48,6 +60,7 @@ _PUBLIC = {
     FAST_FETCH: ("kafka-python's ConsumerRecords, as with tsrouter.fast-fetch=false", "fastfetch"),
     BATCH_SEND: ("KafkaProducer.send() per record, as with tsrouter.batch-send=false", "fastsend"),
     CONNECTION_PROBE: ("an end-offset request to the broker every few seconds", "probe"),
+    BOUNDED_TXN: ("KafkaProducer's own transactional calls, which wait without a bound", "txn"),
 }
 
 
@@ -59,6 +72,8 @@ def check(producer: Any = None, consumer: Any = None) -> dict[str, list[str]]:
         FAST_FETCH: fastfetch.problems(consumer) + (fastfetch.behaviour_problems() if consumer is None else []),
         BATCH_SEND: fastsend.problems(producer) + (fastsend.behaviour_problems() if producer is None else []),
         CONNECTION_PROBE: probe.problems(consumer),
+        # A producer without transactions has no transaction manager to check.
+        BOUNDED_TXN: txn.problems(producer if producer is not None and _transactional(producer) else None),
         FIXES: fixes.problems(),
     }
 
@@ -73,17 +88,20 @@ class Fence:
         self.fast_fetch = fast_fetch and self._usable(FAST_FETCH, found)
         self.batch_send = batch_send and self._usable(BATCH_SEND, found)
         self.private_probe = self._usable(CONNECTION_PROBE, found)
+        self.bounded_txn = self._usable(BOUNDED_TXN, found)
         if self.fixes_missing:
             log.error("kafka-python %s lacks what the router's fixes need: %s", kafka.__version__, self.fixes_missing)
         on = {
             FAST_FETCH: self.fast_fetch,
             BATCH_SEND: self.batch_send,
             CONNECTION_PROBE: self.private_probe,
+            BOUNDED_TXN: self.bounded_txn,
             FIXES: not self.fixes_missing,
         }
         used = ", ".join(part for part, yes in on.items() if yes) or "none"
         log.info("kafka-python %s: private API in use: %s", kafka.__version__, used)
         self.connected: Callable[[], bool] = _never
+        self.txn: txn.Bounded | txn.Public | None = None  # exactly-once's calls, once a producer exists
 
     @staticmethod
     def _usable(part: str, found: dict[str, list[str]]) -> bool:
@@ -112,12 +130,19 @@ class Fence:
         self.fast_fetch = self.fast_fetch and self._usable(FAST_FETCH, found)
         self.batch_send = self.batch_send and self._usable(BATCH_SEND, found)
         self.private_probe = self.private_probe and self._usable(CONNECTION_PROBE, found)
+        if _transactional(producer):
+            self.bounded_txn = self.bounded_txn and self._usable(BOUNDED_TXN, found)
+            self.txn = txn.Bounded(producer) if self.bounded_txn else txn.Public(producer)
         if self.fast_fetch:
             fastfetch.install(consumer)  # poll() hands out chunks of still-encoded records
         self.connected = (
             probe.PrivateProbe(consumer) if self.private_probe else probe.PublicProbe(consumer, input_topic)
         )
         return fastsend.FastSender(producer, batch_size) if self.batch_send else None
+
+
+def _transactional(producer: Any) -> bool:
+    return bool(getattr(producer, "config", {}).get("transactional_id"))
 
 
 def _never() -> bool:
