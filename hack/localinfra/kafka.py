@@ -777,7 +777,7 @@ class KafkaCluster:
             for node in starting:
                 node.stop(timeout=5)
             raise
-        if index is None:
+        if starting == self.nodes:  # the whole cluster started, not a node rejoining it
             self.start_seconds = time.monotonic() - t0
         return self
 

@@ -14,6 +14,7 @@ import time
 import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
+from localinfra.diagnose import kafka_state, tail
 from localinfra.kafka import CLUSTER_REPLICATION
 
 from routerproc import BackgroundProducer, RouterProc, create_topic, read_to_end, serial, timestamps, wait_for
@@ -34,6 +35,43 @@ IN_SYNC_S = 120  # a restarted broker catches up on a few seconds of records
 # The topics stamp what they append: their timestamps say when output landed, not when the
 # router built it (a batch retried across a leader change keeps its build time).
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+@pytest.fixture
+def cluster(kafka_cluster):
+    """The session's cluster, handed back whole after the test (every broker running and
+    in sync), after a failure's diagnostics were taken."""
+    yield kafka_cluster
+    kafka_cluster.start()
+    kafka_cluster.wait_in_sync(IN_SYNC_S)
+
+
+@pytest.fixture
+def routers():
+    """Router processes a test starts; stopped after a failure's diagnostics (their logs)."""
+    started: list[RouterProc] = []
+    yield started
+    for router in started:
+        router.stop()
+
+
+def start_router(routers: list[RouterProc], args: list[str]) -> RouterProc:
+    router = RouterProc(args)
+    routers.append(router)
+    return router.start()
+
+
+def diagnose(on_failure, cluster, pl: Pipeline, router: RouterProc) -> None:
+    """What a failure report needs: the router's log, the topics and the group, the
+    cluster's leaders and each broker's last lines."""
+    on_failure.append(("router log", lambda: "\n".join(router.output().splitlines()[-80:])))
+    on_failure.append(("kafka", lambda: kafka_state(cluster.bootstrap, [pl.input, pl.even, pl.odd], [pl.group])))
+    on_failure.append(("cluster", lambda: (
+        f"running: {[n.running() for n in cluster.nodes]}; leaders (input, even, odd): "
+        f"{[cluster.leader(t, 0) for t in (pl.input, pl.even, pl.odd)]}; "
+        f"under-replicated: {cluster.under_replicated()}")))
+    for node in cluster.nodes:
+        on_failure.append((f"broker {node.index} log", lambda node=node: tail(node.log_path)))
 
 
 def cluster_pipeline(bootstrap: str) -> Pipeline:
@@ -82,14 +120,15 @@ def leader_of(cluster, topic: str) -> int:
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
-def test_leader_crashes_under_traffic(kafka_cluster, guarantee, record_property):
+def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_property, on_failure):
     """kill -9 the broker leading the input partition, later the one leading the even
     partition, each restarted after: at-least-once loses nothing, exactly-once loses nothing
     and duplicates nothing."""
-    pl = cluster_pipeline(kafka_cluster.bootstrap)
+    pl = cluster_pipeline(cluster.bootstrap)
     exactly_once = guarantee == "exactly-once"
     isolation = "read_committed" if exactly_once else "read_uncommitted"
-    router = RouterProc(pl.args(f"--tsrouter.processing-guarantee={guarantee}")).start()
+    router = start_router(routers, pl.args(f"--tsrouter.processing-guarantee={guarantee}"))
+    diagnose(on_failure, cluster, pl, router)
     values = timestamps(MAX_RECORDS)
     feed = BackgroundProducer(pl.bootstrap, pl.input, values, rate=RATE)
     try:
@@ -102,15 +141,15 @@ def test_leader_crashes_under_traffic(kafka_cluster, guarantee, record_property)
         wait_for(lambda: routed() >= ROUTING_UNDER_WAY, 60, "routing under way")
         crashes = []
         for topic in (pl.input, pl.even):
-            victim = leader_of(kafka_cluster, topic)
+            victim = leader_of(cluster, topic)
             before, t0 = routed(), time.monotonic()
-            kafka_cluster.kill(victim)
+            cluster.kill(victim)
             wait_for(lambda before=before: routed() >= before + ROUTED_WHILE_DOWN, FAILOVER_S,
                      f"{ROUTED_WHILE_DOWN} more records routed with {topic}'s leader (broker {victim}) down")
             crashes.append((topic.split("-")[0], victim, round(time.monotonic() - t0, 1)))
             assert feed.is_alive(), "the producer ran dry: the crash was not under traffic"
-            kafka_cluster.start(victim)
-            kafka_cluster.wait_in_sync(IN_SYNC_S)
+            cluster.start(victim)
+            cluster.wait_in_sync(IN_SYNC_S)
         feed.stop()
         assert not feed.errors, feed.errors[:3]
         assert router.proc.poll() is None
@@ -128,16 +167,14 @@ def test_leader_crashes_under_traffic(kafka_cluster, guarantee, record_property)
         assert router.terminate() == 0
     finally:
         feed.stop()
-        router.stop()
-        kafka_cluster.start()
-        kafka_cluster.wait_in_sync(IN_SYNC_S)
 
 
-def test_rolling_restart_under_traffic_loses_nothing(kafka_cluster, record_property):
+def test_rolling_restart_under_traffic_loses_nothing(cluster, routers, record_property, on_failure):
     """Every broker restarted in turn (controlled shutdown, each back in sync before the
     next) while records flow: nothing lost; the longest stall of the output is reported."""
-    pl = cluster_pipeline(kafka_cluster.bootstrap)
-    router = RouterProc(pl.args()).start()
+    pl = cluster_pipeline(cluster.bootstrap)
+    router = start_router(routers, pl.args())
+    diagnose(on_failure, cluster, pl, router)
     values = timestamps(MAX_RECORDS)
     feed = BackgroundProducer(pl.bootstrap, pl.input, values, rate=RATE)
     try:
@@ -148,7 +185,7 @@ def test_rolling_restart_under_traffic_loses_nothing(kafka_cluster, record_prope
             return router.metric("tsrouter_records_routed_total")
 
         wait_for(lambda: routed() >= ROUTING_UNDER_WAY, 60, "routing under way")
-        took = kafka_cluster.rolling_restart(wait_timeout=IN_SYNC_S)
+        took = cluster.rolling_restart(wait_timeout=IN_SYNC_S)
         before = routed()
         wait_for(lambda: routed() >= before + ROUTED_WHILE_DOWN, FAILOVER_S, "routing on after the roll")
         assert feed.is_alive(), "the producer ran dry: the roll was not under traffic"
@@ -167,6 +204,3 @@ def test_rolling_restart_under_traffic_loses_nothing(kafka_cluster, record_prope
         assert router.terminate() == 0
     finally:
         feed.stop()
-        router.stop()
-        kafka_cluster.start()
-        kafka_cluster.wait_in_sync(IN_SYNC_S)
