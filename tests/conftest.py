@@ -1,6 +1,9 @@
-"""Session-wide real infrastructure: one Kafka broker and one Kubernetes control plane.
+"""Session-wide real infrastructure: one Kafka broker, one three-broker Kafka cluster and
+one Kubernetes control plane.
 
-Tests that kill or restart a broker or API server start their own instance instead.
+Tests that kill or restart the single broker or the API server start their own instance
+instead. Tests on the cluster may kill, stop and restart its brokers (that is what it is
+for) but hand it back whole: every broker running, no partition under-replicated.
 """
 import pytest
 
@@ -16,6 +19,16 @@ def kafka_broker():
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker):
     return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """Three brokers, replication 3 and min ISR 2 (mark the tests `kafka`); started once,
+    when the first test asks for it (about 20 s on 2 cores)."""
+    from localinfra.kafka import KafkaCluster
+
+    with KafkaCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,18 @@ a storage folder, starts `kafka.Kafka` on free loopback ports, waits until the b
 answers a metadata request, and stops it. Pure helpers (properties text, perf-tool output
 parsing) are separate functions with their own unit tests.
 
-CLI: `python -m localinfra.kafka` starts a broker, prints its bootstrap address and waits
-for Ctrl-C.
+KafkaCluster runs three such nodes as one cluster (replication 3, min ISR 2), for the tests
+that need a broker to fail or roll under traffic.
+
+CLI: `python -m localinfra.kafka` starts a broker (`--cluster`: three), prints its bootstrap
+address and waits for Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
 import atexit
 import base64
+import concurrent.futures
 import os
 import re
 import secrets
@@ -26,7 +30,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from localinfra.proc import java_bin, free_port, openssl, stop_process_group, rss_bytes
+from localinfra.proc import java_bin, free_port, openssl, stop_process_group, rss_bytes, wait_for
 from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
@@ -35,8 +39,19 @@ LOG4J2_CONFIG = HACK_DIR / "kafka" / "log4j2.xml"
 JARS_SCRIPT = HACK_DIR / "kafka-jars.sh"
 
 BROKER_HEAP = ["-Xms128m", "-Xmx512m"]
+# A cluster's node: three JVMs share a small machine (2 cores) with the rest of a test run,
+# and the tests' few thousand short records a second need little heap.
+CLUSTER_HEAP = ["-Xms64m", "-Xmx256m"]
 TOOL_HEAP = ["-Xms32m", "-Xmx256m"]
 NODE_ID = 1
+# A cluster probe's admin requests: a live node on loopback answers in milliseconds, and a
+# probe that waits long for a dead one slows every wait built on it.
+ADMIN_TIMEOUT_MS = 5000
+# A probe may pick a crashed node that the metadata lists until the controller fences it
+# (broker.session.timeout.ms, 9 s by default): retrying for longer than that always ends
+# on a live node (KafkaCluster._ask).
+ADMIN_ATTEMPTS = 24
+ADMIN_RETRY_S = 0.5
 
 
 class KafkaError(RuntimeError):
@@ -162,12 +177,17 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
                       node_id: int = NODE_ID, sasl: bool = False, sasl_port: int | None = None,
                       sasl_users: dict[str, str] | None = None, tls_port: int | None = None,
                       tls_keystore: str | None = None, pod_host: str | None = None,
-                      pod_port: int | None = None,
+                      pod_port: int | None = None, quorum: str | None = None,
+                      replication: int = 1, min_isr: int = 1,
                       overrides: dict[str, str] | None = None) -> str:
-    """server.properties text for a single-node combined broker+controller on loopback.
+    """server.properties text for a combined broker+controller on loopback: a single
+    node by default, or one node of a cluster given its controller `quorum` (see
+    quorum_servers) and the cluster's `replication` and `min_isr`.
 
     With `sasl`, a SASL_PLAINTEXT listener on `sasl_port` sits beside PLAINTEXT; the
     broker's own and the controller's traffic stay on PLAINTEXT."""
+    if min_isr > replication:
+        raise ValueError(f"min_isr {min_isr} > replication {replication}: no write with acks=all could succeed")
     if sasl and (not sasl_port or not sasl_users):
         raise ValueError("sasl=True needs sasl_port and sasl_users")
     listeners = f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}"
@@ -196,17 +216,18 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": protocol_map,
-        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "controller.quorum.bootstrap.servers": quorum or f"127.0.0.1:{controller_port}",
         "log.dirs": data_dir,
-        # One node: every internal topic must live with one replica, or transactions and
-        # share groups wait forever for replicas that never come.
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        # Every internal topic at the cluster's replication: on one node it must live with
+        # one replica, or transactions and share groups wait forever for replicas that
+        # never come; on a cluster it must survive a broker, as user topics do.
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(replication),
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replication),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         # Fewer internal partitions: creating 50 of each costs seconds on first use.
         "offsets.topic.num.partitions": "5",
         "transaction.state.log.num.partitions": "5",
@@ -224,6 +245,56 @@ def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
             props.update(same_users_on(POD_LISTENER, sasl_users))
     props.update(overrides or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+# A production-shaped cluster (issue 23): three combined broker+controller nodes, every
+# partition on all three, and a write with acks=all needs two of them, so one broker may be
+# down (crashed or rolling) without a write lost or refused, and the controller quorum
+# (a majority of three) survives it too.
+CLUSTER_SIZE = 3
+CLUSTER_REPLICATION = 3
+CLUSTER_MIN_ISR = 2
+
+
+def node_id_of(index: int) -> int:
+    """Node index (0-based, as KafkaCluster's helpers take it) -> Kafka's node.id; the
+    first is the single broker's NODE_ID."""
+    return NODE_ID + index
+
+
+def quorum_servers(controller_ports: list[int]) -> str:
+    """`controller.quorum.bootstrap.servers` for controllers on these loopback ports."""
+    if not controller_ports:
+        raise ValueError("a controller quorum needs at least one controller")
+    return ",".join(f"127.0.0.1:{port}" for port in controller_ports)
+
+
+def initial_controllers(controller_ports: list[int], directory_ids: list[str]) -> str:
+    """StorageTool's `--initial-controllers` for the same quorum: `id@host:port:directory-id`
+    per controller (node ids by node_id_of). Each node is formatted with the whole list; its
+    own entry's directory id becomes its metadata directory's id, as the voter set says."""
+    if len(controller_ports) != len(directory_ids):
+        raise ValueError(f"{len(controller_ports)} controller ports but {len(directory_ids)} directory ids")
+    if not controller_ports:
+        raise ValueError("a controller quorum needs at least one controller")
+    return ",".join(f"{node_id_of(i)}@127.0.0.1:{port}:{dir_id}"
+                    for i, (port, dir_id) in enumerate(zip(controller_ports, directory_ids, strict=True)))
+
+
+def cluster_properties(index: int, *, broker_ports: list[int], controller_ports: list[int], data_dir: str,
+                       pod_host: str | None = None, pod_ports: list[int] | None = None,
+                       overrides: dict[str, str] | None = None) -> str:
+    """server.properties of node `index` of a KafkaCluster: its own listeners (and pod
+    listener), the whole controller quorum, and the cluster's replication defaults."""
+    if not 0 <= index < len(broker_ports) or len(broker_ports) != len(controller_ports):
+        raise ValueError(f"node {index} of {len(broker_ports)} broker and {len(controller_ports)} controller ports")
+    if pod_host and (not pod_ports or len(pod_ports) != len(broker_ports)):
+        raise ValueError("a pod listener per node needs a pod port per node")
+    return server_properties(
+        broker_port=broker_ports[index], controller_port=controller_ports[index], data_dir=data_dir,
+        node_id=node_id_of(index), quorum=quorum_servers(controller_ports),
+        replication=CLUSTER_REPLICATION, min_isr=CLUSTER_MIN_ISR, pod_host=pod_host,
+        pod_port=pod_ports[index] if pod_host and pod_ports else None, overrides=overrides)
 
 
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
@@ -334,11 +405,14 @@ def topic_values(bootstrap: str, topic: str) -> list[str]:
 
 
 _LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()
+_LIVE_CLUSTERS: "weakref.WeakSet[KafkaCluster]" = weakref.WeakSet()
 
 
 @atexit.register
 def _stop_all() -> None:
-    # Last guard: a test run that dies must not leave a JVM behind.
+    # Last guard: a test run that dies must not leave a JVM behind (nor a cluster's temp dir).
+    for cluster in list(_LIVE_CLUSTERS):
+        cluster.close(timeout=5)
     for broker in list(_LIVE):
         broker.stop(timeout=5)
 
@@ -385,6 +459,7 @@ class KafkaBroker:
         self.controller_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
+        self.heap = BROKER_HEAP
         self._lock = threading.Lock()
         self._classpath: str | None = None
 
@@ -441,31 +516,46 @@ class KafkaBroker:
         return [java_bin(), *heap, "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", self._classpath]
 
-    def _format(self) -> None:
+    def _take_ports(self, taken: set[int]) -> None:
+        """Free loopback ports for each of this broker's listeners, none of them in `taken`
+        (which gains them: a cluster's nodes take theirs from one set)."""
         ports: list[int] = []
         while len(ports) < 2 + self.sasl + self.tls + bool(self.pod_host):
             port = free_port()
-            if port not in ports:
+            if port not in taken:
+                taken.add(port)
                 ports.append(port)
         self.port, self.controller_port = ports[0], ports[1]
         self.sasl_port = ports[2] if self.sasl else None
-        keystore = None
         if self.pod_host:
             self.pod_port = ports[-1]
         if self.tls:
             self.tls_port = ports[3]
-            self.ca_file, keystore = make_tls_files(self.workdir / "tls")
-        self.config_path.write_text(server_properties(
+
+    def _properties(self, keystore: Path | None) -> str:
+        return server_properties(
             broker_port=self.port, controller_port=self.controller_port,
             data_dir=str(self.data_dir), sasl=self.sasl, sasl_port=self.sasl_port,
             sasl_users=self.sasl_users, tls_port=self.tls_port,
             tls_keystore=str(keystore) if keystore else None, pod_host=self.pod_host,
-            pod_port=self.pod_port, overrides=self.overrides))
+            pod_port=self.pod_port, overrides=self.overrides)
+
+    def _format_arguments(self) -> list[str]:
+        """StorageTool's quorum and cluster id: one node is a quorum of its own."""
+        return ["--standalone", "-t", random_cluster_id()]
+
+    def _format(self) -> None:
+        if self.port is None:
+            self._take_ports(set())
+        keystore = None
+        if self.tls:
+            self.ca_file, keystore = make_tls_files(self.workdir / "tls")
+        self.config_path.write_text(self._properties(keystore))
         # SCRAM credentials are cluster metadata: written into the first log at format time.
         scram = scram_arguments(self.sasl_users) if self.sasl else []
         out = subprocess.run(
-            [*self._java(TOOL_HEAP), "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", random_cluster_id(), "-c", str(self.config_path), *scram],
+            [*self._java(TOOL_HEAP), "kafka.tools.StorageTool", "format", *self._format_arguments(),
+             "-c", str(self.config_path), *scram],
             capture_output=True, text=True)
         with open(self.log_path, "a") as log:
             log.write(f"### StorageTool format (exit {out.returncode})\n{out.stdout}{out.stderr}")
@@ -478,18 +568,7 @@ class KafkaBroker:
             if self.running():
                 return self
             t0 = time.monotonic()
-            if not (self.data_dir / "meta.properties").exists():
-                self._format()
-            with open(self.log_path, "ab") as log:
-                log.write(f"### starting kafka.Kafka {self.version} at {time.ctime()}\n".encode())
-                log.flush()
-                # Own process group: stop() signals the JVM and anything it forks, and a
-                # Ctrl-C in the terminal doesn't reach it before we stop it in order.
-                self.proc = subprocess.Popen(
-                    [*self._java(BROKER_HEAP), "kafka.Kafka", str(self.config_path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=self.workdir, start_new_session=True)
-            _LIVE.add(self)
+            self._launch()
             try:
                 self._wait_ready(t0)
             except BaseException:
@@ -497,6 +576,22 @@ class KafkaBroker:
                 raise
             self.start_seconds = time.monotonic() - t0
             return self
+
+    def _launch(self) -> None:
+        """Format on first use and start the JVM; not waiting for it (a cluster's nodes
+        answer only once a majority of the quorum runs)."""
+        if not (self.data_dir / "meta.properties").exists():
+            self._format()
+        with open(self.log_path, "ab") as log:
+            log.write(f"### starting kafka.Kafka {self.version} at {time.ctime()}\n".encode())
+            log.flush()
+            # Own process group: stop() signals the JVM and anything it forks, and a
+            # Ctrl-C in the terminal doesn't reach it before we stop it in order.
+            self.proc = subprocess.Popen(
+                [*self._java(self.heap), "kafka.Kafka", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir, start_new_session=True)
+        _LIVE.add(self)
 
     def _wait_ready(self, t0: float) -> None:
         deadline = t0 + self.start_timeout
@@ -579,13 +674,239 @@ class KafkaBroker:
         return parse_consumer_perf(out.stdout)
 
 
+class _ClusterNode(KafkaBroker):
+    """One node of a KafkaCluster: a KafkaBroker whose listeners, quorum and storage
+    format are the cluster's (its ports are taken with the others' before any is formatted)."""
+
+    def __init__(self, cluster: "KafkaCluster", index: int):
+        super().__init__(workdir=cluster.workdir / f"node-{index}", overrides=cluster.overrides,
+                         start_timeout=cluster.start_timeout, pod_host=cluster.pod_host)
+        self.cluster = cluster
+        self.index = index
+        self.heap = CLUSTER_HEAP
+        # Its metadata directory's id, named in every node's --initial-controllers (any Kafka Uuid).
+        self.directory_id = random_cluster_id()
+
+    def _properties(self, keystore: Path | None) -> str:
+        nodes = self.cluster.nodes
+        return cluster_properties(
+            self.index, broker_ports=[n.port for n in nodes], controller_ports=[n.controller_port for n in nodes],
+            data_dir=str(self.data_dir), pod_host=self.pod_host,
+            pod_ports=[n.pod_port for n in nodes] if self.pod_host else None, overrides=self.overrides)
+
+    def _format_arguments(self) -> list[str]:
+        # One cluster id, and the same initial voter set on every node: the quorum's
+        # membership is in the metadata log from the start (no --standalone node that the
+        # others would have to join with add-controller).
+        nodes = self.cluster.nodes
+        return ["-t", self.cluster.cluster_id, "--initial-controllers",
+                initial_controllers([n.controller_port for n in nodes], [n.directory_id for n in nodes])]
+
+
+class KafkaCluster:
+    """Three KRaft nodes (broker and controller in each JVM) on 127.0.0.1: one cluster id,
+    one controller quorum of the three, replication 3 and min ISR 2 for every topic by
+    default (CLUSTER_REPLICATION, CLUSTER_MIN_ISR). Data and logs under `workdir` (a temp
+    dir if None; node i's in node-i/, its log node-i/broker.log).
+
+    The helpers take a node's index (0..2; Kafka's node.id is node_id_of(index)): kill(i)
+    crashes one, stop(i) shuts it down in a controlled way, start(i) brings it back on the
+    same ports and data; leader() and under_replicated() read the cluster's metadata;
+    rolling_restart() restarts each in turn. pod_host adds a pod listener on every node
+    (`pod_bootstrap`), as KafkaBroker's. Use as a context manager; leaving it stops every
+    node and removes the temp dir it made.
+    """
+
+    def __init__(self, workdir: str | os.PathLike | None = None, pod_host: str | None = None,
+                 overrides: dict[str, str] | None = None, start_timeout: float = 120.0):
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-cluster-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pod_host = pod_host
+        self.overrides = dict(overrides or {})
+        self.start_timeout = start_timeout
+        self.cluster_id = random_cluster_id()
+        self.nodes = [_ClusterNode(self, i) for i in range(CLUSTER_SIZE)]
+        self.start_seconds: float | None = None
+
+    # -- addresses -------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        """Every node's PLAINTEXT listener: what clients are given."""
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def pod_bootstrap(self) -> str:
+        """Every node's pod listener (pod_host=...): what pods dial."""
+        return ",".join(n.pod_bootstrap for n in self.nodes)
+
+    def rss(self) -> list[int]:
+        """Resident memory of each running node's JVM, in bytes (0 for a node that is down)."""
+        return [n.rss() if n.running() else 0 for n in self.nodes]
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, index: int | None = None) -> "KafkaCluster":
+        """Start node `index`, or every node that is not running (together: a node answers
+        only once a majority of the quorum runs); return when each started node answers a
+        metadata request and the cluster lists it as a broker."""
+        t0 = time.monotonic()
+        _LIVE_CLUSTERS.add(self)
+        if self.nodes[0].port is None:
+            taken: set[int] = set()
+            for node in self.nodes:
+                node._take_ports(taken)
+        chosen = [self.nodes[index]] if index is not None else self.nodes
+        starting = [n for n in chosen if not n.running()]
+        try:
+            # Format together, then launch together: a node formatted and launched on its
+            # own starts seconds ahead of the others and spends them in failed elections.
+            unformatted = [n for n in starting if not (n.data_dir / "meta.properties").exists()]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=CLUSTER_SIZE) as pool:
+                for formatted in [pool.submit(n._format) for n in unformatted]:
+                    formatted.result()
+            for node in starting:
+                with node._lock:
+                    node._launch()
+            for node in starting:
+                node._wait_ready(t0)
+                node.start_seconds = time.monotonic() - t0
+            want = {node_id_of(n.index) for n in self.nodes if n.running()}
+            wait_for(lambda: want <= self.listed_brokers(), self.start_timeout, f"brokers {sorted(want)} listed",
+                     retry_on=(Exception,))
+        except BaseException:
+            for node in starting:
+                node.stop(timeout=5)
+            raise
+        if starting == self.nodes:  # the whole cluster started, not a node rejoining it
+            self.start_seconds = time.monotonic() - t0
+        return self
+
+    def stop(self, index: int, timeout: float = 30) -> None:
+        """Controlled shutdown of node `index` (SIGTERM; SIGKILL after `timeout` seconds)."""
+        self.nodes[index].stop(timeout)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node `index`: a crash, with no controlled shutdown."""
+        self.nodes[index].kill()
+
+    def rolling_restart(self, wait_timeout: float = 120, stop_timeout: float = 30) -> list[float]:
+        """Restart the nodes one at a time, as an operator rolls a cluster: before each
+        stop and after each start, wait (up to `wait_timeout` s) until no partition is
+        under-replicated. Returns each node's seconds from its stop to the cluster in sync."""
+        took = []
+        for node in self.nodes:
+            self.wait_in_sync(wait_timeout)
+            t0 = time.monotonic()
+            self.stop(node.index, stop_timeout)
+            self.start(node.index)
+            self.wait_in_sync(wait_timeout)
+            took.append(time.monotonic() - t0)
+        return took
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop every node at once (one by one, the last would wait for a quorum that is
+        gone), then remove the temp dir this cluster made."""
+        stoppers = [threading.Thread(target=n.stop, args=(timeout,), daemon=True) for n in self.nodes]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+        for node in self.nodes:
+            _LIVE.discard(node)
+        _LIVE_CLUSTERS.discard(self)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaCluster":
+        try:
+            return self.start()
+        except BaseException:
+            self.close(timeout=5)  # __exit__ is not called: remove what start() left
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- what the cluster says -------------------------------------------------
+    def _ask(self, question):
+        """question(admin client) against the running nodes. Until the controller fences a
+        crashed node (seconds), the metadata still lists it and the client may pick it and
+        fail to connect: ask again, a few times, before giving up."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import RetriableError
+
+        for attempt in range(ADMIN_ATTEMPTS):
+            running = [n.bootstrap for n in self.nodes if n.running()]
+            if not running:
+                raise KafkaError("no node of the cluster is running")
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=",".join(running), client_id="tsp-cluster-probe",
+                                         request_timeout_ms=ADMIN_TIMEOUT_MS, bootstrap_timeout_ms=ADMIN_TIMEOUT_MS)
+                try:
+                    return question(admin)
+                finally:
+                    admin.close()
+            except RetriableError:  # a refused connection, a timeout, stale metadata
+                if attempt == ADMIN_ATTEMPTS - 1:
+                    raise
+                time.sleep(ADMIN_RETRY_S)
+        raise AssertionError("unreachable")
+
+    def listed_brokers(self) -> set[int]:
+        """The node ids the cluster's metadata lists as (unfenced) brokers now."""
+        return self._ask(lambda admin: {b["broker_id"] for b in admin.describe_cluster()["brokers"]})
+
+    def leader(self, topic: str, partition: int) -> int | None:
+        """Index of the node leading `topic`-`partition` now; None while it has no leader."""
+        described = self._ask(lambda admin: admin.describe_topics([topic]))
+        for t in described:
+            for p in t["partitions"]:
+                if p["partition_index"] == partition:
+                    return self._index(p["leader_id"])
+        raise KafkaError(f"the cluster has no partition {topic}-{partition}")
+
+    def under_replicated(self) -> list[tuple[str, int]]:
+        """(topic, partition) of every partition, internal ones too, whose in-sync
+        replicas are fewer than its replicas."""
+        described = self._ask(lambda admin: admin.describe_topics())
+        return sorted((t["name"], p["partition_index"]) for t in described for p in t["partitions"]
+                      if len(p["isr_nodes"]) < len(p["replica_nodes"]))
+
+    def wait_in_sync(self, timeout: float = 120) -> None:
+        """Wait until no partition is under-replicated; KafkaError naming some if it stays so."""
+        last: list[tuple[str, int]] = []
+
+        def in_sync() -> bool:
+            last[:] = self.under_replicated()
+            return not last
+
+        try:
+            wait_for(in_sync, timeout, "no under-replicated partition", retry_on=(Exception,))
+        except AssertionError:
+            raise KafkaError(f"partitions still under-replicated after {timeout:.0f}s: {last[:10]} "
+                             f"(nodes' logs: {self.workdir}/node-*/broker.log)") from None
+
+    def _index(self, node_id: int) -> int | None:
+        for node in self.nodes:
+            if node_id_of(node.index) == node_id:
+                return node.index
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localinfra.kafka",
                                      description="Start a local single-node Kafka broker until Ctrl-C.")
     parser.add_argument("--workdir", help="keep data and broker.log here (default: a temp dir, removed on exit)")
     parser.add_argument("--sasl", action="store_true",
                         help="also open a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256/512)")
+    parser.add_argument("--cluster", action="store_true",
+                        help=f"{CLUSTER_SIZE} brokers (replication {CLUSTER_REPLICATION}, min ISR {CLUSTER_MIN_ISR}) "
+                             "instead of one")
     args = parser.parse_args(argv)
+    if args.cluster:
+        if args.sasl:
+            parser.error("--cluster has no SASL listener")
+        return _serve_cluster(args.workdir)
     broker = KafkaBroker(workdir=args.workdir, sasl=args.sasl)
     print(f"starting Kafka {broker.version} in {broker.workdir} ...", flush=True)
     with broker:
@@ -601,6 +922,25 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(1):
             if not broker.running():
                 print(f"broker exited unexpectedly; see {broker.log_path}", file=sys.stderr)
+                return 1
+        print("stopping Kafka ...", flush=True)
+    return 0
+
+
+def _serve_cluster(workdir: str | None) -> int:
+    cluster = KafkaCluster(workdir=workdir)
+    print(f"starting a {CLUSTER_SIZE}-broker Kafka {cluster.nodes[0].version} cluster in {cluster.workdir} ...",
+          flush=True)
+    with cluster:
+        print(f"cluster ready in {cluster.start_seconds:.1f}s; bootstrap: {cluster.bootstrap}", flush=True)
+        print(f"broker logs: {cluster.workdir}/node-*/broker.log; Ctrl-C to stop", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1):
+            down = [n.index for n in cluster.nodes if not n.running()]
+            if down:
+                print(f"broker(s) {down} exited unexpectedly; see their broker.log", file=sys.stderr)
                 return 1
         print("stopping Kafka ...", flush=True)
     return 0

@@ -4,8 +4,10 @@ import uuid
 
 import pytest
 
-from localinfra.kafka import (KafkaBroker, KafkaError, parse_consumer_perf, parse_producer_perf,
-                              random_cluster_id, server_properties)
+from localinfra.proc import wait_for
+from localinfra.kafka import (CLUSTER_MIN_ISR, CLUSTER_REPLICATION, CLUSTER_SIZE, KafkaBroker, KafkaError,
+                              cluster_properties, initial_controllers, node_id_of, parse_consumer_perf,
+                              parse_producer_perf, quorum_servers, random_cluster_id, server_properties)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -49,6 +51,73 @@ def test_random_cluster_id_is_a_kafka_uuid():
         assert set(cid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+REPLICATION_KEYS = ("default.replication.factor", "offsets.topic.replication.factor",
+                    "transaction.state.log.replication.factor", "share.coordinator.state.topic.replication.factor")
+MIN_ISR_KEYS = ("min.insync.replicas", "transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr")
+
+BROKER_PORTS, CONTROLLER_PORTS, POD_PORTS = [9092, 9192, 9292], [9093, 9193, 9293], [9094, 9194, 9294]
+
+
+def test_quorum_strings_name_every_controller_in_node_order():
+    assert quorum_servers(CONTROLLER_PORTS) == "127.0.0.1:9093,127.0.0.1:9193,127.0.0.1:9293"
+    dirs = [random_cluster_id() for _ in CONTROLLER_PORTS]
+    voters = initial_controllers(CONTROLLER_PORTS, dirs).split(",")
+    assert [v.split("@")[0] for v in voters] == ["1", "2", "3"]
+    assert voters[1] == f"2@127.0.0.1:9193:{dirs[1]}"
+    assert [node_id_of(i) for i in range(CLUSTER_SIZE)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("call", [lambda: quorum_servers([]), lambda: initial_controllers([], []),
+                                  lambda: initial_controllers([1, 2, 3], ["a", "b"])],
+                         ids=["no-controller", "no-voter", "a-voter-without-directory"])
+def test_quorum_strings_refuse_a_quorum_that_cannot_form(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+@pytest.mark.parametrize("index", range(CLUSTER_SIZE))
+def test_cluster_properties_node_i_has_its_listeners_the_whole_quorum_and_replicated_defaults(index):
+    props = _props(cluster_properties(index, broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
+                                      data_dir=f"/d{index}", pod_host="10.245.0.1", pod_ports=POD_PORTS))
+    b, c, pod = BROKER_PORTS[index], CONTROLLER_PORTS[index], POD_PORTS[index]
+    assert props["node.id"] == str(index + 1)
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{b},CONTROLLER://127.0.0.1:{c},PODS://10.245.0.1:{pod}"
+    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{b},PODS://10.245.0.1:{pod}"
+    assert props["controller.quorum.bootstrap.servers"] == quorum_servers(CONTROLLER_PORTS)
+    assert props["log.dirs"] == f"/d{index}"
+    assert CLUSTER_MIN_ISR < CLUSTER_REPLICATION == CLUSTER_SIZE  # one broker may be down
+    for key in REPLICATION_KEYS:
+        assert props[key] == str(CLUSTER_REPLICATION), key
+    for key in MIN_ISR_KEYS:
+        assert props[key] == str(CLUSTER_MIN_ISR), key
+
+
+def test_cluster_properties_without_pods_and_with_overrides():
+    props = _props(cluster_properties(0, broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
+                                      data_dir="/d", overrides={"min.insync.replicas": "3"}))
+    assert "PODS" not in props["listeners"] and "PODS" not in props["listener.security.protocol.map"]
+    assert props["min.insync.replicas"] == "3"
+    assert props["transaction.state.log.min.isr"] == str(CLUSTER_MIN_ISR)
+
+
+@pytest.mark.parametrize("kwargs", [dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS[:2]),
+                                    dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
+                                         pod_host="10.245.0.1"),
+                                    dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
+                                         pod_host="10.245.0.1", pod_ports=POD_PORTS[:1])],
+                         ids=["a-node-without-controller", "pods-without-ports", "pods-short-of-ports"])
+def test_cluster_properties_refuse_mismatched_ports(kwargs):
+    with pytest.raises(ValueError):
+        cluster_properties(0, data_dir="/d", **kwargs)
+
+
+def test_min_isr_above_replication_is_refused():
+    # Every acks=all write would fail with NOT_ENOUGH_REPLICAS: say so at once.
+    with pytest.raises(ValueError):
+        server_properties(broker_port=1, controller_port=2, data_dir="/d", replication=1, min_isr=2)
+
+
 PRODUCER_OUTPUT = """\
 12961 records sent, 2591.7 records/sec (0.25 MB/sec), 280.4 ms avg latency, 1113.0 ms max latency.
 20000 records sent, 11904.761905 records/sec (1.14 MB/sec), 427.46 ms avg latency, 1113.00 ms max latency, 452 ms 50th, 540 ms 95th, 544 ms 99th, 546 ms 99.9th.
@@ -89,13 +158,13 @@ def _topic(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _create_topic(bootstrap, name, partitions):
+def _create_topic(bootstrap, name, partitions, replication=1):
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication)])
     finally:
         admin.close()
 
@@ -232,3 +301,40 @@ def test_restart_and_crash_keep_data_and_committed_offsets():
         finally:
             reader.close()
         assert sorted(everything) == sorted(first + second)
+
+
+# ---------------------------------------------------------------- real cluster
+
+@pytest.mark.kafka
+def test_cluster_leader_moves_on_a_crash_and_the_isr_heals_after_a_restart(kafka_cluster, record_property):
+    mib = [r >> 20 for r in kafka_cluster.rss()]
+    print(f"\ncluster started in {kafka_cluster.start_seconds:.1f}s; brokers' RSS {mib} MiB")
+    record_property("cluster_start_s", round(kafka_cluster.start_seconds, 1))
+    record_property("broker_rss_mib", mib)
+    bootstrap = kafka_cluster.bootstrap
+    topic = _topic("cluster")
+    _create_topic(bootstrap, topic, 1, replication=CLUSTER_REPLICATION)
+    first = [f"a{i}" for i in range(500)]
+    _produce(bootstrap, topic, first)
+    leader = wait_for(lambda: {kafka_cluster.leader(topic, 0)} - {None}, 30, "a leader").pop()
+    assert kafka_cluster.under_replicated() == []
+
+    kafka_cluster.kill(leader)
+    try:
+        assert not kafka_cluster.nodes[leader].running()
+        # The controller fences the crashed node, a replica in sync takes over, and the ISR
+        # (2 of 3, still min.insync.replicas) takes acks=all writes.
+        wait_for(lambda: {kafka_cluster.leader(topic, 0)} - {None, leader}, 60, "a new leader")
+        assert (topic, 0) in kafka_cluster.under_replicated()
+        second = [f"b{i}" for i in range(500)]
+        _produce(kafka_cluster.bootstrap, topic, second)
+    finally:
+        kafka_cluster.start(leader)
+    kafka_cluster.wait_in_sync(120)
+    assert kafka_cluster.leader(topic, 0) is not None
+    reader = _consumer(bootstrap, topic, _topic("fresh"))
+    try:
+        everything, _ = _poll_until(reader, 1000)
+    finally:
+        reader.close()
+    assert sorted(everything) == sorted(first + second)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -107,10 +108,12 @@ class RouterProc:
             pass
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None,
+                 replication: int = 1) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}},
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": replication,
+                                    "configs": configs or {}}},
                             raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
@@ -135,6 +138,55 @@ def produce(bootstrap: str, topic: str, values, partition_of=None, key_of=None, 
     for f in futures:
         f.get(timeout=30)
     p.close()
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces `values` to `topic` from a thread (value i to partition i % partitions),
+    paced to `rate` records/s by the clock, until all are sent or stop() is called; start() it.
+
+    kafka-python's defaults hold: acks=all and idempotence (a retried send is not written
+    twice). After join(): the first `sent` values were handed to the producer and each was
+    acknowledged, unless `errors` holds what failed.
+
+    At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
+    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
+
+    STEP_S = 0.01  # paced in steps this long: finer sleeps cost the producer more than they smooth
+
+    def __init__(self, bootstrap: str, topic: str, values, partitions: int = 1, rate: int = 10_000):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.values = bootstrap, topic, values
+        self.partitions, self.rate = partitions, rate
+        self.errors: list[BaseException] = []
+        self.sent = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        p = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, delivery_timeout_ms=120_000)
+        futures = []
+        try:
+            t0 = time.monotonic()
+            for i, v in enumerate(self.values):
+                if self._halt.is_set():
+                    break
+                futures.append(p.send(self.topic, value=v, partition=i % self.partitions))
+                self.sent = i + 1
+                ahead = t0 + self.sent / self.rate - time.monotonic()
+                if ahead >= self.STEP_S:
+                    time.sleep(ahead)
+            p.flush()
+            for f in futures:
+                f.get(timeout=120)
+        except Exception as exc:  # reported by the test
+            self.errors.append(exc)
+        finally:
+            p.close()
+
+    def stop(self, timeout: float = 120) -> None:
+        """Send nothing more; wait until what was sent is acknowledged (or failed)."""
+        self._halt.set()
+        if self.ident is not None:  # started
+            self.join(timeout)
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 120,

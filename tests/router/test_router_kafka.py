@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter, defaultdict
 
@@ -10,8 +9,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from routerproc import (RouterProc, create_topic, produce, read_all, read_to_end, serial, timestamps,
-                        unique, wait_for)
+from routerproc import (BackgroundProducer, RouterProc, create_topic, produce, read_all, read_to_end, serial,
+                        timestamps, unique, wait_for)
 
 pytestmark = pytest.mark.kafka
 
@@ -269,34 +268,6 @@ def test_health_before_broker_up_while_running_and_after_it_stops(tmp_path):
         broker.close()
 
 
-def _background_producer(bootstrap: str, topic: str, values, partitions: int, pace: int = 100):
-    """Produce values from a thread (pace records per 10 ms step); returns (thread, errors).
-
-    At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
-    100k records/s since tsrouter.kafka_private.fastfetch), or a kill meant for mid-stream finds it done."""
-    errors: list = []
-
-    def run():
-        p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, delivery_timeout_ms=120_000)
-        futures = []
-        try:
-            for i, v in enumerate(values):
-                futures.append(p.send(topic, value=v, partition=i % partitions))
-                if i % pace == pace - 1:
-                    time.sleep(0.01)
-            p.flush()
-            for f in futures:
-                f.get(timeout=120)
-        except Exception as exc:  # reported by the test
-            errors.append(exc)
-        finally:
-            p.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, errors
-
-
 def _all_routed(bootstrap: str, pl: Pipeline, n: int, isolation_level="read_uncommitted") -> Counter:
     recs = read_to_end(bootstrap, pl.even, isolation_level) + read_to_end(bootstrap, pl.odd, isolation_level)
     return Counter(routed_serials(recs))
@@ -327,7 +298,8 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap, extra):
     r = RouterProc(pl.args("--tsrouter.max-poll-records=200", *extra)).start()
     try:
         r.wait_ready()
-        t, errors = _background_producer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        feed = BackgroundProducer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        feed.start()
         wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 3000, 120, "routing under way")
         assert r.terminate(timeout=60) == 0  # mid-stream
         out = r.output()
@@ -340,8 +312,8 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap, extra):
             from_p = sorted(s for s in routed if s % parts == p)
             assert from_p == [p + parts * k for k in range(offsets[p])]
         assert max(routed.values()) == 1  # a graceful stop leaves no duplicates
-        t.join(120)
-        assert not errors
+        feed.join(120)
+        assert not feed.errors
         r2 = RouterProc(pl.args(*extra)).start()
         try:
             final = _wait_all_routed(kafka_bootstrap, pl, n, iso)
@@ -370,13 +342,14 @@ def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee, txn):
     r2 = None
     try:
         r.wait_ready()
-        t, errors = _background_producer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        feed = BackgroundProducer(kafka_bootstrap, pl.input, timestamps(n), parts)
+        feed.start()
         wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 3000, 120, "routing under way")
         r.kill()
         before = sum(_all_routed(kafka_bootstrap, pl, n, iso).values())
         assert 0 < before < n
-        t.join(120)
-        assert not errors
+        feed.join(120)
+        assert not feed.errors
         r2 = RouterProc(pl.args(*extra)).start()
         final = _wait_all_routed(kafka_bootstrap, pl, n, iso)
         assert set(final) == set(range(n))
@@ -404,11 +377,12 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path):
         r = RouterProc(pl.args("--tsrouter.max-poll-records=200")).start()
         try:
             r.wait_ready()
-            t, errors = _background_producer(broker.bootstrap, pl.input, timestamps(n), parts, pace=100)
+            feed = BackgroundProducer(broker.bootstrap, pl.input, timestamps(n), parts)
+            feed.start()
             wait_for(lambda: r.metric("tsrouter_records_routed_total") >= 2000, 120, "routing under way")
             broker.restart()
-            t.join(240)
-            assert not errors
+            feed.join(240)
+            assert not feed.errors
             final = _wait_all_routed(broker.bootstrap, pl, n, timeout=240)
             assert set(final) == set(range(n))
             r.wait_ready()
