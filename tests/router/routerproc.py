@@ -149,7 +149,7 @@ class BackgroundProducer(threading.Thread):
     acknowledged, unless `errors` holds what failed.
 
     At most 10,000 records/s by default: the stream must outlast the router's catch-up (over
-    100k records/s since tsrouter.fastfetch), or a kill meant for mid-stream finds it done."""
+    100k records/s since tsrouter.kafka_private.fastfetch), or a kill meant for mid-stream finds it done."""
 
     STEP_S = 0.01  # paced in steps this long: finer sleeps cost the producer more than they smooth
 
