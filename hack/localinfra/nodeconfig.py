@@ -5,14 +5,66 @@ list and the kubelet's configuration. Pure functions of the node's work folder a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-NODE_NAME = "tsp-node-0"
-BRIDGE = "tspbr0"
-NODE_IP = "10.245.0.1"          # the bridge's address: node InternalIP, Kafka's pod listener
-POD_SUBNET = "10.245.0.0/24"
-NODE_LABEL = "tspipe.io/node"   # = "real" on this node
-CNI_NETWORK = "tspipe-node"
+NODE_LABEL = "tspipe.io/node"   # = "real" on every real node
+# The real nodes the harness knows, and sweeps after a crash: tsp-node-0 and tsp-node-1.
+NODE_COUNT = 2
+# Node i's pod subnet is 10.(245+i).0.0/24: 10.244.0.0/16 is kwok's POD_CIDR (kube.py),
+# and 10.96.0.0/16 the Service range, so the nodes' subnets meet neither.
+_SUBNET_BASE = 245
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """The names and addresses of real node `index`: its own bridge and /24, its CNI
+    network, and (beside node 0) its own cgroup root."""
+
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"tsp-node-{self.index}"
+
+    @property
+    def bridge(self) -> str:
+        return f"tspbr{self.index}"
+
+    @property
+    def subnet(self) -> str:
+        return f"10.{_SUBNET_BASE + self.index}.0.0/24"
+
+    @property
+    def ip(self) -> str:
+        """The bridge's address: the node's InternalIP and its kubelet's address, the
+        pods' gateway; node 0's is also where the API server and Kafka's pod listener are."""
+        return f"10.{_SUBNET_BASE + self.index}.0.1"
+
+    @property
+    def pod_range(self) -> tuple[str, str]:
+        return f"10.{_SUBNET_BASE + self.index}.0.10", f"10.{_SUBNET_BASE + self.index}.0.250"
+
+    @property
+    def cni_network(self) -> str:
+        # Also the prefix of libcni's result cache files: one per node, so each teardown
+        # finds its own.
+        return f"tspipe-node-{self.index}"
+
+    @property
+    def cgroup_root(self) -> str | None:
+        """The kubelet's cgroupRoot: node 0 keeps the default (its pods under /kubepods),
+        every other node its own folder, so each kubelet manages only its own pods."""
+        return None if self.index == 0 else f"/{self.name}"
+
+    def peers(self) -> list[NodeSpec]:
+        return [NodeSpec(i) for i in range(NODE_COUNT) if i != self.index]
+
+
+NODES = tuple(NodeSpec(i) for i in range(NODE_COUNT))
+# Node 0's names, as everything written for one node knows them.
+NODE_NAME, BRIDGE, NODE_IP, POD_SUBNET = NODES[0].name, NODES[0].bridge, NODES[0].ip, NODES[0].subnet
+CNI_NETWORK = NODES[0].cni_network
 PAUSE_IMAGE = "localhost/tspipe/pause:3.10"
 # Images hack/node-images.sh builds (archive name -> tag as containerd names it).
 IMAGES = {
@@ -83,30 +135,34 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 """
 
 
-def cni_config(wd: Path) -> dict:
+def cni_config(spec: NodeSpec, wd: Path) -> dict:
     # No gateway role and no masquerade: the bridge plugin then neither turns on IP
-    # forwarding nor adds NAT rules; pods have only the bridge's subnet, no default route.
+    # forwarding nor adds NAT rules; pods have the bridge's subnet and a route to each
+    # other node's (through this node's bridge address; the host forwards when a second
+    # node runs), no default route.
+    start, end = spec.pod_range
     return {
         "cniVersion": "0.4.0",
-        "name": CNI_NETWORK,
+        "name": spec.cni_network,
         "plugins": [{
-            "type": "bridge", "bridge": BRIDGE, "isGateway": False, "ipMasq": False,
+            "type": "bridge", "bridge": spec.bridge, "isGateway": False, "ipMasq": False,
             "hairpinMode": True,
             "ipam": {
                 "type": "host-local", "dataDir": str(wd / "cni" / "ipam"),
-                "ranges": [[{"subnet": POD_SUBNET, "rangeStart": "10.245.0.10",
-                             "rangeEnd": "10.245.0.250", "gateway": NODE_IP}]],
+                "ranges": [[{"subnet": spec.subnet, "rangeStart": start,
+                             "rangeEnd": end, "gateway": spec.ip}]],
+                "routes": [{"dst": p.subnet} for p in spec.peers()],
             },
         }],
     }
 
 
-def kubelet_config(wd: Path, port: int, healthz_port: int) -> dict:
+def kubelet_config(spec: NodeSpec, wd: Path, port: int, healthz_port: int) -> dict:
     pki = wd / "pki"
-    return {
+    cfg = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "address": NODE_IP,
+        "address": spec.ip,
         "port": port,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
@@ -143,3 +199,6 @@ def kubelet_config(wd: Path, port: int, healthz_port: int) -> dict:
         "containerLogMaxSize": "20Mi",
         "logging": {"format": "text"},
     }
+    if spec.cgroup_root:
+        cfg["cgroupRoot"] = spec.cgroup_root
+    return cfg

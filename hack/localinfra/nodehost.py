@@ -2,7 +2,8 @@
 mounts, the bridge and its veths, the kubelet's iptables chains and netfilter tables,
 kernel settings, libcni's result cache, shim sockets), how each is found, and the
 teardown that removes all of it. The same teardown is the sweep of a crashed run, whose
-state (work folder, kernel settings and netfilter tables as they were) is in STATE_FILE.
+state (work folder, kernel settings and netfilter tables as they were) is in its
+`state_file()`.
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
-from localinfra.nodeconfig import BRIDGE, CNI_NETWORK
+from localinfra.nodeconfig import NODES, NodeSpec
 
 STATE_DIR = Path("/run/tspipe-node")
-STATE_FILE = STATE_DIR / "state.json"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBEPODS = "kubepods"
 # Kernel settings the kubelet sets at start (setupKernelTunables) and the bridge plugin
@@ -30,6 +31,19 @@ SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
 SHIM_NAME = "containerd-shim"
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
+# libcni's result cache (not configurable in containerd 1.6): `<network>-<sandbox>-<ifname>`.
+CNI_RESULTS = Path("/var/lib/cni/results")
+# containerd's own network for a sandbox's `lo`; its results are named by sandbox only.
+CNI_LOOPBACK = "cni-loopback"
+# What runs containers through libcni: while none runs, no cached result can be deleted
+# by its owner any more.
+RUNTIMES = ("containerd", "crio", "dockerd")
+
+
+def state_file(spec: NodeSpec) -> Path:
+    """Where a running node records its owner, work folder, and the kernel settings and
+    netfilter tables as they were before it started: what the sweep needs after a crash."""
+    return STATE_DIR / f"{spec.name}.json"
 
 
 class NodeError(RuntimeError):
@@ -115,24 +129,44 @@ def cgroup_hierarchies() -> list[Path]:
     return out
 
 
-def kubepods_cgroups() -> list[Path]:
-    """Every `kubepods` cgroup folder (any depth below it included), deepest first."""
+def _pods_top(spec: NodeSpec) -> str:
+    """The cgroup folder, below each hierarchy's root, that holds all of the node's pods."""
+    return spec.cgroup_root.strip("/") if spec.cgroup_root else KUBEPODS
+
+
+def pod_cgroups(spec: NodeSpec) -> list[Path]:
+    """The node's pod cgroup folders (its cgroup root or `kubepods`, any depth below it
+    included) in every hierarchy, deepest first."""
     found = []
     for h in cgroup_hierarchies():
-        top = h / KUBEPODS
+        top = h / _pods_top(spec)
         if top.is_dir():
             found += [Path(dp) for dp, _, _ in os.walk(top)]
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def kubepods_pids() -> set[int]:
+def pod_pids(spec: NodeSpec) -> set[int]:
     pids = set()
-    for cg in kubepods_cgroups():
+    for cg in pod_cgroups(spec):
         try:
             pids.update(int(x) for x in (cg / "cgroup.procs").read_text().split())
         except OSError:
             pass
     return pids
+
+
+def make_cgroup_root(spec: NodeSpec) -> None:
+    """The kubelet refuses a cgroupRoot missing in any hierarchy ("cgroup [...] has some
+    missing paths"); a new cpuset cgroup has no CPUs or memory nodes until given the
+    parent's, and then no task may join it."""
+    if not spec.cgroup_root:
+        return
+    for h in cgroup_hierarchies():
+        top = h / _pods_top(spec)
+        top.mkdir(exist_ok=True)
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            if (h / f).exists():
+                (top / f).write_text((h / f).read_text())
 
 
 def mounts_under(folder: Path) -> list[str]:
@@ -155,15 +189,62 @@ def _umount(path: str) -> None:
         _libc.umount2(path.encode(), _MNT_DETACH)  # busy: detach now, freed when unused
 
 
-def bridge_links() -> list[str]:
-    """Our bridge and every link enslaved to it (the pods' host-side veths)."""
+def bridge_links(spec: NodeSpec) -> list[str]:
+    """The node's bridge and every link enslaved to it (the pods' host-side veths)."""
     p = run("ip", "-o", "link", "show", check=False)
     out = []
     for line in p.stdout.splitlines():
         name = line.split(":", 2)[1].strip().split("@")[0]
-        if name == BRIDGE or f" master {BRIDGE} " in line:
+        if name == spec.bridge or f" master {spec.bridge} " in line:
             out.append(name)
     return out
+
+
+def sandbox_ids(workdir: Path | None) -> set[str]:
+    """The pod sandboxes the node's containerd has (or had, while its folder is there)."""
+    out: set[str] = set()
+    if workdir is not None:
+        for kind in ("root", "state"):
+            d = workdir / "containerd" / kind / "io.containerd.grpc.v1.cri" / "sandboxes"
+            if d.is_dir():
+                out.update(x.name for x in d.iterdir())
+    return out
+
+
+def cni_results(spec: NodeSpec, sandboxes: Collection[str] = ()) -> list[Path]:
+    """libcni's cached results of the node's pods: its own network's, and the `lo` ones of
+    those pods and of `sandboxes`. A sandbox torn down without a CNI DEL (containerd
+    stopped first, or a crash) leaves both."""
+    if not CNI_RESULTS.is_dir():
+        return []
+    ours = sorted(CNI_RESULTS.glob(f"{spec.cni_network}-*"))
+    ids = set(sandboxes) | {f.name[len(spec.cni_network) + 1:].rsplit("-", 1)[0] for f in ours}
+    return ours + [f for i in sorted(ids) if (f := CNI_RESULTS / f"{CNI_LOOPBACK}-{i}-lo").exists()]
+
+
+def runtime_processes() -> list[str]:
+    """`pid: command line` of every container runtime process on the machine (kubelets too)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            comm = (p / "comm").read_text().strip()
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if comm.startswith(SHIM_NAME) or comm in RUNTIMES or \
+                (comm.startswith("tspkube") and " kubelet " in cmd + " "):
+            out.append(f"{p.name}: {cmd.strip() or '(exited, not yet reaped)'}")
+    return out
+
+
+def orphan_loopback_results() -> list[Path]:
+    """Every `lo` result while no container runtime runs: nothing can delete them any more
+    (one from a run that crashed before its teardown knew of them, for instance)."""
+    if not CNI_RESULTS.is_dir() or runtime_processes():
+        return []
+    return sorted(CNI_RESULTS.glob(f"{CNI_LOOPBACK}-*"))
 
 
 # ---------------------------------------------------------------- teardown (also the sweep)
@@ -207,15 +288,18 @@ def _remove_kube_chains() -> None:
                     run(binary, "-w", "5", "-t", table, "-X", rule.split()[1], check=False)
 
 
-def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
-             remove_workdir: bool = True, tables_before: list[str] | None = None) -> list[str]:
-    """Remove everything a node run made; returns what was found left over (for logs).
-    Safe to run on a half-started or crashed run, and more than once."""
+def teardown(spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
+             remove_workdir: bool = True, tables_before: list[str] | None = None,
+             shared: bool = True) -> list[str]:
+    """Remove everything node `spec`'s run made; returns what was found left over (for
+    logs). Safe to run on a half-started or crashed run, and more than once. `shared`:
+    also what every kubelet on the machine shares (the KUBE-* iptables chains, netfilter
+    tables); False while another node still runs and needs them."""
     notes = []
-    # 1. Every container process: they live in kubepods cgroups (freezing is not needed:
+    # 1. Every container process: they live in the node's pod cgroups (freezing is not needed:
     #    SIGKILL until no process is left, new ones cannot start once the kubelet is gone).
     deadline = time.monotonic() + timeout
-    while (pids := kubepods_pids()) and time.monotonic() < deadline:
+    while (pids := pod_pids(spec)) and time.monotonic() < deadline:
         kill(pids)
         time.sleep(0.2)
     if pids:
@@ -242,9 +326,9 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
                 _umount(mp)
         if mounts_under(workdir):
             notes.append(f"mounts left: {mounts_under(workdir)}")
-    # 4. cgroups under kubepods, in every hierarchy (deepest first; empty folders only).
+    # 4. The node's pod cgroups, in every hierarchy (deepest first; empty folders only).
     for _ in range(20):
-        left = kubepods_cgroups()
+        left = pod_cgroups(spec)
         if not left:
             break
         for cg in left:
@@ -253,16 +337,17 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
             except OSError:
                 pass
         time.sleep(0.1)
-    if kubepods_cgroups():
-        notes.append(f"cgroups left: {[str(c) for c in kubepods_cgroups()][:5]}")
+    if pod_cgroups(spec):
+        notes.append(f"cgroups left: {[str(c) for c in pod_cgroups(spec)][:5]}")
     # 5. Network: the pods' veths (normally gone with their namespaces) and the bridge.
-    for link in reversed(bridge_links()):
+    for link in reversed(bridge_links(spec)):
         run("ip", "link", "del", link, check=False)
-    for f in Path("/var/lib/cni/results").glob(f"{CNI_NETWORK}-*"):
-        f.unlink(missing_ok=True)  # libcni's result cache (not configurable in containerd 1.6)
+    for f in cni_results(spec, sandbox_ids(workdir)):
+        f.unlink(missing_ok=True)
     # 6. The kubelet's iptables chains, and the netfilter tables that only it made.
-    _remove_kube_chains()
-    if tables_before is not None:
+    if shared:
+        _remove_kube_chains()
+    if shared and tables_before is not None:
         for table in nft_tables():
             if table not in tables_before:
                 run("nft", "delete", *table.split(), check=False)
@@ -276,7 +361,7 @@ def teardown(workdir: Path | None, sysctls: dict[str, str] | None, timeout: floa
     # says (containerd 1.6); a socket nobody listens on any more is garbage.
     for sock in stale_shim_sockets():
         sock.unlink(missing_ok=True)
-    for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
+    for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent, *((CNI_RESULTS, CNI_RESULTS.parent) if shared else ())):
         try:
             d.rmdir()  # only when empty: another containerd's files stay
         except OSError:
@@ -298,61 +383,81 @@ def stale_shim_sockets() -> list[Path]:
     return out
 
 
-def sweep() -> list[str]:
-    """Clean up after an earlier run that died without its teardown. Raises NodeError if a
-    live process still owns the node (one node per machine: one bridge, one kubepods)."""
-    try:
-        state = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        state = None
-    if state:
+def sweep(live: tuple[int, ...] = ()) -> list[str]:
+    """Clean up after earlier runs that died without their teardown: every node the harness
+    knows, the highest first (each restores the kernel settings it found, and node 0 found
+    them first). `live`: the indices of nodes this process runs, which stay. Raises
+    NodeError if another live process owns a node (one per machine: its bridge, its cgroups)."""
+    notes = []
+    for spec in reversed(NODES):
+        if spec.index in live:
+            continue
         try:
-            os.kill(int(state["owner"]), 0)
-            if int(state["owner"]) != os.getpid():
-                raise NodeError(f"another process (pid {state['owner']}) runs the node "
-                                f"in {state.get('workdir')}")
-        except ProcessLookupError:
-            pass
-    notes = teardown(Path(state["workdir"]) if state and state.get("workdir") else None,
-                     state.get("sysctls") if state else None,
-                     tables_before=state.get("nft_tables") if state else None)
-    forget_state()
+            state = json.loads(state_file(spec).read_text())
+        except (OSError, ValueError):
+            state = None
+        if state:
+            try:
+                os.kill(int(state["owner"]), 0)
+                if int(state["owner"]) != os.getpid():
+                    raise NodeError(f"another process (pid {state['owner']}) runs the node "
+                                    f"{spec.name} in {state.get('workdir')}")
+            except ProcessLookupError:
+                pass
+        notes += teardown(spec, Path(state["workdir"]) if state and state.get("workdir") else None,
+                          state.get("sysctls") if state else None,
+                          tables_before=state.get("nft_tables") if state else None, shared=not live)
+        forget_state(spec)
+    for f in orphan_loopback_results():
+        f.unlink(missing_ok=True)
     return notes
 
 
-def forget_state() -> None:
-    """Remove the state file and its folder (when empty): /run as it was before the run."""
-    STATE_FILE.unlink(missing_ok=True)
+def forget_state(spec: NodeSpec) -> None:
+    """Remove the node's state file and the folder (when empty): /run as it was before the run."""
+    state_file(spec).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         STATE_DIR.rmdir()
 
 
-def leftovers(workdir: Path | None = None) -> list[str]:
-    """What a node run could leave behind and is there now (empty after a clean teardown)."""
+def node_leftovers(spec: NodeSpec, workdir: Path | None = None, sandboxes: Collection[str] = ()) -> list[str]:
+    """What node `spec`'s run could leave behind and is there now, while other nodes may
+    still run: processes with its work folder in their arguments, processes and folders in
+    its pod cgroups, its bridge and veths, mounts, its cached CNI results (with the `lo`
+    ones of `sandboxes`), its state file."""
     out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            comm = (p / "comm").read_text().strip()
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if comm.startswith(SHIM_NAME) or comm == "containerd" or \
-                (comm.startswith("tspkube") and " kubelet " in cmd + " "):
-            out.append(f"process {p.name}: {cmd.strip() or '(exited, not yet reaped)'}")
-    if kubepods_pids():
-        out.append(f"processes in kubepods cgroups: {sorted(kubepods_pids())}")
-    out += [f"cgroup {c}" for c in kubepods_cgroups()]
-    out += [f"link {link}" for link in bridge_links()]
+    if workdir is not None:
+        out += [f"process {pid}" for pid in pids_matching(str(workdir))]
+    if pod_pids(spec):
+        out.append(f"processes in {spec.name}'s pod cgroups: {sorted(pod_pids(spec))}")
+    out += [f"cgroup {c}" for c in pod_cgroups(spec)]
+    out += [f"link {link}" for link in bridge_links(spec)]
     if workdir is not None:
         out += [f"mount {m}" for m in mounts_under(workdir)]
         if workdir.exists():
             out.append(f"work folder {workdir}")
+    out += [f"CNI result {f}" for f in cni_results(spec, {*sandboxes, *sandbox_ids(workdir)})]
+    if state_file(spec).exists():
+        out.append(f"state file {state_file(spec)}")
+    return out
+
+
+def leftovers(*workdirs: Path | None) -> list[str]:
+    """What node runs could leave behind and is there now: empty after a clean teardown of
+    every node (the container runtime processes on the machine are counted whoever runs them)."""
+    out = [f"process {p}" for p in runtime_processes()]
+    dirs = [w for w in workdirs if w is not None]
+    for spec in NODES:
+        out += node_leftovers(spec)
+    for w in dirs:
+        out += [f"mount {m}" for m in mounts_under(w)]
+        if w.exists():
+            out.append(f"work folder {w}")
+    out += [f"CNI result {f}" for f in sorted(CNI_RESULTS.glob(f"{CNI_LOOPBACK}-*")) if CNI_RESULTS.is_dir()]
     if Path("/run/netns").is_dir():
         out += [f"netns /run/netns/{n.name}" for n in Path("/run/netns").iterdir() if n.name.startswith("cni-")]
     if STATE_DIR.exists():
         out.append(f"state folder {STATE_DIR}")
     out += [f"stale shim socket {f}" for f in stale_shim_sockets()]
     out += [f"iptables chain {c}" for c in kube_chains()]
-    return out
+    return list(dict.fromkeys(out))  # a node's `lo` results are also among all of them
