@@ -334,9 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=1, choices=range(1, len(NODES) + 1))
     args = ap.parse_args(argv)
     if args.command == "sweep":
-        notes = sweep()
-        print("\n".join(notes) or "nothing was left", flush=True)
-        return 0
+        before = leftovers()
+        try:
+            notes = sweep()
+        except NodeError as exc:  # a live run owns a node: not ours to remove
+            print(exc, file=sys.stderr)
+            return 1
+        after = leftovers()
+        print("\n".join([f"removed {x}" for x in before if x not in after] + notes
+                        + [f"left {x}" for x in after]) or "nothing was left", flush=True)
+        return 1 if after else 0
     if args.command == "leftovers":
         left = leftovers()
         print("\n".join(left) or "nothing is left", flush=True)

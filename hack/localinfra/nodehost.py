@@ -361,12 +361,14 @@ def teardown(spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | Non
     # says (containerd 1.6); a socket nobody listens on any more is garbage.
     for sock in stale_shim_sockets():
         sock.unlink(missing_ok=True)
-    for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent, *((CNI_RESULTS, CNI_RESULTS.parent) if shared else ())):
-        try:
-            d.rmdir()  # only when empty: another containerd's files stay
-        except OSError:
-            pass
+    _rmdir_empty(SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent, *((CNI_RESULTS, CNI_RESULTS.parent) if shared else ()))
     return notes
+
+
+def _rmdir_empty(*folders: Path) -> None:
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only when empty: another runtime's files stay
 
 
 def stale_shim_sockets() -> list[Path]:
@@ -410,6 +412,8 @@ def sweep(live: tuple[int, ...] = ()) -> list[str]:
         forget_state(spec)
     for f in orphan_loopback_results():
         f.unlink(missing_ok=True)
+    if not live:
+        _rmdir_empty(CNI_RESULTS, CNI_RESULTS.parent)
     return notes
 
 

@@ -34,3 +34,12 @@ def test_a_nodes_sandboxes_are_read_from_its_containerds_folders(tmp_path):
     assert nodehost.sandbox_ids(tmp_path) == set(SANDBOX.values())
     assert nodehost.sandbox_ids(tmp_path / "gone") == set()
     assert nodehost.sandbox_ids(None) == set()
+
+
+def test_loopback_results_are_orphans_only_while_no_container_runtime_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(nodehost, "CNI_RESULTS", tmp_path)
+    (tmp_path / f"cni-loopback-{SANDBOX[0]}-lo").write_text("{}")
+    monkeypatch.setattr(nodehost, "runtime_processes", lambda: ["42: /usr/bin/containerd --config x"])
+    assert nodehost.orphan_loopback_results() == []
+    monkeypatch.setattr(nodehost, "runtime_processes", lambda: [])
+    assert nodehost.orphan_loopback_results() == [tmp_path / f"cni-loopback-{SANDBOX[0]}-lo"]
