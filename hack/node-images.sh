@@ -22,7 +22,7 @@ STORE="$CACHE/node/buildah"
 SUITE=bookworm
 # Tags: what the sample pipeline and the operator's manifests name (keep in step with
 # manifests/samples/timestamppipeline.yaml, manifests/base/deployment.yaml and
-# hack/localinfra/node.py).
+# hack/localinfra/nodeconfig.py).
 ROUTER_TAG=ghcr.io/tspipe/router:0.1.0
 OPERATOR_TAG=ghcr.io/tspipe/operator:0.1.0
 TIME_TAG=docker.io/springcloudstream/time-source-kafka:5.1.1

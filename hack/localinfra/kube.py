@@ -12,7 +12,6 @@ The binaries come from hack/build-k8s.sh (``make k8s-bins``). Usage::
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localinfra import cache
-from localinfra.proc import free_port, openssl, stop_process_group, wait_for
+from localinfra.proc import die_with_parent, free_port, openssl, stop_process_group, wait_for
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
@@ -79,28 +78,12 @@ NODE_MANIFEST = {
     },
 }
 
-_PR_SET_PDEATHSIG = 1
-_libc = None
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL if this Python process dies, even by
-    SIGKILL, so an interrupted test run leaves no control plane behind."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: atexit and stop() still apply
-        pass
-
-
 def _ec_key(cwd: Path, name: str) -> None:
     # P-256 keys: instant to generate, accepted for TLS, client certs and SA tokens (ES256).
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=cwd)
 
 
-def _issue(cwd: Path, name: str, subject: str, ext: str, days: int = 30) -> None:
+def issue_cert(cwd: Path, name: str, subject: str, ext: str, days: int = 30) -> None:
     """A key and a certificate signed by the local CA (ca.key/ca.crt)."""
     _ec_key(cwd, name)
     openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=cwd)
@@ -131,16 +114,16 @@ def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
         "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
         "DNS:kubernetes.default.svc.cluster.local",
     ])
-    _issue(pki, "apiserver", "/CN=kube-apiserver",
+    issue_cert(pki, "apiserver", "/CN=kube-apiserver",
            server + f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
-    _issue(pki, "etcd-server", "/CN=etcd",
+    issue_cert(pki, "etcd-server", "/CN=etcd",
            server + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _issue(pki, "apiserver-etcd-client", "/CN=kube-apiserver-etcd-client", client)
-    _issue(pki, "admin", "/O=system:masters/CN=tspipe-admin", client)
-    _issue(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
-    _issue(pki, "scheduler", "/CN=system:kube-scheduler", client)
+    issue_cert(pki, "apiserver-etcd-client", "/CN=kube-apiserver-etcd-client", client)
+    issue_cert(pki, "admin", "/O=system:masters/CN=tspipe-admin", client)
+    issue_cert(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
+    issue_cert(pki, "scheduler", "/CN=system:kube-scheduler", client)
     # The API server's client certificate towards kubelets (logs, exec, port-forward).
-    _issue(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
+    issue_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     _ec_key(pki, "sa")
     openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for f in pki.iterdir():
@@ -194,7 +177,7 @@ class _Proc:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                env=env, start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def alive(self) -> bool:

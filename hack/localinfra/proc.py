@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
 import random
@@ -58,6 +59,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL if this Python process dies, even by
+    SIGKILL, so an interrupted test run leaves no control plane or node behind."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: atexit and stop() still apply
+        pass
 
 
 def java_bin() -> str:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from localinfra.node import _unreaped
+from localinfra.nodehost import unreaped
 
 
 def _state(pid: int) -> str | None:
@@ -27,16 +27,16 @@ def test_a_killed_child_is_reaped_and_then_gone():
         time.sleep(0.05)
     assert _state(proc.pid) == "Z"
     assert Path(f"/proc/{proc.pid}/cmdline").read_bytes() == b""  # why matching by arguments misses it
-    assert _unreaped([proc.pid]) == [proc.pid]  # still there when looked at; reaped by the call
+    assert unreaped([proc.pid]) == [proc.pid]  # still there when looked at; reaped by the call
     assert _state(proc.pid) is None
-    assert _unreaped([proc.pid]) == []
+    assert unreaped([proc.pid]) == []
 
 
 def test_a_live_process_is_unreaped_until_it_is_gone():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        assert _unreaped([proc.pid]) == [proc.pid]
+        assert unreaped([proc.pid]) == [proc.pid]
     finally:
         proc.kill()
         proc.wait()
-    assert _unreaped([proc.pid]) == []
+    assert unreaped([proc.pid]) == []

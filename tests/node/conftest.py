@@ -1,14 +1,38 @@
 """The real node: a control plane whose pods run for real (kubelet + containerd + CNI on a
 bridge this run creates), a Kafka broker with a listener on the bridge for the pods, and
-the operator as a local process watching the pipeline's namespace.
+the operator as a local process watching the pipeline's namespace. Tests that ask for
+`two_node_cluster` get a second real node beside the first, started when the first of
+them runs (the single-node tests never pay for it).
 
 The node needs root and Debian's container packages (installed when missing); on a
 machine that cannot have them these tests skip, saying why."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nodehelpers import NodeCluster
+
+# What the second node imports: the sandbox image and the router (it serves HTTP on 8080
+# and reaches Kafka), enough for the two-node tests and quicker than every image.
+NODE1_IMAGES = ("pause", "router")
+# Stops the session's node: runs after every other test that uses it.
+TEARDOWN_TESTS = "test_node_teardown.py"
+
+
+def pytest_collection_modifyitems(items):
+    """The teardown tests right after the last other test of this folder (file order
+    would put test_two_nodes.py after them), before any later folder's tests."""
+    here = Path(__file__).parent
+    last = [item for item in items if item.path.name == TEARDOWN_TESTS and item.path.parent == here]
+    if not last:
+        return
+    moved = {id(item) for item in last}
+    rest = [item for item in items if id(item) not in moved]
+    ours = [i for i, item in enumerate(rest) if item.path.parent == here]
+    at = ours[-1] + 1 if ours else len(rest)
+    items[:] = rest[:at] + last + rest[at:]
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +49,16 @@ def node_cluster():
         cp.kubectl("apply", "-f", "crds/")
         cp.wait_crd_established("timestamppipelines.tspipe.io")
         yield NodeCluster(cp, node, broker)
+
+
+@pytest.fixture(scope="session")
+def two_node_cluster(node_cluster):
+    """node_cluster with tsp-node-1 Ready beside tsp-node-0 (`.node1`). Stopped before
+    node 0 (the kubelets share the KUBE-* iptables chains that node 0's teardown removes)."""
+    from localinfra.node import NODES, Node
+
+    node_cluster.node1 = Node(node_cluster.cp, index=1, images=NODE1_IMAGES).start()
+    yield node_cluster
+    node_cluster.node1.stop()
+    if node_cluster.cp.pids():  # (the teardown tests may have stopped the control plane)
+        node_cluster.kubectl("delete", "node", NODES[1].name, "--ignore-not-found", check=False)

@@ -28,13 +28,16 @@ class NodeCluster:
     cp: object      # localinfra.kube.ControlPlane (node_ip set)
     node: object    # localinfra.node.Node
     broker: object  # localinfra.kafka.KafkaBroker (pod_host set)
+    node1: object | None = None  # tsp-node-1, once a test asked for two nodes (two_node_cluster)
 
     def kubectl(self, *args, **kw):
         return self.cp.kubectl(*args, **kw)
 
     def close(self) -> None:
-        """Stop the broker, the node and the control plane (again: a no-op)."""
+        """Stop the broker, the nodes (node 1 first) and the control plane (again: a no-op)."""
         self.broker.stop()
+        if self.node1 is not None:
+            self.node1.stop()
         self.node.stop()
         self.cp.stop()
 
