@@ -11,7 +11,9 @@
 #   log-sink     hack/node/Dockerfile.spring-app on base-jre -> springcloudstream/log-sink-kafka:5.1.1
 # Each archive is rebuilt only when what it is built from changes (a key file beside it).
 # Output: ${TSP_CACHE:-~/.cache/tspipe}/node/images/<name>.tar; buildah's own storage is
-# ${TSP_CACHE}/node/buildah (vfs: works on any filesystem, needs no fuse-overlayfs).
+# ${TSP_CACHE}/node/buildah (vfs: works on any filesystem, needs no fuse-overlayfs). vfs keeps
+# every layer as a full copy of the root filesystem (250-450 MB each), so after a build the
+# store is pruned to the images the tags below name (prune()).
 # Usage: hack/node-images.sh [NAME...]   (default: all)
 set -euo pipefail
 
@@ -35,9 +37,14 @@ log() { printf '[node-images] %s\n' "$*" >&2; }
 
 bash "$ROOT/hack/node-packages.sh"
 mkdir -p "$OUT" "$STORE"
+# One run at a time per store (checkouts share the cache): prune() must not remove what a
+# build running beside it still uses.
+exec 9>"$STORE/lock"
+flock -n 9 || { log "waiting for another build using $STORE"; flock 9; }
 RUNROOT="$(mktemp -d /tmp/tsp-buildah-run-XXXXXX)"
 trap 'rm -rf "$RUNROOT"' EXIT
 bh() { buildah --root "$STORE/root" --runroot "$RUNROOT" --storage-driver vfs "$@"; }
+BUILT=0
 
 # key NAME FILES...: a hash of this script and FILES' content (and names).
 key() {
@@ -56,6 +63,7 @@ save() {
     bh push --quiet "$2" "docker-archive:$OUT/$1.tar.tmp:$2" >/dev/null
     mv -f "$OUT/$1.tar.tmp" "$OUT/$1.tar"
     echo "$3" > "$OUT/$1.key"
+    BUILT=1
     log "$1: $2 -> $OUT/$1.tar ($(du -m "$OUT/$1.tar" | cut -f1) MB)"
 }
 
@@ -83,6 +91,7 @@ base() {
     bh umount "$ctr" >/dev/null
     bh commit --quiet --rm "$ctr" "$tag" >/dev/null
     echo "$k" > "$OUT/$name.key"
+    BUILT=1
     log "$name: $tag built in $((SECONDS - start)) s"
 }
 
@@ -119,6 +128,33 @@ bud() {
     log "$name: built in $((SECONDS - start)) s"
 }
 
+# prune: after a build, remove from the store what no current tag names. A rebuild moves
+# its tag to the new image and leaves the old one untagged, with its layers (each a full
+# copy under vfs): without this the store grew by the image's size on every rebuild.
+# Working containers are removed by bud and commit --rm; one left over is a killed build's.
+# Only those older than an hour go: a younger one may belong to a build running now from a
+# checkout whose copy of this script takes no lock. An image a container still uses stays
+# (rmi refuses it).
+prune() {
+    local keep=" $ROUTER_TAG $OPERATOR_TAG $TIME_TAG $LOG_TAG $PAUSE_TAG $BASE_PY $BASE_JRE "
+    local before id name dir kept=" "
+    before=$(du -sm "$STORE" 2>/dev/null | cut -f1)
+    for id in $(bh containers --all --quiet --notruncate); do
+        dir="$STORE/root/vfs-containers/$id"
+        if [[ -d "$dir" && -z "$(find "$dir" -maxdepth 0 -mmin -60)" ]]; then
+            bh rm "$id" >/dev/null 2>&1 || true
+        fi
+    done
+    # One line per image and name (<none>:<none> when untagged).
+    while read -r id name; do
+        [[ "$keep" == *" $name "* ]] && kept+="$id "
+    done < <(bh images --all --noheading --no-trunc --format '{{.ID}} {{.Name}}:{{.Tag}}')
+    for id in $(bh images --all --noheading --no-trunc --format '{{.ID}}' | sort -u); do
+        [[ "$kept" == *" $id "* ]] || bh rmi "${id#sha256:}" >/dev/null 2>&1 || true
+    done
+    log "buildah store pruned: $before MB -> $(du -sm "$STORE" 2>/dev/null | cut -f1) MB ($STORE)"
+}
+
 want() { [[ $# -eq 0 ]] || [[ " ${WANT[*]} " == *" $1 "* ]]; }
 WANT=("$@")
 all=(pause router operator time-source log-sink)
@@ -153,4 +189,5 @@ for app in time-source log-sink; do
     BUD_SOURCES=(.)
     bud "$app" "$tag" "$dir/Dockerfile" "$dir" "$BASE_JRE"
 done
+[[ $BUILT -eq 1 ]] && prune
 log "images ready in $OUT ($((SECONDS - total)) s)"
