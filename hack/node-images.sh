@@ -114,7 +114,10 @@ build_pause() {
 bud() {
     local name=$1 tag=$2 file=$3 ctx=$4 basetag=$5 k start=$SECONDS
     shift 5
-    k="$(key "$name" "$file" $(cd "$ctx" && find "${BUD_SOURCES[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' | sort | sed "s|^|$ctx/|") "$OUT/$(basename "${basetag%%:*}").key")"
+    # The context's files as .dockerignore leaves them (and that file: it decides them).
+    local ignore=()
+    [[ -f "$ctx/.dockerignore" ]] && ignore=("$ctx/.dockerignore")
+    k="$(key "$name" "$file" "${ignore[@]}" $(cd "$ctx" && find "${BUD_SOURCES[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path '*/build/*' ! -path '*/dist/*' ! -name '*.pyc' ! -name '*.log' | sort | sed "s|^|$ctx/|") "$OUT/$(basename "${basetag%%:*}").key")"
     fresh "$name" "$k" && return
     log "$name: buildah bud -f ${file#"$ROOT"/} (base $basetag)"
     # chroot isolation: no user namespaces or fuse needed. Host network and the host's CA
