@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -85,6 +86,30 @@ def java_bin() -> str:
     if not found:
         raise FileNotFoundError("java (17+) not found on PATH or in JAVA_HOME")
     return found
+
+
+OWNER_FILE = "owner.pid"
+
+
+def owned_tmpdir(prefix: str) -> Path:
+    """A new folder `prefix`* in the system temp dir that names this process as its owner
+    (OWNER_FILE), made after sweeping the folders of `prefix` whose owner is gone."""
+    sweep_tmpdirs(prefix)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / OWNER_FILE).write_text(str(os.getpid()))
+    return path
+
+
+def sweep_tmpdirs(prefix: str) -> None:
+    """Remove the `owned_tmpdir(prefix)` folders whose owning process died without cleaning
+    up (a SIGKILLed test run: its children died with it, its files did not)."""
+    for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            os.kill(int((path / OWNER_FILE).read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):  # no/odd owner file, or not ours to judge
+            continue
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from localinfra.proc import free_port, stop_process_group
+from localinfra.proc import free_port, owned_tmpdir, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tspipe-operator"
@@ -156,6 +157,8 @@ class Runner:
         # gives up waiting must not start programs after stop() ended the rest.
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # The Spring apps' java.io.tmpdir (springapps.TMP_PREFIX), made at the first start.
+        self._java_tmpdir: Path | None = None
 
     # -- API reads ---------------------------------------------------------------
     def _resolve(self, namespace: str, value_from: dict) -> str | None:
@@ -193,7 +196,9 @@ class Runner:
             return [sys.executable, "-m", "tsrouter", *args]
         from localinfra import springapps
 
-        return [*springapps.java_command(prog.kind, prog.version), *args]
+        if self._java_tmpdir is None:
+            self._java_tmpdir = owned_tmpdir(springapps.TMP_PREFIX)
+        return [*springapps.java_command(prog.kind, prog.version, self._java_tmpdir), *args]
 
     def _spawn(self, prog: Program, replica: int) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPRING_")}
@@ -275,6 +280,9 @@ class Runner:
             procs = [p for _, ps in self.running.values() for p in ps]
             self._terminate(procs)
             self.running.clear()
+            if self._java_tmpdir is not None:
+                shutil.rmtree(self._java_tmpdir, ignore_errors=True)
+                self._java_tmpdir = None
 
     def __enter__(self):
         return self.start()

@@ -29,14 +29,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from localinfra.proc import java_bin, free_port, stop_process_group, rss_bytes
+from localinfra.proc import java_bin, free_port, owned_tmpdir, stop_process_group, rss_bytes
 from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
@@ -203,7 +202,8 @@ class ScdfServers:
     def __init__(self, workdir: str | Path | None = None, kubernetes: KubernetesPlatform | None = None):
         self.kubernetes = kubernetes
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-scdf-"))
+        # Its own: named after this process, so a later one sweeps it if this run is killed.
+        self.workdir = Path(workdir or owned_tmpdir("tsp-scdf-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.skipper_port: int | None = None
         self.dataflow_port: int | None = None

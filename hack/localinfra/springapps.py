@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from localinfra.proc import java_bin
+from localinfra.proc import java_bin, owned_tmpdir
 from localinfra.cache import cache_dir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
@@ -32,6 +33,11 @@ APPS = ("time-source-kafka", "log-sink-kafka")
 TIME_FORMAT = "%m/%d/%y %H:%M:%S"
 JVM_FLAGS = ("-Xms32m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
              "-Djava.awt.headless=true")
+# The apps' java.io.tmpdir lives in folders of this prefix, removed when the app stops (and
+# swept once the process that started it is gone): Spring Boot's embedded Tomcat makes its
+# base dir there (tomcat.PORT.N) and never removes it, so with /tmp every start left one.
+TMP_PREFIX = "tsp-springapp-"
+_TMPDIRS: dict[int, Path] = {}  # start_app's process id -> its java.io.tmpdir
 
 
 class SpringAppError(RuntimeError):
@@ -112,26 +118,36 @@ def jar_path(app: str, version: str | None = None) -> Path:
     return path
 
 
-def java_command(app: str, version: str | None = None) -> list[str]:
-    """`java <small-heap flags> -jar <app jar>`; append the app's args."""
-    return [java_bin(), *JVM_FLAGS, "-jar", str(jar_path(app, version))]
+def java_command(app: str, version: str | None = None, tmpdir: Path | None = None) -> list[str]:
+    """`java <small-heap flags> -jar <app jar>`, with `tmpdir` as java.io.tmpdir when
+    given (see TMP_PREFIX); append the app's args."""
+    tmp = [f"-Djava.io.tmpdir={tmpdir}"] if tmpdir else []
+    return [java_bin(), *JVM_FLAGS, *tmp, "-jar", str(jar_path(app, version))]
 
 
 def start_app(app: str, version: str | None, args: list[str] | tuple[str, ...] = (),
               env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None
               ) -> subprocess.Popen:
     """Start `app` with `args` and `env` (added to this process's environment), its stdout
-    and stderr appended to `log_path` (inherited if None), in its own process group."""
-    cmd = [*java_command(app, version), *args]
+    and stderr appended to `log_path` (inherited if None), in its own process group;
+    its java.io.tmpdir is a folder of its own that stop_app removes."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    log = open(log_path, "ab") if log_path else None
+    tmpdir = owned_tmpdir(TMP_PREFIX)
+    log = None
     try:
-        return subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
+        cmd = [*java_command(app, version, tmpdir), *args]
+        log = open(log_path, "ab") if log_path else None
+        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT if log else None, start_new_session=True)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     finally:
         if log:
             log.close()  # the child holds its own descriptor
+    _TMPDIRS[proc.pid] = tmpdir
+    return proc
 
 
 def stop_app(proc: subprocess.Popen, timeout: float = 20) -> int:
@@ -139,6 +155,9 @@ def stop_app(proc: subprocess.Popen, timeout: float = 20) -> int:
     from localinfra.proc import stop_process_group
 
     stop_process_group(proc, timeout)
+    tmpdir = _TMPDIRS.pop(proc.pid, None)
+    if tmpdir:
+        shutil.rmtree(tmpdir, ignore_errors=True)
     return proc.returncode
 
 

@@ -1,5 +1,8 @@
 """The seed's Spring Cloud Stream apps: pure helpers, then the real jars against the real broker."""
 import json
+import os
+import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -9,6 +12,7 @@ import pytest
 
 from localinfra import springapps
 from localinfra.kafka import free_port
+from localinfra.proc import OWNER_FILE, owned_tmpdir, sweep_tmpdirs
 from localinfra.springapps import (SpringAppError, log_sink_payloads, parse_boot_log_line,
                                    parse_time_payload)
 
@@ -50,6 +54,31 @@ def test_java_command_is_small_and_fast_starting(monkeypatch, tmp_path):
     cmd = springapps.java_command("time-source-kafka")
     assert "-Xmx256m" in cmd and "-XX:TieredStopAtLevel=1" in cmd
     assert cmd[-2] == "-jar" and cmd[-1].endswith("/time-source-kafka.jar")
+
+
+def test_java_command_sets_the_tmpdir_it_is_given(monkeypatch, tmp_path):
+    # Tomcat's base dir goes to java.io.tmpdir; left at /tmp, every app start leaves one there.
+    monkeypatch.setattr(springapps, "jar_path", lambda app, version=None: tmp_path / f"{app}.jar")
+    assert not any(a.startswith("-Djava.io.tmpdir=") for a in springapps.java_command("log-sink-kafka"))
+    cmd = springapps.java_command("log-sink-kafka", tmpdir=tmp_path / "t")
+    assert f"-Djava.io.tmpdir={tmp_path / 't'}" in cmd[:cmd.index("-jar")]
+
+
+def test_owned_tmpdirs_of_dead_owners_are_swept(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{springapps.TMP_PREFIX}stale"
+    (stale / "tomcat.1.2").mkdir(parents=True)
+    (stale / OWNER_FILE).write_text(str(dead.pid))
+    unowned = tmp_path / f"{springapps.TMP_PREFIX}unowned"
+    unowned.mkdir()
+    mine = owned_tmpdir(springapps.TMP_PREFIX)
+    assert mine.parent == tmp_path and (mine / OWNER_FILE).read_text() == str(os.getpid())
+    assert not stale.exists(), "a killed run's folder is swept"
+    assert unowned.exists(), "a folder without an owner is not ours to judge"
+    sweep_tmpdirs(springapps.TMP_PREFIX)
+    assert mine.exists(), "a live owner's folder stays"
 
 
 # ---------------------------------------------------------------- real apps
