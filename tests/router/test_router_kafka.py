@@ -442,10 +442,13 @@ def test_topics_it_cannot_create_but_that_exist_are_fine(kafka_bootstrap):
 SITE_OTHER_KAFKA = {"sitecustomize.py": "import kafka\nkafka.__version__ = '3.0.99'\n"}
 PRIVATE_PATHS = {
     "public": (["--tsrouter.fast-fetch=false", "--tsrouter.batch-send=false"], {},
-               "connection probe, kafka-python fixes"),
-    "fast-fetch": (["--tsrouter.batch-send=false"], {}, "tsrouter.fast-fetch, connection probe, kafka-python fixes"),
-    "batch-send": (["--tsrouter.fast-fetch=false"], {}, "tsrouter.batch-send, connection probe, kafka-python fixes"),
-    "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes"),
+               "connection probe, bounded transactional calls, kafka-python fixes"),
+    "fast-fetch": (["--tsrouter.batch-send=false"], {},
+                   "tsrouter.fast-fetch, connection probe, bounded transactional calls, kafka-python fixes"),
+    "batch-send": (["--tsrouter.fast-fetch=false"], {},
+                   "tsrouter.batch-send, connection probe, bounded transactional calls, kafka-python fixes"),
+    "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, bounded transactional calls, "
+                     "kafka-python fixes"),
     "fallback": ([], SITE_OTHER_KAFKA, "kafka-python fixes"),
 }
 
