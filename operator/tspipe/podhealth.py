@@ -50,13 +50,19 @@ def live_pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -
 
 
 def _pods(pods: Sequence[dict[str, Any]], pipeline_name: str, suffix: str) -> list[dict[str, Any]]:
-    """A component's live pods that are scheduled and not Ready, by name."""
+    """A component's live pods that are scheduled and not Ready, newest first: during a
+    rollout the new pods run the spec the user just changed, so their reason is the news."""
     out = []
     for pod in live_pods(pods, pipeline_name, suffix):
         conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
         if conds.get("PodScheduled") == "True" and conds.get("Ready") != "True":
             out.append(pod)
-    return sorted(out, key=lambda p: str((p.get("metadata") or {}).get("name", "")))
+
+    def newest_first(pod: dict[str, Any]) -> tuple[str, str]:
+        meta = pod.get("metadata") or {}
+        return str(meta.get("creationTimestamp", "")), str(meta.get("name", ""))
+
+    return sorted(out, key=newest_first, reverse=True)
 
 
 def _running_for(state: dict[str, Any], now: datetime) -> float | None:
@@ -100,7 +106,7 @@ def not_ready(
     now: datetime,
 ) -> dict[str, Any] | None:
     """{pods, reason, message} for a component's pods that are not Ready for a reason a
-    user must act on (of the first such pod by name), or None."""
+    user must act on (the newest such pod's), or None."""
     found = [w for pod in _pods(pods, pipeline_name, suffix) if (w := _why(pod, readiness, server_port, now))]
     if not found:
         return None

@@ -20,10 +20,10 @@ def stamp(seconds_ago):
     return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pod(name, container_status, component="router", ready=False, scheduled=True):
+def pod(name, container_status, component="router", ready=False, scheduled=True, created=600):
     return {
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": "timestamps",
-                                              "app.kubernetes.io/component": component}},
+        "metadata": {"name": name, "creationTimestamp": stamp(created),
+                     "labels": {"app.kubernetes.io/instance": "timestamps", "app.kubernetes.io/component": component}},
         "status": {"conditions": [{"type": "PodScheduled", "status": "True" if scheduled else "False"},
                                   {"type": "Ready", "status": "True" if ready else "False"}],
                    "containerStatuses": [{"name": component, "ready": ready, **container_status}]},
@@ -66,6 +66,14 @@ def test_a_running_unready_pod_is_reported_only_after_its_probe_had_its_full_cha
     assert got["reason"] == podhealth.READINESS_PROBE_FAILING
     assert "readiness probe (GET /actuator/health/readiness on port 8080) has not passed" in got["message"]
     assert "kubectl describe pod p" in got["message"]
+
+
+def test_during_a_rollout_the_newest_pods_reason_is_reported():
+    # The old pod's probe fails (it sorts first by name); the new one's image cannot be pulled.
+    old = pod("timestamps-router-a", running(500), created=600)
+    new = pod("timestamps-router-b", waiting("ImagePullBackOff", 'Back-off pulling image "x:2"'), created=30)
+    got = why(old, new)
+    assert got["pods"] == 2 and got["reason"] == "ImagePullBackOff"
 
 
 @pytest.mark.parametrize("p", [
