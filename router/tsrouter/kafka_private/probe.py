@@ -11,7 +11,6 @@ public API, at most every PUBLIC_PROBE_INTERVAL_S.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -23,7 +22,7 @@ from kafka.net.connection import KafkaConnection
 from kafka.net.manager import KafkaConnectionManager
 from kafka.structs import TopicPartition
 
-from .pin import version_problems
+from .pin import source_of, version_problems
 
 __all__ = ["PUBLIC_PROBE_INTERVAL_S", "PUBLIC_PROBE_TIMEOUT_MS", "PrivateProbe", "PublicProbe", "problems"]
 
@@ -49,18 +48,10 @@ def problems(consumer: Any = None) -> list[str]:
     """What this kafka-python (and this consumer, given one) lacks of what PrivateProbe reads."""
     found = version_problems()
     for fn, assignment in _ASSIGNED:
-        try:
-            source = inspect.getsource(fn)
-        except (OSError, TypeError):
-            source = ""
-        if assignment not in source:
+        if assignment not in source_of(fn):
             found.append(f"{fn.__qualname__.split('.')[0]}.{assignment.split('=')[0].strip()[5:]}")
-    try:
-        manager_source = inspect.getsource(KafkaConnectionManager)
-    except (OSError, TypeError):
-        manager_source = ""
     # PrivateProbe keeps the dict itself: it must be the manager's for good.
-    if manager_source.count("self._conns =") != 1:
+    if source_of(KafkaConnectionManager).count("self._conns =") != 1:
         found.append("KafkaConnectionManager._conns is not assigned once")
     if consumer is not None:
         conns = getattr(getattr(getattr(consumer, "_client", None), "_manager", None), "_conns", None)

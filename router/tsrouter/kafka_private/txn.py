@@ -22,7 +22,7 @@ from kafka.errors import KafkaTimeoutError
 from kafka.producer.kafka import KafkaProducer
 from kafka.producer.transaction_manager import TransactionalRequestResult, TransactionManager
 
-from .pin import version_problems
+from .pin import source_of, version_problems
 
 __all__ = ["TXN_CALL_TIMEOUT_S", "Bounded", "Public", "problems"]
 
@@ -43,10 +43,7 @@ def problems(producer: Any = None) -> list[str]:
     """What this kafka-python (and this producer, given one) lacks of what Bounded calls."""
     found = version_problems()
     for fn, call in _CALLS:
-        try:
-            source = inspect.getsource(fn)
-        except (OSError, TypeError):
-            source = ""
+        source = source_of(fn)
         if call not in source or "self._sender.wakeup()" not in source:
             found.append(f"KafkaProducer.{fn.__name__} no longer calls {call.split('(')[0]}")
     for name in ("send_offsets_to_transaction", "begin_commit", "begin_abort"):
