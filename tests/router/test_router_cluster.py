@@ -8,6 +8,7 @@ longest the router's output stood still; it is reported, never asserted (machine
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 
@@ -119,19 +120,13 @@ def leader_of(cluster, topic: str) -> int:
     return wait_for(lambda: {cluster.leader(topic, 0)} - {None}, 30, f"{topic}'s leader").pop()
 
 
-# exactly-once failed 3 of 7 runs on the branch that added it: after the kill, the router's
-# main thread waited forever in kafka-python's send_offsets_to_transaction() (its
-# TransactionalRequestResult.wait() has no timeout), routing nothing while its health and
-# readiness said UP. tsrouter.kafka_private.txn bounds those waits; 4 of 4 passed since.
-@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
-def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_property, on_failure):
-    """kill -9 the broker leading the input partition, later the one leading the even
-    partition, each restarted after: at-least-once loses nothing, exactly-once loses nothing
-    and duplicates nothing."""
+@contextlib.contextmanager
+def under_traffic(cluster, routers, on_failure, *args):
+    """A router on the cluster's pipeline with records flowing into its input (about RATE a
+    second from an acks=all producer) and routing under way: (pipeline, router, producer,
+    the values it sends, the router's routed-records counter)."""
     pl = cluster_pipeline(cluster.bootstrap)
-    exactly_once = guarantee == "exactly-once"
-    isolation = "read_committed" if exactly_once else "read_uncommitted"
-    router = start_router(routers, pl.args(f"--tsrouter.processing-guarantee={guarantee}"))
+    router = start_router(routers, pl.args(*args))
     diagnose(on_failure, cluster, pl, router)
     values = timestamps(MAX_RECORDS)
     feed = BackgroundProducer(pl.bootstrap, pl.input, values, rate=RATE)
@@ -143,6 +138,25 @@ def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_proper
             return router.metric("tsrouter_records_routed_total")
 
         wait_for(lambda: routed() >= ROUTING_UNDER_WAY, 60, "routing under way")
+        yield pl, router, feed, values, routed
+    finally:
+        feed.stop()
+
+
+# exactly-once failed 3 of 7 runs on the branch that added it: after the kill, the router's
+# main thread waited forever in kafka-python's send_offsets_to_transaction() (its
+# TransactionalRequestResult.wait() has no timeout), routing nothing while its health and
+# readiness said UP. tsrouter.kafka_private.txn bounds those waits; 4 of 4 passed since.
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_property, on_failure):
+    """kill -9 the broker leading the input partition, later the one leading the even
+    partition, each restarted after: at-least-once loses nothing, exactly-once loses nothing
+    and duplicates nothing."""
+    exactly_once = guarantee == "exactly-once"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    with under_traffic(cluster, routers, on_failure, f"--tsrouter.processing-guarantee={guarantee}") as (
+        pl, router, feed, values, routed,
+    ):
         crashes = []
         for topic in (pl.input, pl.even):
             victim = leader_of(cluster, topic)
@@ -169,26 +183,12 @@ def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_proper
         record_property("cluster_failover", report)
         router.wait_ready()
         assert router.terminate() == 0
-    finally:
-        feed.stop()
 
 
 def test_rolling_restart_under_traffic_loses_nothing(cluster, routers, record_property, on_failure):
     """Every broker restarted in turn (controlled shutdown, each back in sync before the
     next) while records flow: nothing lost; the longest stall of the output is reported."""
-    pl = cluster_pipeline(cluster.bootstrap)
-    router = start_router(routers, pl.args())
-    diagnose(on_failure, cluster, pl, router)
-    values = timestamps(MAX_RECORDS)
-    feed = BackgroundProducer(pl.bootstrap, pl.input, values, rate=RATE)
-    try:
-        router.wait_ready()
-        feed.start()
-
-        def routed() -> float:
-            return router.metric("tsrouter_records_routed_total")
-
-        wait_for(lambda: routed() >= ROUTING_UNDER_WAY, 60, "routing under way")
+    with under_traffic(cluster, routers, on_failure) as (pl, router, feed, values, routed):
         took = cluster.rolling_restart(wait_timeout=IN_SYNC_S)
         before = routed()
         wait_for(lambda: routed() >= before + ROUTED_WHILE_DOWN, FAILOVER_S, "routing on after the roll")
@@ -206,5 +206,3 @@ def test_rolling_restart_under_traffic_loses_nothing(cluster, routers, record_pr
         record_property("cluster_rolling_restart", report)
         record_property("longest_output_stall_ms", stall)
         assert router.terminate() == 0
-    finally:
-        feed.stop()
