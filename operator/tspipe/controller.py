@@ -256,6 +256,8 @@ class Controller:
             await finalizer.sync(ctx, c, p)
             p, topics_report = await topics.ensure(ctx, c, p, self.topic_recheck_seconds)
             p, autoscaling = await autoscale.decide(ctx, c, p)
+        else:
+            autoscale.stand_down(ctx)
         kids = await children.reconcile(ctx, c, p)
         if p is not None and kids.pause is not None:
             await disruption.reconcile(ctx, c, p, kids.pause)

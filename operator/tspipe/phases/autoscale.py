@@ -83,6 +83,11 @@ async def decide(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, di
     return scaled, report
 
 
+def stand_down(ctx: Pass) -> None:
+    """No valid spec this pass: the stabilization windows start again once it parses."""
+    ctx.memory.autoscale_samples = autoscale.Samples()
+
+
 async def _grow_partitions(ctx: Pass, clients: Clients, p: Pipeline, to: int, report: dict[str, Any]) -> None:
     """Record the partition count the topics phase grows the topics to (next pass)."""
     if not p.kafka.topics.manage:
