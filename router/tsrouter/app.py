@@ -155,7 +155,7 @@ class Runner:
         self.ledger = CommitLedger()  # acknowledged records until a commit covers them
         self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
         # kafka-python's private API: what this process may use of it, checked once here.
-        self.kafka = Fence(fast_fetch=cfg.fast_fetch, batch_send=cfg.batch_send)
+        self.kafka = Fence(fast_fetch=cfg.fast_fetch, batch_send=cfg.batch_send, transactional=cfg.exactly_once)
         self.fast: FastSender | None = None
         # Every record without input headers carries these: one list, one encoding.
         self._default_headers = output_headers(None)

@@ -48,7 +48,7 @@ def test_the_pinned_kafka_python_passes_every_part(clients):
 
 def test_all_private_paths_on_when_the_check_passes(clients, caplog):
     caplog.set_level(logging.INFO, "tsrouter")
-    fence = Fence(fast_fetch=True, batch_send=True)
+    fence = Fence(fast_fetch=True, batch_send=True, transactional=True)
     producer, consumer = clients
     sender = fence.attach(producer, consumer, 65536, "in")
     assert (fence.fast_fetch, fence.batch_send, fence.private_probe) == (True, True, True)
@@ -75,7 +75,7 @@ def test_another_kafka_python_takes_every_public_path_and_says_why(clients, monk
     for part in (FAST_FETCH, BATCH_SEND, CONNECTION_PROBE, BOUNDED_TXN):
         assert found[part] == ["kafka-python 3.0.13 installed, 3.0.12 expected"], part
     assert found[FIXES] == []  # the fixes are judged by the code they replace
-    fence = Fence(fast_fetch=True, batch_send=True)
+    fence = Fence(fast_fetch=True, batch_send=True, transactional=True)
     producer, consumer = clients
     assert fence.attach(producer, consumer, 65536, "in") is None
     assert (fence.fast_fetch, fence.batch_send, fence.private_probe) == (False, False, False)
@@ -183,7 +183,7 @@ def test_a_transactional_call_that_never_completes_is_given_up_after_its_bound()
         with pytest.raises(KafkaTimeoutError, match="the transaction's abort not done after 0s"):
             txn.Bounded(producer, timeout_s=0.2).abort()
         consumer = KafkaConsumer(bootstrap_servers=NOWHERE, api_version=(3, 0))
-        fence = Fence(fast_fetch=True, batch_send=True)
+        fence = Fence(fast_fetch=True, batch_send=True, transactional=True)
         fence.attach(producer, consumer, 65536, "in")
         assert isinstance(fence.txn, txn.Bounded)
         consumer.close()
@@ -191,7 +191,10 @@ def test_a_transactional_call_that_never_completes_is_given_up_after_its_bound()
         producer.close(timeout=1)
 
 
-def test_a_non_transactional_producer_needs_no_transactional_internals(clients):
+def test_a_non_transactional_router_neither_uses_nor_names_the_transactional_internals(clients, caplog):
+    caplog.set_level(logging.INFO, "tsrouter")
     fence = Fence(fast_fetch=True, batch_send=True)
     fence.attach(*clients, 65536, "in")
-    assert fence.bounded_txn and fence.txn is None
+    assert not fence.bounded_txn and fence.txn is None
+    assert "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes\n" \
+        in caplog.text

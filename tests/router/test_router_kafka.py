@@ -438,17 +438,16 @@ def test_topics_it_cannot_create_but_that_exist_are_fine(kafka_bootstrap):
 # Each switch combination of kafka-python's private paths (tsrouter.kafka_private), and the
 # fallback the start-up check takes on a kafka-python it was not written for (the router's
 # process sees another version): [args], {file: text} for the router's PYTHONPATH, and what
-# the router logs it uses.
+# the router logs it uses ({txn}: the bounded transactional calls, named by exactly-once only).
 SITE_OTHER_KAFKA = {"sitecustomize.py": "import kafka\nkafka.__version__ = '3.0.99'\n"}
 PRIVATE_PATHS = {
     "public": (["--tsrouter.fast-fetch=false", "--tsrouter.batch-send=false"], {},
-               "connection probe, bounded transactional calls, kafka-python fixes"),
+               "connection probe, {txn}kafka-python fixes"),
     "fast-fetch": (["--tsrouter.batch-send=false"], {},
-                   "tsrouter.fast-fetch, connection probe, bounded transactional calls, kafka-python fixes"),
+                   "tsrouter.fast-fetch, connection probe, {txn}kafka-python fixes"),
     "batch-send": (["--tsrouter.fast-fetch=false"], {},
-                   "tsrouter.batch-send, connection probe, bounded transactional calls, kafka-python fixes"),
-    "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, bounded transactional calls, "
-                     "kafka-python fixes"),
+                   "tsrouter.batch-send, connection probe, {txn}kafka-python fixes"),
+    "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, {txn}kafka-python fixes"),
     "fallback": ([], SITE_OTHER_KAFKA, "kafka-python fixes"),
 }
 
@@ -457,6 +456,7 @@ PRIVATE_PATHS = {
 @pytest.mark.parametrize("paths", list(PRIVATE_PATHS))
 def test_every_private_path_switch_routes_the_same(kafka_bootstrap, tmp_path, paths, guarantee):
     args, site, uses = PRIVATE_PATHS[paths]
+    uses = uses.format(txn="bounded transactional calls, " if guarantee == "exactly-once" else "")
     for name, text in site.items():
         (tmp_path / name).write_text(text)
     parts = 2

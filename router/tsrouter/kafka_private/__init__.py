@@ -82,13 +82,14 @@ class Fence:
     """Which of kafka-python's private API this router process uses: check() at start-up,
     completed by the clients' own part when they exist (attach)."""
 
-    def __init__(self, fast_fetch: bool, batch_send: bool):
+    def __init__(self, fast_fetch: bool, batch_send: bool, transactional: bool = False):
         found = check()
         self.fixes_missing = found[FIXES]
         self.fast_fetch = fast_fetch and self._usable(FAST_FETCH, found)
         self.batch_send = batch_send and self._usable(BATCH_SEND, found)
         self.private_probe = self._usable(CONNECTION_PROBE, found)
-        self.bounded_txn = self._usable(BOUNDED_TXN, found)
+        # Only an exactly-once router makes transactional calls: no other names the part.
+        self.bounded_txn = transactional and self._usable(BOUNDED_TXN, found)
         if self.fixes_missing:
             log.error("kafka-python %s lacks what the router's fixes need: %s", kafka.__version__, self.fixes_missing)
         on = {
