@@ -6,6 +6,7 @@
     tspipe scdf status   -f FILE --server URL
     tspipe scdf undeploy -f FILE --server URL
     tspipe scdf destroy  -f FILE --server URL
+    tspipe scdf import   --stream NAME --server URL   print the TimestampPipeline of a deployed stream
 
 Exit codes: 0 done, 1 the server or the network refused, 2 bad input (pipeline file,
 options, credentials).
@@ -28,9 +29,10 @@ def _scdf_parser(sub) -> None:
     )
     cmds = scdf.add_subparsers(dest="scdf_command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str, server: bool = True):
+    def add(name: str, help_text: str, server: bool = True, file: bool = True):
         p = cmds.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("-f", "--file", required=True, help="TimestampPipeline YAML file")
+        if file:
+            p.add_argument("-f", "--file", required=True, help="TimestampPipeline YAML file")
         if server:
             p.add_argument(
                 "--server",
@@ -68,6 +70,19 @@ def _scdf_parser(sub) -> None:
         default=60.0,
         metavar="SECONDS",
         help="wait this long for a running install/upgrade to finish first (default 60)",
+    )
+    i = add(
+        "import",
+        "print (YAML) the TimestampPipeline that reproduces a deployed stream of the recipe's shape",
+        file=False,
+    )
+    i.add_argument("--stream", required=True, help="the deployed SCDF stream's name")
+    i.add_argument("--name", help="the pipeline's metadata.name (default: the stream name in lower case)")
+    i.add_argument("--namespace", help="the pipeline's metadata.namespace (default: none, kubectl's)")
+    i.add_argument(
+        "--brokers",
+        help="Kafka brokers host:port,... when no app of the stream sets spring.cloud.stream.kafka.binder.brokers "
+        "(the server's binder settings supply them); replaces the stream's own",
     )
 
 
@@ -138,9 +153,12 @@ def _client(args):
 
 def _scdf(args) -> int:
     from .scdf.client import ScdfError
+    from .scdf.podshape import ImportRefused
     from .scdf.render import RenderError
 
     try:
+        if args.scdf_command == "import":
+            return _import(_client(args), args)
         pipeline = _load(args.file)
         if args.scdf_command == "render":
             from .scdf.render import render_script
@@ -155,9 +173,41 @@ def _scdf(args) -> int:
     except RenderError as exc:
         _err(f"invalid pipeline file {args.file}: {exc}")
         return EXIT_USAGE
+    except ImportRefused as exc:
+        _err(f"cannot import stream {args.stream!r}: {exc}")
+        return EXIT_FAILED
     except ScdfError as exc:
         _err(str(exc))
         return EXIT_FAILED
+
+
+def _import(client, args) -> int:
+    import yaml
+
+    from .scdf.importer import import_stream
+    from .scdf.podshape import ImportRefused
+
+    name = args.stream
+    d = client.definition(name)
+    if d is None:
+        raise ImportRefused(f"no stream {name!r} on {client.url}")
+    release = client.current_release(name) if (d.get("status") or "undeployed") != "undeployed" else None
+    if release is None:
+        raise ImportRefused(f"stream {name!r} is not deployed: its app images and properties exist only in a release")
+    manifest = client.manifest(name, int(release["version"]))
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()] if args.brokers else None
+    result = import_stream(
+        name,
+        str(d.get("originalDslText") or d.get("dslText") or ""),
+        manifest,
+        name=args.name,
+        namespace=args.namespace,
+        brokers=brokers,
+    )
+    for note in result.notes:
+        _err(f"note: {note}")
+    sys.stdout.write(yaml.safe_dump(result.resource, sort_keys=False, allow_unicode=True))
+    return EXIT_OK
 
 
 def _deploy(client, pipeline, args) -> int:

@@ -18,17 +18,29 @@ SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 
 # The operator's pod shape as SCDF Kubernetes deployer properties, per app (written out
 # by hand, as the script below is).
+# Every field of each probe; the startup probe stands for "none" (the deployer always
+# adds one): the liveness endpoint each second until liveness would have restarted it.
 BOOT_PROBES = (
     "kubernetes.readinessHttpProbePath=/actuator/info", "kubernetes.readinessHttpProbePort=8080",
     "kubernetes.readinessHttpProbeDelay=10", "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.readinessHttpProbeTimeout=2", "kubernetes.readinessHttpProbeFailure=3",
     "kubernetes.livenessHttpProbePath=/actuator/health", "kubernetes.livenessHttpProbePort=8080",
     "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=60",
+    "kubernetes.livenessHttpProbeTimeout=2", "kubernetes.livenessHttpProbeFailure=3",
+    "kubernetes.startupHttpProbePath=/actuator/health", "kubernetes.startupHttpProbePort=8080",
+    "kubernetes.startupHttpProbeDelay=10", "kubernetes.startupHttpProbePeriod=1",
+    "kubernetes.startupHttpProbeTimeout=2", "kubernetes.startupHttpProbeFailure=180",
 )
 ROUTER_PROBES = (
     "kubernetes.readinessHttpProbePath=/actuator/health/readiness", "kubernetes.readinessHttpProbePort=8080",
     "kubernetes.readinessHttpProbeDelay=5", "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.readinessHttpProbeTimeout=2", "kubernetes.readinessHttpProbeFailure=3",
     "kubernetes.livenessHttpProbePath=/actuator/health/liveness", "kubernetes.livenessHttpProbePort=8080",
     "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=30",
+    "kubernetes.livenessHttpProbeTimeout=2", "kubernetes.livenessHttpProbeFailure=3",
+    "kubernetes.startupHttpProbePath=/actuator/health/liveness", "kubernetes.startupHttpProbePort=8080",
+    "kubernetes.startupHttpProbeDelay=5", "kubernetes.startupHttpProbePeriod=1",
+    "kubernetes.startupHttpProbeTimeout=2", "kubernetes.startupHttpProbeFailure=95",
 )
 POD_SHAPE = (
     "kubernetes.podSecurityContext={runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, fsGroup: 1000, "
@@ -242,6 +254,8 @@ def test_deployer_pod_shape_is_the_operators():
             assert props[f"{kind}HttpProbePort"] == str(probe["httpGet"]["port"])
             assert props[f"{kind}HttpProbeDelay"] == str(probe["initialDelaySeconds"])
             assert props[f"{kind}HttpProbePeriod"] == str(probe["periodSeconds"])
+            assert props[f"{kind}HttpProbeTimeout"] == str(probe["timeoutSeconds"])
+            assert props[f"{kind}HttpProbeFailure"] == str(probe["failureThreshold"])
         assert yaml.safe_load(props["podSecurityContext"]) == pod["securityContext"]
         assert yaml.safe_load(props["containerSecurityContext"]) == ctr["securityContext"]
         assert yaml.safe_load(props["volumes"]) == pod["volumes"]

@@ -10,10 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 from .. import wiring
-from ..components import COMPONENTS, STREAM_DEFINITION, Component, Probe
+from ..components import COMPONENTS, STREAM_DEFINITION, Component
 from ..model import Pipeline
-from ..names import TMP_MOUNT_PATH, TMP_VOLUME
-from ..render import RUN_AS, SERVER_PORT, spec_replicas
+from ..podtemplate import FIELDS as POD_TEMPLATE_FIELDS
+from ..render import spec_replicas
+from . import podshape
+from .podshape import RenderError
+
+__all__ = ["AppRegistration", "RenderError", "StreamPlan", "render_script", "stream_plan"]
 
 # Spring's prebuilt stream apps are published as Docker images under this Docker Hub
 # organisation and as Maven artifacts (with a `metadata` classifier jar describing their
@@ -26,10 +30,6 @@ SPRING_APPS_MAVEN_GROUP = "org.springframework.cloud.stream.app"
 _SHELL_PAIR_PREFIXES = ("deployer", "app", "version", "scheduler", "spring.cloud.dataflow.task")
 # A tag: what follows the last ':' after the last '/' (a registry's ':port' comes before it).
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-class RenderError(ValueError):
-    """The pipeline cannot be expressed for SCDF; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -154,56 +154,29 @@ def stream_plan(p: Pipeline) -> StreamPlan:
 
 # ---------------------------------------------------------------- deployer properties
 
-# The operator's pod shape (tspipe.render) in the Kubernetes deployer's YAML-flow values.
-# Written for the deployer of SCDF 2.11's Skipper (spring-cloud-deployer-kubernetes 2.9.5,
-# also what hack/scdf-jars.sh puts into the test Skipper 2.8.0): runAsNonRoot, runAsGroup and
-# the containerSecurityContext's capabilities, privileged and runAsNonRoot are 2.9 properties
-# (2.8.0 has seccompProfile and a containerSecurityContext of allowPrivilegeEscalation and
-# readOnlyRootFilesystem only; 2.7 has neither). An older deployer ignores what it does not
-# know and applies the rest, so its pods pass Pod Security `baseline`, not `restricted`.
-POD_SECURITY_CONTEXT = (
-    f"{{runAsUser: {RUN_AS}, runAsGroup: {RUN_AS}, runAsNonRoot: true, fsGroup: {RUN_AS}, "
-    "seccompProfile: {type: RuntimeDefault}}"
-)
-CONTAINER_SECURITY_CONTEXT = (
-    "{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, privileged: false, "
-    "readOnlyRootFilesystem: true, runAsNonRoot: true}"
-)
-TMP_VOLUMES = f"[{{name: {TMP_VOLUME}, emptyDir: {{sizeLimit: 256Mi}}}}]"
-TMP_VOLUME_MOUNTS = f"[{{name: {TMP_VOLUME}, mountPath: {TMP_MOUNT_PATH}}}]"
 
-
-def _probe_properties(kind: str, probe: Probe) -> dict[str, str]:
-    if probe.path is None:
-        return {}  # a TCP probe: these HTTP properties cannot say it (the deployer's defaults apply)
-    return {
-        f"{kind}HttpProbePath": probe.path,
-        f"{kind}HttpProbePort": str(probe.port or SERVER_PORT),
-        f"{kind}HttpProbeDelay": str(probe.initial_delay),
-        f"{kind}HttpProbePeriod": str(probe.period),
-    }
-
-
-def _resources(c: Component) -> dict[str, str]:
-    out = {}
-    for section in ("requests", "limits"):
-        for res, value in (c.resources.get(section) or {}).items():
-            out[f"{section}.{res}"] = str(value)
-    return out
+def _origin(p: Pipeline, c: Component, field: str) -> str:
+    """The spec path that set one field of an app's effective pod template (the app's own
+    podTemplate wins over the pipeline's; `resources` also has a short spelling)."""
+    attr = next(f.attr for f in POD_TEMPLATE_FIELDS if f.name == field)
+    app_path = f"spec.{c.spec_field}.podTemplate.{field}"
+    if getattr(p.app(c).pod_template, attr) is not None:
+        return app_path
+    if field == "resources":
+        return "spec.podTemplate.resources" if p.pod_template.resources is not None else f"{app_path} (default)"
+    return f"spec.podTemplate.{field}"
 
 
 def app_deployer_properties(p: Pipeline, c: Component) -> dict[str, str]:
-    """One app's `deployer.<label>.` properties, without that prefix."""
-    k8s = {
-        **_probe_properties("readiness", p.app(c).probes.readiness),
-        **_probe_properties("liveness", p.app(c).probes.liveness),
-        "podSecurityContext": POD_SECURITY_CONTEXT,
-        "containerSecurityContext": CONTAINER_SECURITY_CONTEXT,
-        "volumes": TMP_VOLUMES,
-        "volumeMounts": TMP_VOLUME_MOUNTS,
-        **_resources(c),
-    }
-    out = {f"kubernetes.{k}": v for k, v in k8s.items()}
+    """One app's `deployer.<label>.` properties, without that prefix: its probes, the
+    operator's security contexts and /tmp, and its whole effective podTemplate
+    (podshape.POD_FIELDS says how each field is carried; RenderError names one that cannot be)."""
+    out = podshape.encode(
+        p.pod_template_for(c),
+        p.app(c).probes,
+        lambda field: _origin(p, c, field),
+        f"spec.{c.spec_field}.probes",
+    )
     if c.scalable:
         out["count"] = str(spec_replicas(p, c))
     return out
@@ -211,9 +184,7 @@ def app_deployer_properties(p: Pipeline, c: Component) -> dict[str, str]:
 
 def deployer_properties(p: Pipeline) -> dict[str, str]:
     """`deployer.<label>.*` for every app: the router's count from spec.router.replicas and
-    the pod shape the operator renders (probes on the actuator paths, non-root, read-only
-    root filesystem with a writable /tmp, default resources), so SCDF's pods match the
-    operator's. Pod templates are not carried over (the server's own settings apply)."""
+    the pod shape the operator renders, so SCDF's pods match the operator's."""
     return {
         f"deployer.{c.label}.{key}": value for c in COMPONENTS for key, value in app_deployer_properties(p, c).items()
     }
