@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean crd pod-schemas
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean crd pod-schemas deployer-model
 
 all: venv
 
@@ -75,6 +75,11 @@ crd: venv
 pod-schemas: venv k8s-bins
 	PYTHONPATH=$(CURDIR)/hack $(PY) -m podschemas
 	$(MAKE) crd
+
+# The fields SCDF's Kubernetes deployer can carry in volumes, mounts and affinity: the
+# fabric8 model classes in the harness's Skipper jar (operator/tspipe/data/scdf-deployer-model.json).
+deployer-model: scdf-jars
+	bash hack/deployer-model.sh
 
 # Guard rails, in seconds: ruff (lint and format), mypy (strict on the pure modules) and
 # the import layers (.importlinter). CI runs it before the tests.
