@@ -77,8 +77,15 @@ def _scdf_parser(sub) -> None:
         file=False,
     )
     i.add_argument("--stream", required=True, help="the deployed SCDF stream's name")
-    i.add_argument("--name", help="the pipeline's metadata.name (default: the stream name in lower case)")
-    i.add_argument("--namespace", help="the pipeline's metadata.namespace (default: none, kubectl's)")
+    i.add_argument(
+        "--name",
+        help="the pipeline's metadata.name (default: the pipeline `tspipe scdf deploy` deployed the stream from, "
+        "else the stream name in lower case)",
+    )
+    i.add_argument(
+        "--namespace",
+        help="the pipeline's metadata.namespace (default: that pipeline's, else none: kubectl's current one)",
+    )
     i.add_argument(
         "--brokers",
         help="Kafka brokers host:port,... when no app of the stream sets spring.cloud.stream.kafka.binder.brokers "
@@ -203,6 +210,7 @@ def _import(client, args) -> int:
         name=args.name,
         namespace=args.namespace,
         brokers=brokers,
+        description=d.get("description"),
     )
     for note in result.notes:
         _err(f"note: {note}")

@@ -88,3 +88,10 @@ def test_status_when_data_flow_cannot_compute_the_state_names_every_app(capsys):
     assert "release: 2" in out
     assert "apps: the platform's status could not be read: reading the runtime status failed: HTTP 500" in out
     assert out.index("  time: unknown") < out.index("  python-router: unknown") < out.index("  oddLogger: unknown")
+
+
+def test_import_needs_a_stream_and_a_server_but_no_file():
+    r = tspipe("scdf", "import", "--server", "http://127.0.0.1:1")
+    assert r.returncode == 2 and "the following arguments are required: --stream" in r.stderr
+    r = tspipe("scdf", "import", "--stream", "s")
+    assert r.returncode == 2 and "--server URL (or SCDF_SERVER_URL) is required" in r.stderr

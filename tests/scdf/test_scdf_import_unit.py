@@ -176,3 +176,22 @@ def test_an_app_missing_from_the_release_is_named():
     del manifest["oddLogger"]
     with pytest.raises(ImportRefused, match=r"release holds apps \['evenLogger', 'python-router', 'time'\]"):
         import_stream("s", STREAM_DEFINITION, manifest)
+
+
+def test_a_stream_deployed_by_tspipe_names_its_pipeline_back():
+    doc = sample()
+    doc["metadata"]["namespace"] = "apps"
+    p = Pipeline.from_resource(doc)
+    plan = stream_plan(p)
+    images = {label: f"docker:{img}" for label, img in wiring.app_images(p).items()}
+    manifest = manifest_of(plan.all_properties, images, p.stream_name)
+    from tspipe.scdf.render import description_marker
+    out = import_stream(p.stream_name, STREAM_DEFINITION, manifest, description=description_marker(p)).resource
+    assert out["metadata"] == {"name": doc["metadata"]["name"], "namespace": "apps"}
+    # Another description says nothing about a pipeline: the stream's name, no namespace.
+    out = import_stream(p.stream_name, STREAM_DEFINITION, manifest, description="made by hand").resource
+    assert out["metadata"] == {"name": p.stream_name.lower()}
+    # --name and --namespace win over the marker.
+    out = import_stream(p.stream_name, STREAM_DEFINITION, manifest, description=description_marker(p),
+                        name="other", namespace="ns2").resource
+    assert out["metadata"] == {"name": "other", "namespace": "ns2"}

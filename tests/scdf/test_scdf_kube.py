@@ -245,10 +245,11 @@ def test_scdf_deployments_have_the_operators_pod_shape_and_import_gives_the_pipe
 
     # Back: the same pipeline (what the operator renders from it is the same), and the API
     # server accepts it.
-    r = tspipe("import", "--server", url, "--stream", stream, "--name", doc["metadata"]["name"],
-               "--namespace", ns)
+    r = tspipe("import", "--server", url, "--stream", stream)
     assert r.returncode == 0, r.stderr
     back = yaml.safe_load(r.stdout)
+    # The stream's description, which deploy wrote, names the pipeline it came from.
+    assert back["metadata"] == doc["metadata"]
     uid = {"uid": "u"}
     assert render_deployments({**back, "metadata": {**back["metadata"], **uid}}) == \
         render_deployments({**doc, "metadata": {**doc["metadata"], **uid}})

@@ -32,6 +32,7 @@ from ..spring import (
     canonical_key,
 )
 from .podshape import ImportRefused, decode
+from .render import marked_pipeline
 
 __all__ = ["ImportRefused", "Imported", "import_stream"]
 
@@ -254,17 +255,24 @@ def import_stream(
     name: str | None = None,
     namespace: str | None = None,
     brokers: list[str] | None = None,
+    description: str | None = None,
 ) -> Imported:
     """The TimestampPipeline reproducing `stream` (its definition's DSL text and its
     release manifest, label -> {resource, version, applicationProperties,
     deploymentProperties}). `brokers`: when no app sets the binder's brokers (the
-    server's own binder settings supply them). ImportRefused names what does not fit."""
+    server's own binder settings supply them). `description`: the stream's; one that
+    `tspipe scdf deploy` wrote gives the pipeline's name and namespace back.
+    ImportRefused names what does not fit."""
     _check_shape(stream, definition, manifest)
     notes: list[str] = []
     app_props = {c.label: _split(c, manifest[c.label])[0] for c in COMPONENTS}
     kafka_brokers, topics = _kafka(stream, app_props, brokers, notes)
     roles: dict[str, tuple[str, str]] = {}
     spec = {c.spec_field: _app(stream, c, manifest[c.label], roles, notes) for c in COMPONENTS}
+    marked = marked_pipeline(description)
+    if marked is not None:
+        namespace = namespace or marked[0]
+        name = name or marked[1]
     meta_name = name or stream.lower()
     doc: dict[str, Any] = {
         "apiVersion": GROUP_VERSION,

@@ -587,7 +587,6 @@ def encode(t: PodTemplate, probes: AppProbes, where: Callable[[str], str], probe
 class Decoded:
     pod_template: dict[str, Any]  # podTemplate fields as the CR spells them
     probes: AppProbes
-    keys: frozenset[str]  # the properties read (without `kubernetes.`)
     notes: tuple[str, ...] = ()
 
 
@@ -639,4 +638,4 @@ def decode(props: Mapping[str, str], c: Component, where: str) -> Decoded:
                 f"{where}.{key}: a deployer property the pipeline has no field for (what `tspipe scdf import` "
                 "reads: docs/scdf.md)"
             )
-    return Decoded(template, probes, frozenset(used & set(props)), tuple(notes))
+    return Decoded(template, probes, tuple(notes))

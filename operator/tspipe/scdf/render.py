@@ -60,6 +60,23 @@ class StreamPlan:
         return {**self.properties, **self.deployer}
 
 
+# A stream's description marks the definitions `tspipe scdf deploy` made (and may
+# replace); `import` reads the pipeline's namespace and name back from it.
+DESCRIPTION_PREFIX = "tspipe TimestampPipeline "
+
+
+def description_marker(p: Pipeline) -> str:
+    return f"{DESCRIPTION_PREFIX}{p.namespace}/{p.name}"
+
+
+def marked_pipeline(description: str | None) -> tuple[str, str] | None:
+    """(namespace, name) of the pipeline a marked stream was deployed from, else None."""
+    if not description or not description.startswith(DESCRIPTION_PREFIX):
+        return None
+    namespace, sep, name = description[len(DESCRIPTION_PREFIX) :].partition("/")
+    return (namespace, name) if sep and namespace and name else None
+
+
 def split_image(image: str, field: str) -> tuple[str, str]:
     """(repository, tag) of an image reference; a tag is required (SCDF versions come from it).
 

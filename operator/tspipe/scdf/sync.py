@@ -16,7 +16,7 @@ from typing import Any
 from ..components import APP_LABELS
 from ..model import Pipeline
 from .client import DataFlowClient, ScdfError, ScdfHttpError, release_description, release_status
-from .render import AppRegistration, StreamPlan, stream_plan
+from .render import AppRegistration, StreamPlan, description_marker, stream_plan
 from .runtime import parse_runtime
 
 # How Skipper's manifest records a `deployer.<label>.` property.
@@ -33,11 +33,6 @@ SETTLED_STATES = {"deployed", "failed", "incomplete", "partial", "undeployed", "
 
 class PlanError(ScdfError):
     """The server holds something this tool must not touch (e.g. someone else's stream)."""
-
-
-def description_marker(p: Pipeline) -> str:
-    """Stored as the stream's description: marks definitions this tool may replace."""
-    return f"tspipe TimestampPipeline {p.namespace}/{p.name}"
 
 
 def normalize_dsl(text: str | None) -> str:
