@@ -85,13 +85,14 @@ def test_the_sample_round_trips():
 
 
 def test_a_pipeline_with_everything_round_trips():
-    from test_scdf_podshape_unit import FULL
+    from test_scdf_podshape_unit import ENV, FULL
 
     def mutate(spec):
         spec["streamName"] = "tsStream"
         spec["kafka"]["brokers"] = ["k1:9092", "k2:9093"]
         spec["kafka"]["topics"] = {"input": "in", "even": "ev", "odd": "od", "partitions": 4, "replicationFactor": 3}
         spec["time"] = {"dateFormat": "HH:mm:ss", "fixedDelaySeconds": 2, "properties": {"logging.level.root": "WARN"}}
+        spec["time"]["env"] = copy.deepcopy(ENV)
         spec["router"] = {"replicas": 3, "evenPrefix": "E:", "oddPrefix": "O:", "processingGuarantee": "exactly_once",
                           "podTemplate": copy.deepcopy(FULL),
                           "probes": {"readiness": {"httpGet": {"path": "/actuator/health"}, "timeoutSeconds": 4},
@@ -156,9 +157,13 @@ def recipe(**changes) -> dict:
      "deployer.evenLogger.count=2: the operator runs one evenLogger"),
     (STREAM_DEFINITION, manifest_of(recipe(**{"deployer.time.memory": "1g"}), RECIPE_IMAGES, "s"),
      "deployer.time.memory: a deployer property the pipeline has no field for"),
-    (STREAM_DEFINITION, manifest_of(recipe(**{"deployer.time.kubernetes.environmentVariables": "A=1"}),
+    (STREAM_DEFINITION, manifest_of(recipe(**{"deployer.time.kubernetes.hostNetwork": "true"}),
                                     RECIPE_IMAGES, "s"),
-     "deployer.time.kubernetes.environmentVariables: a deployer property the pipeline has no field for"),
+     "deployer.time.kubernetes.hostNetwork: a deployer property the pipeline has no field for"),
+    (STREAM_DEFINITION, manifest_of(recipe(**{"deployer.time.kubernetes.environmentVariables":
+                                              "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS=x:1"}), RECIPE_IMAGES, "s"),
+     "the imported pipeline would be invalid: spec.time.env[0].name: SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS is set "
+     "by the operator"),
     (STREAM_DEFINITION, manifest_of(recipe(), {**RECIPE_IMAGES, "time": "maven://org.x:time:1.0"}, "s"),
      "app time: 'maven://org.x:time' is not a container image"),
     (STREAM_DEFINITION, manifest_of(recipe(**{"app.time.spring.integration.poller.fixed-delay": "1500"}),

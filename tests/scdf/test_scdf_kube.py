@@ -28,6 +28,7 @@ from tspipe.model import Pipeline
 from tspipe.names import LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF
 from tspipe.render import SERVER_PORT, render_deployments
 from tspipe.scdf.podshape import SCDF_POD_LABELS, neutral_startup
+from tspipe.spring import RESERVED_ENV
 
 pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
@@ -76,13 +77,22 @@ ROUTER_TEMPLATE = {
 }
 
 
+ROUTER_ENV = [
+    {"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx200m -Dlist=a,b"},
+    {"name": "log.level", "value": "debug"},
+    {"name": "EMPTY", "value": ""},
+    {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+    {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "region"}}},
+]
+
+
 def pipeline_doc(stream: str, ns: str) -> dict:
     doc = yaml.safe_load(SAMPLE.read_text())
     doc["metadata"] = {"name": stream.lower(), "namespace": ns}
     doc["spec"]["streamName"] = stream
     doc["spec"]["podTemplate"] = {"nodeSelector": {"type": "kwok"}, "labels": {"team": "stream"},
                                   "tolerations": [{"key": "tspipe.io/fake-node", "operator": "Exists"}]}
-    doc["spec"]["router"] = {"replicas": 2, "podTemplate": ROUTER_TEMPLATE,
+    doc["spec"]["router"] = {"replicas": 2, "podTemplate": ROUTER_TEMPLATE, "env": ROUTER_ENV,
                              "probes": {"readiness": {"httpGet": {"path": "/actuator/health"}, "timeoutSeconds": 4,
                                                       "failureThreshold": 5}}}
     doc["spec"]["time"] = {"probes": {"startup": {"httpGet": {"path": "/actuator/info", "port": 8080},
@@ -154,6 +164,9 @@ def pod_shape(template: dict, owned_labels: tuple[str, ...]) -> dict:
                                      "serviceAccountName", "imagePullSecrets", "volumes", "securityContext")},
         **{f"container.{k}": ctr.get(k) for k in ("resources", "volumeMounts", "envFrom", "securityContext",
                                                    "readinessProbe", "livenessProbe", "startupProbe")},
+        # The user's env vars (the wiring's are compared in tests/node/test_node_scdf.py), by
+        # name: the deployer keeps no order.
+        "container.env": {e["name"]: e for e in ctr.get("env") or [] if e["name"] not in RESERVED_ENV},
     }
 
 

@@ -97,6 +97,44 @@ def test_no_double_quotes_so_the_shell_script_can_carry_them():
     assert all('"' not in v for v in stream_plan(p).deployer.values())
 
 
+# ---------------------------------------------------------------- env
+
+ENV = [
+    {"name": "JAVA_TOOL_OPTIONS", "value": "-Xmx200m -Dlist=a,b"},
+    {"name": "log.level", "value": "debug"},
+    {"name": "EMPTY", "value": ""},
+    {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+    {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "region"}}},
+]
+
+
+def test_env_becomes_environment_variables_and_key_refs_and_reads_back():
+    doc_env = copy.deepcopy(ENV)
+    props = app_deployer_properties(pipeline({"env": doc_env}), ROUTER)
+    assert props["kubernetes.environmentVariables"] == "JAVA_TOOL_OPTIONS='-Xmx200m -Dlist=a,b',log.level=debug,EMPTY="
+    assert props["kubernetes.secretKeyRefs"] == "[{envVarName: DB_PASSWORD, secretName: db, dataKey: password}]"
+    assert props["kubernetes.configMapKeyRefs"] == "[{envVarName: REGION, configMapName: site, dataKey: region}]"
+    k8s = {k.removeprefix("kubernetes."): v for k, v in props.items() if k.startswith("kubernetes.")}
+    assert decode(k8s, ROUTER, "d").env == ENV
+
+
+@pytest.mark.parametrize("var,message", [
+    ({"name": "A", "value": "it's"}, "spec.router.env[0].value: the deployer's environmentVariables drop every "
+                                     "single quote"),
+    ({"name": "A", "value": "$(B)/x"}, "spec.router.env[0].value: the deployer does not keep the env vars' order"),
+    ({"name": "a.b", "value": "x,y"}, "spec.router.env[0].value: the deployer's environmentVariables can hold a "
+                                      "comma only in the value of a name of letters, digits and '_'"),
+    ({"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+     "spec.router.env[0].valueFrom.fieldRef: the deployer's env vars are values, secretKeyRefs and configMapKeyRefs"),
+    ({"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}},
+     "spec.router.env[0].valueFrom.secretKeyRef.optional: the deployer's secretKeyRefs cannot be optional"),
+])
+def test_env_the_deployer_cannot_carry_is_refused(var, message):
+    with pytest.raises(RenderError) as ei:
+        stream_plan(pipeline({"env": [var]}))
+    assert str(ei.value).startswith(message), str(ei.value)
+
+
 # ---------------------------------------------------------------- probes
 
 def test_http_probes_carry_every_field_and_a_startup_probe_that_changes_nothing():

@@ -241,6 +241,8 @@ def _app(
         notes.append(f"{c.label} has no resources in SCDF; the operator gives it its default {dict(c.resources)}")
     if template:
         app["podTemplate"] = template
+    if decoded.env:
+        app["env"] = decoded.env
     probes = _probes_cr(decoded.probes, c)
     if probes:
         app["probes"] = probes

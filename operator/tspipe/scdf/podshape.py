@@ -425,6 +425,77 @@ TMP_MOUNT_FLOW = f"{{name: {TMP_VOLUME}, mountPath: {TMP_MOUNT_PATH}}}"
 OWNED_KEYS = ("podSecurityContext", "containerSecurityContext")
 
 
+# ---------------------------------------------------------------- env (spec.<app>.env)
+
+ENV_KEYS = ("environmentVariables", "secretKeyRefs", "configMapKeyRefs")
+# DeploymentPropertiesResolver.NestedCommaDelimitedVariableParser: `NAME='value'` entries
+# (a \w+ name; the quotes, all of them, are removed) may hold commas; the rest is split at commas.
+_QUOTED_ENV = re.compile(r"(\w+='.+?'),?")
+_ENV_REFS = {"secretKeyRef": ("secretKeyRefs", "secretName"), "configMapKeyRef": ("configMapKeyRefs", "configMapName")}
+
+
+def encode_env(env: tuple[Mapping[str, Any], ...], path: str) -> dict[str, str]:
+    """An app's env vars: values in `environmentVariables`, Secret and ConfigMap keys in
+    `secretKeyRefs` and `configMapKeyRefs`."""
+    plain: list[str] = []
+    refs: dict[str, list[dict[str, str]]] = {}
+    for i, var in enumerate(env):
+        where, name = f"{path}[{i}]", str(var["name"])
+        source = var.get("valueFrom")
+        if source:
+            kind = next(iter(source))
+            if kind not in _ENV_REFS:
+                raise RenderError(
+                    f"{where}.valueFrom.{kind}: the deployer's env vars are values, secretKeyRefs and "
+                    "configMapKeyRefs only"
+                )
+            ref = source[kind]
+            if ref.get("optional"):
+                raise RenderError(f"{where}.valueFrom.{kind}.optional: the deployer's {kind}s cannot be optional")
+            key, name_field = _ENV_REFS[kind]
+            refs.setdefault(key, []).append({"envVarName": name, name_field: ref["name"], "dataKey": ref["key"]})
+            continue
+        value = str(var.get("value") or "")
+        if "'" in value:
+            raise RenderError(f"{where}.value: the deployer's environmentVariables drop every single quote")
+        if "$(" in value:
+            raise RenderError(
+                f"{where}.value: the deployer does not keep the env vars' order, so the $(VAR) reference may not expand"
+            )
+        if value and re.fullmatch(r"\w+", name):
+            plain.append(f"{name}='{value}'")
+        elif "," in value:
+            raise RenderError(
+                f"{where}.value: the deployer's environmentVariables can hold a comma only in the value of a "
+                f"name of letters, digits and '_' ({name!r} is not)"
+            )
+        else:
+            plain.append(f"{name}={value}")
+    out = {"environmentVariables": ",".join(plain)} if plain else {}
+    for key in ("secretKeyRefs", "configMapKeyRefs"):
+        if key in refs:
+            out[key] = flow(refs[key])
+    return out
+
+
+def decode_env(props: Mapping[str, str], where: str) -> list[dict[str, Any]]:
+    """The env vars of `encode_env`'s properties, in order: values, Secret keys, ConfigMap keys."""
+    out: list[dict[str, Any]] = []
+    text = props.get("environmentVariables") or ""
+    entries = [m.group(1).replace("'", "") for m in _QUOTED_ENV.finditer(text)]
+    entries += [e for e in _QUOTED_ENV.sub("", text).split(",") if e.strip()]
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep:
+            raise ImportRefused(f"{where}.environmentVariables: {entry!r} is not NAME=value")
+        out.append({"name": name, "value": value})
+    for kind, (key, name_field) in _ENV_REFS.items():
+        for ref in parse_flow(props[key], f"{where}.{key}") or [] if key in props else []:
+            selector = {"name": str(ref.get(name_field)), "key": str(ref.get("dataKey"))}
+            out.append({"name": str(ref.get("envVarName")), "valueFrom": {kind: selector}})
+    return out
+
+
 # ---------------------------------------------------------------- probes
 
 # (Probe attribute, property suffix). The deployer's TCP probes have no timeout
@@ -543,11 +614,19 @@ BOOT2_PATHS = {"readiness": "/actuator/info", "liveness": "/actuator/health", "s
 # ---------------------------------------------------------------- encode
 
 
-def encode(t: PodTemplate, probes: AppProbes, where: Callable[[str], str], probes_path: str) -> dict[str, str]:
+def encode(
+    t: PodTemplate,
+    probes: AppProbes,
+    env: tuple[Mapping[str, Any], ...],
+    where: Callable[[str], str],
+    app_path: str,
+) -> dict[str, str]:
     """An app's `kubernetes.*` deployer properties (without `deployer.<label>.`).
 
-    `t`: the app's effective pod template; `where(field)`: the spec path that set it."""
-    out = {f"{K8S}{k}": v for k, v in _encode_probes(probes, probes_path).items()}
+    `t`: the app's effective pod template; `where(field)`: the spec path that set it;
+    `app_path`: `spec.<app>` (its probes and env)."""
+    out = {f"{K8S}{k}": v for k, v in _encode_probes(probes, f"{app_path}.probes").items()}
+    out.update({f"{K8S}{k}": v for k, v in encode_env(env, f"{app_path}.env").items()})
     out[f"{K8S}podSecurityContext"] = POD_SECURITY_CONTEXT
     out[f"{K8S}containerSecurityContext"] = CONTAINER_SECURITY_CONTEXT
     volumes, mounts = list(t.volumes or ()), list(t.volume_mounts or ())
@@ -587,6 +666,7 @@ def encode(t: PodTemplate, probes: AppProbes, where: Callable[[str], str], probe
 class Decoded:
     pod_template: dict[str, Any]  # podTemplate fields as the CR spells them
     probes: AppProbes
+    env: list[dict[str, Any]]  # spec.<app>.env
     notes: tuple[str, ...] = ()
 
 
@@ -624,7 +704,7 @@ def decode(props: Mapping[str, str], c: Component, where: str) -> Decoded:
             user.append(item)
         if user:
             template[key] = user
-    used |= {"volumes", "volumeMounts"}
+    used |= {"volumes", "volumeMounts", *ENV_KEYS}
     for f in POD_FIELDS:
         if f.decode is None:
             continue
@@ -638,4 +718,4 @@ def decode(props: Mapping[str, str], c: Component, where: str) -> Decoded:
                 f"{where}.{key}: a deployer property the pipeline has no field for (what `tspipe scdf import` "
                 "reads: docs/scdf.md)"
             )
-    return Decoded(template, probes, tuple(notes))
+    return Decoded(template, probes, decode_env(props, where), tuple(notes))

@@ -185,14 +185,15 @@ def _origin(p: Pipeline, c: Component, field: str) -> str:
 
 
 def app_deployer_properties(p: Pipeline, c: Component) -> dict[str, str]:
-    """One app's `deployer.<label>.` properties, without that prefix: its probes, the
+    """One app's `deployer.<label>.` properties, without that prefix: its probes and env, the
     operator's security contexts and /tmp, and its whole effective podTemplate
     (podshape.POD_FIELDS says how each field is carried; RenderError names one that cannot be)."""
     out = podshape.encode(
         p.pod_template_for(c),
         p.app(c).probes,
+        p.app(c).env,
         lambda field: _origin(p, c, field),
-        f"spec.{c.spec_field}.probes",
+        f"spec.{c.spec_field}",
     )
     if c.scalable:
         out["count"] = str(spec_replicas(p, c))
