@@ -174,6 +174,6 @@ def schema(c: Component) -> dict[str, Any]:
         "type": "object",
         "description": "The app's container probes (a subset of Kubernetes' Probe). A field left out keeps the "
         "operator's default for this app; SCDF's deployer equivalents are deployer.<app>.kubernetes."
-        "{readiness,liveness}HttpProbe{Path,Port,Delay,Period}.",
+        "<kind>{Http,Tcp}Probe{Path,Port,Delay,Period,Timeout,Failure} (docs/scdf.md).",
         "properties": {kind: probe(kind) for kind in KINDS},
     }
