@@ -292,3 +292,19 @@ def test_decode_without_properties_is_what_the_deployer_gives_by_default():
             d.probes.startup.failure_threshold) == ("/actuator/info", 30, 3, 20)
     assert d.pod_template == {}
     assert any("podSecurityContext is not set" in n for n in d.notes)
+
+
+def test_the_docs_mapping_names_every_property_of_the_table():
+    """docs/scdf.md's mapping is written by hand: every deployer property the table (and
+    env) uses, and every field it refuses whole, must be in it."""
+    doc = (REPO / "docs" / "scdf.md").read_text()
+    table = doc[doc.index("### The mapping"):doc.index("## Importing a stream")]
+    for f in podshape.POD_FIELDS:
+        assert f"`podTemplate.{f.field}`" in table, f.field
+        for key in f.keys:
+            name = key.split(".")[-1] if key.startswith(("requests.", "limits.", "affinity.")) else key
+            assert name in table, key
+    for key in podshape.ENV_KEYS:
+        assert f"`{key}`" in table, key
+    for suffix in {s for _, s in podshape.HTTP_PROBE}:
+        assert f"`{suffix}`" in table or f"Probe{suffix}`" in table, suffix
