@@ -1,0 +1,82 @@
+"""The Kafka half of an offset reset (kafka_admin.py) against the real broker: what a
+reset is planned from (log start and end, committed offsets, offsets by time, the
+group's members and what they hold) and the offsets it writes."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from tspipe.kafka_admin import TopicAdmin
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def topic(kafka_bootstrap):
+    name = f"replay-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(name, 2, 1)])
+    yield name
+    admin.delete_topics([name])
+    admin.close()
+
+
+def produce_at(bootstrap, topic, partition, stamps_ms):
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for ms in stamps_ms:
+        producer.send(topic, b"11/27/26 00:00:00", partition=partition, timestamp_ms=ms)
+    producer.flush()
+    producer.close()
+
+
+def commit(bootstrap, topic, group, offsets):
+    """Commit as a member of `group` would (join, get the partitions, commit, leave)."""
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    deadline = time.monotonic() + 60
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(500)
+    consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+    consumer.close()
+
+
+def test_reset_state_and_commit(kafka_bootstrap, topic):
+    now = int(time.time() * 1000)
+    produce_at(kafka_bootstrap, topic, 0, [now - 60_000 + i * 1000 for i in range(10)])  # one a second, a minute ago
+    produce_at(kafka_bootstrap, topic, 1, [now - 60_000])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    commit(kafka_bootstrap, topic, group, {0: 7})
+    admin = TopicAdmin(10)
+
+    parts, members, txns = admin.reset_state((kafka_bootstrap,), group, topic, now - 55_000)
+    assert members == [] and txns == []
+    by = {s.partition: s for s in parts}
+    assert (by[0].start, by[0].end, by[0].committed, by[0].at, by[0].first_time) == (0, 10, 7, 5, now - 60_000)
+    assert (by[1].start, by[1].end, by[1].committed, by[1].at) == (0, 1, None, None)  # nothing after the time
+
+    assert admin.commit_offsets((kafka_bootstrap,), group, topic, {0: 2, 1: 1}) == {}
+    parts, _, _ = admin.reset_state((kafka_bootstrap,), group, topic, None)
+    assert {s.partition: s.committed for s in parts} == {0: 2, 1: 1}
+    assert admin.reset_state((kafka_bootstrap,), group, "no-such-topic", None)[0] is None
+
+
+def test_a_member_is_seen_with_its_partitions_and_the_broker_refuses_offsets_for_its_group(kafka_bootstrap, topic):
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group, client_id="someone-else",
+                             enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(500)
+        admin = TopicAdmin(10)
+        _, members, _ = admin.reset_state((kafka_bootstrap,), group, topic, None)
+        assert [(m.client_id, m.partitions) for m in members] == [("someone-else", (0, 1))]
+        refused = admin.commit_offsets((kafka_bootstrap,), group, topic, {0: 0})
+        assert refused and 0 in refused, refused
+    finally:
+        consumer.close()
