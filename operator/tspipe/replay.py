@@ -22,13 +22,14 @@ before the log start (the oldest record left is newer than the time and older re
 were deleted, so the replay would silently start later than asked) or in the future (a
 zone mistake more likely than a wish to skip everything); the group has members that
 are not the router's pods; the broker needs credentials (the operator never reads
-Secrets, so it cannot connect); the router does not stop in time.
+Secrets, so it cannot connect); a rollout is being verified (autoRollback reads the
+group's offsets at both ends of its window); the router does not stop in time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,7 @@ FOREIGN_MEMBERS = "GroupHasForeignMembers"
 NO_INPUT_TOPIC = "InputTopicMissing"
 CREDENTIALS_NOT_READABLE = "CredentialsNotReadable"
 NOT_STOPPED = "RouterNotStopped"
+ROLLOUT_VERIFYING = "RolloutVerifying"
 
 NO_OFFSET = -1  # Kafka's "no committed offset", in status and history
 
@@ -140,10 +142,14 @@ class Member:
     partitions: tuple[int, ...] = ()  # of the input topic, as assigned
 
 
-def owned(member: Member, router_deployment: str) -> bool:
+def owned(member: Member, router_deployment: str, pod_ips: Collection[str] = ()) -> bool:
     """A router pod's consumer: the router's client id is `tsrouter-<hostname>`, and a
-    pod's hostname is its name, `<router Deployment>-<replica set hash>-<suffix>`."""
-    return member.client_id.startswith(f"tsrouter-{router_deployment}-")
+    pod's hostname is its name, `<router Deployment>-<replica set hash>-<suffix>`; a
+    router image of its own (another client id) is known by its pod's IP while the pod
+    exists (the broker reports the member's host as `/<ip>`)."""
+    if member.client_id.startswith(f"tsrouter-{router_deployment}-"):
+        return True
+    return member.host.lstrip("/") in pod_ips
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,17 @@ def refuse_members(r: ResetRequest, group: str, topic: str, foreign: Sequence[Me
         FOREIGN_MEMBERS,
         f"consumer group {group} has {len(foreign)} member(s) that are not this pipeline's router: {who}; "
         "stop them first",
+    )
+
+
+def refuse_rollout(r: ResetRequest) -> Plan:
+    """autoRollback's verification window reads the group's commits at both ends: moving
+    them in between would read as records lost (or skipped)."""
+    return _refuse(
+        r,
+        ROLLOUT_VERIFYING,
+        "a rollout is being verified (spec.rollout.autoRollback reads the group's offsets at both ends of its "
+        "window); ask again once status.rollout has its verdict",
     )
 
 

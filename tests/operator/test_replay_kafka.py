@@ -10,6 +10,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from localinfra.proc import wait_for
 from tspipe.kafka_admin import TopicAdmin
 
 pytestmark = pytest.mark.kafka
@@ -74,9 +75,32 @@ def test_a_member_is_seen_with_its_partitions_and_the_broker_refuses_offsets_for
         while not consumer.assignment() and time.monotonic() < deadline:
             consumer.poll(500)
         admin = TopicAdmin(10)
-        _, members, _ = admin.reset_state((kafka_bootstrap,), group, topic, None)
-        assert [(m.client_id, m.partitions) for m in members] == [("someone-else", (0, 1))]
+
+        def seen():
+            consumer.poll(100)  # stay in the group (a rebalance under load may still be settling)
+            members = admin.reset_state((kafka_bootstrap,), group, topic, None)[1]
+            return [(m.client_id, m.partitions) for m in members] == [("someone-else", (0, 1))]
+
+        wait_for(seen, 60, "the member and its partitions")
         refused = admin.commit_offsets((kafka_bootstrap,), group, topic, {0: 0})
         assert refused and 0 in refused, refused
     finally:
         consumer.close()
+
+
+def test_an_open_transaction_on_an_output_is_seen_until_it_ends(kafka_bootstrap, topic):
+    # What an exactly-once router killed mid-transaction leaves on its outputs.
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"t-{uuid.uuid4().hex[:8]}")
+    admin = TopicAdmin(10)
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(topic, b"11/27/26 00:00:01", partition=1).get(30)
+        _, _, txns = admin.reset_state((kafka_bootstrap,), "g-none", topic, None, (topic,))
+        assert txns == [f"{topic}-1"]
+        producer.abort_transaction()
+        # The coordinator writes the abort markers after it answered: gone within moments.
+        wait_for(lambda: admin.reset_state((kafka_bootstrap,), "g-none", topic, None, (topic,))[2] == [], 30,
+                 "the transaction's end seen")
+    finally:
+        producer.close()

@@ -170,6 +170,7 @@ def test_reset_to_earliest_to_a_time_and_to_offsets_with_the_router_stopped(k, o
     reset(k, "1:17", "Completed")
     assert committed(kafka_bootstrap, topic, group) == {0: 10, 1: 17}
     assert replicas.changes() == [1, 0, 1, 0, 1, 0, 1], "stopped and started again for each reset"
+    assert len(events(k, "ResettingOffsets")) == 3 and len(events(k, "OffsetsReset")) == 3
     wait_for(settled(k, "Running"), 120, "Running at the end")
     assert k("get", "deployment", f"{NAME}-router", "-o", "jsonpath={.spec.replicas}").stdout == "1"
 

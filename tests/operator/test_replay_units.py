@@ -110,6 +110,9 @@ def test_the_router_pods_consumers_are_owned_others_are_foreign():
     assert owned(Member("tsrouter-timestamps-router-5d4f8b7c9-x2x7q", "/10.0.0.7"), router)
     assert not owned(Member("tsrouter-laptop", "/10.0.0.9"), router)
     assert not owned(Member("tsrouter-timestamps-router2-abc-def", "/10.0.0.9"), "timestamps-router2x")
+    # A router image of its own (another client id): known by its pod's IP while the pod exists.
+    assert owned(Member("kafka-python-2.0.2", "/10.0.0.7"), router, {"10.0.0.7"})
+    assert not owned(Member("kafka-python-2.0.2", "/10.0.0.9"), router, {"10.0.0.7"})
     p = refuse_members(parse_reset("earliest"), "g", "in", [Member("console", "/10.0.0.9", (0, 2))])
     assert p.reason == FOREIGN_MEMBERS
     assert "client console on /10.0.0.9 holding partition(s) 0, 2 of in" in p.message
@@ -194,6 +197,7 @@ def test_a_reset_stops_the_router_sets_the_offsets_and_starts_it_again():
     assert (st["phase"], conds(pipe)["OffsetReset"]["status"], st["offsetReset"]["state"]) == \
         ("Progressing", "True", "StoppingRouter")
     assert "stopping the router" in st["offsetReset"]["message"]
+    assert [e[:2] for e in kube.events if e[1] == "ResettingOffsets"] == [("Normal", "ResettingOffsets")]
     run(ctl.reconcile("ns", "timestamps"))
     assert admin.committed == [], "the Deployment still has its pod"
     # 2. Its pod gone (what the ReplicaSet controller does): the offsets, then the router back.
@@ -241,6 +245,15 @@ def test_a_foreign_member_joining_while_the_router_stops_refuses_and_the_router_
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 1
     assert conds(pipe)["OffsetReset"]["reason"] == FOREIGN_MEMBERS
+
+
+def test_a_member_on_a_router_pod_ip_is_the_routers_own():
+    kube, ctl, pipe = settled()
+    kube.pods = [{**ROUTER_POD, "status": {"podIP": "10.0.0.7"}}]
+    ctl.admin.members = [Member("kafka-python-2.0.2", "/10.0.0.7", (0,))]
+    annotate(pipe, "earliest")
+    run(ctl.reconcile("ns", "timestamps"))
+    assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
 
 
 def test_the_router_own_consumer_still_in_the_group_is_waited_for():
@@ -300,6 +313,16 @@ def test_the_router_that_does_not_stop_in_time_is_refused_and_restarted():
     cond = conds(pipe)["OffsetReset"]
     assert cond["reason"] == "RouterNotStopped" and "did not stop within 300s" in cond["message"]
     assert "a transaction is open on evenDest-0" in cond["message"]
+
+
+def test_a_reset_during_a_rollout_verification_is_refused():
+    kube, ctl, pipe = settled()
+    pipe["status"]["rollout"] = {"generation": 1, "verdict": "Verifying", "reason": "WindowOpen"}
+    annotate(pipe, "earliest")
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "reset_state" not in ctl.admin.calls and router_replicas(kube) == 1
+    cond = conds(pipe)["OffsetReset"]
+    assert cond["reason"] == "RolloutVerifying" and "once status.rollout has its verdict" in cond["message"]
 
 
 def test_the_autoscaler_stands_aside_during_a_reset():

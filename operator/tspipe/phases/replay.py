@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import replay
+from .. import replay, rollback
 from ..clients import Clients, api_error
 from ..components import ROUTER
 from ..kube import ApiException
@@ -64,10 +64,9 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     if under_way and prev.get("request") != r.value:
         under_way = False  # a new value: planned from the start (the router is still held)
     since = prev.get("since") if under_way else format_time(clients.now())
-    if r.problem:
-        return p, await _refuse(ctx, clients, r, replay.Plan(reason=replay.MALFORMED, message=r.problem))
-    if p.kafka.credentials is not None:
-        return p, await _refuse(ctx, clients, r, replay.refuse_credentials(r))
+    early = _refused_before_reading(ctx, p, r, under_way)
+    if early is not None:
+        return p, await _refuse(ctx, clients, r, early)
 
     group, topic = p.stream_name, p.kafka.topics.input
     outputs: tuple[str, ...] = ()
@@ -84,14 +83,18 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
         ctx.again_in(RECHECK_STOPPING * 5)
         return (stopped, Replay(prev)) if under_way else (p, Replay())
     router = deployment_name(ctx.name, ROUTER)
-    foreign = [m for m in members if not replay.owned(m, router)]
+    pods = [
+        pod for pod in await clients.pods(ctx.namespace, ctx.name) if pod["metadata"]["name"].startswith(f"{router}-")
+    ]
+    ips = {ip for pod in pods if (ip := (pod.get("status") or {}).get("podIP"))}
+    foreign = [m for m in members if not replay.owned(m, router, ips)]
     if foreign:
         return p, await _refuse(ctx, clients, r, replay.refuse_members(r, group, topic, foreign))
     plan = replay.plan(r, topic, parts, int(clients.now().timestamp() * 1000))
     if plan.refused:
         return p, await _refuse(ctx, clients, r, plan)
 
-    waiting = await _still_running(ctx, clients, router, len(members), open_txns)
+    waiting = await _still_running(ctx, clients, router, [pod["metadata"]["name"] for pod in pods], members, open_txns)
     if waiting:
         assert since is not None
         if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
@@ -101,6 +104,8 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
         message = (
             f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, {waiting}"
         )
+        if not under_way:  # once: the Deployment's scaling to zero is on purpose
+            ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
         return stopped, Replay(_report(r.value, replay.STOPPING, replay.STOPPING, message, since=since))
 
     offsets = {m.partition: m.after for m in plan.moves}
@@ -124,22 +129,30 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     return p, Replay(report, entry)
 
 
-async def _still_running(ctx: Pass, clients: Clients, router: str, members: int, open_txns: list[str]) -> str:
+def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, under_way: bool) -> replay.Plan | None:
+    """A refusal that needs no broker: a malformed value, credentials, a rollout being verified."""
+    if r.problem:
+        return replay.Plan(reason=replay.MALFORMED, message=r.problem)
+    if p.kafka.credentials is not None:
+        return replay.refuse_credentials(r)
+    if not under_way and (ctx.prev_status.get("rollout") or {}).get("verdict") == rollback.VERIFYING:
+        return replay.refuse_rollout(r)
+    return None
+
+
+async def _still_running(
+    ctx: Pass, clients: Clients, router: str, pods: list[str], members: list[replay.Member], open_txns: list[str]
+) -> str:
     """What keeps the reset waiting ('' : nothing): the router's Deployment not yet at
     zero, its pods (terminating ones too), its consumers still in the group, an open
     transaction on its outputs."""
     d = await clients.call(clients.kube.get_deployment, ctx.namespace, router)
     if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
         return f"Deployment {router} not at zero yet"
-    pods = [
-        pod["metadata"]["name"]
-        for pod in await clients.pods(ctx.namespace, ctx.name)
-        if pod["metadata"]["name"].startswith(f"{router}-")
-    ]
     if pods:
         return f"{len(pods)} router pod(s) left: {', '.join(sorted(pods))}"
     if members:
-        return f"{members} router consumer(s) still in the group"
+        return f"{len(members)} router consumer(s) still in the group"
     if open_txns:
         return f"a transaction is open on {', '.join(open_txns)}"
     return ""
