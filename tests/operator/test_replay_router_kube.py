@@ -83,6 +83,7 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
         pipe = k.json("tsp", NAME)
         assert pipe["metadata"]["annotations"][ANNOTATION] == "earliest"
         assert pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+        assert "waiting for its consumers to leave the group" in pipe["status"]["offsetReset"]["message"]
         assert pipe["status"]["phase"] == "Progressing"
 
         # 2. The kubelet's part: stop the pod's process (it leaves the group, commits, and

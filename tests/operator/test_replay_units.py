@@ -265,7 +265,8 @@ def test_the_router_own_consumer_still_in_the_group_is_waited_for():
     ctl.admin.members = [Member("tsrouter-timestamps-router-5d4f8b7c9-x2x7q", "/10.0.0.7")]
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 0
-    assert pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+    st = pipe["status"]["offsetReset"]
+    assert st["state"] == "StoppingRouter" and "waiting for its consumers to leave the group" in st["message"]
     ctl.admin.members = []
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [("timeStampStream", "timeDest", {0: 120, 1: 5})]
@@ -307,6 +308,7 @@ def test_the_router_that_does_not_stop_in_time_is_refused_and_restarted():
     stopped(kube)
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 0
+    assert "waiting for its open transactions to end" in pipe["status"]["offsetReset"]["message"]
     ctl.clients.now = lambda: datetime(2026, 1, 1, 0, 6, tzinfo=timezone.utc)  # 6 minutes later
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 1

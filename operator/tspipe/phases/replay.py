@@ -94,13 +94,16 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     if plan.refused:
         return p, await _refuse(ctx, clients, r, plan)
 
-    waiting = await _still_running(ctx, clients, router, [pod["metadata"]["name"] for pod in pods], members, open_txns)
+    waiting, detail = await _still_running(
+        ctx, clients, router, [pod["metadata"]["name"] for pod in pods], members, open_txns
+    )
     if waiting:
         assert since is not None
         if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
-            why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({waiting}); it starts again"
+            why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); it starts again"
             return p, await _refuse(ctx, clients, r, replay.Plan(reason=replay.NOT_STOPPED, message=f"{r.what}: {why}"))
         ctx.again_in(RECHECK_STOPPING)
+        log.debug("%s/%s: reset-offsets waiting: %s", ctx.namespace, ctx.name, detail)
         message = (
             f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, {waiting}"
         )
@@ -142,20 +145,25 @@ def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, unde
 
 async def _still_running(
     ctx: Pass, clients: Clients, router: str, pods: list[str], members: list[replay.Member], open_txns: list[str]
-) -> str:
-    """What keeps the reset waiting ('' : nothing): the router's Deployment not yet at
-    zero, its pods (terminating ones too), its consumers still in the group, an open
-    transaction on its outputs."""
+) -> tuple[str, str]:
+    """What keeps the reset waiting (('', '') : nothing), as a stage (for the status: it
+    changes at most four times, so each is worth a write) and in detail (for the log and
+    a refusal): the router's Deployment not yet at zero, its pods (terminating ones
+    too), its consumers still in the group, an open transaction on its outputs."""
     d = await clients.call(clients.kube.get_deployment, ctx.namespace, router)
     if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
-        return f"Deployment {router} not at zero yet"
+        return "waiting for its Deployment to scale to zero", f"Deployment {router} not at zero yet"
     if pods:
-        return f"{len(pods)} router pod(s) left: {', '.join(sorted(pods))}"
+        return "waiting for its pods to go", f"{len(pods)} router pod(s) left: {', '.join(sorted(pods))}"
     if members:
-        return f"{len(members)} router consumer(s) still in the group"
+        clients_ = ", ".join(sorted(m.client_id for m in members))
+        return (
+            "waiting for its consumers to leave the group",
+            f"{len(members)} router consumer(s) in the group: {clients_}",
+        )
     if open_txns:
-        return f"a transaction is open on {', '.join(open_txns)}"
-    return ""
+        return "waiting for its open transactions to end", f"a transaction is open on {', '.join(open_txns)}"
+    return "", ""
 
 
 def _report(request: str, state: str, reason: str, message: str, since: str | None = None) -> dict[str, Any]:
