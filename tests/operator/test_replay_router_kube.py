@@ -1,7 +1,7 @@
 """Replay with a real router in the group: the operator does not touch the offsets while
-a router consumer is still a member, and once it has stopped, a reset to `earliest`
-re-delivers every record of the input to the right output (counted), at-least-once and
-exactly-once.
+a router consumer is still a member (the autoscaler standing aside meanwhile), and once
+it has stopped, a reset to `earliest` re-delivers every record of the input to the right
+output (counted), at-least-once and exactly-once.
 
 kwok's router pods consume nothing, so the test plays the kubelet for one real router
 process: it runs `tsp-router` under the hostname of a router pod (a UTS namespace:
@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import sample_pipeline, settled, wait_for
+from kubehelpers import conditions, sample_pipeline, settled, wait_for
 from routerproc import RouterProc, produce, read_all, timestamps
 from test_replay_kube import ANNOTATION, committed
 
@@ -57,6 +57,8 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
     obj["spec"]["streamName"] = group
     obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {"input": topic, "even": even, "odd": odd}}
     obj["spec"]["router"]["processingGuarantee"] = guarantee
+    # The autoscaler (Enforce) must stand aside while the reset holds the router at zero.
+    obj["spec"]["router"]["autoscaling"] = {"maxReplicas": 2, "targetLagPerReplica": 1000}
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
@@ -85,6 +87,8 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
         assert pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
         assert "waiting for its consumers to leave the group" in pipe["status"]["offsetReset"]["message"]
         assert pipe["status"]["phase"] == "Progressing"
+        aside = conditions(pipe)["Autoscaling"]
+        assert (aside["status"], aside["reason"]) == ("False", "OffsetReset"), aside
 
         # 2. The kubelet's part: stop the pod's process (it leaves the group, commits, and
         #    with exactly-once ends its transaction); the operator resets, then starts it.
@@ -109,6 +113,9 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
         assert got_even == sorted(want_even * 2), f"{len(got_even)} on even"
         assert got_odd == sorted(want_odd * 2), f"{len(got_odd)} on odd"
         wait_for(settled(k, "Running"), 120, "Running again")
+        wait_for(lambda: conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing", 60,
+                 "the autoscaler back")
+        assert router_replicas(k) == 1
     finally:
         for r in routers:
             r.stop()
