@@ -104,3 +104,28 @@ def test_an_open_transaction_on_an_output_is_seen_until_it_ends(kafka_bootstrap,
                  "the transaction's end seen")
     finally:
         producer.close()
+
+
+def test_a_time_before_a_trimmed_log_start_is_refused_a_later_one_is_not(kafka_bootstrap, topic):
+    from tspipe.replay import BEFORE_LOG_START, parse_reset, plan
+
+    now = int(time.time() * 1000)
+    produce_at(kafka_bootstrap, topic, 0, [now - 600_000 + i * 1000 for i in range(10)])
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_records({TopicPartition(topic, 0): 5})  # what retention does to old segments
+    finally:
+        admin.close()
+
+    def iso(ms):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+    before, after = now - 600_000, now - 600_000 + 7_000  # the first deleted record; the 8th record
+    for at, refused in ((before, True), (after, False)):
+        r = parse_reset(iso(at))
+        parts, _, _ = TopicAdmin(10).reset_state((kafka_bootstrap,), "g-none", topic, r.at_ms)
+        p = plan(r, topic, parts, int(time.time() * 1000))
+        if refused:
+            assert p.reason == BEFORE_LOG_START and "partition 0" in p.message and "offset 5" in p.message, p
+        else:
+            assert not p.refused and p.moves[0].after == 7, p
