@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool helm infra test unit demo bench clean crd chart pod-schemas
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench clean crd chart pod-schemas
 
 all: venv
 
@@ -39,6 +39,12 @@ monitoring-crds:
 promtool:
 	bash hack/monitoring-tools.sh promtool
 
+# The Prometheus server of the same module, with only the Kubernetes service discovery,
+# for tests/monitoring/test_prometheus_kube.py (discovers and scrapes the pipeline through
+# the PodMonitors, evaluates the rules, answers the dashboard's queries). Built once, cached.
+prometheus:
+	bash hack/monitoring-tools.sh prometheus
+
 # The real node's images (router, operator, Spring apps, pause) built with buildah on a
 # locally made Debian base; installs the node's Debian packages first. A machine that
 # cannot have them (not root, no apt-get) gets a note, and the node tests skip saying so.
@@ -56,7 +62,7 @@ helm:
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps node-images monitoring-crds promtool helm
+test: infra scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only; no infrastructure.

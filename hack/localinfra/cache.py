@@ -91,6 +91,12 @@ def promtool() -> Path:
     return _monitoring_file(cache_dir() / "promtool" / version / "promtool", "promtool")
 
 
+def prometheus() -> Path:
+    """The Prometheus server hack/monitoring-tools.sh builds (Kubernetes discovery only)."""
+    version = monitoring_versions()["PROMETHEUS_VERSION"]
+    return _monitoring_file(cache_dir() / "prometheus" / version / "prometheus", "prometheus")
+
+
 def helm() -> Path:
     """The helm hack/helm.sh builds (pin in hack/helm/versions)."""
     version = ""
