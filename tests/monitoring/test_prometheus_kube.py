@@ -11,7 +11,8 @@ PrometheusRule's groups as its rule file, while a pipeline runs:
 - the router and the operator are discovered, selected and labelled by the PodMonitors'
   rules (`up == 1` with job, namespace, pipeline and pod as the PodMonitors give them);
 - every query of every dashboard panel, and its variables, returns data;
-- the dead-letter alert goes from pending to firing in Prometheus' own /api/v1/alerts.
+- the dead-letter alert goes from pending to firing in Prometheus' own /api/v1/alerts;
+  the operator-down alert is silent while the operator runs and fires once it stops.
 
 What the test's configuration changes, and why: kwok's pods have addresses nothing
 listens on, so one rule appended to each job points this namespace's discovered pods at
@@ -45,6 +46,8 @@ OPERATOR_NS = "tspipe-system"
 INTERVAL = "2s"
 DEAD_LETTER_ALERT = "TspipeRouterDeadLetterRateHigh"
 DEAD_LETTER_FOR = "10s"
+OPERATOR_DOWN_ALERT = "TspipeOperatorDown"
+SHORTENED = {DEAD_LETTER_ALERT: DEAD_LETTER_FOR, OPERATOR_DOWN_ALERT: "10s"}  # from 10m and 5m
 # Grafana's $__rate_interval at the dashboard's default range (1 h) and a 15 s scrape.
 RATE_INTERVAL = "1m"
 
@@ -135,9 +138,9 @@ def prometheus(running_pipeline, control_plane):
     for group in rules["groups"]:
         group["interval"] = INTERVAL
         for r in group["rules"]:
-            if r.get("alert") == DEAD_LETTER_ALERT:
-                r["for"], shortened = DEAD_LETTER_FOR, shortened + 1
-    assert shortened == 1, f"{DEAD_LETTER_ALERT} is in the rules"
+            if r.get("alert") in SHORTENED:
+                r["for"], shortened = SHORTENED[r["alert"]], shortened + 1
+    assert shortened == len(SHORTENED), f"{sorted(SHORTENED)} are in the rules"
     config = {"global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL}, "scrape_configs": jobs}
     with PrometheusServer(config, {"tspipe-rules.yaml": rules}) as prom:
         # The dead-letter alert's states from the start, every half second: pending lasts
@@ -272,3 +275,27 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
     # Every rule was evaluated without error.
     for name, r in {r["name"]: r for g in prometheus.api("rules")["groups"] for r in g["rules"]}.items():
         assert r["health"] == "ok", (name, r.get("lastError"))
+
+
+def test_operator_down_fires_once_the_operator_stops_and_not_before(prometheus, running_pipeline):
+    """Last in this file: it stops the module's operator."""
+    def down_states() -> list[str]:
+        return [a["state"] for a in prometheus.api("alerts")["alerts"]
+                if a["labels"].get("alertname") == OPERATOR_DOWN_ALERT]
+
+    wait_for(lambda: prometheus.query('up{job="tspipe-operator"} == 1'), 60, "the operator scraped")
+    # Quiet for longer than its shortened for: while the operator is scraped.
+    quiet_until = time.monotonic() + 15
+    while time.monotonic() < quiet_until:
+        assert down_states() == [], "operator-down while the operator is up"
+        time.sleep(1)
+    running_pipeline["operator"].stop()
+    seen: list[str] = []
+
+    def firing():
+        seen.extend(down_states())
+        return "firing" in seen
+
+    wait_for(firing, 90, f"{OPERATOR_DOWN_ALERT} firing", interval=0.5)
+    assert "pending" in seen and seen.index("pending") < seen.index("firing"), seen
+    assert prometheus.query('up{job="tspipe-operator"} == 0'), "the operator's target is down, not gone"
