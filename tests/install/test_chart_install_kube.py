@@ -1,7 +1,8 @@
 """The chart installed with the built helm on the real control plane (kwok's node marks
 the operator's pod Ready; nothing runs in it): `helm install` creates the CRDs from the
 chart's crds/, the operator's Deployment and its RBAC; `helm upgrade --set image.tag=...`
-rolls the operator; `helm uninstall` removes the release's objects and keeps the CRDs."""
+rolls the operator; `helm uninstall` removes the release's objects and keeps the CRDs;
+with watchNamespaces the operator's rights are a Role in that namespace only."""
 from __future__ import annotations
 
 import json
@@ -109,6 +110,41 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         for ns in (OPERATOR_NS, SAMPLE_NS):
             kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         # What this test created and other tests do not expect: CRDs that were not there.
+        created = [name for name in CRD_NAMES if name not in existed]
+        if created:
+            kc("delete", "crd", *created, "--ignore-not-found", "--timeout=120s", check=False)
+
+
+def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_plane, helm_env):
+    """The namespaced values on the API server: a Role in the watched namespace, no
+    ClusterRole with the operator's rights, and can-i says so for the operator's account."""
+    kc = control_plane.kubectl
+    for ns in (OPERATOR_NS, SAMPLE_NS):
+        assert kc("get", "namespace", ns, check=False).returncode != 0, f"namespace {ns} left over"
+    existed = {name for name in CRD_NAMES if crd_uid(control_plane, name)}
+    try:
+        helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--set", f"watchNamespaces={{{SAMPLE_NS}}}",
+             env=helm_env)
+        kc("-n", OPERATOR_NS, "rollout", "status", "deployment/tspipe-operator", "--timeout=120s")
+        d = json.loads(kc("-n", OPERATOR_NS, "get", "deployment", "tspipe-operator", "-o", "json").stdout)
+        args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--namespace={SAMPLE_NS}" in args and "--all-namespaces" not in args, args
+        kc("-n", SAMPLE_NS, "get", "role/tspipe-operator", "rolebinding/tspipe-operator")
+        assert kc("get", "clusterrole/tspipe-operator", check=False).returncode != 0, "no cluster-wide role"
+        kc("get", "clusterrole/tspipe-operator-scan", "clusterrolebinding/tspipe-operator-scan")
+        assert can_i(control_plane, "create", "deployments.apps", "-n", SAMPLE_NS) == "yes"
+        assert can_i(control_plane, "create", "deployments.apps", "-n", RELEASE_NS) == "no"
+        assert can_i(control_plane, "list", "timestamppipelines.tspipe.io", "--all-namespaces") == "no"
+        assert can_i(control_plane, "watch", "namespaces") == "yes"
+        helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", env=helm_env)
+        for ns in (OPERATOR_NS, SAMPLE_NS):
+            wait_for(lambda ns=ns: kc("get", "namespace", ns, check=False).returncode != 0, 180, f"namespace {ns} gone")
+        assert kc("get", "clusterrole/tspipe-operator-scan", check=False).returncode != 0
+    finally:
+        if helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode == 0:
+            helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env)
+        for ns in (OPERATOR_NS, SAMPLE_NS):
+            kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         created = [name for name in CRD_NAMES if name not in existed]
         if created:
             kc("delete", "crd", *created, "--ignore-not-found", "--timeout=120s", check=False)
