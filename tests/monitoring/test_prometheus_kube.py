@@ -12,7 +12,9 @@ PrometheusRule's groups as its rule file, while a pipeline runs:
   rules (`up == 1` with job, namespace, pipeline and pod as the PodMonitors give them);
 - every query of every dashboard panel, and its variables, returns data;
 - the dead-letter alert goes from pending to firing in Prometheus' own /api/v1/alerts;
-  the operator-down alert is silent while the operator runs and fires once it stops.
+  so does the Degraded alert for a pipeline whose rollout cannot finish (a router that
+  asks for more CPU than any node has, past a 10 s progress deadline); the operator-down
+  alert is silent while the operator runs and fires once it stops.
 
 What the test's configuration changes, and why: kwok's pods have addresses nothing
 listens on, so one rule appended to each job points this namespace's discovered pods at
@@ -23,6 +25,7 @@ scrape and evaluation intervals are 2 s instead of 30 s, and the dead-letter ale
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import threading
@@ -47,7 +50,9 @@ INTERVAL = "2s"
 DEAD_LETTER_ALERT = "TspipeRouterDeadLetterRateHigh"
 DEAD_LETTER_FOR = "10s"
 OPERATOR_DOWN_ALERT = "TspipeOperatorDown"
-SHORTENED = {DEAD_LETTER_ALERT: DEAD_LETTER_FOR, OPERATOR_DOWN_ALERT: "10s"}  # from 10m and 5m
+DEGRADED_ALERT = "TspipePipelineDegraded"
+# from 10m, 5m and 5m
+SHORTENED = {DEAD_LETTER_ALERT: DEAD_LETTER_FOR, OPERATOR_DOWN_ALERT: "10s", DEGRADED_ALERT: "10s"}
 # Grafana's $__rate_interval at the dashboard's default range (1 h) and a 15 s scrape.
 RATE_INTERVAL = "1m"
 
@@ -85,6 +90,8 @@ def running_pipeline(prometheus_bin, control_plane, kafka_bootstrap, tmp_path_fa
         pipeline["spec"]["kafka"]["brokers"] = [kafka_bootstrap]
         topics = pipeline["spec"]["kafka"]["topics"]
         topics.update(input=unique("time"), even=unique("even"), odd=unique("odd"))
+        # A rollout that cannot finish is Degraded after 10 s (the Degraded alert's test).
+        pipeline["spec"]["rollout"] = {"progressDeadlineSeconds": 10}
         Kubectl(control_plane, ns).apply(pipeline)
         k = Kubectl(control_plane, ns)
         dep = wait_for(lambda: k.get_or_none("deployment", f"{name}-router"), 120, "the router's Deployment")
@@ -276,6 +283,34 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
     for name, r in {r["name"]: r for g in prometheus.api("rules")["groups"] for r in g["rules"]}.items():
         assert r["health"] == "ok", (name, r.get("lastError"))
 
+
+def alert_states(prometheus, alertname: str, namespace: str | None = None) -> list[str]:
+    return [a["state"] for a in prometheus.api("alerts")["alerts"] if a["labels"].get("alertname") == alertname
+            and (namespace is None or a["labels"].get("namespace") == namespace)]
+
+
+def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometheus, running_pipeline,
+                                                                        control_plane):
+    """After the data tests: it leaves the router's rollout stuck (the old pod serves)."""
+    ns, name = running_pipeline["ns"], running_pipeline["name"]
+    k = Kubectl(control_plane, ns)
+    wait_for(lambda: prometheus.query(f'tspipe_pipeline_phase{{namespace="{ns}", phase="Running"}} == 1'), 60,
+             "the pipeline Running in the operator's metrics")
+    assert alert_states(prometheus, DEGRADED_ALERT, ns) == [], "no Degraded alert while Running"
+    k("patch", "tsp", name, "--type=merge", "-p", json.dumps(
+        {"spec": {"router": {"resources": {"requests": {"cpu": "500"}}}}}))
+    seen: list[str] = []
+
+    def firing():
+        seen.extend(alert_states(prometheus, DEGRADED_ALERT, ns))
+        return "firing" in seen
+
+    wait_for(firing, 180, f"{DEGRADED_ALERT} firing", interval=0.5)
+    assert "pending" in seen and seen.index("pending") < seen.index("firing"), seen
+    (alert,) = [a for a in prometheus.api("alerts")["alerts"]
+                if a["labels"].get("alertname") == DEGRADED_ALERT and a["labels"].get("namespace") == ns]
+    assert alert["labels"]["pipeline"] == name and alert["labels"]["severity"] == "critical"
+    assert k.json("tsp", name)["status"]["phase"] == "Degraded"
 
 def test_operator_down_fires_once_the_operator_stops_and_not_before(prometheus, running_pipeline):
     """Last in this file: it stops the module's operator."""
