@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool infra test unit demo bench clean crd pod-schemas deployer-model
+.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench clean crd chart pod-schemas deployer-model
 
 all: venv
 
@@ -39,6 +39,12 @@ monitoring-crds:
 promtool:
 	bash hack/monitoring-tools.sh promtool
 
+# The Prometheus server of the same module, with only the Kubernetes service discovery,
+# for tests/monitoring/test_prometheus_kube.py (discovers and scrapes the pipeline through
+# the PodMonitors, evaluates the rules, answers the dashboard's queries). Built once, cached.
+prometheus:
+	bash hack/monitoring-tools.sh prometheus
+
 # The real node's images (router, operator, Spring apps, pause) built with buildah on a
 # locally made Debian base; installs the node's Debian packages first. A machine that
 # cannot have them (not root, no apt-get) gets a note, and the node tests skip saying so.
@@ -47,10 +53,16 @@ node-images: spring-apps
 	if [ $$rc -eq 3 ]; then echo "node-images: no real node on this machine (see above); node tests will skip"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; else bash hack/node-images.sh; fi
 
+# Helm's command line from its Go module (helm.sh/helm/v4, pinned in hack/helm/versions), for
+# the chart tests in tests/install/test_chart_*.py: built once and cached (8 minutes cold on a
+# shared 2-core machine with one package compiled at a time; a 67 MB static binary).
+helm:
+	bash hack/helm.sh
+
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps node-images monitoring-crds promtool
+test: infra scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only; no infrastructure.
@@ -69,6 +81,12 @@ clean:
 # The CRD, generated from the operator's declarations (a unit test checks it is current).
 crd: venv
 	$(PY) -m tspipe.crd > crds/timestamppipelines.tspipe.io.yaml
+	$(MAKE) chart
+
+# The Helm chart's copies of manifests/ and crds/ (charts/tspipe/files/manifests/, its
+# crds/): its templates read the install's objects from there. A unit test checks they are current.
+chart: venv
+	$(PY) hack/chartsync.py
 
 # The Kubernetes shapes podTemplate embeds, read from a local control plane's OpenAPI
 # (operator/tspipe/data/podtemplate-schemas.json; a kube test checks it is current), then the CRD.

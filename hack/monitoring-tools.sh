@@ -4,6 +4,8 @@
 #             and PrometheusRule (the module zip's example/prometheus-operator-crd/; seconds)
 #   promtool  promtool/<version>/promtool: Prometheus' promtool (go install of the pinned
 #             module; a long cold build on 2 cores, so `make test` does not ask for it)
+#   prometheus  prometheus/<version>/prometheus: the Prometheus server of the same module, with
+#             only the Kubernetes service discovery (the monitoring tests' real Prometheus)
 # under ${TSP_CACHE:-~/.cache/tspipe}/; the pins are in hack/monitoring/versions.
 # hack/localinfra/cache.py computes the same paths; keep the two in step.
 #   usage: hack/monitoring-tools.sh crds|promtool...
@@ -15,7 +17,7 @@ CACHE="${TSP_CACHE:-$HOME/.cache/tspipe}"
 source "$ROOT/hack/monitoring/versions"
 
 log() { printf '[monitoring-tools] %s\n' "$*" >&2; }
-usage() { echo "usage: $0 crds|promtool..." >&2; exit 2; }
+usage() { echo "usage: $0 crds|promtool|prometheus..." >&2; exit 2; }
 [[ $# -gt 0 ]] || usage
 command -v go >/dev/null || { log "Go is required (go1.26+): not found on PATH"; exit 1; }
 
@@ -61,10 +63,36 @@ promtool() {
     log "promtool $PROMETHEUS_VERSION: built in $((SECONDS - start)) s"
 }
 
+prometheus() {
+    local out="$CACHE/prometheus/$PROMETHEUS_VERSION/prometheus" start=$SECONDS tmp
+    local pkg="github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+    if [[ -x "$out" ]]; then
+        log "prometheus: cached at $out"
+        return
+    fi
+    log "prometheus: building $pkg with $(go env GOVERSION)"
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/tsp-prometheus.XXXXXX")"
+    trap 'rm -rf "$tmp"' EXIT
+    # remove_all_sd + enable_kubernetes_sd: of the service-discovery plugins only the
+    # Kubernetes one (the tests discover the pipeline's pods through the API server), so
+    # none of the cloud SDKs. Without the builtinassets tag there is no web UI, only the
+    # HTTP API the tests query. -p (TSP_GO_BUILD_P, default: every core, since make builds
+    # it before any test runs); most packages are promtool's, already in Go's build cache.
+    (cd "$tmp" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
+        go install -p "${TSP_GO_BUILD_P:-$(nproc)}" -trimpath -tags=remove_all_sd,enable_kubernetes_sd \
+            -ldflags="-s -w" "$pkg")
+    mkdir -p "$(dirname "$out")"
+    mv -f "$tmp/prometheus" "$out"
+    rm -rf "$tmp"
+    trap - EXIT
+    log "prometheus $PROMETHEUS_VERSION: built in $((SECONDS - start)) s"
+}
+
 for what in "$@"; do
     case "$what" in
         crds) crds ;;
         promtool) promtool ;;
+        prometheus) prometheus ;;
         *) usage ;;
     esac
 done

@@ -89,3 +89,22 @@ def promtool() -> Path:
     """The promtool hack/monitoring-tools.sh builds."""
     version = monitoring_versions()["PROMETHEUS_VERSION"]
     return _monitoring_file(cache_dir() / "promtool" / version / "promtool", "promtool")
+
+
+def prometheus() -> Path:
+    """The Prometheus server hack/monitoring-tools.sh builds (Kubernetes discovery only)."""
+    version = monitoring_versions()["PROMETHEUS_VERSION"]
+    return _monitoring_file(cache_dir() / "prometheus" / version / "prometheus", "prometheus")
+
+
+def helm() -> Path:
+    """The helm hack/helm.sh builds (pin in hack/helm/versions)."""
+    version = ""
+    for line in (HACK / "helm" / "versions").read_text().splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "HELM_VERSION":
+            version = value
+    path = cache_dir() / "helm" / version / "helm"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make helm` (bash hack/helm.sh) first")
+    return path

@@ -28,6 +28,7 @@ EXTERNAL_AUTOSCALER = "ExternalAutoscaler"  # an HPA (or KEDA's) targets the pip
 LAG_UNKNOWN = "LagUnknown"  # the broker did not answer
 NO_CREDENTIALS_ACCESS = "LagNotReadable"  # a SASL broker: the operator never reads the Secret
 PIPELINE_PAUSED = "PipelinePaused"
+OFFSET_RESET = "OffsetReset"  # tspipe.io/reset-offsets holds the router at zero meanwhile
 
 
 @dataclass(frozen=True)

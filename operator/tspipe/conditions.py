@@ -57,6 +57,7 @@ class Condition(StrEnum):
     AUTOSCALING = "Autoscaling"
     SCALING_LIMITED = "ScalingLimitedByPartitions"
     ROLLOUT_VERIFIED = "RolloutVerified"
+    OFFSET_RESET = "OffsetReset"
 
 
 CONDITION_MEANING: dict[Condition, str] = {
@@ -71,6 +72,8 @@ CONDITION_MEANING: dict[Condition, str] = {
     Condition.AUTOSCALING: "spec.router.autoscaling: the autoscaler decides, or why it stands aside",
     Condition.SCALING_LIMITED: "more replicas would help but the input topic has no more partitions",
     Condition.ROLLOUT_VERIFIED: "spec.rollout.autoRollback: the last rollout passed its data checks",
+    Condition.OFFSET_RESET: "the last tspipe.io/reset-offsets: True while under way (the router stopped for it), "
+    "False once done or refused (the reason says which, the message names the partition)",
 }
 
 

@@ -12,6 +12,8 @@ again after the lowest of those delays), and handing on what the next ones need:
                separate thread pool with a short timeout);
   autoscale    with spec.router.autoscaling: measure the router group's lag, decide its
                replicas (autoscale.py) and, in Enforce mode, hand that count down;
+  replay       a `tspipe.io/reset-offsets`: refuse it, or hold the router at zero until
+               it stopped, set its group's offsets, consume the annotation (replay.py);
   children     work out the pause stage, plan the Deployments with the pure diff, write
                what differs (stamping the pod template of apps a `tspipe.io/restart` names);
   disruption   the router's PodDisruptionBudget exists exactly when it has > 1 replica;
@@ -55,8 +57,9 @@ from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
 from .model import Pipeline, PipelineError
-from .phases import autoscale, children, disruption, finalizer, restart, status, topics
+from .phases import autoscale, children, disruption, finalizer, replay, restart, status, topics
 from .phases.context import RECHECK_FINALIZE, Memory, Pass, ReadAgain
+from .replay import reset_request
 from .status import RECONCILIATION_PAUSED, held_status
 from .switches import reconcile_held, restart_request
 from .workqueue import Key, Outcome, WorkQueue
@@ -229,7 +232,7 @@ class Controller:
     async def _reconcile_normal(self, resource: dict[str, Any]) -> Outcome:
         meta = resource["metadata"]
         memory = self._memory.setdefault((meta["namespace"], meta["name"]), Memory())
-        ctx = Pass(resource, memory, restart=restart_request(resource))
+        ctx = Pass(resource, memory, restart=restart_request(resource), reset=reset_request(resource))
         p: Pipeline | None = None
         try:
             p = Pipeline.from_resource(resource)
@@ -252,17 +255,19 @@ class Controller:
         counts and which restarts have rolled."""
         c = self.clients
         topics_report = autoscaling = None
+        replayed = replay.Replay()
         if p is not None:
             await finalizer.sync(ctx, c, p)
             p, topics_report = await topics.ensure(ctx, c, p, self.topic_recheck_seconds)
             p, autoscaling = await autoscale.decide(ctx, c, p)
+            p, replayed = await replay.advance(ctx, c, p)
         else:
             autoscale.stand_down(ctx)
         kids = await children.reconcile(ctx, c, p)
         if p is not None and kids.pause is not None:
             await disruption.reconcile(ctx, c, p, kids.pause)
         restarted = await restart.consume(ctx, c, p, kids.restart_done)
-        seen = status.Observed(kids, topics_report, autoscaling, restarted)
+        seen = status.Observed(kids, topics_report, autoscaling, restarted, replayed)
         await status.write(ctx, c, p, seen, self.progress_interval)
 
     async def _report(self, ctx: Pass) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import fields, podtemplate, probes, rollback, topicconfig
+from . import fields, podtemplate, probes, replay, rollback, topicconfig
 from . import model as m
 from .components import COMPONENTS, Component
 from .conditions import PHASES, conditions_description, phase_description
@@ -352,6 +352,42 @@ def _rollout_status() -> dict[str, Any]:
     }
 
 
+def _moves() -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": "Per input partition, the group's committed offset before (-1: none) and after.",
+        "items": {
+            "type": "object",
+            "properties": {"partition": _int64("The partition."), "from": _int64("Before."), "to": _int64("After.")},
+        },
+    }
+
+
+def _offset_reset_status() -> dict[str, Any]:
+    s = {"type": "string"}
+    return {
+        "type": "object",
+        "description": "The last tspipe.io/reset-offsets request and its outcome.",
+        "properties": {
+            "request": _str("The annotation's value."),
+            "state": {
+                "type": "string",
+                "enum": [replay.STOPPING, replay.COMPLETED, replay.REJECTED, replay.CANCELLED],
+                "description": f"{replay.STOPPING}: the router is held at zero until it stopped; "
+                f"{replay.COMPLETED}: the offsets were set; {replay.REJECTED}: refused, nothing changed; "
+                f"{replay.CANCELLED}: the annotation was removed before the offsets were set.",
+            },
+            "reason": s,
+            "message": s,
+            "since": {"type": "string", "format": "date-time", "description": "When the router was first held."},
+            "time": {"type": "string", "format": "date-time", "description": "When it completed or was refused."},
+            "group": s,
+            "topic": s,
+            "partitions": _moves(),
+        },
+    }
+
+
 def status_schema() -> dict[str, Any]:
     s = {"type": "string"}
     return {
@@ -422,6 +458,7 @@ def status_schema() -> dict[str, Any]:
                 },
             },
             "rollout": _rollout_status(),
+            "offsetReset": _offset_reset_status(),
             "history": {
                 "type": "array",
                 "description": "The last spec revisions and restarts (tspipe.io/restart), oldest first.",
@@ -433,6 +470,11 @@ def status_schema() -> dict[str, Any]:
                         "images": {"type": "object", "additionalProperties": s},
                         "changed": {"type": "array", "items": s},
                         "restarted": {"type": "array", "items": s},
+                        "offsetReset": {
+                            "type": "object",
+                            "description": "An offset reset (tspipe.io/reset-offsets) made then.",
+                            "properties": {"request": s, "group": s, "topic": s, "partitions": _moves()},
+                        },
                     },
                 },
             },

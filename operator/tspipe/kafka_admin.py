@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from . import defaults
 from .names import MANAGER
+from .replay import Member, PartitionState
 from .topics import DesiredTopic, TopicPlan
 
 log = logging.getLogger("tspipe.kafka")
@@ -222,6 +223,72 @@ class TopicAdmin:
             consumer.close()
         return out
 
+    def reset_state(
+        self, brokers, group: str, topic: str, at_ms: int | None, txn_topics: tuple[str, ...] = ()
+    ) -> tuple[list[PartitionState] | None, list[Member], list[str]]:
+        """What a reset of `group` on `topic` is planned from (replay.py): each partition's
+        log start, end and committed offset (and, for a time, the first offset at or after
+        `at_ms` and the oldest record's timestamp); the group's members; and the
+        partitions of `txn_topics` with an open transaction (exactly-once: the router's
+        outputs). Partitions None: no such topic."""
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec, OffsetTimestamp
+
+        with self._client(brokers) as admin:
+            described = _describe(admin, [topic, *txn_topics])
+            info = described.get(topic)
+            members = _members(admin, group, topic)
+            if info is None:
+                return None, members, []
+            tps = [TopicPartition(topic, i) for i in range(info[0])]
+            t = self.timeout_ms
+            starts = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST), timeout_ms=t)
+            ends = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST), timeout_ms=t)
+            at = first = {}
+            if at_ms is not None:
+                # ListOffsets by time answers the first record stamped at or after it, with its stamp.
+                at = admin.list_partition_offsets(dict.fromkeys(tps, OffsetTimestamp(at_ms)), timeout_ms=t)
+                first = admin.list_partition_offsets(dict.fromkeys(tps, OffsetTimestamp(0)), timeout_ms=t)
+            committed = self._group_offsets(admin, group, tps)
+            parts = []
+            for tp in tps:
+                done = committed.get(tp)
+                found, oldest = at.get(tp), first.get(tp)
+                parts.append(
+                    PartitionState(
+                        tp.partition,
+                        starts[tp].offset,
+                        ends[tp].offset,
+                        done.offset if done is not None and done.offset >= 0 else None,
+                        at=found.offset if found is not None and found.offset >= 0 else None,
+                        first_time=oldest.timestamp if oldest is not None and oldest.offset >= 0 else None,
+                    )
+                )
+            open_txns = []
+            want = [TopicPartition(n, i) for n in txn_topics for i in range((described.get(n) or (0, 0))[0])]
+            if want:
+                for tp, state in admin.describe_producers(want).items():
+                    if any(p.current_transaction_start_offset >= 0 for p in state.active_producers):
+                        open_txns.append(f"{tp.topic}-{tp.partition}")
+            return parts, members, sorted(open_txns)
+
+    def commit_offsets(self, brokers, group: str, topic: str, offsets: dict[int, int]) -> dict[int, str]:
+        """Set `group`'s committed offsets on `topic` (OffsetCommit outside the group's
+        generation: the broker accepts it only while the group has no members).
+        Returns partition -> error for the partitions the broker refused."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        with self._client(brokers) as admin:
+            result = admin.alter_group_offsets(
+                group,
+                {
+                    TopicPartition(topic, p): OffsetAndMetadata(o, "tspipe reset-offsets", None)
+                    for p, o in offsets.items()
+                },
+            )
+            return {tp.partition: err.__name__ for tp, err in result.items() if err.errno != 0}
+
     def _group_offsets(self, admin, group, tps) -> dict:
         import time
 
@@ -236,6 +303,22 @@ class TopicAdmin:
                     raise KafkaUnavailable(_short(exc)) from exc
                 time.sleep(0.5)
         return {}
+
+
+def _members(admin, group: str, topic: str) -> list[Member]:
+    """The group's members (none for an empty or unknown group), with the partitions of
+    `topic` each holds (from the assignment the group's leader handed out)."""
+    found = (admin.describe_groups([group]) or {}).get(group) or {}
+    out = []
+    for m in found.get("members") or []:
+        parts: list[int] = []
+        # describe_groups decodes the assignment into {assigned_partitions: [{topic, partitions}]}.
+        assignment = m.get("member_assignment")
+        for t in (assignment.get("assigned_partitions") if isinstance(assignment, dict) else None) or []:
+            if t.get("topic") == topic:
+                parts.extend(t.get("partitions") or [])
+        out.append(Member(str(m.get("client_id", "")), str(m.get("client_host", "")), tuple(sorted(parts))))
+    return out
 
 
 def _describe_configs(admin, keys: dict[str, list[str]]) -> dict[str, dict[str, str]]:

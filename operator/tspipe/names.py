@@ -31,6 +31,10 @@ RECONCILE_PAUSED_ANNOTATION = f"{API_GROUP}/reconcile-paused"
 # App name(s) as the spec names them, comma-separated: roll those Deployments once; the
 # operator removes the annotation when done.
 RESTART_ANNOTATION = f"{API_GROUP}/restart"
+# Where the router's consumer group resumes: earliest, latest, an RFC 3339 time or
+# `partition:offset` pairs; the operator stops the router, sets the group's offsets on the
+# input topic, starts it again and removes the annotation (replay.py).
+RESET_OFFSETS_ANNOTATION = f"{API_GROUP}/reset-offsets"
 # Pod-template annotation a restart sets (as `kubectl rollout restart` sets its own).
 RESTARTED_AT_ANNOTATION = f"{API_GROUP}/restartedAt"
 

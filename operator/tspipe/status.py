@@ -24,7 +24,10 @@ Two conditions come from the annotation switches (switches.py): ReconciliationPa
 (held; the rest of the status is left as it was last reconciled, `observedGeneration`
 included, so it says which spec is applied) and RestartRejected (the last
 `tspipe.io/restart` named no app of the pipeline; kept until the next restart or spec
-change).
+change). A third, OffsetReset, follows `tspipe.io/reset-offsets` (replay.py): True
+while the router is held at zero for a reset (the phase is then Progressing with reason
+StoppingRouter), False once it is done or refused; `status.offsetReset` keeps the last
+request's outcome (per partition, from which offset to which).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import podhealth
+from . import podhealth, replay
 from .components import COMPONENTS, ROUTER
 from .conditions import Condition, Phase, Reason
 from .history import next_history
@@ -322,6 +325,8 @@ def compute_status(
     autoscaling: dict[str, Any] | None = None,
     pods: Sequence[dict[str, Any]] = (),
     rollout: dict[str, Any] | None = None,
+    offset_reset: dict[str, Any] | None = None,
+    offset_reset_entry: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Status for `resource` given its actual Deployments (and their pods, if read).
 
@@ -336,6 +341,9 @@ def compute_status(
     Autoscaling and ScalingLimitedByPartitions conditions); None when not configured.
     `pods`: the pipeline's pods (read when some component is not ready; see `needs_pods`).
     `rollout`: the rollout's verdict (rollback.py; status.rollout), None without autoRollback.
+    `offset_reset`: a tspipe.io/reset-offsets under way, done or refused in this pass
+    (status.offsetReset and the OffsetReset condition; None: the previous ones are kept);
+    `offset_reset_entry`: the history entry of a reset done in this pass.
     """
     now_s = now if isinstance(now, str) else format_time(now)
     meta = resource.get("metadata") or {}
@@ -348,6 +356,8 @@ def compute_status(
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     phase, reason, message = _rollout_phase(phase, reason, message, rollout)
+    reset: dict[str, Any] = offset_reset or (resource.get("status") or {}).get("offsetReset") or {}
+    phase, reason, message = _reset_phase(phase, reason, message, reset)
     stuck = _unscheduled_message(comps)
     unready = _not_ready_message(comps)
     if phase in (Phase.PROGRESSING, Phase.DEGRADED):
@@ -363,6 +373,9 @@ def compute_status(
     if rejected:
         conditions.append(rejected)
     conditions += _feature_conditions(cond, autoscaling, rollout)
+    reset_condition = _offset_reset(cond, previous.get(OFFSET_RESET), offset_reset)
+    if reset_condition:
+        conditions.append(reset_condition)
     out = {
         "observedGeneration": generation,
         "phase": phase,
@@ -385,9 +398,13 @@ def compute_status(
         out["autoscaling"] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
     if rollout is not None:
         out["rollout"] = rollout
+    if reset:
+        out["offsetReset"] = reset
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
-        out["history"], out["specDigest"] = next_history(resource, images, now_s, restarted=restarted)
+        out["history"], out["specDigest"] = next_history(
+            resource, images, now_s, restarted=restarted, offset_reset=offset_reset_entry
+        )
     else:
         prev = resource.get("status") or {}
         for key in ("history", "specDigest"):
@@ -454,6 +471,29 @@ def _restart_rejected(
     if rejected:
         return cond(RESTART_REJECTED, True, Reason.UNKNOWN_APP, rejected)
     if prev and not restarted and prev.get("observedGeneration") == cond.generation:
+        return prev
+    return None
+
+
+OFFSET_RESET = Condition.OFFSET_RESET
+
+
+def _reset_phase(phase: str, reason: str, message: str, reset: dict[str, Any]) -> tuple[str, str, str]:
+    """While a reset holds the router at zero on purpose: Progressing, not Running, saying why."""
+    if reset.get("state") == replay.STOPPING and phase in (Phase.RUNNING, Phase.PROGRESSING):
+        return Phase.PROGRESSING, replay.STOPPING, str(reset.get("message", ""))
+    return phase, reason, message
+
+
+def _offset_reset(
+    cond: _Conditions, prev: dict[str, Any] | None, report: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """OffsetReset: True while a reset is under way, False once done or refused; kept
+    until the next request or spec change."""
+    if report:
+        under_way = report.get("state") == replay.STOPPING
+        return cond(OFFSET_RESET, under_way, str(report.get("reason", "")), str(report.get("message", "")))
+    if prev and prev.get("observedGeneration") == cond.generation:
         return prev
     return None
 

@@ -27,6 +27,8 @@ def significant(status: dict[str, Any]) -> tuple[Any, ...]:
         (status.get("autoscaling") or {}).get("desiredReplicas"),
         tuple((status.get("rollout") or {}).get(k) for k in ("generation", "verdict", "reason")),
         ((status.get("rollout") or {}).get("window") or {}).get("opened"),
+        # What a reset-offsets waits for (a few stages per reset): the user sees it at once.
+        (status.get("offsetReset") or {}).get("message"),
         # Why an app's pods are not ready: worth a write when it appears or changes.
         tuple(
             sorted((k, (c.get("notReady") or {}).get("reason")) for k, c in (status.get("components") or {}).items())

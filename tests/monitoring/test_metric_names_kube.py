@@ -54,8 +54,7 @@ def router_exposition(kafka_bootstrap):
 def operator_exposition(control_plane, tmp_path_factory):
     """The operator's scrape after it reconciled one pipeline (no broker needed)."""
     control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/timestamppipelines.tspipe.io")
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     ns = f"tsp-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     port = free_port()

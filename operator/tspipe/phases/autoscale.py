@@ -15,7 +15,7 @@ from .. import autoscale
 from ..clients import Clients
 from ..kube import ApiException
 from ..model import Pipeline
-from ..names import API_GROUP, KIND
+from ..names import API_GROUP, KIND, RESET_OFFSETS_ANNOTATION
 from ..stamps import format_time
 from .context import RECHECK_NEW_TOPICS, Pass
 
@@ -105,6 +105,12 @@ async def _aside(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[str, str] | 
     """Why the autoscaler must not act now (condition reason, message), if so."""
     if p.paused:
         return autoscale.PIPELINE_PAUSED, "the pipeline is paused"
+    if ctx.reset is not None and not ctx.reset.problem:
+        return (
+            autoscale.OFFSET_RESET,
+            f"{RESET_OFFSETS_ANNOTATION} is under way: the router is stopped for it and starts again at "
+            "spec.router.replicas; the autoscaler stands aside until then",
+        )
     hpa = await _external_autoscaler(clients, ctx.namespace, ctx.name)
     if hpa:
         return (

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import autoscale
+from ..replay import ResetRequest
 from ..switches import RestartRequest
 from ..workqueue import Outcome
 
@@ -59,6 +60,7 @@ class Pass:
     out: Outcome = field(default_factory=Outcome)
     problems: list[str] = field(default_factory=list)
     requeue: float | None = None
+    reset: ResetRequest | None = None  # the tspipe.io/reset-offsets annotation, parsed
 
     @property
     def namespace(self) -> str:

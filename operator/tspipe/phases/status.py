@@ -5,7 +5,7 @@ deserves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import status_policy
@@ -17,6 +17,7 @@ from ..status import compute_status, needs_pods, pods_recheck_after
 from . import rollout
 from .children import Children
 from .context import Pass
+from .replay import Replay
 from .restart import Restarted
 
 
@@ -28,6 +29,7 @@ class Observed:
     topics: dict[str, Any] | None  # None: topics not managed (or the spec is invalid)
     autoscaling: dict[str, Any] | None  # None: no autoscaling
     restarted: Restarted
+    replay: Replay = field(default_factory=Replay)  # a tspipe.io/reset-offsets under way or done
 
 
 async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed, progress_interval: float) -> None:
@@ -49,6 +51,8 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
             pods=pods,
             autoscaling=seen.autoscaling,
             rollout=rollout_status,
+            offset_reset=seen.replay.report,
+            offset_reset_entry=seen.replay.entry,
         )
 
     pods: list[dict[str, Any]] = []

@@ -1,0 +1,196 @@
+"""Phase `replay`: carry out a `tspipe.io/reset-offsets` request (replay.py plans it).
+
+1. Refuse at once, touching nothing, a malformed value, a pipeline whose broker needs
+   credentials, and a plan the broker's state refuses (no input topic, a partition or
+   offset out of range, a time before the log start, a member of the group that is
+   not the router's).
+2. Otherwise hold the router at zero replicas (the pipeline handed on to the children
+   phase asks for 0) until its Deployment has no pods, the group has no members and,
+   with exactly-once, no transaction is open on the router's outputs; the start of this
+   stage is kept in `status.offsetReset` so that it survives an operator restart and is
+   bounded (RESET_STOP_SECONDS).
+3. Plan again on what the broker says now (the router committed until it stopped),
+   write the offsets, remove the annotation, post an Event and hand the history entry
+   to status; the children phase of the same pass starts the router again.
+
+A user removing the annotation before step 3 cancels: the router starts again and
+nothing was changed in Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .. import replay, rollback
+from ..clients import Clients, api_error
+from ..components import ROUTER
+from ..kube import ApiException
+from ..model import EXACTLY_ONCE, Pipeline
+from ..names import RESET_OFFSETS_ANNOTATION
+from ..render import deployment_name
+from ..stamps import format_time, parse_time
+from ..topics import ROLES
+from .context import RECHECK_CONFLICT, Pass, ReadAgain
+
+log = logging.getLogger("tspipe.controller")
+
+RECHECK_STOPPING = 1.0  # while the router stops: look again soon (pods go, members leave)
+# The router's pods have this long to go and its group's members to leave: its graceful
+# shutdown, a killed pod's session timeout (10 s) and, with exactly-once, an abandoned
+# transaction's timeout (60 s by default) all fit.
+RESET_STOP_SECONDS = 300.0
+
+
+@dataclass
+class Replay:
+    """What the phase hands on to status."""
+
+    report: dict[str, Any] | None = None  # status.offsetReset for this pass (None: keep the previous one)
+    entry: dict[str, Any] | None = None  # a reset made in this pass: its history entry
+
+
+async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, Replay]:
+    r = ctx.reset
+    prev = ctx.prev_status.get("offsetReset") or {}
+    under_way = prev.get("state") == replay.STOPPING
+    if r is None:
+        if not under_way:
+            return p, Replay()
+        message = f"{RESET_OFFSETS_ANNOTATION} was removed before the offsets were set: nothing changed"
+        ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetResetCancelled", message)
+        return p, Replay(_report(prev.get("request", ""), replay.CANCELLED, replay.CANCELLED, message))
+    if under_way and prev.get("request") != r.value:
+        under_way = False  # a new value: planned from the start (the router is still held)
+    since = prev.get("since") if under_way else format_time(clients.now())
+    early = _refused_before_reading(ctx, p, r, under_way)
+    if early is not None:
+        return p, await _refuse(ctx, clients, r, early)
+
+    group, topic = p.stream_name, p.kafka.topics.input
+    outputs: tuple[str, ...] = ()
+    if p.router.processing_guarantee == EXACTLY_ONCE:
+        names = {role: p.kafka.topics.name(role) for role in ROLES[1:-1]}
+        outputs = (*names.values(), p.kafka.topics.dead_letter(group))
+    stopped = replace(p, router=replace(p.router, replicas=0))
+    try:
+        parts, members, open_txns = await clients.kafka(
+            clients.admin.reset_state, p.kafka.brokers, group, topic, r.at_ms, outputs
+        )
+    except Exception as exc:  # noqa: BLE001 - any broker failure: try again, the router stays as it is
+        ctx.problems.append(f"{RESET_OFFSETS_ANNOTATION}: reading the broker: {exc}")
+        ctx.again_in(RECHECK_STOPPING * 5)
+        return (stopped, Replay(prev)) if under_way else (p, Replay())
+    router = deployment_name(ctx.name, ROUTER)
+    pods = [
+        pod for pod in await clients.pods(ctx.namespace, ctx.name) if pod["metadata"]["name"].startswith(f"{router}-")
+    ]
+    ips = {ip for pod in pods if (ip := (pod.get("status") or {}).get("podIP"))}
+    foreign = [m for m in members if not replay.owned(m, router, ips)]
+    if foreign:
+        return p, await _refuse(ctx, clients, r, replay.refuse_members(r, group, topic, foreign))
+    plan = replay.plan(r, topic, parts, int(clients.now().timestamp() * 1000))
+    if plan.refused:
+        return p, await _refuse(ctx, clients, r, plan)
+
+    waiting, detail = await _still_running(
+        ctx, clients, router, [pod["metadata"]["name"] for pod in pods], members, open_txns
+    )
+    if waiting:
+        assert since is not None
+        if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
+            why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); it starts again"
+            return p, await _refuse(ctx, clients, r, replay.Plan(reason=replay.NOT_STOPPED, message=f"{r.what}: {why}"))
+        ctx.again_in(RECHECK_STOPPING)
+        log.debug("%s/%s: reset-offsets waiting: %s", ctx.namespace, ctx.name, detail)
+        message = (
+            f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, {waiting}"
+        )
+        if not under_way:  # once: the Deployment's scaling to zero is on purpose
+            ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
+        return stopped, Replay(_report(r.value, replay.STOPPING, replay.STOPPING, message, since=since))
+
+    offsets = {m.partition: m.after for m in plan.moves}
+    try:
+        refused = await clients.kafka(clients.admin.commit_offsets, p.kafka.brokers, group, topic, offsets)
+    except Exception as exc:  # noqa: BLE001 - try again next pass, the router still held
+        refused = {-1: str(exc)}
+    if refused:
+        ctx.problems.append(f"{RESET_OFFSETS_ANNOTATION}: the broker refused the offsets: {refused}")
+        ctx.again_in(RECHECK_STOPPING * 5)
+        return stopped, Replay(prev or None)
+    if not await _remove_annotation(ctx, clients, r):
+        return stopped, Replay(prev or None)  # written already: the next pass finds the same plan done
+    moved = replay.moves_status(plan.moves)
+    message = f"reset the offsets of consumer group {group} on {topic} ({r.value}): {replay.moves_text(plan.moves)}"
+    log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+    ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetsReset", message)
+    report = _report(r.value, replay.COMPLETED, replay.COMPLETED, message, since=since)
+    report.update(group=group, topic=topic, partitions=moved, time=format_time(clients.now()))
+    entry = {"request": r.value, "group": group, "topic": topic, "partitions": moved}
+    return p, Replay(report, entry)
+
+
+def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, under_way: bool) -> replay.Plan | None:
+    """A refusal that needs no broker: a malformed value, credentials, a rollout being verified."""
+    if r.problem:
+        return replay.Plan(reason=replay.MALFORMED, message=r.problem)
+    if p.kafka.credentials is not None:
+        return replay.refuse_credentials(r)
+    if not under_way and (ctx.prev_status.get("rollout") or {}).get("verdict") == rollback.VERIFYING:
+        return replay.refuse_rollout(r)
+    return None
+
+
+async def _still_running(
+    ctx: Pass, clients: Clients, router: str, pods: list[str], members: list[replay.Member], open_txns: list[str]
+) -> tuple[str, str]:
+    """What keeps the reset waiting (('', '') : nothing), as a stage (for the status: it
+    changes at most four times, so each is worth a write) and in detail (for the log and
+    a refusal): the router's Deployment not yet at zero, its pods (terminating ones
+    too), its consumers still in the group, an open transaction on its outputs."""
+    d = await clients.call(clients.kube.get_deployment, ctx.namespace, router)
+    if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
+        return "waiting for its Deployment to scale to zero", f"Deployment {router} not at zero yet"
+    if pods:
+        return "waiting for its pods to go", f"{len(pods)} router pod(s) left: {', '.join(sorted(pods))}"
+    if members:
+        clients_ = ", ".join(sorted(m.client_id for m in members))
+        return (
+            "waiting for its consumers to leave the group",
+            f"{len(members)} router consumer(s) in the group: {clients_}",
+        )
+    if open_txns:
+        return "waiting for its open transactions to end", f"a transaction is open on {', '.join(open_txns)}"
+    return "", ""
+
+
+def _report(request: str, state: str, reason: str, message: str, since: str | None = None) -> dict[str, Any]:
+    out = {"request": request, "state": state, "reason": reason, "message": message}
+    if since:
+        out["since"] = since
+    return out
+
+
+async def _refuse(ctx: Pass, clients: Clients, r: replay.ResetRequest, plan: replay.Plan) -> Replay:
+    """Consume a refused request: remove the annotation, a Warning, the condition."""
+    if not await _remove_annotation(ctx, clients, r):
+        return Replay()
+    log.warning("%s/%s: %s", ctx.namespace, ctx.name, plan.message)
+    ctx.out.writes += await clients.event(ctx.resource, "Warning", "OffsetResetRejected", plan.message)
+    report = _report(r.value, replay.REJECTED, plan.reason, plan.message)
+    report["time"] = format_time(clients.now())
+    return Replay(report)
+
+
+async def _remove_annotation(ctx: Pass, clients: Clients, r: replay.ResetRequest) -> bool:
+    try:
+        await clients.call(clients.kube.remove_annotation, ctx.namespace, ctx.name, RESET_OFFSETS_ANNOTATION, r.value)
+    except ApiException as exc:
+        if exc.status in (404, 409, 422):
+            raise ReadAgain(RECHECK_CONFLICT) from exc  # the annotation changed meanwhile: read again
+        ctx.problems.append(f"removing annotation {RESET_OFFSETS_ANNOTATION}: {api_error(exc)}")
+        return False
+    ctx.out.writes += 1
+    return True
