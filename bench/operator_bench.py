@@ -447,16 +447,18 @@ def scale_report(data: dict) -> str:
         r = data["results"][n]
         floor = r.get("floor")
         for side in ("before", "after"):
-            for i, o in enumerate(r.get(side) or []):
-                vs = f"{o['seconds'] / floor['seconds']:.2f}x" if floor else "-"
-                rows.append(f"| {n} | {data['labels'][side]} | {floor['seconds'] if floor else '-'} | "
+            for o in r.get(side) or []:
+                floor_s = o.get("floor_seconds") or (floor or {}).get("seconds")
+                vs = f"{o['seconds'] / floor_s:.2f}x" if floor_s else "-"
+                who = o.get("operator", data["labels"][side]) + (", py-spy attached" if o.get("profile") else "")
+                rows.append(f"| {n} | {who} | {floor_s or '-'} | "
                             f"{o['seconds']:.1f} | {vs} | {o['cpu_s']} | **{o['cpu_s'] / int(n):.3f}** | "
                             f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
                             f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
                             f"{o.get('when', '')} |")
                 if o.get("profile"):
                     prof = o["profile"]
-                    head = (f"#### N={n}, {data['labels'][side]}: {prof['seconds']} s of samples "
+                    head = (f"#### N={n}, {o.get('operator', data['labels'][side])}: {prof['seconds']} s of samples "
                             f"({prof['samples']} at {PROFILE_RATE}/s, all threads, waits left out; the operator's CPU in the "
                             f"same run: {o['cpu_s']} s)")
                     table = ["| function | inclusive s | % | | self (innermost) | s | % |", "|---|---:|---:|---|---|---:|---:|"]
@@ -511,6 +513,8 @@ def main_scale(a, sizes: list[int], workdir: Path) -> int:
         for side, package in (sides if k % 2 == 0 else sides[::-1]):
             print(f"operator bench: N={n} operator, {side}", flush=True)
             op = run_operator(n, a.timeout, workdir, package, f"-{side}", a.profile)
+            op["operator"] = data["labels"][side]
+            op["floor_seconds"] = (r.get("floor") or {}).get("seconds")  # the floor this run is compared with
             op["when"] = time.strftime("%H:%M UTC", time.gmtime())
             op["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
             print(f"  operator ({side}): { {k: v for k, v in op.items() if k != 'profile'} }", flush=True)
