@@ -448,7 +448,7 @@ def scale_report(data: dict) -> str:
         floor = r.get("floor")
         for side in ("before", "after"):
             for o in r.get(side) or []:
-                floor_s = o.get("floor_seconds") or (floor or {}).get("seconds")
+                floor_s = o["floor_seconds"] if "floor_seconds" in o else (floor or {}).get("seconds")
                 vs = f"{o['seconds'] / floor_s:.2f}x" if floor_s else "-"
                 who = o.get("operator", data["labels"][side]) + (", py-spy attached" if o.get("profile") else "")
                 rows.append(f"| {n} | {who} | {floor_s or '-'} | "
