@@ -520,6 +520,9 @@ def main_scale(a, sizes: list[int], workdir: Path) -> int:
             print(f"  operator ({side}): { {k: v for k, v in op.items() if k != 'profile'} }", flush=True)
             r.setdefault(side, []).append(op)
             path.write_text(json.dumps(data, indent=2) + "\n")
+    for _, package in sides:
+        if package:
+            shutil.rmtree(Path(package).parent, ignore_errors=True)  # operator_at's copy
     (RESULTS / "operator-scale.md").write_text(scale_report(data))
     print(f"operator bench: wrote {RESULTS / 'operator-scale.md'} (operator logs in {workdir})", flush=True)
     return 0
