@@ -99,11 +99,13 @@ pod-schemas: venv k8s-bins
 deployer-model: scdf-jars
 	bash hack/deployer-model.sh
 
-# Guard rails, in seconds: ruff (lint and format), mypy (strict on the pure modules) and
-# the import layers (.importlinter). CI runs it before the tests.
+# Guard rails, in seconds: ruff (lint and format), mypy (strict on the pure modules),
+# the import layers (.importlinter) and the CRD's compatibility with the one at a pinned
+# earlier revision (hack/crdcompat.py). CI runs it before the tests.
 .PHONY: lint
 lint: venv
 	$(VENV)/bin/ruff check operator router
 	$(VENV)/bin/ruff format --check operator router
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) hack/crdcompat.py

@@ -16,6 +16,11 @@ not talk to Kafka either, and there is no broker here.
 
 Writes bench/results/operator.md, operator.json and operator.png.
 Run: `python -m bench.operator_bench [--sizes 10,100,500]` (or `make bench BENCH=bench.operator_bench`).
+
+A change side by side: `--against REV` runs git revision REV's operator package and this
+tree's in turn on the same N (one floor run per N, the pair's order alternating), and writes
+bench/results/operator-scale.md and operator-scale.json instead. `--profile` samples the
+operator with py-spy during each operator run and adds its hottest functions to the results.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ import copy
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 from localinfra.kube import audit_events  # noqa: E402
-from localinfra.operatorproc import OperatorProcess  # noqa: E402
+from localinfra.operatorproc import OperatorProcess, manager_argv  # noqa: E402
 from localinfra.proc import wait_for as wait  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
@@ -219,18 +226,24 @@ def run_floor(n: int, timeout: float) -> dict:
         cp.stop()
 
 
-def run_operator(n: int, timeout: float, workdir: Path) -> dict:
+def run_operator(n: int, timeout: float, workdir: Path, package: str | None = None, label: str = "",
+                 profile: bool = False) -> dict:
+    """One operator run; `package`: a directory holding another revision's tspipe (first on
+    the operator's PYTHONPATH, it shadows this tree's editable install)."""
     objs = pipelines(n)
     cp = fresh_plane(4 * n)
-    op = None
-    log_path = workdir / f"operator-{n}.log"
+    op = spy = None
+    log_path = workdir / f"operator-{n}{label}.log"
+    env = {**os.environ, **({"PYTHONPATH": package} if package else {})}
     try:
         cp.kubectl("apply", "-f", str(CRD_FILE))
         wait(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
                                                        check=False).stdout, 60, "CRD served")
-        op = OperatorProcess.manager(cp.kubeconfig, NS, log_path,
-                                     extra=("--resync-seconds", str(RESYNC), "--log-level", "debug")).start()
+        argv = manager_argv(NS, extra=("--resync-seconds", str(RESYNC), "--log-level", "debug"))
+        op = OperatorProcess(argv, log_path, kubeconfig=cp.kubeconfig, env=env).start()
         wait(lambda: b"_startup' succeeded" in log_path.read_bytes(), 60, "operator started")
+        if profile:
+            spy = start_profile(op.pid, workdir / f"profile-{n}{label}.txt")
         time.sleep(1)  # kopf's initial listings
         w = ReadyWatch(cp.kubeconfig, "tspipe.io", "v1alpha1", "timestamppipelines", n, pipeline_running)
         w.start()
@@ -244,6 +257,7 @@ def run_operator(n: int, timeout: float, workdir: Path) -> dict:
         if w.done_at is None:
             raise TimeoutError(f"operator N={n}: {len(w.ready)}/{n} Running after {timeout}s")
         took = w.done_at - t0
+        cpu_running = proc_stats(op.pid)["cpu_s"]
         # Any write still in flight for the creation (none expected once Running).
         time.sleep(2)
         writes = audit_writes(cp.audit_log, since, agents=OPERATOR_AGENTS)
@@ -257,12 +271,90 @@ def run_operator(n: int, timeout: float, workdir: Path) -> dict:
         idle = audit_writes(cp.audit_log, idle_from, agents=OPERATOR_AGENTS)
         passes = log_path.read_text(errors="replace").count("reconciled bench/") - lines_before
         stats = proc_stats(op.pid)
+        hot = stop_profile(spy) if spy else None
         return {"seconds": round(took, 2), "writes": len(writes), "writes_per_pipeline": round(len(writes) / n, 2),
-                "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes, **stats}
+                "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes,
+                "cpu_s_at_running": cpu_running, **stats, **({"profile": hot} if hot else {})}
     finally:
+        if spy is not None and spy[0].poll() is None:
+            spy[0].kill()
+            spy[0].wait(10)
         if op is not None:
             op.stop(30)
         cp.stop()
+
+
+PROFILE_RATE = 50  # samples per second: enough for the top functions of a minutes-long run
+
+
+def start_profile(pid: int, path: Path) -> tuple[subprocess.Popen, Path]:
+    """py-spy sampling the operator (all threads, no pausing of it, idle stacks left out)
+    into collapsed stacks at `path`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--nonblocking", "--threads", "--format", "raw",
+                             "--rate", str(PROFILE_RATE), "--output", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return proc, path
+
+
+def stop_profile(spy: tuple[subprocess.Popen, Path], top: int = 25) -> dict:
+    """Stop py-spy (SIGINT: it writes its file then) and summarise it (hot_functions)."""
+    import signal
+
+    proc, path = spy
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    return hot_functions(path.read_text(errors="replace").splitlines(), top)
+
+
+# Innermost frames that wait rather than compute: py-spy cannot always tell a thread
+# blocked in a socket read or in epoll from a running one, so they are left out.
+WAITING = ("SSLSocket.read", "SSLObject.read", "SSLSocket.send", "EpollSelector.select", "Condition.wait",
+           "SimpleQueue.get", "_worker")
+
+
+# Frames every stack of a thread has (start-up, the event loop, the thread pool): no news.
+FRAMES_OF_ALL = ("threading.py", "runpy", "asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py",
+                 "concurrent/futures/thread.py", "tspipe/manager.py", "kopf/_core/reactor/running.py")
+
+
+def hot_functions(lines: list[str], top: int) -> dict:
+    """From py-spy's collapsed stacks (`frame;frame;... count`, outermost first, the first
+    frame the thread): samples per function, inclusive (on the stack) and self (innermost),
+    as seconds at PROFILE_RATE, waits left out."""
+    total = 0
+    incl: collections.Counter = collections.Counter()
+    own: collections.Counter = collections.Counter()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        frames = [_short(f) for f in stack.split(";")[1:]]  # [0] is the thread
+        if frames and frames[-1].split(" (")[0].endswith(WAITING):
+            continue
+        total += c
+        for f in set(frames):
+            if not any(m in f for m in FRAMES_OF_ALL):
+                incl[f] += c
+        if frames:
+            own[frames[-1]] += c
+
+    def rows(counter):
+        return [[f, round(v / PROFILE_RATE, 1), round(100 * v / total, 1)] for f, v in counter.most_common(top)]
+
+    return {"samples": total, "seconds": round(total / PROFILE_RATE, 1), "inclusive": rows(incl), "self": rows(own)}
+
+
+def _short(frame: str) -> str:
+    """`func (path/to/site-packages/pkg/mod.py:12)` -> `func (pkg/mod.py)`: one row per function."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/operator/", "/lib/python3"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            break
+    return f"{name} ({where})" if where else name
 
 
 def plot(results: dict, path: Path) -> None:
@@ -332,13 +424,129 @@ Writes by kind:
 """
 
 
+def operator_at(rev: str) -> str:
+    """A temporary directory holding git revision `rev`'s tspipe package."""
+    d = tempfile.mkdtemp(prefix="bench-tspipe-")
+    archive = subprocess.run(["git", "archive", rev, "operator/tspipe"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", d], input=archive.stdout, check=True)
+    return os.path.join(d, "operator")
+
+
+def revision() -> str:
+    """This tree's commit, and whether its operator differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "operator/tspipe"], cwd=ROOT, capture_output=True,
+                           text=True)
+    return head.stdout.strip() + (" + uncommitted operator changes" if dirty.stdout.strip() else "")
+
+
+def scale_report(data: dict) -> str:
+    """operator-scale.md: per N, each side's runs (floor shared), and the profiles."""
+    rows, profiles = [], []
+    for n in sorted(data["results"], key=int):
+        r = data["results"][n]
+        floor = r.get("floor")
+        for side in ("before", "after"):
+            for o in r.get(side) or []:
+                floor_s = o["floor_seconds"] if "floor_seconds" in o else (floor or {}).get("seconds")
+                vs = f"{o['seconds'] / floor_s:.2f}x" if floor_s else "-"
+                who = o.get("operator", data["labels"][side]) + (", py-spy attached" if o.get("profile") else "")
+                rows.append(f"| {n} | {who} | {floor_s or '-'} | "
+                            f"{o['seconds']:.1f} | {vs} | {o['cpu_s']} | **{o['cpu_s'] / int(n):.3f}** | "
+                            f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
+                            f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
+                            f"{o.get('when', '')} |")
+                if o.get("profile"):
+                    prof = o["profile"]
+                    head = (f"#### N={n}, {o.get('operator', data['labels'][side])}: {prof['seconds']} s of samples "
+                            f"({prof['samples']} at {PROFILE_RATE}/s, all threads, waits left out; the operator's CPU in the "
+                            f"same run: {o['cpu_s']} s)")
+                    table = ["| function | inclusive s | % | | self (innermost) | s | % |", "|---|---:|---:|---|---|---:|---:|"]
+                    for a, b in zip(prof["inclusive"], prof["self"]):
+                        table.append(f"| `{a[0]}` | {a[1]} | {a[2]} | | `{b[0]}` | {b[1]} | {b[2]} |")
+                    profiles.append("\n".join([head, "", *table, ""]))
+    return f"""# Operator at scale: CPU and memory per pipeline as N grows (issue 26)
+
+Commands: {"; ".join(f"`{c}`" for c in data["commands"])}. {data["cpus"]} CPUs shared with other
+builds and tests, so wall times are noisy: the operator's own CPU seconds (user + system, from
+/proc) are the figure compared. Each run on its own fresh control plane, as in operator.md; the
+floor (Deployments created directly) once per N; the two sides' runs alternate.
+
+- CPU / pipeline: the operator process's CPU seconds from its start to the end of the idle rounds,
+  divided by N (the aim: <= 0.1, flat in N). "at Running": the same when the last pipeline reported
+  Running (before the two idle resync rounds).
+- writes / pipeline: API write requests from the create until all Running (aim <= 6); idle writes
+  during two resync rounds (`--resync-seconds {RESYNC:g}`) afterwards (aim 0).
+
+| N | operator | floor s | operator s | vs floor | CPU s | CPU s / pipeline | at Running | peak RSS MB | writes / pipeline | idle writes | run at |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|
+{chr(10).join(rows)}
+
+{data.get("notes", "")}
+
+### Profiles
+
+{chr(10).join(profiles) if profiles else "(none in these runs)"}
+"""
+
+
+def main_scale(a, sizes: list[int], workdir: Path) -> int:
+    """--scale / --against: results merged per N into operator-scale.json, then its report."""
+    path = RESULTS / "operator-scale.json"
+    data = json.loads(path.read_text()) if path.exists() else {"results": {}, "commands": [], "labels": {}}
+    data["cpus"] = os.cpu_count()
+    command = "python -m bench.operator_bench " + " ".join(sys.argv[1:] if a.argv is None else a.argv)
+    if command not in data["commands"]:
+        data["commands"].append(command)
+    sides: list[tuple[str, str | None]] = [("after", None)]
+    data["labels"]["after"] = f"this tree (`{revision()}`)"
+    if a.against:
+        data["labels"]["before"] = f"`{a.against}`"
+        sides.insert(0, ("before", operator_at(a.against)))
+    for k, n in enumerate(sizes):
+        r = data["results"].setdefault(str(n), {})
+        if not a.skip_floor:
+            print(f"operator bench: N={n} floor", flush=True)
+            r["floor"] = run_floor(n, a.timeout)
+            print(f"  floor: {r['floor']}", flush=True)
+        # Alternate which side goes first, so a drift in the machine's load favours neither.
+        for side, package in (sides if k % 2 == 0 else sides[::-1]):
+            print(f"operator bench: N={n} operator, {side}", flush=True)
+            op = run_operator(n, a.timeout, workdir, package, f"-{side}", a.profile)
+            op["operator"] = data["labels"][side]
+            op["floor_seconds"] = (r.get("floor") or {}).get("seconds")  # the floor this run is compared with
+            op["when"] = time.strftime("%H:%M UTC", time.gmtime())
+            op["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"  operator ({side}): { {k: v for k, v in op.items() if k != 'profile'} }", flush=True)
+            r.setdefault(side, []).append(op)
+            path.write_text(json.dumps(data, indent=2) + "\n")
+    for _, package in sides:
+        if package:
+            shutil.rmtree(Path(package).parent, ignore_errors=True)  # operator_at's copy
+    (RESULTS / "operator-scale.md").write_text(scale_report(data))
+    print(f"operator bench: wrote {RESULTS / 'operator-scale.md'} (operator logs in {workdir})", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.operator_bench")
     ap.add_argument("--sizes", default="10,100,500", help="comma list of N")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
     ap.add_argument("--report-only", action="store_true",
-                    help="rewrite operator.md and operator.png from operator.json, without running")
+                    help="rewrite operator.md and operator.png (with --scale: operator-scale.md) from the json")
+    ap.add_argument("--scale", action="store_true",
+                    help="write operator-scale.md/json, merging runs per N with earlier ones there")
+    ap.add_argument("--against", metavar="REV",
+                    help="also run git revision REV's operator, alternating with this tree's (implies --scale)")
+    ap.add_argument("--skip-floor", action="store_true", help="no floor run (with --scale: keep the one recorded)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample each operator run with py-spy; the hottest functions go into the results")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    a.argv = argv
+    if a.report_only and (a.scale or a.against):
+        data = json.loads((RESULTS / "operator-scale.json").read_text())
+        (RESULTS / "operator-scale.md").write_text(scale_report(data))
+        return 0
     if a.report_only:
         data = json.loads((RESULTS / "operator.json").read_text())
         (RESULTS / "operator.md").write_text(report(data["results"], data["meta"]))
@@ -346,16 +554,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(x) for x in a.sizes.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="tsp-opbench-"))
+    if a.scale or a.against:
+        return main_scale(a, sizes, workdir)
     meta = {"sizes": a.sizes, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpus": os.cpu_count(), "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     results: dict = {}
-    workdir = Path(tempfile.mkdtemp(prefix="tsp-opbench-"))
     for n in sizes:
         print(f"operator bench: N={n} floor", flush=True)
         floor = run_floor(n, a.timeout)
         print(f"  floor: {floor}", flush=True)
         print(f"operator bench: N={n} operator", flush=True)
-        op = run_operator(n, a.timeout, workdir)
+        op = run_operator(n, a.timeout, workdir, profile=a.profile)
         print(f"  operator: {op}", flush=True)
         results[str(n)] = {"floor": floor, "operator": op}
     (RESULTS / "operator.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

@@ -77,6 +77,7 @@ def _now() -> datetime:
 class Controller:
     kube: Kube
     resync_seconds: float = defaults.RESYNC_SECONDS
+    reread_seconds: float = defaults.REREAD_SECONDS  # a settled, untouched pipeline is re-read at least this often
     backoff_base: float = defaults.BACKOFF_BASE
     backoff_max: float = defaults.BACKOFF_MAX
     # Counter-only status changes (same phase, conditions and rolling components) are
@@ -103,7 +104,9 @@ class Controller:
         self.clients = Clients(self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics)
         self.queue = WorkQueue(
             self._work,
+            unchanged=self._unchanged,
             resync_seconds=self.resync_seconds,
+            reread_seconds=self.reread_seconds,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
             debounce_seconds=self.debounce_seconds,
@@ -181,6 +184,11 @@ class Controller:
         )
         self.metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
         self.queue.schedule(key, outcome)
+
+    def _unchanged(self, key: Key) -> None:
+        """A resync of a settled pipeline nothing touched since its last pass: that pass
+        stands (it would do the same again). Logged like a pass, so a resync shows."""
+        log.debug("reconciled %s/%s: nothing new since the last pass: 0 writes", *key)
 
     # --- one pass ------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str) -> Outcome:

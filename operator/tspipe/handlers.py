@@ -24,6 +24,15 @@ def owner_of(deployment_body) -> str | None:
     return None
 
 
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff base (a deep copy of the whole object) for every watch event, for
+    change-detecting handlers; with only `on.event` handlers nothing reads it. At N=500 it
+    was half of kopf's own CPU (the Deployments' and pods' events)."""
+
+    def build(self, *, body, extra_fields=None):
+        return kopf.BodyEssence()
+
+
 def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, server_timeout: int) -> None:
     # Our own Events only (kopf would post one per log line otherwise).
     settings.posting.enabled = False
@@ -34,6 +43,7 @@ def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, ser
     settings.watching.label_selectors["apps", "v1", "deployments"] = MANAGED_SELECTOR
     settings.watching.label_selectors["v1", "pods"] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
+    settings.persistence.diffbase_storage = NoDiffBase()
 
 
 @kopf.on.startup()

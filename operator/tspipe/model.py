@@ -459,7 +459,12 @@ class Pipeline:
 
     @classmethod
     def from_resource(cls, obj: Mapping[str, Any]) -> Pipeline:
-        return _parse(copy.deepcopy(dict(obj)))
+        # A copy of only what _parse reads: the status and managedFields are most of a
+        # served object, and copying them was most of the parse's cost.
+        meta = obj.get("metadata")
+        if isinstance(meta, Mapping):
+            meta = {k: meta[k] for k in _METADATA_READ if k in meta}
+        return _parse(copy.deepcopy({"metadata": meta, "spec": obj.get("spec")}))
 
     def app(self, c: Component) -> AppCommon:
         """The spec of one app (components.COMPONENTS)."""
@@ -541,6 +546,9 @@ _SPEC_FIELDS = {STREAM_NAME.name, "kafka", "pod", "podTemplate", "rollout", PAUS
 }
 RESOURCES_TWICE = "set resources here or in podTemplate.resources, not both"
 POD_TWICE = "spec.pod is the older name of spec.podTemplate: set only spec.podTemplate"
+
+
+_METADATA_READ = ("name", "namespace", "uid", "generation")  # what _parse reads of metadata
 
 
 def _parse(obj: dict[str, Any]) -> Pipeline:

@@ -273,8 +273,8 @@ def render_deployment(
         },
     }
     # The hash leaves out the replica count: pausing or scaling is not a new revision.
-    hashed = copy.deepcopy(deployment)
-    hashed["spec"].pop("replicas")
+    # (A shallow copy: hashing only reads it; a deep copy was a tenth of a pass's CPU.)
+    hashed = {**deployment, "spec": {k: v for k, v in deployment["spec"].items() if k != "replicas"}}
     deployment["metadata"]["annotations"][HASH_ANNOTATION] = spec_hash(hashed)
     return deployment
 

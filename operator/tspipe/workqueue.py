@@ -9,7 +9,11 @@ Like client-go's rate-limited work queue, in one asyncio loop:
 - a pass that failed is retried with exponential backoff, a pass that asks for it
   (`Outcome.retry_after`) runs again after that delay;
 - every known key runs again every `resync_seconds` (the level-based safety net for a
-  missed event);
+  missed event); a key that is *settled* (its last pass read the API, wrote nothing,
+  failed in nothing and asked for no timer) and that nothing enqueued since is answered
+  by `unchanged` instead, without a pass, unless that last pass read the API more than
+  `reread_seconds` ago: a pass's cost would otherwise be paid N times per resync period
+  while N pipelines converge, which made the operator's CPU per pipeline grow with N;
 - while `standby` (a peer is active), the retry and resync timers enqueue nothing.
 """
 
@@ -36,6 +40,21 @@ class Outcome:
     error: str | None = None
 
 
+def settled(outcome: Outcome) -> bool:
+    """A pass after which another, with nothing changed, would do the same: nothing (no
+    writes, no error, no timer: every time-dependent step asks for one)."""
+    return not outcome.writes and outcome.error is None and outcome.retry_after is None
+
+
+def resync_may_skip(touched: bool, read_at: float | None, now: float, resync: float, reread: float) -> bool:
+    """Whether a resync may answer a key without a pass: nothing enqueued it since its
+    last pass began (`touched`), that pass was settled (`read_at`: when it began, so read
+    the API; None: not settled), and the next resync still comes within `reread` of that
+    read. So a settled key is read at least every `reread` seconds, and every resync
+    reads it when resync >= reread (the defaults), as before."""
+    return not touched and read_at is not None and now - read_at < reread - resync
+
+
 @dataclass
 class Retry:
     """A key's retry timer and how many passes in a row failed (for the backoff)."""
@@ -47,7 +66,10 @@ class Retry:
 @dataclass
 class WorkQueue:
     work: Callable[[Key], Awaitable[None]]  # one pass over a key; it calls schedule() with its outcome
+    # A resync of a settled key that nothing touched: no pass, this instead (it logs).
+    unchanged: Callable[[Key], None] = lambda key: None
     resync_seconds: float = defaults.RESYNC_SECONDS
+    reread_seconds: float = defaults.REREAD_SECONDS
     backoff_base: float = defaults.BACKOFF_BASE
     backoff_max: float = defaults.BACKOFF_MAX
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS
@@ -58,8 +80,18 @@ class WorkQueue:
     _workers: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     _debounce: set[Key] = field(default_factory=set)
     _resync_task: asyncio.Task[None] | None = None
+    # Keys enqueued by anything but the resync (an event, a retry) since their pass began.
+    touched: set[Key] = field(default_factory=set)
+    # Settled keys: when their last pass began (monotonic).
+    settled_at: dict[Key, float] = field(default_factory=dict)
+    _started: dict[Key, float] = field(default_factory=dict)
+    clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
 
     def enqueue(self, key: Key) -> None:
+        self.touched.add(key)
+        self._enqueue(key)
+
+    def _enqueue(self, key: Key) -> None:
         self.known.add(key)
         self.pending.add(key)
         worker = self._workers.get(key)
@@ -83,6 +115,8 @@ class WorkQueue:
     def forget(self, key: Key) -> None:
         self.known.discard(key)
         self.pending.discard(key)
+        self.touched.discard(key)
+        self.settled_at.pop(key, None)
         retry = self.state.pop(key, None)
         if retry and retry.timer:
             retry.timer.cancel()
@@ -99,6 +133,11 @@ class WorkQueue:
         else:
             retry.failures = 0
             delay = outcome.retry_after
+        started = self._started.pop(key, None)
+        if settled(outcome) and started is not None and key in self.known:
+            self.settled_at[key] = started
+        else:
+            self.settled_at.pop(key, None)
         if delay is not None and key in self.known:
             retry.timer = asyncio.get_running_loop().call_later(delay, self._retry, key)
 
@@ -119,6 +158,14 @@ class WorkQueue:
     async def _drain(self, key: Key) -> None:
         while key in self.pending:
             self.pending.discard(key)
+            now = self.clock()
+            touched = key in self.touched
+            if resync_may_skip(touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds):
+                self.unchanged(key)
+                continue
+            # Anything that touches the key from here on makes the next pass a full one.
+            self.touched.discard(key)
+            self._started[key] = now
             await self.work(key)
 
     def _retry(self, key: Key) -> None:
@@ -132,4 +179,4 @@ class WorkQueue:
             if self.standby:
                 continue  # kopf paused us: the active replica does the work
             for key in list(self.known):
-                self.enqueue(key)
+                self._enqueue(key)
