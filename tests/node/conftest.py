@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from localinfra.nodeconfig import IMAGES
 from nodehelpers import NodeCluster
 
-# What the second node imports: the sandbox image and the router (it serves HTTP on 8080
-# and reaches Kafka), enough for the two-node tests and quicker than every image.
-NODE1_IMAGES = ("pause", "router")
+# What the second node imports: every image, as node 0 does. The pipeline's apps move there
+# on a drain or a node loss (test_node_cluster.py), and the HA operator runs a replica there.
+NODE1_IMAGES = tuple(IMAGES)
 # Stops the session's node: runs after every other test that uses it.
 TEARDOWN_TESTS = "test_node_teardown.py"
 
@@ -49,6 +50,20 @@ def node_cluster():
         cp.kubectl("apply", "-f", "crds/")
         cp.wait_crd_established("timestamppipelines.tspipe.io")
         yield NodeCluster(cp, node, broker)
+
+
+@pytest.fixture(scope="session")
+def node_kafka_cluster(node_cluster):
+    """Three Kafka brokers (replication 3, min ISR 2) with pod listeners on node 0's bridge,
+    which pods on either node reach; started when the first test asks for it (the bridge
+    exists by then), stopped with the session's cluster (NodeCluster.close) or at the end."""
+    from localinfra.kafka import KafkaCluster
+    from localinfra.node import NODE_IP
+
+    with KafkaCluster(pod_host=NODE_IP) as cluster:
+        node_cluster.kafka_cluster = cluster
+        yield cluster
+    node_cluster.kafka_cluster = None
 
 
 @pytest.fixture(scope="session")
