@@ -11,7 +11,7 @@ back after it for the tests that follow).
 "Nothing lost", each time: every record of the input topic (its end when the check
 starts) is in the output topic its last digit names, with the right prefix, and the
 loggers' consumer group committed the whole of both output topics. The output topics are
-read, not the loggers' `kubectl logs`: at 1,000 lines a second the kubelet rotates a
+read, not the loggers' `kubectl logs`: at hundreds of lines a second the kubelet rotates a
 logger's log within minutes (`kubectl logs` shows the current file only), and a drained or
 lost node's pods take their logs with them. `kubectl logs` is still looked at, as the seed
 reads it: the time source's newest timestamp in the right logger's log.
@@ -48,7 +48,11 @@ from routerproc import BackgroundProducer, timestamps
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1800)]
 
-RATE = 1_000  # records/s the test adds to the input (the time source writes one a second)
+# Records/s the test adds to the input (the time source writes one a second). Not the router
+# tests' 1,000: a log sink printed about 250 records/s on this 2-core machine under a test run,
+# so at 1,000 (500 per logger) the loggers fell further behind in every test (120,000 records
+# behind after the drain) and "the loggers caught up" took minutes. 300 keeps them within pace.
+RATE = 300
 MAX_RECORDS = 1_000_000  # more than a test sends at RATE: the producer is stopped, never runs dry
 PARTITIONS = 2  # both router replicas route
 ROUTERS = 2
@@ -348,8 +352,10 @@ def nothing_lost(r: Run) -> dict:
                         f"e.g. {sorted(missing)[:5]}"
     for ch in ("even", "odd"):
         caught_up(bs, r.group, r.topics[ch], f"the {ch} logger")
+    # Output read to its end now, later than the input's snapshot: it may hold more records than
+    # the input counted; a duplicate is a value routed more than once.
     return {"input": sum(produced.values()), "output": total,
-            "duplicates": total - sum(min(n, got[ch][v]) for ch in want for v, n in want[ch].items())}
+            "duplicates": sum(n - 1 for ch in got for n in got[ch].values() if n > 1)}
 
 
 def tail_records(bootstrap: str, topic: str, n: int) -> list:
