@@ -23,17 +23,21 @@ TEARDOWN_TESTS = "test_node_teardown.py"
 
 
 def pytest_collection_modifyitems(items):
-    """The teardown tests right after the last other test of this folder (file order
-    would put test_two_nodes.py after them), before any later folder's tests."""
+    """This folder's tests in three groups, each in file order: those on one node, then
+    those on two (node 1 starts with the first of them; the single-node tests assert where
+    their pods run and would find some on node 1), then the teardown tests, which stop the
+    session's node. Other folders' tests keep their places."""
     here = Path(__file__).parent
-    last = [item for item in items if item.path.name == TEARDOWN_TESTS and item.path.parent == here]
-    if not last:
-        return
-    moved = {id(item) for item in last}
-    rest = [item for item in items if id(item) not in moved]
-    ours = [i for i, item in enumerate(rest) if item.path.parent == here]
-    at = ours[-1] + 1 if ours else len(rest)
-    items[:] = rest[:at] + last + rest[at:]
+    at = [i for i, item in enumerate(items) if item.path.parent == here]
+
+    def group(item) -> int:
+        if item.path.name == TEARDOWN_TESTS:
+            return 2
+        return 1 if "two_node_cluster" in getattr(item, "fixturenames", ()) else 0
+
+    ordered = sorted((items[i] for i in at), key=group)  # stable: file order within a group
+    for i, item in zip(at, ordered):
+        items[i] = item
 
 
 @pytest.fixture(scope="session")
