@@ -47,8 +47,9 @@ from localinfra.nodeconfig import (
     POD_SUBNET, RUNC_BIN, NodeSpec, cni_config, containerd_config, containerd_socket, kubelet_config,
 )
 from localinfra.nodehost import (
-    CGROUP_ROOT, STATE_DIR, SYSCTLS, NodeError, forget_state, leftovers, make_cgroup_root, nft_tables,
-    node_leftovers, read_sysctl, run, sandbox_ids, state_file, sweep, teardown, write_sysctl,
+    CGROUP_ROOT, STATE_DIR, SYSCTLS, NodeError, forget_state, kill, leftovers, make_cgroup_root, nft_tables,
+    node_leftovers, pids_matching, pod_pids, read_sysctl, run, sandbox_ids, state_file, sweep, teardown,
+    write_sysctl,
 )
 from localinfra.proc import die_with_parent, free_port, rss_bytes
 
@@ -289,6 +290,19 @@ class Node:
         return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
     # -- stop -------------------------------------------------------------
+    def crash(self) -> None:
+        """The machine dies: SIGKILL to the kubelet, containerd, the shims and every container
+        process at once, nothing told, nothing cleaned up (the API server hears nothing more
+        from the node). Its mounts, cgroups, veths, network namespaces and CNI results stay
+        until stop(), which removes them as after any crash."""
+        if self.workdir is None:
+            return
+        pids = set(pids_matching(str(self.workdir))) | pod_pids(self.spec)
+        kill(pids)
+        for p in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(5)  # reap the kubelet and containerd (our children); stop() sees them dead
+
     def stop(self, timeout: float = 30) -> None:
         # Nodes with a higher index stop first: each puts back the kernel settings it found,
         # which node 0 found first; and node 0's teardown removes what all kubelets share.

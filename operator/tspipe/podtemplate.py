@@ -171,6 +171,42 @@ class PodTemplate:
         return PodTemplate(**out)
 
 
+# The taints the node lifecycle controller puts on a node that stopped reporting (its
+# kubelet silent for kube-controller-manager's --node-monitor-grace-period, 50 s by
+# default) or that reports NotReady. A pod that tolerates them with tolerationSeconds N is
+# evicted N s later and its Deployment recreates it on a live node.
+NODE_LOSS_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+# What an app pod tolerates them for, unless its podTemplate says otherwise. Kubernetes' own
+# default is 300 s (the DefaultTolerationSeconds admission plugin): five minutes more in
+# which a one-replica app (the time source, each logger) does not run and its partitions
+# are read by nobody, for a stream processor the worst kind of outage (lag only grows).
+# Waiting is worth little here: the node was silent for the grace period already, its
+# pods' consumers left the group after their session timeout (10 s for the router, 45 s
+# for the Spring apps), and every app resumes from its group's committed offsets wherever
+# it restarts. 30 s still rides out a node that comes back at once (a kubelet restart, a
+# short network cut), which would otherwise cost a rebalance and a JVM start elsewhere.
+NODE_LOSS_TOLERATION_SECONDS = 30
+
+
+def node_loss_tolerations(tolerations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`tolerations` plus ours for each node-loss taint none of them tolerates for NoExecute,
+    decided as the DefaultTolerationSeconds admission plugin decides (a toleration with that
+    key or no key, and effect NoExecute or none): a podTemplate's own toleration for a taint
+    wins, and one that tolerates every taint keeps a pod where it is."""
+    out = list(tolerations)
+    for taint in NODE_LOSS_TAINTS:
+        if not any(t.get("key", "") in (taint, "") and t.get("effect", "") in ("NoExecute", "") for t in tolerations):
+            out.append(
+                {
+                    "key": taint,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS,
+                }
+            )
+    return out
+
+
 def effective(default: PodTemplate, app: PodTemplate, default_resources: Mapping[str, Any]) -> PodTemplate:
     """The pod settings one app runs with: its own over the pipeline's, then its default resources."""
     merged = app.over(default)

@@ -33,7 +33,7 @@ from .names import (
     TMP_MOUNT_PATH,
     TMP_VOLUME,
 )
-from .podtemplate import PodTemplate
+from .podtemplate import PodTemplate, node_loss_tolerations
 from .spring import (
     BROKERS_ENV,
     GROUP_ENV,
@@ -224,8 +224,7 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> dic
         pod["imagePullSecrets"] = _user(t.image_pull_secrets)
     if t.node_selector:
         pod["nodeSelector"] = dict(t.node_selector)
-    if t.tolerations:
-        pod["tolerations"] = _user(t.tolerations)
+    pod["tolerations"] = node_loss_tolerations(_user(t.tolerations))
     if t.affinity:
         pod["affinity"] = without_false(copy.deepcopy(dict(t.affinity)))
     if t.topology_spread_constraints:

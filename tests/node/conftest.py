@@ -12,27 +12,32 @@ from pathlib import Path
 
 import pytest
 
+from localinfra.nodeconfig import IMAGES
 from nodehelpers import NodeCluster
 
-# What the second node imports: the sandbox image and the router (it serves HTTP on 8080
-# and reaches Kafka), enough for the two-node tests and quicker than every image.
-NODE1_IMAGES = ("pause", "router")
+# What the second node imports: every image, as node 0 does. The pipeline's apps move there
+# on a drain or a node loss (test_node_cluster.py), and the HA operator runs a replica there.
+NODE1_IMAGES = tuple(IMAGES)
 # Stops the session's node: runs after every other test that uses it.
 TEARDOWN_TESTS = "test_node_teardown.py"
 
 
 def pytest_collection_modifyitems(items):
-    """The teardown tests right after the last other test of this folder (file order
-    would put test_two_nodes.py after them), before any later folder's tests."""
+    """This folder's tests in three groups, each in file order: those on one node, then
+    those on two (node 1 starts with the first of them; the single-node tests assert where
+    their pods run and would find some on node 1), then the teardown tests, which stop the
+    session's node. Other folders' tests keep their places."""
     here = Path(__file__).parent
-    last = [item for item in items if item.path.name == TEARDOWN_TESTS and item.path.parent == here]
-    if not last:
-        return
-    moved = {id(item) for item in last}
-    rest = [item for item in items if id(item) not in moved]
-    ours = [i for i, item in enumerate(rest) if item.path.parent == here]
-    at = ours[-1] + 1 if ours else len(rest)
-    items[:] = rest[:at] + last + rest[at:]
+    at = [i for i, item in enumerate(items) if item.path.parent == here]
+
+    def group(item) -> int:
+        if item.path.name == TEARDOWN_TESTS:
+            return 2
+        return 1 if "two_node_cluster" in getattr(item, "fixturenames", ()) else 0
+
+    ordered = sorted((items[i] for i in at), key=group)  # stable: file order within a group
+    for i, item in zip(at, ordered):
+        items[i] = item
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +54,20 @@ def node_cluster():
         cp.kubectl("apply", "-f", "crds/")
         cp.wait_crd_established("timestamppipelines.tspipe.io")
         yield NodeCluster(cp, node, broker)
+
+
+@pytest.fixture(scope="session")
+def node_kafka_cluster(node_cluster):
+    """Three Kafka brokers (replication 3, min ISR 2) with pod listeners on node 0's bridge,
+    which pods on either node reach; started when the first test asks for it (the bridge
+    exists by then), stopped with the session's cluster (NodeCluster.close) or at the end."""
+    from localinfra.kafka import KafkaCluster
+    from localinfra.node import NODE_IP
+
+    with KafkaCluster(pod_host=NODE_IP) as cluster:
+        node_cluster.kafka_cluster = cluster
+        yield cluster
+    node_cluster.kafka_cluster = None
 
 
 @pytest.fixture(scope="session")

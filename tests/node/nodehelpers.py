@@ -29,13 +29,16 @@ class NodeCluster:
     node: object    # localinfra.node.Node
     broker: object  # localinfra.kafka.KafkaBroker (pod_host set)
     node1: object | None = None  # tsp-node-1, once a test asked for two nodes (two_node_cluster)
+    kafka_cluster: object | None = None  # localinfra.kafka.KafkaCluster, once asked for (node_kafka_cluster)
 
     def kubectl(self, *args, **kw):
         return self.cp.kubectl(*args, **kw)
 
     def close(self) -> None:
-        """Stop the broker, the nodes (node 1 first) and the control plane (again: a no-op)."""
+        """Stop the brokers, the nodes (node 1 first) and the control plane (again: a no-op)."""
         self.broker.stop()
+        if self.kafka_cluster is not None:
+            self.kafka_cluster.close()
         if self.node1 is not None:
             self.node1.stop()
         self.node.stop()

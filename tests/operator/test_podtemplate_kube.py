@@ -18,6 +18,7 @@ from kubehelpers import SAMPLE_NAME as NAME
 from kubehelpers import conditions, generations, no_broker_pipeline, settled, wait_for
 from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS, merged
 from tspipe.model import Pipeline, PipelineError
+from tspipe.podtemplate import node_loss_tolerations
 
 pytestmark = pytest.mark.kube
 
@@ -107,11 +108,11 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
             assert c["readinessProbe"]["timeoutSeconds"] == 5 and c["readinessProbe"]["periodSeconds"] == 10
             assert c["startupProbe"]["tcpSocket"] == {"port": 8080} and c["startupProbe"]["failureThreshold"] == 30
             assert pod["nodeSelector"] == {"type": "kwok", "kubernetes.io/os": "linux"}, "maps merge, app wins"
-            assert "tolerations" not in pod, "the app's empty list replaces the default's"
+            assert pod["tolerations"] == node_loss_tolerations([]), "the app's empty list replaces the default's"
             assert c["resources"] == router["resources"]
         else:
             assert pod["nodeSelector"] == {"type": "kwok"}
-            assert pod["tolerations"] == default["tolerations"]
+            assert pod["tolerations"] == node_loss_tolerations(default["tolerations"])
             assert c["resources"] == ({"requests": {"cpu": "10m", "memory": "300Mi"}} if component == "time"
                                       else default["resources"])
     # The pods carry them too: what a user selects by.

@@ -22,6 +22,9 @@ from tspipe.status import compute_status, needs_pods, ready_pods, unscheduled
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
+# What every app pod tolerates unless its podTemplate tolerates the taint itself.
+NODE_LOSS = [{"key": taint, "operator": "Exists", "effect": "NoExecute",
+              "tolerationSeconds": podtemplate.NODE_LOSS_TOLERATION_SECONDS} for taint in podtemplate.NODE_LOSS_TAINTS]
 
 
 def sample(**spec):
@@ -71,9 +74,10 @@ def assert_has_every_field(d, t=EVERY_FIELD):
     assert c["envFrom"] == t["envFrom"]
     assert c["volumeMounts"][-len(t["volumeMounts"]):] == t["volumeMounts"]
     assert p["volumes"][-len(t["volumes"]):] == t["volumes"]
-    for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName",
+    for key in ("nodeSelector", "affinity", "topologySpreadConstraints", "priorityClassName",
                 "serviceAccountName", "imagePullSecrets"):
         assert p[key] == t[key], key
+    assert p["tolerations"] == t["tolerations"] + NODE_LOSS  # a NoSchedule toleration is not one for node loss
 
 
 # --- every field reaches the Deployment ----------------------------------------------------
@@ -95,18 +99,20 @@ def test_every_field_of_an_app_reaches_only_that_app():
     assert_has_every_field(deps["evenlogger"])
     for name in ("time", "router", "oddlogger"):
         p = pod(deps[name])
-        assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "envFrom"} & set(p)
+        assert not {"nodeSelector", "affinity", "priorityClassName", "envFrom"} & set(p)
+        assert p["tolerations"] == NODE_LOSS
         assert "team" not in deps[name]["spec"]["template"]["metadata"]["labels"]
 
 
-def test_no_podtemplate_renders_as_before_plus_default_resources():
+def test_no_podtemplate_renders_as_before_plus_default_resources_and_node_loss_tolerations():
     deps = deployments(sample())
     for name, d in deps.items():
         assert container(d)["resources"] == (PYTHON if name == "router" else JVM)
         assert "annotations" not in d["spec"]["template"]["metadata"]
         assert d["metadata"]["annotations"].keys() == {render.HASH_ANNOTATION}
         assert set(pod(d)) == {"automountServiceAccountToken", "enableServiceLinks", "securityContext",
-                               "containers", "volumes"}
+                               "containers", "volumes", "tolerations"}
+        assert pod(d)["tolerations"] == NODE_LOSS
 
 
 # --- merge -------------------------------------------------------------------------------
@@ -129,7 +135,7 @@ def test_app_overrides_the_pipeline_default_field_by_field():
     assert deps["router"]["spec"]["template"]["metadata"]["labels"]["team"] == "data"
     assert r["nodeSelector"] == {"disk": "ssd", "zone": "b"} and e["nodeSelector"] == {"disk": "ssd", "zone": "a"}
     # Lists and scalars: replaced (an empty list too).
-    assert "tolerations" not in r and e["tolerations"] == [{"key": "a", "operator": "Exists"}]
+    assert r["tolerations"] == NODE_LOSS and e["tolerations"] == [{"key": "a", "operator": "Exists"}] + NODE_LOSS
     assert r["priorityClassName"] == "high" and e["priorityClassName"] == "low"
     assert r["volumes"][-1] == {"name": "shared", "emptyDir": {}}
     # resources: whole; spec.<app>.resources is the app's own.
@@ -404,3 +410,38 @@ def test_every_boolean_a_podtemplate_can_set_means_false_when_absent():
         "volumes[].projected.sources[].configMap.optional", "volumes[].projected.sources[].secret.optional",
         "volumes[].secret.optional",
     }
+
+
+# --- node-loss tolerations ---------------------------------------------------------------
+
+
+def test_every_app_is_evicted_from_a_lost_node_after_30_seconds_not_kubernetes_300():
+    for d in deployments(sample()).values():
+        got = {t["key"]: t for t in pod(d)["tolerations"]}
+        for taint in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            assert got[taint] == {"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+
+
+def test_a_podtemplate_toleration_for_a_node_loss_taint_wins_for_that_taint_only():
+    mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 600}
+    deps = deployments(sample(router={"podTemplate": {"tolerations": [mine]}}))
+    assert pod(deps["router"])["tolerations"] == [mine, NODE_LOSS[0]]
+    assert pod(deps["time"])["tolerations"] == NODE_LOSS  # the other apps keep the default
+
+
+@pytest.mark.parametrize("toleration, added", [
+    # As the DefaultTolerationSeconds admission plugin decides whether a pod tolerates the taint already:
+    ({"operator": "Exists"}, []),  # no key, no effect: every taint, forever (the pod never leaves)
+    ({"operator": "Exists", "effect": "NoExecute"}, []),
+    ({"key": "node.kubernetes.io/not-ready", "operator": "Exists"}, [1]),  # no effect: every effect of that key
+    ({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}, [0, 1]),
+    ({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}, [0, 1]),
+])
+def test_which_podtemplate_tolerations_count_as_tolerating_node_loss(toleration, added):
+    assert podtemplate.node_loss_tolerations([toleration]) == [toleration] + [NODE_LOSS[i] for i in added]
+
+
+def test_the_toleration_constant_is_what_the_docs_say():
+    doc = (ROOT / "docs" / "pod-templates.md").read_text()
+    assert f"tolerationSeconds: {podtemplate.NODE_LOSS_TOLERATION_SECONDS}" in doc
