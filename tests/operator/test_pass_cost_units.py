@@ -39,6 +39,7 @@ def test_spec_hashes_are_the_released_operators():
     assert hashes == EXPECTED_HASHES
 
 
-# Written by the operator at fa30532 (before the render stopped deep-copying for the hash).
-EXPECTED_HASHES = {"timestamps-time": "84c8c0957141298e", "timestamps-router": "4c5fe6329a0f571c",
-                   "timestamps-evenlogger": "8ec28cd8c2c9a27b", "timestamps-oddlogger": "a19e55958677a5a4"}
+# Written by the operator at fa30532 plus the node-loss tolerations (CHANGELOG.md: every
+# app rolls once for them); the cheaper hash of issue 26 gives the same values.
+EXPECTED_HASHES = {"timestamps-time": "6ff94034d0245248", "timestamps-router": "769821f41b9799f0",
+                   "timestamps-evenlogger": "313f74d9682ba9b7", "timestamps-oddlogger": "9d83e242b2566af0"}
