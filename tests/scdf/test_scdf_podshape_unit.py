@@ -42,8 +42,12 @@ TRANSLATIONS = [
      {"nodeSelector": "disktype:ssd,kubernetes.io/os:linux"}),
     ({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kafka", "effect": "NoSchedule"},
                       {"key": "x", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]},
+     # ... and the operator's own node-loss tolerations (30 s), which a pipeline does not state.
      {"tolerations": "[{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}, "
-                     "{key: x, operator: Exists, effect: NoExecute, tolerationSeconds: 30}]"}),
+                     "{key: x, operator: Exists, effect: NoExecute, tolerationSeconds: 30}, "
+                     "{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 30}, "
+                     "{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, "
+                     "tolerationSeconds: 30}]"}),
     ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}}},
      {"affinity.nodeAffinity": "{requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: "
@@ -257,6 +261,15 @@ FULL = {
     "envFrom": [{"configMapRef": {"name": "c"}}, {"secretRef": {"name": "s"}}],
     "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
 }
+
+
+def test_a_stream_without_the_node_loss_tolerations_imports_with_a_note_saying_so():
+    props = router_props(podTemplate={"tolerations": [{"key": "a", "operator": "Exists"}]})
+    props["tolerations"] = "[{key: a, operator: Exists}]"  # deployed by SCDF alone
+    back = decode(props, ROUTER, "d")
+    assert back.pod_template["tolerations"] == [{"key": "a", "operator": "Exists"}]
+    assert any("d.tolerations: the stream's pods do not tolerate node loss" in n for n in back.notes)
+    assert not any("tolerat" in n for n in decode(router_props(), ROUTER, "d").notes)
 
 
 def test_decode_of_encode_is_the_whole_pod_template():

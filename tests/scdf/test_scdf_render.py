@@ -52,6 +52,10 @@ POD_SHAPE = (
 )
 JVM = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=768Mi", "kubernetes.limits.memory=768Mi")
 PYTHON = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=256Mi", "kubernetes.limits.memory=256Mi")
+# The operator's pods tolerate node loss for 30 s (podtemplate.NODE_LOSS_TOLERATION_SECONDS): so do SCDF's.
+NODE_LOSS = ("kubernetes.tolerations=[{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, "
+             "tolerationSeconds: 30}, {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, "
+             "tolerationSeconds: 30}]",)
 
 # The seed's recipe, for the sample pipeline, exactly as a user would type it into the
 # SCDF shell. Written out by hand: a change in the wiring must show up here.
@@ -109,7 +113,7 @@ SAMPLE_SCRIPT = (
             ("evenLogger", BOOT_PROBES, JVM),
             ("oddLogger", BOOT_PROBES, JVM),
         )
-        for key in probes + POD_SHAPE + resources + (("count=1",) if label == "python-router" else ())
+        for key in probes + POD_SHAPE + resources + NODE_LOSS + (("count=1",) if label == "python-router" else ())
     )
     + '"\n'
 )

@@ -30,7 +30,7 @@ import yaml
 from ..components import Component, Probe
 from ..names import TMP_MOUNT_PATH, TMP_VOLUME
 from ..podtemplate import FIELDS as POD_TEMPLATE_FIELDS
-from ..podtemplate import PodTemplate
+from ..podtemplate import PodTemplate, node_loss_tolerations
 from ..probes import KINDS, AppProbes
 from ..render import RUN_AS, SERVER_PORT
 
@@ -291,6 +291,21 @@ def _dec_flow(key: str, transform: Callable[[Any], Any] = lambda v: v) -> Callab
         return transform(value) if value is not None else None
 
     return dec
+
+
+def _without_node_loss_defaults(tolerations: list[dict[str, Any]] | None, where: str) -> tuple[Any, str | None]:
+    """The tolerations a pipeline must state to give these back: the deployed ones without
+    the node-loss defaults the operator adds by itself (None when nothing else is left), and
+    a note when the stream lacks those defaults (its pods waited Kubernetes' 300 s)."""
+    given = list(tolerations or ())
+    ours = node_loss_tolerations([])
+    if node_loss_tolerations(given) == given + ours:
+        return tolerations, (
+            f"{where}.tolerations: the stream's pods do not tolerate node loss for a set time; the operator's "
+            "pods tolerate it for 30 s (docs/pod-templates.md)"
+        )
+    user = [t for t in given if t not in ours]
+    return (user or None), None
 
 
 def _toleration(t: dict[str, Any]) -> dict[str, Any]:
@@ -648,6 +663,10 @@ def encode(
             continue
         attr = next(pf.attr for pf in POD_TEMPLATE_FIELDS if pf.name == f.field)
         value = getattr(t, attr)
+        if f.field == "tolerations":
+            # The operator's pods tolerate node loss for 30 s unless the template says otherwise
+            # (render.py); without them here SCDF's pods would get Kubernetes' 300 s.
+            value = node_loss_tolerations([dict(x) for x in value or ()])
         if value is None or (isinstance(value, Mapping | tuple | list) and not value):
             continue
         if f.encode is None:
@@ -709,6 +728,9 @@ def decode(props: Mapping[str, str], c: Component, where: str) -> Decoded:
         if f.decode is None:
             continue
         value = f.decode(props, where)
+        if f.field == "tolerations":
+            value, note = _without_node_loss_defaults(value, where)
+            notes += [note] if note else []
         if value is not None:
             template[f.field] = value
         used |= set(f.keys)
