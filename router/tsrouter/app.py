@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from .batch import (
@@ -82,25 +82,34 @@ SHUTDOWN_CLOSE_S = 5.0  # closing the clients at shutdown without a stop deadlin
 SHUTDOWN_CLOSE_MAX_S = 10.0  # ... and at most, with one
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(AsyncConsumerRebalanceListener):
+    """The rebalance hooks. kafka-python 3.0.12 runs every rebalance (poll's, close's) on the
+    consumer's IO thread and calls these hooks there, where a blocking consumer call such as
+    commit() is refused ("Cannot block on net.run() from the IO thread itself"): a blocking
+    revoke commit failed in every rebalance, and the partitions' next owner could route again
+    what was routed since the last periodic commit. So the hooks are
+    coroutines, which kafka-python awaits on that thread, and the revoke commit is sent
+    asynchronously and awaited there, before the consumer rejoins. The producer is another
+    client, with its own threads: draining it and the transactional calls may block here."""
+
     def __init__(self, runner: Runner):
         self.r = runner
 
-    def on_partitions_revoked(self, revoked):
+    async def on_partitions_revoked(self, revoked):
         self.r.metrics.rebalances.labels("revoked").inc()
         # Settle what is in flight, then commit exactly what was acknowledged, so the
         # next owner starts right after it: nothing lost, nothing routed twice.
         if self.r.producer is not None:
             self.r.drain(timeout_s=REBALANCE_DRAIN_S)
-        self.r.commit_pending(reason="revoke")
+        await self.r.commit_pending_on_io_thread(reason="revoke")
         log.info("partitions revoked: %s", _tps(revoked))
 
-    def on_partitions_assigned(self, assigned):
+    async def on_partitions_assigned(self, assigned):
         self.r.metrics.rebalances.labels("assigned").inc()
         self.r.on_assigned(assigned)
         log.info("partitions assigned: %s", _tps(assigned))
 
-    def on_partitions_lost(self, lost):
+    async def on_partitions_lost(self, lost):
         self.r.metrics.rebalances.labels("lost").inc()
         self.r.drop_pending(lost)
         log.warning("partitions lost: %s", _tps(lost))
@@ -296,6 +305,31 @@ class Runner:
             self.consumer.commit(
                 {tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=COMMIT_TIMEOUT_MS
             )
+        except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
+            log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
+            return False
+        self._committed.update(todo)
+        self._count_committed(todo)
+        self.pending.clear()
+        self.metrics.commits.inc()
+        return True
+
+    async def commit_pending_on_io_thread(self, reason: str) -> bool:
+        """commit_pending() for a rebalance hook, which runs on the consumer's IO thread: the
+        offset commit is sent with commit_async() and awaited on that thread's loop (its
+        request timeout bounds the wait); commit() would be refused there. (Were the group's
+        coordinator unknown, commit_async() would return its look-up, and this would count the
+        commit made once that is answered; the join that calls this hook has just found it.)"""
+        if self.cfg.exactly_once:
+            return self.commit_pending(reason)  # the producer's calls: another client's threads
+        todo = {tp: off for tp, off in self.pending.items() if self._committed.get(tp, -1) < off}
+        if not todo:
+            self.pending.clear()
+            return True
+        if self.consumer is None:
+            return False
+        try:
+            await self.consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()})
         except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False

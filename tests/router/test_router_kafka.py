@@ -511,3 +511,57 @@ def test_the_public_connection_probe_on_the_real_broker(kafka_bootstrap):
     finally:
         up.close()
         down.close()
+
+
+def _log_sink_joins_and_leaves(bootstrap: str, pl: Pipeline) -> None:
+    """A log sink of the same stream: SCDF gives it the stream's group, on another topic, so
+    its joining and its leaving each rebalance the router's group."""
+    sink = KafkaConsumer(pl.even, bootstrap_servers=bootstrap, group_id=pl.group, auto_offset_reset="latest")
+    try:
+        wait_for(lambda: sink.poll(200) is not None and sink.assignment(), 60, "the log sink's assignment")
+        for _ in range(5):
+            sink.poll(200)
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize("extra", [[], ["--tsrouter.processing-guarantee=exactly-once"]],
+                         ids=["at-least-once", "exactly-once"])
+def test_rebalances_mid_stream_route_nothing_twice(kafka_bootstrap, extra):
+    # kafka-python 3.0.12 calls the rebalance hooks on its IO thread, where a blocking commit
+    # is refused: the revoke commit was lost, and the partitions that moved to the second
+    # replica were replayed from the last periodic commit. A log sink in the group (SCDF's
+    # default) rebalances the replicas again on joining and on leaving.
+    n, parts = 30_000, 4
+    pl = Pipeline(kafka_bootstrap, partitions=parts)
+    create_topic(kafka_bootstrap, pl.input, parts)
+    iso = "read_committed" if extra else "read_uncommitted"
+    args = pl.args("--tsrouter.max-poll-records=200", *extra)
+    a = RouterProc(args).start()
+    b = RouterProc(args)
+    try:
+        a.wait_ready()
+        feed = BackgroundProducer(kafka_bootstrap, pl.input, timestamps(n), parts, rate=2_000)
+        feed.start()
+        wait_for(lambda: a.metric("tsrouter_records_routed_total") >= 2000, 120, "routing under way")
+        b.start().wait_ready()
+        wait_for(lambda: b.metric("tsrouter_assigned_partitions") > 0, 90, "the second replica's partitions")
+        _log_sink_joins_and_leaves(kafka_bootstrap, pl)
+        feed.join(120)
+        assert not feed.errors and feed.sent == n
+        _wait_all_routed(kafka_bootstrap, pl, n, iso)
+        time.sleep(1)
+        final = _all_routed(kafka_bootstrap, pl, n, iso)
+        revoked = a.metric("tsrouter_rebalances_total", 'kind="revoked"')
+        out = a.output() + b.output()
+        assert a.terminate() == 0 and b.terminate() == 0
+        assert revoked >= 3, out[-3000:]  # the replica joined, the sink joined and left
+        assert set(final) == set(range(n))
+        twice = sum(c - 1 for c in final.values())
+        lost_commits = out.count("(revoke) failed") + out.count("(revoke) not committed")
+        assert (twice, lost_commits) == (0, 0), (
+            f"{twice} records routed again after {revoked:.0f} revocations, {lost_commits} revoke commits lost\n"
+            + out[-3000:])
+    finally:
+        a.stop()
+        b.stop()
