@@ -127,6 +127,12 @@ class _Failed:
         return False
 
 
+def _offset_commit(offsets) -> dict:
+    """An offset commit's argument: no metadata, no leader epoch (kafka-python 3.0.12 cannot
+    encode None there)."""
+    return {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+
+
 def _offs(offsets) -> str:
     return ",".join(f"{tp.topic}-{tp.partition}@{off}" for tp, off in sorted(offsets.items())) or "-"
 
@@ -295,23 +301,18 @@ class Runner:
                 log.warning("transaction (%s) not committed, records will be redelivered: %s", reason, exc)
                 self._txn_reset()
                 return False
-        todo = {tp: off for tp, off in self.pending.items() if self._committed.get(tp, -1) < off}
+        todo = self._uncommitted()
         if not todo:
             self.pending.clear()
             return True
         if self.consumer is None:
             return False
         try:
-            self.consumer.commit(
-                {tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()}, timeout_ms=COMMIT_TIMEOUT_MS
-            )
+            self.consumer.commit(_offset_commit(todo), timeout_ms=COMMIT_TIMEOUT_MS)
         except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
-        self._committed.update(todo)
-        self._count_committed(todo)
-        self.pending.clear()
-        self.metrics.commits.inc()
+        self._done_committing(todo)
         return True
 
     async def commit_pending_on_io_thread(self, reason: str) -> bool:
@@ -322,22 +323,29 @@ class Runner:
         commit made once that is answered; the join that calls this hook has just found it.)"""
         if self.cfg.exactly_once:
             return self.commit_pending(reason)  # the producer's calls: another client's threads
-        todo = {tp: off for tp, off in self.pending.items() if self._committed.get(tp, -1) < off}
+        todo = self._uncommitted()
         if not todo:
             self.pending.clear()
             return True
         if self.consumer is None:
             return False
         try:
-            await self.consumer.commit_async({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()})
+            await self.consumer.commit_async(_offset_commit(todo))
         except Exception as exc:  # noqa: BLE001 - any failure: uncommitted, so redelivered
             log.warning("offset commit (%s) failed, records will be redelivered: %s", reason, exc)
             return False
+        self._done_committing(todo)
+        return True
+
+    def _uncommitted(self) -> dict:
+        """{tp: offset} of the acknowledged offsets the group does not have yet."""
+        return {tp: off for tp, off in self.pending.items() if self._committed.get(tp, -1) < off}
+
+    def _done_committing(self, todo: dict) -> None:
         self._committed.update(todo)
         self._count_committed(todo)
         self.pending.clear()
         self.metrics.commits.inc()
-        return True
 
     def _count_committed(self, offsets) -> None:
         n = sum(self.ledger.committed(tp, off) for tp, off in offsets.items())
@@ -473,7 +481,7 @@ class Runner:
             self.inflight.clear()
 
     def _commit_async(self) -> None:
-        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self.pending.items()}
+        offsets = _offset_commit(self.pending)
         self._last_commit = time.monotonic()
         self._dirty = False
 
@@ -558,7 +566,7 @@ class Runner:
             self._abort()
             self._replay(first)
             return False
-        meta = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        meta = _offset_commit(offsets)
         try:
             self._txn().send_offsets(meta, self.consumer.group_metadata())
             self._txn().commit()
