@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from tspipe import cli
+from tspipe.scdf import commands
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "timestamppipeline.yaml"
 
@@ -80,9 +81,9 @@ def test_status_when_data_flow_cannot_compute_the_state_names_every_app(capsys):
         def runtime(self, name):
             raise ScdfHttpError("reading the runtime status", 500, "500 : [no body]")
 
-    code = cli._status(Server(), load_pipeline_file(SAMPLE), SimpleNamespace())
+    code = commands._status(Server(), load_pipeline_file(SAMPLE), SimpleNamespace())
     out = capsys.readouterr().out
-    assert code == cli.EXIT_FAILED
+    assert code == commands.EXIT_FAILED
     assert "state: unknown: Data Flow could not compute it (reading stream definition 'timeStampStream' failed: " \
            "HTTP 500: 500 : [no body])" in out
     assert "release: 2" in out
