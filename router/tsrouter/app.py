@@ -273,9 +273,21 @@ class Runner:
 
     # ---- rebalance hooks --------------------------------------------------------------------
     def on_assigned(self, assigned) -> None:
-        n = len(self.consumer.assignment()) if self.consumer else len(assigned)
-        self.health.set_assigned(n)
-        self.metrics.assigned.set(n)
+        owned = set(assigned) | (set(self.consumer.assignment()) if self.consumer else set())
+        self._forget_others(owned)
+        self.health.set_assigned(len(owned))
+        self.metrics.assigned.set(len(owned))
+
+    def _forget_others(self, owned) -> None:
+        """After a rebalance, forget the partitions that went to another member. What was
+        acknowledged for them and not committed (the revoke commit failed) is their new
+        owner's to route again, from the group's offset; committing it later would move
+        that owner's committed offset back."""
+        gone = [tp for tp in {*self.pending, *self._committed} if tp not in owned]
+        for tp in gone:
+            self.pending.pop(tp, None)
+            self._committed.pop(tp, None)
+        self.ledger.forget(gone)
 
     def drop_pending(self, lost) -> None:
         # Settle what is in flight first (acks do not depend on group membership), so the
