@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localinfra import cache
-from localinfra.proc import die_with_parent, free_port, openssl, stop_process_group, wait_for
+from localinfra.proc import (
+    OWNER_FILE,
+    die_with_parent,
+    free_port,
+    openssl,
+    owned_tmpdir,
+    stop_process_group,
+    sweep_tmpdirs,
+    wait_for,
+)
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
@@ -194,16 +203,10 @@ _LIVE: "weakref.WeakSet[ControlPlane]" = weakref.WeakSet()
 _WORKDIR_PREFIX = "tsp-kube-"
 
 
-def _sweep_stale_workdirs() -> None:
-    """Remove temporary workdirs whose owning process died without cleaning up
-    (a SIGKILLed test run: its components died with it, its files did not)."""
-    for d in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
-        try:
-            os.kill(int((d / "owner.pid").read_text()), 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):  # no/odd owner file, or not ours to judge
-            continue
+def sweep_stale_workdirs() -> None:
+    """Remove the workdirs of control planes whose owning process died without cleaning up
+    (a SIGKILLed test run: its components died with it, its files did not). Every start runs it."""
+    sweep_tmpdirs(_WORKDIR_PREFIX)
 
 
 @atexit.register
@@ -278,10 +281,9 @@ class ControlPlane:
         kwok = cache.k8s_file("kwok")
         stages = cache.k8s_file("kwok-stages.yaml")
         if self.workdir is None:
-            _sweep_stale_workdirs()
-            self.workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
+            self.workdir = owned_tmpdir(_WORKDIR_PREFIX)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
+        (self.workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         _LIVE.add(self)
         try:
             self._start(kwok, stages, t0 + self.start_timeout)

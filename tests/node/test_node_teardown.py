@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from localinfra.kube import sweep_stale_workdirs
 from localinfra.node import NODES, SYSCTLS, leftovers, nft_tables, read_sysctl, state_file, sweep
 from nodehelpers import REPO, wait_for
 
@@ -35,7 +36,7 @@ for spec in NODES:
         if cp.kubectl("get", "pod", f"crash-{spec.index}", "-o", "jsonpath={.status.phase}").stdout == "Running":
             break
         time.sleep(0.5)
-print("RUNNING", *(n.workdir for n in nodes), flush=True)
+print("RUNNING", cp.workdir, *(n.workdir for n in nodes), flush=True)
 time.sleep(3600)
 """
 
@@ -73,7 +74,7 @@ def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise AssertionError(log.read_text()[-5000:])
-    workdirs = [Path(w) for w in line.split()[1:]]
+    cp_workdir, *workdirs = [Path(w) for w in line.split()[1:]]
     os.killpg(proc.pid, signal.SIGKILL)  # no teardown runs; kubelets and containerds die with it
     proc.wait()
     time.sleep(1)
@@ -89,5 +90,9 @@ def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
     assert any(x.startswith("CNI result /var/lib/cni/results/cni-loopback-") for x in left), left
     notes = sweep()
     assert leftovers(*workdirs) == [], notes
+    # The control plane's processes died with the run; its folder goes at the next start.
+    assert cp_workdir.is_dir()
+    sweep_stale_workdirs()
+    assert not cp_workdir.exists()
     assert {k: read_sysctl(k) for k in SYSCTLS} == sysctls
     assert nft_tables() == tables
