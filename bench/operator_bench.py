@@ -227,9 +227,11 @@ def run_floor(n: int, timeout: float) -> dict:
 
 
 def run_operator(n: int, timeout: float, workdir: Path, package: str | None = None, label: str = "",
-                 profile: bool = False) -> dict:
+                 profile: bool = False, reaction: int = 0) -> dict:
     """One operator run; `package`: a directory holding another revision's tspipe (first on
-    the operator's PYTHONPATH, it shadows this tree's editable install)."""
+    the operator's PYTHONPATH, it shadows this tree's editable install); `reaction`: after
+    the idle rounds, change that many pipelines one at a time and time each change's way to
+    its Deployment (bench/reaction.py)."""
     objs = pipelines(n)
     cp = fresh_plane(4 * n)
     op = spy = None
@@ -272,6 +274,8 @@ def run_operator(n: int, timeout: float, workdir: Path, package: str | None = No
         passes = log_path.read_text(errors="replace").count("reconciled bench/") - lines_before
         stats = proc_stats(op.pid)
         hot = stop_profile(spy) if spy else None
+        if reaction:
+            stats["reaction"] = measure_reaction(cp, [o["metadata"]["name"] for o in objs], reaction)
         return {"seconds": round(took, 2), "writes": len(writes), "writes_per_pipeline": round(len(writes) / n, 2),
                 "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes,
                 "cpu_s_at_running": cpu_running, **stats, **({"profile": hot} if hot else {})}
@@ -282,6 +286,36 @@ def run_operator(n: int, timeout: float, workdir: Path, package: str | None = No
         if op is not None:
             op.stop(30)
         cp.stop()
+
+
+def measure_reaction(cp, names: list[str], k: int) -> dict:
+    """Patch the router's even prefix of `k` of the running pipelines, one at a time, and
+    read each change's way to the router's Deployment from the audit log."""
+    import kubernetes
+
+    from bench import reaction
+    from tspipe.components import ROUTER
+    from tspipe.render import deployment_name
+
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=cp.kubeconfig, client_configuration=cfg)
+    api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(cfg))
+
+    def patch(name: str, j: int) -> None:
+        api.patch_namespaced_custom_object("tspipe.io", "v1alpha1", NS, "timestamppipelines", name,
+                                           {"spec": {"router": {"evenPrefix": f"Even timestamp {j}:"}}})
+
+    since = os.path.getsize(cp.audit_log)
+    chosen = reaction.drive(patch, names, k)
+    changed = {name: deployment_name(name, ROUTER) for name in chosen}
+
+    def found() -> dict:
+        return reaction.latencies(audit_events(cp.audit_log, since), changed, NS, OPERATOR_AGENTS)
+
+    deadline = time.monotonic() + reaction.SETTLE_SECONDS
+    while None in found().values() and time.monotonic() < deadline:
+        time.sleep(1)
+    return reaction.summary(found())
 
 
 PROFILE_RATE = 50  # samples per second: enough for the top functions of a minutes-long run
@@ -442,7 +476,7 @@ def revision() -> str:
 
 def scale_report(data: dict) -> str:
     """operator-scale.md: per N, each side's runs (floor shared), and the profiles."""
-    rows, profiles = [], []
+    rows, profiles, reactions = [], [], []
     for n in sorted(data["results"], key=int):
         r = data["results"][n]
         floor = r.get("floor")
@@ -456,6 +490,11 @@ def scale_report(data: dict) -> str:
                             f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
                             f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
                             f"{o.get('when', '')} |")
+                if o.get("reaction"):
+                    rx = o["reaction"]
+                    reactions.append(f"| {n} | {o.get('operator', data['labels'][side])} | {rx['changes']} | "
+                                     f"{rx['reached']} | {rx.get('p50_s', '-')} | {rx.get('p99_s', '-')} | "
+                                     f"{rx.get('max_s', '-')} | {o.get('when', '')} |")
                 if o.get("profile"):
                     prof = o["profile"]
                     head = (f"#### N={n}, {o.get('operator', data['labels'][side])}: {prof['seconds']} s of samples "
@@ -483,6 +522,17 @@ floor (Deployments created directly) once per N; the two sides' runs alternate.
 {chr(10).join(rows)}
 
 {data.get("notes", "")}
+
+### Reaction: a spec change to one running pipeline, to its Deployment (`--reaction K`)
+
+After the idle rounds, K pipelines spread over the N get a new router prefix, one every
+0.5 s; each change is timed by the API server's audit log, from the patch of the pipeline
+(completed) to the operator's write of its router Deployment (received). Aim at N=2,000:
+p50 <= 0.5 s, p99 <= 2 s.
+
+| N | operator | changes | reached | p50 s | p99 s | max s | run at |
+|---|---|---:|---:|---:|---:|---:|---|
+{chr(10).join(reactions) if reactions else "| (none in these runs) | | | | | | | |"}
 
 ### Profiles
 
@@ -512,7 +562,7 @@ def main_scale(a, sizes: list[int], workdir: Path) -> int:
         # Alternate which side goes first, so a drift in the machine's load favours neither.
         for side, package in (sides if k % 2 == 0 else sides[::-1]):
             print(f"operator bench: N={n} operator, {side}", flush=True)
-            op = run_operator(n, a.timeout, workdir, package, f"-{side}", a.profile)
+            op = run_operator(n, a.timeout, workdir, package, f"-{side}", a.profile, a.reaction)
             op["operator"] = data["labels"][side]
             op["floor_seconds"] = (r.get("floor") or {}).get("seconds")  # the floor this run is compared with
             op["when"] = time.strftime("%H:%M UTC", time.gmtime())
@@ -541,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-floor", action="store_true", help="no floor run (with --scale: keep the one recorded)")
     ap.add_argument("--profile", action="store_true",
                     help="sample each operator run with py-spy; the hottest functions go into the results")
+    ap.add_argument("--reaction", type=int, default=0, metavar="K",
+                    help="after the idle rounds, change K pipelines one at a time and report the p50/p99 of "
+                         "each change's way to its Deployment (audit timestamps)")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     a.argv = argv
     if a.report_only and (a.scale or a.against):
@@ -565,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = run_floor(n, a.timeout)
         print(f"  floor: {floor}", flush=True)
         print(f"operator bench: N={n} operator", flush=True)
-        op = run_operator(n, a.timeout, workdir, profile=a.profile)
+        op = run_operator(n, a.timeout, workdir, profile=a.profile, reaction=a.reaction)
         print(f"  operator: {op}", flush=True)
         results[str(n)] = {"floor": floor, "operator": op}
     (RESULTS / "operator.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
