@@ -540,6 +540,17 @@ def rejected(
     return out
 
 
+# A removed shadow's pods have this long to go (their graceful shutdown) before its
+# topics and group are deleted anyway: a node that never confirms a pod's deletion must
+# not keep them forever.
+REMOVE_WAIT_SECONDS = 120.0
+
+
+def removal_overdue(sh: Mapping[str, Any], now: datetime) -> bool:
+    since = sh.get("time") or sh.get("since")
+    return since is None or (now - parse_time(str(since))).total_seconds() > REMOVE_WAIT_SECONDS
+
+
 def removed(rollout: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(rollout)
     sh = {k: v for k, v in out["shadow"].items() if k != "leftover"}

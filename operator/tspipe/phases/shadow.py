@@ -157,7 +157,8 @@ async def cleanup(
         ctx.again_in(shadow.RECHECK_SECONDS)
         return r
     pods = await clients.pods(ctx.namespace, ctx.name)
-    if any(((pod["metadata"].get("labels") or {}).get(LABEL_COMPONENT)) == shadow.SUFFIX for pod in pods):
+    left = [pod for pod in pods if (pod["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == shadow.SUFFIX]
+    if left and not shadow.removal_overdue(sh, clients.now()):
         ctx.again_in(shadow.RECHECK_SECONDS)
         return r
     topics, groups = shadow.to_delete(sh)
