@@ -361,15 +361,19 @@ class TopicAdmin:
                 failed.update({f"{shadow_group}/{tp.partition}": e.__name__ for tp, e in result.items() if e.errno})
             return start, failed
 
-    def delete_group(self, brokers, group: str) -> None:
-        """Delete a consumer group with no members (an unknown one is fine)."""
+    def delete_group(self, brokers, group: str) -> bool:
+        """Delete a consumer group (an unknown one is fine); False while it still has
+        members (the broker refuses then, and nothing changes)."""
         from kafka.errors import KafkaError
 
         with self._client(brokers) as admin:
             # {group: "OK" or the error's name} (kafka-python 3)
             error = dict(admin.delete_groups([group])).get(group, "OK")
+            if error == "NonEmptyGroupError":
+                return False
             if error not in ("OK", "GroupIdNotFoundError"):
                 raise KafkaError(f"delete group {group}: {error}")
+            return True
 
     def _group_offsets(self, admin, group, tps) -> dict:
         import time

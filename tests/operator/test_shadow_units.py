@@ -233,6 +233,7 @@ class ShadowAdmin(FakeAdmin):
         self.start, self.shadow_committed, self.input_end = [10], [10], [30]
         self.by_topic = {}  # topic -> records as (partition, offset, value, headers)
         self.groups_deleted = []
+        self.members = {}  # group -> still has members
 
     def shadow_start(self, brokers, stable_group, shadow_group, topic, like, create, rf):
         self._check("shadow_start")
@@ -254,7 +255,10 @@ class ShadowAdmin(FakeAdmin):
 
     def delete_group(self, brokers, group):
         self._check("delete_group")
+        if self.members.get(group):
+            return False
         self.groups_deleted.append(group)
+        return True
 
 
 def _shadow_pipeline():
@@ -330,10 +334,13 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     sh = st["rollout"]["shadow"]
     assert sh["verdict"] == shadow.PROMOTED and sh["compared"] == 20 and sh["state"] == shadow.REMOVING, sh
     assert ("Normal", "ShadowPromoted") in [e[:2] for e in kube.events]
+    admin.members[n.group] = True  # its consumer still in the group (a pod not yet gone)
     _pass(kube, ctl)  # the shadow Deployment goes, the router rolls to the new revision
     assert "timestamps-router-shadow" not in kube.deps
     assert "--tsrouter.even-prefix=EVEN:" in _router(kube)["args"]
-    _pass(kube, ctl)  # its pods gone: topics and group deleted
+    assert all(x in admin.topics for x in n.topics) and obj["status"]["rollout"]["shadow"]["state"] == "Removing"
+    admin.members[n.group] = False
+    _pass(kube, ctl)  # its group empty: group and topics deleted
     assert obj["status"]["rollout"]["shadow"]["state"] == shadow.DONE
     assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
     assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["ShadowRelease"] == "True"

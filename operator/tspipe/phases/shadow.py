@@ -163,9 +163,15 @@ async def cleanup(
         return r
     topics, groups = shadow.to_delete(sh)
     try:
+        # The groups first: the broker refuses to delete one with members, so a shadow
+        # consumer still running (a pod not yet gone) keeps its topics, which its
+        # producer could otherwise create again on a broker that auto-creates topics.
+        busy = [g for g in groups if not await clients.kafka(clients.admin.delete_group, p.kafka.brokers, g)]
+        if busy and not shadow.removal_overdue(sh, clients.now()):
+            log.info("%s/%s: the shadow's group %s still has members", ctx.namespace, ctx.name, ", ".join(busy))
+            ctx.again_in(shadow.RECHECK_SECONDS)
+            return r
         await clients.kafka(clients.admin.delete, p.kafka.brokers, topics)
-        for group in groups:
-            await clients.kafka(clients.admin.delete_group, p.kafka.brokers, group)
     except Exception as exc:  # noqa: BLE001 - try again later; the verdict stands
         ctx.problems.append(f"removing the shadow's topics and group: {exc}")
         ctx.again_in(TOPIC_BACKOFF_BASE)
