@@ -399,6 +399,15 @@ def _shadow_status() -> dict[str, Any]:
                     },
                 },
             },
+            "load": {
+                "type": "object",
+                "description": "What the shadow cost the broker up to its verdict.",
+                "properties": {
+                    "consumed": _int64("Input records its group committed since its start."),
+                    "written": _int64("Records it wrote to its topics."),
+                    "read": _int64("Records the operator read back to compare."),
+                },
+            },
             "compared": _int64("Input records whose outputs were compared."),
             "differing": _int64("Of those, the ones whose outputs differ."),
             "differences": {

@@ -473,10 +473,25 @@ def compare(
     return Comparison(compared, diffs, differing)
 
 
+def load(start: Sequence[int], committed: Sequence[int], ends: Mapping[str, list[int]], read: int) -> dict[str, int]:
+    """What the shadow cost the broker: the input records its group committed since its
+    start, the records it wrote to its topics, and the records the operator read back to
+    compare (input, the stable router's output and the shadow's)."""
+    consumed = sum(max(0, c - max(start[i] if i < len(start) else 0, 0)) for i, c in enumerate(committed) if c >= 0)
+    return {"consumed": consumed, "written": sum(sum(e) for e in ends.values()), "read": read}
+
+
 def judged(
-    rollout: Mapping[str, Any], c: Comparison, stable_moved: bool, shadow_moved: bool, now: datetime
+    rollout: Mapping[str, Any],
+    c: Comparison,
+    stable_moved: bool,
+    shadow_moved: bool,
+    now: datetime,
+    cost: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The shadow's verdict after its window."""
+    """The shadow's verdict after its window (`cost`: `load`, kept in the status)."""
+    if cost is not None:
+        rollout = {**rollout, "shadow": {**rollout["shadow"], "load": dict(cost)}}
     if c.differing:
         d = c.differences[0]
         return rejected(

@@ -70,6 +70,10 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
         good = wait_for(shadow_of(k, gen, "Promoted"), 120, "the harmless shadow promoted")
         timings.append(f"prefix change promoted {time.monotonic() - t0:.1f}s after the change")
         assert good["reason"] == "OutputsEqual" and good["compared"] > 0 and good["differing"] == 0, good
+        cost = good["load"]
+        assert cost["consumed"] > 0 and cost["written"] >= cost["consumed"] and cost["read"] > 0, cost
+        timings.append(f"its broker load: {cost['consumed']} records consumed, {cost['written']} written, "
+                       f"{cost['read']} read back by the operator ({len(source.sent)} sent so far)")
         wait_for(lambda: "--tsrouter.even-prefix=EVEN:" in router_template(k)["args"], 60, "the router rolled")
         wait_for(lambda: any(v.startswith("EVEN:") for v in topic_values(kafka_bootstrap, topics["even"])), 60,
                  "the new prefix on the real even topic", interval=2.0)

@@ -171,7 +171,10 @@ def test_the_stages_from_start_to_a_verdict():
     assert ranges == {0: (12, 12 + shadow.SAMPLE_PER_PARTITION)} and moved
     ranges, _ = shadow.compare_ranges(snap | {"shadowCommitted": [40, -1]}, end, [700, -1])
     assert ranges == {0: (40, 40 + shadow.SAMPLE_PER_PARTITION)}, "from where both had committed"
-    ok = shadow.judged(r, shadow.Comparison(20, [], 0), True, True, T0)
+    cost = shadow.load([10, -1], [700, 3], {"a": [400, 0], "b": [300, 3], "c": [0, 0]}, 1500)
+    assert cost == {"consumed": 693, "written": 703, "read": 1500}
+    ok = shadow.judged(r, shadow.Comparison(20, [], 0), True, True, T0, cost)
+    assert ok["shadow"]["load"] == cost
     assert ok["shadow"]["verdict"] == shadow.PROMOTED and ok["verdict"] == rollback.VERIFYING
     assert not shadow.holds(ok, "new") and shadow.event(r, ok)[1] == "ShadowPromoted"
     bad = shadow.judged(r, shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "a", "shadow": "b",
@@ -202,7 +205,8 @@ def test_a_shadows_status_survives_the_api_servers_pruning_and_says_degraded_whe
                                                    "shadow": "odd: 'x'", "why": "another side"}], 3), True, True, T0)
     bad = shadow.start(bad, 4, "newer", shadow.names(p, 4), T0) | {"shadow": {**bad["shadow"], "leftover": [
         {"group": "g", "topics": ["t"]}]}}
-    for rollout in (r, bad, shadow.skipped(stable_rollout(), "new", 3)):
+    loaded = shadow.judged(r, shadow.Comparison(5, [], 0), True, True, T0, {"consumed": 1, "written": 2, "read": 3})
+    for rollout in (r, bad, loaded, shadow.skipped(stable_rollout(), "new", 3)):
         status = compute_status(obj, render_deployments(obj), T0, rollout=copy.deepcopy(rollout), pipeline=p)
         assert prune(status, STATUS_SCHEMA) == status
     rejected = shadow.judged(r, shadow.Comparison(1, [{"partition": 0, "offset": 1, "stable": "s", "shadow": "h",

@@ -142,7 +142,9 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any], n:
     c = shadow.compare(inputs, stable_out, shadow_out, prefixes, new_prefixes)
     first = sh.get("start") or []
     shadow_moved = any(h > max(first[i] if i < len(first) else 0, 0) for i, h in enumerate(shadow_committed))
-    return shadow.judged(r, c, stable_moved, shadow_moved, clients.now())
+    read = len(inputs) + sum(len(v) for v in stable_out.values()) + sum(len(v) for v in shadow_out.values())
+    cost = shadow.load(first, shadow_committed, ends, read)
+    return shadow.judged(r, c, stable_moved, shadow_moved, clients.now(), cost)
 
 
 async def cleanup(
