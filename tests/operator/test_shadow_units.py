@@ -377,3 +377,23 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     assert _router(kube)["args"] == promoted_args and _router(kube)["image"] != "ghcr.io/tspipe/router:9.9.9-misroute"
     assert st["rollout"]["shadow"]["state"] == shadow.DONE and "timestamps-router-shadow" not in kube.deps
     assert n.group in admin.groups_deleted
+
+
+def test_with_credentials_a_change_to_the_router_rolls_instead_and_the_condition_says_why():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-user", "mechanism": "SCRAM-SHA-512"}
+    obj["spec"]["kafka"]["topics"]["manage"] = False
+    _pass(kube, ctl)
+    _pass(kube, ctl)  # a window on the router pods' counters (none here: readiness only)
+    now.t += timedelta(seconds=31)
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["verdict"] == rollback.STABLE
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)
+    assert "--tsrouter.even-prefix=EVEN:" in _router(kube)["args"], "rolled at once"
+    assert "timestamps-router-shadow" not in kube.deps and "shadow_start" not in ctl.admin.calls
+    st = obj["status"]
+    assert st["rollout"]["shadow"]["state"] == shadow.SKIPPED and st["rollout"]["verdict"] == rollback.VERIFYING
+    cond = {c["type"]: c for c in st["conditions"]}["ShadowRelease"]
+    assert (cond["status"], cond["reason"]) == ("False", "CredentialsNotReadable") and "Secret" in cond["message"]
