@@ -404,7 +404,9 @@ def _shadow_status() -> dict[str, Any]:
                 "description": "What the shadow cost the broker up to its verdict.",
                 "properties": {
                     "consumed": _int64("Input records its group committed since its start."),
-                    "written": _int64("Records it wrote to its topics."),
+                    "written": _int64(
+                        "Offsets its topics gained: its records (with exactly-once, transaction markers too)."
+                    ),
                     "read": _int64("Records the operator read back to compare."),
                 },
             },

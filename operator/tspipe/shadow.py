@@ -475,8 +475,9 @@ def compare(
 
 def load(start: Sequence[int], committed: Sequence[int], ends: Mapping[str, list[int]], read: int) -> dict[str, int]:
     """What the shadow cost the broker: the input records its group committed since its
-    start, the records it wrote to its topics, and the records the operator read back to
-    compare (input, the stable router's output and the shadow's)."""
+    start, the offsets its topics gained (its records; with exactly-once its transaction
+    markers too), and the records the operator read back to compare (input, the stable
+    router's output and the shadow's)."""
     consumed = sum(max(0, c - max(start[i] if i < len(start) else 0, 0)) for i, c in enumerate(committed) if c >= 0)
     return {"consumed": consumed, "written": sum(sum(e) for e in ends.values()), "read": read}
 
