@@ -558,6 +558,17 @@ def status_schema() -> dict[str, Any]:
                             "description": "An offset reset (tspipe.io/reset-offsets) made then.",
                             "properties": {"request": s, "group": s, "topic": s, "partitions": _moves()},
                         },
+                        "shadow": {
+                            "type": "object",
+                            "description": "A shadow release's verdict given then (spec.rollout.strategy Shadow).",
+                            "properties": {
+                                "generation": _int64("The generation it ran."),
+                                "verdict": s,
+                                "reason": s,
+                                "compared": _int64("Input records compared."),
+                                "differing": _int64("Of those, the ones whose outputs differ."),
+                            },
+                        },
                     },
                 },
             },

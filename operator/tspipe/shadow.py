@@ -599,6 +599,17 @@ def skipped(rollout: Mapping[str, Any], templates: str, generation: int | None) 
     return out
 
 
+def history_entry(prev: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """status.history's record of a verdict given between `prev` and `new` (status.rollout)."""
+    before, after = (prev or {}).get("shadow") or {}, (new or {}).get("shadow") or {}
+    if after.get("verdict") not in (PROMOTED, SHADOW_REJECTED):
+        return None
+    if (after.get("verdict"), after.get("templates")) == (before.get("verdict"), before.get("templates")):
+        return None
+    keys = ("generation", "verdict", "reason", "compared", "differing")
+    return {k: after[k] for k in keys if after.get(k) is not None}
+
+
 def event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event a shadow's verdict deserves, if any."""
     before, after = (prev or {}).get("shadow") or {}, new.get("shadow") or {}

@@ -403,7 +403,12 @@ def compute_status(
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(
-            resource, images, now_s, restarted=restarted, offset_reset=offset_reset_entry
+            resource,
+            images,
+            now_s,
+            restarted=restarted,
+            offset_reset=offset_reset_entry,
+            shadow=shadow.history_entry((resource.get("status") or {}).get("rollout"), rollout),
         )
     else:
         prev = resource.get("status") or {}

@@ -338,6 +338,9 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     sh = st["rollout"]["shadow"]
     assert sh["verdict"] == shadow.PROMOTED and sh["compared"] == 20 and sh["state"] == shadow.REMOVING, sh
     assert ("Normal", "ShadowPromoted") in [e[:2] for e in kube.events]
+    entry = st["history"][-1]["shadow"]
+    assert prune(st, STATUS_SCHEMA) == st, "every key the shadow writes is in the status schema"
+    assert entry == {"generation": 2, "verdict": "Promoted", "reason": "OutputsEqual", "compared": 20, "differing": 0}
     admin.members[n.group] = True  # its consumer still in the group (a pod not yet gone)
     _pass(kube, ctl)  # the shadow Deployment goes, the router rolls to the new revision
     assert "timestamps-router-shadow" not in kube.deps
@@ -368,6 +371,9 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     d = st["rollout"]["shadow"]["differences"][0]
     assert (d["partition"], d["offset"]) == (0, 12) and d["stable"].startswith("even: 'EVEN:")
     assert ("Warning", "ShadowRejected") in [e[:2] for e in kube.events]
+    assert st["history"][-1]["shadow"]["verdict"] == "ShadowRejected"
+    assert prune(st, STATUS_SCHEMA) == st
+    assert sum("shadow" in h for h in obj["status"]["history"]) == 2, "one entry per verdict"
     _pass(kube, ctl)
     _pass(kube, ctl)
     st = obj["status"]
