@@ -79,6 +79,8 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
                  "the new prefix on the real even topic", interval=2.0)
         wait_for(verdict_for(k, gen, "Stable"), 120, "the promoted revision verified by the window")
         assert any(e["reason"] == "ShadowPromoted" for e in events(k))
+        history = k.json("tsp", NAME)["status"]["history"]
+        assert any((h.get("shadow") or {}).get("verdict") == "Promoted" for h in history), history
         done = wait_for(lambda: rollout(k)["shadow"]["state"] == "Done" and rollout(k), 60, "the shadow removed")
         assert k.get_or_none("deployment", shadow_name) is None
         assert set(TopicAdmin().describe([kafka_bootstrap], done["shadow"]["topics"]).values()) == {None}
