@@ -57,6 +57,7 @@ class Condition(StrEnum):
     AUTOSCALING = "Autoscaling"
     SCALING_LIMITED = "ScalingLimitedByPartitions"
     ROLLOUT_VERIFIED = "RolloutVerified"
+    SHADOW_RELEASE = "ShadowRelease"
     OFFSET_RESET = "OffsetReset"
 
 
@@ -72,6 +73,8 @@ CONDITION_MEANING: dict[Condition, str] = {
     Condition.AUTOSCALING: "spec.router.autoscaling: the autoscaler decides, or why it stands aside",
     Condition.SCALING_LIMITED: "more replicas would help but the input topic has no more partitions",
     Condition.ROLLOUT_VERIFIED: "spec.rollout.autoRollback: the last rollout passed its data checks",
+    Condition.SHADOW_RELEASE: "spec.rollout.strategy Shadow: the last change to the router was run as a shadow and "
+    "promoted (False while it runs, when it was rejected, or when it could not run: the reason says which)",
     Condition.OFFSET_RESET: "the last tspipe.io/reset-offsets: True while under way (the router stopped for it), "
     "False once done or refused (the reason says which, the message names the partition)",
 }

@@ -21,8 +21,10 @@ again after the lowest of those delays), and handing on what the next ones need:
                refuse a bad one), with an Event;
   status       compute it; with spec.rollout.autoRollback, judge the rollout (the rollout
                phase: open its window, read the broker at the window's ends, give a
-               verdict, roll back to the stable revision when it fails); write the status
-               if it changed, post the Events it deserves (status_policy.py);
+               verdict, roll back to the stable revision when it fails; with strategy
+               Shadow, first run a change to the router as a shadow release and compare
+               its output with the stable router's: the shadow phase, shadow.py); write
+               the status if it changed, post the Events it deserves (status_policy.py);
 
 then reports the problems (a condition, an Event once per distinct message, a retry
 with exponential backoff; never a crash). A pipeline being deleted takes the other

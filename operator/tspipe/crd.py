@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import fields, podtemplate, probes, replay, rollback, topicconfig
+from . import fields, podtemplate, probes, replay, rollback, shadow, topicconfig
 from . import model as m
 from .components import COMPONENTS, Component
 from .conditions import PHASES, conditions_description, phase_description
@@ -199,6 +199,8 @@ def spec_schema() -> dict[str, Any]:
                 ],
             },
             m.PAUSED.name: m.PAUSED.schema(),
+            # strategy Shadow needs autoRollback: the model refuses it otherwise (InvalidSpec);
+            # not a CEL rule, which the compatibility check counts as a tightening.
             "rollout": {"type": "object", "properties": fields.properties(m.ROLLOUT_FIELDS)},
             **{c.spec_field: _app(c) for c in COMPONENTS},
             "podTemplate": podtemplate.schema(
@@ -281,7 +283,13 @@ def _rollout_status() -> dict[str, Any]:
             "templates": {"type": "string", "description": "Digest of the pod templates of that generation."},
             "verdict": {
                 "type": "string",
-                "enum": [rollback.VERIFYING, rollback.STABLE, rollback.ROLLED_BACK, rollback.FAILED],
+                "enum": [
+                    rollback.VERIFYING,
+                    rollback.STABLE,
+                    rollback.ROLLED_BACK,
+                    rollback.FAILED,
+                    shadow.SHADOW_REJECTED,
+                ],
             },
             "reason": s,
             "message": s,
@@ -338,6 +346,7 @@ def _rollout_status() -> dict[str, Any]:
                     "deadLetterRatio": {"type": "number"},
                 },
             },
+            "shadow": _shadow_status(),
             "stable": {
                 "type": "object",
                 "description": "The last stable revision, what a failed attempt returns to.",
@@ -347,6 +356,80 @@ def _rollout_status() -> dict[str, Any]:
                     "time": {"type": "string", "format": "date-time"},
                     "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                 },
+            },
+        },
+    }
+
+
+def _shadow_status() -> dict[str, Any]:
+    s = {"type": "string"}
+    t = {"type": "string", "format": "date-time"}
+    offsets = {"type": "array", "items": {"type": "integer", "format": "int64"}}
+    where = {"group": s, "topics": {"type": "array", "items": s}}
+    return {
+        "type": "object",
+        "description": "spec.rollout.strategy Shadow: the shadow release of the last change to the router.",
+        "properties": {
+            "generation": _int64("The spec generation it runs."),
+            "templates": {"type": "string", "description": "Digest of that generation's pod templates."},
+            "state": {
+                "type": "string",
+                "enum": [shadow.STARTING, shadow.RUNNING, shadow.REMOVING, shadow.DONE, shadow.SKIPPED],
+                "description": "Starting (topics and offsets), Running (its Deployment), Removing (a verdict: "
+                "its Deployment goes, then its topics and group), Done; Skipped: not run (the reason says why).",
+            },
+            "verdict": {"type": "string", "enum": [shadow.PROMOTED, shadow.SHADOW_REJECTED, shadow.SUPERSEDED]},
+            "reason": s,
+            "message": s,
+            "time": t,
+            "since": t,
+            "readyAt": t,
+            "deployment": s,
+            **where,
+            "start": {**offsets, "description": "The offsets its group started at, per input partition (-1: none)."},
+            "window": {
+                "type": "object",
+                "properties": {
+                    "opened": t,
+                    "seconds": _int64("spec.rollout.verifySeconds when it opened."),
+                    "start": {
+                        "type": "object",
+                        "description": "The stable router's offsets when it opened (as status.rollout.window).",
+                        "additionalProperties": offsets,
+                    },
+                },
+            },
+            "load": {
+                "type": "object",
+                "description": "What the shadow cost the broker up to its verdict.",
+                "properties": {
+                    "consumed": _int64("Input records its group committed since its start."),
+                    "written": _int64(
+                        "Offsets its topics gained: its records (with exactly-once, transaction markers too)."
+                    ),
+                    "read": _int64("Records the operator read back to compare."),
+                },
+            },
+            "compared": _int64("Input records whose outputs were compared."),
+            "differing": _int64("Of those, the ones whose outputs differ."),
+            "differences": {
+                "type": "array",
+                "description": "The first differences: the input record and what each router wrote for it.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "partition": _int64("Input partition."),
+                        "offset": _int64("Input offset."),
+                        "stable": s,
+                        "shadow": s,
+                        "why": s,
+                    },
+                },
+            },
+            "leftover": {
+                "type": "array",
+                "description": "Superseded shadows' topics and groups, deleted with this one's.",
+                "items": {"type": "object", "properties": where},
             },
         },
     }
@@ -475,6 +558,17 @@ def status_schema() -> dict[str, Any]:
                             "description": "An offset reset (tspipe.io/reset-offsets) made then.",
                             "properties": {"request": s, "group": s, "topic": s, "partitions": _moves()},
                         },
+                        "shadow": {
+                            "type": "object",
+                            "description": "A shadow release's verdict given then (spec.rollout.strategy Shadow).",
+                            "properties": {
+                                "generation": _int64("The generation it ran."),
+                                "verdict": s,
+                                "reason": s,
+                                "compared": _int64("Input records compared."),
+                                "differing": _int64("Of those, the ones whose outputs differ."),
+                            },
+                        },
                     },
                 },
             },
@@ -544,6 +638,12 @@ def crd() -> dict[str, Any]:
                             "type": "string",
                             "jsonPath": ".status.rollout.verdict",
                             "description": "spec.rollout.autoRollback: the last rollout's verdict",
+                        },
+                        {
+                            "name": "Shadow",
+                            "type": "string",
+                            "jsonPath": ".status.rollout.shadow.state",
+                            "description": "spec.rollout.strategy Shadow: the last shadow release's stage",
                         },
                         {"name": "Input", "type": "string", "jsonPath": ".spec.kafka.topics.input", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

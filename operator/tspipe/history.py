@@ -4,7 +4,8 @@ A revision is a new `metadata.generation` (the API server bumps it on every spec
 change, including `kubectl scale` through the scale subresource). A restart asked with
 the `tspipe.io/restart` annotation is no spec change but is recorded too, as an entry
 of the same generation naming the apps in `restarted`; so is an offset reset
-(`tspipe.io/reset-offsets`), in `offsetReset`. To name the fields
+(`tspipe.io/reset-offsets`), in `offsetReset`, and a shadow release's verdict, in
+`shadow`. To name the fields
 that changed without keeping old specs anywhere, the status holds a digest of the
 current spec: one short hash per field path, compared with the next spec's digest.
 """
@@ -45,12 +46,14 @@ def next_history(
     limit: int = HISTORY_LIMIT,
     restarted: Sequence[str] = (),
     offset_reset: dict[str, Any] | None = None,
+    shadow: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """(status.history, status.specDigest) for `resource`, given its previous status.
 
     `restarted`: apps restarted in this pass (spec field names), recorded as an entry.
     `offset_reset`: the router group's offsets reset in this pass (request, group, topic
-    and per partition from which offset to which), recorded as an entry too.
+    and per partition from which offset to which), recorded as an entry too; so is
+    `shadow`: a shadow release's verdict given in this pass.
     Unchanged generation and no restart: the previous values, untouched (no status write)."""
     status = resource.get("status") or {}
     history = list(status.get("history") or [])
@@ -76,4 +79,6 @@ def next_history(
         history.append(
             {"generation": generation, "time": now, "images": dict(images), "changed": [], "offsetReset": offset_reset}
         )
+    if shadow:
+        history.append({"generation": generation, "time": now, "images": dict(images), "changed": [], "shadow": shadow})
     return history[-limit:], digest

@@ -188,6 +188,12 @@ class TopicAdmin:
         """The values of `topic`'s records in [start, end) of each partition (as far as
         they arrive within `timeout_s`; aborted ones only without `read_committed`); no
         consumer group, nothing committed."""
+        return [r[2] for r in self.read_records(brokers, topic, ranges, timeout_s, read_committed)]
+
+    def read_records(
+        self, brokers, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float, read_committed: bool = False
+    ) -> list[tuple[int, int, bytes | None, list[tuple[str, bytes]]]]:
+        """As `read`, each record as (partition, offset, value, headers), in offset order per partition."""
         import time
 
         from kafka import KafkaConsumer, TopicPartition
@@ -203,7 +209,7 @@ class TopicAdmin:
             request_timeout_ms=max(self.timeout_ms, 11_000),
             isolation_level="read_committed" if read_committed else "read_uncommitted",
         )
-        out: list[bytes | None] = []
+        out: list[tuple[int, int, bytes | None, list[tuple[str, bytes]]]] = []
         try:
             consumer.assign(list(wanted))
             for tp, (start, _) in wanted.items():
@@ -213,7 +219,9 @@ class TopicAdmin:
             while left and time.monotonic() < deadline:
                 for tp, records in consumer.poll(timeout_ms=200).items():
                     end = wanted[tp][1]
-                    out.extend(r.value for r in records if r.offset < end)
+                    out.extend(
+                        (tp.partition, r.offset, r.value, list(r.headers or ())) for r in records if r.offset < end
+                    )
                 # The position, not the last record: a transaction's commit marker takes an
                 # offset but is never returned as a record.
                 for tp in [tp for tp in left if consumer.position(tp) >= wanted[tp][1]]:
@@ -288,6 +296,84 @@ class TopicAdmin:
                 },
             )
             return {tp.partition: err.__name__ for tp, err in result.items() if err.errno != 0}
+
+    def ends(self, brokers, topics: list[str]) -> dict[str, list[int]]:
+        """Each topic's end offset per partition ([] for a topic that does not exist)."""
+        from kafka import TopicPartition
+        from kafka.admin import OffsetSpec
+
+        with self._client(brokers) as admin:
+            parts = _describe(admin, topics)
+            want = {t: [TopicPartition(t, i) for i in range((parts.get(t) or (0, 0))[0])] for t in topics}
+            every = [tp for tps in want.values() for tp in tps]
+            got = (
+                admin.list_partition_offsets(dict.fromkeys(every, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
+                if every
+                else {}
+            )
+            return {t: [got[tp].offset for tp in tps] for t, tps in want.items()}
+
+    def committed(self, brokers, group: str, topic: str) -> list[int]:
+        """`group`'s committed offset on each partition of `topic` (-1: none)."""
+        from kafka import TopicPartition
+
+        with self._client(brokers) as admin:
+            info = _describe(admin, [topic]).get(topic)
+            tps = [TopicPartition(topic, i) for i in range(info[0] if info else 0)]
+            done = self._group_offsets(admin, group, tps) if tps else {}
+            return [(o.offset if (o := done.get(tp)) is not None and o.offset >= 0 else -1) for tp in tps]
+
+    def shadow_start(
+        self, brokers, stable_group: str, shadow_group: str, topic: str, like: str, create: list[str], rf: int
+    ) -> tuple[list[int], dict[str, str]]:
+        """Start a shadow release (shadow.py): create the `create` topics with as many
+        partitions as `like` (so records keep their partitions), and give `shadow_group`
+        the stable group's committed offsets on `topic`. Returns the offsets given (-1
+        where the stable group has none: the shadow then starts as the router would) and
+        what failed (name or group -> error)."""
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+        from kafka.structs import OffsetAndMetadata
+
+        failed: dict[str, str] = {}
+        with self._client(brokers) as admin:
+            described = _describe(admin, [topic, like])
+            inp, out = described.get(topic), described.get(like)
+            if inp is None or out is None:
+                return [], {topic if inp is None else like: "no such topic"}
+            for name in create:
+                try:
+                    admin.create_topics(
+                        {name: {"num_partitions": out[0], "replication_factor": rf}}, timeout_ms=self.timeout_ms
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # an earlier pass created it (its result was lost)
+                except KafkaError as exc:
+                    failed[name] = _short(exc)
+            tps = [TopicPartition(topic, i) for i in range(inp[0])]
+            done = self._group_offsets(admin, stable_group, tps)
+            start = [(o.offset if (o := done.get(tp)) is not None and o.offset >= 0 else -1) for tp in tps]
+            given = {
+                tp: OffsetAndMetadata(s, "tspipe shadow", None) for tp, s in zip(tps, start, strict=True) if s >= 0
+            }
+            if given and not failed:
+                result = admin.alter_group_offsets(shadow_group, given)
+                failed.update({f"{shadow_group}/{tp.partition}": e.__name__ for tp, e in result.items() if e.errno})
+            return start, failed
+
+    def delete_group(self, brokers, group: str) -> bool:
+        """Delete a consumer group (an unknown one is fine); False while it still has
+        members (the broker refuses then, and nothing changes)."""
+        from kafka.errors import KafkaError
+
+        with self._client(brokers) as admin:
+            # {group: "OK" or the error's name} (kafka-python 3)
+            error = dict(admin.delete_groups([group])).get(group, "OK")
+            if error == "NonEmptyGroupError":
+                return False
+            if error not in ("OK", "GroupIdNotFoundError"):
+                raise KafkaError(f"delete group {group}: {error}")
+            return True
 
     def _group_offsets(self, admin, group, tps) -> dict:
         import time

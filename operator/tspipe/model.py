@@ -335,7 +335,20 @@ ROLLOUT_FIELDS: tuple[Field, ...] = (
         0.0,
         1.0,
     ),
+    Str(
+        "strategy",
+        "rollout_strategy",
+        "How a change to the router's pods rolls out. RollingUpdate: the Deployment's rolling update (with "
+        "autoRollback's data checks). Shadow (needs autoRollback): the new router first runs as a shadow on "
+        "its own consumer group and shadow topics, its output is compared with the stable router's for the "
+        "same input offsets for verifySeconds, and the real router rolls only if they are equal "
+        "(status.rollout.shadow).",
+        default="RollingUpdate",
+        enum=("RollingUpdate", "Shadow"),
+    ),
 )
+SHADOW = "Shadow"
+SHADOW_NEEDS_AUTO_ROLLBACK = "Shadow needs spec.rollout.autoRollback: true (the stable revision it compares with)"
 
 
 # --- the parsed pipeline ----------------------------------------------------------------
@@ -454,6 +467,7 @@ class Pipeline:
     auto_rollback: bool = False
     verify_seconds: int = DEFAULT_VERIFY_SECONDS
     max_dead_letter_ratio: float = DEFAULT_MAX_DEAD_LETTER_RATIO
+    rollout_strategy: str = "RollingUpdate"
     uid: str | None = None
     generation: int | None = None
 
@@ -575,6 +589,8 @@ def _parse(obj: dict[str, Any]) -> Pipeline:
         generation=meta.get("generation"),
     )
     _check_reserved(pipeline)
+    if pipeline.rollout_strategy == SHADOW and not pipeline.auto_rollback:
+        raise PipelineError("spec.rollout.strategy", SHADOW_NEEDS_AUTO_ROLLBACK)
     return pipeline
 
 

@@ -460,6 +460,12 @@ def rollback_spec(prev: Mapping[str, Any] | None, templates: str) -> dict[str, A
     return dict(spec) if isinstance(spec, Mapping) else None
 
 
+def stable_spec(prev: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The stable revision's spec, if there is one."""
+    spec = ((prev or {}).get("stable") or {}).get("spec")
+    return dict(spec) if isinstance(spec, Mapping) else None
+
+
 def event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event a verdict change deserves, if any."""
     before = (prev or {}).get("verdict"), (prev or {}).get("templates")

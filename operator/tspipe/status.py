@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import podhealth, replay
+from . import podhealth, replay, shadow
 from .components import COMPONENTS, ROUTER
 from .conditions import Condition, Phase, Reason
 from .history import next_history
@@ -403,7 +403,12 @@ def compute_status(
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
         out["history"], out["specDigest"] = next_history(
-            resource, images, now_s, restarted=restarted, offset_reset=offset_reset_entry
+            resource,
+            images,
+            now_s,
+            restarted=restarted,
+            offset_reset=offset_reset_entry,
+            shadow=shadow.history_entry((resource.get("status") or {}).get("rollout"), rollout),
         )
     else:
         prev = resource.get("status") or {}
@@ -414,6 +419,7 @@ def compute_status(
 
 
 ROLLOUT_VERIFIED = Condition.ROLLOUT_VERIFIED
+SHADOW_RELEASE = Condition.SHADOW_RELEASE
 
 
 def _feature_conditions(
@@ -424,6 +430,14 @@ def _feature_conditions(
     if rollout is not None:
         verified = rollout.get("verdict") == STABLE
         out.append(cond(ROLLOUT_VERIFIED, verified, rollout.get("reason", ""), rollout.get("message", "")))
+        sh = rollout.get("shadow")
+        if sh:
+            # The last router change's shadow: promoted, under way (the rollout's message
+            # says where), rejected, or not run and why (the rolling strategy instead).
+            verdict = sh.get("verdict")
+            reason = sh.get("reason") or (shadow.SHADOWING if verdict is None else verdict)
+            message = sh.get("message") or rollout.get("message", "")
+            out.append(cond(SHADOW_RELEASE, verdict == shadow.PROMOTED, reason, message))
     return out
 
 
@@ -431,9 +445,11 @@ def _rollout_phase(phase: str, reason: str, message: str, rollout: dict[str, Any
     """A failed attempt makes a Running pipeline Degraded: RolledBack (it runs the stable
     revision) or the failed check's reason (nothing to return to)."""
     verdict = (rollout or {}).get("verdict")
-    if rollout is None or verdict not in (ROLLED_BACK, FAILED):
+    if rollout is None or verdict not in (ROLLED_BACK, FAILED, shadow.SHADOW_REJECTED):
         return phase, reason, message
     why = f"{rollout.get('message', '')} [check: {rollout.get('reason', '')}]"
+    if verdict == shadow.SHADOW_REJECTED:
+        return (Phase.DEGRADED, shadow.SHADOW_REJECTED, why) if phase == Phase.RUNNING else (phase, reason, message)
     if phase == Phase.RUNNING:
         return Phase.DEGRADED, ROLLED_BACK if verdict == ROLLED_BACK else str(rollout.get("reason")), why
     if phase == Phase.PROGRESSING and verdict == ROLLED_BACK:

@@ -27,6 +27,9 @@ def significant(status: dict[str, Any]) -> tuple[Any, ...]:
         (status.get("autoscaling") or {}).get("desiredReplicas"),
         tuple((status.get("rollout") or {}).get(k) for k in ("generation", "verdict", "reason")),
         ((status.get("rollout") or {}).get("window") or {}).get("opened"),
+        # A shadow release's stages (a handful per release): the next pass acts on them.
+        tuple(((status.get("rollout") or {}).get("shadow") or {}).get(k) for k in ("state", "verdict", "readyAt")),
+        ((((status.get("rollout") or {}).get("shadow") or {}).get("window")) or {}).get("opened"),
         # What a reset-offsets waits for (a few stages per reset): the user sees it at once.
         (status.get("offsetReset") or {}).get("message"),
         # Why an app's pods are not ready: worth a write when it appears or changes.

@@ -270,9 +270,9 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
     assert st["components"]["router"]["readyReplicas"] == 1
     # Printer columns.
     table = k("get", "tsp").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "READY", "ROUTER", "ROLLOUT", "AGE"]
+    assert table[0].split() == ["NAME", "PHASE", "READY", "ROUTER", "ROLLOUT", "SHADOW", "AGE"]
     row = table[1].split()
-    assert row[:4] == [NAME, "Running", "4/4", "1"] and len(row) == 5, "no autoRollback: an empty ROLLOUT"
+    assert row[:4] == [NAME, "Running", "4/4", "1"] and len(row) == 5, "no autoRollback: empty ROLLOUT and SHADOW"
     # A first creation is no news (the status says it all); the unreachable broker is.
     events = k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
     assert [(e["type"], e["reason"]) for e in events if e.get("reportingComponent") == "tspipe-operator"] == \

@@ -14,12 +14,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import rollback
+from .. import rollback, shadow
 from ..childdiff import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from ..clients import Clients, api_error
 from ..components import COMPONENTS
 from ..kube import ApiException
-from ..model import Pipeline, PipelineError
+from ..model import SHADOW, Pipeline, PipelineError
 from ..names import RESTART_ANNOTATION
 from ..pause import PauseState, pause_state
 from ..render import deployment_name, render_deployments, restarted_at, with_restart
@@ -35,6 +35,9 @@ class Children:
     pause: PauseState | None = None  # None: the spec is invalid, nothing was planned
     templates: str | None = None  # autoRollback: digest of the pod templates the spec asks for
     restart_done: set[str] = field(default_factory=set)  # Deployments whose template has this pass's stamp
+    # autoRollback, strategy Shadow, a new attempt: the router's pod template differs from
+    # the stable revision's (such a change runs as a shadow first; shadow.py).
+    router_changed: bool = False
 
 
 async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children:
@@ -52,9 +55,19 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
     ctx.again_in(pause.recheck_after)
     desired = render_deployments(ctx.resource, pause.replicas, pipeline=p)
     templates = None
+    router_changed = False
     if p.auto_rollback:
         templates = rollback.templates_digest(desired)
-        desired = _rolled_back(ctx, pause, templates, desired)
+        prev_rollout = ctx.prev_status.get("rollout")
+        router_changed = _router_changed(ctx, p, prev_rollout, templates, desired, pause)
+        readable = p.kafka.credentials is None
+        hold = shadow.starts(prev_rollout, templates, p.rollout_strategy, router_changed, readable) or shadow.holds(
+            prev_rollout, templates
+        )
+        wanted = shadow.current(prev_rollout, templates) if shadow.wants_deployment(prev_rollout, templates) else None
+        desired = _rolled_back(ctx, pause, templates, desired, hold)
+        if wanted is not None:
+            desired.append(shadow.render(ctx.resource, p, shadow.names(p, int(wanted["generation"]))))
     r = ctx.restart
     targets = {deployment_name(ctx.name, c) for c in r.apps} if r and not r.problem() else set()
     stamp = format_time(clients.now())
@@ -73,7 +86,7 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
         actual = await clients.deployments(ctx.namespace, ctx.name)
     by_name = {d["metadata"]["name"]: d for d in actual}
     done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
-    return Children(actual, pause, templates, done)
+    return Children(actual, pause, templates, done, router_changed)
 
 
 async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:
@@ -99,19 +112,49 @@ async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:
     return True
 
 
-def _rolled_back(ctx: Pass, pause: PauseState, templates: str, desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """While a rollback holds, the stable revision's Deployments (with this pass's
-    replica counts, so scaling and pausing still work), else `desired`."""
-    spec = rollback.rollback_spec(ctx.prev_status.get("rollout"), templates)
+def _rolled_back(
+    ctx: Pass, pause: PauseState, templates: str, desired: list[dict[str, Any]], shadow_holds: bool = False
+) -> list[dict[str, Any]]:
+    """While a rollback holds, or a shadow release has not been promoted, the stable
+    revision's Deployments (with this pass's replica counts, so scaling and pausing
+    still work), else `desired`."""
+    prev = ctx.prev_status.get("rollout")
+    spec = rollback.rollback_spec(prev, templates)
+    if spec is None and shadow_holds:
+        spec = rollback.stable_spec(prev)
     if spec is None:
         return desired
+    rendered = _render_stable(ctx, spec, pause)
+    return desired if rendered is None else rendered
+
+
+def _render_stable(ctx: Pass, spec: dict[str, Any], pause: PauseState) -> list[dict[str, Any]] | None:
     resource = {**ctx.resource, "spec": spec}
     try:
         stable = Pipeline.from_resource(resource)
     except PipelineError as exc:  # a stable spec this operator version no longer accepts
         ctx.problems.append(f"cannot roll back to the stable revision: {exc}")
-        return desired
+        return None
     return render_deployments(resource, pause.replicas, pipeline=stable)
+
+
+def _router_changed(
+    ctx: Pass,
+    p: Pipeline,
+    prev: dict[str, Any] | None,
+    templates: str,
+    desired: list[dict[str, Any]],
+    pause: PauseState,
+) -> bool:
+    """Strategy Shadow, a new attempt: does the router's pod template differ from the
+    stable revision's? (Only then is there a shadow to run.)"""
+    if p.rollout_strategy != SHADOW or (prev or {}).get("templates") == templates:
+        return False
+    spec = rollback.stable_spec(prev)
+    if spec is None:
+        return False
+    stable = _render_stable(ctx, spec, pause)
+    return stable is not None and shadow.router_template(stable) != shadow.router_template(desired)
 
 
 async def _router_lag(clients: Clients, p: Pipeline) -> int | None:

@@ -14,24 +14,53 @@ from typing import Any
 
 import urllib3
 
-from .. import podmetrics, rollback
+from .. import podmetrics, rollback, shadow
 from .. import topics as topics_mod
 from ..clients import Clients, api_error
 from ..components import ROUTER
 from ..conditions import Condition
 from ..kafka_admin import KafkaUnavailable
 from ..kube import ApiException
-from ..model import EXACTLY_ONCE, Pipeline
+from ..model import EXACTLY_ONCE, SHADOW, Pipeline
 from ..render import SERVER_PORT
 from ..status import ready_pods
+from . import shadow as shadow_phase
 from .context import RECHECK_CONFLICT, TOPIC_BACKOFF_BASE, Pass
 
 log = logging.getLogger("tspipe.controller")
 
 
-async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, status: dict[str, Any]) -> dict[str, Any]:
-    """status.rollout after this pass: advance the attempt, reading the broker when a
-    window opens or ends, and post an Event when the verdict changes."""
+async def advance(
+    ctx: Pass,
+    clients: Clients,
+    p: Pipeline,
+    templates: str,
+    status: dict[str, Any],
+    router_changed: bool = False,
+    actual: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """status.rollout after this pass: run a shadow release first when the strategy asks
+    for one (the shadow phase), else advance the attempt, reading the broker when a
+    window opens or ends; post an Event when the verdict changes."""
+    prev = ctx.prev_status.get("rollout")
+    actual = actual or []
+    held = await shadow_phase.advance(ctx, clients, p, templates, router_changed, actual)
+    if held is not None:
+        r = shadow_phase.superseded(prev, held)
+    else:
+        r = await _rolling(ctx, clients, p, templates, status, router_changed)
+    r = await shadow_phase.cleanup(ctx, clients, p, r, actual)
+    for ev in (shadow.starting_event(prev, r), shadow.event(prev, r)):
+        if ev:
+            log.info("%s/%s: shadow %s: %s", ctx.namespace, ctx.name, ev[1], ev[2])
+            ctx.out.writes += await clients.event(ctx.resource, *ev)
+    return r
+
+
+async def _rolling(
+    ctx: Pass, clients: Clients, p: Pipeline, templates: str, status: dict[str, Any], router_changed: bool
+) -> dict[str, Any]:
+    """The attempt as autoRollback judges it (also after a shadow was promoted)."""
     prev = ctx.prev_status.get("rollout")
     ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == Condition.READY), {})
     r, need = rollback.advance(
@@ -44,12 +73,16 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, stat
         now=clients.now(),
         verify_seconds=p.verify_seconds,
     )
+    if (prev or {}).get("templates") != templates:
+        if router_changed and p.rollout_strategy == SHADOW and p.kafka.credentials is not None:
+            r = shadow.skipped(r, templates, r.get("generation"))
+        r = shadow_phase.superseded(prev, r)
     try:
         if need == rollback.OPEN and p.kafka.credentials is not None:
             counters, _ = await _router_counters(ctx, clients)
             r = rollback.opened(r, None, clients.now(), p.verify_seconds, counters=counters)
         elif need == rollback.OPEN:
-            start = await _window_offsets(clients, p, commits_first=False)
+            start = await window_offsets(clients, p, commits_first=False)
             r = rollback.opened(r, start, clients.now(), p.verify_seconds, spec=ctx.resource.get("spec") or {})
         elif need == rollback.JUDGE:
             r = rollback.judged(r, await _judge(ctx, clients, p, r), clients.now(), ctx.resource.get("spec") or {})
@@ -65,14 +98,14 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline, templates: str, stat
         ctx.again_in(rollback.RECHECK_COMMITS_SECONDS)
     if r.get("verdict") == rollback.ROLLED_BACK and (prev or {}).get("verdict") != rollback.ROLLED_BACK:
         ctx.again_in(RECHECK_CONFLICT)  # the next pass renders the stable revision
-    ev = rollback.event(prev, r)
+    ev = rollback.event(prev, r) if r.get("verdict") != shadow.SHADOW_REJECTED else None
     if ev:
         log.info("%s/%s: rollout %s: %s", ctx.namespace, ctx.name, ev[1], ev[2])
         ctx.out.writes += await clients.event(ctx.resource, *ev)
     return r
 
 
-async def _window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) -> dict[str, list[int]]:
+async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) -> dict[str, list[int]]:
     names = {t.role: t.name for t in topics_mod.desired_topics(p)}
     outputs = {role: names[role] for role in rollback.OUTPUTS}
     result: dict[str, list[int]] = await clients.kafka(
@@ -123,7 +156,7 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) ->
     start = window.get("start")
     if start is None:
         return rollback.readiness_only("the broker's offsets were not read when the window opened")
-    end = await _window_offsets(clients, p, commits_first=True)
+    end = await window_offsets(clients, p, commits_first=True)
     samples: dict[str, list[bytes]] = {}
     for parity in ("even", "odd"):
         ranges = rollback.sample_ranges(start.get(parity, []), end.get(parity, []))

@@ -64,7 +64,10 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
     templates = seen.children.templates
     if p is not None and p.auto_rollback and templates is not None:
         # The verdict needs the phase (are the new pods available?) and changes it.
-        status = compute(pods, await rollout.advance(ctx, clients, p, templates, status))
+        r = await rollout.advance(
+            ctx, clients, p, templates, status, seen.children.router_changed, seen.children.actual
+        )
+        status = compute(pods, r)
     clients.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
     prev = ctx.prev_status
     if status == prev:

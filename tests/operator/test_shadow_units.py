@@ -1,0 +1,405 @@
+"""Shadow releases (spec.rollout.strategy: Shadow): the pure core (names, the shadow
+Deployment, the comparison, the stages) and the controller over in-memory fakes."""
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controllerfakes import _ready, make, run
+from kubehelpers import sample_pipeline
+from test_status_schema_units import STATUS_SCHEMA, prune
+from tspipe import rollback, shadow
+from tspipe.model import Pipeline, PipelineError
+from tspipe.names import HASH_ANNOTATION as HASH
+from tspipe.render import render_deployments
+from tspipe.status import compute_status
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PREFIXES = {"even": "Even timestamp:", "odd": "Odd timestamp:"}
+
+
+def pipeline(**rollout):
+    obj = sample_pipeline(rollout={"autoRollback": True, "strategy": "Shadow", **rollout})
+    obj["metadata"].update(namespace="ns", uid="uid-1", generation=3)
+    return obj, Pipeline.from_resource(obj)
+
+
+def test_the_strategy_defaults_to_rolling_and_shadow_needs_auto_rollback():
+    assert Pipeline.from_resource(sample_pipeline()).rollout_strategy == "RollingUpdate"
+    assert pipeline()[1].rollout_strategy == "Shadow"
+    with pytest.raises(PipelineError, match="autoRollback"):
+        Pipeline.from_resource(sample_pipeline(rollout={"strategy": "Shadow"}))
+    with pytest.raises(PipelineError, match="must be one of"):
+        Pipeline.from_resource(sample_pipeline(rollout={"strategy": "BlueGreen"}))
+
+
+def test_the_shadow_deployment_is_the_new_router_with_its_own_group_topics_and_labels():
+    obj, p = pipeline()
+    obj["spec"]["router"]["properties"] = {"tsrouter.dead_letter_topic": "mine", "tsrouter.workers": "1"}
+    p = Pipeline.from_resource(obj)
+    n = shadow.names(p, 3)
+    t = p.kafka.topics
+    assert n.deployment == f"{p.name}-router-shadow" and n.group == f"{p.stream_name}-shadow-3"
+    assert n.topics == [f"{t.even}.shadow-3", f"{t.odd}.shadow-3", f"{t.dead_letter(p.stream_name)}.shadow-3"]
+    d = shadow.render(obj, p, n)
+    router = next(x for x in render_deployments(obj) if x["metadata"]["name"] == f"{p.name}-router")
+    assert d["metadata"]["name"] == n.deployment
+    assert d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "router-shadow"
+    assert d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "router-shadow"
+    assert d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "tspipe-operator"
+    args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--spring.cloud.stream.bindings.input.group={n.group}" in args
+    assert f"--spring.cloud.stream.bindings.even.destination={n.even}" in args
+    assert f"--spring.cloud.stream.bindings.odd.destination={n.odd}" in args
+    assert f"--tsrouter.dead-letter-topic={n.dead_letter}" in args
+    assert "--tsrouter.auto-create-topics=false" in args
+    assert not any(a.startswith(f"--spring.cloud.stream.bindings.even.destination={t.even}=") for a in args)
+    assert "--tsrouter.dead_letter_topic=mine" not in args, "the user's spelling of an overridden key goes"
+    assert "--tsrouter.workers=1" in args
+    rest = [a for a in router["spec"]["template"]["spec"]["containers"][0]["args"]
+            if "destination" not in a and ".group=" not in a and "dead_letter" not in a]
+    assert all(a in args for a in rest), "otherwise the router's own wiring"
+    assert d["metadata"]["annotations"][HASH] != router["metadata"]["annotations"][
+        HASH]
+
+
+def rec(partition, offset, value, headers=()):
+    return (partition, offset, value, list(headers))
+
+
+def outputs(records, prefixes=PREFIXES, swap=False, dead=()):
+    """What a router with `prefixes` writes for input `records` (swap: each side to the other)."""
+    out = {"even": [], "odd": [], "deadLetter": []}
+    for p, o, v, _ in records:
+        if o in dead or not v[-1:].isdigit():
+            out["deadLetter"].append(rec(p, len(out["deadLetter"]), v, [
+                ("x-original-partition", str(p).encode()), ("x-original-offset", str(o).encode())]))
+            continue
+        side = "even" if int(v[-1:]) % 2 == 0 else "odd"
+        if swap:
+            side = "odd" if side == "even" else "even"
+        out[side].append(rec(p, len(out[side]), prefixes[side].encode() + v))
+    return out
+
+
+INPUTS = [rec(0, 10 + i, b"11/27/26 %08d" % i) for i in range(20)] + [rec(0, 30, b"not a timestamp")]
+
+
+def test_equal_outputs_pass_through_a_prefix_change_and_extra_records_do_not_matter():
+    new = {"even": "EVEN:", "odd": "ODD:"}
+    stable = outputs(INPUTS)
+    ours = outputs([rec(0, 5, b"11/27/26 99999995")] + INPUTS, new)  # it started earlier: one more record
+    c = shadow.compare(INPUTS, stable, ours, PREFIXES, new)
+    assert (c.compared, c.differing, c.differences) == (21, 0, [])
+
+
+def test_a_misrouting_shadow_differs_at_the_first_offset_with_both_outputs_shown():
+    c = shadow.compare(INPUTS, outputs(INPUTS), outputs(INPUTS, swap=True), PREFIXES, PREFIXES)
+    assert c.compared == 21 and c.differing == 20 and len(c.differences) == shadow.MAX_DIFFERENCES
+    d = c.differences[0]
+    assert (d["partition"], d["offset"]) == (0, 10)
+    assert d["stable"] == "even: 'Even timestamp:11/27/26 00000000'"
+    assert d["shadow"] == "odd: 'Odd timestamp:11/27/26 00000000'"
+
+
+def test_swapped_prefixes_a_changed_text_a_missing_record_and_dead_letters_differ():
+    swapped = {"even": PREFIXES["odd"], "odd": PREFIXES["even"]}
+    c = shadow.compare(INPUTS, outputs(INPUTS), outputs(INPUTS, swapped), PREFIXES, swapped)
+    assert c.differing == 20 and "prefix of the other side" in c.differences[0]["why"]
+    changed = outputs(INPUTS)
+    changed["even"] = [(p, o, v.upper().replace(b"EVEN TIMESTAMP:", b"Even timestamp:"), h)
+                       for p, o, v, h in changed["even"]]
+    changed["even"][0] = (0, 0, b"Even timestamp:11/27/26 0000000X", [])
+    c = shadow.compare(INPUTS, outputs(INPUTS), changed, PREFIXES, PREFIXES)
+    assert c.differing == 1 and c.differences[0]["shadow"].startswith("nothing")
+    c = shadow.compare(INPUTS, outputs(INPUTS), outputs(INPUTS, dead={12}), PREFIXES, PREFIXES)
+    assert c.differing == 1 and c.differences[0]["offset"] == 12
+    assert c.differences[0]["shadow"].startswith("deadLetter:")
+
+
+def test_records_whose_stable_output_was_not_read_are_not_compared():
+    stable = outputs(INPUTS[5:])
+    c = shadow.compare(INPUTS, stable, outputs(INPUTS), PREFIXES, PREFIXES)
+    assert (c.compared, c.differing) == (16, 0)
+
+
+def test_json_string_inputs_are_matched_by_their_content():
+    inputs = [rec(1, 0, b'"11/27/26 00000002"')]
+    c = shadow.compare(inputs, {"even": [rec(1, 0, b"Even timestamp:11/27/26 00000002")]},
+                       {"even": [rec(1, 0, b"E:11/27/26 00000002")]}, PREFIXES, {"even": "E:", "odd": "O:"})
+    assert (c.compared, c.differing) == (1, 0)
+
+
+def stable_rollout(templates="old"):
+    return {"generation": 2, "templates": templates, "verdict": rollback.STABLE, "reason": "ChecksPassed",
+            "stable": {"generation": 2, "templates": templates, "time": "2026-01-01T00:00:00Z", "spec": {"v": 1}}}
+
+
+def test_the_stages_from_start_to_a_verdict():
+    _, p = pipeline()
+    prev = stable_rollout()
+    assert shadow.starts(prev, "new", "Shadow", True, True)
+    assert not shadow.starts(prev, "new", "RollingUpdate", True, True)
+    assert not shadow.starts(prev, "new", "Shadow", False, True), "only a change to the router"
+    assert not shadow.starts(prev, "new", "Shadow", True, False), "not with credentials"
+    assert not shadow.starts(prev, "old", "Shadow", True, True)
+    assert not shadow.starts({}, "new", "Shadow", True, True), "nothing to compare with"
+    r = shadow.start(prev, 3, "new", shadow.names(p, 3), T0)
+    assert r["verdict"] == rollback.VERIFYING and r["shadow"]["state"] == shadow.STARTING
+    assert shadow.holds(r, "new") and not shadow.wants_deployment(r, "new")
+    r = shadow.started(r, [10, -1], T0)
+    assert shadow.wants_deployment(r, "new") and not shadow.wants_deployment(r, "newer")
+    same, need = shadow.step(r, False, T0 + timedelta(seconds=5), 30, 60)
+    assert need is None and same["shadow"]["state"] == shadow.RUNNING
+    late, need = shadow.step(r, False, T0 + timedelta(seconds=61), 30, 60)
+    assert late["verdict"] == shadow.SHADOW_REJECTED and late["reason"] == shadow.DEADLINE
+    assert late["shadow"]["state"] == shadow.REMOVING and shadow.holds(late, "new")
+    assert not shadow.wants_deployment(late, "new")
+    r, need = shadow.step(r, True, T0 + timedelta(seconds=5), 30, 60)
+    assert need == shadow.WAIT_PROGRESS and r["shadow"]["readyAt"]
+    assert not shadow.moved([10, -1], [10, -1], [20, 0])
+    assert shadow.moved([10, -1], [11, -1], [20, 0])
+    assert shadow.moved([10, -1], [10, -1], [10, 0]), "nothing waiting: nothing to move on"
+    assert shadow.not_moving(r, T0 + timedelta(seconds=10), 30) is None
+    assert shadow.not_moving(r, T0 + timedelta(seconds=36), 30)["reason"] == shadow.NOT_CONSUMING
+    snap = {"committed": [12, -1], "input": [20, 0], "even": [100], "odd": [90], "deadLetter": [0]}
+    r = shadow.opened(r, snap, T0 + timedelta(seconds=6), 30)
+    assert shadow.step(r, True, T0 + timedelta(seconds=20), 30, 60)[1] is None
+    assert shadow.step(r, True, T0 + timedelta(seconds=36), 30, 60)[1] == shadow.JUDGE
+    end = {"committed": [900, 4], "input": [900, 4]}
+    ranges, moved = shadow.compare_ranges(snap, end, [700, -1])
+    assert ranges == {0: (12, 12 + shadow.SAMPLE_PER_PARTITION)} and moved
+    ranges, _ = shadow.compare_ranges(snap | {"shadowCommitted": [40, -1]}, end, [700, -1])
+    assert ranges == {0: (40, 40 + shadow.SAMPLE_PER_PARTITION)}, "from where both had committed"
+    cost = shadow.load([10, -1], [700, 3], {"a": [400, 0], "b": [300, 3], "c": [0, 0]}, 1500)
+    assert cost == {"consumed": 693, "written": 703, "read": 1500}
+    ok = shadow.judged(r, shadow.Comparison(20, [], 0), True, True, T0, cost)
+    assert ok["shadow"]["load"] == cost
+    assert ok["shadow"]["verdict"] == shadow.PROMOTED and ok["verdict"] == rollback.VERIFYING
+    assert not shadow.holds(ok, "new") and shadow.event(r, ok)[1] == "ShadowPromoted"
+    bad = shadow.judged(r, shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "a", "shadow": "b",
+                                                   "why": "another side"}], 3), True, True, T0)
+    assert bad["verdict"] == shadow.SHADOW_REJECTED and bad["reason"] == shadow.OUTPUTS_DIFFER
+    assert "3 of 20" in bad["message"] and "offset 12" in bad["message"]
+    assert shadow.event(r, bad)[:2] == ("Warning", "ShadowRejected")
+    idle = shadow.judged(r, shadow.Comparison(0, [], 0), True, False, T0)
+    assert idle["reason"] == shadow.NOT_CONSUMING
+    quiet = shadow.judged(r, shadow.Comparison(0, [], 0), False, False, T0)
+    assert quiet["shadow"]["verdict"] == shadow.PROMOTED and quiet["shadow"]["reason"] == shadow.NO_TRAFFIC
+    gone = shadow.removed(bad)
+    assert gone["shadow"]["state"] == shadow.DONE and shadow.holds(gone, "new"), "rejected: still held"
+    # A new change while a shadow runs: the old one's topics and group are deleted with the new one's.
+    newer = shadow.start(r, 4, "newer", shadow.names(p, 4), T0)
+    topics, groups = shadow.to_delete(newer["shadow"])
+    assert f"{p.stream_name}-shadow-3" in groups and f"{p.stream_name}-shadow-4" in groups
+    assert len(topics) == 6
+
+
+def test_a_shadows_status_survives_the_api_servers_pruning_and_says_degraded_when_rejected():
+    obj, p = pipeline()
+    r = shadow.started(shadow.start(stable_rollout(), 3, "new", shadow.names(p, 3), T0), [10], T0)
+    r, _ = shadow.step(r, True, T0, 30, 60)
+    snap = {"committed": [12], "input": [20], "inputStart": [0], "even": [100], "odd": [90], "deadLetter": [0]}
+    r = shadow.opened(r, snap, T0, 30)
+    bad = shadow.judged(r, shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "even: 'x'",
+                                                   "shadow": "odd: 'x'", "why": "another side"}], 3), True, True, T0)
+    bad = shadow.start(bad, 4, "newer", shadow.names(p, 4), T0) | {"shadow": {**bad["shadow"], "leftover": [
+        {"group": "g", "topics": ["t"]}]}}
+    loaded = shadow.judged(r, shadow.Comparison(5, [], 0), True, True, T0, {"consumed": 1, "written": 2, "read": 3})
+    for rollout in (r, bad, loaded, shadow.skipped(stable_rollout(), "new", 3)):
+        status = compute_status(obj, render_deployments(obj), T0, rollout=copy.deepcopy(rollout), pipeline=p)
+        assert prune(status, STATUS_SCHEMA) == status
+    rejected = shadow.judged(r, shadow.Comparison(1, [{"partition": 0, "offset": 1, "stable": "s", "shadow": "h",
+                                                       "why": "w"}], 1), True, True, T0)
+    deps = render_deployments(obj)
+    for d in deps:
+        n = d["spec"]["replicas"]
+        d["metadata"]["generation"] = 1
+        d["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
+                       "availableReplicas": n}
+    status = compute_status(obj, deps, T0, rollout=rejected, pipeline=p)
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Degraded" and conds["Degraded"]["reason"] == "ShadowRejected"
+    assert conds["ShadowRelease"]["status"] == "False" and conds["ShadowRelease"]["reason"] == "OutputsDiffer"
+
+
+# --- the controller, with fakes ---------------------------------------------------------------------
+
+from controllerfakes import FakeAdmin  # noqa: E402
+from test_rollback_units import Now, offsets  # noqa: E402
+
+
+class ShadowAdmin(FakeAdmin):
+    """FakeAdmin plus what a shadow release reads and writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.start, self.shadow_committed, self.input_end = [10], [10], [30]
+        self.by_topic = {}  # topic -> records as (partition, offset, value, headers)
+        self.groups_deleted = []
+        self.members = {}  # group -> still has members
+
+    def shadow_start(self, brokers, stable_group, shadow_group, topic, like, create, rf):
+        self._check("shadow_start")
+        for name in create:
+            self.topics[name] = (1, rf)
+        return list(self.start), {}
+
+    def committed(self, brokers, group, topic):
+        self._check("committed")
+        return list(self.shadow_committed)
+
+    def ends(self, brokers, topics):
+        self._check("ends")
+        return {t: list(self.input_end) if t not in self.by_topic else [len(self.by_topic[t])] for t in topics}
+
+    def read_records(self, brokers, topic, ranges, timeout_s, read_committed=False):
+        self._check("read_records")
+        return list(self.by_topic.get(topic, []))
+
+    def delete_group(self, brokers, group):
+        self._check("delete_group")
+        if self.members.get(group):
+            return False
+        self.groups_deleted.append(group)
+        return True
+
+
+def _shadow_pipeline():
+    now = Now()
+    kube, ctl = make(now=now)
+    ctl.admin = ctl.clients.admin = ShadowAdmin()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 30, "strategy": "Shadow"}
+    return kube, ctl, now
+
+
+def _pass(kube, ctl, ready=True):
+    run(ctl.reconcile("ns", "timestamps"))
+    if ready:
+        _ready(kube)
+
+
+def _router(kube, name="timestamps-router"):
+    return kube.deps[name]["spec"]["template"]["spec"]["containers"][0]
+
+
+def _change(kube, obj, spec_router, generation):
+    obj["spec"]["router"].update(spec_router)
+    obj["metadata"]["generation"] = generation
+
+
+def _shadow_run(kube, ctl, now, obj, admin, shadow_prefixes, swap=False, stable_prefixes=PREFIXES):
+    """From a change to the router to the shadow's verdict; returns the status then."""
+    t = obj["spec"]["kafka"]["topics"]
+    _pass(kube, ctl)  # the shadow starts: topics, offsets; the pipeline stays at the stable revision
+    st = obj["status"]
+    assert st["rollout"]["shadow"]["state"] == shadow.RUNNING, st["rollout"]
+    assert "shadow_start" in admin.calls
+    _pass(kube, ctl)  # the children phase creates the shadow Deployment
+    assert "timestamps-router-shadow" in kube.deps
+    admin.shadow_committed = [12]
+    admin.offsets_value = offsets([12], [100], [100]) | {"input": [30], "inputStart": [0]}
+    _pass(kube, ctl)  # available and moving: the window opens
+    assert obj["status"]["rollout"]["shadow"]["window"]["start"]["committed"] == [12]
+    now.t += timedelta(seconds=31)
+    admin.offsets_value = offsets([32], [110], [110]) | {"input": [32], "inputStart": [0]}
+    admin.shadow_committed = [32]
+    inputs = [rec(0, 12 + i, b"11/27/26 %08d" % i) for i in range(20)]
+    stable = outputs(inputs, stable_prefixes)
+    n = shadow.names(Pipeline.from_resource(obj), obj["metadata"]["generation"])
+    ours = outputs(inputs, shadow_prefixes, swap=swap)
+    admin.by_topic = {t["input"]: inputs, t["even"]: stable["even"], t["odd"]: stable["odd"],
+                      n.even: ours["even"], n.odd: ours["odd"], n.dead_letter: []}
+    _pass(kube, ctl)  # the window ends: compared, a verdict
+    return obj["status"], n
+
+
+def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one():
+    kube, ctl, now = _shadow_pipeline()
+    admin, obj = ctl.admin, kube.pipelines["timestamps"]
+    t = obj["spec"]["kafka"]["topics"]
+    # 1. The first revision: judged by autoRollback's window as ever (nothing to compare with).
+    admin.offsets_value = offsets([0], [0], [0])
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    now.t += timedelta(seconds=31)
+    admin.offsets_value = offsets([10], [5], [5])
+    admin.records = {t["even"]: [b"Even timestamp:11/27/26 00:00:02"], t["odd"]: [],
+                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["verdict"] == rollback.STABLE and "shadow" not in obj["status"]["rollout"]
+    stable_args = list(_router(kube)["args"])
+
+    # 2. A new prefix: run as a shadow, equal through the prefix, promoted, then rolled.
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    st, n = _shadow_run(kube, ctl, now, obj, admin, {"even": "EVEN:", "odd": "Odd timestamp:"})
+    assert _router(kube)["args"] == stable_args, "the real router did not change while the shadow ran"
+    sh = st["rollout"]["shadow"]
+    assert sh["verdict"] == shadow.PROMOTED and sh["compared"] == 20 and sh["state"] == shadow.REMOVING, sh
+    assert ("Normal", "ShadowPromoted") in [e[:2] for e in kube.events]
+    entry = st["history"][-1]["shadow"]
+    assert prune(st, STATUS_SCHEMA) == st, "every key the shadow writes is in the status schema"
+    assert entry == {"generation": 2, "verdict": "Promoted", "reason": "OutputsEqual", "compared": 20, "differing": 0}
+    admin.members[n.group] = True  # its consumer still in the group (a pod not yet gone)
+    _pass(kube, ctl)  # the shadow Deployment goes, the router rolls to the new revision
+    assert "timestamps-router-shadow" not in kube.deps
+    assert "--tsrouter.even-prefix=EVEN:" in _router(kube)["args"]
+    assert all(x in admin.topics for x in n.topics) and obj["status"]["rollout"]["shadow"]["state"] == "Removing"
+    admin.members[n.group] = False
+    _pass(kube, ctl)  # its group empty: group and topics deleted
+    assert obj["status"]["rollout"]["shadow"]["state"] == shadow.DONE
+    assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
+    assert {c["type"]: c["status"] for c in obj["status"]["conditions"]}["ShadowRelease"] == "True"
+    # autoRollback's window then judges the rolled router as usual.
+    admin.offsets_value = offsets([40], [120], [120])
+    _pass(kube, ctl)
+    now.t += timedelta(seconds=31)
+    admin.offsets_value = offsets([50], [125], [125])
+    admin.records = {t["even"]: [b"EVEN:11/27/26 00:00:02"], t["odd"]: [],
+                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["verdict"] == rollback.STABLE, obj["status"]["rollout"]
+    promoted_args = list(_router(kube)["args"])
+
+    # 3. A misrouting release (each side to the other's topic): rejected, the router never changes.
+    admin.calls.clear()
+    _change(kube, obj, {"image": "ghcr.io/tspipe/router:9.9.9-misroute"}, 3)
+    st, n = _shadow_run(kube, ctl, now, obj, admin, {"even": "EVEN:", "odd": "Odd timestamp:"}, swap=True,
+                        stable_prefixes={"even": "EVEN:", "odd": "Odd timestamp:"})
+    assert st["rollout"]["verdict"] == shadow.SHADOW_REJECTED and st["rollout"]["reason"] == shadow.OUTPUTS_DIFFER
+    d = st["rollout"]["shadow"]["differences"][0]
+    assert (d["partition"], d["offset"]) == (0, 12) and d["stable"].startswith("even: 'EVEN:")
+    assert ("Warning", "ShadowRejected") in [e[:2] for e in kube.events]
+    assert st["history"][-1]["shadow"]["verdict"] == "ShadowRejected"
+    assert prune(st, STATUS_SCHEMA) == st
+    assert sum("shadow" in h for h in obj["status"]["history"]) == 2, "one entry per verdict"
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    st = obj["status"]
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert st["phase"] == "Degraded" and conds["Degraded"]["reason"] == "ShadowRejected", conds["Degraded"]
+    assert "offset 12" in conds["Degraded"]["message"]
+    assert _router(kube)["args"] == promoted_args and _router(kube)["image"] != "ghcr.io/tspipe/router:9.9.9-misroute"
+    assert st["rollout"]["shadow"]["state"] == shadow.DONE and "timestamps-router-shadow" not in kube.deps
+    assert n.group in admin.groups_deleted
+
+
+def test_with_credentials_a_change_to_the_router_rolls_instead_and_the_condition_says_why():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-user", "mechanism": "SCRAM-SHA-512"}
+    obj["spec"]["kafka"]["topics"]["manage"] = False
+    _pass(kube, ctl)
+    _pass(kube, ctl)  # a window on the router pods' counters (none here: readiness only)
+    now.t += timedelta(seconds=31)
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["verdict"] == rollback.STABLE
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)
+    assert "--tsrouter.even-prefix=EVEN:" in _router(kube)["args"], "rolled at once"
+    assert "timestamps-router-shadow" not in kube.deps and "shadow_start" not in ctl.admin.calls
+    st = obj["status"]
+    assert st["rollout"]["shadow"]["state"] == shadow.SKIPPED and st["rollout"]["verdict"] == rollback.VERIFYING
+    cond = {c["type"]: c for c in st["conditions"]}["ShadowRelease"]
+    assert (cond["status"], cond["reason"]) == ("False", "CredentialsNotReadable") and "Secret" in cond["message"]
