@@ -199,9 +199,19 @@ def spec_schema() -> dict[str, Any]:
                 ],
             },
             m.PAUSED.name: m.PAUSED.schema(),
-            # strategy Shadow needs autoRollback: the model refuses it otherwise (InvalidSpec);
-            # not a CEL rule, which the compatibility check counts as a tightening.
-            "rollout": {"type": "object", "properties": fields.properties(m.ROLLOUT_FIELDS)},
+            "rollout": {
+                "type": "object",
+                "properties": fields.properties(m.ROLLOUT_FIELDS),
+                # The model refuses it too (InvalidSpec), for an object stored before the rule.
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"!has(self.strategy) || self.strategy != '{m.SHADOW}' || "
+                        "(has(self.autoRollback) && self.autoRollback)",
+                        "message": f"spec.rollout.strategy: {m.SHADOW_NEEDS_AUTO_ROLLBACK}",
+                        "fieldPath": ".strategy",
+                    }
+                ],
+            },
             **{c.spec_field: _app(c) for c in COMPONENTS},
             "podTemplate": podtemplate.schema(
                 "Pod settings of every app; each app's own podTemplate overrides them field by field."

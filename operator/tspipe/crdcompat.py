@@ -7,7 +7,9 @@ no type changed, no enum value removed, no bound tightened (minimum, maximum, le
 item and property counts, a pattern or format added or changed, a field newly
 required, a nullable one no more, unknown fields no longer kept), no validation rule
 added to or changed on a field that existed. A new field, a loosened bound, a new enum
-value are fine.
+value are fine, and so is a rule that holds by its first clause for every object without
+a field the earlier CRD did not have (`!has(self.new) || ...`): the earlier API server
+pruned that field, so no stored object has it.
 
 A break is allowed when CHANGELOG.md's Unreleased section names its path in a
 breaking-change line: `- **Breaking**: ... \\`spec.kafka.foo\\` ...`.
@@ -100,13 +102,30 @@ def _keyword_breaks(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if key in new and _canon(new[key]) != _canon(old.get(key))
     ]
     rules_old = {_canon(r) for r in old.get("x-kubernetes-validations") or []}
-    added = [r for r in new.get("x-kubernetes-validations") or [] if _canon(r) not in rules_old]
+    added = [
+        r
+        for r in new.get("x-kubernetes-validations") or []
+        if _canon(r) not in rules_old and not _guarded_by_new_field(str(r.get("rule", "")), old)
+    ]
     if added:
         out.append(f"validation rule added or changed: {'; '.join(str(r.get('rule')) for r in added)}")
     newly_required = sorted(set(new.get("required") or []) - set(old.get("required") or []))
     if newly_required:
         out.append(f"newly required: {', '.join(newly_required)}")
     return out
+
+
+_GUARD = re.compile(r"\s*!\s*has\(\s*self\.([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*\|\|")
+
+
+def _guarded_by_new_field(rule: str, old: dict[str, Any]) -> bool:
+    """A rule `!has(self.f) || ...` where `f` is not a field of the earlier schema: true
+    for every object the earlier CRD could have stored (it pruned `f`). Only when that
+    schema prunes unknown fields (an object kept with `f` would not be pruned)."""
+    m = _GUARD.match(rule)
+    if m is None or old.get("x-kubernetes-preserve-unknown-fields"):
+        return False
+    return m.group(1) not in (old.get("properties") or {})
 
 
 def _bound_breaks(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

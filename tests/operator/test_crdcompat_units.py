@@ -103,6 +103,31 @@ def test_patterns_formats_rules_required_and_pruning_break():
     assert ("spec.extra", "x-kubernetes-preserve-unknown-fields no longer set") in got
 
 
+def test_a_rule_guarded_by_a_new_field_is_no_break_and_one_guarded_by_an_old_field_is():
+    # The earlier API server pruned `strategy`: no stored object has it, so the rule holds
+    # for all of them by its first clause. `name` existed: objects with it may fail.
+    def rules(spec):
+        spec["strategy"] = {"type": "string"}
+
+    new = copy.deepcopy(OLD)
+    rules(new["properties"]["spec"]["properties"])
+    spec = new["properties"]["spec"]
+    spec["x-kubernetes-validations"] = [
+        {"rule": "!has(self.strategy) || self.strategy != 'Shadow' || self.replicas > 0"},
+        {"rule": "!has(self.name) || self.name != 'x'"},
+        {"rule": "has(self.strategy) || self.replicas > 0"},
+    ]
+    got = [(b.path, b.what) for b in compare_schema(OLD, new)]
+    assert got == [("spec", "validation rule added or changed: !has(self.name) || self.name != 'x'; "
+                            "has(self.strategy) || self.replicas > 0")]
+    # Under a node that kept unknown fields, an object may have stored it: a break.
+    extra = copy.deepcopy(OLD)
+    extra["properties"]["spec"]["properties"]["extra"]["x-kubernetes-validations"] = [
+        {"rule": "!has(self.strategy) || self.strategy != 'Shadow'"}]
+    assert [b.what for b in compare_schema(OLD, extra)] == [
+        "validation rule added or changed: !has(self.strategy) || self.strategy != 'Shadow'"]
+
+
 def crd(schema, versions=("v1",)):
     return {"spec": {"versions": [{"name": v, "served": True, "schema": {"openAPIV3Schema": schema}}
                                   for v in versions]}}

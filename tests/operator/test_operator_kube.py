@@ -193,6 +193,8 @@ INVALID = [
      "spec.time.probes.liveness"),
     (_invalid("spec.router.probes.readiness.httpGet.path", "health"), "spec.router.probes.readiness.httpGet.path"),
     (_invalid("spec.evenLogger.probes.startup.tcpSocket.port", 0), "spec.evenLogger.probes.startup.tcpSocket.port"),
+    # A shadow release compares with the stable revision autoRollback keeps.
+    (_invalid("spec.rollout.strategy", "Shadow"), "spec.rollout.strategy"),
     (_invalid("metadata.name", "n" * 43), "metadata.name"),
     (_invalid("metadata.name", "dotted.name"), "spec.streamName"),  # no valid default stream name
 ]
@@ -213,6 +215,7 @@ def test_invalid_pipelines_rejected_naming_the_field(control_plane, crd_installe
     valid["spec"]["kafka"]["topics"] = {"replicationFactor": 3, "config": {
         "retention.ms": 604800000, "min.insync.replicas": 2, "cleanup.policy": "delete",
         "unclean.leader.election.enable": False}}
+    valid["spec"]["rollout"] = {"strategy": "Shadow", "autoRollback": True}
     valid["spec"]["router"]["probes"] = {"readiness": {"httpGet": {"path": "/actuator/info", "port": 8080}},
                                          "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30}}
     ok = control_plane.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-",
