@@ -131,6 +131,7 @@ class Controller:
     def forget(self, namespace: str, name: str) -> None:
         self.queue.forget((namespace, name))
         self._memory.pop((namespace, name), None)
+        self.metrics.forget_pipeline(namespace, name)  # also on a DELETED event: its gauges stayed
 
     def start(self) -> None:
         self.queue.start()
@@ -195,7 +196,6 @@ class Controller:
         resource = await self.clients.call(self.kube.get_pipeline, namespace, name)
         if resource is None:
             self.forget(namespace, name)  # deleted: the garbage collector removes the children
-            self.metrics.forget_pipeline(namespace, name)
             return Outcome()
         if resource["metadata"].get("deletionTimestamp"):
             return await self._reconcile_delete(resource)

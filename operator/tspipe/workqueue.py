@@ -134,11 +134,16 @@ class WorkQueue:
             retry.failures = 0
             delay = outcome.retry_after
         started = self._started.pop(key, None)
+        if key not in self.known:
+            # Forgotten (deleted) while its pass ran: keep nothing of it.
+            self.state.pop(key, None)
+            self.settled_at.pop(key, None)
+            return
         if settled(outcome) and started is not None and key in self.known:
             self.settled_at[key] = started
         else:
             self.settled_at.pop(key, None)
-        if delay is not None and key in self.known:
+        if delay is not None:
             retry.timer = asyncio.get_running_loop().call_later(delay, self._retry, key)
 
     def start(self) -> None:
@@ -156,17 +161,24 @@ class WorkQueue:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self, key: Key) -> None:
-        while key in self.pending:
-            self.pending.discard(key)
-            now = self.clock()
-            touched = key in self.touched
-            if resync_may_skip(touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds):
-                self.unchanged(key)
-                continue
-            # Anything that touches the key from here on makes the next pass a full one.
-            self.touched.discard(key)
-            self._started[key] = now
-            await self.work(key)
+        try:
+            while key in self.pending:
+                self.pending.discard(key)
+                now = self.clock()
+                touched = key in self.touched
+                if resync_may_skip(touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds):
+                    self.unchanged(key)
+                    continue
+                # Anything that touches the key from here on makes the next pass a full one.
+                self.touched.discard(key)
+                self._started[key] = now
+                await self.work(key)
+        finally:
+            # Done (nothing pending): drop the finished worker, so the map holds running
+            # ones only (a deleted pipeline's stayed forever). No await since the loop's
+            # test, so no enqueue can have found this task still running.
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
 
     def _retry(self, key: Key) -> None:
         if not self.standby:

@@ -153,3 +153,39 @@ def test_a_forgotten_pipeline_leaves_nothing_behind():
 def test_kopf_builds_no_diff_base():
     body = {"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {}}
     assert NoDiffBase().build(body=body) == {}
+
+
+# Issue 26: a deleted pipeline leaves nothing behind (a soak's leak)
+
+def test_forget_while_a_pass_runs_keeps_no_retry_state():
+    async def scenario():
+        gate = asyncio.Event()
+        q = None
+
+        async def work(key):
+            await gate.wait()
+            q.schedule(key, Outcome(retry_after=5.0))
+
+        q = WorkQueue(work)
+        q.enqueue(("ns", "p"))
+        await asyncio.sleep(0)
+        q.forget(("ns", "p"))  # the pipeline's DELETED event during its pass
+        gate.set()
+        await asyncio.sleep(0.01)
+        assert q.state == {} and q._workers == {} and q.settled_at == {}
+
+    asyncio.run(scenario())
+
+
+def test_finished_workers_are_dropped():
+    async def scenario():
+        async def work(key):
+            q.schedule(key, Outcome())
+
+        q = WorkQueue(work)
+        for i in range(20):
+            q.enqueue(("ns", f"p{i}"))
+        await asyncio.sleep(0.01)
+        assert q._workers == {} and len(q.known) == 20
+
+    asyncio.run(scenario())
