@@ -254,6 +254,7 @@ class Controller:
             return ctx.out
         await self._report(ctx)
         ctx.out.retry_after = ctx.requeue
+        ctx.out.recheck_after = ctx.recheck
         return ctx.out
 
     async def _phases(self, ctx: Pass, p: Pipeline | None) -> None:

@@ -10,7 +10,8 @@ Like client-go's rate-limited work queue, in one asyncio loop:
   (`Outcome.retry_after`) runs again after that delay;
 - every known key runs again every `resync_seconds` (the level-based safety net for a
   missed event); a key that is *settled* (its last pass read the API, wrote nothing,
-  failed in nothing and asked for no timer) and that nothing enqueued since is answered
+  failed in nothing and asked for no timer but a recheck, which only refreshes what a
+  phase caches) and that nothing enqueued since is answered
   by `unchanged` instead, without a pass, unless that last pass read the API more than
   `reread_seconds` ago: a pass's cost would otherwise be paid N times per resync period
   while N pipelines converge, which made the operator's CPU per pipeline grow with N;
@@ -38,11 +39,21 @@ class Outcome:
     writes: int = 0
     retry_after: float | None = None
     error: str | None = None
+    # When to run again only to refresh what a phase caches (the topics' check): a pass
+    # before then reuses the cached result, so this timer does not unsettle the key.
+    recheck_after: float | None = None
+
+    @property
+    def delay(self) -> float | None:
+        """When to run again (None: not by itself)."""
+        asked = [d for d in (self.retry_after, self.recheck_after) if d is not None]
+        return min(asked) if asked else None
 
 
 def settled(outcome: Outcome) -> bool:
     """A pass after which another, with nothing changed, would do the same: nothing (no
-    writes, no error, no timer: every time-dependent step asks for one)."""
+    writes, no error, no timer: every time-dependent step asks for one). A recheck timer
+    (`recheck_after`) still fires, as a touch, so it need not unsettle the key."""
     return not outcome.writes and outcome.error is None and outcome.retry_after is None
 
 
@@ -132,7 +143,7 @@ class WorkQueue:
             retry.failures += 1
         else:
             retry.failures = 0
-            delay = outcome.retry_after
+            delay = outcome.delay
         started = self._started.pop(key, None)
         if key not in self.known:
             # Forgotten (deleted) while its pass ran: keep nothing of it.

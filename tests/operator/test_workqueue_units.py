@@ -189,3 +189,39 @@ def test_finished_workers_are_dropped():
         assert q._workers == {} and len(q.known) == 20
 
     asyncio.run(scenario())
+
+
+def test_a_topics_recheck_timer_lets_the_pipeline_settle_and_still_fires():
+    async def scenario():
+        passes = []
+
+        async def work(key):
+            passes.append(key)
+            q.schedule(key, Outcome(recheck_after=0.02))
+
+        q = WorkQueue(work, resync_seconds=10, reread_seconds=300)
+        q.enqueue(("ns", "p"))
+        await asyncio.sleep(0.01)
+        assert ("ns", "p") in q.settled_at, "settled: only a recheck timer"
+        await asyncio.sleep(0.03)
+        assert len(passes) >= 2, "the recheck ran (as a touch: a full pass)"
+        await q.stop()
+
+    asyncio.run(scenario())
+
+
+def test_settled_with_only_a_recheck_timer():
+    assert settled(Outcome(recheck_after=300.0)) and Outcome(recheck_after=300.0).delay == 300.0
+    assert not settled(Outcome(retry_after=2.0, recheck_after=300.0))
+    assert Outcome(retry_after=2.0, recheck_after=300.0).delay == 2.0 and Outcome().delay is None
+
+
+def test_a_pipeline_with_managed_topics_settles():
+    from controllerfakes import _ready, make, run
+    kube, ctl = make()
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 0 and out.error is None and settled(out)
+    assert out.recheck_after is not None and 0 < out.recheck_after <= 300, "the topics' recheck"

@@ -61,6 +61,7 @@ class Pass:
     problems: list[str] = field(default_factory=list)
     requeue: float | None = None
     reset: ResetRequest | None = None  # the tspipe.io/reset-offsets annotation, parsed
+    recheck: float | None = None  # a timer that only expires a cache (see recheck_in)
 
     @property
     def namespace(self) -> str:
@@ -76,6 +77,12 @@ class Pass:
 
     def again_in(self, delay: float | None) -> None:
         self.requeue = lowest_delay(self.requeue, delay)
+
+    def recheck_in(self, delay: float | None) -> None:
+        """Run again after `delay` to refresh what a phase caches (the topics' check),
+        not because anything else is due: such a timer lets the pipeline settle
+        (workqueue.settled), since a pass before it would reuse the cached result."""
+        self.recheck = lowest_delay(self.recheck, delay)
 
 
 class ReadAgain(Exception):
