@@ -62,6 +62,7 @@ from .phases.context import RECHECK_FINALIZE, Memory, Pass, ReadAgain
 from .replay import reset_request
 from .status import RECONCILIATION_PAUSED, held_status
 from .switches import reconcile_held, restart_request
+from .watchcache import WatchCache
 from .workqueue import Key, Outcome, WorkQueue
 
 __all__ = ["Controller", "Outcome"]
@@ -95,13 +96,18 @@ class Controller:
     metrics: Metrics = field(default_factory=Metrics)
     queue: WorkQueue = field(init=False)
     clients: Clients = field(init=False)
+    # The Deployments and pods as the watches delivered them (handlers.py feeds it).
+    cache: WatchCache = field(init=False)
     _memory: dict[Key, Memory] = field(default_factory=dict)
     _peering_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         if self.admin is None:
             self.admin = TopicAdmin(self.kafka_timeout)
-        self.clients = Clients(self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics)
+        self.cache = WatchCache(self.monotonic)
+        self.clients = Clients(
+            self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics, cache=self.cache
+        )
         self.queue = WorkQueue(
             self._work,
             unchanged=self._unchanged,
@@ -131,6 +137,7 @@ class Controller:
     def forget(self, namespace: str, name: str) -> None:
         self.queue.forget((namespace, name))
         self._memory.pop((namespace, name), None)
+        self.cache.forget(namespace, name)
         self.metrics.forget_pipeline(namespace, name)  # also on a DELETED event: its gauges stayed
 
     def start(self) -> None:
@@ -239,8 +246,11 @@ class Controller:
 
     async def _reconcile_normal(self, resource: dict[str, Any]) -> Outcome:
         meta = resource["metadata"]
-        memory = self._memory.setdefault((meta["namespace"], meta["name"]), Memory())
+        key = (meta["namespace"], meta["name"])
+        memory = self._memory.setdefault(key, Memory())
         ctx = Pass(resource, memory, restart=restart_request(resource), reset=reset_request(resource))
+        ctx.fresh = memory.read_fresh or key in self.queue.rereading or memory.cache_epoch != self.cache.epoch
+        memory.read_fresh, memory.cache_epoch = False, self.cache.epoch
         p: Pipeline | None = None
         try:
             p = Pipeline.from_resource(resource)

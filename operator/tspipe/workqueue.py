@@ -96,6 +96,9 @@ class WorkQueue:
     # Settled keys: when their last pass began (monotonic).
     settled_at: dict[Key, float] = field(default_factory=dict)
     _started: dict[Key, float] = field(default_factory=dict)
+    # Keys whose running pass is the periodic re-read of a settled key (nothing enqueued
+    # it but the resync): such a pass reads from the API, not from the watch cache.
+    rereading: set[Key] = field(default_factory=set)
     clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
 
     def enqueue(self, key: Key) -> None:
@@ -127,6 +130,7 @@ class WorkQueue:
         self.known.discard(key)
         self.pending.discard(key)
         self.touched.discard(key)
+        self.rereading.discard(key)
         self.settled_at.pop(key, None)
         retry = self.state.pop(key, None)
         if retry and retry.timer:
@@ -177,13 +181,19 @@ class WorkQueue:
                 self.pending.discard(key)
                 now = self.clock()
                 touched = key in self.touched
-                if resync_may_skip(touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds):
+                read_at = self.settled_at.get(key)
+                if resync_may_skip(touched, read_at, now, self.resync_seconds, self.reread_seconds):
                     self.unchanged(key)
                     continue
                 # Anything that touches the key from here on makes the next pass a full one.
                 self.touched.discard(key)
                 self._started[key] = now
-                await self.work(key)
+                if not touched and read_at is not None:
+                    self.rereading.add(key)
+                try:
+                    await self.work(key)
+                finally:
+                    self.rereading.discard(key)
         finally:
             # Done (nothing pending): drop the finished worker, so the map holds running
             # ones only (a deleted pipeline's stayed forever). No await since the loop's

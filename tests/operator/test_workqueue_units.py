@@ -225,3 +225,30 @@ def test_a_pipeline_with_managed_topics_settles():
     out = run(ctl.reconcile("ns", "timestamps"))
     assert out.writes == 0 and out.error is None and settled(out)
     assert out.recheck_after is not None and 0 < out.recheck_after <= 300, "the topics' recheck"
+
+
+def test_only_the_periodic_reread_of_a_settled_key_is_marked_rereading():
+    # That pass reads from the API, not the watch cache (the cache's safety net).
+    async def scenario():
+        seen = []
+        clock = Clock()
+        q = None
+
+        async def work(key):
+            seen.append(key in q.rereading)
+            q.schedule(key, Outcome())
+
+        q = WorkQueue(work, resync_seconds=10, reread_seconds=300, clock=clock)
+        q.enqueue(KEY)  # an event
+        await settle(q)
+        clock.t += 10
+        resync(q)  # settled, recent: skipped
+        await settle(q)
+        clock.t += 290
+        resync(q)  # the re-read
+        await settle(q)
+        q.enqueue(KEY)  # an event again
+        await settle(q)
+        assert seen == [False, True, False] and not q.rereading
+
+    asyncio.run(scenario())
