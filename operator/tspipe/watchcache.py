@@ -33,6 +33,7 @@ API once; and the periodic re-read of a settled pipeline reads from the API too.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -72,14 +73,31 @@ def pod_group(pod: Mapping[str, Any]) -> str | None:
     return str(instance) if instance is not None else None
 
 
+SHARED_STRING = 64  # strings up to this long are interned: keys, env names, images, labels
+
+
+def _shared(value: Any) -> Any:
+    """A deep copy whose keys and short strings are interned: thousands of cached
+    Deployments repeat the same keys and values, and one copy of each halves their
+    memory (16.6 to 8.0 kB for a rendered one; about 0.16 ms per object, once per
+    event). The copy also keeps the cache's objects apart from the watch's."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_STRING:
+        return sys.intern(value)
+    return value
+
+
 def _meta_without_managed_fields(obj: Mapping[str, Any]) -> Obj:
     return {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
 
 
 def slim_deployment(obj: Mapping[str, Any]) -> Obj:
-    """A Deployment as kept: everything but metadata.managedFields (shallow: the
-    passes never modify what they read)."""
-    return {**obj, "metadata": _meta_without_managed_fields(obj)}
+    """A Deployment as kept: everything but metadata.managedFields."""
+    out: Obj = _shared({**obj, "metadata": _meta_without_managed_fields(obj)})
+    return out
 
 
 def slim_pod(obj: Mapping[str, Any]) -> Obj:
@@ -89,7 +107,8 @@ def slim_pod(obj: Mapping[str, Any]) -> Obj:
     node = (obj.get("spec") or {}).get("nodeName")
     if node:
         out["spec"] = {"nodeName": node}
-    return out
+    shared: Obj = _shared(out)
+    return shared
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:

@@ -340,3 +340,16 @@ def test_a_relist_makes_each_pipelines_next_pass_read_from_the_api_once():
     calls.clear()
     run(ctl.reconcile("ns", "timestamps"))
     assert "list_deployments" not in calls
+
+
+def test_a_kept_copy_is_equal_but_its_own_and_shares_its_strings():
+    c = WatchCache(Clock())
+    a, b = dep("p-time", 1), dep("q-time", 1, owner="q")
+    c.deployments.upsert(a)
+    c.deployments.upsert(b)
+    kept = c.deployments.get("ns", "p-time")
+    assert kept == {**a, "metadata": {k: v for k, v in a["metadata"].items() if k != "managedFields"}}
+    a["spec"]["strategy"]["type"] = "Recreate"
+    assert kept["spec"]["strategy"]["type"] == "RollingUpdate", "the watch's object is not shared"
+    other = c.deployments.get("ns", "q-time")
+    assert kept["spec"]["strategy"]["type"] is other["spec"]["strategy"]["type"]
