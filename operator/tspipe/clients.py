@@ -24,6 +24,7 @@ from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
 from .render import deployment_name, owned_selector
+from .watchcache import WatchCache
 
 __all__ = ["Clients", "api_error"]
 
@@ -54,6 +55,8 @@ class Clients:
     now: Callable[[], datetime]
     monotonic: Callable[[], float]
     metrics: Metrics
+    # The Deployments and pods as the watches delivered them (watchcache.py).
+    cache: WatchCache = field(default_factory=WatchCache)
     _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -75,29 +78,48 @@ class Clients:
         if self._kafka_pool:
             self._kafka_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def deployments(self, namespace: str, name: str) -> list[dict[str, Any]]:
+    async def deployments(self, namespace: str, name: str, fresh: bool = False) -> list[dict[str, Any]]:
         """The pipeline's Deployments: those labelled as its children, and any child
-        whose labels were edited away (looked up by name)."""
-        found = await self.call(self.kube.list_deployments, namespace, owned_selector(name))
+        whose labels were edited away (looked up by name).
+
+        From the watch cache once it is primed (read only: the cache's own objects),
+        looking up by name only a child the cache saw and lost (edited labels take it
+        out of the watch); from the API until then, or when `fresh` (the pass's last
+        write found the cache stale, or a settled pipeline's periodic re-read), which
+        also brings the cache's copy of the pipeline's children up to date."""
+        cache = self.cache.deployments
+        if fresh or not self.cache.primed:
+            found = await self.call(self.kube.list_deployments, namespace, owned_selector(name))
+            cache.refresh(namespace, name, found)
+            lookup = {deployment_name(name, c) for c in COMPONENTS}
+        else:
+            found = cache.group(namespace, name)
+            lookup = cache.seen(namespace, name) & {deployment_name(name, c) for c in COMPONENTS}
         names = {d["metadata"]["name"] for d in found}
         for c in COMPONENTS:
             dname = deployment_name(name, c)
-            if dname not in names:
+            if dname not in names and dname in lookup:
                 d = await self.call(self.kube.get_deployment, namespace, dname)
                 if d is not None:
                     found.append(d)
+                    cache.saw(namespace, name, dname)
         return found
 
-    async def pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        """The pipeline's pods (why a component is not ready); none if the operator may not list them."""
+    async def pods(self, namespace: str, name: str, fresh: bool = False) -> list[dict[str, Any]]:
+        """The pipeline's pods (why a component is not ready); none if the operator may
+        not list them. From the watch cache once primed (read only), as `deployments`."""
+        if self.cache.primed and not fresh:
+            return self.cache.pods.group(namespace, name)
         try:
-            return await self.call(self.kube.list_pods, namespace, owned_selector(name))
+            found = await self.call(self.kube.list_pods, namespace, owned_selector(name))
         except ApiException as exc:
             if exc.status != 403:
                 raise
             # An RBAC from before pods were read: the status just says less.
             log.warning("%s/%s: cannot list pods (%s)", namespace, name, api_error(exc))
             return []
+        self.cache.pods.refresh(namespace, name, found)
+        return found
 
     async def event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> int:
         """Post an Event about the pipeline; the writes it cost (0 if refused: Events are best effort)."""
@@ -109,17 +131,29 @@ class Clients:
             return 0
 
     async def apply(self, namespace: str, action: Action) -> None:
-        """One planned write of a child (a Deployment or the router's PodDisruptionBudget)."""
+        """One planned write of a child (a Deployment or the router's PodDisruptionBudget).
+        A Deployment's answer goes into the watch cache (read-your-writes: the next
+        pass must not see the copy from before the write, whatever the watch's lag)."""
         kube = self.kube
-        if action.kind == "Deployment":
+        deployment = action.kind == "Deployment"
+        if deployment:
             create, replace, delete = kube.create_deployment, kube.replace_deployment, kube.delete_deployment
         else:
             create, replace, delete = kube.create_pdb, kube.replace_pdb, kube.delete_pdb
         if action.verb == CREATE:
-            await self.call(create, namespace, action.body)
+            written = await self.call(create, namespace, action.body)
         elif action.verb == UPDATE:
-            await self.call(replace, namespace, action.name, action.body)
-        elif action.verb == DELETE or (action.verb == RECREATE and action.kind == "Deployment"):
+            written = await self.call(replace, namespace, action.name, action.body)
+        elif action.verb == DELETE or (action.verb == RECREATE and deployment):
             await self.call(delete, namespace, action.name, action.resource_version)
+            if deployment:
+                # Gone as of the version deleted (a preconditioned delete: the one the
+                # cache had); a later copy (say, with a deletionTimestamp while
+                # finalizers hold it) still comes in by the watch.
+                meta = {"namespace": namespace, "name": action.name, "resourceVersion": action.resource_version}
+                self.cache.deployments.delete({"metadata": meta})
+            return
         else:
             raise ValueError(f"{action.verb} {action.kind}")
+        if deployment and isinstance(written, dict):
+            self.cache.deployments.upsert(written)

@@ -64,6 +64,7 @@ from .phases.context import RECHECK_FINALIZE, Memory, Pass, ReadAgain
 from .replay import reset_request
 from .status import RECONCILIATION_PAUSED, held_status
 from .switches import reconcile_held, restart_request
+from .watchcache import WatchCache
 from .workqueue import Key, Outcome, WorkQueue
 
 __all__ = ["Controller", "Outcome"]
@@ -97,13 +98,18 @@ class Controller:
     metrics: Metrics = field(default_factory=Metrics)
     queue: WorkQueue = field(init=False)
     clients: Clients = field(init=False)
+    # The Deployments and pods as the watches delivered them (handlers.py feeds it).
+    cache: WatchCache = field(init=False)
     _memory: dict[Key, Memory] = field(default_factory=dict)
     _peering_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         if self.admin is None:
             self.admin = TopicAdmin(self.kafka_timeout)
-        self.clients = Clients(self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics)
+        self.cache = WatchCache(self.monotonic)
+        self.clients = Clients(
+            self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics, cache=self.cache
+        )
         self.queue = WorkQueue(
             self._work,
             unchanged=self._unchanged,
@@ -133,6 +139,8 @@ class Controller:
     def forget(self, namespace: str, name: str) -> None:
         self.queue.forget((namespace, name))
         self._memory.pop((namespace, name), None)
+        self.cache.forget(namespace, name)
+        self.metrics.forget_pipeline(namespace, name)  # also on a DELETED event: its gauges stayed
 
     def start(self) -> None:
         self.queue.start()
@@ -197,7 +205,6 @@ class Controller:
         resource = await self.clients.call(self.kube.get_pipeline, namespace, name)
         if resource is None:
             self.forget(namespace, name)  # deleted: the garbage collector removes the children
-            self.metrics.forget_pipeline(namespace, name)
             return Outcome()
         if resource["metadata"].get("deletionTimestamp"):
             return await self._reconcile_delete(resource)
@@ -241,8 +248,11 @@ class Controller:
 
     async def _reconcile_normal(self, resource: dict[str, Any]) -> Outcome:
         meta = resource["metadata"]
-        memory = self._memory.setdefault((meta["namespace"], meta["name"]), Memory())
+        key = (meta["namespace"], meta["name"])
+        memory = self._memory.setdefault(key, Memory())
         ctx = Pass(resource, memory, restart=restart_request(resource), reset=reset_request(resource))
+        ctx.fresh = memory.read_fresh or key in self.queue.rereading or memory.cache_epoch != self.cache.epoch
+        memory.read_fresh, memory.cache_epoch = False, self.cache.epoch
         p: Pipeline | None = None
         try:
             p = Pipeline.from_resource(resource)
@@ -256,6 +266,7 @@ class Controller:
             return ctx.out
         await self._report(ctx)
         ctx.out.retry_after = ctx.requeue
+        ctx.out.recheck_after = ctx.recheck
         return ctx.out
 
     async def _phases(self, ctx: Pass, p: Pipeline | None) -> None:

@@ -1,27 +1,25 @@
-"""kopf wiring: events in, `Controller.enqueue` out.
+"""kopf wiring: events in, `Controller.enqueue` out, and the watch cache fed.
 
 Only `@kopf.on.event` handlers: kopf's change-detecting handlers (create/update/
 resume) store progress, finalizers and last-handled annotations on the object, which
 would make every restart write to every pipeline. Nothing here writes by itself.
+
+The Deployments' and pods' events also feed the controller's watch cache
+(watchcache.py), which the passes read instead of LISTing: from `@kopf.index` handlers
+(kopf runs them for every event but a deletion, before any event handler, and holds
+every event handler until they have seen each indexed kind's initial list: so when the
+first event handler runs, the cache is primed), and the deletions from the event
+handlers. The index handlers return nothing: kopf's own index stays empty.
 """
 
 from __future__ import annotations
 
 import kopf
 
-from .names import API_GROUP, API_VERSION, KIND, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_SELECTOR, MANAGER, PLURAL
+from .names import API_GROUP, API_VERSION, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_SELECTOR, MANAGER, PLURAL
+from .watchcache import owner_of
 
-
-def owner_of(deployment_body) -> str | None:
-    """The pipeline a Deployment belongs to: its controller reference, else its labels."""
-    meta = deployment_body.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(API_GROUP + "/"):
-            return ref.get("name")
-    labels = meta.get("labels") or {}
-    if labels.get(LABEL_MANAGED_BY) == MANAGER:
-        return labels.get(LABEL_INSTANCE)
-    return None
+__all__ = ["configure", "owner_of", "pod_matters"]
 
 
 class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -59,14 +57,24 @@ async def _cleanup(memo: kopf.Memo, **_) -> None:
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    memo.controller.cache.primed = True  # kopf ran the index handlers over the initial lists first
     if type == "DELETED":
         memo.controller.forget(namespace, name)
     else:
         memo.controller.enqueue(namespace, name)
 
 
+@kopf.index("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
+async def _deployment_index(body, memo: kopf.Memo, **_) -> None:
+    memo.controller.cache.deployments.upsert(body)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
-async def _deployment_event(body, namespace, memo: kopf.Memo, **_) -> None:
+async def _deployment_event(type, body, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    if type == "DELETED":
+        memo.controller.cache.deployments.delete(body)
+    elif type is None:
+        memo.controller.cache.relisted()
     owner = owner_of(body)
     if owner:
         memo.controller.enqueue_soon(namespace, owner)
@@ -81,8 +89,17 @@ def pod_matters(body) -> bool:
     return not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
+@kopf.index("v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
+async def _pod_index(body, memo: kopf.Memo, **_) -> None:
+    memo.controller.cache.pods.upsert(body)
+
+
 @kopf.on.event("v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
-async def _pod_event(body, namespace, memo: kopf.Memo, **_) -> None:
+async def _pod_event(type, body, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    if type == "DELETED":
+        memo.controller.cache.pods.delete(body)
+    elif type is None:
+        memo.controller.cache.relisted()
     # Status names why an app's pods do not run (the scheduler's PodScheduled=False);
     # the scheduler's verdict can come after the last Deployment event.
     owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE)

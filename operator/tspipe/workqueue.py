@@ -10,7 +10,8 @@ Like client-go's rate-limited work queue, in one asyncio loop:
   (`Outcome.retry_after`) runs again after that delay;
 - every known key runs again every `resync_seconds` (the level-based safety net for a
   missed event); a key that is *settled* (its last pass read the API, wrote nothing,
-  failed in nothing and asked for no timer) and that nothing enqueued since is answered
+  failed in nothing and asked for no timer but a recheck, which only refreshes what a
+  phase caches) and that nothing enqueued since is answered
   by `unchanged` instead, without a pass, unless that last pass read the API more than
   `reread_seconds` ago: a pass's cost would otherwise be paid N times per resync period
   while N pipelines converge, which made the operator's CPU per pipeline grow with N;
@@ -38,11 +39,21 @@ class Outcome:
     writes: int = 0
     retry_after: float | None = None
     error: str | None = None
+    # When to run again only to refresh what a phase caches (the topics' check): a pass
+    # before then reuses the cached result, so this timer does not unsettle the key.
+    recheck_after: float | None = None
+
+    @property
+    def delay(self) -> float | None:
+        """When to run again (None: not by itself)."""
+        asked = [d for d in (self.retry_after, self.recheck_after) if d is not None]
+        return min(asked) if asked else None
 
 
 def settled(outcome: Outcome) -> bool:
     """A pass after which another, with nothing changed, would do the same: nothing (no
-    writes, no error, no timer: every time-dependent step asks for one)."""
+    writes, no error, no timer: every time-dependent step asks for one). A recheck timer
+    (`recheck_after`) still fires, as a touch, so it need not unsettle the key."""
     return not outcome.writes and outcome.error is None and outcome.retry_after is None
 
 
@@ -85,6 +96,9 @@ class WorkQueue:
     # Settled keys: when their last pass began (monotonic).
     settled_at: dict[Key, float] = field(default_factory=dict)
     _started: dict[Key, float] = field(default_factory=dict)
+    # Keys whose running pass is the periodic re-read of a settled key (nothing enqueued
+    # it but the resync): such a pass reads from the API, not from the watch cache.
+    rereading: set[Key] = field(default_factory=set)
     clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
 
     def enqueue(self, key: Key) -> None:
@@ -116,6 +130,7 @@ class WorkQueue:
         self.known.discard(key)
         self.pending.discard(key)
         self.touched.discard(key)
+        self.rereading.discard(key)
         self.settled_at.pop(key, None)
         retry = self.state.pop(key, None)
         if retry and retry.timer:
@@ -132,13 +147,18 @@ class WorkQueue:
             retry.failures += 1
         else:
             retry.failures = 0
-            delay = outcome.retry_after
+            delay = outcome.delay
         started = self._started.pop(key, None)
+        if key not in self.known:
+            # Forgotten (deleted) while its pass ran: keep nothing of it.
+            self.state.pop(key, None)
+            self.settled_at.pop(key, None)
+            return
         if settled(outcome) and started is not None and key in self.known:
             self.settled_at[key] = started
         else:
             self.settled_at.pop(key, None)
-        if delay is not None and key in self.known:
+        if delay is not None:
             retry.timer = asyncio.get_running_loop().call_later(delay, self._retry, key)
 
     def start(self) -> None:
@@ -156,17 +176,30 @@ class WorkQueue:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self, key: Key) -> None:
-        while key in self.pending:
-            self.pending.discard(key)
-            now = self.clock()
-            touched = key in self.touched
-            if resync_may_skip(touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds):
-                self.unchanged(key)
-                continue
-            # Anything that touches the key from here on makes the next pass a full one.
-            self.touched.discard(key)
-            self._started[key] = now
-            await self.work(key)
+        try:
+            while key in self.pending:
+                self.pending.discard(key)
+                now = self.clock()
+                touched = key in self.touched
+                read_at = self.settled_at.get(key)
+                if resync_may_skip(touched, read_at, now, self.resync_seconds, self.reread_seconds):
+                    self.unchanged(key)
+                    continue
+                # Anything that touches the key from here on makes the next pass a full one.
+                self.touched.discard(key)
+                self._started[key] = now
+                if not touched and read_at is not None:
+                    self.rereading.add(key)
+                try:
+                    await self.work(key)
+                finally:
+                    self.rereading.discard(key)
+        finally:
+            # Done (nothing pending): drop the finished worker, so the map holds running
+            # ones only (a deleted pipeline's stayed forever). No await since the loop's
+            # test, so no enqueue can have found this task still running.
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
 
     def _retry(self, key: Key) -> None:
         if not self.standby:

@@ -153,3 +153,102 @@ def test_a_forgotten_pipeline_leaves_nothing_behind():
 def test_kopf_builds_no_diff_base():
     body = {"metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"replicas": 1}, "status": {}}
     assert NoDiffBase().build(body=body) == {}
+
+
+# Issue 26: a deleted pipeline leaves nothing behind (a soak's leak)
+
+def test_forget_while_a_pass_runs_keeps_no_retry_state():
+    async def scenario():
+        gate = asyncio.Event()
+        q = None
+
+        async def work(key):
+            await gate.wait()
+            q.schedule(key, Outcome(retry_after=5.0))
+
+        q = WorkQueue(work)
+        q.enqueue(("ns", "p"))
+        await asyncio.sleep(0)
+        q.forget(("ns", "p"))  # the pipeline's DELETED event during its pass
+        gate.set()
+        await asyncio.sleep(0.01)
+        assert q.state == {} and q._workers == {} and q.settled_at == {}
+
+    asyncio.run(scenario())
+
+
+def test_finished_workers_are_dropped():
+    async def scenario():
+        async def work(key):
+            q.schedule(key, Outcome())
+
+        q = WorkQueue(work)
+        for i in range(20):
+            q.enqueue(("ns", f"p{i}"))
+        await asyncio.sleep(0.01)
+        assert q._workers == {} and len(q.known) == 20
+
+    asyncio.run(scenario())
+
+
+def test_a_topics_recheck_timer_lets_the_pipeline_settle_and_still_fires():
+    async def scenario():
+        passes = []
+
+        async def work(key):
+            passes.append(key)
+            q.schedule(key, Outcome(recheck_after=0.02))
+
+        q = WorkQueue(work, resync_seconds=10, reread_seconds=300)
+        q.enqueue(("ns", "p"))
+        await asyncio.sleep(0.01)
+        assert ("ns", "p") in q.settled_at, "settled: only a recheck timer"
+        await asyncio.sleep(0.03)
+        assert len(passes) >= 2, "the recheck ran (as a touch: a full pass)"
+        await q.stop()
+
+    asyncio.run(scenario())
+
+
+def test_settled_with_only_a_recheck_timer():
+    assert settled(Outcome(recheck_after=300.0)) and Outcome(recheck_after=300.0).delay == 300.0
+    assert not settled(Outcome(retry_after=2.0, recheck_after=300.0))
+    assert Outcome(retry_after=2.0, recheck_after=300.0).delay == 2.0 and Outcome().delay is None
+
+
+def test_a_pipeline_with_managed_topics_settles():
+    from controllerfakes import _ready, make, run
+    kube, ctl = make()
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 0 and out.error is None and settled(out)
+    assert out.recheck_after is not None and 0 < out.recheck_after <= 300, "the topics' recheck"
+
+
+def test_only_the_periodic_reread_of_a_settled_key_is_marked_rereading():
+    # That pass reads from the API, not the watch cache (the cache's safety net).
+    async def scenario():
+        seen = []
+        clock = Clock()
+        q = None
+
+        async def work(key):
+            seen.append(key in q.rereading)
+            q.schedule(key, Outcome())
+
+        q = WorkQueue(work, resync_seconds=10, reread_seconds=300, clock=clock)
+        q.enqueue(KEY)  # an event
+        await settle(q)
+        clock.t += 10
+        resync(q)  # settled, recent: skipped
+        await settle(q)
+        clock.t += 290
+        resync(q)  # the re-read
+        await settle(q)
+        q.enqueue(KEY)  # an event again
+        await settle(q)
+        assert seen == [False, True, False] and not q.rereading
+
+    asyncio.run(scenario())

@@ -41,7 +41,7 @@ class Children:
 
 
 async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children:
-    actual = await clients.deployments(ctx.namespace, ctx.name)
+    actual = await clients.deployments(ctx.namespace, ctx.name, fresh=ctx.fresh)
     if p is None:
         return Children(actual)
     by_field = _by_field(ctx.name, actual)
@@ -83,7 +83,8 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
             ctx, clients, replace(action, reason=f"restart ({RESTART_ANNOTATION})") if restart else action
         )
     if dplan.actions:
-        actual = await clients.deployments(ctx.namespace, ctx.name)
+        # The writes' answers are in the watch cache; after a conflict, from the API.
+        actual = await clients.deployments(ctx.namespace, ctx.name, fresh=ctx.fresh or ctx.memory.read_fresh)
     by_name = {d["metadata"]["name"]: d for d in actual}
     done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
     return Children(actual, pause, templates, done, router_changed)
@@ -96,6 +97,7 @@ async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:
     except ApiException as exc:
         if exc.status in (409, 404):
             ctx.again_in(RECHECK_CONFLICT)  # raced with someone (or our own stale read)
+            ctx.memory.read_fresh = True  # the cache was behind: read from the API until the next pass
         else:
             ctx.problems.append(f"{action.verb} {action.kind} {action.name}: {api_error(exc)}")
         return False

@@ -48,6 +48,10 @@ class Memory:
     pdb_absent: bool = False
     # The autoscaler's recommendations so far (its stabilization windows).
     autoscale_samples: autoscale.Samples = field(default_factory=autoscale.Samples)
+    # A child write found the watch cache stale (409/404): the next pass reads from the API.
+    read_fresh: bool = False
+    # The watch cache's epoch when a pass last read from the API (watchcache.WatchCache).
+    cache_epoch: int = 0
 
 
 @dataclass
@@ -61,6 +65,11 @@ class Pass:
     problems: list[str] = field(default_factory=list)
     requeue: float | None = None
     reset: ResetRequest | None = None  # the tspipe.io/reset-offsets annotation, parsed
+    # Read the children and pods from the API rather than the watch cache: a settled
+    # pipeline's periodic re-read, the last pass's write found the cache stale, or a
+    # watch listed again since this pipeline's last such read (watchcache.py).
+    fresh: bool = False
+    recheck: float | None = None  # a timer that only expires a cache (see recheck_in)
 
     @property
     def namespace(self) -> str:
@@ -76,6 +85,12 @@ class Pass:
 
     def again_in(self, delay: float | None) -> None:
         self.requeue = lowest_delay(self.requeue, delay)
+
+    def recheck_in(self, delay: float | None) -> None:
+        """Run again after `delay` to refresh what a phase caches (the topics' check),
+        not because anything else is due: such a timer lets the pipeline settle
+        (workqueue.settled), since a pass before it would reuse the cached result."""
+        self.recheck = lowest_delay(self.recheck, delay)
 
 
 class ReadAgain(Exception):

@@ -83,8 +83,11 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
         ctx.again_in(RECHECK_STOPPING * 5)
         return (stopped, Replay(prev)) if under_way else (p, Replay())
     router = deployment_name(ctx.name, ROUTER)
+    # From the API, not the watch cache: whether the router is gone decides the reset.
     pods = [
-        pod for pod in await clients.pods(ctx.namespace, ctx.name) if pod["metadata"]["name"].startswith(f"{router}-")
+        pod
+        for pod in await clients.pods(ctx.namespace, ctx.name, fresh=True)
+        if pod["metadata"]["name"].startswith(f"{router}-")
     ]
     ips = {ip for pod in pods if (ip := (pod.get("status") or {}).get("podIP"))}
     foreign = [m for m in members if not replay.owned(m, router, ips)]

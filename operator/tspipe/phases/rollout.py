@@ -124,7 +124,7 @@ async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) 
 async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[str]]:
     """The Ready router pods' own counters by pod name (through the API server's pod
     proxy), and why any could not be read."""
-    pods = await clients.pods(ctx.namespace, ctx.name)
+    pods = await clients.pods(ctx.namespace, ctx.name, fresh=True)  # the verdict reads them: not a cached copy
     out: dict[str, dict[str, int]] = {}
     problems = []
     for name in ready_pods(pods, ctx.name, ROUTER.suffix):

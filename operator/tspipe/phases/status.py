@@ -58,7 +58,7 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
     pods: list[dict[str, Any]] = []
     status = compute(pods)
     if needs_pods(status):
-        pods = await clients.pods(ctx.namespace, ctx.name)
+        pods = await clients.pods(ctx.namespace, ctx.name, fresh=ctx.fresh)
         status = compute(pods)
         ctx.again_in(pods_recheck_after(p, ctx.name, pods, clients.now()))
     templates = seen.children.templates

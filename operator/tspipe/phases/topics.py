@@ -30,7 +30,8 @@ async def ensure(
     if p.router.autoscaling is not None and isinstance(grown, int) and grown > t.partitions:
         p = replace(p, kafka=replace(p.kafka, topics=replace(t, partitions=grown)))
     result, delay = await _check(ctx.memory, clients, p, recheck_seconds)
-    ctx.again_in(delay)
+    # Until then a pass reuses the cached result: a timer that lets the pipeline settle.
+    ctx.recheck_in(delay)
     return p, result
 
 

@@ -1,0 +1,355 @@
+"""The watch cache (issue 26): the passes read the pipeline's Deployments and pods from the
+watch events instead of LISTing them. The store itself (versions, deletions, groups,
+what is kept), then a controller over it: no LIST once primed, read-your-writes, and a
+stale cache that never makes a wrong write."""
+import asyncio
+import copy
+
+from controllerfakes import _ready, make, run
+from tspipe.kube import ApiException
+from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, owner_of, slim_pod
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def dep(name, rv, owner="p", ns="ns", **extra):
+    meta = {"name": name, "namespace": ns, "resourceVersion": str(rv), "uid": f"u-{name}",
+            "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": owner},
+            "ownerReferences": [{"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": owner,
+                                 "uid": "p-uid", "controller": True}],
+            "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"replicas": 1, "strategy": {"type": "RollingUpdate"}}, "status": {}, **extra}
+
+
+def pod(name, rv, instance="p", ns="ns"):
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
+                         "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": instance},
+                         "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x", "env": [{"name": "A"}] * 50}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}], "podIP": "10.0.0.1"}}
+
+
+def names(objs):
+    return sorted(o["metadata"]["name"] for o in objs)
+
+
+def test_groups_by_owner_and_keeps_all_but_managed_fields():
+    c = WatchCache(Clock())
+    assert c.deployments.upsert(dep("p-time", 5))
+    c.deployments.upsert(dep("q-time", 6, owner="q"))
+    c.deployments.upsert(dep("p-time", 5, ns="other"))
+    [d] = c.deployments.group("ns", "p")
+    assert "managedFields" not in d["metadata"] and d["spec"]["strategy"] == {"type": "RollingUpdate"}
+    assert d["metadata"]["ownerReferences"] and d["status"] == {}, "what a PUT copies back stays whole"
+    assert names(c.deployments.group("ns", "q")) == ["q-time"] and c.deployments.group("ns", "nope") == []
+    assert len(c.deployments) == 3
+
+
+def test_owner_is_the_controller_reference_then_the_labels():
+    d = dep("x", 1, owner="p")
+    assert owner_of(d) == "p"
+    d["metadata"]["ownerReferences"] = []
+    assert owner_of(d) == "p"
+    d["metadata"]["labels"] = {}
+    assert owner_of(d) is None
+
+
+def test_an_older_copy_never_replaces_a_newer_one():
+    c = WatchCache(Clock())
+    c.deployments.upsert(dep("p-time", 10, replicas_seen=2))
+    assert not c.deployments.upsert(dep("p-time", 9))  # a watch event behind our write's answer
+    assert c.deployments.get("ns", "p-time")["metadata"]["resourceVersion"] == "10"
+    assert c.deployments.upsert(dep("p-time", 10))  # the same version again: fine
+    assert c.deployments.upsert(dep("p-time", 11))
+    assert c.deployments.get("ns", "p-time")["metadata"]["resourceVersion"] == "11"
+
+
+def test_a_deletion_removes_and_refuses_late_older_copies_for_a_while():
+    clock = Clock()
+    c = WatchCache(clock)
+    c.deployments.upsert(dep("p-time", 10))
+    assert c.deployments.delete(dep("p-time", 12))
+    assert c.deployments.group("ns", "p") == [] and c.deployments.get("ns", "p-time") is None
+    # A write's answer from before the deletion arrives after it: refused.
+    assert not c.deployments.upsert(dep("p-time", 11))
+    # A new object under that name (a later version) is taken.
+    assert c.deployments.upsert(dep("p-time", 13))
+    assert names(c.deployments.group("ns", "p")) == ["p-time"]
+    # Tombstones expire (memory stays bounded).
+    c.deployments.delete(dep("p-time", 14))
+    clock.t += TOMBSTONE_SECONDS + 1
+    c.deployments.delete(dep("other", 15))  # prunes the expired ones
+    assert ("ns", "p-time") not in c.deployments._tombstones
+
+
+def test_a_deletion_of_an_older_object_leaves_the_newer_one():
+    # Our re-create's answer (v20) came before the watch's DELETED of the old object (v15).
+    c = WatchCache(Clock())
+    c.deployments.upsert(dep("p-router", 20))
+    assert not c.deployments.delete(dep("p-router", 15))
+    assert names(c.deployments.group("ns", "p")) == ["p-router"]
+
+
+def test_an_owner_change_moves_the_object_between_groups():
+    c = WatchCache(Clock())
+    c.deployments.upsert(dep("x", 1, owner="p"))
+    c.deployments.upsert(dep("x", 2, owner="q"))
+    assert c.deployments.group("ns", "p") == [] and names(c.deployments.group("ns", "q")) == ["x"]
+    assert "p" not in {g for _, g in c.deployments._groups}, "an empty group is dropped"
+
+
+def test_seen_names_stay_after_the_object_leaves_the_watch_until_the_pipeline_goes():
+    c = WatchCache(Clock())
+    c.deployments.upsert(dep("p-time", 1))
+    c.deployments.delete(dep("p-time", 2))  # labels edited away: the API server's DELETED
+    assert c.deployments.seen("ns", "p") == {"p-time"}
+    c.deployments.saw("ns", "p", "p-router")
+    assert c.deployments.seen("ns", "p") == {"p-time", "p-router"}
+    c.forget("ns", "p")
+    assert c.deployments.seen("ns", "p") == set()
+
+
+def test_pods_keep_metadata_and_status_only_and_no_names():
+    c = WatchCache(Clock())
+    c.pods.upsert(pod("p-router-abc", 3))
+    [p] = c.pods.group("ns", "p")
+    assert p == slim_pod(pod("p-router-abc", 3))
+    assert set(p) == {"metadata", "status", "spec"} and p["spec"] == {"nodeName": "n1"}
+    assert "managedFields" not in p["metadata"] and p["status"]["podIP"] == "10.0.0.1"
+    c.pods.delete(pod("p-router-abc", 4))
+    assert c.pods.group("ns", "p") == [] and c.pods.seen("ns", "p") == set()
+
+
+def test_a_refresh_from_a_list_drops_what_it_did_not_return():
+    c = WatchCache(Clock())
+    c.deployments.upsert(dep("p-time", 5))
+    c.deployments.upsert(dep("p-router", 9))
+    c.deployments.upsert(dep("q-time", 5, owner="q"))
+    c.deployments.refresh("ns", "p", [dep("p-router", 8), dep("p-odd", 7)])
+    assert names(c.deployments.group("ns", "p")) == ["p-odd", "p-router"]
+    assert c.deployments.get("ns", "p-router")["metadata"]["resourceVersion"] == "9", "the newer copy stays"
+    assert names(c.deployments.group("ns", "q")) == ["q-time"]
+
+
+# --- a controller over the cache ----------------------------------------------------
+
+def counting(kube):
+    calls = []
+    for fn in ("list_deployments", "get_deployment", "list_pods"):
+        orig = getattr(kube, fn)
+        setattr(kube, fn, lambda *a, _f=fn, _o=orig: calls.append(_f) or _o(*a))
+    return calls
+
+
+def watch(ctl, kube):
+    """What the watches would deliver: every Deployment and pod as the fake has it."""
+    for d in kube.deps.values():
+        ctl.cache.deployments.upsert(copy.deepcopy(d))
+    for p in kube.pods:
+        ctl.cache.pods.upsert(copy.deepcopy(p))
+
+
+def test_until_primed_a_pass_lists_then_reads_the_cache_with_its_own_writes_in_it():
+    kube, ctl = make()
+    calls = counting(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert len(kube.deps) == 4 and "list_deployments" in calls, "not primed: LIST as before"
+    ctl.cache.primed = True
+    calls.clear()
+    before = {n: copy.deepcopy(d) for n, d in kube.deps.items()}
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert calls == [] and out.writes == 0, "the created Deployments are in the cache: no reads, no writes"
+    _ready(kube)
+    watch(ctl, kube)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert calls == [] and kube.pipelines["timestamps"]["status"]["phase"] == "Running"
+    assert {n: d["spec"] for n, d in kube.deps.items()} == {n: d["spec"] for n, d in before.items()}
+    for d in ctl.cache.deployments.group("ns", "timestamps"):
+        assert d == {**kube.deps[d["metadata"]["name"]], "metadata": d["metadata"]}, "the passes modify nothing"
+
+
+def test_a_fresh_pipeline_from_the_cache_costs_no_read_and_after_its_writes_none_either():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    calls = counting(kube)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert len(kube.deps) == 4 and out.error is None
+    # Nothing seen yet: no GET of the four names; unready apps: pods from the cache.
+    assert calls == []
+
+
+def test_a_stale_update_fails_with_a_conflict_and_the_next_pass_reads_from_the_api():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    watch(ctl, kube)
+    # Someone scales the router; the watch has not delivered it yet.
+    router = kube.deps["timestamps-router"]
+    router["spec"]["replicas"] = 5
+    router["metadata"]["resourceVersion"] = kube._rv()
+    # And the user's spec changes the router's env: the pass updates from the stale copy.
+    kube.pipelines["timestamps"]["spec"].setdefault("router", {})["env"] = [{"name": "X", "value": "1"}]
+    calls = counting(kube)
+    kube.writes.clear()
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert ("update", "timestamps-router") not in kube.writes, "the stale PUT was refused (409)"
+    assert out.retry_after is not None and out.retry_after <= 1
+    assert "list_deployments" in calls, "after the conflict the pass re-read from the API"
+    calls.clear()
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert "list_deployments" in calls, "the next pass too"
+    assert ("update", "timestamps-router") in kube.writes
+    d = kube.deps["timestamps-router"]
+    assert {"name": "X", "value": "1"} in d["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert ctl.cache.deployments.get("ns", "timestamps-router")["metadata"]["resourceVersion"] == \
+        d["metadata"]["resourceVersion"], "the update's answer is in the cache"
+    calls.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "list_deployments" not in calls, "then the cache again"
+
+
+def test_a_stale_missing_child_fails_to_create_with_already_exists_then_is_found():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    # A child whose labels were edited away while no operator ran: never in this cache.
+    ctl.cache.deployments.delete({"metadata": {"namespace": "ns", "name": "timestamps-time",
+                                               "resourceVersion": "999"}})
+    ctl.cache.deployments.forget("ns", "timestamps")
+    kube.deps["timestamps-time"]["metadata"]["labels"] = {}
+    kube.writes.clear()
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert [w for w in kube.writes if w[0] == "create"] == [], "AlreadyExists: nothing created"
+    assert out.retry_after is not None
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ("update", "timestamps-time") in kube.writes, "found by name, adopted back"
+    assert kube.deps["timestamps-time"]["metadata"]["labels"]["app.kubernetes.io/instance"] == "timestamps"
+
+
+def test_a_child_seen_and_then_lost_from_the_watch_is_looked_up_by_name():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    calls = counting(kube)
+    # Labels edited away: the API server's watch says DELETED.
+    kube.deps["timestamps-odd".replace("odd", "oddlogger")]["metadata"]["labels"] = {}
+    d = kube.deps["timestamps-oddlogger"]
+    d["metadata"]["resourceVersion"] = kube._rv()
+    ctl.cache.deployments.delete(copy.deepcopy(d))
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert calls == ["get_deployment"] and kube.writes[0] == ("update", "timestamps-oddlogger")
+
+
+def test_a_deleted_child_is_recreated_and_a_recreate_waits_for_the_old_one():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    gone = kube.deps.pop("timestamps-time")
+    ctl.cache.deployments.delete({**gone, "metadata": {**gone["metadata"], "resourceVersion": kube._rv()}})
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ("create", "timestamps-time") in kube.writes
+
+
+def test_the_periodic_reread_of_a_settled_pipeline_reads_from_the_api():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    calls = counting(kube)
+    ctl.queue.rereading.add(("ns", "timestamps"))
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "list_deployments" in calls
+
+
+def test_a_ghost_in_the_cache_is_gone_after_a_fresh_read():
+    # A Deployment deleted while a watch was broken (kopf re-lists without a DELETED).
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    kube.deps.pop("timestamps-time")
+    ctl.queue.rereading.add(("ns", "timestamps"))
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ("create", "timestamps-time") in kube.writes
+
+
+def test_a_deleted_pipeline_leaves_nothing_in_the_queue_or_the_cache():
+    async def scenario():
+        kube, ctl = make()
+        ctl.cache.primed = True
+        ctl.enqueue("ns", "timestamps")
+        await asyncio.sleep(0.05)
+        assert ctl.cache.deployments.seen("ns", "timestamps")
+        del kube.pipelines["timestamps"]
+        ctl.enqueue("ns", "timestamps")  # the pass finds it gone and forgets it
+        await asyncio.sleep(0.05)
+        q = ctl.queue
+        assert ("ns", "timestamps") not in q.state and ("ns", "timestamps") not in q._workers
+        assert not q.known and not ctl._memory and ctl.cache.deployments.seen("ns", "timestamps") == set()
+        await ctl.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_pipeline_with_managed_topics_settles():
+    kube, ctl = make()
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    _ready(kube)
+    watch(ctl, kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 0 and out.error is None and out.retry_after is None
+    assert out.recheck_after is not None and 0 < out.recheck_after <= 300, "the topics' recheck"
+
+
+def test_api_errors_are_still_reported():
+    kube, ctl = make()
+    ctl.cache.primed = True
+
+    def refuse(ns, body):
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.create_deployment = refuse
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.error and "403" in out.error
+
+
+def test_a_relist_makes_each_pipelines_next_pass_read_from_the_api_once():
+    kube, ctl = make()
+    run(ctl.reconcile("ns", "timestamps"))  # not primed: LIST
+    ctl.cache.relisted()
+    assert ctl.cache.epoch == 0, "the first list is not a relist"
+    ctl.cache.primed = True
+    run(ctl.reconcile("ns", "timestamps"))
+    kube.deps.pop("timestamps-router")  # deleted while the watch was down: no DELETED
+    ctl.cache.relisted()
+    calls = counting(kube)
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "list_deployments" in calls and ("create", "timestamps-router") in kube.writes
+    calls.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert "list_deployments" not in calls
+
+
+def test_a_kept_copy_is_equal_but_its_own_and_shares_its_strings():
+    c = WatchCache(Clock())
+    a, b = dep("p-time", 1), dep("q-time", 1, owner="q")
+    c.deployments.upsert(a)
+    c.deployments.upsert(b)
+    kept = c.deployments.get("ns", "p-time")
+    assert kept == {**a, "metadata": {k: v for k, v in a["metadata"].items() if k != "managedFields"}}
+    a["spec"]["strategy"]["type"] = "Recreate"
+    assert kept["spec"]["strategy"]["type"] == "RollingUpdate", "the watch's object is not shared"
+    other = c.deployments.get("ns", "q-time")
+    assert kept["spec"]["strategy"]["type"] is other["spec"]["strategy"]["type"]
