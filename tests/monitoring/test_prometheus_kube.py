@@ -214,6 +214,14 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
         assert r["health"] == "ok", (name, r.get("lastError"))
 
 
+def test_the_server_reports_the_pinned_release(prometheus):
+    """hack/monitoring-tools.sh stamps the version as Prometheus' own build does (without
+    it, `prometheus --version` and /api/v1/status/buildinfo say nothing)."""
+    module = cache.monitoring_versions()["PROMETHEUS_VERSION"]  # v0.316.0 is Prometheus 3.16.0
+    minor, patch = module.removeprefix("v0.").split(".")
+    assert prometheus.api("status/buildinfo")["version"] == f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+
+
 def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometheus, running_pipeline,
                                                                         control_plane):
     """After the data tests: it leaves the router's rollout stuck (the old pod serves)."""
