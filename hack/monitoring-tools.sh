@@ -17,6 +17,21 @@ CACHE="${TSP_CACHE:-$HOME/.cache/tspipe}"
 source "$ROOT/hack/monitoring/versions"
 
 log() { printf '[monitoring-tools] %s\n' "$*" >&2; }
+
+# Prometheus' release version from its module's (v0.316.0 is 3.16.0: the minor is major*100
+# + minor), and the ldflags its own build (promu) stamps it with: without them
+# `prometheus --version` and `promtool --version` print an empty version, and the server's
+# /api/v1/status/buildinfo and prometheus_build_info say nothing.
+release_version() {
+    local v="${PROMETHEUS_VERSION#v0.}"
+    local minor="${v%%.*}"
+    printf '%d.%d.%s' "$((10#$minor / 100))" "$((10#$minor % 100))" "${v#*.}"
+}
+VERSION_LDFLAGS="-X github.com/prometheus/common/version.Version=$(release_version) -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Branch=module -X github.com/prometheus/common/version.BuildUser=hack/monitoring-tools.sh"
+
+# Whether a built binary says the pinned version (one built before the stamp is rebuilt:
+# with Go's build cache warm that is a link: 12 s here).
+stamped() { [[ -x "$1" ]] && "$1" --version 2>&1 | grep -q "version $(release_version) "; }
 usage() { echo "usage: $0 crds|promtool|prometheus..." >&2; exit 2; }
 [[ $# -gt 0 ]] || usage
 command -v go >/dev/null || { log "Go is required (go1.26+): not found on PATH"; exit 1; }
@@ -44,7 +59,7 @@ crds() {
 promtool() {
     local out="$CACHE/promtool/$PROMETHEUS_VERSION/promtool" start=$SECONDS tmp
     local pkg="github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
-    if [[ -x "$out" ]]; then
+    if stamped "$out"; then
         log "promtool: cached at $out"
         return
     fi
@@ -55,7 +70,8 @@ promtool() {
     # remove_all_sd: Prometheus' own build tag that leaves out every service-discovery
     # plugin (cloud SDKs: half of the source); `check rules` and `test rules` need none.
     (cd "$tmp" && GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
-        go install -trimpath -tags=remove_all_sd -ldflags="-s -w" "$pkg")
+        go install -trimpath -tags=remove_all_sd -ldflags="-s -w $VERSION_LDFLAGS" "$pkg")
+    stamped "$tmp/promtool" || { log "promtool: built, but --version does not say $(release_version)"; exit 1; }
     mkdir -p "$(dirname "$out")"
     mv -f "$tmp/promtool" "$out"
     rm -rf "$tmp"
@@ -66,7 +82,7 @@ promtool() {
 prometheus() {
     local out="$CACHE/prometheus/$PROMETHEUS_VERSION/prometheus" start=$SECONDS tmp
     local pkg="github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
-    if [[ -x "$out" ]]; then
+    if stamped "$out"; then
         log "prometheus: cached at $out"
         return
     fi
@@ -80,7 +96,8 @@ prometheus() {
     # it before any test runs); most packages are promtool's, already in Go's build cache.
     (cd "$tmp" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
         go install -p "${TSP_GO_BUILD_P:-$(nproc)}" -trimpath -tags=remove_all_sd,enable_kubernetes_sd \
-            -ldflags="-s -w" "$pkg")
+            -ldflags="-s -w $VERSION_LDFLAGS" "$pkg")
+    stamped "$tmp/prometheus" || { log "prometheus: built, but --version does not say $(release_version)"; exit 1; }
     mkdir -p "$(dirname "$out")"
     mv -f "$tmp/prometheus" "$out"
     rm -rf "$tmp"

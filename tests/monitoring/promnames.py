@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,10 @@ def rule_queries(path: Path = RULE_FILE) -> list[Query]:
     return [Query(f"rule {r.get('alert') or r.get('record')}", r["expr"]) for r in rules(path)]
 
 
-def dashboard_queries(dashboard: dict) -> list[Query]:
-    """Every panel target's expression (rows' nested panels too) and every query variable's."""
+def dashboard_queries(dashboard: dict, to_promql: Callable[[str], str] = grafana_to_promql) -> list[Query]:
+    """Every panel target's expression (rows' nested panels too) and every query variable's,
+    with Grafana's macros and variables replaced by `to_promql` (by default placeholders
+    that parse; a live check gives the values Grafana would substitute)."""
     out = []
 
     def panels(items):
@@ -82,13 +85,13 @@ def dashboard_queries(dashboard: dict) -> list[Query]:
 
     for p in panels(dashboard["panels"]):
         for t in p.get("targets") or []:
-            out.append(Query(f"panel {p['title']!r} {t['refId']}", grafana_to_promql(t["expr"])))
+            out.append(Query(f"panel {p['title']!r} {t['refId']}", to_promql(t["expr"])))
     for v in dashboard.get("templating", {}).get("list", []):
         if v["type"] == "query":
             q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
             m = _LABEL_VALUES.match(q)
             assert m, f"variable {v['name']}: only label_values(<selector>, <label>) is checked: {q}"
-            out.append(Query(f"variable {v['name']}", grafana_to_promql(m.group(1))))
+            out.append(Query(f"variable {v['name']}", to_promql(m.group(1))))
     return out
 
 

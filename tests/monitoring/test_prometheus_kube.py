@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import re
 import threading
 import time
 import uuid
@@ -37,24 +35,23 @@ import yaml
 
 from kubehelpers import CRD_FILE, Kubectl, Operator, sample_pipeline
 from localinfra import cache
-from localinfra.prometheus import PrometheusServer, podmonitor_scrape_configs, rule_file
+from localinfra.prometheus import PrometheusServer, rule_file
 from localinfra.runner import program_for
-from promnames import DASHBOARD_FILE, MONITORING, RULE_FILE, load_dashboard
+from promchecks import (DEAD_LETTER_ALERT, INTERVAL, OPERATOR_PODMONITOR, RATE_INTERVAL, ROUTER_PODMONITOR,
+                        AlertWatcher, alert_states, assert_every_query_returns_data, live_dashboard_queries,
+                        podmonitor_jobs, prometheus_config, rules_with_for, targets)
+from promnames import MONITORING, RULE_FILE
 from routerproc import RouterProc, free_port, produce, timestamps, unique, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube]
 
 ROOT = MONITORING.parents[1]
 OPERATOR_NS = "tspipe-system"
-INTERVAL = "2s"
-DEAD_LETTER_ALERT = "TspipeRouterDeadLetterRateHigh"
 DEAD_LETTER_FOR = "10s"
 OPERATOR_DOWN_ALERT = "TspipeOperatorDown"
 DEGRADED_ALERT = "TspipePipelineDegraded"
 # from 10m, 5m and 5m
 SHORTENED = {DEAD_LETTER_ALERT: DEAD_LETTER_FOR, OPERATOR_DOWN_ALERT: "10s", DEGRADED_ALERT: "10s"}
-# Grafana's $__rate_interval at the dashboard's default range (1 h) and a 15 s scrape.
-RATE_INTERVAL = "1m"
 
 
 @pytest.fixture(scope="module")
@@ -128,54 +125,25 @@ def point_at(job: dict, namespace: str, address: str) -> dict:
     job = copy.deepcopy(job)
     job["relabel_configs"].append({"source_labels": ["namespace"], "regex": namespace,
                                    "target_label": "__address__", "replacement": address})
-    job["scrape_interval"] = INTERVAL
+    assert job["scrape_interval"] == INTERVAL
     return job
 
 
 @pytest.fixture(scope="module")
 def prometheus(running_pipeline, control_plane):
-    router_pm = yaml.safe_load((MONITORING / "podmonitor-router.yaml").read_text())
-    operator_pm = yaml.safe_load((MONITORING / "podmonitor-operator.yaml").read_text())
     jobs = [point_at(j, running_pipeline["ns"], f"127.0.0.1:{running_pipeline['router'].port}")
-            for j in podmonitor_scrape_configs(router_pm, control_plane.kubeconfig)]
+            for j in podmonitor_jobs(ROUTER_PODMONITOR, control_plane.kubeconfig)]
     jobs += [point_at(j, OPERATOR_NS, f"127.0.0.1:{running_pipeline['op_port']}")
-             for j in podmonitor_scrape_configs(operator_pm, control_plane.kubeconfig)]
-    rules = rule_file(yaml.safe_load(RULE_FILE.read_text()))
-    shortened = 0
-    for group in rules["groups"]:
-        group["interval"] = INTERVAL
-        for r in group["rules"]:
-            if r.get("alert") in SHORTENED:
-                r["for"], shortened = SHORTENED[r["alert"]], shortened + 1
-    assert shortened == len(SHORTENED), f"{sorted(SHORTENED)} are in the rules"
-    config = {"global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL}, "scrape_configs": jobs}
-    with PrometheusServer(config, {"tspipe-rules.yaml": rules}) as prom:
+             for j in podmonitor_jobs(OPERATOR_PODMONITOR, control_plane.kubeconfig)]
+    with PrometheusServer(prometheus_config(jobs), {"tspipe-rules.yaml": rules_with_for(SHORTENED)}) as prom:
         # The dead-letter alert's states from the start, every half second: pending lasts
         # only its shortened `for:`, whichever test runs first.
-        prom.alert_states = []
-        stop = threading.Event()
-
-        def watch():
-            while not stop.wait(0.5):
-                try:
-                    alerts = prom.api("alerts")["alerts"]
-                except OSError:
-                    continue
-                prom.alert_states += [a["state"] for a in alerts if a["labels"].get("alertname") == DEAD_LETTER_ALERT
-                                      and a["labels"].get("namespace") == running_pipeline["ns"]]
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        watcher = AlertWatcher(prom, DEAD_LETTER_ALERT, running_pipeline["ns"]).start()
+        prom.alert_states = watcher.states
         try:
             yield prom
         finally:
-            stop.set()
-            watcher.join(10)
-
-
-def targets(prom, job_prefix: str, namespace: str) -> list[dict]:
-    return [t for t in prom.api("targets", state="active")["activeTargets"]
-            if t["scrapePool"].startswith(job_prefix) and t["labels"].get("namespace") == namespace]
+            watcher.stop()
 
 
 def test_router_and_operator_are_discovered_and_scraped_through_the_podmonitors(prometheus, running_pipeline,
@@ -213,53 +181,15 @@ def test_router_and_operator_are_discovered_and_scraped_through_the_podmonitors(
     assert phase[0]["metric"]["namespace"] == ns
 
 
-def dashboard_queries(dashboard: dict, namespace: str, pipeline: str) -> list[tuple[str, str]]:
-    """(where, PromQL) of every panel target and query variable, with the dashboard's
-    variables as Grafana substitutes them for this pipeline."""
-    def substitute(expr: str) -> str:
-        expr = re.sub(r"\$__rate_interval\b", RATE_INTERVAL, expr)
-        return re.sub(r"\$\{?(namespace|pipeline)\}?", lambda m: {"namespace": namespace,
-                                                                   "pipeline": pipeline}[m.group(1)], expr)
-
-    def panels(items):
-        for p in items:
-            yield p
-            yield from panels(p.get("panels") or [])
-
-    out = [(f"panel {p['title']!r} {t['refId']}", substitute(t["expr"]))
-           for p in panels(dashboard["panels"]) for t in p.get("targets") or []]
-    for v in dashboard["templating"]["list"]:
-        if v["type"] == "query":
-            q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
-            m = re.match(r"^\s*label_values\((.*),\s*(\w+)\s*\)\s*$", q, re.S)
-            assert m, q
-            out.append((f"variable {v['name']}", substitute(m.group(1))))
-    return out
-
-
 def test_every_dashboard_query_returns_data(prometheus, running_pipeline):
     ns, name = running_pipeline["ns"], running_pipeline["name"]
-    queries = dashboard_queries(load_dashboard(DASHBOARD_FILE), ns, name)
+    queries = live_dashboard_queries(ns, name)
     assert len(queries) >= 15, "every panel's targets and the variables"
     # Rates need two scrapes inside the window, and the alert below has been evaluating.
     wait_for(lambda: prometheus.query(f'rate(tsrouter_records_routed_total{{namespace="{ns}"}}[{RATE_INTERVAL}]) > 0'),
              90, "a rate of routed records")
 
-    def empty() -> list[str]:
-        out = []
-        for where, expr in queries:
-            series = prometheus.query(expr)
-            values = [float(s["value"][1]) for s in series]
-            if not series or all(math.isnan(v) for v in values):
-                out.append(f"{where}: {expr}")
-        return out
-
-    missing = empty()
-    deadline = time.monotonic() + 60
-    while missing and time.monotonic() < deadline:
-        time.sleep(2)
-        missing = empty()
-    assert not missing, "panels whose query returns nothing:\n" + "\n".join(missing)
+    assert_every_query_returns_data(prometheus, queries, 60)
     # Variables list this pipeline (Grafana's drop-downs).
     ns_values = {s["metric"]["namespace"] for s in prometheus.query('tsrouter_records_consumed_total{job="tspipe-router"}')}
     assert ns in ns_values
@@ -284,9 +214,12 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
         assert r["health"] == "ok", (name, r.get("lastError"))
 
 
-def alert_states(prometheus, alertname: str, namespace: str | None = None) -> list[str]:
-    return [a["state"] for a in prometheus.api("alerts")["alerts"] if a["labels"].get("alertname") == alertname
-            and (namespace is None or a["labels"].get("namespace") == namespace)]
+def test_the_server_reports_the_pinned_release(prometheus):
+    """hack/monitoring-tools.sh stamps the version as Prometheus' own build does (without
+    it, `prometheus --version` and /api/v1/status/buildinfo say nothing)."""
+    module = cache.monitoring_versions()["PROMETHEUS_VERSION"]  # v0.316.0 is Prometheus 3.16.0
+    minor, patch = module.removeprefix("v0.").split(".")
+    assert prometheus.api("status/buildinfo")["version"] == f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
 
 
 def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometheus, running_pipeline,
@@ -334,3 +267,4 @@ def test_operator_down_fires_once_the_operator_stops_and_not_before(prometheus, 
     wait_for(firing, 90, f"{OPERATOR_DOWN_ALERT} firing", interval=0.5)
     assert "pending" in seen and seen.index("pending") < seen.index("firing"), seen
     assert prometheus.query('up{job="tspipe-operator"} == 0'), "the operator's target is down, not gone"
+

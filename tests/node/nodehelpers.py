@@ -148,6 +148,18 @@ def new_namespace(c: NodeCluster, prefix: str = "node") -> str:
     return ns["metadata"]["name"]
 
 
+@contextlib.contextmanager
+def node_prometheus(jobs: list[dict], rule_files: dict[str, dict] | None = None):
+    """A real Prometheus (`make prometheus`) on the host with these scrape jobs (the
+    PodMonitors' translation: discovery through the API server, pods scraped at their IPs
+    on the node's bridge, which the host reaches), stopped and removed at the end."""
+    from localinfra.prometheus import PrometheusServer
+    from promchecks import prometheus_config
+
+    with PrometheusServer(prometheus_config(jobs), rule_files) as prom:
+        yield prom
+
+
 def start_operator(c: NodeCluster, ns: str, log_path: Path) -> OperatorProcess:
     """The operator as a local process (tests of the operator *as a pod* install it instead)."""
     return OperatorProcess.manager(c.cp.kubeconfig, ns, log_path).start()

@@ -1,31 +1,74 @@
 """The real install: `kubectl apply -k manifests/` puts the operator in a pod (the image
 built from Dockerfile.operator), with its ServiceAccount and least-privilege RBAC, in a
 namespace enforcing Pod Security `restricted`; it reconciles the sample pipeline (also
-part of manifests/) to Ready on the real node."""
+part of manifests/) to Ready on the real node. Then the same with Helm (charts/tspipe):
+`helm install` runs the operator pod and the sample goes Ready, `helm upgrade --set
+image.tag=...` rolls the operator, `helm uninstall` removes it and keeps the CRD and the
+pipelines created outside the chart.
+
+Meanwhile a real Prometheus, configured from manifests/monitoring as the Prometheus
+operator would (both PodMonitors, the PrometheusRule), discovers the operator's and the
+router's pods through the API server and scrapes them at their pod IPs: `up == 1` for
+each, every query of every dashboard panel returns data, and the dead-letter alert goes
+from pending to firing after malformed records. What the test changes, and why: scrapes
+and rule evaluations every 2 s instead of 30 s, the dead-letter alert's `for:` 10 s
+instead of 10 minutes."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
+import time
 
 import pytest
 import yaml
 
-from localinfra.node import NODE_IP, NODE_NAME
-from nodehelpers import REPO, explained, logger_payloads, pipeline_ready, pods, pod_ready, wait_for
+from charthelpers import CHART, RELEASE, helm
+from localinfra.node import NODE_IP, NODE_NAME, NodeError
+from localinfra.nodeconfig import IMAGES
+from nodehelpers import (REPO, SAMPLE_DIR, apply_obj, explained, logger_payloads, new_namespace, node_prometheus,
+                         pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
+from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher,
+                        assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
+                        up_pods)
+from routerproc import produce
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
 
 OPERATOR_NS, PIPELINE_NS, PIPELINE = "tspipe-system", "tspipe-pipelines", "timestamps"
+OPERATOR_IMAGE = IMAGES["operator"]
+HELM_RELEASE_NS = "default"  # where Helm keeps its release record; the objects name their own namespaces
+# The tag of the upgrade in docs/helm.md: the node gets the same image under it, a new
+# release as far as Kubernetes can tell (images never come from a registry here).
+UPGRADE_TAG = "0.1.1"
+POST_RENDERER = "tspipe-node"
+
+
+def operator_env(apiserver_port: int) -> list[dict]:
+    """The API server's address for the operator's pod: this cluster has no kube-proxy, so
+    the `kubernetes` Service IP leads nowhere."""
+    return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
+
+
+@pytest.fixture(scope="module")
+def prometheus(node_cluster):
+    """A real Prometheus with both PodMonitors' scrape jobs and the PrometheusRule."""
+    kubeconfig = node_cluster.cp.kubeconfig
+    jobs = podmonitor_jobs(ROUTER_PODMONITOR, kubeconfig) + podmonitor_jobs(OPERATOR_PODMONITOR, kubeconfig)
+    with node_prometheus(jobs, {"tspipe-rules.yaml": rules_with_for({DEAD_LETTER_ALERT: "10s"})}) as prom:
+        yield prom
 
 
 def install_kustomization(folder, apiserver_port: int, bootstrap: str) -> None:
-    """A user's overlay of manifests/: the local image tag, the API server's address (this
-    cluster has no kube-proxy, so the `kubernetes` Service IP leads nowhere) and the broker."""
+    """A user's overlay of manifests/: the local image tag, the API server's address and
+    the broker."""
     # kustomize takes bases by relative path only: the overlay sits beside a copy.
     shutil.copytree(REPO / "manifests", folder / "manifests")
-    env = [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
-           {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
+    env = operator_env(apiserver_port)
     (folder / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -41,15 +84,21 @@ def install_kustomization(folder, apiserver_port: int, bootstrap: str) -> None:
     }))
 
 
-def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_the_sample(node_cluster, tmp_path):
+def operator_pod(c, other_than: str | None = None) -> dict | None:
+    """The operator's one pod, Running and Ready (and not the pod `other_than`)."""
+    ps = pods(c, OPERATOR_NS)
+    return ps[0] if len(ps) == 1 and pod_ready(ps[0]) and ps[0]["metadata"]["name"] != other_than else None
+
+
+def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_the_sample(node_cluster, prometheus,
+                                                                                        tmp_path):
     c = node_cluster
     kdir = tmp_path / "install"
     install_kustomization(kdir, c.cp.apiserver_port, c.broker.pod_bootstrap)
     try:
-        with explained(c, PIPELINE_NS):
+        with explained(c, PIPELINE_NS, {"prometheus": prometheus.dir / "prometheus.log"}):
             c.kubectl("apply", "-k", str(kdir))
-            op = wait_for(lambda: (ps := pods(c, OPERATOR_NS)) and len(ps) == 1 and pod_ready(ps[0]) and ps[0],
-                          300, "the operator pod Running and Ready")
+            op = wait_for(lambda: operator_pod(c), 300, "the operator pod Running and Ready")
             spec = op["spec"]
             assert spec["nodeName"] == NODE_NAME
             assert spec["serviceAccountName"] == "tspipe-operator"
@@ -68,7 +117,135 @@ def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_th
             # The operator's own log, through the kubelet: it reconciled the sample.
             oplog = c.kubectl("logs", "-n", OPERATOR_NS, op["metadata"]["name"]).stdout
             assert PIPELINE in oplog, oplog[-3000:]
+
+            check_monitoring(c, prometheus, op)
     finally:
         c.kubectl("delete", "tsp", PIPELINE, "-n", PIPELINE_NS, "--wait=true", "--timeout=120s",
                   check=False, timeout=150)
         c.kubectl("delete", "-k", str(kdir), "--wait=true", "--timeout=180s", check=False, timeout=240)
+
+
+def check_monitoring(c, prom, op: dict) -> None:
+    """What a user of manifests/monitoring checks while the sample runs."""
+    # Both pods discovered and scraped through the PodMonitors' selectors and relabeling.
+    router = router_pod(c, PIPELINE_NS, PIPELINE)["metadata"]["name"]
+    wait_for(lambda: up_pods(prom, "tspipe-router", PIPELINE_NS) == {router}
+             and up_pods(prom, "tspipe-operator", OPERATOR_NS) == {op["metadata"]["name"]}, 60,
+             "up == 1 for the router pod and the operator pod")
+    up = prom.query(f'up{{job="tspipe-router", namespace="{PIPELINE_NS}", pipeline="{PIPELINE}"}} == 1')
+    assert [s["metric"]["pod"] for s in up] == [router], up
+
+    # Malformed records in the input topic: the dead-letter alert, pending first (its
+    # shortened for:), then firing, in Prometheus' own /api/v1/alerts.
+    watcher = AlertWatcher(prom, DEAD_LETTER_ALERT, PIPELINE_NS).start()
+    try:
+        topic = c.get("tsp", PIPELINE, "-n", PIPELINE_NS)["spec"]["kafka"]["topics"]["input"]
+        produce(c.broker.bootstrap, topic, [b"not a time"] * 10)
+        # The reconcile panels show the passes of their rate window; a settled pipeline has
+        # none until the 5-minute resync, so touch it as a user's edit would (one pass).
+        c.kubectl("annotate", "tsp", PIPELINE, "-n", PIPELINE_NS, "--overwrite", f"tspipe.test/touched={time.time()}")
+        queries = live_dashboard_queries(PIPELINE_NS, PIPELINE)
+        assert len(queries) >= 15, "every panel's targets and the variables"
+        assert_every_query_returns_data(prom, queries, 90)
+        wait_for(lambda: "firing" in watcher.states, 120, f"{DEAD_LETTER_ALERT} firing", interval=0.5)
+    finally:
+        watcher.stop()
+    watcher.assert_pending_then_firing()
+    (alert,) = [a for a in prom.api("alerts")["alerts"] if a["labels"].get("alertname") == DEAD_LETTER_ALERT
+                and a["labels"].get("namespace") == PIPELINE_NS]
+    assert alert["labels"]["pipeline"] == PIPELINE and alert["state"] == "firing", alert
+
+
+def write_post_renderer(plugins: os.PathLike, apiserver_port: int, bootstrap: str) -> None:
+    """A Helm post-renderer plugin (Helm 4 takes plugins only) doing what the kustomize
+    overlay above does: the operator's API server address and the sample's broker."""
+    folder = os.path.join(plugins, POST_RENDERER)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "plugin.yaml"), "w") as f:
+        yaml.safe_dump({"apiVersion": "v1", "type": "postrenderer/v1", "name": POST_RENDERER, "version": "0.1.0",
+                        "runtime": "subprocess",
+                        "runtimeConfig": {"platformCommand": [{"command": "${HELM_PLUGIN_DIR}/render.py"}]}}, f)
+    script = os.path.join(folder, "render.py")
+    with open(script, "w") as f:
+        f.write(f"""#!{sys.executable}
+import sys, yaml
+ENV, BROKERS = {operator_env(apiserver_port)!r}, {[bootstrap]!r}
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+for d in docs:
+    if d["kind"] == "Deployment" and d["metadata"]["name"] == "tspipe-operator":
+        d["spec"]["template"]["spec"]["containers"][0]["env"] = ENV
+    elif d["kind"] == "TimestampPipeline":
+        d["spec"]["kafka"]["brokers"] = BROKERS
+yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
+""")
+    os.chmod(script, 0o755)
+
+
+def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_cluster, prometheus, tmp_path):
+    c = node_cluster
+    env = dict(os.environ, KUBECONFIG=c.cp.kubeconfig, HELM_PLUGINS=str(tmp_path / "plugins"))
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[var] = str(tmp_path / var.lower())
+    write_post_renderer(tmp_path / "plugins", c.cp.apiserver_port, c.broker.pod_bootstrap)
+    new_image = OPERATOR_IMAGE.rsplit(":", 1)[0] + f":{UPGRADE_TAG}"
+    crd_uid = c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"]
+    # A pipeline created outside the chart, in a namespace of its own. Held by the
+    # reconcile-paused annotation: the operator only writes its status (no pods to pay for).
+    outside = yaml.safe_load((SAMPLE_DIR / "timestamppipeline.yaml").read_text())
+    outside["metadata"]["annotations"] = {"tspipe.io/reconcile-paused": "true"}
+    outside["spec"]["kafka"]["brokers"] = [c.broker.pod_bootstrap]
+    outside_ns = None
+    try:
+        c.node.ctr("images", "tag", "--force", OPERATOR_IMAGE, new_image)
+        outside_ns = new_namespace(c, "outside")
+        # The kustomize install's namespaces are gone (the chart creates them again).
+        for ns in (OPERATOR_NS, PIPELINE_NS):
+            wait_for(lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0, 180,
+                     f"namespace {ns} gone")
+        with explained(c, PIPELINE_NS, {"prometheus": prometheus.dir / "prometheus.log"}):
+            helm("install", RELEASE, str(CHART), "--namespace", HELM_RELEASE_NS, "--post-renderer", POST_RENDERER,
+                 env=env)
+            op = wait_for(lambda: operator_pod(c), 300, "the operator pod Running and Ready")
+            assert op["spec"]["nodeName"] == NODE_NAME
+            assert op["spec"]["containers"][0]["image"] == OPERATOR_IMAGE
+            d = c.get("deployment", "tspipe-operator", "-n", OPERATOR_NS)
+            assert d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+            wait_for(lambda: pipeline_ready(c, PIPELINE_NS, PIPELINE), 420, "the sample pipeline Ready")
+            wait_for(lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 4 and all(map(pod_ready, ps)), 180,
+                     "the sample's four pods Ready")
+
+            # The upgrade of docs/helm.md rolls the operator: a new pod with the new image.
+            helm("upgrade", RELEASE, str(CHART), "--namespace", HELM_RELEASE_NS, "--reuse-values",
+                 "--set", f"image.tag={UPGRADE_TAG}", "--post-renderer", POST_RENDERER, env=env)
+            new = wait_for(lambda: operator_pod(c, other_than=op["metadata"]["name"]), 300,
+                           "the upgraded operator pod Running and Ready")
+            assert new["spec"]["containers"][0]["image"] == new_image
+            # It serves pipelines: one created now gets its status from it (every namespace),
+            # the sample stays Ready; Prometheus scrapes it (the chart's pod matches the PodMonitor).
+            apply_obj(c, outside, outside_ns)
+            wait_for(lambda: {x["type"]: x["status"] for x in pipeline_status(c, outside_ns, PIPELINE)
+                              .get("conditions", [])}.get("ReconciliationPaused") == "True", 120,
+                     "the outside pipeline's ReconciliationPaused condition, written by the upgraded operator")
+            wait_for(lambda: pipeline_ready(c, PIPELINE_NS, PIPELINE), 120, "the sample Ready after the upgrade")
+            wait_for(lambda: up_pods(prometheus, "tspipe-operator", OPERATOR_NS) == {new["metadata"]["name"]}, 60,
+                     "up == 1 for the upgraded operator pod")
+
+            # Uninstall: the operator and its namespaces go; the CRD (the same object) and the
+            # pipeline created outside the chart stay.
+            helm("uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", env=env,
+                 timeout=360)
+            for ns in (OPERATOR_NS, PIPELINE_NS):
+                wait_for(lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0, 180,
+                         f"namespace {ns} gone")
+            assert c.kubectl("get", "clusterrole/tspipe-operator", check=False).returncode != 0
+            assert c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"] == crd_uid
+            assert c.get("tsp", PIPELINE, "-n", outside_ns)["metadata"]["name"] == PIPELINE
+    finally:
+        if helm("status", RELEASE, "--namespace", HELM_RELEASE_NS, check=False, env=env).returncode == 0:
+            helm("uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", check=False,
+                 timeout=360, env=env)
+        for ns in (OPERATOR_NS, PIPELINE_NS, outside_ns):
+            if ns:
+                c.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=240)
+        with contextlib.suppress(NodeError):  # (no such tag: the tag command failed)
+            c.node.ctr("images", "rm", new_image)

@@ -3,7 +3,10 @@
 actuators, and their output read the way the seed recipe reads it, with `kubectl logs`.
 Then the kubelet's probes and a rollout, for real: a router without its broker is Running
 but not Ready; a frozen router is restarted; a changed prefix rolls the router pod, the old
-one settling its sends before it exits. Not one timestamp is lost.
+one settling its sends before it exits. Not one timestamp is lost. A real Prometheus
+configured from manifests/monitoring's router PodMonitor (as the Prometheus operator
+translates it) finds the router pod through the API server and scrapes it at its pod IP,
+and follows the rollout to the new pod.
 
 Images: the router's from Dockerfile.router, the Spring time source and log sink from
 the assembled 5.1.1 jars, tagged as the sample names them (hack/node-images.sh). The
@@ -21,8 +24,9 @@ from localinfra.kafka import topic_values
 from localinfra.node import NODE_IP, NODE_NAME
 from localinfra.proc import free_port, stop_process_group
 from nodehelpers import (TIMESTAMP, apply_obj, by_parity, container_pid, events_for, everything_arrived,
-                         explained, logger_payloads, new_namespace, pipeline_ready, pipeline_status,
-                         pod_ready, pods, router_pod, sample_pipeline, start_operator, wait_for)
+                         explained, logger_payloads, new_namespace, node_prometheus, pipeline_ready,
+                         pipeline_status, pod_ready, pods, router_pod, sample_pipeline, start_operator, wait_for)
+from promchecks import ROUTER_PODMONITOR, ROUTER_POOL, podmonitor_jobs, targets, up_pods
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
@@ -44,7 +48,14 @@ def _remove(c, ns, op):
 
 
 @pytest.fixture(scope="module")
-def sample(node_cluster, tmp_path_factory):
+def prometheus(node_cluster):
+    """A real Prometheus with the router PodMonitor's scrape job (every 2 s, not 30 s)."""
+    with node_prometheus(podmonitor_jobs(ROUTER_PODMONITOR, node_cluster.cp.kubeconfig)) as prom:
+        yield prom
+
+
+@pytest.fixture(scope="module")
+def sample(node_cluster, prometheus, tmp_path_factory):
     """The sample pipeline, applied with kubectl; (ns, name, topics, extra logs)."""
     c = node_cluster
     log = tmp_path_factory.mktemp("operator") / "operator.log"
@@ -52,12 +63,28 @@ def sample(node_cluster, tmp_path_factory):
     obj = sample_pipeline(c.broker.pod_bootstrap, topics)
     apply_obj(c, obj, ns)
     try:
-        yield ns, obj["metadata"]["name"], topics, {"operator": log}
+        yield ns, obj["metadata"]["name"], topics, {"operator": log, "prometheus": prometheus.dir / "prometheus.log"}
     finally:
         _remove(c, ns, op)
 
 
-def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node_cluster, sample):
+def scraped_router(c, prom, ns: str, name: str) -> dict:
+    """Wait until Prometheus scrapes the router's one pod, and only it, with `up == 1`
+    (the PodMonitor's selector, port and relabeling); its target."""
+    pod = wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p) and p, 120, "a Ready router pod")
+    pod_name = pod["metadata"]["name"]
+    (target,) = wait_for(lambda: up_pods(prom, "tspipe-router", ns) == {pod_name}
+                         and len(ts := targets(prom, ROUTER_POOL, ns)) == 1 and ts, 60,
+                         f"up == 1 for {pod_name}, the only target")
+    assert target["health"] == "up", target
+    assert target["labels"] == {**target["labels"], "job": "tspipe-router", "pipeline": name, "pod": pod_name,
+                                "container": "router", "endpoint": "http"}, target["labels"]
+    # At the pod's own IP on the node's bridge, the port the kubelet probes.
+    assert target["scrapeUrl"] == f"http://{pod['status']['podIP']}:8080/actuator/prometheus", target["scrapeUrl"]
+    return target
+
+
+def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node_cluster, sample, prometheus):
     c = node_cluster
     ns, name, topics, extra = sample
     with explained(c, ns, extra):
@@ -85,6 +112,8 @@ def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node
                            upto=len(produced))
         for p in pods(c, ns):
             assert all(cs["restartCount"] == 0 for cs in p["status"]["containerStatuses"]), p["status"]
+        # Prometheus found the router pod (and none of the other three) and scrapes it.
+        scraped_router(c, prometheus, ns, name)
 
 
 def test_liveness_is_real_a_frozen_router_is_restarted_and_nothing_is_lost(node_cluster, sample):
@@ -107,7 +136,7 @@ def test_liveness_is_real_a_frozen_router_is_restarted_and_nothing_is_lost(node_
         everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
 
 
-def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sample):
+def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sample, prometheus):
     c = node_cluster
     ns, name, topics, extra = sample
     with explained(c, ns, extra):
@@ -129,6 +158,8 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
         assert any(ln.rstrip().endswith("stopped") for ln in last), last
         assert "Killing" in {e["reason"] for e in events_for(c, ns, old)}
         assert "--tsrouter.even-prefix=EVEN:" in new["spec"]["containers"][0]["args"]
+        # Prometheus follows the rollout: the new pod is scraped, the old one's target is gone.
+        assert scraped_router(c, prometheus, ns, name)["labels"]["pod"] == new["metadata"]["name"]
         wait_for(lambda: any(p.startswith("EVEN:") for p in logger_payloads(c, ns, name, "evenlogger")),
                  180, "the new prefix in the even logger's kubectl logs")
         # Not one timestamp lost across the rollout.
