@@ -69,19 +69,10 @@ def children(namespace: str, uids: dict[str, str]) -> dict[str, list[dict]]:
 
 def _rehash(deployment: dict) -> None:
     """The spec-hash annotation as the earlier operator computed it for this namespace and
-    UID: over the Deployment without its replicas and without the annotation itself. (The
-    hash function is this tree's; tests/operator/test_pass_cost_units.py pins its values.)"""
-    from tspipe.names import HASH_ANNOTATION
-    from tspipe.render import spec_hash
+    UID. (The hash rule is this tree's; tests/operator/test_pass_cost_units.py pins its values.)"""
+    from tspipe.render import stamp_hash
 
-    annotations = deployment["metadata"]["annotations"]
-    annotations.pop(HASH_ANNOTATION)
-    hashed = {**deployment, "spec": {k: v for k, v in deployment["spec"].items() if k != "replicas"}}
-    annotations[HASH_ANNOTATION] = spec_hash(hashed)
-
-
-def revision() -> str:
-    return json.loads(BASELINE.read_text())["revision"]
+    stamp_hash(deployment)
 
 
 def render_at(rev: str) -> dict:

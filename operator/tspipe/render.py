@@ -271,11 +271,18 @@ def render_deployment(
             },
         },
     }
-    # The hash leaves out the replica count: pausing or scaling is not a new revision.
-    # (A shallow copy: hashing only reads it; a deep copy was a tenth of a pass's CPU.)
-    hashed = {**deployment, "spec": {k: v for k, v in deployment["spec"].items() if k != "replicas"}}
-    deployment["metadata"]["annotations"][HASH_ANNOTATION] = spec_hash(hashed)
+    stamp_hash(deployment)
     return deployment
+
+
+def stamp_hash(deployment: dict[str, Any]) -> None:
+    """Set the spec-hash annotation: over the Deployment without its replica count (pausing
+    or scaling is not a new revision) and without the annotation itself."""
+    annotations = deployment["metadata"]["annotations"]
+    annotations.pop(HASH_ANNOTATION, None)
+    # A shallow copy: hashing only reads it; a deep copy was a tenth of a pass's CPU.
+    hashed = {**deployment, "spec": {k: v for k, v in deployment["spec"].items() if k != "replicas"}}
+    annotations[HASH_ANNOTATION] = spec_hash(hashed)
 
 
 def render_deployments(

@@ -34,7 +34,6 @@ real router never changed.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -45,8 +44,8 @@ from typing import Any
 from . import rollback
 from .components import ROUTER
 from .model import SHADOW, Pipeline
-from .names import HASH_ANNOTATION, LABEL_COMPONENT
-from .render import deployment_name, render_deployment, spec_hash
+from .names import LABEL_COMPONENT
+from .render import deployment_name, render_deployment, stamp_hash
 from .spring import binding_key, canonical_key
 from .stamps import format_time, parse_time
 
@@ -131,9 +130,7 @@ def render(resource: dict[str, Any], p: Pipeline, n: Names) -> dict[str, Any]:
     keys = {canonical_key(k) for k in over}
     args = [a for a in container["args"] if canonical_key(a[2:].split("=", 1)[0]) not in keys]
     container["args"] = args + [f"--{k}={v}" for k, v in over.items()]
-    d["metadata"]["annotations"].pop(HASH_ANNOTATION, None)
-    hashed = {**d, "spec": {k: v for k, v in d["spec"].items() if k != "replicas"}}
-    d["metadata"]["annotations"][HASH_ANNOTATION] = spec_hash(copy.deepcopy(hashed))
+    stamp_hash(d)
     return d
 
 
@@ -512,23 +509,26 @@ def judged(
     )
 
 
-def _verdict(sh: dict[str, Any], verdict: str, reason: str, message: str, now: datetime, c: Comparison | None) -> None:
+def _with_verdict(
+    rollout: Mapping[str, Any], verdict: str, reason: str, message: str, now: datetime, c: Comparison | None
+) -> dict[str, Any]:
+    """A copy of `rollout` whose shadow has the verdict and is being removed."""
+    out = dict(rollout)
+    sh = out["shadow"] = dict(out["shadow"])
     sh.pop("window", None)
     sh.update(verdict=verdict, reason=reason, message=message, state=REMOVING, time=format_time(now))
     if c is not None:
         sh.update(compared=c.compared, differing=c.differing)
         if c.differences:
             sh["differences"] = c.differences
+    return out
 
 
 def promoted(
     rollout: Mapping[str, Any], reason: str, message: str, now: datetime, c: Comparison | None = None
 ) -> dict[str, Any]:
     """The shadow passed: the real router rolls (autoRollback's checks then judge it)."""
-    out = dict(rollout)
-    sh = dict(out["shadow"])
-    _verdict(sh, PROMOTED, reason, message, now, c)
-    out["shadow"] = sh
+    out = _with_verdict(rollout, PROMOTED, reason, message, now, c)
     out.update(
         verdict=rollback.VERIFYING,
         reason=rollback.WAITING_FOR_READY,
@@ -542,10 +542,7 @@ def rejected(
     rollout: Mapping[str, Any], reason: str, message: str, now: datetime, c: Comparison | None = None
 ) -> dict[str, Any]:
     """The shadow failed: the pipeline stays at the stable revision."""
-    out = dict(rollout)
-    sh = dict(out["shadow"])
-    _verdict(sh, SHADOW_REJECTED, reason, message, now, c)
-    out["shadow"] = sh
+    out = _with_verdict(rollout, SHADOW_REJECTED, reason, message, now, c)
     stable_gen = (out.get("stable") or {}).get("generation")
     out.update(
         verdict=SHADOW_REJECTED,

@@ -153,15 +153,11 @@ class Store:
     def upsert(self, obj: Mapping[str, Any]) -> bool:
         """Keep `obj` (a watch event's, a LIST's or a write's answer) unless the cache
         has a newer copy or saw it deleted at a later version; True if kept."""
-        meta = obj.get("metadata") or {}
-        ns, name = meta.get("namespace") or "", meta.get("name")
-        if not name:
+        found = self._not_older(obj)
+        if found is None:
             return False
-        key = (ns, str(name))
-        rv = _rv(obj)
-        old = self._objects.get(key)
-        if old is not None and _older(rv, old.rv):
-            return False
+        key, rv, old = found
+        ns = key[0]
         tomb = self._tombstones.get(key)
         if tomb is not None:
             if rv is not None and tomb[0] is not None and rv <= tomb[0]:
@@ -182,20 +178,29 @@ class Store:
         """A watch's DELETED (or our own delete's success: the object as we deleted it).
         Ignored if the cache has a newer copy (say, one created since under the same
         name); True if removed."""
-        meta = obj.get("metadata") or {}
-        ns, name = meta.get("namespace") or "", meta.get("name")
-        if not name:
+        found = self._not_older(obj)
+        if found is None:
             return False
-        key = (ns, str(name))
-        rv = _rv(obj)
-        old = self._objects.get(key)
-        if old is not None and _older(rv, old.rv):
-            return False
+        key, rv, old = found
         self._bury(key, rv)
         if old is not None:
             del self._objects[key]
             self._unlink(key, old.group)
         return True
+
+    def _not_older(self, obj: Mapping[str, Any]) -> tuple[tuple[str, str], int | None, _Entry | None] | None:
+        """`obj`'s key, version and the cached entry, unless `obj` is nameless or older
+        than what the cache holds (None)."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            return None
+        key = (meta.get("namespace") or "", str(name))
+        rv = _rv(obj)
+        old = self._objects.get(key)
+        if old is not None and _older(rv, old.rv):
+            return None
+        return key, rv, old
 
     def remove(self, namespace: str, name: str) -> None:
         """Drop an object without a tombstone (a LIST did not return it)."""
