@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
+import time
 
 import pytest
 import yaml
@@ -51,11 +53,18 @@ def test_sigkill_during_creation_of_50_then_restart_converges_without_duplicates
     log = tmp_path / "operator.log"
     op = Operator(cp.kubeconfig, NS, log).start()
     try:
-        k("apply", "-f", "-", input=pipelines(N))
+        # The pipelines arrive in batches, as users create them: a quiet machine's operator
+        # creates all 200 Deployments within one kubectl round trip of a single apply.
+        docs = pipelines(N).split("---\n")
+        feeder = threading.Thread(target=lambda: [
+            (k("apply", "-f", "-", input="---\n".join(docs[i:i + 5])), time.sleep(0.5))
+            for i in range(0, N, 5)])
+        feeder.start()
         # Kill it mid-way: some children exist, not all.
         wait_for(lambda: len(k.deployments()) >= 20, 120, "20 Deployments created")
         op.kill()
         made = len(k.deployments())
+        feeder.join()
         print(f"\nFIGURE Deployments when the operator was killed: {made} of {4 * N}")
         assert made < 4 * N, "killed too late to show anything"
         op2 = Operator(cp.kubeconfig, NS, log).start()
