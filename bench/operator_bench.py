@@ -73,8 +73,8 @@ def floor_deployments(n: int) -> list[dict]:
     from tspipe.render import render_deployments
 
     out = []
-    for obj in pipelines(n):
-        obj = copy.deepcopy(obj)
+    for original in pipelines(n):
+        obj = copy.deepcopy(original)
         obj["metadata"]["uid"] = str(uuid.uuid4())
         for d in render_deployments(obj):
             d["metadata"].pop("ownerReferences")
@@ -501,7 +501,7 @@ def scale_report(data: dict) -> str:
                             f"({prof['samples']} at {PROFILE_RATE}/s, all threads, waits left out; the operator's CPU in the "
                             f"same run: {o['cpu_s']} s)")
                     table = ["| function | inclusive s | % | | self (innermost) | s | % |", "|---|---:|---:|---|---|---:|---:|"]
-                    for a, b in zip(prof["inclusive"], prof["self"]):
+                    for a, b in zip(prof["inclusive"], prof["self"], strict=False):
                         table.append(f"| `{a[0]}` | {a[1]} | {a[2]} | | `{b[0]}` | {b[1]} | {b[2]} |")
                     profiles.append("\n".join([head, "", *table, ""]))
     return f"""# Operator at scale: CPU and memory per pipeline as N grows (issue 26)

@@ -16,6 +16,7 @@ Run: `python -m bench.router_bench` (or via `make bench`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
@@ -46,7 +48,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
     return s[k]
 
 
@@ -58,13 +60,14 @@ class Topics:
 # ---------------------------------------------------------------- the two routers
 
 class Router:
-    extra: list[str] = []  # --router-arg values, for experiments
+    extra: ClassVar[list[str]] = []  # --router-arg values, for experiments
     package: str | None = None  # a directory holding another revision's tsrouter (--against)
 
     def __init__(self, kind: str, bootstrap: str, t: Topics, profile: str | None = None):
         self.kind, self.bootstrap, self.t = kind, bootstrap, t
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
+        # The router writes to it until stop(), which closes it.
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
         env["PYTHONUNBUFFERED"] = "1"
         if self.package and kind != "seed":
@@ -214,17 +217,16 @@ class CpuSampler:
 
     def at(self, when: float) -> float:
         s = self.samples
-        for (t0, c0), (t1, c1) in zip(s, s[1:]):
+        for (t0, c0), (t1, c1) in itertools.pairwise(s):
             if t0 <= when <= t1:
                 return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
         return s[0][1] if when < s[0][0] else s[-1][1]
 
 
 def payload_file(n: int = 1000) -> str:
-    f = tempfile.NamedTemporaryFile("w", prefix="bench-payload-", suffix=".txt", delete=False)
-    for i in range(n):
-        f.write(time.strftime("%m/%d/%y %H:%M:%S", time.gmtime(1_700_000_000 + i)) + "\n")
-    f.close()
+    with tempfile.NamedTemporaryFile("w", prefix="bench-payload-", suffix=".txt", delete=False) as f:
+        for i in range(n):
+            f.write(time.strftime("%m/%d/%y %H:%M:%S", time.gmtime(1_700_000_000 + i)) + "\n")
     return f.name
 
 
@@ -597,7 +599,7 @@ def findings(res: dict, rates: list[int]) -> list[str]:
                      f"{kt['consumer_max']['nMsg_sec']:,.0f} rec/s at {kt['consumer_max']['cpu_per_100k']:.2f} "
                      f"CPU s/100k (JVM start-up included).")
     if res.get("profile_groups"):
-        g = dict((a, share) for a, _s, share in res["profile_groups"])
+        g = {a: share for a, _s, share in res["profile_groups"]}
         notes.append("Profile of tsp-router's main thread: " + ", ".join(
             f"{k} {v * 100:.0f}%" for k, v in sorted(g.items(), key=lambda x: -x[1])[:4]) + ".")
     return notes
@@ -633,8 +635,8 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
             th = row[k]
             cells = []
             for r in rates:
-                l = res["latency"].get(k, {}).get(r) if parts == 1 else None
-                cells.append(f"{l['p50_ms']:.1f} / {l['p99_ms']:.1f}" if l else "-")
+                lat = res["latency"].get(k, {}).get(r) if parts == 1 else None
+                cells.append(f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f}" if lat else "-")
             lines.append(f"| {NAMES[k]} | {parts} | {th['rate']:,.0f} ({th['min']:,.0f} - {th['best']:,.0f}) | "
                          f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | "
                          f"{th['broker_cpu_per_100k']:.2f}, {th['cores_busy']:.2f} of {os.cpu_count()} | "
@@ -653,12 +655,12 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
               "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for k in KINDS:
         for r in rates:
-            l = res["latency"].get(k, {}).get(r)
-            if l:
-                lines.append(f"| {NAMES[k]} | {r} | {l['achieved_rate']:.0f} | {l['received']}/{l['sent']} | "
-                             f"{l['p50_ms']:.1f} | {l['p99_ms']:.1f} | {l['max_ms']:.1f} | "
-                             f"{', '.join(map(str, l.get('all_p50', [])))} | "
-                             f"{', '.join(map(str, l.get('all_p99', [])))} |")
+            lat = res["latency"].get(k, {}).get(r)
+            if lat:
+                lines.append(f"| {NAMES[k]} | {r} | {lat['achieved_rate']:.0f} | {lat['received']}/{lat['sent']} | "
+                             f"{lat['p50_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | "
+                             f"{', '.join(map(str, lat.get('all_p50', [])))} | "
+                             f"{', '.join(map(str, lat.get('all_p99', [])))} |")
     for r in rates:
         k = kt.get(f"producer_{r}")
         if k:
@@ -719,7 +721,7 @@ def _meta(a: argparse.Namespace, argv: list[str] | None, load_before: str) -> di
             "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phases, read top to bottom
     ap = argparse.ArgumentParser(prog="python -m bench.router_bench")
     ap.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (>= 300,000; "
                     "at 300,000 tsp-router's runs lasted 1-1.5 s, and start-up, the 2 workers' first rebalance "
@@ -756,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     res: dict = {"throughput": {}, "latency": {}, "notes": []}
     payloads = payload_file()
-    prof_path = tempfile.mktemp(prefix="tsrouter-", suffix=".prof") if a.profile else None
+    # cProfile writes the file by name in the router process; the name only needs to be unused.
+    prof_path = tempfile.mktemp(prefix="tsrouter-", suffix=".prof") if a.profile else None  # noqa: S306
     with KafkaBroker() as broker:
         print(f"router bench: broker {broker.bootstrap}", flush=True)
         broker_warm_up(broker, payloads)
@@ -783,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # Repeats interleave the routers so background load hits them alike; median reported.
         runs: dict = {}
-        for rep in range(a.repeat if "throughput" in phases else 0):
+        for _rep in range(a.repeat if "throughput" in phases else 0):
             for parts in part_counts:
                 kinds = ["tsp-router"] + ([] if a.no_eos else ["tsp-router-eos"]) + ["seed"]
                 if parts >= 2:
@@ -803,13 +806,13 @@ def main(argv: list[str] | None = None) -> int:
         # interleaved the same way: one run of it swung from 12 to 33 ms between bench runs.
         lat_runs: dict = {}
         ack_runs: dict = {}
-        for rep in range(a.latency_repeat if "latency" in phases else 0):
+        for _rep in range(a.latency_repeat if "latency" in phases else 0):
             for rate in rates:
                 for kind in ("tsp-router", "seed"):
-                    l = latency(broker, kind, rate, a.seconds)
-                    lat_runs.setdefault(kind, {}).setdefault(rate, []).append(l)
-                    print(f"  {kind}: {rate} rec/s -> p50 {l['p50_ms']:.1f} ms, p99 {l['p99_ms']:.1f} ms "
-                          f"({l['received']}/{l['sent']} received, achieved {l['achieved_rate']:.0f}/s)",
+                    lat = latency(broker, kind, rate, a.seconds)
+                    lat_runs.setdefault(kind, {}).setdefault(rate, []).append(lat)
+                    print(f"  {kind}: {rate} rec/s -> p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
+                          f"({lat['received']}/{lat['sent']} received, achieved {lat['achieved_rate']:.0f}/s)",
                           flush=True)
                 if "kafka" in phases:
                     k = kafka_ack_latency(broker, rate, a.seconds)

@@ -55,7 +55,8 @@ def check() -> int:
         print(f"crdcompat: {BASELINE.relative_to(ROOT)} is not {CRD} at {rev[:12]}: "
               f"run python hack/crdcompat.py --update {rev[:12]}", file=sys.stderr)
         return 1
-    breaks = compare(yaml.load(text, LOADER), yaml.load((ROOT / CRD).read_text(), LOADER))
+    # LOADER is a safe loader (C or Python); ruff cannot see through the name.
+    breaks = compare(yaml.load(text, LOADER), yaml.load((ROOT / CRD).read_text(), LOADER))  # noqa: S506
     allowed = allowed_breaks((ROOT / "CHANGELOG.md").read_text())
     bad = unexcused(breaks, allowed)
     for b in breaks:

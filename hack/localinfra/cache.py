@@ -65,8 +65,8 @@ def k8s_file(name: str) -> Path:
 def monitoring_versions() -> dict[str, str]:
     """The pins of hack/monitoring-tools.sh (hack/monitoring/versions, KEY=value lines)."""
     out = {}
-    for line in (HACK / "monitoring" / "versions").read_text().splitlines():
-        line = line.strip()
+    for raw in (HACK / "monitoring" / "versions").read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             out[key] = value

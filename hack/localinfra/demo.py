@@ -188,7 +188,7 @@ def on_real_node(cp, broker, seconds: float, stop: threading.Event) -> int:
             if PAYLOAD_LINE.search(line):  # the sink's payloads, not Spring's start-up chatter
                 print(f"{label:>22} | {line.rstrip()}", flush=True)
 
-    for proc, comp in zip(followers, ("evenlogger", "oddlogger")):
+    for proc, comp in zip(followers, ("evenlogger", "oddlogger"), strict=False):
         threading.Thread(target=pump, args=(proc, f"{name}-{comp}"), daemon=True).start()
     try:
         deadline = time.monotonic() + seconds if seconds else None

@@ -32,6 +32,7 @@ import weakref
 from pathlib import Path
 from localinfra.proc import java_bin, free_port, openssl, stop_process_group, rss_bytes, wait_for
 from localinfra.cache import cache_dir
+import contextlib
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "kafka" / "pom.xml"
@@ -311,7 +312,7 @@ def parse_producer_perf(output: str) -> dict:
     if not matches:
         raise KafkaError(f"no ProducerPerformance summary in output:\n{output[-2000:]}")
     values = [float(v) for v in matches[-1]]
-    result = dict(zip(_PRODUCER_KEYS, values))
+    result = dict(zip(_PRODUCER_KEYS, values, strict=False))
     result["records"] = int(result["records"])
     return result
 
@@ -330,8 +331,8 @@ def parse_consumer_perf(output: str) -> dict:
             if len(values) != len(header):
                 break
             result: dict = {}
-            for key, value in zip(header, values):
-                key = key.replace(".", "_")
+            for column, value in zip(header, values, strict=True):
+                key = column.replace(".", "_")
                 if key in ("start_time", "end_time"):
                     result[key] = value
                 else:
@@ -372,11 +373,11 @@ def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tsp-ready-probe",
                                  request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a probe: any failure to connect means not ready yet
         return False
     try:
         return bool(admin.describe_cluster().get("brokers"))
-    except Exception:
+    except Exception:  # noqa: BLE001 - a probe: any failure means not ready yet
         return False
     finally:
         admin.close()
@@ -616,10 +617,8 @@ class KafkaBroker:
         """SIGKILL: a crash, with no controlled shutdown."""
         with self._lock:
             if self.proc is not None and self.proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait()
 
     def restart(self, timeout: float = 15) -> "KafkaBroker":

@@ -186,7 +186,7 @@ class _Proc:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=die_with_parent,
+                env=env, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call, no lock taken
             )
 
     def alive(self) -> bool:
@@ -265,7 +265,7 @@ class ControlPlane:
 
         wait_for(established, timeout, f"CRD {name} Established")
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,  # noqa: A002 - subprocess.run's name
                 timeout: float = 120) -> subprocess.CompletedProcess:
         """Run the built kubectl as admin; text output captured."""
         argv = [str(self._tspkube()), "kubectl", "--kubeconfig", self.kubeconfig, *args]
@@ -503,7 +503,7 @@ class ControlPlane:
 
     def _log_tails(self, lines: int = 15) -> str:
         out = []
-        for name, p in self._procs.items():
+        for p in self._procs.values():
             try:
                 tail = p.log.read_text(errors="replace").splitlines()[-lines:]
             except FileNotFoundError:

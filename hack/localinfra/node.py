@@ -155,7 +155,7 @@ class Node:
 
     def log_tails(self, lines: int = 40) -> str:
         out = []
-        for name, path in self.logs().items():
+        for path in self.logs().values():
             try:
                 tail = path.read_text(errors="replace").splitlines()[-lines:]
             except (FileNotFoundError, TypeError):
@@ -237,7 +237,7 @@ class Node:
               and run(CTR_BIN, "--address", self.containerd_socket, "version", check=False).returncode == 0,
               max(5, deadline - time.monotonic()), "containerd to answer")
         t = time.monotonic()
-        for name, path in archives.items():
+        for path in archives.values():
             # docker-archive from buildah push; unpacked into overlayfs for the CRI.
             self.ctr("images", "import", str(path))
         self.import_seconds = time.monotonic() - t
@@ -274,7 +274,7 @@ class Node:
         with open(self.workdir / f"{name}.log", "ab") as out:
             self.procs[name] = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - one prctl call, no lock taken
 
     def _check(self) -> bool:
         for name, p in self.procs.items():

@@ -65,10 +65,8 @@ def read_sysctl(name: str) -> str | None:
 
 
 def write_sysctl(name: str, value: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/sys", *name.split(".")).write_text(value + "\n")
-    except OSError:
-        pass
 
 
 def pids_matching(needle: str) -> list[int]:
@@ -90,10 +88,8 @@ def pids_matching(needle: str) -> list[int]:
 
 def kill(pids, sig=signal.SIGKILL) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def unreaped(pids) -> list[int]:
@@ -148,10 +144,8 @@ def pod_cgroups(spec: NodeSpec) -> list[Path]:
 def pod_pids(spec: NodeSpec) -> set[int]:
     pids = set()
     for cg in pod_cgroups(spec):
-        try:
+        with contextlib.suppress(OSError):
             pids.update(int(x) for x in (cg / "cgroup.procs").read_text().split())
-        except OSError:
-            pass
     return pids
 
 
@@ -288,7 +282,8 @@ def _remove_kube_chains() -> None:
                     run(binary, "-w", "5", "-t", table, "-X", rule.split()[1], check=False)
 
 
-def teardown(spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
+def teardown(  # noqa: C901 - best-effort steps in teardown order, each guarded on its own
+    spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
              remove_workdir: bool = True, tables_before: list[str] | None = None,
              shared: bool = True) -> list[str]:
     """Remove everything node `spec`'s run made; returns what was found left over (for
@@ -332,10 +327,8 @@ def teardown(spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | Non
         if not left:
             break
         for cg in left:
-            try:
+            with contextlib.suppress(OSError):
                 cg.rmdir()
-            except OSError:
-                pass
         time.sleep(0.1)
     if pod_cgroups(spec):
         notes.append(f"cgroups left: {[str(c) for c in pod_cgroups(spec)][:5]}")

@@ -36,7 +36,7 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._fh = open(self.log_path, "ab")
+        self._fh = open(self.log_path, "ab")  # noqa: SIM115 - the operator writes to it until stop()
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
         return self

@@ -27,7 +27,7 @@ _next_port: "itertools.cycle[int] | None" = None
 
 
 def _ports() -> "itertools.cycle[int] | None":
-    global _next_port
+    global _next_port  # noqa: PLW0603 - set once, on first use
     if _next_port is None:
         try:
             ephemeral_low = int(_EPHEMERAL_FILE.read_text().split()[0])
@@ -69,7 +69,7 @@ _libc = None
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGKILL if this Python process dies, even by
     SIGKILL, so an interrupted test run leaves no control plane or node behind."""
-    global _libc
+    global _libc  # noqa: PLW0603 - loaded once, on first use
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)

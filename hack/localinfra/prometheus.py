@@ -134,13 +134,13 @@ class PrometheusServer:
             (self.dir / name).write_text(yaml.safe_dump(rules, sort_keys=False))
         config = {**self.config, "rule_files": [str(self.dir / n) for n in self.rule_groups]}
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self._log = open(self.dir / "prometheus.log", "wb")
+        self._log = open(self.dir / "prometheus.log", "wb")  # noqa: SIM115 - Prometheus writes to it until stop()
         self.proc = subprocess.Popen(
             [str(cache.prometheus()), f"--config.file={self.dir / 'prometheus.yml'}",
              f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
              "--storage.tsdb.retention.time=1h", "--log.level=info"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent)
+            start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - one prctl call, no lock taken
 
         def ready() -> bool:
             assert self.proc is not None and self.proc.poll() is None, f"prometheus exited:\n{self.log()[-3000:]}"

@@ -83,7 +83,7 @@ def expand_refs(text: str, mapping: dict[str, str]) -> str:
                 i += 2
             else:
                 name = text[i + 2:close]
-                out.append(mapping[name] if name in mapping else f"$({name})")
+                out.append(mapping.get(name, f"$({name})"))
                 i = close + 1
         else:
             out.append("$" + nxt)
@@ -208,7 +208,7 @@ class Runner:
         if prog.kind == "router" and prog.image in self.router_sources:
             env["PYTHONPATH"] = os.pathsep.join([str(self.router_sources[prog.image]), env.get("PYTHONPATH", "")])
         name = prog.key.replace("/", "_") + f"-{replica}"
-        log = open(self.logdir / f"{name}.log", "ab")
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - the program writes to it until it stops
         proc = subprocess.Popen(self._command(prog, free_port()), env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         threading.Thread(target=self._pump, args=(prog.key, proc, log), daemon=True).start()
@@ -263,7 +263,7 @@ class Runner:
                     break
                 try:
                     self.sync()
-                except Exception as exc:  # an API hiccup must not kill the runner
+                except Exception as exc:  # noqa: BLE001 - an API hiccup must not kill the runner
                     print(f"runner: sync failed: {exc}", file=sys.stderr, flush=True)
             self._stop.wait(self.poll_seconds)
 

@@ -258,7 +258,7 @@ class ScdfServers:
         tmp.mkdir(exist_ok=True)
         # java.io.tmpdir: Skipper's local deployer puts each app's working dir there.
         cmd = [java_bin(), *heap, *JVM_FLAGS, f"-Djava.io.tmpdir={tmp}", "-jar", str(jar), *args]
-        log = open(self.log_path(name), "ab")
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - the JVM writes to it until stop()
         try:
             # Own process group: stop() signals the JVM and anything it launched.
             return subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,

@@ -137,7 +137,7 @@ def start_app(app: str, version: str | None, args: list[str] | tuple[str, ...] =
     log = None
     try:
         cmd = [*java_command(app, version, tmpdir), *args]
-        log = open(log_path, "ab") if log_path else None
+        log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the app writes to it until it stops
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT if log else None, start_new_session=True)
     except BaseException:

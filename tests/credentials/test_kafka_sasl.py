@@ -46,8 +46,8 @@ def test_unquotable_users_are_refused(bad):
 
 
 def _client_args(broker, mechanism, password):
-    return dict(bootstrap_servers=broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-                sasl_mechanism=mechanism, sasl_plain_username="alice", sasl_plain_password=password)
+    return {"bootstrap_servers": broker.sasl_bootstrap, "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": mechanism, "sasl_plain_username": "alice", "sasl_plain_password": password}
 
 
 @pytest.mark.kafka
@@ -98,9 +98,9 @@ def test_plaintext_listener_still_open_beside_sasl(sasl_broker):
 
 @pytest.mark.kafka
 def test_sasl_ssl_listener_with_the_throwaway_ca(sasl_broker):
-    args = dict(bootstrap_servers=sasl_broker.tls_bootstrap, security_protocol="SASL_SSL",
-                ssl_cafile=str(sasl_broker.ca_file), sasl_mechanism="SCRAM-SHA-512",
-                sasl_plain_username="bob", sasl_plain_password=sasl_broker.sasl_users["bob"])
+    args = {"bootstrap_servers": sasl_broker.tls_bootstrap, "security_protocol": "SASL_SSL",
+                "ssl_cafile": str(sasl_broker.ca_file), "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": "bob", "sasl_plain_password": sasl_broker.sasl_users["bob"]}
     topic = f"tls-{uuid.uuid4().hex[:8]}"
     producer = KafkaProducer(**args)
     try:

@@ -20,7 +20,7 @@ def _leaks(router, secret_values) -> list[str]:
     places = {"log": router.output()}
     for path in ("/actuator/info", "/actuator/health", "/actuator/health/readiness",
                  "/actuator/health/liveness", "/actuator/prometheus", "/actuator"):
-        status, body = router.get(path)
+        _status, body = router.get(path)
         places[path] = body if isinstance(body, str) else json.dumps(body)
     return [f"{where} contains a credential" for where, text in places.items()
             for v in secret_values if v in text]

@@ -33,7 +33,7 @@ def test_time_source_and_log_sink_authenticate_with_scram_from_the_rendered_env(
             log = tmp_path / f"{comp}.log"
             procs.append((comp, log, springapps.start_app(app, prog.version, with_port(prog.args, free_port()),
                                                           env=env, log_path=log)))
-        for comp, log, proc in procs:
+        for _comp, log, proc in procs:
             springapps.wait_started(proc, log, timeout=240)
 
         # time -> input topic, through SASL (read back via the plain listener).

@@ -101,11 +101,11 @@ def test_cluster_properties_without_pods_and_with_overrides():
     assert props["transaction.state.log.min.isr"] == str(CLUSTER_MIN_ISR)
 
 
-@pytest.mark.parametrize("kwargs", [dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS[:2]),
-                                    dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
-                                         pod_host="10.245.0.1"),
-                                    dict(broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
-                                         pod_host="10.245.0.1", pod_ports=POD_PORTS[:1])],
+@pytest.mark.parametrize("kwargs", [{"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS[:2]},
+                                    {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS,
+                                         "pod_host": "10.245.0.1"},
+                                    {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS,
+                                         "pod_host": "10.245.0.1", "pod_ports": POD_PORTS[:1]}],
                          ids=["a-node-without-controller", "pods-without-ports", "pods-short-of-ports"])
 def test_cluster_properties_refuse_mismatched_ports(kwargs):
     with pytest.raises(ValueError):

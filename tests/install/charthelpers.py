@@ -50,8 +50,8 @@ def without_helm_labels(objs: list[dict]) -> dict[tuple, dict]:
     """The objects by key, each with Helm's three labels removed after checking that it
     carries them (Helm's own: chart, managed-by, instance)."""
     out = {}
-    for o in objs:
-        o = copy.deepcopy(o)
+    for original in objs:
+        o = copy.deepcopy(original)
         labels = o["metadata"].get("labels") or {}
         helm_labels = {k: labels.pop(k, None) for k in
                        ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")}

@@ -39,8 +39,8 @@ def _venv_dir(df: dockerparse.Dockerfile) -> str:
 
 def _requirement_pins(path: Path) -> dict[str, str]:
     pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         name, sep, version = line.partition("==")

@@ -77,10 +77,10 @@ def install(control_plane, variant):
     # Uninstall as manifests/README.md says (kubectl delete waits for the namespaces to
     # go), except: pipelines of this install only (other tests share the API server),
     # and the CRD stays (other tests use it).
-    for words in readme_commands(README, "### Uninstall"):
-        if "crds/" in words:
+    for command in readme_commands(README, "### Uninstall"):
+        if "crds/" in command:
             continue
-        words = [w2 for w in words for w2 in ((["-n", SAMPLE_NS] if w == "-A" else
+        words = [w2 for w in command for w2 in ((["-n", SAMPLE_NS] if w == "-A" else
                                                [str(variant.path)] if w == "manifests/" else [w]))]
         proc = run_readme(control_plane, words)
         assert proc.returncode == 0, (words, proc.stderr)
@@ -111,7 +111,7 @@ def operator_kubeconfig(kubeconfig, operator_token, tmp_path_factory):
     return token_kubeconfig(kubeconfig, operator_token, tmp_path_factory.mktemp("sa") / "operator.kubeconfig")
 
 
-def as_operator(kubeconfig_path, *args, input=None):
+def as_operator(kubeconfig_path, *args, input=None):  # noqa: A002 - subprocess.run's name
     """kubectl with the operator's token (not the admin's credentials)."""
     return subprocess.run([*kubectl_argv(), "--kubeconfig", kubeconfig_path, *args], capture_output=True,
                           text=True, input=input, timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 from collections import namedtuple
 
 import pytest
@@ -153,7 +154,7 @@ def test_router_container_port_and_actuator_route_exist():
 
     import tspipe.render as render
 
-    src = (render.__file__ and open(render.__file__).read())
+    src = Path(render.__file__).read_text()
     assert '"ports": [{"name": "http", "containerPort": SERVER_PORT' in src
     app = create_app(HealthState(), {}, Metrics().registry, 60.0)
     resp = app.test_client().get("/actuator/prometheus")

@@ -31,7 +31,7 @@ def test_translation_follows_the_podmonitor(path):
     jobs = podmonitor_scrape_configs(pm, KUBECONFIG)
     endpoints = pm["spec"]["podMetricsEndpoints"]
     assert len(jobs) == len(endpoints)
-    for i, (job, ep) in enumerate(zip(jobs, endpoints)):
+    for i, (job, ep) in enumerate(zip(jobs, endpoints, strict=False)):
         assert job["job_name"] == f"podMonitor/{pm['metadata']['namespace']}/{pm['metadata']['name']}/{i}"
         (sd,) = job["kubernetes_sd_configs"]
         assert sd["role"] == "pod" and sd["kubeconfig_file"] == KUBECONFIG

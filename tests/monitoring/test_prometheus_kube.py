@@ -208,8 +208,8 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
     states = prometheus.alert_states
     assert "pending" in states and states.index("pending") < states.index("firing"), \
         f"pending first (for: {DEAD_LETTER_FOR}), then firing; seen {sorted(set(states))}"
-    alert = [a for a in prometheus.api("alerts")["alerts"] if a["labels"].get("alertname") == DEAD_LETTER_ALERT
-             and a["labels"].get("namespace") == running_pipeline["ns"]][0]
+    alert = next(a for a in prometheus.api("alerts")["alerts"] if a["labels"].get("alertname") == DEAD_LETTER_ALERT
+             and a["labels"].get("namespace") == running_pipeline["ns"])
     assert alert["labels"]["pipeline"] == running_pipeline["name"] and alert["labels"]["severity"] == "warning"
     assert running_pipeline["name"] in alert["annotations"]["summary"]
     # Every rule was evaluated without error.

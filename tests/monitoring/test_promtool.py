@@ -127,8 +127,9 @@ def test_dead_letter_alert_fires_on_the_real_routers_series(promtool, kafka_boot
         r.wait_ready()
         for i in range(16):
             produce(kafka_bootstrap, source, [*timestamps(8, start=1_700_000_000 + 10 * i), b"garbage", b" "])
-            wait_for(lambda: r.metric("tsrouter_records_consumed_total") == 10 * (i + 1), 60, f"batch {i} consumed")
-            wait_for(lambda: r.metric("tsrouter_records_dead_lettered_total") == 2 * (i + 1), 60, f"batch {i} settled")
+            wait_for(lambda i=i: r.metric("tsrouter_records_consumed_total") == 10 * (i + 1), 60, f"batch {i} consumed")
+            wait_for(lambda i=i: r.metric("tsrouter_records_dead_lettered_total") == 2 * (i + 1), 60,
+                     f"batch {i} settled")
             status, text = r.get("/actuator/prometheus")
             assert status == 200, text
             samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}

@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(items):
         return 1 if "two_node_cluster" in getattr(item, "fixturenames", ()) else 0
 
     ordered = sorted((items[i] for i in at), key=group)  # stable: file order within a group
-    for i, item in zip(at, ordered):
+    for i, item in zip(at, ordered, strict=False):
         items[i] = item
 
 

@@ -233,7 +233,7 @@ class Watch(threading.Thread):
             seen = [s for s in ss if pod in s["router"]]
             first, last = seen[0]["router"][pod], seen[-1]["router"][pod]
             delta = {k: round(last[k] - first[k]) for k in ("send_errors", "rebalances") if k in first and k in last}
-            out.append(f"router {pod[-5:]}: readiness not 200 {spells(seen, lambda s: s['router'][pod]['readiness'] != 200, t0)}"
+            out.append(f"router {pod[-5:]}: readiness not 200 {spells(seen, lambda s, pod=pod: s['router'][pod]['readiness'] != 200, t0)}"
                        f", {delta}")
         return "; ".join(out)
 
@@ -427,7 +427,7 @@ def test_pipeline_on_three_brokers_and_two_nodes(run, record_property):
     t0 = time.monotonic()
     with explained(c, r.ns, r.logs):
         took = wait_ready(r, "the pipeline Ready", t0)
-        ps = [p for p in c.get("pods", "-n", r.ns)["items"]]
+        ps = list(c.get("pods", "-n", r.ns)["items"])
         assert len(ps) == 3 + ROUTERS and all(map(pod_ready, ps)), [p["metadata"]["name"] for p in ps]
         routers = placement(r)["router"]
         assert routers == sorted(n.name for n in NODES), f"one router per node: {routers}"

@@ -178,7 +178,7 @@ for d in docs:
         d["spec"]["kafka"]["brokers"] = BROKERS
 yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 """)
-    os.chmod(script, 0o755)
+    os.chmod(script, 0o755)  # noqa: S103 - the post-renderer Helm runs; in a temporary folder
 
 
 def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_cluster, prometheus, tmp_path):

@@ -41,6 +41,7 @@ from tspipe import wiring
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
 from tspipe.render import render_deployments
+import contextlib
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.scdf, pytest.mark.timeout(1500)]
 
@@ -95,10 +96,8 @@ class Forwarder:
     def _drop(self, sock: socket.socket) -> None:
         with self.lock:
             self.conns.discard(sock)
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()
 
     def cut(self) -> None:
@@ -294,7 +293,7 @@ def test_deploy_runs_four_ready_pods_and_the_loggers_log_even_and_odd(scdf, expl
     s.figures["deploy to first Even line"] = f"{time.monotonic() - t0:.0f} s"
 
     got = wait_for(lambda: all_ready(s, {}), 600, "four Running and Ready pods, one per app")
-    for label, ps in got.items():
+    for ps in got.values():
         (p,) = ps
         assert p["spec"]["nodeName"] == NODE_NAME
         assert p["metadata"]["labels"]["spring-deployment-id"].endswith("-v1"), p["metadata"]["labels"]

@@ -70,10 +70,10 @@ def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
     try:
         line = wait_for(lambda: next((ln for ln in log.read_text().splitlines() if ln.startswith("RUNNING")), None),
                         400, f"the crashing run's pod Running (log {log})")
-    except AssertionError:
+    except AssertionError as exc:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        raise AssertionError(log.read_text()[-5000:])
+        raise AssertionError(log.read_text()[-5000:]) from exc
     cp_workdir, *workdirs = [Path(w) for w in line.split()[1:]]
     os.killpg(proc.pid, signal.SIGKILL)  # no teardown runs; kubelets and containerds die with it
     proc.wait()

@@ -97,7 +97,7 @@ def test_both_nodes_are_ready_each_on_its_own_address(two_node_cluster):
 
 
 def test_a_pod_on_each_node_gets_an_address_of_that_node_and_reaches_kafka(two_node_cluster, pods):
-    by_node, ns = pods
+    by_node, _ns = pods
     for spec in NODES:
         pod = by_node[spec.name]
         assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(spec.subnet)

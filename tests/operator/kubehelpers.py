@@ -23,7 +23,7 @@ class Kubectl:
         self.cp = cp
         self.namespace = namespace
 
-    def __call__(self, *args, check=True, input=None):
+    def __call__(self, *args, check=True, input=None):  # noqa: A002 - subprocess.run's name
         ns = ("-n", self.namespace) if self.namespace else ()
         return self.cp.kubectl(*ns, *args, check=check, input=input)
 

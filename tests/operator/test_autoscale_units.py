@@ -12,8 +12,8 @@ from kubehelpers import sample_pipeline
 
 
 def policy(**kw) -> Autoscaling:
-    base = dict(mode="Enforce", min_replicas=1, max_replicas=8, target_lag_per_replica=1000,
-                scale_up_stabilization_seconds=30, scale_down_stabilization_seconds=300)
+    base = {"mode": "Enforce", "min_replicas": 1, "max_replicas": 8, "target_lag_per_replica": 1000,
+                "scale_up_stabilization_seconds": 30, "scale_down_stabilization_seconds": 300}
     return Autoscaling(**{**base, **kw})
 
 

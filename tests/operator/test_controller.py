@@ -35,7 +35,7 @@ def test_drift_update_and_foreign_name_is_an_error_with_one_event():
 
 
 def test_backoff_grows_and_resets():
-    kube, ctl = make()
+    _kube, ctl = make()
 
     async def scenario():
         from tspipe.controller import Outcome
@@ -197,7 +197,7 @@ def test_finalizer_only_when_topics_are_deleted_with_the_pipeline():
 
 
 def test_standby_replica_skips_its_own_retries():
-    kube, ctl = make()
+    _kube, ctl = make()
 
     async def scenario():
         from tspipe.controller import Outcome

@@ -284,7 +284,7 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
              "a pass with no writes")
     writes = audit.writes(before, namespace)
     print(f"\nFIGURE time-to-Ready {took:.1f}s; operator writes for one new pipeline: {len(writes)} "
-          f"({', '.join(sorted(set(describe(w) for w in writes)))})")
+          f"({', '.join(sorted({describe(w) for w in writes}))})")
     # 4 creates + the status (Progressing, then Running) + that one Event; nothing else.
     assert sum(1 for w in writes if w["verb"] == "create" and w["objectRef"]["resource"] == "deployments") == 4
     assert sum(1 for w in writes if w["objectRef"]["resource"] == "timestamppipelines") <= 2
@@ -373,7 +373,7 @@ def test_deleting_the_pipeline_removes_children_by_gc(k, operator_factory):
 
 
 def test_restart_creates_no_duplicates_and_no_writes(k, operator_factory, audit, namespace):
-    op, obj, _ = start_and_wait_ready(k, operator_factory)
+    op, _obj, _ = start_and_wait_ready(k, operator_factory)
     uids = {n: d["metadata"]["uid"] for n, d in four_children(k).items()}
     # Let the status settle: the operator's last pass wrote nothing.
     wait_for(lambda: op.reconciles(NAME) and op.reconciles(NAME)[-1].endswith(": 0 writes"), 30,

@@ -87,7 +87,7 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running (pods scheduled on the kwok node)")
 
-    for spec_field, component in COMPONENTS.items():
+    for component in COMPONENTS.values():
         t = pod_template(deployment(k, component))
         meta, pod = t["metadata"], t["spec"]
         (c,) = pod["containers"]

@@ -296,10 +296,13 @@ def test_undesired_labelled_child_deleted_foreign_left_alone():
     obj = sample()
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired]
-    stray = copy.deepcopy(actual[0]); stray["metadata"]["name"] = "timestamps-old"
-    other_owner = copy.deepcopy(stray); other_owner["metadata"]["name"] = "timestamps-x"
+    stray = copy.deepcopy(actual[0])
+    stray["metadata"]["name"] = "timestamps-old"
+    other_owner = copy.deepcopy(stray)
+    other_owner["metadata"]["name"] = "timestamps-x"
     other_owner["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
-    unlabelled = copy.deepcopy(stray); unlabelled["metadata"]["name"] = "unrelated"
+    unlabelled = copy.deepcopy(stray)
+    unlabelled["metadata"]["name"] = "unrelated"
     unlabelled["metadata"]["labels"] = {"app": "x"}
     p = plan(obj, desired, actual + [stray, other_owner, unlabelled])
     assert [(a.verb, a.name) for a in p.actions] == [(DELETE, "timestamps-old")]

@@ -135,7 +135,7 @@ def test_an_event_during_a_pass_makes_the_next_one_full():
 
 def test_a_forgotten_pipeline_leaves_nothing_behind():
     async def scenario():
-        q, passes, skipped, clock = make_queue([])
+        q, passes, _skipped, clock = make_queue([])
 
         async def deleted(key):
             passes.append(clock.t)

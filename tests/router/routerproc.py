@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.structs import TopicPartition
 from localinfra.proc import free_port, wait_for  # noqa: F401  (re-exported for the tests)
+import contextlib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,8 @@ class RouterProc:
                     if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
         self.env.update(env or {})
         self.env["PYTHONUNBUFFERED"] = "1"
-        self.log = tempfile.NamedTemporaryFile(prefix="tsrouter-", suffix=".log", delete=False)
+        # The router writes to it until stop(), which closes it.
+        self.log = tempfile.NamedTemporaryFile(prefix="tsrouter-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "RouterProc":
@@ -102,10 +104,8 @@ class RouterProc:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.log.name)
-        except OSError:
-            pass
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None,
@@ -177,7 +177,7 @@ class BackgroundProducer(threading.Thread):
             p.flush()
             for f in futures:
                 f.get(timeout=120)
-        except Exception as exc:  # reported by the test
+        except Exception as exc:  # noqa: BLE001 - reported by the test
             self.errors.append(exc)
         finally:
             p.close()

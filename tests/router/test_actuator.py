@@ -13,7 +13,7 @@ def make(clock):
 
 def test_probes_follow_the_state():
     t = [0.0]
-    h, m, c = make(lambda: t[0])
+    h, _m, c = make(lambda: t[0])
     assert c.get("/actuator/health").status_code == 503
     assert c.get("/actuator/health/liveness").status_code == 200
     assert c.get("/actuator/health/readiness").status_code == 503
@@ -28,7 +28,7 @@ def test_probes_follow_the_state():
 
 
 def test_info_prometheus_and_json_404():
-    h, m, c = make(lambda: 0.0)
+    _h, m, c = make(lambda: 0.0)
     info = c.get("/actuator/info").json
     assert info["app"]["name"] == "python-router" and info["app"]["version"]
     assert info["bindings"] == {"input": "timeDest"}

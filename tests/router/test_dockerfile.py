@@ -69,7 +69,7 @@ def test_multi_stage_with_pinned_base():
         image = expand(from_line.split()[0])
         if image in {f.split()[-1] for f, _ in STAGES if " AS " in f.upper()}:
             continue  # FROM an earlier stage
-        name, _, tag = image.partition(":")
+        _name, _, tag = image.partition(":")
         assert tag and tag != "latest", image
         assert re.match(r"^\d+\.\d+\.\d+-slim-\w+$", tag) or "@sha256:" in image, image
 
@@ -174,7 +174,7 @@ def test_entrypoint_starts_serves_probes_and_stops_on_sigterm(image_venv):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/actuator/health/liveness", timeout=2) as r:
                     return r.status == 200
-            except Exception:
+            except Exception:  # noqa: BLE001 - a probe: not live yet
                 return False
         wait_for(live, 60, "liveness")
         proc.send_signal(signal.SIGTERM)

@@ -86,7 +86,7 @@ def test_a_damaged_record_is_a_corrupt_record_error():
 def fetched(batches: list[list], base_offsets: list[int], fetch_offset: int) -> fastfetch.ChunkRecords:
     """What the fetcher builds for one partition's fetch response: these record batches, in order."""
     buf = b""
-    for recs, base in zip(batches, base_offsets):
+    for recs, base in zip(batches, base_offsets, strict=False):
         one = bytearray(built(recs))
         one[0:8] = base.to_bytes(8, "big")  # the broker assigns it (outside the CRC)
         buf += bytes(one)
@@ -134,7 +134,7 @@ def test_refuses_a_consumer_without_a_fetcher_or_with_deserializers():
     class NotAConsumer:
         pass
 
-    with pytest.raises(RuntimeError, match="KafkaConsumer._fetcher"):
+    with pytest.raises(RuntimeError, match=r"KafkaConsumer\._fetcher"):
         fastfetch.install(NotAConsumer())
     class Text(Deserializer):
         def deserialize(self, topic, headers, data):

@@ -68,8 +68,8 @@ def leader_then_member(bootstrap: str) -> tuple[bool, str]:
                                         for t in topics)
 
     wait_for(led, 60, "the new topics' partitions to have leaders")
-    common = dict(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                  session_timeout_ms=SESSION_MS, heartbeat_interval_ms=1_000)
+    common = {"bootstrap_servers": bootstrap, "group_id": group, "auto_offset_reset": "earliest",
+                  "session_timeout_ms": SESSION_MS, "heartbeat_interval_ms": 1_000}
     leader = KafkaConsumer(x, **common)
     stop = threading.Event()
     try:

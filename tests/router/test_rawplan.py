@@ -84,7 +84,9 @@ def both(batch: dict, out_partitions: dict, batch_size: int = 512 * 1024):
     assert raw.encoded and not ref.encoded
     got = encoded(raw.groups, lambda rs: fastsend.build_from_records(rs, batch_size, 0, TS))
     want = encoded(ref.groups, lambda rs: fastsend.build_batches(rs, DEFAULT_BLOCK, batch_size, 0, TS))
-    summary = (lambda p: (p.counts, [(o.source_partition, o.source_offset, o.reason) for o in p.dead], p.oldest_ts))
+    def summary(p):
+        return p.counts, [(o.source_partition, o.source_offset, o.reason) for o in p.dead], p.oldest_ts
+
     return (got, *summary(raw)), (want, *summary(ref))
 
 
@@ -96,7 +98,7 @@ def test_raw_chunks_plan_to_the_same_bytes_as_the_tuple_path(batch_size):
     }
     raw, ref = both(batch, {"ev": 2, "od": 2, "dlq": 1}, batch_size)
     assert raw == ref
-    got, counts, dead, _oldest = raw
+    _got, counts, dead, _oldest = raw
     assert sum(counts.values()) == 1900 and counts["dlq"] > 0 and counts["even"] > 0 and counts["odd"] > 0
     # The sample holds every kind of dead letter the router writes.
     reasons = {r.split(" (")[0].split(":")[0] for _p, _o, r in dead}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -44,7 +45,7 @@ def test_health_is_up_only_when_every_worker_is():
 def test_workers_key():
     assert load([], {}).workers == 1
     assert load(["--tsrouter.workers=2"], {}).workers == 2
-    with pytest.raises(ValueError, match="tsrouter.workers"):
+    with pytest.raises(ValueError, match=r"tsrouter\.workers"):
         load(["--tsrouter.workers=0"], {})
 
 
@@ -82,8 +83,8 @@ def _children(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        stat = open(f"/proc/{pid}/stat").read()
-        return "tsrouter" in open(f"/proc/{pid}/cmdline").read() and stat.rsplit(")", 1)[1].split()[0] != "Z"
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return "tsrouter" in Path(f"/proc/{pid}/cmdline").read_text() and stat.rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_credentials_in_the_url_are_refused_without_echo():
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def do_GET(self):  # noqa: N802 - http.server API
         type(self).seen.append(self.headers.get("Authorization"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import requests
@@ -82,7 +83,7 @@ def test_own_instance_starts_logs_in_workdir_and_stops_everything(tmp_path):
         ports = [servers.skipper_port, servers.dataflow_port]
         assert requests.get(f"{servers.dataflow_url}/about", timeout=10).status_code == 200
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/status").read().find("zombie") >= 0
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in Path(f"/proc/{pid}/status").read_text()
     for port in ports:
         assert listening_addresses(port) == set()
     assert "Started" in (tmp_path / "dataflow.log").read_text()

@@ -113,8 +113,8 @@ def test_a_pipeline_with_everything_round_trips():
 def test_the_recipes_own_stream_imports_with_notes():
     props = dict(RECIPE)
     manifest = manifest_of(props, RECIPE_IMAGES, "timeStampStream")
-    with pytest.raises(ImportRefused, match="no app of stream 'timeStampStream' sets "
-                                            "spring.cloud.stream.kafka.binder.brokers .*--brokers"):
+    with pytest.raises(ImportRefused, match=r"no app of stream 'timeStampStream' sets "
+                                            r"spring\.cloud\.stream\.kafka\.binder\.brokers .*--brokers"):
         import_stream("timeStampStream", STREAM_DEFINITION, manifest)
     result = import_stream("timeStampStream", STREAM_DEFINITION, manifest, brokers=["kafka:9092"])
     doc = result.resource

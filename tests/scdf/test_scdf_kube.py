@@ -276,7 +276,7 @@ def test_scdf_deployments_have_the_operators_pod_shape_and_import_gives_the_pipe
 
 
 def test_a_field_the_deployer_cannot_express_is_named_and_nothing_is_sent(k8s_scdf, tmp_path):
-    cp, ns, servers = k8s_scdf
+    _cp, ns, servers = k8s_scdf
     doc = pipeline_doc(f"refuse{uuid.uuid4().hex[:4]}", ns)
     doc["spec"]["router"]["podTemplate"] = {"topologySpreadConstraints": [
         {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}

@@ -56,8 +56,7 @@ def tspipe(*args: str) -> subprocess.CompletedProcess:
 
 
 def get(url: str, path: str, **params):
-    r = requests.get(f"{url}{path}", params=params, timeout=30)
-    return r
+    return requests.get(f"{url}{path}", params=params, timeout=30)
 
 
 def registered(url: str) -> dict[tuple[str, str], dict]:
