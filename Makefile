@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench clean crd chart pod-schemas deployer-model
+.PHONY: all images venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench clean crd chart pod-schemas deployer-model
 
 all: venv
 
@@ -52,6 +52,19 @@ node-images: spring-apps
 	@rc=0; bash hack/node-packages.sh || rc=$$?; \
 	if [ $$rc -eq 3 ]; then echo "node-images: no real node on this machine (see above); node tests will skip"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; else bash hack/node-images.sh; fi
+
+# The two images for a real cluster, with Docker or Podman (the first on PATH; choose with
+# CONTAINER_TOOL=podman), tagged as manifests/, the sample and the chart name them
+# (tests/install/test_images_target.py checks). The tests build theirs with buildah
+# (node-images). Push them where your nodes pull from, or load them into the nodes.
+CONTAINER_TOOL ?= $(firstword $(foreach t,docker podman,$(if $(shell command -v $(t) 2>/dev/null),$(t))))
+OPERATOR_IMAGE ?= ghcr.io/tspipe/operator:0.1.0
+ROUTER_IMAGE   ?= ghcr.io/tspipe/router:0.1.0
+
+images:
+	@test -n "$(CONTAINER_TOOL)" || { echo "make images: neither docker nor podman on PATH (set CONTAINER_TOOL)"; exit 2; }
+	$(CONTAINER_TOOL) build -f Dockerfile.operator -t $(OPERATOR_IMAGE) .
+	$(CONTAINER_TOOL) build -f Dockerfile.router -t $(ROUTER_IMAGE) .
 
 # Helm's command line from its Go module (helm.sh/helm/v4, pinned in hack/helm/versions), for
 # the chart tests in tests/install/test_chart_*.py: built once and cached (8 minutes cold on a

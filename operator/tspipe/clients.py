@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from . import defaults, podmetrics
 from .childdiff import CREATE, DELETE, RECREATE, UPDATE, Action
 from .components import COMPONENTS
 from .kafka_admin import KafkaUnavailable, TopicAdmin
 from .kube import ApiException, Kube
 from .metrics import Metrics
-from .render import deployment_name, owned_selector
+from .render import SERVER_PORT, deployment_name, owned_selector
 from .watchcache import WatchCache
 
 __all__ = ["Clients", "api_error"]
@@ -57,6 +58,9 @@ class Clients:
     metrics: Metrics
     # The Deployments and pods as the watches delivered them (watchcache.py).
     cache: WatchCache = field(default_factory=WatchCache)
+    # How a router pod's counters are read: at its pod IP, or through the API server's
+    # pod proxy (defaults.ROUTER_METRICS; `--router-metrics`).
+    router_metrics: str = defaults.ROUTER_METRICS
     _kafka_pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -120,6 +124,16 @@ class Clients:
             return []
         self.cache.pods.refresh(namespace, name, found)
         return found
+
+    async def router_metrics_text(self, pod: dict[str, Any]) -> str:
+        """One router pod's /actuator/prometheus, by the path the operator was given.
+        Raises ApiException (the proxy), OSError or ValueError (the direct read)."""
+        if self.router_metrics == defaults.ROUTER_METRICS_PROXY:
+            meta = pod["metadata"]
+            return await self.call(
+                self.kube.pod_proxy_text, meta["namespace"], meta["name"], SERVER_PORT, podmetrics.METRICS_PATH
+            )
+        return await asyncio.to_thread(podmetrics.read_direct, pod, SERVER_PORT, defaults.ROUTER_METRICS_TIMEOUT)
 
     async def event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> int:
         """Post an Event about the pipeline; the writes it cost (0 if refused: Events are best effort)."""

@@ -89,6 +89,7 @@ class Controller:
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS  # coalesce a burst of Deployment events per pipeline
     topic_recheck_seconds: float = defaults.TOPIC_RECHECK_SECONDS  # re-describe unchanged topics this often
     kafka_timeout: float = defaults.KAFKA_TIMEOUT
+    router_metrics: str = defaults.ROUTER_METRICS  # how a router pod's counters are read (direct or proxy)
     admin: TopicAdmin | None = None
     # (namespace or None for cluster-wide, peering object name, our priority) when peered.
     peering: tuple[str | None, str, int] | None = None
@@ -108,7 +109,14 @@ class Controller:
             self.admin = TopicAdmin(self.kafka_timeout)
         self.cache = WatchCache(self.monotonic)
         self.clients = Clients(
-            self.kube, self.admin, self.kafka_timeout, self.now, self.monotonic, self.metrics, cache=self.cache
+            self.kube,
+            self.admin,
+            self.kafka_timeout,
+            self.now,
+            self.monotonic,
+            self.metrics,
+            cache=self.cache,
+            router_metrics=self.router_metrics,
         )
         self.queue = WorkQueue(
             self._work,

@@ -33,3 +33,13 @@ PROGRESS_INTERVAL = 0.0
 # A peered replica looks at the peering object this often (at least; the manager uses a
 # third of the peering lifetime).
 PEERING_CHECK_SECONDS = 10.0
+# How the operator reads a router pod's /actuator/prometheus, for rollouts judged by the
+# router pods' own counters (a broker with credentials): "direct" at the pod's IP on its
+# actuator port (as Strimzi's operator talks to its pods: the operator must reach pod
+# IPs, as it does from its own pod), or "proxy" through the API server's pod proxy (RBAC
+# pods/proxy get, which reaches every HTTP GET endpoint of every pod the role covers:
+# opt in with manifests/pod-proxy or the chart's rbac.podProxy, which set both).
+ROUTER_METRICS_DIRECT, ROUTER_METRICS_PROXY = "direct", "proxy"
+ROUTER_METRICS = ROUTER_METRICS_DIRECT
+# A pod that does not answer within this is left out of the verdict, not waited for.
+ROUTER_METRICS_TIMEOUT = 5.0

@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.TOPIC_RECHECK_SECONDS,
         help="re-describe unchanged topics this often (default %(default)g)",
     )
+    ap.add_argument(
+        "--router-metrics",
+        default=defaults.ROUTER_METRICS,
+        choices=[defaults.ROUTER_METRICS_DIRECT, defaults.ROUTER_METRICS_PROXY],
+        help="how to read a router pod's /actuator/prometheus when judging a rollout by its counters "
+        "(Kafka credentials): direct, at the pod's IP on its actuator port, or proxy, through the API "
+        "server's pod proxy (needs RBAC pods/proxy get: manifests/pod-proxy, the chart's rbac.podProxy) "
+        "(default %(default)s)",
+    )
     ap.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (/metrics)")
     ap.add_argument("--metrics-address", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     ap.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
@@ -133,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         debounce_seconds=args.debounce_seconds,
         kafka_timeout=args.kafka_timeout,
         topic_recheck_seconds=args.topic_recheck_seconds,
+        router_metrics=args.router_metrics,
     )
     if args.metrics_port is not None:
         controller.metrics.serve(args.metrics_port, args.metrics_address)

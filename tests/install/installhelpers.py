@@ -47,6 +47,18 @@ def kustomize(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
+def with_components(folder: Path, base: Path, *components: str) -> Path:
+    """A user's kustomization under `folder`: `base` with components of manifests/ (kustomize
+    takes relative paths only)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(base, folder)],
+        "components": [os.path.relpath(MANIFESTS / c, folder) for c in components]}))
+    return folder
+
+
 def find(objs: list[dict], kind: str, name: str | None = None) -> list[dict]:
     return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
 

@@ -82,6 +82,8 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         assert can_i(control_plane, "create", "deployments.apps", "-n", SAMPLE_NS) == "yes"
         assert can_i(control_plane, "patch", "timestamppipelines.tspipe.io/status", "-n", SAMPLE_NS) == "yes"
         assert can_i(control_plane, "get", "secrets", "-n", SAMPLE_NS) == "no"
+        # No pod proxy by default (rbac.podProxy: the router pods' counters are read at their IPs).
+        assert can_i(control_plane, "get", "pods", "--subresource=proxy", "-n", SAMPLE_NS) == "no"
         # The sample pipeline, in its namespace.
         kc("-n", SAMPLE_NS, "get", "timestamppipeline", "timestamps")
 
@@ -117,18 +119,20 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
 
 def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_plane, helm_env):
     """The namespaced values on the API server: a Role in the watched namespace, no
-    ClusterRole with the operator's rights, and can-i says so for the operator's account."""
+    ClusterRole with the operator's rights, and can-i says so for the operator's account.
+    With rbac.podProxy the Role also grants the pod proxy, there only."""
     kc = control_plane.kubectl
     for ns in (OPERATOR_NS, SAMPLE_NS):
         assert kc("get", "namespace", ns, check=False).returncode != 0, f"namespace {ns} left over"
     existed = {name for name in CRD_NAMES if crd_uid(control_plane, name)}
     try:
         helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--set", f"watchNamespaces={{{SAMPLE_NS}}}",
-             env=helm_env)
+             "--set", "rbac.podProxy=true", env=helm_env)
         kc("-n", OPERATOR_NS, "rollout", "status", "deployment/tspipe-operator", "--timeout=120s")
         d = json.loads(kc("-n", OPERATOR_NS, "get", "deployment", "tspipe-operator", "-o", "json").stdout)
         args = d["spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"--namespace={SAMPLE_NS}" in args and "--all-namespaces" not in args, args
+        assert "--router-metrics=proxy" in args, args
         kc("-n", SAMPLE_NS, "get", "role/tspipe-operator", "rolebinding/tspipe-operator")
         assert kc("get", "clusterrole/tspipe-operator", check=False).returncode != 0, "no cluster-wide role"
         kc("get", "clusterrole/tspipe-operator-scan", "clusterrolebinding/tspipe-operator-scan")
@@ -136,6 +140,8 @@ def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_pla
         assert can_i(control_plane, "create", "deployments.apps", "-n", RELEASE_NS) == "no"
         assert can_i(control_plane, "list", "timestamppipelines.tspipe.io", "--all-namespaces") == "no"
         assert can_i(control_plane, "watch", "namespaces") == "yes"
+        assert can_i(control_plane, "get", "pods", "--subresource=proxy", "-n", SAMPLE_NS) == "yes"
+        assert can_i(control_plane, "get", "pods", "--subresource=proxy", "-n", RELEASE_NS) == "no"
         helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", env=helm_env)
         for ns in (OPERATOR_NS, SAMPLE_NS):
             wait_for(lambda ns=ns: kc("get", "namespace", ns, check=False).returncode != 0, 180, f"namespace {ns} gone")

@@ -3,7 +3,8 @@ kustomize install built by the project's kubectl (hence the kube marker; no API 
 
 - the default render is `kubectl kustomize manifests/`, object by object, Helm's own
   labels aside; watchNamespaces gives overlays/namespaced, replicas: 2 overlays/ha, the
-  metrics values the monitoring component;
+  metrics values the monitoring component, rbac.podProxy the pod-proxy component (off by
+  default: the default grants no pods/proxy);
 - every value a user sets shows where it should, and the operator's own command line
   accepts the arguments the chart gives it.
 """
@@ -14,7 +15,8 @@ import os
 import pytest
 import yaml
 from charthelpers import CHART, by_key, helm, key, template, without_helm_labels
-from installhelpers import CLUSTER, MANIFESTS, NAMESPACED, OPERATOR_NS, SA_NAME, find, kustomize, one
+from installhelpers import (CLUSTER, MANIFESTS, NAMESPACED, OPERATOR_NS, SA_NAME, find, kustomize, one,
+                            with_components)
 
 from tspipe.manager import build_parser
 
@@ -57,6 +59,26 @@ def test_metrics_values_render_the_monitoring_component(tmp_path):
     assert_same_objects(rendered, kustomize(k))
 
 
+def test_pod_proxy_value_renders_the_pod_proxy_component_in_either_scope(tmp_path):
+    on = {"rbac": {"podProxy": True}}
+    assert_same_objects(template(tmp_path, on), kustomize(with_components(tmp_path / "c", CLUSTER.path, "pod-proxy")))
+    assert_same_objects(template(tmp_path, {**on, "watchNamespaces": [NAMESPACED.watched]}),
+                        kustomize(with_components(tmp_path / "n", NAMESPACED.path, "pod-proxy")))
+    objs = template(tmp_path, {"rbac": {"podProxy": True}, "watchNamespaces": ["a", "b"]})
+    assert "--router-metrics=proxy" in operator_args(objs)
+    for role in find(objs, "Role"):
+        assert {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]} in role["rules"], role
+    assert "pods/proxy" not in str(one(objs, "ClusterRole", "tspipe-operator-scan"))
+
+
+def test_by_default_no_role_grants_pods_proxy_and_the_operator_reads_pod_ips(tmp_path):
+    for values in ({}, {"watchNamespaces": ["a"]}, {"replicas": 2}):
+        objs = template(tmp_path, values)
+        for role in find(objs, "ClusterRole") + find(objs, "Role"):
+            assert not [r for r in role["rules"] if "pods/proxy" in r["resources"]], (values, role["metadata"])
+        assert build_parser().parse_args(operator_args(objs)).router_metrics == "direct"
+
+
 def test_chart_crds_are_the_install_crds(tmp_path):
     rendered = template(tmp_path, {}, "--include-crds")
     crds = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "CustomResourceDefinition"}
@@ -77,7 +99,8 @@ def test_helm_lint_passes_with_defaults_and_with_every_option(tmp_path):
         "tolerations": [{"key": "k", "operator": "Exists"}], "affinity": {}, "resources": {},
         "metrics": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                     "dashboard": {"enabled": True}, "labels": {"release": "kps"}},
-        "serviceAccount": {"create": False, "name": "mine"}, "samples": {"enabled": False}}))
+        "serviceAccount": {"create": False, "name": "mine"}, "samples": {"enabled": False},
+        "rbac": {"podProxy": True}}))
     helm("lint", "--strict", str(CHART), "--values", str(values))
 
 
@@ -188,7 +211,8 @@ def test_log_format_and_every_argument_the_chart_gives_the_operator_parse(tmp_pa
     for values, want in (({}, "text"), ({"logFormat": "json"}, "json")):
         args = operator_args(template(tmp_path, values))
         assert build_parser().parse_args(args).log_format == want, args
-    for values in ({"replicas": 2}, {"watchNamespaces": ["a", "b"], "logFormat": "json"}):
+    for values in ({"replicas": 2}, {"watchNamespaces": ["a", "b"], "logFormat": "json"},
+                   {"rbac": {"podProxy": True}, "logFormat": "json"}):
         build_parser().parse_args(operator_args(template(tmp_path, values)))
 
 

@@ -290,6 +290,19 @@ def test_service_account_is_denied_secrets(control_plane, install, operator_kube
         kc("-n", SAMPLE_NS, "delete", "secret", name, "--ignore-not-found")
 
 
+def test_the_default_install_grants_no_pod_proxy(control_plane, install, operator_kubeconfig):
+    """Reading pods' HTTP endpoints through the API server is opt-in (manifests/pod-proxy):
+    the operator reads the router pods' counters at their pod IPs."""
+    assert can_i(control_plane, "list", "pods", "-n", SAMPLE_NS) == "yes"
+    for ns in (SAMPLE_NS, OPERATOR_NS):
+        assert can_i(control_plane, "get", "pods", "--subresource=proxy", "-n", ns) == "no", ns
+    assert can_i(control_plane, "get", "pods", "--subresource=proxy", "--all-namespaces") == "no"
+    # A real request with the token: refused before any pod is looked up.
+    status, reply = api_request(operator_kubeconfig, "GET",
+                                f"/api/v1/namespaces/{SAMPLE_NS}/pods/any-pod:8080/proxy/actuator/prometheus")
+    assert status == 403 and 'cannot get resource "pods/proxy"' in reply.get("message", ""), (status, reply)
+
+
 def test_namespaced_service_account_cannot_touch_other_namespaces(control_plane, install, operator_kubeconfig,
                                                                   variant):
     if variant.watched is None:

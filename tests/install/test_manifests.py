@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 from installhelpers import (CLUSTER, NAMESPACED, OPERATOR_NS, SA_NAME, VARIANTS, Variant, find, kustomize,
-                            one)
+                            one, with_components)
 from tspipe.manager import build_parser
 from tspipe.model import Pipeline
 
@@ -25,9 +25,10 @@ NAMESPACED_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
     ("", "pods"): {"list", "watch"},
-    ("", "pods/proxy"): {"get"},
     ("", "events"): {"create"},
 }
+# manifests/pod-proxy (opt-in): the router pods' counters through the API server's pod proxy.
+POD_PROXY_RULES = {("", "pods/proxy"): {"get"}}
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 NAMESPACE_SCAN = {("", "namespaces"): {"list", "watch"}}
 
@@ -169,3 +170,24 @@ def test_sample_pipeline_is_valid_and_in_scope(built, variant):
     Pipeline.from_resource(copy.deepcopy(sample))  # raises PipelineError naming the field
     if variant.watched:
         assert sample["metadata"]["namespace"] == variant.watched
+
+
+def test_pod_proxy_component_adds_only_the_proxy_rule_and_the_operators_flag(variant, tmp_path):
+    """manifests/pod-proxy over either install: pods/proxy get where the operator's other
+    namespaced rules are, and --router-metrics=proxy; nothing else changes."""
+    plain = kustomize(variant.path)
+    opted = kustomize(with_components(tmp_path, variant.path, "pod-proxy"))
+    cluster, namespaced = bound_rules(opted)
+    if variant.watched is None:
+        assert cluster == {**NAMESPACED_RULES, **SCAN_RULES, **POD_PROXY_RULES}
+    else:
+        assert cluster == {**SCAN_RULES, **NAMESPACE_SCAN}, "cluster-wide: still the read-only scans only"
+        assert namespaced == {variant.watched: {**NAMESPACED_RULES, **POD_PROXY_RULES}}
+    plain_args = operator_deployment(plain)["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_deployment(opted)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == [*plain_args, "--router-metrics=proxy"]
+    assert build_parser().parse_args(plain_args).router_metrics == "direct", "the default reads the pod IP"
+    assert build_parser().parse_args(args).router_metrics == "proxy"
+    changed = {(o["kind"], o["metadata"]["name"]) for o in opted if o not in plain}
+    assert changed == {("Deployment", "tspipe-operator"),
+                       ("ClusterRole" if variant.watched is None else "Role", "tspipe-operator")}

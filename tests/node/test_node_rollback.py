@@ -4,8 +4,10 @@ at start and the kubelet restarts it in a loop) is rolled back at the progress d
 and the pipeline goes on with the stable revision's router without losing a timestamp.
 
 With Kafka credentials the operator cannot read the broker; it reads the real router
-pods' own counters through the API server's pod proxy instead (kwok's pods have no
-address, so only the real node can show that path)."""
+pods' own counters instead, by its default path: at their pod IPs on the actuator port
+(the operator runs on the host here, which reaches the node's bridge as an operator pod
+does; test_node_install.py reads them from the operator's pod). kwok's pods have no
+address, so only the real node can show that path."""
 from __future__ import annotations
 
 import json
@@ -133,6 +135,8 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
             checks = first["checks"]
             assert first["reason"] == "ChecksPassed", first
             assert checks["source"] == "routerCounters" and checks["pods"] == 1, checks
+            # Read at the pod's IP: the operator runs with its default path.
+            assert not [a for a in op.argv if a.startswith("--router-metrics")], op.argv
             assert checks["consumed"] > 0 and checks["lost"] == 0, checks
             assert "misrouting was not checked" in first["message"], first
 

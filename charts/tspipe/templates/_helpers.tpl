@@ -39,6 +39,19 @@ labels (tests/install/test_chart_kube.py compares them object by object).
 {{- range .obj.subjects }}{{ if eq .kind "ServiceAccount" }}{{ $_ := set . "name" $.root.Values.serviceAccount.name }}{{ end }}{{ end -}}
 {{- end -}}
 
+{{/* The value of the first operation of a JSON patch file under files/manifests/ (the
+pod-proxy component's rule and argument), as {"v": value} (fromJson takes objects only). */}}
+{{- define "tspipe.patchValue" -}}
+{{- toJson (dict "v" (index (.root.Files.Get (printf "files/manifests/%s" .path) | fromYamlArray) 0).value) -}}
+{{- end -}}
+
+{{/* manifests/pod-proxy's rule in a ClusterRole or Role, with rbac.podProxy. */}}
+{{- define "tspipe.podProxyRule" -}}
+{{- if and .root.Values.rbac.podProxy (eq .obj.metadata.name "tspipe-operator") -}}
+{{- $_ := set .obj "rules" (append .obj.rules (include "tspipe.patchValue" (dict "root" .root "path" "pod-proxy/rbac-patch.yaml") | fromJson).v) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks of values that cannot work together. */}}
 {{- define "tspipe.validate" -}}
 {{- if lt (int .Values.replicas) 1 }}{{ fail "replicas: at least 1" }}{{ end -}}

@@ -1,8 +1,8 @@
 """Phase `rollout` (inside status, with spec.rollout.autoRollback): judge the rollout
 by the data. rollback.py decides; this reads what it needs: the broker's offsets when a
 window opens and ends, samples of the output topics, the records the router consumed,
-or (with Kafka credentials the operator never reads) the router pods' own counters
-through the API server's pod proxy.
+or (with Kafka credentials the operator never reads) the router pods' own counters, at
+their pod IPs or through the API server's pod proxy (`--router-metrics`).
 
 Hands on status.rollout after this pass, and posts an Event when the verdict changes.
 """
@@ -22,7 +22,6 @@ from ..conditions import Condition
 from ..kafka_admin import KafkaUnavailable
 from ..kube import ApiException
 from ..model import EXACTLY_ONCE, SHADOW, Pipeline
-from ..render import SERVER_PORT
 from ..status import ready_pods
 from . import shadow as shadow_phase
 from .context import RECHECK_CONFLICT, TOPIC_BACKOFF_BASE, Pass
@@ -122,23 +121,22 @@ async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) 
 
 
 async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[str]]:
-    """The Ready router pods' own counters by pod name (through the API server's pod
-    proxy), and why any could not be read."""
+    """The Ready router pods' own counters by pod name (at their pod IPs, or through the
+    API server's pod proxy), and why any could not be read."""
     pods = await clients.pods(ctx.namespace, ctx.name, fresh=True)  # the verdict reads them: not a cached copy
+    by_name = {p["metadata"]["name"]: p for p in pods}
     out: dict[str, dict[str, int]] = {}
     problems = []
     for name in ready_pods(pods, ctx.name, ROUTER.suffix):
         try:
-            text = await clients.call(
-                clients.kube.pod_proxy_text, ctx.namespace, name, SERVER_PORT, podmetrics.METRICS_PATH
-            )
-            out[name] = podmetrics.router_counters(text)
+            out[name] = podmetrics.router_counters(await clients.router_metrics_text(by_name[name]))
         except ApiException as exc:
             problems.append(f"{name}: {api_error(exc)}")
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             problems.append(f"{name}: {exc}")
     if problems:
-        log.warning("%s/%s: router counters: %s", ctx.namespace, ctx.name, "; ".join(problems))
+        how = podmetrics.path_description(clients.router_metrics)
+        log.warning("%s/%s: router counters (%s): %s", ctx.namespace, ctx.name, how, "; ".join(problems))
     return out, problems
 
 
@@ -148,9 +146,10 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) ->
         counters, problems = await _router_counters(ctx, clients)
         if not counters:
             why = "; ".join(problems) or "no router pod is Ready"
+            how = podmetrics.path_description(clients.router_metrics)
             return rollback.readiness_only(
                 f"the broker needs credentials (the operator never reads their Secret) and the router pods' "
-                f"counters could not be read ({why})"
+                f"counters could not be read {how} ({why})"
             )
         return rollback.judge_counters(window.get("counters") or {}, counters, p.max_dead_letter_ratio)
     start = window.get("start")
