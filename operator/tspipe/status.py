@@ -47,6 +47,7 @@ from .pause import PAUSED, RUNNING, PauseState
 from .render import SERVER_PORT, deployment_name, image_of, router_selector, spec_replicas
 from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE
 from .stamps import format_time, parse_time
+from .status_fields import Key
 from .topics import input_partitions
 
 
@@ -376,33 +377,33 @@ def compute_status(
     reset_condition = _offset_reset(cond, previous.get(OFFSET_RESET), offset_reset)
     if reset_condition:
         conditions.append(reset_condition)
-    out = {
-        "observedGeneration": generation,
-        "phase": phase,
-        "readyComponents": f"{sum(1 for c in comps.values() if c['ready'])}/{len(comps)}",
+    out: dict[str, Any] = {
+        Key.OBSERVED_GENERATION: generation,
+        Key.PHASE: phase,
+        Key.READY_COMPONENTS: f"{sum(1 for c in comps.values() if c['ready'])}/{len(comps)}",
         # The scale subresource: replicas the router has, and how to find its pods.
-        "replicas": (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
-        "selector": router_selector(name),
-        "conditions": conditions,
-        "components": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
+        Key.REPLICAS: (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
+        Key.SELECTOR: router_selector(name),
+        Key.CONDITIONS: conditions,
+        Key.COMPONENTS: {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
     }
     if topics is not None:
-        out["topics"] = topics["topics"]
+        out[Key.TOPICS] = topics["topics"]
     if pause is not None and pause.source_stopped_at:
-        out["pause"] = {"sourceStoppedAt": pause.source_stopped_at}
+        out[Key.PAUSE] = {"sourceStoppedAt": pause.source_stopped_at}
         if pause.drain:
-            out["pause"]["drain"] = pause.drain
+            out[Key.PAUSE]["drain"] = pause.drain
         if pause.records_left is not None:
-            out["pause"]["recordsLeft"] = pause.records_left
+            out[Key.PAUSE]["recordsLeft"] = pause.records_left
     if autoscaling is not None:
-        out["autoscaling"] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
+        out[Key.AUTOSCALING] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
     if rollout is not None:
-        out["rollout"] = rollout
+        out[Key.ROLLOUT] = rollout
     if reset:
-        out["offsetReset"] = reset
+        out[Key.OFFSET_RESET] = reset
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
-        out["history"], out["specDigest"] = next_history(
+        out[Key.HISTORY], out[Key.SPEC_DIGEST] = next_history(
             resource,
             images,
             now_s,
@@ -412,7 +413,7 @@ def compute_status(
         )
     else:
         prev = resource.get("status") or {}
-        for key in ("history", "specDigest"):
+        for key in (Key.HISTORY, Key.SPEC_DIGEST):
             if key in prev:
                 out[key] = prev[key]
     return out
