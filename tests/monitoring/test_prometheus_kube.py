@@ -33,7 +33,8 @@ import uuid
 import pytest
 import yaml
 
-from kubehelpers import CRD_FILE, Kubectl, Operator, sample_pipeline
+from kubehelpers import CRD_FILE, Kubectl, Operator
+from samples import sample_pipeline
 from localinfra import cache
 from localinfra.prometheus import PrometheusServer, rule_file
 from localinfra.runner import program_for

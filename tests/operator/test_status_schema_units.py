@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubehelpers import sample_pipeline
+from samples import STORED, sample_pipeline
 from tspipe import crd, rollback
 from tspipe.model import Pipeline
 from tspipe.pause import pause_state
@@ -36,9 +36,7 @@ STATUS_SCHEMA = crd.status_schema()
 
 
 def resource(**spec):
-    obj = sample_pipeline(**spec)
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=2)
-    return obj
+    return sample_pipeline(metadata={**STORED, "generation": 2}, **spec)
 
 
 def offsets(committed, even, odd):

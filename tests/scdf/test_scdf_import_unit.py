@@ -3,11 +3,10 @@ Skipper records them, back into a TimestampPipeline; and what is refused, named.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe import wiring
 from tspipe.components import COMPONENTS, STREAM_DEFINITION
 from tspipe.model import Pipeline
@@ -15,8 +14,6 @@ from tspipe.render import render_deployments
 from tspipe.scdf.importer import ImportRefused, import_stream
 from tspipe.scdf.render import stream_plan
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 # What Data Flow adds to every app of a stream itself (seen in a real 2.11.5 manifest).
 SCDF_OWN = {"management.endpoints.web.exposure.include": "health,info,bindings",
             "wavefront.application.name": "${spring.cloud.dataflow.stream.name:unknown}",
@@ -51,7 +48,7 @@ def manifest_of(properties: dict[str, str], images: dict[str, str], stream: str)
 
 
 def sample(mutate=None) -> dict:
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     if mutate:
         mutate(doc["spec"])
     return doc

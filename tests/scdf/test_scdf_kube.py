@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from localinfra.scdf import KubernetesPlatform, ScdfServers
+from samples import sample_pipeline
 from tspipe import probes as probe_render
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
@@ -33,7 +34,6 @@ from tspipe.spring import RESERVED_ENV
 pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 CRD = REPO / "crds" / "timestamppipelines.tspipe.io.yaml"
 OPERATOR_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
 # The seed's recipe: its registrations and its polyglot-python-app-deployment.properties.
@@ -87,7 +87,7 @@ ROUTER_ENV = [
 
 
 def pipeline_doc(stream: str, ns: str) -> dict:
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     doc["metadata"] = {"name": stream.lower(), "namespace": ns}
     doc["spec"]["streamName"] = stream
     doc["spec"]["podTemplate"] = {"nodeSelector": {"type": "kwok"}, "labels": {"team": "stream"},
