@@ -47,13 +47,6 @@ def manifest_of(properties: dict[str, str], images: dict[str, str], stream: str)
     return out
 
 
-def sample(mutate=None) -> dict:
-    doc = sample_pipeline()
-    if mutate:
-        mutate(doc["spec"])
-    return doc
-
-
 def same_pipeline(a: dict, b: dict) -> None:
     """What the operator runs for both is the same: every rendered Deployment."""
     def rendered(doc):
@@ -73,7 +66,7 @@ def imported(doc: dict) -> dict:
 
 
 def test_the_sample_round_trips():
-    doc = sample()
+    doc = sample_pipeline()
     out = imported(doc)
     same_pipeline(doc, out)
     assert out["spec"]["router"]["image"] == "ghcr.io/tspipe/router:0.1.0"
@@ -98,7 +91,8 @@ def test_a_pipeline_with_everything_round_trips():
         spec["oddLogger"] = {"probes": {"readiness": {"tcpSocket": {}, "timeoutSeconds": 1},
                                         "liveness": {"tcpSocket": {"port": 8081}, "timeoutSeconds": 1}}}
         spec["podTemplate"] = {"nodeSelector": {"pool": "stream"}, "labels": {"team": "data"}}
-    doc = sample(mutate)
+    doc = sample_pipeline()
+    mutate(doc["spec"])
     out = imported(doc)
     same_pipeline(doc, out)
     assert out["spec"]["streamName"] == "tsStream"
@@ -181,7 +175,7 @@ def test_an_app_missing_from_the_release_is_named():
 
 
 def test_a_stream_deployed_by_tspipe_names_its_pipeline_back():
-    doc = sample()
+    doc = sample_pipeline()
     doc["metadata"]["namespace"] = "apps"
     p = Pipeline.from_resource(doc)
     plan = stream_plan(p)
