@@ -357,13 +357,13 @@ def compute_status(
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     phase, reason, message = _rollout_phase(phase, reason, message, rollout)
-    reset: dict[str, Any] = offset_reset or (resource.get("status") or {}).get("offsetReset") or {}
+    reset: dict[str, Any] = offset_reset or (resource.get("status") or {}).get(Key.OFFSET_RESET) or {}
     phase, reason, message = _reset_phase(phase, reason, message, reset)
     stuck = _unscheduled_message(comps)
     unready = _not_ready_message(comps)
     if phase in (Phase.PROGRESSING, Phase.DEGRADED):
         message = "; ".join(m for m in (message, stuck, unready) if m)
-    previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
+    previous = {c.get("type"): c for c in ((resource.get("status") or {}).get(Key.CONDITIONS) or [])}
     router = comps[ROUTER.spec_field]
     cond = _Conditions(generation, previous, now_s)
     conditions = _conditions(cond, phase, reason, message, p, topics)
@@ -409,7 +409,7 @@ def compute_status(
             now_s,
             restarted=restarted,
             offset_reset=offset_reset_entry,
-            shadow=shadow.history_entry((resource.get("status") or {}).get("rollout"), rollout),
+            shadow=shadow.history_entry((resource.get("status") or {}).get(Key.ROLLOUT), rollout),
         )
     else:
         prev = resource.get("status") or {}
@@ -517,7 +517,7 @@ def _offset_reset(
 
 def needs_pods(status: dict[str, Any]) -> bool:
     """Whether a status computed without pods would say more with them (a component not ready)."""
-    return any(not c.get("ready") for c in (status.get("components") or {}).values())
+    return any(not c.get("ready") for c in (status.get(Key.COMPONENTS) or {}).values())
 
 
 def held_status(resource: dict[str, Any], now: datetime | str) -> dict[str, Any]:
