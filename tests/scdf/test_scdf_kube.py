@@ -33,8 +33,6 @@ from tspipe.spring import RESERVED_ENV
 
 pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
-REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "crds" / "timestamppipelines.tspipe.io.yaml"
 OPERATOR_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
 # The seed's recipe: its registrations and its polyglot-python-app-deployment.properties.
 RECIPE_APPS = (("time", "2.1.0.RELEASE", "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE"),
@@ -114,12 +112,10 @@ def tspipe(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def k8s_scdf(control_plane, tmp_path_factory):
+def k8s_scdf(control_plane, crd_installed, tmp_path_factory):
     cp = control_plane
     ns = f"scdf-{uuid.uuid4().hex[:6]}"
     cp.kubectl("create", "namespace", ns)
-    cp.kubectl("apply", "--server-side", "-f", str(CRD))
-    cp.wait_crd_established("timestamppipelines.tspipe.io")
     servers = ScdfServers(tmp_path_factory.mktemp("scdf-kwok") / "servers",
                           kubernetes=KubernetesPlatform(cp.kubeconfig, ns))
     try:
