@@ -15,6 +15,7 @@ from podschemas import OUT as SCHEMAS_FILE
 from podschemas import build, fetch, render
 
 from samples import SAMPLE_NAME as NAME
+from samples import merged
 from kubehelpers import conditions, generations, no_broker_pipeline, settled, wait_for
 from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS
 from tspipe.model import Pipeline, PipelineError
