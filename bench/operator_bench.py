@@ -41,12 +41,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
+from localinfra.demo import SAMPLE as SAMPLE_FILE  # noqa: E402  (the sample's path, declared there once)
 from localinfra.kube import audit_events  # noqa: E402
 from localinfra.operatorproc import OperatorProcess, manager_argv  # noqa: E402
 from localinfra.proc import wait_for as wait  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
-SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 NS = "bench"
 PODS_PER_NODE = 240
 RESYNC = 10.0

@@ -5,6 +5,8 @@ Tests that kill or restart the single broker or the API server start their own i
 instead. Tests on the cluster may kill, stop and restart its brokers (that is what it is
 for) but hand it back whole: every broker running, no partition under-replicated.
 """
+import uuid
+
 import pytest
 
 
@@ -42,6 +44,26 @@ def control_plane():
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane):
     return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def crd_installed(control_plane):
+    """The TimestampPipeline CRD on the session's control plane, installed once."""
+    from samples import CRD_FILE
+
+    control_plane.kubectl("apply", "-f", str(CRD_FILE))
+    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
+    return True
+
+
+@pytest.fixture
+def namespace(control_plane):
+    """A fresh namespace on the session's control plane for one test, deleted after it
+    (without waiting: nothing reuses the name)."""
+    ns = f"tsp-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", ns)
+    yield ns
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 # The real parts each session fixture starts, as the markers `make unit` deselects by:

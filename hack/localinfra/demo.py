@@ -29,6 +29,7 @@ from localinfra.runner import REPO, Runner
 from localinfra.proc import stop_process_group
 from localinfra.operatorproc import OperatorProcess
 
+# The sample pipeline, declared once here: tests/samples.py and bench/operator_bench.py import it.
 SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 CRD_DIR = REPO / "crds"
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .stamps import digest
+from .status_fields import Key
 
 HISTORY_LIMIT = 5
 DEPTH = 3  # field paths as deep as router.properties.<key>; deeper values hash as a whole
@@ -56,8 +57,8 @@ def next_history(
     `shadow`: a shadow release's verdict given in this pass.
     Unchanged generation and no restart: the previous values, untouched (no status write)."""
     status = resource.get("status") or {}
-    history = list(status.get("history") or [])
-    old_digest = status.get("specDigest") or {}
+    history = list(status.get(Key.HISTORY) or [])
+    old_digest = status.get(Key.SPEC_DIGEST) or {}
     generation = (resource.get("metadata") or {}).get("generation")
     digest = spec_digest(resource.get("spec") or {})
     if history and history[-1].get("generation") == generation:

@@ -47,6 +47,7 @@ from .pause import PAUSED, RUNNING, PauseState
 from .render import SERVER_PORT, deployment_name, image_of, router_selector, spec_replicas
 from .rollback import DEADLINE, FAILED, ROLLED_BACK, STABLE
 from .stamps import format_time, parse_time
+from .status_fields import Key
 from .topics import input_partitions
 
 
@@ -356,13 +357,13 @@ def compute_status(
 
     phase, reason, message = _phase(comps, p, invalid or error, invalid is not None, pause)
     phase, reason, message = _rollout_phase(phase, reason, message, rollout)
-    reset: dict[str, Any] = offset_reset or (resource.get("status") or {}).get("offsetReset") or {}
+    reset: dict[str, Any] = offset_reset or (resource.get("status") or {}).get(Key.OFFSET_RESET) or {}
     phase, reason, message = _reset_phase(phase, reason, message, reset)
     stuck = _unscheduled_message(comps)
     unready = _not_ready_message(comps)
     if phase in (Phase.PROGRESSING, Phase.DEGRADED):
         message = "; ".join(m for m in (message, stuck, unready) if m)
-    previous = {c.get("type"): c for c in ((resource.get("status") or {}).get("conditions") or [])}
+    previous = {c.get("type"): c for c in ((resource.get("status") or {}).get(Key.CONDITIONS) or [])}
     router = comps[ROUTER.spec_field]
     cond = _Conditions(generation, previous, now_s)
     conditions = _conditions(cond, phase, reason, message, p, topics)
@@ -376,43 +377,43 @@ def compute_status(
     reset_condition = _offset_reset(cond, previous.get(OFFSET_RESET), offset_reset)
     if reset_condition:
         conditions.append(reset_condition)
-    out = {
-        "observedGeneration": generation,
-        "phase": phase,
-        "readyComponents": f"{sum(1 for c in comps.values() if c['ready'])}/{len(comps)}",
+    out: dict[str, Any] = {
+        Key.OBSERVED_GENERATION: generation,
+        Key.PHASE: phase,
+        Key.READY_COMPONENTS: f"{sum(1 for c in comps.values() if c['ready'])}/{len(comps)}",
         # The scale subresource: replicas the router has, and how to find its pods.
-        "replicas": (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
-        "selector": router_selector(name),
-        "conditions": conditions,
-        "components": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
+        Key.REPLICAS: (by_name.get(router["deployment"]) or {}).get("status", {}).get("replicas", 0),
+        Key.SELECTOR: router_selector(name),
+        Key.CONDITIONS: conditions,
+        Key.COMPONENTS: {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in comps.items()},
     }
     if topics is not None:
-        out["topics"] = topics["topics"]
+        out[Key.TOPICS] = topics["topics"]
     if pause is not None and pause.source_stopped_at:
-        out["pause"] = {"sourceStoppedAt": pause.source_stopped_at}
+        out[Key.PAUSE] = {"sourceStoppedAt": pause.source_stopped_at}
         if pause.drain:
-            out["pause"]["drain"] = pause.drain
+            out[Key.PAUSE]["drain"] = pause.drain
         if pause.records_left is not None:
-            out["pause"]["recordsLeft"] = pause.records_left
+            out[Key.PAUSE]["recordsLeft"] = pause.records_left
     if autoscaling is not None:
-        out["autoscaling"] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
+        out[Key.AUTOSCALING] = {k: v for k, v in autoscaling.items() if k not in _CONDITION_ONLY}
     if rollout is not None:
-        out["rollout"] = rollout
+        out[Key.ROLLOUT] = rollout
     if reset:
-        out["offsetReset"] = reset
+        out[Key.OFFSET_RESET] = reset
     if p is not None:
         images = {c.spec_field: p.app(c).image for c in COMPONENTS}
-        out["history"], out["specDigest"] = next_history(
+        out[Key.HISTORY], out[Key.SPEC_DIGEST] = next_history(
             resource,
             images,
             now_s,
             restarted=restarted,
             offset_reset=offset_reset_entry,
-            shadow=shadow.history_entry((resource.get("status") or {}).get("rollout"), rollout),
+            shadow=shadow.history_entry((resource.get("status") or {}).get(Key.ROLLOUT), rollout),
         )
     else:
         prev = resource.get("status") or {}
-        for key in ("history", "specDigest"):
+        for key in (Key.HISTORY, Key.SPEC_DIGEST):
             if key in prev:
                 out[key] = prev[key]
     return out
@@ -516,7 +517,7 @@ def _offset_reset(
 
 def needs_pods(status: dict[str, Any]) -> bool:
     """Whether a status computed without pods would say more with them (a component not ready)."""
-    return any(not c.get("ready") for c in (status.get("components") or {}).values())
+    return any(not c.get("ready") for c in (status.get(Key.COMPONENTS) or {}).values())
 
 
 def held_status(resource: dict[str, Any], now: datetime | str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .conditions import Condition, Phase
+from .status_fields import Key
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -18,23 +19,23 @@ Event = tuple[str, str, str]  # (type, reason, message)
 def significant(status: dict[str, Any]) -> tuple[Any, ...]:
     """What makes a status change worth writing at once: phase and condition states."""
     return (
-        status.get("phase"),
-        status.get("observedGeneration"),
-        tuple((c["type"], c["status"], c["reason"]) for c in status.get("conditions") or []),
-        tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get("topics") or []),
-        len(status.get("history") or []),
-        (status.get("pause") or {}).get("sourceStoppedAt"),
-        (status.get("autoscaling") or {}).get("desiredReplicas"),
-        tuple((status.get("rollout") or {}).get(k) for k in ("generation", "verdict", "reason")),
-        ((status.get("rollout") or {}).get("window") or {}).get("opened"),
+        status.get(Key.PHASE),
+        status.get(Key.OBSERVED_GENERATION),
+        tuple((c["type"], c["status"], c["reason"]) for c in status.get(Key.CONDITIONS) or []),
+        tuple((t.get("name"), t.get("state"), t.get("partitions")) for t in status.get(Key.TOPICS) or []),
+        len(status.get(Key.HISTORY) or []),
+        (status.get(Key.PAUSE) or {}).get("sourceStoppedAt"),
+        (status.get(Key.AUTOSCALING) or {}).get("desiredReplicas"),
+        tuple((status.get(Key.ROLLOUT) or {}).get(k) for k in ("generation", "verdict", "reason")),
+        ((status.get(Key.ROLLOUT) or {}).get("window") or {}).get("opened"),
         # A shadow release's stages (a handful per release): the next pass acts on them.
-        tuple(((status.get("rollout") or {}).get("shadow") or {}).get(k) for k in ("state", "verdict", "readyAt")),
-        ((((status.get("rollout") or {}).get("shadow") or {}).get("window")) or {}).get("opened"),
+        tuple(((status.get(Key.ROLLOUT) or {}).get("shadow") or {}).get(k) for k in ("state", "verdict", "readyAt")),
+        ((((status.get(Key.ROLLOUT) or {}).get("shadow") or {}).get("window")) or {}).get("opened"),
         # What a reset-offsets waits for (a few stages per reset): the user sees it at once.
-        (status.get("offsetReset") or {}).get("message"),
+        (status.get(Key.OFFSET_RESET) or {}).get("message"),
         # Why an app's pods are not ready: worth a write when it appears or changes.
         tuple(
-            sorted((k, (c.get("notReady") or {}).get("reason")) for k, c in (status.get("components") or {}).items())
+            sorted((k, (c.get("notReady") or {}).get("reason")) for k, c in (status.get(Key.COMPONENTS) or {}).items())
         ),
     )
 
@@ -43,7 +44,7 @@ def held(status: dict[str, Any]) -> bool:
     """The status says reconciliation is held (the ReconciliationPaused condition is True)."""
     return any(
         c.get("type") == Condition.RECONCILIATION_PAUSED and c.get("status") == "True"
-        for c in status.get("conditions") or []
+        for c in status.get(Key.CONDITIONS) or []
     )
 
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 
 import pytest
 import yaml
 
-from kubehelpers import CRD_FILE, Kubectl, Operator, wait_for
+from kubehelpers import Kubectl, Operator, wait_for
 
 pytestmark = pytest.mark.kube
 
 
 @pytest.fixture
-def ns_kubectl(control_plane):
-    control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
-    ns = f"tsp-cred-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", ns)
-    yield Kubectl(control_plane, ns)
-    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+def ns_kubectl(control_plane, crd_installed, namespace):
+    return Kubectl(control_plane, namespace)
 
 
 def _pipeline(name: str, **credentials) -> dict:

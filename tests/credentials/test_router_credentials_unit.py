@@ -1,4 +1,5 @@
 """Router credential handling without a broker: parsing, the auth-failure watch, no leaks."""
+import json
 import logging
 import subprocess
 import sys
@@ -12,21 +13,23 @@ JAAS_PLAIN = 'org.apache.kafka.common.security.plain.PlainLoginModule required u
 JAAS_SCRAM = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="bob" password="pw-SCRAM-2";'
 
 
-def test_three_entry_point_styles_give_the_same_client_settings():
-    want = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
-            "sasl_plain_username": "bob", "sasl_plain_password": "pw-SCRAM-2"}
-    exec_style = load([f"--{BASE}security.protocol=SASL_PLAINTEXT", f"--{BASE}sasl.mechanism=SCRAM-SHA-256",
-                       f"--{BASE}sasl.jaas.config={JAAS_SCRAM}"], {})
-    shell_style = load([], {"SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-                            "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_MECHANISM": "SCRAM-SHA-256",
-                            "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_JAAS_CONFIG": JAAS_SCRAM})
-    import json
-    boot_style = load([], {"SPRING_APPLICATION_JSON": json.dumps({
+# The three entry point styles: (argv, environment).
+@pytest.mark.parametrize("argv, env", [
+    ([f"--{BASE}security.protocol=SASL_PLAINTEXT", f"--{BASE}sasl.mechanism=SCRAM-SHA-256",
+      f"--{BASE}sasl.jaas.config={JAAS_SCRAM}"], {}),
+    ([], {"SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+          "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_MECHANISM": "SCRAM-SHA-256",
+          "SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SASL_JAAS_CONFIG": JAAS_SCRAM}),
+    ([], {"SPRING_APPLICATION_JSON": json.dumps({
         "spring": {"cloud": {"stream": {"kafka": {"binder": {"configuration": {
             "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
-            "sasl.jaas.config": JAAS_SCRAM}}}}}}})})
-    for cfg in (exec_style, shell_style, boot_style):
-        assert {k: cfg.kafka_client[k] for k in want} == want
+            "sasl.jaas.config": JAAS_SCRAM}}}}}}})}),
+], ids=["exec", "shell", "boot"])
+def test_three_entry_point_styles_give_the_same_client_settings(argv, env):
+    want = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_plain_username": "bob", "sasl_plain_password": "pw-SCRAM-2"}
+    cfg = load(argv, env)
+    assert {k: cfg.kafka_client[k] for k in want} == want
 
 
 def test_pem_truststore_file_and_inline_certificates(tmp_path):

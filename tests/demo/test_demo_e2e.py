@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-import uuid
 
 import pytest
 from localinfra.kafka import topic_values
@@ -58,11 +57,8 @@ def strip(payloads, prefixes):
 
 
 @pytest.fixture
-def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
-    ns = f"demo-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", ns)
-    control_plane.kubectl("apply", "-f", "crds/")
-    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
+def pipeline_env(control_plane, crd_installed, namespace, kafka_broker, tmp_path, on_failure):
+    ns = namespace
     op = start_operator(control_plane.kubeconfig, ns, tmp_path / "operator.log")
     runner = Runner(control_plane.kubeconfig, ns, tmp_path / "apps").start()
     # Unique topics per test so earlier runs' records don't count.
@@ -84,7 +80,6 @@ def pipeline_env(control_plane, kafka_broker, tmp_path, on_failure):
     finally:
         runner.stop()
         op.stop(15)
-        control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def make_pipeline(bootstrap, topics, **router):

@@ -25,15 +25,6 @@ def api(kubeconfig):
     return config.new_client_from_config(config_file=kubeconfig)
 
 
-@pytest.fixture
-def namespace(api):
-    core = client.CoreV1Api(api)
-    name = f"infra-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
-
-
 def deployment(name, replicas=2):
     labels = {"app": name}
     return client.V1Deployment(

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubehelpers import CRD_FILE, Kubectl, Operator, no_broker_pipeline
+from kubehelpers import Kubectl, Operator, no_broker_pipeline
 from promnames import SYNTHETIC, dashboard_queries, exposed, load_dashboard, missing, referenced, rule_queries
 from routerproc import RouterProc, create_topic, free_port, produce, timestamps, unique, wait_for
 
@@ -51,10 +51,8 @@ def router_exposition(kafka_bootstrap):
 
 
 @pytest.fixture(scope="module")
-def operator_exposition(control_plane, tmp_path_factory):
+def operator_exposition(control_plane, crd_installed, tmp_path_factory):
     """The operator's scrape after it reconciled one pipeline (no broker needed)."""
-    control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     ns = f"tsp-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     port = free_port()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -90,15 +89,12 @@ def monitoring_crds(control_plane):
 
 
 @pytest.fixture
-def component_in_own_namespace(control_plane, tmp_path):
+def component_in_own_namespace(control_plane, namespace, tmp_path):
     """The component's objects alone, moved to a namespace of this test (other tests
     install into tspipe-system and expect it absent)."""
-    ns = f"tsp-mon-{uuid.uuid4().hex[:8]}"
-    objs = build(control_plane, tmp_path, {"namespace": ns,
+    objs = build(control_plane, tmp_path, {"namespace": namespace,
                                            "components": [rel(MANIFESTS / "monitoring", tmp_path)]})
-    control_plane.kubectl("create", "namespace", ns)
-    yield ns, objs
-    control_plane.kubectl("delete", "namespace", ns, "--wait=false")
+    return namespace, objs
 
 
 def kept(stored, sent) -> bool:

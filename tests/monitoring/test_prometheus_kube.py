@@ -33,7 +33,8 @@ import uuid
 import pytest
 import yaml
 
-from kubehelpers import CRD_FILE, Kubectl, Operator, sample_pipeline
+from kubehelpers import Kubectl, Operator
+from samples import sample_pipeline
 from localinfra import cache
 from localinfra.prometheus import PrometheusServer, rule_file
 from localinfra.runner import program_for
@@ -63,12 +64,10 @@ def prometheus_bin():
 
 
 @pytest.fixture(scope="module")
-def running_pipeline(prometheus_bin, control_plane, kafka_bootstrap, tmp_path_factory):
+def running_pipeline(prometheus_bin, control_plane, crd_installed, kafka_bootstrap, tmp_path_factory):
     """The install's operator Deployment (kwok: a Ready pod), a pipeline reconciled by the
     operator run here, its router run here from its Deployment, timestamps flowing."""
     kc = control_plane.kubectl
-    kc("apply", "-f", str(CRD_FILE))
-    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
     assert kc("get", "namespace", OPERATOR_NS, check=False).returncode != 0, f"{OPERATOR_NS} left over"
     ns, name = f"tsp-prom-{uuid.uuid4().hex[:6]}", "timestamps"
     kc("create", "namespace", ns)

@@ -15,6 +15,7 @@ import yaml
 from localinfra.kafka import topic_values
 from localinfra import proc
 from localinfra.operatorproc import OperatorProcess
+from samples import sample_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO / "manifests" / "samples"
@@ -115,14 +116,10 @@ def strip(payloads, prefixes) -> collections.Counter:
     return out
 
 
-def sample_pipeline(bootstrap: str, topics: dict | None = None, **router) -> dict:
-    """manifests/samples/timestamppipeline.yaml with the local broker's pod listener (the
-    sample names an in-cluster Service, and this cluster has no DNS)."""
-    obj = yaml.safe_load((SAMPLE_DIR / "timestamppipeline.yaml").read_text())
-    obj["spec"]["kafka"]["brokers"] = [bootstrap]
-    obj["spec"]["kafka"]["topics"].update(topics or {})
-    obj["spec"]["router"].update(router)
-    return obj
+def node_pipeline(bootstrap: str, topics: dict | None = None, **router) -> dict:
+    """The sample pipeline with the local broker's pod listener (the sample names an
+    in-cluster Service, and this cluster has no DNS)."""
+    return sample_pipeline(kafka={"brokers": [bootstrap], "topics": topics or {}}, router=router)
 
 
 def apply_obj(c: NodeCluster, obj: dict, ns: str) -> None:

@@ -43,7 +43,7 @@ from localinfra.kafka import CLUSTER_MIN_ISR, CLUSTER_REPLICATION
 from localinfra.nodeconfig import NODES
 from localinfra.nodehost import node_leftovers
 from nodehelpers import (apply_obj, component_pods, explained, new_namespace, pipeline_ready, pod_ready,
-                         sample_pipeline, sink_payloads, start_operator)
+                         node_pipeline, sink_payloads, start_operator)
 from routerproc import BackgroundProducer, timestamps
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1800)]
@@ -162,7 +162,7 @@ class Run:
 
 
 def pipeline_obj(k, topics: dict[str, str]) -> dict:
-    obj = sample_pipeline(k.pod_bootstrap, topics)
+    obj = node_pipeline(k.pod_bootstrap, topics)
     name = obj["metadata"]["name"]
     obj["spec"]["kafka"]["brokers"] = k.pod_bootstrap.split(",")
     obj["spec"]["kafka"]["topics"].update(partitions=PARTITIONS, replicationFactor=CLUSTER_REPLICATION,

@@ -37,12 +37,13 @@ import yaml
 from charthelpers import CHART, RELEASE, helm
 from localinfra.node import NODE_IP, NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import (REPO, SAMPLE_DIR, apply_obj, explained, logger_payloads, new_namespace, node_prometheus,
+from nodehelpers import (REPO, apply_obj, explained, logger_payloads, new_namespace, node_prometheus,
                          pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
 from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher, alert_states,
                         assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
                         up_pods)
 from routerproc import produce
+from samples import sample_pipeline
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
@@ -274,9 +275,8 @@ def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_c
     crd_uid = c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"]
     # A pipeline created outside the chart, in a namespace of its own. Held by the
     # reconcile-paused annotation: the operator only writes its status (no pods to pay for).
-    outside = yaml.safe_load((SAMPLE_DIR / "timestamppipeline.yaml").read_text())
-    outside["metadata"]["annotations"] = {"tspipe.io/reconcile-paused": "true"}
-    outside["spec"]["kafka"]["brokers"] = [c.broker.pod_bootstrap]
+    outside = sample_pipeline(metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}},
+                              kafka={"brokers": [c.broker.pod_bootstrap]})
     outside_ns = None
     try:
         c.node.ctr("images", "tag", "--force", OPERATOR_IMAGE, new_image)

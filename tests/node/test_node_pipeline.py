@@ -25,7 +25,7 @@ from localinfra.node import NODE_IP, NODE_NAME
 from localinfra.proc import free_port, stop_process_group
 from nodehelpers import (TIMESTAMP, apply_obj, by_parity, container_pid, events_for, everything_arrived,
                          explained, logger_payloads, new_namespace, node_prometheus, pipeline_ready,
-                         pipeline_status, pod_ready, pods, router_pod, sample_pipeline, start_operator, wait_for)
+                         pipeline_status, pod_ready, pods, router_pod, node_pipeline, start_operator, wait_for)
 from promchecks import ROUTER_PODMONITOR, ROUTER_POOL, podmonitor_jobs, targets, up_pods
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
@@ -60,7 +60,7 @@ def sample(node_cluster, prometheus, tmp_path_factory):
     c = node_cluster
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     ns, op, topics = _namespace_with_operator(c, log, "node")
-    obj = sample_pipeline(c.broker.pod_bootstrap, topics)
+    obj = node_pipeline(c.broker.pod_bootstrap, topics)
     apply_obj(c, obj, ns)
     try:
         yield ns, obj["metadata"]["name"], topics, {"operator": log, "prometheus": prometheus.dir / "prometheus.log"}
@@ -147,7 +147,7 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
                                    "logs", "-f", "-n", ns, old], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics, evenPrefix="EVEN:"), ns)
+            apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics, evenPrefix="EVEN:"), ns)
             new = wait_for(lambda: (p := router_pod(c, ns, name)) and p["metadata"]["name"] != old
                            and pod_ready(p) and p, 300, "a new Ready router pod")
             old_log, _ = follow.communicate(timeout=120)
@@ -173,7 +173,7 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
     ns, op, topics = _namespace_with_operator(c, tmp_path / "operator.log", "probe")
     extra = {"operator": tmp_path / "operator.log"}
     # A closed port on the node's bridge: connections are refused at once.
-    obj = sample_pipeline(f"{NODE_IP}:{free_port()}", topics)
+    obj = node_pipeline(f"{NODE_IP}:{free_port()}", topics)
     obj["spec"]["kafka"]["topics"]["manage"] = False  # the operator cannot reach it either
     name = obj["metadata"]["name"]
     try:
@@ -203,14 +203,14 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
             assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
 
             # An image the node cannot pull: the kubelet's reason, named at once.
-            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics, image="localhost/tspipe/missing:0"), ns)
+            apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics, image="localhost/tspipe/missing:0"), ns)
             status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {})
                               .get("notReady", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff") and s,
                               180, "status naming the router's image pull")
             assert "localhost/tspipe/missing:0" in status["components"]["router"]["notReady"]["message"]
 
             # Fixing the address makes it Ready.
-            apply_obj(c, sample_pipeline(c.broker.pod_bootstrap, topics), ns)
+            apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics), ns)
             wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the fix")
             wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p), 120, "router Ready")
     finally:

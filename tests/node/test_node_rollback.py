@@ -17,7 +17,7 @@ import pytest
 
 from localinfra.kafka import topic_values
 from nodehelpers import (apply_obj, everything_arrived, explained, new_namespace, pipeline_status, pod_ready,
-                         router_pod, sample_pipeline, start_operator, wait_for)
+                         router_pod, node_pipeline, start_operator, wait_for)
 from routerproc import create_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
@@ -40,7 +40,7 @@ def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_c
     log = tmp_path / "operator.log"
     op = start_operator(c, ns, log)
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
-    obj = sample_pipeline(c.broker.pod_bootstrap, topics)
+    obj = node_pipeline(c.broker.pod_bootstrap, topics)
     # The first revision gets the default deadline: three JVMs starting on two cores may
     # take longer than the short one the bad release is judged by.
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
@@ -121,7 +121,7 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
     user, password = next(iter(b.sasl_users.items()))
     c.kubectl("create", "secret", "generic", "kafka-creds", "-n", ns,
               f"--from-literal=username={user}", f"--from-literal=password={password}")
-    obj = sample_pipeline(b.pod_bootstrap, topics)
+    obj = node_pipeline(b.pod_bootstrap, topics)
     obj["spec"]["kafka"]["topics"]["manage"] = False
     obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-creds", "mechanism": "SCRAM-SHA-512",
                                            "protocol": "SASL_PLAINTEXT"}

@@ -36,7 +36,7 @@ from localinfra.kafka import topic_values
 from localinfra.node import NODE_NAME
 from localinfra.proc import free_port
 from localinfra.scdf import KubernetesPlatform, ScdfServers
-from nodehelpers import by_parity, pod_ready, pods, sample_pipeline, sink_payloads, strip, wait_for
+from nodehelpers import by_parity, pod_ready, pods, node_pipeline, sink_payloads, strip, wait_for
 from tspipe import wiring
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
@@ -139,7 +139,7 @@ class Scdf:
         return self.servers.dataflow_url
 
     def pipeline_doc(self, **router) -> dict:
-        doc = sample_pipeline(self.c.broker.pod_bootstrap, self.topics, **router)
+        doc = node_pipeline(self.c.broker.pod_bootstrap, self.topics, **router)
         doc["metadata"]["name"] = self.stream
         doc["spec"]["streamName"] = self.stream
         return doc

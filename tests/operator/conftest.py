@@ -1,28 +1,13 @@
-"""Fixtures for the operator tests on the real control plane: the CRD installed once,
-a fresh namespace per test, the operator as a subprocess, the audit log."""
+"""Fixtures for the operator tests on the real control plane: kubectl in the test's
+namespace, the operator as a subprocess, the audit log (the CRD installed once and a
+fresh namespace per test are the root conftest's `crd_installed` and `namespace`)."""
 from __future__ import annotations
 
 import sys
-import uuid
 
 import pytest
 
-from kubehelpers import CRD_FILE, AuditLog, Kubectl, Operator
-
-
-@pytest.fixture(scope="session")
-def crd_installed(control_plane):
-    control_plane.kubectl("apply", "-f", str(CRD_FILE))
-    control_plane.wait_crd_established("timestamppipelines.tspipe.io")
-    return True
-
-
-@pytest.fixture
-def namespace(control_plane):
-    ns = f"tsp-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", ns)
-    yield ns
-    control_plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+from kubehelpers import AuditLog, Kubectl, Operator
 
 
 @pytest.fixture

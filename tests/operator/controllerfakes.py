@@ -6,9 +6,7 @@ import asyncio
 import copy
 from datetime import datetime, timezone
 
-import yaml
-
-from kubehelpers import SAMPLE_FILE
+from samples import sample_pipeline
 from tspipe.controller import Controller
 from tspipe.kube import ApiException
 
@@ -175,8 +173,7 @@ class Clock:
 
 
 def make(**kw):
-    obj = yaml.safe_load(SAMPLE_FILE.read_text())
-    obj["metadata"].update(namespace="ns", uid="p-uid", generation=1)
+    obj = sample_pipeline(stored=True, metadata={"uid": "p-uid"})
     kube = FakeKube(obj)
     clock = Clock()
     kw.setdefault("now", lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))

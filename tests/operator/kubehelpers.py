@@ -10,10 +10,9 @@ import yaml
 from localinfra.kube import audit_events
 from localinfra.operatorproc import OperatorProcess, manager_argv
 from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
+from samples import CRD_FILE, SAMPLE_NAME, sample_pipeline  # noqa: F401  (CRD_FILE re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
-SAMPLE_FILE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 OPERATOR_AGENTS = ("tspipe-operator/", "kopf/")
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
@@ -83,15 +82,6 @@ class Operator(OperatorProcess):
     def reconciles(self, name: str) -> list[str]:
         needle = f"reconciled {self.namespace}/{name}:"
         return [ln for ln in self.log().splitlines() if needle in ln]
-
-
-def sample_pipeline(**spec_overrides) -> dict:
-    obj = yaml.safe_load(SAMPLE_FILE.read_text())
-    obj["spec"].update(spec_overrides)
-    return obj
-
-
-SAMPLE_NAME = "timestamps"  # the sample pipeline's name
 
 
 def no_broker_pipeline(**spec) -> dict:

@@ -5,8 +5,6 @@ Each case: (id, spec patch merged into the sample, the field named, a fragment o
 """
 from __future__ import annotations
 
-import copy
-
 JVM = {"requests": {"cpu": "100m", "memory": "768Mi"}, "limits": {"memory": "768Mi"}}
 PYTHON = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
 
@@ -53,14 +51,3 @@ UNKNOWN_FIELD_REFUSALS = [
     ("toleration-typo", {"podTemplate": {"tolerations": [{"key": "k", "operater": "Exists"}]}},
      "spec.podTemplate.tolerations[0].operater", "unknown field"),
 ]
-
-
-def merged(base: dict, patch: dict) -> dict:
-    """`base` with `patch` merged in (objects merge, anything else replaces), a copy."""
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merged(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out

@@ -11,8 +11,9 @@ import uuid
 import pytest
 from kafka import KafkaConsumer
 
-from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, produce, sample_pipeline, settled, wait_for
+from samples import SAMPLE_NAME as NAME
+from kubehelpers import conditions, produce, settled, wait_for
+from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 

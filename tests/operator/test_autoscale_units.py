@@ -8,7 +8,7 @@ from controllerfakes import _ready, make, run
 from tspipe import autoscale, crd
 from tspipe.autoscale import Samples, decide, recommend
 from tspipe.model import Autoscaling, Pipeline, PipelineError
-from kubehelpers import sample_pipeline
+from samples import sample_pipeline
 
 
 def policy(**kw) -> Autoscaling:

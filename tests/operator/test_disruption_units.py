@@ -1,27 +1,15 @@
 """Unit tests: the router's PodDisruptionBudget, rendered and planned (pure functions)."""
 import copy
-from pathlib import Path
 
-import yaml
-
+from samples import sample_pipeline
 from tspipe.disruption import pdb_name, plan_pdb, router_pdb
 from tspipe.model import Pipeline
 from tspipe.childdiff import CREATE, DELETE, UPDATE
 from tspipe.render import render_deployments
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
-
-
-def sample(replicas=2):
-    obj = yaml.safe_load(SAMPLE.read_text())
-    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": 1})
-    obj["spec"]["router"]["replicas"] = replicas
-    return obj
-
 
 def rendered(replicas=2, asked=None):
-    obj = sample(replicas)
+    obj = sample_pipeline(stored=True, router={"replicas": replicas})
     return obj, router_pdb(obj, Pipeline.from_resource(obj), replicas if asked is None else asked)
 
 

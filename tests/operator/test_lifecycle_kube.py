@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, generations, no_broker_pipeline, produce, sample_pipeline, settled, wait_for
+from samples import SAMPLE_NAME as NAME
+from kubehelpers import conditions, generations, no_broker_pipeline, produce, settled, wait_for
+from samples import sample_pipeline
 from localinfra.proc import free_port
 
 pytestmark = pytest.mark.kube

@@ -4,22 +4,14 @@ import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import yaml
 
-from kubehelpers import SAMPLE_FILE
+from samples import sample_pipeline
 from tspipe import crd, history, pause, topicconfig, topics
 from tspipe.model import Pipeline, PipelineError
 from tspipe.render import render_deployments
 from tspipe.status import compute_status
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def sample(**spec):
-    obj = yaml.safe_load(SAMPLE_FILE.read_text())
-    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": 1})
-    obj["spec"].update(spec)
-    return obj
 
 
 def available(d, n=None):
@@ -41,8 +33,8 @@ def conds(status):
 
 
 def test_image_change_renders_only_that_deployment_differently():
-    old = {d["metadata"]["name"]: d for d in render_deployments(sample())}
-    obj = sample()
+    old = {d["metadata"]["name"]: d for d in render_deployments(sample_pipeline(stored=True))}
+    obj = sample_pipeline(stored=True)
     obj["spec"]["router"]["image"] = "ghcr.io/tspipe/router:0.2.0"
     obj["spec"]["evenLogger"]["properties"] = {"log.consumer.x": "1"}
     new = {d["metadata"]["name"]: d for d in render_deployments(obj)}
@@ -51,13 +43,13 @@ def test_image_change_renders_only_that_deployment_differently():
 
 
 def test_progress_deadline_comes_from_the_spec():
-    obj = sample(rollout={"progressDeadlineSeconds": 15})
+    obj = sample_pipeline(stored=True, rollout={"progressDeadlineSeconds": 15})
     assert {d["spec"]["progressDeadlineSeconds"] for d in render_deployments(obj)} == {15}
-    assert {d["spec"]["progressDeadlineSeconds"] for d in render_deployments(sample())} == {600}
+    assert {d["spec"]["progressDeadlineSeconds"] for d in render_deployments(sample_pipeline(stored=True))} == {600}
 
 
 def test_rolling_component_is_named_then_ready_then_deadline_is_degraded():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     deps = [available(d) for d in render_deployments(obj)]
     assert compute_status(obj, deps, NOW)["phase"] == "Running"
     # The router's new ReplicaSet has 0 of 1 updated pods available; the old pod still runs.
@@ -86,7 +78,7 @@ def test_rolling_component_is_named_then_ready_then_deadline_is_degraded():
 
 
 def test_history_records_generation_time_images_and_changed_fields():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     deps = [available(d) for d in render_deployments(obj)]
     s1 = compute_status(obj, deps, NOW)
     (h1,) = s1["history"]
@@ -124,7 +116,7 @@ def test_spec_digest_paths():
 
 
 def test_scale_fields_and_over_provisioned_router():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["spec"]["router"]["replicas"] = 3
     obj["spec"]["kafka"]["topics"]["partitions"] = 2
     deps = [available(d) for d in render_deployments(obj)]
@@ -157,7 +149,7 @@ def _actual(obj, replicas, pods=None):
 
 
 def test_pause_stops_the_source_first_then_drains_then_the_rest():
-    obj = sample(paused=True, rollout={"pauseDrainSeconds": 30})
+    obj = sample_pipeline(stored=True, paused=True, rollout={"pauseDrainSeconds": 30})
     obj["spec"]["router"]["replicas"] = 2
     p = Pipeline.from_resource(obj)
     running = {"time": 1, "router": 2, "evenLogger": 1, "oddLogger": 1}
@@ -194,7 +186,7 @@ def test_pause_stops_the_source_first_then_drains_then_the_rest():
 
 
 def test_pause_says_how_the_drain_ended_and_keeps_it():
-    obj = sample(paused=True, rollout={"pauseDrainSeconds": 30})
+    obj = sample_pipeline(stored=True, paused=True, rollout={"pauseDrainSeconds": 30})
     p = Pipeline.from_resource(obj)
     stopped = {"time": 0, "router": 1, "evenLogger": 1, "oddLogger": 1}
     actual = _actual(obj, stopped)
@@ -218,7 +210,7 @@ def test_pause_says_how_the_drain_ended_and_keeps_it():
 
 
 def test_pausing_a_router_already_at_zero_completes_without_waiting_for_a_drain():
-    obj = sample(paused=True, rollout={"pauseDrainSeconds": 600})
+    obj = sample_pipeline(stored=True, paused=True, rollout={"pauseDrainSeconds": 600})
     obj["spec"]["router"]["replicas"] = 0
     p = Pipeline.from_resource(obj)
     actual = _actual(obj, {"time": 0, "router": 0, "evenLogger": 1, "oddLogger": 1})
@@ -233,7 +225,7 @@ def test_pausing_a_router_already_at_zero_completes_without_waiting_for_a_drain(
 
 
 def test_pausing_status_is_progressing_with_the_stage():
-    obj = sample(paused=True)
+    obj = sample_pipeline(stored=True, paused=True)
     p = Pipeline.from_resource(obj)
     running = {"time": 1, "router": 1, "evenLogger": 1, "oddLogger": 1}
     actual = _actual(obj, running)
@@ -244,7 +236,7 @@ def test_pausing_status_is_progressing_with_the_stage():
 
 
 def test_downstream_at_zero_stays_at_zero_while_paused():
-    obj = sample(paused=True)
+    obj = sample_pipeline(stored=True, paused=True)
     p = Pipeline.from_resource(obj)
     # Operator restarted mid-pause: router already 0, time has a pod again (hand scaled).
     st = pause.pause_state(p, _actual(obj, {"time": 1, "router": 0, "evenLogger": 0, "oddLogger": 0}), NOW)
@@ -255,7 +247,7 @@ def test_downstream_at_zero_stays_at_zero_while_paused():
 
 
 def test_desired_topics_include_the_dead_letter_topic():
-    p = Pipeline.from_resource(sample())
+    p = Pipeline.from_resource(sample_pipeline(stored=True))
     got = {(t.role, t.name, t.partitions, t.replication_factor) for t in topics.desired_topics(p)}
     assert got == {("input", "timeDest", 1, 1), ("even", "evenDest", 1, 1), ("odd", "oddDest", 1, 1),
                    ("deadLetter", "error.timeDest.timeStampStream", 1, 1)}
@@ -279,28 +271,32 @@ def test_topic_plan_creates_grows_and_refuses_to_shrink():
 
 
 def test_topic_settings_parse_to_the_brokers_strings_and_bad_ones_name_the_key():
-    p = Pipeline.from_resource(sample(kafka={"brokers": ["k:9092"], "topics": {
+    p = Pipeline.from_resource(sample_pipeline(stored=True, kafka={"brokers": ["k:9092"], "topics": {
         "replicationFactor": 3,
         "config": {"retention.ms": 604800000, "min.insync.replicas": 2, "compression.type": "zstd",
                    "unclean.leader.election.enable": False}}}))
     assert p.kafka.topics.config == (("compression.type", "zstd"), ("min.insync.replicas", "2"),
                                      ("retention.ms", "604800000"), ("unclean.leader.election.enable", "false"))
     assert {t.config for t in topics.desired_topics(p)} == {p.kafka.topics.config}, "every managed topic"
-    bad = [({"retention.msx": 1}, "spec.kafka.topics.config.retention.msx: not a supported topic setting"),
-           ({"retention.ms": -2}, "spec.kafka.topics.config.retention.ms: must be between -1"),
-           ({"retention.ms": "7d"}, "spec.kafka.topics.config.retention.ms: must be an integer"),
-           ({"cleanup.policy": "compact"}, "spec.kafka.topics.config.cleanup.policy: must be one of delete"),
-           ({"unclean.leader.election.enable": "no"}, "must be a boolean"),
-           ({"min.insync.replicas": 4}, "spec.kafka.topics.config.min.insync.replicas: must not exceed")]
-    for config, message in bad:
-        with pytest.raises(PipelineError) as err:
-            Pipeline.from_resource(sample(kafka={"brokers": ["k:9092"], "topics": {"replicationFactor": 3,
-                                                                                   "config": config}}))
-        assert message in str(err.value)
     schema = crd.spec_schema()["properties"]["kafka"]["properties"]["topics"]
     assert set(schema["properties"]["config"]["properties"]) == set(topicconfig.BY_KEY)
     assert schema["properties"]["config"]["properties"]["retention.ms"]["minimum"] == -1
     assert any("min__dot__insync__dot__replicas" in r["rule"] for r in schema["x-kubernetes-validations"])
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"retention.msx": 1}, "spec.kafka.topics.config.retention.msx: not a supported topic setting"),
+    ({"retention.ms": -2}, "spec.kafka.topics.config.retention.ms: must be between -1"),
+    ({"retention.ms": "7d"}, "spec.kafka.topics.config.retention.ms: must be an integer"),
+    ({"cleanup.policy": "compact"}, "spec.kafka.topics.config.cleanup.policy: must be one of delete"),
+    ({"unclean.leader.election.enable": "no"}, "must be a boolean"),
+    ({"min.insync.replicas": 4}, "spec.kafka.topics.config.min.insync.replicas: must not exceed"),
+])
+def test_bad_topic_settings_name_the_key(config, message):
+    with pytest.raises(PipelineError) as err:
+        Pipeline.from_resource(sample_pipeline(stored=True, kafka={"brokers": ["k:9092"], "topics": {
+            "replicationFactor": 3, "config": config}}))
+    assert message in str(err.value)
 
 
 def test_topic_plan_sets_settings_at_creation_and_puts_back_only_drifted_ones():
@@ -326,12 +322,12 @@ def test_topic_plan_sets_settings_at_creation_and_puts_back_only_drifted_ones():
 
 
 def test_unreachable_message_is_stable():
-    p = Pipeline.from_resource(sample())
+    p = Pipeline.from_resource(sample_pipeline(stored=True))
     d = topics.desired_topics(p)
     a = topics.unreachable_status(d, p.kafka.brokers, "no broker answered")
     assert a == topics.unreachable_status(d, p.kafka.brokers, "no broker answered")
     assert a["reason"] == "BrokerUnreachable" and "kafka.kafka.svc:9092" in a["message"]
-    s = compute_status(sample(), [], NOW, topics=a)
+    s = compute_status(sample_pipeline(stored=True), [], NOW, topics=a)
     assert conds(s)["TopicsReady"]["status"] == "False" and s["phase"] == "Pending"
 
 

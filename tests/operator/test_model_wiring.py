@@ -1,14 +1,12 @@
 """Unit tests: pipeline parsing/validation (model) and the wiring contract (wiring)."""
 import copy
-from pathlib import Path
 
 import pytest
 
+from samples import SAMPLE_FILE as SAMPLE
 from tspipe import wiring
 from tspipe.model import Pipeline, PipelineError, load_pipeline_file
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 
 MINIMAL = {
     "apiVersion": "tspipe.io/v1alpha1",

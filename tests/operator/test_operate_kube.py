@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kubehelpers import sample_pipeline, wait_for
+from kubehelpers import wait_for
+from samples import sample_pipeline
 from localinfra.proc import free_port
 
 pytestmark = pytest.mark.kube

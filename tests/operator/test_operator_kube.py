@@ -9,7 +9,8 @@ import time
 import pytest
 import yaml
 
-from kubehelpers import describe, sample_pipeline, wait_for
+from kubehelpers import describe, wait_for
+from samples import sample_pipeline
 from tspipe.model import Pipeline, PipelineError
 
 pytestmark = pytest.mark.kube

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kubehelpers import sample_pipeline
+from samples import sample_pipeline
 from tspipe import podhealth, status_policy
 from tspipe.components import ROUTER
 from tspipe.model import Pipeline
@@ -87,9 +87,7 @@ def test_nothing_to_report(p):
 
 
 def resource(**spec):
-    obj = sample_pipeline(**spec)
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=1)
-    return obj
+    return sample_pipeline(stored=True, **spec)
 
 
 def test_the_status_names_the_app_and_the_reason_and_the_change_is_written():

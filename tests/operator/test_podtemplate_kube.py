@@ -14,9 +14,10 @@ import yaml
 from podschemas import OUT as SCHEMAS_FILE
 from podschemas import build, fetch, render
 
-from kubehelpers import SAMPLE_NAME as NAME
+from samples import SAMPLE_NAME as NAME
+from samples import merged
 from kubehelpers import conditions, generations, no_broker_pipeline, settled, wait_for
-from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS, merged
+from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS
 from tspipe.model import Pipeline, PipelineError
 from tspipe.podtemplate import node_loss_tolerations
 

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 
-from podtemplate_cases import JVM, PYTHON, RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS, merged
+from podtemplate_cases import JVM, PYTHON, RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS
+from samples import sample_pipeline
 from tspipe import childdiff, crd, podtemplate, render
 from tspipe.names import POD_ANNOTATIONS_ANNOTATION
 from tspipe.handlers import pod_matters
@@ -20,17 +20,10 @@ from tspipe.render import render_deployments
 from tspipe.status import compute_status, needs_pods, ready_pods, unscheduled
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
 # What every app pod tolerates unless its podTemplate tolerates the taint itself.
 NODE_LOSS = [{"key": taint, "operator": "Exists", "effect": "NoExecute",
               "tolerationSeconds": podtemplate.NODE_LOSS_TOLERATION_SECONDS} for taint in podtemplate.NODE_LOSS_TAINTS]
-
-
-def sample(**spec):
-    obj = yaml.safe_load(SAMPLE.read_text())
-    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": 1})
-    return merged(obj, {"spec": spec})
 
 
 def deployments(obj):
@@ -84,7 +77,7 @@ def assert_has_every_field(d, t=EVERY_FIELD):
 
 
 def test_every_field_of_the_pipeline_default_reaches_every_deployment():
-    deps = deployments(sample(podTemplate=EVERY_FIELD))
+    deps = deployments(sample_pipeline(stored=True, podTemplate=EVERY_FIELD))
     for d in deps.values():
         assert_has_every_field(d)
         # The operator's own parts are still there, first.
@@ -94,18 +87,18 @@ def test_every_field_of_the_pipeline_default_reaches_every_deployment():
         assert d["metadata"]["annotations"][POD_ANNOTATIONS_ANNOTATION] == "example.com/owner"
 
 
-def test_every_field_of_an_app_reaches_only_that_app():
-    deps = deployments(sample(evenLogger={"podTemplate": EVERY_FIELD}))
+@pytest.mark.parametrize("name", ["time", "router", "oddlogger"])
+def test_every_field_of_an_app_reaches_only_that_app(name):
+    deps = deployments(sample_pipeline(stored=True, evenLogger={"podTemplate": EVERY_FIELD}))
     assert_has_every_field(deps["evenlogger"])
-    for name in ("time", "router", "oddlogger"):
-        p = pod(deps[name])
-        assert not {"nodeSelector", "affinity", "priorityClassName", "envFrom"} & set(p)
-        assert p["tolerations"] == NODE_LOSS
-        assert "team" not in deps[name]["spec"]["template"]["metadata"]["labels"]
+    p = pod(deps[name])
+    assert not {"nodeSelector", "affinity", "priorityClassName", "envFrom"} & set(p)
+    assert p["tolerations"] == NODE_LOSS
+    assert "team" not in deps[name]["spec"]["template"]["metadata"]["labels"]
 
 
 def test_no_podtemplate_renders_as_before_plus_default_resources_and_node_loss_tolerations():
-    deps = deployments(sample())
+    deps = deployments(sample_pipeline(stored=True))
     for name, d in deps.items():
         assert container(d)["resources"] == (PYTHON if name == "router" else JVM)
         assert "annotations" not in d["spec"]["template"]["metadata"]
@@ -119,7 +112,7 @@ def test_no_podtemplate_renders_as_before_plus_default_resources_and_node_loss_t
 
 
 def test_app_overrides_the_pipeline_default_field_by_field():
-    obj = sample(
+    obj = sample_pipeline(stored=True, 
         podTemplate={"labels": {"team": "data", "tier": "stream"}, "nodeSelector": {"disk": "ssd", "zone": "a"},
                      "tolerations": [{"key": "a", "operator": "Exists"}], "priorityClassName": "low",
                      "resources": {"limits": {"memory": "1Gi"}},
@@ -158,11 +151,11 @@ def test_merge_rules_per_field():
 
 
 def test_spec_pod_is_the_older_name_of_spec_podtemplate():
-    old = deployments(sample(pod={"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"}}))
-    new = deployments(sample(podTemplate={"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"}}))
+    old = deployments(sample_pipeline(stored=True, pod={"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"}}))
+    new = deployments(sample_pipeline(stored=True, podTemplate={"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"}}))
     assert old == new
     with pytest.raises(PipelineError) as err:
-        Pipeline.from_resource(sample(pod={"priorityClassName": "x"}))
+        Pipeline.from_resource(sample_pipeline(stored=True, pod={"priorityClassName": "x"}))
     assert err.value.field == "spec.pod.priorityClassName" and err.value.message == "unknown field"
 
 
@@ -173,7 +166,7 @@ def test_spec_pod_is_the_older_name_of_spec_podtemplate():
 def test_parser_refuses_owned_and_unknown_fields_naming_them(case):
     _, patch, field, fragment = case
     with pytest.raises(PipelineError) as err:
-        Pipeline.from_resource(sample(**patch))
+        Pipeline.from_resource(sample_pipeline(stored=True, **patch))
     assert err.value.field == field
     assert fragment in err.value.message
 
@@ -195,17 +188,19 @@ def test_parser_refuses_owned_and_unknown_fields_naming_them(case):
 ])
 def test_parser_applies_the_kubernetes_shapes(patch, field):
     with pytest.raises(PipelineError) as err:
-        Pipeline.from_resource(sample(**patch))
+        Pipeline.from_resource(sample_pipeline(stored=True, **patch))
     assert err.value.field == field
 
 
-def test_paths_around_the_operators_mounts_are_allowed():
-    ok = ["/data", "/tmp/cache", "/etc/app", "/etc/tspipe/other", "/etc/tspipe/kafka-ca/extra", "/tmpx"]
-    refused = ["/", "//", "/tmp", "tmp", "/tmp//", "//etc", "/etc/tspipe", "/etc//tspipe/kafka-ca/"]
-    for path in ok:
-        assert not re.fullmatch(podtemplate.OWNED_PATHS_RE, path), path
-    for path in refused:
-        assert re.fullmatch(podtemplate.OWNED_PATHS_RE, path), path
+@pytest.mark.parametrize("path", ["/data", "/tmp/cache", "/etc/app", "/etc/tspipe/other", "/etc/tspipe/kafka-ca/extra",
+                                  "/tmpx"])
+def test_paths_around_the_operators_mounts_are_allowed(path):
+    assert not re.fullmatch(podtemplate.OWNED_PATHS_RE, path), path
+
+
+@pytest.mark.parametrize("path", ["/", "//", "/tmp", "tmp", "/tmp//", "//etc", "/etc/tspipe", "/etc//tspipe/kafka-ca/"])
+def test_the_operators_mount_paths_are_refused(path):
+    assert re.fullmatch(podtemplate.OWNED_PATHS_RE, path), path
 
 
 # --- the CRD carries the same rules, and stays small enough for `kubectl apply` ----------------
@@ -262,7 +257,7 @@ def server_defaulted(d, resources=None):
 def test_podtemplate_values_as_the_server_returns_them_are_in_sync():
     t = {**EVERY_FIELD, "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": False}],
          "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"}, "limits": {"memory": "2Gi"}}}
-    obj = sample(podTemplate=t)
+    obj = sample_pipeline(stored=True, podTemplate=t)
     desired = render_deployments(obj)
     assert container(desired[0])["volumeMounts"][-1] == {"name": "config", "mountPath": "/config"}
     canonical = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
@@ -271,7 +266,7 @@ def test_podtemplate_values_as_the_server_returns_them_are_in_sync():
 
 
 def test_an_annotation_removed_from_the_podtemplate_leaves_the_pods():
-    obj = sample(podTemplate={"annotations": {"a.io/x": "1", "a.io/y": "2"}})
+    obj = sample_pipeline(stored=True, podTemplate={"annotations": {"a.io/x": "1", "a.io/y": "2"}})
     actual = [server_defaulted(d) for d in render_deployments(obj)]
     # Someone else's template annotation (kubectl rollout restart) stays.
     actual[0]["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] = "t"
@@ -292,19 +287,19 @@ def test_an_annotation_removed_from_the_podtemplate_leaves_the_pods():
 
 def test_rendering_is_deterministic_and_a_podtemplate_rolls_only_its_app():
     h = lambda d: d["metadata"]["annotations"][render.HASH_ANNOTATION]  # noqa: E731
-    before = deployments(sample())
-    again = deployments(sample())
+    before = deployments(sample_pipeline(stored=True))
+    again = deployments(sample_pipeline(stored=True))
     assert before == again
-    after = deployments(sample(oddLogger={"podTemplate": {"nodeSelector": {"disk": "ssd"},
+    after = deployments(sample_pipeline(stored=True, oddLogger={"podTemplate": {"nodeSelector": {"disk": "ssd"},
                                                           "labels": {"b": "2", "a": "1"}}}))
     assert [n for n in before if h(before[n]) != h(after[n])] == ["oddlogger"]
-    reordered = deployments(sample(oddLogger={"podTemplate": {"labels": {"a": "1", "b": "2"},
+    reordered = deployments(sample_pipeline(stored=True, oddLogger={"podTemplate": {"labels": {"a": "1", "b": "2"},
                                                               "nodeSelector": {"disk": "ssd"}}}))
     assert h(reordered["oddlogger"]) == h(after["oddlogger"])
     # A pipeline default the app overrides with the same value changes nothing for it.
-    masked = deployments(sample(podTemplate={"priorityClassName": "p"},
+    masked = deployments(sample_pipeline(stored=True, podTemplate={"priorityClassName": "p"},
                                 oddLogger={"podTemplate": {"priorityClassName": "q"}}))
-    masked2 = deployments(sample(podTemplate={"priorityClassName": "other"},
+    masked2 = deployments(sample_pipeline(stored=True, podTemplate={"priorityClassName": "other"},
                                  oddLogger={"podTemplate": {"priorityClassName": "q"}}))
     assert h(masked["oddlogger"]) == h(masked2["oddlogger"]) and h(masked["time"]) != h(masked2["time"])
 
@@ -332,7 +327,7 @@ def actual_from(desired, ready=True):
 
 
 def test_status_names_the_component_and_the_schedulers_reason():
-    obj = sample(evenLogger={"podTemplate": {"nodeSelector": {"disk": "none"}}})
+    obj = sample_pipeline(stored=True, evenLogger={"podTemplate": {"nodeSelector": {"disk": "none"}}})
     desired = render_deployments(obj)
     actual = [actual_from(d, ready=d["metadata"]["name"] != "timestamps-evenlogger") for d in desired]
     without = compute_status(obj, actual, NOW)
@@ -416,7 +411,7 @@ def test_every_boolean_a_podtemplate_can_set_means_false_when_absent():
 
 
 def test_every_app_is_evicted_from_a_lost_node_after_30_seconds_not_kubernetes_300():
-    for d in deployments(sample()).values():
+    for d in deployments(sample_pipeline(stored=True)).values():
         got = {t["key"]: t for t in pod(d)["tolerations"]}
         for taint in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
             assert got[taint] == {"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
@@ -425,7 +420,7 @@ def test_every_app_is_evicted_from_a_lost_node_after_30_seconds_not_kubernetes_3
 def test_a_podtemplate_toleration_for_a_node_loss_taint_wins_for_that_taint_only():
     mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
             "tolerationSeconds": 600}
-    deps = deployments(sample(router={"podTemplate": {"tolerations": [mine]}}))
+    deps = deployments(sample_pipeline(stored=True, router={"podTemplate": {"tolerations": [mine]}}))
     assert pod(deps["router"])["tolerations"] == [mine, NODE_LOSS[0]]
     assert pod(deps["time"])["tolerations"] == NODE_LOSS  # the other apps keep the default
 

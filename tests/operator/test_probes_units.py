@@ -3,7 +3,7 @@ field reaches the Deployment, a field left out keeps the app's default, and bad 
 name the field."""
 import pytest
 
-from kubehelpers import sample_pipeline
+from samples import sample_pipeline
 from tspipe import crd, probes
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline, PipelineError
@@ -11,11 +11,7 @@ from tspipe.render import render_deployments
 
 
 def resource(**apps):
-    obj = sample_pipeline()
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=1)
-    for app, p in apps.items():
-        obj["spec"].setdefault(app, {})["probes"] = p
-    return obj
+    return sample_pipeline(stored=True, **{app: {"probes": p} for app, p in apps.items()})
 
 
 def containers(obj):

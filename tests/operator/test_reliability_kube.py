@@ -11,7 +11,8 @@ import time
 import pytest
 import yaml
 
-from kubehelpers import CRD_FILE, Kubectl, Operator, sample_pipeline, wait_for
+from kubehelpers import CRD_FILE, Kubectl, Operator, wait_for
+from samples import sample_pipeline
 
 pytestmark = pytest.mark.kube
 

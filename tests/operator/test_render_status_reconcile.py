@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe import childdiff, crd, render
 from tspipe.model import PipelineError
 from tspipe.childdiff import CREATE, DELETE, RECREATE, UPDATE, contains, plan
@@ -13,14 +13,7 @@ from tspipe.render import render_deployments
 from tspipe.status import compute_status
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def sample(**meta):
-    obj = yaml.safe_load(SAMPLE.read_text())
-    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": 1, **meta})
-    return obj
 
 
 def by_component(deps):
@@ -28,7 +21,7 @@ def by_component(deps):
 
 
 def test_four_deployments_named_labelled_and_owned():
-    deps = render_deployments(sample())
+    deps = render_deployments(sample_pipeline(stored=True))
     assert [d["metadata"]["name"] for d in deps] == [
         "timestamps-time", "timestamps-router", "timestamps-evenlogger", "timestamps-oddlogger"]
     for d in deps:
@@ -44,7 +37,7 @@ def test_four_deployments_named_labelled_and_owned():
 
 
 def test_args_env_and_probes_follow_the_contract():
-    deps = by_component(render_deployments(sample()))
+    deps = by_component(render_deployments(sample_pipeline(stored=True)))
     args = {k: c["spec"]["template"]["spec"]["containers"][0]["args"] for k, c in deps.items()}
     assert "--spring.cloud.stream.bindings.output.destination=timeDest" in args["time"]
     assert "--time.date-format=MM/dd/yy HH:mm:ss" in args["time"]
@@ -71,7 +64,7 @@ def test_args_env_and_probes_follow_the_contract():
 
 
 def test_restricted_pod_security():
-    for d in render_deployments(sample()):
+    for d in render_deployments(sample_pipeline(stored=True)):
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
@@ -86,7 +79,7 @@ def test_restricted_pod_security():
 
 
 def test_overrides_replicas_resources_env():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["spec"]["router"].update(replicas=3, resources={"limits": {"cpu": "500m"}},
                                  env=[{"name": "EXTRA", "value": "1"}])
     obj["spec"]["pod"] = {"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"},
@@ -103,9 +96,9 @@ def test_overrides_replicas_resources_env():
 
 
 def test_hash_changes_with_spec_only():
-    a = by_component(render_deployments(sample()))
-    b = by_component(render_deployments(sample()))
-    obj = sample()
+    a = by_component(render_deployments(sample_pipeline(stored=True)))
+    b = by_component(render_deployments(sample_pipeline(stored=True)))
+    obj = sample_pipeline(stored=True)
     obj["spec"]["time"]["dateFormat"] = "yyyy"
     c = by_component(render_deployments(obj))
     h = lambda d: d["metadata"]["annotations"][render.HASH_ANNOTATION]  # noqa: E731
@@ -114,7 +107,7 @@ def test_hash_changes_with_spec_only():
 
 
 def test_render_rejects_invalid_spec():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["spec"]["kafka"]["topics"]["odd"] = "evenDest"
     with pytest.raises(PipelineError):
         render_deployments(obj)
@@ -137,7 +130,7 @@ def actual_from(desired, ready=True, **status):
 
 
 def test_status_pending_progressing_running_degraded_failed():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     s = compute_status(obj, [], NOW)
     assert s["phase"] == "Pending" and s["readyComponents"] == "0/4" and s["observedGeneration"] == 1
@@ -184,7 +177,7 @@ def test_status_pending_progressing_running_degraded_failed():
 
 
 def test_unready_after_rollout_is_degraded_and_partial_is_progressing():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     assert compute_status(obj, [actual_from(d) for d in desired[:2]], NOW)["phase"] == "Progressing"
     old_pods = [actual_from(d) for d in desired]
@@ -193,7 +186,7 @@ def test_unready_after_rollout_is_degraded_and_partial_is_progressing():
 
 
 def test_last_transition_time_kept_when_status_unchanged():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     running = [actual_from(d) for d in render_deployments(obj)]
     first = compute_status(obj, running, NOW)
     obj["status"] = first
@@ -207,7 +200,7 @@ def test_last_transition_time_kept_when_status_unchanged():
 
 
 def test_router_scaled_to_zero_is_ready():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["spec"]["router"]["replicas"] = 0
     deps = [actual_from(d) for d in render_deployments(obj)]
     for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"):
@@ -234,7 +227,7 @@ def server_defaulted(d):
 
 
 def test_in_sync_means_no_actions():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired]
     assert plan(obj, desired, actual).actions == []
@@ -249,7 +242,7 @@ def test_quantities_compare_by_value():
 
 
 def test_missing_children_are_created():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired[1:]]
     p = plan(obj, desired, actual)
@@ -266,7 +259,7 @@ def test_missing_children_are_created():
     (lambda d: d["metadata"].update(ownerReferences=[]), "ownerReferences"),
 ])
 def test_hand_edits_are_drift(edit, part):
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired]
     edit(actual[1])
@@ -281,7 +274,7 @@ def test_hand_edits_are_drift(edit, part):
 
 
 def test_foreign_labels_and_restart_annotation_survive_update():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     a = server_defaulted(desired[0])
     a["metadata"]["labels"]["team"] = "x"
@@ -293,7 +286,7 @@ def test_foreign_labels_and_restart_annotation_survive_update():
 
 
 def test_undesired_labelled_child_deleted_foreign_left_alone():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired]
     stray = copy.deepcopy(actual[0])
@@ -309,7 +302,7 @@ def test_undesired_labelled_child_deleted_foreign_left_alone():
 
 
 def test_name_taken_by_someone_else_is_blocked_and_selector_change_recreates():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = [server_defaulted(d) for d in desired]
     actual[0]["metadata"]["ownerReferences"][0]["uid"] = "another-pipeline"

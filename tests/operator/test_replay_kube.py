@@ -17,8 +17,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, sample_pipeline, settled, wait_for
+from samples import SAMPLE_NAME as NAME
+from kubehelpers import conditions, settled, wait_for
+from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 

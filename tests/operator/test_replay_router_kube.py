@@ -17,8 +17,9 @@ import uuid
 
 import pytest
 
-from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, sample_pipeline, settled, wait_for
+from samples import SAMPLE_NAME as NAME
+from kubehelpers import conditions, settled, wait_for
+from samples import sample_pipeline
 from routerproc import RouterProc, produce, read_all, timestamps
 from test_replay_kube import ANNOTATION, committed
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from kubehelpers import SAMPLE_NAME as NAME
-from kubehelpers import conditions, sample_pipeline, wait_for
+from samples import SAMPLE_NAME as NAME
+from kubehelpers import conditions, wait_for
+from samples import sample_pipeline
 from localinfra.kafka import topic_values
 from localinfra.runner import Runner
 

@@ -10,7 +10,7 @@ from controllerfakes import _ready, make, run
 from tspipe import crd, rollback
 from tspipe.model import Pipeline, PipelineError
 from tspipe.rollback import JUDGE, OPEN, advance, judge, parity_problem
-from kubehelpers import sample_pipeline
+from samples import sample_pipeline
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PREFIXES = {"even": "Even timestamp:", "odd": "Odd timestamp:"}

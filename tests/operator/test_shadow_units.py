@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controllerfakes import _ready, make, run
-from kubehelpers import sample_pipeline
+from samples import STORED, sample_pipeline
 from test_status_schema_units import STATUS_SCHEMA, prune
 from tspipe import rollback, shadow
 from tspipe.model import Pipeline, PipelineError
@@ -19,8 +19,8 @@ PREFIXES = {"even": "Even timestamp:", "odd": "Odd timestamp:"}
 
 
 def pipeline(**rollout):
-    obj = sample_pipeline(rollout={"autoRollback": True, "strategy": "Shadow", **rollout})
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=3)
+    obj = sample_pipeline(metadata={**STORED, "generation": 3},
+                          rollout={"autoRollback": True, "strategy": "Shadow", **rollout})
     return obj, Pipeline.from_resource(obj)
 
 

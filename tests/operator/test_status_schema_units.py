@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubehelpers import sample_pipeline
+from samples import STORED, sample_pipeline
 from tspipe import crd, rollback
 from tspipe.model import Pipeline
 from tspipe.pause import pause_state
@@ -36,9 +36,7 @@ STATUS_SCHEMA = crd.status_schema()
 
 
 def resource(**spec):
-    obj = sample_pipeline(**spec)
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=2)
-    return obj
+    return sample_pipeline(metadata={**STORED, "generation": 2}, **spec)
 
 
 def offsets(committed, even, odd):
@@ -89,3 +87,12 @@ def test_every_other_features_status_survives_the_api_servers_pruning():
     assert status["components"]["router"]["notReady"]["reason"] == "ImagePullBackOff"
     assert status["autoscaling"]["lastScale"]["to"] == 2 and status["pause"]["recordsLeft"] == 12
     assert prune(status, STATUS_SCHEMA) == status
+
+
+def test_the_status_keys_the_code_writes_by_name_are_the_schemas_top_level_keys():
+    """status.py writes the top-level keys by status_fields.Key's names; the schema is
+    generated from the declarations that use the same names: neither can drift alone."""
+    from tspipe.status_fields import Key
+
+    names = {v for k, v in vars(Key).items() if k.isupper()}
+    assert names == set(STATUS_SCHEMA["properties"])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubehelpers import SAMPLE_NAME as NAME
+from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, describe, generations, no_broker_pipeline, settled, wait_for
 
 pytestmark = pytest.mark.kube

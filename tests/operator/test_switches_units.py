@@ -2,28 +2,17 @@
 do to the rendered Deployments, the status and its history (pure functions)."""
 import copy
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe.childdiff import UPDATE, plan
 from tspipe.render import render_deployments, restarted_at, with_restart
 from tspipe.status import compute_status, held_status
 from tspipe.switches import reconcile_held, restart_request
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "manifests" / "samples" / "timestamppipeline.yaml"
 NOW = datetime(2026, 11, 30, 7, 0, 0, tzinfo=timezone.utc)
 LATER = "2026-11-30T07:05:00Z"
-
-
-def sample(annotations=None, generation=1):
-    obj = yaml.safe_load(SAMPLE.read_text())
-    obj["metadata"].update({"namespace": "ns", "uid": "uid-1", "generation": generation})
-    if annotations is not None:
-        obj["metadata"]["annotations"] = annotations
-    return obj
 
 
 def conditions(status):
@@ -39,11 +28,11 @@ def conditions(status):
 ])
 def test_hold_only_on_true(value, held):
     ann = {} if value is None else {"tspipe.io/reconcile-paused": value}
-    assert reconcile_held(sample(ann)) is held
+    assert reconcile_held(sample_pipeline(stored=True, metadata={"annotations": ann})) is held
 
 
 def test_held_status_keeps_the_last_reconciled_status_and_adds_the_condition():
-    obj = sample(generation=1)
+    obj = sample_pipeline(stored=True)
     obj["status"] = compute_status(obj, [], NOW)
     obj["metadata"]["generation"] = 2  # the spec changed while held
     st = held_status(obj, LATER)
@@ -61,8 +50,8 @@ def test_held_status_keeps_the_last_reconciled_status_and_adds_the_condition():
 
 
 def test_released_status_has_no_paused_condition():
-    obj = sample()
-    obj["status"] = held_status(sample(), NOW)
+    obj = sample_pipeline(stored=True)
+    obj["status"] = held_status(sample_pipeline(stored=True), NOW)
     assert "ReconciliationPaused" not in conditions(compute_status(obj, [], NOW))
 
 
@@ -78,20 +67,20 @@ def test_released_status_has_no_paused_condition():
     ("python-router", [], ["python-router"]),  # the SCDF label is not the spec's app name
 ])
 def test_restart_request_parsing(value, apps, unknown):
-    r = restart_request(sample({"tspipe.io/restart": value}))
+    r = restart_request(sample_pipeline(stored=True, metadata={"annotations": {"tspipe.io/restart": value}}))
     assert (r.labels, list(r.unknown), r.value) == (apps, unknown, value)
 
 
 def test_no_annotation_no_request():
-    assert restart_request(sample()) is None
-    assert restart_request(sample({"other": "x"})) is None
+    assert restart_request(sample_pipeline(stored=True)) is None
+    assert restart_request(sample_pipeline(stored=True, metadata={"annotations": {"other": "x"}})) is None
 
 
 def test_an_unknown_name_refuses_the_whole_request_naming_it():
-    problem = restart_request(sample({"tspipe.io/restart": "router,bogus"})).problem()
+    problem = restart_request(sample_pipeline(stored=True, metadata={"annotations": {"tspipe.io/restart": "router,bogus"}})).problem()
     assert "'bogus'" in problem and "nothing restarted" in problem and "evenLogger" in problem
-    assert "names no app" in restart_request(sample({"tspipe.io/restart": " , "})).problem()
-    assert restart_request(sample({"tspipe.io/restart": "router"})).problem() == ""
+    assert "names no app" in restart_request(sample_pipeline(stored=True, metadata={"annotations": {"tspipe.io/restart": " , "}})).problem()
+    assert restart_request(sample_pipeline(stored=True, metadata={"annotations": {"tspipe.io/restart": "router"}})).problem() == ""
 
 
 def served(deps):
@@ -105,7 +94,7 @@ def served(deps):
 
 
 def test_restart_stamps_one_template_and_the_diff_rolls_only_that_app():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
     actual = served(desired)
     assert plan(obj, desired, actual).actions == []
@@ -132,7 +121,7 @@ IMAGES = {"time": "springcloudstream/time-source-kafka:5.1.1", "router": "ghcr.i
 
 
 def test_restart_is_recorded_in_history_without_a_new_generation():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["status"] = compute_status(obj, [], NOW)
     assert [h["generation"] for h in obj["status"]["history"]] == [1]
     st = compute_status(obj, [], LATER, restarted=["router"])
@@ -149,7 +138,7 @@ def test_restart_is_recorded_in_history_without_a_new_generation():
 
 
 def test_spec_change_and_restart_in_one_pass_are_two_entries():
-    obj = sample()
+    obj = sample_pipeline(stored=True)
     obj["status"] = compute_status(obj, [], NOW)
     obj["spec"]["time"]["image"] = "t:2"
     obj["metadata"]["generation"] = 2
@@ -159,8 +148,8 @@ def test_spec_change_and_restart_in_one_pass_are_two_entries():
 
 
 def test_rejected_restart_condition_lasts_until_a_restart_or_a_spec_change():
-    obj = sample()
-    problem = restart_request(sample({"tspipe.io/restart": "bogus"})).problem()
+    obj = sample_pipeline(stored=True)
+    problem = restart_request(sample_pipeline(stored=True, metadata={"annotations": {"tspipe.io/restart": "bogus"}})).problem()
     obj["status"] = compute_status(obj, [], NOW, restart_rejected=problem)
     rej = conditions(obj["status"])["RestartRejected"]
     assert (rej["status"], rej["reason"], rej["message"]) == ("True", "UnknownApp", problem)

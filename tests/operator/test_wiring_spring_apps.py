@@ -12,7 +12,8 @@ from datetime import datetime
 
 import pytest
 
-from kubehelpers import sample_pipeline, wait_for
+from kubehelpers import wait_for
+from samples import sample_pipeline
 from tspipe.render import render_deployments
 
 pytestmark = pytest.mark.kafka
@@ -53,8 +54,7 @@ def test_rendered_args_bind_in_the_real_spring_apps(kafka_bootstrap, tmp_path):
     from localinfra.kube import free_port
 
     suffix = uuid.uuid4().hex[:6]
-    obj = sample_pipeline()
-    obj["metadata"].update(namespace="ns", uid="uid-1", generation=1)
+    obj = sample_pipeline(stored=True)
     obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap],
                             "topics": {"input": f"t-{suffix}", "even": f"e-{suffix}", "odd": f"o-{suffix}"}}
     obj["spec"]["time"].update(dateFormat="yyyy-MM-dd HH:mm:ss", fixedDelaySeconds=2)

@@ -93,20 +93,23 @@ def fetched(batches: list[list], base_offsets: list[int], fetch_offset: int) -> 
     return fastfetch.ChunkRecords(fetch_offset, TopicPartition("t", 0), MemoryRecords(buf))
 
 
-def test_take_splits_chunks_at_the_limit_and_moves_the_position():
+@pytest.mark.parametrize("n", [1, 7, 30, 31, 64, 100, 1000])
+def test_take_splits_chunks_at_the_limit_and_moves_the_position(n):
     batches = [sample(30), sample(50), sample(20)]
-    for n in (1, 7, 30, 31, 64, 100, 1000):
-        part = fetched(batches, [0, 30, 80], 0)
-        got = []
-        while part:
-            taken = part.take(n)
-            if not taken:
-                break
-            assert len(taken) == sum(c.count for c in taken) <= n
-            got += [r[0] for c in taken for r in c.records()]
-            assert part.next_fetch_offset == got[-1] + 1
-        assert got == list(range(100)), n
-    # A fetch from inside a batch starts at the position.
+    part = fetched(batches, [0, 30, 80], 0)
+    got = []
+    while part:
+        taken = part.take(n)
+        if not taken:
+            break
+        assert len(taken) == sum(c.count for c in taken) <= n
+        got += [r[0] for c in taken for r in c.records()]
+        assert part.next_fetch_offset == got[-1] + 1
+    assert got == list(range(100)), n
+
+
+def test_a_fetch_from_inside_a_batch_starts_at_the_position():
+    batches = [sample(30), sample(50), sample(20)]
     part = fetched(batches, [0, 30, 80], 45)
     assert [r[0] for c in part.take(1000) for r in c.records()] == list(range(45, 100))
 

@@ -111,21 +111,21 @@ def test_two_input_partitions_sharing_an_output_partition_keep_their_order():
     assert raw == ref
 
 
-def test_split_and_trimmed_chunks_plan_like_the_whole():
+@pytest.mark.parametrize("k", [1, 2, 17, 250, 499])
+def test_split_and_trimmed_chunks_plan_like_the_whole(k):
     whole = chunk_of(batch_bytes(0, 500, 1000))
     records = whole.records()
     assert [r[0] for r in records] == list(range(1000, 1500))
     tp = TopicPartition("in", 0)
-    for k in (1, 2, 17, 250, 499):
-        head, tail = whole.split(k)
-        assert head.records() + tail.records() == records
-        assert (head.count, tail.count, head.first_offset, head.next_offset, tail.first_offset, tail.next_offset) == \
-            (k, 500 - k, 1000, 1000 + k, 1000 + k, 1500)
-        assert both({tp: [head, tail]}, {"ev": 3, "od": 3, "dlq": 1})[0][0] == \
-            both({tp: [whole]}, {"ev": 3, "od": 3, "dlq": 1})[0][0]
-        rest = whole.since(1000 + k)
-        assert rest.records() == records[k:] and rest.first_offset == 1000 + k and rest.next_offset == 1500
-        assert head.first_timestamp == records[0][1] and tail.first_timestamp == records[k][1]
+    head, tail = whole.split(k)
+    assert head.records() + tail.records() == records
+    assert (head.count, tail.count, head.first_offset, head.next_offset, tail.first_offset, tail.next_offset) == \
+        (k, 500 - k, 1000, 1000 + k, 1000 + k, 1500)
+    assert both({tp: [head, tail]}, {"ev": 3, "od": 3, "dlq": 1})[0][0] == \
+        both({tp: [whole]}, {"ev": 3, "od": 3, "dlq": 1})[0][0]
+    rest = whole.since(1000 + k)
+    assert rest.records() == records[k:] and rest.first_offset == 1000 + k and rest.next_offset == 1500
+    assert head.first_timestamp == records[0][1] and tail.first_timestamp == records[k][1]
     assert whole.since(1500) is None
 
 

@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from samples import SAMPLE_FILE as SAMPLE
 from tspipe.scdf.client import AuthError, Credentials, DataFlowClient, ScdfHttpError, resolve_credentials
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 PASSWORD = "pw-Zq81-never-print-me"
 TOKEN = "tok-Xv55-never-print-me"
 
@@ -56,9 +54,10 @@ def test_bad_combinations_are_named_without_secrets(tmp_path, kwargs, env, msg):
     assert PASSWORD not in str(ei.value) and TOKEN not in str(ei.value)
 
 
-def test_repr_hides_secrets():
-    for c in (Credentials(username="u", password=PASSWORD), Credentials(token=TOKEN)):
-        assert PASSWORD not in repr(c) and TOKEN not in repr(c) and PASSWORD not in str(c)
+@pytest.mark.parametrize("c", [Credentials(username="u", password=PASSWORD), Credentials(token=TOKEN)],
+                         ids=["password", "token"])
+def test_repr_hides_secrets(c):
+    assert PASSWORD not in repr(c) and TOKEN not in repr(c) and PASSWORD not in str(c)
 
 
 def test_credentials_in_the_url_are_refused_without_echo():

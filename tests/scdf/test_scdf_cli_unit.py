@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
+from samples import SAMPLE_FILE as SAMPLE
 from tspipe import cli
 from tspipe.scdf import commands
 
-SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "timestamppipeline.yaml"
 
 
 def tspipe(*args: str) -> subprocess.CompletedProcess:

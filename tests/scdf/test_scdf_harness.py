@@ -32,12 +32,16 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_args_keep_everything_local(tmp_path):
-    for args in (skipper_args(port=1, workdir=tmp_path),
-                 dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1")):
-        assert "--server.address=127.0.0.1" in args
-        assert any(a.startswith(f"--spring.datasource.url=jdbc:h2:file:{tmp_path}/") for a in args)
-        assert "--spring.cloud.config.enabled=false" in args
+@pytest.mark.parametrize("server", ["skipper", "dataflow"])
+def test_args_keep_everything_local(tmp_path, server):
+    args = (skipper_args(port=1, workdir=tmp_path) if server == "skipper"
+            else dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1"))
+    assert "--server.address=127.0.0.1" in args
+    assert any(a.startswith(f"--spring.datasource.url=jdbc:h2:file:{tmp_path}/") for a in args)
+    assert "--spring.cloud.config.enabled=false" in args
+
+
+def test_dataflow_args_name_the_local_skipper_and_streams_only(tmp_path):
     d = dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1")
     assert "--spring.cloud.skipper.client.server-uri=http://127.0.0.1:1/api" in d
     assert "--spring.cloud.dataflow.features.tasks-enabled=false" in d

@@ -3,11 +3,10 @@ Skipper records them, back into a TimestampPipeline; and what is refused, named.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe import wiring
 from tspipe.components import COMPONENTS, STREAM_DEFINITION
 from tspipe.model import Pipeline
@@ -15,8 +14,6 @@ from tspipe.render import render_deployments
 from tspipe.scdf.importer import ImportRefused, import_stream
 from tspipe.scdf.render import stream_plan
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 # What Data Flow adds to every app of a stream itself (seen in a real 2.11.5 manifest).
 SCDF_OWN = {"management.endpoints.web.exposure.include": "health,info,bindings",
             "wavefront.application.name": "${spring.cloud.dataflow.stream.name:unknown}",
@@ -50,13 +47,6 @@ def manifest_of(properties: dict[str, str], images: dict[str, str], stream: str)
     return out
 
 
-def sample(mutate=None) -> dict:
-    doc = yaml.safe_load(SAMPLE.read_text())
-    if mutate:
-        mutate(doc["spec"])
-    return doc
-
-
 def same_pipeline(a: dict, b: dict) -> None:
     """What the operator runs for both is the same: every rendered Deployment."""
     def rendered(doc):
@@ -76,7 +66,7 @@ def imported(doc: dict) -> dict:
 
 
 def test_the_sample_round_trips():
-    doc = sample()
+    doc = sample_pipeline()
     out = imported(doc)
     same_pipeline(doc, out)
     assert out["spec"]["router"]["image"] == "ghcr.io/tspipe/router:0.1.0"
@@ -101,7 +91,8 @@ def test_a_pipeline_with_everything_round_trips():
         spec["oddLogger"] = {"probes": {"readiness": {"tcpSocket": {}, "timeoutSeconds": 1},
                                         "liveness": {"tcpSocket": {"port": 8081}, "timeoutSeconds": 1}}}
         spec["podTemplate"] = {"nodeSelector": {"pool": "stream"}, "labels": {"team": "data"}}
-    doc = sample(mutate)
+    doc = sample_pipeline()
+    mutate(doc["spec"])
     out = imported(doc)
     same_pipeline(doc, out)
     assert out["spec"]["streamName"] == "tsStream"
@@ -184,7 +175,7 @@ def test_an_app_missing_from_the_release_is_named():
 
 
 def test_a_stream_deployed_by_tspipe_names_its_pipeline_back():
-    doc = sample()
+    doc = sample_pipeline()
     doc["metadata"]["namespace"] = "apps"
     p = Pipeline.from_resource(doc)
     plan = stream_plan(p)

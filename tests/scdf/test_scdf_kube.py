@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from localinfra.scdf import KubernetesPlatform, ScdfServers
+from samples import sample_pipeline
 from tspipe import probes as probe_render
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
@@ -32,9 +33,6 @@ from tspipe.spring import RESERVED_ENV
 
 pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
-CRD = REPO / "crds" / "timestamppipelines.tspipe.io.yaml"
 OPERATOR_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
 # The seed's recipe: its registrations and its polyglot-python-app-deployment.properties.
 RECIPE_APPS = (("time", "2.1.0.RELEASE", "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE"),
@@ -87,7 +85,7 @@ ROUTER_ENV = [
 
 
 def pipeline_doc(stream: str, ns: str) -> dict:
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     doc["metadata"] = {"name": stream.lower(), "namespace": ns}
     doc["spec"]["streamName"] = stream
     doc["spec"]["podTemplate"] = {"nodeSelector": {"type": "kwok"}, "labels": {"team": "stream"},
@@ -114,12 +112,10 @@ def tspipe(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def k8s_scdf(control_plane, tmp_path_factory):
+def k8s_scdf(control_plane, crd_installed, tmp_path_factory):
     cp = control_plane
     ns = f"scdf-{uuid.uuid4().hex[:6]}"
     cp.kubectl("create", "namespace", ns)
-    cp.kubectl("apply", "--server-side", "-f", str(CRD))
-    cp.wait_crd_established("timestamppipelines.tspipe.io")
     servers = ScdfServers(tmp_path_factory.mktemp("scdf-kwok") / "servers",
                           kubernetes=KubernetesPlatform(cp.kubeconfig, ns))
     try:

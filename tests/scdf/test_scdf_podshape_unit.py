@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe.components import COMPONENTS, ROUTER
 from tspipe.model import Pipeline
 from tspipe.scdf import podshape
@@ -16,14 +16,10 @@ from tspipe.scdf.podshape import ImportRefused, RenderError, decode, neutral_sta
 from tspipe.scdf.render import app_deployer_properties, stream_plan
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 
 
 def pipeline(router: dict | None = None, spec: dict | None = None) -> Pipeline:
-    doc = yaml.safe_load(SAMPLE.read_text())
-    doc["spec"]["router"] = {**(doc["spec"].get("router") or {}), **(router or {})}
-    doc["spec"].update(spec or {})
-    return Pipeline.from_resource(doc)
+    return Pipeline.from_resource(sample_pipeline(router=router or {}, **(spec or {})))
 
 
 def router_props(**router) -> dict[str, str]:

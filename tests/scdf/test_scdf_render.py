@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
+from samples import SAMPLE_FILE as SAMPLE, sample_pipeline
 from tspipe import wiring
 from tspipe.model import Pipeline, load_pipeline_file
 from tspipe.scdf.render import (
     RenderError, app_registrations, metadata_uri, render_script, split_image, stream_plan,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 
 # The operator's pod shape as SCDF Kubernetes deployer properties, per app (written out
 # by hand, as the script below is).
@@ -119,42 +117,31 @@ SAMPLE_SCRIPT = (
 )
 
 
-def sample_doc() -> dict:
-    return yaml.safe_load(SAMPLE.read_text())
-
-
-def pipeline(**spec_patch) -> Pipeline:
-    doc = sample_doc()
-    for dotted, value in spec_patch.items():
-        node = doc["spec"]
-        *parents, last = dotted.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return Pipeline.from_resource(doc)
+def pipeline(**spec) -> Pipeline:
+    return Pipeline.from_resource(sample_pipeline(**spec))
 
 
 def test_sample_script_is_exactly_the_seed_recipe():
     assert render_script(load_pipeline_file(SAMPLE)) == SAMPLE_SCRIPT
 
 
-def test_the_seed_wiring_lines_are_in_the_deploy_properties():
-    # The six lines of the seed's polyglot-python-app-deployment.properties.
+# The six lines of the seed's polyglot-python-app-deployment.properties.
+@pytest.mark.parametrize("line", [
+    "app.time.spring.cloud.stream.bindings.output.destination=timeDest",
+    "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest",
+    "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest",
+    "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest",
+    "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest",
+    "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest",
+])
+def test_the_seed_wiring_lines_are_in_the_deploy_properties(line):
     deploy_line = SAMPLE_SCRIPT.splitlines()[-1]
-    for line in (
-        "app.time.spring.cloud.stream.bindings.output.destination=timeDest",
-        "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest",
-        "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest",
-        "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest",
-        "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest",
-        "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest",
-    ):
-        assert line in deploy_line
+    assert line in deploy_line
 
 
 def test_plan_uses_the_wiring_module_unchanged():
-    p = pipeline(kafka__brokers=["a:9092", "b:9093"], router__evenPrefix="E:",
-                 time__properties={"logging.level.root": "WARN"})
+    p = pipeline(kafka={"brokers": ["a:9092", "b:9093"]}, router={"evenPrefix": "E:"},
+                 time={"properties": {"logging.level.root": "WARN"}})
     plan = stream_plan(p)
     assert plan.properties == wiring.deployment_properties(p)
     # Only `deployer.` keys beside them; the wiring is not touched.
@@ -167,7 +154,7 @@ def test_plan_uses_the_wiring_module_unchanged():
 
 
 def test_apps_registered_once_per_scdf_name_with_tag_versions():
-    p = pipeline(router__image="registry.local:5000/team/router:2.3.4")
+    p = pipeline(router={"image": "registry.local:5000/team/router:2.3.4"})
     regs = app_registrations(p)
     assert [(r.name, r.version, r.uri, r.labels) for r in regs] == [
         ("time", "5.1.1", "docker:springcloudstream/time-source-kafka:5.1.1", ("time",)),
@@ -179,7 +166,7 @@ def test_apps_registered_once_per_scdf_name_with_tag_versions():
 
 def test_loggers_with_different_images_cannot_share_the_log_app():
     with pytest.raises(RenderError, match=r"spec.oddLogger.image: oddLogger and evenLogger are both the SCDF app 'log'"):
-        app_registrations(pipeline(oddLogger__image="springcloudstream/log-sink-kafka:5.1.0"))
+        app_registrations(pipeline(oddLogger={"image": "springcloudstream/log-sink-kafka:5.1.0"}))
 
 
 @pytest.mark.parametrize("image,expected", [
@@ -194,7 +181,7 @@ def test_split_image(image, expected):
 @pytest.mark.parametrize("image", ["localhost:5000/router", "router", "ghcr.io/a/b@sha256:" + "a" * 64])
 def test_images_need_a_tag(image):
     with pytest.raises(RenderError, match=r"spec.router.image: image .* has no tag"):
-        app_registrations(pipeline(router__image=image))
+        app_registrations(pipeline(router={"image": image}))
 
 
 def test_metadata_uri_only_for_spring_prebuilt_apps():
@@ -212,7 +199,7 @@ def test_metadata_uri_only_for_spring_prebuilt_apps():
     ("a,app.time.x=y", "reads as a new property"),
 ])
 def test_values_the_shell_cannot_carry_are_refused_by_name(value, why):
-    p = pipeline(time__properties={"custom.key": value})
+    p = pipeline(time={"properties": {"custom.key": value}})
     with pytest.raises(RenderError, match=rf"property app\.time\.custom\.key: .*{why}"):
         render_script(p)
     # The REST path has no such limit: the plan still carries the value unchanged.
@@ -220,20 +207,20 @@ def test_values_the_shell_cannot_carry_are_refused_by_name(value, why):
 
 
 def test_commas_and_equals_that_the_shell_keeps_are_allowed():
-    p = pipeline(time__properties={"custom.list": "a,b=c,d"})
+    p = pipeline(time={"properties": {"custom.list": "a,b=c,d"}})
     assert "app.time.custom.list=a,b=c,d" in render_script(p)
 
 
 def test_stream_name_defaults_to_metadata_name():
-    doc = sample_doc()
+    doc = sample_pipeline()
     del doc["spec"]["streamName"]
     p = Pipeline.from_resource(copy.deepcopy(doc))
     assert "stream create --name timestamps " in render_script(p)
 
 
 def test_router_count_follows_spec_router_replicas():
-    assert stream_plan(pipeline(router__replicas=3)).deployer["deployer.python-router.count"] == "3"
-    assert stream_plan(pipeline(router__replicas=0)).deployer["deployer.python-router.count"] == "0"
+    assert stream_plan(pipeline(router={"replicas": 3})).deployer["deployer.python-router.count"] == "3"
+    assert stream_plan(pipeline(router={"replicas": 0})).deployer["deployer.python-router.count"] == "0"
     # The other apps run one instance each, SCDF's default: no count is sent for them.
     assert [k for k in stream_plan(pipeline()).deployer if k.endswith(".count")] == ["deployer.python-router.count"]
 
@@ -243,7 +230,7 @@ def test_deployer_pod_shape_is_the_operators():
     from tspipe.components import COMPONENTS
     from tspipe.render import render_deployments
 
-    doc = sample_doc()
+    doc = sample_pipeline()
     doc["metadata"].update(namespace="ns", uid="u")
     p = Pipeline.from_resource(doc)
     deployer = stream_plan(p).deployer

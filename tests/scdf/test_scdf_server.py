@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from localinfra.scdf import free_port
+from samples import sample_pipeline
 from tspipe import wiring
 from tspipe.model import Pipeline
 from tspipe.scdf.client import Credentials, DataFlowClient, ScdfHttpError
@@ -27,8 +28,6 @@ from tspipe.scdf.render import stream_plan
 
 pytestmark = pytest.mark.scdf
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
 DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
 # SCDF's common application properties (server-core's
 # META-INF/application-stream-common-properties-defaults.yml) plus the app type it sets;
@@ -41,7 +40,7 @@ SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type", "spring.cloud.stream.i
 # ---------------------------------------------------------------- helpers
 
 def write_pipeline(tmp_path: Path, mutate=None, name: str | None = None) -> tuple[Path, Pipeline]:
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     doc["spec"]["streamName"] = name or f"tsp-{uuid.uuid4().hex[:8]}"
     if mutate:
         mutate(doc["spec"])
@@ -274,14 +273,19 @@ def test_failure_halfway_says_what_was_already_created(dataflow_url, tmp_path):
         tspipe("scdf", "destroy", "-f", str(path), "--server", dataflow_url)
 
 
-def test_unreachable_server(tmp_path):
+@pytest.mark.parametrize("cmd", ["deploy", "status", "undeploy", "destroy"])
+def test_unreachable_server(tmp_path, cmd):
     path, _ = write_pipeline(tmp_path)
     port = free_port()  # bound and released: nothing listens there
-    for cmd in ("deploy", "status", "undeploy", "destroy"):
-        r = tspipe("scdf", cmd, "-f", str(path), "--server", f"http://127.0.0.1:{port}")
-        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
-        assert f"cannot reach the Data Flow server at http://127.0.0.1:{port} (connection refused)" in r.stderr
-        assert r.stderr.count("\n") <= 2, "one clear message, no traceback"
+    r = tspipe("scdf", cmd, "-f", str(path), "--server", f"http://127.0.0.1:{port}")
+    assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+    assert f"cannot reach the Data Flow server at http://127.0.0.1:{port} (connection refused)" in r.stderr
+    assert r.stderr.count("\n") <= 2, "one clear message, no traceback"
+
+
+def test_unreachable_server_deploy_changes_nothing(tmp_path):
+    path, _ = write_pipeline(tmp_path)
+    port = free_port()  # bound and released: nothing listens there
     assert "Nothing was changed on the server." in tspipe(
         "scdf", "deploy", "-f", str(path), "--server", f"http://127.0.0.1:{port}").stderr
 
@@ -295,7 +299,7 @@ def test_unreachable_server(tmp_path):
     (lambda d: d["spec"].update(bogus=1), "spec.bogus: unknown field"),
 ])
 def test_invalid_pipeline_file_against_the_server(dataflow_url, tmp_path, mutate, message):
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     doc["spec"]["streamName"] = f"tsp-{uuid.uuid4().hex[:8]}"
     mutate(doc)
     path = tmp_path / "bad.yaml"

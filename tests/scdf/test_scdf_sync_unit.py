@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
+from samples import sample_pipeline
 from tspipe import wiring
 from tspipe.model import Pipeline
 from tspipe.scdf.client import ScdfHttpError, error_detail, parse_manifest
@@ -16,7 +15,6 @@ from tspipe.scdf.sync import (
     scdf_common_keys, wait_for_release, wait_until_idle,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "timestamppipeline.yaml"
 # What SCDF 2.11 adds to every app (its common application properties), as recorded.
 SCDF_COMMON = {
     "management.endpoints.web.exposure.include": "health,info,bindings",
@@ -26,7 +24,7 @@ SCDF_COMMON = {
 
 
 def pipeline(mutate=None) -> Pipeline:
-    doc = yaml.safe_load(SAMPLE.read_text())
+    doc = sample_pipeline()
     if mutate:
         mutate(doc["spec"])
     return Pipeline.from_resource(doc)

@@ -17,6 +17,7 @@ from ..kube import ApiException
 from ..model import Pipeline
 from ..names import API_GROUP, KIND, RESET_OFFSETS_ANNOTATION
 from ..stamps import format_time
+from ..status_fields import Key
 from .context import RECHECK_NEW_TOPICS, Pass
 
 AUTOSCALE_INTERVAL = 15.0  # how often lag is sampled for the autoscaler (the HPA's sync period)
@@ -27,7 +28,7 @@ async def decide(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, di
     if a is None:
         ctx.memory.autoscale_samples = autoscale.Samples()
         return p, None
-    prev = ctx.prev_status.get("autoscaling") or {}
+    prev = ctx.prev_status.get(Key.AUTOSCALING) or {}
     report: dict[str, Any] = {"mode": a.mode}
 
     aside = await _aside(ctx, clients, p)

@@ -24,6 +24,7 @@ from ..names import RESTART_ANNOTATION
 from ..pause import PauseState, pause_state
 from ..render import deployment_name, render_deployments, restarted_at, with_restart
 from ..stamps import format_time
+from ..status_fields import Key
 from .context import RECHECK_CONFLICT, RECHECK_DELETED_CHILD, Pass
 
 log = logging.getLogger("tspipe.controller")
@@ -45,7 +46,7 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
     if p is None:
         return Children(actual)
     by_field = _by_field(ctx.name, actual)
-    prev = ctx.prev_status.get("pause") or {}
+    prev = ctx.prev_status.get(Key.PAUSE) or {}
     stopped_at = prev.get("sourceStoppedAt")
     drain = (prev["drain"], prev.get("recordsLeft")) if prev.get("drain") else None
     pause = pause_state(p, by_field, clients.now(), source_stopped_at=stopped_at, drain=drain)
@@ -58,7 +59,7 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
     router_changed = False
     if p.auto_rollback:
         templates = rollback.templates_digest(desired)
-        prev_rollout = ctx.prev_status.get("rollout")
+        prev_rollout = ctx.prev_status.get(Key.ROLLOUT)
         router_changed = _router_changed(ctx, p, prev_rollout, templates, desired, pause)
         readable = p.kafka.credentials is None
         hold = shadow.starts(prev_rollout, templates, p.rollout_strategy, router_changed, readable) or shadow.holds(
@@ -120,7 +121,7 @@ def _rolled_back(
     """While a rollback holds, or a shadow release has not been promoted, the stable
     revision's Deployments (with this pass's replica counts, so scaling and pausing
     still work), else `desired`."""
-    prev = ctx.prev_status.get("rollout")
+    prev = ctx.prev_status.get(Key.ROLLOUT)
     spec = rollback.rollback_spec(prev, templates)
     if spec is None and shadow_holds:
         spec = rollback.stable_spec(prev)

@@ -31,6 +31,7 @@ from ..model import EXACTLY_ONCE, Pipeline
 from ..names import RESET_OFFSETS_ANNOTATION
 from ..render import deployment_name
 from ..stamps import format_time, parse_time
+from ..status_fields import Key
 from ..topics import ROLES
 from .context import RECHECK_CONFLICT, Pass, ReadAgain
 
@@ -53,7 +54,7 @@ class Replay:
 
 async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, Replay]:
     r = ctx.reset
-    prev = ctx.prev_status.get("offsetReset") or {}
+    prev = ctx.prev_status.get(Key.OFFSET_RESET) or {}
     under_way = prev.get("state") == replay.STOPPING
     if r is None:
         if not under_way:
@@ -141,7 +142,7 @@ def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, unde
         return replay.Plan(reason=replay.MALFORMED, message=r.problem)
     if p.kafka.credentials is not None:
         return replay.refuse_credentials(r)
-    if not under_way and (ctx.prev_status.get("rollout") or {}).get("verdict") == rollback.VERIFYING:
+    if not under_way and (ctx.prev_status.get(Key.ROLLOUT) or {}).get("verdict") == rollback.VERIFYING:
         return replay.refuse_rollout(r)
     return None
 

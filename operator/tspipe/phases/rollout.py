@@ -23,6 +23,7 @@ from ..kafka_admin import KafkaUnavailable
 from ..kube import ApiException
 from ..model import EXACTLY_ONCE, SHADOW, Pipeline
 from ..status import ready_pods
+from ..status_fields import Key
 from . import shadow as shadow_phase
 from .context import RECHECK_CONFLICT, TOPIC_BACKOFF_BASE, Pass
 
@@ -41,7 +42,7 @@ async def advance(
     """status.rollout after this pass: run a shadow release first when the strategy asks
     for one (the shadow phase), else advance the attempt, reading the broker when a
     window opens or ends; post an Event when the verdict changes."""
-    prev = ctx.prev_status.get("rollout")
+    prev = ctx.prev_status.get(Key.ROLLOUT)
     actual = actual or []
     held = await shadow_phase.advance(ctx, clients, p, templates, router_changed, actual)
     if held is not None:
@@ -60,14 +61,14 @@ async def _rolling(
     ctx: Pass, clients: Clients, p: Pipeline, templates: str, status: dict[str, Any], router_changed: bool
 ) -> dict[str, Any]:
     """The attempt as autoRollback judges it (also after a shadow was promoted)."""
-    prev = ctx.prev_status.get("rollout")
-    ready: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == Condition.READY), {})
+    prev = ctx.prev_status.get(Key.ROLLOUT)
+    ready: dict[str, Any] = next((c for c in status[Key.CONDITIONS] if c["type"] == Condition.READY), {})
     r, need = rollback.advance(
         prev,
         generation=ctx.resource["metadata"].get("generation"),
         templates=templates,
         spec=ctx.resource.get("spec") or {},
-        phase=status["phase"],
+        phase=status[Key.PHASE],
         phase_reason=ready.get("reason", ""),
         now=clients.now(),
         verify_seconds=p.verify_seconds,

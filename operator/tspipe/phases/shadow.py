@@ -17,6 +17,7 @@ from ..clients import Clients
 from ..kafka_admin import KafkaUnavailable
 from ..model import EXACTLY_ONCE, Pipeline, PipelineError
 from ..names import LABEL_COMPONENT
+from ..status_fields import Key
 from .context import TOPIC_BACKOFF_BASE, Pass
 
 log = logging.getLogger("tspipe.controller")
@@ -27,7 +28,7 @@ async def advance(
 ) -> dict[str, Any] | None:
     """status.rollout while this attempt's shadow has no verdict yet (or gets one in this
     pass); None when the shadow has nothing to say (the rollout goes on as usual)."""
-    prev = ctx.prev_status.get("rollout")
+    prev = ctx.prev_status.get(Key.ROLLOUT)
     gen = int(ctx.resource["metadata"].get("generation") or 0)
     readable = p.kafka.credentials is None
     if shadow.starts(prev, templates, p.rollout_strategy, router_changed, readable):

@@ -14,6 +14,7 @@ from ..kube import ApiException
 from ..model import Pipeline
 from ..pause import PauseState
 from ..status import compute_status, needs_pods, pods_recheck_after
+from ..status_fields import Key
 from . import rollout
 from .children import Children
 from .context import Pass
@@ -68,7 +69,7 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
             ctx, clients, p, templates, status, seen.children.router_changed, seen.children.actual
         )
         status = compute(pods, r)
-    clients.metrics.set_phase(ctx.namespace, ctx.name, status["phase"])
+    clients.metrics.set_phase(ctx.namespace, ctx.name, status[Key.PHASE])
     prev = ctx.prev_status
     if status == prev:
         return

@@ -16,6 +16,7 @@ from .. import topics as topics_mod
 from ..clients import Clients
 from ..kafka_admin import KafkaUnavailable
 from ..model import Pipeline
+from ..status_fields import Key
 from .context import RECHECK_NEW_TOPICS, TOPIC_BACKOFF_BASE, Memory, Pass
 
 log = logging.getLogger("tspipe.controller")
@@ -25,7 +26,7 @@ async def ensure(
     ctx: Pass, clients: Clients, p: Pipeline, recheck_seconds: float
 ) -> tuple[Pipeline, dict[str, Any] | None]:
     # Topics the autoscaler grew (growPartitions) stay grown: the spec's count is a floor.
-    grown = (ctx.prev_status.get("autoscaling") or {}).get("partitionsGrownTo")
+    grown = (ctx.prev_status.get(Key.AUTOSCALING) or {}).get("partitionsGrownTo")
     t = p.kafka.topics
     if p.router.autoscaling is not None and isinstance(grown, int) and grown > t.partitions:
         p = replace(p, kafka=replace(p.kafka, topics=replace(t, partitions=grown)))
