@@ -26,10 +26,10 @@ import pytest
 import yaml
 
 from charthelpers import CHART, RELEASE, helm
-from localinfra.node import NODE_IP, NODE_NAME, NodeError
+from localinfra.node import NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
 from nodehelpers import (REPO, SAMPLE_DIR, apply_obj, explained, logger_payloads, new_namespace, node_prometheus,
-                         pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
+                         operator_env, pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
 from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher,
                         assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
                         up_pods)
@@ -45,13 +45,6 @@ HELM_RELEASE_NS = "default"  # where Helm keeps its release record; the objects 
 # release as far as Kubernetes can tell (images never come from a registry here).
 UPGRADE_TAG = "0.1.1"
 POST_RENDERER = "tspipe-node"
-
-
-def operator_env(apiserver_port: int) -> list[dict]:
-    """The API server's address for the operator's pod: this cluster has no kube-proxy, so
-    the `kubernetes` Service IP leads nowhere."""
-    return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
 
 
 @pytest.fixture(scope="module")
