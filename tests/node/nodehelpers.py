@@ -157,6 +157,15 @@ def node_prometheus(jobs: list[dict], rule_files: dict[str, dict] | None = None)
         yield prom
 
 
+def operator_env(apiserver_port: int) -> list[dict]:
+    """The API server's address for the operator's pod: this cluster has no kube-proxy, so
+    the `kubernetes` Service IP leads nowhere."""
+    from localinfra.node import NODE_IP
+
+    return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
+
+
 def start_operator(c: NodeCluster, ns: str, log_path: Path) -> OperatorProcess:
     """The operator as a local process (tests of the operator *as a pod* install it instead)."""
     return OperatorProcess.manager(c.cp.kubeconfig, ns, log_path).start()

@@ -35,9 +35,9 @@ import pytest
 import yaml
 
 from charthelpers import CHART, RELEASE, helm
-from localinfra.node import NODE_IP, NODE_NAME, NodeError
+from localinfra.node import NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import (REPO, apply_obj, explained, logger_payloads, new_namespace, node_prometheus,
+from nodehelpers import (REPO, apply_obj, explained, logger_payloads, new_namespace, node_prometheus, operator_env,
                          pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
 from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher, alert_states,
                         assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
@@ -59,13 +59,6 @@ DEGRADED_ALERT, OPERATOR_DOWN_ALERT = "TspipePipelineDegraded", "TspipeOperatorD
 # The test's copy of the rules: each alert it waits for after 10 s (from 10, 5 and 5 minutes).
 SHORTENED = {DEAD_LETTER_ALERT: "10s", DEGRADED_ALERT: "10s", OPERATOR_DOWN_ALERT: "10s"}
 SA_USER = "system:serviceaccount:tspipe-system:tspipe-operator"
-
-
-def operator_env(apiserver_port: int) -> list[dict]:
-    """The API server's address for the operator's pod: this cluster has no kube-proxy, so
-    the `kubernetes` Service IP leads nowhere."""
-    return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
 
 
 @pytest.fixture(scope="module")
@@ -337,10 +330,8 @@ def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_c
 def paused_pipeline(c) -> dict:
     """The sample, held by the reconcile-paused annotation: the operator that serves it
     writes its status (condition ReconciliationPaused) and creates no pods."""
-    obj = yaml.safe_load((SAMPLE_DIR / "timestamppipeline.yaml").read_text())
-    obj["metadata"]["annotations"] = {"tspipe.io/reconcile-paused": "true"}
-    obj["spec"]["kafka"]["brokers"] = [c.broker.pod_bootstrap]
-    return obj
+    return sample_pipeline(metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}},
+                           kafka={"brokers": [c.broker.pod_bootstrap]})
 
 
 def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(node_cluster, tmp_path):

@@ -31,6 +31,17 @@ def test_two_peered_replicas_serving_every_namespace(built):
     assert args.peering == peering["metadata"]["name"]
 
 
+def test_one_replica_per_node(built):
+    """A node that dies takes at most one replica; nodes the pod may not run on (cordoned,
+    tainted, dead) are no domain, so a drained node's replica goes beside the other."""
+    (d,) = [o for o in built if o["kind"] == "Deployment"]
+    pod = d["spec"]["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["nodeTaintsPolicy"] == "Honor"
+    assert spread["labelSelector"] == {"matchLabels": d["spec"]["selector"]["matchLabels"]}
+
+
 def test_peering_rbac_is_exactly_what_kopf_needs(built):
     sa = {"kind": "ServiceAccount", "name": "tspipe-operator", "namespace": "tspipe-system"}
     roles = {o["metadata"]["name"]: o for o in built if o["kind"] == "ClusterRole"}
