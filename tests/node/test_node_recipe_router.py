@@ -18,7 +18,7 @@ from datetime import datetime
 
 import pytest
 import yaml
-from kafka import KafkaAdminClient
+from kafka import KafkaConsumer, TopicPartition
 from localinfra.kafka import topic_values
 from localinfra.node import NODE_NAME
 from nodehelpers import (
@@ -147,12 +147,15 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             assert (verified["status"], verified["reason"]) == ("True", "GroupNotUsed"), verified
             assert conds["Ready"]["status"] == "True", conds["Ready"]
             # What the status claims, on the broker: the group has no offset on the input.
-            admin = KafkaAdminClient(bootstrap_servers=c.broker.bootstrap)
+            # (Read without joining the group, as test_node_cluster.py's committed() does.)
+            group = KafkaConsumer(bootstrap_servers=c.broker.bootstrap, group_id=obj["spec"]["streamName"],
+                                  enable_auto_commit=False)
             try:
-                committed = admin.list_consumer_group_offsets(obj["spec"]["streamName"])
+                parts = group.partitions_for_topic(topics["input"])
+                committed = {p: group.committed(TopicPartition(topics["input"], p)) for p in parts}
             finally:
-                admin.close()
-            assert not [tp for tp in committed if tp.topic == topics["input"]], committed
+                group.close(autocommit=False)
+            assert parts and all(o is None for o in committed.values()), committed
     finally:
         # Deleting the namespace first lets the kubelet stop the pods gracefully.
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
