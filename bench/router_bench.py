@@ -78,6 +78,7 @@ class Router:
         if kind == "seed":
             env["SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS"] = bootstrap
             env["SEED_ACTUATOR_PORT"] = str(self.port)
+            env["SEED_ACTUATOR_HOST"] = "127.0.0.1"  # the stand-in listens on every interface by default
             cmd = [sys.executable, str(SEED_DIR / "python_router_app.py"), *args]
             cwd = SEED_DIR
         else:

@@ -1,7 +1,8 @@
 """Stand-in for the recipe's util/actuator.py: Flask's development server on a thread.
 
-Serves /actuator/health (always UP) and /actuator/info. Port 8080 as in the recipe,
-movable only through SEED_ACTUATOR_PORT so benchmark runs can sit side by side.
+Serves /actuator/health (always UP) and /actuator/info. Port 8080 on every interface as
+in the recipe (in a pod the kubelet probes the pod's IP); SEED_ACTUATOR_PORT and
+SEED_ACTUATOR_HOST move it, so benchmark runs can sit side by side on loopback.
 """
 import os
 import threading
@@ -24,7 +25,8 @@ class Actuator:
             return jsonify(info or {})
 
         port = int(os.getenv('SEED_ACTUATOR_PORT', port))
-        thread = threading.Thread(target=app.run, kwargs={'host': '127.0.0.1', 'port': port},
+        host = os.getenv('SEED_ACTUATOR_HOST', '0.0.0.0')
+        thread = threading.Thread(target=app.run, kwargs={'host': host, 'port': port},
                                   daemon=True)
         thread.start()
         return thread
