@@ -466,7 +466,8 @@ def _offset_reset_status() -> dict[str, Any]:
             "state": {
                 "type": "string",
                 "enum": [replay.STOPPING, replay.COMPLETED, replay.REJECTED, replay.CANCELLED],
-                "description": f"{replay.STOPPING}: the router is held at zero until it stopped; "
+                "description": f"{replay.STOPPING}: the router is held at zero until it stopped "
+                "(and, with Kafka credentials, until the reset Job finished); "
                 f"{replay.COMPLETED}: the offsets were set; {replay.REJECTED}: refused, nothing changed; "
                 f"{replay.CANCELLED}: the annotation was removed before the offsets were set.",
             },
@@ -477,6 +478,7 @@ def _offset_reset_status() -> dict[str, Any]:
             "group": s,
             "topic": s,
             "partitions": _moves(),
+            "job": _str("With Kafka credentials: the one-shot Job of the router's image that set the offsets."),
         },
     }
 
