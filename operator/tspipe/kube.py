@@ -186,15 +186,6 @@ class Kube:
     def create_job(self, namespace: str, body: dict) -> dict:
         return self._request("POST", self._jobs(namespace), body=body, query=[("fieldManager", MANAGER)])
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        # Background: the Job's pod goes with it.
-        opts = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
-        try:
-            self._request("DELETE", self._jobs(namespace, name), body=opts)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
     # --- pod disruption budgets --------------------------------------------------
     @staticmethod
     def _pdbs(namespace: str, name: str | None = None) -> str:

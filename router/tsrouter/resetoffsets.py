@@ -83,6 +83,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 def _reset(cfg: RouterConfig, r: op.ResetRequest, router: str, wait_s: float, result_file: str) -> int:
     from kafka import KafkaAdminClient
+    from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
     group, topic = cfg.group, cfg.input_topic
     admin = KafkaAdminClient(
@@ -97,7 +98,14 @@ def _reset(cfg: RouterConfig, r: op.ResetRequest, router: str, wait_s: float, re
         outputs = (cfg.even_topic, cfg.odd_topic, cfg.dead_letter_topic) if cfg.exactly_once else ()
         deadline = time.monotonic() + wait_s
         while True:
-            parts, members, open_txns = read_state(admin, group, topic, r.at_ms, outputs)
+            try:
+                parts, members, open_txns = read_state(admin, group, topic, r.at_ms, outputs)
+            except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                # A fresh broker creates __consumer_offsets on the first FindCoordinator.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL_S)
+                continue
             foreign = [m for m in members if not (router and op.owned(m, router))]
             if foreign:
                 return _done(result_file, group, topic, op.refuse_members(r, group, topic, foreign), False)

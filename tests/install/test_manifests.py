@@ -26,7 +26,7 @@ NAMESPACED_RULES = {
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
     ("", "pods"): {"list", "watch"},
     ("", "pods/proxy"): {"get"},
-    ("batch", "jobs"): {"get", "create", "delete"},
+    ("batch", "jobs"): {"get", "create"},
     ("", "events"): {"create"},
 }
 SCAN_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

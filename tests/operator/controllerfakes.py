@@ -62,9 +62,6 @@ class FakeKube:
         self.jobs[name] = copy.deepcopy(body)
         return copy.deepcopy(body)
 
-    def delete_job(self, ns, name):
-        self.jobs.pop(name, None)
-
     def create_deployment(self, ns, body):
         name = body["metadata"]["name"]
         if name in self.deps:
