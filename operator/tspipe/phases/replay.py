@@ -267,8 +267,10 @@ async def _advance_job(
         else:
             why = resetjob.failure(job) if job is not None else "it was deleted before it finished"
             said = f"; its last words: {text[:300]}" if text else ""
+            # No result: the Job died before writing one (it writes it right after the commit).
             plan = replay.Plan(
-                reason=RESET_JOB_FAILED, message=f"{r.what}: Job {name} failed ({why}){said}; nothing changed"
+                reason=RESET_JOB_FAILED,
+                message=f"{r.what}: Job {name} failed ({why}){said}; it left no result (kubectl logs job/{name})",
             )
         outcome = await _refuse(ctx, clients, r, plan, annotation_gone)
         if outcome.report is not None:
