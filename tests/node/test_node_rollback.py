@@ -32,114 +32,63 @@ def degraded(status: dict) -> dict:
     return {x["type"]: x for x in status.get("conditions") or []}.get("Degraded", {})
 
 
-@pytest.fixture(scope="module")
-def plain_pipeline(node_cluster, tmp_path_factory):
-    """The sample pipeline on the session's broker with autoRollback, the operator watching
-    its namespace: (ns, name, topics, operator log). Shared by the two tests below in file
-    order (starting three JVMs on two cores is most of each test's time)."""
+def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_cluster, tmp_path):
     c = node_cluster
     ns = new_namespace(c, "rollback")
-    log = tmp_path_factory.mktemp("operator-plain") / "operator.log"
+    log = tmp_path / "operator.log"
     op = start_operator(c, ns, log)
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
     obj = sample_pipeline(c.broker.pod_bootstrap, topics)
     # The first revision gets the default deadline: three JVMs starting on two cores may
     # take longer than the short one the bad release is judged by.
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
+    name = obj["metadata"]["name"]
     try:
-        apply_obj(c, obj, ns)
-        yield ns, obj["metadata"]["name"], topics, log
+        with explained(c, ns, {"operator": log}):
+            apply_obj(c, obj, ns)
+            first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
+                             "the first revision verified on real pods")
+            assert first["reason"] == "ChecksPassed" and first["checks"]["consumed"] > 0, first
+            stable_pod = router_pod(c, ns, name)["metadata"]["name"]
+
+            # A release whose router refuses its arguments: it never passes its readiness probe.
+            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
+                {"spec": {"rollout": {"progressDeadlineSeconds": DEADLINE},
+                          "router": {"properties": {"tsrouter.max-poll-records": "0"}}}}))
+            t0 = time.monotonic()
+            bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r,
+                           DEADLINE + 180, "the release that never became Ready rolled back")
+            after = time.monotonic() - t0
+            assert bad["reason"] == "ProgressDeadlineExceeded", bad
+            assert bad["message"].startswith("rolled back to generation 1"), bad
+
+            # The stable router serves again; the new pods are gone; the spec is as the user wrote it.
+            wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
+                     and "--tsrouter.max-poll-records=0" not in p["spec"]["containers"][0]["args"]
+                     and len([x for x in c.get("pods", "-n", ns)["items"]
+                              if x["metadata"]["labels"].get("app.kubernetes.io/component") == "router"]) == 1,
+                     180, "one Ready router pod of the stable revision")
+            assert router_pod(c, ns, name)["metadata"]["name"] == stable_pod, \
+                "the stable pod kept serving through the failed rollout"
+            spec = c.get("tsp", name, "-n", ns)["spec"]
+            assert spec["router"]["properties"] == {"tsrouter.max-poll-records": "0"}
+            # Until the Deployment controller sees the bad pods gone, the router Deployment keeps
+            # its ProgressDeadlineExceeded condition and the pipeline is Degraded for that reason;
+            # what the user is left with is Degraded because of the rollback.
+            why = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
+                           and (d := degraded(s)).get("reason") == "RolledBack" and d, 120,
+                           "Degraded with the rollback")
+            assert why["message"].startswith("rolled back to generation 1"), why
+            assert "[check: ProgressDeadlineExceeded]" in why["message"], why
+
+            # Nothing lost: every timestamp so far reaches the right logger.
+            upto = len(topic_values(c.broker.bootstrap, topics["input"]))
+            everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
+            print(f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
+                  f"change (progressDeadlineSeconds {DEADLINE})")
     finally:
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
         op.stop(15)
-
-
-def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_cluster, plain_pipeline):
-    c = node_cluster
-    ns, name, topics, log = plain_pipeline
-    with explained(c, ns, {"operator": log}):
-        first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
-                         "the first revision verified on real pods")
-        assert first["reason"] == "ChecksPassed" and first["checks"]["consumed"] > 0, first
-        stable_pod = router_pod(c, ns, name)["metadata"]["name"]
-
-        # A release whose router refuses its arguments: it never passes its readiness probe.
-        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
-            {"spec": {"rollout": {"progressDeadlineSeconds": DEADLINE},
-                      "router": {"properties": {"tsrouter.max-poll-records": "0"}}}}))
-        t0 = time.monotonic()
-        bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r,
-                       DEADLINE + 180, "the release that never became Ready rolled back")
-        after = time.monotonic() - t0
-        assert bad["reason"] == "ProgressDeadlineExceeded", bad
-        assert bad["message"].startswith("rolled back to generation 1"), bad
-
-        # The stable router serves again; the new pods are gone; the spec is as the user wrote it.
-        wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
-                 and "--tsrouter.max-poll-records=0" not in p["spec"]["containers"][0]["args"]
-                 and len([x for x in c.get("pods", "-n", ns)["items"]
-                          if x["metadata"]["labels"].get("app.kubernetes.io/component") == "router"]) == 1,
-                 180, "one Ready router pod of the stable revision")
-        assert router_pod(c, ns, name)["metadata"]["name"] == stable_pod, \
-            "the stable pod kept serving through the failed rollout"
-        spec = c.get("tsp", name, "-n", ns)["spec"]
-        assert spec["router"]["properties"] == {"tsrouter.max-poll-records": "0"}
-        # Until the Deployment controller sees the bad pods gone, the router Deployment keeps
-        # its ProgressDeadlineExceeded condition and the pipeline is Degraded for that reason;
-        # what the user is left with is Degraded because of the rollback.
-        why = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
-                       and (d := degraded(s)).get("reason") == "RolledBack" and d, 120,
-                       "Degraded with the rollback")
-        assert why["message"].startswith("rolled back to generation 1"), why
-        assert "[check: ProgressDeadlineExceeded]" in why["message"], why
-
-        # Nothing lost: every timestamp so far reaches the right logger.
-        upto = len(topic_values(c.broker.bootstrap, topics["input"]))
-        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
-        print(f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
-              f"change (progressDeadlineSeconds {DEADLINE})")
-
-
-def test_a_shadow_release_that_crashes_is_rejected_at_the_deadline(node_cluster, plain_pipeline):
-    """spec.rollout.strategy Shadow on the real node: a release whose router exits at start
-    (a configuration it refuses, so the kubelet restarts it in a loop) runs only as a shadow,
-    is rejected at the progress deadline, and the stable router, never touched, loses nothing."""
-    c = node_cluster
-    ns, name, topics, log = plain_pipeline
-    with explained(c, ns, {"operator": log}):
-        stable = wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p) and p, 180, "a Ready router pod")
-        stable_args = c.get("deploy", f"{name}-router", "-n", ns)["spec"]["template"]["spec"]["containers"][0]["args"]
-        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
-            {"spec": {"rollout": {"strategy": "Shadow"},
-                      "router": {"properties": {"tsrouter.max-poll-records": None, "tsrouter.workers": "0"}}}}))
-        gen = c.get("tsp", name, "-n", ns)["metadata"]["generation"]
-        t0 = time.monotonic()
-        running = wait_for(lambda: (sh := rollout(c, ns, name).get("shadow") or {}).get("generation") == gen
-                           and sh.get("deployment") and sh, 120, "the shadow started")
-        shadow_name = running["deployment"]
-        crashed = wait_for(lambda: any(cs.get("restartCount", 0) > 0 or (cs.get("lastState") or {}).get("terminated")
-                                       for p in c.get("pods", "-n", ns)["items"]
-                                       if p["metadata"]["name"].startswith(f"{shadow_name}-")
-                                       for cs in p.get("status", {}).get("containerStatuses", [])),
-                           DEADLINE + 60, "the shadow's router crashing")
-        assert crashed
-        rejected = wait_for(lambda: (sh := rollout(c, ns, name).get("shadow") or {}).get("generation") == gen
-                            and sh.get("verdict") == "ShadowRejected" and sh, DEADLINE + 180,
-                            "the crashing shadow rejected")
-        after = time.monotonic() - t0
-        assert rejected["reason"] == "ProgressDeadlineExceeded", rejected
-        # The real router never changed: same template, same pod.
-        real = c.get("deploy", f"{name}-router", "-n", ns)["spec"]["template"]["spec"]["containers"][0]
-        assert real["args"] == stable_args and "--tsrouter.workers=0" not in real["args"]
-        assert router_pod(c, ns, name)["metadata"]["name"] == stable["metadata"]["name"]
-        wait_for(lambda: (rollout(c, ns, name).get("shadow") or {}).get("state") == "Done"
-                 and not c.get("deploy", "-n", ns, "--field-selector", f"metadata.name={shadow_name}")["items"],
-                 120, "the rejected shadow removed")
-        # Nothing lost: every timestamp so far reaches the right logger.
-        upto = len(topic_values(c.broker.bootstrap, topics["input"]))
-        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
-        print(f"node shadow: a release crashing at start was rejected {after:.1f}s after the change "
-              f"(progressDeadlineSeconds {DEADLINE}); its load: {rejected.get('load')}")
 
 
 @pytest.fixture(scope="module")
