@@ -122,3 +122,10 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) hack/crdcompat.py
+
+# The reset's plan, shared by the operator and the router image's `tsp-router reset-offsets`
+# (two distributions that import nothing from each other): the router's copy of the operator's
+# file (operator/tspipe/offsetplan.py says why; a unit test checks the copy is current).
+.PHONY: offsetplan
+offsetplan:
+	cp operator/tspipe/offsetplan.py router/tsrouter/offsetplan.py

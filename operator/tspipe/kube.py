@@ -174,6 +174,18 @@ class Kube:
             raise ApiException(http_resp=resp)
         return (resp.data or b"").decode("utf-8", "replace")
 
+    # --- jobs (the one-shot offset reset with credentials: resetjob.py) -------------
+    @staticmethod
+    def _jobs(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
+        return f"{path}/{quote(name)}" if name else path
+
+    def get_job(self, namespace: str, name: str) -> dict | None:
+        return self._get_or_none(self._jobs(namespace, name))
+
+    def create_job(self, namespace: str, body: dict) -> dict:
+        return self._request("POST", self._jobs(namespace), body=body, query=[("fieldManager", MANAGER)])
+
     # --- pod disruption budgets --------------------------------------------------
     @staticmethod
     def _pdbs(namespace: str, name: str | None = None) -> str:

@@ -291,7 +291,8 @@ OFFSET_RESET = obj(
     string("request", "The annotation's value."),
     string(
         "state",
-        f"{replay.STOPPING}: the router is held at zero until it stopped; "
+        f"{replay.STOPPING}: the router is held at zero until it stopped "
+        "(and, with Kafka credentials, until the reset Job finished); "
         f"{replay.COMPLETED}: the offsets were set; {replay.REJECTED}: refused, nothing changed; "
         f"{replay.CANCELLED}: the annotation was removed before the offsets were set.",
         enum=(replay.STOPPING, replay.COMPLETED, replay.REJECTED, replay.CANCELLED),
@@ -303,6 +304,7 @@ OFFSET_RESET = obj(
     string("group"),
     string("topic"),
     _MOVES,
+    string("job", "With Kafka credentials: the one-shot Job of the router's image that set the offsets."),
 )
 
 STATUS = obj(

@@ -1,4 +1,7 @@
-"""Entry point: parse configuration, start the actuator, run the loop, stop on SIGTERM/SIGINT."""
+"""Entry point: parse configuration, start the actuator, run the loop, stop on SIGTERM/SIGINT.
+
+`tsp-router reset-offsets ...` instead sets the router's group's offsets once and exits
+(resetoffsets.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(AttributeError):  # not a TextIOWrapper (e.g. replaced by a test)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reset-offsets"]:
+        # The operator's one-shot Job for a tspipe.io/reset-offsets with credentials.
+        from .resetoffsets import main as reset_offsets
+
+        return reset_offsets(argv[1:], os.environ)
     try:
         cfg = load(argv, os.environ)
     except HelpRequested:

@@ -47,6 +47,7 @@ LOG_LEVELS = {
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 USAGE = """usage: tsp-router [--key=value ...]
+       tsp-router reset-offsets --reset.to=VALUE [--reset.router=DEPLOYMENT] [--key=value ...]
 
 Even/odd timestamp router (Spring Cloud Data Flow compatible).
 Configuration from --key=value arguments, SPRING_APPLICATION_JSON, or environment

@@ -110,3 +110,108 @@ def test_router_without_the_ca_cannot_connect_over_tls(sasl_broker):
         assert router.proc.poll() is None and router.get("/actuator/health/readiness")[0] == 503
     finally:
         router.stop()
+
+
+# --- tsp-router reset-offsets: the Job the operator runs for a reset with credentials -------------
+
+
+def _reset_job(tmp_path, broker, topics, value, secrets):
+    """Run the Job's container as the operator renders it (tspipe.resetjob), its env resolved
+    from the Secret like the kubelet; the termination message goes to a file here. Returns
+    (exit code, the result as the operator parses it, output)."""
+    import os
+    import subprocess
+    import sys
+
+    from localinfra.runner import program_for
+    from credhelpers import secret_resolver
+    from tspipe import offsetplan, resetjob
+    from tspipe.model import Pipeline
+
+    res = pipeline(broker.sasl_bootstrap, "SCRAM-SHA-512", topics=topics)
+    job = resetjob.render_job(res, Pipeline.from_resource(res), "sasl-reset-0", value)
+    prog = program_for(job, secret_resolver(secrets))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["tsp-router", "reset-offsets"]
+    result = tmp_path / "termination-log"
+    result.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
+    done = subprocess.run([sys.executable, "-m", "tsrouter", *command[1:], *prog.args,
+                           f"--reset.result-file={result}"], env={**env, **dict(prog.env)},
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, offsetplan.parse_result(result.read_text()), done.stdout + done.stderr
+
+
+def _committed(bootstrap, group, topic, partitions):
+    from kafka import KafkaAdminClient, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        got = admin.list_group_offsets({group: [TopicPartition(topic, p) for p in range(partitions)]})[group]
+        return [got[TopicPartition(topic, p)].offset if TopicPartition(topic, p) in got else -1
+                for p in range(partitions)]
+    finally:
+        admin.close()
+
+
+def test_reset_offsets_over_sasl_as_the_operators_job_runs_it(sasl_broker, tmp_path):
+    """The subcommand on the SASL listener with the Job's args and credential env: waits for the
+    router's own consumer to leave, commits `earliest`, refuses a foreign member and an offset
+    out of range (naming the partition) without changing anything."""
+    import threading
+
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import CoordinatorNotAvailableError
+    from kafka.structs import OffsetAndMetadata
+    from routerproc import create_topic
+
+    b = sasl_broker
+    topics = {"input": unique("in"), "even": unique("even"), "odd": unique("odd")}
+    create_topic(b.bootstrap, topics["input"], partitions=2)
+    produce(b.bootstrap, topics["input"], timestamps(10), partition_of=lambda i, v: i % 2)
+    group = "sasl"  # the pipeline's stream name: its router's group
+    admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
+    # A fresh broker answers CoordinatorNotAvailable until __consumer_offsets exists.
+    wait_for(lambda: admin.alter_group_offsets(group, {TopicPartition(topics["input"], p):
+                                                       OffsetAndMetadata(5, "", None) for p in (0, 1)}),
+             30, "the group's offsets at 5", retry_on=(CoordinatorNotAvailableError,))
+    admin.close()
+    secrets = {SECRET: {"username": "alice", "password": b.sasl_users["alice"]}}
+
+    def member(client_id):
+        c = KafkaConsumer(topics["input"], bootstrap_servers=b.bootstrap, group_id=group, client_id=client_id,
+                          enable_auto_commit=False, session_timeout_ms=10_000)
+        wait_for(lambda: c.poll(timeout_ms=200) is not None and c.assignment(), 30, f"{client_id} in the group")
+        return c
+
+    # A consumer that is not the router's: refused, naming it; nothing changed.
+    other = member("someone-else")
+    try:
+        code, r, out = _reset_job(tmp_path, b, topics, "earliest", secrets)
+    finally:
+        other.close()
+    assert (code, r.committed, r.reason) == (3, False, "GroupHasForeignMembers"), out
+    assert "client someone-else" in r.message and "nothing changed" in r.message
+    assert _committed(b.bootstrap, group, topics["input"], 2) == [5, 5]
+
+    # An offset out of range: refused naming the partition.
+    code, r, out = _reset_job(tmp_path, b, topics, "1:99", secrets)
+    assert (code, r.reason) == (3, "OffsetOutOfRange"), out
+    assert f"partition 1 of {topics['input']}: offset 99 is outside 0..5" in r.message
+    assert _committed(b.bootstrap, group, topics["input"], 2) == [5, 5]
+
+    # The router's own consumer (client id tsrouter-<router Deployment>-...) still in the group:
+    # the Job waits for it to leave, then sets the offsets.
+    router = member("tsrouter-sasl-router-5d4f8b7c9-x2x7q")
+    leave = threading.Timer(3.0, router.close)
+    leave.start()
+    try:
+        code, r, out = _reset_job(tmp_path, b, topics, "earliest", secrets)
+    finally:
+        leave.join()
+    assert (code, r.committed) == (0, True), out
+    assert "waiting: 1 router consumer(s) in the group" in out
+    assert [(m.partition, m.before, m.after) for m in r.moves] == [(0, 5, 0), (1, 5, 0)]
+    assert (r.group, r.topic) == (group, topics["input"])
+    assert _committed(b.bootstrap, group, topics["input"], 2) == [0, 0]
+    assert b.sasl_users["alice"] not in out

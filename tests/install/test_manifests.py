@@ -25,6 +25,7 @@ NAMESPACED_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "create", "update", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
     ("", "pods"): {"list", "watch"},
+    ("batch", "jobs"): {"get", "create"},
     ("", "events"): {"create"},
 }
 # manifests/pod-proxy (opt-in): the router pods' counters through the API server's pod proxy.

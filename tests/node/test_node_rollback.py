@@ -108,13 +108,17 @@ def sasl_broker(node_cluster):
 MALFORMED = [f"not a timestamp ({i})" for i in range(30)]
 
 
-def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluster, sasl_broker, tmp_path):
-    from kafka import KafkaProducer
-
+@pytest.fixture(scope="module")
+def sasl_pipeline(node_cluster, sasl_broker, tmp_path_factory):
+    """The sample pipeline with Kafka credentials on the SASL broker, with the operator
+    watching its namespace: (ns, name, topics, operator log). Shared by the tests below
+    in file order (three JVMs starting on two cores are most of each test's time)."""
     c, b = node_cluster, sasl_broker
     ns = new_namespace(c, "rollback-sasl")
-    log = tmp_path / "operator.log"
+    log = tmp_path_factory.mktemp("operator-sasl") / "operator.log"
     op = start_operator(c, ns, log)
+    # The counters are read at the pods' IPs: the operator runs with its default path.
+    assert not [a for a in op.argv if a.startswith("--router-metrics")], op.argv
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
     for t in topics.values():  # with credentials the operator does not manage topics
         create_topic(b.bootstrap, t)
@@ -126,49 +130,130 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
     obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-creds", "mechanism": "SCRAM-SHA-512",
                                            "protocol": "SASL_PLAINTEXT"}
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
-    name = obj["metadata"]["name"]
     try:
-        with explained(c, ns, {"operator": log}):
-            apply_obj(c, obj, ns)
-            first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
-                             "the first revision verified by the router pod's counters")
-            checks = first["checks"]
-            assert first["reason"] == "ChecksPassed", first
-            assert checks["source"] == "routerCounters" and checks["pods"] == 1, checks
-            # Read at the pod's IP: the operator runs with its default path.
-            assert not [a for a in op.argv if a.startswith("--router-metrics")], op.argv
-            assert checks["consumed"] > 0 and checks["lost"] == 0, checks
-            assert "misrouting was not checked" in first["message"], first
-
-            # A new release (a pod template change); while its window is open, dead letters
-            # jump: the router pod's counters show it and the release is rolled back.
-            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
-                {"spec": {"router": {"properties": {"tsrouter.max-poll-records": "500"}}}}))
-            wait_for(lambda: (r := rollout(c, ns, name)).get("reason") == "WindowOpen"
-                     and r.get("generation", 0) > first["generation"], 300, "the new release's window open")
-            t0 = time.monotonic()
-            producer = KafkaProducer(bootstrap_servers=b.bootstrap)
-            for v in MALFORMED:
-                producer.send(topics["input"], v.encode())
-            producer.flush(30)
-            producer.close()
-            bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r, 120,
-                           "the release rolled back by the counters")
-            after = time.monotonic() - t0
-            assert bad["reason"] == "DeadLetterRatio", bad
-            assert bad["checks"]["source"] == "routerCounters", bad
-            assert bad["checks"]["deadLettered"] == len(MALFORMED), bad
-            assert bad["message"].startswith(f"rolled back to generation {first['generation']}"), bad
-
-            wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
-                     and "--tsrouter.max-poll-records=500" not in p["spec"]["containers"][0]["args"],
-                     180, "a Ready router pod of the stable revision")
-            # Nothing lost: every timestamp so far reaches the right logger.
-            upto = len(topic_values(b.bootstrap, topics["input"]))
-            everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto,
-                               bootstrap=b.bootstrap, ignore=frozenset(MALFORMED))
-            print(f"node rollback (credentials): first revision {checks}; dead letters in the new release's "
-                  f"window rolled it back {after:.1f}s after they were written (verifySeconds 15)")
+        apply_obj(c, obj, ns)
+        yield ns, obj["metadata"]["name"], topics, log
     finally:
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
         op.stop(15)
+
+
+def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluster, sasl_broker, sasl_pipeline):
+    from kafka import KafkaProducer
+
+    c, b = node_cluster, sasl_broker
+    ns, name, topics, log = sasl_pipeline
+    with explained(c, ns, {"operator": log}):
+        first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
+                         "the first revision verified by the router pod's counters")
+        checks = first["checks"]
+        assert first["reason"] == "ChecksPassed", first
+        assert checks["source"] == "routerCounters" and checks["pods"] == 1, checks
+        assert checks["consumed"] > 0 and checks["lost"] == 0, checks
+        assert "misrouting was not checked" in first["message"], first
+
+        # A new release (a pod template change); while its window is open, dead letters
+        # jump: the router pod's counters show it and the release is rolled back.
+        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
+            {"spec": {"router": {"properties": {"tsrouter.max-poll-records": "500"}}}}))
+        wait_for(lambda: (r := rollout(c, ns, name)).get("reason") == "WindowOpen"
+                 and r.get("generation", 0) > first["generation"], 300, "the new release's window open")
+        t0 = time.monotonic()
+        producer = KafkaProducer(bootstrap_servers=b.bootstrap)
+        for v in MALFORMED:
+            producer.send(topics["input"], v.encode())
+        producer.flush(30)
+        producer.close()
+        bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r, 120,
+                       "the release rolled back by the counters")
+        after = time.monotonic() - t0
+        assert bad["reason"] == "DeadLetterRatio", bad
+        assert bad["checks"]["source"] == "routerCounters", bad
+        assert bad["checks"]["deadLettered"] == len(MALFORMED), bad
+        assert bad["message"].startswith(f"rolled back to generation {first['generation']}"), bad
+
+        wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
+                 and "--tsrouter.max-poll-records=500" not in p["spec"]["containers"][0]["args"],
+                 180, "a Ready router pod of the stable revision")
+        # Nothing lost: every timestamp so far reaches the right logger.
+        upto = len(topic_values(b.bootstrap, topics["input"]))
+        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto,
+                           bootstrap=b.bootstrap, ignore=frozenset(MALFORMED))
+        print(f"node rollback (credentials): first revision {checks}; dead letters in the new release's "
+              f"window rolled it back {after:.1f}s after they were written (verifySeconds 15)")
+
+
+RESET = "tspipe.io/reset-offsets"
+
+
+def _reset(c, ns, name, value) -> dict:
+    """Annotate the pipeline, wait until the operator consumed the annotation; its offsetReset."""
+    c.kubectl("annotate", "tsp", name, "-n", ns, f"{RESET}={value}", "--overwrite")
+    return wait_for(lambda: RESET not in (c.get("tsp", name, "-n", ns)["metadata"].get("annotations") or {})
+                    and (r := pipeline_status(c, ns, name).get("offsetReset") or {}).get("request") == value
+                    and r.get("state") in ("Completed", "Rejected") and r, 300,
+                    f"{RESET}={value} carried out")
+
+
+def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluster, sasl_broker, sasl_pipeline):
+    """The operator cannot read the broker (it never reads the Secret): a reset runs as a
+    one-shot Job of the router's image with the router's credential env. The sample's log
+    sinks consume in the stream's group too, and the broker sets a group's offsets only
+    while it has no members, so the pipeline is paused first (docs/operating.md says so).
+    An offset out of range is refused by the Job naming the partition; a reset to
+    `earliest` is recorded, and once resumed every record of the input is routed again to
+    the right logger."""
+    c, b = node_cluster, sasl_broker
+    ns, name, topics, log = sasl_pipeline
+    prefixes = (["Even timestamp:"], ["Odd timestamp:"])
+    with explained(c, ns, {"operator": log}):
+        wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p), 180, "a Ready router pod")
+        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"paused": True}}))
+        wait_for(lambda: pipeline_status(c, ns, name).get("phase") == "Paused", 240, "the pipeline paused")
+        upto = len(topic_values(b.bootstrap, topics["input"]))
+        values = [v for v in topic_values(b.bootstrap, topics["input"])[:upto] if v not in MALFORMED]
+
+        # Refused by the Job: an offset beyond the end of partition 0.
+        t0 = time.monotonic()
+        refused = _reset(c, ns, name, "0:99999999")
+        refused_s = time.monotonic() - t0
+        assert refused["state"] == "Rejected" and refused["reason"] == "OffsetOutOfRange", refused
+        assert f"partition 0 of {topics['input']}: offset 99999999 is outside 0.." in refused["message"], refused
+        assert refused["job"].startswith(f"{name}-reset-"), refused
+        job = c.get("job", refused["job"], "-n", ns)
+        assert job["status"].get("failed") == 1 and not job["status"].get("succeeded"), job["status"]
+
+        t0 = time.monotonic()
+        done = _reset(c, ns, name, "earliest")
+        reset_s = time.monotonic() - t0
+        assert done["state"] == "Completed", done
+        assert done["job"].startswith(f"{name}-reset-") and done["job"] != refused["job"], done
+        assert done["topic"] == topics["input"] and [m["to"] for m in done["partitions"]] == [0], done
+        assert len(values) <= done["partitions"][0]["from"] <= upto, done
+        history = [h["offsetReset"] for h in pipeline_status(c, ns, name)["history"] if "offsetReset" in h]
+        assert history[-1] == {"request": "earliest", "group": done["group"], "topic": topics["input"],
+                               "partitions": done["partitions"]}, history
+        events = c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+        assert any(e["reason"] == "OffsetsReset" and done["job"] in e["message"] for e in events)
+        assert any(e["reason"] == "OffsetResetRejected" and "partition 0" in e["message"] for e in events)
+
+        # The Job: the router's image, non-root, read-only root filesystem, its result in its log.
+        job = c.get("job", done["job"], "-n", ns)
+        assert job["status"].get("succeeded") == 1, job["status"]
+        assert job["metadata"]["ownerReferences"][0]["name"] == name
+        pod_spec = job["spec"]["template"]["spec"]
+        container = pod_spec["containers"][0]
+        router_spec = c.get("deploy", f"{name}-router", "-n", ns)["spec"]["template"]["spec"]
+        assert container["image"] == router_spec["containers"][0]["image"]
+        assert pod_spec["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+        said = c.kubectl("logs", f"job/{done['job']}", "-n", ns, timeout=60).stdout
+        assert '"committed":true' in said and b.sasl_users[next(iter(b.sasl_users))] not in said
+
+        # Resumed: the new logger pods print only what is routed from now on, so every value of
+        # the input before the pause in their logs was routed again.
+        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"paused": False}}))
+        everything_arrived(c, ns, name, topics["input"], *prefixes, upto, bootstrap=b.bootstrap,
+                           ignore=frozenset(MALFORMED))
+        print(f"node replay (credentials): {len(values)} records re-delivered after a reset to earliest by Job "
+              f"{done['job']} ({reset_s:.1f}s from the annotation to Completed, the pipeline paused); the refused "
+              f"reset took {refused_s:.1f}s")

@@ -20,6 +20,7 @@ class FakeKube:
         self.pdb_reads = 0
         self.fail_pdb_delete = False
         self.pods = []
+        self.jobs = {}
         self.events = []
         self.writes = []
         self.rv = 0
@@ -47,6 +48,17 @@ class FakeKube:
         want = dict(kv.split("=") for kv in selector.split(","))
         return [copy.deepcopy(p) for p in self.pods
                 if all(p["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+
+    def get_job(self, ns, name):
+        return copy.deepcopy(self.jobs.get(name))
+
+    def create_job(self, ns, body):
+        name = body["metadata"]["name"]
+        if name in self.jobs:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.writes.append(("create job", name))
+        self.jobs[name] = copy.deepcopy(body)
+        return copy.deepcopy(body)
 
     def create_deployment(self, ns, body):
         name = body["metadata"]["name"]

@@ -284,20 +284,92 @@ def test_removing_the_annotation_midway_cancels_and_the_router_comes_back():
     assert [e[1] for e in kube.events if e[1].startswith("OffsetReset")] == ["OffsetResetCancelled"]
 
 
-def test_malformed_and_credentials_are_refused_without_reading_the_broker():
+def test_malformed_is_refused_without_reading_the_broker():
     kube, ctl, pipe = settled()
     annotate(pipe, "0:x")
     run(ctl.reconcile("ns", "timestamps"))
     assert "reset_state" not in ctl.admin.calls and router_replicas(kube) == 1
     assert conds(pipe)["OffsetReset"]["reason"] == MALFORMED
+
+
+def with_credentials(pipe):
     pipe["spec"]["kafka"]["credentials"] = {"secretName": "kafka-user", "mechanism": "SCRAM-SHA-512"}
     pipe["spec"]["kafka"]["topics"]["manage"] = False
     pipe["metadata"]["generation"] = 2
+
+
+def job_done(kube, name, message, state="Complete"):
+    """What the Job controller and the kubelet leave: the Job's condition, its pod's
+    terminated container with the termination message."""
+    kube.jobs[name]["status"] = {"conditions": [{"type": state, "status": "True", "reason": "BackoffLimitExceeded"
+                                                 if state == "Failed" else "", "message": "Job has reached the "
+                                                 "specified backoff limit" if state == "Failed" else ""}]}
+    kube.pods = [{"metadata": {"name": f"{name}-abcde", "labels": {"batch.kubernetes.io/job-name": name}},
+                  "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0 if state == "Complete"
+                                                                             else 3, "message": message}}}]}}]
+
+
+def test_with_credentials_a_job_of_the_router_image_resets_and_its_result_is_recorded():
+    kube, ctl, pipe = settled()
+    with_credentials(pipe)
+    run(ctl.reconcile("ns", "timestamps"))
+    stopped(kube)
+    kube.pods = [ROUTER_POD]
     annotate(pipe, "earliest")
     run(ctl.reconcile("ns", "timestamps"))
-    assert "reset_state" not in ctl.admin.calls
+    # The router is held at zero; no Job while its pods are there; the broker is never read.
+    assert router_replicas(kube) == 0 and kube.jobs == {}
+    stopped(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    (name,) = kube.jobs
+    job = kube.jobs[name]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["tsp-router", "reset-offsets"] and "--reset.to=earliest" in c["args"]
+    assert pipe["status"]["offsetReset"]["job"] == name and router_replicas(kube) == 0
+    assert "reset_state" not in ctl.admin.calls and "commit_offsets" not in ctl.admin.calls
+    run(ctl.reconcile("ns", "timestamps"))  # still running: nothing changes
+    assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+    job_done(kube, name, '{"group":"timeStampStream","topic":"timeDest","committed":true,'
+                         '"moves":[[0,40,0],[1,-1,0]]}')
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]
+    assert router_replicas(kube) == 1 and "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
+    assert st["offsetReset"]["state"] == "Completed" and st["offsetReset"]["job"] == name
+    assert st["offsetReset"]["partitions"] == [{"partition": 0, "from": 40, "to": 0},
+                                               {"partition": 1, "from": -1, "to": 0}]
+    entry = st["history"][-1]
+    assert entry["offsetReset"] == {"request": "earliest", "group": "timeStampStream", "topic": "timeDest",
+                                    "partitions": st["offsetReset"]["partitions"]}
+    assert "OffsetsReset" in [e[1] for e in kube.events]
+
+
+def test_with_credentials_a_refused_or_failed_job_is_a_refusal_with_its_message():
+    kube, ctl, pipe = settled()
+    with_credentials(pipe)
+    annotate(pipe, "0:999")
+    run(ctl.reconcile("ns", "timestamps"))  # the router held at zero
+    stopped(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    (name,) = kube.jobs
+    said = "tspipe.io/reset-offsets='0:999' refused: partition 0 of timeDest: offset 999 is outside 0..40"
+    job_done(kube, name, '{"group":"g","topic":"timeDest","committed":false,"reason":"OffsetOutOfRange",'
+                         f'"message":"{said}"}}', "Failed")
+    run(ctl.reconcile("ns", "timestamps"))
     cond = conds(pipe)["OffsetReset"]
-    assert cond["reason"] == "CredentialsNotReadable" and "never reads their Secret" in cond["message"]
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "OffsetOutOfRange", said)
+    assert router_replicas(kube) == 1 and "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
+    assert "OffsetResetRejected" in [e[1] for e in kube.events]
+    # A Job that died without a result (an image without the subcommand): its condition says why.
+    annotate(pipe, "latest")
+    run(ctl.reconcile("ns", "timestamps"))
+    stopped(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    (name2,) = set(kube.jobs) - {name}
+    job_done(kube, name2, "exec: tsp-router: not found", "Failed")
+    run(ctl.reconcile("ns", "timestamps"))
+    cond = conds(pipe)["OffsetReset"]
+    assert cond["reason"] == "ResetJobFailed" and f"Job {name2} failed (BackoffLimitExceeded" in cond["message"]
+    assert "tsp-router: not found" in cond["message"]
 
 
 def test_the_router_that_does_not_stop_in_time_is_refused_and_restarted():

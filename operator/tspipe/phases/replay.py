@@ -15,6 +15,16 @@
 
 A user removing the annotation before step 3 cancels: the router starts again and
 nothing was changed in Kafka.
+
+With Kafka credentials the operator cannot read the broker (it never reads Secrets):
+step 2 waits for the router's Deployment to reach zero and its pods to go, then step 3
+runs as a one-shot Job of the router's image (resetjob.py: `tsp-router reset-offsets`,
+which waits for the group's members to leave, plans as step 1 and 3 do and commits),
+and the result is read back from the Job's status and its pod's termination message:
+the same history entry, Event and condition as in-process; a refused or failed Job is a
+refusal with its message. The Job's name is kept in `status.offsetReset.job`; once it
+exists, removing the annotation no longer cancels (the Job may have set the offsets):
+its result is recorded all the same.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import replay, rollback
+from .. import replay, resetjob, rollback
 from ..clients import Clients, api_error
 from ..components import ROUTER
 from ..kube import ApiException
@@ -42,6 +52,8 @@ RECHECK_STOPPING = 1.0  # while the router stops: look again soon (pods go, memb
 # shutdown, a killed pod's session timeout (10 s) and, with exactly-once, an abandoned
 # transaction's timeout (60 s by default) all fit.
 RESET_STOP_SECONDS = 300.0
+RECHECK_JOB = 2.0  # while the reset Job runs (Jobs are not watched)
+RESET_JOB_FAILED = "ResetJobFailed"  # the OffsetReset condition's reason when the Job failed without a result
 
 
 @dataclass
@@ -57,17 +69,15 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     prev = ctx.prev_status.get(Key.OFFSET_RESET) or {}
     under_way = prev.get("state") == replay.STOPPING
     if r is None:
-        if not under_way:
-            return p, Replay()
-        message = f"{RESET_OFFSETS_ANNOTATION} was removed before the offsets were set: nothing changed"
-        ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetResetCancelled", message)
-        return p, Replay(_report(prev.get("request", ""), replay.CANCELLED, replay.CANCELLED, message))
+        return await _without_request(ctx, clients, p, prev, under_way)
     if under_way and prev.get("request") != r.value:
         under_way = False  # a new value: planned from the start (the router is still held)
     since = prev.get("since") if under_way else format_time(clients.now())
     early = _refused_before_reading(ctx, p, r, under_way)
     if early is not None:
         return p, await _refuse(ctx, clients, r, early)
+    if p.kafka.credentials is not None:
+        return await _advance_job(ctx, clients, p, r, prev if under_way else {}, False, since)
 
     group, topic = p.stream_name, p.kafka.topics.input
     outputs: tuple[str, ...] = ()
@@ -136,12 +146,24 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     return p, Replay(report, entry)
 
 
+async def _without_request(
+    ctx: Pass, clients: Clients, p: Pipeline, prev: dict[str, Any], under_way: bool
+) -> tuple[Pipeline, Replay]:
+    """No annotation: nothing to do, a cancelled reset, or a reset Job whose outcome is
+    recorded whether the annotation stays or not (it may have set the offsets)."""
+    if not under_way:
+        return p, Replay()
+    if prev.get("job"):
+        return await _advance_job(ctx, clients, p, replay.parse_reset(str(prev.get("request", ""))), prev, True)
+    message = f"{RESET_OFFSETS_ANNOTATION} was removed before the offsets were set: nothing changed"
+    ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetResetCancelled", message)
+    return p, Replay(_report(prev.get("request", ""), replay.CANCELLED, replay.CANCELLED, message))
+
+
 def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, under_way: bool) -> replay.Plan | None:
-    """A refusal that needs no broker: a malformed value, credentials, a rollout being verified."""
+    """A refusal that needs no broker: a malformed value, a rollout being verified."""
     if r.problem:
         return replay.Plan(reason=replay.MALFORMED, message=r.problem)
-    if p.kafka.credentials is not None:
-        return replay.refuse_credentials(r)
     if not under_way and (ctx.prev_status.get(Key.ROLLOUT) or {}).get("verdict") == rollback.VERIFYING:
         return replay.refuse_rollout(r)
     return None
@@ -170,6 +192,107 @@ async def _still_running(
     return "", ""
 
 
+async def _advance_job(
+    ctx: Pass,
+    clients: Clients,
+    p: Pipeline,
+    r: replay.ResetRequest,
+    prev: dict[str, Any],
+    annotation_gone: bool,
+    since: str | None = None,
+) -> tuple[Pipeline, Replay]:
+    """The reset with credentials: hold the router at zero until its pods are gone, run
+    the Job, read its result. `prev`: this request's status so far ({} for a new one)."""
+    since = prev.get("since") or since or format_time(clients.now())
+    group, topic = p.stream_name, p.kafka.topics.input
+    stopped = replace(p, router=replace(p.router, replicas=0))
+    name = prev.get("job") or ""
+    if not name:
+        router = deployment_name(ctx.name, ROUTER)
+        pods = [
+            pod["metadata"]["name"]
+            for pod in await clients.pods(ctx.namespace, ctx.name, fresh=True)
+            if pod["metadata"]["name"].startswith(f"{router}-")
+        ]
+        # The router's consumers leaving the group and open transactions ending the Job
+        # waits for itself: only it can read the broker.
+        waiting, detail = await _still_running(ctx, clients, router, pods, [], [])
+        if waiting:
+            if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
+                why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); it starts again"
+                plan = replay.Plan(reason=replay.NOT_STOPPED, message=f"{r.what}: {why}")
+                return p, await _refuse(ctx, clients, r, plan)
+            ctx.again_in(RECHECK_STOPPING)
+            message = (
+                f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, "
+                f"{waiting}"
+            )
+            if not prev:
+                ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
+            return stopped, Replay(_report(r.value, replay.STOPPING, replay.STOPPING, message, since=since))
+        name = resetjob.job_name(ctx.name, r.value, since)
+        try:
+            await clients.call(
+                clients.kube.create_job, ctx.namespace, resetjob.render_job(ctx.resource, p, name, r.value)
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: created by an earlier pass whose status write was lost
+                ctx.problems.append(f"{RESET_OFFSETS_ANNOTATION}: creating Job {name}: {api_error(exc)}")
+                ctx.again_in(RECHECK_STOPPING * 5)
+                return stopped, Replay(prev or None)
+        ctx.out.writes += 1
+        message = (
+            f"resetting the offsets of consumer group {group} on {topic} ({r.value}): the broker needs "
+            f"credentials, so Job {name} of the router's image sets them"
+        )
+        log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+        ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
+        ctx.again_in(RECHECK_JOB)
+        report = _report(r.value, replay.STOPPING, replay.STOPPING, message, since=since)
+        report["job"] = name
+        return stopped, Replay(report)
+
+    job = await clients.call(clients.kube.get_job, ctx.namespace, name)
+    state = resetjob.finished(job) if job is not None else "Failed"
+    if not state:
+        ctx.again_in(RECHECK_JOB)  # Jobs are not watched: look again
+        return stopped, Replay(prev)
+    text = ""
+    if job is not None:
+        pods = await clients.call(clients.kube.list_pods, ctx.namespace, f"{resetjob.JOB_NAME_LABEL}={name}")
+        text = resetjob.termination_message(pods)
+    result = replay.parse_result(text)
+    if result is None or not (result.committed and state == "Complete"):
+        if result is not None and result.reason:
+            plan = replay.Plan(reason=result.reason, message=result.message)
+        else:
+            why = resetjob.failure(job) if job is not None else "it was deleted before it finished"
+            said = f"; its last words: {text[:300]}" if text else ""
+            # No result: the Job died before writing one (it writes it right after the commit).
+            plan = replay.Plan(
+                reason=RESET_JOB_FAILED,
+                message=f"{r.what}: Job {name} failed ({why}){said}; it left no result (kubectl logs job/{name})",
+            )
+        outcome = await _refuse(ctx, clients, r, plan, annotation_gone)
+        if outcome.report is not None:
+            outcome.report["job"] = name
+        return p, outcome
+    if not annotation_gone and not await _remove_annotation(ctx, clients, r):
+        return stopped, Replay(prev)
+    moved = replay.moves_status(result.moves)
+    more = f" (and {result.left_out} more partitions)" if result.left_out else ""
+    message = (
+        f"reset the offsets of consumer group {group} on {topic} ({r.value}) with Job {name}: "
+        f"{replay.moves_text(result.moves)}{more}"
+    )
+    log.info("%s/%s: %s", ctx.namespace, ctx.name, message)
+    ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetsReset", message)
+    report = _report(r.value, replay.COMPLETED, replay.COMPLETED, message, since=since)
+    report.update(group=group, topic=topic, partitions=moved, time=format_time(clients.now()), job=name)
+    entry = {"request": r.value, "group": group, "topic": topic, "partitions": moved}
+    return p, Replay(report, entry)
+
+
 def _report(request: str, state: str, reason: str, message: str, since: str | None = None) -> dict[str, Any]:
     out = {"request": request, "state": state, "reason": reason, "message": message}
     if since:
@@ -177,9 +300,11 @@ def _report(request: str, state: str, reason: str, message: str, since: str | No
     return out
 
 
-async def _refuse(ctx: Pass, clients: Clients, r: replay.ResetRequest, plan: replay.Plan) -> Replay:
+async def _refuse(
+    ctx: Pass, clients: Clients, r: replay.ResetRequest, plan: replay.Plan, annotation_gone: bool = False
+) -> Replay:
     """Consume a refused request: remove the annotation, a Warning, the condition."""
-    if not await _remove_annotation(ctx, clients, r):
+    if not annotation_gone and not await _remove_annotation(ctx, clients, r):
         return Replay()
     log.warning("%s/%s: %s", ctx.namespace, ctx.name, plan.message)
     ctx.out.writes += await clients.event(ctx.resource, "Warning", "OffsetResetRejected", plan.message)
