@@ -173,6 +173,9 @@ COMPONENTS = (
 
 APP_LABELS = tuple(c.label for c in COMPONENTS)
 SOURCE = next(c for c in COMPONENTS if c.source)
+# The apps that consume in the stream's consumer group (the router and the log sinks:
+# SCDF gives every consumer of a stream the stream's name as its group).
+GROUP_CONSUMERS = tuple(c for c in COMPONENTS if any(b.consumer for b in c.bindings))
 ROUTER = next(c for c in COMPONENTS if c.scalable)
 # `time || python-router || evenLogger: log || oddLogger: log`: `||` leaves the wiring
 # to the deployment properties; a label differing from its app is written `label: app`.

@@ -470,6 +470,9 @@ class Pipeline:
     rollout_strategy: str = "RollingUpdate"
     uid: str | None = None
     generation: int | None = None
+    # Not from the spec: apps (spec fields) an operator action holds at zero replicas for a
+    # while, e.g. every consumer of the stream's group while a reset of its offsets runs.
+    held: frozenset[str] = frozenset()
 
     @classmethod
     def from_resource(cls, obj: Mapping[str, Any]) -> Pipeline:

@@ -234,6 +234,8 @@ def _pod_spec(p: Pipeline, c: Component, spec: AppCommon, t: PodTemplate) -> dic
 
 def spec_replicas(p: Pipeline, c: Component) -> int:
     """Replicas the spec asks for (before pausing)."""
+    if c.spec_field in p.held:
+        return 0
     return p.router.replicas if c.scalable else 1
 
 

@@ -256,6 +256,40 @@ def test_a_member_on_a_router_pod_ip_is_the_routers_own():
     assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
 
 
+def test_the_log_sinks_in_the_same_group_are_held_too_and_start_again():
+    """SCDF gives every consumer of a stream the stream's name as its group, so the log
+    sinks are members of the router's group: the broker sets the group's offsets only
+    once they are gone too. Their members (known by their pods' IPs) are the pipeline's
+    own; they are held at zero with the router and come back with it."""
+    kube, ctl, pipe = settled()
+    sinks = [{"metadata": {**ROUTER_POD["metadata"], "name": f"timestamps-{s}logger-7c9d8-{s[0]}x"},
+              "status": {"podIP": ip}} for s, ip in (("even", "10.0.0.8"), ("odd", "10.0.0.9"))]
+    kube.pods = [ROUTER_POD, *sinks]
+    ctl.admin.members = [Member("consumer-timeStampStream-2", "/10.0.0.8", ()),
+                         Member("consumer-timeStampStream-2", "/10.0.0.9", ())]
+    annotate(pipe, "earliest")
+    run(ctl.reconcile("ns", "timestamps"))
+    replicas = {n: d["spec"]["replicas"] for n, d in kube.deps.items()}
+    assert replicas == {"timestamps-time": 1, "timestamps-router": 0, "timestamps-evenlogger": 0,
+                        "timestamps-oddlogger": 0}, replicas
+    st = pipe["status"]["offsetReset"]
+    assert st["state"] == "StoppingRouter" and "log sinks" in st["message"], st
+    assert ctl.admin.committed == []
+    # The router is gone, a sink's pod still stops (its member not gone yet): wait.
+    stopped(kube)
+    kube.pods = [sinks[0]]
+    ctl.admin.members = ctl.admin.members[:1]
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.committed == [] and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+    kube.pods, ctl.admin.members = [], []
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.committed == [("timeStampStream", "timeDest", {0: 0, 1: 0})]
+    assert pipe["status"]["offsetReset"]["state"] == "Completed"
+    replicas = {n: d["spec"]["replicas"] for n, d in kube.deps.items()}
+    assert replicas == {"timestamps-time": 1, "timestamps-router": 1, "timestamps-evenlogger": 1,
+                        "timestamps-oddlogger": 1}, replicas
+
+
 def test_the_router_own_consumer_still_in_the_group_is_waited_for():
     kube, ctl, pipe = settled()
     annotate(pipe, "latest")

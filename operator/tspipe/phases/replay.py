@@ -5,19 +5,22 @@
    offset out of range, a time before the log start, a member of the group that is
    not the router's).
 2. Otherwise hold the router at zero replicas (the pipeline handed on to the children
-   phase asks for 0) until its Deployment has no pods, the group has no members and,
+   phase asks for 0), and the log sinks too (they consume in the same group: SCDF gives
+   every consumer of a stream the stream's name as its group, and the broker sets a
+   group's offsets only while it has no members), until their Deployments have no pods,
+   the group has no members and,
    with exactly-once, no transaction is open on the router's outputs; the start of this
    stage is kept in `status.offsetReset` so that it survives an operator restart and is
    bounded (RESET_STOP_SECONDS).
 3. Plan again on what the broker says now (the router committed until it stopped),
    write the offsets, remove the annotation, post an Event and hand the history entry
-   to status; the children phase of the same pass starts the router again.
+   to status; the children phase of the same pass starts the apps again.
 
 A user removing the annotation before step 3 cancels: the router starts again and
 nothing was changed in Kafka.
 
 With Kafka credentials the operator cannot read the broker (it never reads Secrets):
-step 2 waits for the router's Deployment to reach zero and its pods to go, then step 3
+step 2 waits for the held Deployments to reach zero and their pods to go, then step 3
 runs as a one-shot Job of the router's image (resetjob.py: `tsp-router reset-offsets`,
 which waits for the group's members to leave, plans as step 1 and 3 do and commits),
 and the result is read back from the Job's status and its pod's termination message:
@@ -35,7 +38,7 @@ from typing import Any
 
 from .. import replay, resetjob, rollback
 from ..clients import Clients, api_error
-from ..components import ROUTER
+from ..components import GROUP_CONSUMERS, ROUTER
 from ..kube import ApiException
 from ..model import EXACTLY_ONCE, Pipeline
 from ..names import RESET_OFFSETS_ANNOTATION
@@ -84,7 +87,7 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     if p.router.processing_guarantee == EXACTLY_ONCE:
         names = {role: p.kafka.topics.name(role) for role in ROLES[1:-1]}
         outputs = (*names.values(), p.kafka.topics.dead_letter(group))
-    stopped = replace(p, router=replace(p.router, replicas=0))
+    stopped = _held(p)
     try:
         parts, members, open_txns = await clients.kafka(
             clients.admin.reset_state, p.kafka.brokers, group, topic, r.at_ms, outputs
@@ -94,12 +97,9 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
         ctx.again_in(RECHECK_STOPPING * 5)
         return (stopped, Replay(prev)) if under_way else (p, Replay())
     router = deployment_name(ctx.name, ROUTER)
-    # From the API, not the watch cache: whether the router is gone decides the reset.
-    pods = [
-        pod
-        for pod in await clients.pods(ctx.namespace, ctx.name, fresh=True)
-        if pod["metadata"]["name"].startswith(f"{router}-")
-    ]
+    pods = await _group_pods(ctx, clients)
+    # A stopping pod keeps its IP until it is gone, and a consumer that closes leaves the
+    # group before its process exits: a member on no pod of the group's apps is not theirs.
     ips = {ip for pod in pods if (ip := (pod.get("status") or {}).get("podIP"))}
     foreign = [m for m in members if not replay.owned(m, router, ips)]
     if foreign:
@@ -108,18 +108,17 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     if plan.refused:
         return p, await _refuse(ctx, clients, r, plan)
 
-    waiting, detail = await _still_running(
-        ctx, clients, router, [pod["metadata"]["name"] for pod in pods], members, open_txns
-    )
+    waiting, detail = await _still_running(ctx, clients, [pod["metadata"]["name"] for pod in pods], members, open_txns)
     if waiting:
         assert since is not None
         if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
-            why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); it starts again"
+            why = f"the group's apps did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); they start again"
             return p, await _refuse(ctx, clients, r, replay.Plan(reason=replay.NOT_STOPPED, message=f"{r.what}: {why}"))
         ctx.again_in(RECHECK_STOPPING)
         log.debug("%s/%s: reset-offsets waiting: %s", ctx.namespace, ctx.name, detail)
         message = (
-            f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, {waiting}"
+            f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router "
+            f"(and the log sinks, in the same group), {waiting}"
         )
         if not under_way:  # once: the Deployment's scaling to zero is on purpose
             ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
@@ -169,23 +168,41 @@ def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, unde
     return None
 
 
+def _held(p: Pipeline) -> Pipeline:
+    """The pipeline to render while a reset runs: every app consuming in the group at zero."""
+    return replace(p, router=replace(p.router, replicas=0), held=frozenset(c.spec_field for c in GROUP_CONSUMERS))
+
+
+async def _group_pods(ctx: Pass, clients: Clients) -> list[dict[str, Any]]:
+    """The pods of the apps that consume in the group (terminating ones too). From the
+    API, not the watch cache: whether they are gone decides the reset."""
+    prefixes = tuple(f"{deployment_name(ctx.name, c)}-" for c in GROUP_CONSUMERS)
+    return [
+        pod
+        for pod in await clients.pods(ctx.namespace, ctx.name, fresh=True)
+        if pod["metadata"]["name"].startswith(prefixes)
+    ]
+
+
 async def _still_running(
-    ctx: Pass, clients: Clients, router: str, pods: list[str], members: list[replay.Member], open_txns: list[str]
+    ctx: Pass, clients: Clients, pods: list[str], members: list[replay.Member], open_txns: list[str]
 ) -> tuple[str, str]:
     """What keeps the reset waiting (('', '') : nothing), as a stage (for the status: it
     changes at most four times, so each is worth a write) and in detail (for the log and
-    a refusal): the router's Deployment not yet at zero, its pods (terminating ones
-    too), its consumers still in the group, an open transaction on its outputs."""
-    d = await clients.call(clients.kube.get_deployment, ctx.namespace, router)
-    if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
-        return "waiting for its Deployment to scale to zero", f"Deployment {router} not at zero yet"
+    a refusal): a held Deployment not yet at zero, their pods (terminating ones too),
+    consumers still in the group, an open transaction on the router's outputs."""
+    for c in GROUP_CONSUMERS:
+        name = deployment_name(ctx.name, c)
+        d = await clients.call(clients.kube.get_deployment, ctx.namespace, name)
+        if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
+            return "waiting for its Deployment to scale to zero", f"Deployment {name} not at zero yet"
     if pods:
-        return "waiting for its pods to go", f"{len(pods)} router pod(s) left: {', '.join(sorted(pods))}"
+        return "waiting for its pods to go", f"{len(pods)} pod(s) left: {', '.join(sorted(pods))}"
     if members:
         clients_ = ", ".join(sorted(m.client_id for m in members))
         return (
             "waiting for its consumers to leave the group",
-            f"{len(members)} router consumer(s) in the group: {clients_}",
+            f"{len(members)} consumer(s) in the group: {clients_}",
         )
     if open_txns:
         return "waiting for its open transactions to end", f"a transaction is open on {', '.join(open_txns)}"
@@ -205,27 +222,22 @@ async def _advance_job(
     the Job, read its result. `prev`: this request's status so far ({} for a new one)."""
     since = prev.get("since") or since or format_time(clients.now())
     group, topic = p.stream_name, p.kafka.topics.input
-    stopped = replace(p, router=replace(p.router, replicas=0))
+    stopped = _held(p)
     name = prev.get("job") or ""
     if not name:
-        router = deployment_name(ctx.name, ROUTER)
-        pods = [
-            pod["metadata"]["name"]
-            for pod in await clients.pods(ctx.namespace, ctx.name, fresh=True)
-            if pod["metadata"]["name"].startswith(f"{router}-")
-        ]
-        # The router's consumers leaving the group and open transactions ending the Job
-        # waits for itself: only it can read the broker.
-        waiting, detail = await _still_running(ctx, clients, router, pods, [], [])
+        pods = [pod["metadata"]["name"] for pod in await _group_pods(ctx, clients)]
+        # The consumers leaving the group and open transactions ending the Job waits for
+        # itself: only it can read the broker.
+        waiting, detail = await _still_running(ctx, clients, pods, [], [])
         if waiting:
             if (clients.now() - parse_time(since)).total_seconds() > RESET_STOP_SECONDS:
-                why = f"the router did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); it starts again"
+                why = f"the group's apps did not stop within {RESET_STOP_SECONDS:.0f}s ({detail}); they start again"
                 plan = replay.Plan(reason=replay.NOT_STOPPED, message=f"{r.what}: {why}")
                 return p, await _refuse(ctx, clients, r, plan)
             ctx.again_in(RECHECK_STOPPING)
             message = (
-                f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router, "
-                f"{waiting}"
+                f"resetting the offsets of consumer group {group} on {topic} ({r.value}): stopping the router "
+                f"(and the log sinks, in the same group), {waiting}"
             )
             if not prev:
                 ctx.out.writes += await clients.event(ctx.resource, "Normal", "ResettingOffsets", message)
