@@ -6,6 +6,8 @@ The thread polls $TSP_SOAK_DIR once a second for command files the bench drops t
   * `snap-LABEL`: a tracemalloc snapshot dumped to `LABEL.snapshot` (gc.collect() first, so
     garbage waiting for a cycle collection is not counted as growth), and a count of live
     objects by type to `LABEL.types.json` (the equivalent without tracemalloc's frames);
+  * `garbage-LABEL`: the objects a full collection frees (reference cycles), counted by
+    type into `LABEL.garbage.json`;
 each command file is removed once done, and `LABEL.done` written. Every 30 s it appends a
 line to `hook.jsonl`: tracemalloc's own memory (so the bench can tell it apart from the
 operator's RSS), the traced current and peak, the thread count and the gc generation counts.
@@ -39,6 +41,19 @@ def _command(d: str, name: str, path: str) -> None:
             tracemalloc.take_snapshot().dump(os.path.join(d, f"{label}.snapshot"))
         with open(os.path.join(d, f"{label}.types.json"), "w") as fh:
             json.dump(_types(), fh)
+    elif name.startswith("garbage-"):
+        # What only a full collection frees (reference cycles), by type: collected with
+        # DEBUG_SAVEALL so that it can be counted, then dropped.
+        label = name.split("-", 1)[1]
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            counts = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+            gc.garbage.clear()
+        finally:
+            gc.set_debug(0)
+        with open(os.path.join(d, f"{label}.garbage.json"), "w") as fh:
+            json.dump(dict(counts.most_common(60)), fh)
     else:
         return
     os.remove(path)

@@ -105,3 +105,17 @@ def test_the_hook_takes_snapshots_on_command(tmp_path):
     assert sites[0]["traced_end_kb"] > sites[0]["traced_warm_kb"]
     assert any("test_soak_units.py" in f for f in sites[1]["frames"]) and sites[1]["size_diff_kb"] >= 290
     del kept
+
+
+class Cyclic:
+    def __init__(self):
+        self.me = self
+
+
+def test_the_hook_counts_what_only_a_full_collection_frees(tmp_path):
+    for _ in range(50):
+        Cyclic()
+    (tmp_path / "garbage-round").write_text("")
+    soakhook._command(str(tmp_path), "garbage-round", str(tmp_path / "garbage-round"))
+    assert json.loads((tmp_path / "round.garbage.json").read_text())["Cyclic"] >= 50
+    assert (tmp_path / "garbage-round.done").exists()
