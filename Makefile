@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export TSP_CACHE ?= $(HOME)/.cache/tspipe
 
-.PHONY: all images venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench clean crd chart pod-schemas deployer-model
+.PHONY: all images venv kafka-jars k8s-bins scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm infra test unit demo bench bench-soak clean crd chart pod-schemas deployer-model
 
 all: venv
 
@@ -87,6 +87,11 @@ demo: infra spring-apps node-images
 
 bench: infra
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH PYTHONPATH=$(CURDIR)/hack $(PY) -m bench $(BENCH)
+
+# The operator's soak (bench/operator_soak.py): 1,000 pipelines for an hour, 70+ minutes in
+# all, so not part of a plain `make bench`.
+bench-soak: infra
+	$(MAKE) bench BENCH=bench.operator_soak
 
 clean:
 	rm -rf $(VENV)

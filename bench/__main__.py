@@ -1,8 +1,12 @@
-"""`make bench`: every benchmark, each writing its table and plot under bench/results/."""
+"""`make bench`: every benchmark, each writing its table and plot under bench/results/.
+
+Opt-in only (named with `make bench BENCH=...`, or `make bench-soak`): bench.operator_soak,
+the operator's hour-long soak (70+ minutes)."""
 import importlib
 import sys
 
 BENCHES = ["bench.router_bench", "bench.operator_bench"]
+OPT_IN = ["bench.operator_soak"]
 
 
 def main(argv: list[str]) -> int:

@@ -54,6 +54,11 @@ def pipelines() -> list[dict]:
     return yaml.safe_load(PIPELINES.read_text())
 
 
+def revision() -> str:
+    """The pinned revision the baseline was rendered at (12 hex digits)."""
+    return json.loads(BASELINE.read_text())["revision"]
+
+
 def children(namespace: str, uids: dict[str, str]) -> dict[str, list[dict]]:
     """The baseline's children of each pipeline, as the earlier operator would have written
     them in `namespace` for the pipelines of UIDs `uids` (by name)."""

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import json
 import re
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from samples import sample_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = REPO / "manifests" / "samples"
+# Where manifests/ (kubectl apply -k) puts the operator and the sample pipeline.
+OPERATOR_NS, PIPELINE_NS = "tspipe-system", "tspipe-pipelines"
 TIMESTAMP = re.compile(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d")
 # "2026-11-27T22:50:01.123Z  INFO 1 --- [log-sink] [container-0-C-1] log-sink : Even timestamp:11/27/26 22:50:01"
 SINK_LINE = re.compile(r"\blog-sink\s+: (.*)$")
@@ -164,6 +167,38 @@ def operator_env(apiserver_port: int) -> list[dict]:
 
     return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
             {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
+
+
+def install_kustomization(folder: Path, apiserver_port: int, bootstrap: str, *, manifests: Path = REPO / "manifests",
+                          tag: str = "0.1.0", args: tuple[str, ...] = ()) -> None:
+    """A user's overlay of `manifests` (this tree's, or an earlier revision's copy): the
+    local image tag, the API server's address, the broker, and `args` added to the
+    operator's."""
+    # kustomize takes bases by relative path only: the overlay sits beside a copy.
+    shutil.copytree(manifests, folder / "manifests")
+    env = operator_env(apiserver_port)
+    ops = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
+    ops += [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": a} for a in args]
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["manifests"],
+        # The tag hack/node-images.sh built from Dockerfile.operator and imported (or
+        # hack/node-image-at.sh from an earlier revision's).
+        "images": [{"name": "ghcr.io/tspipe/operator", "newName": "ghcr.io/tspipe/operator", "newTag": tag}],
+        "patches": [
+            {"target": {"group": "apps", "kind": "Deployment", "name": "tspipe-operator"}, "patch": json.dumps(ops)},
+            {"target": {"group": "tspipe.io", "kind": "TimestampPipeline"},
+             "patch": json.dumps([{"op": "replace", "path": "/spec/kafka/brokers", "value": [bootstrap]}])},
+        ],
+    }))
+
+
+def operator_pod(c: NodeCluster, other_than: str | None = None) -> dict | None:
+    """The operator's one pod (manifests/ installs it), Running and Ready (and not the pod
+    `other_than`)."""
+    ps = pods(c, OPERATOR_NS)
+    return ps[0] if len(ps) == 1 and pod_ready(ps[0]) and ps[0]["metadata"]["name"] != other_than else None
 
 
 def start_operator(c: NodeCluster, ns: str, log_path: Path) -> OperatorProcess:

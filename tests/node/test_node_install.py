@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -37,8 +36,9 @@ import yaml
 from charthelpers import CHART, RELEASE, helm
 from localinfra.node import NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import (REPO, apply_obj, explained, logger_payloads, new_namespace, node_prometheus, operator_env,
-                         pipeline_ready, pipeline_status, pods, pod_ready, router_pod, wait_for)
+from nodehelpers import (OPERATOR_NS, PIPELINE_NS, apply_obj, explained, install_kustomization,
+                         logger_payloads, new_namespace, node_prometheus, operator_env, operator_pod, pipeline_ready,
+                         pipeline_status, pods, pod_ready, router_pod, wait_for)
 from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher, alert_states,
                         assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
                         up_pods)
@@ -48,7 +48,7 @@ from samples import sample_pipeline
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
 
-OPERATOR_NS, PIPELINE_NS, PIPELINE = "tspipe-system", "tspipe-pipelines", "timestamps"
+PIPELINE = "timestamps"
 OPERATOR_IMAGE = IMAGES["operator"]
 HELM_RELEASE_NS = "default"  # where Helm keeps its release record; the objects name their own namespaces
 # The tag of the upgrade in docs/helm.md: the node gets the same image under it, a new
@@ -68,33 +68,6 @@ def prometheus(node_cluster):
     jobs = podmonitor_jobs(ROUTER_PODMONITOR, kubeconfig) + podmonitor_jobs(OPERATOR_PODMONITOR, kubeconfig)
     with node_prometheus(jobs, {"tspipe-rules.yaml": rules_with_for(SHORTENED)}) as prom:
         yield prom
-
-
-def install_kustomization(folder, apiserver_port: int, bootstrap: str) -> None:
-    """A user's overlay of manifests/: the local image tag, the API server's address and
-    the broker."""
-    # kustomize takes bases by relative path only: the overlay sits beside a copy.
-    shutil.copytree(REPO / "manifests", folder / "manifests")
-    env = operator_env(apiserver_port)
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["manifests"],
-        # The tag hack/node-images.sh built from Dockerfile.operator and imported.
-        "images": [{"name": "ghcr.io/tspipe/operator", "newName": "ghcr.io/tspipe/operator", "newTag": "0.1.0"}],
-        "patches": [
-            {"target": {"group": "apps", "kind": "Deployment", "name": "tspipe-operator"},
-             "patch": json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}])},
-            {"target": {"group": "tspipe.io", "kind": "TimestampPipeline"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/kafka/brokers", "value": [bootstrap]}])},
-        ],
-    }))
-
-
-def operator_pod(c, other_than: str | None = None) -> dict | None:
-    """The operator's one pod, Running and Ready (and not the pod `other_than`)."""
-    ps = pods(c, OPERATOR_NS)
-    return ps[0] if len(ps) == 1 and pod_ready(ps[0]) and ps[0]["metadata"]["name"] != other_than else None
 
 
 def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_the_sample(node_cluster, prometheus,
