@@ -45,12 +45,15 @@ import tracemalloc
 from pathlib import Path
 
 from bench import operator_bench as ob
+from localinfra.proc import free_port
 
 ROOT = ob.ROOT
 RESULTS = ob.RESULTS
 NS = ob.NS
 UNREACHABLE = "unreachable"
-UNREACHABLE_BROKER = "192.0.2.1:9092"  # TEST-NET-1 (RFC 5737): routed nowhere
+# A loopback port nothing listens on (benchmarks, like tests, target loopback only): every
+# connection is refused, so each of its passes fails to bootstrap.
+UNREACHABLE_BROKER = f"127.0.0.1:{free_port()}"
 
 
 def unreachable_pipeline() -> dict:
@@ -416,7 +419,7 @@ Set-up: one fresh local control plane (etcd, kube-apiserver, controller manager,
 nodes) as in operator_bench; the operator a standalone subprocess with its **default resync**
 ({_resync():g} s; no `--resync-seconds`), debug log (to count passes), under `bench/soakhook.py`.
 {created}; plus one pipeline, `{UNREACHABLE}`, with topic management on and its broker at
-`{UNREACHABLE_BROKER}` (TEST-NET-1: nothing answers), created first and failing for the whole soak.
+`{UNREACHABLE_BROKER}` (a loopback port nothing listens on), created first and failing for the whole soak.
 The window starts when every created pipeline is Running; a sample every {a.sample:g} s.
 {tracing}
 
