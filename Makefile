@@ -122,8 +122,8 @@ deployer-model: scdf-jars
 # earlier revision (hack/crdcompat.py). CI runs it before the tests.
 .PHONY: lint
 lint: venv
-	$(VENV)/bin/ruff check operator router
-	$(VENV)/bin/ruff format --check operator router
+	$(VENV)/bin/ruff check operator router tests hack bench
+	$(VENV)/bin/ruff format --check operator router tests hack bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) hack/crdcompat.py

@@ -2,6 +2,7 @@
 
 Opt-in only (named with `make bench BENCH=...`, or `make bench-soak`): bench.operator_soak,
 the operator's hour-long soak (70+ minutes)."""
+
 import importlib
 import sys
 

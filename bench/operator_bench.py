@@ -22,6 +22,7 @@ tree's in turn on the same N (one floor run per N, the pair's order alternating)
 bench/results/operator-scale.md and operator-scale.json instead. `--profile` samples the
 operator with py-spy during each operator run and adds its hottest functions to the results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,7 @@ from localinfra.demo import SAMPLE as SAMPLE_FILE  # noqa: E402  (the sample's p
 from localinfra.kube import audit_events  # noqa: E402
 from localinfra.operatorproc import OperatorProcess, manager_argv  # noqa: E402
 from localinfra.proc import wait_for as wait  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 CRD_FILE = ROOT / "crds" / "timestamppipelines.tspipe.io.yaml"
 NS = "bench"
@@ -97,8 +99,13 @@ def add_nodes(cp, pods: int) -> None:
 
     def all_ready():
         nodes = json.loads(cp.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        ok = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                      for c in (n.get("status") or {}).get("conditions") or [])]
+        ok = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions") or []
+            )
+        ]
         return len(ok) == extra + 1
 
     wait(all_ready, 120, "nodes Ready")
@@ -129,8 +136,13 @@ class ReadyWatch(threading.Thread):
             self.started.set()
             while self.done_at is None:
                 w = kubernetes.watch.Watch()
-                for ev in w.stream(self.api.list_namespaced_custom_object, *self.args, resource_version=rv,
-                                   timeout_seconds=60, allow_watch_bookmarks=True):
+                for ev in w.stream(
+                    self.api.list_namespaced_custom_object,
+                    *self.args,
+                    resource_version=rv,
+                    timeout_seconds=60,
+                    allow_watch_bookmarks=True,
+                ):
                     obj = ev["object"]
                     rv = obj["metadata"]["resourceVersion"]
                     if ev["type"] == "BOOKMARK":
@@ -152,8 +164,11 @@ class ReadyWatch(threading.Thread):
 def deployment_available(d: dict) -> bool:
     st = d.get("status") or {}
     avail = any(c["type"] == "Available" and c["status"] == "True" for c in st.get("conditions") or [])
-    return avail and st.get("observedGeneration", 0) >= d["metadata"].get("generation", 0) \
+    return (
+        avail
+        and st.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
         and st.get("availableReplicas", 0) == d["spec"].get("replicas", 1)
+    )
 
 
 def pipeline_running(p: dict) -> bool:
@@ -185,8 +200,7 @@ def proc_stats(pid: int) -> dict:
 
 
 def create(cp, objs: list[dict]) -> None:
-    cp.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
-               timeout=1800)
+    cp.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}), timeout=1800)
 
 
 def fresh_plane(pods: int):
@@ -196,8 +210,11 @@ def fresh_plane(pods: int):
     try:
         add_nodes(cp, pods)
         cp.kubectl("create", "namespace", NS)
-        wait(lambda: cp.kubectl("get", "serviceaccount", "default", "-n", NS, check=False).returncode == 0,
-             60, "default ServiceAccount")
+        wait(
+            lambda: cp.kubectl("get", "serviceaccount", "default", "-n", NS, check=False).returncode == 0,
+            60,
+            "default ServiceAccount",
+        )
     except BaseException:
         cp.stop()
         raise
@@ -220,14 +237,24 @@ def run_floor(n: int, timeout: float) -> dict:
         if w.done_at is None:
             raise TimeoutError(f"floor N={n}: {len(w.ready)}/{len(deps)} Available after {timeout}s")
         writes = audit_writes(cp.audit_log, since, agents=("kubectl",))
-        return {"seconds": round(w.done_at - t0, 2), "writes": len(writes),
-                "writes_per_pipeline": round(len(writes) / n, 2)}
+        return {
+            "seconds": round(w.done_at - t0, 2),
+            "writes": len(writes),
+            "writes_per_pipeline": round(len(writes) / n, 2),
+        }
     finally:
         cp.stop()
 
 
-def run_operator(n: int, timeout: float, workdir: Path, package: str | None = None, label: str = "",
-                 profile: bool = False, reaction: int = 0) -> dict:
+def run_operator(
+    n: int,
+    timeout: float,
+    workdir: Path,
+    package: str | None = None,
+    label: str = "",
+    profile: bool = False,
+    reaction: int = 0,
+) -> dict:
     """One operator run; `package`: a directory holding another revision's tspipe (first on
     the operator's PYTHONPATH, it shadows this tree's editable install); `reaction`: after
     the idle rounds, change that many pipelines one at a time and time each change's way to
@@ -239,8 +266,11 @@ def run_operator(n: int, timeout: float, workdir: Path, package: str | None = No
     env = {**os.environ, **({"PYTHONPATH": package} if package else {})}
     try:
         cp.kubectl("apply", "-f", str(CRD_FILE))
-        wait(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
-                                                       check=False).stdout, 60, "CRD served")
+        wait(
+            lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io", check=False).stdout,
+            60,
+            "CRD served",
+        )
         argv = manager_argv(NS, extra=("--resync-seconds", str(RESYNC), "--log-level", "debug"))
         op = OperatorProcess(argv, log_path, kubeconfig=cp.kubeconfig, env=env).start()
         wait(lambda: b"_startup' succeeded" in log_path.read_bytes(), 60, "operator started")
@@ -265,7 +295,9 @@ def run_operator(n: int, timeout: float, workdir: Path, package: str | None = No
         writes = audit_writes(cp.audit_log, since, agents=OPERATOR_AGENTS)
         kinds = collections.Counter(
             f"{e['verb']} {e['objectRef'].get('resource')}"
-            f"{'/' + e['objectRef']['subresource'] if e['objectRef'].get('subresource') else ''}" for e in writes)
+            f"{'/' + e['objectRef']['subresource'] if e['objectRef'].get('subresource') else ''}"
+            for e in writes
+        )
         # Idle: two resync rounds over every pipeline, no change anywhere.
         idle_from = os.path.getsize(cp.audit_log)
         lines_before = log_path.read_text(errors="replace").count("reconciled bench/")
@@ -276,9 +308,17 @@ def run_operator(n: int, timeout: float, workdir: Path, package: str | None = No
         hot = stop_profile(spy) if spy else None
         if reaction:
             stats["reaction"] = measure_reaction(cp, [o["metadata"]["name"] for o in objs], reaction)
-        return {"seconds": round(took, 2), "writes": len(writes), "writes_per_pipeline": round(len(writes) / n, 2),
-                "write_kinds": dict(kinds), "idle_writes": len(idle), "idle_passes": passes,
-                "cpu_s_at_running": cpu_running, **stats, **({"profile": hot} if hot else {})}
+        return {
+            "seconds": round(took, 2),
+            "writes": len(writes),
+            "writes_per_pipeline": round(len(writes) / n, 2),
+            "write_kinds": dict(kinds),
+            "idle_writes": len(idle),
+            "idle_passes": passes,
+            "cpu_s_at_running": cpu_running,
+            **stats,
+            **({"profile": hot} if hot else {}),
+        }
     finally:
         if spy is not None and spy[0].poll() is None:
             spy[0].kill()
@@ -302,8 +342,14 @@ def measure_reaction(cp, names: list[str], k: int) -> dict:
     api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(cfg))
 
     def patch(name: str, j: int) -> None:
-        api.patch_namespaced_custom_object("tspipe.io", "v1alpha1", NS, "timestamppipelines", name,
-                                           {"spec": {"router": {"evenPrefix": f"Even timestamp {j}:"}}})
+        api.patch_namespaced_custom_object(
+            "tspipe.io",
+            "v1alpha1",
+            NS,
+            "timestamppipelines",
+            name,
+            {"spec": {"router": {"evenPrefix": f"Even timestamp {j}:"}}},
+        )
 
     since = os.path.getsize(cp.audit_log)
     chosen = reaction.drive(patch, names, k)
@@ -325,9 +371,25 @@ def start_profile(pid: int, path: Path) -> tuple[subprocess.Popen, Path]:
     """py-spy sampling the operator (all threads, no pausing of it, idle stacks left out)
     into collapsed stacks at `path`."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--nonblocking", "--threads", "--format", "raw",
-                             "--rate", str(PROFILE_RATE), "--output", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--nonblocking",
+            "--threads",
+            "--format",
+            "raw",
+            "--rate",
+            str(PROFILE_RATE),
+            "--output",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return proc, path
 
 
@@ -343,13 +405,28 @@ def stop_profile(spy: tuple[subprocess.Popen, Path], top: int = 25) -> dict:
 
 # Innermost frames that wait rather than compute: py-spy cannot always tell a thread
 # blocked in a socket read or in epoll from a running one, so they are left out.
-WAITING = ("SSLSocket.read", "SSLObject.read", "SSLSocket.send", "EpollSelector.select", "Condition.wait",
-           "SimpleQueue.get", "_worker")
+WAITING = (
+    "SSLSocket.read",
+    "SSLObject.read",
+    "SSLSocket.send",
+    "EpollSelector.select",
+    "Condition.wait",
+    "SimpleQueue.get",
+    "_worker",
+)
 
 
 # Frames every stack of a thread has (start-up, the event loop, the thread pool): no news.
-FRAMES_OF_ALL = ("threading.py", "runpy", "asyncio/runners.py", "asyncio/base_events.py", "asyncio/events.py",
-                 "concurrent/futures/thread.py", "tspipe/manager.py", "kopf/_core/reactor/running.py")
+FRAMES_OF_ALL = (
+    "threading.py",
+    "runpy",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "concurrent/futures/thread.py",
+    "tspipe/manager.py",
+    "kopf/_core/reactor/running.py",
+)
 
 
 def hot_functions(lines: list[str], top: int) -> dict:
@@ -401,11 +478,11 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(13, 4))
     ax[0].plot(ns, [results[str(n)]["floor"]["seconds"] for n in ns], "o-", label="floor (Deployments directly)")
     ax[0].plot(ns, [results[str(n)]["operator"]["seconds"] for n in ns], "s-", label="operator (pipelines)")
-    ax[0].set(xscale="log", xlabel="pipelines applied at once", ylabel="seconds until all ready",
-              title="Time to ready")
+    ax[0].set(xscale="log", xlabel="pipelines applied at once", ylabel="seconds until all ready", title="Time to ready")
     ax[0].legend()
-    ax[1].bar([str(n) for n in ns], [results[str(n)]["operator"]["writes_per_pipeline"] for n in ns],
-              color="tab:orange")
+    ax[1].bar(
+        [str(n) for n in ns], [results[str(n)]["operator"]["writes_per_pipeline"] for n in ns], color="tab:orange"
+    )
     ax[1].axhline(6, color="grey", ls="--", label="aim: 6")
     ax[1].set(xlabel="pipelines", ylabel="API writes per pipeline", title="Operator writes per pipeline")
     ax[1].legend()
@@ -421,15 +498,19 @@ def report(results: dict, meta: dict) -> str:
     rows = []
     for n in sorted(results, key=int):
         f, o = results[n]["floor"], results[n]["operator"]
-        rows.append(f"| {n} | {f['seconds']:.1f} | {o['seconds']:.1f} | {o['seconds'] / f['seconds']:.2f}x | "
-                    f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
-                    f"{o['peak_rss_mb']} | {o['cpu_s']} |")
-    kinds = "\n".join(f"- N={n}: " + ", ".join(f"{k}: {v}" for k, v in sorted(results[n]["operator"]["write_kinds"].items()))
-                      for n in sorted(results, key=int))
+        rows.append(
+            f"| {n} | {f['seconds']:.1f} | {o['seconds']:.1f} | {o['seconds'] / f['seconds']:.2f}x | "
+            f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
+            f"{o['peak_rss_mb']} | {o['cpu_s']} |"
+        )
+    kinds = "\n".join(
+        f"- N={n}: " + ", ".join(f"{k}: {v}" for k, v in sorted(results[n]["operator"]["write_kinds"].items()))
+        for n in sorted(results, key=int)
+    )
     return f"""# Operator benchmark
 
-`python -m bench.operator_bench --sizes {meta['sizes']}` on {meta['date']} ({meta['cpus']} CPUs, load before:
-{meta['load']}). Each run on its own fresh local control plane (etcd, kube-apiserver,
+`python -m bench.operator_bench --sizes {meta["sizes"]}` on {meta["date"]} ({meta["cpus"]} CPUs, load before:
+{meta["load"]}). Each run on its own fresh local control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, one kwok fake node per {PODS_PER_NODE} pods).
 
 - **floor**: the Deployments the operator renders for the same N pipelines, created directly with
@@ -469,8 +550,9 @@ def operator_at(rev: str) -> str:
 def revision() -> str:
     """This tree's commit, and whether its operator differs from it."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "operator/tspipe"], cwd=ROOT, capture_output=True,
-                           text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "operator/tspipe"], cwd=ROOT, capture_output=True, text=True
+    )
     return head.stdout.strip() + (" + uncommitted operator changes" if dirty.stdout.strip() else "")
 
 
@@ -485,22 +567,32 @@ def scale_report(data: dict) -> str:
                 floor_s = o["floor_seconds"] if "floor_seconds" in o else (floor or {}).get("seconds")
                 vs = f"{o['seconds'] / floor_s:.2f}x" if floor_s else "-"
                 who = o.get("operator", data["labels"][side]) + (", py-spy attached" if o.get("profile") else "")
-                rows.append(f"| {n} | {who} | {floor_s or '-'} | "
-                            f"{o['seconds']:.1f} | {vs} | {o['cpu_s']} | **{o['cpu_s'] / int(n):.3f}** | "
-                            f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
-                            f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
-                            f"{o.get('when', '')} |")
+                rows.append(
+                    f"| {n} | {who} | {floor_s or '-'} | "
+                    f"{o['seconds']:.1f} | {vs} | {o['cpu_s']} | **{o['cpu_s'] / int(n):.3f}** | "
+                    f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
+                    f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
+                    f"{o.get('when', '')} |"
+                )
                 if o.get("reaction"):
                     rx = o["reaction"]
-                    reactions.append(f"| {n} | {o.get('operator', data['labels'][side])} | {rx['changes']} | "
-                                     f"{rx['reached']} | {rx.get('p50_s', '-')} | {rx.get('p99_s', '-')} | "
-                                     f"{rx.get('max_s', '-')} | {o.get('when', '')} |")
+                    reactions.append(
+                        f"| {n} | {o.get('operator', data['labels'][side])} | {rx['changes']} | "
+                        f"{rx['reached']} | {rx.get('p50_s', '-')} | {rx.get('p99_s', '-')} | "
+                        f"{rx.get('max_s', '-')} | {o.get('when', '')} |"
+                    )
                 if o.get("profile"):
                     prof = o["profile"]
-                    head = (f"#### N={n}, {o.get('operator', data['labels'][side])}: {prof['seconds']} s of samples "
-                            f"({prof['samples']} at {PROFILE_RATE}/s, all threads, waits left out; the operator's CPU in the "
-                            f"same run: {o['cpu_s']} s)")
-                    table = ["| function | inclusive s | % | | self (innermost) | s | % |", "|---|---:|---:|---|---|---:|---:|"]
+                    head = (
+                        f"#### N={n}, {o.get('operator', data['labels'][side])}: {prof['seconds']} s of samples "
+                        f"({prof['samples']} at {PROFILE_RATE}/s, all threads, waits left out; the operator's CPU in "
+                        f"the "
+                        f"same run: {o['cpu_s']} s)"
+                    )
+                    table = [
+                        "| function | inclusive s | % | | self (innermost) | s | % |",
+                        "|---|---:|---:|---|---|---:|---:|",
+                    ]
                     for a, b in zip(prof["inclusive"], prof["self"], strict=False):
                         table.append(f"| `{a[0]}` | {a[1]} | {a[2]} | | `{b[0]}` | {b[1]} | {b[2]} |")
                     profiles.append("\n".join([head, "", *table, ""]))
@@ -560,7 +652,7 @@ def main_scale(a, sizes: list[int], workdir: Path) -> int:
             r["floor"] = run_floor(n, a.timeout)
             print(f"  floor: {r['floor']}", flush=True)
         # Alternate which side goes first, so a drift in the machine's load favours neither.
-        for side, package in (sides if k % 2 == 0 else sides[::-1]):
+        for side, package in sides if k % 2 == 0 else sides[::-1]:
             print(f"operator bench: N={n} operator, {side}", flush=True)
             op = run_operator(n, a.timeout, workdir, package, f"-{side}", a.profile, a.reaction)
             op["operator"] = data["labels"][side]
@@ -582,18 +674,33 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.operator_bench")
     ap.add_argument("--sizes", default="10,100,500", help="comma list of N")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite operator.md and operator.png (with --scale: operator-scale.md) from the json")
-    ap.add_argument("--scale", action="store_true",
-                    help="write operator-scale.md/json, merging runs per N with earlier ones there")
-    ap.add_argument("--against", metavar="REV",
-                    help="also run git revision REV's operator, alternating with this tree's (implies --scale)")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite operator.md and operator.png (with --scale: operator-scale.md) from the json",
+    )
+    ap.add_argument(
+        "--scale", action="store_true", help="write operator-scale.md/json, merging runs per N with earlier ones there"
+    )
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run git revision REV's operator, alternating with this tree's (implies --scale)",
+    )
     ap.add_argument("--skip-floor", action="store_true", help="no floor run (with --scale: keep the one recorded)")
-    ap.add_argument("--profile", action="store_true",
-                    help="sample each operator run with py-spy; the hottest functions go into the results")
-    ap.add_argument("--reaction", type=int, default=0, metavar="K",
-                    help="after the idle rounds, change K pipelines one at a time and report the p50/p99 of "
-                         "each change's way to its Deployment (audit timestamps)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each operator run with py-spy; the hottest functions go into the results",
+    )
+    ap.add_argument(
+        "--reaction",
+        type=int,
+        default=0,
+        metavar="K",
+        help="after the idle rounds, change K pipelines one at a time and report the p50/p99 of "
+        "each change's way to its Deployment (audit timestamps)",
+    )
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     a.argv = argv
     if a.report_only and (a.scale or a.against):
@@ -610,8 +717,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="tsp-opbench-"))
     if a.scale or a.against:
         return main_scale(a, sizes, workdir)
-    meta = {"sizes": a.sizes, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "cpus": os.cpu_count(), "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    meta = {
+        "sizes": a.sizes,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
     results: dict = {}
     for n in sizes:
         print(f"operator bench: N={n} floor", flush=True)

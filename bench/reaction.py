@@ -7,6 +7,7 @@ of the router's Deployment arrived (its `requestReceivedTimestamp`). The pure pa
 pipelines to touch, audit events -> latencies, percentiles) is here; `operator_bench
 --reaction K` drives it.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def latencies(events: Iterable[dict[str, Any]], changed: dict[str, str], namespace: str,
-              operator_agents: tuple[str, ...]) -> dict[str, float | None]:
+def latencies(
+    events: Iterable[dict[str, Any]], changed: dict[str, str], namespace: str, operator_agents: tuple[str, ...]
+) -> dict[str, float | None]:
     """Seconds from each pipeline's change to the operator's next write of the Deployment
     `changed[pipeline]` (None: no such write in `events`). A pipeline changed once."""
     patched: dict[str, float] = {}
@@ -64,8 +66,9 @@ def summary(found: dict[str, float | None]) -> dict[str, Any]:
     done = [v for v in found.values() if v is not None]
     out: dict[str, Any] = {"changes": len(found), "reached": len(done)}
     if done:
-        out.update(p50_s=round(percentile(done, 50), 3), p99_s=round(percentile(done, 99), 3),
-                   max_s=round(max(done), 3))
+        out.update(
+            p50_s=round(percentile(done, 50), 3), p99_s=round(percentile(done, 99), 3), max_s=round(max(done), 3)
+        )
     return out
 
 

@@ -13,6 +13,7 @@ tsp-router under cProfile during the throughput run and prints where its main th
 
 Run: `python -m bench.router_bench` (or via `make bench`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,6 +60,7 @@ class Topics:
 
 # ---------------------------------------------------------------- the two routers
 
+
 class Router:
     extra: ClassVar[list[str]] = []  # --router-arg values, for experiments
     package: str | None = None  # a directory holding another revision's tsrouter (--against)
@@ -72,9 +74,11 @@ class Router:
         env["PYTHONUNBUFFERED"] = "1"
         if self.package and kind != "seed":
             env["PYTHONPATH"] = os.pathsep.join(x for x in (self.package, env.get("PYTHONPATH")) if x)
-        args = [f"--spring.cloud.stream.bindings.input.destination={t.input}",
-                f"--spring.cloud.stream.bindings.even.destination={t.even}",
-                f"--spring.cloud.stream.bindings.odd.destination={t.odd}"]
+        args = [
+            f"--spring.cloud.stream.bindings.input.destination={t.input}",
+            f"--spring.cloud.stream.bindings.even.destination={t.even}",
+            f"--spring.cloud.stream.bindings.odd.destination={t.odd}",
+        ]
         if kind == "seed":
             env["SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS"] = bootstrap
             env["SEED_ACTUATOR_PORT"] = str(self.port)
@@ -82,9 +86,12 @@ class Router:
             cmd = [sys.executable, str(SEED_DIR / "python_router_app.py"), *args]
             cwd = SEED_DIR
         else:
-            args += [f"--spring.cloud.stream.kafka.binder.brokers={bootstrap}",
-                     f"--server.port={self.port}", "--server.address=127.0.0.1",
-                     f"--spring.cloud.stream.bindings.input.group={uid('bgrp')}"]
+            args += [
+                f"--spring.cloud.stream.kafka.binder.brokers={bootstrap}",
+                f"--server.port={self.port}",
+                "--server.address=127.0.0.1",
+                f"--spring.cloud.stream.bindings.input.group={uid('bgrp')}",
+            ]
             args += self.extra
             if kind == "tsp-router-eos":
                 args.append("--tsrouter.processing-guarantee=exactly-once")
@@ -93,8 +100,9 @@ class Router:
             pre = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
             cmd = [*pre, "-m", "tsrouter", *args]
             cwd = ROOT
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -108,8 +116,7 @@ class Router:
 
     def check(self) -> None:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.kind} exited {self.proc.returncode}:\n"
-                               f"{Path(self.log.name).read_text()[-3000:]}")
+            raise RuntimeError(f"{self.kind} exited {self.proc.returncode}:\n{Path(self.log.name).read_text()[-3000:]}")
 
 
 def warm_up(bootstrap: str, router: Router, timeout: float = 90) -> None:
@@ -232,10 +239,21 @@ def payload_file(n: int = 1000) -> str:
 
 
 def perf_produce(broker, topic: str, n: int, payloads: str):
-    return broker.run_tool("org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
-                           "--num-records", str(n), "--payload-file", payloads, "--throughput", "-1",
-                           "--producer-props", f"bootstrap.servers={broker.bootstrap}", "acks=all",
-                           "linger.ms=5")
+    return broker.run_tool(
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(n),
+        "--payload-file",
+        payloads,
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={broker.bootstrap}",
+        "acks=all",
+        "linger.ms=5",
+    )
 
 
 def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, profile: str | None = None) -> dict:
@@ -281,9 +299,16 @@ def throughput(broker, kind: str, n: int, payloads: str, partitions: int = 1, pr
         cpu = sampler.at(last / 1000.0) - sampler.at(first / 1000.0)
         broker_cpu = broker_sampler.at(last / 1000.0) - broker_sampler.at(first / 1000.0)
         # Router and broker share the machine's cores: how many of them the two kept busy.
-        return {"records": n, "partitions": partitions, "seconds": secs, "rate": (n - 1) / secs,
-                "cpu_s": cpu, "cpu_per_100k": cpu / n * 100_000, "broker_cpu_per_100k": broker_cpu / n * 100_000,
-                "cores_busy": (cpu + broker_cpu) / secs}
+        return {
+            "records": n,
+            "partitions": partitions,
+            "seconds": secs,
+            "rate": (n - 1) / secs,
+            "cpu_s": cpu,
+            "cpu_per_100k": cpu / n * 100_000,
+            "broker_cpu_per_100k": broker_cpu / n * 100_000,
+            "cores_busy": (cpu + broker_cpu) / secs,
+        }
     finally:
         for s in (sampler, broker_sampler):
             if s is not None:
@@ -335,8 +360,9 @@ def latency(broker, kind: str, rate: int, seconds: float) -> dict:
         lat: list[float] = []
         n = int(rate * seconds)
         # small retry_backoff_ms: kafka-python sleeps that long in poll() when no fetch is in flight
-        c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100,
-                          retry_backoff_ms=5)
+        c = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, retry_backoff_ms=5
+        )
         tps = [TopicPartition(tp, p) for tp in (t.even, t.odd) for p in c.partitions_for_topic(tp)]
         c.assign(tps)
         c.seek_to_end()
@@ -357,15 +383,27 @@ def latency(broker, kind: str, rate: int, seconds: float) -> dict:
         th.start()
         # The paced producer is its own process: in this one it would share the GIL with the
         # measuring consumer and inflate what it measures.
-        out = subprocess.run([sys.executable, "-c", PACED_PRODUCER, broker.bootstrap, t.input, str(rate),
-                              str(n)], check=True, timeout=seconds * 3 + 120, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PACED_PRODUCER, broker.bootstrap, t.input, str(rate), str(n)],
+            check=True,
+            timeout=seconds * 3 + 120,
+            capture_output=True,
+            text=True,
+        )
         achieved = float(out.stdout.strip().splitlines()[-1])
         th.join(timeout=60)
         stop.set()
         c.close()
         r.check()
-        return {"rate": rate, "achieved_rate": achieved, "sent": n, "received": len(lat),
-                "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": max(lat) if lat else float("nan")}
+        return {
+            "rate": rate,
+            "achieved_rate": achieved,
+            "sent": n,
+            "received": len(lat),
+            "p50_ms": pct(lat, 50),
+            "p99_ms": pct(lat, 99),
+            "max_ms": max(lat) if lat else float("nan"),
+        }
     finally:
         r.stop()
 
@@ -413,8 +451,11 @@ def profile_groups(path: str) -> list[tuple[str, float, float]]:
             area = "tsp-router record format (tsrouter.wire, tsrouter.chunks: decoding and encoding)"
         elif "tsrouter" in filename:
             area = "tsp-router code (routing, planning, settling, metrics calls)"
-        elif "/kafka/producer/" in filename or "/kafka/record/" in filename and "default_records" in filename \
-                and func in ("append", "size_of", "_encode_msg"):
+        elif "/kafka/producer/" in filename or (
+            "/kafka/record/" in filename
+            and "default_records" in filename
+            and func in ("append", "size_of", "_encode_msg")
+        ):
             area = "kafka-python producer (send, accumulator, record encoding)"
         elif "/kafka/consumer/" in filename or "/kafka/record/" in filename:
             area = "kafka-python consumer (fetch, record decoding)"
@@ -445,23 +486,29 @@ def profile_report(path: str, top: int = 15) -> str:
 
 # ---------------------------------------------------------------- report
 
-NAMES = {"tsp-router": "tsp-router (at-least-once)", "tsp-router-eos": "tsp-router (exactly-once)",
-         "tsp-router-w2": "tsp-router (at-least-once, 2 workers)", "seed": "seed router (as written)"}
+NAMES = {
+    "tsp-router": "tsp-router (at-least-once)",
+    "tsp-router-eos": "tsp-router (exactly-once)",
+    "tsp-router-w2": "tsp-router (at-least-once, 2 workers)",
+    "seed": "seed router (as written)",
+}
 KINDS = ("tsp-router", "tsp-router-eos", "tsp-router-w2", "seed")
-BEFORE = ("Before polled records stayed encoded (main 1867278; side by side with 273d881 in "
-          "`bench/results/router-compare.md`, 2026-12-01 06:38 UTC): at-least-once 505,305 / 576,368 rec/s on 1 / 2 "
-          "partitions (273d881: 685,400 / 798,721), exactly-once 435,919 / 459,770 (528,820 / 591,365), 0.17-0.19 "
-          "CPU s per 100k (0.12-0.14). Its own full run (main ddb8eeb, 03:12 UTC, not side by side): at-least-once "
-          "358,423 / 401,284 rec/s, 55% / 61% of the Java producer's 654,664 rec/s, exactly-once 0.85x / 0.83x, 2 "
-          "workers 1.57x. "
-          "Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of "
-          "2026-11-30 20:05 UTC, 1,000,000 records per run; not side by side): at-least-once 249,563 / 320,102 "
-          "rec/s on 1 / 2 partitions, exactly-once 210,837 / 199,402 rec/s (0.84x / 0.62x), 2 workers 391,389 rec/s"
-          " (1.22x); p99 at 1,000 rec/s 28.6 ms (Kafka's produce ack: 25.0 ms). Earlier (main 0ca626d, 16:44 UTC, "
-          "300,000 records): exactly-once 0.54x / 0.56x at-least-once (186,799 / 164,473 rec/s). Earlier (main "
-          "6028e13, 13:51 UTC, kafka-python's ConsumerRecords): at-least-once 33,787 / 54,073 rec/s, 1.39 CPU s per"
-          " 100k records. Before issue 13 (main a5d01e3, 2026-11-28, 50,000 records): 23,419 rec/s, p99 at 1,000 "
-          "rec/s 111.0 ms (Kafka's produce ack: 109 ms).")
+BEFORE = (
+    "Before polled records stayed encoded (main 1867278; side by side with 273d881 in "
+    "`bench/results/router-compare.md`, 2026-12-01 06:38 UTC): at-least-once 505,305 / 576,368 rec/s on 1 / 2 "
+    "partitions (273d881: 685,400 / 798,721), exactly-once 435,919 / 459,770 (528,820 / 591,365), 0.17-0.19 "
+    "CPU s per 100k (0.12-0.14). Its own full run (main ddb8eeb, 03:12 UTC, not side by side): at-least-once "
+    "358,423 / 401,284 rec/s, 55% / 61% of the Java producer's 654,664 rec/s, exactly-once 0.85x / 0.83x, 2 "
+    "workers 1.57x. "
+    "Before the GIL switch interval and 5000-record polls (main 43339e2, `bench/results/router.md` of "
+    "2026-11-30 20:05 UTC, 1,000,000 records per run; not side by side): at-least-once 249,563 / 320,102 "
+    "rec/s on 1 / 2 partitions, exactly-once 210,837 / 199,402 rec/s (0.84x / 0.62x), 2 workers 391,389 rec/s"
+    " (1.22x); p99 at 1,000 rec/s 28.6 ms (Kafka's produce ack: 25.0 ms). Earlier (main 0ca626d, 16:44 UTC, "
+    "300,000 records): exactly-once 0.54x / 0.56x at-least-once (186,799 / 164,473 rec/s). Earlier (main "
+    "6028e13, 13:51 UTC, kafka-python's ConsumerRecords): at-least-once 33,787 / 54,073 rec/s, 1.39 CPU s per"
+    " 100k records. Before issue 13 (main a5d01e3, 2026-11-28, 50,000 records): 23,419 rec/s, p99 at 1,000 "
+    "rec/s 111.0 ms (Kafka's produce ack: 109 ms)."
+)
 
 
 def _median_run(runs: list[dict], key: str) -> dict:
@@ -474,13 +521,25 @@ def _summary(rs: list[dict]) -> dict:
     """Median of the runs by rate (and its CPU), plus the spread of both."""
     med = _median_run(rs, "rate")
     cpus = sorted(x["cpu_per_100k"] for x in rs)
-    return {**med, "cpu_median": cpus[len(cpus) // 2], "all_rates": [round(x["rate"]) for x in rs],
-            "all_cpu": [round(x["cpu_per_100k"], 2) for x in rs], "min": min(x["rate"] for x in rs),
-            "best": max(x["rate"] for x in rs)}
+    return {
+        **med,
+        "cpu_median": cpus[len(cpus) // 2],
+        "all_rates": [round(x["rate"]) for x in rs],
+        "all_cpu": [round(x["cpu_per_100k"], 2) for x in rs],
+        "min": min(x["rate"] for x in rs),
+        "best": max(x["rate"] for x in rs),
+    }
 
 
-def compare(broker, sides: list[tuple[list[str], str | None]], kinds: list[str], part_counts: list[int], n: int,
-            repeat: int, payloads: str) -> list[dict]:
+def compare(
+    broker,
+    sides: list[tuple[list[str], str | None]],
+    kinds: list[str],
+    part_counts: list[int],
+    n: int,
+    repeat: int,
+    payloads: str,
+) -> list[dict]:
     """Two routers side by side, each side (its arguments, its package or None for this tree's),
     per kind, in pairs whose order alternates (a warmer broker or page cache favours neither)."""
     rows = []
@@ -489,16 +548,24 @@ def compare(broker, sides: list[tuple[list[str], str | None]], kinds: list[str],
             pairs = []
             for rep in range(repeat):
                 pair = [{}, {}]
-                for side in ((0, 1) if rep % 2 == 0 else (1, 0)):
+                for side in (0, 1) if rep % 2 == 0 else (1, 0):
                     Router.extra, Router.package = sides[side]
                     pair[side] = throughput(broker, kind, n, payloads, parts)
                 print(f"  {kind} ({parts}p): {pair[0]['rate']:,.0f} before, {pair[1]['rate']:,.0f} after", flush=True)
                 pairs.append(pair)
             Router.extra, Router.package = sides[0][0], None
             before, after = _summary([p[0] for p in pairs]), _summary([p[1] for p in pairs])
-            rows.append({"kind": kind, "partitions": parts, "before": before, "after": after,
-                         "ratio": after["rate"] / before["rate"],
-                         "pairs_faster": sum(p[1]["rate"] > p[0]["rate"] for p in pairs), "pairs": len(pairs)})
+            rows.append(
+                {
+                    "kind": kind,
+                    "partitions": parts,
+                    "before": before,
+                    "after": after,
+                    "ratio": after["rate"] / before["rate"],
+                    "pairs_faster": sum(p[1]["rate"] > p[0]["rate"] for p in pairs),
+                    "pairs": len(pairs),
+                }
+            )
     return rows
 
 
@@ -514,26 +581,33 @@ def router_at(rev: str) -> str:
 def _router_revision() -> str:
     """This tree's commit, and whether its router differs from it."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "router/tsrouter"], cwd=ROOT, capture_output=True,
-                           text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "router/tsrouter"], cwd=ROOT, capture_output=True, text=True
+    )
     return head.stdout.strip() + (" + uncommitted router changes" if dirty.stdout.strip() else "")
 
 
 def write_compare(rows: list[dict], labels: tuple[str, str], path: Path, meta: dict) -> None:
     before, after = labels
-    lines = ["# Router change, side by side", "",
-             f"{after} against {before}; {meta['when']}; {meta['records']:,} records per run, "
-             f"runs in pairs on one broker, their order alternating; load average before/after "
-             f"{meta['load_before']} / {meta['load_after']}. Command: `{meta['command']}`.", "",
-             f"| router | partitions | {before}: median rec/s (runs) | {after}: median rec/s (runs) | ratio | "
-             f"pairs faster | CPU s / 100k, {before} / {after} |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Router change, side by side",
+        "",
+        f"{after} against {before}; {meta['when']}; {meta['records']:,} records per run, "
+        f"runs in pairs on one broker, their order alternating; load average before/after "
+        f"{meta['load_before']} / {meta['load_after']}. Command: `{meta['command']}`.",
+        "",
+        f"| router | partitions | {before}: median rec/s (runs) | {after}: median rec/s (runs) | ratio | "
+        f"pairs faster | CPU s / 100k, {before} / {after} |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         b, a = r["before"], r["after"]
         runs_b, runs_a = (", ".join(f"{v:,}" for v in y["all_rates"]) for y in (b, a))
-        lines.append(f"| {NAMES[r['kind']]} | {r['partitions']} | {b['rate']:,.0f} ({runs_b}) | "
-                     f"{a['rate']:,.0f} ({runs_a}) | {r['ratio']:.2f}x | "
-                     f"{r['pairs_faster']} of {r['pairs']} | {b['cpu_median']:.2f} / {a['cpu_median']:.2f} |")
+        lines.append(
+            f"| {NAMES[r['kind']]} | {r['partitions']} | {b['rate']:,.0f} ({runs_b}) | "
+            f"{a['rate']:,.0f} ({runs_a}) | {r['ratio']:.2f}x | "
+            f"{r['pairs_faster']} of {r['pairs']} | {b['cpu_median']:.2f} / {a['cpu_median']:.2f} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -548,27 +622,51 @@ def aims(res: dict) -> list[tuple[str, str, bool | None]]:
         a, seed, eos = row.get("tsp-router"), row.get("seed"), row.get("tsp-router-eos")
         if a and seed:
             x = a["rate"] / seed["rate"]
-            out.append((f"at-least-once >= 2.0x the seed router ({parts} partition(s))",
-                        f"{x:.2f}x ({a['rate']:,.0f} / {seed['rate']:,.0f} rec/s)", x >= 2.0))
+            out.append(
+                (
+                    f"at-least-once >= 2.0x the seed router ({parts} partition(s))",
+                    f"{x:.2f}x ({a['rate']:,.0f} / {seed['rate']:,.0f} rec/s)",
+                    x >= 2.0,
+                )
+            )
         if a and hop:
             x = a["rate"] / hop
-            out.append((f"at-least-once >= 70% of Kafka's hop limit ({parts} partition(s))",
-                        f"{x * 100:.0f}% ({a['rate']:,.0f} / {hop:,.0f} rec/s)", x >= 0.7))
+            out.append(
+                (
+                    f"at-least-once >= 70% of Kafka's hop limit ({parts} partition(s))",
+                    f"{x * 100:.0f}% ({a['rate']:,.0f} / {hop:,.0f} rec/s)",
+                    x >= 0.7,
+                )
+            )
         if a and eos:
             x = eos["rate"] / a["rate"]
-            out.append((f"exactly-once >= 0.7x at-least-once ({parts} partition(s))",
-                        f"{x:.2f}x ({eos['rate']:,.0f} / {a['rate']:,.0f} rec/s)", x >= 0.7))
+            out.append(
+                (
+                    f"exactly-once >= 0.7x at-least-once ({parts} partition(s))",
+                    f"{x:.2f}x ({eos['rate']:,.0f} / {a['rate']:,.0f} rec/s)",
+                    x >= 0.7,
+                )
+            )
         w2 = row.get("tsp-router-w2")
         if a and w2:
             x = w2["rate"] / a["rate"]
-            out.append((f"2 workers >= 1.6x one process ({parts} partitions, {os.cpu_count()} cores)",
-                        f"{x:.2f}x ({w2['rate']:,.0f} / {a['rate']:,.0f} rec/s)", x >= 1.6))
+            out.append(
+                (
+                    f"2 workers >= 1.6x one process ({parts} partitions, {os.cpu_count()} cores)",
+                    f"{x:.2f}x ({w2['rate']:,.0f} / {a['rate']:,.0f} rec/s)",
+                    x >= 1.6,
+                )
+            )
     lat = res.get("latency", {}).get("tsp-router", {}).get(1000)
     if lat and "producer_1000" in kt:
         ref = kt["producer_1000"]["p99_latency_ms"]
-        out.append(("p99 at 1,000 rec/s within 15 ms of Kafka's produce-ack p99",
-                    f"{lat['p99_ms']:.1f} ms vs {ref:.1f} ms ({lat['p99_ms'] - ref:+.1f} ms)",
-                    lat["p99_ms"] <= ref + 15))
+        out.append(
+            (
+                "p99 at 1,000 rec/s within 15 ms of Kafka's produce-ack p99",
+                f"{lat['p99_ms']:.1f} ms vs {ref:.1f} ms ({lat['p99_ms'] - ref:+.1f} ms)",
+                lat["p99_ms"] <= ref + 15,
+            )
+        )
     return out
 
 
@@ -579,30 +677,41 @@ def findings(res: dict, rates: list[int]) -> list[str]:
     for parts, row in sorted(th.items()):
         if "tsp-router" in row and "seed" in row:
             a, seed = row["tsp-router"], row["seed"]
-            notes.append(f"{parts} partition(s): tsp-router (at-least-once: every send acknowledged before its "
-                         f"offset is committed) reaches {a['rate'] / seed['rate']:.2f}x the seed router's median "
-                         f"rate at {a['cpu_median'] / seed['cpu_median']:.2f}x its CPU per 100k records "
-                         f"({a['cpu_median']:.2f} vs {seed['cpu_median']:.2f} s); the seed neither waits for "
-                         f"acknowledgements nor commits anything.")
+            notes.append(
+                f"{parts} partition(s): tsp-router (at-least-once: every send acknowledged before its "
+                f"offset is committed) reaches {a['rate'] / seed['rate']:.2f}x the seed router's median "
+                f"rate at {a['cpu_median'] / seed['cpu_median']:.2f}x its CPU per 100k records "
+                f"({a['cpu_median']:.2f} vs {seed['cpu_median']:.2f} s); the seed neither waits for "
+                f"acknowledgements nor commits anything."
+            )
         if "tsp-router-eos" in row and "tsp-router" in row:
-            notes.append(f"{parts} partition(s): exactly-once (one transaction per 100 ms or 20,000 records) runs at "
-                         f"{row['tsp-router-eos']['rate'] / row['tsp-router']['rate']:.2f}x the at-least-once rate.")
+            notes.append(
+                f"{parts} partition(s): exactly-once (one transaction per 100 ms or 20,000 records) runs at "
+                f"{row['tsp-router-eos']['rate'] / row['tsp-router']['rate']:.2f}x the at-least-once rate."
+            )
         if "tsp-router-w2" in row and "tsp-router" in row:
             w2, one = row["tsp-router-w2"], row["tsp-router"]
-            notes.append(f"{parts} partitions, 2 workers: router and broker kept {w2['cores_busy']:.2f} of "
-                         f"{os.cpu_count()} cores busy (one process: {one['cores_busy']:.2f}); per 100k records "
-                         f"the router spent {w2['cpu_median']:.2f} CPU s (one process: {one['cpu_median']:.2f}), "
-                         f"the broker {w2['broker_cpu_per_100k']:.2f} (one process: "
-                         f"{one['broker_cpu_per_100k']:.2f}).")
+            notes.append(
+                f"{parts} partitions, 2 workers: router and broker kept {w2['cores_busy']:.2f} of "
+                f"{os.cpu_count()} cores busy (one process: {one['cores_busy']:.2f}); per 100k records "
+                f"the router spent {w2['cpu_median']:.2f} CPU s (one process: {one['cpu_median']:.2f}), "
+                f"the broker {w2['broker_cpu_per_100k']:.2f} (one process: "
+                f"{one['broker_cpu_per_100k']:.2f})."
+            )
     if kt:
-        notes.append(f"Kafka's Java tools: producer {kt['producer_max']['records_per_sec']:,.0f} rec/s at "
-                     f"{kt['producer_max']['cpu_per_100k']:.2f} CPU s/100k, consumer "
-                     f"{kt['consumer_max']['nMsg_sec']:,.0f} rec/s at {kt['consumer_max']['cpu_per_100k']:.2f} "
-                     f"CPU s/100k (JVM start-up included).")
+        notes.append(
+            f"Kafka's Java tools: producer {kt['producer_max']['records_per_sec']:,.0f} rec/s at "
+            f"{kt['producer_max']['cpu_per_100k']:.2f} CPU s/100k, consumer "
+            f"{kt['consumer_max']['nMsg_sec']:,.0f} rec/s at {kt['consumer_max']['cpu_per_100k']:.2f} "
+            f"CPU s/100k (JVM start-up included)."
+        )
     if res.get("profile_groups"):
         g = {a: share for a, _s, share in res["profile_groups"]}
-        notes.append("Profile of tsp-router's main thread: " + ", ".join(
-            f"{k} {v * 100:.0f}%" for k, v in sorted(g.items(), key=lambda x: -x[1])[:4]) + ".")
+        notes.append(
+            "Profile of tsp-router's main thread: "
+            + ", ".join(f"{k} {v * 100:.0f}%" for k, v in sorted(g.items(), key=lambda x: -x[1])[:4])
+            + "."
+        )
     return notes
 
 
@@ -610,25 +719,31 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     rates = meta["rates"]
     th_all = res["throughput"]
     kt = res["kafka"]
-    lines = ["# Router benchmark", "",
-             f"One local Kafka {meta['kafka']} broker (KRaft, single node) on {meta['host']}; "
-             f"{meta['when']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
-             "(other work shares this machine, so absolute rates are noisy: CPU per 100k records is the "
-             f"steadier figure). Command: `{meta['command']}`.", "",
-             f"Throughput (catch-up): {meta['records']:,} records wait in the input topic and the router drains "
-             "them input -> even/odd (input and output topics with the same partition count); rate = routed "
-             "records / (last - first routed record timestamp); CPU = user + system seconds of the router's "
-             "process tree (workers included) between those two instants, per 100,000 records; the broker's the "
-             "same way, and cores busy = both together / the run's seconds. The seed router "
-             "reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the records are "
-             f"written, then resumed. {meta['repeat']} runs each, interleaved; median, and the spread (min - max). "
-             "Latency (1-partition topics): a paced kafka-python producer writes values carrying their send "
-             "time, a consumer of even/odd takes the receive time (end to end through the router, both broker "
-             "hops included).", "",
-             "| router | partitions | throughput median (min - max) rec/s | CPU s / 100k median (runs) | "
-             "broker CPU s / 100k, cores busy (router + broker) | "
-             + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(rates)]
+    lines = [
+        "# Router benchmark",
+        "",
+        f"One local Kafka {meta['kafka']} broker (KRaft, single node) on {meta['host']}; "
+        f"{meta['when']}; load average before/after: {meta['load_before']} / {meta['load_after']} "
+        "(other work shares this machine, so absolute rates are noisy: CPU per 100k records is the "
+        f"steadier figure). Command: `{meta['command']}`.",
+        "",
+        f"Throughput (catch-up): {meta['records']:,} records wait in the input topic and the router drains "
+        "them input -> even/odd (input and output topics with the same partition count); rate = routed "
+        "records / (last - first routed record timestamp); CPU = user + system seconds of the router's "
+        "process tree (workers included) between those two instants, per 100,000 records; the broker's the "
+        "same way, and cores busy = both together / the run's seconds. The seed router "
+        "reads from `latest`, so it is started, warmed up and frozen (SIGSTOP) while the records are "
+        f"written, then resumed. {meta['repeat']} runs each, interleaved; median, and the spread (min - max). "
+        "Latency (1-partition topics): a paced kafka-python producer writes values carrying their send "
+        "time, a consumer of even/odd takes the receive time (end to end through the router, both broker "
+        "hops included).",
+        "",
+        "| router | partitions | throughput median (min - max) rec/s | CPU s / 100k median (runs) | "
+        "broker CPU s / 100k, cores busy (router + broker) | "
+        + " | ".join(f"p50 / p99 @ {r} rec/s (ms)" for r in rates)
+        + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(rates),
+    ]
     for parts, row in sorted(th_all.items()):
         for k in KINDS:
             if k not in row:
@@ -638,54 +753,83 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
             for r in rates:
                 lat = res["latency"].get(k, {}).get(r) if parts == 1 else None
                 cells.append(f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f}" if lat else "-")
-            lines.append(f"| {NAMES[k]} | {parts} | {th['rate']:,.0f} ({th['min']:,.0f} - {th['best']:,.0f}) | "
-                         f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | "
-                         f"{th['broker_cpu_per_100k']:.2f}, {th['cores_busy']:.2f} of {os.cpu_count()} | "
-                         + " | ".join(cells) + " |")
-    cells = [f"{kt[f'producer_{r}']['p50_latency_ms']:.1f} / {kt[f'producer_{r}']['p99_latency_ms']:.1f} (produce ack)"
-             for r in rates]
-    lines.append(f"| Kafka perf tools (Java) | 1 | produce {kt['producer_max']['records_per_sec']:,.0f}, "
-                 f"consume {kt['consumer_max']['nMsg_sec']:,.0f} | produce {kt['producer_max']['cpu_per_100k']:.2f}, "
-                 f"consume {kt['consumer_max']['cpu_per_100k']:.2f} | - | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {NAMES[k]} | {parts} | {th['rate']:,.0f} ({th['min']:,.0f} - {th['best']:,.0f}) | "
+                f"{th['cpu_median']:.2f} ({', '.join(map(str, th['all_cpu']))}) | "
+                f"{th['broker_cpu_per_100k']:.2f}, {th['cores_busy']:.2f} of {os.cpu_count()} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    cells = [
+        f"{kt[f'producer_{r}']['p50_latency_ms']:.1f} / {kt[f'producer_{r}']['p99_latency_ms']:.1f} (produce ack)"
+        for r in rates
+    ]
+    lines.append(
+        f"| Kafka perf tools (Java) | 1 | produce {kt['producer_max']['records_per_sec']:,.0f}, "
+        f"consume {kt['consumer_max']['nMsg_sec']:,.0f} | produce {kt['producer_max']['cpu_per_100k']:.2f}, "
+        f"consume {kt['consumer_max']['cpu_per_100k']:.2f} | - | " + " | ".join(cells) + " |"
+    )
     lines += ["", "## Aims (issue 13), from this run's numbers", "", "| aim | this run | met |", "|---|---|---|"]
     for aim, figure, met in aims(res):
         lines.append(f"| {aim} | {figure} | {'yes' if met else 'no'} |")
     lines += ["", BEFORE]
-    lines += ["", "Latency details (the median-p99 run; all runs' p50 and p99 in the last columns):", "",
-              "| router | target rate | achieved | received | p50 ms | p99 ms | max ms | p50 runs | p99 runs |",
-              "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines += [
+        "",
+        "Latency details (the median-p99 run; all runs' p50 and p99 in the last columns):",
+        "",
+        "| router | target rate | achieved | received | p50 ms | p99 ms | max ms | p50 runs | p99 runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for k in KINDS:
         for r in rates:
             lat = res["latency"].get(k, {}).get(r)
             if lat:
-                lines.append(f"| {NAMES[k]} | {r} | {lat['achieved_rate']:.0f} | {lat['received']}/{lat['sent']} | "
-                             f"{lat['p50_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | "
-                             f"{', '.join(map(str, lat.get('all_p50', [])))} | "
-                             f"{', '.join(map(str, lat.get('all_p99', [])))} |")
+                lines.append(
+                    f"| {NAMES[k]} | {r} | {lat['achieved_rate']:.0f} | {lat['received']}/{lat['sent']} | "
+                    f"{lat['p50_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | "
+                    f"{', '.join(map(str, lat.get('all_p50', [])))} | "
+                    f"{', '.join(map(str, lat.get('all_p99', [])))} |"
+                )
     for r in rates:
         k = kt.get(f"producer_{r}")
         if k:
-            lines.append(f"| Kafka's Java producer (produce ack) | {r} | {k['records_per_sec']:.0f} | "
-                         f"{k['records']} acknowledged | {k['p50_latency_ms']:.1f} | {k['p99_latency_ms']:.1f} | "
-                         f"{k['max_latency_ms']:.1f} | - | {', '.join(map(str, k.get('all_p99', [])))} |")
+            lines.append(
+                f"| Kafka's Java producer (produce ack) | {r} | {k['records_per_sec']:.0f} | "
+                f"{k['records']} acknowledged | {k['p50_latency_ms']:.1f} | {k['p99_latency_ms']:.1f} | "
+                f"{k['max_latency_ms']:.1f} | - | {', '.join(map(str, k.get('all_p99', [])))} |"
+            )
     if res.get("profile"):
-        lines += ["", "## Where tsp-router's time goes (cProfile of its main thread, one throughput run)", "",
-                  "Own time by area (kafka-python's sender and network threads are not in a main-thread "
-                  "profile; their cost shows as lock waits and as the GIL they hold):", "",
-                  "```", res["profile"].strip(), "```"]
+        lines += [
+            "",
+            "## Where tsp-router's time goes (cProfile of its main thread, one throughput run)",
+            "",
+            "Own time by area (kafka-python's sender and network threads are not in a main-thread "
+            "profile; their cost shows as lock waits and as the GIL they hold):",
+            "",
+            "```",
+            res["profile"].strip(),
+            "```",
+        ]
     if res.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     path_md.write_text("\n".join(lines) + "\n")
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(22, 5.2))
-    bars = [(f"{NAMES[k]}, {parts}p", row[k]["rate"], row[k]["cpu_median"], f"C{KINDS.index(k)}")
-            for parts, row in sorted(th_all.items()) for k in KINDS if k in row]
-    bars += [("Kafka producer (Java)", kt["producer_max"]["records_per_sec"], kt["producer_max"]["cpu_per_100k"], "C7"),
-             ("Kafka consumer (Java)", kt["consumer_max"]["nMsg_sec"], kt["consumer_max"]["cpu_per_100k"], "C8")]
+    bars = [
+        (f"{NAMES[k]}, {parts}p", row[k]["rate"], row[k]["cpu_median"], f"C{KINDS.index(k)}")
+        for parts, row in sorted(th_all.items())
+        for k in KINDS
+        if k in row
+    ]
+    bars += [
+        ("Kafka producer (Java)", kt["producer_max"]["records_per_sec"], kt["producer_max"]["cpu_per_100k"], "C7"),
+        ("Kafka consumer (Java)", kt["consumer_max"]["nMsg_sec"], kt["consumer_max"]["cpu_per_100k"], "C8"),
+    ]
     labels = [b[0] for b in bars]
     axes[0].barh(labels, [b[1] for b in bars], color=[b[3] for b in bars])
     axes[0].set_xlabel("records/s")
@@ -696,16 +840,26 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
     axes[1].set_xlabel("CPU seconds per 100,000 records")
     axes[1].set_title("CPU cost (median; lower is better)")
     axes[1].invert_yaxis()
-    series = [(NAMES[k], [res["latency"][k][r] for r in rates]) for k in ("tsp-router", "seed")
-              if k in res["latency"]]
-    series.append(("Kafka produce ack (Java)",
-                   [{"p50_ms": kt[f"producer_{r}"]["p50_latency_ms"], "p99_ms": kt[f"producer_{r}"]["p99_latency_ms"]}
-                    for r in rates]))
+    series = [(NAMES[k], [res["latency"][k][r] for r in rates]) for k in ("tsp-router", "seed") if k in res["latency"]]
+    series.append(
+        (
+            "Kafka produce ack (Java)",
+            [
+                {"p50_ms": kt[f"producer_{r}"]["p50_latency_ms"], "p99_ms": kt[f"producer_{r}"]["p99_latency_ms"]}
+                for r in rates
+            ],
+        )
+    )
     width = 0.8 / len(series)
     for ax, stat in ((axes[2], "p50_ms"), (axes[3], "p99_ms")):
         for i, (name, cells) in enumerate(series):
-            ax.bar([x + i * width for x in range(len(rates))], [c[stat] for c in cells], width,
-                   label=name, color=["C0", "C3", "C7"][i % 3])
+            ax.bar(
+                [x + i * width for x in range(len(rates))],
+                [c[stat] for c in cells],
+                width,
+                label=name,
+                color=["C0", "C3", "C7"][i % 3],
+            )
         ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(rates))])
         ax.set_xticklabels([f"{r} rec/s" for r in rates])
         ax.set_ylabel("ms")
@@ -717,16 +871,26 @@ def write_report(res: dict, path_md: Path, path_png: Path, meta: dict) -> None:
 
 def _meta(a: argparse.Namespace, argv: list[str] | None, load_before: str) -> dict:
     """What every report says about its run: when, how big, the load around it, the command."""
-    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "records": a.records, "repeat": a.repeat,
-            "load_before": load_before, "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "records": a.records,
+        "repeat": a.repeat,
+        "load_before": load_before,
+        "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "command": "python -m bench.router_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phases, read top to bottom
     ap = argparse.ArgumentParser(prog="python -m bench.router_bench")
-    ap.add_argument("--records", type=int, default=1_000_000, help="records per throughput run (>= 300,000; "
-                    "at 300,000 tsp-router's runs lasted 1-1.5 s, and start-up, the 2 workers' first rebalance "
-                    "above all, weighed in them)")
+    ap.add_argument(
+        "--records",
+        type=int,
+        default=1_000_000,
+        help="records per throughput run (>= 300,000; "
+        "at 300,000 tsp-router's runs lasted 1-1.5 s, and start-up, the 2 workers' first rebalance "
+        "above all, weighed in them)",
+    )
     ap.add_argument("--partitions", default="1,2", help="partition counts of the throughput runs")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each latency run")
     ap.add_argument("--latency-repeat", type=int, default=3, help="latency runs per router and rate")
@@ -738,12 +902,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
     ap.add_argument("--wait-calm", type=float, default=60, help="...for at most this many seconds")
     ap.add_argument("--router-arg", action="append", default=[], help="extra tsp-router argument")
     ap.add_argument("--only", help="comma list of phases: throughput,latency,kafka")
-    ap.add_argument("--compare", action="append", default=[], metavar="ARG",
-                    help="measure a lever instead: tsp-router (and exactly-once) with and without these extra "
-                    "arguments, in alternating pairs, --repeat pairs each; writes results/router-compare.md")
-    ap.add_argument("--against", metavar="REV",
-                    help="measure a change instead: this tree's tsp-router (and exactly-once) against git "
-                    "revision REV's, like --compare")
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="measure a lever instead: tsp-router (and exactly-once) with and without these extra "
+        "arguments, in alternating pairs, --repeat pairs each; writes results/router-compare.md",
+    )
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="measure a change instead: this tree's tsp-router (and exactly-once) against git "
+        "revision REV's, like --compare",
+    )
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     rates = [int(x) for x in a.rates.split(",")]
     part_counts = [int(x) for x in a.partitions.split(",")]
@@ -781,8 +953,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
             os.unlink(payloads)
             write_compare(rows, labels, RESULTS / "router-compare.md", _meta(a, argv, load_before))
             for r in rows:
-                print(f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x, "
-                      f"{r['pairs_faster']} of {r['pairs']} pairs faster", flush=True)
+                print(
+                    f"  {NAMES[r['kind']]} ({r['partitions']}p): {r['ratio']:.2f}x, "
+                    f"{r['pairs_faster']} of {r['pairs']} pairs faster",
+                    flush=True,
+                )
             print(f"router bench: wrote {RESULTS / 'router-compare.md'}", flush=True)
             return 0
         # Repeats interleave the routers so background load hits them alike; median reported.
@@ -795,8 +970,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
                 for kind in kinds:
                     r = throughput(broker, kind, a.records, payloads, parts)
                     runs.setdefault(parts, {}).setdefault(kind, []).append(r)
-                    print(f"  {kind} ({parts}p): {r['rate']:,.0f} rec/s, {r['cpu_per_100k']:.2f} CPU s/100k "
-                          f"({r['records']} in {r['seconds']:.2f}s)", flush=True)
+                    print(
+                        f"  {kind} ({parts}p): {r['rate']:,.0f} rec/s, {r['cpu_per_100k']:.2f} CPU s/100k "
+                        f"({r['records']} in {r['seconds']:.2f}s)",
+                        flush=True,
+                    )
         for parts, per_kind in runs.items():
             res["throughput"][parts] = {kind: _summary(rs) for kind, rs in per_kind.items()}
         if prof_path and "throughput" in phases:
@@ -812,20 +990,28 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
                 for kind in ("tsp-router", "seed"):
                     lat = latency(broker, kind, rate, a.seconds)
                     lat_runs.setdefault(kind, {}).setdefault(rate, []).append(lat)
-                    print(f"  {kind}: {rate} rec/s -> p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
-                          f"({lat['received']}/{lat['sent']} received, achieved {lat['achieved_rate']:.0f}/s)",
-                          flush=True)
+                    print(
+                        f"  {kind}: {rate} rec/s -> p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms "
+                        f"({lat['received']}/{lat['sent']} received, achieved {lat['achieved_rate']:.0f}/s)",
+                        flush=True,
+                    )
                 if "kafka" in phases:
                     k = kafka_ack_latency(broker, rate, a.seconds)
                     ack_runs.setdefault(rate, []).append(k)
-                    print(f"  kafka producer: {rate} rec/s -> p50 {k['p50_latency_ms']:.1f} ms, "
-                          f"p99 {k['p99_latency_ms']:.1f} ms (produce ack)", flush=True)
+                    print(
+                        f"  kafka producer: {rate} rec/s -> p50 {k['p50_latency_ms']:.1f} ms, "
+                        f"p99 {k['p99_latency_ms']:.1f} ms (produce ack)",
+                        flush=True,
+                    )
         for kind, per_rate in lat_runs.items():
             res["latency"][kind] = {}
             for rate, ls in per_rate.items():
                 med = _median_run(ls, "p99_ms")
-                res["latency"][kind][rate] = {**med, "all_p99": [round(x["p99_ms"], 1) for x in ls],
-                                              "all_p50": [round(x["p50_ms"], 1) for x in ls]}
+                res["latency"][kind][rate] = {
+                    **med,
+                    "all_p99": [round(x["p99_ms"], 1) for x in ls],
+                    "all_p50": [round(x["p50_ms"], 1) for x in ls],
+                }
         if "kafka" not in phases:
             print("router bench: partial run (--only), no report written", flush=True)
             return 0
@@ -834,8 +1020,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
             ks = ack_runs.get(rate) or [kafka_ack_latency(broker, rate, a.seconds)]
             med = _median_run(ks, "p99_latency_ms")
             res["kafka"][f"producer_{rate}"] = {**med, "all_p99": [round(x["p99_latency_ms"], 1) for x in ks]}
-        print(f"  kafka perf: produce {res['kafka']['producer_max']['records_per_sec']:,.0f} rec/s, "
-              f"consume {res['kafka']['consumer_max']['nMsg_sec']:,.0f} rec/s", flush=True)
+        print(
+            f"  kafka perf: produce {res['kafka']['producer_max']['records_per_sec']:,.0f} rec/s, "
+            f"consume {res['kafka']['consumer_max']['nMsg_sec']:,.0f} rec/s",
+            flush=True,
+        )
         kafka_ver = broker.version
     if prof_path and os.path.exists(prof_path):
         res["profile"] = profile_report(prof_path)
@@ -845,8 +1034,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - the bench's phas
     res["notes"] = findings(res, rates)
     res["aims"] = aims(res)
     meta = {**_meta(a, argv, load_before), "kafka": kafka_ver, "host": f"{os.cpu_count()} cores", "rates": rates}
-    (RESULTS / "router.json").write_text(json.dumps(
-        {k: v for k, v in res.items() if k != "profile"}, indent=1, default=str))
+    (RESULTS / "router.json").write_text(
+        json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=1, default=str)
+    )
     write_report(res, RESULTS / "router.md", RESULTS / "router.png", meta)
     for aim, figure, met in res["aims"]:
         print(f"  aim {'MET ' if met else 'NOT '} {aim}: {figure}", flush=True)

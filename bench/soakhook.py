@@ -13,6 +13,7 @@ line to `hook.jsonl`: tracemalloc's own memory (so the bench can tell it apart f
 operator's RSS), the traced current and peak, the thread count and the gc generation counts.
 Nothing here touches the operator's code paths: without commands the thread only sleeps.
 """
+
 from __future__ import annotations
 
 import collections
@@ -83,9 +84,15 @@ def _loop(d: str) -> None:
         if now - last_line >= 30:
             last_line = now
             cur, peak = tracemalloc.get_traced_memory()
-            line = {"t": time.time(), "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory(),
-                    "traced_bytes": cur, "traced_peak_bytes": peak, "threads": threading.active_count(),
-                    "gc_counts": gc.get_count(), "gc_objects": None}
+            line = {
+                "t": time.time(),
+                "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory(),
+                "traced_bytes": cur,
+                "traced_peak_bytes": peak,
+                "threads": threading.active_count(),
+                "gc_counts": gc.get_count(),
+                "gc_objects": None,
+            }
             with open(os.path.join(d, "hook.jsonl"), "a") as fh:
                 fh.write(json.dumps(line) + "\n")
 

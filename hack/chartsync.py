@@ -9,6 +9,7 @@ tests/install/test_chart_units.py) fails while one is stale, missing or left ove
 
     python hack/chartsync.py [--check]
 """
+
 from __future__ import annotations
 
 import argparse

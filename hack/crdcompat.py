@@ -9,6 +9,7 @@ everywhere. When the history is there, the copy is also checked to be that revis
   python hack/crdcompat.py                  # check (exit 1 on an unexcused break)
   python hack/crdcompat.py --update REV     # take REV's CRD as the new baseline (at a release)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,11 @@ def check() -> int:
     if at_rev is None:
         print(f"crdcompat: {rev[:12]} is not in this clone's history; using the committed copy of its CRD")
     elif text.split("\n", 1)[1] != at_rev:
-        print(f"crdcompat: {BASELINE.relative_to(ROOT)} is not {CRD} at {rev[:12]}: "
-              f"run python hack/crdcompat.py --update {rev[:12]}", file=sys.stderr)
+        print(
+            f"crdcompat: {BASELINE.relative_to(ROOT)} is not {CRD} at {rev[:12]}: "
+            f"run python hack/crdcompat.py --update {rev[:12]}",
+            file=sys.stderr,
+        )
         return 1
     # LOADER is a safe loader (C or Python); ruff cannot see through the name.
     breaks = compare(yaml.load(text, LOADER), yaml.load((ROOT / CRD).read_text(), LOADER))  # noqa: S506
@@ -62,9 +66,12 @@ def check() -> int:
     for b in breaks:
         print(f"crdcompat: {'BREAKS' if b in bad else 'named in CHANGELOG.md'}: {b}")
     if bad:
-        print(f"crdcompat: {len(bad)} incompatible change(s) against the CRD at {rev[:12]}: objects or "
-              f"clients written for it may break. Undo them, or name each path in CHANGELOG.md's Unreleased "
-              f"section on a line with **Breaking**", file=sys.stderr)
+        print(
+            f"crdcompat: {len(bad)} incompatible change(s) against the CRD at {rev[:12]}: objects or "
+            f"clients written for it may break. Undo them, or name each path in CHANGELOG.md's Unreleased "
+            f"section on a line with **Breaking**",
+            file=sys.stderr,
+        )
         return 1
     print(f"crdcompat: {CRD} is compatible with the CRD at {rev[:12]}")
     return 0

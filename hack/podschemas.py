@@ -24,6 +24,7 @@ What is left out, and why (also in the file's `omitted`):
 - `metadata` of an ephemeral volume's claim template keeps only labels and
   annotations, the only fields Kubernetes accepts there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,14 @@ FIELDS: dict[str, tuple[str, str]] = {
 # The `restricted` Pod Security Standard's volume types
 # (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
 RESTRICTED_VOLUME_SOURCES = (
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 )
 # Properties kept of a type (everything else is dropped and listed under `omitted`).
 KEEP: dict[str, tuple[str, ...]] = {
@@ -74,12 +82,24 @@ DROP: dict[str, tuple[str, ...]] = {
 # Schema keywords carried over; every other keyword of the document must be one of DROPPED
 # (an unknown one stops the generator: a new Kubernetes release may need a decision).
 KEPT_KEYWORDS = {
-    "type", "properties", "additionalProperties", "items", "required", "format", "enum",
-    "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+    "type",
+    "properties",
+    "additionalProperties",
+    "items",
+    "required",
+    "format",
+    "enum",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
 }
 DROPPED_KEYWORDS = {
-    "description", "default", "x-kubernetes-patch-strategy", "x-kubernetes-patch-merge-key",
-    "x-kubernetes-unions", "x-kubernetes-group-version-kind",
+    "description",
+    "default",
+    "x-kubernetes-patch-strategy",
+    "x-kubernetes-patch-merge-key",
+    "x-kubernetes-unions",
+    "x-kubernetes-group-version-kind",
 }
 # Formats a CRD schema knows; others (e.g. "int-or-string" on IntOrString) are dropped.
 CRD_FORMATS = {"int32", "int64", "float", "double", "byte", "date", "date-time", "duration"}
@@ -88,7 +108,7 @@ CRD_FORMATS = {"int32", "int64", "float", "double", "byte", "date", "date-time",
 QUANTITY_SCHEMA = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],
     "x-kubernetes-int-or-string": True,
-    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",  # noqa: E501 - Kubernetes' quantity pattern, verbatim
 }
 INT_OR_STRING_SCHEMA = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
 
@@ -213,8 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         from localinfra import cache
 
         def kubectl(*a: str):
-            return subprocess.run([str(cache.k8s_file("tspkube")), "kubectl", "--kubeconfig", args.kubeconfig, *a],
-                                  check=True, capture_output=True, text=True)
+            return subprocess.run(
+                [str(cache.k8s_file("tspkube")), "kubectl", "--kubeconfig", args.kubeconfig, *a],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
 
         data = build(*fetch(kubectl))
     else:

@@ -14,6 +14,7 @@ names what rolls:
 
   python hack/upgradebase.py --update REV
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,10 @@ def children(namespace: str, uids: dict[str, str]) -> dict[str, list[dict]]:
     """The baseline's children of each pipeline, as the earlier operator would have written
     them in `namespace` for the pipelines of UIDs `uids` (by name)."""
     data = json.loads(BASELINE.read_text())["children"]
-    out = {name: json.loads(json.dumps(data[name]).replace(NAMESPACE, namespace).replace(UID, uid))
-           for name, uid in uids.items()}
+    out = {
+        name: json.loads(json.dumps(data[name]).replace(NAMESPACE, namespace).replace(UID, uid))
+        for name, uid in uids.items()
+    }
     for objs in out.values():
         for d in objs:
             if d["kind"] == "Deployment":
@@ -84,12 +87,14 @@ def render_at(rev: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="tsp-upgradebase-") as d:
         archive = subprocess.run(["git", "archive", rev, "operator/tspipe"], cwd=ROOT, capture_output=True)
         if archive.returncode != 0:
-            raise SystemExit(f"upgradebase: no operator at {rev!r} in this clone's history "
-                             f"({archive.stderr.decode().strip()})")
+            raise SystemExit(
+                f"upgradebase: no operator at {rev!r} in this clone's history ({archive.stderr.decode().strip()})"
+            )
         subprocess.run(["tar", "-x", "-C", d], input=archive.stdout, check=True)
         env = {**os.environ, "PYTHONPATH": str(Path(d) / "operator")}
-        r = subprocess.run([sys.executable, "-c", RENDER, str(PIPELINES)], env=env, capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run(
+            [sys.executable, "-c", RENDER, str(PIPELINES)], env=env, capture_output=True, text=True, check=True
+        )
         return json.loads(r.stdout)
 
 
@@ -97,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python hack/upgradebase.py")
     ap.add_argument("--update", metavar="REV", required=True, help="render the pipelines with REV's operator")
     a = ap.parse_args(argv)
-    full = subprocess.run(["git", "rev-parse", "--short=12", a.update], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    full = subprocess.run(
+        ["git", "rev-parse", "--short=12", a.update], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     data = {"revision": full, "namespace": NAMESPACE, "uid": UID, "children": render_at(a.update)}
     BASELINE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"upgradebase: {BASELINE.relative_to(ROOT)} now holds what the operator at {full} renders")

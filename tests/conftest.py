@@ -5,6 +5,7 @@ Tests that kill or restart the single broker or the API server start their own i
 instead. Tests on the cluster may kill, stop and restart its brokers (that is what it is
 for) but hand it back whole: every broker running, no partition under-replicated.
 """
+
 import uuid
 
 import pytest

@@ -6,6 +6,7 @@ bench/operator_bench.py use too); every test builds its pipeline with `sample_pi
 The sample shows each field at its default value, so merging a change in (objects merge
 key by key) describes the same pipeline as replacing the objects the change touches.
 """
+
 from __future__ import annotations
 
 import copy

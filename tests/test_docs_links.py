@@ -1,6 +1,7 @@
 """Every relative link in the project's Markdown points to a file that exists, and every
 `#anchor` into a Markdown file to one of its headings (GitHub's slugs). The README is a
 map into docs/; a moved or renamed file must not leave it pointing nowhere. Pure."""
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 The cache folder is ``$TSP_CACHE`` or ``~/.cache/tspipe``; the ``hack/*.sh``
 scripts fill it and the helpers here only look things up (they never build).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,7 @@ def _go_mod_require(go_mod: Path, module: str) -> str:
 
 # Files whose content decides the build; the same list, in the same order, as
 # the key in hack/build-k8s.sh (which holds the build flags, hence its presence).
-_K8S_KEY_FILES = ("k8s/go.mod", "k8s/go.sum", "k8s/main.go", "kwok/go.mod", "kwok/go.sum",
-                  "build-k8s.sh")
+_K8S_KEY_FILES = ("k8s/go.mod", "k8s/go.sum", "k8s/main.go", "kwok/go.mod", "kwok/go.sum", "build-k8s.sh")
 
 
 def k8s_version() -> str:
@@ -56,9 +56,7 @@ def k8s_file(name: str) -> Path:
     """A built control-plane file (``tspkube``, ``kwok``, ``kwok-stages.yaml``)."""
     path = k8s_bin_dir() / name
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: run `make k8s-bins` (bash hack/build-k8s.sh) first"
-        )
+        raise FileNotFoundError(f"{path} is missing: run `make k8s-bins` (bash hack/build-k8s.sh) first")
     return path
 
 
@@ -75,7 +73,9 @@ def monitoring_versions() -> dict[str, str]:
 
 def _monitoring_file(path: Path, what: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `make {what}` (bash hack/monitoring-tools.sh {what.split('-')[-1]}) first")
+        raise FileNotFoundError(
+            f"{path} is missing: run `make {what}` (bash hack/monitoring-tools.sh {what.split('-')[-1]}) first"
+        )
     return path
 
 

@@ -8,6 +8,7 @@ wide` and follows `kubectl logs -f` of the two logger pods, like the seed's last
 Where a node cannot run, it says why and falls back to kwok's fake node plus the runner,
 which runs the four Deployments as local processes. Ctrl-C stops everything it started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from localinfra.runner import REPO, Runner
-from localinfra.proc import stop_process_group
 from localinfra.operatorproc import OperatorProcess
+from localinfra.proc import stop_process_group
+from localinfra.runner import REPO, Runner
 
 # The sample pipeline, declared once here: tests/samples.py and bench/operator_bench.py import it.
 SAMPLE = REPO / "manifests" / "samples" / "timestamppipeline.yaml"
@@ -64,7 +65,10 @@ def wait_ready(cp, name: str, namespace: str, timeout: float = 180) -> dict:
             obj = json.loads(out.stdout)
             conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions", [])}
             ready = conds.get("Ready", {})
-            if ready.get("status") == "True" and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]:
+            if (
+                ready.get("status") == "True"
+                and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+            ):
                 return obj
         time.sleep(1)
     raise TimeoutError(f"pipeline {namespace}/{name} not Ready after {timeout}s: {obj.get('status')}")
@@ -100,8 +104,10 @@ def local_stack(workdir: Path, namespace: str = "default", real_node: bool = Fal
             from localinfra.node import NODE_IP, NODE_NAME, Node
 
             cp = stack.enter_context(ControlPlane(node_ip=NODE_IP))
-            say(f"control plane up in {time.monotonic() - t0:.0f}s; starting node {NODE_NAME} "
-                "(containerd, kubelet, CNI bridge; images imported from hack/node-images.sh)")
+            say(
+                f"control plane up in {time.monotonic() - t0:.0f}s; starting node {NODE_NAME} "
+                "(containerd, kubelet, CNI bridge; images imported from hack/node-images.sh)"
+            )
             t0 = time.monotonic()
             stack.enter_context(Node(cp))
             say(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.0f}s")
@@ -112,8 +118,10 @@ def local_stack(workdir: Path, namespace: str = "default", real_node: bool = Fal
         t0 = time.monotonic()
         say("starting Kafka (KRaft, single node)")
         broker = stack.enter_context(KafkaBroker(pod_host=pod_host))
-        say(f"Kafka up in {time.monotonic() - t0:.0f}s at {broker.bootstrap}"
-            + (f" (pods: {broker.pod_bootstrap})" if pod_host else ""))
+        say(
+            f"Kafka up in {time.monotonic() - t0:.0f}s at {broker.bootstrap}"
+            + (f" (pods: {broker.pod_bootstrap})" if pod_host else "")
+        )
         cp.kubectl("apply", "-f", str(CRD_DIR))
         cp.wait_crd_established("timestamppipelines.tspipe.io")
         say("CRD installed; starting the operator")
@@ -125,8 +133,9 @@ def local_stack(workdir: Path, namespace: str = "default", real_node: bool = Fal
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
-    ap.add_argument("--runner", action="store_true",
-                    help="use kwok's fake node and the local runner even where a real node can run")
+    ap.add_argument(
+        "--runner", action="store_true", help="use kwok's fake node and the local runner even where a real node can run"
+    )
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tspipe-demo-"))
     stop = threading.Event()
@@ -177,12 +186,26 @@ def on_real_node(cp, broker, seconds: float, stop: threading.Event) -> int:
     print(cp.kubectl("get", "pods", "-n", "default", "-o", "wide").stdout, flush=True)
     followers = []
     for comp in ("evenlogger", "oddlogger"):
-        pod = cp.kubectl("get", "pods", "-n", "default", "-o", "name", "-l",
-                         f"app.kubernetes.io/instance={name},app.kubernetes.io/component={comp}").stdout.split()[0]
+        pod = cp.kubectl(
+            "get",
+            "pods",
+            "-n",
+            "default",
+            "-o",
+            "name",
+            "-l",
+            f"app.kubernetes.io/instance={name},app.kubernetes.io/component={comp}",
+        ).stdout.split()[0]
         say(f"kubectl logs -f {pod}")
-        followers.append(subprocess.Popen(
-            [str(cp._tspkube()), "kubectl", "--kubeconfig", cp.kubeconfig, "logs", "-f", "-n", "default", pod],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        followers.append(
+            subprocess.Popen(
+                [str(cp._tspkube()), "kubectl", "--kubeconfig", cp.kubeconfig, "logs", "-f", "-n", "default", pod],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        )
 
     def pump(proc, label):
         for line in proc.stdout:

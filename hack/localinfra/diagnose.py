@@ -6,13 +6,15 @@ server), the programs a runner started and the tail of each one's log, an operat
 and what Kafka holds (end offsets of the pipeline's topics, the consumer groups'
 members, assignments and committed offsets).
 """
+
 from __future__ import annotations
 
 import json
 import re
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 TAIL_LINES = 40  # enough for a Spring app's start-up failure or a router's last errors
 
@@ -38,18 +40,23 @@ def kube_state(cp, namespace: str) -> str:
     tsps = json.loads(cp.kubectl("get", "tsp", "-n", namespace, "-o", "json").stdout)["items"]
     for obj in tsps:
         meta = obj["metadata"]
-        out.append(f"TimestampPipeline {meta['name']} generation={meta.get('generation')} "
-                   f"status={json.dumps(obj.get('status'), indent=1, sort_keys=True)}")
+        out.append(
+            f"TimestampPipeline {meta['name']} generation={meta.get('generation')} "
+            f"status={json.dumps(obj.get('status'), indent=1, sort_keys=True)}"
+        )
     deps = json.loads(cp.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
     for d in deps:
         st, spec = d.get("status") or {}, d["spec"]
-        conds = "; ".join(f"{c['type']}={c['status']} ({c.get('reason')}: {c.get('message')})"
-                          for c in st.get("conditions") or [])
+        conds = "; ".join(
+            f"{c['type']}={c['status']} ({c.get('reason')}: {c.get('message')})" for c in st.get("conditions") or []
+        )
         c0 = spec["template"]["spec"]["containers"][0]
-        out.append(f"Deployment {d['metadata']['name']} gen={d['metadata'].get('generation')} "
-                   f"observed={st.get('observedGeneration')} replicas={spec.get('replicas')} "
-                   f"updated={st.get('updatedReplicas')} ready={st.get('readyReplicas')} "
-                   f"available={st.get('availableReplicas')} image={c0.get('image')}\n  conditions: {conds}")
+        out.append(
+            f"Deployment {d['metadata']['name']} gen={d['metadata'].get('generation')} "
+            f"observed={st.get('observedGeneration')} replicas={spec.get('replicas')} "
+            f"updated={st.get('updatedReplicas')} ready={st.get('readyReplicas')} "
+            f"available={st.get('availableReplicas')} image={c0.get('image')}\n  conditions: {conds}"
+        )
     events = cp.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)
     out.append("Events:\n" + (events.stdout or events.stderr))
     return "\n".join(out)
@@ -59,8 +66,9 @@ def runner_state(runner) -> str:
     """Each program the runner keeps: how often it was started, its processes' state."""
     out = []
     for key, (prog, procs) in sorted(runner.running.items()):
-        states = ", ".join(f"pid {p.pid} " + ("running" if p.poll() is None else f"exited {p.returncode}")
-                           for p in procs)
+        states = ", ".join(
+            f"pid {p.pid} " + ("running" if p.poll() is None else f"exited {p.returncode}") for p in procs
+        )
         out.append(f"{key} ({prog.kind}:{prog.version}) starts={runner.starts.get(key)}: {states}")
     gone = sorted(set(runner.starts) - set(runner.running))
     if gone:
@@ -112,11 +120,15 @@ def kafka_state(bootstrap: str, topics: list[str], groups: list[str]) -> str:
             out.append(f"topic {topic}: end offsets " + ", ".join(f"p{tp.partition}={o}" for tp, o in ends.items()))
         for group, desc in sorted(admin.describe_groups(groups).items()):
             members = "; ".join(_member(m) for m in desc.get("members") or []) or "none"
-            out.append(f"group {group}: state={desc.get('group_state')} protocol={desc.get('protocol_data')} "
-                       f"members: {members}")
+            out.append(
+                f"group {group}: state={desc.get('group_state')} protocol={desc.get('protocol_data')} "
+                f"members: {members}"
+            )
             offsets = admin.list_group_offsets({group: None}).get(group) or {}
-            out.append("  committed: " + (", ".join(f"{tp.topic}/p{tp.partition}={m.offset}"
-                                                    for tp, m in sorted(offsets.items())) or "none"))
+            out.append(
+                "  committed: "
+                + (", ".join(f"{tp.topic}/p{tp.partition}={m.offset}" for tp, m in sorted(offsets.items())) or "none")
+            )
     finally:
         admin.close()
         consumer.close()

@@ -11,12 +11,14 @@ that need a broker to fail or roll under traffic.
 CLI: `python -m localinfra.kafka` starts a broker (`--cluster`: three), prints its bootstrap
 address and waits for Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
 import atexit
 import base64
 import concurrent.futures
+import contextlib
 import os
 import re
 import secrets
@@ -30,9 +32,9 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from localinfra.proc import java_bin, free_port, openssl, stop_process_group, rss_bytes, wait_for
+
 from localinfra.cache import cache_dir
-import contextlib
+from localinfra.proc import free_port, java_bin, openssl, rss_bytes, stop_process_group, wait_for
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "kafka" / "pom.xml"
@@ -60,6 +62,7 @@ class KafkaError(RuntimeError):
 
 
 # ---------------------------------------------------------------- pure helpers
+
 
 def kafka_version(pom: Path = POM) -> str:
     """The Kafka version pinned in hack/kafka/pom.xml."""
@@ -110,12 +113,10 @@ def sasl_properties(*, sasl_port: int, users: dict[str, str]) -> dict[str, str]:
     prefix = f"listener.name.{SASL_LISTENER.lower()}"
     return {
         "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
-        f"{prefix}.plain.sasl.jaas.config":
-            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
-        f"{prefix}.scram-sha-256.sasl.jaas.config":
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-        f"{prefix}.scram-sha-512.sasl.jaas.config":
-            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"{prefix}.plain.sasl.jaas.config": f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f"{plain_users};",
+        f"{prefix}.scram-sha-256.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        f"{prefix}.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
     }
 
 
@@ -146,12 +147,39 @@ def make_tls_files(directory: Path) -> tuple[Path, Path]:
     ext = directory / "server.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_crt),
-            "-days", "2", "-subj", "/CN=tspipe test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-            "-subj", "/CN=127.0.0.1")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tspipe test CA",
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
     pkcs8 = directory / "server.pk8"
     openssl("pkcs8", "-topk8", "-nocrypt", "-in", str(key), "-out", str(pkcs8))
     keystore = directory / "keystore.pem"
@@ -174,13 +202,24 @@ def scram_arguments(users: dict[str, str]) -> list[str]:
 POD_LISTENER = "PODS"
 
 
-def server_properties(*, broker_port: int, controller_port: int, data_dir: str,
-                      node_id: int = NODE_ID, sasl: bool = False, sasl_port: int | None = None,
-                      sasl_users: dict[str, str] | None = None, tls_port: int | None = None,
-                      tls_keystore: str | None = None, pod_host: str | None = None,
-                      pod_port: int | None = None, quorum: str | None = None,
-                      replication: int = 1, min_isr: int = 1,
-                      overrides: dict[str, str] | None = None) -> str:
+def server_properties(
+    *,
+    broker_port: int,
+    controller_port: int,
+    data_dir: str,
+    node_id: int = NODE_ID,
+    sasl: bool = False,
+    sasl_port: int | None = None,
+    sasl_users: dict[str, str] | None = None,
+    tls_port: int | None = None,
+    tls_keystore: str | None = None,
+    pod_host: str | None = None,
+    pod_port: int | None = None,
+    quorum: str | None = None,
+    replication: int = 1,
+    min_isr: int = 1,
+    overrides: dict[str, str] | None = None,
+) -> str:
     """server.properties text for a combined broker+controller on loopback: a single
     node by default, or one node of a cluster given its controller `quorum` (see
     quorum_servers) and the cluster's `replication` and `min_isr`.
@@ -278,13 +317,22 @@ def initial_controllers(controller_ports: list[int], directory_ids: list[str]) -
         raise ValueError(f"{len(controller_ports)} controller ports but {len(directory_ids)} directory ids")
     if not controller_ports:
         raise ValueError("a controller quorum needs at least one controller")
-    return ",".join(f"{node_id_of(i)}@127.0.0.1:{port}:{dir_id}"
-                    for i, (port, dir_id) in enumerate(zip(controller_ports, directory_ids, strict=True)))
+    return ",".join(
+        f"{node_id_of(i)}@127.0.0.1:{port}:{dir_id}"
+        for i, (port, dir_id) in enumerate(zip(controller_ports, directory_ids, strict=True))
+    )
 
 
-def cluster_properties(index: int, *, broker_ports: list[int], controller_ports: list[int], data_dir: str,
-                       pod_host: str | None = None, pod_ports: list[int] | None = None,
-                       overrides: dict[str, str] | None = None) -> str:
+def cluster_properties(
+    index: int,
+    *,
+    broker_ports: list[int],
+    controller_ports: list[int],
+    data_dir: str,
+    pod_host: str | None = None,
+    pod_ports: list[int] | None = None,
+    overrides: dict[str, str] | None = None,
+) -> str:
     """server.properties of node `index` of a KafkaCluster: its own listeners (and pod
     listener), the whole controller quorum, and the cluster's replication defaults."""
     if not 0 <= index < len(broker_ports) or len(broker_ports) != len(controller_ports):
@@ -292,18 +340,35 @@ def cluster_properties(index: int, *, broker_ports: list[int], controller_ports:
     if pod_host and (not pod_ports or len(pod_ports) != len(broker_ports)):
         raise ValueError("a pod listener per node needs a pod port per node")
     return server_properties(
-        broker_port=broker_ports[index], controller_port=controller_ports[index], data_dir=data_dir,
-        node_id=node_id_of(index), quorum=quorum_servers(controller_ports),
-        replication=CLUSTER_REPLICATION, min_isr=CLUSTER_MIN_ISR, pod_host=pod_host,
-        pod_port=pod_ports[index] if pod_host and pod_ports else None, overrides=overrides)
+        broker_port=broker_ports[index],
+        controller_port=controller_ports[index],
+        data_dir=data_dir,
+        node_id=node_id_of(index),
+        quorum=quorum_servers(controller_ports),
+        replication=CLUSTER_REPLICATION,
+        min_isr=CLUSTER_MIN_ISR,
+        pod_host=pod_host,
+        pod_port=pod_ports[index] if pod_host and pod_ports else None,
+        overrides=overrides,
+    )
 
 
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
 _PRODUCER_SUMMARY = re.compile(
     rf"{_NUM} records sent, {_NUM} records/sec \({_NUM} MB/sec\), {_NUM} ms avg latency, "
-    rf"{_NUM} ms max latency, {_NUM} ms 50th, {_NUM} ms 95th, {_NUM} ms 99th, {_NUM} ms 99\.9th")
-_PRODUCER_KEYS = ("records", "records_per_sec", "mb_per_sec", "avg_latency_ms", "max_latency_ms",
-                  "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "p999_latency_ms")
+    rf"{_NUM} ms max latency, {_NUM} ms 50th, {_NUM} ms 95th, {_NUM} ms 99th, {_NUM} ms 99\.9th"
+)
+_PRODUCER_KEYS = (
+    "records",
+    "records_per_sec",
+    "mb_per_sec",
+    "avg_latency_ms",
+    "max_latency_ms",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "p999_latency_ms",
+)
 
 
 def parse_producer_perf(output: str) -> dict:
@@ -344,6 +409,7 @@ def parse_consumer_perf(output: str) -> dict:
 
 # ---------------------------------------------------------------- jars and processes
 
+
 def ensure_jars(version: str | None = None) -> list[str]:
     """The broker's classpath entries, running hack/kafka-jars.sh if the cache lacks them."""
     version = version or kafka_version()
@@ -353,8 +419,10 @@ def ensure_jars(version: str | None = None) -> list[str]:
     jars = [ln for ln in cp_file.read_text().splitlines() if ln.strip()]
     missing = [j for j in jars if not os.path.exists(j)]
     if missing:
-        raise KafkaError(f"{len(missing)} jars listed in {cp_file} are missing "
-                         f"(e.g. {missing[0]}); delete {cp_file.parent} and run {JARS_SCRIPT}")
+        raise KafkaError(
+            f"{len(missing)} jars listed in {cp_file} are missing "
+            f"(e.g. {missing[0]}); delete {cp_file.parent} and run {JARS_SCRIPT}"
+        )
     return jars
 
 
@@ -371,8 +439,12 @@ def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
     from kafka import KafkaAdminClient  # imported late: the CLI works without it until here
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tsp-ready-probe",
-                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="tsp-ready-probe",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
     except Exception:  # noqa: BLE001 - a probe: any failure to connect means not ready yet
         return False
     try:
@@ -405,8 +477,8 @@ def topic_values(bootstrap: str, topic: str) -> list[str]:
         consumer.close()
 
 
-_LIVE: "weakref.WeakSet[KafkaBroker]" = weakref.WeakSet()
-_LIVE_CLUSTERS: "weakref.WeakSet[KafkaCluster]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[KafkaBroker] = weakref.WeakSet()
+_LIVE_CLUSTERS: weakref.WeakSet[KafkaCluster] = weakref.WeakSet()
 
 
 @atexit.register
@@ -430,10 +502,16 @@ class KafkaBroker:
     passwords for `alice` and `bob` unless given).
     """
 
-    def __init__(self, workdir: str | os.PathLike | None = None, sasl: bool = False,
-                 overrides: dict[str, str] | None = None, start_timeout: float = 90.0,
-                 sasl_users: dict[str, str] | None = None, tls: bool = False,
-                 pod_host: str | None = None):
+    def __init__(
+        self,
+        workdir: str | os.PathLike | None = None,
+        sasl: bool = False,
+        overrides: dict[str, str] | None = None,
+        start_timeout: float = 90.0,
+        sasl_users: dict[str, str] | None = None,
+        tls: bool = False,
+        pod_host: str | None = None,
+    ):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -514,8 +592,14 @@ class KafkaBroker:
     def _java(self, heap: list[str]) -> list[str]:
         if self._classpath is None:
             self._classpath = ":".join(ensure_jars(self.version))
-        return [java_bin(), *heap, "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", self._classpath]
+        return [
+            java_bin(),
+            *heap,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+            "-cp",
+            self._classpath,
+        ]
 
     def _take_ports(self, taken: set[int]) -> None:
         """Free loopback ports for each of this broker's listeners, none of them in `taken`
@@ -535,11 +619,18 @@ class KafkaBroker:
 
     def _properties(self, keystore: Path | None) -> str:
         return server_properties(
-            broker_port=self.port, controller_port=self.controller_port,
-            data_dir=str(self.data_dir), sasl=self.sasl, sasl_port=self.sasl_port,
-            sasl_users=self.sasl_users, tls_port=self.tls_port,
-            tls_keystore=str(keystore) if keystore else None, pod_host=self.pod_host,
-            pod_port=self.pod_port, overrides=self.overrides)
+            broker_port=self.port,
+            controller_port=self.controller_port,
+            data_dir=str(self.data_dir),
+            sasl=self.sasl,
+            sasl_port=self.sasl_port,
+            sasl_users=self.sasl_users,
+            tls_port=self.tls_port,
+            tls_keystore=str(keystore) if keystore else None,
+            pod_host=self.pod_host,
+            pod_port=self.pod_port,
+            overrides=self.overrides,
+        )
 
     def _format_arguments(self) -> list[str]:
         """StorageTool's quorum and cluster id: one node is a quorum of its own."""
@@ -555,16 +646,24 @@ class KafkaBroker:
         # SCRAM credentials are cluster metadata: written into the first log at format time.
         scram = scram_arguments(self.sasl_users) if self.sasl else []
         out = subprocess.run(
-            [*self._java(TOOL_HEAP), "kafka.tools.StorageTool", "format", *self._format_arguments(),
-             "-c", str(self.config_path), *scram],
-            capture_output=True, text=True)
+            [
+                *self._java(TOOL_HEAP),
+                "kafka.tools.StorageTool",
+                "format",
+                *self._format_arguments(),
+                "-c",
+                str(self.config_path),
+                *scram,
+            ],
+            capture_output=True,
+            text=True,
+        )
         with open(self.log_path, "a") as log:
             log.write(f"### StorageTool format (exit {out.returncode})\n{out.stdout}{out.stderr}")
         if out.returncode != 0:
-            raise KafkaError(f"formatting Kafka storage failed (exit {out.returncode}); "
-                             f"see {self.log_path}")
+            raise KafkaError(f"formatting Kafka storage failed (exit {out.returncode}); see {self.log_path}")
 
-    def start(self) -> "KafkaBroker":
+    def start(self) -> KafkaBroker:
         with self._lock:
             if self.running():
                 return self
@@ -590,22 +689,32 @@ class KafkaBroker:
             # Ctrl-C in the terminal doesn't reach it before we stop it in order.
             self.proc = subprocess.Popen(
                 [*self._java(self.heap), "kafka.Kafka", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True)
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         _LIVE.add(self)
 
     def _wait_ready(self, t0: float) -> None:
         deadline = t0 + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise KafkaError(f"Kafka broker exited with code {self.proc.returncode} while "
-                                 f"starting; see {self.log_path}")
-            if _port_open(self.port) and (self.sasl_port is None or _port_open(self.sasl_port)) \
-                    and answers_metadata(self.bootstrap):
+                raise KafkaError(
+                    f"Kafka broker exited with code {self.proc.returncode} while starting; see {self.log_path}"
+                )
+            if (
+                _port_open(self.port)
+                and (self.sasl_port is None or _port_open(self.sasl_port))
+                and answers_metadata(self.bootstrap)
+            ):
                 return
             time.sleep(0.25)
-        raise KafkaError(f"Kafka broker did not answer a metadata request on {self.bootstrap} "
-                         f"within {self.start_timeout:.0f}s; see {self.log_path}")
+        raise KafkaError(
+            f"Kafka broker did not answer a metadata request on {self.bootstrap} "
+            f"within {self.start_timeout:.0f}s; see {self.log_path}"
+        )
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (controlled shutdown), then SIGKILL after `timeout` seconds."""
@@ -621,7 +730,7 @@ class KafkaBroker:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
-    def restart(self, timeout: float = 15) -> "KafkaBroker":
+    def restart(self, timeout: float = 15) -> KafkaBroker:
         """Stop, then start the same broker on the same data and the same ports."""
         self.stop(timeout)
         return self.start()
@@ -632,7 +741,7 @@ class KafkaBroker:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> KafkaBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -641,32 +750,58 @@ class KafkaBroker:
     # -- Kafka's own tools -----------------------------------------------------
     def run_tool(self, main_class: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run a Kafka CLI class from the broker's classpath; raise with its output on failure."""
-        proc = subprocess.run([*self._java(TOOL_HEAP), main_class, *args],
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [*self._java(TOOL_HEAP), main_class, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if proc.returncode != 0:
-            raise KafkaError(f"{main_class} exited {proc.returncode}:\n"
-                             f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            raise KafkaError(f"{main_class} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
         return proc
 
-    def run_perf_producer(self, topic: str, num_records: int, record_size: int,
-                          throughput: int = -1, props: dict[str, str] | None = None,
-                          timeout: float = 300) -> dict:
+    def run_perf_producer(
+        self,
+        topic: str,
+        num_records: int,
+        record_size: int,
+        throughput: int = -1,
+        props: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> dict:
         """ProducerPerformance against this broker; its summary as numbers."""
         producer_props = {"bootstrap.servers": self.bootstrap, "acks": "all", **(props or {})}
         out = self.run_tool(
-            "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
-            "--num-records", str(num_records), "--record-size", str(record_size),
-            "--throughput", str(throughput),
-            "--producer-props", *[f"{k}={v}" for k, v in producer_props.items()],
-            timeout=timeout)
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            topic,
+            "--num-records",
+            str(num_records),
+            "--record-size",
+            str(record_size),
+            "--throughput",
+            str(throughput),
+            "--producer-props",
+            *[f"{k}={v}" for k, v in producer_props.items()],
+            timeout=timeout,
+        )
         return parse_producer_perf(out.stdout)
 
-    def run_perf_consumer(self, topic: str, messages: int, group: str | None = None,
-                          timeout_ms: int = 30000, timeout: float = 300) -> dict:
+    def run_perf_consumer(
+        self, topic: str, messages: int, group: str | None = None, timeout_ms: int = 30000, timeout: float = 300
+    ) -> dict:
         """ConsumerPerformance reading `messages` records from `topic`; its summary as numbers."""
-        args = ["--bootstrap-server", self.bootstrap, "--topic", topic,
-                "--num-records", str(messages), "--timeout", str(timeout_ms)]
+        args = [
+            "--bootstrap-server",
+            self.bootstrap,
+            "--topic",
+            topic,
+            "--num-records",
+            str(messages),
+            "--timeout",
+            str(timeout_ms),
+        ]
         if group:
             args += ["--group", group]
         out = self.run_tool("org.apache.kafka.tools.ConsumerPerformance", *args, timeout=timeout)
@@ -677,9 +812,13 @@ class _ClusterNode(KafkaBroker):
     """One node of a KafkaCluster: a KafkaBroker whose listeners, quorum and storage
     format are the cluster's (its ports are taken with the others' before any is formatted)."""
 
-    def __init__(self, cluster: "KafkaCluster", index: int):
-        super().__init__(workdir=cluster.workdir / f"node-{index}", overrides=cluster.overrides,
-                         start_timeout=cluster.start_timeout, pod_host=cluster.pod_host)
+    def __init__(self, cluster: KafkaCluster, index: int):
+        super().__init__(
+            workdir=cluster.workdir / f"node-{index}",
+            overrides=cluster.overrides,
+            start_timeout=cluster.start_timeout,
+            pod_host=cluster.pod_host,
+        )
         self.cluster = cluster
         self.index = index
         self.heap = CLUSTER_HEAP
@@ -689,17 +828,26 @@ class _ClusterNode(KafkaBroker):
     def _properties(self, keystore: Path | None) -> str:
         nodes = self.cluster.nodes
         return cluster_properties(
-            self.index, broker_ports=[n.port for n in nodes], controller_ports=[n.controller_port for n in nodes],
-            data_dir=str(self.data_dir), pod_host=self.pod_host,
-            pod_ports=[n.pod_port for n in nodes] if self.pod_host else None, overrides=self.overrides)
+            self.index,
+            broker_ports=[n.port for n in nodes],
+            controller_ports=[n.controller_port for n in nodes],
+            data_dir=str(self.data_dir),
+            pod_host=self.pod_host,
+            pod_ports=[n.pod_port for n in nodes] if self.pod_host else None,
+            overrides=self.overrides,
+        )
 
     def _format_arguments(self) -> list[str]:
         # One cluster id, and the same initial voter set on every node: the quorum's
         # membership is in the metadata log from the start (no --standalone node that the
         # others would have to join with add-controller).
         nodes = self.cluster.nodes
-        return ["-t", self.cluster.cluster_id, "--initial-controllers",
-                initial_controllers([n.controller_port for n in nodes], [n.directory_id for n in nodes])]
+        return [
+            "-t",
+            self.cluster.cluster_id,
+            "--initial-controllers",
+            initial_controllers([n.controller_port for n in nodes], [n.directory_id for n in nodes]),
+        ]
 
 
 class KafkaCluster:
@@ -716,8 +864,13 @@ class KafkaCluster:
     node and removes the temp dir it made.
     """
 
-    def __init__(self, workdir: str | os.PathLike | None = None, pod_host: str | None = None,
-                 overrides: dict[str, str] | None = None, start_timeout: float = 120.0):
+    def __init__(
+        self,
+        workdir: str | os.PathLike | None = None,
+        pod_host: str | None = None,
+        overrides: dict[str, str] | None = None,
+        start_timeout: float = 120.0,
+    ):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tsp-kafka-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -744,7 +897,7 @@ class KafkaCluster:
         return [n.rss() if n.running() else 0 for n in self.nodes]
 
     # -- lifecycle -------------------------------------------------------------
-    def start(self, index: int | None = None) -> "KafkaCluster":
+    def start(self, index: int | None = None) -> KafkaCluster:
         """Start node `index`, or every node that is not running (together: a node answers
         only once a majority of the quorum runs); return when each started node answers a
         metadata request and the cluster lists it as a broker."""
@@ -770,8 +923,12 @@ class KafkaCluster:
                 node._wait_ready(t0)
                 node.start_seconds = time.monotonic() - t0
             want = {node_id_of(n.index) for n in self.nodes if n.running()}
-            wait_for(lambda: want <= self.listed_brokers(), self.start_timeout, f"brokers {sorted(want)} listed",
-                     retry_on=(Exception,))
+            wait_for(
+                lambda: want <= self.listed_brokers(),
+                self.start_timeout,
+                f"brokers {sorted(want)} listed",
+                retry_on=(Exception,),
+            )
         except BaseException:
             for node in starting:
                 node.stop(timeout=5)
@@ -816,7 +973,7 @@ class KafkaCluster:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "KafkaCluster":
+    def __enter__(self) -> KafkaCluster:
         try:
             return self.start()
         except BaseException:
@@ -839,8 +996,12 @@ class KafkaCluster:
             if not running:
                 raise KafkaError("no node of the cluster is running")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=",".join(running), client_id="tsp-cluster-probe",
-                                         request_timeout_ms=ADMIN_TIMEOUT_MS, bootstrap_timeout_ms=ADMIN_TIMEOUT_MS)
+                admin = KafkaAdminClient(
+                    bootstrap_servers=",".join(running),
+                    client_id="tsp-cluster-probe",
+                    request_timeout_ms=ADMIN_TIMEOUT_MS,
+                    bootstrap_timeout_ms=ADMIN_TIMEOUT_MS,
+                )
                 try:
                     return question(admin)
                 finally:
@@ -868,8 +1029,12 @@ class KafkaCluster:
         """(topic, partition) of every partition, internal ones too, whose in-sync
         replicas are fewer than its replicas."""
         described = self._ask(lambda admin: admin.describe_topics())
-        return sorted((t["name"], p["partition_index"]) for t in described for p in t["partitions"]
-                      if len(p["isr_nodes"]) < len(p["replica_nodes"]))
+        return sorted(
+            (t["name"], p["partition_index"])
+            for t in described
+            for p in t["partitions"]
+            if len(p["isr_nodes"]) < len(p["replica_nodes"])
+        )
 
     def wait_in_sync(self, timeout: float = 120) -> None:
         """Wait until no partition is under-replicated; KafkaError naming some if it stays so."""
@@ -882,8 +1047,10 @@ class KafkaCluster:
         try:
             wait_for(in_sync, timeout, "no under-replicated partition", retry_on=(Exception,))
         except AssertionError:
-            raise KafkaError(f"partitions still under-replicated after {timeout:.0f}s: {last[:10]} "
-                             f"(nodes' logs: {self.workdir}/node-*/broker.log)") from None
+            raise KafkaError(
+                f"partitions still under-replicated after {timeout:.0f}s: {last[:10]} "
+                f"(nodes' logs: {self.workdir}/node-*/broker.log)"
+            ) from None
 
     def _index(self, node_id: int) -> int | None:
         for node in self.nodes:
@@ -893,14 +1060,18 @@ class KafkaCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localinfra.kafka",
-                                     description="Start a local single-node Kafka broker until Ctrl-C.")
+    parser = argparse.ArgumentParser(
+        prog="python -m localinfra.kafka", description="Start a local single-node Kafka broker until Ctrl-C."
+    )
     parser.add_argument("--workdir", help="keep data and broker.log here (default: a temp dir, removed on exit)")
-    parser.add_argument("--sasl", action="store_true",
-                        help="also open a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256/512)")
-    parser.add_argument("--cluster", action="store_true",
-                        help=f"{CLUSTER_SIZE} brokers (replication {CLUSTER_REPLICATION}, min ISR {CLUSTER_MIN_ISR}) "
-                             "instead of one")
+    parser.add_argument(
+        "--sasl", action="store_true", help="also open a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256/512)"
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"{CLUSTER_SIZE} brokers (replication {CLUSTER_REPLICATION}, min ISR {CLUSTER_MIN_ISR}) instead of one",
+    )
     args = parser.parse_args(argv)
     if args.cluster:
         if args.sasl:
@@ -912,8 +1083,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Kafka ready in {broker.start_seconds:.1f}s; bootstrap: {broker.bootstrap}", flush=True)
         if broker.sasl:
             # A local throwaway broker: printing its generated test passwords is the point.
-            print(f"SASL_PLAINTEXT: {broker.sasl_bootstrap}; users: "
-                  + ", ".join(f"{u}={p}" for u, p in broker.sasl_users.items()), flush=True)
+            print(
+                f"SASL_PLAINTEXT: {broker.sasl_bootstrap}; users: "
+                + ", ".join(f"{u}={p}" for u, p in broker.sasl_users.items()),
+                flush=True,
+            )
         print(f"broker log: {broker.log_path}; Ctrl-C to stop", flush=True)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -928,8 +1102,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve_cluster(workdir: str | None) -> int:
     cluster = KafkaCluster(workdir=workdir)
-    print(f"starting a {CLUSTER_SIZE}-broker Kafka {cluster.nodes[0].version} cluster in {cluster.workdir} ...",
-          flush=True)
+    print(
+        f"starting a {CLUSTER_SIZE}-broker Kafka {cluster.nodes[0].version} cluster in {cluster.workdir} ...",
+        flush=True,
+    )
     with cluster:
         print(f"cluster ready in {cluster.start_seconds:.1f}s; bootstrap: {cluster.bootstrap}", flush=True)
         print(f"broker logs: {cluster.workdir}/node-*/broker.log; Ctrl-C to stop", flush=True)

@@ -9,6 +9,7 @@ The binaries come from hack/build-k8s.sh (``make k8s-bins``). Usage::
 
 ``python -m localinfra.kube`` starts one and keeps it until Ctrl-C.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -87,6 +88,7 @@ NODE_MANIFEST = {
     },
 }
 
+
 def _ec_key(cwd: Path, name: str) -> None:
     # P-256 keys: instant to generate, accepted for TLS, client certs and SA tokens (ES256).
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=cwd)
@@ -98,9 +100,23 @@ def issue_cert(cwd: Path, name: str, subject: str, ext: str, days: int = 30) -> 
     openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=cwd)
     (cwd / f"{name}.ext").write_text(ext)
     openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", str(days), "-sha256", "-extfile", f"{name}.ext",
-        "-out", f"{name}.crt", cwd=cwd,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        str(days),
+        "-sha256",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
+        cwd=cwd,
     )
 
 
@@ -110,23 +126,45 @@ def generate_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     _ec_key(pki, "ca")
     openssl(
-        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=tspipe-local-ca",
-        "-days", "30", "-sha256", "-out", "ca.crt",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=pki,
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=tspipe-local-ca",
+        "-days",
+        "30",
+        "-sha256",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        cwd=pki,
     )
     server = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
     client = server + "extendedKeyUsage=clientAuth\n"
-    sans = ",".join([
-        "IP:127.0.0.1", f"IP:{SERVICE_IP}", *(f"IP:{ip}" for ip in extra_ips),
-        "DNS:localhost", "DNS:kubernetes",
-        "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-        "DNS:kubernetes.default.svc.cluster.local",
-    ])
-    issue_cert(pki, "apiserver", "/CN=kube-apiserver",
-           server + f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
-    issue_cert(pki, "etcd-server", "/CN=etcd",
-           server + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    sans = ",".join(
+        [
+            "IP:127.0.0.1",
+            f"IP:{SERVICE_IP}",
+            *(f"IP:{ip}" for ip in extra_ips),
+            "DNS:localhost",
+            "DNS:kubernetes",
+            "DNS:kubernetes.default",
+            "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local",
+        ]
+    )
+    issue_cert(pki, "apiserver", "/CN=kube-apiserver", server + f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
+    issue_cert(
+        pki,
+        "etcd-server",
+        "/CN=etcd",
+        server + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
     issue_cert(pki, "apiserver-etcd-client", "/CN=kube-apiserver-etcd-client", client)
     issue_cert(pki, "admin", "/O=system:masters/CN=tspipe-admin", client)
     issue_cert(pki, "controller-manager", "/CN=system:kube-controller-manager", client)
@@ -158,12 +196,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "tspipe-local", "cluster": {
-            "server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "tspipe-local", "context": {
-            "cluster": "tspipe-local", "user": user}}],
+        "clusters": [{"name": "tspipe-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "tspipe-local", "context": {"cluster": "tspipe-local", "user": user}}],
         "current-context": "tspipe-local",
     }
     path.write_text(json.dumps(cfg, indent=2) + "\n")
@@ -185,8 +220,13 @@ class _Proc:
     def start(self, env: dict[str, str]) -> None:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call, no lock taken
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call, no lock taken
             )
 
     def alive(self) -> bool:
@@ -199,7 +239,7 @@ class _Proc:
         self.popen = None
 
 
-_LIVE: "weakref.WeakSet[ControlPlane]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[ControlPlane] = weakref.WeakSet()
 _WORKDIR_PREFIX = "tsp-kube-"
 
 
@@ -218,8 +258,9 @@ def _stop_all() -> None:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok."""
 
-    def __init__(self, workdir: str | os.PathLike | None = None, *, start_timeout: float = 180,
-                 node_ip: str | None = None):
+    def __init__(
+        self, workdir: str | os.PathLike | None = None, *, start_timeout: float = 180, node_ip: str | None = None
+    ):
         """`node_ip`: a real node (localinfra.node.Node) will join at this address: the API
         server then also listens there (pods reach it), reaches kubelets by InternalIP, and
         kwok's fake node gets the FAKE_NODE_TAINT so that ordinary pods land on the real one."""
@@ -256,6 +297,7 @@ class ControlPlane:
         """Wait until CRD `name` is Established. (`kubectl wait --for=condition=Established`
         fails outright while `.status.conditions` is still empty, which a large CRD, such as
         the TimestampPipeline's with its embedded pod-template shapes, stays for a moment.)"""
+
         def established() -> bool:
             proc = self.kubectl("get", "crd", name, "-o", "json", check=False)
             if proc.returncode != 0:
@@ -265,17 +307,21 @@ class ControlPlane:
 
         wait_for(established, timeout, f"CRD {name} Established")
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,  # noqa: A002 - subprocess.run's name
-                timeout: float = 120) -> subprocess.CompletedProcess:
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,  # noqa: A002 - subprocess.run's name
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
         """Run the built kubectl as admin; text output captured."""
         argv = [str(self._tspkube()), "kubectl", "--kubeconfig", self.kubeconfig, *args]
-        proc = subprocess.run(argv, capture_output=True, text=True, input=input,
-                              timeout=timeout, env=self._env())
+        proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout, env=self._env())
         if check and proc.returncode != 0:
             raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
         return proc
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         t0 = time.monotonic()
         self.tspkube = cache.k8s_file("tspkube")
         kwok = cache.k8s_file("kwok")
@@ -290,8 +336,7 @@ class ControlPlane:
         except BaseException as exc:
             self._stop_procs()
             raise RuntimeError(
-                f"control plane failed to start: {exc}\n"
-                f"logs kept in {self.workdir}:\n{self._log_tails()}"
+                f"control plane failed to start: {exc}\nlogs kept in {self.workdir}:\n{self._log_tails()}"
             ) from exc
         self.started_in = time.monotonic() - t0
         return self
@@ -313,7 +358,7 @@ class ControlPlane:
         proc.start(self._env())
         self._wait_ready(time.monotonic() + timeout)
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -332,86 +377,138 @@ class ControlPlane:
             ("controller-manager", "controller-manager", "system:kube-controller-manager"),
             ("scheduler", "scheduler", "system:kube-scheduler"),
         ):
-            write_kubeconfig(wd / f"{name}.kubeconfig", self.apiserver_url, pki / "ca.crt",
-                             pki / f"{cert}.crt", pki / f"{cert}.key", user)
+            write_kubeconfig(
+                wd / f"{name}.kubeconfig",
+                self.apiserver_url,
+                pki / "ca.crt",
+                pki / f"{cert}.crt",
+                pki / f"{cert}.key",
+                user,
+            )
 
         tk = str(self.tspkube)
         etcd_url = f"https://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{etcd_peer}"
-        self._add("etcd", [
-            tk, "etcd", "--name=tsp", f"--data-dir={wd / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=tsp={peer_url}", "--initial-cluster-state=new",
-            f"--cert-file={pki / 'etcd-server.crt'}", f"--key-file={pki / 'etcd-server.key'}",
-            f"--trusted-ca-file={pki / 'ca.crt'}", "--client-cert-auth=true",
-            # Throwaway test data: skipping fsync makes writes fast on slow disks.
-            "--unsafe-no-fsync=true", "--quota-backend-bytes=2147483648",
-            "--log-level=warn",
-        ])
-        node_args = [
-            # The node's pods dial the API server on the bridge address; the node's name
-            # does not resolve here, its InternalIP does.
-            "--kubelet-preferred-address-types=InternalIP",
-            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-        ] if self.node_ip else []
-        self._add("kube-apiserver", [
-            tk, "kube-apiserver",
-            f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",
-            f"--advertise-address={self.node_ip or '127.0.0.1'}", *node_args,
-            f"--secure-port={self.apiserver_port}",
-            f"--etcd-servers={etcd_url}", f"--etcd-cafile={pki / 'ca.crt'}",
-            f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
-            f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SA_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # A loopback address is not a valid Endpoints IP, and without kube-proxy the
-            # `kubernetes` Service IP leads nowhere: pods on a real node are given the
-            # advertise address instead (KUBERNETES_SERVICE_HOST/PORT, tests/node).
-            "--endpoint-reconciler-type=none",
-            f"--audit-policy-file={wd / 'audit-policy.yaml'}",
-            f"--audit-log-path={wd / 'audit.log'}", "--audit-log-format=json",
-            "--audit-log-mode=blocking", "--audit-log-maxbackup=1", "--audit-log-maxsize=200",
-            "--profiling=false",
-        ])
+        self._add(
+            "etcd",
+            [
+                tk,
+                "etcd",
+                "--name=tsp",
+                f"--data-dir={wd / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=tsp={peer_url}",
+                "--initial-cluster-state=new",
+                f"--cert-file={pki / 'etcd-server.crt'}",
+                f"--key-file={pki / 'etcd-server.key'}",
+                f"--trusted-ca-file={pki / 'ca.crt'}",
+                "--client-cert-auth=true",
+                # Throwaway test data: skipping fsync makes writes fast on slow disks.
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=2147483648",
+                "--log-level=warn",
+            ],
+        )
+        node_args = (
+            [
+                # The node's pods dial the API server on the bridge address; the node's name
+                # does not resolve here, its InternalIP does.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            ]
+            if self.node_ip
+            else []
+        )
+        self._add(
+            "kube-apiserver",
+            [
+                tk,
+                "kube-apiserver",
+                f"--bind-address={'0.0.0.0' if self.node_ip else '127.0.0.1'}",
+                f"--advertise-address={self.node_ip or '127.0.0.1'}",
+                *node_args,
+                f"--secure-port={self.apiserver_port}",
+                f"--etcd-servers={etcd_url}",
+                f"--etcd-cafile={pki / 'ca.crt'}",
+                f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+                f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SA_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # A loopback address is not a valid Endpoints IP, and without kube-proxy the
+                # `kubernetes` Service IP leads nowhere: pods on a real node are given the
+                # advertise address instead (KUBERNETES_SERVICE_HOST/PORT, tests/node).
+                "--endpoint-reconciler-type=none",
+                f"--audit-policy-file={wd / 'audit-policy.yaml'}",
+                f"--audit-log-path={wd / 'audit.log'}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxbackup=1",
+                "--audit-log-maxsize=200",
+                "--profiling=false",
+            ],
+        )
         common = [
-            "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--profiling=false",
         ]
         kcm_cfg = str(wd / "controller-manager.kubeconfig")
-        self._add("kube-controller-manager", [
-            tk, "kube-controller-manager", *common,
-            f"--secure-port={free_port()}",
-            f"--kubeconfig={kcm_cfg}", f"--authentication-kubeconfig={kcm_cfg}",
-            f"--authorization-kubeconfig={kcm_cfg}",
-            "--controllers=*", "--use-service-account-credentials=true",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-        ])
+        self._add(
+            "kube-controller-manager",
+            [
+                tk,
+                "kube-controller-manager",
+                *common,
+                f"--secure-port={free_port()}",
+                f"--kubeconfig={kcm_cfg}",
+                f"--authentication-kubeconfig={kcm_cfg}",
+                f"--authorization-kubeconfig={kcm_cfg}",
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
         sched_cfg = str(wd / "scheduler.kubeconfig")
-        self._add("kube-scheduler", [
-            tk, "kube-scheduler", *common,
-            f"--secure-port={free_port()}",
-            f"--kubeconfig={sched_cfg}", f"--authentication-kubeconfig={sched_cfg}",
-            f"--authorization-kubeconfig={sched_cfg}",
-        ])
-        self._add("kwok", [
-            str(kwok), f"--config={stages}", f"--kubeconfig={self.kubeconfig}",
-            # Only its own fake node (and that node's pods): a real node's kubelet owns the rest.
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
-            "--node-lease-duration-seconds=40",
-        ])
+        self._add(
+            "kube-scheduler",
+            [
+                tk,
+                "kube-scheduler",
+                *common,
+                f"--secure-port={free_port()}",
+                f"--kubeconfig={sched_cfg}",
+                f"--authentication-kubeconfig={sched_cfg}",
+                f"--authorization-kubeconfig={sched_cfg}",
+            ],
+        )
+        self._add(
+            "kwok",
+            [
+                str(kwok),
+                f"--config={stages}",
+                f"--kubeconfig={self.kubeconfig}",
+                # Only its own fake node (and that node's pods): a real node's kubelet owns the rest.
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
 
         env = self._env()
         self._procs["etcd"].start(env)
@@ -425,8 +522,11 @@ class ControlPlane:
             node["spec"] = {"taints": [FAKE_NODE_TAINT]}
         self.kubectl("apply", "-f", "-", input=json.dumps(node))
         self._wait_for(deadline, "node Ready (kwok)", self._node_ready)
-        self._wait_for(deadline, "ServiceAccount default/default",
-                       lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200)
+        self._wait_for(
+            deadline,
+            "ServiceAccount default/default",
+            lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+        )
 
     def _add(self, name: str, argv: list[str]) -> None:
         self._procs[name] = _Proc(name, argv, self.workdir / f"{name}.log")
@@ -468,6 +568,7 @@ class ControlPlane:
         def probe() -> bool:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return True
+
         self._wait_for(deadline, f"{what} on port {port}", probe)
 
     def _wait_ready(self, deadline: float) -> None:

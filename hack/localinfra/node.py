@@ -26,6 +26,7 @@ sweep in localinfra.nodehost; this module is the node's lifecycle and its CLI.
 Needs root, Linux and the packages hack/node-packages.sh installs; `unavailable()` says
 why a machine cannot run a node (tests skip and the demo falls back with that reason).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -43,21 +44,69 @@ from pathlib import Path
 from localinfra import cache
 from localinfra.kube import ControlPlane, issue_cert, write_kubeconfig
 from localinfra.nodeconfig import (
-    BRIDGE, CNI_BIN_DIR, CNI_NETWORK, CONTAINERD_BIN, CTR_BIN, IMAGES, NODE_IP, NODE_LABEL, NODE_NAME, NODES,
-    POD_SUBNET, RUNC_BIN, NodeSpec, cni_config, containerd_config, containerd_socket, kubelet_config,
+    BRIDGE,
+    CNI_BIN_DIR,
+    CNI_NETWORK,
+    CONTAINERD_BIN,
+    CTR_BIN,
+    IMAGES,
+    NODE_IP,
+    NODE_LABEL,
+    NODE_NAME,
+    NODES,
+    POD_SUBNET,
+    RUNC_BIN,
+    NodeSpec,
+    cni_config,
+    containerd_config,
+    containerd_socket,
+    kubelet_config,
 )
 from localinfra.nodehost import (
-    CGROUP_ROOT, STATE_DIR, SYSCTLS, NodeError, forget_state, kill, leftovers, make_cgroup_root, nft_tables,
-    node_leftovers, pids_matching, pod_pids, read_sysctl, run, sandbox_ids, state_file, sweep, teardown,
+    CGROUP_ROOT,
+    STATE_DIR,
+    SYSCTLS,
+    NodeError,
+    forget_state,
+    kill,
+    leftovers,
+    make_cgroup_root,
+    nft_tables,
+    node_leftovers,
+    pids_matching,
+    pod_pids,
+    read_sysctl,
+    run,
+    sandbox_ids,
+    state_file,
+    sweep,
+    teardown,
     write_sysctl,
 )
 from localinfra.proc import die_with_parent, free_port, rss_bytes
 
 # What tests, the demo and bench import from here (the names of the node and its state).
 __all__ = [
-    "BRIDGE", "CNI_NETWORK", "IMAGES", "NODES", "NODE_IP", "NODE_LABEL", "NODE_NAME", "POD_SUBNET", "SYSCTLS",
-    "Node", "NodeError", "NodeSpec", "ensure_images", "leftovers", "nft_tables", "node_leftovers", "read_sysctl",
-    "state_file", "sweep", "unavailable",
+    "BRIDGE",
+    "CNI_NETWORK",
+    "IMAGES",
+    "NODES",
+    "NODE_IP",
+    "NODE_LABEL",
+    "NODE_NAME",
+    "POD_SUBNET",
+    "SYSCTLS",
+    "Node",
+    "NodeError",
+    "NodeSpec",
+    "ensure_images",
+    "leftovers",
+    "nft_tables",
+    "node_leftovers",
+    "read_sysctl",
+    "state_file",
+    "sweep",
+    "unavailable",
 ]
 # Pods of one node reach the other node's pods through the host: it must forward between
 # the bridges (0 on this machine before a second node starts; put back at its teardown).
@@ -68,6 +117,7 @@ SCRIPT_IMAGES = cache.HACK / "node-images.sh"
 
 
 # ---------------------------------------------------------------- can this machine run it
+
 
 def unavailable(install: bool = True) -> str | None:
     """Why this machine cannot run a real node, or None if it can. With `install`,
@@ -82,8 +132,14 @@ def unavailable(install: bool = True) -> str | None:
         rc = subprocess.run(["bash", str(SCRIPT_PACKAGES)]).returncode
         if rc != 0:
             return f"the node's Debian packages cannot be installed ({SCRIPT_PACKAGES.name} exit {rc})"
-    for b in (CONTAINERD_BIN, CTR_BIN, RUNC_BIN, f"{CNI_BIN_DIR}/bridge", f"{CNI_BIN_DIR}/host-local",
-              f"{CNI_BIN_DIR}/loopback"):
+    for b in (
+        CONTAINERD_BIN,
+        CTR_BIN,
+        RUNC_BIN,
+        f"{CNI_BIN_DIR}/bridge",
+        f"{CNI_BIN_DIR}/host-local",
+        f"{CNI_BIN_DIR}/loopback",
+    ):
         if not os.access(b, os.X_OK):
             return f"{b} is missing (hack/node-packages.sh installs it)"
     return None
@@ -109,7 +165,7 @@ def _wait(probe, timeout: float, what: str, interval: float = 0.5):
 
 # ---------------------------------------------------------------- the node
 
-_LIVE: list["Node"] = []
+_LIVE: list[Node] = []
 
 
 @atexit.register
@@ -123,8 +179,15 @@ class Node:
     `cp` (started with node_ip=NODE_IP, node 0's address, where every node's pods reach the
     API server). Node 1 runs only beside a running node 0, in the same process."""
 
-    def __init__(self, cp: ControlPlane, workdir: str | os.PathLike | None = None, *, index: int = 0,
-                 images: tuple[str, ...] = tuple(IMAGES), start_timeout: float = 240):
+    def __init__(
+        self,
+        cp: ControlPlane,
+        workdir: str | os.PathLike | None = None,
+        *,
+        index: int = 0,
+        images: tuple[str, ...] = tuple(IMAGES),
+        start_timeout: float = 240,
+    ):
         if cp.node_ip != NODE_IP:
             raise NodeError(f"start the control plane with ControlPlane(node_ip={NODE_IP!r})")
         if not 0 <= index < len(NODES):
@@ -168,20 +231,19 @@ class Node:
         return {n: rss_bytes(p.pid) for n, p in self.procs.items() if p.poll() is None}
 
     def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run(CTR_BIN, "--address", self.containerd_socket, "--namespace", "k8s.io",
-                    *args, timeout=timeout)
+        return run(CTR_BIN, "--address", self.containerd_socket, "--namespace", "k8s.io", *args, timeout=timeout)
 
     def alive(self) -> bool:
         return bool(self.procs) and all(p.poll() is None for p in self.procs.values())
 
-    def __enter__(self) -> "Node":
+    def __enter__(self) -> Node:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     # -- start ------------------------------------------------------------
-    def start(self) -> "Node":
+    def start(self) -> Node:
         t0 = time.monotonic()
         live = tuple(n.spec.index for n in _LIVE)
         if self.spec.index in live:
@@ -203,9 +265,16 @@ class Node:
         self.nft_tables = nft_tables()
         # Recorded before anything changes, so a crash at any later point is swept.
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        state_file(self.spec).write_text(json.dumps({
-            "owner": os.getpid(), "workdir": str(self.workdir), "sysctls": self.sysctls,
-            "nft_tables": self.nft_tables}))
+        state_file(self.spec).write_text(
+            json.dumps(
+                {
+                    "owner": os.getpid(),
+                    "workdir": str(self.workdir),
+                    "sysctls": self.sysctls,
+                    "nft_tables": self.nft_tables,
+                }
+            )
+        )
         _LIVE.append(self)
         try:
             self._start(archives, t0 + self.start_timeout)
@@ -231,11 +300,18 @@ class Node:
 
         (wd / "containerd.toml").write_text(containerd_config(wd))
         (wd / "cni" / "net.d" / f"10-{spec.cni_network}.conflist").write_text(
-            json.dumps(cni_config(spec, wd), indent=2))
+            json.dumps(cni_config(spec, wd), indent=2)
+        )
         self._spawn("containerd", [CONTAINERD_BIN, "--config", str(wd / "containerd.toml")])
-        _wait(lambda: self._check() and os.path.exists(self.containerd_socket)
-              and run(CTR_BIN, "--address", self.containerd_socket, "version", check=False).returncode == 0,
-              max(5, deadline - time.monotonic()), "containerd to answer")
+        _wait(
+            lambda: (
+                self._check()
+                and os.path.exists(self.containerd_socket)
+                and run(CTR_BIN, "--address", self.containerd_socket, "version", check=False).returncode == 0
+            ),
+            max(5, deadline - time.monotonic()),
+            "containerd to answer",
+        )
         t = time.monotonic()
         for path in archives.values():
             # docker-archive from buildah push; unpacked into overlayfs for the CRI.
@@ -248,33 +324,55 @@ class Node:
         for f in ("ca.crt", "ca.key"):
             shutil.copy(cpki / f, pki / f)
         base = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        issue_cert(pki, "kubelet", f"/CN={spec.name}",
-                   base + f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{spec.ip},DNS:{spec.name}\n")
-        issue_cert(pki, "kubelet-client", f"/O=system:nodes/CN=system:node:{spec.name}",
-                   base + "extendedKeyUsage=clientAuth\n")
+        issue_cert(
+            pki,
+            "kubelet",
+            f"/CN={spec.name}",
+            base + f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{spec.ip},DNS:{spec.name}\n",
+        )
+        issue_cert(
+            pki, "kubelet-client", f"/O=system:nodes/CN=system:node:{spec.name}", base + "extendedKeyUsage=clientAuth\n"
+        )
         (pki / "ca.key").unlink()
-        write_kubeconfig(wd / "kubelet.kubeconfig", self.cp.apiserver_url, pki / "ca.crt",
-                         pki / "kubelet-client.crt", pki / "kubelet-client.key", f"system:node:{spec.name}")
+        write_kubeconfig(
+            wd / "kubelet.kubeconfig",
+            self.cp.apiserver_url,
+            pki / "ca.crt",
+            pki / "kubelet-client.crt",
+            pki / "kubelet-client.key",
+            f"system:node:{spec.name}",
+        )
         self.kubelet_port = free_port()
-        (wd / "kubelet.yaml").write_text(json.dumps(
-            kubelet_config(spec, wd, self.kubelet_port, free_port()), indent=2))
-        self._spawn("kubelet", [
-            str(cache.k8s_file("tspkube")), "kubelet",
-            f"--config={wd / 'kubelet.yaml'}", f"--kubeconfig={wd / 'kubelet.kubeconfig'}",
-            f"--root-dir={wd / 'kubelet'}", f"--cert-dir={pki}",
-            f"--hostname-override={spec.name}", f"--node-ip={spec.ip}",
-            f"--node-labels={NODE_LABEL}=real", "--v=1",
-        ])
+        (wd / "kubelet.yaml").write_text(json.dumps(kubelet_config(spec, wd, self.kubelet_port, free_port()), indent=2))
+        self._spawn(
+            "kubelet",
+            [
+                str(cache.k8s_file("tspkube")),
+                "kubelet",
+                f"--config={wd / 'kubelet.yaml'}",
+                f"--kubeconfig={wd / 'kubelet.kubeconfig'}",
+                f"--root-dir={wd / 'kubelet'}",
+                f"--cert-dir={pki}",
+                f"--hostname-override={spec.name}",
+                f"--node-ip={spec.ip}",
+                f"--node-labels={NODE_LABEL}=real",
+                "--v=1",
+            ],
+        )
         self.kubelet_started = time.monotonic()
-        _wait(lambda: self._check() and self._ready(), max(5, deadline - time.monotonic()),
-              f"node {spec.name} Ready")
+        _wait(lambda: self._check() and self._ready(), max(5, deadline - time.monotonic()), f"node {spec.name} Ready")
         self.ready_after_kubelet = time.monotonic() - self.kubelet_started
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.workdir / f"{name}.log", "ab") as out:
             self.procs[name] = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - one prctl call, no lock taken
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call, no lock taken
+            )
 
     def _check(self) -> bool:
         for name, p in self.procs.items():
@@ -323,9 +421,15 @@ class Node:
                     p.wait(5)
         self.procs = {}
         keep = os.environ.get("TSP_KEEP_WORKDIR")
-        self.teardown_notes = teardown(self.spec, self.workdir, self.sysctls, timeout,
-                                       remove_workdir=self._own_workdir and not keep,
-                                       tables_before=self.nft_tables, shared=not _LIVE)
+        self.teardown_notes = teardown(
+            self.spec,
+            self.workdir,
+            self.sysctls,
+            timeout,
+            remove_workdir=self._own_workdir and not keep,
+            tables_before=self.nft_tables,
+            shared=not _LIVE,
+        )
         try:
             st = json.loads(state_file(self.spec).read_text())
             if st.get("owner") == os.getpid():
@@ -355,8 +459,11 @@ def main(argv: list[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return 1
         after = leftovers()
-        print("\n".join([f"removed {x}" for x in before if x not in after] + notes
-                        + [f"left {x}" for x in after]) or "nothing was left", flush=True)
+        print(
+            "\n".join([f"removed {x}" for x in before if x not in after] + notes + [f"left {x}" for x in after])
+            or "nothing was left",
+            flush=True,
+        )
         return 1 if after else 0
     if args.command == "leftovers":
         left = leftovers()
@@ -376,8 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             while all(n.alive() for n in nodes):
                 time.sleep(1)
-            print("a node component exited; stopping\n" + "\n".join(n.log_tails() for n in nodes),
-                  file=sys.stderr)
+            print("a node component exited; stopping\n" + "\n".join(n.log_tails() for n in nodes), file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 0

@@ -3,12 +3,13 @@ list and the kubelet's configuration. Pure functions of the node's work folder a
 (no I/O), so what the node runs with is reviewable and unit-tested
 (tests/infra/test_node_config.py); localinfra.node writes them and starts the processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-NODE_LABEL = "tspipe.io/node"   # = "real" on every real node
+NODE_LABEL = "tspipe.io/node"  # = "real" on every real node
 # The real nodes the harness knows, and sweeps after a crash: tsp-node-0 and tsp-node-1.
 NODE_COUNT = 2
 # Node i's pod subnet is 10.(245+i).0.0/24: 10.244.0.0/16 is kwok's POD_CIDR (kube.py),
@@ -144,16 +145,21 @@ def cni_config(spec: NodeSpec, wd: Path) -> dict:
     return {
         "cniVersion": "0.4.0",
         "name": spec.cni_network,
-        "plugins": [{
-            "type": "bridge", "bridge": spec.bridge, "isGateway": False, "ipMasq": False,
-            "hairpinMode": True,
-            "ipam": {
-                "type": "host-local", "dataDir": str(wd / "cni" / "ipam"),
-                "ranges": [[{"subnet": spec.subnet, "rangeStart": start,
-                             "rangeEnd": end, "gateway": spec.ip}]],
-                "routes": [{"dst": p.subnet} for p in spec.peers()],
-            },
-        }],
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": spec.bridge,
+                "isGateway": False,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(wd / "cni" / "ipam"),
+                    "ranges": [[{"subnet": spec.subnet, "rangeStart": start, "rangeEnd": end, "gateway": spec.ip}]],
+                    "routes": [{"dst": p.subnet} for p in spec.peers()],
+                },
+            }
+        ],
     }
 
 
@@ -167,8 +173,11 @@ def kubelet_config(spec: NodeSpec, wd: Path, port: int, healthz_port: int) -> di
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": healthz_port,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": str(pki / "ca.crt")}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
+        },
         # Only the API server (a client certificate signed by the cluster CA) reaches it.
         "authorization": {"mode": "AlwaysAllow"},
         "tlsCertFile": str(pki / "kubelet.crt"),
@@ -183,9 +192,13 @@ def kubelet_config(spec: NodeSpec, wd: Path, port: int, healthz_port: int) -> di
         "resolvConf": "",
         # A shared development disk: never evict pods or collect our imported images
         # because the disk is fuller than a production node's.
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "0%",
-                         "nodefs.inodesFree": "0%", "imagefs.available": "0%",
-                         "imagefs.inodesFree": "0%"},
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
+            "imagefs.inodesFree": "0%",
+        },
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "maxPods": 30,

@@ -5,6 +5,7 @@ teardown that removes all of it. The same teardown is the sweep of a crashed run
 state (work folder, kernel settings and netfilter tables as they were) is in its
 `state_file()`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,15 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBEPODS = "kubepods"
 # Kernel settings the kubelet sets at start (setupKernelTunables) and the bridge plugin
 # may set; restored at teardown to what they were.
-SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
-           "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward")
+SYSCTLS = (
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+    "net.ipv4.ip_forward",
+)
 SHIM_NAME = "containerd-shim"
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
 # libcni's result cache (not configurable in containerd 1.6): `<network>-<sandbox>-<ifname>`.
@@ -212,7 +220,7 @@ def cni_results(spec: NodeSpec, sandboxes: Collection[str] = ()) -> list[Path]:
     if not CNI_RESULTS.is_dir():
         return []
     ours = sorted(CNI_RESULTS.glob(f"{spec.cni_network}-*"))
-    ids = set(sandboxes) | {f.name[len(spec.cni_network) + 1:].rsplit("-", 1)[0] for f in ours}
+    ids = set(sandboxes) | {f.name[len(spec.cni_network) + 1 :].rsplit("-", 1)[0] for f in ours}
     return ours + [f for i in sorted(ids) if (f := CNI_RESULTS / f"{CNI_LOOPBACK}-{i}-lo").exists()]
 
 
@@ -227,8 +235,7 @@ def runtime_processes() -> list[str]:
             cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if comm.startswith(SHIM_NAME) or comm in RUNTIMES or \
-                (comm.startswith("tspkube") and " kubelet " in cmd + " "):
+        if comm.startswith(SHIM_NAME) or comm in RUNTIMES or (comm.startswith("tspkube") and " kubelet " in cmd + " "):
             out.append(f"{p.name}: {cmd.strip() or '(exited, not yet reaped)'}")
     return out
 
@@ -243,12 +250,14 @@ def orphan_loopback_results() -> list[Path]:
 
 # ---------------------------------------------------------------- teardown (also the sweep)
 
+
 def nft_tables() -> list[str]:
     """The netfilter tables there are now (`table ip filter`, ...); [] without nft."""
     if not shutil.which("nft"):
         return []
-    return sorted(ln.strip() for ln in run("nft", "list", "tables", check=False).stdout.splitlines()
-                  if ln.startswith("table "))
+    return sorted(
+        ln.strip() for ln in run("nft", "list", "tables", check=False).stdout.splitlines() if ln.startswith("table ")
+    )
 
 
 def kube_chains() -> list[str]:
@@ -283,9 +292,14 @@ def _remove_kube_chains() -> None:
 
 
 def teardown(  # noqa: C901 - best-effort steps in teardown order, each guarded on its own
-    spec: NodeSpec, workdir: Path | None, sysctls: dict[str, str] | None, timeout: float = 30,
-             remove_workdir: bool = True, tables_before: list[str] | None = None,
-             shared: bool = True) -> list[str]:
+    spec: NodeSpec,
+    workdir: Path | None,
+    sysctls: dict[str, str] | None,
+    timeout: float = 30,
+    remove_workdir: bool = True,
+    tables_before: list[str] | None = None,
+    shared: bool = True,
+) -> list[str]:
     """Remove everything node `spec`'s run made; returns what was found left over (for
     logs). Safe to run on a half-started or crashed run, and more than once. `shared`:
     also what every kubelet on the machine shares (the KUBE-* iptables chains, netfilter
@@ -395,13 +409,18 @@ def sweep(live: tuple[int, ...] = ()) -> list[str]:
             try:
                 os.kill(int(state["owner"]), 0)
                 if int(state["owner"]) != os.getpid():
-                    raise NodeError(f"another process (pid {state['owner']}) runs the node "
-                                    f"{spec.name} in {state.get('workdir')}")
+                    raise NodeError(
+                        f"another process (pid {state['owner']}) runs the node {spec.name} in {state.get('workdir')}"
+                    )
             except ProcessLookupError:
                 pass
-        notes += teardown(spec, Path(state["workdir"]) if state and state.get("workdir") else None,
-                          state.get("sysctls") if state else None,
-                          tables_before=state.get("nft_tables") if state else None, shared=not live)
+        notes += teardown(
+            spec,
+            Path(state["workdir"]) if state and state.get("workdir") else None,
+            state.get("sysctls") if state else None,
+            tables_before=state.get("nft_tables") if state else None,
+            shared=not live,
+        )
         forget_state(spec)
     for f in orphan_loopback_results():
         f.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
 """The operator as a local subprocess, its output in a log file: one wrapper for the
 tests, the demo and the benchmark (the tests of the operator *as a pod* install it)."""
+
 from __future__ import annotations
 
 import os
@@ -15,30 +16,55 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def manager_argv(namespace: str, *, standalone: bool = True, extra: Sequence[str] = ()) -> list[str]:
     """`python -m tspipe.manager` for one namespace, as the project's Deployment runs it."""
-    return [sys.executable, "-m", "tspipe.manager", *(["--standalone"] if standalone else []),
-            "--namespace", namespace, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "tspipe.manager",
+        *(["--standalone"] if standalone else []),
+        "--namespace",
+        namespace,
+        *extra,
+    ]
 
 
 class OperatorProcess:
-    def __init__(self, argv: Sequence[str], log_path: Path, *, kubeconfig: str | None = None,
-                 env: dict[str, str] | None = None, cwd: Path = ROOT):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        kubeconfig: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ):
         self.argv = list(argv)
-        self.env = {**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1",
-                    **({"KUBECONFIG": kubeconfig} if kubeconfig else {})}
+        self.env = {
+            **(env if env is not None else os.environ),
+            "PYTHONUNBUFFERED": "1",
+            **({"KUBECONFIG": kubeconfig} if kubeconfig else {}),
+        }
         self.log_path, self.cwd = Path(log_path), cwd
         self.proc: subprocess.Popen | None = None
         self._offset = 0
 
     @classmethod
-    def manager(cls, kubeconfig: str, namespace: str, log_path: Path, *, standalone: bool = True,
-                extra: Sequence[str] = ()) -> OperatorProcess:
+    def manager(
+        cls, kubeconfig: str, namespace: str, log_path: Path, *, standalone: bool = True, extra: Sequence[str] = ()
+    ) -> OperatorProcess:
         return cls(manager_argv(namespace, standalone=standalone, extra=extra), log_path, kubeconfig=kubeconfig)
 
     def start(self) -> OperatorProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._fh = open(self.log_path, "ab")  # noqa: SIM115 - the operator writes to it until stop()
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     @property

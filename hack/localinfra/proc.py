@@ -1,4 +1,5 @@
 """Process plumbing shared by the local infrastructure helpers and their tests."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 # Ports for the services a run starts come from below the kernel's ephemeral range. A port
 # the kernel hands out for bind(0) lies inside it, and between that pick and the service's
 # own bind any process's outgoing connection may take it as its source port (CI saw a
@@ -23,10 +23,10 @@ from pathlib import Path
 # hands out a port twice and two processes rarely meet.
 PORT_FLOOR = 10_000
 _EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-_next_port: "itertools.cycle[int] | None" = None
+_next_port: itertools.cycle[int] | None = None
 
 
-def _ports() -> "itertools.cycle[int] | None":
+def _ports() -> itertools.cycle[int] | None:
     global _next_port  # noqa: PLW0603 - set once, on first use
     if _next_port is None:
         try:
@@ -146,8 +146,7 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def wait_for(probe, timeout: float, what: str, interval: float = 0.25,
-             retry_on: tuple[type[BaseException], ...] = ()):
+def wait_for(probe, timeout: float, what: str, interval: float = 0.25, retry_on: tuple[type[BaseException], ...] = ()):
     """Poll `probe` until it returns something truthy and return that; raise AssertionError
     naming `what` (and the last value seen) after `timeout` seconds. Exceptions of the
     `retry_on` types mean "not yet" (the last one is named if time runs out)."""

@@ -16,6 +16,7 @@ it does not translate is refused (ValueError), so a PodMonitor that gains one ca
 scraped differently here than by the operator without a test failing
 (tests/monitoring/test_prometheus_config_units.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,15 @@ from .proc import die_with_parent, free_port, owned_tmpdir, stop_process_group, 
 # What the translation knows of a PodMonitor; anything else is refused.
 _SPEC_FIELDS = {"namespaceSelector", "selector", "podMetricsEndpoints"}
 _ENDPOINT_FIELDS = {"port", "path", "interval", "honorLabels", "relabelings"}
-_RELABEL_FIELDS = {"action": "action", "sourceLabels": "source_labels", "targetLabel": "target_label",
-                   "replacement": "replacement", "regex": "regex", "separator": "separator",
-                   "modulus": "modulus"}
+_RELABEL_FIELDS = {
+    "action": "action",
+    "sourceLabels": "source_labels",
+    "targetLabel": "target_label",
+    "replacement": "replacement",
+    "regex": "regex",
+    "separator": "separator",
+    "modulus": "modulus",
+}
 
 
 def _label_name(name: str) -> str:
@@ -76,10 +83,16 @@ def podmonitor_scrape_configs(pm: dict, kubeconfig_file: str) -> list[dict[str, 
             {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"},
         ]
         for key, value in sorted((selector.get("matchLabels") or {}).items()):
-            relabel.append({"action": "keep",
-                            "source_labels": [f"__meta_kubernetes_pod_label_{_label_name(key)}",
-                                              f"__meta_kubernetes_pod_labelpresent_{_label_name(key)}"],
-                            "regex": f"({value});true"})
+            relabel.append(
+                {
+                    "action": "keep",
+                    "source_labels": [
+                        f"__meta_kubernetes_pod_label_{_label_name(key)}",
+                        f"__meta_kubernetes_pod_labelpresent_{_label_name(key)}",
+                    ],
+                    "regex": f"({value});true",
+                }
+            )
         relabel += [
             {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": ep["port"]},
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
@@ -136,11 +149,21 @@ class PrometheusServer:
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self._log = open(self.dir / "prometheus.log", "wb")  # noqa: SIM115 - Prometheus writes to it until stop()
         self.proc = subprocess.Popen(
-            [str(cache.prometheus()), f"--config.file={self.dir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--storage.tsdb.retention.time=1h", "--log.level=info"],
-            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509 - one prctl call, no lock taken
+            [
+                str(cache.prometheus()),
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=info",
+            ],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call, no lock taken
+        )
 
         def ready() -> bool:
             assert self.proc is not None and self.proc.poll() is None, f"prometheus exited:\n{self.log()[-3000:]}"

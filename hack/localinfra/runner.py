@@ -14,6 +14,7 @@ A test can stand in for image pulls: `router_sources` maps a router image refere
 directory holding another `tsrouter` package (a release under test), and `kinds` limits
 what runs (a test that writes the input itself needs no time source or log sinks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from localinfra.proc import free_port, owned_tmpdir, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,10 +42,10 @@ SPRING_APPS = ("time-source-kafka", "log-sink-kafka")
 class Program:
     """What to run for one Deployment: a Spring jar or the router, with args and env."""
 
-    key: str                 # namespace/name of the Deployment
-    kind: str                # "router" or a Spring app name (SPRING_APPS)
+    key: str  # namespace/name of the Deployment
+    kind: str  # "router" or a Spring app name (SPRING_APPS)
     image: str
-    version: str             # image tag
+    version: str  # image tag
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     replicas: int
@@ -82,7 +84,7 @@ def expand_refs(text: str, mapping: dict[str, str]) -> str:
                 out.append("$(")
                 i += 2
             else:
-                name = text[i + 2:close]
+                name = text[i + 2 : close]
                 out.append(mapping.get(name, f"$({name})"))
                 i = close + 1
         else:
@@ -122,8 +124,9 @@ def program_for(deployment: dict, resolve_env_from) -> Program:
     args = tuple(expand_refs(a, dict(env)) for a in container.get("args") or ())
     replicas = deployment["spec"].get("replicas", 1)
     fp = hashlib.sha256(json.dumps([container["image"], args, env, replicas]).encode()).hexdigest()[:12]
-    return Program(f"{meta['namespace']}/{meta['name']}", kind, container["image"], version, args, tuple(env),
-                   replicas, fp)
+    return Program(
+        f"{meta['namespace']}/{meta['name']}", kind, container["image"], version, args, tuple(env), replicas, fp
+    )
 
 
 def with_port(args: tuple[str, ...], port: int) -> list[str]:
@@ -135,9 +138,16 @@ def with_port(args: tuple[str, ...], port: int) -> list[str]:
 class Runner:
     """Polls the API server for managed Deployments and keeps one process per replica."""
 
-    def __init__(self, kubeconfig: str, namespace: str | None, logdir: Path,
-                 on_line=None, poll_seconds: float = 1.0,
-                 router_sources: dict[str, Path] | None = None, kinds: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str | None,
+        logdir: Path,
+        on_line=None,
+        poll_seconds: float = 1.0,
+        router_sources: dict[str, Path] | None = None,
+        kinds: tuple[str, ...] | None = None,
+    ):
         from kubernetes import client, config
 
         self._api_client = config.new_client_from_config(config_file=kubeconfig)
@@ -146,12 +156,12 @@ class Runner:
         self.namespace = namespace
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.on_line = on_line        # callback(program_key, line) for every output line
+        self.on_line = on_line  # callback(program_key, line) for every output line
         self.poll_seconds = poll_seconds
         self.router_sources = dict(router_sources or {})
         self.kinds = kinds
         self.running: dict[str, tuple[Program, list[subprocess.Popen]]] = {}
-        self.starts: dict[str, int] = {}   # restarts are visible to tests
+        self.starts: dict[str, int] = {}  # restarts are visible to tests
         self._stop = threading.Event()
         # Held for a whole sync pass and by stop(): a pass still under way when stop()
         # gives up waiting must not start programs after stop() ended the rest.
@@ -209,8 +219,14 @@ class Runner:
             env["PYTHONPATH"] = os.pathsep.join([str(self.router_sources[prog.image]), env.get("PYTHONPATH", "")])
         name = prog.key.replace("/", "_") + f"-{replica}"
         log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - the program writes to it until it stops
-        proc = subprocess.Popen(self._command(prog, free_port()), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            self._command(prog, free_port()),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         threading.Thread(target=self._pump, args=(prog.key, proc, log), daemon=True).start()
         self.starts[prog.key] = self.starts.get(prog.key, 0) + 1
         return proc
@@ -267,7 +283,7 @@ class Runner:
                     print(f"runner: sync failed: {exc}", file=sys.stderr, flush=True)
             self._stop.wait(self.poll_seconds)
 
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         self._thread = threading.Thread(target=self._loop, name="runner", daemon=True)
         self._thread.start()
         return self

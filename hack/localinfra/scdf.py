@@ -17,6 +17,7 @@ Two modes for Skipper's platform account `default` (the one Data Flow deploys to
 
 CLI: `python -m localinfra.scdf` starts both, prints the Data Flow URL, waits for Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ import urllib.request
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from localinfra.proc import java_bin, free_port, owned_tmpdir, stop_process_group, rss_bytes
+
 from localinfra.cache import cache_dir
+from localinfra.proc import free_port, java_bin, owned_tmpdir, rss_bytes, stop_process_group
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "scdf" / "pom.xml"
@@ -59,7 +61,7 @@ class ScdfError(RuntimeError):
 class KubernetesPlatform:
     """Skipper's Kubernetes account: where its deployer creates the apps' Deployments."""
 
-    kubeconfig: str          # the fabric8 client reads it (KUBECONFIG), as kubectl would
+    kubeconfig: str  # the fabric8 client reads it (KUBECONFIG), as kubectl would
     namespace: str
     # No registry is reachable: `Never` runs what the node imported and fails at once
     # (ErrImageNeverPull) for an image it lacks, where IfNotPresent would try to pull.
@@ -68,6 +70,7 @@ class KubernetesPlatform:
 
 
 # ---------------------------------------------------------------- pure helpers
+
 
 def pom_property(name: str, pom: Path = POM) -> str:
     m = re.search(rf"<{re.escape(name)}>([^<]+)</{re.escape(name)}>", pom.read_text())
@@ -79,8 +82,11 @@ def pom_property(name: str, pom: Path = POM) -> str:
 def jar_key() -> str:
     """The key of hack/scdf-jars.sh: every file under hack/scdf (sorted paths, not under a
     target/ folder) and the script itself, by content."""
-    names = sorted(p.relative_to(HACK_DIR).as_posix() for p in (HACK_DIR / "scdf").rglob("*")
-                   if p.is_file() and "target" not in p.relative_to(HACK_DIR).parts)
+    names = sorted(
+        p.relative_to(HACK_DIR).as_posix()
+        for p in (HACK_DIR / "scdf").rglob("*")
+        if p.is_file() and "target" not in p.relative_to(HACK_DIR).parts
+    )
     digest = hashlib.sha256()
     for name in [*names, JARS_SCRIPT.name]:
         digest.update((HACK_DIR / name).read_bytes())
@@ -164,11 +170,11 @@ def dataflow_args(*, port: int, workdir: Path, skipper_url: str) -> list[str]:
 
 # ---------------------------------------------------------------- processes
 
+
 def ensure_jars() -> dict[str, Path]:
     """The two executable jars, running hack/scdf-jars.sh if the cache lacks them."""
     d = jar_dir()
-    jars = {"skipper": d / "spring-cloud-skipper-server.jar",
-            "dataflow": d / "spring-cloud-dataflow-server.jar"}
+    jars = {"skipper": d / "spring-cloud-skipper-server.jar", "dataflow": d / "spring-cloud-dataflow-server.jar"}
     if not (d / ".complete").exists() or not all(j.exists() for j in jars.values()):
         subprocess.run(["bash", str(JARS_SCRIPT)], check=True)
     return jars
@@ -186,7 +192,7 @@ def answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-_LIVE: "weakref.WeakSet[ScdfServers]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[ScdfServers] = weakref.WeakSet()
 
 
 @atexit.register
@@ -225,11 +231,14 @@ class ScdfServers:
         return self.workdir / f"{name}.log"
 
     def rss(self) -> dict[str, int]:
-        return {name: rss_bytes(p.pid) for name, p in (("skipper", self.skipper), ("dataflow", self.dataflow))
-                if p is not None and p.poll() is None}
+        return {
+            name: rss_bytes(p.pid)
+            for name, p in (("skipper", self.skipper), ("dataflow", self.dataflow))
+            if p is not None and p.poll() is None
+        }
 
     # -- lifecycle
-    def start(self) -> "ScdfServers":
+    def start(self) -> ScdfServers:
         jars = ensure_jars()
         _LIVE.add(self)
         try:
@@ -237,13 +246,19 @@ class ScdfServers:
             self.dataflow_port = free_port()
             # Both at once: Data Flow only calls Skipper when asked to deploy or report, so
             # it needs no running Skipper to start, and two JVM starts overlap well.
-            self.skipper = self._launch("skipper", jars["skipper"], SKIPPER_HEAP,
-                                        skipper_args(port=self.skipper_port, workdir=self.workdir,
-                                                     kubernetes=self.kubernetes),
-                                        env=skipper_env(self.kubernetes))
-            self.dataflow = self._launch("dataflow", jars["dataflow"], DATAFLOW_HEAP,
-                                         dataflow_args(port=self.dataflow_port, workdir=self.workdir,
-                                                       skipper_url=self.skipper_url))
+            self.skipper = self._launch(
+                "skipper",
+                jars["skipper"],
+                SKIPPER_HEAP,
+                skipper_args(port=self.skipper_port, workdir=self.workdir, kubernetes=self.kubernetes),
+                env=skipper_env(self.kubernetes),
+            )
+            self.dataflow = self._launch(
+                "dataflow",
+                jars["dataflow"],
+                DATAFLOW_HEAP,
+                dataflow_args(port=self.dataflow_port, workdir=self.workdir, skipper_url=self.skipper_url),
+            )
             t0 = time.monotonic()
             self._wait("skipper", self.skipper, f"{self.skipper_url}/api/about", t0)
             self._wait("dataflow", self.dataflow, f"{self.dataflow_url}/about", t0)
@@ -252,8 +267,9 @@ class ScdfServers:
             raise
         return self
 
-    def _launch(self, name: str, jar: Path, heap: list[str], args: list[str],
-                env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _launch(
+        self, name: str, jar: Path, heap: list[str], args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         tmp = self.workdir / f"{name}-tmp"
         tmp.mkdir(exist_ok=True)
         # java.io.tmpdir: Skipper's local deployer puts each app's working dir there.
@@ -261,8 +277,15 @@ class ScdfServers:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - the JVM writes to it until stop()
         try:
             # Own process group: stop() signals the JVM and anything it launched.
-            return subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            return subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
         finally:
             log.close()
 
@@ -270,8 +293,7 @@ class ScdfServers:
         deadline = t0 + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise ScdfError(f"{name} exited with code {proc.returncode} while starting; "
-                                f"see {self.log_path(name)}")
+                raise ScdfError(f"{name} exited with code {proc.returncode} while starting; see {self.log_path(name)}")
             if answers(url):
                 self.start_seconds[name] = time.monotonic() - t0
                 return
@@ -293,7 +315,7 @@ class ScdfServers:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "ScdfServers":
+    def __enter__(self) -> ScdfServers:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -301,8 +323,9 @@ class ScdfServers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m localinfra.scdf",
-                                 description="Run Skipper + Data Flow on loopback until Ctrl-C.")
+    ap = argparse.ArgumentParser(
+        prog="python -m localinfra.scdf", description="Run Skipper + Data Flow on loopback until Ctrl-C."
+    )
     ap.add_argument("--workdir", help="databases and logs here (default: a temp dir, removed on exit)")
     ap.add_argument("--kubeconfig", help="give Skipper a Kubernetes platform from this admin kubeconfig")
     ap.add_argument("--namespace", default="default", help="the namespace Skipper deploys into (with --kubeconfig)")
@@ -318,10 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with servers:
         rss = servers.rss()
-        print(f"skipper   {servers.skipper_url}  started in {servers.start_seconds['skipper']:.1f}s, "
-              f"RSS {rss.get('skipper', 0) / 2**20:.0f} MiB")
-        print(f"dataflow  {servers.dataflow_url}  started in {servers.start_seconds['dataflow']:.1f}s, "
-              f"RSS {rss.get('dataflow', 0) / 2**20:.0f} MiB")
+        print(
+            f"skipper   {servers.skipper_url}  started in {servers.start_seconds['skipper']:.1f}s, "
+            f"RSS {rss.get('skipper', 0) / 2**20:.0f} MiB"
+        )
+        print(
+            f"dataflow  {servers.dataflow_url}  started in {servers.start_seconds['dataflow']:.1f}s, "
+            f"RSS {rss.get('dataflow', 0) / 2**20:.0f} MiB"
+        )
         print(f"logs in {servers.workdir}; Ctrl-C stops both", flush=True)
         while not stop["now"]:
             time.sleep(0.5)

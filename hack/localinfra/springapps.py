@@ -11,6 +11,7 @@ bindings to `output` (time source, `timeSupplier-out-0`) and `input` (log sink,
 `--spring.cloud.stream.bindings.output.destination` / `...input.destination`; a
 `timeSupplier-out-0.destination` property is ignored.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from localinfra.proc import java_bin, owned_tmpdir
+
 from localinfra.cache import cache_dir
+from localinfra.proc import java_bin, owned_tmpdir
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 POM = HACK_DIR / "spring-apps" / "pom.xml"
@@ -31,8 +33,7 @@ SCRIPT = HACK_DIR / "spring-apps.sh"
 APPS = ("time-source-kafka", "log-sink-kafka")
 # The time source's payload format (java.text.SimpleDateFormat "MM/dd/yy HH:mm:ss").
 TIME_FORMAT = "%m/%d/%y %H:%M:%S"
-JVM_FLAGS = ("-Xms32m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-             "-Djava.awt.headless=true")
+JVM_FLAGS = ("-Xms32m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 # The apps' java.io.tmpdir lives in folders of this prefix, removed when the app stops (and
 # swept once the process that started it is gone): Spring Boot's embedded Tomcat makes its
 # base dir there (tomcat.PORT.N) and never removes it, so with /tmp every start left one.
@@ -45,6 +46,7 @@ class SpringAppError(RuntimeError):
 
 
 # ---------------------------------------------------------------- pure helpers
+
 
 def recipe_version(pom: Path = POM) -> str:
     """The app version hack/spring-apps/pom.xml builds (the reactor's own <version>)."""
@@ -73,10 +75,11 @@ class LogLine:
 
 
 # Spring Boot 3.4's console pattern, e.g.
-# 2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] log-sink                                 : 11/27/26 22:50:55
+# 2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] log-sink                                 : 11/27/26 22:50:55  # noqa: E501
 _BOOT_LINE = re.compile(
     r"^(?P<timestamp>\d{4}-\d\d-\d\dT\S+)\s+(?P<level>[A-Z]+)\s+(?P<pid>\d+)\s+---\s+"
-    r"\[(?P<app>[^\]]*)\]\s+\[\s*(?P<thread>[^\]]*)\]\s+(?P<logger>\S+)\s+:\s(?P<message>.*)$")
+    r"\[(?P<app>[^\]]*)\]\s+\[\s*(?P<thread>[^\]]*)\]\s+(?P<logger>\S+)\s+:\s(?P<message>.*)$"
+)
 
 
 def parse_boot_log_line(line: str) -> LogLine | None:
@@ -85,8 +88,7 @@ def parse_boot_log_line(line: str) -> LogLine | None:
     if not m:
         return None
     d = m.groupdict()
-    return LogLine(d["timestamp"], d["level"], int(d["pid"]), d["app"], d["thread"].strip(),
-                   d["logger"], d["message"])
+    return LogLine(d["timestamp"], d["level"], int(d["pid"]), d["app"], d["thread"].strip(), d["logger"], d["message"])
 
 
 def log_sink_payloads(lines, logger: str = "log-sink") -> list[str]:
@@ -100,6 +102,7 @@ def log_sink_payloads(lines, logger: str = "log-sink") -> list[str]:
 
 
 # ---------------------------------------------------------------- jars and processes
+
 
 def jar_path(app: str, version: str | None = None) -> Path:
     """The executable jar of `app` at `version`, building it into the cache if missing."""
@@ -125,9 +128,13 @@ def java_command(app: str, version: str | None = None, tmpdir: Path | None = Non
     return [java_bin(), *JVM_FLAGS, *tmp, "-jar", str(jar_path(app, version))]
 
 
-def start_app(app: str, version: str | None, args: list[str] | tuple[str, ...] = (),
-              env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None
-              ) -> subprocess.Popen:
+def start_app(
+    app: str,
+    version: str | None,
+    args: list[str] | tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> subprocess.Popen:
     """Start `app` with `args` and `env` (added to this process's environment), its stdout
     and stderr appended to `log_path` (inherited if None), in its own process group;
     its java.io.tmpdir is a folder of its own that stop_app removes."""
@@ -138,8 +145,14 @@ def start_app(app: str, version: str | None, args: list[str] | tuple[str, ...] =
     try:
         cmd = [*java_command(app, version, tmpdir), *args]
         log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the app writes to it until it stops
-        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT if log else None, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+        )
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise

@@ -1,4 +1,5 @@
 """bench/reaction.py: which pipelines a reaction run changes and how the audit log times them."""
+
 from __future__ import annotations
 
 import sys
@@ -16,9 +17,13 @@ def ev(verb, resource, name, user_agent, received, completed, namespace="bench",
     ref = {"resource": resource, "name": name, "namespace": namespace}
     if subresource:
         ref["subresource"] = subresource
-    return {"verb": verb, "objectRef": ref, "userAgent": user_agent,
-            "requestReceivedTimestamp": f"2026-12-06T10:00:{received}Z",
-            "stageTimestamp": f"2026-12-06T10:00:{completed}Z"}
+    return {
+        "verb": verb,
+        "objectRef": ref,
+        "userAgent": user_agent,
+        "requestReceivedTimestamp": f"2026-12-06T10:00:{received}Z",
+        "stageTimestamp": f"2026-12-06T10:00:{completed}Z",
+    }
 
 
 def test_targets_spread_over_all_pipelines_and_take_all_when_asked_for_more():
@@ -40,8 +45,7 @@ def test_a_change_is_timed_from_the_patch_completed_to_the_operator_s_deployment
         ev("update", "deployments", "p1-router", "tspipe-operator/0.1", "01.400000", "01.450000"),
         ev("update", "deployments", "p1-router", "tspipe-operator/0.1", "03.000000", "03.050000"),
         ev("patch", "timestamppipelines", "p2", "OpenAPI-Generator/35", "02.000000", "02.020000"),
-        ev("patch", "timestamppipelines", "p2", "OpenAPI-Generator/35", "02.500000", "02.520000",
-           subresource="status"),
+        ev("patch", "timestamppipelines", "p2", "OpenAPI-Generator/35", "02.500000", "02.520000", subresource="status"),
     ]
     found = reaction.latencies(events, changed, "bench", OP)
     assert found["p1"] == pytest.approx(0.3)  # 01.4 received - 01.1 completed; the later write ignored
@@ -50,8 +54,10 @@ def test_a_change_is_timed_from_the_patch_completed_to_the_operator_s_deployment
 
 
 def test_other_namespaces_are_not_counted():
-    events = [ev("patch", "timestamppipelines", "p1", "kubectl/v1", "01.000000", "01.100000", namespace="x"),
-              ev("update", "deployments", "p1-router", "tspipe-operator/0.1", "01.400000", "01.450000")]
+    events = [
+        ev("patch", "timestamppipelines", "p1", "kubectl/v1", "01.000000", "01.100000", namespace="x"),
+        ev("update", "deployments", "p1-router", "tspipe-operator/0.1", "01.400000", "01.450000"),
+    ]
     assert reaction.latencies(events, {"p1": "p1-router"}, "bench", OP) == {"p1": None}
 
 

@@ -1,5 +1,6 @@
 """bench/operator_soak.py and bench/soakhook.py: the audit log's writes across a rotation, the
 figures the results file reports, and the hook's snapshots."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,22 @@ from bench import operator_soak, soakhook
 
 
 def write_ev(name: str, verb: str = "patch", agent: str = "tspipe-operator/0.1.0") -> str:
-    return json.dumps({"stage": "ResponseComplete", "verb": verb, "userAgent": agent,
-                       "objectRef": {"resource": "timestamppipelines", "subresource": "status", "name": name,
-                                     "namespace": "bench"}}) + "\n"
+    return (
+        json.dumps(
+            {
+                "stage": "ResponseComplete",
+                "verb": verb,
+                "userAgent": agent,
+                "objectRef": {
+                    "resource": "timestamppipelines",
+                    "subresource": "status",
+                    "name": name,
+                    "namespace": "bench",
+                },
+            }
+        )
+        + "\n"
+    )
 
 
 def test_audit_counter_follows_a_rotation_into_the_backup(tmp_path):
@@ -38,9 +52,21 @@ def test_audit_counter_follows_a_rotation_into_the_backup(tmp_path):
 
 def samples(rss: list[float], tm: list[float], passes_per: int = 1000) -> list[dict]:
     out = []
-    for i, (r, m) in enumerate(zip(rss, tm)):
-        out.append({"t": i * 300.0, "phase": "soak", "rss_mb": r, "tracemalloc_mb": m, "cpu_s": 10.0 * i,
-                    "passes": passes_per * i, "threads": 10, "fds": 20, "load1": 2.0, "writes": 0})
+    for i, (r, m) in enumerate(zip(rss, tm, strict=True)):
+        out.append(
+            {
+                "t": i * 300.0,
+                "phase": "soak",
+                "rss_mb": r,
+                "tracemalloc_mb": m,
+                "cpu_s": 10.0 * i,
+                "passes": passes_per * i,
+                "threads": 10,
+                "fds": 20,
+                "load1": 2.0,
+                "writes": 0,
+            }
+        )
     out[2]["phase"] = "warm"
     out[-1]["phase"] = "end"
     return out
@@ -48,8 +74,10 @@ def samples(rss: list[float], tm: list[float], passes_per: int = 1000) -> list[d
 
 def test_growth_leaves_out_tracemalloc_s_own_memory_and_cpu_is_per_pass():
     # 5-minute samples: tracemalloc starts after the second, the warm-up ends at the third.
-    r = {"samples": [{"t": -60, "phase": "create", "rss_mb": 50}] +
-         samples([100, 101, 112, 113, 114.1], [0, 0, 10, 10.5, 11])}
+    r = {
+        "samples": [{"t": -60, "phase": "create", "rss_mb": 50}]
+        + samples([100, 101, 112, 113, 114.1], [0, 0, 10, 10.5, 11])
+    }
     s = operator_soak.summarize(r, a_warmup=10, trace_at=6)
     assert s["rss_warm_adj_mb"] == 102 and s["rss_end_adj_mb"] == 103.1
     assert s["rss_growth_pct"] == pytest.approx(100 * 1.1 / 102, abs=0.01)
@@ -59,17 +87,31 @@ def test_growth_leaves_out_tracemalloc_s_own_memory_and_cpu_is_per_pass():
 
 
 def test_the_report_and_the_plot_are_written(tmp_path):
-    a = SimpleNamespace(pipelines=1000, minutes=60, warmup=10, trace_at=6, frames=10, sample=30, batch=100,
-                        create_budget=900)
-    r = {"meta": {"date": "2026-12-07 01:00 UTC", "cpus": 2, "revision": "abc", "args": vars(a)},
-         "pipelines": 700, "requested": 1000, "stopped_early": True, "create_seconds": 900.0,
-         "window_minutes": 60.0, "samples": samples([100, 101, 112, 113, 114.1], [0, 0, 10, 10.5, 11]),
-         "write_kinds": {}, "growth_sites": [{"traced_warm_kb": 1.0, "traced_end_kb": 2.0},
-                                             {"size_diff_kb": 1.0, "size_kb": 2.0, "count_diff": 3,
-                                              "frames": ["a.py:1", "b.py:2"]}],
-         "type_growth": [["dict", 10, 12]],
-         "unreachable": {"status_end": {"phase": "Degraded", "conditions": []}, "log_lines": 3, "last_lines": [],
-                         "resource_version_start": "5", "resource_version_end": "5"}}
+    a = SimpleNamespace(
+        pipelines=1000, minutes=60, warmup=10, trace_at=6, frames=10, sample=30, batch=100, create_budget=900
+    )
+    r = {
+        "meta": {"date": "2026-12-07 01:00 UTC", "cpus": 2, "revision": "abc", "args": vars(a)},
+        "pipelines": 700,
+        "requested": 1000,
+        "stopped_early": True,
+        "create_seconds": 900.0,
+        "window_minutes": 60.0,
+        "samples": samples([100, 101, 112, 113, 114.1], [0, 0, 10, 10.5, 11]),
+        "write_kinds": {},
+        "growth_sites": [
+            {"traced_warm_kb": 1.0, "traced_end_kb": 2.0},
+            {"size_diff_kb": 1.0, "size_kb": 2.0, "count_diff": 3, "frames": ["a.py:1", "b.py:2"]},
+        ],
+        "type_growth": [["dict", 10, 12]],
+        "unreachable": {
+            "status_end": {"phase": "Degraded", "conditions": []},
+            "log_lines": 3,
+            "last_lines": [],
+            "resource_version_start": "5",
+            "resource_version_end": "5",
+        },
+    }
     s = operator_soak.summarize(r, 10, 6)
     text = operator_soak.report(r, s, a)
     assert "**stopped at 700 of 1000**" in text and "`b.py:2 <- a.py:1`" in text

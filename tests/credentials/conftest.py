@@ -1,5 +1,4 @@
 import pytest
-
 from localinfra.kafka import KafkaBroker
 
 

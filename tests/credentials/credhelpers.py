@@ -1,25 +1,35 @@
 """Build the router's process exactly as the operator renders it and a kubelet would start it."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from localinfra.runner import program_for, with_port
 from routerproc import RouterProc
+
 from tspipe.render import render_deployments
 
 SECRET = "kafka-creds"
 
 
-def pipeline(brokers: str, mechanism: str, name: str = "sasl", topics: dict | None = None,
-             protocol: str = "SASL_PLAINTEXT", ca_secret: str | None = None) -> dict:
+def pipeline(
+    brokers: str,
+    mechanism: str,
+    name: str = "sasl",
+    topics: dict | None = None,
+    protocol: str = "SASL_PLAINTEXT",
+    ca_secret: str | None = None,
+) -> dict:
     credentials = {"secretName": SECRET, "mechanism": mechanism, "protocol": protocol}
     if ca_secret:
         credentials["caSecretName"] = ca_secret
     return {
-        "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+        "apiVersion": "tspipe.io/v1alpha1",
+        "kind": "TimestampPipeline",
         "metadata": {"name": name, "namespace": "apps", "uid": "u-1"},
-        "spec": {"kafka": {"brokers": [brokers], "topics": {"manage": False, **(topics or {})},
-                           "credentials": credentials}},
+        "spec": {
+            "kafka": {"brokers": [brokers], "topics": {"manage": False, **(topics or {})}, "credentials": credentials}
+        },
     }
 
 
@@ -29,9 +39,11 @@ def router_deployment(resource: dict) -> dict:
 
 def secret_resolver(secrets: dict[str, dict[str, str]]):
     """Reads secretKeyRef values from {secret name: data}, as the runner reads the real Secret."""
+
     def resolve(namespace, value_from):
         ref = value_from.get("secretKeyRef")
         return secrets[ref["name"]][ref["key"]] if ref else None
+
     return resolve
 
 
@@ -63,5 +75,5 @@ def mount_secret_volumes(deployment: dict, secrets: dict[str, dict[str, str]], r
             (local / item["path"]).write_text(secrets[src["secretName"]][item["key"]])
         for e in c.get("env") or []:
             if "value" in e and e["value"].startswith(mount["mountPath"] + "/"):
-                e["value"] = str(local) + e["value"][len(mount["mountPath"]):]
+                e["value"] = str(local) + e["value"][len(mount["mountPath"]) :]
     return d

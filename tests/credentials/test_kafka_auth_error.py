@@ -4,6 +4,7 @@ Kafka sends the SaslAuthenticate error and closes the connection together; unfix
 kafka-python 3.0.12 drops the answer when both arrive in one read and reports only
 "socket disconnected", so the router cannot name the cause in readiness.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ import logging
 import pytest
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
+
 from tsrouter.kafka_private import fixes
 
 pytestmark = pytest.mark.kafka
@@ -44,10 +46,15 @@ def test_every_rejected_login_is_reported_as_an_authentication_failure(sasl_brok
     try:
         for _ in range(ATTEMPTS):
             with pytest.raises(KafkaError):
-                KafkaAdminClient(bootstrap_servers=sasl_broker.sasl_bootstrap, security_protocol="SASL_PLAINTEXT",
-                                 sasl_mechanism=mechanism, sasl_plain_username="alice",
-                                 sasl_plain_password="not-" + sasl_broker.sasl_users["alice"],
-                                 bootstrap_timeout_ms=1_500, request_timeout_ms=5_000)
+                KafkaAdminClient(
+                    bootstrap_servers=sasl_broker.sasl_bootstrap,
+                    security_protocol="SASL_PLAINTEXT",
+                    sasl_mechanism=mechanism,
+                    sasl_plain_username="alice",
+                    sasl_plain_password="not-" + sasl_broker.sasl_users["alice"],
+                    bootstrap_timeout_ms=1_500,
+                    request_timeout_ms=5_000,
+                )
     finally:
         logger.removeHandler(losses)
         logger.setLevel(level)

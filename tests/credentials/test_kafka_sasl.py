@@ -1,11 +1,11 @@
 """The Kafka harness's SASL_PLAINTEXT listener: PLAIN and SCRAM work, wrong passwords don't."""
+
 import time
 import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError as ClientError
-
 from localinfra.kafka import SASL_MECHANISMS, sasl_properties, scram_arguments, server_properties
 
 
@@ -15,10 +15,10 @@ def _props(text):
 
 def test_sasl_listener_beside_plaintext_with_users_in_jaas_and_scram():
     users = {"alice": "pw-a", "bob": "pw-b"}
-    props = _props(server_properties(broker_port=1, controller_port=2, data_dir="/d", sasl=True,
-                                     sasl_port=3, sasl_users=users))
-    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2,"
-                                  "SASL_PLAINTEXT://127.0.0.1:3")
+    props = _props(
+        server_properties(broker_port=1, controller_port=2, data_dir="/d", sasl=True, sasl_port=3, sasl_users=users)
+    )
+    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2,SASL_PLAINTEXT://127.0.0.1:3")
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:3"
     assert props["inter.broker.listener.name"] == "PLAINTEXT"  # broker/controller traffic stays plain
     assert "SASL_PLAINTEXT:SASL_PLAINTEXT" in props["listener.security.protocol.map"]
@@ -30,8 +30,18 @@ def test_sasl_listener_beside_plaintext_with_users_in_jaas_and_scram():
 
 
 def test_sasl_ssl_listener_has_a_pem_keystore_and_the_same_users():
-    props = _props(server_properties(broker_port=1, controller_port=2, data_dir="/d", sasl=True, sasl_port=3,
-                                     sasl_users={"alice": "pw-a"}, tls_port=4, tls_keystore="/k.pem"))
+    props = _props(
+        server_properties(
+            broker_port=1,
+            controller_port=2,
+            data_dir="/d",
+            sasl=True,
+            sasl_port=3,
+            sasl_users={"alice": "pw-a"},
+            tls_port=4,
+            tls_keystore="/k.pem",
+        )
+    )
     assert props["listeners"].endswith(",SASL_SSL://127.0.0.1:4")
     assert "SASL_SSL:SASL_SSL" in props["listener.security.protocol.map"]
     assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
@@ -46,8 +56,13 @@ def test_unquotable_users_are_refused(bad):
 
 
 def _client_args(broker, mechanism, password):
-    return {"bootstrap_servers": broker.sasl_bootstrap, "security_protocol": "SASL_PLAINTEXT",
-                "sasl_mechanism": mechanism, "sasl_plain_username": "alice", "sasl_plain_password": password}
+    return {
+        "bootstrap_servers": broker.sasl_bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": password,
+    }
 
 
 @pytest.mark.kafka
@@ -79,8 +94,9 @@ def test_produce_and_consume_through_the_sasl_listener(sasl_broker, mechanism):
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 def test_wrong_password_does_not_authenticate(sasl_broker, mechanism):
     with pytest.raises(ClientError):
-        producer = KafkaProducer(**_client_args(sasl_broker, mechanism, "wrong-password"),
-                                 bootstrap_timeout_ms=4000, max_block_ms=4000)
+        producer = KafkaProducer(
+            **_client_args(sasl_broker, mechanism, "wrong-password"), bootstrap_timeout_ms=4000, max_block_ms=4000
+        )
         try:
             producer.send("never", b"x").get(timeout=10)
         finally:
@@ -98,9 +114,14 @@ def test_plaintext_listener_still_open_beside_sasl(sasl_broker):
 
 @pytest.mark.kafka
 def test_sasl_ssl_listener_with_the_throwaway_ca(sasl_broker):
-    args = {"bootstrap_servers": sasl_broker.tls_bootstrap, "security_protocol": "SASL_SSL",
-                "ssl_cafile": str(sasl_broker.ca_file), "sasl_mechanism": "SCRAM-SHA-512",
-                "sasl_plain_username": "bob", "sasl_plain_password": sasl_broker.sasl_users["bob"]}
+    args = {
+        "bootstrap_servers": sasl_broker.tls_bootstrap,
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": str(sasl_broker.ca_file),
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "bob",
+        "sasl_plain_password": sasl_broker.sasl_users["bob"],
+    }
     topic = f"tls-{uuid.uuid4().hex[:8]}"
     producer = KafkaProducer(**args)
     try:

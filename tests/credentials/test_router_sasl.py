@@ -3,12 +3,12 @@
 The Deployment comes from tspipe.render with spec.kafka.credentials; its env is resolved
 from a Secret's data and `$(VAR)`-expanded like the kubelet does (localinfra.runner), so
 the credentials reach the router only as the operator hands them over."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from credhelpers import SECRET, mount_secret_volumes, pipeline, router_deployment, router_from_deployment
 from routerproc import produce, read_all, timestamps, unique, wait_for
 
@@ -18,12 +18,17 @@ pytestmark = pytest.mark.kafka
 def _leaks(router, secret_values) -> list[str]:
     """Every place (log, actuator endpoint) where one of the secret values shows up."""
     places = {"log": router.output()}
-    for path in ("/actuator/info", "/actuator/health", "/actuator/health/readiness",
-                 "/actuator/health/liveness", "/actuator/prometheus", "/actuator"):
+    for path in (
+        "/actuator/info",
+        "/actuator/health",
+        "/actuator/health/readiness",
+        "/actuator/health/liveness",
+        "/actuator/prometheus",
+        "/actuator",
+    ):
         _status, body = router.get(path)
         places[path] = body if isinstance(body, str) else json.dumps(body)
-    return [f"{where} contains a credential" for where, text in places.items()
-            for v in secret_values if v in text]
+    return [f"{where} contains a credential" for where, text in places.items() for v in secret_values if v in text]
 
 
 @pytest.mark.parametrize("mechanism,user", [("PLAIN", "alice"), ("SCRAM-SHA-256", "bob"), ("SCRAM-SHA-512", "alice")])
@@ -40,7 +45,7 @@ def test_router_routes_through_the_sasl_listener_with_credentials_from_a_secret(
     try:
         router.wait_ready(90)
         values = timestamps(10)
-        produce(sasl_broker.bootstrap, topics["input"], values)   # test data via the plain listener
+        produce(sasl_broker.bootstrap, topics["input"], values)  # test data via the plain listener
         even = read_all(sasl_broker.bootstrap, topics["even"], 5)
         odd = read_all(sasl_broker.bootstrap, topics["odd"], 5)
         assert sorted(r.value for r in even) == sorted(b"Even timestamp:" + v for v in values if v[-1] % 2 == 0)
@@ -58,6 +63,7 @@ def test_wrong_password_readiness_down_with_a_clear_reason_and_no_crash_loop(sas
     router = router_from_deployment(deployment, {SECRET: {"username": "alice", "password": wrong}})
     router.start()
     try:
+
         def reason():
             status, body = router.get("/actuator/health")
             if status is None:
@@ -79,13 +85,17 @@ def test_wrong_password_readiness_down_with_a_clear_reason_and_no_crash_loop(sas
 def test_router_over_sasl_ssl_trusting_the_ca_from_a_mounted_secret(sasl_broker, tmp_path):
     password = sasl_broker.sasl_users["bob"]
     topics = {"input": unique("in"), "even": unique("even"), "odd": unique("odd")}
-    deployment = router_deployment(pipeline(sasl_broker.tls_bootstrap, "SCRAM-SHA-256", topics=topics,
-                                            protocol="SASL_SSL", ca_secret="kafka-ca"))
-    secrets = {SECRET: {"username": "bob", "password": password},
-               "kafka-ca": {"ca.crt": sasl_broker.ca_file.read_text()}}
+    deployment = router_deployment(
+        pipeline(sasl_broker.tls_bootstrap, "SCRAM-SHA-256", topics=topics, protocol="SASL_SSL", ca_secret="kafka-ca")
+    )
+    secrets = {
+        SECRET: {"username": "bob", "password": password},
+        "kafka-ca": {"ca.crt": sasl_broker.ca_file.read_text()},
+    }
     router = router_from_deployment(mount_secret_volumes(deployment, secrets, tmp_path), secrets)
-    assert router.env["SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION"] == \
-        str(tmp_path / "kafka-ca" / "ca.crt")
+    assert router.env["SPRING_CLOUD_STREAM_KAFKA_BINDER_CONFIGURATION_SSL_TRUSTSTORE_LOCATION"] == str(
+        tmp_path / "kafka-ca" / "ca.crt"
+    )
     router.start()
     try:
         router.wait_ready(90)
@@ -102,8 +112,9 @@ def test_router_over_sasl_ssl_trusting_the_ca_from_a_mounted_secret(sasl_broker,
 def test_router_without_the_ca_cannot_connect_over_tls(sasl_broker):
     # The same TLS listener without the CA: the certificate is not trusted, so not ready.
     deployment = router_deployment(pipeline(sasl_broker.tls_bootstrap, "PLAIN", protocol="SASL_SSL"))
-    router = router_from_deployment(deployment, {SECRET: {"username": "alice",
-                                                          "password": sasl_broker.sasl_users["alice"]}})
+    router = router_from_deployment(
+        deployment, {SECRET: {"username": "alice", "password": sasl_broker.sasl_users["alice"]}}
+    )
     router.start()
     try:
         wait_for(lambda: router.output().count("kafka error") >= 2, 90, "two failed connection attempts")
@@ -123,8 +134,9 @@ def _reset_job(tmp_path, broker, topics, value, secrets):
     import subprocess
     import sys
 
-    from localinfra.runner import program_for
     from credhelpers import secret_resolver
+    from localinfra.runner import program_for
+
     from tspipe import offsetplan, resetjob
     from tspipe.model import Pipeline
 
@@ -136,9 +148,13 @@ def _reset_job(tmp_path, broker, topics, value, secrets):
     result = tmp_path / "termination-log"
     result.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
-    done = subprocess.run([sys.executable, "-m", "tsrouter", *command[1:], *prog.args,
-                           f"--reset.result-file={result}"], env={**env, **dict(prog.env)},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tsrouter", *command[1:], *prog.args, f"--reset.result-file={result}"],
+        env={**env, **dict(prog.env)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, offsetplan.parse_result(result.read_text()), done.stdout + done.stderr
 
 
@@ -148,8 +164,9 @@ def _committed(bootstrap, group, topic, partitions):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         got = admin.list_group_offsets({group: [TopicPartition(topic, p) for p in range(partitions)]})[group]
-        return [got[TopicPartition(topic, p)].offset if TopicPartition(topic, p) in got else -1
-                for p in range(partitions)]
+        return [
+            got[TopicPartition(topic, p)].offset if TopicPartition(topic, p) in got else -1 for p in range(partitions)
+        ]
     finally:
         admin.close()
 
@@ -172,15 +189,26 @@ def test_reset_offsets_over_sasl_as_the_operators_job_runs_it(sasl_broker, tmp_p
     group = "sasl"  # the pipeline's stream name: its router's group
     admin = KafkaAdminClient(bootstrap_servers=b.bootstrap)
     # A fresh broker answers CoordinatorNotAvailable until __consumer_offsets exists.
-    wait_for(lambda: admin.alter_group_offsets(group, {TopicPartition(topics["input"], p):
-                                                       OffsetAndMetadata(5, "", None) for p in (0, 1)}),
-             30, "the group's offsets at 5", retry_on=(CoordinatorNotAvailableError,))
+    wait_for(
+        lambda: admin.alter_group_offsets(
+            group, {TopicPartition(topics["input"], p): OffsetAndMetadata(5, "", None) for p in (0, 1)}
+        ),
+        30,
+        "the group's offsets at 5",
+        retry_on=(CoordinatorNotAvailableError,),
+    )
     admin.close()
     secrets = {SECRET: {"username": "alice", "password": b.sasl_users["alice"]}}
 
     def member(client_id):
-        c = KafkaConsumer(topics["input"], bootstrap_servers=b.bootstrap, group_id=group, client_id=client_id,
-                          enable_auto_commit=False, session_timeout_ms=10_000)
+        c = KafkaConsumer(
+            topics["input"],
+            bootstrap_servers=b.bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            session_timeout_ms=10_000,
+        )
         wait_for(lambda: c.poll(timeout_ms=200) is not None and c.assignment(), 30, f"{client_id} in the group")
         return c
 

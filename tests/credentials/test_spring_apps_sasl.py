@@ -1,16 +1,17 @@
 """The real prebuilt Spring apps (time source, log sink 5.1.1) read the credentials the
 operator renders: each runs with exactly its Deployment's args and env, the env resolved
 from a Secret's data and `$(VAR)`-expanded like the kubelet, against the SASL listener only."""
+
 from __future__ import annotations
 
 import uuid
 
 import pytest
-
 from credhelpers import SECRET, pipeline, secret_resolver
 from localinfra.kube import free_port
 from localinfra.runner import program_for, with_port
 from routerproc import produce, read_all, wait_for
+
 from tspipe.render import render_deployments
 
 pytestmark = pytest.mark.kafka
@@ -31,8 +32,13 @@ def test_time_source_and_log_sink_authenticate_with_scram_from_the_rendered_env(
             prog = program_for(deps[comp], resolve)
             env = {**dict(prog.env), "SPRING_CLOUD_APPLICATION_GUID": str(uuid.uuid4())}
             log = tmp_path / f"{comp}.log"
-            procs.append((comp, log, springapps.start_app(app, prog.version, with_port(prog.args, free_port()),
-                                                          env=env, log_path=log)))
+            procs.append(
+                (
+                    comp,
+                    log,
+                    springapps.start_app(app, prog.version, with_port(prog.args, free_port()), env=env, log_path=log),
+                )
+            )
         for _comp, log, proc in procs:
             springapps.wait_started(proc, log, timeout=240)
 
@@ -42,8 +48,13 @@ def test_time_source_and_log_sink_authenticate_with_scram_from_the_rendered_env(
         marker = f"Even timestamp:sasl-{suffix}"
         produce(sasl_broker.bootstrap, topics["even"], [marker.encode()])
         even_log = procs[1][1]
-        wait_for(lambda: marker in "\n".join(springapps.log_sink_payloads(
-            even_log.read_text(errors="replace").splitlines())), 120, "the log sink printing the payload")
+        wait_for(
+            lambda: (
+                marker in "\n".join(springapps.log_sink_payloads(even_log.read_text(errors="replace").splitlines()))
+            ),
+            120,
+            "the log sink printing the payload",
+        )
         for comp, log, _ in procs:
             assert password not in log.read_text(errors="replace"), f"{comp} logged the password"
     finally:

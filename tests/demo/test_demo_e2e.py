@@ -4,6 +4,7 @@ time source and log sinks as jars), and timestamps reach the right logger.
 
 Real control plane, real broker, real Spring apps; nothing is faked.
 """
+
 from __future__ import annotations
 
 import collections
@@ -11,10 +12,9 @@ import json
 import re
 
 import pytest
-from localinfra.kafka import topic_values
-
 from localinfra import diagnose
 from localinfra.demo import apply, pipeline_manifest, start_operator, wait_ready
+from localinfra.kafka import topic_values
 from localinfra.proc import wait_for
 from localinfra.runner import Runner
 
@@ -49,7 +49,7 @@ def strip(payloads, prefixes):
     for p in payloads:
         for prefix in prefixes:
             if p.startswith(prefix):
-                out[p[len(prefix):]] += 1
+                out[p[len(prefix) :]] += 1
                 break
         else:
             raise AssertionError(f"payload with an unexpected prefix: {p!r}")
@@ -64,17 +64,28 @@ def pipeline_env(control_plane, crd_installed, namespace, kafka_broker, tmp_path
     # Unique topics per test so earlier runs' records don't count.
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
     group = pipeline_manifest(kafka_broker.bootstrap)["spec"]["streamName"]
-    on_failure.extend([
-        ("pipeline and Deployments", lambda: diagnose.kube_state(control_plane, ns)),
-        ("programs the runner started", lambda: diagnose.runner_state(runner)),
-        ("Kafka topics and consumer group", lambda: diagnose.kafka_state(
-            kafka_broker.bootstrap, [*topics.values(), f"error.{topics['input']}.{group}"], [group])),
-        ("app start-up times", lambda: diagnose.start_times(runner.logdir)),
-        ("payload lines per logger", lambda: ", ".join(
-            f"{s}: {len(logged_payloads(runner, s))}" for s in ("evenlogger", "oddlogger"))),
-        ("app logs (tails)", lambda: "\n".join(f"--- {t}\n{body}" for t, body in diagnose.log_tails(runner.logdir))),
-        ("operator log (tail)", lambda: diagnose.tail(tmp_path / "operator.log")),
-    ])
+    on_failure.extend(
+        [
+            ("pipeline and Deployments", lambda: diagnose.kube_state(control_plane, ns)),
+            ("programs the runner started", lambda: diagnose.runner_state(runner)),
+            (
+                "Kafka topics and consumer group",
+                lambda: diagnose.kafka_state(
+                    kafka_broker.bootstrap, [*topics.values(), f"error.{topics['input']}.{group}"], [group]
+                ),
+            ),
+            ("app start-up times", lambda: diagnose.start_times(runner.logdir)),
+            (
+                "payload lines per logger",
+                lambda: ", ".join(f"{s}: {len(logged_payloads(runner, s))}" for s in ("evenlogger", "oddlogger")),
+            ),
+            (
+                "app logs (tails)",
+                lambda: "\n".join(f"--- {t}\n{body}" for t, body in diagnose.log_tails(runner.logdir)),
+            ),
+            ("operator log (tail)", lambda: diagnose.tail(tmp_path / "operator.log")),
+        ]
+    )
     try:
         yield ns, runner, topics
     finally:
@@ -119,22 +130,39 @@ def test_changing_the_prefix_rolls_the_router_and_loses_nothing(control_plane, k
     name = obj["metadata"]["name"]
     apply(control_plane, obj, ns)
     wait_ready(control_plane, name, ns)
-    wait_for(lambda: logged_payloads(runner, "evenlogger") and logged_payloads(runner, "oddlogger"), 240,
-             "the first lines in both loggers")
+    wait_for(
+        lambda: logged_payloads(runner, "evenlogger") and logged_payloads(runner, "oddlogger"),
+        240,
+        "the first lines in both loggers",
+    )
     router_key = f"{ns}/{name}-router"
     starts_before = runner.starts[router_key]
     before = json.loads(control_plane.kubectl("get", "deploy", f"{name}-router", "-n", ns, "-o", "json").stdout)
 
     apply(control_plane, make_pipeline(kafka_broker.bootstrap, topics, evenPrefix="EVEN:", oddPrefix="ODD:"), ns)
     # The operator rolled only the router's Deployment ...
-    after = wait_for(lambda: (d := json.loads(control_plane.kubectl(
-        "get", "deploy", f"{name}-router", "-n", ns, "-o", "json").stdout))["metadata"]["generation"]
-        > before["metadata"]["generation"] and d, 60, "the router Deployment to change")
+    after = wait_for(
+        lambda: (
+            (d := json.loads(control_plane.kubectl("get", "deploy", f"{name}-router", "-n", ns, "-o", "json").stdout))[
+                "metadata"
+            ]["generation"]
+            > before["metadata"]["generation"]
+            and d
+        ),
+        60,
+        "the router Deployment to change",
+    )
     assert "--tsrouter.even-prefix=EVEN:" in after["spec"]["template"]["spec"]["containers"][0]["args"]
     # ... the runner restarted the router, and the new prefix reaches the loggers.
     wait_for(lambda: runner.starts[router_key] > starts_before, 60, "the runner to restart the router")
-    wait_for(lambda: any(p.startswith("EVEN:") for p in logged_payloads(runner, "evenlogger"))
-             and any(p.startswith("ODD:") for p in logged_payloads(runner, "oddlogger")), 180, "the new prefixes")
+    wait_for(
+        lambda: (
+            any(p.startswith("EVEN:") for p in logged_payloads(runner, "evenlogger"))
+            and any(p.startswith("ODD:") for p in logged_payloads(runner, "oddlogger"))
+        ),
+        180,
+        "the new prefixes",
+    )
 
     produced = topic_values(kafka_broker.bootstrap, topics["input"])
     even, odd = expected_routing(produced)

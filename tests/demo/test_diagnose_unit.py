@@ -1,5 +1,6 @@
 """The failure diagnostics that end-to-end tests print: they appear in a failing test's
 report, and collecting them never raises."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,9 +25,11 @@ def test_a_failing_test_reports_what_its_fixtures_registered(pytester):
 
         def test_passes(on_failure):
             on_failure.append(("runner state", lambda: "SHOULD-NOT-APPEAR"))
-        """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--rootdir={pytester.path}",
-                                           "-o", f"pythonpath={ROOT / 'hack'}")
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--rootdir={pytester.path}", "-o", f"pythonpath={ROOT / 'hack'}"
+    )
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     assert "===== runner state =====" in out and "router pid 42 exited 1" in out
@@ -49,8 +52,9 @@ def test_runner_state_names_each_program_and_how_its_processes_ended():
     alive = subprocess.Popen(["sleep", "30"])
     try:
         prog = SimpleNamespace(kind="log-sink-kafka", version="5.1.1")
-        runner = SimpleNamespace(running={"ns/p-evenlogger": (prog, [alive, done])},
-                                 starts={"ns/p-evenlogger": 2, "ns/p-router": 1})
+        runner = SimpleNamespace(
+            running={"ns/p-evenlogger": (prog, [alive, done])}, starts={"ns/p-evenlogger": 2, "ns/p-router": 1}
+        )
         text = diagnose.runner_state(runner)
     finally:
         alive.kill()
@@ -62,7 +66,8 @@ def test_runner_state_names_each_program_and_how_its_processes_ended():
 def test_start_times_tell_a_slow_app_from_a_failed_one(tmp_path):
     (tmp_path / "ns_p-time-0.log").write_text(
         "2026-11-30T04:23:19.928Z  INFO 1 --- [time-source] [main] s.c.s.a.t.s.k.TimeSourceKafkaApplication : "
-        "Started TimeSourceKafkaApplication in 22.396 seconds (process running for 24.606)\n")
+        "Started TimeSourceKafkaApplication in 22.396 seconds (process running for 24.606)\n"
+    )
     (tmp_path / "ns_p-evenlogger-0.log").write_text("***************************\nAPPLICATION FAILED TO START\n")
     (tmp_path / "ns_p-oddlogger-0.log").write_text("  .   ____          _\n")
     (tmp_path / "ns_p-router-0.log").write_text("INFO tsrouter: tsp-router 0.1.0 starting: actuator on port 1\n")

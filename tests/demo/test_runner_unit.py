@@ -1,11 +1,14 @@
 """The runner's pure mapping from a rendered Deployment to the program it runs."""
+
 from localinfra.runner import image_kind, program_for, with_port
+
 from tspipe.render import render_deployments
 
 
 def sample_resource(**router):
     return {
-        "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+        "apiVersion": "tspipe.io/v1alpha1",
+        "kind": "TimestampPipeline",
         "metadata": {"name": "ts", "namespace": "demo", "uid": "u-1", "generation": 1},
         "spec": {"kafka": {"brokers": ["127.0.0.1:9092"]}, "router": router},
     }
@@ -36,7 +39,8 @@ def test_changed_template_changes_the_fingerprint_and_secret_refs_resolve():
     assert a.fingerprint != b.fingerprint
     d = render_deployments(sample_resource())[1]
     d["spec"]["template"]["spec"]["containers"][0]["env"].append(
-        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}})
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}
+    )
     seen = []
     prog = program_for(d, lambda ns, ref: seen.append((ns, ref)) or "s3cret")
     assert ("PASSWORD", "s3cret") in prog.env and seen[0][0] == "demo"
@@ -49,10 +53,14 @@ def test_server_port_is_replaced_not_duplicated():
 def test_demo_shows_only_the_sinks_payload_lines():
     from localinfra.demo import logger_line
 
-    payload = ("2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] "
-               "log-sink                                 : Even timestamp:11/27/26 22:50:55")
-    startup = ("2026-11-27T23:31:20.129Z  INFO 25168 --- [log-sink] [           main] "
-               "o.s.c.s.a.l.s.k.LogSinkKafkaApplication  : No active profile set")
+    payload = (
+        "2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] "
+        "log-sink                                 : Even timestamp:11/27/26 22:50:55"
+    )
+    startup = (
+        "2026-11-27T23:31:20.129Z  INFO 25168 --- [log-sink] [           main] "
+        "o.s.c.s.a.l.s.k.LogSinkKafkaApplication  : No active profile set"
+    )
     assert logger_line("ns/ts-evenlogger", payload).endswith("log-sink : Even timestamp:11/27/26 22:50:55")
     assert logger_line("ns/ts-evenlogger", startup) is None
     assert logger_line("ns/ts-router", payload) is None
@@ -71,13 +79,15 @@ def test_dollar_references_expand_like_the_kubelet():
 def test_env_values_see_only_earlier_variables_and_secret_values_are_not_expanded():
     d = render_deployments(sample_resource())[1]
     c = d["spec"]["template"]["spec"]["containers"][0]
-    c["env"] += [{"name": "LATE_REF", "value": "x=$(PW)"},
-                 {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
-                 {"name": "JAAS", "value": 'password="$(PW)"'}]
+    c["env"] += [
+        {"name": "LATE_REF", "value": "x=$(PW)"},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "JAAS", "value": 'password="$(PW)"'},
+    ]
     c["args"].append("--pw=$(PW)")
     prog = program_for(d, lambda ns, ref: "$(LATE_REF)")
     env = dict(prog.env)
-    assert env["LATE_REF"] == "x=$(PW)"          # PW was not defined yet
-    assert env["PW"] == "$(LATE_REF)"            # a Secret's value is taken literally
+    assert env["LATE_REF"] == "x=$(PW)"  # PW was not defined yet
+    assert env["PW"] == "$(LATE_REF)"  # a Secret's value is taken literally
     assert env["JAAS"] == 'password="$(LATE_REF)"'
     assert "--pw=$(LATE_REF)" in prog.args

@@ -1,5 +1,6 @@
 """The local control plane is a real Kubernetes: rollouts through kwok, garbage
 collection, CRD schema validation, RBAC, kubectl with kustomize, auditing."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,7 @@ def deployment(name, replicas=2):
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels),
                 # kwok never pulls or runs the image; the pod only has to be valid.
-                spec=client.V1PodSpec(containers=[client.V1Container(
-                    name="app", image="registry.invalid/app:1.0")]),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="app", image="registry.invalid/app:1.0")]),
             ),
         ),
     )
@@ -64,18 +64,29 @@ def test_deployment_becomes_available(api, namespace):
 def test_deleting_a_deployment_garbage_collects_replicaset_and_pods(api, namespace):
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     apps.create_namespaced_deployment(namespace, deployment("gc"))
-    wait_for(what="ReplicaSet and 2 pods", timeout=DEADLINE, probe=lambda: (
-        apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items
-        and len(core.list_namespaced_pod(namespace, label_selector="app=gc").items) == 2))
+    wait_for(
+        what="ReplicaSet and 2 pods",
+        timeout=DEADLINE,
+        probe=lambda: (
+            apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items
+            and len(core.list_namespaced_pod(namespace, label_selector="app=gc").items) == 2
+        ),
+    )
     rs = apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items[0]
     assert rs.metadata.owner_references[0].kind == "Deployment"
 
     apps.delete_namespaced_deployment("gc", namespace)  # default propagation: background GC
 
-    wait_for(what="ReplicaSet collected", timeout=DEADLINE, probe=lambda: not apps.list_namespaced_replica_set(
-        namespace, label_selector="app=gc").items)
-    wait_for(what="pods collected", timeout=DEADLINE, probe=lambda: not core.list_namespaced_pod(
-        namespace, label_selector="app=gc").items)
+    wait_for(
+        what="ReplicaSet collected",
+        timeout=DEADLINE,
+        probe=lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items,
+    )
+    wait_for(
+        what="pods collected",
+        timeout=DEADLINE,
+        probe=lambda: not core.list_namespaced_pod(namespace, label_selector="app=gc").items,
+    )
 
 
 CRD_GROUP = "infratest.tspipe.io"
@@ -93,28 +104,35 @@ def widget_crd(api):
             "group": CRD_GROUP,
             "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {
-                        "type": "object",
-                        "required": ["replicas"],
-                        "properties": {
-                            "replicas": {"type": "integer", "minimum": 1},
-                            "colour": {"type": "string", "enum": ["red", "blue"]},
-                        },
-                    }},
-                }},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["replicas"],
+                                    "properties": {
+                                        "replicas": {"type": "integer", "minimum": 1},
+                                        "colour": {"type": "string", "enum": ["red", "blue"]},
+                                    },
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     ext.create_custom_resource_definition(body)
 
     def established():
         crd = ext.read_custom_resource_definition(name)
-        return any(c.type == "Established" and c.status == "True"
-                   for c in (crd.status.conditions or []))
+        return any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or []))
 
     wait_for(what="CRD Established", timeout=DEADLINE, probe=established)
     yield name
@@ -125,23 +143,27 @@ def test_crd_schema_rejects_invalid_object_naming_the_field(api, namespace, widg
     custom = client.CustomObjectsApi(api)
 
     def widget(name, spec):
-        return {"apiVersion": f"{CRD_GROUP}/v1", "kind": "Widget",
-                "metadata": {"name": name}, "spec": spec}
+        return {"apiVersion": f"{CRD_GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
 
     # The valid one is accepted (the schema is not rejecting everything)...
-    wait_for(what="valid Widget accepted", timeout=DEADLINE, probe=lambda: _try_create(
-        custom, namespace, widget("ok", {"replicas": 2, "colour": "red"})))
+    wait_for(
+        what="valid Widget accepted",
+        timeout=DEADLINE,
+        probe=lambda: _try_create(custom, namespace, widget("ok", {"replicas": 2, "colour": "red"})),
+    )
 
     # ...the invalid ones are refused with the field named.
     with pytest.raises(ApiException) as bad_type:
         custom.create_namespaced_custom_object(
-            CRD_GROUP, "v1", namespace, "widgets", widget("bad1", {"replicas": "many"}))
+            CRD_GROUP, "v1", namespace, "widgets", widget("bad1", {"replicas": "many"})
+        )
     assert bad_type.value.status == 422
     assert "spec.replicas" in json.loads(bad_type.value.body)["message"]
 
     with pytest.raises(ApiException) as bad_enum:
         custom.create_namespaced_custom_object(
-            CRD_GROUP, "v1", namespace, "widgets", widget("bad2", {"replicas": 1, "colour": "green"}))
+            CRD_GROUP, "v1", namespace, "widgets", widget("bad2", {"replicas": 1, "colour": "green"})
+        )
     assert bad_enum.value.status == 422
     assert "spec.colour" in json.loads(bad_enum.value.body)["message"]
 
@@ -167,13 +189,13 @@ def _client_with_token(admin_api, token):
 def test_service_account_without_permissions_is_denied(api, namespace):
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
     token = wait_for(what="token for nobody", timeout=DEADLINE, probe=lambda: _token(core, namespace, "nobody"))
     sa_api = _client_with_token(api, token)
 
     # The token authenticates (who am I works for everyone authenticated)...
-    review = client.AuthenticationV1Api(sa_api).create_self_subject_review(
-        client.V1SelfSubjectReview())
+    review = client.AuthenticationV1Api(sa_api).create_self_subject_review(client.V1SelfSubjectReview())
     assert review.status.user_info.username == f"system:serviceaccount:{namespace}:nobody"
 
     # ...but RBAC grants it nothing: 403, where the admin may.
@@ -183,13 +205,21 @@ def test_service_account_without_permissions_is_denied(api, namespace):
     core.list_namespaced_config_map(namespace)  # admin: allowed
 
     # Granting a Role makes the same call succeed: the 403 above was RBAC's.
-    rbac.create_namespaced_role(namespace, client.V1Role(
-        metadata=client.V1ObjectMeta(name="read-cm"),
-        rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list"])]))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="nobody-read-cm"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-cm"),
-        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)]))
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="read-cm"),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list"])],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="nobody-read-cm"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-cm"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)],
+        ),
+    )
 
     def allowed():
         try:
@@ -206,8 +236,10 @@ def test_service_account_without_permissions_is_denied(api, namespace):
 def _token(core, namespace, sa):
     try:
         tr = core.create_namespaced_service_account_token(
-            sa, namespace, client.AuthenticationV1TokenRequest(
-                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+            sa,
+            namespace,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)),
+        )
     except ApiException as e:
         if e.status == 404:
             return None
@@ -221,14 +253,14 @@ def test_built_kubectl_version_and_kustomize(control_plane, namespace, tmp_path)
     assert out["clientVersion"]["gitVersion"] == out["serverVersion"]["gitVersion"]
 
     (tmp_path / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  colour: blue\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  colour: blue\n"
+    )
     (tmp_path / "kustomization.yaml").write_text(
-        f"namespace: {namespace}\nnamePrefix: demo-\n"
-        "commonLabels:\n  owner: infra-test\nresources:\n- cm.yaml\n")
+        f"namespace: {namespace}\nnamePrefix: demo-\ncommonLabels:\n  owner: infra-test\nresources:\n- cm.yaml\n"
+    )
     control_plane.kubectl("apply", "-k", str(tmp_path))
 
-    cm = json.loads(control_plane.kubectl(
-        "get", "configmap", "demo-settings", "-n", namespace, "-o", "json").stdout)
+    cm = json.loads(control_plane.kubectl("get", "configmap", "demo-settings", "-n", namespace, "-o", "json").stdout)
     assert cm["data"] == {"colour": "blue"}
     assert cm["metadata"]["labels"]["owner"] == "infra-test"
 
@@ -236,16 +268,21 @@ def test_built_kubectl_version_and_kustomize(control_plane, namespace, tmp_path)
 def test_audit_log_records_a_create(api, control_plane, namespace):
     name = f"audited-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={"k": "v"}))
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={"k": "v"})
+    )
 
     def find():
         with open(control_plane.audit_log) as f:
             for line in f:
                 ev = json.loads(line)
                 ref = ev.get("objectRef", {})
-                if (ev.get("verb") == "create" and ref.get("resource") == "configmaps"
-                        and ref.get("namespace") == namespace and ref.get("name") == name
-                        and ev.get("stage") == "ResponseComplete"):
+                if (
+                    ev.get("verb") == "create"
+                    and ref.get("resource") == "configmaps"
+                    and ref.get("namespace") == namespace
+                    and ref.get("name") == name
+                    and ev.get("stage") == "ResponseComplete"
+                ):
                     return ev
         return None
 
@@ -260,12 +297,19 @@ def test_venv_kubectl_is_the_built_one(control_plane):
     """`make k8s-bins` links the built kubectl where users and tests find it."""
     link = Path(sys.prefix) / "bin" / "kubectl"
     assert link.exists(), f"{link} missing: run `make k8s-bins`"
-    proc = subprocess.run([str(link), "--kubeconfig", control_plane.kubeconfig,
-                           "get", "nodes", "-o", "name"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(link), "--kubeconfig", control_plane.kubeconfig, "get", "nodes", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["node/kwok-node-0"]
-    version = json.loads(subprocess.run([str(link), "version", "--client", "-o", "json"],
-                                        capture_output=True, text=True, timeout=60).stdout)
+    version = json.loads(
+        subprocess.run(
+            [str(link), "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60
+        ).stdout
+    )
     assert version["clientVersion"]["gitVersion"] == f"{cache.k8s_version()}"
 
 

@@ -1,12 +1,12 @@
 """The Kafka part of a failing end-to-end test's diagnostics, against the real broker:
 end offsets, the group's members with what they subscribe and hold, committed offsets."""
+
 from __future__ import annotations
 
 import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-
 from localinfra import diagnose
 from localinfra.proc import wait_for
 
@@ -20,8 +20,9 @@ def test_kafka_state_shows_offsets_members_assignments_and_commits(kafka_bootstr
         producer.send(topic, f"v{i}".encode())
     producer.flush()
     producer.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     try:
         wait_for(lambda: sum(len(b) for b in consumer.poll(500).values()) or None, 60, "records")
         consumer.commit()
@@ -31,6 +32,8 @@ def test_kafka_state_shows_offsets_members_assignments_and_commits(kafka_bootstr
     lines = text.splitlines()
     assert f"topic {topic}: end offsets p0=3" in lines
     assert f"topic {topic}-missing: does not exist" in lines
-    assert any(ln.startswith(f"group {group}: state=Stable") and f"subscribed ['{topic}'] assigned {topic}[0]" in ln
-               for ln in lines), text
+    assert any(
+        ln.startswith(f"group {group}: state=Stable") and f"subscribed ['{topic}'] assigned {topic}[0]" in ln
+        for ln in lines
+    ), text
     assert f"  committed: {topic}/p0=3" in lines

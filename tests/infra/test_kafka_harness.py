@@ -1,16 +1,28 @@
 """The local Kafka harness: pure helpers, then a real broker (marked `kafka`)."""
+
 import time
 import uuid
 
 import pytest
-
+from localinfra.kafka import (
+    CLUSTER_MIN_ISR,
+    CLUSTER_REPLICATION,
+    CLUSTER_SIZE,
+    KafkaBroker,
+    KafkaError,
+    cluster_properties,
+    initial_controllers,
+    node_id_of,
+    parse_consumer_perf,
+    parse_producer_perf,
+    quorum_servers,
+    random_cluster_id,
+    server_properties,
+)
 from localinfra.proc import wait_for
-from localinfra.kafka import (CLUSTER_MIN_ISR, CLUSTER_REPLICATION, CLUSTER_SIZE, KafkaBroker, KafkaError,
-                              cluster_properties, initial_controllers, node_id_of, parse_consumer_perf,
-                              parse_producer_perf, quorum_servers, random_cluster_id, server_properties)
-
 
 # ---------------------------------------------------------------- pure helpers
+
 
 def _props(text):
     return dict(line.split("=", 1) for line in text.splitlines() if line)
@@ -24,15 +36,26 @@ def test_server_properties_single_node_on_loopback():
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:9093"
     assert props["log.dirs"] == "/d"
     assert props["group.initial.rebalance.delay.ms"] == "0"
-    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
-                "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor",
-                "share.coordinator.state.topic.min.isr", "min.insync.replicas"):
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+        "share.coordinator.state.topic.min.isr",
+        "min.insync.replicas",
+    ):
         assert props[key] == "1", key
 
 
 def test_server_properties_overrides_win():
-    props = _props(server_properties(broker_port=1, controller_port=2, data_dir="/d",
-                                     overrides={"auto.create.topics.enable": "false", "x.y": "z"}))
+    props = _props(
+        server_properties(
+            broker_port=1,
+            controller_port=2,
+            data_dir="/d",
+            overrides={"auto.create.topics.enable": "false", "x.y": "z"},
+        )
+    )
     assert props["auto.create.topics.enable"] == "false"
     assert props["x.y"] == "z"
 
@@ -51,8 +74,12 @@ def test_random_cluster_id_is_a_kafka_uuid():
         assert set(cid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-REPLICATION_KEYS = ("default.replication.factor", "offsets.topic.replication.factor",
-                    "transaction.state.log.replication.factor", "share.coordinator.state.topic.replication.factor")
+REPLICATION_KEYS = (
+    "default.replication.factor",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "share.coordinator.state.topic.replication.factor",
+)
 MIN_ISR_KEYS = ("min.insync.replicas", "transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr")
 
 BROKER_PORTS, CONTROLLER_PORTS, POD_PORTS = [9092, 9192, 9292], [9093, 9193, 9293], [9094, 9194, 9294]
@@ -67,9 +94,15 @@ def test_quorum_strings_name_every_controller_in_node_order():
     assert [node_id_of(i) for i in range(CLUSTER_SIZE)] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("call", [lambda: quorum_servers([]), lambda: initial_controllers([], []),
-                                  lambda: initial_controllers([1, 2, 3], ["a", "b"])],
-                         ids=["no-controller", "no-voter", "a-voter-without-directory"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: quorum_servers([]),
+        lambda: initial_controllers([], []),
+        lambda: initial_controllers([1, 2, 3], ["a", "b"]),
+    ],
+    ids=["no-controller", "no-voter", "a-voter-without-directory"],
+)
 def test_quorum_strings_refuse_a_quorum_that_cannot_form(call):
     with pytest.raises(ValueError):
         call()
@@ -77,8 +110,16 @@ def test_quorum_strings_refuse_a_quorum_that_cannot_form(call):
 
 @pytest.mark.parametrize("index", range(CLUSTER_SIZE))
 def test_cluster_properties_node_i_has_its_listeners_the_whole_quorum_and_replicated_defaults(index):
-    props = _props(cluster_properties(index, broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
-                                      data_dir=f"/d{index}", pod_host="10.245.0.1", pod_ports=POD_PORTS))
+    props = _props(
+        cluster_properties(
+            index,
+            broker_ports=BROKER_PORTS,
+            controller_ports=CONTROLLER_PORTS,
+            data_dir=f"/d{index}",
+            pod_host="10.245.0.1",
+            pod_ports=POD_PORTS,
+        )
+    )
     b, c, pod = BROKER_PORTS[index], CONTROLLER_PORTS[index], POD_PORTS[index]
     assert props["node.id"] == str(index + 1)
     assert props["process.roles"] == "broker,controller"
@@ -94,19 +135,34 @@ def test_cluster_properties_node_i_has_its_listeners_the_whole_quorum_and_replic
 
 
 def test_cluster_properties_without_pods_and_with_overrides():
-    props = _props(cluster_properties(0, broker_ports=BROKER_PORTS, controller_ports=CONTROLLER_PORTS,
-                                      data_dir="/d", overrides={"min.insync.replicas": "3"}))
+    props = _props(
+        cluster_properties(
+            0,
+            broker_ports=BROKER_PORTS,
+            controller_ports=CONTROLLER_PORTS,
+            data_dir="/d",
+            overrides={"min.insync.replicas": "3"},
+        )
+    )
     assert "PODS" not in props["listeners"] and "PODS" not in props["listener.security.protocol.map"]
     assert props["min.insync.replicas"] == "3"
     assert props["transaction.state.log.min.isr"] == str(CLUSTER_MIN_ISR)
 
 
-@pytest.mark.parametrize("kwargs", [{"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS[:2]},
-                                    {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS,
-                                         "pod_host": "10.245.0.1"},
-                                    {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS,
-                                         "pod_host": "10.245.0.1", "pod_ports": POD_PORTS[:1]}],
-                         ids=["a-node-without-controller", "pods-without-ports", "pods-short-of-ports"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS[:2]},
+        {"broker_ports": BROKER_PORTS, "controller_ports": CONTROLLER_PORTS, "pod_host": "10.245.0.1"},
+        {
+            "broker_ports": BROKER_PORTS,
+            "controller_ports": CONTROLLER_PORTS,
+            "pod_host": "10.245.0.1",
+            "pod_ports": POD_PORTS[:1],
+        },
+    ],
+    ids=["a-node-without-controller", "pods-without-ports", "pods-short-of-ports"],
+)
 def test_cluster_properties_refuse_mismatched_ports(kwargs):
     with pytest.raises(ValueError):
         cluster_properties(0, data_dir="/d", **kwargs)
@@ -154,6 +210,7 @@ def test_parsers_refuse_output_without_a_summary(parse):
 
 # ---------------------------------------------------------------- real broker
 
+
 def _topic(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -184,8 +241,9 @@ def _produce(bootstrap, topic, values):
 def _consumer(bootstrap, topic, group):
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                         auto_offset_reset="earliest", enable_auto_commit=False)
+    return KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
 
 
 def _poll_until(consumer, want, bound_s=60):
@@ -217,8 +275,7 @@ def _drain_quietly(consumer, polls=6, bound_s=60):
 def _committed_total(consumer, topic):
     from kafka import TopicPartition
 
-    return sum(consumer.committed(TopicPartition(topic, p)) or 0
-               for p in consumer.partitions_for_topic(topic))
+    return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic))
 
 
 @pytest.mark.kafka
@@ -304,6 +361,7 @@ def test_restart_and_crash_keep_data_and_committed_offsets():
 
 
 # ---------------------------------------------------------------- real cluster
+
 
 @pytest.mark.kafka
 def test_cluster_leader_moves_on_a_crash_and_the_isr_heals_after_a_restart(kafka_cluster, record_property):

@@ -1,6 +1,7 @@
 """What the real node's components are configured with (localinfra.nodeconfig): every
 path under the node's own work folder, the settings this machine needs, and the network
 the pods get. Pure: nothing is started."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -8,7 +9,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from localinfra import nodeconfig
 from localinfra.nodeconfig import NODES, NodeSpec
 
@@ -20,8 +20,16 @@ def test_containerd_keeps_everything_in_the_work_folder():
     cfg = tomllib.loads(nodeconfig.containerd_config(WD))
     cri = cfg["plugins"][CRI]
     runc = cri["containerd"]["runtimes"]["runc"]["options"]
-    paths = [cfg["root"], cfg["state"], cfg["grpc"]["address"], cfg["ttrpc"]["address"], cfg["debug"]["address"],
-             cfg["plugins"]["io.containerd.internal.v1.opt"]["path"], runc["Root"], cri["cni"]["conf_dir"]]
+    paths = [
+        cfg["root"],
+        cfg["state"],
+        cfg["grpc"]["address"],
+        cfg["ttrpc"]["address"],
+        cfg["debug"]["address"],
+        cfg["plugins"]["io.containerd.internal.v1.opt"]["path"],
+        runc["Root"],
+        cri["cni"]["conf_dir"],
+    ]
     assert all(Path(p).is_relative_to(WD) for p in paths), paths
     assert cfg["grpc"]["address"] == str(nodeconfig.containerd_socket(WD))
 
@@ -54,9 +62,17 @@ def test_pods_get_an_address_on_their_nodes_bridge_and_a_route_to_the_other_node
 
 def test_node_0_keeps_the_names_of_the_single_node_and_every_node_has_its_own():
     assert (nodeconfig.NODE_NAME, nodeconfig.BRIDGE, nodeconfig.NODE_IP, nodeconfig.POD_SUBNET) == (
-        "tsp-node-0", "tspbr0", "10.245.0.1", "10.245.0.0/24")
+        "tsp-node-0",
+        "tspbr0",
+        "10.245.0.1",
+        "10.245.0.0/24",
+    )
     assert (NODES[1].name, NODES[1].bridge, NODES[1].ip, NODES[1].subnet) == (
-        "tsp-node-1", "tspbr1", "10.246.0.1", "10.246.0.0/24")
+        "tsp-node-1",
+        "tspbr1",
+        "10.246.0.1",
+        "10.246.0.0/24",
+    )
     for attr in ("name", "bridge", "ip", "subnet", "cni_network", "cgroup_root"):
         assert len({getattr(s, attr) for s in NODES}) == len(NODES), attr
     subnets = [ipaddress.ip_network(s.subnet) for s in NODES]
@@ -86,8 +102,9 @@ def test_the_kubelet_serves_on_its_bridge_and_talks_to_its_own_containerd(spec):
 def test_the_kubelet_runs_on_cgroup_v1_and_never_evicts_for_a_full_shared_disk():
     cfg = nodeconfig.kubelet_config(NODES[0], WD, port=1, healthz_port=2)
     assert (cfg["failCgroupV1"], cfg["cgroupDriver"]) == (False, "cgroupfs")
-    assert {k: v for k, v in cfg["evictionHard"].items() if k != "memory.available"} == {
-        k: "0%" for k in ("nodefs.available", "nodefs.inodesFree", "imagefs.available", "imagefs.inodesFree")}
+    assert {k: v for k, v in cfg["evictionHard"].items() if k != "memory.available"} == dict.fromkeys(
+        ("nodefs.available", "nodefs.inodesFree", "imagefs.available", "imagefs.inodesFree"), "0%"
+    )
     assert cfg["imageGCHighThresholdPercent"] == 100
 
 

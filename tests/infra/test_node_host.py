@@ -1,6 +1,7 @@
 """Which of libcni's cached results belong to which real node (localinfra.nodehost): what
 each node's teardown removes, without touching another node's. Files in a temporary
 folder; nothing is started."""
+
 from __future__ import annotations
 
 from localinfra import nodehost
@@ -16,7 +17,9 @@ def test_each_node_finds_its_own_network_results_and_their_loopback_ones(tmp_pat
         (tmp_path / f"cni-loopback-{SANDBOX[spec.index]}-lo").write_text("{}")
     for spec in NODES:
         assert [f.name for f in nodehost.cni_results(spec)] == [
-            f"{spec.cni_network}-{SANDBOX[spec.index]}-eth0", f"cni-loopback-{SANDBOX[spec.index]}-lo"]
+            f"{spec.cni_network}-{SANDBOX[spec.index]}-eth0",
+            f"cni-loopback-{SANDBOX[spec.index]}-lo",
+        ]
 
 
 def test_a_loopback_result_without_its_network_result_is_found_by_the_nodes_sandboxes(tmp_path, monkeypatch):
@@ -41,5 +44,5 @@ def test_loopback_results_are_orphans_only_while_no_container_runtime_runs(tmp_p
     (tmp_path / f"cni-loopback-{SANDBOX[0]}-lo").write_text("{}")
     monkeypatch.setattr(nodehost, "runtime_processes", lambda: ["42: /usr/bin/containerd --config x"])
     assert nodehost.orphan_loopback_results() == []
-    monkeypatch.setattr(nodehost, "runtime_processes", lambda: [])
+    monkeypatch.setattr(nodehost, "runtime_processes", list)
     assert nodehost.orphan_loopback_results() == [tmp_path / f"cni-loopback-{SANDBOX[0]}-lo"]

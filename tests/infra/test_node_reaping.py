@@ -1,6 +1,7 @@
 """The node's teardown waits until the processes it killed are reaped: a killed process is a
 zombie (empty command line, still in /proc) until its parent waits for it, and a zombie
 left behind is what `leftovers()` reported after a crash sweep in CI."""
+
 from __future__ import annotations
 
 import signal

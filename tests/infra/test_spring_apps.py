@@ -1,4 +1,5 @@
 """The seed's Spring Cloud Stream apps: pure helpers, then the real jars against the real broker."""
+
 import json
 import os
 import subprocess
@@ -9,15 +10,15 @@ import uuid
 from datetime import datetime
 
 import pytest
-
 from localinfra import springapps
 from localinfra.kafka import free_port
 from localinfra.proc import OWNER_FILE, owned_tmpdir, sweep_tmpdirs
-from localinfra.springapps import (SpringAppError, log_sink_payloads, parse_boot_log_line,
-                                   parse_time_payload)
+from localinfra.springapps import SpringAppError, log_sink_payloads, parse_boot_log_line, parse_time_payload
 
-SINK_LINE = ("2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] "
-             "log-sink                                 : 11/27/26 22:50:55")
+SINK_LINE = (
+    "2026-11-27T22:50:55.550Z  INFO 30346 --- [log-sink] [container-0-C-1] "
+    "log-sink                                 : 11/27/26 22:50:55"
+)
 
 
 def test_parse_boot_log_line_of_the_log_sink():
@@ -28,10 +29,12 @@ def test_parse_boot_log_line_of_the_log_sink():
 
 
 def test_log_sink_payloads_skip_other_loggers_and_stack_traces():
-    lines = [SINK_LINE,
-             "2026-11-27T22:50:35.753Z  INFO 1 --- [log-sink] [           main] "
-             "s.c.s.a.l.s.k.LogSinkKafkaApplication : Started LogSinkKafkaApplication in 10.0 seconds",
-             "\tat org.example.Foo.bar(Foo.java:1)"]
+    lines = [
+        SINK_LINE,
+        "2026-11-27T22:50:35.753Z  INFO 1 --- [log-sink] [           main] "
+        "s.c.s.a.l.s.k.LogSinkKafkaApplication : Started LogSinkKafkaApplication in 10.0 seconds",
+        "\tat org.example.Foo.bar(Foo.java:1)",
+    ]
     assert log_sink_payloads(lines) == ["11/27/26 22:50:55"]
 
 
@@ -61,7 +64,7 @@ def test_java_command_sets_the_tmpdir_it_is_given(monkeypatch, tmp_path):
     monkeypatch.setattr(springapps, "jar_path", lambda app, version=None: tmp_path / f"{app}.jar")
     assert not any(a.startswith("-Djava.io.tmpdir=") for a in springapps.java_command("log-sink-kafka"))
     cmd = springapps.java_command("log-sink-kafka", tmpdir=tmp_path / "t")
-    assert f"-Djava.io.tmpdir={tmp_path / 't'}" in cmd[:cmd.index("-jar")]
+    assert f"-Djava.io.tmpdir={tmp_path / 't'}" in cmd[: cmd.index("-jar")]
 
 
 def test_owned_tmpdirs_of_dead_owners_are_swept(monkeypatch, tmp_path):
@@ -83,6 +86,7 @@ def test_owned_tmpdirs_of_dead_owners_are_swept(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- real apps
 
+
 def _bindings(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/actuator/bindings", timeout=10) as r:
         return {b["bindingName"]: b for b in json.load(r)}
@@ -94,8 +98,13 @@ def _read_values(bootstrap, topic, want=None, until=None, bound_s=60):
 
     done = until or (lambda vals: len(vals) >= want)
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             group_id=f"check-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"check-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+    )
     values, deadline = [], time.monotonic() + bound_s
     try:
         while not done(values) and time.monotonic() < deadline:
@@ -113,10 +122,16 @@ def test_time_source_to_log_sink_through_kafka(kafka_bootstrap, tmp_path):
     source_log, sink_log = tmp_path / "time-source.log", tmp_path / "log-sink.log"
     procs = []
     try:
-        source = springapps.start_app("time-source-kafka", None, [
-            f"--spring.cloud.stream.bindings.output.destination={topic}",
-            f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
-            f"--server.port={source_port}"], log_path=source_log)
+        source = springapps.start_app(
+            "time-source-kafka",
+            None,
+            [
+                f"--spring.cloud.stream.bindings.output.destination={topic}",
+                f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+                f"--server.port={source_port}",
+            ],
+            log_path=source_log,
+        )
         procs.append(source)
         springapps.wait_started(source, source_log)
 
@@ -129,10 +144,16 @@ def test_time_source_to_log_sink_through_kafka(kafka_bootstrap, tmp_path):
         stamps = [parse_time_payload(v) for v in values]
         assert stamps == sorted(stamps)
 
-        sink = springapps.start_app("log-sink-kafka", None, [
-            f"--spring.cloud.stream.bindings.input.destination={topic}",
-            f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
-            f"--server.port={sink_port}"], log_path=sink_log)
+        sink = springapps.start_app(
+            "log-sink-kafka",
+            None,
+            [
+                f"--spring.cloud.stream.bindings.input.destination={topic}",
+                f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+                f"--server.port={sink_port}",
+            ],
+            log_path=sink_log,
+        )
         procs.append(sink)
         springapps.wait_started(sink, sink_log)
         assert _bindings(sink_port)["input"]["name"] == topic

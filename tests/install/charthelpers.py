@@ -1,5 +1,6 @@
 """Helpers for the chart tests: the built helm (`make helm`), `helm template` of
 charts/tspipe with values, and objects compared with Helm's own labels set aside."""
+
 from __future__ import annotations
 
 import copy
@@ -53,10 +54,15 @@ def without_helm_labels(objs: list[dict]) -> dict[tuple, dict]:
     for original in objs:
         o = copy.deepcopy(original)
         labels = o["metadata"].get("labels") or {}
-        helm_labels = {k: labels.pop(k, None) for k in
-                       ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")}
-        assert helm_labels == {"helm.sh/chart": CHART_LABEL, "app.kubernetes.io/managed-by": "Helm",
-                               "app.kubernetes.io/instance": RELEASE}, (key(o), helm_labels)
+        helm_labels = {
+            k: labels.pop(k, None)
+            for k in ("helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance")
+        }
+        assert helm_labels == {
+            "helm.sh/chart": CHART_LABEL,
+            "app.kubernetes.io/managed-by": "Helm",
+            "app.kubernetes.io/instance": RELEASE,
+        }, (key(o), helm_labels)
         if not labels:
             o["metadata"].pop("labels")
         assert key(o) not in out, f"{key(o)} twice"

@@ -2,6 +2,7 @@
 without a Docker engine. Continuation lines, comments, ARG defaults in FROM, JSON
 (exec) and shell forms, and `KEY=VALUE ...` ENV lines.
 """
+
 from __future__ import annotations
 
 import json

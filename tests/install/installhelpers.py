@@ -1,5 +1,6 @@
 """Helpers for the install tests: kustomize builds with the project's kubectl, the two
 install variants, a kubeconfig holding a ServiceAccount token, bounded waits."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from localinfra import cache
 from localinfra.kube import audit_events  # noqa: F401  (re-exported for the tests)
 from localinfra.proc import wait_for  # noqa: F401  (re-exported for the tests)
@@ -53,9 +53,14 @@ def with_components(folder: Path, base: Path, *components: str) -> Path:
     import os
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [os.path.relpath(base, folder)],
-        "components": [os.path.relpath(MANIFESTS / c, folder) for c in components]}))
+    (folder / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(base, folder)],
+                "components": [os.path.relpath(MANIFESTS / c, folder) for c in components],
+            }
+        )
+    )
     return folder
 
 
@@ -77,8 +82,12 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": cluster["server"], "certificate-authority": cluster["certificate-authority"]}}],
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": cluster["server"], "certificate-authority": cluster["certificate-authority"]},
+            }
+        ],
         "users": [{"name": SA_NAME, "user": {"token": token}}],
         "contexts": [{"name": "operator", "context": {"cluster": "local", "user": SA_NAME}}],
         "current-context": "operator",
@@ -88,8 +97,9 @@ def token_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> str:
     return str(path)
 
 
-def api_request(kubeconfig_path: str, method: str, path: str, body: dict | None = None,
-                content_type: str = "application/json") -> tuple[int, dict]:
+def api_request(
+    kubeconfig_path: str, method: str, path: str, body: dict | None = None, content_type: str = "application/json"
+) -> tuple[int, dict]:
     """One raw request with the kubeconfig's token (for verbs kubectl only reaches after
     a GET, such as PATCH). Returns (HTTP status, decoded body)."""
     import ssl
@@ -99,10 +109,16 @@ def api_request(kubeconfig_path: str, method: str, path: str, body: dict | None 
     cfg = json.loads(Path(kubeconfig_path).read_text())
     cluster, user = cfg["clusters"][0]["cluster"], cfg["users"][0]["user"]
     ctx = ssl.create_default_context(cafile=cluster["certificate-authority"])
-    req = urllib.request.Request(cluster["server"] + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {user['token']}", "Content-Type": content_type,
-                                          "Accept": "application/json"})
+    req = urllib.request.Request(
+        cluster["server"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {user['token']}",
+            "Content-Type": content_type,
+            "Accept": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -119,7 +135,7 @@ def readme_commands(readme: Path, heading: str) -> list[list[str]]:
     start = lines.index(heading)
     i = next(n for n in range(start + 1, len(lines)) if lines[n].strip() == "```sh")
     block = []
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         if line.strip() == "```":
             break
         block.append(line)

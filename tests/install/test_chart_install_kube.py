@@ -3,6 +3,7 @@ the operator's pod Ready; nothing runs in it): `helm install` creates the CRDs f
 chart's crds/, the operator's Deployment and its RBAC; `helm upgrade --set image.tag=...`
 rolls the operator; `helm uninstall` removes the release's objects and keeps the CRDs;
 with watchNamespaces the operator's rights are a Role in that namespace only."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ pytestmark = pytest.mark.kube
 
 RELEASE_NS = "default"  # where Helm keeps its release record; the objects name their own namespaces
 SAMPLE_NS = "tspipe-pipelines"
-CRD_NAMES = sorted(d["metadata"]["name"] for f in (CHART / "crds").glob("*.yaml")
-                   for d in yaml.safe_load_all(f.read_text()) if d)
+CRD_NAMES = sorted(
+    d["metadata"]["name"] for f in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(f.read_text()) if d
+)
 
 
 @pytest.fixture
@@ -36,13 +38,13 @@ def crd_uid(control_plane, name: str) -> str | None:
 
 
 def can_i(control_plane, verb: str, resource: str, *scope: str) -> str:
-    return control_plane.kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA_USER}",
-                                 check=False).stdout.strip()
+    return control_plane.kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA_USER}", check=False).stdout.strip()
 
 
 def operator_image(control_plane) -> str:
-    d = json.loads(control_plane.kubectl("-n", OPERATOR_NS, "get", "deployment", "tspipe-operator",
-                                         "-o", "json").stdout)
+    d = json.loads(
+        control_plane.kubectl("-n", OPERATOR_NS, "get", "deployment", "tspipe-operator", "-o", "json").stdout
+    )
     return d["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
@@ -60,10 +62,14 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         # The CRDs: Helm created each of the chart's crds/ that was not there (Helm 4 applies
         # server-side: a PATCH answered 201 Created); one that was (other tests share the API
         # server) is left as it was.
-        created = {ev["objectRef"]["name"] for ev in audit_events(control_plane.audit_log, since)
-                   if ev.get("objectRef", {}).get("resource") == "customresourcedefinitions"
-                   and ev["verb"] in ("create", "patch") and ev["responseStatus"]["code"] == 201
-                   and ev.get("userAgent", "").startswith("Helm/")}
+        created = {
+            ev["objectRef"]["name"]
+            for ev in audit_events(control_plane.audit_log, since)
+            if ev.get("objectRef", {}).get("resource") == "customresourcedefinitions"
+            and ev["verb"] in ("create", "patch")
+            and ev["responseStatus"]["code"] == 201
+            and ev.get("userAgent", "").startswith("Helm/")
+        }
         assert created == set(CRD_NAMES) - set(existed), (created, existed)
         for name in CRD_NAMES:
             control_plane.wait_crd_established(name)
@@ -88,12 +94,23 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         kc("-n", SAMPLE_NS, "get", "timestamppipeline", "timestamps")
 
         # An upgrade with another tag rolls the operator: a new ReplicaSet with the new image.
-        helm("upgrade", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--reuse-values",
-             "--set", "image.tag=0.1.1", env=helm_env)
+        helm(
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            RELEASE_NS,
+            "--reuse-values",
+            "--set",
+            "image.tag=0.1.1",
+            env=helm_env,
+        )
         assert operator_image(control_plane) == "ghcr.io/tspipe/operator:0.1.1"
         kc("-n", OPERATOR_NS, "rollout", "status", "deployment/tspipe-operator", "--timeout=120s")
-        rs_images = {rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["status"].get("readyReplicas", 0)
-                     for rs in json.loads(kc("-n", OPERATOR_NS, "get", "replicasets", "-o", "json").stdout)["items"]}
+        rs_images = {
+            rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["status"].get("readyReplicas", 0)
+            for rs in json.loads(kc("-n", OPERATOR_NS, "get", "replicasets", "-o", "json").stdout)["items"]
+        }
         assert rs_images == {"ghcr.io/tspipe/operator:0.1.0": 0, "ghcr.io/tspipe/operator:0.1.1": 1}, rs_images
         history = json.loads(helm("history", RELEASE, "--namespace", RELEASE_NS, "-o", "json", env=helm_env).stdout)
         assert [h["revision"] for h in history] == [1, 2]
@@ -108,7 +125,9 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         assert helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode != 0
     finally:
         if helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode == 0:
-            helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env)
+            helm(
+                "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env
+            )
         for ns in (OPERATOR_NS, SAMPLE_NS):
             kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         # What this test created and other tests do not expect: CRDs that were not there.
@@ -126,8 +145,18 @@ def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_pla
         assert kc("get", "namespace", ns, check=False).returncode != 0, f"namespace {ns} left over"
     existed = {name for name in CRD_NAMES if crd_uid(control_plane, name)}
     try:
-        helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--set", f"watchNamespaces={{{SAMPLE_NS}}}",
-             "--set", "rbac.podProxy=true", env=helm_env)
+        helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            RELEASE_NS,
+            "--set",
+            f"watchNamespaces={{{SAMPLE_NS}}}",
+            "--set",
+            "rbac.podProxy=true",
+            env=helm_env,
+        )
         kc("-n", OPERATOR_NS, "rollout", "status", "deployment/tspipe-operator", "--timeout=120s")
         d = json.loads(kc("-n", OPERATOR_NS, "get", "deployment", "tspipe-operator", "-o", "json").stdout)
         args = d["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -148,7 +177,9 @@ def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_pla
         assert kc("get", "clusterrole/tspipe-operator-scan", check=False).returncode != 0
     finally:
         if helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode == 0:
-            helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env)
+            helm(
+                "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env
+            )
         for ns in (OPERATOR_NS, SAMPLE_NS):
             kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         created = [name for name in CRD_NAMES if name not in existed]

@@ -8,6 +8,7 @@ kustomize install built by the project's kubectl (hence the kube marker; no API 
 - every value a user sets shows where it should, and the operator's own command line
   accepts the arguments the chart gives it.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,7 @@ import os
 import pytest
 import yaml
 from charthelpers import CHART, by_key, helm, key, template, without_helm_labels
-from installhelpers import (CLUSTER, MANIFESTS, NAMESPACED, OPERATOR_NS, SA_NAME, find, kustomize, one,
-                            with_components)
+from installhelpers import CLUSTER, MANIFESTS, NAMESPACED, OPERATOR_NS, SA_NAME, find, kustomize, one, with_components
 
 from tspipe.manager import build_parser
 
@@ -52,8 +52,11 @@ def test_two_replicas_render_is_the_ha_overlay(tmp_path):
 def test_metrics_values_render_the_monitoring_component(tmp_path):
     k = tmp_path / "k"
     k.mkdir()
-    (k / "kustomization.yaml").write_text(yaml.safe_dump(  # kustomize takes relative paths only
-        {"resources": [os.path.relpath(MANIFESTS, k)], "components": [os.path.relpath(MANIFESTS / "monitoring", k)]}))
+    (k / "kustomization.yaml").write_text(
+        yaml.safe_dump(  # kustomize takes relative paths only
+            {"resources": [os.path.relpath(MANIFESTS, k)], "components": [os.path.relpath(MANIFESTS / "monitoring", k)]}
+        )
+    )
     on = {"enabled": True}
     rendered = template(tmp_path, {"metrics": {"podMonitor": on, "prometheusRule": on, "dashboard": on}})
     assert_same_objects(rendered, kustomize(k))
@@ -62,8 +65,10 @@ def test_metrics_values_render_the_monitoring_component(tmp_path):
 def test_pod_proxy_value_renders_the_pod_proxy_component_in_either_scope(tmp_path):
     on = {"rbac": {"podProxy": True}}
     assert_same_objects(template(tmp_path, on), kustomize(with_components(tmp_path / "c", CLUSTER.path, "pod-proxy")))
-    assert_same_objects(template(tmp_path, {**on, "watchNamespaces": [NAMESPACED.watched]}),
-                        kustomize(with_components(tmp_path / "n", NAMESPACED.path, "pod-proxy")))
+    assert_same_objects(
+        template(tmp_path, {**on, "watchNamespaces": [NAMESPACED.watched]}),
+        kustomize(with_components(tmp_path / "n", NAMESPACED.path, "pod-proxy")),
+    )
     objs = template(tmp_path, {"rbac": {"podProxy": True}, "watchNamespaces": ["a", "b"]})
     assert "--router-metrics=proxy" in operator_args(objs)
     for role in find(objs, "Role"):
@@ -93,33 +98,52 @@ def test_chart_crds_are_the_install_crds(tmp_path):
 def test_helm_lint_passes_with_defaults_and_with_every_option(tmp_path):
     helm("lint", "--strict", str(CHART))
     values = tmp_path / "all.yaml"
-    values.write_text(yaml.safe_dump({
-        "image": {"repository": "registry.example.com/tspipe/operator", "tag": "0.2.0", "pullPolicy": "Always"},
-        "watchNamespaces": ["a", "b"], "logFormat": "json", "nodeSelector": {"disk": "ssd"},
-        "tolerations": [{"key": "k", "operator": "Exists"}], "affinity": {}, "resources": {},
-        "metrics": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
-                    "dashboard": {"enabled": True}, "labels": {"release": "kps"}},
-        "serviceAccount": {"create": False, "name": "mine"}, "samples": {"enabled": False},
-        "rbac": {"podProxy": True}}))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "image": {"repository": "registry.example.com/tspipe/operator", "tag": "0.2.0", "pullPolicy": "Always"},
+                "watchNamespaces": ["a", "b"],
+                "logFormat": "json",
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "affinity": {},
+                "resources": {},
+                "metrics": {
+                    "podMonitor": {"enabled": True},
+                    "prometheusRule": {"enabled": True},
+                    "dashboard": {"enabled": True},
+                    "labels": {"release": "kps"},
+                },
+                "serviceAccount": {"create": False, "name": "mine"},
+                "samples": {"enabled": False},
+                "rbac": {"podProxy": True},
+            }
+        )
+    )
     helm("lint", "--strict", str(CHART), "--values", str(values))
 
 
 def test_image_values(tmp_path):
-    objs = template(tmp_path, {"image": {"repository": "registry.example.com/tspipe/operator", "tag": "0.2.0",
-                                         "pullPolicy": "Always"}})
+    objs = template(
+        tmp_path,
+        {"image": {"repository": "registry.example.com/tspipe/operator", "tag": "0.2.0", "pullPolicy": "Always"}},
+    )
     (c,) = one(objs, "Deployment", "tspipe-operator")["spec"]["template"]["spec"]["containers"]
     assert (c["image"], c["imagePullPolicy"]) == ("registry.example.com/tspipe/operator:0.2.0", "Always")
     # No tag: the chart's appVersion (the default render above shows it is the manifests' tag).
-    (c,) = one(template(tmp_path, {"image": {"repository": "r.example/op"}}), "Deployment",
-               "tspipe-operator")["spec"]["template"]["spec"]["containers"]
+    (c,) = one(template(tmp_path, {"image": {"repository": "r.example/op"}}), "Deployment", "tspipe-operator")["spec"][
+        "template"
+    ]["spec"]["containers"]
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert c["image"] == f"r.example/op:{app_version}"
 
 
 def test_watch_namespaces_grant_a_role_in_each_and_no_cluster_wide_rights(tmp_path):
     objs = template(tmp_path, {"watchNamespaces": ["team-a", "team-b"]})
-    assert [a for a in operator_args(objs) if a.startswith("--namespace") or a == "--all-namespaces"] == \
-        ["--namespace=team-a", "--namespace=team-b"]
+    assert [a for a in operator_args(objs) if a.startswith("--namespace") or a == "--all-namespaces"] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(objs, "Role")}
     assert roles == {("team-a", "tspipe-operator"), ("team-b", "tspipe-operator")}
     for b in find(objs, "RoleBinding"):
@@ -157,11 +181,22 @@ def test_values_that_cannot_work_are_refused(tmp_path):
 
 def test_resources_and_placement_values(tmp_path):
     res = {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
-    place = {"nodeSelector": {"kubernetes.io/os": "linux", "disk": "ssd"},
-             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
-             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]}}}}
-    pod = one(template(tmp_path, {"resources": res, **place}), "Deployment", "tspipe-operator")["spec"]["template"]["spec"]
+    place = {
+        "nodeSelector": {"kubernetes.io/os": "linux", "disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}
+                    ]
+                }
+            }
+        },
+    }
+    pod = one(template(tmp_path, {"resources": res, **place}), "Deployment", "tspipe-operator")["spec"]["template"][
+        "spec"
+    ]
     assert pod["containers"][0]["resources"] == res
     for field, value in place.items():
         assert pod[field] == value, field
@@ -173,18 +208,32 @@ def test_resources_and_placement_values(tmp_path):
 
 def test_monitoring_values_each_add_their_own_objects(tmp_path):
     def kinds(values):
-        return sorted(key(o)[1:] for o in template(tmp_path, {"metrics": values})
-                      if o["kind"] in ("PodMonitor", "PrometheusRule") or o["metadata"]["name"] == "tspipe-grafana-dashboard")
+        return sorted(
+            key(o)[1:]
+            for o in template(tmp_path, {"metrics": values})
+            if o["kind"] in ("PodMonitor", "PrometheusRule") or o["metadata"]["name"] == "tspipe-grafana-dashboard"
+        )
 
     on = {"enabled": True}
     assert kinds({}) == []
-    assert kinds({"podMonitor": on}) == [("PodMonitor", "tspipe-system", "tspipe-operator"),
-                                         ("PodMonitor", "tspipe-system", "tspipe-router")]
+    assert kinds({"podMonitor": on}) == [
+        ("PodMonitor", "tspipe-system", "tspipe-operator"),
+        ("PodMonitor", "tspipe-system", "tspipe-router"),
+    ]
     assert kinds({"prometheusRule": on}) == [("PrometheusRule", "tspipe-system", "tspipe")]
     assert kinds({"dashboard": on}) == [("ConfigMap", "tspipe-system", "tspipe-grafana-dashboard")]
     # Extra labels, e.g. what kube-prometheus-stack selects by, on every monitoring object.
-    objs = template(tmp_path, {"metrics": {"podMonitor": on, "prometheusRule": on, "dashboard": on,
-                                           "labels": {"release": "kube-prometheus-stack"}}})
+    objs = template(
+        tmp_path,
+        {
+            "metrics": {
+                "podMonitor": on,
+                "prometheusRule": on,
+                "dashboard": on,
+                "labels": {"release": "kube-prometheus-stack"},
+            }
+        },
+    )
     labelled = [o for o in objs if o["metadata"].get("labels", {}).get("release") == "kube-prometheus-stack"]
     assert sorted(key(o)[1] for o in labelled) == ["ConfigMap", "PodMonitor", "PodMonitor", "PrometheusRule"]
 
@@ -211,8 +260,11 @@ def test_log_format_and_every_argument_the_chart_gives_the_operator_parse(tmp_pa
     for values, want in (({}, "text"), ({"logFormat": "json"}, "json")):
         args = operator_args(template(tmp_path, values))
         assert build_parser().parse_args(args).log_format == want, args
-    for values in ({"replicas": 2}, {"watchNamespaces": ["a", "b"], "logFormat": "json"},
-                   {"rbac": {"podProxy": True}, "logFormat": "json"}):
+    for values in (
+        {"replicas": 2},
+        {"watchNamespaces": ["a", "b"], "logFormat": "json"},
+        {"rbac": {"podProxy": True}, "logFormat": "json"},
+    ):
         build_parser().parse_args(operator_args(template(tmp_path, values)))
 
 

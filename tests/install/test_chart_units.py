@@ -1,5 +1,6 @@
 """charts/tspipe's copies of manifests/ and crds/ are current (`make chart` writes them;
 `make crd` runs it), so the chart installs the same objects and CRDs as kustomize. Pure."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,6 +1,7 @@
 """Dockerfile.operator without a Docker engine: parse it and check the properties the
 image must have, then run its ENTRYPOINT (with the image's environment) in a virtual
 environment holding exactly the requirements the Dockerfile installs."""
+
 from __future__ import annotations
 
 import re
@@ -9,9 +10,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 import dockerparse
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.operator"
@@ -78,8 +78,9 @@ def test_installs_the_pinned_requirements_then_the_package_without_deps(df):
     req_runs = [i for i, r in enumerate(runs) if f"-r {req_dst}" in r.args]
     pkg_runs = [i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \S*operator", r.args)]
     assert req_runs and pkg_runs and req_runs[0] < pkg_runs[0], "pins first, then the package with --no-deps"
-    assert all(r.args.startswith(f"{venv}/bin/pip") for r in runs if "pip install" in r.args), \
+    assert all(r.args.startswith(f"{venv}/bin/pip") for r in runs if "pip install" in r.args), (
         "everything goes into the venv"
+    )
     assert "pip check" in build.run_text()
 
 
@@ -130,8 +131,9 @@ def test_exec_form_entrypoint(df):
 def test_dockerignore_keeps_the_context_small_and_clean():
     ignore = ROOT / ".dockerignore"
     assert ignore.exists()
-    patterns = {ln.strip().rstrip("/") for ln in ignore.read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")}
+    patterns = {
+        ln.strip().rstrip("/") for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    }
     for must in (".git", ".venv"):
         assert must in patterns or f"**/{must}" in patterns, f".dockerignore lacks {must}"
     # The operator sources the Dockerfile copies must not be ignored.

@@ -2,6 +2,7 @@
 with the tags the install runs: the operator's in manifests/ and the chart's values, the
 router's in the sample and the CRD's default. Pure: `make -n` prints the commands (no
 image is built here; the tests build theirs with buildah)."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,13 @@ def builds(tmp_path: Path, tools: tuple[str, ...] = (), **variables: str) -> lis
         (bin_dir / t).chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("CONTAINER_TOOL", "MAKEFLAGS", "MAKELEVEL")}
     env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
-    proc = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), "images",
-                           *(f"{k}={v}" for k, v in variables.items())],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        ["make", "-s", "-n", "-C", str(ROOT), "images", *(f"{k}={v}" for k, v in variables.items())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     out = []
     for line in proc.stdout.splitlines():
@@ -69,6 +74,7 @@ def test_without_either_it_says_what_is_missing(tmp_path):
     env.pop("CONTAINER_TOOL", None)
     if any(Path(d, t).exists() for d in ("/usr/bin", "/bin") for t in ("docker", "podman")):
         pytest.skip("docker or podman is installed in /usr/bin here")
-    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "images"], capture_output=True, text=True, timeout=60,
-                          env=env)
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "images"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode != 0 and "neither docker nor podman on PATH" in proc.stdout + proc.stderr

@@ -2,15 +2,26 @@
 least-privilege RBAC, a restricted operator pod, scope and arguments that agree with
 each other and with the operator's own command line. No API server here (that is
 test_install_kube.py); marked kube because it needs the built kubectl."""
+
 from __future__ import annotations
 
 import copy
 from urllib.parse import urlparse
 
 import pytest
+from installhelpers import (
+    CLUSTER,
+    NAMESPACED,
+    OPERATOR_NS,
+    SA_NAME,
+    VARIANTS,
+    Variant,
+    find,
+    kustomize,
+    one,
+    with_components,
+)
 
-from installhelpers import (CLUSTER, NAMESPACED, OPERATOR_NS, SA_NAME, VARIANTS, Variant, find, kustomize,
-                            one, with_components)
 from tspipe.manager import build_parser
 from tspipe.model import Pipeline
 
@@ -190,5 +201,7 @@ def test_pod_proxy_component_adds_only_the_proxy_rule_and_the_operators_flag(var
     assert build_parser().parse_args(plain_args).router_metrics == "direct", "the default reads the pod IP"
     assert build_parser().parse_args(args).router_metrics == "proxy"
     changed = {(o["kind"], o["metadata"]["name"]) for o in opted if o not in plain}
-    assert changed == {("Deployment", "tspipe-operator"),
-                       ("ClusterRole" if variant.watched is None else "Role", "tspipe-operator")}
+    assert changed == {
+        ("Deployment", "tspipe-operator"),
+        ("ClusterRole" if variant.watched is None else "Role", "tspipe-operator"),
+    }

@@ -42,10 +42,14 @@ def test_the_recipe_router_image_installs_the_routers_pins():
     """bench/seed_router/Dockerfile (the recipe's, for the real node's test) pins the two
     packages the recipe installs unpinned to the router's versions, the ones
     bench/router_bench.py runs the seed's code with."""
-    pins = dict(line.split("==") for line in (ROOT / "router" / "requirements.txt").read_text().splitlines()
-                if "==" in line)
-    installs = [line.split()[-1] for line in (ROOT / "bench" / "seed_router" / "Dockerfile").read_text().splitlines()
-                if line.startswith("RUN pip install ")]
+    pins = dict(
+        line.split("==") for line in (ROOT / "router" / "requirements.txt").read_text().splitlines() if "==" in line
+    )
+    installs = [
+        line.split()[-1]
+        for line in (ROOT / "bench" / "seed_router" / "Dockerfile").read_text().splitlines()
+        if line.startswith("RUN pip install ")
+    ]
     assert installs == [f"kafka-python=={pins['kafka-python']}", f"flask=={pins['flask']}"], installs
 
 

@@ -6,6 +6,7 @@ processes) and the real-node tests (tests/node: the pods themselves, at their po
 The tests scrape and evaluate every 2 s instead of the PodMonitors' 30 s, and shorten the
 `for:` of the alerts they wait for (rules_with_for), so a check takes seconds, not minutes.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,11 @@ def rules_with_for(shortened: dict[str, str], interval: str = INTERVAL) -> dict:
 
 def targets(prom, pool_prefix: str, namespace: str) -> list[dict]:
     """The active targets of the scrape pools starting with `pool_prefix`, in `namespace`."""
-    return [t for t in prom.api("targets", state="active")["activeTargets"]
-            if t["scrapePool"].startswith(pool_prefix) and t["labels"].get("namespace") == namespace]
+    return [
+        t
+        for t in prom.api("targets", state="active")["activeTargets"]
+        if t["scrapePool"].startswith(pool_prefix) and t["labels"].get("namespace") == namespace
+    ]
 
 
 def up_pods(prom, job: str, namespace: str) -> set[str]:
@@ -69,8 +73,12 @@ def up_pods(prom, job: str, namespace: str) -> set[str]:
 
 
 def alert_states(prom, alertname: str, namespace: str | None = None) -> list[str]:
-    return [a["state"] for a in prom.api("alerts")["alerts"] if a["labels"].get("alertname") == alertname
-            and (namespace is None or a["labels"].get("namespace") == namespace)]
+    return [
+        a["state"]
+        for a in prom.api("alerts")["alerts"]
+        if a["labels"].get("alertname") == alertname
+        and (namespace is None or a["labels"].get("namespace") == namespace)
+    ]
 
 
 class AlertWatcher:
@@ -101,17 +109,20 @@ class AlertWatcher:
     def assert_pending_then_firing(self) -> None:
         s = self.states
         assert "firing" in s, f"{self.alertname} not firing; seen {sorted(set(s))}"
-        assert "pending" in s and s.index("pending") < s.index("firing"), \
+        assert "pending" in s and s.index("pending") < s.index("firing"), (
             f"{self.alertname}: pending first, then firing; seen {sorted(set(s))}"
+        )
 
 
 def live_dashboard_queries(namespace: str, pipeline: str, dashboard_file: Path = DASHBOARD_FILE) -> list:
     """(where, PromQL) of every panel target and query variable of the dashboard, with its
     variables as Grafana substitutes them for this pipeline."""
+
     def substitute(expr: str) -> str:
         expr = re.sub(r"\$__rate_interval\b", RATE_INTERVAL, expr)
-        return re.sub(r"\$\{?(namespace|pipeline)\}?", lambda m: {"namespace": namespace,
-                                                                   "pipeline": pipeline}[m.group(1)], expr)
+        return re.sub(
+            r"\$\{?(namespace|pipeline)\}?", lambda m: {"namespace": namespace, "pipeline": pipeline}[m.group(1)], expr
+        )
 
     return [(q.where, q.expr) for q in dashboard_queries(load_dashboard(dashboard_file), substitute)]
 

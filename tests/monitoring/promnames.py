@@ -4,6 +4,7 @@ PromQL is parsed with `promql-parser` (PyPI; Python bindings of the Rust promql-
 crate that GreptimeDB uses), so function names, label matchers, `by (...)` clauses,
 keywords, durations and strings never pass for metric names: only vector selectors do.
 """
+
 from __future__ import annotations
 
 import json

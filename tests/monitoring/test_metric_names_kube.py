@@ -4,15 +4,15 @@ dead-lettered records, scraped on /actuator/prometheus; the operator, run agains
 real control plane with --metrics-port after it reconciled a pipeline, scraped on
 /metrics. Names are taken from the parsed PromQL (promnames.py); `up` is Prometheus' own.
 And the router's lag series follow the partitions a replica owns across a rebalance."""
+
 from __future__ import annotations
 
 import urllib.request
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from kubehelpers import Kubectl, Operator, no_broker_pipeline
+from prometheus_client.parser import text_string_to_metric_families
 from promnames import SYNTHETIC, dashboard_queries, exposed, load_dashboard, missing, referenced, rule_queries
 from routerproc import RouterProc, create_topic, free_port, produce, timestamps, unique, wait_for
 
@@ -26,9 +26,15 @@ def router_exposition(kafka_bootstrap):
     """The router's scrape after it routed 20 timestamps and dead-lettered 2 bad values."""
     source, group = unique("time"), unique("grp")
     create_topic(kafka_bootstrap, source)
-    r = RouterProc([f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}", DEST.format("input", source),
-                    DEST.format("even", unique("even")), DEST.format("odd", unique("odd")),
-                    f"--spring.cloud.stream.bindings.input.group={group}"]).start()
+    r = RouterProc(
+        [
+            f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+            DEST.format("input", source),
+            DEST.format("even", unique("even")),
+            DEST.format("odd", unique("odd")),
+            f"--spring.cloud.stream.bindings.input.group={group}",
+        ]
+    ).start()
     try:
         r.wait_ready()
         produce(kafka_bootstrap, source, [*timestamps(20), b"not a time", b""])
@@ -37,9 +43,11 @@ def router_exposition(kafka_bootstrap):
             status, text = r.get("/actuator/prometheus")
             if status != 200:
                 return None
-            done = (r.metric("tsrouter_records_routed_total") == 20
-                    and r.metric("tsrouter_records_dead_lettered_total") == 2
-                    and "tsrouter_consumer_lag{" in text)
+            done = (
+                r.metric("tsrouter_records_routed_total") == 20
+                and r.metric("tsrouter_records_dead_lettered_total") == 2
+                and "tsrouter_consumer_lag{" in text
+            )
             return text if done else None
 
         yield wait_for(scraped, 90, "20 records routed, 2 dead-lettered, the lag measured")
@@ -56,8 +64,12 @@ def operator_exposition(control_plane, crd_installed, tmp_path_factory):
     ns = f"tsp-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", ns)
     port = free_port()
-    op = Operator(control_plane.kubeconfig, ns, tmp_path_factory.mktemp("op") / "operator.log",
-                  ("--metrics-port", str(port), "--metrics-address", "127.0.0.1")).start()
+    op = Operator(
+        control_plane.kubeconfig,
+        ns,
+        tmp_path_factory.mktemp("op") / "operator.log",
+        ("--metrics-port", str(port), "--metrics-address", "127.0.0.1"),
+    ).start()
     try:
         Kubectl(control_plane, ns).apply(no_broker_pipeline())
 
@@ -68,8 +80,7 @@ def operator_exposition(control_plane, crd_installed, tmp_path_factory):
                     text = resp.read().decode()
             except OSError:
                 return None
-            return text if "tspipe_pipeline_phase{" in text and 'tspipe_reconciles_total{result="ok"}' in text \
-                else None
+            return text if "tspipe_pipeline_phase{" in text and 'tspipe_reconciles_total{result="ok"}' in text else None
 
         yield wait_for(scraped, 120, "the operator's metrics after one reconciled pipeline")
     finally:
@@ -102,8 +113,12 @@ def test_every_referenced_metric_is_exposed_by_the_real_process(router_expositio
 def lag_partitions(r: RouterProc) -> set[int]:
     status, text = r.get("/actuator/prometheus")
     assert status == 200, text
-    return {int(s.labels["partition"]) for fam in text_string_to_metric_families(text) for s in fam.samples
-            if s.name == "tsrouter_consumer_lag"}
+    return {
+        int(s.labels["partition"])
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "tsrouter_consumer_lag"
+    }
 
 
 @pytest.mark.kafka
@@ -113,9 +128,14 @@ def test_router_lag_series_follow_the_partitions_a_replica_owns(kafka_bootstrap)
     old owner's scrape, or it is counted twice (and its last value kept forever)."""
     source, group = unique("time"), unique("grp")
     create_topic(kafka_bootstrap, source, 2)
-    args = [f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}", DEST.format("input", source),
-            DEST.format("even", unique("even")), DEST.format("odd", unique("odd")),
-            f"--spring.cloud.stream.bindings.input.group={group}", "--tsrouter.topic-partitions=2"]
+    args = [
+        f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+        DEST.format("input", source),
+        DEST.format("even", unique("even")),
+        DEST.format("odd", unique("odd")),
+        f"--spring.cloud.stream.bindings.input.group={group}",
+        "--tsrouter.topic-partitions=2",
+    ]
     produce(kafka_bootstrap, source, timestamps(10), partition_of=lambda i, v: i % 2)
     a = RouterProc(args).start()
     b = None
@@ -124,12 +144,18 @@ def test_router_lag_series_follow_the_partitions_a_replica_owns(kafka_bootstrap)
         wait_for(lambda: lag_partitions(a) == {0, 1}, 60, "replica a reports the lag of both partitions")
         b = RouterProc(args).start()
         b.wait_ready()
-        wait_for(lambda: a.metric("tsrouter_assigned_partitions") == 1 == b.metric("tsrouter_assigned_partitions"),
-                 90, "the partitions shared by both replicas")
+        wait_for(
+            lambda: a.metric("tsrouter_assigned_partitions") == 1 == b.metric("tsrouter_assigned_partitions"),
+            90,
+            "the partitions shared by both replicas",
+        )
         # A replica reports a partition's lag once it has read from it: more records.
         produce(kafka_bootstrap, source, timestamps(10, start=1_800_000_000), partition_of=lambda i, v: i % 2)
-        wait_for(lambda: len(lag_partitions(a)) == 1 and lag_partitions(b) == {0, 1} - lag_partitions(a), 90,
-                 "each replica reports the lag of the one partition it owns, and only that one")
+        wait_for(
+            lambda: len(lag_partitions(a)) == 1 and lag_partitions(b) == {0, 1} - lag_partitions(a),
+            90,
+            "each replica reports the lag of the one partition it owns, and only that one",
+        )
         assert b.terminate() == 0
         produce(kafka_bootstrap, source, timestamps(10, start=1_900_000_000), partition_of=lambda i, v: i % 2)
         wait_for(lambda: lag_partitions(a) == {0, 1}, 90, "replica a reports both partitions again")

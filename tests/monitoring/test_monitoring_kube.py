@@ -2,6 +2,7 @@
 checked by the real API server against the Prometheus operator's own CRDs (pinned in
 hack/monitoring/versions, fetched by `make monitoring-tools`): a server-side dry run with
 strict field validation, which refuses a malformed object."""
+
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kubehelpers import wait_for
 from localinfra import cache
 from promnames import DASHBOARD_FILE, ROOT, metric_names
@@ -38,15 +38,22 @@ def rel(path: Path, tmp_path: Path) -> str:
 def test_component_builds_on_the_install_and_the_install_needs_no_monitoring_kinds(control_plane, tmp_path):
     base = build(control_plane, tmp_path, {"resources": [rel(MANIFESTS, tmp_path)]})
     assert not [o for o in base if o["apiVersion"].startswith("monitoring.coreos.com/")]
-    both = build(control_plane, tmp_path, {"resources": [rel(MANIFESTS, tmp_path)],
-                                           "components": [rel(MANIFESTS / "monitoring", tmp_path)]})
+    both = build(
+        control_plane,
+        tmp_path,
+        {"resources": [rel(MANIFESTS, tmp_path)], "components": [rel(MANIFESTS / "monitoring", tmp_path)]},
+    )
+
     def key(o):
         return o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]
 
     added = {key(o) for o in both} - {key(o) for o in base}
-    assert added == {("PodMonitor", "tspipe-system", "tspipe-router"), ("PodMonitor", "tspipe-system", "tspipe-operator"),
-                     ("PrometheusRule", "tspipe-system", "tspipe"),
-                     ("ConfigMap", "tspipe-system", "tspipe-grafana-dashboard")}
+    assert added == {
+        ("PodMonitor", "tspipe-system", "tspipe-router"),
+        ("PodMonitor", "tspipe-system", "tspipe-operator"),
+        ("PrometheusRule", "tspipe-system", "tspipe"),
+        ("ConfigMap", "tspipe-system", "tspipe-grafana-dashboard"),
+    }
     by = {key(o): o for o in both}
     for k in added:
         o = by[k]
@@ -78,8 +85,10 @@ def monitoring_crds(control_plane):
     def established():
         for n in names:
             crd = json.loads(control_plane.kubectl("get", "crd", n, "-o", "json").stdout)
-            if not any(c["type"] == "Established" and c["status"] == "True"
-                       for c in (crd.get("status") or {}).get("conditions") or []):
+            if not any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (crd.get("status") or {}).get("conditions") or []
+            ):
                 return False
         return True
 
@@ -92,8 +101,9 @@ def monitoring_crds(control_plane):
 def component_in_own_namespace(control_plane, namespace, tmp_path):
     """The component's objects alone, moved to a namespace of this test (other tests
     install into tspipe-system and expect it absent)."""
-    objs = build(control_plane, tmp_path, {"namespace": namespace,
-                                           "components": [rel(MANIFESTS / "monitoring", tmp_path)]})
+    objs = build(
+        control_plane, tmp_path, {"namespace": namespace, "components": [rel(MANIFESTS / "monitoring", tmp_path)]}
+    )
     return namespace, objs
 
 
@@ -107,21 +117,35 @@ def kept(stored, sent) -> bool:
 
 
 def dry_run(control_plane, ns, objs):
-    return control_plane.kubectl("-n", ns, "apply", "--server-side", "--dry-run=server", "--validate=strict",
-                                 "--field-manager=tspipe-test", "-o", "json", "-f", "-",
-                                 input=yaml.safe_dump_all(objs), check=False)
+    return control_plane.kubectl(
+        "-n",
+        ns,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--validate=strict",
+        "--field-manager=tspipe-test",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(objs),
+        check=False,
+    )
 
 
-def test_component_objects_pass_the_prometheus_operator_schema(control_plane, monitoring_crds,
-                                                               component_in_own_namespace):
+def test_component_objects_pass_the_prometheus_operator_schema(
+    control_plane, monitoring_crds, component_in_own_namespace
+):
     ns, objs = component_in_own_namespace
     assert {o["kind"] for o in objs} == {"PodMonitor", "PrometheusRule", "ConfigMap"}
     proc = dry_run(control_plane, ns, objs)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     items = out["items"] if out.get("kind") == "List" else [out]
-    assert sorted((i["kind"], i["metadata"]["name"]) for i in items) == \
-        sorted((o["kind"], o["metadata"]["name"]) for o in objs)
+    assert sorted((i["kind"], i["metadata"]["name"]) for i in items) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in objs
+    )
     # What the API server would store keeps every field sent (nothing pruned as unknown;
     # the schema may add defaults).
     for i in items:
@@ -149,7 +173,9 @@ def test_the_schema_check_can_fail(control_plane, monitoring_crds, component_in_
     proc = dry_run(control_plane, ns, objs)
     assert proc.returncode != 0, breakage
     # The API server names the field, from the CRD's schema.
-    field = {"unknown field": ".spec.podMetricsEndpoints[0].pathh: field not declared in schema",
-             "wrong type": ".spec.namespaceSelector.any: expected boolean",
-             "bad severity shape": ".rules[0].labels.severity: expected string"}[breakage]
+    field = {
+        "unknown field": ".spec.podMetricsEndpoints[0].pathh: field not declared in schema",
+        "wrong type": ".spec.namespaceSelector.any: expected boolean",
+        "bad severity shape": ".rules[0].labels.severity: expected string",
+    }[breakage]
     assert field in proc.stderr, proc.stderr

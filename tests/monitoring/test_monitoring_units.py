@@ -2,37 +2,57 @@
 say what they must, the metric-name check catches a misspelt name, the PodMonitors select
 what the operator renders, and the two metrics changes behind them (the operator's
 per-pipeline phase, the router's lag of partitions it no longer owns)."""
+
 from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 from collections import namedtuple
+from pathlib import Path
 
+import promnames
 import pytest
 import yaml
 from prometheus_client import generate_latest
-
-import promnames
 from promnames import MONITORING, Query, dashboard_queries, load_dashboard, metric_names, missing, referenced, rules
 
-ALERTS = {"TspipeRouterLagGrowing", "TspipeRouterDeadLetterRateHigh", "TspipeRouterSendErrors",
-          "TspipePipelineDegraded", "TspipeOperatorDown"}
+ALERTS = {
+    "TspipeRouterLagGrowing",
+    "TspipeRouterDeadLetterRateHigh",
+    "TspipeRouterSendErrors",
+    "TspipePipelineDegraded",
+    "TspipeOperatorDown",
+}
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 
 # ---- the name extraction ------------------------------------------------------------------
 
-@pytest.mark.parametrize("expr, names", [
-    ('sum by (namespace, pipeline) (rate(tsrouter_send_errors_total{job="tspipe-router"}[5m])) > 0',
-     {"tsrouter_send_errors_total"}),
-    ('histogram_quantile(0.99, sum by (le) (rate(a_seconds_bucket{le!="+Inf"}[$__rate_interval])))', {"a_seconds_bucket"}),
-    ('absent(up{job="tspipe-operator"} == 1)', {"up"}),
-    ('max_over_time(deriv(lag[10m])[1h:5m] offset 1d) / on (pipeline) group_left(phase) b unless c', {"lag", "b", "c"}),
-    ('{__name__="by_name", job="rate"}', {"by_name"}),
-    ('count without (sum) (label_replace(m, "dst", "$1", "src", "(.*)")) / ignoring(x) n + scalar(o)', {"m", "n", "o"}),
-    ('time() - 5 * 60', set()),
-])
+
+@pytest.mark.parametrize(
+    "expr, names",
+    [
+        (
+            'sum by (namespace, pipeline) (rate(tsrouter_send_errors_total{job="tspipe-router"}[5m])) > 0',
+            {"tsrouter_send_errors_total"},
+        ),
+        (
+            'histogram_quantile(0.99, sum by (le) (rate(a_seconds_bucket{le!="+Inf"}[$__rate_interval])))',
+            {"a_seconds_bucket"},
+        ),
+        ('absent(up{job="tspipe-operator"} == 1)', {"up"}),
+        (
+            "max_over_time(deriv(lag[10m])[1h:5m] offset 1d) / on (pipeline) group_left(phase) b unless c",
+            {"lag", "b", "c"},
+        ),
+        ('{__name__="by_name", job="rate"}', {"by_name"}),
+        (
+            'count without (sum) (label_replace(m, "dst", "$1", "src", "(.*)")) / ignoring(x) n + scalar(o)',
+            {"m", "n", "o"},
+        ),
+        ("time() - 5 * 60", set()),
+    ],
+)
 def test_metric_names_are_the_vector_selectors_only(expr, names):
     assert metric_names(promnames.grafana_to_promql(expr)) == names
 
@@ -46,7 +66,7 @@ def test_unparsable_promql_is_an_error():
 @pytest.mark.parametrize("typo", ["tsrouter_send_errors", "tsrouter_send_error_total"])
 def test_a_misspelt_name_is_reported_missing(typo):
     exposed = {"tsrouter_send_errors_total", "tspipe_reconciles_total"}
-    good = [Query("rule A", 'rate(tsrouter_send_errors_total[5m]) > 0'), Query("panel B", "absent(up)")]
+    good = [Query("rule A", "rate(tsrouter_send_errors_total[5m]) > 0"), Query("panel B", "absent(up)")]
     assert missing(referenced(good), exposed) == {}
     bad = [*good, Query("rule C", f"rate({typo}[5m]) > 0")]
     assert missing(referenced(bad), exposed) == {typo: ["rule C"]}
@@ -56,11 +76,16 @@ def test_every_name_in_the_shipped_files_is_found_and_both_files_are_read():
     rule_names = referenced(promnames.rule_queries())
     dash_names = referenced(dashboard_queries(load_dashboard()))
     assert {"tsrouter_consumer_lag", "tspipe_pipeline_phase", "up"} <= set(rule_names)
-    assert {"tsrouter_records_routed_total", "tsrouter_end_to_end_latency_seconds_bucket",
-            "tspipe_reconciles_total", "tspipe_pipelines"} <= set(dash_names)
+    assert {
+        "tsrouter_records_routed_total",
+        "tsrouter_end_to_end_latency_seconds_bucket",
+        "tspipe_reconciles_total",
+        "tspipe_pipelines",
+    } <= set(dash_names)
 
 
 # ---- the PrometheusRule -------------------------------------------------------------------
+
 
 def test_rule_file_has_the_alerts_with_severity_summary_and_description():
     obj = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
@@ -74,8 +99,11 @@ def test_rule_file_has_the_alerts_with_severity_summary_and_description():
         assert DURATION.match(r["for"]), r["alert"]
         assert metric_names(r["expr"]), r["alert"]
         # Annotations use only labels the expression keeps.
-        kept = set(re.findall(r"by \(([^)]*)\)", r["expr"])[-1].replace(" ", "").split(",")) \
-            if "by (" in r["expr"] else set()
+        kept = (
+            set(re.findall(r"by \(([^)]*)\)", r["expr"])[-1].replace(" ", "").split(","))
+            if "by (" in r["expr"]
+            else set()
+        )
         for label in re.findall(r"\$labels\.(\w+)", str(r["annotations"])):
             assert label in kept, (r["alert"], label)
 
@@ -87,8 +115,16 @@ def test_pipeline_degraded_holds_five_minutes_per_pipeline():
 
 # ---- the dashboard ------------------------------------------------------------------------
 
-PANELS = ("Pipelines by phase", "Records routed per channel", "Dead-letter rate", "Consumer lag",
-          "End-to-end latency", "Send errors", "Reconcile rate", "Reconcile errors")
+PANELS = (
+    "Pipelines by phase",
+    "Records routed per channel",
+    "Dead-letter rate",
+    "Consumer lag",
+    "End-to-end latency",
+    "Send errors",
+    "Reconcile rate",
+    "Reconcile errors",
+)
 
 
 def test_dashboard_has_the_panels_with_parsing_queries():
@@ -121,6 +157,7 @@ def test_kustomization_is_a_component_shipping_the_dashboard_for_the_sidecar():
 
 # ---- the PodMonitors select what is really there -------------------------------------------
 
+
 def podmonitor(name):
     return yaml.safe_load((MONITORING / f"podmonitor-{name}.yaml").read_text())
 
@@ -148,11 +185,10 @@ def test_router_podmonitor_selects_the_router_pods_the_operator_renders():
 
 def test_router_container_port_and_actuator_route_exist():
     """The port name and path the PodMonitor scrapes, in what render.py and the router serve."""
+    import tspipe.render as render
     from tsrouter.actuator import create_app
     from tsrouter.health import HealthState
     from tsrouter.metrics import Metrics
-
-    import tspipe.render as render
 
     src = Path(render.__file__).read_text()
     assert '"ports": [{"name": "http", "containerPort": SERVER_PORT' in src
@@ -177,14 +213,16 @@ def test_operator_podmonitor_selects_the_operator_pod_and_its_metrics_port():
 
 # ---- the operator's per-pipeline phase -----------------------------------------------------
 
+
 def test_operator_pipeline_phase_is_one_series_per_pipeline():
     from tspipe.metrics import Metrics
 
     m = Metrics()
 
     def phase_lines():
-        return sorted(ln for ln in generate_latest(m.registry).decode().splitlines()
-                      if ln.startswith("tspipe_pipeline_phase{"))
+        return sorted(
+            ln for ln in generate_latest(m.registry).decode().splitlines() if ln.startswith("tspipe_pipeline_phase{")
+        )
 
     m.set_phase("ns1", "a", "Progressing")
     m.set_phase("ns2", "a", "Running")
@@ -224,15 +262,17 @@ def test_router_lag_of_a_partition_it_no_longer_owns_is_removed():
     from tsrouter.metrics import Metrics
 
     m = Metrics()
-    r = Runner(load(["--spring.cloud.stream.kafka.binder.brokers=127.0.0.1:1"], {}), HealthState(), m,
-               threading.Event())
+    r = Runner(
+        load(["--spring.cloud.stream.kafka.binder.brokers=127.0.0.1:1"], {}), HealthState(), m, threading.Event()
+    )
     t0, t1, t2 = TP("in", 0), TP("in", 1), TP("in", 2)
 
     def lag_lines(consumer, positions):
         r.consumer, r.positions, r._last_lag = consumer, dict(positions), -1e9
         r._update_lag()
-        return sorted(ln for ln in generate_latest(m.registry).decode().splitlines()
-                      if ln.startswith("tsrouter_consumer_lag{"))
+        return sorted(
+            ln for ln in generate_latest(m.registry).decode().splitlines() if ln.startswith("tsrouter_consumer_lag{")
+        )
 
     assert lag_lines(FakeConsumer({t0: 10, t1: 7, t2: None}), {t0: 4, t1: 7}) == [
         'tsrouter_consumer_lag{partition="0",topic="in"} 6.0',

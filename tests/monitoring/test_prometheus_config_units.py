@@ -3,13 +3,13 @@ Prometheus operator's translation of manifests/monitoring's PodMonitors, kept in
 with the YAML: every selector label, the port, the path, the interval, honorLabels and
 each relabeling (in order) are in the scrape job; a field the translation does not know
 is refused rather than dropped. Pure."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import yaml
-
 from localinfra.prometheus import podmonitor_scrape_configs, rule_file
 from promnames import MONITORING, RULE_FILE
 
@@ -46,29 +46,46 @@ def test_translation_follows_the_podmonitor(path):
         rules = job["relabel_configs"]
         for k, v in pm["spec"]["selector"]["matchLabels"].items():
             san = k.replace(".", "_").replace("/", "_").replace("-", "_")
-            assert {"action": "keep", "regex": f"({v});true",
-                    "source_labels": [f"__meta_kubernetes_pod_label_{san}",
-                                      f"__meta_kubernetes_pod_labelpresent_{san}"]} in rules, k
-        assert {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                "regex": ep["port"]} in rules
+            assert {
+                "action": "keep",
+                "regex": f"({v});true",
+                "source_labels": [f"__meta_kubernetes_pod_label_{san}", f"__meta_kubernetes_pod_labelpresent_{san}"],
+            } in rules, k
+        assert {
+            "action": "keep",
+            "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+            "regex": ep["port"],
+        } in rules
         # The PodMonitor's own relabelings last, in order, in Prometheus' spelling.
         own = ep["relabelings"]
-        assert rules[-len(own):] == [
-            {{"sourceLabels": "source_labels", "targetLabel": "target_label"}.get(k, k):
-             (v.lower() if k == "action" else v) for k, v in r.items()} for r in own]
+        assert rules[-len(own) :] == [
+            {
+                {"sourceLabels": "source_labels", "targetLabel": "target_label"}.get(k, k): (
+                    v.lower() if k == "action" else v
+                )
+                for k, v in r.items()
+            }
+            for r in own
+        ]
         # The operator's standard target labels come before them (the user's may override).
-        assert {"target_label": "job", "replacement": f"{pm['metadata']['namespace']}/{pm['metadata']['name']}"} \
-            in rules[:-len(own)]
+        assert {
+            "target_label": "job",
+            "replacement": f"{pm['metadata']['namespace']}/{pm['metadata']['name']}",
+        } in rules[: -len(own)]
         assert {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"} in rules
 
 
-@pytest.mark.parametrize("change", [
-    lambda pm: pm["spec"]["podMetricsEndpoints"][0].update(metricRelabelings=[{"action": "drop"}]),
-    lambda pm: pm["spec"]["podMetricsEndpoints"][0].update(scheme="https"),
-    lambda pm: pm["spec"]["selector"].update(matchExpressions=[{"key": "a", "operator": "Exists"}]),
-    lambda pm: pm["spec"].update(jobLabel="app"),
-    lambda pm: pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0].update(regex_typo="x"),
-], ids=["metricRelabelings", "scheme", "matchExpressions", "jobLabel", "relabeling-field"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda pm: pm["spec"]["podMetricsEndpoints"][0].update(metricRelabelings=[{"action": "drop"}]),
+        lambda pm: pm["spec"]["podMetricsEndpoints"][0].update(scheme="https"),
+        lambda pm: pm["spec"]["selector"].update(matchExpressions=[{"key": "a", "operator": "Exists"}]),
+        lambda pm: pm["spec"].update(jobLabel="app"),
+        lambda pm: pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0].update(regex_typo="x"),
+    ],
+    ids=["metricRelabelings", "scheme", "matchExpressions", "jobLabel", "relabeling-field"],
+)
 def test_a_field_the_translation_does_not_know_is_refused(change):
     pm = copy.deepcopy(load(MONITORING / "podmonitor-router.yaml"))
     podmonitor_scrape_configs(pm, KUBECONFIG)

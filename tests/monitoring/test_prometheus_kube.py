@@ -22,6 +22,7 @@ the local process (after every PodMonitor rule, so selection and labels are thei
 scrape and evaluation intervals are 2 s instead of 30 s, and the dead-letter alert's
 `for:` is 10 s instead of 10 minutes, so the test takes a minute, not a quarter hour.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,17 +33,28 @@ import uuid
 
 import pytest
 import yaml
-
 from kubehelpers import Kubectl, Operator
-from samples import sample_pipeline
 from localinfra import cache
 from localinfra.prometheus import PrometheusServer, rule_file
 from localinfra.runner import program_for
-from promchecks import (DEAD_LETTER_ALERT, INTERVAL, OPERATOR_PODMONITOR, RATE_INTERVAL, ROUTER_PODMONITOR,
-                        AlertWatcher, alert_states, assert_every_query_returns_data, live_dashboard_queries,
-                        podmonitor_jobs, prometheus_config, rules_with_for, targets)
+from promchecks import (
+    DEAD_LETTER_ALERT,
+    INTERVAL,
+    OPERATOR_PODMONITOR,
+    RATE_INTERVAL,
+    ROUTER_PODMONITOR,
+    AlertWatcher,
+    alert_states,
+    assert_every_query_returns_data,
+    live_dashboard_queries,
+    podmonitor_jobs,
+    prometheus_config,
+    rules_with_for,
+    targets,
+)
 from promnames import MONITORING, RULE_FILE
 from routerproc import RouterProc, free_port, produce, timestamps, unique, wait_for
+from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube]
 
@@ -73,8 +85,12 @@ def running_pipeline(prometheus_bin, control_plane, crd_installed, kafka_bootstr
     kc("create", "namespace", ns)
     kc("apply", "-k", str(ROOT / "manifests" / "base"))
     op_port = free_port()
-    op = Operator(control_plane.kubeconfig, ns, tmp_path_factory.mktemp("op") / "operator.log",
-                  ("--metrics-port", str(op_port), "--metrics-address", "127.0.0.1", "--resync-seconds", "5"))
+    op = Operator(
+        control_plane.kubeconfig,
+        ns,
+        tmp_path_factory.mktemp("op") / "operator.log",
+        ("--metrics-port", str(op_port), "--metrics-address", "127.0.0.1", "--resync-seconds", "5"),
+    )
     router = None
     stop = threading.Event()
     producer = None
@@ -122,18 +138,23 @@ def running_pipeline(prometheus_bin, control_plane, crd_installed, kafka_bootstr
 def point_at(job: dict, namespace: str, address: str) -> dict:
     """The test's one addition: this namespace's discovered pods are scraped at `address`."""
     job = copy.deepcopy(job)
-    job["relabel_configs"].append({"source_labels": ["namespace"], "regex": namespace,
-                                   "target_label": "__address__", "replacement": address})
+    job["relabel_configs"].append(
+        {"source_labels": ["namespace"], "regex": namespace, "target_label": "__address__", "replacement": address}
+    )
     assert job["scrape_interval"] == INTERVAL
     return job
 
 
 @pytest.fixture(scope="module")
 def prometheus(running_pipeline, control_plane):
-    jobs = [point_at(j, running_pipeline["ns"], f"127.0.0.1:{running_pipeline['router'].port}")
-            for j in podmonitor_jobs(ROUTER_PODMONITOR, control_plane.kubeconfig)]
-    jobs += [point_at(j, OPERATOR_NS, f"127.0.0.1:{running_pipeline['op_port']}")
-             for j in podmonitor_jobs(OPERATOR_PODMONITOR, control_plane.kubeconfig)]
+    jobs = [
+        point_at(j, running_pipeline["ns"], f"127.0.0.1:{running_pipeline['router'].port}")
+        for j in podmonitor_jobs(ROUTER_PODMONITOR, control_plane.kubeconfig)
+    ]
+    jobs += [
+        point_at(j, OPERATOR_NS, f"127.0.0.1:{running_pipeline['op_port']}")
+        for j in podmonitor_jobs(OPERATOR_PODMONITOR, control_plane.kubeconfig)
+    ]
     with PrometheusServer(prometheus_config(jobs), {"tspipe-rules.yaml": rules_with_for(SHORTENED)}) as prom:
         # The dead-letter alert's states from the start, every half second: pending lasts
         # only its shortened `for:`, whichever test runs first.
@@ -145,14 +166,18 @@ def prometheus(running_pipeline, control_plane):
             watcher.stop()
 
 
-def test_router_and_operator_are_discovered_and_scraped_through_the_podmonitors(prometheus, running_pipeline,
-                                                                               control_plane):
+def test_router_and_operator_are_discovered_and_scraped_through_the_podmonitors(
+    prometheus, running_pipeline, control_plane
+):
     ns, name = running_pipeline["ns"], running_pipeline["name"]
 
     def both_up():
         r = [t for t in targets(prometheus, "podMonitor/tspipe-system/tspipe-router/", ns) if t["health"] == "up"]
-        o = [t for t in targets(prometheus, "podMonitor/tspipe-system/tspipe-operator/", OPERATOR_NS)
-             if t["health"] == "up"]
+        o = [
+            t
+            for t in targets(prometheus, "podMonitor/tspipe-system/tspipe-operator/", OPERATOR_NS)
+            if t["health"] == "up"
+        ]
         return (r, o) if r and o else None
 
     router_targets, operator_targets = wait_for(both_up, 120, "router and operator targets up")
@@ -165,18 +190,28 @@ def test_router_and_operator_are_discovered_and_scraped_through_the_podmonitors(
     assert {t["labels"]["pod"] for t in operator_targets} == {p["metadata"]["name"] for p in op_pods}
     assert all(t["labels"]["job"] == "tspipe-operator" for t in operator_targets)
     # The pipeline's other three apps have no port "http" selected by the router's labels.
-    others = [t for t in targets(prometheus, "podMonitor/tspipe-system/tspipe-router/", ns)
-              if not t["labels"]["pod"].startswith(f"{name}-router-")]
+    others = [
+        t
+        for t in targets(prometheus, "podMonitor/tspipe-system/tspipe-router/", ns)
+        if not t["labels"]["pod"].startswith(f"{name}-router-")
+    ]
     assert not others, others
 
-    up = wait_for(lambda: prometheus.query(f'up{{job="tspipe-router", namespace="{ns}", pipeline="{name}"}} == 1'),
-                  60, "up == 1 for the router")
+    up = wait_for(
+        lambda: prometheus.query(f'up{{job="tspipe-router", namespace="{ns}", pipeline="{name}"}} == 1'),
+        60,
+        "up == 1 for the router",
+    )
     assert len(up) == len(router_pods)
     assert wait_for(lambda: prometheus.query('up{job="tspipe-operator"} == 1'), 60, "up == 1 for the operator")
     # honorLabels: the operator's per-pipeline series keep the pipeline's namespace.
-    phase = wait_for(lambda: prometheus.query(
-        f'tspipe_pipeline_phase{{job="tspipe-operator", namespace="{ns}", pipeline="{name}"}} == 1'), 60,
-        "the operator's phase series of the pipeline")
+    phase = wait_for(
+        lambda: prometheus.query(
+            f'tspipe_pipeline_phase{{job="tspipe-operator", namespace="{ns}", pipeline="{name}"}} == 1'
+        ),
+        60,
+        "the operator's phase series of the pipeline",
+    )
     assert phase[0]["metric"]["namespace"] == ns
 
 
@@ -185,15 +220,20 @@ def test_every_dashboard_query_returns_data(prometheus, running_pipeline, contro
     queries = live_dashboard_queries(ns, name)
     assert len(queries) >= 15, "every panel's targets and the variables"
     # Rates need two scrapes inside the window, and the alert below has been evaluating.
-    wait_for(lambda: prometheus.query(f'rate(tsrouter_records_routed_total{{namespace="{ns}"}}[{RATE_INTERVAL}]) > 0'),
-             90, "a rate of routed records")
+    wait_for(
+        lambda: prometheus.query(f'rate(tsrouter_records_routed_total{{namespace="{ns}"}}[{RATE_INTERVAL}]) > 0'),
+        90,
+        "a rate of routed records",
+    )
 
     # The reconcile duration shows the passes of its rate window; a settled pipeline has
     # none (the resync skips it), so touch it as a user's edit would: one pass.
     control_plane.kubectl("annotate", "tsp", name, "-n", ns, "--overwrite", f"tspipe.test/touched={time.time()}")
     assert_every_query_returns_data(prometheus, queries, 60)
     # Variables list this pipeline (Grafana's drop-downs).
-    ns_values = {s["metric"]["namespace"] for s in prometheus.query('tsrouter_records_consumed_total{job="tspipe-router"}')}
+    ns_values = {
+        s["metric"]["namespace"] for s in prometheus.query('tsrouter_records_consumed_total{job="tspipe-router"}')
+    }
     assert ns in ns_values
 
 
@@ -205,10 +245,14 @@ def test_rules_load_and_the_dead_letter_alert_goes_from_pending_to_firing(promet
 
     wait_for(lambda: "firing" in prometheus.alert_states, 120, f"{DEAD_LETTER_ALERT} firing", interval=0.5)
     states = prometheus.alert_states
-    assert "pending" in states and states.index("pending") < states.index("firing"), \
+    assert "pending" in states and states.index("pending") < states.index("firing"), (
         f"pending first (for: {DEAD_LETTER_FOR}), then firing; seen {sorted(set(states))}"
-    alert = next(a for a in prometheus.api("alerts")["alerts"] if a["labels"].get("alertname") == DEAD_LETTER_ALERT
-             and a["labels"].get("namespace") == running_pipeline["ns"])
+    )
+    alert = next(
+        a
+        for a in prometheus.api("alerts")["alerts"]
+        if a["labels"].get("alertname") == DEAD_LETTER_ALERT and a["labels"].get("namespace") == running_pipeline["ns"]
+    )
     assert alert["labels"]["pipeline"] == running_pipeline["name"] and alert["labels"]["severity"] == "warning"
     assert running_pipeline["name"] in alert["annotations"]["summary"]
     # Every rule was evaluated without error.
@@ -224,16 +268,24 @@ def test_the_server_reports_the_pinned_release(prometheus):
     assert prometheus.api("status/buildinfo")["version"] == f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
 
 
-def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometheus, running_pipeline,
-                                                                        control_plane):
+def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometheus, running_pipeline, control_plane):
     """After the data tests: it leaves the router's rollout stuck (the old pod serves)."""
     ns, name = running_pipeline["ns"], running_pipeline["name"]
     k = Kubectl(control_plane, ns)
-    wait_for(lambda: prometheus.query(f'tspipe_pipeline_phase{{namespace="{ns}", phase="Running"}} == 1'), 60,
-             "the pipeline Running in the operator's metrics")
+    wait_for(
+        lambda: prometheus.query(f'tspipe_pipeline_phase{{namespace="{ns}", phase="Running"}} == 1'),
+        60,
+        "the pipeline Running in the operator's metrics",
+    )
     assert alert_states(prometheus, DEGRADED_ALERT, ns) == [], "no Degraded alert while Running"
-    k("patch", "tsp", name, "--type=merge", "-p", json.dumps(
-        {"spec": {"router": {"resources": {"requests": {"cpu": "500"}}}}}))
+    k(
+        "patch",
+        "tsp",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"router": {"resources": {"requests": {"cpu": "500"}}}}}),
+    )
     seen: list[str] = []
 
     def firing():
@@ -242,16 +294,24 @@ def test_degraded_alert_fires_for_a_pipeline_whose_rollout_cannot_finish(prometh
 
     wait_for(firing, 180, f"{DEGRADED_ALERT} firing", interval=0.5)
     assert "pending" in seen and seen.index("pending") < seen.index("firing"), seen
-    (alert,) = [a for a in prometheus.api("alerts")["alerts"]
-                if a["labels"].get("alertname") == DEGRADED_ALERT and a["labels"].get("namespace") == ns]
+    (alert,) = [
+        a
+        for a in prometheus.api("alerts")["alerts"]
+        if a["labels"].get("alertname") == DEGRADED_ALERT and a["labels"].get("namespace") == ns
+    ]
     assert alert["labels"]["pipeline"] == name and alert["labels"]["severity"] == "critical"
     assert k.json("tsp", name)["status"]["phase"] == "Degraded"
 
+
 def test_operator_down_fires_once_the_operator_stops_and_not_before(prometheus, running_pipeline):
     """Last in this file: it stops the module's operator."""
+
     def down_states() -> list[str]:
-        return [a["state"] for a in prometheus.api("alerts")["alerts"]
-                if a["labels"].get("alertname") == OPERATOR_DOWN_ALERT]
+        return [
+            a["state"]
+            for a in prometheus.api("alerts")["alerts"]
+            if a["labels"].get("alertname") == OPERATOR_DOWN_ALERT
+        ]
 
     wait_for(lambda: prometheus.query('up{job="tspipe-operator"} == 1'), 60, "the operator scraped")
     # Quiet for longer than its shortened for: while the operator is scraped.
@@ -269,4 +329,3 @@ def test_operator_down_fires_once_the_operator_stops_and_not_before(prometheus, 
     wait_for(firing, 90, f"{OPERATOR_DOWN_ALERT} firing", interval=0.5)
     assert "pending" in seen and seen.index("pending") < seen.index("firing"), seen
     assert prometheus.query('up{job="tspipe-operator"} == 0'), "the operator's target is down, not gone"
-

@@ -5,6 +5,7 @@ and its near-miss does not), and the dead-letter alert on the real router's scra
 
 promtool is built from the Go module proxy by `make promtool` (hack/monitoring-tools.sh),
 a prerequisite of `make test`; run by hand without it, these tests skip and say so."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from localinfra import cache
 from promnames import RULE_FILE
 
@@ -68,7 +68,9 @@ def test_promtool_catches_a_changed_rule(promtool, tmp_path, breakage):
     elif breakage == "other threshold":
         r["expr"] = r["expr"].replace("> 100", "> 1000")
     else:
-        r["expr"] = r["expr"].replace("sum by (namespace, pipeline) (tsrouter", "sum by (namespace pipeline) (tsrouter", 1)
+        r["expr"] = r["expr"].replace(
+            "sum by (namespace, pipeline) (tsrouter", "sum by (namespace pipeline) (tsrouter", 1
+        )
     setup(tmp_path, rule)
     if breakage == "bad PromQL":
         proc = run(promtool, "check", "rules", "tspipe-rules.yaml", cwd=tmp_path)
@@ -112,15 +114,20 @@ def test_dead_letter_alert_fires_on_the_real_routers_series(promtool, kafka_boot
     no real quarter of an hour) with the PodMonitor's target labels. The dead-letter
     alert fires on them, under the names and labels the router really exposes."""
     from prometheus_client.parser import text_string_to_metric_families
-
     from routerproc import RouterProc, create_topic, produce, timestamps, unique, wait_for
 
     dest = "--spring.cloud.stream.bindings.{}.destination={}"
     source = unique("time")
     create_topic(kafka_bootstrap, source)
-    r = RouterProc([f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}", dest.format("input", source),
-                    dest.format("even", unique("even")), dest.format("odd", unique("odd")),
-                    f"--spring.cloud.stream.bindings.input.group={unique('grp')}"]).start()
+    r = RouterProc(
+        [
+            f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+            dest.format("input", source),
+            dest.format("even", unique("even")),
+            dest.format("odd", unique("odd")),
+            f"--spring.cloud.stream.bindings.input.group={unique('grp')}",
+        ]
+    ).start()
     names = ("tsrouter_records_consumed_total", "tsrouter_records_dead_lettered_total")
     scrapes: dict[str, list[float]] = {n: [] for n in names}
     try:
@@ -128,8 +135,9 @@ def test_dead_letter_alert_fires_on_the_real_routers_series(promtool, kafka_boot
         for i in range(16):
             produce(kafka_bootstrap, source, [*timestamps(8, start=1_700_000_000 + 10 * i), b"garbage", b" "])
             wait_for(lambda i=i: r.metric("tsrouter_records_consumed_total") == 10 * (i + 1), 60, f"batch {i} consumed")
-            wait_for(lambda i=i: r.metric("tsrouter_records_dead_lettered_total") == 2 * (i + 1), 60,
-                     f"batch {i} settled")
+            wait_for(
+                lambda i=i: r.metric("tsrouter_records_dead_lettered_total") == 2 * (i + 1), 60, f"batch {i} settled"
+            )
             status, text = r.get("/actuator/prometheus")
             assert status == 200, text
             samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
@@ -145,16 +153,33 @@ def test_dead_letter_alert_fires_on_the_real_routers_series(promtool, kafka_boot
     rule = yaml.safe_load(RULE_FILE.read_text())
     (dlq,) = [x for g in rule["spec"]["groups"] for x in g["rules"] if x["alert"] == "TspipeRouterDeadLetterRateHigh"]
     alert_labels = {"namespace": TARGET["namespace"], "pipeline": TARGET["pipeline"]}
-    test = {"rule_files": ["tspipe-rules.yaml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": f"{n}{{{labels}}}", "values": " ".join(f"{v:g}" for v in scrapes[n])}
-                         for n in names],
-        "alert_rule_test": [
-            {"eval_time": "5m", "alertname": dlq["alert"], "exp_alerts": []},
-            {"eval_time": "15m", "alertname": dlq["alert"], "exp_alerts": [{
-                "exp_labels": {**alert_labels, **dlq["labels"]},
-                "exp_annotations": {k: render(v, alert_labels, 0.2) for k, v in dlq["annotations"].items()}}]},
-        ]}]}
+    test = {
+        "rule_files": ["tspipe-rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"{n}{{{labels}}}", "values": " ".join(f"{v:g}" for v in scrapes[n])} for n in names
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": dlq["alert"], "exp_alerts": []},
+                    {
+                        "eval_time": "15m",
+                        "alertname": dlq["alert"],
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**alert_labels, **dlq["labels"]},
+                                "exp_annotations": {
+                                    k: render(v, alert_labels, 0.2) for k, v in dlq["annotations"].items()
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
     (tmp_path / "tspipe-rules.yaml").write_text(rule_groups(rule))
     (tmp_path / "real_test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
     proc = run(promtool, "test", "rules", "real_test.yaml", cwd=tmp_path)

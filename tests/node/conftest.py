@@ -6,12 +6,12 @@ them runs (the single-node tests never pay for it).
 
 The node needs root and Debian's container packages (installed when missing); on a
 machine that cannot have them these tests skip, saying why."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from localinfra.nodeconfig import IMAGES
 from nodehelpers import NodeCluster
 

@@ -1,5 +1,6 @@
 """Helpers for the tests on the real node: what a user would look at (`kubectl get pods`,
 `kubectl logs`, the pipeline's status), and everything printed when a wait fails."""
+
 from __future__ import annotations
 
 import collections
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from localinfra.kafka import topic_values
 from localinfra import proc
+from localinfra.kafka import topic_values
 from localinfra.operatorproc import OperatorProcess
 from samples import sample_pipeline
 
@@ -29,8 +30,8 @@ SINK_LINE = re.compile(r"\blog-sink\s+: (.*)$")
 
 @dataclass
 class NodeCluster:
-    cp: object      # localinfra.kube.ControlPlane (node_ip set)
-    node: object    # localinfra.node.Node
+    cp: object  # localinfra.kube.ControlPlane (node_ip set)
+    node: object  # localinfra.node.Node
     broker: object  # localinfra.kafka.KafkaBroker (pod_host set)
     node1: object | None = None  # tsp-node-1, once a test asked for two nodes (two_node_cluster)
     kafka_cluster: object | None = None  # localinfra.kafka.KafkaCluster, once asked for (node_kafka_cluster)
@@ -65,8 +66,11 @@ def pods(c: NodeCluster, ns: str, selector: str | None = None) -> list[dict]:
 
 def pod_ready(pod: dict) -> bool:
     conds = {x["type"]: x["status"] for x in pod.get("status", {}).get("conditions", [])}
-    return pod.get("status", {}).get("phase") == "Running" and conds.get("Ready") == "True" \
+    return (
+        pod.get("status", {}).get("phase") == "Running"
+        and conds.get("Ready") == "True"
         and not pod["metadata"].get("deletionTimestamp")
+    )
 
 
 def component_pods(c: NodeCluster, ns: str, pipeline: str, component: str) -> list[dict]:
@@ -112,7 +116,7 @@ def strip(payloads, prefixes) -> collections.Counter:
     for p in payloads:
         for prefix in prefixes:
             if p.startswith(prefix):
-                out[p[len(prefix):]] += 1
+                out[p[len(prefix) :]] += 1
                 break
         else:
             raise AssertionError(f"payload with an unexpected prefix: {p!r}")
@@ -136,8 +140,11 @@ def pipeline_status(c: NodeCluster, ns: str, name: str) -> dict:
 def pipeline_ready(c: NodeCluster, ns: str, name: str):
     obj = c.get("tsp", name, "-n", ns)
     conds = {x["type"]: x for x in (obj.get("status") or {}).get("conditions", [])}
-    return conds.get("Ready", {}).get("status") == "True" \
-        and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] and obj
+    return (
+        conds.get("Ready", {}).get("status") == "True"
+        and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+        and obj
+    )
 
 
 def new_namespace(c: NodeCluster, prefix: str = "node") -> str:
@@ -165,12 +172,21 @@ def operator_env(apiserver_port: int) -> list[dict]:
     the `kubernetes` Service IP leads nowhere."""
     from localinfra.node import NODE_IP
 
-    return [{"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)}]
+    return [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": NODE_IP},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": str(apiserver_port)},
+    ]
 
 
-def install_kustomization(folder: Path, apiserver_port: int, bootstrap: str, *, manifests: Path = REPO / "manifests",
-                          tag: str = "0.1.0", args: tuple[str, ...] = ()) -> None:
+def install_kustomization(
+    folder: Path,
+    apiserver_port: int,
+    bootstrap: str,
+    *,
+    manifests: Path = REPO / "manifests",
+    tag: str = "0.1.0",
+    args: tuple[str, ...] = (),
+) -> None:
     """A user's overlay of `manifests` (this tree's, or an earlier revision's copy): the
     local image tag, the API server's address, the broker, and `args` added to the
     operator's."""
@@ -179,19 +195,28 @@ def install_kustomization(folder: Path, apiserver_port: int, bootstrap: str, *, 
     env = operator_env(apiserver_port)
     ops = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
     ops += [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": a} for a in args]
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["manifests"],
-        # The tag hack/node-images.sh built from Dockerfile.operator and imported (or
-        # hack/node-image-at.sh from an earlier revision's).
-        "images": [{"name": "ghcr.io/tspipe/operator", "newName": "ghcr.io/tspipe/operator", "newTag": tag}],
-        "patches": [
-            {"target": {"group": "apps", "kind": "Deployment", "name": "tspipe-operator"}, "patch": json.dumps(ops)},
-            {"target": {"group": "tspipe.io", "kind": "TimestampPipeline"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/kafka/brokers", "value": [bootstrap]}])},
-        ],
-    }))
+    (folder / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["manifests"],
+                # The tag hack/node-images.sh built from Dockerfile.operator and imported (or
+                # hack/node-image-at.sh from an earlier revision's).
+                "images": [{"name": "ghcr.io/tspipe/operator", "newName": "ghcr.io/tspipe/operator", "newTag": tag}],
+                "patches": [
+                    {
+                        "target": {"group": "apps", "kind": "Deployment", "name": "tspipe-operator"},
+                        "patch": json.dumps(ops),
+                    },
+                    {
+                        "target": {"group": "tspipe.io", "kind": "TimestampPipeline"},
+                        "patch": json.dumps([{"op": "replace", "path": "/spec/kafka/brokers", "value": [bootstrap]}]),
+                    },
+                ],
+            }
+        )
+    )
 
 
 def operator_pod(c: NodeCluster, other_than: str | None = None) -> dict | None:
@@ -264,9 +289,18 @@ def container_pid(c: NodeCluster, pod: dict) -> int:
     raise AssertionError(f"container {cid} not in containerd's task list")
 
 
-def everything_arrived(c: NodeCluster, ns: str, name: str, input_topic: str, prefixes_even, prefixes_odd,
-                       upto: int | None = None, timeout: float = 240, bootstrap: str | None = None,
-                       ignore: frozenset[str] = frozenset()):
+def everything_arrived(
+    c: NodeCluster,
+    ns: str,
+    name: str,
+    input_topic: str,
+    prefixes_even,
+    prefixes_odd,
+    upto: int | None = None,
+    timeout: float = 240,
+    bootstrap: str | None = None,
+    ignore: frozenset[str] = frozenset(),
+):
     """Wait until every timestamp in the input topic (its first `upto`, but for the values
     in `ignore`: malformed ones a test wrote) is in the right logger's `kubectl logs`, and
     none in the wrong one."""

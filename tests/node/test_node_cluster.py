@@ -22,6 +22,7 @@ reads it: the time source's newest timestamp in the right logger's log.
 What the apps said meanwhile (the pipeline's Ready condition, each router pod's readiness
 endpoint and metrics, the router's PodDisruptionBudget) is sampled by a watcher every
 WATCH_S and printed; times are reported, never asserted (machines are noisy)."""
+
 from __future__ import annotations
 
 import collections
@@ -42,14 +43,24 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
-
 from localinfra import proc
 from localinfra.kafka import CLUSTER_MIN_ISR, CLUSTER_REPLICATION
 from localinfra.nodeconfig import NODES
 from localinfra.nodehost import node_leftovers
-from nodehelpers import (REPO, apply_obj, component_pods, explained, new_namespace, node_pipeline, operator_env,
-                         pipeline_ready, pod_ready, sink_payloads)
+from nodehelpers import (
+    REPO,
+    apply_obj,
+    component_pods,
+    explained,
+    new_namespace,
+    node_pipeline,
+    operator_env,
+    pipeline_ready,
+    pod_ready,
+    sink_payloads,
+)
 from routerproc import BackgroundProducer, timestamps
+
 from tspipe.peering import is_standby
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1800)]
@@ -68,8 +79,12 @@ TOPIC_CONFIG = {"min.insync.replicas": CLUSTER_MIN_ISR, "message.timestamp.type"
 # One router per node while both take pods; the fake kwok node and a cordoned node (both
 # tainted) are not domains (nodeTaintsPolicy: Honor), or a drained node's router could not
 # be placed beside the other.
-SPREAD = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
-          "nodeTaintsPolicy": "Honor"}
+SPREAD = {
+    "maxSkew": 1,
+    "topologyKey": "kubernetes.io/hostname",
+    "whenUnsatisfiable": "DoNotSchedule",
+    "nodeTaintsPolicy": "Honor",
+}
 ACTUATOR_PORT = 8080
 WATCH_S = 2.0
 ROUTED_AFTER = 3_000  # output records after a fault, with the broker still down: routing flows again
@@ -79,8 +94,13 @@ FLOW_S = 300
 IN_SYNC_S = 180
 CAUGHT_UP_S = 600
 # Each test's producer values start apart (timestamps() are distinct seconds): never the same value twice.
-STARTS = {"failover": 1_600_000_000, "roll": 1_610_000_000, "drain": 1_620_000_000, "loss": 1_630_000_000,
-          "eos": 1_640_000_000}
+STARTS = {
+    "failover": 1_600_000_000,
+    "roll": 1_610_000_000,
+    "drain": 1_620_000_000,
+    "loss": 1_630_000_000,
+    "eos": 1_640_000_000,
+}
 HA_OVERLAY = REPO / "manifests" / "overlays" / "ha"
 OPERATOR_NS = "tspipe-system"
 PEERING = yaml.safe_load((HA_OVERLAY / "peering.yaml").read_text())["metadata"]["name"]
@@ -96,9 +116,15 @@ def wait_for(probe, timeout: float, what: str, interval: float = 1.0):
 
 # ---------------------------------------------------------------- Kafka, read as a user would
 
+
 def _consumer(bootstrap: str, isolation: str = "read_uncommitted") -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100,
-                         max_partition_fetch_bytes=4 << 20, isolation_level=isolation)
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=4 << 20,
+        isolation_level=isolation,
+    )
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -128,8 +154,9 @@ def covers(done: dict[int, int], ends: dict[int, int]) -> bool:
     return all(o == 0 or done.get(p, -1) >= o for p, o in ends.items())
 
 
-def read_upto(bootstrap: str, topic: str, ends: dict[int, int], timeout: float = 300,
-              isolation: str = "read_uncommitted") -> list:
+def read_upto(
+    bootstrap: str, topic: str, ends: dict[int, int], timeout: float = 300, isolation: str = "read_uncommitted"
+) -> list:
     """Every record of `topic` below `ends` (partition -> offset); read_committed: of committed
     transactions only (their markers take offsets too)."""
     c = _consumer(bootstrap, isolation)
@@ -150,16 +177,21 @@ def read_upto(bootstrap: str, topic: str, ends: dict[int, int], timeout: float =
 
 def caught_up(bootstrap: str, group: str, topic: str, what: str, ends: dict[int, int] | None = None) -> None:
     ends = end_offsets(bootstrap, topic) if ends is None else ends
-    wait_for(lambda: covers(committed(bootstrap, group, topic), ends),
-             CAUGHT_UP_S, f"{what} committing {topic} up to {ends}", interval=2)
+    wait_for(
+        lambda: covers(committed(bootstrap, group, topic), ends),
+        CAUGHT_UP_S,
+        f"{what} committing {topic} up to {ends}",
+        interval=2,
+    )
 
 
 def topic_configs(bootstrap: str, names: list[str], keys) -> dict[str, dict]:
     """{topic: {key: describe_configs' entry (value, config_source, ...)}}."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        return admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, list(keys)) for n in names],
-                                      config_filter="all")["topic"]
+        return admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, list(keys)) for n in names], config_filter="all"
+        )["topic"]
     finally:
         admin.close()
 
@@ -171,16 +203,17 @@ def longest_gap_ms(records, since_ms: int = 0) -> int:
 
 # ---------------------------------------------------------------- the pipeline
 
+
 @dataclass
 class Run:
-    c: object   # NodeCluster (two nodes)
-    k: object   # KafkaCluster
+    c: object  # NodeCluster (two nodes)
+    k: object  # KafkaCluster
     ns: str
     name: str
     group: str  # every app's consumer group: the stream's name (SCDF's wiring)
     topics: dict[str, str]
     logs: dict
-    watch: "Watch"
+    watch: Watch
     logdir: object = None  # where the operator pods' logs are saved when a test fails
     sent: dict = field(default_factory=dict)  # test -> the values its producer had acknowledged
 
@@ -192,10 +225,13 @@ def pipeline_obj(k, topics: dict[str, str]) -> dict:
     obj = node_pipeline(k.pod_bootstrap, topics)
     name = obj["metadata"]["name"]
     obj["spec"]["kafka"]["brokers"] = k.pod_bootstrap.split(",")
-    obj["spec"]["kafka"]["topics"].update(partitions=PARTITIONS, replicationFactor=CLUSTER_REPLICATION,
-                                          config=TOPIC_CONFIG)
-    spread = {**SPREAD, "labelSelector": {"matchLabels": {
-        "app.kubernetes.io/instance": name, "app.kubernetes.io/component": "router"}}}
+    obj["spec"]["kafka"]["topics"].update(
+        partitions=PARTITIONS, replicationFactor=CLUSTER_REPLICATION, config=TOPIC_CONFIG
+    )
+    spread = {
+        **SPREAD,
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "router"}},
+    }
     obj["spec"]["router"].update(replicas=ROUTERS, podTemplate={"topologySpreadConstraints": [spread]})
     return obj
 
@@ -253,15 +289,20 @@ class Watch(threading.Thread):
         ss = self.between(t0, t1)
         if not ss:
             return "no samples"
-        out = [f"pipeline not Ready {spells(ss, lambda s: not s['ready'], t0)}",
-               f"fewest Ready router pods {min(s['routers_ready'] for s in ss)}"]
+        out = [
+            f"pipeline not Ready {spells(ss, lambda s: not s['ready'], t0)}",
+            f"fewest Ready router pods {min(s['routers_ready'] for s in ss)}",
+        ]
         pods = sorted({p for s in ss for p in s["router"]})
         for pod in pods:
             seen = [s for s in ss if pod in s["router"]]
             first, last = seen[0]["router"][pod], seen[-1]["router"][pod]
             delta = {k: round(last[k] - first[k]) for k in ("send_errors", "rebalances") if k in first and k in last}
-            out.append(f"router {pod[-5:]}: readiness not 200 {spells(seen, lambda s, pod=pod: s['router'][pod]['readiness'] != 200, t0)}"
-                       f", {delta}")
+            out.append(
+                f"router {pod[-5:]}: readiness not 200 "
+                f"{spells(seen, lambda s, pod=pod: s['router'][pod]['readiness'] != 200, t0)}"
+                f", {delta}"
+            )
         return "; ".join(out)
 
 
@@ -310,6 +351,7 @@ def router_endpoints(ip: str) -> dict:
 
 
 # ---------------------------------------------------------------- the operator: manifests/overlays/ha
+
 
 def ha_operator(c) -> list[dict]:
     """manifests/overlays/ha as kustomize builds it, less its sample pipeline and that one's
@@ -408,8 +450,11 @@ def run(two_node_cluster, node_kafka_cluster, tmp_path_factory):
     try:
         c.kubectl("apply", "-f", "-", input=operator)
         with explained_run(r):
-            wait_for(lambda: (ps := operator_pods(c)) and len(ps) == 2 and all(map(pod_ready, ps)), READY_S,
-                     "two operator pods Ready")
+            wait_for(
+                lambda: (ps := operator_pods(c)) and len(ps) == 2 and all(map(pod_ready, ps)),
+                READY_S,
+                "two operator pods Ready",
+            )
             wait_for(lambda: operator_roles(c), 120, "the operator pods peered, one active")
         apply_obj(c, obj, ns)
         watch.start()
@@ -421,8 +466,17 @@ def run(two_node_cluster, node_kafka_cluster, tmp_path_factory):
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=180s", check=False, timeout=200)
         # Pods a dead node held cannot be confirmed gone by their kubelet.
         c.kubectl("delete", "pods", "--all", "-n", ns, "--grace-period=0", "--force", check=False)
-        c.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=180s", input=operator,
-                  check=False, timeout=240)
+        c.kubectl(
+            "delete",
+            "-f",
+            "-",
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=180s",
+            input=operator,
+            check=False,
+            timeout=240,
+        )
         c.kubectl("delete", "pods", "--all", "-n", OPERATOR_NS, "--grace-period=0", "--force", check=False)
         k.start()  # every broker back for whoever comes next
 
@@ -447,7 +501,7 @@ def traffic(r: Run, test: str):
         assert feed.is_alive(), "the producer ran dry: the fault was not under traffic"
     finally:
         feed.stop()
-        r.sent[test] = [v.decode() for v in values[:feed.sent]]
+        r.sent[test] = [v.decode() for v in values[: feed.sent]]
     assert not feed.errors, feed.errors[:3]
 
 
@@ -464,8 +518,12 @@ def nothing_lost(r: Run, test: str | None = None, isolation: str = "read_uncommi
     of `test`'s own producer's records (each routed once, or how many more times)."""
     bs = r.k.bootstrap
     ends = end_offsets(bs, r.topics["input"])
-    wait_for(lambda: covers(committed(bs, r.group, r.topics["input"]), ends),
-             CAUGHT_UP_S, f"the router's group committing the input up to {ends}", interval=2)
+    wait_for(
+        lambda: covers(committed(bs, r.group, r.topics["input"]), ends),
+        CAUGHT_UP_S,
+        f"the router's group committing the input up to {ends}",
+        interval=2,
+    )
     produced = collections.Counter(rec.value.decode() for rec in read_upto(bs, r.topics["input"], ends))
     want = {"even": collections.Counter(), "odd": collections.Counter()}
     for v, n in produced.items():
@@ -478,13 +536,13 @@ def nothing_lost(r: Run, test: str | None = None, isolation: str = "read_uncommi
             data_ends[ch][rec.partition] = max(data_ends[ch].get(rec.partition, 0), rec.offset + 1)
         total += len(recs)
         values = [rec.value.decode() for rec in recs]
-        wrong = [v for v in values if not v.startswith(PREFIXES[ch])
-                 or int(v[-1]) % 2 != (0 if ch == "even" else 1)]
+        wrong = [v for v in values if not v.startswith(PREFIXES[ch]) or int(v[-1]) % 2 != (0 if ch == "even" else 1)]
         assert not wrong, f"{len(wrong)} records in {r.topics[ch]} with the wrong prefix or parity: {wrong[:5]}"
-        got[ch] = collections.Counter(v[len(PREFIXES[ch]):] for v in values)
+        got[ch] = collections.Counter(v[len(PREFIXES[ch]) :] for v in values)
     missing = (want["even"] - got["even"]) + (want["odd"] - got["odd"])
-    assert not missing, f"{sum(missing.values())} of {sum(produced.values())} input records not routed, " \
-                        f"e.g. {sorted(missing)[:5]}"
+    assert not missing, (
+        f"{sum(missing.values())} of {sum(produced.values())} input records not routed, e.g. {sorted(missing)[:5]}"
+    )
     for ch in ("even", "odd"):
         # Transactional output ends in a commit marker, and a log sink commits the offset after
         # the last record it logged, never past a marker no record follows (the time source's
@@ -494,14 +552,18 @@ def nothing_lost(r: Run, test: str | None = None, isolation: str = "read_uncommi
         caught_up(bs, r.group, r.topics[ch], f"the {ch} logger", ends)
     # Output read to its end now, later than the input's snapshot: it may hold more records than
     # the input counted; a duplicate is a value routed more than once.
-    counts = {"input": sum(produced.values()), "output": total,
-              "duplicates": sum(n - 1 for ch in got for n in got[ch].values() if n > 1)}
+    counts = {
+        "input": sum(produced.values()),
+        "output": total,
+        "duplicates": sum(n - 1 for ch in got for n in got[ch].values() if n > 1),
+    }
     if test:
         ours = collections.Counter(r.sent[test])
         assert not ours - produced, f"acknowledged records not in {r.topics['input']}: {sorted(ours - produced)[:5]}"
         counts[f"{test} records"] = sum(ours.values())
         counts[f"{test} duplicates"] = sum(
-            max(0, got["even" if int(v[-1]) % 2 == 0 else "odd"][v] - n) for v, n in ours.items())
+            max(0, got["even" if int(v[-1]) % 2 == 0 else "odd"][v] - n) for v, n in ours.items()
+        )
     return counts
 
 
@@ -529,8 +591,7 @@ def logger_shows_time_source(r: Run) -> None:
     year = time.strftime("%y")  # the producer's values are years back: never this year's
 
     def shown():
-        recent = [rec for rec in tail_records(r.k.bootstrap, r.topics["input"], 200)
-                  if rec.value.decode()[6:8] == year]
+        recent = [rec for rec in tail_records(r.k.bootstrap, r.topics["input"], 200) if rec.value.decode()[6:8] == year]
         if not recent:
             return False
         v = max(recent, key=lambda rec: rec.timestamp).value.decode()
@@ -560,6 +621,7 @@ def report(record_property, key: str, text: str) -> None:
 
 # ---------------------------------------------------------------- the tests, in order
 
+
 def test_pipeline_on_three_brokers_and_two_nodes(run, record_property):
     """Four apps Ready, the routers one per node, the operator's pods one per node, the topics
     at replication 3 with the spec's settings, and the time source's timestamps routed."""
@@ -568,8 +630,9 @@ def test_pipeline_on_three_brokers_and_two_nodes(run, record_property):
     with explained_run(r):
         took = wait_ready(r, "the pipeline Ready", t0)
         roles = wait_for(lambda: operator_roles(c), 120, "the operator pods peered, one active")
-        assert sorted(n for n, _ in roles.values()) == sorted(n.name for n in NODES), \
+        assert sorted(n for n, _ in roles.values()) == sorted(n.name for n in NODES), (
             f"one operator pod per node: {roles}"
+        )
         ps = list(c.get("pods", "-n", r.ns)["items"])
         assert len(ps) == 3 + ROUTERS and all(map(pod_ready, ps)), [p["metadata"]["name"] for p in ps]
         routers = placement(r)["router"]
@@ -590,19 +653,27 @@ def test_pipeline_on_three_brokers_and_two_nodes(run, record_property):
                 assert found[n][key]["value"] == str(value), found[n][key]
                 assert found[n][key]["config_source"] == "DYNAMIC_TOPIC_CONFIG", found[n][key]  # the topic's own
 
-        wait_for(lambda: sum(end_offsets(k.bootstrap, r.topics["input"]).values()) >= 20, 120,
-                 "20 timestamps from the time source")
+        wait_for(
+            lambda: sum(end_offsets(k.bootstrap, r.topics["input"]).values()) >= 20,
+            120,
+            "20 timestamps from the time source",
+        )
         counts = nothing_lost(r)
         logger_shows_time_source(r)
     rss = {"brokers": sum(k.rss()), "node 0": sum(c.node.rss().values()), "node 1": sum(c.node1.rss().values())}
-    per = {f"node {i} {proc_}": round(v / 2**20) for i, n in enumerate((c.node, c.node1))
-           for proc_, v in n.rss().items()}
-    report(record_property, "cluster_start",
-           f"pipeline Ready {took:.0f}s after this test began; brokers started in {k.start_seconds:.0f}s; "
-           f"node 1 started in {c.node1.started_in:.0f}s (images imported in {c.node1.import_seconds:.0f}s); "
-           "RSS MiB " + ", ".join(f"{n} {v / 2**20:.0f}" for n, v in rss.items())
-           + f" (per broker {[round(x / 2**20) for x in k.rss()]}, per process {per}); placement {placement(r)}; "
-           f"operator pods {roles}; {counts}")
+    per = {
+        f"node {i} {proc_}": round(v / 2**20) for i, n in enumerate((c.node, c.node1)) for proc_, v in n.rss().items()
+    }
+    report(
+        record_property,
+        "cluster_start",
+        f"pipeline Ready {took:.0f}s after this test began; brokers started in {k.start_seconds:.0f}s; "
+        f"node 1 started in {c.node1.started_in:.0f}s (images imported in {c.node1.import_seconds:.0f}s); "
+        "RSS MiB "
+        + ", ".join(f"{n} {v / 2**20:.0f}" for n, v in rss.items())
+        + f" (per broker {[round(x / 2**20) for x in k.rss()]}, per process {per}); placement {placement(r)}; "
+        f"operator pods {roles}; {counts}",
+    )
 
 
 def test_partition_leaders_killed_under_traffic_lose_nothing(run, record_property):
@@ -621,16 +692,24 @@ def test_partition_leaders_killed_under_traffic_lose_nothing(run, record_propert
             new_leader = k.leader(topic, 0)
             k.start(victim)
             k.wait_in_sync(IN_SYNC_S)
-            events.append(f"{role} leader broker {victim} killed: routing on after {flowing:.1f}s, "
-                          f"pipeline Ready when looked at {ready:.1f}s after, new leader {new_leader}; meanwhile "
-                          + r.watch.summary(t0))
+            events.append(
+                f"{role} leader broker {victim} killed: routing on after {flowing:.1f}s, "
+                f"pipeline Ready when looked at {ready:.1f}s after, new leader {new_leader}; meanwhile "
+                + r.watch.summary(t0)
+            )
     t1 = time.monotonic()
     counts = nothing_lost(r, "failover")
-    stall = longest_gap_ms(read_upto(k.bootstrap, r.topics["even"], end_offsets(k.bootstrap, r.topics["even"])),
-                           since_ms=int((time.time() - (time.monotonic() - t0) - 5) * 1000))
+    stall = longest_gap_ms(
+        read_upto(k.bootstrap, r.topics["even"], end_offsets(k.bootstrap, r.topics["even"])),
+        since_ms=int((time.time() - (time.monotonic() - t0) - 5) * 1000),
+    )
     logger_shows_time_source(r)
-    report(record_property, "leader_failover", " | ".join(events) + f" | {counts}; longest even-output gap "
-           f"since the second kill {stall} ms (test took {t1 - t0:.0f}s from the second kill)")
+    report(
+        record_property,
+        "leader_failover",
+        " | ".join(events) + f" | {counts}; longest even-output gap "
+        f"since the second kill {stall} ms (test took {t1 - t0:.0f}s from the second kill)",
+    )
 
 
 def test_rolling_restart_of_every_broker_under_traffic_loses_nothing(run, record_property):
@@ -643,14 +722,23 @@ def test_rolling_restart_of_every_broker_under_traffic_loses_nothing(run, record
     ready = wait_ready(r, "the pipeline Ready after the roll", t0)
     counts = nothing_lost(r, "roll")
     since = int(wall0 * 1000)
-    gaps = {ch: longest_gap_ms(read_upto(k.bootstrap, r.topics[ch], end_offsets(k.bootstrap, r.topics[ch])), since)
-            for ch in ("even", "odd")}
-    both = longest_gap_ms(read_upto(k.bootstrap, r.topics["even"], end_offsets(k.bootstrap, r.topics["even"]))
-                          + read_upto(k.bootstrap, r.topics["odd"], end_offsets(k.bootstrap, r.topics["odd"])), since)
-    report(record_property, "rolling_restart",
-           f"brokers' stop-to-in-sync s {[round(t, 1) for t in took]}; routing on {flowing:.1f}s after; "
-           f"longest stall of the router's output (LogAppendTime gaps) {both} ms, per topic {gaps}; "
-           f"pipeline Ready when looked at {ready:.0f}s after the roll began; meanwhile {r.watch.summary(t0, t1)}; {counts}")
+    gaps = {
+        ch: longest_gap_ms(read_upto(k.bootstrap, r.topics[ch], end_offsets(k.bootstrap, r.topics[ch])), since)
+        for ch in ("even", "odd")
+    }
+    both = longest_gap_ms(
+        read_upto(k.bootstrap, r.topics["even"], end_offsets(k.bootstrap, r.topics["even"]))
+        + read_upto(k.bootstrap, r.topics["odd"], end_offsets(k.bootstrap, r.topics["odd"])),
+        since,
+    )
+    report(
+        record_property,
+        "rolling_restart",
+        f"brokers' stop-to-in-sync s {[round(t, 1) for t in took]}; routing on {flowing:.1f}s after; "
+        f"longest stall of the router's output (LogAppendTime gaps) {both} ms, per topic {gaps}; "
+        f"pipeline Ready when looked at {ready:.0f}s after the roll began; meanwhile {r.watch.summary(t0, t1)}; "
+        f"{counts}",
+    )
 
 
 def test_draining_a_node_moves_every_app_and_the_budget_holds(run, record_property):
@@ -660,37 +748,49 @@ def test_draining_a_node_moves_every_app_and_the_budget_holds(run, record_proper
     node0, node1 = NODES[0].name, NODES[1].name
     with explained_run(r):
         assert placement(r)["router"] == [node0, node1]
-        (on_node0,) = [p["metadata"]["name"] for p in component_pods(c, r.ns, r.name, "router")
-                       if p["spec"]["nodeName"] == node0]
+        (on_node0,) = [
+            p["metadata"]["name"] for p in component_pods(c, r.ns, r.name, "router") if p["spec"]["nodeName"] == node0
+        ]
         pdb = c.get("pdb", "-n", r.ns)["items"]
         assert len(pdb) == 1 and pdb[0]["spec"]["maxUnavailable"] == 1, pdb
         try:
             with traffic(r, "drain"):
                 t0 = time.monotonic()
-                out = c.kubectl("drain", node0, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=900s",
-                                timeout=960)
+                out = c.kubectl(
+                    "drain", node0, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=900s", timeout=960
+                )
                 drained = time.monotonic() - t0
                 ready = wait_ready(r, "the pipeline Ready on tsp-node-1", t0)
-                wait_for(lambda: all(n == [node1] * len(n) for n in placement(r).values())
-                         and all(map(pod_ready, c.get("pods", "-n", r.ns)["items"])), READY_S,
-                         "every app's pods Ready on tsp-node-1")
+                wait_for(
+                    lambda: (
+                        all(n == [node1] * len(n) for n in placement(r).values())
+                        and all(map(pod_ready, c.get("pods", "-n", r.ns)["items"]))
+                    ),
+                    READY_S,
+                    "every app's pods Ready on tsp-node-1",
+                )
                 flowing = routing_on(r, "routing on tsp-node-1")
                 t1 = time.monotonic()
         finally:
             c.kubectl("uncordon", node0, check=False)
         during = r.watch.between(t0, t1)
-        assert during and min(s["routers_ready"] for s in during) >= 1, \
+        assert during and min(s["routers_ready"] for s in during) >= 1, (
             f"both router pods down at once: {[(round(s['t'] - t0), s['routers_ready']) for s in during]}"
-        assert not [p for p in component_pods(c, r.ns, r.name, "router") if p["metadata"]["name"] == on_node0], \
+        )
+        assert not [p for p in component_pods(c, r.ns, r.name, "router") if p["metadata"]["name"] == on_node0], (
             f"the router pod that ran on {node0} was evicted"
+        )
         counts = nothing_lost(r, "drain")
         logger_shows_time_source(r)
     held = [ln for ln in (out.stdout + out.stderr).splitlines() if "disruption budget" in ln]
-    report(record_property, "drain",
-           f"drain took {drained:.0f}s, pipeline Ready {ready:.0f}s after it began, routing on {flowing:.1f}s "
-           f"after; evictions the budget refused: {len(held)} (e.g. {held[:1]}); PDB (healthy, desired, allowed) "
-           f"seen {sorted({s['pdb'] for s in during if s['pdb']}, key=str)}; meanwhile {r.watch.summary(t0, t1)}; "
-           f"placement {placement(r)}; {counts}")
+    report(
+        record_property,
+        "drain",
+        f"drain took {drained:.0f}s, pipeline Ready {ready:.0f}s after it began, routing on {flowing:.1f}s "
+        f"after; evictions the budget refused: {len(held)} (e.g. {held[:1]}); PDB (healthy, desired, allowed) "
+        f"seen {sorted({s['pdb'] for s in during if s['pdb']}, key=str)}; meanwhile {r.watch.summary(t0, t1)}; "
+        f"placement {placement(r)}; {counts}",
+    )
 
 
 def test_a_dead_node_s_apps_and_operator_come_back_on_the_other_node(run, record_property):
@@ -722,8 +822,16 @@ def test_a_dead_node_s_apps_and_operator_come_back_on_the_other_node(run, record
             sandboxes, workdir = n1.sandbox_ids(), n1.workdir
             t0 = time.monotonic()
             n1.crash()
-            c.kubectl("patch", "tsp", r.name, "-n", r.ns, "--type=merge", "-p",
-                      json.dumps({"spec": {"kafka": {"topics": {"config": FAILOVER_CONFIG}}}}))
+            c.kubectl(
+                "patch",
+                "tsp",
+                r.name,
+                "-n",
+                r.ns,
+                "--type=merge",
+                "-p",
+                json.dumps({"spec": {"kafka": {"topics": {"config": FAILOVER_CONFIG}}}}),
+            )
             seen: dict[str, float] = {}
 
             def crash_seen():
@@ -736,9 +844,14 @@ def test_a_dead_node_s_apps_and_operator_come_back_on_the_other_node(run, record
                 return len(seen) == 2
 
             wait_for(crash_seen, 300, f"tsp-node-1 NotReady and {change} on the topics (the standby operator)")
-            wait_for(lambda: all(n == [node0] * len(n) for n in placement(r).values())
-                     and sum(map(len, placement(r).values())) == 3 + ROUTERS, READY_S,
-                     "every app's pods recreated on tsp-node-0")
+            wait_for(
+                lambda: (
+                    all(n == [node0] * len(n) for n in placement(r).values())
+                    and sum(map(len, placement(r).values())) == 3 + ROUTERS
+                ),
+                READY_S,
+                "every app's pods recreated on tsp-node-0",
+            )
             moved = time.monotonic() - t0
             ready = wait_ready(r, "the pipeline Ready on tsp-node-0", t0)
             flowing = routing_on(r, "routing on tsp-node-0")
@@ -764,27 +877,39 @@ def test_a_dead_node_s_apps_and_operator_come_back_on_the_other_node(run, record
         n1.start()
         wait_for(lambda: node_ready(node1), 120, "tsp-node-1 Ready again")
         back = time.monotonic() - t2
-        wait_for(lambda: not [p for p in c.get("pods", "-n", r.ns)["items"] if p["spec"].get("nodeName") == node1],
-                 180, "the dead node's pods removed once its kubelet is back")
+        wait_for(
+            lambda: not [p for p in c.get("pods", "-n", r.ns)["items"] if p["spec"].get("nodeName") == node1],
+            180,
+            "the dead node's pods removed once its kubelet is back",
+        )
         restored = time.monotonic() - t2
-    report(record_property, "node_loss",
-           f"tolerationSeconds {tolerations}; NotReady {seen['not_ready']:.0f}s after the kill, pods on tsp-node-0 "
-           f"{moved:.0f}s, pipeline Ready {ready:.0f}s, routing on {flowing:.1f}s after that; meanwhile {summary}; "
-           f"{counts}; node 1 cleaned up in {stopped:.0f}s, Ready {back:.0f}s, its pods gone {restored:.0f}s "
-           f"after (started in {n1.started_in:.0f}s)")
+    report(
+        record_property,
+        "node_loss",
+        f"tolerationSeconds {tolerations}; NotReady {seen['not_ready']:.0f}s after the kill, pods on tsp-node-0 "
+        f"{moved:.0f}s, pipeline Ready {ready:.0f}s, routing on {flowing:.1f}s after that; meanwhile {summary}; "
+        f"{counts}; node 1 cleaned up in {stopped:.0f}s, Ready {back:.0f}s, its pods gone {restored:.0f}s "
+        f"after (started in {n1.started_in:.0f}s)",
+    )
     report(record_property, "node_loss_duplicates", str(counts["loss duplicates"]))
     ops = operator_pods(c)
-    report(record_property, "operator_failover",
-           f"active operator {active} on {node1}, standby {standby} on {node0} ({deleted} pods deleted to place "
-           f"them); the spec change made at the crash on the topics {seen['applied']:.0f}s after it (peering "
-           f"lifetime 60 s); operator pods now {[(p['metadata']['name'], p['spec'].get('nodeName')) for p in ops]}")
+    report(
+        record_property,
+        "operator_failover",
+        f"active operator {active} on {node1}, standby {standby} on {node0} ({deleted} pods deleted to place "
+        f"them); the spec change made at the crash on the topics {seen['applied']:.0f}s after it (peering "
+        f"lifetime 60 s); operator pods now {[(p['metadata']['name'], p['spec'].get('nodeName')) for p in ops]}",
+    )
 
 
 def routers_in_mode(r: Run, guarantee: str) -> bool:
     """Every router pod (terminating ones too) runs `guarantee`, ROUTERS of them, all Ready."""
     ps = component_pods(r.c, r.ns, r.name, "router")
-    return len(ps) == ROUTERS and all(map(pod_ready, ps)) \
+    return (
+        len(ps) == ROUTERS
+        and all(map(pod_ready, ps))
         and all(f"={guarantee}" in json.dumps(p["spec"]["containers"]) for p in ps)
+    )
 
 
 def test_exactly_once_leader_kill_loses_nothing_and_routes_nothing_twice(run, record_property):
@@ -796,8 +921,16 @@ def test_exactly_once_leader_kill_loses_nothing_and_routes_nothing_twice(run, re
     r, k = run, run.k
     with explained_run(r):
         t0 = time.monotonic()
-        r.c.kubectl("patch", "tsp", r.name, "-n", r.ns, "--type=merge", "-p",
-                    json.dumps({"spec": {"router": {"processingGuarantee": "exactly_once"}}}))
+        r.c.kubectl(
+            "patch",
+            "tsp",
+            r.name,
+            "-n",
+            r.ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"router": {"processingGuarantee": "exactly_once"}}}),
+        )
         wait_for(lambda: routers_in_mode(r, "exactly-once"), READY_S, "every router pod exactly-once and Ready")
         rolled = time.monotonic() - t0
         with traffic(r, "eos"):
@@ -810,6 +943,9 @@ def test_exactly_once_leader_kill_loses_nothing_and_routes_nothing_twice(run, re
         summary = r.watch.summary(t1, t2)
         counts = nothing_lost(r, "eos", isolation="read_committed")
     assert counts["eos duplicates"] == 0, f"records routed twice under exactly-once: {counts}"
-    report(record_property, "exactly_once_leader_kill",
-           f"routers exactly-once {rolled:.0f}s after the change; broker {victim} killed: routing on after "
-           f"{flowing:.1f}s, pipeline Ready when looked at {ready:.1f}s after; meanwhile {summary}; {counts}")
+    report(
+        record_property,
+        "exactly_once_leader_kill",
+        f"routers exactly-once {rolled:.0f}s after the change; broker {victim} killed: routing on after "
+        f"{flowing:.1f}s, pipeline Ready when looked at {ready:.1f}s after; meanwhile {summary}; {counts}",
+    )

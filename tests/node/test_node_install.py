@@ -22,6 +22,7 @@ the operator-down alert once the operator is scaled to zero. What the test chang
 why: scrapes and rule evaluations every 2 s instead of 30 s; `for:` 10 s instead of 10
 minutes (dead letters) and 5 minutes (Degraded, operator down), in the test's copy of
 the rules."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,16 +33,39 @@ import time
 
 import pytest
 import yaml
-
 from charthelpers import CHART, RELEASE, helm
 from localinfra.node import NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import (OPERATOR_NS, PIPELINE_NS, apply_obj, explained, install_kustomization,
-                         logger_payloads, new_namespace, node_prometheus, operator_env, operator_pod, pipeline_ready,
-                         pipeline_status, pods, pod_ready, router_pod, wait_for)
-from promchecks import (DEAD_LETTER_ALERT, OPERATOR_PODMONITOR, ROUTER_PODMONITOR, AlertWatcher, alert_states,
-                        assert_every_query_returns_data, live_dashboard_queries, podmonitor_jobs, rules_with_for,
-                        up_pods)
+from nodehelpers import (
+    OPERATOR_NS,
+    PIPELINE_NS,
+    apply_obj,
+    explained,
+    install_kustomization,
+    logger_payloads,
+    new_namespace,
+    node_prometheus,
+    operator_env,
+    operator_pod,
+    pipeline_ready,
+    pipeline_status,
+    pod_ready,
+    pods,
+    router_pod,
+    wait_for,
+)
+from promchecks import (
+    DEAD_LETTER_ALERT,
+    OPERATOR_PODMONITOR,
+    ROUTER_PODMONITOR,
+    AlertWatcher,
+    alert_states,
+    assert_every_query_returns_data,
+    live_dashboard_queries,
+    podmonitor_jobs,
+    rules_with_for,
+    up_pods,
+)
 from routerproc import produce
 from samples import sample_pipeline
 
@@ -70,8 +94,9 @@ def prometheus(node_cluster):
         yield prom
 
 
-def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_the_sample(node_cluster, prometheus,
-                                                                                        tmp_path):
+def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_the_sample(
+    node_cluster, prometheus, tmp_path
+):
     c = node_cluster
     kdir = tmp_path / "install"
     install_kustomization(kdir, c.cp.apiserver_port, c.broker.pod_bootstrap)
@@ -89,10 +114,19 @@ def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_th
             assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
 
             wait_for(lambda: pipeline_ready(c, PIPELINE_NS, PIPELINE), 420, "the sample pipeline Ready")
-            wait_for(lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 4 and all(map(pod_ready, ps)), 180,
-                     "the sample's four pods Ready")
-            wait_for(lambda: logger_payloads(c, PIPELINE_NS, PIPELINE, "evenlogger")
-                     and logger_payloads(c, PIPELINE_NS, PIPELINE, "oddlogger"), 240, "lines in both loggers")
+            wait_for(
+                lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 4 and all(map(pod_ready, ps)),
+                180,
+                "the sample's four pods Ready",
+            )
+            wait_for(
+                lambda: (
+                    logger_payloads(c, PIPELINE_NS, PIPELINE, "evenlogger")
+                    and logger_payloads(c, PIPELINE_NS, PIPELINE, "oddlogger")
+                ),
+                240,
+                "lines in both loggers",
+            )
             assert all(p.startswith("Even timestamp:") for p in logger_payloads(c, PIPELINE_NS, PIPELINE, "evenlogger"))
             # The operator's own log, through the kubelet: it reconciled the sample.
             oplog = c.kubectl("logs", "-n", OPERATOR_NS, op["metadata"]["name"]).stdout
@@ -101,8 +135,9 @@ def test_operator_installed_with_kubectl_apply_k_runs_as_a_pod_and_reconciles_th
             check_counters_read_from_the_operator_pod(c, op)
             check_monitoring(c, prometheus, op)
     finally:
-        c.kubectl("delete", "tsp", PIPELINE, "-n", PIPELINE_NS, "--wait=true", "--timeout=120s",
-                  check=False, timeout=150)
+        c.kubectl(
+            "delete", "tsp", PIPELINE, "-n", PIPELINE_NS, "--wait=true", "--timeout=120s", check=False, timeout=150
+        )
         c.kubectl("delete", "-k", str(kdir), "--wait=true", "--timeout=180s", check=False, timeout=240)
 
 
@@ -126,24 +161,43 @@ def check_counters_read_from_the_operator_pod(c, op: dict) -> None:
     pod = {"metadata": {"name": router["metadata"]["name"]}, "status": {"podIP": router["status"]["podIP"]}}
 
     def counters():
-        out = c.kubectl("exec", "-n", OPERATOR_NS, op["metadata"]["name"], "--", "python", "-c", READ_COUNTERS,
-                        json.dumps(pod), timeout=60).stdout
+        out = c.kubectl(
+            "exec",
+            "-n",
+            OPERATOR_NS,
+            op["metadata"]["name"],
+            "--",
+            "python",
+            "-c",
+            READ_COUNTERS,
+            json.dumps(pod),
+            timeout=60,
+        ).stdout
         got = json.loads(out.strip().splitlines()[-1])
         return got["committed"] > 0 and got
 
     got = wait_for(counters, 120, "the router pod's counters, read from the operator's pod at the router's pod IP")
     assert got["even"] + got["odd"] > 0, got
-    assert c.kubectl("auth", "can-i", "get", "pods", "--subresource=proxy", "-n", PIPELINE_NS, f"--as={SA_USER}",
-                     check=False).stdout.strip() == "no"
+    assert (
+        c.kubectl(
+            "auth", "can-i", "get", "pods", "--subresource=proxy", "-n", PIPELINE_NS, f"--as={SA_USER}", check=False
+        ).stdout.strip()
+        == "no"
+    )
 
 
 def check_monitoring(c, prom, op: dict) -> None:
     """What a user of manifests/monitoring checks while the sample runs."""
     # Both pods discovered and scraped through the PodMonitors' selectors and relabeling.
     router = router_pod(c, PIPELINE_NS, PIPELINE)["metadata"]["name"]
-    wait_for(lambda: up_pods(prom, "tspipe-router", PIPELINE_NS) == {router}
-             and up_pods(prom, "tspipe-operator", OPERATOR_NS) == {op["metadata"]["name"]}, 60,
-             "up == 1 for the router pod and the operator pod")
+    wait_for(
+        lambda: (
+            up_pods(prom, "tspipe-router", PIPELINE_NS) == {router}
+            and up_pods(prom, "tspipe-operator", OPERATOR_NS) == {op["metadata"]["name"]}
+        ),
+        60,
+        "up == 1 for the router pod and the operator pod",
+    )
     up = prom.query(f'up{{job="tspipe-router", namespace="{PIPELINE_NS}", pipeline="{PIPELINE}"}} == 1')
     assert [s["metric"]["pod"] for s in up] == [router], up
 
@@ -163,8 +217,11 @@ def check_monitoring(c, prom, op: dict) -> None:
     finally:
         watcher.stop()
     watcher.assert_pending_then_firing()
-    (alert,) = [a for a in prom.api("alerts")["alerts"] if a["labels"].get("alertname") == DEAD_LETTER_ALERT
-                and a["labels"].get("namespace") == PIPELINE_NS]
+    (alert,) = [
+        a
+        for a in prom.api("alerts")["alerts"]
+        if a["labels"].get("alertname") == DEAD_LETTER_ALERT and a["labels"].get("namespace") == PIPELINE_NS
+    ]
     assert alert["labels"]["pipeline"] == PIPELINE and alert["state"] == "firing", alert
 
     # Forced Degraded: a router rollout whose pod no node can take (500 CPUs), past a
@@ -173,17 +230,35 @@ def check_monitoring(c, prom, op: dict) -> None:
     assert alert_states(prom, DEGRADED_ALERT, PIPELINE_NS) == [], "no Degraded alert while Running"
     watcher = AlertWatcher(prom, DEGRADED_ALERT, PIPELINE_NS).start()
     try:
-        c.kubectl("patch", "tsp", PIPELINE, "-n", PIPELINE_NS, "--type=merge", "-p", json.dumps(
-            {"spec": {"rollout": {"progressDeadlineSeconds": 10},
-                      "router": {"resources": {"requests": {"cpu": "500"}}}}}))
-        wait_for(lambda: pipeline_status(c, PIPELINE_NS, PIPELINE).get("phase") == "Degraded", 180,
-                 "the sample Degraded")
+        c.kubectl(
+            "patch",
+            "tsp",
+            PIPELINE,
+            "-n",
+            PIPELINE_NS,
+            "--type=merge",
+            "-p",
+            json.dumps(
+                {
+                    "spec": {
+                        "rollout": {"progressDeadlineSeconds": 10},
+                        "router": {"resources": {"requests": {"cpu": "500"}}},
+                    }
+                }
+            ),
+        )
+        wait_for(
+            lambda: pipeline_status(c, PIPELINE_NS, PIPELINE).get("phase") == "Degraded", 180, "the sample Degraded"
+        )
         wait_for(lambda: "firing" in watcher.states, 120, f"{DEGRADED_ALERT} firing", interval=0.5)
     finally:
         watcher.stop()
     watcher.assert_pending_then_firing()
-    (alert,) = [a for a in prom.api("alerts")["alerts"] if a["labels"].get("alertname") == DEGRADED_ALERT
-                and a["labels"].get("namespace") == PIPELINE_NS]
+    (alert,) = [
+        a
+        for a in prom.api("alerts")["alerts"]
+        if a["labels"].get("alertname") == DEGRADED_ALERT and a["labels"].get("namespace") == PIPELINE_NS
+    ]
     assert alert["labels"]["pipeline"] == PIPELINE and alert["labels"]["severity"] == "critical", alert
 
     # The operator stopped (its Deployment scaled to zero): once no operator is scraped,
@@ -205,9 +280,17 @@ def write_post_renderer(plugins: os.PathLike, apiserver_port: int, bootstrap: st
     folder = os.path.join(plugins, POST_RENDERER)
     os.makedirs(folder)
     with open(os.path.join(folder, "plugin.yaml"), "w") as f:
-        yaml.safe_dump({"apiVersion": "v1", "type": "postrenderer/v1", "name": POST_RENDERER, "version": "0.1.0",
-                        "runtime": "subprocess",
-                        "runtimeConfig": {"platformCommand": [{"command": "${HELM_PLUGIN_DIR}/render.py"}]}}, f)
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "type": "postrenderer/v1",
+                "name": POST_RENDERER,
+                "version": "0.1.0",
+                "runtime": "subprocess",
+                "runtimeConfig": {"platformCommand": [{"command": "${HELM_PLUGIN_DIR}/render.py"}]},
+            },
+            f,
+        )
     script = os.path.join(folder, "render.py")
     with open(script, "w") as f:
         f.write(f"""#!{sys.executable}
@@ -241,58 +324,111 @@ def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_c
     crd_uid = c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"]
     # A pipeline created outside the chart, in a namespace of its own. Held by the
     # reconcile-paused annotation: the operator only writes its status (no pods to pay for).
-    outside = sample_pipeline(metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}},
-                              kafka={"brokers": [c.broker.pod_bootstrap]})
+    outside = sample_pipeline(
+        metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}}, kafka={"brokers": [c.broker.pod_bootstrap]}
+    )
     outside_ns = None
     try:
         c.node.ctr("images", "tag", "--force", OPERATOR_IMAGE, new_image)
         outside_ns = new_namespace(c, "outside")
         # The kustomize install's namespaces are gone (the chart creates them again).
         for ns in (OPERATOR_NS, PIPELINE_NS):
-            wait_for(lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0, 180,
-                     f"namespace {ns} gone")
+            wait_for(
+                lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0,
+                180,
+                f"namespace {ns} gone",
+            )
         with explained(c, PIPELINE_NS, {"prometheus": prometheus.dir / "prometheus.log"}):
-            helm("install", RELEASE, str(CHART), "--namespace", HELM_RELEASE_NS, "--post-renderer", POST_RENDERER,
-                 env=env)
+            helm(
+                "install",
+                RELEASE,
+                str(CHART),
+                "--namespace",
+                HELM_RELEASE_NS,
+                "--post-renderer",
+                POST_RENDERER,
+                env=env,
+            )
             op = wait_for(lambda: operator_pod(c), 300, "the operator pod Running and Ready")
             assert op["spec"]["nodeName"] == NODE_NAME
             assert op["spec"]["containers"][0]["image"] == OPERATOR_IMAGE
             d = c.get("deployment", "tspipe-operator", "-n", OPERATOR_NS)
             assert d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
             wait_for(lambda: pipeline_ready(c, PIPELINE_NS, PIPELINE), 420, "the sample pipeline Ready")
-            wait_for(lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 4 and all(map(pod_ready, ps)), 180,
-                     "the sample's four pods Ready")
+            wait_for(
+                lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 4 and all(map(pod_ready, ps)),
+                180,
+                "the sample's four pods Ready",
+            )
 
             # The upgrade of docs/helm.md rolls the operator: a new pod with the new image.
-            helm("upgrade", RELEASE, str(CHART), "--namespace", HELM_RELEASE_NS, "--reuse-values",
-                 "--set", f"image.tag={UPGRADE_TAG}", "--post-renderer", POST_RENDERER, env=env)
-            new = wait_for(lambda: operator_pod(c, other_than=op["metadata"]["name"]), 300,
-                           "the upgraded operator pod Running and Ready")
+            helm(
+                "upgrade",
+                RELEASE,
+                str(CHART),
+                "--namespace",
+                HELM_RELEASE_NS,
+                "--reuse-values",
+                "--set",
+                f"image.tag={UPGRADE_TAG}",
+                "--post-renderer",
+                POST_RENDERER,
+                env=env,
+            )
+            new = wait_for(
+                lambda: operator_pod(c, other_than=op["metadata"]["name"]),
+                300,
+                "the upgraded operator pod Running and Ready",
+            )
             assert new["spec"]["containers"][0]["image"] == new_image
             # It serves pipelines: one created now gets its status from it (every namespace),
             # the sample stays Ready; Prometheus scrapes it (the chart's pod matches the PodMonitor).
             apply_obj(c, outside, outside_ns)
-            wait_for(lambda: {x["type"]: x["status"] for x in pipeline_status(c, outside_ns, PIPELINE)
-                              .get("conditions", [])}.get("ReconciliationPaused") == "True", 120,
-                     "the outside pipeline's ReconciliationPaused condition, written by the upgraded operator")
+            wait_for(
+                lambda: (
+                    {
+                        x["type"]: x["status"] for x in pipeline_status(c, outside_ns, PIPELINE).get("conditions", [])
+                    }.get("ReconciliationPaused")
+                    == "True"
+                ),
+                120,
+                "the outside pipeline's ReconciliationPaused condition, written by the upgraded operator",
+            )
             wait_for(lambda: pipeline_ready(c, PIPELINE_NS, PIPELINE), 120, "the sample Ready after the upgrade")
-            wait_for(lambda: up_pods(prometheus, "tspipe-operator", OPERATOR_NS) == {new["metadata"]["name"]}, 60,
-                     "up == 1 for the upgraded operator pod")
+            wait_for(
+                lambda: up_pods(prometheus, "tspipe-operator", OPERATOR_NS) == {new["metadata"]["name"]},
+                60,
+                "up == 1 for the upgraded operator pod",
+            )
 
             # Uninstall: the operator and its namespaces go; the CRD (the same object) and the
             # pipeline created outside the chart stay.
-            helm("uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", env=env,
-                 timeout=360)
+            helm(
+                "uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", env=env, timeout=360
+            )
             for ns in (OPERATOR_NS, PIPELINE_NS):
-                wait_for(lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0, 180,
-                         f"namespace {ns} gone")
+                wait_for(
+                    lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0,
+                    180,
+                    f"namespace {ns} gone",
+                )
             assert c.kubectl("get", "clusterrole/tspipe-operator", check=False).returncode != 0
             assert c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"] == crd_uid
             assert c.get("tsp", PIPELINE, "-n", outside_ns)["metadata"]["name"] == PIPELINE
     finally:
         if helm("status", RELEASE, "--namespace", HELM_RELEASE_NS, check=False, env=env).returncode == 0:
-            helm("uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", check=False,
-                 timeout=360, env=env)
+            helm(
+                "uninstall",
+                RELEASE,
+                "--namespace",
+                HELM_RELEASE_NS,
+                "--wait",
+                "--timeout",
+                "5m",
+                check=False,
+                timeout=360,
+                env=env,
+            )
         for ns in (OPERATOR_NS, PIPELINE_NS, outside_ns):
             if ns:
                 c.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=240)
@@ -303,8 +439,9 @@ def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_c
 def paused_pipeline(c) -> dict:
     """The sample, held by the reconcile-paused annotation: the operator that serves it
     writes its status (condition ReconciliationPaused) and creates no pods."""
-    return sample_pipeline(metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}},
-                           kafka={"brokers": [c.broker.pod_bootstrap]})
+    return sample_pipeline(
+        metadata={"annotations": {"tspipe.io/reconcile-paused": "true"}}, kafka={"brokers": [c.broker.pod_bootstrap]}
+    )
 
 
 def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(node_cluster, tmp_path):
@@ -314,13 +451,28 @@ def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(nod
     try:
         served, other = new_namespace(c, "served"), new_namespace(c, "other")
         # The earlier tests' namespaces are gone (the chart creates tspipe-system again).
-        wait_for(lambda: c.kubectl("get", "namespace", OPERATOR_NS, check=False).returncode != 0, 180,
-                 f"namespace {OPERATOR_NS} gone")
+        wait_for(
+            lambda: c.kubectl("get", "namespace", OPERATOR_NS, check=False).returncode != 0,
+            180,
+            f"namespace {OPERATOR_NS} gone",
+        )
         with explained(c, served):
             # A pipeline outside the watched namespace first: it is older than the served one.
             apply_obj(c, paused_pipeline(c), other)
-            helm("install", RELEASE, str(CHART), "--namespace", HELM_RELEASE_NS, "--post-renderer", POST_RENDERER,
-                 "--set", f"watchNamespaces={{{served}}}", "--set", "samples.enabled=false", env=env)
+            helm(
+                "install",
+                RELEASE,
+                str(CHART),
+                "--namespace",
+                HELM_RELEASE_NS,
+                "--post-renderer",
+                POST_RENDERER,
+                "--set",
+                f"watchNamespaces={{{served}}}",
+                "--set",
+                "samples.enabled=false",
+                env=env,
+            )
             op = wait_for(lambda: operator_pod(c), 300, "the operator pod Running and Ready")
             args = op["spec"]["containers"][0]["args"]
             assert f"--namespace={served}" in args and "--all-namespaces" not in args, args
@@ -336,8 +488,7 @@ def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(nod
             assert c.kubectl("get", "role", "tspipe-operator", "-n", other, check=False).returncode != 0
 
             def can_i(verb, resource, *scope):
-                return c.kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA_USER}",
-                                 check=False).stdout.strip()
+                return c.kubectl("auth", "can-i", verb, resource, *scope, f"--as={SA_USER}", check=False).stdout.strip()
 
             assert can_i("create", "deployments.apps", "-n", served) == "yes"
             assert can_i("create", "deployments.apps", "-n", other) == "no"
@@ -347,16 +498,33 @@ def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(nod
             # It serves the watched namespace: a pipeline there gets its status; the older
             # one in the other namespace gets none, and the operator's log never names it.
             apply_obj(c, paused_pipeline(c), served)
-            wait_for(lambda: {x["type"]: x["status"] for x in pipeline_status(c, served, PIPELINE)
-                              .get("conditions", [])}.get("ReconciliationPaused") == "True", 120,
-                     "the served pipeline's ReconciliationPaused condition")
+            wait_for(
+                lambda: (
+                    {x["type"]: x["status"] for x in pipeline_status(c, served, PIPELINE).get("conditions", [])}.get(
+                        "ReconciliationPaused"
+                    )
+                    == "True"
+                ),
+                120,
+                "the served pipeline's ReconciliationPaused condition",
+            )
             assert pipeline_status(c, other, PIPELINE) == {}, "the pipeline outside the watched namespace"
             oplog = c.kubectl("logs", "-n", OPERATOR_NS, op["metadata"]["name"]).stdout
             assert f"{other}/" not in oplog, oplog[-3000:]
     finally:
         if helm("status", RELEASE, "--namespace", HELM_RELEASE_NS, check=False, env=env).returncode == 0:
-            helm("uninstall", RELEASE, "--namespace", HELM_RELEASE_NS, "--wait", "--timeout", "5m", check=False,
-                 timeout=360, env=env)
+            helm(
+                "uninstall",
+                RELEASE,
+                "--namespace",
+                HELM_RELEASE_NS,
+                "--wait",
+                "--timeout",
+                "5m",
+                check=False,
+                timeout=360,
+                env=env,
+            )
         for ns in (OPERATOR_NS, served, other):
             if ns:
                 c.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=240)

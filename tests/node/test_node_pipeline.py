@@ -12,6 +12,7 @@ Images: the router's from Dockerfile.router, the Spring time source and log sink
 the assembled 5.1.1 jars, tagged as the sample names them (hack/node-images.sh). The
 sample, liveness and rollout tests share one running pipeline (in file order), because
 starting three JVMs on two cores is most of each test's time."""
+
 from __future__ import annotations
 
 import os
@@ -19,13 +20,29 @@ import signal
 import subprocess
 
 import pytest
-
 from localinfra.kafka import topic_values
 from localinfra.node import NODE_IP, NODE_NAME
 from localinfra.proc import free_port, stop_process_group
-from nodehelpers import (TIMESTAMP, apply_obj, by_parity, container_pid, events_for, everything_arrived,
-                         explained, logger_payloads, new_namespace, node_prometheus, pipeline_ready,
-                         pipeline_status, pod_ready, pods, router_pod, node_pipeline, start_operator, wait_for)
+from nodehelpers import (
+    TIMESTAMP,
+    apply_obj,
+    by_parity,
+    container_pid,
+    events_for,
+    everything_arrived,
+    explained,
+    logger_payloads,
+    new_namespace,
+    node_pipeline,
+    node_prometheus,
+    pipeline_ready,
+    pipeline_status,
+    pod_ready,
+    pods,
+    router_pod,
+    start_operator,
+    wait_for,
+)
 from promchecks import ROUTER_PODMONITOR, ROUTER_POOL, podmonitor_jobs, targets, up_pods
 
 # Generous: the first test also waits for the node to start (image imports, 2 cores).
@@ -73,12 +90,22 @@ def scraped_router(c, prom, ns: str, name: str) -> dict:
     (the PodMonitor's selector, port and relabeling); its target."""
     pod = wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p) and p, 120, "a Ready router pod")
     pod_name = pod["metadata"]["name"]
-    (target,) = wait_for(lambda: up_pods(prom, "tspipe-router", ns) == {pod_name}
-                         and len(ts := targets(prom, ROUTER_POOL, ns)) == 1 and ts, 60,
-                         f"up == 1 for {pod_name}, the only target")
+    (target,) = wait_for(
+        lambda: (
+            up_pods(prom, "tspipe-router", ns) == {pod_name} and len(ts := targets(prom, ROUTER_POOL, ns)) == 1 and ts
+        ),
+        60,
+        f"up == 1 for {pod_name}, the only target",
+    )
     assert target["health"] == "up", target
-    assert target["labels"] == {**target["labels"], "job": "tspipe-router", "pipeline": name, "pod": pod_name,
-                                "container": "router", "endpoint": "http"}, target["labels"]
+    assert target["labels"] == {
+        **target["labels"],
+        "job": "tspipe-router",
+        "pipeline": name,
+        "pod": pod_name,
+        "container": "router",
+        "endpoint": "http",
+    }, target["labels"]
     # At the pod's own IP on the node's bridge, the port the kubelet probes.
     assert target["scrapeUrl"] == f"http://{pod['status']['podIP']}:8080/actuator/prometheus", target["scrapeUrl"]
     return target
@@ -89,8 +116,11 @@ def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node
     ns, name, topics, extra = sample
     with explained(c, ns, extra):
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready (4/4)")
-        running = wait_for(lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
-                           120, "four pods Running and Ready")
+        running = wait_for(
+            lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
+            120,
+            "four pods Running and Ready",
+        )
         # On the real node, each made Ready by the kubelet's probe of its actuator.
         for p in running:
             assert p["spec"]["nodeName"] == NODE_NAME, p["metadata"]["name"]
@@ -100,16 +130,18 @@ def test_sample_pipeline_runs_as_four_ready_pods_and_routes_every_timestamp(node
         assert comps == sorted(COMPONENTS)
 
         # The time source has been writing for at least 30 s ...
-        wait_for(lambda: len(topic_values(c.broker.bootstrap, topics["input"])) >= 30, 300,
-                 "30 timestamps from the time source")
+        wait_for(
+            lambda: len(topic_values(c.broker.bootstrap, topics["input"])) >= 30,
+            300,
+            "30 timestamps from the time source",
+        )
         produced = topic_values(c.broker.bootstrap, topics["input"])
         assert all(TIMESTAMP.fullmatch(ts) for ts in produced), produced[:5]
         even, odd = by_parity(produced)
         assert even and odd, "30 s of timestamps hold both even and odd seconds"
         # ... and `kubectl logs` of each logger shows every one of them, in the right one
         # (only Even lines in the even logger, only Odd lines in the odd one).
-        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"],
-                           upto=len(produced))
+        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto=len(produced))
         for p in pods(c, ns):
             assert all(cs["restartCount"] == 0 for cs in p["status"]["containerStatuses"]), p["status"]
         # Prometheus found the router pod (and none of the other three) and scrapes it.
@@ -124,12 +156,18 @@ def test_liveness_is_real_a_frozen_router_is_restarted_and_nothing_is_lost(node_
         pod = router_pod(c, ns, name)
         restarts = pod["status"]["containerStatuses"][0]["restartCount"]
         os.kill(container_pid(c, pod), signal.SIGSTOP)  # a process that no longer answers
-        restarted = wait_for(lambda: (p := router_pod(c, ns, name)) and
-                             p["status"]["containerStatuses"][0]["restartCount"] > restarts and p,
-                             420, "the kubelet to restart the frozen router")
+        restarted = wait_for(
+            lambda: (
+                (p := router_pod(c, ns, name)) and p["status"]["containerStatuses"][0]["restartCount"] > restarts and p
+            ),
+            420,
+            "the kubelet to restart the frozen router",
+        )
         assert restarted["metadata"]["uid"] == pod["metadata"]["uid"], "the same pod, its container restarted"
-        assert any(e["reason"] == "Unhealthy" and "Liveness probe failed" in e.get("message", "")
-                   for e in events_for(c, ns, pod["metadata"]["name"]))
+        assert any(
+            e["reason"] == "Unhealthy" and "Liveness probe failed" in e.get("message", "")
+            for e in events_for(c, ns, pod["metadata"]["name"])
+        )
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready again")
         # Everything written before and while the router was frozen reaches the loggers.
         upto = len(topic_values(c.broker.bootstrap, topics["input"]))
@@ -143,13 +181,20 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready")
         old = router_pod(c, ns, name)["metadata"]["name"]
         # Follow the old pod's log to its end, as `kubectl logs -f` would show it.
-        follow = subprocess.Popen([str(c.cp._tspkube()), "kubectl", "--kubeconfig", c.cp.kubeconfig,
-                                   "logs", "-f", "-n", ns, old], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        follow = subprocess.Popen(
+            [str(c.cp._tspkube()), "kubectl", "--kubeconfig", c.cp.kubeconfig, "logs", "-f", "-n", ns, old],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics, evenPrefix="EVEN:"), ns)
-            new = wait_for(lambda: (p := router_pod(c, ns, name)) and p["metadata"]["name"] != old
-                           and pod_ready(p) and p, 300, "a new Ready router pod")
+            new = wait_for(
+                lambda: (p := router_pod(c, ns, name)) and p["metadata"]["name"] != old and pod_ready(p) and p,
+                300,
+                "a new Ready router pod",
+            )
             old_log, _ = follow.communicate(timeout=120)
         finally:
             stop_process_group(follow, 5)
@@ -160,8 +205,11 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
         assert "--tsrouter.even-prefix=EVEN:" in new["spec"]["containers"][0]["args"]
         # Prometheus follows the rollout: the new pod is scraped, the old one's target is gone.
         assert scraped_router(c, prometheus, ns, name)["labels"]["pod"] == new["metadata"]["name"]
-        wait_for(lambda: any(p.startswith("EVEN:") for p in logger_payloads(c, ns, name, "evenlogger")),
-                 180, "the new prefix in the even logger's kubectl logs")
+        wait_for(
+            lambda: any(p.startswith("EVEN:") for p in logger_payloads(c, ns, name, "evenlogger")),
+            180,
+            "the new prefix in the even logger's kubectl logs",
+        )
         # Not one timestamp lost across the rollout.
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the rollout")
         upto = len(topic_values(c.broker.bootstrap, topics["input"]))
@@ -180,22 +228,41 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
         with explained(c, ns, extra):
             apply_obj(c, obj, ns)
             # The kubelet probed the router's actuator and got DOWN: Running, not Ready.
-            wait_for(lambda: (p := router_pod(c, ns, name)) and p["status"].get("phase") == "Running"
-                     and any(e["reason"] == "Unhealthy" and "Readiness probe failed" in e.get("message", "")
-                             for e in events_for(c, ns, p["metadata"]["name"])),
-                     240, "a failed readiness probe of the Running router pod")
+            wait_for(
+                lambda: (
+                    (p := router_pod(c, ns, name))
+                    and p["status"].get("phase") == "Running"
+                    and any(
+                        e["reason"] == "Unhealthy" and "Readiness probe failed" in e.get("message", "")
+                        for e in events_for(c, ns, p["metadata"]["name"])
+                    )
+                ),
+                240,
+                "a failed readiness probe of the Running router pod",
+            )
             pod = router_pod(c, ns, name)
             assert not pod_ready(pod), pod["status"]
             assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, "liveness stays UP"
             # The pipeline says which component is not ready.
-            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {})
-                              .get("router", {}).get("ready") is False and s, 60, "status naming the router")
+            status = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("ready") is False
+                    and s
+                ),
+                60,
+                "status naming the router",
+            )
             ready = {x["type"]: x for x in status["conditions"]}["Ready"]
             assert ready["status"] == "False" and "router" in ready["message"], ready
             # Once the probe had its full chance, the status says it is the readiness probe (no pod
             # event marks that moment: the operator looks again when it comes).
-            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {})
-                              .get("notReady") and s, 120, "status.components.router.notReady")
+            status = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("notReady") and s
+                ),
+                120,
+                "status.components.router.notReady",
+            )
             not_ready = status["components"]["router"]["notReady"]
             assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
             assert "GET /actuator/health/readiness on port 8080" in not_ready["message"]
@@ -204,9 +271,19 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
 
             # An image the node cannot pull: the kubelet's reason, named at once.
             apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics, image="localhost/tspipe/missing:0"), ns)
-            status = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {})
-                              .get("notReady", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff") and s,
-                              180, "status naming the router's image pull")
+            status = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name))
+                    .get("components", {})
+                    .get("router", {})
+                    .get("notReady", {})
+                    .get("reason")
+                    in ("ErrImagePull", "ImagePullBackOff")
+                    and s
+                ),
+                180,
+                "status naming the router's image pull",
+            )
             assert "localhost/tspipe/missing:0" in status["components"]["router"]["notReady"]["message"]
 
             # Fixing the address makes it Ready.

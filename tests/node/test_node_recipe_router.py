@@ -11,6 +11,7 @@ The recipe's router has no consumer group: it starts at the input's end when it 
 commits nothing. So the timestamps the time source wrote before it started are never routed
 (the recipe's behaviour, not checked), every later one is, and a rollout with autoRollback
 is judged by readiness only (GroupNotUsed)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -52,8 +53,9 @@ ROUTED = 20
 @pytest.fixture(scope="module")
 def recipe_image(node_cluster):
     """The recipe's image in the node's containerd (built when its inputs changed); removed at the end."""
-    archive = subprocess.run(["bash", str(REPO / "hack" / "recipe-image.sh")], check=True,
-                             stdout=subprocess.PIPE, text=True, timeout=900).stdout.split()[-1]
+    archive = subprocess.run(
+        ["bash", str(REPO / "hack" / "recipe-image.sh")], check=True, stdout=subprocess.PIPE, text=True, timeout=900
+    ).stdout.split()[-1]
     node_cluster.node.ctr("images", "import", archive)
     yield IMPORTED
     node_cluster.node.ctr("images", "rm", IMPORTED)
@@ -91,8 +93,11 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
         with explained(c, ns, {"operator": log}):
             apply_obj(c, obj, ns)
             wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready (4/4)")
-            running = wait_for(lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
-                               120, "four pods Running and Ready")
+            running = wait_for(
+                lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
+                120,
+                "four pods Running and Ready",
+            )
             (router,) = [p for p in running if p["metadata"]["labels"]["app.kubernetes.io/component"] == "router"]
             container, status = router["spec"]["containers"][0], router["status"]["containerStatuses"][0]
             assert router["spec"]["nodeName"] == NODE_NAME
@@ -113,8 +118,7 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             def routed_since_first():
                 even, odd = _routed(c, topics)
                 first = min(map(_time, even + odd), default=None)
-                later = [t for t in topic_values(c.broker.bootstrap, topics["input"])
-                         if first and _time(t) > first]
+                later = [t for t in topic_values(c.broker.bootstrap, topics["input"]) if first and _time(t) > first]
                 return len(later) >= ROUTED and later
 
             later = wait_for(routed_since_first, 300, f"{ROUTED} timestamps after the router's first")
@@ -137,8 +141,14 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             # The rollout: records reach the outputs but the router never commits in the
             # consumer group it is given, so it is judged by readiness, and stable.
             # (Verifying while it waits for the group's first commit, verifySeconds from readiness.)
-            rollout = wait_for(lambda: (r := pipeline_status(c, ns, name).get("rollout", {})).get("verdict")
-                               not in (None, "Verifying") and r, 240, "the rollout's verdict")
+            rollout = wait_for(
+                lambda: (
+                    (r := pipeline_status(c, ns, name).get("rollout", {})).get("verdict") not in (None, "Verifying")
+                    and r
+                ),
+                240,
+                "the rollout's verdict",
+            )
             assert (rollout["verdict"], rollout["reason"]) == ("Stable", "GroupNotUsed"), rollout
             assert "never committed in its consumer group" in rollout["message"], rollout
             assert "judged by readiness and the progress deadline only" in rollout["message"], rollout
@@ -148,8 +158,9 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             assert conds["Ready"]["status"] == "True", conds["Ready"]
             # What the status claims, on the broker: the group has no offset on the input.
             # (Read without joining the group, as test_node_cluster.py's committed() does.)
-            group = KafkaConsumer(bootstrap_servers=c.broker.bootstrap, group_id=obj["spec"]["streamName"],
-                                  enable_auto_commit=False)
+            group = KafkaConsumer(
+                bootstrap_servers=c.broker.bootstrap, group_id=obj["spec"]["streamName"], enable_auto_commit=False
+            )
             try:
                 parts = group.partitions_for_topic(topics["input"])
                 committed = {p: group.committed(TopicPartition(topics["input"], p)) for p in parts}

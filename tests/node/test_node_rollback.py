@@ -8,16 +8,26 @@ pods' own counters instead, by its default path: at their pod IPs on the actuato
 (the operator runs on the host here, which reaches the node's bridge as an operator pod
 does; test_node_install.py reads them from the operator's pod). kwok's pods have no
 address, so only the real node can show that path."""
+
 from __future__ import annotations
 
 import json
 import time
 
 import pytest
-
 from localinfra.kafka import topic_values
-from nodehelpers import (apply_obj, everything_arrived, explained, new_namespace, pipeline_status, pod_ready,
-                         router_pod, node_pipeline, start_operator, wait_for)
+from nodehelpers import (
+    apply_obj,
+    everything_arrived,
+    explained,
+    new_namespace,
+    node_pipeline,
+    pipeline_status,
+    pod_ready,
+    router_pod,
+    start_operator,
+    wait_for,
+)
 from routerproc import create_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1200)]
@@ -48,46 +58,87 @@ def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_c
     try:
         with explained(c, ns, {"operator": log}):
             apply_obj(c, obj, ns)
-            first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
-                             "the first revision verified on real pods")
+            first = wait_for(
+                lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r,
+                420,
+                "the first revision verified on real pods",
+            )
             assert first["reason"] == "ChecksPassed" and first["checks"]["consumed"] > 0, first
             stable_pod = router_pod(c, ns, name)["metadata"]["name"]
 
             # A release whose router refuses its arguments: it never passes its readiness probe.
-            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
-                {"spec": {"rollout": {"progressDeadlineSeconds": DEADLINE},
-                          "router": {"properties": {"tsrouter.max-poll-records": "0"}}}}))
+            c.kubectl(
+                "patch",
+                "tsp",
+                name,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                json.dumps(
+                    {
+                        "spec": {
+                            "rollout": {"progressDeadlineSeconds": DEADLINE},
+                            "router": {"properties": {"tsrouter.max-poll-records": "0"}},
+                        }
+                    }
+                ),
+            )
             t0 = time.monotonic()
-            bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r,
-                           DEADLINE + 180, "the release that never became Ready rolled back")
+            bad = wait_for(
+                lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r,
+                DEADLINE + 180,
+                "the release that never became Ready rolled back",
+            )
             after = time.monotonic() - t0
             assert bad["reason"] == "ProgressDeadlineExceeded", bad
             assert bad["message"].startswith("rolled back to generation 1"), bad
 
             # The stable router serves again; the new pods are gone; the spec is as the user wrote it.
-            wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
-                     and "--tsrouter.max-poll-records=0" not in p["spec"]["containers"][0]["args"]
-                     and len([x for x in c.get("pods", "-n", ns)["items"]
-                              if x["metadata"]["labels"].get("app.kubernetes.io/component") == "router"]) == 1,
-                     180, "one Ready router pod of the stable revision")
-            assert router_pod(c, ns, name)["metadata"]["name"] == stable_pod, \
+            wait_for(
+                lambda: (
+                    (p := router_pod(c, ns, name))
+                    and pod_ready(p)
+                    and "--tsrouter.max-poll-records=0" not in p["spec"]["containers"][0]["args"]
+                    and len(
+                        [
+                            x
+                            for x in c.get("pods", "-n", ns)["items"]
+                            if x["metadata"]["labels"].get("app.kubernetes.io/component") == "router"
+                        ]
+                    )
+                    == 1
+                ),
+                180,
+                "one Ready router pod of the stable revision",
+            )
+            assert router_pod(c, ns, name)["metadata"]["name"] == stable_pod, (
                 "the stable pod kept serving through the failed rollout"
+            )
             spec = c.get("tsp", name, "-n", ns)["spec"]
             assert spec["router"]["properties"] == {"tsrouter.max-poll-records": "0"}
             # Until the Deployment controller sees the bad pods gone, the router Deployment keeps
             # its ProgressDeadlineExceeded condition and the pipeline is Degraded for that reason;
             # what the user is left with is Degraded because of the rollback.
-            why = wait_for(lambda: (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
-                           and (d := degraded(s)).get("reason") == "RolledBack" and d, 120,
-                           "Degraded with the rollback")
+            why = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
+                    and (d := degraded(s)).get("reason") == "RolledBack"
+                    and d
+                ),
+                120,
+                "Degraded with the rollback",
+            )
             assert why["message"].startswith("rolled back to generation 1"), why
             assert "[check: ProgressDeadlineExceeded]" in why["message"], why
 
             # Nothing lost: every timestamp so far reaches the right logger.
             upto = len(topic_values(c.broker.bootstrap, topics["input"]))
             everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto)
-            print(f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
-                  f"change (progressDeadlineSeconds {DEADLINE})")
+            print(
+                f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
+                f"change (progressDeadlineSeconds {DEADLINE})"
+            )
     finally:
         c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
         op.stop(15)
@@ -123,12 +174,23 @@ def sasl_pipeline(node_cluster, sasl_broker, tmp_path_factory):
     for t in topics.values():  # with credentials the operator does not manage topics
         create_topic(b.bootstrap, t)
     user, password = next(iter(b.sasl_users.items()))
-    c.kubectl("create", "secret", "generic", "kafka-creds", "-n", ns,
-              f"--from-literal=username={user}", f"--from-literal=password={password}")
+    c.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "kafka-creds",
+        "-n",
+        ns,
+        f"--from-literal=username={user}",
+        f"--from-literal=password={password}",
+    )
     obj = node_pipeline(b.pod_bootstrap, topics)
     obj["spec"]["kafka"]["topics"]["manage"] = False
-    obj["spec"]["kafka"]["credentials"] = {"secretName": "kafka-creds", "mechanism": "SCRAM-SHA-512",
-                                           "protocol": "SASL_PLAINTEXT"}
+    obj["spec"]["kafka"]["credentials"] = {
+        "secretName": "kafka-creds",
+        "mechanism": "SCRAM-SHA-512",
+        "protocol": "SASL_PLAINTEXT",
+    }
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
     try:
         apply_obj(c, obj, ns)
@@ -144,8 +206,11 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
     c, b = node_cluster, sasl_broker
     ns, name, topics, log = sasl_pipeline
     with explained(c, ns, {"operator": log}):
-        first = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r, 420,
-                         "the first revision verified by the router pod's counters")
+        first = wait_for(
+            lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r,
+            420,
+            "the first revision verified by the router pod's counters",
+        )
         checks = first["checks"]
         assert first["reason"] == "ChecksPassed", first
         assert checks["source"] == "routerCounters" and checks["pods"] == 1, checks
@@ -154,33 +219,67 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
 
         # A new release (a pod template change); while its window is open, dead letters
         # jump: the router pod's counters show it and the release is rolled back.
-        c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(
-            {"spec": {"router": {"properties": {"tsrouter.max-poll-records": "500"}}}}))
-        wait_for(lambda: (r := rollout(c, ns, name)).get("reason") == "WindowOpen"
-                 and r.get("generation", 0) > first["generation"], 300, "the new release's window open")
+        c.kubectl(
+            "patch",
+            "tsp",
+            name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"router": {"properties": {"tsrouter.max-poll-records": "500"}}}}),
+        )
+        wait_for(
+            lambda: (
+                (r := rollout(c, ns, name)).get("reason") == "WindowOpen"
+                and r.get("generation", 0) > first["generation"]
+            ),
+            300,
+            "the new release's window open",
+        )
         t0 = time.monotonic()
         producer = KafkaProducer(bootstrap_servers=b.bootstrap)
         for v in MALFORMED:
             producer.send(topics["input"], v.encode())
         producer.flush(30)
         producer.close()
-        bad = wait_for(lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r, 120,
-                       "the release rolled back by the counters")
+        bad = wait_for(
+            lambda: (r := rollout(c, ns, name)).get("verdict") == "RolledBack" and r,
+            120,
+            "the release rolled back by the counters",
+        )
         after = time.monotonic() - t0
         assert bad["reason"] == "DeadLetterRatio", bad
         assert bad["checks"]["source"] == "routerCounters", bad
         assert bad["checks"]["deadLettered"] == len(MALFORMED), bad
         assert bad["message"].startswith(f"rolled back to generation {first['generation']}"), bad
 
-        wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p)
-                 and "--tsrouter.max-poll-records=500" not in p["spec"]["containers"][0]["args"],
-                 180, "a Ready router pod of the stable revision")
+        wait_for(
+            lambda: (
+                (p := router_pod(c, ns, name))
+                and pod_ready(p)
+                and "--tsrouter.max-poll-records=500" not in p["spec"]["containers"][0]["args"]
+            ),
+            180,
+            "a Ready router pod of the stable revision",
+        )
         # Nothing lost: every timestamp so far reaches the right logger.
         upto = len(topic_values(b.bootstrap, topics["input"]))
-        everything_arrived(c, ns, name, topics["input"], ["Even timestamp:"], ["Odd timestamp:"], upto,
-                           bootstrap=b.bootstrap, ignore=frozenset(MALFORMED))
-        print(f"node rollback (credentials): first revision {checks}; dead letters in the new release's "
-              f"window rolled it back {after:.1f}s after they were written (verifySeconds 15)")
+        everything_arrived(
+            c,
+            ns,
+            name,
+            topics["input"],
+            ["Even timestamp:"],
+            ["Odd timestamp:"],
+            upto,
+            bootstrap=b.bootstrap,
+            ignore=frozenset(MALFORMED),
+        )
+        print(
+            f"node rollback (credentials): first revision {checks}; dead letters in the new release's "
+            f"window rolled it back {after:.1f}s after they were written (verifySeconds 15)"
+        )
 
 
 RESET = "tspipe.io/reset-offsets"
@@ -189,10 +288,16 @@ RESET = "tspipe.io/reset-offsets"
 def _reset(c, ns, name, value) -> dict:
     """Annotate the pipeline, wait until the operator consumed the annotation; its offsetReset."""
     c.kubectl("annotate", "tsp", name, "-n", ns, f"{RESET}={value}", "--overwrite")
-    return wait_for(lambda: RESET not in (c.get("tsp", name, "-n", ns)["metadata"].get("annotations") or {})
-                    and (r := pipeline_status(c, ns, name).get("offsetReset") or {}).get("request") == value
-                    and r.get("state") in ("Completed", "Rejected") and r, 300,
-                    f"{RESET}={value} carried out")
+    return wait_for(
+        lambda: (
+            RESET not in (c.get("tsp", name, "-n", ns)["metadata"].get("annotations") or {})
+            and (r := pipeline_status(c, ns, name).get("offsetReset") or {}).get("request") == value
+            and r.get("state") in ("Completed", "Rejected")
+            and r
+        ),
+        300,
+        f"{RESET}={value} carried out",
+    )
 
 
 def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluster, sasl_broker, sasl_pipeline):
@@ -230,8 +335,12 @@ def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluste
         # Committed by the router before it stopped (the time source went on meanwhile).
         assert 0 < done["partitions"][0]["from"] <= len(topic_values(b.bootstrap, topics["input"])), done
         history = [h["offsetReset"] for h in pipeline_status(c, ns, name)["history"] if "offsetReset" in h]
-        assert history[-1] == {"request": "earliest", "group": done["group"], "topic": topics["input"],
-                               "partitions": done["partitions"]}, history
+        assert history[-1] == {
+            "request": "earliest",
+            "group": done["group"],
+            "topic": topics["input"],
+            "partitions": done["partitions"],
+        }, history
         events = c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
         assert any(e["reason"] == "OffsetsReset" and done["job"] in e["message"] for e in events)
         assert any(e["reason"] == "OffsetResetRejected" and "partition 0" in e["message"] for e in events)
@@ -250,8 +359,11 @@ def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluste
 
         # The reset restarted the log sinks: the new pods print only what is routed from now
         # on, so every value of the input before the reset in their logs was routed again.
-        everything_arrived(c, ns, name, topics["input"], *prefixes, upto, bootstrap=b.bootstrap,
-                           ignore=frozenset(MALFORMED))
-        print(f"node replay (credentials): {len(values)} records re-delivered after a reset to earliest by Job "
-              f"{done['job']} ({reset_s:.1f}s from the annotation to Completed, the pipeline running); the refused "
-              f"reset took {refused_s:.1f}s")
+        everything_arrived(
+            c, ns, name, topics["input"], *prefixes, upto, bootstrap=b.bootstrap, ignore=frozenset(MALFORMED)
+        )
+        print(
+            f"node replay (credentials): {len(values)} records re-delivered after a reset to earliest by Job "
+            f"{done['job']} ({reset_s:.1f}s from the annotation to Completed, the pipeline running); the refused "
+            f"reset took {refused_s:.1f}s"
+        )

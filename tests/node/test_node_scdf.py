@@ -16,8 +16,10 @@ runAsNonRoot or seccompProfile in podSecurityContext); hack/scdf-jars.sh swaps i
 deployer (hack/scdf/skipper-k8s/pom.xml), which applies the whole pod shape `tspipe` sends,
 so `test_scdf_pods_meet_restricted` checks that SCDF's pods meet `restricted`.
 """
+
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import subprocess
@@ -31,17 +33,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
 from localinfra.kafka import topic_values
 from localinfra.node import NODE_NAME
 from localinfra.proc import free_port
 from localinfra.scdf import KubernetesPlatform, ScdfServers
-from nodehelpers import by_parity, pod_ready, pods, node_pipeline, sink_payloads, strip, wait_for
+from nodehelpers import by_parity, node_pipeline, pod_ready, pods, sink_payloads, strip, wait_for
+
 from tspipe import wiring
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
 from tspipe.render import render_deployments
-import contextlib
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.scdf, pytest.mark.timeout(1500)]
 
@@ -49,6 +50,7 @@ LABELS = tuple(c.label for c in COMPONENTS)
 
 
 # ---------------------------------------------------------------- helpers
+
 
 class Forwarder:
     """Skipper's way to the API server, which a test can cut: a TCP forwarder on loopback.
@@ -150,8 +152,12 @@ class Scdf:
         return path
 
     def tspipe(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        r = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", *args, "--server", self.url],
-                           capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [sys.executable, "-m", "tspipe.cli", "scdf", *args, "--server", self.url],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         print(f"$ tspipe scdf {' '.join(args)}  (exit {r.returncode})\n{r.stdout}{r.stderr}")
         return r
 
@@ -170,8 +176,10 @@ class Scdf:
 
     def diagnostics(self) -> str:
         out = []
-        for args in (("get", "deploy,pods,svc", "-n", self.ns, "-o", "wide"),
-                     ("get", "events", "-n", self.ns, "--sort-by=.lastTimestamp")):
+        for args in (
+            ("get", "deploy,pods,svc", "-n", self.ns, "-o", "wide"),
+            ("get", "events", "-n", self.ns, "--sort-by=.lastTimestamp"),
+        ):
             r = self.c.kubectl(*args, check=False, timeout=60)
             out.append(f"$ kubectl {' '.join(args)}\n{r.stdout}{r.stderr}")
         for name in ("skipper", "dataflow"):
@@ -189,8 +197,9 @@ def args_and_env(container: dict) -> tuple[dict[str, str], dict[str, str]]:
         if a.startswith("--") and "=" in a:
             k, v = a[2:].split("=", 1)
             args[k] = v
-    env = {e["name"]: e.get("value", "<from " + ",".join(e.get("valueFrom", {})) + ">")
-           for e in container.get("env") or []}
+    env = {
+        e["name"]: e.get("value", "<from " + ",".join(e.get("valueFrom", {})) + ">") for e in container.get("env") or []
+    }
     return args, env
 
 
@@ -233,12 +242,19 @@ def everything_arrived(s: Scdf, upto: int, even_prefixes, odd_prefixes, timeout:
 
 # ---------------------------------------------------------------- fixtures
 
+
 def scdf_namespace(c) -> str:
     ns = f"scdf-{uuid.uuid4().hex[:6]}"
     c.kubectl("create", "namespace", ns)
     # baseline enforced, restricted warned and audited: see the module docstring.
-    c.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=baseline",
-              "pod-security.kubernetes.io/warn=restricted", "pod-security.kubernetes.io/audit=restricted")
+    c.kubectl(
+        "label",
+        "namespace",
+        ns,
+        "pod-security.kubernetes.io/enforce=baseline",
+        "pod-security.kubernetes.io/warn=restricted",
+        "pod-security.kubernetes.io/audit=restricted",
+    )
     return ns
 
 
@@ -258,7 +274,9 @@ def scdf(node_cluster, tmp_path_factory):
         servers.start()
         rss = servers.rss()
         s.figures["skipper start"] = f"{servers.start_seconds['skipper']:.1f} s, RSS {rss['skipper'] / 2**20:.0f} MiB"
-        s.figures["dataflow start"] = f"{servers.start_seconds['dataflow']:.1f} s, RSS {rss['dataflow'] / 2**20:.0f} MiB"
+        s.figures["dataflow start"] = (
+            f"{servers.start_seconds['dataflow']:.1f} s, RSS {rss['dataflow'] / 2**20:.0f} MiB"
+        )
         yield s
     finally:
         if servers.skipper is not None:
@@ -279,6 +297,7 @@ def explain(scdf):
 
 # ---------------------------------------------------------------- tests, in order
 
+
 def test_deploy_runs_four_ready_pods_and_the_loggers_log_even_and_odd(scdf, explain):
     s = scdf
     path = s.write(s.pipeline_doc())
@@ -287,8 +306,11 @@ def test_deploy_runs_four_ready_pods_and_the_loggers_log_even_and_odd(scdf, expl
     assert r.returncode == 0, r.stderr
     assert f"deployed stream '{s.stream}'" in r.stdout
 
-    first_even = wait_for(lambda: any(p.startswith("Even timestamp:") for p in s.payloads("evenLogger")),
-                          600, "the first `Even timestamp:` line in the even logger's kubectl logs")
+    first_even = wait_for(
+        lambda: any(p.startswith("Even timestamp:") for p in s.payloads("evenLogger")),
+        600,
+        "the first `Even timestamp:` line in the even logger's kubectl logs",
+    )
     assert first_even
     s.figures["deploy to first Even line"] = f"{time.monotonic() - t0:.0f} s"
 
@@ -304,8 +326,11 @@ def test_deploy_runs_four_ready_pods_and_the_loggers_log_even_and_odd(scdf, expl
     wait_for(lambda: s.payloads("oddLogger"), 120, "the odd logger's first line")
     assert all(p.startswith("Even timestamp:") for p in s.payloads("evenLogger"))
     assert all(p.startswith("Odd timestamp:") for p in s.payloads("oddLogger"))
-    out = wait_for(lambda: status_says(s, "state: deployed", "apps: 4 of 4 deployed"), 120,
-                   "tspipe scdf status: deployed, 4 of 4 apps")
+    out = wait_for(
+        lambda: status_says(s, "state: deployed", "apps: 4 of 4 deployed"),
+        120,
+        "tspipe scdf status: deployed, 4 of 4 apps",
+    )
     for label in LABELS:
         assert re.search(rf"^  {re.escape(label)}: deployed, 1/1 instances deployed", out, re.M), out
     # Nothing lost so far: the first 20 timestamps are all in the right logger.
@@ -320,8 +345,10 @@ def test_same_wiring_as_the_operators_pods(scdf, explain):
     doc = s.pipeline_doc()
     p = Pipeline.from_resource({**doc, "metadata": {**doc["metadata"], "namespace": s.ns}})
     resource = {**doc, "metadata": {**doc["metadata"], "namespace": s.ns, "uid": "0"}}
-    operator = {c.label: d["spec"]["template"]["spec"]["containers"][0]
-                for c, d in zip(COMPONENTS, render_deployments(resource), strict=True)}
+    operator = {
+        c.label: d["spec"]["template"]["spec"]["containers"][0]
+        for c, d in zip(COMPONENTS, render_deployments(resource), strict=True)
+    }
     wiring_diffs, other = [], []
     for c in COMPONENTS:
         (pod,) = s.app_pods(c.label)
@@ -342,8 +369,7 @@ def test_same_wiring_as_the_operators_pods(scdf, explain):
             if o_env[key] != s_env[key]:
                 other.append(f"{c.label}: env {key}: operator {o_env[key]!r}, SCDF {s_env[key]!r}")
         other.append(f"{c.label}: pod labels from SCDF {sorted(pod['metadata']['labels'])}")
-    print("\nwiring differences between the operator's pods and SCDF's (other than wiring):\n  "
-          + "\n  ".join(other))
+    print("\nwiring differences between the operator's pods and SCDF's (other than wiring):\n  " + "\n  ".join(other))
     assert not wiring_diffs, "\n".join(wiring_diffs)
 
 
@@ -353,18 +379,24 @@ def test_scdf_pods_have_the_operators_probes_security_and_writable_tmp(scdf, exp
     s = scdf
     doc = s.pipeline_doc()
     resource = {**doc, "metadata": {**doc["metadata"], "namespace": s.ns, "uid": "0"}}
-    operator = {c.label: d["spec"]["template"]["spec"]
-                for c, d in zip(COMPONENTS, render_deployments(resource), strict=True)}
+    operator = {
+        c.label: d["spec"]["template"]["spec"] for c, d in zip(COMPONENTS, render_deployments(resource), strict=True)
+    }
     for c in COMPONENTS:
         (pod,) = s.app_pods(c.label)
         ctr = pod["spec"]["containers"][0]
         assert pod["spec"]["securityContext"] == operator[c.label]["securityContext"], c.label
         assert ctr["securityContext"] == operator[c.label]["containers"][0]["securityContext"], c.label
         assert ctr["readinessProbe"]["httpGet"] | {"scheme": "HTTP"} == {
-            "path": c.readiness.path, "port": 8080, "scheme": "HTTP"}
+            "path": c.readiness.path,
+            "port": 8080,
+            "scheme": "HTTP",
+        }
         assert ctr["livenessProbe"]["httpGet"]["path"] == c.liveness.path
         assert (ctr["readinessProbe"]["initialDelaySeconds"], ctr["readinessProbe"]["periodSeconds"]) == (
-            c.readiness.initial_delay, c.readiness.period)
+            c.readiness.initial_delay,
+            c.readiness.period,
+        )
         assert pod["spec"]["securityContext"]["runAsUser"] == 1000
         assert pod["spec"]["securityContext"]["fsGroup"] == 1000
         assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["spec"]["volumes"]
@@ -376,8 +408,15 @@ def test_scdf_pods_meet_restricted(scdf):
     s = scdf
     # The namespace's pods are what the dry run judges: all four apps must have theirs.
     assert all(s.app_pods(label) for label in LABELS), "a pod for every app"
-    r = s.c.kubectl("label", "--dry-run=server", "--overwrite", "namespace", s.ns,
-                    "pod-security.kubernetes.io/enforce=restricted", check=False)
+    r = s.c.kubectl(
+        "label",
+        "--dry-run=server",
+        "--overwrite",
+        "namespace",
+        s.ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+        check=False,
+    )
     warnings = [ln for ln in (r.stderr + r.stdout).splitlines() if "violate" in ln or ln.startswith("Warning")]
     print("\nPod Security `restricted` on SCDF's pods:\n  " + "\n  ".join(warnings))
     assert not warnings
@@ -395,8 +434,13 @@ def test_scale_gives_two_router_pods_in_the_release(scdf, explain):
     assert ids == {f"{s.stream}-python-router-v1"}, "the release's router Deployment, resized"
     r = s.tspipe("deploy", "-f", str(path), "--wait", "0")
     assert r.returncode == 0 and "up to date, nothing changed" in r.stdout, r.stdout
-    wait_for(lambda: status_says(s, "state: deployed", "apps: 4 of 4 deployed",
-                                 "python-router: deployed, 2/2 instances deployed"), 180, "status with 2/2 routers")
+    wait_for(
+        lambda: status_says(
+            s, "state: deployed", "apps: 4 of 4 deployed", "python-router: deployed, 2/2 instances deployed"
+        ),
+        180,
+        "status with 2/2 routers",
+    )
 
 
 def test_a_prefix_change_rolls_the_router_and_loses_nothing(scdf, explain):
@@ -406,15 +450,24 @@ def test_a_prefix_change_rolls_the_router_and_loses_nothing(scdf, explain):
     r = s.tspipe("deploy", "-f", str(path), "--wait", "420")
     assert r.returncode == 0, r.stderr
     assert re.search(r"release \d+ deployed", r.stdout), r.stdout
-    got = wait_for(lambda: (a := all_ready(s, {"python-router": 2})) and
-                   {p["metadata"]["labels"]["spring-deployment-id"] for p in a["python-router"]}.isdisjoint(before)
-                   and a, 420, "two Ready router pods of the new release")
+    got = wait_for(
+        lambda: (
+            (a := all_ready(s, {"python-router": 2}))
+            and {p["metadata"]["labels"]["spring-deployment-id"] for p in a["python-router"]}.isdisjoint(before)
+            and a
+        ),
+        420,
+        "two Ready router pods of the new release",
+    )
     for p in got["python-router"]:
         assert "--tsrouter.even-prefix=EVEN:" in p["spec"]["containers"][0]["args"]
     # The loggers were not redeployed: only the router's properties changed.
     assert all(p["metadata"]["labels"]["spring-deployment-id"].endswith("-v1") for p in got["evenLogger"])
-    wait_for(lambda: any(p.startswith("EVEN:") for p in s.payloads("evenLogger")), 240,
-             "the new prefix in the even logger's kubectl logs")
+    wait_for(
+        lambda: any(p.startswith("EVEN:") for p in s.payloads("evenLogger")),
+        240,
+        "the new prefix in the even logger's kubectl logs",
+    )
     upto = len(topic_values(s.c.broker.bootstrap, s.topics["input"]))
     everything_arrived(s, upto, ["Even timestamp:", "EVEN:"], ["Odd timestamp:"])
 
@@ -467,13 +520,23 @@ def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):
     try:
         r = s.tspipe("deploy", "-f", str(path), "--wait", "0")
         assert r.returncode == 0, r.stderr
-        wait_for(lambda: any(e["reason"] == "Failed" and "ErrImageNeverPull" in e.get("message", "")
-                             for e in s.c.get("events", "-n", s.ns)["items"]), 180, "ErrImageNeverPull on the node")
+        wait_for(
+            lambda: any(
+                e["reason"] == "Failed" and "ErrImageNeverPull" in e.get("message", "")
+                for e in s.c.get("events", "-n", s.ns)["items"]
+            ),
+            180,
+            "ErrImageNeverPull on the node",
+        )
         r = s.tspipe("status", "-f", str(path))
         assert r.returncode == 0, r.stderr
         # The app, its state and instance count, then its pod's phase and what that means.
-        assert re.search(r"^  python-router: deploying, 0/1 instances deployed .*\n    \S+: deploying, phase Pending: "
-                         r"its container has not started: the image is missing on the node", r.stdout, re.M), r.stdout
+        assert re.search(
+            r"^  python-router: deploying, 0/1 instances deployed .*\n    \S+: deploying, phase Pending: "
+            r"its container has not started: the image is missing on the node",
+            r.stdout,
+            re.M,
+        ), r.stdout
         assert "Traceback" not in r.stdout + r.stderr
     finally:
         s.tspipe("destroy", "-f", str(path), "--wait", "120")
@@ -483,16 +546,36 @@ def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):
 def test_an_unreachable_kubernetes_account_is_named_by_deploy_and_status(scdf, tmp_path, explain):
     """Skipper whose Kubernetes API server does not answer (a closed port)."""
     s = scdf
-    kubeconfig = kubeconfig_to(s.c.cp.kubeconfig, tmp_path / "unreachable.kubeconfig",
-                               f"https://127.0.0.1:{free_port()}")
+    kubeconfig = kubeconfig_to(
+        s.c.cp.kubeconfig, tmp_path / "unreachable.kubeconfig", f"https://127.0.0.1:{free_port()}"
+    )
     with ScdfServers(tmp_path / "servers", kubernetes=KubernetesPlatform(str(kubeconfig), s.ns)) as other:
         path = s.write(s.pipeline_doc(), "unreachable.yaml")
-        r = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", "deploy", "-f", str(path),
-                            "--server", other.dataflow_url, "--wait", "120"],
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tspipe.cli",
+                "scdf",
+                "deploy",
+                "-f",
+                str(path),
+                "--server",
+                other.dataflow_url,
+                "--wait",
+                "120",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         print(r.stdout, r.stderr)
-        st = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", "status", "-f", str(path),
-                             "--server", other.dataflow_url], capture_output=True, text=True, timeout=300)
+        st = subprocess.run(
+            [sys.executable, "-m", "tspipe.cli", "scdf", "status", "-f", str(path), "--server", other.dataflow_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         print(st.stdout, st.stderr)
         out = r.stdout + r.stderr + st.stdout + st.stderr
         assert "Traceback" not in out

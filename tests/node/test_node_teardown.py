@@ -1,6 +1,7 @@
 """Teardown leaves nothing, and a crashed run (of two nodes) is swept at the next start.
 
 Runs last among the node tests (file order): it stops the session's node itself."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from localinfra.kube import sweep_stale_workdirs
 from localinfra.node import NODES, SYSCTLS, leftovers, nft_tables, read_sysctl, state_file, sweep
 from nodehelpers import REPO, wait_for
@@ -65,11 +65,15 @@ def test_a_crashed_run_is_swept_at_the_next_start(node_cluster, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO / "hack"))
     log = tmp_path / "crashing-run.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CRASHING_RUN], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        line = wait_for(lambda: next((ln for ln in log.read_text().splitlines() if ln.startswith("RUNNING")), None),
-                        400, f"the crashing run's pod Running (log {log})")
+        line = wait_for(
+            lambda: next((ln for ln in log.read_text().splitlines() if ln.startswith("RUNNING")), None),
+            400,
+            f"the crashing run's pod Running (log {log})",
+        )
     except AssertionError as exc:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

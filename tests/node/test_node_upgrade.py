@@ -17,6 +17,7 @@ gained, since that revision, a line saying what rolls.
 
 CI clones are full clones; a clone without the revision (shallow) skips, saying so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,11 +30,22 @@ from pathlib import Path
 import pytest
 import upgradebase
 import yaml
-
 from localinfra.node import NodeError
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import (OPERATOR_NS, PIPELINE_NS, REPO, apply_obj, explained, install_kustomization, operator_pod,
-                         pipeline_ready, pod_ready, pods, sample_pipeline, wait_for)
+from nodehelpers import (
+    OPERATOR_NS,
+    PIPELINE_NS,
+    REPO,
+    apply_obj,
+    explained,
+    install_kustomization,
+    operator_pod,
+    pipeline_ready,
+    pod_ready,
+    pods,
+    sample_pipeline,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(1500)]
 
@@ -45,8 +57,9 @@ SETTLE_SECONDS = 20
 
 
 def reachable(rev: str) -> str | None:
-    r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True, text=True
+    )
     return r.stdout.strip() if r.returncode == 0 else None
 
 
@@ -56,11 +69,14 @@ def earlier(node_cluster, tmp_path_factory):
     rev = upgradebase.revision()
     full = reachable(rev)
     if full is None:
-        pytest.skip(f"the pinned earlier revision {rev} (hack/upgrade/baseline.json) is not in this clone "
-                    f"(shallow?): `git fetch --unshallow` or a full clone runs this test")
+        pytest.skip(
+            f"the pinned earlier revision {rev} (hack/upgrade/baseline.json) is not in this clone "
+            f"(shallow?): `git fetch --unshallow` or a full clone runs this test"
+        )
     t = time.monotonic()
-    r = subprocess.run(["bash", str(REPO / "hack" / "node-image-at.sh"), full], cwd=REPO, capture_output=True,
-                       text=True, timeout=1800)
+    r = subprocess.run(
+        ["bash", str(REPO / "hack" / "node-image-at.sh"), full], cwd=REPO, capture_output=True, text=True, timeout=1800
+    )
     if r.returncode == 4:
         pytest.skip(f"hack/node-image-at.sh found no {full} in this clone: {r.stderr.strip()}")
     assert r.returncode == 0, f"hack/node-image-at.sh {full} failed:\n{r.stderr[-4000:]}"
@@ -85,8 +101,9 @@ def more_pipelines(bootstrap: str) -> list[dict]:
     shaped["spec"]["kafka"]["brokers"] = [bootstrap]
     shaped["spec"]["kafka"]["topics"]["manage"] = True
     shaped["spec"]["router"]["resources"]["limits"]["memory"] = "256Mi"
-    exactly = sample_pipeline(bootstrap, {"input": "eosIn", "even": "eosEven", "odd": "eosOdd"},
-                              processingGuarantee="exactly_once")
+    exactly = sample_pipeline(
+        bootstrap, {"input": "eosIn", "even": "eosEven", "odd": "eosOdd"}, processingGuarantee="exactly_once"
+    )
     exactly["metadata"] = {"name": "exactly"}
     return [shaped, exactly]
 
@@ -94,12 +111,18 @@ def more_pipelines(bootstrap: str) -> list[dict]:
 def state(c) -> dict:
     """What an upgrade must leave alone: each Deployment's generation and pod template,
     each pod's UID and its containers' restart counts."""
-    deps = {d["metadata"]["name"]: {"generation": d["metadata"]["generation"], "template": d["spec"]["template"]}
-            for d in c.get("deployments", "-n", PIPELINE_NS)["items"]}
-    ps = {p["metadata"]["name"]: {"uid": p["metadata"]["uid"],
-                                  "restarts": {s["name"]: s.get("restartCount", 0)
-                                               for s in p["status"].get("containerStatuses", [])}}
-          for p in pods(c, PIPELINE_NS) if not p["metadata"].get("deletionTimestamp")}
+    deps = {
+        d["metadata"]["name"]: {"generation": d["metadata"]["generation"], "template": d["spec"]["template"]}
+        for d in c.get("deployments", "-n", PIPELINE_NS)["items"]
+    }
+    ps = {
+        p["metadata"]["name"]: {
+            "uid": p["metadata"]["uid"],
+            "restarts": {s["name"]: s.get("restartCount", 0) for s in p["status"].get("containerStatuses", [])},
+        }
+        for p in pods(c, PIPELINE_NS)
+        if not p["metadata"].get("deletionTimestamp")
+    }
     pdbs = {p["metadata"]["name"]: p["metadata"]["generation"] for p in c.get("pdb", "-n", PIPELINE_NS)["items"]}
     return {"deployments": deps, "pods": ps, "pdbs": pdbs}
 
@@ -109,16 +132,20 @@ def differences(a, b, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), f"{path}.{k}")]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: {json.dumps(a)} -> {json.dumps(b)}"]
 
 
 def rolls_announced(rev: str) -> list[str]:
     """CHANGELOG.md's lines added since `rev` that say something rolls."""
-    diff = subprocess.run(["git", "diff", rev, "--", "CHANGELOG.md"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout
-    return [ln[1:] for ln in diff.splitlines()
-            if ln.startswith("+") and not ln.startswith("+++") and re.search(r"\brolls?\b", ln, re.I)]
+    diff = subprocess.run(
+        ["git", "diff", rev, "--", "CHANGELOG.md"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        ln[1:]
+        for ln in diff.splitlines()
+        if ln.startswith("+") and not ln.startswith("+++") and re.search(r"\brolls?\b", ln, re.I)
+    ]
 
 
 def passes(log: str, name: str) -> list[str]:
@@ -129,8 +156,9 @@ def test_upgrading_the_operator_from_the_pinned_revision_restarts_no_pod(node_cl
     c = node_cluster
     rev, src, old_tag = earlier
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
-    install_kustomization(old_dir, c.cp.apiserver_port, c.broker.pod_bootstrap, manifests=src / "manifests",
-                          tag=old_tag.rsplit(":", 1)[1])
+    install_kustomization(
+        old_dir, c.cp.apiserver_port, c.broker.pod_bootstrap, manifests=src / "manifests", tag=old_tag.rsplit(":", 1)[1]
+    )
     # This tree's install, as a user applies it; the debug log shows the passes that write nothing.
     install_kustomization(new_dir, c.cp.apiserver_port, c.broker.pod_bootstrap, args=("--log-level=debug",))
     extra = more_pipelines(c.broker.pod_bootstrap)
@@ -139,8 +167,11 @@ def test_upgrading_the_operator_from_the_pinned_revision_restarts_no_pod(node_cl
     try:
         with explained(c, PIPELINE_NS):
             for ns in (OPERATOR_NS, PIPELINE_NS):  # an earlier test's install may still be going
-                wait_for(lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0, 240,
-                         f"namespace {ns} gone")
+                wait_for(
+                    lambda ns=ns: c.kubectl("get", "namespace", ns, check=False).returncode != 0,
+                    240,
+                    f"namespace {ns} gone",
+                )
             t0 = time.monotonic()
             c.kubectl("apply", "-f", str(src / "crds"))
             c.cp.wait_crd_established(CRD)
@@ -151,8 +182,11 @@ def test_upgrading_the_operator_from_the_pinned_revision_restarts_no_pod(node_cl
                 apply_obj(c, obj, PIPELINE_NS)
             for name in names:
                 wait_for(lambda n=name: pipeline_ready(c, PIPELINE_NS, n), 600, f"{name} Ready under {rev[:12]}")
-            wait_for(lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 13 and all(map(pod_ready, ps)), 300,
-                     "the three pipelines' 13 pods Ready")
+            wait_for(
+                lambda: (ps := pods(c, PIPELINE_NS)) and len(ps) == 13 and all(map(pod_ready, ps)),
+                300,
+                "the three pipelines' 13 pods Ready",
+            )
             before = state(c)
             print(f"three pipelines Ready under {rev[:12]} after {time.monotonic() - t0:.0f} s")
 
@@ -162,8 +196,11 @@ def test_upgrading_the_operator_from_the_pinned_revision_restarts_no_pod(node_cl
             c.cp.wait_crd_established(CRD)
             installed = new_dir
             c.kubectl("apply", "-k", str(new_dir))
-            new = wait_for(lambda: operator_pod(c, other_than=op["metadata"]["name"]), 300,
-                           "this tree's operator Running and Ready")
+            new = wait_for(
+                lambda: operator_pod(c, other_than=op["metadata"]["name"]),
+                300,
+                "this tree's operator Running and Ready",
+            )
             assert new["spec"]["containers"][0]["image"] == IMAGES["operator"]
 
             def quiet_pass_over_each():
@@ -175,28 +212,34 @@ def test_upgrading_the_operator_from_the_pinned_revision_restarts_no_pod(node_cl
             after = state(c)
             print(f"upgraded and settled in {time.monotonic() - t1:.0f} s")
 
-        changed = {n: differences(d["template"], after["deployments"].get(n, {}).get("template"))
-                   for n, d in before["deployments"].items()}
+        changed = {
+            n: differences(d["template"], after["deployments"].get(n, {}).get("template"))
+            for n, d in before["deployments"].items()
+        }
         changed = {n: d for n, d in changed.items() if d}
         if changed:
             announced = rolls_announced(rev)
-            assert announced, (f"upgrading from {rev[:12]} changes the pod template of {sorted(changed)} (every pod "
-                               f"restarts): {json.dumps(changed, indent=1)[:3000]}\nIf that is meant, say in "
-                               f"CHANGELOG.md's Unreleased section what rolls on upgrade")
+            assert announced, (
+                f"upgrading from {rev[:12]} changes the pod template of {sorted(changed)} (every pod "
+                f"restarts): {json.dumps(changed, indent=1)[:3000]}\nIf that is meant, say in "
+                f"CHANGELOG.md's Unreleased section what rolls on upgrade"
+            )
             print(f"pod templates changed, as CHANGELOG.md says: {announced}")
         kept = {n for n in before["deployments"] if n not in changed}
         assert sorted(after["deployments"]) == sorted(before["deployments"]), "the upgrade added or removed an app"
-        assert {n: after["deployments"][n]["generation"] for n in kept} == \
-            {n: before["deployments"][n]["generation"] for n in kept}, \
-            f"the upgrade rewrote a Deployment's spec: {differences(before['deployments'], after['deployments'])}"
+        assert {n: after["deployments"][n]["generation"] for n in kept} == {
+            n: before["deployments"][n]["generation"] for n in kept
+        }, f"the upgrade rewrote a Deployment's spec: {differences(before['deployments'], after['deployments'])}"
         assert after["pdbs"] == before["pdbs"], "the upgrade rewrote or replaced a PodDisruptionBudget"
         if not changed:
             assert after["pods"] == before["pods"], (
                 f"pods replaced or restarted by the upgrade: {differences(before['pods'], after['pods'])}\n"
-                f"new operator's log:\n{log[-3000:]}")
+                f"new operator's log:\n{log[-3000:]}"
+            )
     finally:
-        c.kubectl("delete", "tsp", "--all", "-n", PIPELINE_NS, "--wait=true", "--timeout=180s", check=False,
-                  timeout=240)
+        c.kubectl(
+            "delete", "tsp", "--all", "-n", PIPELINE_NS, "--wait=true", "--timeout=180s", check=False, timeout=240
+        )
         c.kubectl("delete", "-k", str(installed), "--wait=true", "--timeout=180s", check=False, timeout=240)
         c.kubectl("apply", "-f", str(REPO / "crds"), check=False)  # this tree's CRD for the tests after
 
@@ -207,5 +250,6 @@ def test_the_comparison_sees_a_restart_and_a_template_change():
     assert differences(pod, {"p": {"uid": "2", "restarts": {"router": 0}}}) == ['.p.uid: "1" -> "2"']
     assert differences(pod, {"p": {"uid": "1", "restarts": {"router": 1}}}) == [".p.restarts.router: 0 -> 1"]
     tpl = yaml.safe_load("spec: {containers: [{name: a, image: x}]}")
-    assert differences(tpl, yaml.safe_load("spec: {containers: [{name: a, image: y}]}")) == \
-        ['.spec.containers[0].image: "x" -> "y"']
+    assert differences(tpl, yaml.safe_load("spec: {containers: [{name: a, image: y}]}")) == [
+        '.spec.containers[0].image: "x" -> "y"'
+    ]

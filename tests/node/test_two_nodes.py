@@ -3,6 +3,7 @@ root, bridge tspbr1 and pod subnet 10.246.0.0/24) beside tsp-node-0. A pod pinne
 node is made Ready by its own kubelet, reaches Kafka's pod listener and the API server,
 and reaches the pod on the other node; stopping node 1 leaves nothing of it while node 0
 keeps running. (A crashed two-node run is swept: test_node_teardown.py.)"""
+
 from __future__ import annotations
 
 import ipaddress
@@ -10,7 +11,6 @@ import json
 import uuid
 
 import pytest
-
 from localinfra.nodeconfig import IMAGES, NODES
 from localinfra.nodehost import node_leftovers, read_sysctl
 from nodehelpers import explained, pod_ready, wait_for
@@ -38,20 +38,31 @@ def router_pod(name: str, node: str, bootstrap: str, topic: str) -> dict:
     """The router image pinned to `node`: Ready only once it reached the broker and joined
     its consumer group (its readiness endpoint, probed by that node's kubelet)."""
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "two-nodes"}},
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node},
-            "containers": [{
-                "name": "router", "image": IMAGES["router"], "imagePullPolicy": "Never",
-                "args": [f"--spring.cloud.stream.kafka.binder.brokers={bootstrap}",
-                         *(f"--spring.cloud.stream.bindings.{b}.destination={topic}-{b}"
-                           for b in ("input", "even", "odd")),
-                         f"--spring.cloud.stream.bindings.input.group={topic}"],
-                "ports": [{"containerPort": ACTUATOR_PORT}],
-                "readinessProbe": {"httpGet": {"path": "/actuator/health/readiness", "port": ACTUATOR_PORT},
-                                   "periodSeconds": 2},
-            }],
+            "containers": [
+                {
+                    "name": "router",
+                    "image": IMAGES["router"],
+                    "imagePullPolicy": "Never",
+                    "args": [
+                        f"--spring.cloud.stream.kafka.binder.brokers={bootstrap}",
+                        *(
+                            f"--spring.cloud.stream.bindings.{b}.destination={topic}-{b}"
+                            for b in ("input", "even", "odd")
+                        ),
+                        f"--spring.cloud.stream.bindings.input.group={topic}",
+                    ],
+                    "ports": [{"containerPort": ACTUATOR_PORT}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/actuator/health/readiness", "port": ACTUATOR_PORT},
+                        "periodSeconds": 2,
+                    },
+                }
+            ],
         },
     }
 
@@ -79,8 +90,7 @@ def pods(two_node_cluster):
 
 
 def fetch(c, ns: str, pod: dict, url: str) -> str:
-    return c.kubectl("exec", "-n", ns, pod["metadata"]["name"], "--", "python", "-c", FETCH, url,
-                     timeout=60).stdout
+    return c.kubectl("exec", "-n", ns, pod["metadata"]["name"], "--", "python", "-c", FETCH, url, timeout=60).stdout
 
 
 def test_both_nodes_are_ready_each_on_its_own_address(two_node_cluster):
@@ -91,9 +101,11 @@ def test_both_nodes_are_ready_each_on_its_own_address(two_node_cluster):
         assert {x["type"]: x["status"] for x in status["conditions"]}["Ready"] == "True"
         assert {"type": "InternalIP", "address": spec.ip} in status["addresses"]
     n1 = c.node1
-    print(f"\n{NODES[1].name}: Ready {n1.started_in:.1f}s after its start, {n1.ready_after_kubelet:.1f}s after its "
-          f"kubelet's (images imported in {n1.import_seconds:.1f}s); RSS MiB "
-          + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in n1.rss().items()))
+    print(
+        f"\n{NODES[1].name}: Ready {n1.started_in:.1f}s after its start, {n1.ready_after_kubelet:.1f}s after its "
+        f"kubelet's (images imported in {n1.import_seconds:.1f}s); RSS MiB "
+        + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in n1.rss().items())
+    )
 
 
 def test_a_pod_on_each_node_gets_an_address_of_that_node_and_reaches_kafka(two_node_cluster, pods):

@@ -1,12 +1,12 @@
 """Fixtures for the operator tests on the real control plane: kubectl in the test's
 namespace, the operator as a subprocess, the audit log (the CRD installed once and a
 fresh namespace per test are the root conftest's `crd_installed` and `namespace`)."""
+
 from __future__ import annotations
 
 import sys
 
 import pytest
-
 from kubehelpers import AuditLog, Kubectl, Operator
 
 

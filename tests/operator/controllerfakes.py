@@ -4,9 +4,10 @@ in memory, a monotonic clock to move by hand, and `make()` for a controller over
 
 import asyncio
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from samples import sample_pipeline
+
 from tspipe.controller import Controller
 from tspipe.kube import ApiException
 
@@ -38,16 +39,22 @@ class FakeKube:
 
     def list_deployments(self, ns, selector):
         want = dict(kv.split("=") for kv in selector.split(","))
-        return [copy.deepcopy(d) for d in self.deps.values()
-                if all(d["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+        return [
+            copy.deepcopy(d)
+            for d in self.deps.values()
+            if all(d["metadata"].get("labels", {}).get(k) == v for k, v in want.items())
+        ]
 
     def get_deployment(self, ns, name):
         return copy.deepcopy(self.deps.get(name))
 
     def list_pods(self, ns, selector):
         want = dict(kv.split("=") for kv in selector.split(","))
-        return [copy.deepcopy(p) for p in self.pods
-                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+        return [
+            copy.deepcopy(p)
+            for p in self.pods
+            if all(p["metadata"].get("labels", {}).get(k) == v for k, v in want.items())
+        ]
 
     def get_job(self, ns, name):
         return copy.deepcopy(self.jobs.get(name))
@@ -138,6 +145,7 @@ class FakeAdmin:
         self.calls.append(what)
         if self.down:
             from tspipe.kafka_admin import KafkaUnavailable
+
             raise KafkaUnavailable("Unable to bootstrap")
 
     def ensure(self, brokers, desired, plan_fn):
@@ -188,7 +196,7 @@ def make(**kw):
     obj = sample_pipeline(stored=True, metadata={"uid": "p-uid"})
     kube = FakeKube(obj)
     clock = Clock()
-    kw.setdefault("now", lambda: datetime(2026, 1, 1, tzinfo=timezone.utc))
+    kw.setdefault("now", lambda: datetime(2026, 1, 1, tzinfo=UTC))
     ctl = Controller(kube, admin=FakeAdmin(), monotonic=clock, **kw)
     ctl.clock = clock
     return kube, ctl
@@ -203,8 +211,11 @@ def _ready(kube):
     for d in kube.deps.values():
         n = d["spec"]["replicas"]
         d["metadata"].setdefault("generation", 1)
-        d["status"] = {"observedGeneration": d["metadata"]["generation"], "replicas": n, "updatedReplicas": n,
-                       "readyReplicas": n, "availableReplicas": n,
-                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
-
-
+        d["status"] = {
+            "observedGeneration": d["metadata"]["generation"],
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+        }

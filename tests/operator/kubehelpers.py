@@ -1,5 +1,6 @@
 """Helpers for the operator tests on the real control plane: kubectl, the operator
 as a real subprocess, bounded waits, audit-log write counts."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,11 @@ class Operator(OperatorProcess):
     """`python -m tspipe.manager --namespace NS` at debug level (the tests read its lines)."""
 
     def __init__(self, kubeconfig: str, namespace: str, log_path: Path, extra=(), standalone: bool = True):
-        super().__init__(manager_argv(namespace, standalone=standalone, extra=("--log-level", "debug", *extra)),
-                         log_path, kubeconfig=kubeconfig)
+        super().__init__(
+            manager_argv(namespace, standalone=standalone, extra=("--log-level", "debug", *extra)),
+            log_path,
+            kubeconfig=kubeconfig,
+        )
         self.namespace = namespace
 
     def reconciles(self, name: str) -> list[str]:
@@ -97,19 +101,23 @@ def conditions(obj: dict) -> dict:
 
 def settled(k, phase, name=SAMPLE_NAME):
     """A probe for wait_for: the pipeline once its status reports `phase` for its current generation."""
+
     def probe():
         obj = k.get_or_none("tsp", name)
         st = (obj or {}).get("status") or {}
         if st.get("phase") == phase and st.get("observedGeneration") == obj["metadata"]["generation"]:
             return obj
         return None
+
     return probe
 
 
 def generations(k, name=SAMPLE_NAME) -> dict:
     """metadata.generation of each of the pipeline's Deployments, by component."""
-    return {n.rsplit("-", 1)[1]: d["metadata"]["generation"]
-            for n, d in k.deployments(f"app.kubernetes.io/instance={name}").items()}
+    return {
+        n.rsplit("-", 1)[1]: d["metadata"]["generation"]
+        for n, d in k.deployments(f"app.kubernetes.io/instance={name}").items()
+    }
 
 
 def produce(bootstrap: str, topic: str, n: int) -> None:

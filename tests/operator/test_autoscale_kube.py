@@ -2,6 +2,7 @@
 kwok's (they consume nothing), so the test makes the lag itself: it produces a backlog
 into the input topic, and drains it by committing the router group's offsets, which is
 what the real router's consumer group does."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,8 @@ import uuid
 
 import pytest
 from kafka import KafkaConsumer
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, produce, settled, wait_for
+from samples import SAMPLE_NAME as NAME
 from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
@@ -30,8 +30,9 @@ def autoscaling_status(k) -> dict:
 
 def drain(bootstrap: str, topic: str, group: str, n: int) -> None:
     """Consume and commit `n` records as the router's group (its offsets are the lag)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     seen, deadline = 0, time.monotonic() + 60
     while seen < n and time.monotonic() < deadline:
         seen += sum(len(v) for v in consumer.poll(1000).values())
@@ -47,10 +48,11 @@ def start_autoscaled(k, operator_factory, bootstrap: str, partitions: int, **aut
     obj = sample_pipeline()
     group, topic = f"s{tag}", f"in-{tag}"
     obj["spec"]["streamName"] = group
-    obj["spec"]["kafka"] = {"brokers": [bootstrap], "topics": {
-        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": partitions}}
-    obj["spec"]["router"]["autoscaling"] = {"targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0,
-                                            **autoscaling}
+    obj["spec"]["kafka"] = {
+        "brokers": [bootstrap],
+        "topics": {"input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": partitions},
+    }
+    obj["spec"]["router"]["autoscaling"] = {"targetLagPerReplica": 10, "scaleUpStabilizationSeconds": 0, **autoscaling}
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
@@ -59,8 +61,9 @@ def start_autoscaled(k, operator_factory, bootstrap: str, partitions: int, **aut
 
 
 def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory, kafka_bootstrap):
-    _, group, topic = start_autoscaled(k, operator_factory, kafka_bootstrap, PARTITIONS, maxReplicas=5,
-                                       scaleDownStabilizationSeconds=20)
+    _, group, topic = start_autoscaled(
+        k, operator_factory, kafka_bootstrap, PARTITIONS, maxReplicas=5, scaleDownStabilizationSeconds=20
+    )
     assert conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing"
 
     # 1. A backlog of 100 asks for 10 replicas; the input has 3 partitions, so 3, and it says why.
@@ -95,12 +98,22 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
 
     # 4. An HPA on the pipeline (the scale subresource): the autoscaler stands aside, and
     #    stays aside in Enforce mode with the backlog still there.
-    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "by-hand"},
-           "spec": {"scaleTargetRef": {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
-                                       "name": NAME},
-                    "minReplicas": 1, "maxReplicas": 2,
-                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                        "type": "Utilization", "averageUtilization": 80}}}]}}
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "by-hand"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": NAME},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ],
+        },
+    }
     k("apply", "-f", "-", input=json.dumps(hpa))
 
     def aside():
@@ -119,8 +132,7 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
 def test_at_the_partition_cap_the_topics_grow_and_the_router_follows(k, operator_factory, kafka_bootstrap):
     from tspipe.kafka_admin import TopicAdmin
 
-    tag, group, topic = start_autoscaled(k, operator_factory, kafka_bootstrap, 1, maxReplicas=3,
-                                         growPartitions=True)
+    tag, group, topic = start_autoscaled(k, operator_factory, kafka_bootstrap, 1, maxReplicas=3, growPartitions=True)
 
     t0 = time.monotonic()
     produce(kafka_bootstrap, topic, 100)

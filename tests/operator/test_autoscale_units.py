@@ -1,19 +1,26 @@
 """The lag autoscaler: its decision (pure), its spec fields, and the controller acting on
 it with fakes around it (the real broker and API server: test_autoscale_kube.py)."""
+
 from __future__ import annotations
 
 import pytest
-
 from controllerfakes import _ready, make, run
+from samples import sample_pipeline
+
 from tspipe import autoscale, crd
 from tspipe.autoscale import Samples, decide, recommend
 from tspipe.model import Autoscaling, Pipeline, PipelineError
-from samples import sample_pipeline
 
 
 def policy(**kw) -> Autoscaling:
-    base = {"mode": "Enforce", "min_replicas": 1, "max_replicas": 8, "target_lag_per_replica": 1000,
-                "scale_up_stabilization_seconds": 30, "scale_down_stabilization_seconds": 300}
+    base = {
+        "mode": "Enforce",
+        "min_replicas": 1,
+        "max_replicas": 8,
+        "target_lag_per_replica": 1000,
+        "scale_up_stabilization_seconds": 30,
+        "scale_down_stabilization_seconds": 300,
+    }
     return Autoscaling(**{**base, **kw})
 
 
@@ -102,8 +109,13 @@ def test_autoscaling_spec_defaults_and_refusals_name_the_field():
 def _autoscaled(mode="Enforce", **kw):
     kube, ctl = make()
     pipe = kube.pipelines["timestamps"]
-    pipe["spec"]["router"]["autoscaling"] = {"mode": mode, "maxReplicas": 4, "scaleUpStabilizationSeconds": 0,
-                                             "scaleDownStabilizationSeconds": 60, **kw}
+    pipe["spec"]["router"]["autoscaling"] = {
+        "mode": mode,
+        "maxReplicas": 4,
+        "scaleUpStabilizationSeconds": 0,
+        "scaleDownStabilizationSeconds": 60,
+        **kw,
+    }
     ctl.admin.partitions = 3
     return kube, ctl, pipe
 
@@ -126,7 +138,8 @@ def test_enforce_scales_the_router_on_lag_and_back_and_says_why():
     assert _conds(pipe)["Autoscaling"]["reason"] == "Enforcing"
     assert _conds(pipe)["ScalingLimitedByPartitions"]["status"] == "True"
     assert [e for e in kube.events if e[1] == "Autoscaled"] == [
-        ("Normal", "Autoscaled", f"router scaled 1 -> 3: {st['autoscaling']['lastScale']['why']}")]
+        ("Normal", "Autoscaled", f"router scaled 1 -> 3: {st['autoscaling']['lastScale']['why']}")
+    ]
     assert pipe["spec"]["router"].get("replicas", 1) == 1, "the user's spec is not written"
     # Drained: back to one once the down window has passed.
     ctl.admin.lag_value = 0
@@ -155,8 +168,18 @@ def test_recommend_reports_once_and_changes_nothing():
 
 def test_an_hpa_on_the_pipeline_makes_the_autoscaler_stand_aside():
     kube, ctl, pipe = _autoscaled()
-    kube.hpas = [{"metadata": {"name": "mine"}, "spec": {"scaleTargetRef": {
-        "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": "timestamps"}}}]
+    kube.hpas = [
+        {
+            "metadata": {"name": "mine"},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "tspipe.io/v1alpha1",
+                    "kind": "TimestampPipeline",
+                    "name": "timestamps",
+                }
+            },
+        }
+    ]
     ctl.admin.lag_value = 10_000
     run(ctl.reconcile("ns", "timestamps"))
     _ready(kube)

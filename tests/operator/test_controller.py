@@ -1,16 +1,20 @@
 """Unit tests of the controller's decisions with an in-memory stand-in for the API
 (the real API server is exercised in test_operator_kube.py)."""
+
 import asyncio
 import copy
 
 from controllerfakes import _ready, make, run
+
 from tspipe.kube import ApiException
+
 
 def test_first_pass_creates_then_steady_state_writes_nothing():
     kube, ctl = make()
     out = run(ctl.reconcile("ns", "timestamps"))
     assert sorted(w for w in kube.writes if w[0] == "create") == [
-        ("create", f"timestamps-{s}") for s in ("evenlogger", "oddlogger", "router", "time")]
+        ("create", f"timestamps-{s}") for s in ("evenlogger", "oddlogger", "router", "time")
+    ]
     assert ("status", "timestamps") in kube.writes and out.error is None
     kube.writes.clear()
     out = run(ctl.reconcile("ns", "timestamps"))
@@ -22,7 +26,8 @@ def test_drift_update_and_foreign_name_is_an_error_with_one_event():
     run(ctl.reconcile("ns", "timestamps"))
     kube.deps["timestamps-router"]["spec"]["replicas"] = 7
     kube.deps["timestamps-time"]["metadata"]["ownerReferences"] = [
-        {"apiVersion": "apps/v1", "kind": "X", "name": "x", "uid": "other", "controller": True}]
+        {"apiVersion": "apps/v1", "kind": "X", "name": "x", "uid": "other", "controller": True}
+    ]
     kube.writes.clear()
     out = run(ctl.reconcile("ns", "timestamps"))
     assert ("update", "timestamps-router") in kube.writes
@@ -39,6 +44,7 @@ def test_backoff_grows_and_resets():
 
     async def scenario():
         from tspipe.controller import Outcome
+
         key = ("ns", "timestamps")
         ctl.queue.known.add(key)
         delays = []
@@ -63,16 +69,25 @@ def test_deleted_pipeline_is_forgotten():
 def test_deployment_events_map_to_their_pipeline():
     from tspipe.handlers import owner_of
 
-    owned = {"metadata": {"ownerReferences": [
-        {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": "p1", "controller": True}],
-        "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "other"}}}
+    owned = {
+        "metadata": {
+            "ownerReferences": [
+                {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": "p1", "controller": True}
+            ],
+            "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "other"},
+        }
+    }
     assert owner_of(owned) == "p1"
-    labelled = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "tspipe-operator",
-                                        "app.kubernetes.io/instance": "p2"}}}
+    labelled = {
+        "metadata": {"labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "p2"}}
+    }
     assert owner_of(labelled) == "p2"
-    foreign = {"metadata": {"ownerReferences": [
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}],
-        "labels": {"app.kubernetes.io/instance": "p3"}}}
+    foreign = {
+        "metadata": {
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}],
+            "labels": {"app.kubernetes.io/instance": "p3"},
+        }
+    }
     assert owner_of(foreign) is None
 
 
@@ -101,8 +116,12 @@ def test_topics_ensured_once_per_spec_and_rechecked_slowly():
     kube, ctl = make(topic_recheck_seconds=300)
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.calls == ["ensure"]
-    assert ctl.admin.topics == {"timeDest": (1, 1), "evenDest": (1, 1), "oddDest": (1, 1),
-                                "error.timeDest.timeStampStream": (1, 1)}
+    assert ctl.admin.topics == {
+        "timeDest": (1, 1),
+        "evenDest": (1, 1),
+        "oddDest": (1, 1),
+        "error.timeDest.timeStampStream": (1, 1),
+    }
     st = kube.pipelines["timestamps"]["status"]
     assert {t["state"] for t in st["topics"]} == {"Created"}
     ctl.clock.t += 3  # created: look again soon to see them as they are
@@ -201,6 +220,7 @@ def test_standby_replica_skips_its_own_retries():
 
     async def scenario():
         from tspipe.controller import Outcome
+
         key = ("ns", "timestamps")
         ctl.queue.known.add(key)
         ctl.standby = True
@@ -227,8 +247,9 @@ def _settled():
 
 
 def _annotate(pipe, **ann):
-    pipe["metadata"].setdefault("annotations", {}).update({f"tspipe.io/{k.replace('_', '-')}": v
-                                                          for k, v in ann.items()})
+    pipe["metadata"].setdefault("annotations", {}).update(
+        {f"tspipe.io/{k.replace('_', '-')}": v for k, v in ann.items()}
+    )
 
 
 def test_held_pipeline_gets_only_the_condition_then_catches_up():
@@ -317,12 +338,14 @@ def test_restart_rolls_one_app_consumes_the_annotation_and_is_recorded():
     run(ctl.reconcile("ns", "timestamps"))
     changed = [n for n, d in kube.deps.items() if d["spec"]["template"] != before[n]]
     assert changed == ["timestamps-evenlogger"]
-    assert kube.deps["timestamps-evenlogger"]["spec"]["template"]["metadata"]["annotations"] == \
-        {"tspipe.io/restartedAt": "2026-01-01T00:00:00Z"}
+    assert kube.deps["timestamps-evenlogger"]["spec"]["template"]["metadata"]["annotations"] == {
+        "tspipe.io/restartedAt": "2026-01-01T00:00:00Z"
+    }
     assert "tspipe.io/restart" not in pipe["metadata"]["annotations"]
     assert pipe["status"]["history"][-1]["restarted"] == ["evenLogger"]
     assert [e for e in kube.events if e[1] == "Restarted"] == [
-        ("Normal", "Restarted", "restarted evenLogger (tspipe.io/restart): rolling Deployment timestamps-evenlogger")]
+        ("Normal", "Restarted", "restarted evenLogger (tspipe.io/restart): rolling Deployment timestamps-evenlogger")
+    ]
     kube.writes.clear()
     run(ctl.reconcile("ns", "timestamps"))
     assert kube.writes == [], "consumed: no second restart"
@@ -383,11 +406,26 @@ def test_restart_annotation_changed_meanwhile_is_not_lost():
 def test_pods_are_read_only_while_a_component_is_not_ready_and_a_refusal_is_tolerated():
     kube, ctl = make()
     calls = []
-    pending = {"metadata": {"name": "timestamps-time-x", "labels": {
-        "app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "timestamps",
-        "app.kubernetes.io/component": "time"}},
-        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                   "message": "0/1 nodes are available"}]}}
+    pending = {
+        "metadata": {
+            "name": "timestamps-time-x",
+            "labels": {
+                "app.kubernetes.io/managed-by": "tspipe-operator",
+                "app.kubernetes.io/instance": "timestamps",
+                "app.kubernetes.io/component": "time",
+            },
+        },
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available",
+                }
+            ]
+        },
+    }
     kube.pods = [pending]
     list_pods = kube.list_pods
     kube.list_pods = lambda ns, sel: calls.append(sel) or list_pods(ns, sel)
@@ -399,9 +437,14 @@ def test_pods_are_read_only_while_a_component_is_not_ready_and_a_refusal_is_tole
     # Every Deployment rolled out: no pod read.
     for d in kube.deps.values():
         n = d["spec"]["replicas"]
-        d["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
-                       "availableReplicas": n,
-                       "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        d["status"] = {
+            "observedGeneration": 1,
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+        }
         d["metadata"]["generation"] = 1
     calls.clear()
     run(ctl.reconcile("ns", "timestamps"))

@@ -1,5 +1,6 @@
 """The CRD compatibility check (`make lint`, hack/crdcompat.py): what breaks objects or
 clients written for the earlier CRD, and what CHANGELOG.md may excuse."""
+
 import copy
 from pathlib import Path
 
@@ -81,10 +82,16 @@ def test_tightened_bounds_break_in_items_and_maps_too():
         p["labels"]["additionalProperties"]["maxLength"] = 10
         p["name"]["maxLength"] = 5
 
-    assert sorted(changed(tighten)) == sorted([
-        ("spec.replicas", "minimum raised: 0 -> 1"), ("spec.replicas", "maximum lowered: 100 -> 10"),
-        ("spec.brokers", "maxItems lowered: 10 -> 5"), ("spec.brokers[]", "minLength raised: 1 -> 3"),
-        ("spec.labels.*", "maxLength lowered: 63 -> 10"), ("spec.name", "maxLength lowered: none -> 5")])
+    assert sorted(changed(tighten)) == sorted(
+        [
+            ("spec.replicas", "minimum raised: 0 -> 1"),
+            ("spec.replicas", "maximum lowered: 100 -> 10"),
+            ("spec.brokers", "maxItems lowered: 10 -> 5"),
+            ("spec.brokers[]", "minLength raised: 1 -> 3"),
+            ("spec.labels.*", "maxLength lowered: 63 -> 10"),
+            ("spec.name", "maxLength lowered: none -> 5"),
+        ]
+    )
 
 
 def test_patterns_formats_rules_required_and_pruning_break():
@@ -118,26 +125,36 @@ def test_a_rule_guarded_by_a_new_field_is_no_break_and_one_guarded_by_an_old_fie
         {"rule": "has(self.strategy) || self.replicas > 0"},
     ]
     got = [(b.path, b.what) for b in compare_schema(OLD, new)]
-    assert got == [("spec", "validation rule added or changed: !has(self.name) || self.name != 'x'; "
-                            "has(self.strategy) || self.replicas > 0")]
+    assert got == [
+        (
+            "spec",
+            "validation rule added or changed: !has(self.name) || self.name != 'x'; "
+            "has(self.strategy) || self.replicas > 0",
+        )
+    ]
     # Under a node that kept unknown fields, an object may have stored it: a break.
     extra = copy.deepcopy(OLD)
     extra["properties"]["spec"]["properties"]["extra"]["x-kubernetes-validations"] = [
-        {"rule": "!has(self.strategy) || self.strategy != 'Shadow'"}]
+        {"rule": "!has(self.strategy) || self.strategy != 'Shadow'"}
+    ]
     assert [b.what for b in compare_schema(OLD, extra)] == [
-        "validation rule added or changed: !has(self.strategy) || self.strategy != 'Shadow'"]
+        "validation rule added or changed: !has(self.strategy) || self.strategy != 'Shadow'"
+    ]
 
 
 def crd(schema, versions=("v1",)):
-    return {"spec": {"versions": [{"name": v, "served": True, "schema": {"openAPIV3Schema": schema}}
-                                  for v in versions]}}
+    return {
+        "spec": {"versions": [{"name": v, "served": True, "schema": {"openAPIV3Schema": schema}} for v in versions]}
+    }
 
 
 def test_versions_compare_one_by_one_and_a_dropped_version_breaks():
     new = copy.deepcopy(OLD)
     del new["properties"]["spec"]["properties"]["name"]
     assert compare(crd(OLD, ("v1", "v2")), crd(new, ("v1",))) == [
-        Break("", "version no longer served", "v2"), Break("spec.name", "removed", "v1")]
+        Break("", "version no longer served", "v2"),
+        Break("spec.name", "removed", "v1"),
+    ]
 
 
 def test_changelog_names_breaks_in_its_unreleased_section_only():
@@ -154,8 +171,12 @@ def test_changelog_names_breaks_in_its_unreleased_section_only():
 """
     allowed = allowed_breaks(changelog)
     assert allowed == {"spec.name", "spec.title"}
-    breaks = [Break("spec.name", "removed", "v1"), Break("spec.name.first", "removed", "v1"),
-              Break("spec.replicas", "maximum lowered: 100 -> 10", "v1"), Break("spec.names", "removed", "v1")]
+    breaks = [
+        Break("spec.name", "removed", "v1"),
+        Break("spec.name.first", "removed", "v1"),
+        Break("spec.replicas", "maximum lowered: 100 -> 10", "v1"),
+        Break("spec.names", "removed", "v1"),
+    ]
     assert unexcused(breaks, allowed) == [breaks[2], breaks[3]]
 
 

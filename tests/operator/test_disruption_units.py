@@ -1,10 +1,12 @@
 """Unit tests: the router's PodDisruptionBudget, rendered and planned (pure functions)."""
+
 import copy
 
 from samples import sample_pipeline
+
+from tspipe.childdiff import CREATE, DELETE, UPDATE
 from tspipe.disruption import pdb_name, plan_pdb, router_pdb
 from tspipe.model import Pipeline
-from tspipe.childdiff import CREATE, DELETE, UPDATE
 from tspipe.render import render_deployments
 
 
@@ -58,8 +60,11 @@ def test_plan_creates_keeps_and_deletes():
 def test_plan_repairs_drift_keeping_what_others_added():
     obj, pdb = rendered(2)
     actual = served(pdb)
-    actual["spec"] = {"minAvailable": 2, "selector": {"matchLabels": {"app": "x"}},
-                      "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    actual["spec"] = {
+        "minAvailable": 2,
+        "selector": {"matchLabels": {"app": "x"}},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
     actual["metadata"]["labels"]["team"] = "a"
     (a,) = plan_pdb(obj, "timestamps-router", pdb, actual).actions
     assert a.verb == UPDATE and "spec" in a.reason
@@ -76,8 +81,9 @@ def test_someone_elses_budget_is_never_touched():
     foreign["metadata"]["ownerReferences"] = []
     p = plan_pdb(obj, "timestamps-router", pdb, foreign)
     assert p.actions == [] and "timestamps-router" in p.blocked[0] and "no owner" in p.blocked[0]
-    assert plan_pdb(obj, "timestamps-router", None, foreign) == plan_pdb(obj, "x", None, None), \
+    assert plan_pdb(obj, "timestamps-router", None, foreign) == plan_pdb(obj, "x", None, None), (
         "not wanted and not ours: left alone, no complaint"
+    )
     # Ours by label with the owner reference edited away: adopted back (as the Deployments are).
     adopted = served(pdb)
     adopted["metadata"]["ownerReferences"] = []

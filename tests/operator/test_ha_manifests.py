@@ -1,6 +1,7 @@
 """manifests/overlays/ha as kustomize builds it (the project's kubectl): two replicas
 with kopf peering, the peering object they name, and the peering RBAC. The failover
 itself is shown in test_operate_kube.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,10 +46,14 @@ def test_one_replica_per_node(built):
 def test_peering_rbac_is_exactly_what_kopf_needs(built):
     sa = {"kind": "ServiceAccount", "name": "tspipe-operator", "namespace": "tspipe-system"}
     roles = {o["metadata"]["name"]: o for o in built if o["kind"] == "ClusterRole"}
-    bound = [roles[b["roleRef"]["name"]] for b in built
-             if b["kind"] == "ClusterRoleBinding" and b["subjects"] == [sa]]
-    rules = {(g, r): set(rule["verbs"]) for role in bound for rule in role["rules"]
-             for g in rule["apiGroups"] for r in rule["resources"]}
+    bound = [roles[b["roleRef"]["name"]] for b in built if b["kind"] == "ClusterRoleBinding" and b["subjects"] == [sa]]
+    rules = {
+        (g, r): set(rule["verbs"])
+        for role in bound
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
     assert rules[("kopf.dev", "clusterkopfpeerings")] == {"get", "list", "watch", "patch"}
     assert ("kopf.dev", "kopfpeerings") not in rules  # cluster-wide operators use the cluster peering
     assert rules[("tspipe.io", "timestamppipelines")] == {"get", "list", "watch", "patch"}

@@ -2,6 +2,7 @@
 leaves no thread and no file descriptor behind (kafka-python 3.0.12's constructors start
 an IO thread, a selector and sockets before they bootstrap; bench/operator_soak.py found
 one thread and four descriptors left per retry of a pipeline with an unreachable broker)."""
+
 from __future__ import annotations
 
 import gc
@@ -13,6 +14,7 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from localinfra.proc import free_port
+
 from tspipe.kafka_admin import KafkaUnavailable, TopicAdmin, constructed
 
 # A loopback port nothing listens on: every connection is refused at once.
@@ -42,8 +44,13 @@ def test_failed_bootstraps_leave_no_thread_and_no_descriptor():
                 pass
         for _ in range(2):
             with pytest.raises(KafkaError):
-                constructed(KafkaConsumer, bootstrap_servers=NOWHERE, group_id=None, request_timeout_ms=11_000,
-                            bootstrap_timeout_ms=300)
+                constructed(
+                    KafkaConsumer,
+                    bootstrap_servers=NOWHERE,
+                    group_id=None,
+                    request_timeout_ms=11_000,
+                    bootstrap_timeout_ms=300,
+                )
     finally:
         logging.disable(logging.NOTSET)
     assert io_threads() == before_threads

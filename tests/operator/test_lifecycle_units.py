@@ -1,17 +1,18 @@
 """Unit tests of the lifecycle's pure parts: rollout status, history, scale fields,
 pausing, topic planning."""
+
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from samples import sample_pipeline
+
 from tspipe import crd, history, pause, topicconfig, topics
 from tspipe.model import Pipeline, PipelineError
 from tspipe.render import render_deployments
 from tspipe.status import compute_status
 
-NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 
 def available(d, n=None):
@@ -19,9 +20,14 @@ def available(d, n=None):
     a = copy.deepcopy(d)
     n = a["spec"]["replicas"] if n is None else n
     a["metadata"]["generation"] = 1
-    a["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
-                   "availableReplicas": n, "conditions": [
-                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+    a["status"] = {
+        "observedGeneration": 1,
+        "replicas": n,
+        "updatedReplicas": n,
+        "readyReplicas": n,
+        "availableReplicas": n,
+        "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+    }
     return a
 
 
@@ -82,9 +88,17 @@ def test_history_records_generation_time_images_and_changed_fields():
     deps = [available(d) for d in render_deployments(obj)]
     s1 = compute_status(obj, deps, NOW)
     (h1,) = s1["history"]
-    assert h1 == {"generation": 1, "time": "2026-11-27T12:00:00Z", "changed": [], "images": {
-        "time": "springcloudstream/time-source-kafka:5.1.1", "router": "ghcr.io/tspipe/router:0.1.0",
-        "evenLogger": "springcloudstream/log-sink-kafka:5.1.1", "oddLogger": "springcloudstream/log-sink-kafka:5.1.1"}}
+    assert h1 == {
+        "generation": 1,
+        "time": "2026-11-27T12:00:00Z",
+        "changed": [],
+        "images": {
+            "time": "springcloudstream/time-source-kafka:5.1.1",
+            "router": "ghcr.io/tspipe/router:0.1.0",
+            "evenLogger": "springcloudstream/log-sink-kafka:5.1.1",
+            "oddLogger": "springcloudstream/log-sink-kafka:5.1.1",
+        },
+    }
     obj["status"] = s1
     # Same generation: history unchanged, whatever the time.
     assert compute_status(obj, deps, NOW + timedelta(hours=1))["history"] == [h1]
@@ -129,8 +143,12 @@ def test_scale_fields_and_over_provisioned_router():
     obj["spec"]["kafka"]["topics"]["partitions"] = 3
     assert "RouterOverProvisioned" not in conds(compute_status(obj, deps, NOW))
     # The broker's actual partition count wins over the declared one.
-    seen = {"ready": True, "reason": "TopicsReady", "message": "", "topics": [
-        {"role": "input", "name": "timeDest", "state": "Ready", "partitions": 1, "replicationFactor": 1}]}
+    seen = {
+        "ready": True,
+        "reason": "TopicsReady",
+        "message": "",
+        "topics": [{"role": "input", "name": "timeDest", "state": "Ready", "partitions": 1, "replicationFactor": 1}],
+    }
     assert conds(compute_status(obj, deps, NOW, topics=seen))["RouterOverProvisioned"]["status"] == "True"
 
 
@@ -141,7 +159,8 @@ def _actual(obj, replicas, pods=None):
     out = {}
     for d in render_deployments(obj):
         f = {"time": "time", "router": "router", "evenlogger": "evenLogger", "oddlogger": "oddLogger"}[
-            d["metadata"]["labels"]["app.kubernetes.io/component"]]
+            d["metadata"]["labels"]["app.kubernetes.io/component"]
+        ]
         a = available(d, (pods or replicas)[f])
         a["spec"]["replicas"] = replicas[f]
         out[f] = a
@@ -201,8 +220,9 @@ def test_pause_says_how_the_drain_ended_and_keeps_it():
     assert "9 records wait in the input topic" in st.message
     # Kept from status on the next passes, through to Paused (no new lag measured).
     zero = {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
-    st = pause.pause_state(p, _actual(obj, zero), NOW + timedelta(seconds=40), source_stopped_at=at,
-                           drain=(st.drain, st.records_left))
+    st = pause.pause_state(
+        p, _actual(obj, zero), NOW + timedelta(seconds=40), source_stopped_at=at, drain=(st.drain, st.records_left)
+    )
     assert (st.stage, st.drain, st.records_left) == (pause.PAUSED, pause.DRAIN_TIMED_OUT, 9)
     s = compute_status(obj, list(_actual(obj, zero).values()), NOW, pause=st)
     assert s["pause"] == {"sourceStoppedAt": at, "drain": "TimedOut", "recordsLeft": 9}
@@ -219,8 +239,9 @@ def test_pausing_a_router_already_at_zero_completes_without_waiting_for_a_drain(
     assert not st.needs_lag
     assert (st.stage, st.drain) == (pause.STOPPING, pause.DRAIN_SKIPPED)
     assert st.replicas == {"time": 0, "router": 0, "evenLogger": 0, "oddLogger": 0}
-    st = pause.pause_state(p, _actual(obj, st.replicas), NOW, source_stopped_at="2026-11-27T12:00:00Z",
-                           drain=(st.drain, None))
+    st = pause.pause_state(
+        p, _actual(obj, st.replicas), NOW, source_stopped_at="2026-11-27T12:00:00Z", drain=(st.drain, None)
+    )
     assert (st.stage, st.drain) == (pause.PAUSED, pause.DRAIN_SKIPPED)
 
 
@@ -249,13 +270,21 @@ def test_downstream_at_zero_stays_at_zero_while_paused():
 def test_desired_topics_include_the_dead_letter_topic():
     p = Pipeline.from_resource(sample_pipeline(stored=True))
     got = {(t.role, t.name, t.partitions, t.replication_factor) for t in topics.desired_topics(p)}
-    assert got == {("input", "timeDest", 1, 1), ("even", "evenDest", 1, 1), ("odd", "oddDest", 1, 1),
-                   ("deadLetter", "error.timeDest.timeStampStream", 1, 1)}
+    assert got == {
+        ("input", "timeDest", 1, 1),
+        ("even", "evenDest", 1, 1),
+        ("odd", "oddDest", 1, 1),
+        ("deadLetter", "error.timeDest.timeStampStream", 1, 1),
+    }
 
 
 def test_topic_plan_creates_grows_and_refuses_to_shrink():
-    d = [topics.DesiredTopic("input", "in", 4, 1), topics.DesiredTopic("even", "ev", 4, 1),
-         topics.DesiredTopic("odd", "od", 4, 1), topics.DesiredTopic("deadLetter", "dl", 4, 1)]
+    d = [
+        topics.DesiredTopic("input", "in", 4, 1),
+        topics.DesiredTopic("even", "ev", 4, 1),
+        topics.DesiredTopic("odd", "od", 4, 1),
+        topics.DesiredTopic("deadLetter", "dl", 4, 1),
+    ]
     actual = {"in": None, "ev": (2, 1), "od": (6, 1), "dl": (4, 3)}
     plan = topics.plan_topics(d, actual)
     assert plan.create == {"in": (4, 1)} and plan.grow == {"ev": 4}
@@ -266,17 +295,34 @@ def test_topic_plan_creates_grows_and_refuses_to_shrink():
     states = {t["name"]: t["state"] for t in st["topics"]}
     assert states == {"in": "Created", "ev": "Grown", "od": "ShrinkRefused", "dl": "ReplicationFactorMismatch"}
     assert {t["name"]: t.get("partitions") for t in st["topics"]} == {"in": 4, "ev": 4, "od": 6, "dl": 4}
-    ok = topics.topic_status(d, {n: (4, 1) for n in actual}, topics.plan_topics(d, {n: (4, 1) for n in actual}))
+    ok = topics.topic_status(d, dict.fromkeys(actual, (4, 1)), topics.plan_topics(d, dict.fromkeys(actual, (4, 1))))
     assert ok["ready"] and ok["reason"] == "TopicsReady"
 
 
 def test_topic_settings_parse_to_the_brokers_strings_and_bad_ones_name_the_key():
-    p = Pipeline.from_resource(sample_pipeline(stored=True, kafka={"brokers": ["k:9092"], "topics": {
-        "replicationFactor": 3,
-        "config": {"retention.ms": 604800000, "min.insync.replicas": 2, "compression.type": "zstd",
-                   "unclean.leader.election.enable": False}}}))
-    assert p.kafka.topics.config == (("compression.type", "zstd"), ("min.insync.replicas", "2"),
-                                     ("retention.ms", "604800000"), ("unclean.leader.election.enable", "false"))
+    p = Pipeline.from_resource(
+        sample_pipeline(
+            stored=True,
+            kafka={
+                "brokers": ["k:9092"],
+                "topics": {
+                    "replicationFactor": 3,
+                    "config": {
+                        "retention.ms": 604800000,
+                        "min.insync.replicas": 2,
+                        "compression.type": "zstd",
+                        "unclean.leader.election.enable": False,
+                    },
+                },
+            },
+        )
+    )
+    assert p.kafka.topics.config == (
+        ("compression.type", "zstd"),
+        ("min.insync.replicas", "2"),
+        ("retention.ms", "604800000"),
+        ("unclean.leader.election.enable", "false"),
+    )
     assert {t.config for t in topics.desired_topics(p)} == {p.kafka.topics.config}, "every managed topic"
     schema = crd.spec_schema()["properties"]["kafka"]["properties"]["topics"]
     assert set(schema["properties"]["config"]["properties"]) == set(topicconfig.BY_KEY)
@@ -284,36 +330,52 @@ def test_topic_settings_parse_to_the_brokers_strings_and_bad_ones_name_the_key()
     assert any("min__dot__insync__dot__replicas" in r["rule"] for r in schema["x-kubernetes-validations"])
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"retention.msx": 1}, "spec.kafka.topics.config.retention.msx: not a supported topic setting"),
-    ({"retention.ms": -2}, "spec.kafka.topics.config.retention.ms: must be between -1"),
-    ({"retention.ms": "7d"}, "spec.kafka.topics.config.retention.ms: must be an integer"),
-    ({"cleanup.policy": "compact"}, "spec.kafka.topics.config.cleanup.policy: must be one of delete"),
-    ({"unclean.leader.election.enable": "no"}, "must be a boolean"),
-    ({"min.insync.replicas": 4}, "spec.kafka.topics.config.min.insync.replicas: must not exceed"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"retention.msx": 1}, "spec.kafka.topics.config.retention.msx: not a supported topic setting"),
+        ({"retention.ms": -2}, "spec.kafka.topics.config.retention.ms: must be between -1"),
+        ({"retention.ms": "7d"}, "spec.kafka.topics.config.retention.ms: must be an integer"),
+        ({"cleanup.policy": "compact"}, "spec.kafka.topics.config.cleanup.policy: must be one of delete"),
+        ({"unclean.leader.election.enable": "no"}, "must be a boolean"),
+        ({"min.insync.replicas": 4}, "spec.kafka.topics.config.min.insync.replicas: must not exceed"),
+    ],
+)
 def test_bad_topic_settings_name_the_key(config, message):
     with pytest.raises(PipelineError) as err:
-        Pipeline.from_resource(sample_pipeline(stored=True, kafka={"brokers": ["k:9092"], "topics": {
-            "replicationFactor": 3, "config": config}}))
+        Pipeline.from_resource(
+            sample_pipeline(
+                stored=True, kafka={"brokers": ["k:9092"], "topics": {"replicationFactor": 3, "config": config}}
+            )
+        )
     assert message in str(err.value)
 
 
 def test_topic_plan_sets_settings_at_creation_and_puts_back_only_drifted_ones():
     cfg = (("min.insync.replicas", "2"), ("retention.ms", "3600000"))
-    d = [topics.DesiredTopic("input", "in", 1, 3, cfg), topics.DesiredTopic("even", "ev", 1, 3, cfg),
-         topics.DesiredTopic("odd", "od", 1, 3, cfg)]
+    d = [
+        topics.DesiredTopic("input", "in", 1, 3, cfg),
+        topics.DesiredTopic("even", "ev", 1, 3, cfg),
+        topics.DesiredTopic("odd", "od", 1, 3, cfg),
+    ]
     actual = {"in": None, "ev": (1, 3), "od": (1, 3)}
     # ev as asked; od's retention changed by hand (and a setting the spec does not name, which stays).
-    configs = {"ev": {"min.insync.replicas": "2", "retention.ms": "3600000"},
-               "od": {"min.insync.replicas": "2", "retention.ms": "1000", "segment.ms": "5"}}
+    configs = {
+        "ev": {"min.insync.replicas": "2", "retention.ms": "3600000"},
+        "od": {"min.insync.replicas": "2", "retention.ms": "1000", "segment.ms": "5"},
+    }
     plan = topics.plan_topics(d, actual, configs)
     assert plan.create == {"in": (1, 3)}
-    assert plan.configure == {"in": {"min.insync.replicas": "2", "retention.ms": "3600000"},
-                              "od": {"retention.ms": "3600000"}}
+    assert plan.configure == {
+        "in": {"min.insync.replicas": "2", "retention.ms": "3600000"},
+        "od": {"retention.ms": "3600000"},
+    }
     st = topics.topic_status(d, actual, plan)
     assert st["ready"] and {t["name"]: t["state"] for t in st["topics"]} == {
-        "in": "Created", "ev": "Ready", "od": "Reconfigured"}
+        "in": "Created",
+        "ev": "Ready",
+        "od": "Reconfigured",
+    }
     assert "retention.ms=3600000" in next(t for t in st["topics"] if t["name"] == "od")["message"]
     # Settings not read (None): nothing to put back; a failed change is TopicChangeFailed.
     assert topics.plan_topics(d, actual).configure == {"in": dict(cfg)}

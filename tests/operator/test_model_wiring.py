@@ -1,12 +1,12 @@
 """Unit tests: pipeline parsing/validation (model) and the wiring contract (wiring)."""
+
 import copy
 
 import pytest
-
 from samples import SAMPLE_FILE as SAMPLE
+
 from tspipe import wiring
 from tspipe.model import Pipeline, PipelineError, load_pipeline_file
-
 
 MINIMAL = {
     "apiVersion": "tspipe.io/v1alpha1",
@@ -72,8 +72,10 @@ def test_from_resource_does_not_mutate_input():
         ({"time__dateFormat": ""}, "spec.time.dateFormat"),
         ({"streamName": "1abc"}, "spec.streamName"),
         ({"router__properties": {"tsrouter.evenPrefix": "x"}}, "spec.router.properties[tsrouter.evenPrefix]"),
-        ({"time__properties": {"spring.cloud.stream.bindings.output.destination": "x"}},
-         "spec.time.properties[spring.cloud.stream.bindings.output.destination]"),
+        (
+            {"time__properties": {"spring.cloud.stream.bindings.output.destination": "x"}},
+            "spec.time.properties[spring.cloud.stream.bindings.output.destination]",
+        ),
         ({"time__properties": {"a": 1}}, "spec.time.properties[a]"),
         ({"oddLogger__env": [{"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": "x"}]}, "spec.oddLogger.env[0].name"),
         ({"router__bogus": 1}, "spec.router.bogus"),
@@ -128,10 +130,13 @@ def test_wiring_contract_per_app():
 
 
 def test_user_properties_and_multiple_brokers():
-    p = Pipeline.from_resource(with_spec(
-        kafka__brokers=["a:1", "b:2"], time__fixedDelaySeconds=5,
-        oddLogger__properties={"logging.level.root": "WARN"},
-    ))
+    p = Pipeline.from_resource(
+        with_spec(
+            kafka__brokers=["a:1", "b:2"],
+            time__fixedDelaySeconds=5,
+            oddLogger__properties={"logging.level.root": "WARN"},
+        )
+    )
     props = wiring.app_properties(p)
     assert props["time"]["spring.cloud.stream.kafka.binder.brokers"] == "a:1,b:2"
     assert props["time"]["spring.integration.poller.fixed-delay"] == "5000"
@@ -153,8 +158,9 @@ def test_deployment_properties_and_definition():
 def test_router_reads_the_wiring_it_is_given():
     """The router's own config parser accepts exactly what the operator renders."""
     tsconfig = pytest.importorskip("tsrouter.config")
-    p = Pipeline.from_resource(with_spec(router__processingGuarantee="exactly_once",
-                                         router__evenPrefix="E:", kafka__topics__partitions=3))
+    p = Pipeline.from_resource(
+        with_spec(router__processingGuarantee="exactly_once", router__evenPrefix="E:", kafka__topics__partitions=3)
+    )
     args = [f"--{k}={v}" for k, v in wiring.app_properties(p)["python-router"].items()]
     cfg = tsconfig.load(args, {})
     assert (cfg.input_topic, cfg.even_topic, cfg.odd_topic) == ("timeDest", "evenDest", "oddDest")
@@ -168,9 +174,16 @@ def test_null_fields_count_as_absent():
     # file checked or rendered without it must read them the same way (found by mypy:
     # a null string used to crash the parser or reach the container args as "None").
     nulls = with_spec(
-        streamName=None, kafka__topics__input=None, kafka__topics__partitions=None, kafka__topics__manage=None,
-        router__evenPrefix=None, router__replicas=None, time__dateFormat=None, oddLogger__level=None,
-        pod__serviceAccountName=None, paused=None,
+        streamName=None,
+        kafka__topics__input=None,
+        kafka__topics__partitions=None,
+        kafka__topics__manage=None,
+        router__evenPrefix=None,
+        router__replicas=None,
+        time__dateFormat=None,
+        oddLogger__level=None,
+        pod__serviceAccountName=None,
+        paused=None,
     )
     assert Pipeline.from_resource(nulls) == Pipeline.from_resource(MINIMAL)
     assert "None" not in str(wiring.deployment_properties(Pipeline.from_resource(nulls)))

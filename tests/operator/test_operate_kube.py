@@ -1,6 +1,7 @@
 """Operating the operator, on the real control plane: Prometheus metrics, the liveness
 endpoint, JSON logs, and two replicas with kopf peering (one active; SIGKILL it and
 the other takes over)."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from kubehelpers import wait_for
-from samples import sample_pipeline
 from localinfra.proc import free_port
+from samples import sample_pipeline
 
 pytestmark = pytest.mark.kube
 
@@ -37,8 +37,12 @@ def running(k, name):
     def probe():
         obj = k.get_or_none("tsp", name)
         st = (obj or {}).get("status") or {}
-        return obj if st.get("phase") == "Running" and st.get("observedGeneration") == obj["metadata"]["generation"] \
+        return (
+            obj
+            if st.get("phase") == "Running" and st.get("observedGeneration") == obj["metadata"]["generation"]
             else None
+        )
+
     return probe
 
 
@@ -51,8 +55,16 @@ def pipeline(name: str) -> dict:
 
 def test_metrics_liveness_and_json_logs(k, operator_factory):
     mport, lport = free_port(), free_port()
-    op = operator_factory("--metrics-port", str(mport), "--metrics-address", "127.0.0.1",
-                          "--liveness", f"http://127.0.0.1:{lport}/healthz", "--log-format", "json").start()
+    op = operator_factory(
+        "--metrics-port",
+        str(mport),
+        "--metrics-address",
+        "127.0.0.1",
+        "--liveness",
+        f"http://127.0.0.1:{lport}/healthz",
+        "--log-format",
+        "json",
+    ).start()
     k.apply(pipeline("timestamps"))
     wait_for(running(k, "timestamps"), 180, "pipeline Running")
 
@@ -96,16 +108,20 @@ def controller_role(log: str) -> str:
 
 def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory, control_plane, namespace):
     control_plane.kubectl("apply", "-f", str(PEERING_CRDS))
-    wait_for(lambda: "kopfpeerings" in control_plane.kubectl("api-resources", "--api-group=kopf.dev",
-                                                            check=False).stdout, 60, "peering CRDs served")
+    wait_for(
+        lambda: "kopfpeerings" in control_plane.kubectl("api-resources", "--api-group=kopf.dev", check=False).stdout,
+        60,
+        "peering CRDs served",
+    )
     k.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tspipe"}})
     common = ("--peering", "tspipe", "--peering-lifetime", "10")
     # Both replicas start together, as a 2-replica Deployment's pods do: either may
     # register first. A replica that is alone for a moment works until a higher-priority
     # peer appears; the guarantee is that once it sees one, it pauses and reconciles nothing.
     active = operator_factory(*common, "--priority", "200", standalone=False, log_name="operator-a.log").start()
-    standby = operator_factory(*common, "--priority", "100", "--resync-seconds", "2", standalone=False,
-                               log_name="operator-b.log").start()
+    standby = operator_factory(
+        *common, "--priority", "100", "--resync-seconds", "2", standalone=False, log_name="operator-b.log"
+    ).start()
 
     def both_peers():
         st = (k.get_or_none("kopfpeering", "tspipe") or {}).get("status") or {}
@@ -114,8 +130,11 @@ def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory,
     wait_for(both_peers, 60, "two peers in the KopfPeering")
     wait_for(lambda: peering_state(active.log()) == "active", 60, "the priority-200 replica active")
     # The standby has seen the active peer (its controller says so) and kopf has it paused.
-    wait_for(lambda: "peering: standby" in standby.log() and peering_state(standby.log()) == "paused", 60,
-             "the priority-100 replica paused")
+    wait_for(
+        lambda: "peering: standby" in standby.log() and peering_state(standby.log()) == "paused",
+        60,
+        "the priority-100 replica paused",
+    )
     k.apply(pipeline("first"))
     wait_for(running(k, "first"), 180, "first pipeline Running")
     assert active.reconciles("first") and not standby.reconciles("first")
@@ -138,10 +157,18 @@ def test_two_replicas_with_peering_one_active_then_failover(k, operator_factory,
     # Its controller may still be standby from before: the active spell since the failover can
     # be shorter than its poll (then it logged no change). kopf pausing it again is the news.
     pauses = standby.log().count(PAUSED)
-    newer = operator_factory(*common, "--priority", "300", "--resync-seconds", "2", standalone=False,
-                             log_name="operator-c.log").start()
-    wait_for(lambda: standby.log().count(PAUSED) > pauses and peering_state(standby.log()) == "paused"
-             and controller_role(standby.log()) == "standby", 60, "the demoted replica notices")
+    newer = operator_factory(
+        *common, "--priority", "300", "--resync-seconds", "2", standalone=False, log_name="operator-c.log"
+    ).start()
+    wait_for(
+        lambda: (
+            standby.log().count(PAUSED) > pauses
+            and peering_state(standby.log()) == "paused"
+            and controller_role(standby.log()) == "standby"
+        ),
+        60,
+        "the demoted replica notices",
+    )
     before = len(standby.reconciles("first"))
     wait_for(lambda: len(newer.reconciles("first")) >= 3, 60, "the newer replica resyncs")
     assert len(standby.reconciles("first")) <= before + 1  # at most one pass already under way

@@ -1,5 +1,6 @@
 """The CRD and the operator on the real control plane (kube-apiserver, controller
 manager, scheduler, kwok). The operator runs as a real subprocess per test."""
+
 from __future__ import annotations
 
 import copy
@@ -8,9 +9,9 @@ import time
 
 import pytest
 import yaml
-
 from kubehelpers import describe, wait_for
 from samples import sample_pipeline
+
 from tspipe.model import Pipeline, PipelineError
 
 pytestmark = pytest.mark.kube
@@ -89,10 +90,14 @@ def conditions(obj):
 def pipeline_ready(k, name=NAME):
     def probe():
         obj = k.get_or_none("tsp", name)
-        if obj and conditions(obj).get("Ready", {}).get("status") == "True" \
-                and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]:
+        if (
+            obj
+            and conditions(obj).get("Ready", {}).get("status") == "True"
+            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+        ):
             return obj
         return None
+
     return probe
 
 
@@ -119,37 +124,61 @@ def test_crd_installs_with_names_and_columns(control_plane, crd_installed):
     res = control_plane.kubectl("api-resources", "--api-group=tspipe.io", "-o", "wide").stdout
     assert "timestamppipelines" in res and "tsp" in res
     # The OpenAPI document is published shortly after the CRD is Established.
-    expl = wait_for(lambda: control_plane.kubectl("explain", "tsp.spec.router.processingGuarantee",
-                                                  check=False).stdout, 60, "kubectl explain tsp")
+    expl = wait_for(
+        lambda: control_plane.kubectl("explain", "tsp.spec.router.processingGuarantee", check=False).stdout,
+        60,
+        "kubectl explain tsp",
+    )
     assert "exactly_once" in expl
 
 
 def test_defaults_applied_by_the_api_server(control_plane, crd_installed, namespace):
-    obj = {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
-           "metadata": {"name": "minimal", "namespace": namespace},
-           "spec": {"kafka": {"brokers": ["kafka:9092"]}}}
-    out = json.loads(control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
-                                           input=yaml.safe_dump(obj)).stdout)
+    obj = {
+        "apiVersion": "tspipe.io/v1alpha1",
+        "kind": "TimestampPipeline",
+        "metadata": {"name": "minimal", "namespace": namespace},
+        "spec": {"kafka": {"brokers": ["kafka:9092"]}},
+    }
+    out = json.loads(
+        control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(obj)).stdout
+    )
     spec = out["spec"]
-    assert spec["kafka"]["topics"] == {"input": "timeDest", "even": "evenDest", "odd": "oddDest",
-                                       "partitions": 1, "replicationFactor": 1,
-                                       "manage": True, "deleteOnRemoval": False}
+    assert spec["kafka"]["topics"] == {
+        "input": "timeDest",
+        "even": "evenDest",
+        "odd": "oddDest",
+        "partitions": 1,
+        "replicationFactor": 1,
+        "manage": True,
+        "deleteOnRemoval": False,
+    }
     assert spec["paused"] is False
     assert spec["time"]["image"] == "springcloudstream/time-source-kafka:5.1.1"
     assert spec["time"]["dateFormat"] == "MM/dd/yy HH:mm:ss" and spec["time"]["fixedDelaySeconds"] == 1
-    assert spec["router"] == {"image": "ghcr.io/tspipe/router:0.1.0", "replicas": 1,
-                              "processingGuarantee": "at_least_once",
-                              "evenPrefix": "Even timestamp:", "oddPrefix": "Odd timestamp:"}
-    assert spec["evenLogger"] == spec["oddLogger"] == {
-        "image": "springcloudstream/log-sink-kafka:5.1.1", "level": "INFO", "expression": "payload"}
+    assert spec["router"] == {
+        "image": "ghcr.io/tspipe/router:0.1.0",
+        "replicas": 1,
+        "processingGuarantee": "at_least_once",
+        "evenPrefix": "Even timestamp:",
+        "oddPrefix": "Odd timestamp:",
+    }
+    assert (
+        spec["evenLogger"]
+        == spec["oddLogger"]
+        == {"image": "springcloudstream/log-sink-kafka:5.1.1", "level": "INFO", "expression": "payload"}
+    )
     # The model applies the same defaults without an API server.
     p = Pipeline.from_resource(out)
     assert p == Pipeline.from_resource(obj | {"metadata": out["metadata"]})
 
 
 def _invalid(path: str, value, name="bad"):
-    obj = {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
-           "metadata": {"name": name}, "spec": {"kafka": {"brokers": ["kafka:9092"]}}}
+    obj = {
+        "apiVersion": "tspipe.io/v1alpha1",
+        "kind": "TimestampPipeline",
+        "metadata": {"name": name},
+        "spec": {"kafka": {"brokers": ["kafka:9092"]}},
+    }
     node = obj
     keys = path.split(".")
     for key in keys[:-1]:
@@ -177,11 +206,12 @@ INVALID = [
     (_invalid("spec.evenLogger.level", "LOUD"), "spec.evenLogger.level"),
     (_invalid("spec.time.fixedDelaySeconds", 0), "spec.time.fixedDelaySeconds"),
     (_invalid("spec.streamName", "1stream"), "spec.streamName"),
-    (_invalid("spec.router.properties", {"spring.cloud.stream.bindings.input.destination": "x"}),
-     "spec.router.properties"),
+    (
+        _invalid("spec.router.properties", {"spring.cloud.stream.bindings.input.destination": "x"}),
+        "spec.router.properties",
+    ),
     (_invalid("spec.time.properties", {"time.dateFormat": "yyyy"}), "spec.time.properties"),
-    (_invalid("spec.oddLogger.env", [{"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": "x"}]),
-     "spec.oddLogger.env"),
+    (_invalid("spec.oddLogger.env", [{"name": "SPRING_CLOUD_APPLICATION_GROUP", "value": "x"}]), "spec.oddLogger.env"),
     (_invalid("spec.router.replica", 2), "spec.router.replica"),  # typo: unknown field
     # Topic settings: an allow-list with types and bounds, and min.insync.replicas <= replicationFactor.
     (_invalid("spec.kafka.topics.config", {"retention.msx": 1}), "spec.kafka.topics.config.retention.msx"),
@@ -190,8 +220,10 @@ INVALID = [
     (_invalid("spec.kafka.topics.config", {"min.insync.replicas": 2}), "spec.kafka.topics.config.min.insync.replicas"),
     # Probes: bounds, one action, an absolute path.
     (_invalid("spec.router.probes.readiness.periodSeconds", 0), "spec.router.probes.readiness.periodSeconds"),
-    (_invalid("spec.time.probes.liveness", {"httpGet": {"path": "/a"}, "tcpSocket": {"port": 1}}),
-     "spec.time.probes.liveness"),
+    (
+        _invalid("spec.time.probes.liveness", {"httpGet": {"path": "/a"}, "tcpSocket": {"port": 1}}),
+        "spec.time.probes.liveness",
+    ),
     (_invalid("spec.router.probes.readiness.httpGet.path", "health"), "spec.router.probes.readiness.httpGet.path"),
     (_invalid("spec.evenLogger.probes.startup.tcpSocket.port", 0), "spec.evenLogger.probes.startup.tcpSocket.port"),
     # A shadow release compares with the stable revision autoRollback keeps.
@@ -204,8 +236,9 @@ INVALID = [
 def test_invalid_pipelines_rejected_naming_the_field(control_plane, crd_installed, namespace):
     assert len(INVALID) >= 10
     for obj, field in INVALID:
-        proc = control_plane.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-",
-                                     input=yaml.safe_dump(obj), check=False)
+        proc = control_plane.kubectl(
+            "create", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj), check=False
+        )
         assert proc.returncode != 0, f"accepted: {field}"
         assert field in proc.stderr, f"{field!r} not named in: {proc.stderr}"
         # The model (used without an API server, e.g. by the SCDF path) agrees.
@@ -213,14 +246,23 @@ def test_invalid_pipelines_rejected_naming_the_field(control_plane, crd_installe
             Pipeline.from_resource(obj | {"metadata": {**obj["metadata"], "namespace": namespace}})
     # The same request with a valid body is accepted, so the rejections above are the rules'.
     valid = _invalid("spec.router.replicas", 64)
-    valid["spec"]["kafka"]["topics"] = {"replicationFactor": 3, "config": {
-        "retention.ms": 604800000, "min.insync.replicas": 2, "cleanup.policy": "delete",
-        "unclean.leader.election.enable": False}}
+    valid["spec"]["kafka"]["topics"] = {
+        "replicationFactor": 3,
+        "config": {
+            "retention.ms": 604800000,
+            "min.insync.replicas": 2,
+            "cleanup.policy": "delete",
+            "unclean.leader.election.enable": False,
+        },
+    }
     valid["spec"]["rollout"] = {"strategy": "Shadow", "autoRollback": True}
-    valid["spec"]["router"]["probes"] = {"readiness": {"httpGet": {"path": "/actuator/info", "port": 8080}},
-                                         "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30}}
-    ok = control_plane.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-",
-                               input=yaml.safe_dump(valid), check=False)
+    valid["spec"]["router"]["probes"] = {
+        "readiness": {"httpGet": {"path": "/actuator/info", "port": 8080}},
+        "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30},
+    }
+    ok = control_plane.kubectl(
+        "create", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(valid), check=False
+    )
     assert ok.returncode == 0, ok.stderr
 
 
@@ -240,15 +282,22 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
         assert lbl["app.kubernetes.io/managed-by"] == "tspipe-operator"
         assert lbl["app.kubernetes.io/part-of"] == "tspipe" and lbl["app.kubernetes.io/name"]
         (ref,) = d["metadata"]["ownerReferences"]
-        assert (ref["kind"], ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == \
-            ("TimestampPipeline", uid, True, True)
+        assert (ref["kind"], ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == (
+            "TimestampPipeline",
+            uid,
+            True,
+            True,
+        )
         c = container(d)
         assert c["image"] == IMAGES[app]
         # Exactly the contract's properties, each binding asserted.
         assert args_map(d) == {**COMMON, **CONTRACT[app]}, app
         env = {e["name"]: e for e in c["env"]}
-        assert set(env) == {"SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS", "SPRING_CLOUD_APPLICATION_GUID",
-                            "SPRING_CLOUD_APPLICATION_GROUP"}
+        assert set(env) == {
+            "SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS",
+            "SPRING_CLOUD_APPLICATION_GUID",
+            "SPRING_CLOUD_APPLICATION_GROUP",
+        }
         assert env["SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS"]["value"] == "kafka.kafka.svc:9092"
         assert env["SPRING_CLOUD_APPLICATION_GROUP"]["value"] == "timeStampStream"
         assert env["SPRING_CLOUD_APPLICATION_GUID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
@@ -268,8 +317,10 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
     # The sample's broker address does not resolve here: a condition, not a failure.
     assert set(conditions(obj)) == {"Ready", "Progressing", "Degraded", "TopicsReady"}
     assert conditions(obj)["Degraded"]["status"] == "False"
-    assert (conditions(obj)["TopicsReady"]["status"], conditions(obj)["TopicsReady"]["reason"]) == \
-        ("False", "BrokerUnreachable")
+    assert (conditions(obj)["TopicsReady"]["status"], conditions(obj)["TopicsReady"]["reason"]) == (
+        "False",
+        "BrokerUnreachable",
+    )
     assert st["components"]["router"]["image"] == IMAGES["router"]
     assert st["components"]["router"]["readyReplicas"] == 1
     # Printer columns.
@@ -279,24 +330,37 @@ def test_sample_pipeline_yields_wired_deployments_and_becomes_ready(k, operator_
     assert row[:4] == [NAME, "Running", "4/4", "1"] and len(row) == 5, "no autoRollback: empty ROLLOUT and SHADOW"
     # A first creation is no news (the status says it all); the unreachable broker is.
     events = k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
-    assert [(e["type"], e["reason"]) for e in events if e.get("reportingComponent") == "tspipe-operator"] == \
-        [("Warning", "BrokerUnreachable")]
-    wait_for(lambda: op.reconciles(NAME) and op.reconciles(NAME)[-1].endswith(": 0 writes"), 30,
-             "a pass with no writes")
+    assert [(e["type"], e["reason"]) for e in events if e.get("reportingComponent") == "tspipe-operator"] == [
+        ("Warning", "BrokerUnreachable")
+    ]
+    wait_for(
+        lambda: op.reconciles(NAME) and op.reconciles(NAME)[-1].endswith(": 0 writes"), 30, "a pass with no writes"
+    )
     writes = audit.writes(before, namespace)
-    print(f"\nFIGURE time-to-Ready {took:.1f}s; operator writes for one new pipeline: {len(writes)} "
-          f"({', '.join(sorted({describe(w) for w in writes}))})")
+    print(
+        f"\nFIGURE time-to-Ready {took:.1f}s; operator writes for one new pipeline: {len(writes)} "
+        f"({', '.join(sorted({describe(w) for w in writes}))})"
+    )
     # 4 creates + the status (Progressing, then Running) + that one Event; nothing else.
     assert sum(1 for w in writes if w["verb"] == "create" and w["objectRef"]["resource"] == "deployments") == 4
     assert sum(1 for w in writes if w["objectRef"]["resource"] == "timestamppipelines") <= 2
     assert len(writes) <= 7, [describe(w) for w in writes]
-    assert not [w for w in writes if w["objectRef"]["resource"] == "timestamppipelines"
-                and w["objectRef"].get("subresource") != "status"], "the operator wrote to the pipeline object"
+    assert not [
+        w
+        for w in writes
+        if w["objectRef"]["resource"] == "timestamppipelines" and w["objectRef"].get("subresource") != "status"
+    ], "the operator wrote to the pipeline object"
 
 
 def test_restricted_pod_security_admission_accepts_the_pods(k, operator_factory, namespace):
-    k("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
-      "pod-security.kubernetes.io/enforce-version=latest", "--overwrite")
+    k(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "--overwrite",
+    )
     # Control: admission does enforce the level here (a default pod is refused).
     bad = k("run", "plain", "--image=busybox:1", "--restart=Never", check=False)
     assert bad.returncode != 0 and "violate" in bad.stderr and "PodSecurity" in bad.stderr, bad.stderr
@@ -313,21 +377,41 @@ def test_drift_is_reverted_and_strays_removed(k, operator_factory, audit, namesp
     good_args = container(router)["args"]
 
     # 1. Hand edit of the wiring (args) and the image.
-    k("patch", "deployment", f"{NAME}-router", "--type=json", "-p", json.dumps([
-        {"op": "replace", "path": "/spec/template/spec/containers/0/args/1",
-         "value": "--spring.cloud.stream.bindings.input.destination=hijacked"},
-        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"},
-    ]))
-    wait_for(lambda: container(k.json("deployment", f"{NAME}-router"))["args"] == good_args
-             and container(k.json("deployment", f"{NAME}-router"))["image"] == IMAGES["router"],
-             30, "router args and image restored")
+    k(
+        "patch",
+        "deployment",
+        f"{NAME}-router",
+        "--type=json",
+        "-p",
+        json.dumps(
+            [
+                {
+                    "op": "replace",
+                    "path": "/spec/template/spec/containers/0/args/1",
+                    "value": "--spring.cloud.stream.bindings.input.destination=hijacked",
+                },
+                {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"},
+            ]
+        ),
+    )
+    wait_for(
+        lambda: (
+            container(k.json("deployment", f"{NAME}-router"))["args"] == good_args
+            and container(k.json("deployment", f"{NAME}-router"))["image"] == IMAGES["router"]
+        ),
+        30,
+        "router args and image restored",
+    )
 
     # 2. Hand scaling and an added env var.
     k("scale", "deployment", f"{NAME}-time", "--replicas=3")
     k("set", "env", "deployment", f"{NAME}-evenlogger", "EXTRA=1")
     wait_for(lambda: k.json("deployment", f"{NAME}-time")["spec"]["replicas"] == 1, 30, "time scaled back")
-    wait_for(lambda: "EXTRA" not in {e["name"] for e in container(k.json("deployment", f"{NAME}-evenlogger"))["env"]},
-             30, "env var removed")
+    wait_for(
+        lambda: "EXTRA" not in {e["name"] for e in container(k.json("deployment", f"{NAME}-evenlogger"))["env"]},
+        30,
+        "env var removed",
+    )
 
     # 3. Deletion of a child.
     old_uid = deps[f"{NAME}-oddlogger"]["metadata"]["uid"]
@@ -337,8 +421,14 @@ def test_drift_is_reverted_and_strays_removed(k, operator_factory, audit, namesp
 
     # 4. Labels edited away: found by name, labels restored.
     k("label", "deployment", f"{NAME}-time", "app.kubernetes.io/managed-by-")
-    wait_for(lambda: k.json("deployment", f"{NAME}-time")["metadata"]["labels"]
-             .get("app.kubernetes.io/managed-by") == "tspipe-operator", 30, "labels restored")
+    wait_for(
+        lambda: (
+            k.json("deployment", f"{NAME}-time")["metadata"]["labels"].get("app.kubernetes.io/managed-by")
+            == "tspipe-operator"
+        ),
+        30,
+        "labels restored",
+    )
 
     # 5. A labelled Deployment the pipeline does not want is removed.
     stray = copy.deepcopy(deps[f"{NAME}-time"])
@@ -377,8 +467,9 @@ def test_restart_creates_no_duplicates_and_no_writes(k, operator_factory, audit,
     op, _obj, _ = start_and_wait_ready(k, operator_factory)
     uids = {n: d["metadata"]["uid"] for n, d in four_children(k).items()}
     # Let the status settle: the operator's last pass wrote nothing.
-    wait_for(lambda: op.reconciles(NAME) and op.reconciles(NAME)[-1].endswith(": 0 writes"), 30,
-             "a pass with no writes")
+    wait_for(
+        lambda: op.reconciles(NAME) and op.reconciles(NAME)[-1].endswith(": 0 writes"), 30, "a pass with no writes"
+    )
     op.stop()
     status_before = k.json("tsp", NAME)["status"]
     before = audit.offset()
@@ -408,8 +499,11 @@ def test_unfixable_conflict_becomes_a_condition_and_recovers(k, operator_factory
     degraded = conditions(obj)["Degraded"]
     assert degraded["status"] == "True" and f"{NAME}-time" in degraded["message"]
     assert conditions(obj)["Ready"]["status"] == "False"
-    warnings = [e for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
-                if e["type"] == "Warning" and e["reason"] == "ReconcileFailed"]
+    warnings = [
+        e
+        for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+        if e["type"] == "Warning" and e["reason"] == "ReconcileFailed"
+    ]
     assert warnings and f"{NAME}-time" in warnings[0]["message"]
     # The other three are there; the foreign one was not touched.
     assert container(k.json("deployment", f"{NAME}-time"))["image"] == "busybox:1"
@@ -423,18 +517,21 @@ def test_unfixable_conflict_becomes_a_condition_and_recovers(k, operator_factory
 def test_operator_survives_an_api_server_restart(tmp_path):
     """Its own control plane: the API server goes away and comes back; the operator
     keeps running, its watches resume, and drift made afterwards is still repaired."""
-    from localinfra.kube import ControlPlane
-
     from kubehelpers import CRD_FILE, Kubectl, Operator
+    from localinfra.kube import ControlPlane
 
     with ControlPlane() as cp:
         cp.kubectl("apply", "-f", str(CRD_FILE))
-        wait_for(lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io",
-                                                           check=False).stdout, 60, "CRD served")
+        wait_for(
+            lambda: "timestamppipelines" in cp.kubectl("api-resources", "--api-group=tspipe.io", check=False).stdout,
+            60,
+            "CRD served",
+        )
         cp.kubectl("create", "namespace", "restart")
         k = Kubectl(cp, "restart")
-        op = Operator(cp.kubeconfig, "restart", tmp_path / "operator.log",
-                      ["--backoff-max", "2", "--inactivity-timeout", "10"]).start()
+        op = Operator(
+            cp.kubeconfig, "restart", tmp_path / "operator.log", ["--backoff-max", "2", "--inactivity-timeout", "10"]
+        ).start()
         try:
             k.apply(sample_pipeline())
             wait_for(pipeline_ready(k), 180, "pipeline Ready")

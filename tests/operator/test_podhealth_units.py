@@ -1,18 +1,19 @@
 """Why an app's pods are not Ready (pure): the kubelet's waiting reasons at once, a
 readiness probe that has not passed once it had its full chance, nothing during an
 ordinary start; the pipeline's status names the app and the reason."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from samples import sample_pipeline
+
 from tspipe import podhealth, status_policy
 from tspipe.components import ROUTER
 from tspipe.model import Pipeline
 from tspipe.render import render_deployments
 from tspipe.status import compute_status, pods_recheck_after
 
-NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 ROUTER_PROBE = ROUTER.readiness  # GET /actuator/health/readiness, 5 s delay, 10 s period, 3 failures: 35 s
 
 
@@ -22,11 +23,18 @@ def stamp(seconds_ago):
 
 def pod(name, container_status, component="router", ready=False, scheduled=True, created=600):
     return {
-        "metadata": {"name": name, "creationTimestamp": stamp(created),
-                     "labels": {"app.kubernetes.io/instance": "timestamps", "app.kubernetes.io/component": component}},
-        "status": {"conditions": [{"type": "PodScheduled", "status": "True" if scheduled else "False"},
-                                  {"type": "Ready", "status": "True" if ready else "False"}],
-                   "containerStatuses": [{"name": component, "ready": ready, **container_status}]},
+        "metadata": {
+            "name": name,
+            "creationTimestamp": stamp(created),
+            "labels": {"app.kubernetes.io/instance": "timestamps", "app.kubernetes.io/component": component},
+        },
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "True" if scheduled else "False"},
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+            "containerStatuses": [{"name": component, "ready": ready, **container_status}],
+        },
     }
 
 
@@ -42,17 +50,31 @@ def why(*pods):
     return podhealth.not_ready(pods, "timestamps", "router", ROUTER_PROBE, 8080, NOW)
 
 
-@pytest.mark.parametrize("state, reason, text", [
-    (waiting("ImagePullBackOff", 'Back-off pulling image "example.com/router:9"'), "ImagePullBackOff",
-     "Back-off pulling image"),
-    (waiting("ErrImagePull", "failed to resolve reference"), "ErrImagePull", "failed to resolve reference"),
-    ({**waiting("CrashLoopBackOff", "back-off 40s restarting failed container"),
-      "lastState": {"terminated": {"reason": "Error", "exitCode": 2}}}, "CrashLoopBackOff",
-     "last exit: Error (code 2); back-off 40s"),
-    (waiting("CreateContainerConfigError", 'secret "kafka" not found'), "CreateContainerConfigError",
-     'secret "kafka" not found'),
-    ({"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}, "OOMKilled", "exit code 137"),
-])
+@pytest.mark.parametrize(
+    "state, reason, text",
+    [
+        (
+            waiting("ImagePullBackOff", 'Back-off pulling image "example.com/router:9"'),
+            "ImagePullBackOff",
+            "Back-off pulling image",
+        ),
+        (waiting("ErrImagePull", "failed to resolve reference"), "ErrImagePull", "failed to resolve reference"),
+        (
+            {
+                **waiting("CrashLoopBackOff", "back-off 40s restarting failed container"),
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 2}},
+            },
+            "CrashLoopBackOff",
+            "last exit: Error (code 2); back-off 40s",
+        ),
+        (
+            waiting("CreateContainerConfigError", 'secret "kafka" not found'),
+            "CreateContainerConfigError",
+            'secret "kafka" not found',
+        ),
+        ({"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}, "OOMKilled", "exit code 137"),
+    ],
+)
 def test_the_kubelets_reason_is_reported_at_once(state, reason, text):
     got = why(pod("timestamps-router-b", state), pod("timestamps-router-a", state))
     assert got["pods"] == 2 and got["reason"] == reason and text in got["message"]
@@ -76,12 +98,15 @@ def test_during_a_rollout_the_newest_pods_reason_is_reported():
     assert got["pods"] == 2 and got["reason"] == "ImagePullBackOff"
 
 
-@pytest.mark.parametrize("p", [
-    pod("p", waiting("ContainerCreating")),
-    pod("p", waiting("ImagePullBackOff"), scheduled=False),  # the scheduler's problem: `unschedulable`
-    pod("p", running(500), ready=True),
-    pod("p", waiting("ImagePullBackOff"), component="time"),  # another app's pod
-])
+@pytest.mark.parametrize(
+    "p",
+    [
+        pod("p", waiting("ContainerCreating")),
+        pod("p", waiting("ImagePullBackOff"), scheduled=False),  # the scheduler's problem: `unschedulable`
+        pod("p", running(500), ready=True),
+        pod("p", waiting("ImagePullBackOff"), component="time"),  # another app's pod
+    ],
+)
 def test_nothing_to_report(p):
     assert why(p) is None
 

@@ -4,6 +4,7 @@ own value beats the pipeline default, owned fields are refused by the API server
 them, a nodeSelector no node matches leaves that app Pending with the scheduler's
 reason in the pipeline's status, and the committed Kubernetes shapes are this API
 server's. The operator is a real subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,13 @@ import uuid
 
 import pytest
 import yaml
+from kubehelpers import conditions, generations, no_broker_pipeline, settled, wait_for
 from podschemas import OUT as SCHEMAS_FILE
 from podschemas import build, fetch, render
-
+from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS
 from samples import SAMPLE_NAME as NAME
 from samples import merged
-from kubehelpers import conditions, generations, no_broker_pipeline, settled, wait_for
-from podtemplate_cases import RULE_REFUSALS, UNKNOWN_FIELD_REFUSALS
+
 from tspipe.model import Pipeline, PipelineError
 from tspipe.podtemplate import node_loss_tolerations
 
@@ -49,8 +50,7 @@ def priority_class(control_plane):
     control_plane.kubectl("delete", "priorityclass", name, check=False)
 
 
-def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default(k, operator_factory,
-                                                                                 priority_class):
+def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default(k, operator_factory, priority_class):
     # What the pods name must exist for the API server's admission to create them.
     k("create", "serviceaccount", "stream-apps")
     default = {
@@ -59,11 +59,23 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         "nodeSelector": {"type": "kwok"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "stream", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
-        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                       "whenUnsatisfiable": "ScheduleAnyway",
-                                       "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": NAME}}}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+                    ]
+                }
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": NAME}},
+            }
+        ],
         "priorityClassName": priority_class,
         "serviceAccountName": "stream-apps",
         "imagePullSecrets": [{"name": "registry"}],
@@ -80,10 +92,14 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
     obj = no_broker_pipeline(podTemplate=default)
     obj["spec"]["router"]["podTemplate"] = router
     # Probes (spec.<app>.probes) go through the same API server: its defaults must not read as drift.
-    obj["spec"]["router"]["probes"] = {"readiness": {"httpGet": {"path": "/actuator/info"}, "timeoutSeconds": 5},
-                                       "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30}}
+    obj["spec"]["router"]["probes"] = {
+        "readiness": {"httpGet": {"path": "/actuator/info"}, "timeoutSeconds": 5},
+        "startup": {"tcpSocket": {"port": 8080}, "failureThreshold": 30},
+    }
     obj["spec"]["time"]["resources"] = {"requests": {"cpu": "10m", "memory": "300Mi"}}  # the short spelling
-    Pipeline.from_resource({**obj, "metadata": {**obj["metadata"], "namespace": k.namespace}})  # valid for the model too
+    Pipeline.from_resource(
+        {**obj, "metadata": {**obj["metadata"], "namespace": k.namespace}}
+    )  # valid for the model too
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running (pods scheduled on the kwok node)")
@@ -114,8 +130,9 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
         else:
             assert pod["nodeSelector"] == {"type": "kwok"}
             assert pod["tolerations"] == node_loss_tolerations(default["tolerations"])
-            assert c["resources"] == ({"requests": {"cpu": "10m", "memory": "300Mi"}} if component == "time"
-                                      else default["resources"])
+            assert c["resources"] == (
+                {"requests": {"cpu": "10m", "memory": "300Mi"}} if component == "time" else default["resources"]
+            )
     # The pods carry them too: what a user selects by.
     pods = k.json("pods", "-l", f"team=data,app.kubernetes.io/instance={NAME}")["items"]
     assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == sorted(COMPONENTS.values())
@@ -123,10 +140,19 @@ def test_every_field_reaches_the_deployments_and_an_apps_value_beats_the_default
 
     # Changing one app's podTemplate rolls that app only.
     gens = generations(k)
-    k("patch", "tsp", NAME, "--type=merge", "-p",
-      json.dumps({"spec": {"oddLogger": {"podTemplate": {"annotations": {"example.com/owner": "sinks"}}}}}))
-    wait_for(lambda: pod_template(deployment(k, "oddlogger"))["metadata"]["annotations"]["example.com/owner"]
-             == "sinks", 60, "the oddLogger's annotation updated")
+    k(
+        "patch",
+        "tsp",
+        NAME,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"oddLogger": {"podTemplate": {"annotations": {"example.com/owner": "sinks"}}}}}),
+    )
+    wait_for(
+        lambda: pod_template(deployment(k, "oddlogger"))["metadata"]["annotations"]["example.com/owner"] == "sinks",
+        60,
+        "the oddLogger's annotation updated",
+    )
     wait_for(settled(k, "Running"), 120, "Running after the change")
     after = generations(k)
     assert after["oddlogger"] == gens["oddlogger"] + 1
@@ -191,12 +217,25 @@ def test_a_node_selector_no_node_matches_leaves_the_app_pending_and_status_says_
     (pod,) = k.json("pods", "-l", f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=evenlogger")["items"]
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
     assert pod["spec"]["nodeSelector"] == {"disk": "no-such-disk"}
-    wait_for(lambda: all((d.get("status") or {}).get("availableReplicas") == 1 for n, d in k.deployments().items()
-                         if not n.endswith("-evenlogger")), 120, "the other three apps available")
+    wait_for(
+        lambda: all(
+            (d.get("status") or {}).get("availableReplicas") == 1
+            for n, d in k.deployments().items()
+            if not n.endswith("-evenlogger")
+        ),
+        120,
+        "the other three apps available",
+    )
 
     # The selector fixed: the pod is placed, the pipeline Running, the condition gone.
-    k("patch", "tsp", NAME, "--type=json", "-p",
-      json.dumps([{"op": "remove", "path": "/spec/evenLogger/podTemplate/nodeSelector"}]))
+    k(
+        "patch",
+        "tsp",
+        NAME,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/spec/evenLogger/podTemplate/nodeSelector"}]),
+    )
     obj = wait_for(settled(k, "Running"), 120, "Running once the selector is gone")
     assert "PodsUnschedulable" not in conditions(obj)
     assert "unschedulable" not in obj["status"]["components"]["evenLogger"]

@@ -1,6 +1,7 @@
 """Reliability on its own real control plane (it restarts the API server): SIGKILL the
 operator while 50 pipelines are being created, then restart it; restart the API server
 under a running operator. The operator is a real subprocess."""
+
 from __future__ import annotations
 
 import collections
@@ -10,7 +11,6 @@ import time
 
 import pytest
 import yaml
-
 from kubehelpers import CRD_FILE, Kubectl, Operator, wait_for
 from samples import sample_pipeline
 
@@ -26,8 +26,11 @@ def cp():
 
     with ControlPlane() as plane:
         plane.kubectl("apply", "-f", str(CRD_FILE))
-        wait_for(lambda: "timestamppipelines" in plane.kubectl("api-resources", "--api-group=tspipe.io",
-                                                              check=False).stdout, 60, "CRD served")
+        wait_for(
+            lambda: "timestamppipelines" in plane.kubectl("api-resources", "--api-group=tspipe.io", check=False).stdout,
+            60,
+            "CRD served",
+        )
         plane.kubectl("create", "namespace", NS)
         yield plane
 
@@ -45,8 +48,11 @@ def pipelines(n: int) -> str:
 def phases(k) -> collections.Counter:
     items = k.json("tsp")["items"]
     return collections.Counter(
-        (o.get("status") or {}).get("phase") if (o.get("status") or {}).get("observedGeneration")
-        == o["metadata"]["generation"] else None for o in items)
+        (o.get("status") or {}).get("phase")
+        if (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+        else None
+        for o in items
+    )
 
 
 def test_sigkill_during_creation_of_50_then_restart_converges_without_duplicates(cp, tmp_path):
@@ -57,9 +63,11 @@ def test_sigkill_during_creation_of_50_then_restart_converges_without_duplicates
         # The pipelines arrive in batches, as users create them: a quiet machine's operator
         # creates all 200 Deployments within one kubectl round trip of a single apply.
         docs = pipelines(N).split("---\n")
-        feeder = threading.Thread(target=lambda: [
-            (k("apply", "-f", "-", input="---\n".join(docs[i:i + 5])), time.sleep(0.5))
-            for i in range(0, N, 5)])
+        feeder = threading.Thread(
+            target=lambda: [
+                (k("apply", "-f", "-", input="---\n".join(docs[i : i + 5])), time.sleep(0.5)) for i in range(0, N, 5)
+            ]
+        )
         feeder.start()
         # Kill it mid-way: some children exist, not all.
         wait_for(lambda: len(k.deployments()) >= 20, 120, "20 Deployments created")
@@ -98,21 +106,29 @@ def test_sigkill_during_creation_of_50_then_restart_converges_without_duplicates
 def test_api_server_restart_watches_recover_and_later_changes_are_reconciled(cp, tmp_path):
     k = Kubectl(cp, NS)
     k.apply(sample_pipeline() | {"metadata": {"name": "restart", "namespace": NS}})
-    op = Operator(cp.kubeconfig, NS, tmp_path / "operator.log",
-                  ["--backoff-max", "2", "--inactivity-timeout", "10"]).start()
+    op = Operator(
+        cp.kubeconfig, NS, tmp_path / "operator.log", ["--backoff-max", "2", "--inactivity-timeout", "10"]
+    ).start()
     try:
+
         def running():
             o = k.get_or_none("tsp", "restart")
             st = (o or {}).get("status") or {}
-            return o if st.get("phase") == "Running" and st.get("observedGeneration") == o["metadata"]["generation"] \
+            return (
+                o
+                if st.get("phase") == "Running" and st.get("observedGeneration") == o["metadata"]["generation"]
                 else None
+            )
 
         wait_for(running, 180, "pipeline Running")
         cp.restart_apiserver()
         # A spec change arrives only through the pipeline watch: it must have resumed.
         k("patch", "tsp", "restart", "--type=merge", "-p", json.dumps({"spec": {"router": {"replicas": 3}}}))
-        wait_for(lambda: (o := running()) and o["status"]["components"]["router"]["readyReplicas"] == 3, 120,
-                 "router scaled to 3 after the restart")
+        wait_for(
+            lambda: (o := running()) and o["status"]["components"]["router"]["readyReplicas"] == 3,
+            120,
+            "router scaled to 3 after the restart",
+        )
         # And a child change only through the Deployment watch.
         k("delete", "deployment", "restart-oddlogger")
         wait_for(lambda: k.get_or_none("deployment", "restart-oddlogger"), 120, "oddlogger recreated")

@@ -1,19 +1,20 @@
 """Unit tests: rendering, status computation and the reconcile diff (pure functions)."""
+
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from samples import sample_pipeline
+
 from tspipe import childdiff, crd, render
-from tspipe.model import PipelineError
 from tspipe.childdiff import CREATE, DELETE, RECREATE, UPDATE, contains, plan
+from tspipe.model import PipelineError
 from tspipe.render import render_deployments
 from tspipe.status import compute_status
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 
 def by_component(deps):
@@ -23,16 +24,28 @@ def by_component(deps):
 def test_four_deployments_named_labelled_and_owned():
     deps = render_deployments(sample_pipeline(stored=True))
     assert [d["metadata"]["name"] for d in deps] == [
-        "timestamps-time", "timestamps-router", "timestamps-evenlogger", "timestamps-oddlogger"]
+        "timestamps-time",
+        "timestamps-router",
+        "timestamps-evenlogger",
+        "timestamps-oddlogger",
+    ]
     for d in deps:
         lbl = d["metadata"]["labels"]
         assert lbl["app.kubernetes.io/instance"] == "timestamps"
         assert lbl["app.kubernetes.io/managed-by"] == "tspipe-operator"
         assert lbl["app.kubernetes.io/part-of"] == "tspipe"
-        assert set(d["spec"]["selector"]["matchLabels"].items()) <= set(d["spec"]["template"]["metadata"]["labels"].items())
+        assert set(d["spec"]["selector"]["matchLabels"].items()) <= set(
+            d["spec"]["template"]["metadata"]["labels"].items()
+        )
         (ref,) = d["metadata"]["ownerReferences"]
-        assert ref == {"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": "timestamps",
-                       "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
+        assert ref == {
+            "apiVersion": "tspipe.io/v1alpha1",
+            "kind": "TimestampPipeline",
+            "name": "timestamps",
+            "uid": "uid-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
         assert len(d["metadata"]["annotations"][render.HASH_ANNOTATION]) == 16
 
 
@@ -80,11 +93,15 @@ def test_restricted_pod_security():
 
 def test_overrides_replicas_resources_env():
     obj = sample_pipeline(stored=True)
-    obj["spec"]["router"].update(replicas=3, resources={"limits": {"cpu": "500m"}},
-                                 env=[{"name": "EXTRA", "value": "1"}])
-    obj["spec"]["pod"] = {"serviceAccountName": "apps", "nodeSelector": {"disk": "ssd"},
-                          "tolerations": [{"key": "k", "operator": "Exists"}],
-                          "imagePullSecrets": [{"name": "reg"}]}
+    obj["spec"]["router"].update(
+        replicas=3, resources={"limits": {"cpu": "500m"}}, env=[{"name": "EXTRA", "value": "1"}]
+    )
+    obj["spec"]["pod"] = {
+        "serviceAccountName": "apps",
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "imagePullSecrets": [{"name": "reg"}],
+    }
     deps = by_component(render_deployments(obj))
     assert deps["router"]["spec"]["replicas"] == 3 and deps["time"]["spec"]["replicas"] == 1
     c = deps["router"]["spec"]["template"]["spec"]["containers"][0]
@@ -120,10 +137,20 @@ def actual_from(desired, ready=True, **status):
     d = copy.deepcopy(desired)
     d["metadata"]["generation"] = 1
     n = d["spec"]["replicas"]
-    st = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
-          "readyReplicas": n if ready else 0, "availableReplicas": n if ready else 0,
-          "conditions": [{"type": "Progressing", "status": "True",
-                          "reason": "NewReplicaSetAvailable" if ready else "ReplicaSetUpdated"}]}
+    st = {
+        "observedGeneration": 1,
+        "replicas": n,
+        "updatedReplicas": n,
+        "readyReplicas": n if ready else 0,
+        "availableReplicas": n if ready else 0,
+        "conditions": [
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable" if ready else "ReplicaSetUpdated",
+            }
+        ],
+    }
     st.update(status)
     d["status"] = st
     return d
@@ -145,8 +172,14 @@ def test_status_pending_progressing_running_degraded_failed():
     assert cond["Degraded"]["status"] == "False"
     assert cond["Ready"]["lastTransitionTime"] == "2026-11-27T12:00:00Z"
     assert s["components"]["router"] == {
-        "deployment": "timestamps-router", "desiredReplicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
-        "availableReplicas": 1, "ready": True, "image": "ghcr.io/tspipe/router:0.1.0"}
+        "deployment": "timestamps-router",
+        "desiredReplicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+        "ready": True,
+        "image": "ghcr.io/tspipe/router:0.1.0",
+    }
 
     # Rollout in progress: a new generation not yet observed.
     rolling = copy.deepcopy(running)
@@ -161,8 +194,9 @@ def test_status_pending_progressing_running_degraded_failed():
     assert "evenLogger 0/1" in s["conditions"][0]["message"]
 
     stuck = copy.deepcopy(running)
-    stuck[0]["status"]["conditions"] = [{"type": "Progressing", "status": "False",
-                                         "reason": "ProgressDeadlineExceeded"}]
+    stuck[0]["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
     stuck[0]["status"]["availableReplicas"] = 0
     s = compute_status(obj, stuck, NOW)
     cond = {c["type"]: c for c in s["conditions"]}
@@ -190,7 +224,7 @@ def test_last_transition_time_kept_when_status_unchanged():
     running = [actual_from(d) for d in render_deployments(obj)]
     first = compute_status(obj, running, NOW)
     obj["status"] = first
-    later = datetime(2026, 11, 27, 13, 0, 0, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 27, 13, 0, 0, tzinfo=UTC)
     again = compute_status(obj, running, later)
     assert again == first  # nothing changed: identical status, so no write
     running[0]["status"]["availableReplicas"] = 0
@@ -214,8 +248,9 @@ def test_router_scaled_to_zero_is_ready():
 def server_defaulted(d):
     """What the API server returns: defaults added, empty values dropped, quantities canonical."""
     a = actual_from(d)
-    a["metadata"].update(resourceVersion="7", uid="dep-uid", creationTimestamp="x",
-                         managedFields=[{"manager": "tspipe-operator"}])
+    a["metadata"].update(
+        resourceVersion="7", uid="dep-uid", creationTimestamp="x", managedFields=[{"manager": "tspipe-operator"}]
+    )
     a["spec"].update(strategy={"type": "RollingUpdate"}, revisionHistoryLimit=10, progressDeadlineSeconds=600)
     pod = a["spec"]["template"]["spec"]
     pod.update(restartPolicy="Always", dnsPolicy="ClusterFirst", schedulerName="default-scheduler")
@@ -249,15 +284,26 @@ def test_missing_children_are_created():
     assert [(a.verb, a.name) for a in p.actions] == [(CREATE, "timestamps-time")]
 
 
-@pytest.mark.parametrize("edit, part", [
-    (lambda d: d["spec"]["template"]["spec"]["containers"][0]["args"].append("--x=y"), "template"),
-    (lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "1"}), "template"),
-    (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="evil:1"), "template"),
-    (lambda d: d["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False), "template"),
-    (lambda d: d["spec"].update(replicas=5), "replicas"),
-    (lambda d: d["metadata"]["labels"].pop("app.kubernetes.io/managed-by"), "labels"),
-    (lambda d: d["metadata"].update(ownerReferences=[]), "ownerReferences"),
-])
+@pytest.mark.parametrize(
+    "edit, part",
+    [
+        (lambda d: d["spec"]["template"]["spec"]["containers"][0]["args"].append("--x=y"), "template"),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "1"}),
+            "template",
+        ),
+        (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="evil:1"), "template"),
+        (
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(
+                readOnlyRootFilesystem=False
+            ),
+            "template",
+        ),
+        (lambda d: d["spec"].update(replicas=5), "replicas"),
+        (lambda d: d["metadata"]["labels"].pop("app.kubernetes.io/managed-by"), "labels"),
+        (lambda d: d["metadata"].update(ownerReferences=[]), "ownerReferences"),
+    ],
+)
 def test_hand_edits_are_drift(edit, part):
     obj = sample_pipeline(stored=True)
     desired = render_deployments(obj)
@@ -267,7 +313,9 @@ def test_hand_edits_are_drift(edit, part):
     (action,) = p.actions
     assert action.verb == UPDATE and action.name == "timestamps-router" and part in action.reason
     body = action.body
-    assert body["metadata"]["resourceVersion"] == "7" and "status" not in body and "managedFields" not in body["metadata"]
+    assert (
+        body["metadata"]["resourceVersion"] == "7" and "status" not in body and "managedFields" not in body["metadata"]
+    )
     assert body["spec"]["template"] == desired[1]["spec"]["template"]
     assert body["spec"]["strategy"] == {"type": "RollingUpdate"}  # untouched
     assert childdiff.drift(desired[1], server_defaulted({**body, "status": {}})) == []
@@ -280,7 +328,7 @@ def test_foreign_labels_and_restart_annotation_survive_update():
     a["metadata"]["labels"]["team"] = "x"
     a["spec"]["template"]["metadata"]["annotations"] = {"kubectl.kubernetes.io/restartedAt": "t"}
     a["spec"]["replicas"] = 2
-    (action,) = plan(obj, desired, [a]+[server_defaulted(d) for d in desired[1:]]).actions
+    (action,) = plan(obj, desired, [a] + [server_defaulted(d) for d in desired[1:]]).actions
     assert action.body["metadata"]["labels"]["team"] == "x"
     assert action.body["spec"]["template"]["metadata"]["annotations"] == {"kubectl.kubernetes.io/restartedAt": "t"}
 
@@ -319,7 +367,12 @@ def test_crd_file_is_generated_and_consistent():
     assert (ROOT / "crds" / "timestamppipelines.tspipe.io.yaml").read_text() == crd.render_yaml()
     doc = crd.crd()
     v = doc["spec"]["versions"][0]
-    assert doc["spec"]["names"]["shortNames"] == ["tsp"] and v["subresources"] == {"status": {}, "scale": {
-        "specReplicasPath": ".spec.router.replicas", "statusReplicasPath": ".status.replicas",
-        "labelSelectorPath": ".status.selector"}}
+    assert doc["spec"]["names"]["shortNames"] == ["tsp"] and v["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.router.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
     assert [c["name"] for c in v["additionalPrinterColumns"]][:3] == ["Phase", "Ready", "Router"]

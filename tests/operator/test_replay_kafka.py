@@ -1,6 +1,7 @@
 """The Kafka half of an offset reset (kafka_admin.py) against the real broker: what a
 reset is planned from (log start and end, committed offsets, offsets by time, the
 group's members and what they hold) and the offsets it writes."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,8 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-
 from localinfra.proc import wait_for
+
 from tspipe.kafka_admin import TopicAdmin
 
 pytestmark = pytest.mark.kafka
@@ -68,8 +69,9 @@ def test_reset_state_and_commit(kafka_bootstrap, topic):
 
 def test_a_member_is_seen_with_its_partitions_and_the_broker_refuses_offsets_for_its_group(kafka_bootstrap, topic):
     group = f"g-{uuid.uuid4().hex[:8]}"
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group, client_id="someone-else",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, group_id=group, client_id="someone-else", enable_auto_commit=False
+    )
     try:
         deadline = time.monotonic() + 60
         while not consumer.assignment() and time.monotonic() < deadline:
@@ -100,8 +102,11 @@ def test_an_open_transaction_on_an_output_is_seen_until_it_ends(kafka_bootstrap,
         assert txns == [f"{topic}-1"]
         producer.abort_transaction()
         # The coordinator writes the abort markers after it answered: gone within moments.
-        wait_for(lambda: admin.reset_state((kafka_bootstrap,), "g-none", topic, None, (topic,))[2] == [], 30,
-                 "the transaction's end seen")
+        wait_for(
+            lambda: admin.reset_state((kafka_bootstrap,), "g-none", topic, None, (topic,))[2] == [],
+            30,
+            "the transaction's end seen",
+        )
     finally:
         producer.close()
 

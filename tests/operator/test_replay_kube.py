@@ -6,6 +6,7 @@ request the broker's state refuses changes nothing.
 kwok's router pods consume nothing, so the test makes the group's state itself: it
 commits offsets as the group (what the router does) and, for the refusal, keeps a
 consumer of its own in the group."""
+
 from __future__ import annotations
 
 import subprocess
@@ -16,9 +17,8 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, settled, wait_for
+from samples import SAMPLE_NAME as NAME
 from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
@@ -32,10 +32,21 @@ class ReplicaWatch:
     poll could miss a short stop)."""
 
     def __init__(self, cp, namespace: str, name: str):
-        argv = [str(cp._tspkube()), "kubectl", "--kubeconfig", cp.kubeconfig, "-n", namespace, "get",
-                "deployment", name, "-w", "-o", "jsonpath={.spec.replicas}{\"\\n\"}"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env=cp._env())
+        argv = [
+            str(cp._tspkube()),
+            "kubectl",
+            "--kubeconfig",
+            cp.kubeconfig,
+            "-n",
+            namespace,
+            "get",
+            "deployment",
+            name,
+            "-w",
+            "-o",
+            'jsonpath={.spec.replicas}{"\\n"}',
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cp._env())
         self.seen: list[int] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -79,8 +90,9 @@ def produce_stamped(bootstrap, topic, partition, stamps_ms):
 
 def join(bootstrap, topic, group, client_id="test-consumer") -> KafkaConsumer:
     """A member of `group` holding the partitions of `topic`."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id=client_id,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, client_id=client_id, enable_auto_commit=False
+    )
     deadline = time.monotonic() + 60
     while not consumer.assignment() and time.monotonic() < deadline:
         consumer.poll(500)
@@ -115,8 +127,10 @@ def start(k, operator_factory, bootstrap) -> tuple[str, str]:
     obj = sample_pipeline()
     group, topic = f"s{tag}", f"in-{tag}"
     obj["spec"]["streamName"] = group
-    obj["spec"]["kafka"] = {"brokers": [bootstrap], "topics": {
-        "input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": PARTITIONS}}
+    obj["spec"]["kafka"] = {
+        "brokers": [bootstrap],
+        "topics": {"input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": PARTITIONS},
+    }
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
@@ -136,8 +150,9 @@ def reset(k, value, state, timeout=120):
     return wait_for(done, timeout, f"{ANNOTATION}={value} {state}")
 
 
-def test_reset_to_earliest_to_a_time_and_to_offsets_with_the_router_stopped(k, operator_factory, kafka_bootstrap,
-                                                                              watch):
+def test_reset_to_earliest_to_a_time_and_to_offsets_with_the_router_stopped(
+    k, operator_factory, kafka_bootstrap, watch
+):
     group, topic = start(k, operator_factory, kafka_bootstrap)
     now = int(time.time() * 1000)
     old, new = now - 600_000, now - 60_000  # ten records ten minutes ago, then ten a minute ago
@@ -150,8 +165,12 @@ def test_reset_to_earliest_to_a_time_and_to_offsets_with_the_router_stopped(k, o
     obj = reset(k, "earliest", "Completed")
     assert committed(kafka_bootstrap, topic, group) == {0: 0, 1: 0}
     entry = obj["status"]["history"][-1]["offsetReset"]
-    assert entry == {"request": "earliest", "group": group, "topic": topic, "partitions": [
-        {"partition": 0, "from": 20, "to": 0}, {"partition": 1, "from": 15, "to": 0}]}
+    assert entry == {
+        "request": "earliest",
+        "group": group,
+        "topic": topic,
+        "partitions": [{"partition": 0, "from": 20, "to": 0}, {"partition": 1, "from": 15, "to": 0}],
+    }
     wait_for(settled(k, "Running"), 120, "Running again")
     assert k.json("deployment", f"{NAME}-router")["spec"]["replicas"] == 1
     assert replicas.changes() == [1, 0, 1], "stopped, then started again"
@@ -165,7 +184,9 @@ def test_reset_to_earliest_to_a_time_and_to_offsets_with_the_router_stopped(k, o
     obj = reset(k, at, "Completed")
     assert committed(kafka_bootstrap, topic, group) == {0: 10, 1: 10}
     assert obj["status"]["history"][-1]["offsetReset"]["partitions"] == [
-        {"partition": 0, "from": 0, "to": 10}, {"partition": 1, "from": 0, "to": 10}]
+        {"partition": 0, "from": 0, "to": 10},
+        {"partition": 1, "from": 0, "to": 10},
+    ]
 
     # 3. Explicit offsets: partition 1 only; partition 0 keeps its offset.
     reset(k, "1:17", "Completed")
@@ -204,8 +225,9 @@ def test_refused_resets_change_nothing(k, operator_factory, kafka_bootstrap, wat
     # An offset past the end, and a malformed value: refused, naming the partition / the problem.
     obj = reset(k, "0:2,1:99", "Rejected")
     cond = conditions(obj)["OffsetReset"]
-    assert cond["reason"] == "OffsetOutOfRange" and f"partition 1 of {topic}: offset 99 is outside 0..5" in \
-        cond["message"]
+    assert (
+        cond["reason"] == "OffsetOutOfRange" and f"partition 1 of {topic}: offset 99 is outside 0..5" in cond["message"]
+    )
     obj = reset(k, "yesterday", "Rejected")
     assert conditions(obj)["OffsetReset"]["reason"] == "MalformedValue"
     assert committed(kafka_bootstrap, topic, group) == {0: 5, 1: 3}

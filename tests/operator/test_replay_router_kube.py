@@ -7,6 +7,7 @@ kwok's router pods consume nothing, so the test plays the kubelet for one real r
 process: it runs `tsp-router` under the hostname of a router pod (a UTS namespace:
 `unshare --uts`, root only), stops it when the operator scales the Deployment to zero
 and starts it again when the operator scales it back."""
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,10 @@ import time
 import uuid
 
 import pytest
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, settled, wait_for
-from samples import sample_pipeline
 from routerproc import RouterProc, produce, read_all, timestamps
+from samples import SAMPLE_NAME as NAME
+from samples import sample_pipeline
 from test_replay_kube import ANNOTATION, committed
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
@@ -35,13 +35,24 @@ N = 40
 class PodRouter(RouterProc):
     """The router as if in a pod: its hostname (so its client id, tsrouter-<hostname>) is the pod's."""
 
-    def start(self) -> "PodRouter":
+    def start(self) -> PodRouter:
         import subprocess
 
-        argv = ["unshare", "--uts", "sh", "-c", f'hostname {POD} && exec "$@"', "sh",
-                sys.executable, "-m", "tsrouter", *self.args]
-        self.proc = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        argv = [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {POD} && exec "$@"',
+            "sh",
+            sys.executable,
+            "-m",
+            "tsrouter",
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(
+            argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         return self
 
 
@@ -50,8 +61,7 @@ def router_replicas(k) -> int:
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operator_factory, kafka_bootstrap,
-                                                                      guarantee):
+def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operator_factory, kafka_bootstrap, guarantee):
     tag = uuid.uuid4().hex[:8]
     group, topic, even, odd = f"s{tag}", f"in-{tag}", f"even-{tag}", f"odd-{tag}"
     obj = sample_pipeline()
@@ -63,12 +73,14 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
     operator_factory().start()
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
-    args = [f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
-            f"--spring.cloud.stream.bindings.input.destination={topic}",
-            f"--spring.cloud.stream.bindings.even.destination={even}",
-            f"--spring.cloud.stream.bindings.odd.destination={odd}",
-            f"--spring.cloud.stream.bindings.input.group={group}",
-            f"--tsrouter.processing-guarantee={guarantee.replace('_', '-')}"]
+    args = [
+        f"--spring.cloud.stream.kafka.binder.brokers={kafka_bootstrap}",
+        f"--spring.cloud.stream.bindings.input.destination={topic}",
+        f"--spring.cloud.stream.bindings.even.destination={even}",
+        f"--spring.cloud.stream.bindings.odd.destination={odd}",
+        f"--spring.cloud.stream.bindings.input.group={group}",
+        f"--tsrouter.processing-guarantee={guarantee.replace('_', '-')}",
+    ]
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     values = timestamps(N)
     routers = []
@@ -114,8 +126,9 @@ def test_reset_waits_for_the_router_to_leave_and_replays_every_record(k, operato
         assert got_even == sorted(want_even * 2), f"{len(got_even)} on even"
         assert got_odd == sorted(want_odd * 2), f"{len(got_odd)} on odd"
         wait_for(settled(k, "Running"), 120, "Running again")
-        wait_for(lambda: conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing", 60,
-                 "the autoscaler back")
+        wait_for(
+            lambda: conditions(k.json("tsp", NAME))["Autoscaling"]["reason"] == "Enforcing", 60, "the autoscaler back"
+        )
         assert router_replicas(k) == 1
     finally:
         for r in routers:

@@ -1,33 +1,52 @@
 """Unit tests: the `tspipe.io/reset-offsets` annotation: its syntax, the plan (which
 offset each partition moves from and to, what is refused and why) and the reconcile
 passes that carry it out, over the in-memory fakes (controllerfakes.py)."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import pytest
-
 from controllerfakes import FakeAdmin, _ready, make, run
+
 from tspipe.replay import (
-    BEFORE_LOG_START, EARLIEST, FOREIGN_MEMBERS, IN_FUTURE, LATEST, MALFORMED, NO_INPUT_TOPIC, OFFSETS,
-    OUT_OF_RANGE, TIME, UNKNOWN_PARTITION, Member, Move, PartitionState, owned, parse_reset, plan,
+    BEFORE_LOG_START,
+    EARLIEST,
+    FOREIGN_MEMBERS,
+    IN_FUTURE,
+    LATEST,
+    MALFORMED,
+    NO_INPUT_TOPIC,
+    OFFSETS,
+    OUT_OF_RANGE,
+    TIME,
+    UNKNOWN_PARTITION,
+    Member,
+    Move,
+    PartitionState,
+    owned,
+    parse_reset,
+    plan,
     refuse_members,
 )
 
-NOW_MS = int(datetime(2026, 12, 5, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)
-T9 = int(datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc).timestamp() * 1000)
+NOW_MS = int(datetime(2026, 12, 5, 10, 0, tzinfo=UTC).timestamp() * 1000)
+T9 = int(datetime(2026, 12, 5, 9, 0, tzinfo=UTC).timestamp() * 1000)
 
 
 # --- syntax ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, kind, extra", [
-    ("earliest", EARLIEST, None),
-    (" Latest ", LATEST, None),
-    ("2026-12-05T09:00:00Z", TIME, T9),
-    ("2026-12-05T10:00:00+01:00", TIME, T9),
-    ("2026-12-05t09:00:00.250z", TIME, T9 + 250),
-    ("0:120", OFFSETS, ((0, 120),)),
-    (" 1:5 , 0:120 ", OFFSETS, ((0, 120), (1, 5))),
-])
+@pytest.mark.parametrize(
+    "value, kind, extra",
+    [
+        ("earliest", EARLIEST, None),
+        (" Latest ", LATEST, None),
+        ("2026-12-05T09:00:00Z", TIME, T9),
+        ("2026-12-05T10:00:00+01:00", TIME, T9),
+        ("2026-12-05t09:00:00.250z", TIME, T9 + 250),
+        ("0:120", OFFSETS, ((0, 120),)),
+        (" 1:5 , 0:120 ", OFFSETS, ((0, 120), (1, 5))),
+    ],
+)
 def test_valid_values(value, kind, extra):
     r = parse_reset(value)
     assert (r.kind, r.problem) == (kind, "")
@@ -37,17 +56,20 @@ def test_valid_values(value, kind, extra):
         assert r.offsets == extra
 
 
-@pytest.mark.parametrize("value, says", [
-    ("", "empty"),
-    ("yesterday", "not earliest, latest, an RFC 3339 time"),
-    ("2026-12-05", "a time needs seconds and a zone"),
-    ("2026-12-05T09:00:00", "a time needs seconds and a zone"),
-    ("2026-02-30T09:00:00Z", "not a valid time"),
-    ("0:120,x:5", "'x:5' is not partition:offset"),
-    ("0:-1", "'0:-1' is not partition:offset"),
-    ("0:1,0:2", "partition 0 is named twice"),
-    ("0:1,", "'' is not partition:offset"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("", "empty"),
+        ("yesterday", "not earliest, latest, an RFC 3339 time"),
+        ("2026-12-05", "a time needs seconds and a zone"),
+        ("2026-12-05T09:00:00", "a time needs seconds and a zone"),
+        ("2026-02-30T09:00:00Z", "not a valid time"),
+        ("0:120,x:5", "'x:5' is not partition:offset"),
+        ("0:-1", "'0:-1' is not partition:offset"),
+        ("0:1,0:2", "partition 0 is named twice"),
+        ("0:1,", "'' is not partition:offset"),
+    ],
+)
 def test_malformed_values_name_the_problem(value, says):
     r = parse_reset(value)
     assert r.kind == "" and says in r.problem and r.problem.endswith("nothing changed"), r.problem
@@ -82,17 +104,26 @@ def test_explicit_offsets_move_only_the_partitions_named():
     assert moves("0:120,1:0") == [(0, 100, 120), (1, -1, 0)]
 
 
-@pytest.mark.parametrize("value, parts, reason, says", [
-    ("2:0", PARTS, UNKNOWN_PARTITION, "topic in has no partition 2 (partitions: 0..1)"),
-    ("0:121", PARTS, OUT_OF_RANGE, "partition 0 of in: offset 121 is outside 0..120"),
-    ("0:3", [PartitionState(0, start=10, end=20, committed=15)], OUT_OF_RANGE, "offset 3 is outside 10..20"),
-    ("2026-12-05T09:00:00Z", [PartitionState(0, 0, 9, None, at=0, first_time=T9 - 1),
-                              PartitionState(1, start=50, end=60, committed=55, at=50, first_time=T9 + 60_000)],
-     BEFORE_LOG_START, "partition 1 of in: 2026-12-05T09:00:00.000Z is before its log start (offset 50, the "
-                       "oldest record left, is from 2026-12-05T09:01:00.000Z"),
-    ("2026-12-05T11:00:00Z", PARTS, IN_FUTURE, "2026-12-05T11:00:00.000Z is in the future"),
-    ("earliest", None, NO_INPUT_TOPIC, "the input topic in does not exist"),
-])
+@pytest.mark.parametrize(
+    "value, parts, reason, says",
+    [
+        ("2:0", PARTS, UNKNOWN_PARTITION, "topic in has no partition 2 (partitions: 0..1)"),
+        ("0:121", PARTS, OUT_OF_RANGE, "partition 0 of in: offset 121 is outside 0..120"),
+        ("0:3", [PartitionState(0, start=10, end=20, committed=15)], OUT_OF_RANGE, "offset 3 is outside 10..20"),
+        (
+            "2026-12-05T09:00:00Z",
+            [
+                PartitionState(0, 0, 9, None, at=0, first_time=T9 - 1),
+                PartitionState(1, start=50, end=60, committed=55, at=50, first_time=T9 + 60_000),
+            ],
+            BEFORE_LOG_START,
+            "partition 1 of in: 2026-12-05T09:00:00.000Z is before its log start (offset 50, the "
+            "oldest record left, is from 2026-12-05T09:01:00.000Z",
+        ),
+        ("2026-12-05T11:00:00Z", PARTS, IN_FUTURE, "2026-12-05T11:00:00.000Z is in the future"),
+        ("earliest", None, NO_INPUT_TOPIC, "the input topic in does not exist"),
+    ],
+)
 def test_refusals_name_the_partition_and_change_nothing(value, parts, reason, says):
     p = plan(parse_reset(value), "in", parts, NOW_MS)
     assert (p.reason, p.moves) == (reason, ())
@@ -149,8 +180,12 @@ class ResetAdmin(FakeAdmin):
         return {}
 
 
-ROUTER_POD = {"metadata": {"name": "timestamps-router-5d4f8b7c9-x2x7q", "labels": {
-    "app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "timestamps"}}}
+ROUTER_POD = {
+    "metadata": {
+        "name": "timestamps-router-5d4f8b7c9-x2x7q",
+        "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": "timestamps"},
+    }
+}
 
 
 def stopped(kube):
@@ -194,8 +229,11 @@ def test_a_reset_stops_the_router_sets_the_offsets_and_starts_it_again():
     assert router_replicas(kube) == 0 and admin.committed == []
     assert pipe["metadata"]["annotations"]["tspipe.io/reset-offsets"] == "earliest"
     st = pipe["status"]
-    assert (st["phase"], conds(pipe)["OffsetReset"]["status"], st["offsetReset"]["state"]) == \
-        ("Progressing", "True", "StoppingRouter")
+    assert (st["phase"], conds(pipe)["OffsetReset"]["status"], st["offsetReset"]["state"]) == (
+        "Progressing",
+        "True",
+        "StoppingRouter",
+    )
     assert "stopping the router" in st["offsetReset"]["message"]
     assert [e[:2] for e in kube.events if e[1] == "ResettingOffsets"] == [("Normal", "ResettingOffsets")]
     run(ctl.reconcile("ns", "timestamps"))
@@ -207,8 +245,12 @@ def test_a_reset_stops_the_router_sets_the_offsets_and_starts_it_again():
     assert router_replicas(kube) == 1
     assert "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
     entry = pipe["status"]["history"][-1]["offsetReset"]
-    assert entry == {"request": "earliest", "group": "timeStampStream", "topic": "timeDest",
-                     "partitions": [{"partition": 0, "from": 100, "to": 0}, {"partition": 1, "from": 5, "to": 0}]}
+    assert entry == {
+        "request": "earliest",
+        "group": "timeStampStream",
+        "topic": "timeDest",
+        "partitions": [{"partition": 0, "from": 100, "to": 0}, {"partition": 1, "from": 5, "to": 0}],
+    }
     cond = conds(pipe)["OffsetReset"]
     assert (cond["status"], cond["reason"]) == ("False", "Completed")
     (event,) = [e for e in kube.events if e[1] == "OffsetsReset"]
@@ -262,16 +304,24 @@ def test_the_log_sinks_in_the_same_group_are_held_too_and_start_again():
     once they are gone too. Their members (known by their pods' IPs) are the pipeline's
     own; they are held at zero with the router and come back with it."""
     kube, ctl, pipe = settled()
-    sinks = [{"metadata": {**ROUTER_POD["metadata"], "name": f"timestamps-{s}logger-7c9d8-{s[0]}x"},
-              "status": {"podIP": ip}} for s, ip in (("even", "10.0.0.8"), ("odd", "10.0.0.9"))]
+    sinks = [
+        {"metadata": {**ROUTER_POD["metadata"], "name": f"timestamps-{s}logger-7c9d8-{s[0]}x"}, "status": {"podIP": ip}}
+        for s, ip in (("even", "10.0.0.8"), ("odd", "10.0.0.9"))
+    ]
     kube.pods = [ROUTER_POD, *sinks]
-    ctl.admin.members = [Member("consumer-timeStampStream-2", "/10.0.0.8", ()),
-                         Member("consumer-timeStampStream-2", "/10.0.0.9", ())]
+    ctl.admin.members = [
+        Member("consumer-timeStampStream-2", "/10.0.0.8", ()),
+        Member("consumer-timeStampStream-2", "/10.0.0.9", ()),
+    ]
     annotate(pipe, "earliest")
     run(ctl.reconcile("ns", "timestamps"))
     replicas = {n: d["spec"]["replicas"] for n, d in kube.deps.items()}
-    assert replicas == {"timestamps-time": 1, "timestamps-router": 0, "timestamps-evenlogger": 0,
-                        "timestamps-oddlogger": 0}, replicas
+    assert replicas == {
+        "timestamps-time": 1,
+        "timestamps-router": 0,
+        "timestamps-evenlogger": 0,
+        "timestamps-oddlogger": 0,
+    }, replicas
     st = pipe["status"]["offsetReset"]
     assert st["state"] == "StoppingRouter" and "log sinks" in st["message"], st
     assert ctl.admin.committed == []
@@ -286,8 +336,12 @@ def test_the_log_sinks_in_the_same_group_are_held_too_and_start_again():
     assert ctl.admin.committed == [("timeStampStream", "timeDest", {0: 0, 1: 0})]
     assert pipe["status"]["offsetReset"]["state"] == "Completed"
     replicas = {n: d["spec"]["replicas"] for n, d in kube.deps.items()}
-    assert replicas == {"timestamps-time": 1, "timestamps-router": 1, "timestamps-evenlogger": 1,
-                        "timestamps-oddlogger": 1}, replicas
+    assert replicas == {
+        "timestamps-time": 1,
+        "timestamps-router": 1,
+        "timestamps-evenlogger": 1,
+        "timestamps-oddlogger": 1,
+    }, replicas
 
 
 def test_the_router_own_consumer_still_in_the_group_is_waited_for():
@@ -335,12 +389,26 @@ def with_credentials(pipe):
 def job_done(kube, name, message, state="Complete"):
     """What the Job controller and the kubelet leave: the Job's condition, its pod's
     terminated container with the termination message."""
-    kube.jobs[name]["status"] = {"conditions": [{"type": state, "status": "True", "reason": "BackoffLimitExceeded"
-                                                 if state == "Failed" else "", "message": "Job has reached the "
-                                                 "specified backoff limit" if state == "Failed" else ""}]}
-    kube.pods = [{"metadata": {"name": f"{name}-abcde", "labels": {"batch.kubernetes.io/job-name": name}},
-                  "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0 if state == "Complete"
-                                                                             else 3, "message": message}}}]}}]
+    kube.jobs[name]["status"] = {
+        "conditions": [
+            {
+                "type": state,
+                "status": "True",
+                "reason": "BackoffLimitExceeded" if state == "Failed" else "",
+                "message": "Job has reached the specified backoff limit" if state == "Failed" else "",
+            }
+        ]
+    }
+    kube.pods = [
+        {
+            "metadata": {"name": f"{name}-abcde", "labels": {"batch.kubernetes.io/job-name": name}},
+            "status": {
+                "containerStatuses": [
+                    {"state": {"terminated": {"exitCode": 0 if state == "Complete" else 3, "message": message}}}
+                ]
+            },
+        }
+    ]
 
 
 def test_with_credentials_a_job_of_the_router_image_resets_and_its_result_is_recorded():
@@ -363,17 +431,22 @@ def test_with_credentials_a_job_of_the_router_image_resets_and_its_result_is_rec
     assert "reset_state" not in ctl.admin.calls and "commit_offsets" not in ctl.admin.calls
     run(ctl.reconcile("ns", "timestamps"))  # still running: nothing changes
     assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
-    job_done(kube, name, '{"group":"timeStampStream","topic":"timeDest","committed":true,'
-                         '"moves":[[0,40,0],[1,-1,0]]}')
+    job_done(kube, name, '{"group":"timeStampStream","topic":"timeDest","committed":true,"moves":[[0,40,0],[1,-1,0]]}')
     run(ctl.reconcile("ns", "timestamps"))
     st = pipe["status"]
     assert router_replicas(kube) == 1 and "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
     assert st["offsetReset"]["state"] == "Completed" and st["offsetReset"]["job"] == name
-    assert st["offsetReset"]["partitions"] == [{"partition": 0, "from": 40, "to": 0},
-                                               {"partition": 1, "from": -1, "to": 0}]
+    assert st["offsetReset"]["partitions"] == [
+        {"partition": 0, "from": 40, "to": 0},
+        {"partition": 1, "from": -1, "to": 0},
+    ]
     entry = st["history"][-1]
-    assert entry["offsetReset"] == {"request": "earliest", "group": "timeStampStream", "topic": "timeDest",
-                                    "partitions": st["offsetReset"]["partitions"]}
+    assert entry["offsetReset"] == {
+        "request": "earliest",
+        "group": "timeStampStream",
+        "topic": "timeDest",
+        "partitions": st["offsetReset"]["partitions"],
+    }
     assert "OffsetsReset" in [e[1] for e in kube.events]
 
 
@@ -386,8 +459,12 @@ def test_with_credentials_a_refused_or_failed_job_is_a_refusal_with_its_message(
     run(ctl.reconcile("ns", "timestamps"))
     (name,) = kube.jobs
     said = "tspipe.io/reset-offsets='0:999' refused: partition 0 of timeDest: offset 999 is outside 0..40"
-    job_done(kube, name, '{"group":"g","topic":"timeDest","committed":false,"reason":"OffsetOutOfRange",'
-                         f'"message":"{said}"}}', "Failed")
+    job_done(
+        kube,
+        name,
+        f'{{"group":"g","topic":"timeDest","committed":false,"reason":"OffsetOutOfRange","message":"{said}"}}',
+        "Failed",
+    )
     run(ctl.reconcile("ns", "timestamps"))
     cond = conds(pipe)["OffsetReset"]
     assert (cond["status"], cond["reason"], cond["message"]) == ("False", "OffsetOutOfRange", said)
@@ -415,7 +492,7 @@ def test_the_router_that_does_not_stop_in_time_is_refused_and_restarted():
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 0
     assert "waiting for its open transactions to end" in pipe["status"]["offsetReset"]["message"]
-    ctl.clients.now = lambda: datetime(2026, 1, 1, 0, 6, tzinfo=timezone.utc)  # 6 minutes later
+    ctl.clients.now = lambda: datetime(2026, 1, 1, 0, 6, tzinfo=UTC)  # 6 minutes later
     run(ctl.reconcile("ns", "timestamps"))
     assert ctl.admin.committed == [] and router_replicas(kube) == 1
     cond = conds(pipe)["OffsetReset"]

@@ -2,25 +2,31 @@
 the Job the operator renders (resetjob.py), the result the Job writes and the operator
 reads back (offsetplan.result_document / parse_result), and the router's copy of the
 shared plan module being the operator's byte for byte."""
+
 import json
 from pathlib import Path
 
 from tspipe import names, offsetplan, resetjob
+from tspipe.components import ROUTER
 from tspipe.model import Pipeline
 from tspipe.render import render_deployment
-from tspipe.components import ROUTER
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def resource(**router):
     return {
-        "apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline",
+        "apiVersion": "tspipe.io/v1alpha1",
+        "kind": "TimestampPipeline",
         "metadata": {"name": "timestamps", "namespace": "apps", "uid": "u-1", "generation": 1},
-        "spec": {"kafka": {"brokers": ["kafka:9092"], "topics": {"manage": False},
-                           "credentials": {"secretName": "kafka-user", "mechanism": "SCRAM-SHA-512",
-                                           "caSecretName": "kafka-ca"}},
-                 "router": router},
+        "spec": {
+            "kafka": {
+                "brokers": ["kafka:9092"],
+                "topics": {"manage": False},
+                "credentials": {"secretName": "kafka-user", "mechanism": "SCRAM-SHA-512", "caSecretName": "kafka-ca"},
+            },
+            "router": router,
+        },
     }
 
 
@@ -44,8 +50,14 @@ def test_the_job_is_the_router_pod_with_the_reset_command():
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     # The router pod's security, scheduling and volumes (the CA mount) as they are.
-    for key in ("securityContext", "volumes", "nodeSelector", "serviceAccountName", "automountServiceAccountToken",
-                "tolerations"):
+    for key in (
+        "securityContext",
+        "volumes",
+        "nodeSelector",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "tolerations",
+    ):
         assert pod[key] == router[key], key
     (c,) = pod["containers"]
     rc = router["containers"][0]
@@ -55,8 +67,11 @@ def test_the_job_is_the_router_pod_with_the_reset_command():
     assert c["env"] == rc["env"] and c["volumeMounts"] == rc["volumeMounts"]
     assert any("secretKeyRef" in e.get("valueFrom", {}) for e in c["env"])
     assert c["command"] == ["tsp-router", "reset-offsets"]
-    assert c["args"][:3] == ["--reset.to=2026-12-05T09:00:00Z", "--reset.router=timestamps-router",
-                             f"--reset.wait-seconds={resetjob.WAIT_SECONDS}"]
+    assert c["args"][:3] == [
+        "--reset.to=2026-12-05T09:00:00Z",
+        "--reset.router=timestamps-router",
+        f"--reset.wait-seconds={resetjob.WAIT_SECONDS}",
+    ]
     assert c["args"][3:] == rc["args"]
     assert c["terminationMessagePolicy"] == "File" and c["terminationMessagePath"] == "/dev/termination-log"
     assert not {"readinessProbe", "livenessProbe", "startupProbe", "ports"} & set(c)
@@ -76,8 +91,18 @@ def test_one_job_name_per_request_within_the_label_limit():
 def test_the_job_state_and_message_read_back():
     assert resetjob.finished({"status": {"active": 1}}) == ""
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-                                         "message": "Job was active longer than specified deadline"}]}}
+    failed = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline",
+                }
+            ]
+        }
+    }
     assert resetjob.finished(done) == "Complete" and resetjob.finished(failed) == "Failed"
     assert resetjob.failure(failed) == "DeadlineExceeded: Job was active longer than specified deadline"
     pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": "{}"}}}]}}

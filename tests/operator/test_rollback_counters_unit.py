@@ -1,6 +1,7 @@
 """Rollouts of a pipeline whose broker needs credentials are judged by the router pods'
 own counters (pure: the parsing of a pod's exposition and the verdict; the real node
 shows the whole path in tests/node/test_node_rollback.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,17 @@ def test_a_router_without_the_committed_counter_cannot_be_judged():
 def test_a_window_where_every_committed_record_was_routed_is_stable_and_says_what_was_not_checked():
     j = judge_counters({"r-a": pod(100, 50, 50)}, {"r-a": pod(160, 82, 80)}, 0.05)
     assert j.ok and j.reason == rollback.CHECKS_PASSED
-    assert j.checks == {"source": "routerCounters", "pods": 1, "consumed": 60, "routedEven": 32, "routedOdd": 30,
-                        "deadLettered": 0, "lost": 0, "lag": 0, "deadLetterRatio": 0.0}
+    assert j.checks == {
+        "source": "routerCounters",
+        "pods": 1,
+        "consumed": 60,
+        "routedEven": 32,
+        "routedOdd": 30,
+        "deadLettered": 0,
+        "lost": 0,
+        "lag": 0,
+        "deadLetterRatio": 0.0,
+    }
     assert "misrouting was not checked" in j.message
 
 

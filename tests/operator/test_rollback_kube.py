@@ -2,6 +2,7 @@
 plays kubelet for the pods, the local runner runs each router Deployment's program for
 real (a misrouting release is another copy of the router package, standing in for an
 image), and the test itself is the time source (it writes numbered timestamps)."""
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,11 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, wait_for
-from samples import sample_pipeline
 from localinfra.kafka import topic_values
 from localinfra.runner import Runner
+from samples import SAMPLE_NAME as NAME
+from samples import sample_pipeline
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -76,6 +76,7 @@ def verdict_for(k, generation: int, verdict: str):
     def probe():
         r = rollout(k)
         return r if r.get("generation") == generation and r.get("verdict") == verdict else None
+
     return probe
 
 
@@ -93,26 +94,36 @@ def events(k) -> list[dict]:
 
 
 def test_bad_rollouts_roll_back_a_good_one_is_stable_and_no_timestamp_is_lost(
-        k, namespace, kubeconfig, operator_factory, kafka_bootstrap, tmp_path):
+    k, namespace, kubeconfig, operator_factory, kafka_bootstrap, tmp_path
+):
     tag = uuid.uuid4().hex[:8]
     topics = {"input": f"in-{tag}", "even": f"even-{tag}", "odd": f"odd-{tag}"}
-    obj = sample_pipeline(streamName=f"s{tag}", rollout={
-        "autoRollback": True, "verifySeconds": VERIFY_SECONDS, "progressDeadlineSeconds": 10})
+    obj = sample_pipeline(
+        streamName=f"s{tag}",
+        rollout={"autoRollback": True, "verifySeconds": VERIFY_SECONDS, "progressDeadlineSeconds": 10},
+    )
     obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {**topics, "partitions": 2}}
     obj["spec"]["router"]["image"] = GOOD_IMAGE
-    runner = Runner(kubeconfig, namespace, tmp_path / "apps", kinds=("router",),
-                    router_sources={MISROUTING_IMAGE: misrouting_release(tmp_path)})
+    runner = Runner(
+        kubeconfig,
+        namespace,
+        tmp_path / "apps",
+        kinds=("router",),
+        router_sources={MISROUTING_IMAGE: misrouting_release(tmp_path)},
+    )
     operator_factory().start()
     with runner:
         source = Source(kafka_bootstrap, topics["input"])
         with source:
             sent = run_the_rollouts(k, obj)
+
         # Nothing lost: every timestamp the source wrote is on even or odd (some on the wrong
         # one while the misrouting release ran: that is what the check caught). The prefixes
         # end in ':' and the timestamps have none.
         def missing() -> set[str]:
-            routed = {v.rsplit(":", 1)[-1] for t in (topics["even"], topics["odd"])
-                      for v in topic_values(kafka_bootstrap, t)}
+            routed = {
+                v.rsplit(":", 1)[-1] for t in (topics["even"], topics["odd"]) for v in topic_values(kafka_bootstrap, t)
+            }
             return set(source.sent) - routed
 
         wait_for(lambda: not missing(), 90, "every timestamp routed", interval=2.0)
@@ -144,8 +155,11 @@ def run_the_rollouts(k, obj) -> str:
     wait_for(lambda: router_template(k)["image"] == GOOD_IMAGE, 60, "the router back on the stable image")
     obj_now = k.json("tsp", NAME)
     assert obj_now["spec"]["router"]["image"] == MISROUTING_IMAGE, "the user's spec is not edited"
-    degraded = wait_for(lambda: (o := k.json("tsp", NAME))["status"]["phase"] == "Degraded"
-                        and conditions(o)["Degraded"], 120, "Degraded after the rollback")
+    degraded = wait_for(
+        lambda: (o := k.json("tsp", NAME))["status"]["phase"] == "Degraded" and conditions(o)["Degraded"],
+        120,
+        "Degraded after the rollback",
+    )
     assert degraded["reason"] == "RolledBack" and "Misrouted" in degraded["message"]
     assert any(e["reason"] == "RolledBack" and e["type"] == "Warning" for e in events(k))
     header, row = (line.split() for line in k("get", "tsp").stdout.splitlines()[:2])
@@ -157,8 +171,13 @@ def run_the_rollouts(k, obj) -> str:
     stuck = wait_for(verdict_for(k, gen, "RolledBack"), 180, "the unschedulable release rolled back")
     deadline_to_rollback = time.monotonic() - t_change
     assert stuck["reason"] == "ProgressDeadlineExceeded", stuck
-    wait_for(lambda: router_template(k)["resources"]["requests"]["cpu"] != "500", 60,
-             "the router back on the stable revision's resources")
-    return (f"misrouting release rolled back {misroute_to_rollback:.1f}s after its window opened (verifySeconds "
-            f"{VERIFY_SECONDS}); unschedulable release rolled back {deadline_to_rollback:.1f}s after the change "
-            "(progressDeadlineSeconds 10)")
+    wait_for(
+        lambda: router_template(k)["resources"]["requests"]["cpu"] != "500",
+        60,
+        "the router back on the stable revision's resources",
+    )
+    return (
+        f"misrouting release rolled back {misroute_to_rollback:.1f}s after its window opened (verifySeconds "
+        f"{VERIFY_SECONDS}); unschedulable release rolled back {deadline_to_rollback:.1f}s after the change "
+        "(progressDeadlineSeconds 10)"
+    )

@@ -1,16 +1,17 @@
 """Data-gated rollouts: the verdict (pure), its spec fields, and the controller acting on it
 with fakes around it (the real broker, API server and routers: test_rollback_kube.py)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from controllerfakes import _ready, make, run
+from samples import sample_pipeline
+
 from tspipe import crd, rollback
 from tspipe.model import Pipeline, PipelineError
 from tspipe.rollback import JUDGE, OPEN, advance, judge, parity_problem
-from samples import sample_pipeline
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PREFIXES = {"even": "Even timestamp:", "odd": "Odd timestamp:"}
@@ -24,12 +25,25 @@ def offsets(committed, even, odd, dead=(0,)):
 
 
 def test_a_window_where_every_committed_record_reached_the_right_topic_is_stable():
-    j = judge(offsets([100], [50], [50]), offsets([160], [80], [80]),
-              {"even": [b"Even timestamp:11/27/26 00:00:02"], "odd": [b'Odd timestamp:"11/27/26 00:00:03"']},
-              PREFIXES, 0.05)
+    j = judge(
+        offsets([100], [50], [50]),
+        offsets([160], [80], [80]),
+        {"even": [b"Even timestamp:11/27/26 00:00:02"], "odd": [b'Odd timestamp:"11/27/26 00:00:03"']},
+        PREFIXES,
+        0.05,
+    )
     assert j.ok and j.reason == rollback.CHECKS_PASSED
-    assert j.checks == {"source": "broker", "consumed": 60, "routedEven": 30, "routedOdd": 30, "deadLettered": 0, "lost": 0,
-                        "sampled": 2, "misrouted": 0, "deadLetterRatio": 0.0}
+    assert j.checks == {
+        "source": "broker",
+        "consumed": 60,
+        "routedEven": 30,
+        "routedOdd": 30,
+        "deadLettered": 0,
+        "lost": 0,
+        "sampled": 2,
+        "misrouted": 0,
+        "deadLetterRatio": 0.0,
+    }
 
 
 def test_committed_records_that_reached_no_output_are_lost():
@@ -39,8 +53,10 @@ def test_committed_records_that_reached_no_output_are_lost():
 
 
 def test_records_on_the_wrong_topic_are_misrouted_and_the_message_shows_one():
-    samples = {"even": [b"Even timestamp:11/27/26 00:00:02", b"Even timestamp:11/27/26 00:00:03"],
-               "odd": [b"Odd timestamp:11/27/26 00:00:05"]}
+    samples = {
+        "even": [b"Even timestamp:11/27/26 00:00:02", b"Even timestamp:11/27/26 00:00:03"],
+        "odd": [b"Odd timestamp:11/27/26 00:00:05"],
+    }
     j = judge(offsets([0], [0], [0]), offsets([3], [2], [1]), samples, PREFIXES, 0.05)
     assert not j.ok and j.reason == rollback.MISROUTED and j.checks["misrouted"] == 1
     assert "1 of 3 sampled" in j.message and "odd digit" in j.message
@@ -106,14 +122,17 @@ def test_a_router_that_routes_but_never_commits_in_its_group_is_judged_by_readin
     assert r["stable"]["spec"] == {"v": "new"}, "the attempt is the revision to return to"
 
 
-@pytest.mark.parametrize(("value", "parity", "problem"), [
-    (b"Even timestamp:11/27/26 00:00:04", "even", None),
-    (b'Even timestamp:"11/27/26 00:00:04" ', "even", None),
-    (b"EVEN:11/27/26 00:00:04", "even", None),  # another prefix: the digit still decides
-    (b"Odd timestamp:11/27/26 00:00:04", "odd", "even digit"),
-    (b"Even timestamp:noon", "even", "no trailing digit"),
-    (b"\xff\xfe", "odd", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("value", "parity", "problem"),
+    [
+        (b"Even timestamp:11/27/26 00:00:04", "even", None),
+        (b'Even timestamp:"11/27/26 00:00:04" ', "even", None),
+        (b"EVEN:11/27/26 00:00:04", "even", None),  # another prefix: the digit still decides
+        (b"Odd timestamp:11/27/26 00:00:04", "odd", "even digit"),
+        (b"Even timestamp:noon", "even", "no trailing digit"),
+        (b"\xff\xfe", "odd", "not UTF-8"),
+    ],
+)
 def test_parity_is_judged_on_the_last_digit_after_the_prefix(value, parity, problem):
     got = parity_problem(value, parity, PREFIXES[parity])
     assert (got is None) if problem is None else (problem in got)
@@ -128,15 +147,33 @@ def test_sample_ranges_take_the_newest_records_of_each_partition():
 
 
 def step(prev, templates="new", phase="Running", reason="AllComponentsReady", at=0, generation=2, verify=60):
-    return advance(prev, generation=generation, templates=templates, spec={"v": templates}, phase=phase,
-                   phase_reason=reason, now=T0 + timedelta(seconds=at), verify_seconds=verify)
+    return advance(
+        prev,
+        generation=generation,
+        templates=templates,
+        spec={"v": templates},
+        phase=phase,
+        phase_reason=reason,
+        now=T0 + timedelta(seconds=at),
+        verify_seconds=verify,
+    )
 
 
 def stable_at(generation=1, templates="old"):
-    return {"generation": generation, "templates": templates, "verdict": rollback.STABLE, "reason": "ChecksPassed",
-            "message": "", "time": "2026-01-01T00:00:00Z",
-            "stable": {"generation": generation, "templates": templates, "time": "2026-01-01T00:00:00Z",
-                       "spec": {"v": templates}}}
+    return {
+        "generation": generation,
+        "templates": templates,
+        "verdict": rollback.STABLE,
+        "reason": "ChecksPassed",
+        "message": "",
+        "time": "2026-01-01T00:00:00Z",
+        "stable": {
+            "generation": generation,
+            "templates": templates,
+            "time": "2026-01-01T00:00:00Z",
+            "spec": {"v": templates},
+        },
+    }
 
 
 def test_an_attempt_waits_for_ready_opens_a_window_and_is_judged_at_its_end():
@@ -194,16 +231,22 @@ def test_the_progress_deadline_fails_the_attempt_and_without_a_stable_revision_i
 def test_rollout_fields_parse_with_defaults_and_bad_values_name_the_field():
     p = Pipeline.from_resource(sample_pipeline())
     assert (p.auto_rollback, p.verify_seconds, p.max_dead_letter_ratio) == (False, 60, 0.05)
-    p = Pipeline.from_resource(sample_pipeline(rollout={"autoRollback": True, "verifySeconds": 5,
-                                                        "maxDeadLetterRatio": 0}))
+    p = Pipeline.from_resource(
+        sample_pipeline(rollout={"autoRollback": True, "verifySeconds": 5, "maxDeadLetterRatio": 0})
+    )
     assert (p.auto_rollback, p.verify_seconds, p.max_dead_letter_ratio) == (True, 5, 0.0)
     with pytest.raises(PipelineError, match=r"spec.rollout.maxDeadLetterRatio: must be between 0.0 and 1.0"):
         Pipeline.from_resource(sample_pipeline(rollout={"maxDeadLetterRatio": 1.5}))
     with pytest.raises(PipelineError, match=r"spec.rollout.maxDeadLetterRatio: must be a number"):
         Pipeline.from_resource(sample_pipeline(rollout={"maxDeadLetterRatio": "5%"}))
     schema = crd.spec_schema()["properties"]["rollout"]["properties"]
-    assert schema["maxDeadLetterRatio"] == {**schema["maxDeadLetterRatio"], "type": "number", "minimum": 0.0,
-                                            "maximum": 1.0, "default": 0.05}
+    assert schema["maxDeadLetterRatio"] == {
+        **schema["maxDeadLetterRatio"],
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "default": 0.05,
+    }
     columns = {c["name"]: c["jsonPath"] for c in crd.crd()["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert columns["Rollout"] == ".status.rollout.verdict"
 
@@ -249,8 +292,11 @@ def test_the_controller_verifies_then_rolls_a_misrouting_release_back_and_says_s
     assert {c["type"]: c["status"] for c in st["conditions"]}["RolloutVerified"] == "False"
     now.t += timedelta(seconds=31)
     admin.offsets_value = offsets([10], [5], [5])
-    admin.records = {t["even"]: [b"Even timestamp:11/27/26 00:00:02"], t["odd"]: [b"Odd timestamp:11/27/26 00:00:01"],
-                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
+    admin.records = {
+        t["even"]: [b"Even timestamp:11/27/26 00:00:02"],
+        t["odd"]: [b"Odd timestamp:11/27/26 00:00:01"],
+        t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)],
+    }
     run(ctl.reconcile("ns", "timestamps"))
     st = obj["status"]
     assert st["rollout"]["verdict"] == rollback.STABLE and st["rollout"]["stable"]["generation"] == 1
@@ -297,6 +343,7 @@ def test_an_unreachable_broker_keeps_the_window_open_and_retries_after_a_backoff
 
     def unreachable(*args, **kwargs):
         from tspipe.kafka_admin import KafkaUnavailable
+
         raise KafkaUnavailable("Unable to bootstrap")
 
     ctl.admin.offsets = unreachable

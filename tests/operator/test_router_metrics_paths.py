@@ -5,6 +5,7 @@ given does not work, the rollout is judged by readiness and the message names th
 
 The direct read goes to a local HTTP server standing in for a pod (the real node shows
 it on real router pods: tests/node/test_node_rollback.py and test_node_install.py)."""
+
 from __future__ import annotations
 
 import http.server
@@ -26,7 +27,7 @@ POD = "timestamps-router-abc"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the stdlib's name
+    def do_GET(self):
         self.server.paths.append(self.path)
         body = EXPOSITION.encode()
         self.send_response(200)
@@ -56,9 +57,14 @@ def ready_router_pod(ip: str | None) -> dict:
     status = {"conditions": [{"type": "Ready", "status": "True"}]}
     if ip:
         status["podIP"] = ip
-    return {"metadata": {"name": POD, "namespace": "ns",
-                         "labels": {key: value, LABEL_INSTANCE: "timestamps", LABEL_COMPONENT: "router"}},
-            "status": status}
+    return {
+        "metadata": {
+            "name": POD,
+            "namespace": "ns",
+            "labels": {key: value, LABEL_INSTANCE: "timestamps", LABEL_COMPONENT: "router"},
+        },
+        "status": status,
+    }
 
 
 def operator(path: str | None, pod_ip: str | None = "127.0.0.1"):

@@ -7,21 +7,31 @@ One pipeline: a new prefix is promoted and the real router then writes it; a rel
 that writes each side to the other's topic is rejected and none of its records reaches
 the real topics; a shadow that never becomes available is rejected at the progress
 deadline; the stable router loses nothing throughout."""
+
 from __future__ import annotations
 
 import time
 import uuid
 
 import pytest
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, wait_for
-from samples import sample_pipeline
 from localinfra.kafka import topic_values
 from localinfra.runner import Runner
+from samples import SAMPLE_NAME as NAME
+from samples import sample_pipeline
+from test_rollback_kube import (
+    GOOD_IMAGE,
+    MISROUTING_IMAGE,
+    Source,
+    events,
+    misrouting_release,
+    patch,
+    rollout,
+    router_template,
+    verdict_for,
+)
+
 from tspipe.kafka_admin import TopicAdmin
-from test_rollback_kube import (GOOD_IMAGE, MISROUTING_IMAGE, Source, events, misrouting_release, patch, rollout,
-                                router_template, verdict_for)
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -33,6 +43,7 @@ def shadow_of(k, generation: int, verdict: str):
     def probe():
         sh = rollout(k).get("shadow") or {}
         return sh if sh.get("generation") == generation and sh.get("verdict") == verdict else None
+
     return probe
 
 
@@ -42,15 +53,28 @@ def parity_errors(values: list[str], parity: str) -> list[str]:
 
 
 def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_reaches_or_leaves_the_real_topics(
-        k, namespace, kubeconfig, operator_factory, kafka_bootstrap, tmp_path):
+    k, namespace, kubeconfig, operator_factory, kafka_bootstrap, tmp_path
+):
     tag = uuid.uuid4().hex[:8]
     topics = {"input": f"in-{tag}", "even": f"even-{tag}", "odd": f"odd-{tag}"}
-    obj = sample_pipeline(streamName=f"s{tag}", rollout={
-        "autoRollback": True, "strategy": "Shadow", "verifySeconds": VERIFY_SECONDS, "progressDeadlineSeconds": DEADLINE_SECONDS})
+    obj = sample_pipeline(
+        streamName=f"s{tag}",
+        rollout={
+            "autoRollback": True,
+            "strategy": "Shadow",
+            "verifySeconds": VERIFY_SECONDS,
+            "progressDeadlineSeconds": DEADLINE_SECONDS,
+        },
+    )
     obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap], "topics": {**topics, "partitions": 2}}
     obj["spec"]["router"]["image"] = GOOD_IMAGE
-    runner = Runner(kubeconfig, namespace, tmp_path / "apps", kinds=("router",),
-                    router_sources={MISROUTING_IMAGE: misrouting_release(tmp_path)})
+    runner = Runner(
+        kubeconfig,
+        namespace,
+        tmp_path / "apps",
+        kinds=("router",),
+        router_sources={MISROUTING_IMAGE: misrouting_release(tmp_path)},
+    )
     operator_factory().start()
     timings = []
     with runner, Source(kafka_bootstrap, topics["input"]) as source:
@@ -62,8 +86,15 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
         # 2. A new prefix: a shadow first (the real router unchanged meanwhile), promoted.
         gen = patch(k, {"router": {"evenPrefix": "EVEN:"}})
         t0 = time.monotonic()
-        running = wait_for(lambda: (rollout(k).get("shadow") or {}).get("state") == "Running"
-                           and rollout(k)["shadow"]["generation"] == gen and rollout(k), 60, "the shadow running")
+        running = wait_for(
+            lambda: (
+                (rollout(k).get("shadow") or {}).get("state") == "Running"
+                and rollout(k)["shadow"]["generation"] == gen
+                and rollout(k)
+            ),
+            60,
+            "the shadow running",
+        )
         assert running["verdict"] == "Verifying" and running["reason"] == "Shadowing"
         shadow_name = running["shadow"]["deployment"]
         wait_for(lambda: k.get_or_none("deployment", shadow_name), 30, "the shadow Deployment")
@@ -73,11 +104,17 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
         assert good["reason"] == "OutputsEqual" and good["compared"] > 0 and good["differing"] == 0, good
         cost = good["load"]
         assert cost["consumed"] > 0 and cost["written"] >= cost["consumed"] and cost["read"] > 0, cost
-        timings.append(f"its broker load: {cost['consumed']} records consumed, {cost['written']} written, "
-                       f"{cost['read']} read back by the operator ({len(source.sent)} sent so far)")
+        timings.append(
+            f"its broker load: {cost['consumed']} records consumed, {cost['written']} written, "
+            f"{cost['read']} read back by the operator ({len(source.sent)} sent so far)"
+        )
         wait_for(lambda: "--tsrouter.even-prefix=EVEN:" in router_template(k)["args"], 60, "the router rolled")
-        wait_for(lambda: any(v.startswith("EVEN:") for v in topic_values(kafka_bootstrap, topics["even"])), 60,
-                 "the new prefix on the real even topic", interval=2.0)
+        wait_for(
+            lambda: any(v.startswith("EVEN:") for v in topic_values(kafka_bootstrap, topics["even"])),
+            60,
+            "the new prefix on the real even topic",
+            interval=2.0,
+        )
         wait_for(verdict_for(k, gen, "Stable"), 120, "the promoted revision verified by the window")
         assert any(e["reason"] == "ShadowPromoted" for e in events(k))
         history = k.json("tsp", NAME)["status"]["history"]
@@ -90,16 +127,24 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
         stable_args = router_template(k)["args"]
         gen = patch(k, {"router": {"image": MISROUTING_IMAGE}})
         t0 = time.monotonic()
-        bad = wait_for(lambda: rollout(k).get("generation") == gen and rollout(k).get("verdict") == "ShadowRejected"
-                       and rollout(k), 120, "the misrouting shadow rejected")
+        bad = wait_for(
+            lambda: (
+                rollout(k).get("generation") == gen and rollout(k).get("verdict") == "ShadowRejected" and rollout(k)
+            ),
+            120,
+            "the misrouting shadow rejected",
+        )
         timings.append(f"misrouting release rejected {time.monotonic() - t0:.1f}s after the change")
         sh = bad["shadow"]
         assert bad["reason"] == "OutputsDiffer" and sh["differing"] > 0, bad
         d = sh["differences"][0]
         assert d["stable"].split(":")[0] != d["shadow"].split(":")[0], d
         assert router_template(k)["image"] == GOOD_IMAGE and router_template(k)["args"] == stable_args
-        degraded = wait_for(lambda: (o := k.json("tsp", NAME))["status"]["phase"] == "Degraded"
-                            and conditions(o)["Degraded"], 60, "Degraded after the rejection")
+        degraded = wait_for(
+            lambda: (o := k.json("tsp", NAME))["status"]["phase"] == "Degraded" and conditions(o)["Degraded"],
+            60,
+            "Degraded after the rejection",
+        )
         assert degraded["reason"] == "ShadowRejected" and "offset" in degraded["message"]
         assert any(e["reason"] == "ShadowRejected" and e["type"] == "Warning" for e in events(k))
         header, row = (line.split() for line in k("get", "tsp").stdout.splitlines()[:2])
@@ -111,8 +156,10 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
         gen = patch(k, {"router": {"image": GOOD_IMAGE, "resources": {"requests": {"cpu": "500"}}}})
         t0 = time.monotonic()
         stuck = wait_for(shadow_of(k, gen, "ShadowRejected"), 120, "the unavailable shadow rejected")
-        timings.append(f"unavailable shadow rejected {time.monotonic() - t0:.1f}s after the change "
-                       f"(progressDeadlineSeconds {DEADLINE_SECONDS})")
+        timings.append(
+            f"unavailable shadow rejected {time.monotonic() - t0:.1f}s after the change "
+            f"(progressDeadlineSeconds {DEADLINE_SECONDS})"
+        )
         assert stuck["reason"] == "ProgressDeadlineExceeded", stuck
         real = router_template(k)
         assert real["args"] == stable_args and real["resources"]["requests"]["cpu"] != "500", real
@@ -127,7 +174,19 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
     routed = {v.rsplit(":", 1)[-1] for v in even + odd}
     missing = set(source.sent) - routed
     if missing:  # the last records may still be on their way
-        wait_for(lambda: not (set(source.sent) - {v.rsplit(":", 1)[-1] for t in (topics["even"], topics["odd"])
-                                                  for v in topic_values(kafka_bootstrap, t)}), 60,
-                 "every timestamp routed", interval=2.0)
+        wait_for(
+            lambda: (
+                not (
+                    set(source.sent)
+                    - {
+                        v.rsplit(":", 1)[-1]
+                        for t in (topics["even"], topics["odd"])
+                        for v in topic_values(kafka_bootstrap, t)
+                    }
+                )
+            ),
+            60,
+            "every timestamp routed",
+            interval=2.0,
+        )
     print(f"shadow: {'; '.join(timings)}; {len(source.sent)} timestamps, none lost, none misrouted")

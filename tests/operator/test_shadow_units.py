@@ -1,13 +1,14 @@
 """Shadow releases (spec.rollout.strategy: Shadow): the pure core (names, the shadow
 Deployment, the comparison, the stages) and the controller over in-memory fakes."""
+
 import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from controllerfakes import _ready, make, run
 from samples import STORED, sample_pipeline
 from test_status_schema_units import STATUS_SCHEMA, prune
+
 from tspipe import rollback, shadow
 from tspipe.model import Pipeline, PipelineError
 from tspipe.names import HASH_ANNOTATION as HASH
@@ -19,8 +20,9 @@ PREFIXES = {"even": "Even timestamp:", "odd": "Odd timestamp:"}
 
 
 def pipeline(**rollout):
-    obj = sample_pipeline(metadata={**STORED, "generation": 3},
-                          rollout={"autoRollback": True, "strategy": "Shadow", **rollout})
+    obj = sample_pipeline(
+        metadata={**STORED, "generation": 3}, rollout={"autoRollback": True, "strategy": "Shadow", **rollout}
+    )
     return obj, Pipeline.from_resource(obj)
 
 
@@ -56,11 +58,13 @@ def test_the_shadow_deployment_is_the_new_router_with_its_own_group_topics_and_l
     assert not any(a.startswith(f"--spring.cloud.stream.bindings.even.destination={t.even}=") for a in args)
     assert "--tsrouter.dead_letter_topic=mine" not in args, "the user's spelling of an overridden key goes"
     assert "--tsrouter.workers=1" in args
-    rest = [a for a in router["spec"]["template"]["spec"]["containers"][0]["args"]
-            if "destination" not in a and ".group=" not in a and "dead_letter" not in a]
+    rest = [
+        a
+        for a in router["spec"]["template"]["spec"]["containers"][0]["args"]
+        if "destination" not in a and ".group=" not in a and "dead_letter" not in a
+    ]
     assert all(a in args for a in rest), "otherwise the router's own wiring"
-    assert d["metadata"]["annotations"][HASH] != router["metadata"]["annotations"][
-        HASH]
+    assert d["metadata"]["annotations"][HASH] != router["metadata"]["annotations"][HASH]
 
 
 def rec(partition, offset, value, headers=()):
@@ -72,8 +76,14 @@ def outputs(records, prefixes=PREFIXES, swap=False, dead=()):
     out = {"even": [], "odd": [], "deadLetter": []}
     for p, o, v, _ in records:
         if o in dead or not v[-1:].isdigit():
-            out["deadLetter"].append(rec(p, len(out["deadLetter"]), v, [
-                ("x-original-partition", str(p).encode()), ("x-original-offset", str(o).encode())]))
+            out["deadLetter"].append(
+                rec(
+                    p,
+                    len(out["deadLetter"]),
+                    v,
+                    [("x-original-partition", str(p).encode()), ("x-original-offset", str(o).encode())],
+                )
+            )
             continue
         side = "even" if int(v[-1:]) % 2 == 0 else "odd"
         if swap:
@@ -107,8 +117,9 @@ def test_swapped_prefixes_a_changed_text_a_missing_record_and_dead_letters_diffe
     c = shadow.compare(INPUTS, outputs(INPUTS), outputs(INPUTS, swapped), PREFIXES, swapped)
     assert c.differing == 20 and "prefix of the other side" in c.differences[0]["why"]
     changed = outputs(INPUTS)
-    changed["even"] = [(p, o, v.upper().replace(b"EVEN TIMESTAMP:", b"Even timestamp:"), h)
-                       for p, o, v, h in changed["even"]]
+    changed["even"] = [
+        (p, o, v.upper().replace(b"EVEN TIMESTAMP:", b"Even timestamp:"), h) for p, o, v, h in changed["even"]
+    ]
     changed["even"][0] = (0, 0, b"Even timestamp:11/27/26 0000000X", [])
     c = shadow.compare(INPUTS, outputs(INPUTS), changed, PREFIXES, PREFIXES)
     assert c.differing == 1 and c.differences[0]["shadow"].startswith("nothing")
@@ -125,14 +136,24 @@ def test_records_whose_stable_output_was_not_read_are_not_compared():
 
 def test_json_string_inputs_are_matched_by_their_content():
     inputs = [rec(1, 0, b'"11/27/26 00000002"')]
-    c = shadow.compare(inputs, {"even": [rec(1, 0, b"Even timestamp:11/27/26 00000002")]},
-                       {"even": [rec(1, 0, b"E:11/27/26 00000002")]}, PREFIXES, {"even": "E:", "odd": "O:"})
+    c = shadow.compare(
+        inputs,
+        {"even": [rec(1, 0, b"Even timestamp:11/27/26 00000002")]},
+        {"even": [rec(1, 0, b"E:11/27/26 00000002")]},
+        PREFIXES,
+        {"even": "E:", "odd": "O:"},
+    )
     assert (c.compared, c.differing) == (1, 0)
 
 
 def stable_rollout(templates="old"):
-    return {"generation": 2, "templates": templates, "verdict": rollback.STABLE, "reason": "ChecksPassed",
-            "stable": {"generation": 2, "templates": templates, "time": "2026-01-01T00:00:00Z", "spec": {"v": 1}}}
+    return {
+        "generation": 2,
+        "templates": templates,
+        "verdict": rollback.STABLE,
+        "reason": "ChecksPassed",
+        "stable": {"generation": 2, "templates": templates, "time": "2026-01-01T00:00:00Z", "spec": {"v": 1}},
+    }
 
 
 def test_the_stages_from_start_to_a_verdict():
@@ -177,8 +198,13 @@ def test_the_stages_from_start_to_a_verdict():
     assert ok["shadow"]["load"] == cost
     assert ok["shadow"]["verdict"] == shadow.PROMOTED and ok["verdict"] == rollback.VERIFYING
     assert not shadow.holds(ok, "new") and shadow.event(r, ok)[1] == "ShadowPromoted"
-    bad = shadow.judged(r, shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "a", "shadow": "b",
-                                                   "why": "another side"}], 3), True, True, T0)
+    bad = shadow.judged(
+        r,
+        shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "a", "shadow": "b", "why": "another side"}], 3),
+        True,
+        True,
+        T0,
+    )
     assert bad["verdict"] == shadow.SHADOW_REJECTED and bad["reason"] == shadow.OUTPUTS_DIFFER
     assert "3 of 20" in bad["message"] and "offset 12" in bad["message"]
     assert shadow.event(r, bad)[:2] == ("Warning", "ShadowRejected")
@@ -201,22 +227,40 @@ def test_a_shadows_status_survives_the_api_servers_pruning_and_says_degraded_whe
     r, _ = shadow.step(r, True, T0, 30, 60)
     snap = {"committed": [12], "input": [20], "inputStart": [0], "even": [100], "odd": [90], "deadLetter": [0]}
     r = shadow.opened(r, snap, T0, 30)
-    bad = shadow.judged(r, shadow.Comparison(20, [{"partition": 0, "offset": 12, "stable": "even: 'x'",
-                                                   "shadow": "odd: 'x'", "why": "another side"}], 3), True, True, T0)
-    bad = shadow.start(bad, 4, "newer", shadow.names(p, 4), T0) | {"shadow": {**bad["shadow"], "leftover": [
-        {"group": "g", "topics": ["t"]}]}}
+    bad = shadow.judged(
+        r,
+        shadow.Comparison(
+            20, [{"partition": 0, "offset": 12, "stable": "even: 'x'", "shadow": "odd: 'x'", "why": "another side"}], 3
+        ),
+        True,
+        True,
+        T0,
+    )
+    bad = shadow.start(bad, 4, "newer", shadow.names(p, 4), T0) | {
+        "shadow": {**bad["shadow"], "leftover": [{"group": "g", "topics": ["t"]}]}
+    }
     loaded = shadow.judged(r, shadow.Comparison(5, [], 0), True, True, T0, {"consumed": 1, "written": 2, "read": 3})
     for rollout in (r, bad, loaded, shadow.skipped(stable_rollout(), "new", 3)):
         status = compute_status(obj, render_deployments(obj), T0, rollout=copy.deepcopy(rollout), pipeline=p)
         assert prune(status, STATUS_SCHEMA) == status
-    rejected = shadow.judged(r, shadow.Comparison(1, [{"partition": 0, "offset": 1, "stable": "s", "shadow": "h",
-                                                       "why": "w"}], 1), True, True, T0)
+    rejected = shadow.judged(
+        r,
+        shadow.Comparison(1, [{"partition": 0, "offset": 1, "stable": "s", "shadow": "h", "why": "w"}], 1),
+        True,
+        True,
+        T0,
+    )
     deps = render_deployments(obj)
     for d in deps:
         n = d["spec"]["replicas"]
         d["metadata"]["generation"] = 1
-        d["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n,
-                       "availableReplicas": n}
+        d["status"] = {
+            "observedGeneration": 1,
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        }
     status = compute_status(obj, deps, T0, rollout=rejected, pipeline=p)
     conds = {c["type"]: c for c in status["conditions"]}
     assert status["phase"] == "Degraded" and conds["Degraded"]["reason"] == "ShadowRejected"
@@ -309,8 +353,14 @@ def _shadow_run(kube, ctl, now, obj, admin, shadow_prefixes, swap=False, stable_
     stable = outputs(inputs, stable_prefixes)
     n = shadow.names(Pipeline.from_resource(obj), obj["metadata"]["generation"])
     ours = outputs(inputs, shadow_prefixes, swap=swap)
-    admin.by_topic = {t["input"]: inputs, t["even"]: stable["even"], t["odd"]: stable["odd"],
-                      n.even: ours["even"], n.odd: ours["odd"], n.dead_letter: []}
+    admin.by_topic = {
+        t["input"]: inputs,
+        t["even"]: stable["even"],
+        t["odd"]: stable["odd"],
+        n.even: ours["even"],
+        n.odd: ours["odd"],
+        n.dead_letter: [],
+    }
     _pass(kube, ctl)  # the window ends: compared, a verdict
     return obj["status"], n
 
@@ -325,8 +375,11 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     _pass(kube, ctl)
     now.t += timedelta(seconds=31)
     admin.offsets_value = offsets([10], [5], [5])
-    admin.records = {t["even"]: [b"Even timestamp:11/27/26 00:00:02"], t["odd"]: [],
-                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
+    admin.records = {
+        t["even"]: [b"Even timestamp:11/27/26 00:00:02"],
+        t["odd"]: [],
+        t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)],
+    }
     _pass(kube, ctl)
     assert obj["status"]["rollout"]["verdict"] == rollback.STABLE and "shadow" not in obj["status"]["rollout"]
     stable_args = list(_router(kube)["args"])
@@ -356,8 +409,11 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     _pass(kube, ctl)
     now.t += timedelta(seconds=31)
     admin.offsets_value = offsets([50], [125], [125])
-    admin.records = {t["even"]: [b"EVEN:11/27/26 00:00:02"], t["odd"]: [],
-                     t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)]}
+    admin.records = {
+        t["even"]: [b"EVEN:11/27/26 00:00:02"],
+        t["odd"]: [],
+        t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)],
+    }
     _pass(kube, ctl)
     assert obj["status"]["rollout"]["verdict"] == rollback.STABLE, obj["status"]["rollout"]
     promoted_args = list(_router(kube)["args"])
@@ -365,8 +421,16 @@ def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one(
     # 3. A misrouting release (each side to the other's topic): rejected, the router never changes.
     admin.calls.clear()
     _change(kube, obj, {"image": "ghcr.io/tspipe/router:9.9.9-misroute"}, 3)
-    st, n = _shadow_run(kube, ctl, now, obj, admin, {"even": "EVEN:", "odd": "Odd timestamp:"}, swap=True,
-                        stable_prefixes={"even": "EVEN:", "odd": "Odd timestamp:"})
+    st, n = _shadow_run(
+        kube,
+        ctl,
+        now,
+        obj,
+        admin,
+        {"even": "EVEN:", "odd": "Odd timestamp:"},
+        swap=True,
+        stable_prefixes={"even": "EVEN:", "odd": "Odd timestamp:"},
+    )
     assert st["rollout"]["verdict"] == shadow.SHADOW_REJECTED and st["rollout"]["reason"] == shadow.OUTPUTS_DIFFER
     d = st["rollout"]["shadow"]["differences"][0]
     assert (d["partition"], d["offset"]) == (0, 12) and d["stable"].startswith("even: 'EVEN:")

@@ -4,11 +4,12 @@ The API server prunes what a structural schema does not declare, silently: a key
 code writes but the schema lacks reads back as missing on the next pass (status.rollout.
 readyAt did, so a release that never committed waited forever instead of failing). Here
 statuses from each feature are pruned as the API server would and must come back whole."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from samples import STORED, sample_pipeline
+
 from tspipe import crd, rollback
 from tspipe.model import Pipeline
 from tspipe.pause import pause_state
@@ -46,13 +47,25 @@ def offsets(committed, even, odd):
 def rollouts():
     """status.rollout in each state an attempt goes through."""
     spec = {"v": 1}
-    r, _ = rollback.advance(None, generation=2, templates="t", spec=spec, phase="Running",
-                            phase_reason="AllComponentsReady", now=T0, verify_seconds=30)
+    r, _ = rollback.advance(
+        None,
+        generation=2,
+        templates="t",
+        spec=spec,
+        phase="Running",
+        phase_reason="AllComponentsReady",
+        now=T0,
+        verify_seconds=30,
+    )
     waiting = rollback.opened(r, offsets([-1], [0], [0]), T0, 30, spec=spec)
     assert waiting["reason"] == rollback.WAITING_FOR_COMMITS and "readyAt" in waiting and "outputsAtReady" in waiting
     window = rollback.opened(r, offsets([0], [0], [0]), T0, 30)
-    judged = rollback.judged(window, rollback.judge(window["window"]["start"], offsets([9], [5], [4]), {},
-                                                    {"even": "E", "odd": "O"}, 0.05), T0, spec)
+    judged = rollback.judged(
+        window,
+        rollback.judge(window["window"]["start"], offsets([9], [5], [4]), {}, {"even": "E", "odd": "O"}, 0.05),
+        T0,
+        spec,
+    )
     counters = rollback.opened(r, None, T0, 30, counters={"pod-a": dict.fromkeys(rollback.COUNTER_KEYS, 1)})
     return {"waiting": waiting, "window": window, "judged": judged, "counters": counters}
 
@@ -69,21 +82,62 @@ def test_every_other_features_status_survives_the_api_servers_pruning():
     p = Pipeline.from_resource(obj)
     deps = render_deployments(obj)
     stopped = {"spec": {"replicas": 0}, "status": {"replicas": 0}}  # the time source, stopped
-    pause = pause_state(p, {"time": stopped, "router": None, "evenLogger": None, "oddLogger": None}, T0,
-                        source_stopped_at="2026-01-01T00:00:00Z", drain=("TimedOut", 12))
-    autoscaling = {"mode": "Enforce", "active": True, "reason": "Enforcing", "message": "m", "source": "kafka",
-                   "lag": 5, "partitions": 2, "recommendedReplicas": 2, "desiredReplicas": 2,
-                   "limitedByPartitions": False, "partitionsGrownTo": 4,
-                   "lastScale": {"time": "2026-01-01T00:00:00Z", "from": 1, "to": 2, "why": "lag"}}
-    topics = {"ready": True, "reason": "TopicsReady", "message": "ok", "topics": [
-        {"role": "input", "name": "timeDest", "state": "Reconfigured", "message": "m", "partitions": 2,
-         "replicationFactor": 1}]}
-    stuck = {"metadata": {"name": "timestamps-router-x", "labels": {
-        "app.kubernetes.io/instance": "timestamps", "app.kubernetes.io/component": "router"}},
-        "status": {"conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
-                   "containerStatuses": [{"ready": False, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
-    status = compute_status(obj, deps, T0 + timedelta(seconds=1), pause=pause, autoscaling=autoscaling,
-                            topics=topics, pods=[stuck], restarted=["router"])
+    pause = pause_state(
+        p,
+        {"time": stopped, "router": None, "evenLogger": None, "oddLogger": None},
+        T0,
+        source_stopped_at="2026-01-01T00:00:00Z",
+        drain=("TimedOut", 12),
+    )
+    autoscaling = {
+        "mode": "Enforce",
+        "active": True,
+        "reason": "Enforcing",
+        "message": "m",
+        "source": "kafka",
+        "lag": 5,
+        "partitions": 2,
+        "recommendedReplicas": 2,
+        "desiredReplicas": 2,
+        "limitedByPartitions": False,
+        "partitionsGrownTo": 4,
+        "lastScale": {"time": "2026-01-01T00:00:00Z", "from": 1, "to": 2, "why": "lag"},
+    }
+    topics = {
+        "ready": True,
+        "reason": "TopicsReady",
+        "message": "ok",
+        "topics": [
+            {
+                "role": "input",
+                "name": "timeDest",
+                "state": "Reconfigured",
+                "message": "m",
+                "partitions": 2,
+                "replicationFactor": 1,
+            }
+        ],
+    }
+    stuck = {
+        "metadata": {
+            "name": "timestamps-router-x",
+            "labels": {"app.kubernetes.io/instance": "timestamps", "app.kubernetes.io/component": "router"},
+        },
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"ready": False, "state": {"waiting": {"reason": "ImagePullBackOff"}}}],
+        },
+    }
+    status = compute_status(
+        obj,
+        deps,
+        T0 + timedelta(seconds=1),
+        pause=pause,
+        autoscaling=autoscaling,
+        topics=topics,
+        pods=[stuck],
+        restarted=["router"],
+    )
     assert status["components"]["router"]["notReady"]["reason"] == "ImagePullBackOff"
     assert status["autoscaling"]["lastScale"]["to"] == 2 and status["pause"]["recordsLeft"] == 12
     assert prune(status, STATUS_SCHEMA) == status

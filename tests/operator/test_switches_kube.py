@@ -1,15 +1,15 @@
 """On the real control plane (kwok pods, the API server's audit log): holding
 reconciliation with `tspipe.io/reconcile-paused`, the router's PodDisruptionBudget, and
 restarting apps with `tspipe.io/restart`. The operator is a real subprocess."""
+
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from samples import SAMPLE_NAME as NAME
 from kubehelpers import conditions, describe, generations, no_broker_pipeline, settled, wait_for
+from samples import SAMPLE_NAME as NAME
 
 pytestmark = pytest.mark.kube
 
@@ -29,14 +29,18 @@ def router_image(k):
 
 
 def event_reasons(k):
-    return [(e["type"], e["reason"], e["message"])
-            for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]]
+    return [
+        (e["type"], e["reason"], e["message"])
+        for e in k.json("events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+    ]
 
 
 def operator_writes(audit, since, namespace):
     """(verb, resource, subresource) of each write the operator made since `since`."""
-    return [(w["verb"], w["objectRef"]["resource"], w["objectRef"].get("subresource"))
-            for w in audit.writes(since, namespace)]
+    return [
+        (w["verb"], w["objectRef"]["resource"], w["objectRef"].get("subresource"))
+        for w in audit.writes(since, namespace)
+    ]
 
 
 # --- hold -----------------------------------------------------------------------------------
@@ -50,21 +54,36 @@ def test_held_reconciliation_writes_nothing_to_the_children_then_catches_up(k, o
     before = audit.offset()
 
     k("annotate", "tsp", NAME, f"{HOLD}=true")
-    wait_for(lambda: conditions(k.json("tsp", NAME)).get("ReconciliationPaused", {}).get("status") == "True", 60,
-             "condition ReconciliationPaused=True")
+    wait_for(
+        lambda: conditions(k.json("tsp", NAME)).get("ReconciliationPaused", {}).get("status") == "True",
+        60,
+        "condition ReconciliationPaused=True",
+    )
     # While held: a spec change (new router image, a second router replica, which would
     # also bring a PodDisruptionBudget) and two hand edits of the children (drift).
-    k("patch", "tsp", NAME, "--type=merge", "-p",
-      json.dumps({"spec": {"router": {"image": NEW_ROUTER, "replicas": 2}}}))
+    k(
+        "patch",
+        "tsp",
+        NAME,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"router": {"image": NEW_ROUTER, "replicas": 2}}}),
+    )
     k("scale", "deployment", f"{NAME}-time", "--replicas=3")
     k("set", "env", "deployment", f"{NAME}-evenlogger", "EXTRA=1")
     generation = k.json("tsp", NAME)["metadata"]["generation"]
     assert generation == 2
     # The operator saw all of it: its condition names the new generation, and it kept
     # running passes (the Deployment events, a resync every 2 s).
-    obj = wait_for(lambda: (o := k.json("tsp", NAME)) and
-                   conditions(o)["ReconciliationPaused"]["observedGeneration"] == generation and o, 30,
-                   "the held condition observing generation 2")
+    obj = wait_for(
+        lambda: (
+            (o := k.json("tsp", NAME))
+            and conditions(o)["ReconciliationPaused"]["observedGeneration"] == generation
+            and o
+        ),
+        30,
+        "the held condition observing generation 2",
+    )
     passes = len(op.reconciles(NAME))
     wait_for(lambda: len(op.reconciles(NAME)) >= passes + 3, 30, "three more passes while held")
 
@@ -75,8 +94,9 @@ def test_held_reconciliation_writes_nothing_to_the_children_then_catches_up(k, o
     # status and the one Event saying the pipeline is held.
     writes = operator_writes(audit, before, namespace)
     assert ("patch", "timestamppipelines", "status") in writes
-    assert set(writes) <= {("patch", "timestamppipelines", "status"), ("create", "events", None)}, \
-        [describe(w) for w in audit.writes(before, namespace)]
+    assert set(writes) <= {("patch", "timestamppipelines", "status"), ("create", "events", None)}, [
+        describe(w) for w in audit.writes(before, namespace)
+    ]
     assert [r for t, r, _ in event_reasons(k) if r.startswith("Reconciliation")] == ["ReconciliationPaused"]
     # And the drift and the old spec are still there.
     assert k.json("deployment", f"{NAME}-time")["spec"]["replicas"] == 3
@@ -84,8 +104,9 @@ def test_held_reconciliation_writes_nothing_to_the_children_then_catches_up(k, o
     assert router_image(k) == "ghcr.io/tspipe/router:0.1.0"
     assert k.json("deployment", f"{NAME}-router")["spec"]["replicas"] == 1
     assert k.get_or_none("pdb", PDB) is None
-    assert generations(k) == {**gens, "time": gens["time"] + 1, "evenlogger": gens["evenlogger"] + 1}, \
+    assert generations(k) == {**gens, "time": gens["time"] + 1, "evenlogger": gens["evenlogger"] + 1}, (
         "only the hand edits changed the Deployments"
+    )
 
     # Released: the drift is repaired, the spec change applied, the condition gone.
     released = audit.offset()
@@ -119,11 +140,22 @@ def test_router_budget_appears_at_two_replicas_and_goes_at_one(k, operator_facto
     assert pdb["spec"]["selector"] == router["spec"]["selector"]
     assert pdb["metadata"]["labels"] == router["metadata"]["labels"]
     (ref,) = pdb["metadata"]["ownerReferences"]
-    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == \
-        ("TimestampPipeline", NAME, obj["metadata"]["uid"], True)
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+        "TimestampPipeline",
+        NAME,
+        obj["metadata"]["uid"],
+        True,
+    )
     # The disruption controller finds exactly the router's two pods: one may go at a time.
-    st = wait_for(lambda: (s := k.json("pdb", PDB).get("status") or {}).get("expectedPods") == 2
-                  and s.get("currentHealthy") == 2 and s, 60, "the budget counting the two router pods")
+    st = wait_for(
+        lambda: (
+            (s := k.json("pdb", PDB).get("status") or {}).get("expectedPods") == 2
+            and s.get("currentHealthy") == 2
+            and s
+        ),
+        60,
+        "the budget counting the two router pods",
+    )
     assert st["disruptionsAllowed"] == 1
 
     # Paused, the router is at zero and needs no budget; resumed at two, it is back.
@@ -149,11 +181,13 @@ def annotations(k):
 
 def restarted(k, apps):
     """A probe: the pipeline once the restart annotation is consumed and recorded for `apps`."""
+
     def probe():
         obj = k.json("tsp", NAME)
         last = ((obj.get("status") or {}).get("history") or [{}])[-1]
         gone = RESTART not in (obj["metadata"].get("annotations") or {})
         return obj if gone and last.get("restarted") == apps else None
+
     return probe
 
 
@@ -206,8 +240,9 @@ def test_restart_annotation_rolls_exactly_the_named_apps_and_is_recorded(k, oper
     wait_for(quiet(op), 60, "the operator settled")
     gens = generations(k)
     k("annotate", "tsp", NAME, f"{RESTART}=evenLogger,routr")
-    obj = wait_for(lambda: (o := k.json("tsp", NAME)) and "RestartRejected" in conditions(o) and o, 60,
-                   "RestartRejected condition")
+    obj = wait_for(
+        lambda: (o := k.json("tsp", NAME)) and "RestartRejected" in conditions(o) and o, 60, "RestartRejected condition"
+    )
     assert RESTART not in (obj["metadata"].get("annotations") or {})
     cond = conditions(obj)["RestartRejected"]
     assert cond["status"] == "True" and cond["reason"] == "UnknownApp" and "'routr'" in cond["message"]

@@ -2,12 +2,14 @@
 operator's own comparison, from what the operator at the pinned revision rendered for the
 upgrade pipelines (hack/upgrade/; move the baseline with `python hack/upgradebase.py
 --update REV` at a release, naming in CHANGELOG.md what rolls)."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import upgradebase
+
 from tspipe.childdiff import drift
 from tspipe.components import ROUTER
 from tspipe.disruption import pdb_drift, router_pdb
@@ -38,7 +40,8 @@ def test_the_pinned_operator_s_children_need_no_write(obj):
         judge = pdb_drift if desired["kind"] == "PodDisruptionBudget" else drift
         assert judge(desired, before[key]) == [], (
             f"{key}: an upgrade from {upgradebase.revision()} rewrites it; if that is meant, name it in "
-            f"CHANGELOG.md and move the baseline (python hack/upgradebase.py --update REV)")
+            f"CHANGELOG.md and move the baseline (python hack/upgradebase.py --update REV)"
+        )
 
 
 def test_the_comparison_sees_a_changed_pod_template():

@@ -2,10 +2,12 @@
 watch events instead of LISTing them. The store itself (versions, deletions, groups,
 what is kept), then a controller over it: no LIST once primed, read-your-writes, and a
 stale cache that never makes a wrong write."""
+
 import asyncio
 import copy
 
 from controllerfakes import _ready, make, run
+
 from tspipe.kube import ApiException
 from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, owner_of, slim_pod
 
@@ -19,21 +21,45 @@ class Clock:
 
 
 def dep(name, rv, owner="p", ns="ns", **extra):
-    meta = {"name": name, "namespace": ns, "resourceVersion": str(rv), "uid": f"u-{name}",
-            "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": owner},
-            "ownerReferences": [{"apiVersion": "tspipe.io/v1alpha1", "kind": "TimestampPipeline", "name": owner,
-                                 "uid": "p-uid", "controller": True}],
-            "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-            "spec": {"replicas": 1, "strategy": {"type": "RollingUpdate"}}, "status": {}, **extra}
+    meta = {
+        "name": name,
+        "namespace": ns,
+        "resourceVersion": str(rv),
+        "uid": f"u-{name}",
+        "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": owner},
+        "ownerReferences": [
+            {
+                "apiVersion": "tspipe.io/v1alpha1",
+                "kind": "TimestampPipeline",
+                "name": owner,
+                "uid": "p-uid",
+                "controller": True,
+            }
+        ],
+        "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {"replicas": 1, "strategy": {"type": "RollingUpdate"}},
+        "status": {},
+        **extra,
+    }
 
 
 def pod(name, rv, instance="p", ns="ns"):
-    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
-                         "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": instance},
-                         "managedFields": [{"manager": "kubelet"}]},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x", "env": [{"name": "A"}] * 50}]},
-            "status": {"conditions": [{"type": "Ready", "status": "False"}], "podIP": "10.0.0.1"}}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "resourceVersion": str(rv),
+            "labels": {"app.kubernetes.io/managed-by": "tspipe-operator", "app.kubernetes.io/instance": instance},
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x", "env": [{"name": "A"}] * 50}]},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}], "podIP": "10.0.0.1"},
+    }
 
 
 def names(objs):
@@ -140,6 +166,7 @@ def test_a_refresh_from_a_list_drops_what_it_did_not_return():
 
 # --- a controller over the cache ----------------------------------------------------
 
+
 def counting(kube):
     calls = []
     for fn in ("list_deployments", "get_deployment", "list_pods"):
@@ -209,8 +236,10 @@ def test_a_stale_update_fails_with_a_conflict_and_the_next_pass_reads_from_the_a
     assert ("update", "timestamps-router") in kube.writes
     d = kube.deps["timestamps-router"]
     assert {"name": "X", "value": "1"} in d["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert ctl.cache.deployments.get("ns", "timestamps-router")["metadata"]["resourceVersion"] == \
-        d["metadata"]["resourceVersion"], "the update's answer is in the cache"
+    assert (
+        ctl.cache.deployments.get("ns", "timestamps-router")["metadata"]["resourceVersion"]
+        == d["metadata"]["resourceVersion"]
+    ), "the update's answer is in the cache"
     calls.clear()
     run(ctl.reconcile("ns", "timestamps"))
     assert "list_deployments" not in calls, "then the cache again"
@@ -221,8 +250,7 @@ def test_a_stale_missing_child_fails_to_create_with_already_exists_then_is_found
     ctl.cache.primed = True
     run(ctl.reconcile("ns", "timestamps"))
     # A child whose labels were edited away while no operator ran: never in this cache.
-    ctl.cache.deployments.delete({"metadata": {"namespace": "ns", "name": "timestamps-time",
-                                               "resourceVersion": "999"}})
+    ctl.cache.deployments.delete({"metadata": {"namespace": "ns", "name": "timestamps-time", "resourceVersion": "999"}})
     ctl.cache.deployments.forget("ns", "timestamps")
     kube.deps["timestamps-time"]["metadata"]["labels"] = {}
     kube.writes.clear()

@@ -3,6 +3,7 @@ log-sink-kafka 5.1.1 jars) and a real broker: each app runs with exactly the arg
 env of its rendered Deployment, and its actuator shows every property bound where the
 contract says (bindings, date format, poller delay, log level/expression), the probe
 endpoints answer, and the payloads follow the date format."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,19 @@ import uuid
 from datetime import datetime
 
 import pytest
-
 from kubehelpers import wait_for
 from samples import sample_pipeline
+
 from tspipe.render import render_deployments
 
 pytestmark = pytest.mark.kafka
 
 # Test-only: expose configprops (the apps' security starter guards all but health/info).
-EXPOSE = ["--management.endpoints.web.exposure.include=health,info,bindings,configprops",
-          "--management.endpoint.configprops.show-values=always",
-          "--spring.cloud.streamapp.security.enabled=false"]
+EXPOSE = [
+    "--management.endpoints.web.exposure.include=health,info,bindings,configprops",
+    "--management.endpoint.configprops.show-values=always",
+    "--spring.cloud.streamapp.security.enabled=false",
+]
 
 
 def _get(port, path):
@@ -55,8 +58,10 @@ def test_rendered_args_bind_in_the_real_spring_apps(kafka_bootstrap, tmp_path):
 
     suffix = uuid.uuid4().hex[:6]
     obj = sample_pipeline(stored=True)
-    obj["spec"]["kafka"] = {"brokers": [kafka_bootstrap],
-                            "topics": {"input": f"t-{suffix}", "even": f"e-{suffix}", "odd": f"o-{suffix}"}}
+    obj["spec"]["kafka"] = {
+        "brokers": [kafka_bootstrap],
+        "topics": {"input": f"t-{suffix}", "even": f"e-{suffix}", "odd": f"o-{suffix}"},
+    }
     obj["spec"]["time"].update(dateFormat="yyyy-MM-dd HH:mm:ss", fixedDelaySeconds=2)
     obj["spec"]["evenLogger"].update(level="WARN", expression="'E:' + payload")
     deps = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in render_deployments(obj)}
@@ -90,12 +95,23 @@ def test_rendered_args_bind_in_the_real_spring_apps(kafka_bootstrap, tmp_path):
         # And the payloads really follow the rendered date format.
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(f"t-{suffix}", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                                 group_id=f"check-{suffix}", enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            f"t-{suffix}",
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"check-{suffix}",
+            enable_auto_commit=False,
+        )
         try:
             values = []
-            wait_for(lambda: values.extend(r.value for rs in consumer.poll(timeout_ms=500).values() for r in rs)
-                     or len(values) >= 2, 60, "two timestamps")
+            wait_for(
+                lambda: (
+                    values.extend(r.value for rs in consumer.poll(timeout_ms=500).values() for r in rs)
+                    or len(values) >= 2
+                ),
+                60,
+                "two timestamps",
+            )
         finally:
             consumer.close()
         for v in values:

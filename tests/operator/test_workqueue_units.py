@@ -1,6 +1,7 @@
 """The work queue's resync of settled pipelines (issue 26): a resync runs no pass for a
 pipeline whose last pass settled and that nothing touched since, yet every pipeline is
 still read at least every reread_seconds; anything else runs a full pass as before."""
+
 import asyncio
 
 from tspipe.handlers import NoDiffBase
@@ -46,8 +47,9 @@ def make_queue(outcomes):
         passes.append(clock.t)
         q.schedule(key, outcomes.pop(0) if outcomes else Outcome())
 
-    q = WorkQueue(work, unchanged=lambda key: skipped.append(clock.t), resync_seconds=10, reread_seconds=300,
-                  clock=clock)
+    q = WorkQueue(
+        work, unchanged=lambda key: skipped.append(clock.t), resync_seconds=10, reread_seconds=300, clock=clock
+    )
     return q, passes, skipped, clock
 
 
@@ -84,8 +86,9 @@ def test_resync_of_a_settled_pipeline_runs_no_pass_until_reread_is_due():
 
 def test_an_event_a_write_an_error_or_a_timer_makes_the_next_resync_a_full_pass():
     async def scenario():
-        q, passes, skipped, clock = make_queue([Outcome(writes=2), Outcome(), Outcome(retry_after=5.0),
-                                                Outcome(error="boom")])
+        q, passes, skipped, clock = make_queue(
+            [Outcome(writes=2), Outcome(), Outcome(retry_after=5.0), Outcome(error="boom")]
+        )
         q.enqueue(KEY)
         await settle(q)  # pass 1: wrote
         clock.t += 10
@@ -157,6 +160,7 @@ def test_kopf_builds_no_diff_base():
 
 # Issue 26: a deleted pipeline leaves nothing behind (a soak's leak)
 
+
 def test_forget_while_a_pass_runs_keeps_no_retry_state():
     async def scenario():
         gate = asyncio.Event()
@@ -218,6 +222,7 @@ def test_settled_with_only_a_recheck_timer():
 
 def test_a_pipeline_with_managed_topics_settles():
     from controllerfakes import _ready, make, run
+
     kube, ctl = make()
     run(ctl.reconcile("ns", "timestamps"))
     _ready(kube)

@@ -1,11 +1,12 @@
 """Test helpers: run the router as a real subprocess, produce and read topics with kafka-python."""
+
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,8 +20,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.structs import TopicPartition
-from localinfra.proc import free_port, wait_for  # noqa: F401  (re-exported for the tests)
-import contextlib
+from localinfra.proc import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,17 +35,21 @@ class RouterProc:
     def __init__(self, args: list[str] | None = None, env: dict | None = None, port: int | None = None):
         self.port = port or free_port()
         self.args = [f"--server.port={self.port}", "--server.address=127.0.0.1", *(args or [])]
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRING_", "SERVER_", "TSROUTER_"))}
         self.env.update(env or {})
         self.env["PYTHONUNBUFFERED"] = "1"
         # The router writes to it until stop(), which closes it.
         self.log = tempfile.NamedTemporaryFile(prefix="tsrouter-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "RouterProc":
-        self.proc = subprocess.Popen([sys.executable, "-m", "tsrouter", *self.args], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    def start(self) -> RouterProc:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tsrouter", *self.args],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         return self
 
     def output(self) -> str:
@@ -63,7 +67,7 @@ class RouterProc:
                 return e.code, json.loads(body)
             except ValueError:
                 return e.code, body
-        except (urllib.error.URLError, ConnectionError, socket.timeout) as e:
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as e:
             return None, str(e)
 
     def ready(self) -> bool:
@@ -108,13 +112,16 @@ class RouterProc:
             os.unlink(self.log.name)
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None,
-                 replication: int = 1) -> None:
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None, replication: int = 1
+) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": replication,
-                                    "configs": configs or {}}},
-                            raise_errors=False, wait_for_metadata=True)
+        admin.create_topics(
+            {name: {"num_partitions": partitions, "replication_factor": replication, "configs": configs or {}}},
+            raise_errors=False,
+            wait_for_metadata=True,
+        )
     finally:
         admin.close()
 
@@ -130,10 +137,15 @@ def produce(bootstrap: str, topic: str, values, partition_of=None, key_of=None, 
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     futures = []
     for i, v in enumerate(values):
-        futures.append(p.send(topic, value=v,
-                              key=key_of(i, v) if key_of else None,
-                              partition=partition_of(i, v) if partition_of else None,
-                              headers=headers(i, v) if headers else None))
+        futures.append(
+            p.send(
+                topic,
+                value=v,
+                key=key_of(i, v) if key_of else None,
+                partition=partition_of(i, v) if partition_of else None,
+                headers=headers(i, v) if headers else None,
+            )
+        )
     p.flush()
     for f in futures:
         f.get(timeout=30)
@@ -189,12 +201,22 @@ class BackgroundProducer(threading.Thread):
             self.join(timeout)
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 120,
-             isolation_level: str = "read_uncommitted", settle: float = 0.0) -> list:
+def read_all(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 120,
+    isolation_level: str = "read_uncommitted",
+    settle: float = 0.0,
+) -> list:
     """Every record of topic from the beginning, until `expected` seen (then `settle` s more)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                      enable_auto_commit=False, isolation_level=isolation_level,
-                      fetch_max_wait_ms=100)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+        fetch_max_wait_ms=100,
+    )
     parts = wait_for(lambda: c.partitions_for_topic(topic), 30, f"topic {topic} metadata")
     c.assign([TopicPartition(topic, p) for p in sorted(parts)])
     c.seek_to_beginning()
@@ -223,11 +245,11 @@ def serial(value: bytes, start: int = 1_700_000_000) -> int:
     return calendar.timegm(time.strptime(text, "%m/%d/%y %H:%M:%S")) - start
 
 
-def read_to_end(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted",
-                timeout: float = 60) -> list:
+def read_to_end(bootstrap: str, topic: str, isolation_level: str = "read_uncommitted", timeout: float = 60) -> list:
     """A snapshot: every record of topic up to its current end (last stable offset when read_committed)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                      isolation_level=isolation_level, fetch_max_wait_ms=100)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level, fetch_max_wait_ms=100
+    )
     try:
         parts = wait_for(lambda: c.partitions_for_topic(topic), 30, f"topic {topic} metadata")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -1,5 +1,6 @@
 """Actuator endpoints over the health state (Flask test client; the server itself is
 exercised by the broker tests)."""
+
 from tsrouter.actuator import create_app
 from tsrouter.health import HealthState
 from tsrouter.metrics import Metrics

@@ -1,5 +1,6 @@
 """The ledger behind tsrouter_records_committed: records count as committed only once a
 commit covers their offsets, and only records that were acknowledged ever count."""
+
 from tsrouter.batch import CommitLedger, record_counts
 from tsrouter.chunks import ListChunk
 
@@ -30,6 +31,9 @@ def test_partitions_lost_to_another_member_never_count():
 def test_records_not_offsets_are_counted():
     # A transactional input's commit markers take offsets but are no records.
     # Offsets 10 and 12 are records, 11 a marker; a poll hands them out in chunks.
-    batch = {"p0": [ListChunk([(10, 0, None, b"1", ())]), ListChunk([(12, 0, None, b"2", ())])], "p1": [],
-             "p2": [ListChunk([(3, 0, None, b"3", ())])]}
+    batch = {
+        "p0": [ListChunk([(10, 0, None, b"1", ())]), ListChunk([(12, 0, None, b"2", ())])],
+        "p1": [],
+        "p2": [ListChunk([(3, 0, None, b"3", ())])],
+    }
     assert record_counts(batch) == {"p0": 2, "p2": 1}

@@ -1,5 +1,6 @@
 """Dockerfile.router: checked by parsing (no Docker engine here), and its ENTRYPOINT run in a
 virtual environment built from the same pinned requirements the image installs."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,11 @@ def test_build_stage_installs_the_pinned_requirements_then_the_package():
     pkg_run = next(k for k, r in enumerate(runs) if re.search(r"pip install --no-deps /src/router\b", r))
     assert req_run < pkg_run
     assert any(c.split()[0] == "router/requirements.txt" for c in copies)
-    reqs = [ln.strip() for ln in (ROOT / "router/requirements.txt").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")]
+    reqs = [
+        ln.strip()
+        for ln in (ROOT / "router/requirements.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert reqs and all(re.match(r"^[A-Za-z0-9_.-]+==[\w.]+$", r) for r in reqs)
     pyproject = (ROOT / "router/pyproject.toml").read_text()
     for r in reqs:  # the package declares exactly the same pins
@@ -114,8 +118,9 @@ def test_final_stage_env_entrypoint_and_port():
 
 
 def test_dockerignore_is_generic():
-    lines = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")}
+    lines = {
+        ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    }
     for pattern in (".venv", ".git", "tests", "bench", "hack"):
         assert pattern in lines, pattern
     assert not ({"router", "operator", "router/", "operator/"} & lines)
@@ -140,11 +145,11 @@ def entrypoint(venv: Path) -> list[str]:
     if "/" not in entry[0]:
         for d in path.split(":"):
             if d.startswith("/opt/venv"):
-                candidate = venv / d[len("/opt/venv/"):] / entry[0]
+                candidate = venv / d[len("/opt/venv/") :] / entry[0]
                 if candidate.exists():
                     return [str(candidate), *entry[1:]]
         raise AssertionError(f"{entry[0]} not found on the image PATH {path}")
-    return [str(venv / entry[0][len("/opt/venv/"):]), *entry[1:]]
+    return [str(venv / entry[0][len("/opt/venv/") :]), *entry[1:]]
 
 
 def _env():
@@ -166,16 +171,27 @@ def test_entrypoint_starts_serves_probes_and_stops_on_sigterm(image_venv):
 
     port = free_port()
     # SCDF exec style: arguments appended to the ENTRYPOINT
-    proc = subprocess.Popen([*entrypoint(image_venv), f"--server.port={port}", "--server.address=127.0.0.1",
-                             "--spring.cloud.stream.kafka.binder.brokers=127.0.0.1:1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    proc = subprocess.Popen(
+        [
+            *entrypoint(image_venv),
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--spring.cloud.stream.kafka.binder.brokers=127.0.0.1:1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
     try:
+
         def live():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/actuator/health/liveness", timeout=2) as r:
                     return r.status == 200
             except Exception:  # noqa: BLE001 - a probe: not live yet
                 return False
+
         wait_for(live, 60, "liveness")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
@@ -188,7 +204,10 @@ def test_entrypoint_starts_serves_probes_and_stops_on_sigterm(image_venv):
 
 def test_image_uses_the_c_crc32c(image_venv):
     # kafka-python silently falls back to pure-Python CRC32C, several times slower per batch
-    out = subprocess.run([str(image_venv / "bin/python"), "-c",
-                          "from kafka.record import util; print(util.crc32c_c is not None)"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(image_venv / "bin/python"), "-c", "from kafka.record import util; print(util.crc32c_c is not None)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "True", out.stderr

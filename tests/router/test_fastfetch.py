@@ -8,6 +8,7 @@ expect the same records (the chunks decoded) and the same positions, with no pol
 max_poll_records. An upgrade of kafka-python fails here
 (and the router's start-up check, tsrouter.kafka_private, falls back to ConsumerRecords).
 """
+
 from __future__ import annotations
 
 import kafka
@@ -15,14 +16,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch
-from kafka.serializer import Deserializer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
+from kafka.serializer import Deserializer
 from kafka.structs import TopicPartition
-from tsrouter import wire
-from tsrouter.kafka_private import fastfetch
-
 from localinfra.proc import wait_for
 from routerproc import new_topic, unique
+
+from tsrouter import wire
+from tsrouter.kafka_private import fastfetch
 
 TS = 1_700_000_000_123
 # The records below are stamped in 2023: under the broker's default time retention (7 days)
@@ -139,6 +140,7 @@ def test_refuses_a_consumer_without_a_fetcher_or_with_deserializers():
 
     with pytest.raises(RuntimeError, match=r"KafkaConsumer\._fetcher"):
         fastfetch.install(NotAConsumer())
+
     class Text(Deserializer):
         def deserialize(self, topic, headers, data):
             return data.decode()
@@ -156,8 +158,14 @@ def test_refuses_a_consumer_without_a_fetcher_or_with_deserializers():
 
 def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommitted", start=None, partitions=1):
     """Everything up to the end offsets: ([(partition, record tuple)], {partition: position})."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level,
-                      fetch_max_wait_ms=50, max_poll_records=700, max_partition_fetch_bytes=64 * 1024)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+        fetch_max_wait_ms=50,
+        max_poll_records=700,
+        max_partition_fetch_bytes=64 * 1024,
+    )
     if fast:
         fastfetch.install(c)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -197,14 +205,19 @@ def _read(bootstrap: str, topic: str, fast: bool, isolation_level="read_uncommit
 @pytest.mark.parametrize("compression", [None, "gzip"])
 def test_same_records_and_positions_as_kafka_python(kafka_bootstrap, compression):
     topic = new_topic(kafka_bootstrap, "fastfetch", 2, configs=KEEP_OLD_RECORDS)
-    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type=compression, linger_ms=5,
-                      batch_size=8192)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, compression_type=compression, linger_ms=5, batch_size=8192)
     recs = sample(4000)
     try:
         for i, (ts, key, value, headers) in enumerate(recs):
             # kafka-python's send() refuses null header values (the unit tests above cover them)
-            p.send(topic, key=key, value=value if value is not None else b"", partition=i % 2, timestamp_ms=ts,
-                   headers=[(k, b"" if v is None else v) for k, v in headers])
+            p.send(
+                topic,
+                key=key,
+                value=value if value is not None else b"",
+                partition=i % 2,
+                timestamp_ms=ts,
+                headers=[(k, b"" if v is None else v) for k, v in headers],
+            )
         p.flush(timeout=30)
     finally:
         p.close()
@@ -224,8 +237,7 @@ def test_same_records_and_positions_as_kafka_python(kafka_bootstrap, compression
 def test_read_committed_skips_aborted_transactions_and_markers(kafka_bootstrap):
     topic = new_topic(kafka_bootstrap, "fastfetch")
     plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("fastfetch"),
-                        linger_ms=0)
+    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("fastfetch"), linger_ms=0)
     try:
         txn.init_transactions()
         for round_ in range(3):

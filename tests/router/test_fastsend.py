@@ -5,18 +5,19 @@ through a real KafkaProducer and read the records back, committed and aborted in
 transactions, and see a failed batch reported as failed. An upgrade of kafka-python
 that changes what fastsend relies on fails here (and the router's start-up check falls back to send()).
 """
+
 from __future__ import annotations
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.structs import TopicPartition
+from localinfra.proc import wait_for
+from routerproc import new_topic, unique
+
 from tsrouter import wire
 from tsrouter.kafka_private import fastsend
 from tsrouter.routing import output_headers
-
-from localinfra.proc import wait_for
-from routerproc import new_topic, unique
 
 DEFAULT = output_headers(None)
 DEFAULT_BLOCK = wire.encode_headers(DEFAULT)
@@ -59,9 +60,10 @@ def test_batches_are_byte_for_byte_what_kafka_python_builds(batch_size):
 def test_whole_records_are_rebatched_byte_for_byte_as_kafka_python_would(batch_size):
     # What tsrouter.rawplan hands over: each record encoded as if one batch held them all.
     recs = records(3000)
-    whole = [wire.encode_record(i, wire.encode_tail(k, v, DEFAULT_BLOCK if h is None else
-                                                    wire.encode_headers(h)))
-             for i, (k, v, h) in enumerate(recs)]
+    whole = [
+        wire.encode_record(i, wire.encode_tail(k, v, DEFAULT_BLOCK if h is None else wire.encode_headers(h)))
+        for i, (k, v, h) in enumerate(recs)
+    ]
     ours = fastsend.build_from_records(whole, batch_size, 0, TS)
     for b in ours:
         b.close()
@@ -73,7 +75,9 @@ def test_decoded_records_are_the_input():
     (b,) = fastsend.build_batches(recs, DEFAULT_BLOCK, 512 * 1024, 0, TS)
     b.close()
     got = [r for batch in MemoryRecords(b.buffer()) for r in batch]
-    assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == [(i, k, v, TS) for i, (k, v, _h) in enumerate(recs)]
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in got] == [
+        (i, k, v, TS) for i, (k, v, _h) in enumerate(recs)
+    ]
     assert [list(r.headers) for r in got] == [DEFAULT if h is None else h for _k, _v, h in recs]
 
 
@@ -89,13 +93,15 @@ def test_refuses_a_producer_without_the_internals_it_uses():
 
 
 def _read(bootstrap: str, topic: str, partitions: int, expected: int, isolation_level="read_uncommitted") -> list:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level,
-                      fetch_max_wait_ms=100)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level, fetch_max_wait_ms=100
+    )
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     c.assign(tps)
     c.seek_to_beginning()
     out: list = []
     try:
+
         def done():
             for recs in c.poll(timeout_ms=500).values():
                 out.extend(recs)
@@ -127,7 +133,8 @@ def test_round_trip_through_the_broker(kafka_bootstrap):
     for part in (0, 1):
         mine = sorted((r for r in got if r.partition == part), key=lambda r: r.offset)
         assert [(r.key, r.value, list(r.headers)) for r in mine] == [
-            (k, v, DEFAULT if h is None else h) for k, v, h in recs]
+            (k, v, DEFAULT if h is None else h) for k, v, h in recs
+        ]
 
 
 @pytest.mark.kafka
@@ -155,8 +162,13 @@ def test_transactions_commit_and_abort_what_it_sends(kafka_bootstrap):
 @pytest.mark.kafka
 def test_a_batch_the_broker_never_takes_is_reported_failed(kafka_bootstrap):
     topic = new_topic(kafka_bootstrap, "fastsend")
-    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=1000, delivery_timeout_ms=2000,
-                      linger_ms=0, max_block_ms=2000)
+    p = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap,
+        request_timeout_ms=1000,
+        delivery_timeout_ms=2000,
+        linger_ms=0,
+        max_block_ms=2000,
+    )
     try:
         sender = fastsend.FastSender(p, 16384)
         p.partitions_for(topic)

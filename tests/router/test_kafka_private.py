@@ -5,6 +5,7 @@ No broker: clients pointed at a closed port with a fixed api_version never conne
 kafka-python is "changed" by patching what the check reads. tests/router/test_router_kafka.py
 runs every combination of the switches, and the fallback, on the real broker.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,21 @@ from kafka.errors import KafkaTimeoutError
 from kafka.producer.transaction_manager import TransactionalRequestResult
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
+
 from tsrouter import kafka_private
-from tsrouter.kafka_private import BATCH_SEND, BOUNDED_TXN, CONNECTION_PROBE, FAST_FETCH, FIXES, Fence, fastfetch, \
-    fastsend, fixes, probe, txn
+from tsrouter.kafka_private import (
+    BATCH_SEND,
+    BOUNDED_TXN,
+    CONNECTION_PROBE,
+    FAST_FETCH,
+    FIXES,
+    Fence,
+    fastfetch,
+    fastsend,
+    fixes,
+    probe,
+    txn,
+)
 
 NOWHERE = "127.0.0.1:9"  # nothing listens there: the clients below never connect
 
@@ -56,8 +69,10 @@ def test_all_private_paths_on_when_the_check_passes(clients, caplog):
     assert consumer._fetcher.PartitionRecords is fastfetch.ChunkRecords
     assert isinstance(fence.connected, probe.PrivateProbe) and fence.connected() is False  # never connected
     assert warnings(caplog) == ""
-    assert "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, bounded transactional " \
+    assert (
+        "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, bounded transactional "
         "calls, kafka-python fixes" in caplog.text
+    )
 
 
 @pytest.mark.parametrize("fast_fetch,batch_send", [(False, False), (True, False), (False, True)])
@@ -109,7 +124,8 @@ def test_changed_behaviour_is_found_before_any_record_is_read(monkeypatch, caplo
     monkeypatch.setattr(fastsend, "_builder", late)
     found = kafka_private.check()
     assert found[FAST_FETCH] == [
-        "ChunkRecords on PartitionRecords hands out other records or positions than kafka-python's own"]
+        "ChunkRecords on PartitionRecords hands out other records or positions than kafka-python's own"
+    ]
     assert found[BATCH_SEND] == ["batches built through MemoryRecordsBuilder's fields differ from its own"]
     fence = Fence(fast_fetch=True, batch_send=True)
     assert (fence.fast_fetch, fence.batch_send) == (False, False)
@@ -154,7 +170,7 @@ class FakeConsumer:
         self.asked.append((partitions, timeout_ms))
         if self.fail:
             raise KafkaTimeoutError("no answer")
-        return {tp: 0 for tp in partitions}
+        return dict.fromkeys(partitions, 0)
 
 
 def test_the_public_probe_asks_the_broker_now_and_then(caplog):
@@ -196,5 +212,7 @@ def test_a_non_transactional_router_neither_uses_nor_names_the_transactional_int
     fence = Fence(fast_fetch=True, batch_send=True)
     fence.attach(*clients, 65536, "in")
     assert not fence.bounded_txn and fence.txn is None
-    assert "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes\n" \
+    assert (
+        "private API in use: tsrouter.fast-fetch, tsrouter.batch-send, connection probe, kafka-python fixes\n"
         in caplog.text
+    )

@@ -6,6 +6,7 @@ when the metadata arrives. If the leader's poll() returns while that second join
 for SyncGroup, the unfixed client never finishes it, is expelled, and never rejoins.
 Slowing SyncGroup by a second makes that window certain instead of a few per cent.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,15 +16,15 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from tsrouter.kafka_private import fixes
-
 from localinfra.proc import wait_for
+
+from tsrouter.kafka_private import fixes
 
 pytestmark = pytest.mark.kafka
 
-SYNC_DELAY_S = 1.0   # longer than the leader's poll timeout below
+SYNC_DELAY_S = 1.0  # longer than the leader's poll timeout below
 POLL_MS = 100
-SESSION_MS = 6_000   # the broker expels a silent member after this
+SESSION_MS = 6_000  # the broker expels a silent member after this
 
 
 @contextlib.contextmanager
@@ -60,16 +61,23 @@ def leader_then_member(bootstrap: str) -> tuple[bool, str]:
     x, y, group = f"rejoin-x-{tag}", f"rejoin-y-{tag}", f"rejoin-{tag}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(x, 1, 1), NewTopic(y, 1, 1)])
+
     # Both topics led before anyone subscribes: an unfixed leader that assigns before X's
     # metadata exists loses that first rejoin already, and the scene never starts.
     def led() -> bool:
         topics = admin.describe_topics([x, y])
-        return len(topics) == 2 and all(t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
-                                        for t in topics)
+        return len(topics) == 2 and all(
+            t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"]) for t in topics
+        )
 
     wait_for(led, 60, "the new topics' partitions to have leaders")
-    common = {"bootstrap_servers": bootstrap, "group_id": group, "auto_offset_reset": "earliest",
-                  "session_timeout_ms": SESSION_MS, "heartbeat_interval_ms": 1_000}
+    common = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": SESSION_MS,
+        "heartbeat_interval_ms": 1_000,
+    }
     leader = KafkaConsumer(x, **common)
     stop = threading.Event()
     try:
@@ -96,8 +104,11 @@ def leader_then_member(bootstrap: str) -> tuple[bool, str]:
         producer.close()
         # What the broker says: is the leader still a member holding X?
         desc = admin.describe_groups([group])[group]
-        holds = [p["topic"] for m in desc["members"]
-                 for p in (m.get("member_assignment") or {}).get("assigned_partitions") or []]
+        holds = [
+            p["topic"]
+            for m in desc["members"]
+            for p in (m.get("member_assignment") or {}).get("assigned_partitions") or []
+        ]
         late = [v for v in got if int(v[1:]) >= deadline_polls // 2]
         return x in holds and bool(late), f"group members hold {holds}; leader consumed {len(got)}, late {len(late)}"
     finally:

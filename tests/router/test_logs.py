@@ -1,4 +1,5 @@
 """Log lines: one line per event, text or JSON, on stdout."""
+
 import json
 import logging
 

@@ -7,6 +7,7 @@ of record the router meets (keys, headers, null and empty values, JSON strings, 
 values that do not end in a digit), planning the raw chunks must give the same output
 bytes per output partition, the same counts, dead letters and oldest timestamp.
 """
+
 from __future__ import annotations
 
 import random
@@ -15,9 +16,10 @@ import pytest
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
-from tsrouter.kafka_private import fastsend
+
 from tsrouter.batch import Topics, first_offsets, next_offsets, plan_groups, record_counts, records_of
 from tsrouter.chunks import ListChunk, RawChunk
+from tsrouter.kafka_private import fastsend
 from tsrouter.rawplan import plan_chunks
 from tsrouter.routing import Prefixes, output_headers
 from tsrouter.wire import CorruptRecordError, encode_headers
@@ -63,8 +65,17 @@ def chunk_of(buf: bytes) -> RawChunk:
     """What fastfetch hands out for one whole uncompressed batch."""
     batch = DefaultRecordBatch(buf)
     data = bytes(batch._buffer)
-    return RawChunk(data, batch._pos, len(data), batch._num_records, batch.base_offset, batch.first_timestamp, None,
-                    batch.base_offset, batch.next_offset)
+    return RawChunk(
+        data,
+        batch._pos,
+        len(data),
+        batch._num_records,
+        batch.base_offset,
+        batch.first_timestamp,
+        None,
+        batch.base_offset,
+        batch.next_offset,
+    )
 
 
 def encoded(groups: dict, builder) -> dict:
@@ -84,6 +95,7 @@ def both(batch: dict, out_partitions: dict, batch_size: int = 512 * 1024):
     assert raw.encoded and not ref.encoded
     got = encoded(raw.groups, lambda rs: fastsend.build_from_records(rs, batch_size, 0, TS))
     want = encoded(ref.groups, lambda rs: fastsend.build_batches(rs, DEFAULT_BLOCK, batch_size, 0, TS))
+
     def summary(p):
         return p.counts, [(o.source_partition, o.source_offset, o.reason) for o in p.dead], p.oldest_ts
 
@@ -119,10 +131,18 @@ def test_split_and_trimmed_chunks_plan_like_the_whole(k):
     tp = TopicPartition("in", 0)
     head, tail = whole.split(k)
     assert head.records() + tail.records() == records
-    assert (head.count, tail.count, head.first_offset, head.next_offset, tail.first_offset, tail.next_offset) == \
-        (k, 500 - k, 1000, 1000 + k, 1000 + k, 1500)
-    assert both({tp: [head, tail]}, {"ev": 3, "od": 3, "dlq": 1})[0][0] == \
-        both({tp: [whole]}, {"ev": 3, "od": 3, "dlq": 1})[0][0]
+    assert (head.count, tail.count, head.first_offset, head.next_offset, tail.first_offset, tail.next_offset) == (
+        k,
+        500 - k,
+        1000,
+        1000 + k,
+        1000 + k,
+        1500,
+    )
+    assert (
+        both({tp: [head, tail]}, {"ev": 3, "od": 3, "dlq": 1})[0][0]
+        == both({tp: [whole]}, {"ev": 3, "od": 3, "dlq": 1})[0][0]
+    )
     rest = whole.since(1000 + k)
     assert rest.records() == records[k:] and rest.first_offset == 1000 + k and rest.next_offset == 1500
     assert head.first_timestamp == records[0][1] and tail.first_timestamp == records[k][1]

@@ -1,9 +1,11 @@
 """What the router keeps across a rebalance (no broker: the hooks' bookkeeping alone)."""
+
 from __future__ import annotations
 
 import threading
 
 from kafka import TopicPartition as TP
+
 from tsrouter.actuator import HealthState
 from tsrouter.app import Runner
 from tsrouter.config import RouterConfig

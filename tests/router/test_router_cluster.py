@@ -6,6 +6,7 @@ digit names) and, exactly-once, nothing twice (read_committed). The topics recor
 broker's append time, so the longest gap between consecutive output records is the
 longest the router's output stood still; it is reported, never asserted (machines are noisy).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,6 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from localinfra.diagnose import kafka_state, tail
 from localinfra.kafka import CLUSTER_REPLICATION
-
 from routerproc import BackgroundProducer, RouterProc, create_topic, read_to_end, serial, timestamps, wait_for
 from test_router_kafka import Pipeline, committed
 
@@ -67,10 +67,16 @@ def diagnose(on_failure, cluster, pl: Pipeline, router: RouterProc) -> None:
     cluster's leaders and each broker's last lines."""
     on_failure.append(("router log", lambda: "\n".join(router.output().splitlines()[-80:])))
     on_failure.append(("kafka", lambda: kafka_state(cluster.bootstrap, [pl.input, pl.even, pl.odd], [pl.group])))
-    on_failure.append(("cluster", lambda: (
-        f"running: {[n.running() for n in cluster.nodes]}; leaders (input, even, odd): "
-        f"{[cluster.leader(t, 0) for t in (pl.input, pl.even, pl.odd)]}; "
-        f"under-replicated: {cluster.under_replicated()}")))
+    on_failure.append(
+        (
+            "cluster",
+            lambda: (
+                f"running: {[n.running() for n in cluster.nodes]}; leaders (input, even, odd): "
+                f"{[cluster.leader(t, 0) for t in (pl.input, pl.even, pl.odd)]}; "
+                f"under-replicated: {cluster.under_replicated()}"
+            ),
+        )
+    )
     for node in cluster.nodes:
         on_failure.append((f"broker {node.index} log", lambda node=node: tail(node.log_path)))
 
@@ -97,15 +103,22 @@ def routed_once_each(pl: Pipeline, values: list[bytes], isolation_level: str):
     every input record is there, in the topic its last digit names; returns (records,
     how many were duplicates)."""
     end = input_end(pl.bootstrap, pl.input)
-    wait_for(lambda: committed(pl.bootstrap, pl.group, pl.input, 1) == {0: end}, 180,
-             f"the router's group committing the input's end ({end})", interval=1)
+    wait_for(
+        lambda: committed(pl.bootstrap, pl.group, pl.input, 1) == {0: end},
+        180,
+        f"the router's group committing the input's end ({end})",
+        interval=1,
+    )
     records = read_to_end(pl.bootstrap, pl.even, isolation_level) + read_to_end(pl.bootstrap, pl.odd, isolation_level)
     serials = [serial(r.value) for r in records]
     missing = set(range(len(values))) - set(serials)
     assert not missing, f"{len(missing)} of {len(values)} records lost, e.g. {sorted(missing)[:10]}"
-    misrouted = [r for r in records
-                 if r.topic != (pl.even if int(chr(values[serial(r.value)][-1])) % 2 == 0 else pl.odd)
-                 or r.value.split(b":", 1)[1] != values[serial(r.value)]]
+    misrouted = [
+        r
+        for r in records
+        if r.topic != (pl.even if int(chr(values[serial(r.value)][-1])) % 2 == 0 else pl.odd)
+        or r.value.split(b":", 1)[1] != values[serial(r.value)]
+    ]
     assert not misrouted, f"{len(misrouted)} records in the wrong topic or changed, e.g. {misrouted[:3]}"
     return records, len(serials) - len(set(serials))
 
@@ -155,15 +168,22 @@ def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_proper
     exactly_once = guarantee == "exactly-once"
     isolation = "read_committed" if exactly_once else "read_uncommitted"
     with under_traffic(cluster, routers, on_failure, f"--tsrouter.processing-guarantee={guarantee}") as (
-        pl, router, feed, values, routed,
+        pl,
+        router,
+        feed,
+        values,
+        routed,
     ):
         crashes = []
         for topic in (pl.input, pl.even):
             victim = leader_of(cluster, topic)
             before, t0 = routed(), time.monotonic()
             cluster.kill(victim)
-            wait_for(lambda before=before: routed() >= before + ROUTED_WHILE_DOWN, FAILOVER_S,
-                     f"{ROUTED_WHILE_DOWN} more records routed with {topic}'s leader (broker {victim}) down")
+            wait_for(
+                lambda before=before: routed() >= before + ROUTED_WHILE_DOWN,
+                FAILOVER_S,
+                f"{ROUTED_WHILE_DOWN} more records routed with {topic}'s leader (broker {victim}) down",
+            )
             crashes.append((topic.split("-")[0], victim, round(time.monotonic() - t0, 1)))
             assert feed.is_alive(), "the producer ran dry: the crash was not under traffic"
             cluster.start(victim)
@@ -172,13 +192,15 @@ def test_leader_crashes_under_traffic(cluster, routers, guarantee, record_proper
         assert not feed.errors, feed.errors[:3]
         assert router.proc.poll() is None
 
-        records, duplicates = routed_once_each(pl, values[:feed.sent], isolation)
+        records, duplicates = routed_once_each(pl, values[: feed.sent], isolation)
         if exactly_once:
             assert duplicates == 0, f"{duplicates} records routed twice under exactly-once"
         stall = longest_gap_ms(records)
-        report = (f"{guarantee}: {feed.sent} records; crashes (leader of, broker, s until "
-                  f"{ROUTED_WHILE_DOWN} more routed): {crashes}; duplicates {duplicates}; "
-                  f"longest output stall {stall} ms")
+        report = (
+            f"{guarantee}: {feed.sent} records; crashes (leader of, broker, s until "
+            f"{ROUTED_WHILE_DOWN} more routed): {crashes}; duplicates {duplicates}; "
+            f"longest output stall {stall} ms"
+        )
         print("\n" + report)
         record_property("cluster_failover", report)
         router.wait_ready()
@@ -196,12 +218,14 @@ def test_rolling_restart_under_traffic_loses_nothing(cluster, routers, record_pr
         feed.stop()
         assert not feed.errors, feed.errors[:3]
 
-        records, duplicates = routed_once_each(pl, values[:feed.sent], "read_uncommitted")
+        records, duplicates = routed_once_each(pl, values[: feed.sent], "read_uncommitted")
         stall = longest_gap_ms(records)
         input_stall = longest_gap_ms(read_to_end(pl.bootstrap, pl.input))
-        report = (f"rolling restart: {feed.sent} records; brokers' stop-to-in-sync s "
-                  f"{[round(t, 1) for t in took]}; longest output stall {stall} ms "
-                  f"(the producer's own into the input: {input_stall} ms); duplicates {duplicates}")
+        report = (
+            f"rolling restart: {feed.sent} records; brokers' stop-to-in-sync s "
+            f"{[round(t, 1) for t in took]}; longest output stall {stall} ms "
+            f"(the producer's own into the input: {input_stall} ms); duplicates {duplicates}"
+        )
         print("\n" + report)
         record_property("cluster_rolling_restart", report)
         record_property("longest_output_stall_ms", stall)

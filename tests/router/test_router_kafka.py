@@ -1,4 +1,5 @@
 """The router as a real subprocess against a real Kafka broker (the project's harness)."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,18 @@ from collections import Counter, defaultdict
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
-
-from routerproc import (BackgroundProducer, RouterProc, create_topic, produce, read_all, read_to_end, serial,
-                        timestamps, unique, wait_for)
+from routerproc import (
+    BackgroundProducer,
+    RouterProc,
+    create_topic,
+    produce,
+    read_all,
+    read_to_end,
+    serial,
+    timestamps,
+    unique,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -28,11 +38,15 @@ class Pipeline:
         self.partitions = partitions
 
     def args(self, *extra: str) -> list[str]:
-        return [f"--spring.cloud.stream.kafka.binder.brokers={self.bootstrap}",
-                DEST.format("input", self.input), DEST.format("even", self.even),
-                DEST.format("odd", self.odd),
-                f"--spring.cloud.stream.bindings.input.group={self.group}",
-                f"--tsrouter.topic-partitions={self.partitions}", *extra]
+        return [
+            f"--spring.cloud.stream.kafka.binder.brokers={self.bootstrap}",
+            DEST.format("input", self.input),
+            DEST.format("even", self.even),
+            DEST.format("odd", self.odd),
+            f"--spring.cloud.stream.bindings.input.group={self.group}",
+            f"--tsrouter.topic-partitions={self.partitions}",
+            *extra,
+        ]
 
 
 def routed_serials(records) -> list[int]:
@@ -82,19 +96,22 @@ def test_routes_10000_timestamps_exact_counts_and_partition_order(kafka_bootstra
         # the broker) reaches every record once the last commit is in.
         wait_for(lambda: r.metric("tsrouter_records_committed_total") == n, 30, "every record counted committed")
         assert r.terminate() == 0
-        assert committed(kafka_bootstrap, pl.group, pl.input, parts) == {p: n // parts for p in range(parts)}
+        assert committed(kafka_bootstrap, pl.group, pl.input, parts) == dict.fromkeys(range(parts), n // parts)
     finally:
         r.stop()
 
 
 def _style(pl: Pipeline, style: str):
     """(args, env) carrying the same settings in one SCDF entry-point style."""
-    props = {"spring.cloud.stream.kafka.binder.brokers": pl.bootstrap,
-             "spring.cloud.stream.bindings.input.destination": pl.input,
-             "spring.cloud.stream.bindings.even.destination": pl.even,
-             "spring.cloud.stream.bindings.odd.destination": pl.odd,
-             "spring.cloud.stream.bindings.input.group": pl.group,
-             "tsrouter.even-prefix": "E:", "tsrouter.odd-prefix": "O:"}
+    props = {
+        "spring.cloud.stream.kafka.binder.brokers": pl.bootstrap,
+        "spring.cloud.stream.bindings.input.destination": pl.input,
+        "spring.cloud.stream.bindings.even.destination": pl.even,
+        "spring.cloud.stream.bindings.odd.destination": pl.odd,
+        "spring.cloud.stream.bindings.input.group": pl.group,
+        "tsrouter.even-prefix": "E:",
+        "tsrouter.odd-prefix": "O:",
+    }
     if style == "exec":
         return [f"--{k}={v}" for k, v in props.items()], {}
     if style == "shell":
@@ -129,12 +146,22 @@ def test_each_entry_point_style(kafka_bootstrap, style):
 
 
 MALFORMED = [
-    (None, "null value"), (b"", "empty value"), (b"   ", "empty value"), (b"\n\t", "empty value"),
-    (b'""', "empty value"), (b"\xff\xfe", "undecodable"), (b"05/17/19 17:56:3\xc3", "undecodable"),
-    (b"05/17/19 17:56:3x", "no trailing ASCII digit"), ("\u0663".encode(), "no trailing ASCII digit"),
-    ("12\u00b2".encode(), "no trailing ASCII digit"), ("1\uff18".encode(), "no trailing ASCII digit"),
-    ("4\u00a0".encode(), "no trailing ASCII digit"), (b'{"ts": 5}', "no trailing ASCII digit"),
-    (b'"\\ud800"', "undecodable"), (b"12\x00", "no trailing ASCII digit"), (b"abc", "no trailing ASCII digit"),
+    (None, "null value"),
+    (b"", "empty value"),
+    (b"   ", "empty value"),
+    (b"\n\t", "empty value"),
+    (b'""', "empty value"),
+    (b"\xff\xfe", "undecodable"),
+    (b"05/17/19 17:56:3\xc3", "undecodable"),
+    (b"05/17/19 17:56:3x", "no trailing ASCII digit"),
+    ("\u0663".encode(), "no trailing ASCII digit"),
+    ("12\u00b2".encode(), "no trailing ASCII digit"),
+    ("1\uff18".encode(), "no trailing ASCII digit"),
+    ("4\u00a0".encode(), "no trailing ASCII digit"),
+    (b'{"ts": 5}', "no trailing ASCII digit"),
+    (b'"\\ud800"', "undecodable"),
+    (b"12\x00", "no trailing ASCII digit"),
+    (b"abc", "no trailing ASCII digit"),
     (b"[1, 2]", "no trailing ASCII digit"),
 ]
 
@@ -150,8 +177,13 @@ def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap, extra):
         for i, (bad, _reason) in enumerate(MALFORMED):
             values += [good[2 * i], bad, good[2 * i + 1]]
             keys += [None, f"bad-{i}".encode(), None]
-        produce(kafka_bootstrap, pl.input, values, key_of=lambda i, v: keys[i],
-                headers=lambda i, v: [("trace-id", str(i).encode())])
+        produce(
+            kafka_bootstrap,
+            pl.input,
+            values,
+            key_of=lambda i, v: keys[i],
+            headers=lambda i, v: [("trace-id", str(i).encode())],
+        )
         dlq = read_all(kafka_bootstrap, pl.dlq, len(MALFORMED), settle=1)
         assert len(dlq) == len(MALFORMED)
         for rec in dlq:
@@ -170,9 +202,11 @@ def test_malformed_values_go_to_the_dead_letter_topic(kafka_bootstrap, extra):
         assert sorted(routed_serials(routed)) == list(range(len(good)))
         # still serving after all of them
         produce(kafka_bootstrap, pl.input, [b"05/17/19 17:56:38"])
-        wait_for(lambda: any(x.value == b"Even timestamp:05/17/19 17:56:38"
-                             for x in read_to_end(kafka_bootstrap, pl.even)),
-                 60, "record after the malformed ones")
+        wait_for(
+            lambda: any(x.value == b"Even timestamp:05/17/19 17:56:38" for x in read_to_end(kafka_bootstrap, pl.even)),
+            60,
+            "record after the malformed ones",
+        )
         assert r.get("/actuator/health")[0] == 200
         assert r.metric("tsrouter_records_dead_lettered_total") == len(MALFORMED)
         assert r.proc.poll() is None
@@ -192,8 +226,7 @@ def test_exactly_once_routes_only_the_committed_input(kafka_bootstrap, extra):
     values = timestamps(900)
     kept: list[int] = []
     plain = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
-    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"in-{uuid.uuid4().hex[:8]}",
-                        linger_ms=0)
+    txn = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"in-{uuid.uuid4().hex[:8]}", linger_ms=0)
     try:
         txn.init_transactions()
         for round_ in range(3):
@@ -224,8 +257,11 @@ def test_exactly_once_routes_only_the_committed_input(kafka_bootstrap, extra):
     try:
         r.wait_ready()
         final = _wait_all_routed(kafka_bootstrap, pl, len(kept), "read_committed")
-        wait_for(lambda: committed(kafka_bootstrap, pl.group, pl.input, 1) == {0: input_end - 1}, 60,
-                 "offsets committed up to the last marker")
+        wait_for(
+            lambda: committed(kafka_bootstrap, pl.group, pl.input, 1) == {0: input_end - 1},
+            60,
+            "offsets committed up to the last marker",
+        )
         assert sorted(final) == kept and max(final.values()) == 1
         assert r.metric("tsrouter_records_consumed_total") == len(kept)
         assert r.terminate() == 0
@@ -285,8 +321,11 @@ def _wait_all_routed(bootstrap, pl, n, isolation_level="read_uncommitted", timeo
 
 
 # exactly-once with long transactions: a SIGTERM finds one open over many polls.
-EOS_LONG = ["--tsrouter.processing-guarantee=exactly-once", "--tsrouter.eos-commit-interval-ms=3000",
-            "--tsrouter.eos-commit-records=1000000"]
+EOS_LONG = [
+    "--tsrouter.processing-guarantee=exactly-once",
+    "--tsrouter.eos-commit-interval-ms=3000",
+    "--tsrouter.eos-commit-records=1000000",
+]
 
 
 @pytest.mark.parametrize("extra", [[], EOS_LONG], ids=["at-least-once", "exactly-once"])
@@ -327,9 +366,11 @@ def test_sigterm_with_records_in_flight_loses_nothing(kafka_bootstrap, extra):
         r.stop()
 
 
-@pytest.mark.parametrize("guarantee,txn", [("at-least-once", []), ("exactly-once", []),
-                                           ("exactly-once", EOS_LONG[1:])],
-                         ids=["at-least-once", "exactly-once", "exactly-once-long-transactions"])
+@pytest.mark.parametrize(
+    "guarantee,txn",
+    [("at-least-once", []), ("exactly-once", []), ("exactly-once", EOS_LONG[1:])],
+    ids=["at-least-once", "exactly-once", "exactly-once-long-transactions"],
+)
 def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee, txn):
     n, parts = 20_000, 2
     pl = Pipeline(kafka_bootstrap, partitions=parts)
@@ -358,8 +399,11 @@ def test_kill_9_mid_stream_and_restart(kafka_bootstrap, guarantee, txn):
             final = _all_routed(kafka_bootstrap, pl, n, iso)
             assert max(final.values()) == 1 and sum(final.values()) == n
         # What the restarted router committed is exactly what it routed (its own counters).
-        wait_for(lambda: r2.metric("tsrouter_records_committed_total")
-                 == r2.metric("tsrouter_records_routed_total") > 0, 30, "the restart's records counted committed")
+        wait_for(
+            lambda: r2.metric("tsrouter_records_committed_total") == r2.metric("tsrouter_records_routed_total") > 0,
+            30,
+            "the restart's records counted committed",
+        )
         assert r2.terminate() == 0
     finally:
         r.stop()
@@ -402,9 +446,15 @@ def test_two_replicas_route_each_record_once(kafka_bootstrap):
         a.wait_ready()
         b.wait_ready()
         # wait until the group settled with both members holding partitions
-        wait_for(lambda: a.metric("tsrouter_assigned_partitions") + b.metric("tsrouter_assigned_partitions") == parts
-                 and a.metric("tsrouter_assigned_partitions") > 0 and b.metric("tsrouter_assigned_partitions") > 0,
-                 90, "partitions shared by both replicas")
+        wait_for(
+            lambda: (
+                a.metric("tsrouter_assigned_partitions") + b.metric("tsrouter_assigned_partitions") == parts
+                and a.metric("tsrouter_assigned_partitions") > 0
+                and b.metric("tsrouter_assigned_partitions") > 0
+            ),
+            90,
+            "partitions shared by both replicas",
+        )
         produce(kafka_bootstrap, pl.input, timestamps(n), partition_of=lambda i, v: i % parts)
         final = _wait_all_routed(kafka_bootstrap, pl, n)
         time.sleep(1)
@@ -441,12 +491,21 @@ def test_topics_it_cannot_create_but_that_exist_are_fine(kafka_bootstrap):
 # the router logs it uses ({txn}: the bounded transactional calls, named by exactly-once only).
 SITE_OTHER_KAFKA = {"sitecustomize.py": "import kafka\nkafka.__version__ = '3.0.99'\n"}
 PRIVATE_PATHS = {
-    "public": (["--tsrouter.fast-fetch=false", "--tsrouter.batch-send=false"], {},
-               "connection probe, {txn}kafka-python fixes"),
-    "fast-fetch": (["--tsrouter.batch-send=false"], {},
-                   "tsrouter.fast-fetch, connection probe, {txn}kafka-python fixes"),
-    "batch-send": (["--tsrouter.fast-fetch=false"], {},
-                   "tsrouter.batch-send, connection probe, {txn}kafka-python fixes"),
+    "public": (
+        ["--tsrouter.fast-fetch=false", "--tsrouter.batch-send=false"],
+        {},
+        "connection probe, {txn}kafka-python fixes",
+    ),
+    "fast-fetch": (
+        ["--tsrouter.batch-send=false"],
+        {},
+        "tsrouter.fast-fetch, connection probe, {txn}kafka-python fixes",
+    ),
+    "batch-send": (
+        ["--tsrouter.fast-fetch=false"],
+        {},
+        "tsrouter.batch-send, connection probe, {txn}kafka-python fixes",
+    ),
     "both": ([], {}, "tsrouter.fast-fetch, tsrouter.batch-send, connection probe, {txn}kafka-python fixes"),
     "fallback": ([], SITE_OTHER_KAFKA, "kafka-python fixes"),
 }
@@ -461,8 +520,10 @@ def test_every_private_path_switch_routes_the_same(kafka_bootstrap, tmp_path, pa
         (tmp_path / name).write_text(text)
     parts = 2
     pl = Pipeline(kafka_bootstrap, partitions=parts)
-    r = RouterProc(pl.args(f"--tsrouter.processing-guarantee={guarantee}", *args),
-                   env={"PYTHONPATH": str(tmp_path)} if site else None).start()
+    r = RouterProc(
+        pl.args(f"--tsrouter.processing-guarantee={guarantee}", *args),
+        env={"PYTHONPATH": str(tmp_path)} if site else None,
+    ).start()
     try:
         r.wait_ready()
         assert f"private API in use: {uses}\n" in r.output()
@@ -471,9 +532,14 @@ def test_every_private_path_switch_routes_the_same(kafka_bootstrap, tmp_path, pa
         good = timestamps(1000)
         bad = [bad for bad, _reason in MALFORMED]
         values = good[:500] + bad + good[500:]
-        produce(kafka_bootstrap, pl.input, values, partition_of=lambda i, v: i % parts,
-                key_of=lambda i, v: b"k%d" % i if i % 3 else None,
-                headers=lambda i, v: [("trace-id", str(i).encode())] if i % 5 == 0 else None)
+        produce(
+            kafka_bootstrap,
+            pl.input,
+            values,
+            partition_of=lambda i, v: i % parts,
+            key_of=lambda i, v: b"k%d" % i if i % 3 else None,
+            headers=lambda i, v: [("trace-id", str(i).encode())] if i % 5 == 0 else None,
+        )
         level = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
         routed = _wait_all_routed(kafka_bootstrap, pl, len(good), level)
         assert sorted(routed) == list(range(len(good))) and max(routed.values()) == 1
@@ -483,7 +549,7 @@ def test_every_private_path_switch_routes_the_same(kafka_bootstrap, tmp_path, pa
         assert sorted(r.value for r in dlq) == sorted(b if b is not None else b"" for b in bad)
         for out, prefix in ((even, b"Even timestamp:"), (odd, b"Odd timestamp:")):
             for rec in out:
-                i = values.index(rec.value[len(prefix):])
+                i = values.index(rec.value[len(prefix) :])
                 assert rec.value.startswith(prefix) and int(chr(rec.value[-1])) % 2 == (prefix == b"Odd timestamp:")
                 assert rec.partition == i % parts  # the output partition follows the input's
                 assert rec.key == (b"k%d" % i if i % 3 else None)
@@ -525,8 +591,9 @@ def _log_sink_joins_and_leaves(bootstrap: str, pl: Pipeline) -> None:
         sink.close()
 
 
-@pytest.mark.parametrize("extra", [[], ["--tsrouter.processing-guarantee=exactly-once"]],
-                         ids=["at-least-once", "exactly-once"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--tsrouter.processing-guarantee=exactly-once"]], ids=["at-least-once", "exactly-once"]
+)
 def test_rebalances_mid_stream_route_nothing_twice(kafka_bootstrap, extra):
     # kafka-python 3.0.12 calls the rebalance hooks on its IO thread, where a blocking commit
     # is refused: the revoke commit was lost, and the partitions that moved to the second
@@ -561,7 +628,8 @@ def test_rebalances_mid_stream_route_nothing_twice(kafka_bootstrap, extra):
         lost_commits = out.count("(revoke) failed") + out.count("(revoke) not committed")
         assert (twice, lost_commits) == (0, 0), (
             f"{twice} records routed again after {revoked:.0f} revocations, {lost_commits} revoke commits lost\n"
-            + out[-3000:])
+            + out[-3000:]
+        )
     finally:
         a.stop()
         b.stop()

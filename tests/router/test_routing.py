@@ -1,4 +1,5 @@
 """Pure routing rules, output/DLQ headers, batch planning, topic-result classification, health."""
+
 import json
 from collections import namedtuple
 
@@ -11,14 +12,22 @@ from tsrouter.routing import Prefixes, Rejected, Routed, dead_letter_headers, ou
 from tsrouter.topics import classify, still_missing
 
 
-@pytest.mark.parametrize("value,channel", [
-    (b"05/17/19 17:56:36", "even"), (b"05/17/19 17:56:37", "odd"),
-    (b"0", "even"), (b"9", "odd"), (b"12345678", "even"),
-    (b"05/17/19 17:56:38 \t\r\n", "even"), (b"x1\x0b\x0c", "odd"),
-    (b'"05/17/19 17:56:36"', "even"), (b'"05/17/19 17:56:39"  \n', "odd"),
-    (b'"ab\\u0031"', "odd"),  # JSON escape for '1'
-    ("caf\u00e9 2".encode(), "even"),
-])
+@pytest.mark.parametrize(
+    "value,channel",
+    [
+        (b"05/17/19 17:56:36", "even"),
+        (b"05/17/19 17:56:37", "odd"),
+        (b"0", "even"),
+        (b"9", "odd"),
+        (b"12345678", "even"),
+        (b"05/17/19 17:56:38 \t\r\n", "even"),
+        (b"x1\x0b\x0c", "odd"),
+        (b'"05/17/19 17:56:36"', "even"),
+        (b'"05/17/19 17:56:39"  \n', "odd"),
+        (b'"ab\\u0031"', "odd"),  # JSON escape for '1'
+        ("caf\u00e9 2".encode(), "even"),
+    ],
+)
 def test_routes_by_last_ascii_digit(value, channel):
     r = route(value)
     assert isinstance(r, Routed) and r.channel == channel
@@ -36,23 +45,26 @@ def test_json_string_is_unwrapped_and_prefixes_configurable():
     assert route(b"8", Prefixes(b"", b"")) == Routed("even", b"8")
 
 
-@pytest.mark.parametrize("value,reason", [
-    (None, "null value"),
-    (b"", "empty value"),
-    (b"   \t\r\n", "empty value"),
-    (b'""', "empty value"),
-    (b'"  "', "empty value"),
-    (b"\xff\xfe1", "undecodable"),
-    (b"12\xc3", "undecodable"),
-    (b"05/17/19 17:56:3x", "no trailing ASCII digit"),
-    ("\u0663".encode(), "no trailing ASCII digit"),     # ARABIC-INDIC DIGIT THREE: int() accepts it
-    ("12\u00b2".encode(), "no trailing ASCII digit"),   # SUPERSCRIPT TWO: isdigit() is True
-    ("1\uff18".encode(), "no trailing ASCII digit"),    # FULLWIDTH DIGIT EIGHT
-    ("4\u00a0".encode(), "no trailing ASCII digit"),    # NBSP is not ASCII whitespace
-    (b'{"ts": 12}', "no trailing ASCII digit"),
-    (b'"\\ud800"', "undecodable"),                      # lone surrogate in a JSON string
-    (b"12\x00", "no trailing ASCII digit"),
-])
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (None, "null value"),
+        (b"", "empty value"),
+        (b"   \t\r\n", "empty value"),
+        (b'""', "empty value"),
+        (b'"  "', "empty value"),
+        (b"\xff\xfe1", "undecodable"),
+        (b"12\xc3", "undecodable"),
+        (b"05/17/19 17:56:3x", "no trailing ASCII digit"),
+        ("\u0663".encode(), "no trailing ASCII digit"),  # ARABIC-INDIC DIGIT THREE: int() accepts it
+        ("12\u00b2".encode(), "no trailing ASCII digit"),  # SUPERSCRIPT TWO: isdigit() is True
+        ("1\uff18".encode(), "no trailing ASCII digit"),  # FULLWIDTH DIGIT EIGHT
+        ("4\u00a0".encode(), "no trailing ASCII digit"),  # NBSP is not ASCII whitespace
+        (b'{"ts": 12}', "no trailing ASCII digit"),
+        (b'"\\ud800"', "undecodable"),  # lone surrogate in a JSON string
+        (b"12\x00", "no trailing ASCII digit"),
+    ],
+)
 def test_rejects(value, reason):
     r = route(value)
     assert isinstance(r, Rejected) and reason in r.reason
@@ -67,9 +79,11 @@ def test_output_headers_carry_over_and_set_text_plain():
     assert output_headers(None) == [("contentType", b"text/plain")]
     h = output_headers([("trace", b"1"), ("contentType", b"application/json")])
     assert h == [("trace", b"1"), ("contentType", b"text/plain")]
-    spring = [("contentType", b'"application/json"'),
-              ("spring_json_header_types", b'{"contentType":"java.lang.String","id":"java.util.UUID"}'),
-              ("id", b'"x"')]
+    spring = [
+        ("contentType", b'"application/json"'),
+        ("spring_json_header_types", b'{"contentType":"java.lang.String","id":"java.util.UUID"}'),
+        ("id", b'"x"'),
+    ]
     h = dict(output_headers(spring))
     assert h["contentType"] == b'"text/plain"'
     assert json.loads(h["spring_json_header_types"]) == {"contentType": "java.lang.String", "id": "java.util.UUID"}
@@ -78,9 +92,14 @@ def test_output_headers_carry_over_and_set_text_plain():
 
 def test_dead_letter_headers():
     h = dead_letter_headers([("k", b"v"), ("x-original-topic", b"old")], "timeDest", 3, 42, "null value", True)
-    assert h == [("k", b"v"), ("x-original-topic", b"timeDest"), ("x-original-partition", b"3"),
-                 ("x-original-offset", b"42"), ("x-exception-message", b"null value"),
-                 ("x-original-value-null", b"true")]
+    assert h == [
+        ("k", b"v"),
+        ("x-original-topic", b"timeDest"),
+        ("x-original-partition", b"3"),
+        ("x-original-offset", b"42"),
+        ("x-exception-message", b"null value"),
+        ("x-original-value-null", b"true"),
+    ]
 
 
 TP = namedtuple("TP", "topic partition")
@@ -88,11 +107,16 @@ TP = namedtuple("TP", "topic partition")
 
 def test_plan_batch_keeps_order_partition_keys_and_dead_letters():
     topics = Topics("ev", "od", "dlq")
-    batch = {TP("in", 0): [(10, 1000, b"k", b"t2", [("h", b"1")]), (11, 1001, None, None, ())],
-             TP("in", 5): [(7, -1, None, b"t3", ())]}
+    batch = {
+        TP("in", 0): [(10, 1000, b"k", b"t2", [("h", b"1")]), (11, 1001, None, None, ())],
+        TP("in", 5): [(7, -1, None, b"t3", ())],
+    }
     plan = plan_batch(batch, topics, Prefixes(), {"ev": 4, "od": 4, "dlq": 1})
     assert [(o.topic, o.channel, o.partition, o.key) for o in plan] == [
-        ("ev", "even", 0, b"k"), ("dlq", "dlq", 0, None), ("od", "odd", 1, None)]
+        ("ev", "even", 0, b"k"),
+        ("dlq", "dlq", 0, None),
+        ("od", "odd", 1, None),
+    ]
     assert plan[0].value == b"Even timestamp:t2" and plan[0].headers == [("h", b"1"), ("contentType", b"text/plain")]
     assert plan[1].value == b"" and ("x-original-offset", b"11") in plan[1].headers and plan[1].reason == "null value"
     assert plan[0].source_timestamp_ms == 1000 and plan[2].source_timestamp_ms is None
@@ -105,8 +129,14 @@ def test_plan_batch_keeps_order_partition_keys_and_dead_letters():
 
 
 def test_topic_creation_outcomes():
-    result = {"topics": [{"name": "a", "error_code": 0}, {"name": "b", "error_code": 36},
-                         {"name": "c", "error_code": 29}, {"name": "d", "error_code": 38, "error_message": "bad rf"}]}
+    result = {
+        "topics": [
+            {"name": "a", "error_code": 0},
+            {"name": "b", "error_code": 36},
+            {"name": "c", "error_code": 29},
+            {"name": "d", "error_code": 38, "error_message": "bad rf"},
+        ]
+    }
     out = classify(result)
     assert out == {"a": "created", "b": "exists", "c": "forbidden", "d": "error:38 bad rf"}
     assert still_missing(out, existing={"c"}) == ["d"]
@@ -156,8 +186,8 @@ def test_settle_commits_only_a_prefix_of_acknowledged_batches():
 
     a, b = TP("in", 0), TP("in", 1)
     s1 = Sent({a: 5}, {a: 0}, [], [F(True), F(True)])
-    s2 = Sent({b: 9}, {b: 3}, [], [F(True), F(False)])   # still in flight
-    s3 = Sent({a: 8}, {a: 5}, [], [F(True)])              # done, but after s2
+    s2 = Sent({b: 9}, {b: 3}, [], [F(True), F(False)])  # still in flight
+    s3 = Sent({a: 8}, {a: 5}, [], [F(True)])  # done, but after s2
     assert settle([s1, s2, s3]) == (1, None)
     s2.futures[1].is_done = True
     assert settle([s1, s2, s3]) == (3, None)

@@ -3,12 +3,14 @@
 No broker: the bytes are built or read by kafka-python's public record classes
 (MemoryRecordsBuilder, MemoryRecords) and compared with what tsrouter.wire writes or reads.
 """
+
 from __future__ import annotations
 
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
-from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
+from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.record.util import decode_varint, encode_varint
+
 from tsrouter import wire
 
 TS = 1_700_000_000_123
@@ -38,7 +40,7 @@ def test_a_varint_cut_short_or_too_long_does_not_decode():
 
 
 def test_the_batch_header_size_is_kafka_pythons():
-    assert wire.BATCH_HEADER_SIZE == DefaultRecordBatchBuilder.HEADER_STRUCT.size
+    assert DefaultRecordBatchBuilder.HEADER_STRUCT.size == wire.BATCH_HEADER_SIZE
 
 
 def records(n: int) -> list[tuple[bytes | None, bytes | None, list]]:
@@ -66,8 +68,10 @@ def test_decoded_records_are_what_kafka_python_decodes():
     stamps = [TS + (i * 37 % 9000) - 4500 for i in range(len(recs))]  # deltas of 1, 2 and 3 bytes
     batch = kafka_batch(recs, stamps)
     data = bytes(batch._buffer)  # the batch's records, after its header
-    ours = [(o, ts, k, v, list(h))
-            for o, ts, k, v, h in wire.decode_records(data, batch._pos, len(recs), 0, batch.first_timestamp, None)]
+    ours = [
+        (o, ts, k, v, list(h))
+        for o, ts, k, v, h in wire.decode_records(data, batch._pos, len(recs), 0, batch.first_timestamp, None)
+    ]
     theirs = [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in kafka_batch(recs, stamps)]
     assert ours == theirs
     # Log-append time: every record carries the batch's timestamp.
@@ -92,10 +96,13 @@ def test_record_head_gives_each_records_end_and_deltas():
 
 def test_encoded_records_decode_to_their_fields():
     recs = [(k, v, h) for k, v, h in records(500) if v is not None]
-    encoded = [wire.encode_record(i, wire.encode_tail(k, v, wire.encode_headers(h))) for i, (k, v, h) in enumerate(recs)]
+    encoded = [
+        wire.encode_record(i, wire.encode_tail(k, v, wire.encode_headers(h))) for i, (k, v, h) in enumerate(recs)
+    ]
     got = list(wire.decode_records(b"".join(encoded), 0, len(recs), 1000, TS, None))
     assert [(o, ts, k, v, list(h)) for o, ts, k, v, h in got] == [
-        (1000 + i, TS, k, v, h) for i, (k, v, h) in enumerate(recs)]
+        (1000 + i, TS, k, v, h) for i, (k, v, h) in enumerate(recs)
+    ]
     assert [wire.tail_of(r) for r in encoded] == [wire.encode_tail(k, v, wire.encode_headers(h)) for k, v, h in recs]
 
 
@@ -116,7 +123,7 @@ def reference(recs, batch_size: int) -> list[bytes]:
             b = MemoryRecordsBuilder(2, 0, batch_size)
             assert b.append(TS, key, value, headers) is not None
     b.close()
-    return [buf[wire.BATCH_HEADER_SIZE:] for buf in out + [bytes(b.buffer())]]
+    return [buf[wire.BATCH_HEADER_SIZE :] for buf in out + [bytes(b.buffer())]]
 
 
 @pytest.mark.parametrize("batch_size", [1024, 16384, 512 * 1024])

@@ -1,18 +1,19 @@
 """tsrouter.workers: several router processes in one pod behind one actuator."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 import pytest
-from tsrouter.config import load
-from tsrouter.workers import combine_health, sum_metrics
-
 from routerproc import RouterProc, create_topic, produce, read_to_end, serial, timestamps, wait_for
 from test_router_kafka import Pipeline
+
+from tsrouter.config import load
+from tsrouter.workers import combine_health, sum_metrics
 
 A = """# HELP tsrouter_records_routed_total Records routed
 # TYPE tsrouter_records_routed_total counter
@@ -28,8 +29,11 @@ B = A.replace(" 3.0", " 10.0").replace(" 4.0", " 0.0")
 def test_metrics_are_summed_by_name_and_labels():
     from prometheus_client.parser import text_string_to_metric_families
 
-    out = {(s.name, tuple(sorted(s.labels.items()))): s.value
-           for f in text_string_to_metric_families(sum_metrics([A, B])) for s in f.samples}
+    out = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(sum_metrics([A, B]))
+        for s in f.samples
+    }
     assert out[("tsrouter_records_routed_total", (("channel", "even"),))] == 13
     assert out[("tsrouter_records_routed_total", (("channel", "odd"),))] == 4
     assert out[("tsrouter_assigned_partitions", ())] == 2
@@ -64,8 +68,10 @@ def test_two_workers_share_the_group_and_one_actuator(kafka_bootstrap, guarantee
         status, body = r.get("/actuator/health")
         assert status == 200 and set(body["components"]) == {"worker-0", "worker-1"}
         # each worker holds one partition: the group spread them
-        assert [c["components"]["kafka"]["details"]["assignedPartitions"]
-                for c in body["components"].values()] == [1, 1]
+        assert [c["components"]["kafka"]["details"]["assignedPartitions"] for c in body["components"].values()] == [
+            1,
+            1,
+        ]
         produce(kafka_bootstrap, pl.input, timestamps(n), partition_of=lambda i, v: i % parts)
         wait_for(lambda: r.metric("tsrouter_records_routed_total") == n, 120, "all routed (summed metric)")
         iso = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"

@@ -1,4 +1,5 @@
 """Session-wide Skipper + Data Flow servers for the SCDF fallback tests (marker `scdf`)."""
+
 import pytest
 
 

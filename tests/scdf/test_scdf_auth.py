@@ -1,5 +1,6 @@
 """Credentials for a secured Data Flow server: where they come from, that they are sent,
 and that no output ever contains them."""
+
 from __future__ import annotations
 
 import base64
@@ -11,8 +12,8 @@ import threading
 from typing import ClassVar
 
 import pytest
-
 from samples import SAMPLE_FILE as SAMPLE
+
 from tspipe.scdf.client import AuthError, Credentials, DataFlowClient, ScdfHttpError, resolve_credentials
 
 PASSWORD = "pw-Zq81-never-print-me"
@@ -37,12 +38,15 @@ def test_token_from_file_or_environment(tmp_path):
     assert resolve_credentials(env={}).kind == "none"
 
 
-@pytest.mark.parametrize("kwargs,env,msg", [
-    ({"username": "bob"}, {}, "no password for user 'bob'"),
-    ({}, {"SCDF_PASSWORD": PASSWORD}, "password was given without a username"),
-    ({"username": "bob", "token_file": "TOKENFILE"}, {"SCDF_PASSWORD": "x"}, "either a bearer token or"),
-    ({"password_file": "/nonexistent/pw"}, {}, "cannot read the password file /nonexistent/pw"),
-])
+@pytest.mark.parametrize(
+    "kwargs,env,msg",
+    [
+        ({"username": "bob"}, {}, "no password for user 'bob'"),
+        ({}, {"SCDF_PASSWORD": PASSWORD}, "password was given without a username"),
+        ({"username": "bob", "token_file": "TOKENFILE"}, {"SCDF_PASSWORD": "x"}, "either a bearer token or"),
+        ({"password_file": "/nonexistent/pw"}, {}, "cannot read the password file /nonexistent/pw"),
+    ],
+)
 def test_bad_combinations_are_named_without_secrets(tmp_path, kwargs, env, msg):
     if kwargs.get("token_file") == "TOKENFILE":
         tf = tmp_path / "tok"
@@ -54,8 +58,9 @@ def test_bad_combinations_are_named_without_secrets(tmp_path, kwargs, env, msg):
     assert PASSWORD not in str(ei.value) and TOKEN not in str(ei.value)
 
 
-@pytest.mark.parametrize("c", [Credentials(username="u", password=PASSWORD), Credentials(token=TOKEN)],
-                         ids=["password", "token"])
+@pytest.mark.parametrize(
+    "c", [Credentials(username="u", password=PASSWORD), Credentials(token=TOKEN)], ids=["password", "token"]
+)
 def test_repr_hides_secrets(c):
     assert PASSWORD not in repr(c) and TOKEN not in repr(c) and PASSWORD not in str(c)
 
@@ -69,7 +74,7 @@ def test_credentials_in_the_url_are_refused_without_echo():
 class _Recorder(http.server.BaseHTTPRequestHandler):
     seen: ClassVar[list] = []
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         type(self).seen.append(self.headers.get("Authorization"))
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
@@ -104,8 +109,9 @@ def test_basic_and_bearer_headers_are_sent_and_401_is_explained(recorder):
 def _cli(*args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCDF_")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "tspipe.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tspipe.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_cli_never_prints_credentials(recorder, tmp_path):
@@ -118,11 +124,30 @@ def test_cli_never_prints_credentials(recorder, tmp_path):
         _cli("scdf", "deploy", "-f", str(SAMPLE), "--server", url, "--username", "alice", "--password-file", str(pw)),
         _cli("scdf", "status", "-f", str(SAMPLE), "--server", url, "--token-file", str(tf)),
         _cli("scdf", "deploy", "-f", str(SAMPLE), "--server", url, env_extra={"SCDF_TOKEN": TOKEN}),
-        _cli("scdf", "deploy", "-f", str(SAMPLE), "--server", url,
-             env_extra={"SCDF_USERNAME": "alice", "SCDF_PASSWORD": PASSWORD}),
+        _cli(
+            "scdf",
+            "deploy",
+            "-f",
+            str(SAMPLE),
+            "--server",
+            url,
+            env_extra={"SCDF_USERNAME": "alice", "SCDF_PASSWORD": PASSWORD},
+        ),
         # Refused combinations and a closed port: still no secret in the message.
-        _cli("scdf", "deploy", "-f", str(SAMPLE), "--server", url, "--token-file", str(tf),
-             "--username", "alice", "--password-file", str(pw)),
+        _cli(
+            "scdf",
+            "deploy",
+            "-f",
+            str(SAMPLE),
+            "--server",
+            url,
+            "--token-file",
+            str(tf),
+            "--username",
+            "alice",
+            "--password-file",
+            str(pw),
+        ),
         _cli("scdf", "deploy", "-f", str(SAMPLE), "--server", "http://127.0.0.1:1", "--token-file", str(tf)),
     ]
     for r in runs:

@@ -1,13 +1,14 @@
 """The `tspipe` command line without a server: render, bad input, operator delegation."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
 from samples import SAMPLE_FILE as SAMPLE
+
 from tspipe import cli
 from tspipe.scdf import commands
-
 
 
 def tspipe(*args: str) -> subprocess.CompletedProcess:
@@ -74,8 +75,10 @@ def test_status_when_data_flow_cannot_compute_the_state_names_every_app(capsys):
             return {"version": 2}
 
         def manifest(self, name, version):
-            return {label: {"resource": "docker:img", "version": "1"}
-                    for label in ("evenLogger", "oddLogger", "python-router", "time")}
+            return {
+                label: {"resource": "docker:img", "version": "1"}
+                for label in ("evenLogger", "oddLogger", "python-router", "time")
+            }
 
         def runtime(self, name):
             raise ScdfHttpError("reading the runtime status", 500, "500 : [no body]")
@@ -83,8 +86,10 @@ def test_status_when_data_flow_cannot_compute_the_state_names_every_app(capsys):
     code = commands._status(Server(), load_pipeline_file(SAMPLE), SimpleNamespace())
     out = capsys.readouterr().out
     assert code == commands.EXIT_FAILED
-    assert "state: unknown: Data Flow could not compute it (reading stream definition 'timeStampStream' failed: " \
-           "HTTP 500: 500 : [no body])" in out
+    assert (
+        "state: unknown: Data Flow could not compute it (reading stream definition 'timeStampStream' failed: "
+        "HTTP 500: 500 : [no body])" in out
+    )
     assert "release: 2" in out
     assert "apps: the platform's status could not be read: reading the runtime status failed: HTTP 500" in out
     assert out.index("  time: unknown") < out.index("  python-router: unknown") < out.index("  oddLogger: unknown")

@@ -1,4 +1,5 @@
 """The local Skipper + Data Flow harness (hack/localinfra/scdf.py) against itself."""
+
 from __future__ import annotations
 
 import os
@@ -6,9 +7,15 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from localinfra.scdf import (IGNORE_PROFILES_ENV, KubernetesPlatform, ScdfServers, common_args, dataflow_args,
-                             skipper_args, skipper_env)
+from localinfra.scdf import (
+    IGNORE_PROFILES_ENV,
+    KubernetesPlatform,
+    ScdfServers,
+    common_args,
+    dataflow_args,
+    skipper_args,
+    skipper_env,
+)
 
 pytestmark = pytest.mark.scdf
 
@@ -34,8 +41,11 @@ def listening_addresses(port: int) -> set[str]:
 
 @pytest.mark.parametrize("server", ["skipper", "dataflow"])
 def test_args_keep_everything_local(tmp_path, server):
-    args = (skipper_args(port=1, workdir=tmp_path) if server == "skipper"
-            else dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1"))
+    args = (
+        skipper_args(port=1, workdir=tmp_path)
+        if server == "skipper"
+        else dataflow_args(port=2, workdir=tmp_path, skipper_url="http://127.0.0.1:1")
+    )
     assert "--server.address=127.0.0.1" in args
     assert any(a.startswith(f"--spring.datasource.url=jdbc:h2:file:{tmp_path}/") for a in args)
     assert "--spring.cloud.config.enabled=false" in args

@@ -8,6 +8,7 @@ Deployment for the same pipeline, put through the API server with a server-side 
 run, so both sides carry the API server's defaults. Nothing needs to run: the pod
 templates are compared, not the pods.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from localinfra.scdf import KubernetesPlatform, ScdfServers
 from samples import sample_pipeline
+
 from tspipe import probes as probe_render
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
@@ -35,9 +36,11 @@ pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
 OPERATOR_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
 # The seed's recipe: its registrations and its polyglot-python-app-deployment.properties.
-RECIPE_APPS = (("time", "2.1.0.RELEASE", "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE"),
-               ("log", "2.1.1.RELEASE", "docker:springcloudstream/log-sink-kafka:2.1.1.RELEASE"),
-               ("python-router", "0.2", "docker://springcloud/polyglot-python-app:0.2"))
+RECIPE_APPS = (
+    ("time", "2.1.0.RELEASE", "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE"),
+    ("log", "2.1.1.RELEASE", "docker:springcloudstream/log-sink-kafka:2.1.1.RELEASE"),
+    ("python-router", "0.2", "docker://springcloud/polyglot-python-app:0.2"),
+)
 RECIPE_PROPERTIES = {
     "app.time.spring.cloud.stream.bindings.output.destination": "timeDest",
     "app.python-router.spring.cloud.stream.bindings.input.destination": "timeDest",
@@ -54,22 +57,41 @@ ROUTER_TEMPLATE = {
     "labels": {"team": "data", "example.com/tier": "stream"},
     "annotations": {"example.com/owner": "data team: streams"},
     "nodeSelector": {"disktype": "ssd"},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kafka", "effect": "NoSchedule"},
-                    {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}],
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "kafka", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ],
     "affinity": {
-        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "type", "operator": "In", "values": ["kwok"]}]}]}},
-        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {
-            "topologyKey": "kubernetes.io/hostname",
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "tsp-router"}}}}]},
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "type", "operator": "In", "values": ["kwok"]}]}]
+            }
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "tsp-router"}},
+                    },
+                }
+            ]
+        },
     },
     "serviceAccountName": "router",
     "imagePullSecrets": [{"name": "regcred"}],
-    "volumes": [{"name": "cfg", "configMap": {"name": "router-cfg", "defaultMode": 292, "items": [
-                    {"key": "a", "path": "a.conf"}]}},
-                {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
-    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/router", "readOnly": True},
-                     {"name": "cache", "mountPath": "/var/cache/router", "subPath": "c"}],
+    "volumes": [
+        {
+            "name": "cfg",
+            "configMap": {"name": "router-cfg", "defaultMode": 292, "items": [{"key": "a", "path": "a.conf"}]},
+        },
+        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+    ],
+    "volumeMounts": [
+        {"name": "cfg", "mountPath": "/etc/router", "readOnly": True},
+        {"name": "cache", "mountPath": "/var/cache/router", "subPath": "c"},
+    ],
     "envFrom": [{"configMapRef": {"name": "router-env"}}, {"secretRef": {"name": "router-secret"}}],
     "resources": {"requests": {"cpu": "200m", "memory": "300Mi"}, "limits": {"cpu": "1", "memory": "300Mi"}},
 }
@@ -88,25 +110,40 @@ def pipeline_doc(stream: str, ns: str) -> dict:
     doc = sample_pipeline()
     doc["metadata"] = {"name": stream.lower(), "namespace": ns}
     doc["spec"]["streamName"] = stream
-    doc["spec"]["podTemplate"] = {"nodeSelector": {"type": "kwok"}, "labels": {"team": "stream"},
-                                  "tolerations": [{"key": "tspipe.io/fake-node", "operator": "Exists"}]}
-    doc["spec"]["router"] = {"replicas": 2, "podTemplate": ROUTER_TEMPLATE, "env": ROUTER_ENV,
-                             "probes": {"readiness": {"httpGet": {"path": "/actuator/health"}, "timeoutSeconds": 4,
-                                                      "failureThreshold": 5}}}
-    doc["spec"]["time"] = {"probes": {"startup": {"httpGet": {"path": "/actuator/info", "port": 8080},
-                                                  "periodSeconds": 2, "failureThreshold": 40}}}
-    doc["spec"]["oddLogger"] = {"probes": {"readiness": {"tcpSocket": {}, "timeoutSeconds": 1},
-                                           "liveness": {"tcpSocket": {}, "timeoutSeconds": 1, "periodSeconds": 20},
-                                           "startup": {"tcpSocket": {}, "timeoutSeconds": 1}}}
-    doc["spec"]["evenLogger"] = {"podTemplate": {"priorityClassName": "stream-apps",
-                                                 "resources": {"requests": {"memory": "800Mi"},
-                                                               "limits": {"memory": "800Mi"}}}}
+    doc["spec"]["podTemplate"] = {
+        "nodeSelector": {"type": "kwok"},
+        "labels": {"team": "stream"},
+        "tolerations": [{"key": "tspipe.io/fake-node", "operator": "Exists"}],
+    }
+    doc["spec"]["router"] = {
+        "replicas": 2,
+        "podTemplate": ROUTER_TEMPLATE,
+        "env": ROUTER_ENV,
+        "probes": {"readiness": {"httpGet": {"path": "/actuator/health"}, "timeoutSeconds": 4, "failureThreshold": 5}},
+    }
+    doc["spec"]["time"] = {
+        "probes": {
+            "startup": {"httpGet": {"path": "/actuator/info", "port": 8080}, "periodSeconds": 2, "failureThreshold": 40}
+        }
+    }
+    doc["spec"]["oddLogger"] = {
+        "probes": {
+            "readiness": {"tcpSocket": {}, "timeoutSeconds": 1},
+            "liveness": {"tcpSocket": {}, "timeoutSeconds": 1, "periodSeconds": 20},
+            "startup": {"tcpSocket": {}, "timeoutSeconds": 1},
+        }
+    }
+    doc["spec"]["evenLogger"] = {
+        "podTemplate": {
+            "priorityClassName": "stream-apps",
+            "resources": {"requests": {"memory": "800Mi"}, "limits": {"memory": "800Mi"}},
+        }
+    }
     return doc
 
 
 def tspipe(*args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", *args], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run([sys.executable, "-m", "tspipe.cli", "scdf", *args], capture_output=True, text=True, timeout=600)
     print(f"$ tspipe scdf {' '.join(args)}  (exit {r.returncode})\n{r.stdout}{r.stderr}")
     return r
 
@@ -116,8 +153,9 @@ def k8s_scdf(control_plane, crd_installed, tmp_path_factory):
     cp = control_plane
     ns = f"scdf-{uuid.uuid4().hex[:6]}"
     cp.kubectl("create", "namespace", ns)
-    servers = ScdfServers(tmp_path_factory.mktemp("scdf-kwok") / "servers",
-                          kubernetes=KubernetesPlatform(cp.kubeconfig, ns))
+    servers = ScdfServers(
+        tmp_path_factory.mktemp("scdf-kwok") / "servers", kubernetes=KubernetesPlatform(cp.kubeconfig, ns)
+    )
     try:
         servers.start()
         yield cp, ns, servers
@@ -156,10 +194,31 @@ def pod_shape(template: dict, owned_labels: tuple[str, ...]) -> dict:
     return {
         "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k not in owned_labels},
         "annotations": meta.get("annotations") or {},
-        **{k: spec.get(k) for k in ("nodeSelector", "tolerations", "affinity", "priorityClassName",
-                                     "serviceAccountName", "imagePullSecrets", "volumes", "securityContext")},
-        **{f"container.{k}": ctr.get(k) for k in ("resources", "volumeMounts", "envFrom", "securityContext",
-                                                   "readinessProbe", "livenessProbe", "startupProbe")},
+        **{
+            k: spec.get(k)
+            for k in (
+                "nodeSelector",
+                "tolerations",
+                "affinity",
+                "priorityClassName",
+                "serviceAccountName",
+                "imagePullSecrets",
+                "volumes",
+                "securityContext",
+            )
+        },
+        **{
+            f"container.{k}": ctr.get(k)
+            for k in (
+                "resources",
+                "volumeMounts",
+                "envFrom",
+                "securityContext",
+                "readinessProbe",
+                "livenessProbe",
+                "startupProbe",
+            )
+        },
         # The user's env vars (the wiring's are compared in tests/node/test_node_scdf.py), by
         # name: the deployer keeps no order.
         "container.env": {e["name"]: e for e in ctr.get("env") or [] if e["name"] not in RESERVED_ENV},
@@ -185,8 +244,9 @@ def test_the_recipes_own_stream_imports_to_a_pipeline_the_api_server_accepts(k8s
 def import_the_recipe(cp, ns: str, url: str, stream: str, tmp_path: Path) -> None:
     for name, version, uri in RECIPE_APPS:
         requests.post(f"{url}/apps/app/{name}/{version}", data={"uri": uri}, timeout=60).raise_for_status()
-    requests.post(f"{url}/streams/definitions", data={"name": stream, "definition": DEFINITION},
-                  timeout=60).raise_for_status()
+    requests.post(
+        f"{url}/streams/definitions", data={"name": stream, "definition": DEFINITION}, timeout=60
+    ).raise_for_status()
     requests.post(f"{url}/streams/deployments/{stream}", json=RECIPE_PROPERTIES, timeout=120).raise_for_status()
     scdf_deployment(cp, ns, stream, "python-router")  # Skipper has deployed it
 
@@ -194,8 +254,7 @@ def import_the_recipe(cp, ns: str, url: str, stream: str, tmp_path: Path) -> Non
     assert r.returncode == 1
     assert "sets spring.cloud.stream.kafka.binder.brokers" in r.stderr and "--brokers" in r.stderr
 
-    r = tspipe("import", "--server", url, "--stream", stream, "--brokers", "kafka.kafka.svc:9092",
-               "--namespace", ns)
+    r = tspipe("import", "--server", url, "--stream", stream, "--brokers", "kafka.kafka.svc:9092", "--namespace", ns)
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load(r.stdout)
     assert doc["metadata"] == {"name": "timestampstream", "namespace": ns}
@@ -260,8 +319,9 @@ def test_scdf_deployments_have_the_operators_pod_shape_and_import_gives_the_pipe
     # The stream's description, which deploy wrote, names the pipeline it came from.
     assert back["metadata"] == doc["metadata"]
     uid = {"uid": "u"}
-    assert render_deployments({**back, "metadata": {**back["metadata"], **uid}}) == \
-        render_deployments({**doc, "metadata": {**doc["metadata"], **uid}})
+    assert render_deployments({**back, "metadata": {**back["metadata"], **uid}}) == render_deployments(
+        {**doc, "metadata": {**doc["metadata"], **uid}}
+    )
     q = Pipeline.from_resource(back)
     assert (q.stream_name, q.kafka, q.router.replicas) == (p.stream_name, p.kafka, p.router.replicas)
     imported = tmp_path / "imported.yaml"
@@ -274,12 +334,15 @@ def test_scdf_deployments_have_the_operators_pod_shape_and_import_gives_the_pipe
 def test_a_field_the_deployer_cannot_express_is_named_and_nothing_is_sent(k8s_scdf, tmp_path):
     _cp, ns, servers = k8s_scdf
     doc = pipeline_doc(f"refuse{uuid.uuid4().hex[:4]}", ns)
-    doc["spec"]["router"]["podTemplate"] = {"topologySpreadConstraints": [
-        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}
+    doc["spec"]["router"]["podTemplate"] = {
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]
+    }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(doc))
     r = tspipe("deploy", "-f", str(path), "--server", servers.dataflow_url)
     assert r.returncode == 2
     assert "spec.router.podTemplate.topologySpreadConstraints: SCDF's Kubernetes deployer" in r.stderr
-    assert requests.get(f"{servers.dataflow_url}/streams/definitions/{doc['spec']['streamName']}",
-                        timeout=30).status_code == 404
+    assert (
+        requests.get(f"{servers.dataflow_url}/streams/definitions/{doc['spec']['streamName']}", timeout=30).status_code
+        == 404
+    )

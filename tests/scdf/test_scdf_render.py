@@ -1,44 +1,68 @@
 """Rendering the SCDF shell script and the stream plan (pure)."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import yaml
+from samples import SAMPLE_FILE as SAMPLE
+from samples import sample_pipeline
 
-from samples import SAMPLE_FILE as SAMPLE, sample_pipeline
 from tspipe import wiring
 from tspipe.model import Pipeline, load_pipeline_file
 from tspipe.scdf.render import (
-    RenderError, app_registrations, metadata_uri, render_script, split_image, stream_plan,
+    RenderError,
+    app_registrations,
+    metadata_uri,
+    render_script,
+    split_image,
+    stream_plan,
 )
-
 
 # The operator's pod shape as SCDF Kubernetes deployer properties, per app (written out
 # by hand, as the script below is).
 # Every field of each probe; the startup probe stands for "none" (the deployer always
 # adds one): the liveness endpoint each second until liveness would have restarted it.
 BOOT_PROBES = (
-    "kubernetes.readinessHttpProbePath=/actuator/info", "kubernetes.readinessHttpProbePort=8080",
-    "kubernetes.readinessHttpProbeDelay=10", "kubernetes.readinessHttpProbePeriod=10",
-    "kubernetes.readinessHttpProbeTimeout=2", "kubernetes.readinessHttpProbeFailure=3",
-    "kubernetes.livenessHttpProbePath=/actuator/health", "kubernetes.livenessHttpProbePort=8080",
-    "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=60",
-    "kubernetes.livenessHttpProbeTimeout=2", "kubernetes.livenessHttpProbeFailure=3",
-    "kubernetes.startupHttpProbePath=/actuator/health", "kubernetes.startupHttpProbePort=8080",
-    "kubernetes.startupHttpProbeDelay=10", "kubernetes.startupHttpProbePeriod=1",
-    "kubernetes.startupHttpProbeTimeout=2", "kubernetes.startupHttpProbeFailure=180",
+    "kubernetes.readinessHttpProbePath=/actuator/info",
+    "kubernetes.readinessHttpProbePort=8080",
+    "kubernetes.readinessHttpProbeDelay=10",
+    "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.readinessHttpProbeTimeout=2",
+    "kubernetes.readinessHttpProbeFailure=3",
+    "kubernetes.livenessHttpProbePath=/actuator/health",
+    "kubernetes.livenessHttpProbePort=8080",
+    "kubernetes.livenessHttpProbeDelay=10",
+    "kubernetes.livenessHttpProbePeriod=60",
+    "kubernetes.livenessHttpProbeTimeout=2",
+    "kubernetes.livenessHttpProbeFailure=3",
+    "kubernetes.startupHttpProbePath=/actuator/health",
+    "kubernetes.startupHttpProbePort=8080",
+    "kubernetes.startupHttpProbeDelay=10",
+    "kubernetes.startupHttpProbePeriod=1",
+    "kubernetes.startupHttpProbeTimeout=2",
+    "kubernetes.startupHttpProbeFailure=180",
 )
 ROUTER_PROBES = (
-    "kubernetes.readinessHttpProbePath=/actuator/health/readiness", "kubernetes.readinessHttpProbePort=8080",
-    "kubernetes.readinessHttpProbeDelay=5", "kubernetes.readinessHttpProbePeriod=10",
-    "kubernetes.readinessHttpProbeTimeout=2", "kubernetes.readinessHttpProbeFailure=3",
-    "kubernetes.livenessHttpProbePath=/actuator/health/liveness", "kubernetes.livenessHttpProbePort=8080",
-    "kubernetes.livenessHttpProbeDelay=10", "kubernetes.livenessHttpProbePeriod=30",
-    "kubernetes.livenessHttpProbeTimeout=2", "kubernetes.livenessHttpProbeFailure=3",
-    "kubernetes.startupHttpProbePath=/actuator/health/liveness", "kubernetes.startupHttpProbePort=8080",
-    "kubernetes.startupHttpProbeDelay=5", "kubernetes.startupHttpProbePeriod=1",
-    "kubernetes.startupHttpProbeTimeout=2", "kubernetes.startupHttpProbeFailure=95",
+    "kubernetes.readinessHttpProbePath=/actuator/health/readiness",
+    "kubernetes.readinessHttpProbePort=8080",
+    "kubernetes.readinessHttpProbeDelay=5",
+    "kubernetes.readinessHttpProbePeriod=10",
+    "kubernetes.readinessHttpProbeTimeout=2",
+    "kubernetes.readinessHttpProbeFailure=3",
+    "kubernetes.livenessHttpProbePath=/actuator/health/liveness",
+    "kubernetes.livenessHttpProbePort=8080",
+    "kubernetes.livenessHttpProbeDelay=10",
+    "kubernetes.livenessHttpProbePeriod=30",
+    "kubernetes.livenessHttpProbeTimeout=2",
+    "kubernetes.livenessHttpProbeFailure=3",
+    "kubernetes.startupHttpProbePath=/actuator/health/liveness",
+    "kubernetes.startupHttpProbePort=8080",
+    "kubernetes.startupHttpProbeDelay=5",
+    "kubernetes.startupHttpProbePeriod=1",
+    "kubernetes.startupHttpProbeTimeout=2",
+    "kubernetes.startupHttpProbeFailure=95",
 )
 POD_SHAPE = (
     "kubernetes.podSecurityContext={runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, fsGroup: 1000, "
@@ -51,9 +75,11 @@ POD_SHAPE = (
 JVM = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=768Mi", "kubernetes.limits.memory=768Mi")
 PYTHON = ("kubernetes.requests.cpu=100m", "kubernetes.requests.memory=256Mi", "kubernetes.limits.memory=256Mi")
 # The operator's pods tolerate node loss for 30 s (podtemplate.NODE_LOSS_TOLERATION_SECONDS): so do SCDF's.
-NODE_LOSS = ("kubernetes.tolerations=[{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, "
-             "tolerationSeconds: 30}, {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, "
-             "tolerationSeconds: 30}]",)
+NODE_LOSS = (
+    "kubernetes.tolerations=[{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, "
+    "tolerationSeconds: 30}, {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, "
+    "tolerationSeconds: 30}]",
+)
 
 # The seed's recipe, for the sample pipeline, exactly as a user would type it into the
 # SCDF shell. Written out by hand: a change in the wiring must show up here.
@@ -126,22 +152,28 @@ def test_sample_script_is_exactly_the_seed_recipe():
 
 
 # The six lines of the seed's polyglot-python-app-deployment.properties.
-@pytest.mark.parametrize("line", [
-    "app.time.spring.cloud.stream.bindings.output.destination=timeDest",
-    "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest",
-    "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest",
-    "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest",
-    "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest",
-    "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "app.time.spring.cloud.stream.bindings.output.destination=timeDest",
+        "app.python-router.spring.cloud.stream.bindings.input.destination=timeDest",
+        "app.python-router.spring.cloud.stream.bindings.even.destination=evenDest",
+        "app.python-router.spring.cloud.stream.bindings.odd.destination=oddDest",
+        "app.evenLogger.spring.cloud.stream.bindings.input.destination=evenDest",
+        "app.oddLogger.spring.cloud.stream.bindings.input.destination=oddDest",
+    ],
+)
 def test_the_seed_wiring_lines_are_in_the_deploy_properties(line):
     deploy_line = SAMPLE_SCRIPT.splitlines()[-1]
     assert line in deploy_line
 
 
 def test_plan_uses_the_wiring_module_unchanged():
-    p = pipeline(kafka={"brokers": ["a:9092", "b:9093"]}, router={"evenPrefix": "E:"},
-                 time={"properties": {"logging.level.root": "WARN"}})
+    p = pipeline(
+        kafka={"brokers": ["a:9092", "b:9093"]},
+        router={"evenPrefix": "E:"},
+        time={"properties": {"logging.level.root": "WARN"}},
+    )
     plan = stream_plan(p)
     assert plan.properties == wiring.deployment_properties(p)
     # Only `deployer.` keys beside them; the wiring is not touched.
@@ -165,15 +197,20 @@ def test_apps_registered_once_per_scdf_name_with_tag_versions():
 
 
 def test_loggers_with_different_images_cannot_share_the_log_app():
-    with pytest.raises(RenderError, match=r"spec.oddLogger.image: oddLogger and evenLogger are both the SCDF app 'log'"):
+    with pytest.raises(
+        RenderError, match=r"spec.oddLogger.image: oddLogger and evenLogger are both the SCDF app 'log'"
+    ):
         app_registrations(pipeline(oddLogger={"image": "springcloudstream/log-sink-kafka:5.1.0"}))
 
 
-@pytest.mark.parametrize("image,expected", [
-    ("springcloudstream/time-source-kafka:5.1.1", ("springcloudstream/time-source-kafka", "5.1.1")),
-    ("localhost:5000/router:0.1.0", ("localhost:5000/router", "0.1.0")),
-    ("ghcr.io/a/b:1.0@sha256:" + "a" * 64, ("ghcr.io/a/b", "1.0")),
-])
+@pytest.mark.parametrize(
+    "image,expected",
+    [
+        ("springcloudstream/time-source-kafka:5.1.1", ("springcloudstream/time-source-kafka", "5.1.1")),
+        ("localhost:5000/router:0.1.0", ("localhost:5000/router", "0.1.0")),
+        ("ghcr.io/a/b:1.0@sha256:" + "a" * 64, ("ghcr.io/a/b", "1.0")),
+    ],
+)
 def test_split_image(image, expected):
     assert split_image(image, "spec.x.image") == expected
 
@@ -185,19 +222,26 @@ def test_images_need_a_tag(image):
 
 
 def test_metadata_uri_only_for_spring_prebuilt_apps():
-    assert metadata_uri("springcloudstream/log-sink-kafka", "5.1.1") == \
-        "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:5.1.1"
-    assert metadata_uri("docker.io/springcloudstream/log-sink-kafka", "4.0.0") == \
-        "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:4.0.0"
+    assert (
+        metadata_uri("springcloudstream/log-sink-kafka", "5.1.1")
+        == "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:5.1.1"
+    )
+    assert (
+        metadata_uri("docker.io/springcloudstream/log-sink-kafka", "4.0.0")
+        == "maven://org.springframework.cloud.stream.app:log-sink-kafka:jar:metadata:4.0.0"
+    )
     assert metadata_uri("myorg/log-sink-kafka", "1") is None
     assert metadata_uri("springcloudstream/a/b", "1") is None
 
 
-@pytest.mark.parametrize("value,why", [
-    (" padded", "whitespace"),
-    ('say "hi"', "double quote"),
-    ("a,app.time.x=y", "reads as a new property"),
-])
+@pytest.mark.parametrize(
+    "value,why",
+    [
+        (" padded", "whitespace"),
+        ('say "hi"', "double quote"),
+        ("a,app.time.x=y", "reads as a new property"),
+    ],
+)
 def test_values_the_shell_cannot_carry_are_refused_by_name(value, why):
     p = pipeline(time={"properties": {"custom.key": value}})
     with pytest.raises(RenderError, match=rf"property app\.time\.custom\.key: .*{why}"):
@@ -237,8 +281,11 @@ def test_deployer_pod_shape_is_the_operators():
     for c, d in zip(COMPONENTS, render_deployments(doc), strict=True):
         pod = d["spec"]["template"]["spec"]
         ctr = pod["containers"][0]
-        props = {k.removeprefix(f"deployer.{c.label}.kubernetes."): v for k, v in deployer.items()
-                 if k.startswith(f"deployer.{c.label}.kubernetes.")}
+        props = {
+            k.removeprefix(f"deployer.{c.label}.kubernetes."): v
+            for k, v in deployer.items()
+            if k.startswith(f"deployer.{c.label}.kubernetes.")
+        }
         for kind in ("readiness", "liveness"):
             probe = ctr[f"{kind}Probe"]
             assert props[f"{kind}HttpProbePath"] == probe["httpGet"]["path"]
@@ -252,5 +299,5 @@ def test_deployer_pod_shape_is_the_operators():
         assert yaml.safe_load(props["volumes"]) == pod["volumes"]
         assert yaml.safe_load(props["volumeMounts"]) == ctr["volumeMounts"]
         assert {k: v for k, v in props.items() if k.startswith(("requests.", "limits."))} == {
-            f"{section}.{res}": v for section in ("requests", "limits")
-            for res, v in ctr["resources"][section].items()}
+            f"{section}.{res}": v for section in ("requests", "limits") for res, v in ctr["resources"][section].items()
+        }

@@ -1,4 +1,5 @@
 """Reading what Skipper reports from its platform per app (pure): `tspipe scdf status`."""
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,9 @@ def test_a_starting_app_names_its_pod_and_what_the_phase_means():
 
 def test_a_pending_pod_points_at_the_image_or_the_schedule():
     body = copy.deepcopy(RECORDED)
-    inst = body["_embedded"]["streamStatusResourceList"][0]["applications"]["_embedded"][
-        "appStatusResourceList"][1]["instances"]["_embedded"]["appInstanceStatusResourceList"][0]
+    inst = body["_embedded"]["streamStatusResourceList"][0]["applications"]["_embedded"]["appStatusResourceList"][1][
+        "instances"
+    ]["_embedded"]["appInstanceStatusResourceList"][0]
     inst.update(state="deploying")
     inst["attributes"]["phase"] = "Pending"
     router = parse_runtime(body, "ts1")[1]
@@ -52,8 +54,20 @@ def test_all_deployed_and_missing_apps():
 
 
 def test_an_app_without_instances_says_so():
-    body = {"_embedded": {"streamStatusResourceList": [{"name": "s", "applications": {"_embedded": {
-        "appStatusResourceList": [{"deploymentId": "s-time-v1", "state": "failed", "name": "time"}]}}}]}}
+    body = {
+        "_embedded": {
+            "streamStatusResourceList": [
+                {
+                    "name": "s",
+                    "applications": {
+                        "_embedded": {
+                            "appStatusResourceList": [{"deploymentId": "s-time-v1", "state": "failed", "name": "time"}]
+                        }
+                    },
+                }
+            ]
+        }
+    }
     (app,) = parse_runtime(body, "s")
     assert app.line() == "time: failed, 0/0 instances deployed (s-time-v1)\n    the platform reports no instance"
 

@@ -7,6 +7,7 @@ the app registrations, the stream definition, and the Skipper release manifest h
 each app's resource, version and application properties. Reads go through plain HTTP
 requests, not through the client under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from localinfra.scdf import free_port
 from samples import sample_pipeline
+
 from tspipe import wiring
 from tspipe.model import Pipeline
 from tspipe.scdf.client import Credentials, DataFlowClient, ScdfHttpError
@@ -39,6 +40,7 @@ SCDF_OWN_KEYS = {"spring.cloud.dataflow.stream.app.type", "spring.cloud.stream.i
 
 # ---------------------------------------------------------------- helpers
 
+
 def write_pipeline(tmp_path: Path, mutate=None, name: str | None = None) -> tuple[Path, Pipeline]:
     doc = sample_pipeline()
     doc["spec"]["streamName"] = name or f"tsp-{uuid.uuid4().hex[:8]}"
@@ -50,8 +52,7 @@ def write_pipeline(tmp_path: Path, mutate=None, name: str | None = None) -> tupl
 
 
 def tspipe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tspipe.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "tspipe.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def get(url: str, path: str, **params):
@@ -94,6 +95,7 @@ def assert_records_exactly_the_contract(url: str, p: Pipeline, version: int) -> 
 
 # ---------------------------------------------------------------- the happy path
 
+
 def test_deploy_records_the_seed_stream_then_undeploy_and_destroy(dataflow_url, tmp_path):
     url = dataflow_url
     path, p = write_pipeline(tmp_path)
@@ -108,8 +110,7 @@ def test_deploy_records_the_seed_stream_then_undeploy_and_destroy(dataflow_url, 
 
     # Apps: type app, with the images' URIs and tags as versions.
     regs = registered(url)
-    for app_name, image in (("time", p.time.image), ("python-router", p.router.image),
-                            ("log", p.even_logger.image)):
+    for app_name, image in (("time", p.time.image), ("python-router", p.router.image), ("log", p.even_logger.image)):
         reg = regs[(app_name, image.rsplit(":", 1)[1])]
         assert reg["type"] == "app" and reg["uri"] == f"docker:{image}" and reg["defaultVersion"] is True
 
@@ -124,8 +125,9 @@ def test_deploy_records_the_seed_stream_then_undeploy_and_destroy(dataflow_url, 
     # The deployment resource reports the same app resources and versions.
     dep = get(url, f"/streams/deployments/{name}", **{"reuse-deployment-properties": "true"}).json()
     per_app = json.loads(dep["deploymentProperties"])
-    assert {label: f"{v['resource']}:{v['version']}" for label, v in per_app.items()} == \
-        {label: f"docker:{img}" for label, img in wiring.app_images(p).items()}
+    assert {label: f"{v['resource']}:{v['version']}" for label, v in per_app.items()} == {
+        label: f"docker:{img}" for label, img in wiring.app_images(p).items()
+    }
 
     # Unchanged file: nothing changes (no registration, no new release, same definition).
     before = (registered(url), get(url, f"/streams/definitions/{name}").json(), history(url, name))
@@ -178,8 +180,9 @@ def test_changed_file_updates_only_what_differs(dataflow_url, tmp_path):
 
     # 2. A removed property: SCDF would keep it (in the stored definition and through
     # updates), so the stream is destroyed, created and deployed, and the CLI says so.
-    path3, p3 = write_pipeline(tmp_path, lambda s: s["time"].update(properties={"logging.level.root": "WARN"}),
-                               name=name)
+    path3, p3 = write_pipeline(
+        tmp_path, lambda s: s["time"].update(properties={"logging.level.root": "WARN"}), name=name
+    )
     tspipe("scdf", "destroy", "-f", str(path3), "--server", url)
     r = tspipe("scdf", "deploy", "-f", str(path3), "--server", url, "--wait", "0")
     assert r.returncode == 0, r.stderr
@@ -194,8 +197,7 @@ def test_changed_file_updates_only_what_differs(dataflow_url, tmp_path):
     assert_records_exactly_the_contract(url, p, v_without)
 
     # 3. A new image tag: registered as a new version, made the default, deployed.
-    path4, p4 = write_pipeline(tmp_path, lambda s: s["router"].update(image="ghcr.io/tspipe/router:9.9.9"),
-                               name=name)
+    path4, p4 = write_pipeline(tmp_path, lambda s: s["router"].update(image="ghcr.io/tspipe/router:9.9.9"), name=name)
     r = tspipe("scdf", "deploy", "-f", str(path4), "--server", url, "--wait", "0")
     assert "registered app 'python-router' version 9.9.9 as docker:ghcr.io/tspipe/router:9.9.9" in r.stdout
     assert "made version 9.9.9 the default of app 'python-router'" in r.stdout
@@ -211,6 +213,7 @@ def test_changed_file_updates_only_what_differs(dataflow_url, tmp_path):
 
 
 # ---------------------------------------------------------------- error paths
+
 
 def test_unknown_app_in_a_definition(dataflow_url):
     client = DataFlowClient(dataflow_url, Credentials())
@@ -286,18 +289,27 @@ def test_unreachable_server(tmp_path, cmd):
 def test_unreachable_server_deploy_changes_nothing(tmp_path):
     path, _ = write_pipeline(tmp_path)
     port = free_port()  # bound and released: nothing listens there
-    assert "Nothing was changed on the server." in tspipe(
-        "scdf", "deploy", "-f", str(path), "--server", f"http://127.0.0.1:{port}").stderr
+    assert (
+        "Nothing was changed on the server."
+        in tspipe("scdf", "deploy", "-f", str(path), "--server", f"http://127.0.0.1:{port}").stderr
+    )
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d["spec"]["kafka"].pop("brokers"), "spec.kafka.brokers: at least one host:port is required"),
-    (lambda d: d["spec"]["router"].update(image="ghcr.io/tspipe/router"),
-     "spec.router.image: image 'ghcr.io/tspipe/router' has no tag"),
-    (lambda d: d["spec"]["oddLogger"].update(image="springcloudstream/log-sink-kafka:5.0.0"),
-     "oddLogger and evenLogger are both the SCDF app 'log'"),
-    (lambda d: d["spec"].update(bogus=1), "spec.bogus: unknown field"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["spec"]["kafka"].pop("brokers"), "spec.kafka.brokers: at least one host:port is required"),
+        (
+            lambda d: d["spec"]["router"].update(image="ghcr.io/tspipe/router"),
+            "spec.router.image: image 'ghcr.io/tspipe/router' has no tag",
+        ),
+        (
+            lambda d: d["spec"]["oddLogger"].update(image="springcloudstream/log-sink-kafka:5.0.0"),
+            "oddLogger and evenLogger are both the SCDF app 'log'",
+        ),
+        (lambda d: d["spec"].update(bogus=1), "spec.bogus: unknown field"),
+    ],
+)
 def test_invalid_pipeline_file_against_the_server(dataflow_url, tmp_path, mutate, message):
     doc = sample_pipeline()
     doc["spec"]["streamName"] = f"tsp-{uuid.uuid4().hex[:8]}"

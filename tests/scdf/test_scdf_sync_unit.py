@@ -1,18 +1,27 @@
 """Planning what to change on an SCDF server (pure), and the client's parsing helpers."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
-
 from samples import sample_pipeline
+
 from tspipe import wiring
 from tspipe.model import Pipeline
 from tspipe.scdf.client import ScdfHttpError, error_detail, parse_manifest
 from tspipe.scdf.render import stream_plan
 from tspipe.scdf.sync import (
-    Observed, PartialFailure, PlanError, apply_steps, description_marker, plan_steps, property_changes,
-    scdf_common_keys, wait_for_release, wait_until_idle,
+    Observed,
+    PartialFailure,
+    PlanError,
+    apply_steps,
+    description_marker,
+    plan_steps,
+    property_changes,
+    scdf_common_keys,
+    wait_for_release,
+    wait_until_idle,
 )
 
 # What SCDF 2.11 adds to every app (its common application properties), as recorded.
@@ -33,26 +42,40 @@ def pipeline(mutate=None) -> Pipeline:
 def deployer_recorded(plan, label: str) -> dict[str, str]:
     """`deployer.<label>.x` as Skipper's manifest records it: `spring.cloud.deployer.x`."""
     prefix = f"deployer.{label}."
-    return {f"spring.cloud.deployer.{k[len(prefix):]}": v for k, v in plan.deployer.items() if k.startswith(prefix)}
+    return {f"spring.cloud.deployer.{k[len(prefix) :]}": v for k, v in plan.deployer.items() if k.startswith(prefix)}
 
 
 def server_holding(p: Pipeline) -> Observed:
     """What a server that deployed `p` with this tool reports."""
     plan = stream_plan(p)
-    apps = {a.name: [{"name": a.name, "type": "app", "version": a.version, "uri": a.uri, "defaultVersion": True}]
-            for a in plan.apps}
+    apps = {
+        a.name: [{"name": a.name, "type": "app", "version": a.version, "uri": a.uri, "defaultVersion": True}]
+        for a in plan.apps
+    }
     manifest = {}
     for app in plan.apps:
         resource, version = app.uri.rsplit(":", 1)
         for label in app.labels:
-            manifest[label] = {"resource": resource, "version": version,
-                               "applicationProperties": {**SCDF_COMMON, **wiring.app_properties(p)[label]},
-                               "deploymentProperties": {"spring.cloud.deployer.group": p.stream_name,
-                                                        **deployer_recorded(plan, label)}}
-    return Observed(apps=apps,
-                    definition={"name": p.stream_name, "originalDslText": plan.definition,
-                                "description": description_marker(p), "status": "deployed"},
-                    release_version=1, manifest=manifest)
+            manifest[label] = {
+                "resource": resource,
+                "version": version,
+                "applicationProperties": {**SCDF_COMMON, **wiring.app_properties(p)[label]},
+                "deploymentProperties": {
+                    "spring.cloud.deployer.group": p.stream_name,
+                    **deployer_recorded(plan, label),
+                },
+            }
+    return Observed(
+        apps=apps,
+        definition={
+            "name": p.stream_name,
+            "originalDslText": plan.definition,
+            "description": description_marker(p),
+            "status": "deployed",
+        },
+        release_version=1,
+        manifest=manifest,
+    )
 
 
 def kinds(steps):
@@ -101,6 +124,7 @@ def test_changed_property_is_an_update_of_just_that_property():
 
     def change(spec):
         spec["router"]["evenPrefix"] = "EVEN:"
+
     new = pipeline(change)
     steps, notes = plan_steps(new, stream_plan(new), server_holding(old))
     assert kinds(steps) == ["update"]
@@ -113,6 +137,7 @@ def test_new_image_tag_registers_makes_default_and_updates_the_version():
 
     def change(spec):
         spec["router"]["image"] = "ghcr.io/tspipe/router:0.2.0"
+
     new = pipeline(change)
     steps, _ = plan_steps(new, stream_plan(new), server_holding(old))
     assert kinds(steps) == ["register", "default", "update"]
@@ -132,6 +157,7 @@ def test_same_version_new_uri_is_a_forced_reregistration():
 def test_removed_property_recreates_the_stream_and_says_why():
     def add(spec):
         spec["time"]["properties"] = {"logging.level.root": "WARN"}
+
     old = pipeline(add)
     new = pipeline()
     steps, notes = plan_steps(new, stream_plan(new), server_holding(old))
@@ -172,8 +198,10 @@ def test_seed_script_definition_without_our_description_is_adopted():
 
 
 def test_scdf_common_keys_are_those_identical_in_every_app():
-    m = {"a": {"applicationProperties": {"x": "1", "y": "2", "z": "3"}},
-         "b": {"applicationProperties": {"x": "1", "y": "other", "z": "3"}}}
+    m = {
+        "a": {"applicationProperties": {"x": "1", "y": "2", "z": "3"}},
+        "b": {"applicationProperties": {"x": "1", "y": "other", "z": "3"}},
+    }
     assert scdf_common_keys(m) == {"x", "z"}
 
 
@@ -196,6 +224,7 @@ class FailingClient:
             self.calls.append(name)
             if len(self.calls) == self.fail_at:
                 raise ScdfHttpError(f"{name} stream", 400, "boom")
+
         return call
 
 
@@ -226,23 +255,42 @@ class _Resp:
 
 
 def test_error_detail_reads_scdf_errors():
-    vnd = {"_embedded": {"errors": [{"message": "Application name 'x' with type 'app' does not exist.\n"
-                                                "Application name 'x' with type 'app' does not exist.",
-                                     "logref": "InvalidStreamDefinitionException"}]}}
-    assert error_detail(_Resp(vnd)) == "Application name 'x' with type 'app' does not exist. " \
-                                       "Application name 'x' with type 'app' does not exist."
-    assert error_detail(_Resp({"status": 404, "error": "Not Found", "message": "No message available"})) == \
-        "No message available"
+    vnd = {
+        "_embedded": {
+            "errors": [
+                {
+                    "message": "Application name 'x' with type 'app' does not exist.\n"
+                    "Application name 'x' with type 'app' does not exist.",
+                    "logref": "InvalidStreamDefinitionException",
+                }
+            ]
+        }
+    }
+    assert (
+        error_detail(_Resp(vnd)) == "Application name 'x' with type 'app' does not exist. "
+        "Application name 'x' with type 'app' does not exist."
+    )
+    assert (
+        error_detail(_Resp({"status": 404, "error": "Not Found", "message": "No message available"}))
+        == "No message available"
+    )
     assert error_detail(_Resp("<html>proxy error</html>")) == "<html>proxy error</html>"
 
 
 def test_parse_manifest():
-    text = ('"apiVersion": "skipper.spring.io/v1"\n"kind": "SpringCloudDeployerApplication"\n'
-            '"metadata":\n  "name": "time"\n"spec":\n  "resource": "docker:a/b"\n  "version": "5.1.1"\n'
-            '  "applicationProperties":\n    "k": "v"\n    "n": 1\n  "deploymentProperties":\n    "d": "e"\n---\n')
-    assert parse_manifest(text) == {"time": {"resource": "docker:a/b", "version": "5.1.1",
-                                             "applicationProperties": {"k": "v", "n": "1"},
-                                             "deploymentProperties": {"d": "e"}}}
+    text = (
+        '"apiVersion": "skipper.spring.io/v1"\n"kind": "SpringCloudDeployerApplication"\n'
+        '"metadata":\n  "name": "time"\n"spec":\n  "resource": "docker:a/b"\n  "version": "5.1.1"\n'
+        '  "applicationProperties":\n    "k": "v"\n    "n": 1\n  "deploymentProperties":\n    "d": "e"\n---\n'
+    )
+    assert parse_manifest(text) == {
+        "time": {
+            "resource": "docker:a/b",
+            "version": "5.1.1",
+            "applicationProperties": {"k": "v", "n": "1"},
+            "deploymentProperties": {"d": "e"},
+        }
+    }
 
 
 class _FlakyHistory:
@@ -281,20 +329,25 @@ def test_skippers_install_error_is_shortened_to_app_platform_and_reason():
     from tspipe.scdf.client import short_install_error
 
     # As Data Flow 2.11.5 relays it from Skipper 2.8.0 on Kubernetes (shortened in the middle).
-    text = ("Could not install AppDeployRequest [[AppDeploymentRequest@300e42bd commandlineArguments = "
-            "list[[empty]], deploymentProperties = map['spring.cloud.deployer.group' -> 'ts3'], definition = "
-            "[AppDefinition@100a43b6 name = 'evenLogger-v1', properties = map['log.consumer.level' -> 'INFO']], "
-            "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]]  to platform [default].  "
-            "Error Message = [Failure executing: POST at: https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. "
-            'Message: namespaces "nowhere" not found. Received status: Status(apiVersion=v1, code=404, '
-            "details=StatusDetails(causes=[], group=null), reason=NotFound, status=Failure).]")
+    text = (
+        "Could not install AppDeployRequest [[AppDeploymentRequest@300e42bd commandlineArguments = "
+        "list[[empty]], deploymentProperties = map['spring.cloud.deployer.group' -> 'ts3'], definition = "
+        "[AppDefinition@100a43b6 name = 'evenLogger-v1', properties = map['log.consumer.level' -> 'INFO']], "
+        "resource = Docker Resource [docker:springcloudstream/log-sink-kafka:5.1.1]]]  to platform [default].  "
+        "Error Message = [Failure executing: POST at: https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. "
+        'Message: namespaces "nowhere" not found. Received status: Status(apiVersion=v1, code=404, '
+        "details=StatusDetails(causes=[], group=null), reason=NotFound, status=Failure).]"
+    )
     assert short_install_error(text) == (
         "Skipper could not install app 'evenLogger-v1' on platform 'default': Failure executing: POST at: "
-        'https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. Message: namespaces "nowhere" not found.')
+        'https://127.0.0.1:52839/api/v1/namespaces/nowhere/services. Message: namespaces "nowhere" not found.'
+    )
     assert short_install_error("something else") == "something else"
     # An API server that does not answer: fabric8's operation, as Skipper relays it.
-    unreachable = text.split("Error Message = [")[0] + ("Error Message = [Operation: [list]  for kind: [Service]  "
-                                                          "with name: [null]  in namespace: [ns]  failed.]")
+    unreachable = text.split("Error Message = [")[0] + (
+        "Error Message = [Operation: [list]  for kind: [Service]  with name: [null]  in namespace: [ns]  failed.]"
+    )
     assert short_install_error(unreachable) == (
         "Skipper could not install app 'evenLogger-v1' on platform 'default': "
-        "Operation: [list] for kind: [Service] with name: [null] in namespace: [ns] failed.")
+        "Operation: [list] for kind: [Service] with name: [null] in namespace: [ns] failed."
+    )
