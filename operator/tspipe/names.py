@@ -14,6 +14,13 @@ PLURAL = "timestamppipelines"
 SINGULAR = "timestamppipeline"
 SHORT_NAMES = ("tsp",)
 
+# The router's outputs by their role names, as topics, status, the rollout checks and the
+# shadow's comparison say them: a timestamp goes to even or odd by its last digit, and
+# what cannot be routed to the dead-letter topic.
+EVEN, ODD, DEAD_LETTER = "even", "odd", "deadLetter"
+ROUTED = (EVEN, ODD)
+OUTPUTS = (*ROUTED, DEAD_LETTER)
+
 # Field manager of every write, the children's managed-by label and the Events' source.
 MANAGER = "tspipe-operator"
 USER_AGENT = "tspipe-operator/0.1.0"  # how the API server's audit log attributes the writes

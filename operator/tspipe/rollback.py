@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .conditions import Phase
+from .names import DEAD_LETTER, EVEN, ODD, OUTPUTS, ROUTED
 from .stamps import digest, format_time, parse_time
 
 VERIFYING, STABLE, ROLLED_BACK, FAILED = "Verifying", "Stable", "RolledBack", "Failed"
@@ -60,7 +61,7 @@ LOST, MISROUTED, DEAD_LETTERS = "RecordsLost", "Misrouted", "DeadLetterRatio"
 BROKER, ROUTER_COUNTERS = "broker", "routerCounters"
 # One router pod's counters (podmetrics.router_counters), cumulative since its process
 # started: committed, routed per channel, dead-lettered, and the lag it reports.
-COUNTER_KEYS = ("committed", "even", "odd", "deadLetter", "lag")
+COUNTER_KEYS = ("committed", *OUTPUTS, "lag")
 
 # What to ask the shell for in this pass.
 OPEN, JUDGE = "open", "judge"
@@ -80,7 +81,7 @@ SAMPLE_PER_PARTITION = 500
 # and must not look like lost records. Beyond it (a busy input) the offsets are counted.
 COUNT_LIMIT = 20_000
 
-OUTPUTS = ("even", "odd", "deadLetter")  # the snapshot's output keys, as in topics.ROLES
+# The snapshot's output keys: names.OUTPUTS, as in topics.ROLES.
 # A snapshot (kafka_admin.TopicAdmin.offsets) has, per partition: `committed` (the router
 # group's commits on the input, -1 where none), `input` and `inputStart` (the input's end
 # and log-start offsets, read with the commits) and each of OUTPUTS' end offsets.
@@ -299,15 +300,15 @@ def judge(
         else _delta(start.get("committed", []), end.get("committed", []), start.get("input", []))
     )
     added = {k: _delta(start.get(k, []), end.get(k, [])) for k in OUTPUTS}
-    routed = added["even"] + added["odd"]
-    lost = max(0, consumed - routed - added["deadLetter"])
+    routed = added[EVEN] + added[ODD]
+    lost = max(0, consumed - routed - added[DEAD_LETTER])
     problems = []
-    for parity in ("even", "odd"):
+    for parity in ROUTED:
         for v in samples.get(parity, ()):
             why = parity_problem(v, parity, prefixes[parity])
             if why:
                 problems.append(f"{parity}: {why}")
-    sampled = sum(len(samples.get(p, ())) for p in ("even", "odd"))
+    sampled = sum(len(samples.get(p, ())) for p in ROUTED)
     ratio = added["deadLetter"] / consumed if consumed else 0.0
     checks: dict[str, Any] = {
         "source": BROKER,
@@ -374,7 +375,7 @@ def _since(start: Mapping[str, int] | None, end: Mapping[str, int]) -> dict[str,
     back (its router restarted), counts from zero, as Prometheus' increase() does."""
     if start is None or end["committed"] < start["committed"]:
         start = {}
-    return {k: end[k] - start.get(k, 0) for k in ("committed", "even", "odd", "deadLetter")}
+    return {k: end[k] - start.get(k, 0) for k in ("committed", *OUTPUTS)}
 
 
 def judge_counters(
@@ -392,7 +393,7 @@ def judge_counters(
         return readiness_only("no router pod's counters could be read at the end of the window")
     lost = sum(max(0, c["committed"] - c["even"] - c["odd"] - c["deadLetter"]) for c in end.values())
     window = [_since(start.get(pod), c) for pod, c in end.items()]
-    consumed, even, odd, dead = (sum(w[k] for w in window) for k in ("committed", "even", "odd", "deadLetter"))
+    consumed, even, odd, dead = (sum(w[k] for w in window) for k in ("committed", *OUTPUTS))
     lag = sum(c["lag"] for c in end.values())
     handled = even + odd + dead
     ratio = dead / handled if handled else 0.0

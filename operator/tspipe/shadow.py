@@ -44,7 +44,7 @@ from typing import Any
 from . import rollback
 from .components import ROUTER
 from .model import SHADOW, Pipeline
-from .names import LABEL_COMPONENT
+from .names import DEAD_LETTER, EVEN, LABEL_COMPONENT, ODD, OUTPUTS, ROUTED
 from .render import deployment_name, render_deployment, stamp_hash
 from .spring import binding_key, canonical_key
 from .stamps import format_time, parse_time
@@ -64,8 +64,7 @@ CREDENTIALS = "CredentialsNotReadable"
 SKIPPED = "Skipped"  # shadow.state when the rolling strategy was used instead
 
 SUFFIX = "router-shadow"  # Deployment suffix and app.kubernetes.io/component of the shadow
-DEAD_LETTER = "deadLetter"
-SIDES = ("even", "odd", DEAD_LETTER)
+SIDES = OUTPUTS
 # Input records compared per partition (the oldest of the window's): as the rollout
 # window samples 500 per partition, enough to see a release that misroutes some records.
 SAMPLE_PER_PARTITION = 500
@@ -294,7 +293,7 @@ def not_moving(rollout: Mapping[str, Any], now: datetime, verify_seconds: int) -
 
 # The shadow's own offsets in the window's start snapshot, beside the stable router's:
 # the ends of its topics and its group's commits.
-SHADOW_KEYS = {"even": "shadowEven", "odd": "shadowOdd", DEAD_LETTER: "shadowDeadLetter"}
+SHADOW_KEYS = {EVEN: "shadowEven", ODD: "shadowOdd", DEAD_LETTER: "shadowDeadLetter"}
 SHADOW_COMMITTED = "shadowCommitted"
 
 
@@ -398,7 +397,7 @@ class _Outputs:
             if origin is not None:
                 self.dead.setdefault(origin, value)
         self.by_text: dict[bytes, deque[tuple[str, bytes]]] = {}
-        for side in ("even", "odd"):
+        for side in ROUTED:
             prefix = prefixes[side].encode("utf-8")
             for _, _, value, _ in outputs.get(side, ()):
                 if value is None:
@@ -445,7 +444,7 @@ def compare(
     s_out, h_out = _Outputs(stable, stable_prefixes), _Outputs(shadow, shadow_prefixes)
     swapped = {
         side
-        for side, other in (("even", "odd"), ("odd", "even"))
+        for side, other in ((EVEN, ODD), (ODD, EVEN))
         if shadow_prefixes[side] != stable_prefixes[side] and shadow_prefixes[side] == stable_prefixes[other]
     }
     compared = differing = 0

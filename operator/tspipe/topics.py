@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Pipeline
+from .names import OUTPUTS
 
-ROLES = ("input", "even", "odd", "deadLetter")
+ROLES = ("input", *OUTPUTS)
 
 # Per-topic states in status.topics[].state.
 READY, CREATED, GROWN, SHRINK_REFUSED, RF_MISMATCH, UNKNOWN = (

@@ -43,7 +43,7 @@ from .kafka_private import Fence
 from .kafka_private.fastsend import FastSender
 from .metrics import Metrics
 from .rawplan import plan_chunks
-from .routing import Prefixes, output_headers
+from .routing import DEAD_LETTER, ROUTED, Prefixes, output_headers
 from .topics import ensure_topics
 from .wire import encode_headers
 
@@ -168,7 +168,7 @@ class Runner:
         self._dirty = False  # acknowledged offsets not yet sent in a commit
         self._committed: dict = {}  # {tp: offset} known to be committed
         self.ledger = CommitLedger()  # acknowledged records until a commit covers them
-        self._routed = {ch: metrics.routed.labels(ch) for ch in ("even", "odd")}
+        self._routed = {ch: metrics.routed.labels(ch) for ch in ROUTED}
         # kafka-python's private API: what this process may use of it, checked once here.
         self.kafka = Fence(fast_fetch=cfg.fast_fetch, batch_send=cfg.batch_send, transactional=cfg.exactly_once)
         self.fast: FastSender | None = None
@@ -529,11 +529,11 @@ class Runner:
             log.warning(
                 "dead-lettered %s-%d@%d: %s", self.cfg.input_topic, o.source_partition, o.source_offset, o.reason
             )
-        for ch in ("even", "odd"):
+        for ch in ROUTED:
             if n[ch]:
                 self._routed[ch].inc(n[ch])
-        if n["dlq"]:
-            self.metrics.dead_lettered.inc(n["dlq"])
+        if n[DEAD_LETTER]:
+            self.metrics.dead_lettered.inc(n[DEAD_LETTER])
 
     def _txn_reset(self) -> None:
         self._txn_open = False

@@ -15,7 +15,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .routing import Prefixes, Rejected, Routed, dead_letter_headers, output_headers, route
+from .routing import (
+    DEAD_LETTER,
+    EVEN,
+    ODD,
+    Prefixes,
+    Rejected,
+    Routed,
+    dead_letter_headers,
+    output_headers,
+    route,
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,7 @@ class Outgoing:
     source_partition: int
     source_offset: int
     source_timestamp_ms: int | None
-    channel: str  # "even", "odd" or "dlq"
+    channel: str  # EVEN, ODD or DEAD_LETTER
     reason: str | None = None
 
 
@@ -60,7 +70,7 @@ def plan_record(rec: InRecord, topics: Topics, prefixes: Prefixes, out_partition
     decision = route(rec.value, prefixes)
     ts = rec.timestamp if rec.timestamp is not None and rec.timestamp >= 0 else None
     if isinstance(decision, Routed):
-        topic = topics.even if decision.channel == "even" else topics.odd
+        topic = topics.even if decision.channel == EVEN else topics.odd
         n = out_partitions.get(topic)
         return Outgoing(
             topic,
@@ -89,7 +99,7 @@ def plan_record(rec: InRecord, topics: Topics, prefixes: Prefixes, out_partition
         rec.partition,
         rec.offset,
         ts,
-        "dlq",
+        DEAD_LETTER,
         decision.reason,
     )
 
@@ -219,7 +229,7 @@ class Planned:
     def __init__(self, encoded: bool = False) -> None:
         self.encoded = encoded
         self.groups: dict[tuple[str, int | None], list[Any]] = {}
-        self.counts = {"even": 0, "odd": 0, "dlq": 0}
+        self.counts = {EVEN: 0, ODD: 0, DEAD_LETTER: 0}
         self.dead: list[Outgoing] = []
         self.oldest_ts: int | None = None
 
@@ -263,10 +273,10 @@ def plan_groups(
             o = plan_record(InRecord(tp.topic, part, *rec), topics, prefixes, out_partitions)
             groups.setdefault((o.topic, o.partition), []).append((o.key, o.value, o.headers))
             p.counts[o.channel] += 1
-            if o.channel == "dlq":
+            if o.channel == DEAD_LETTER:
                 p.dead.append(o)
-    p.counts["even"] += n_e
-    p.counts["odd"] += n_o
+    p.counts[EVEN] += n_e
+    p.counts[ODD] += n_o
     p.oldest_ts = oldest
     for k in [k for k, v in groups.items() if not v]:
         del groups[k]

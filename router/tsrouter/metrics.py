@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .routing import ROUTED
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -39,7 +41,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        for ch in ("even", "odd"):
+        for ch in ROUTED:
             self.routed.labels(ch)
         for kind in ("assigned", "revoked", "lost"):
             self.rebalances.labels(kind)

@@ -22,7 +22,7 @@ from typing import Any
 
 from .batch import ASCII_DIGITS, InRecord, Planned, Topics, plan_record
 from .chunks import RawChunk
-from .routing import Prefixes
+from .routing import DEAD_LETTER, EVEN, ODD, Prefixes
 from .wire import (
     SMALL_VARINTS,
     CorruptRecordError,
@@ -76,7 +76,7 @@ def _plan_other(
     records = p.groups.setdefault((o.topic, o.partition), [])
     records.append(encode_record(len(records), encode_tail(o.key, o.value, encode_headers(o.headers))))
     p.counts[o.channel] += 1
-    if o.channel == "dlq":
+    if o.channel == DEAD_LETTER:
         p.dead.append(o)
 
 
@@ -180,5 +180,5 @@ def _plan_raw(
         raise CorruptRecordError(f"Found invalid record structure: {exc!r}") from exc
     if pos != end:
         raise CorruptRecordError(f"{end - pos} unconsumed bytes after all records consumed")
-    p.counts["even"] += n_e
-    p.counts["odd"] += n_o
+    p.counts[EVEN] += n_e
+    p.counts[ODD] += n_o

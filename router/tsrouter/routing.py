@@ -8,10 +8,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-__all__ = ["EVEN", "ODD", "Prefixes", "Rejected", "Routed", "dead_letter_headers", "output_headers", "route"]
+__all__ = [
+    "DEAD_LETTER",
+    "EVEN",
+    "ODD",
+    "ROUTED",
+    "Prefixes",
+    "Rejected",
+    "Routed",
+    "dead_letter_headers",
+    "output_headers",
+    "route",
+]
 
 EVEN = "even"
 ODD = "odd"
+ROUTED = (EVEN, ODD)  # the channels, in the order they are reported
+DEAD_LETTER = "deadLetter"  # the third channel: what cannot be routed (the operator's name too)
 # ASCII only: str.isdigit()/int() also accept '٣', '²', '９', which are not timestamps' digits.  # noqa: RUF003
 _DIGITS = "0123456789"
 _ASCII_WS = " \t\n\r\x0b\x0c"

@@ -111,7 +111,7 @@ def test_raw_chunks_plan_to_the_same_bytes_as_the_tuple_path(batch_size):
     raw, ref = both(batch, {"ev": 2, "od": 2, "dlq": 1}, batch_size)
     assert raw == ref
     _got, counts, dead, _oldest = raw
-    assert sum(counts.values()) == 1900 and counts["dlq"] > 0 and counts["even"] > 0 and counts["odd"] > 0
+    assert sum(counts.values()) == 1900 and counts["deadLetter"] > 0 and counts["even"] > 0 and counts["odd"] > 0
     # The sample holds every kind of dead letter the router writes.
     reasons = {r.split(" (")[0].split(":")[0] for _p, _o, r in dead}
     assert reasons == {"null value", "empty value", "undecodable value", "no trailing ASCII digit"}, reasons

@@ -114,7 +114,7 @@ def test_plan_batch_keeps_order_partition_keys_and_dead_letters():
     plan = plan_batch(batch, topics, Prefixes(), {"ev": 4, "od": 4, "dlq": 1})
     assert [(o.topic, o.channel, o.partition, o.key) for o in plan] == [
         ("ev", "even", 0, b"k"),
-        ("dlq", "dlq", 0, None),
+        ("dlq", "deadLetter", 0, None),
         ("od", "odd", 1, None),
     ]
     assert plan[0].value == b"Even timestamp:t2" and plan[0].headers == [("h", b"1"), ("contentType", b"text/plain")]

@@ -22,6 +22,7 @@ from ..conditions import Condition
 from ..kafka_admin import KafkaUnavailable
 from ..kube import ApiException
 from ..model import EXACTLY_ONCE, SHADOW, Pipeline
+from ..names import OUTPUTS, ROUTED
 from ..status import ready_pods
 from ..status_fields import Key
 from . import shadow as shadow_phase
@@ -107,7 +108,7 @@ async def _rolling(
 
 async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) -> dict[str, list[int]]:
     names = {t.role: t.name for t in topics_mod.desired_topics(p)}
-    outputs = {role: names[role] for role in rollback.OUTPUTS}
+    outputs = {role: names[role] for role in OUTPUTS}
     result: dict[str, list[int]] = await clients.kafka(
         lambda: clients.admin.offsets(
             p.kafka.brokers,
@@ -158,7 +159,7 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) ->
         return rollback.readiness_only("the broker's offsets were not read when the window opened")
     end = await window_offsets(clients, p, commits_first=True)
     samples: dict[str, list[bytes]] = {}
-    for parity in ("even", "odd"):
+    for parity in ROUTED:
         ranges = rollback.sample_ranges(start.get(parity, []), end.get(parity, []))
         values = await clients.kafka(
             clients.admin.read, p.kafka.brokers, p.kafka.topics.name(parity), ranges, clients.kafka_timeout

@@ -16,7 +16,7 @@ from .. import rollback, shadow
 from ..clients import Clients
 from ..kafka_admin import KafkaUnavailable
 from ..model import EXACTLY_ONCE, Pipeline, PipelineError
-from ..names import LABEL_COMPONENT
+from ..names import DEAD_LETTER, LABEL_COMPONENT
 from ..status_fields import Key
 from .context import TOPIC_BACKOFF_BASE, Pass
 
@@ -127,7 +127,7 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any], n:
     eos = p.router.processing_guarantee == EXACTLY_ONCE
     inputs = await clients.kafka(clients.admin.read_records, brokers, sp.kafka.topics.input, ranges, timeout, eos)
     real = {"even": sp.kafka.topics.name("even"), "odd": sp.kafka.topics.name("odd")}
-    real[shadow.DEAD_LETTER] = sp.kafka.topics.dead_letter(sp.stream_name)
+    real[DEAD_LETTER] = sp.kafka.topics.dead_letter(sp.stream_name)
     stable_out = {}
     for side, topic in real.items():
         rng = shadow.output_ranges(start.get(side, []), end.get(side, []))
