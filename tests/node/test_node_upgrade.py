@@ -39,11 +39,11 @@ from nodehelpers import (
     apply_obj,
     explained,
     install_kustomization,
+    node_pipeline,
     operator_pod,
     pipeline_ready,
     pod_ready,
     pods,
-    sample_pipeline,
     wait_for,
 )
 
@@ -101,7 +101,7 @@ def more_pipelines(bootstrap: str) -> list[dict]:
     shaped["spec"]["kafka"]["brokers"] = [bootstrap]
     shaped["spec"]["kafka"]["topics"]["manage"] = True
     shaped["spec"]["router"]["resources"]["limits"]["memory"] = "256Mi"
-    exactly = sample_pipeline(
+    exactly = node_pipeline(
         bootstrap, {"input": "eosIn", "even": "eosEven", "odd": "eosOdd"}, processingGuarantee="exactly_once"
     )
     exactly["metadata"] = {"name": "exactly"}
