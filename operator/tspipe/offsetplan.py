@@ -135,9 +135,9 @@ class Member:
 
 def owned(member: Member, router_deployment: str, pod_ips: Collection[str] = ()) -> bool:
     """A router pod's consumer: the router's client id is `tsrouter-<hostname>`, and a
-    pod's hostname is its name, `<router Deployment>-<replica set hash>-<suffix>`; a
-    router image of its own (another client id) is known by its pod's IP while the pod
-    exists (the broker reports the member's host as `/<ip>`)."""
+    pod's hostname is its name, `<router Deployment>-<replica set hash>-<suffix>`; any
+    other consumer of the pipeline's (a router image of its own, a log sink) is known by
+    its pod's IP while the pod exists (the broker reports the member's host as `/<ip>`)."""
     if member.client_id.startswith(f"tsrouter-{router_deployment}-"):
         return True
     return member.host.lstrip("/") in pod_ips
@@ -233,7 +233,7 @@ def refuse_members(r: ResetRequest, group: str, topic: str, foreign: Sequence[Me
     return refuse(
         r,
         FOREIGN_MEMBERS,
-        f"consumer group {group} has {len(foreign)} member(s) that are not this pipeline's router: {who}; "
+        f"consumer group {group} has {len(foreign)} member(s) that are not this pipeline's router or log sinks: {who}; "
         "stop them first",
     )
 
