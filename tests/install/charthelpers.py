@@ -31,6 +31,24 @@ def helm(*args: str, check: bool = True, timeout: float = 300, env: dict | None 
     return proc
 
 
+def uninstall(namespace: str, env: dict | None = None) -> None:
+    """A test's teardown: `helm uninstall` the release, waiting for its objects, if it is
+    installed (check=False: the rest of the teardown runs whatever helm says)."""
+    if helm("status", RELEASE, "--namespace", namespace, check=False, env=env).returncode == 0:
+        helm(
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "5m",
+            check=False,
+            timeout=360,
+            env=env,
+        )
+
+
 def template(tmp_path: Path, values: dict | None = None, *extra: str, check: bool = True) -> list[dict] | str:
     """`helm template` of the chart with `values` (a values file): the objects, or with
     check=False the error text of a render helm refused."""

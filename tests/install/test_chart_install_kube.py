@@ -11,7 +11,7 @@ import os
 
 import pytest
 import yaml
-from charthelpers import CHART, RELEASE, helm
+from charthelpers import CHART, RELEASE, helm, uninstall
 from installhelpers import OPERATOR_NS, SA_NAME, SA_USER, audit_events, wait_for
 
 pytestmark = pytest.mark.kube
@@ -124,10 +124,7 @@ def test_helm_install_upgrade_and_uninstall_keep_the_crds(control_plane, helm_en
         assert {name: crd_uid(control_plane, name) for name in CRD_NAMES} == uids
         assert helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode != 0
     finally:
-        if helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode == 0:
-            helm(
-                "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env
-            )
+        uninstall(RELEASE_NS, helm_env)
         for ns in (OPERATOR_NS, SAMPLE_NS):
             kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         # What this test created and other tests do not expect: CRDs that were not there.
@@ -176,10 +173,7 @@ def test_helm_install_with_watch_namespaces_grants_a_role_there_only(control_pla
             wait_for(lambda ns=ns: kc("get", "namespace", ns, check=False).returncode != 0, 180, f"namespace {ns} gone")
         assert kc("get", "clusterrole/tspipe-operator-scan", check=False).returncode != 0
     finally:
-        if helm("status", RELEASE, "--namespace", RELEASE_NS, check=False, env=helm_env).returncode == 0:
-            helm(
-                "uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "5m", check=False, env=helm_env
-            )
+        uninstall(RELEASE_NS, helm_env)
         for ns in (OPERATOR_NS, SAMPLE_NS):
             kc("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
         created = [name for name in CRD_NAMES if name not in existed]

@@ -33,7 +33,7 @@ import time
 
 import pytest
 import yaml
-from charthelpers import CHART, RELEASE, helm
+from charthelpers import CHART, RELEASE, helm, uninstall
 from localinfra.node import NODE_NAME, NodeError
 from localinfra.nodeconfig import IMAGES
 from nodehelpers import (
@@ -416,19 +416,7 @@ def test_helm_install_upgrade_and_uninstall_run_and_roll_the_operator_pod(node_c
             assert c.get("crd", "timestamppipelines.tspipe.io")["metadata"]["uid"] == crd_uid
             assert c.get("tsp", PIPELINE, "-n", outside_ns)["metadata"]["name"] == PIPELINE
     finally:
-        if helm("status", RELEASE, "--namespace", HELM_RELEASE_NS, check=False, env=env).returncode == 0:
-            helm(
-                "uninstall",
-                RELEASE,
-                "--namespace",
-                HELM_RELEASE_NS,
-                "--wait",
-                "--timeout",
-                "5m",
-                check=False,
-                timeout=360,
-                env=env,
-            )
+        uninstall(HELM_RELEASE_NS, env)
         for ns in (OPERATOR_NS, PIPELINE_NS, outside_ns):
             if ns:
                 c.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=240)
@@ -512,19 +500,7 @@ def test_helm_namespaced_values_install_a_role_and_serve_only_that_namespace(nod
             oplog = c.kubectl("logs", "-n", OPERATOR_NS, op["metadata"]["name"]).stdout
             assert f"{other}/" not in oplog, oplog[-3000:]
     finally:
-        if helm("status", RELEASE, "--namespace", HELM_RELEASE_NS, check=False, env=env).returncode == 0:
-            helm(
-                "uninstall",
-                RELEASE,
-                "--namespace",
-                HELM_RELEASE_NS,
-                "--wait",
-                "--timeout",
-                "5m",
-                check=False,
-                timeout=360,
-                env=env,
-            )
+        uninstall(HELM_RELEASE_NS, env)
         for ns in (OPERATOR_NS, served, other):
             if ns:
                 c.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False, timeout=240)
