@@ -305,6 +305,11 @@ OFFSET_RESET = obj(
     string("topic"),
     _MOVES,
     string("job", "With Kafka credentials: the one-shot Job of the router's image that set the offsets."),
+    string(
+        "pending",
+        "A new tspipe.io/reset-offsets value given while the reset Job runs: it waits for that Job's result "
+        "to be recorded, then runs as a request of its own.",
+    ),
 )
 
 STATUS = obj(

@@ -521,3 +521,122 @@ def test_the_autoscaler_stands_aside_during_a_reset():
     assert (cond["status"], cond["reason"]) == ("False", "OffsetReset")
     assert "tspipe.io/reset-offsets is under way" in cond["message"]
     assert router_replicas(kube) == 0
+
+
+def test_a_waiting_pass_reads_the_held_deployments_with_one_list():
+    """While the reset waits (a recheck every second), each pass reads the held
+    Deployments with one list of the pipeline's Deployments, not one GET each."""
+    kube, ctl, pipe = settled()
+    annotate(pipe, "earliest")
+    run(ctl.reconcile("ns", "timestamps"))  # held: the Deployments asked for zero
+    kube.deps["timestamps-evenlogger"]["status"] = {"replicas": 1}  # not there yet
+    reads = []
+    for fn in ("get_deployment", "list_deployments"):
+        real = getattr(kube, fn)
+        setattr(kube, fn, lambda *a, _fn=fn, _real=real: reads.append(_fn) or _real(*a))
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]["offsetReset"]
+    assert st["state"] == "StoppingRouter" and "waiting for its Deployment to scale to zero" in st["message"], st
+    # One list for the reset's check, one for the children phase (the fakes have no watch cache).
+    assert reads == ["list_deployments", "list_deployments"], reads
+    stopped(kube)
+    reads.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert ctl.admin.committed == [("timeStampStream", "timeDest", {0: 0, 1: 0})]
+    assert reads.count("get_deployment") == 0, reads
+
+
+def job_started(value):
+    """A pipeline with credentials whose reset Job for `value` runs: (kube, ctl, pipe, job name)."""
+    kube, ctl, pipe = settled()
+    with_credentials(pipe)
+    run(ctl.reconcile("ns", "timestamps"))
+    annotate(pipe, value)
+    run(ctl.reconcile("ns", "timestamps"))  # the apps held
+    stopped(kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    (name,) = kube.jobs
+    return kube, ctl, pipe, name
+
+
+EARLIEST_DONE = '{"group":"timeStampStream","topic":"timeDest","committed":true,"moves":[[0,40,0]]}'
+
+
+def test_a_new_value_while_the_reset_job_runs_waits_for_its_result_then_runs():
+    """Never two reset Jobs at once, and nothing lost: the running Job's result is
+    recorded, then the new value runs as a request of its own, the apps held throughout."""
+    kube, ctl, pipe, first = job_started("earliest")
+    annotate(pipe, "latest")
+    for _ in range(2):
+        run(ctl.reconcile("ns", "timestamps"))
+        assert list(kube.jobs) == [first] and router_replicas(kube) == 0
+        st = pipe["status"]["offsetReset"]
+        assert (st["state"], st["request"], st["job"], st["pending"]) == ("StoppingRouter", "earliest", first, "latest")
+        assert f"tspipe.io/reset-offsets='latest' waits: Job {first}" in st["message"], st["message"]
+        assert st["message"].count("waits") == 1, st["message"]
+        assert "waits" in conds(pipe)["OffsetReset"]["message"]
+    waiting = [e for e in kube.events if e[1] == "OffsetResetWaiting"]
+    assert len(waiting) == 1 and waiting[0][0] == "Normal", waiting  # once per value given
+    assert pipe["metadata"]["annotations"]["tspipe.io/reset-offsets"] == "latest"
+
+    # The first Job's result: recorded as its own; the new value stays, the apps stay held.
+    job_done(kube, first, EARLIEST_DONE)
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]
+    assert (st["offsetReset"]["state"], st["offsetReset"]["request"]) == ("Completed", "earliest")
+    assert "pending" not in st["offsetReset"]
+    assert st["history"][-1]["offsetReset"]["request"] == "earliest"
+    assert any(e[1] == "OffsetsReset" and first in e[2] for e in kube.events)
+    assert pipe["metadata"]["annotations"]["tspipe.io/reset-offsets"] == "latest"
+    assert router_replicas(kube) == 0 and kube.deps["timestamps-evenlogger"]["spec"]["replicas"] == 0
+
+    # Then the new value: its own Job, its own result, and the apps back.
+    kube.pods = []
+    run(ctl.reconcile("ns", "timestamps"))
+    (second,) = set(kube.jobs) - {first}
+    c = kube.jobs[second]["spec"]["template"]["spec"]["containers"][0]
+    assert "--reset.to=latest" in c["args"] and router_replicas(kube) == 0
+    assert pipe["status"]["offsetReset"]["job"] == second
+    job_done(kube, second, '{"group":"timeStampStream","topic":"timeDest","committed":true,"moves":[[0,0,40]]}')
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]
+    assert (st["offsetReset"]["state"], st["offsetReset"]["request"]) == ("Completed", "latest")
+    assert [h["offsetReset"]["request"] for h in st["history"] if "offsetReset" in h] == ["earliest", "latest"]
+    assert "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
+    assert router_replicas(kube) == 1
+
+
+def test_a_value_given_back_while_the_job_runs_is_that_jobs_request_again():
+    kube, ctl, pipe, first = job_started("earliest")
+    annotate(pipe, "latest")
+    run(ctl.reconcile("ns", "timestamps"))
+    assert pipe["status"]["offsetReset"]["pending"] == "latest"
+    annotate(pipe, "earliest")
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]["offsetReset"]
+    assert "pending" not in st and "waits" not in st["message"], st
+    job_done(kube, first, EARLIEST_DONE)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert list(kube.jobs) == [first] and router_replicas(kube) == 1
+    assert "tspipe.io/reset-offsets" not in pipe["metadata"]["annotations"]
+    assert pipe["status"]["offsetReset"]["state"] == "Completed"
+
+
+def test_the_running_jobs_result_is_recorded_when_the_annotation_or_the_credentials_go():
+    """Once its Job exists a reset is no longer cancelled: it may have set the offsets.
+    Nor does a spec without credentials start an in-process reset beside it."""
+    kube, ctl, pipe, first = job_started("earliest")
+    del pipe["spec"]["kafka"]["credentials"]
+    pipe["metadata"]["generation"] = 3
+    run(ctl.reconcile("ns", "timestamps"))
+    assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+    assert "reset_state" not in ctl.admin.calls and "commit_offsets" not in ctl.admin.calls
+    del pipe["metadata"]["annotations"]["tspipe.io/reset-offsets"]
+    run(ctl.reconcile("ns", "timestamps"))
+    assert router_replicas(kube) == 0 and pipe["status"]["offsetReset"]["state"] == "StoppingRouter"
+    job_done(kube, first, EARLIEST_DONE)
+    run(ctl.reconcile("ns", "timestamps"))
+    st = pipe["status"]
+    assert st["offsetReset"]["state"] == "Completed" and st["history"][-1]["offsetReset"]["request"] == "earliest"
+    assert "OffsetResetCancelled" not in [e[1] for e in kube.events]
+    assert router_replicas(kube) == 1

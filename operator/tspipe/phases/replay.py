@@ -27,7 +27,8 @@ and the result is read back from the Job's status and its pod's termination mess
 the same history entry, Event and condition as in-process; a refused or failed Job is a
 refusal with its message. The Job's name is kept in `status.offsetReset.job`; once it
 exists, removing the annotation no longer cancels (the Job may have set the offsets):
-its result is recorded all the same.
+its result is recorded all the same. A new value given while the Job runs waits for
+that result (_follow_job): never two reset Jobs at once.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ RECHECK_STOPPING = 1.0  # while the router stops: look again soon (pods go, memb
 # transaction's timeout (60 s by default) all fit.
 RESET_STOP_SECONDS = 300.0
 RECHECK_JOB = 2.0  # while the reset Job runs (Jobs are not watched)
+_WAITS = "; then "  # joins the running Job's message and what a waiting value is told
 RESET_JOB_FAILED = "ResetJobFailed"  # the OffsetReset condition's reason when the Job failed without a result
 
 
@@ -71,6 +73,10 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
     r = ctx.reset
     prev = ctx.prev_status.get(Key.OFFSET_RESET) or {}
     under_way = prev.get("state") == replay.STOPPING
+    if under_way and prev.get("job"):
+        # A reset Job is out (it may be setting the offsets): never a second one, and its
+        # result is recorded before anything else, whatever the annotation says now.
+        return await _follow_job(ctx, clients, p, prev, r)
     if r is None:
         return await _without_request(ctx, clients, p, prev, under_way)
     if under_way and prev.get("request") != r.value:
@@ -81,7 +87,19 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
         return p, await _refuse(ctx, clients, r, early)
     if p.kafka.credentials is not None:
         return await _advance_job(ctx, clients, p, r, prev if under_way else {}, False, since)
+    return await _in_process(ctx, clients, p, r, prev, under_way, since)
 
+
+async def _in_process(
+    ctx: Pass,
+    clients: Clients,
+    p: Pipeline,
+    r: replay.ResetRequest,
+    prev: dict[str, Any],
+    under_way: bool,
+    since: str | None,
+) -> tuple[Pipeline, Replay]:
+    """The reset without credentials: the operator reads and writes the broker itself."""
     group, topic = p.stream_name, p.kafka.topics.input
     outputs: tuple[str, ...] = ()
     if p.router.processing_guarantee == EXACTLY_ONCE:
@@ -148,15 +166,51 @@ async def advance(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, R
 async def _without_request(
     ctx: Pass, clients: Clients, p: Pipeline, prev: dict[str, Any], under_way: bool
 ) -> tuple[Pipeline, Replay]:
-    """No annotation: nothing to do, a cancelled reset, or a reset Job whose outcome is
-    recorded whether the annotation stays or not (it may have set the offsets)."""
+    """No annotation: nothing to do, or a reset cancelled before its offsets were set (a
+    reset Job's outcome is recorded all the same: _follow_job)."""
     if not under_way:
         return p, Replay()
-    if prev.get("job"):
-        return await _advance_job(ctx, clients, p, replay.parse_reset(str(prev.get("request", ""))), prev, True)
     message = f"{RESET_OFFSETS_ANNOTATION} was removed before the offsets were set: nothing changed"
     ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetResetCancelled", message)
     return p, Replay(_report(prev.get("request", ""), replay.CANCELLED, replay.CANCELLED, message))
+
+
+async def _follow_job(
+    ctx: Pass, clients: Clients, p: Pipeline, prev: dict[str, Any], r: replay.ResetRequest | None
+) -> tuple[Pipeline, Replay]:
+    """A reset Job is running: follow it to its end and record its result. The annotation
+    may say otherwise by now: removed (the result is recorded all the same) or a new
+    value, which waits (status.offsetReset.pending, an OffsetResetWaiting Event) until the
+    running Job's result is recorded, then runs as a request of its own, the apps still
+    held. Only one reset Job at a time; nothing the user asked is dropped."""
+    ours = r is not None and r.value == prev.get("request")
+    request = r if r is not None and ours else replay.parse_reset(str(prev.get("request", "")))
+    pending = r.value if r is not None and not ours else None
+    # The Job's own report, without what an earlier pass said of a waiting value (a
+    # value given back, or replaced by another, no longer waits).
+    base = {k: v for k, v in prev.items() if k != "pending"}
+    if "message" in base:
+        base["message"] = str(base["message"]).split(_WAITS)[0]
+    held, outcome = await _advance_job(ctx, clients, p, request, base, not ours)
+    if pending is None:
+        return held, outcome
+    report = outcome.report
+    if report is not None and report.get("state") == replay.STOPPING:  # the Job runs on
+        job = report.get("job", "")
+        said = (
+            f"{RESET_OFFSETS_ANNOTATION}={pending!r} waits: Job {job} is resetting the offsets "
+            f"({report.get('request', '')}); the new value runs once its result is recorded"
+        )
+        message = f"{base.get('message', '')}{_WAITS}{said}"
+        if prev.get("pending") != pending:  # once per value given
+            log.info("%s/%s: %s", ctx.namespace, ctx.name, said)
+            ctx.out.writes += await clients.event(ctx.resource, "Normal", "OffsetResetWaiting", said)
+        return held, Replay({**report, "pending": pending, "message": message})
+    # The running Job's result is recorded in this pass; the new value is a request of
+    # its own from the next pass on (its own Job, Event, history entry). The apps stay
+    # held meanwhile rather than start for a moment and stop again.
+    ctx.again_in(RECHECK_STOPPING)
+    return _held(p), outcome
 
 
 def _refused_before_reading(ctx: Pass, p: Pipeline, r: replay.ResetRequest, under_way: bool) -> replay.Plan | None:
@@ -191,9 +245,11 @@ async def _still_running(
     changes at most four times, so each is worth a write) and in detail (for the log and
     a refusal): a held Deployment not yet at zero, their pods (terminating ones too),
     consumers still in the group, an open transaction on the router's outputs."""
+    # One list of the pipeline's Deployments from the API (not the watch cache, as the pods).
+    found = {d["metadata"]["name"]: d for d in await clients.deployments(ctx.namespace, ctx.name, fresh=True)}
     for c in GROUP_CONSUMERS:
         name = deployment_name(ctx.name, c)
-        d = await clients.call(clients.kube.get_deployment, ctx.namespace, name)
+        d = found.get(name)
         if d is not None and ((d.get("spec") or {}).get("replicas") or (d.get("status") or {}).get("replicas")):
             return "waiting for its Deployment to scale to zero", f"Deployment {name} not at zero yet"
     if pods:
