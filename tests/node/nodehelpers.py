@@ -316,3 +316,22 @@ def everything_arrived(
         return (got_even, got_odd) if not missing else None
 
     return wait_for(check, timeout, f"all {sum(even.values()) + sum(odd.values())} timestamps in the right logger")
+
+
+RESET_OFFSETS = "tspipe.io/reset-offsets"
+
+
+def reset_offsets(c: NodeCluster, ns: str, name: str, value: str, timeout: float = 300) -> dict:
+    """Annotate the pipeline with `tspipe.io/reset-offsets=value` and wait until the
+    operator consumed the annotation (Completed or Rejected); its status.offsetReset."""
+    c.kubectl("annotate", "tsp", name, "-n", ns, f"{RESET_OFFSETS}={value}", "--overwrite")
+    return wait_for(
+        lambda: (
+            RESET_OFFSETS not in (c.get("tsp", name, "-n", ns)["metadata"].get("annotations") or {})
+            and (r := pipeline_status(c, ns, name).get("offsetReset") or {}).get("request") == value
+            and r.get("state") in ("Completed", "Rejected")
+            and r
+        ),
+        timeout,
+        f"{RESET_OFFSETS}={value} carried out",
+    )

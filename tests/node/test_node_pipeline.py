@@ -15,9 +15,11 @@ starting three JVMs on two cores is most of each test's time."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from localinfra.kafka import topic_values
@@ -27,6 +29,7 @@ from nodehelpers import (
     TIMESTAMP,
     apply_obj,
     by_parity,
+    component_pods,
     container_pid,
     events_for,
     everything_arrived,
@@ -39,8 +42,10 @@ from nodehelpers import (
     pipeline_status,
     pod_ready,
     pods,
+    reset_offsets,
     router_pod,
     start_operator,
+    strip,
     wait_for,
 )
 from promchecks import ROUTER_PODMONITOR, ROUTER_POOL, podmonitor_jobs, targets, up_pods
@@ -214,6 +219,139 @@ def test_a_prefix_change_rolls_the_router_pod_and_loses_nothing(node_cluster, sa
         wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the rollout")
         upto = len(topic_values(c.broker.bootstrap, topics["input"]))
         everything_arrived(c, ns, name, topics["input"], ["Even timestamp:", "EVEN:"], ["Odd timestamp:"], upto)
+
+
+# The consumers of the stream's group (SCDF names every consumer's group after the stream):
+# a reset holds them at zero; the time source runs on.
+GROUP_APPS = ("router", "evenlogger", "oddlogger")
+EVEN_PREFIXES, ODD_PREFIXES = ("Even timestamp:", "EVEN:"), ("Odd timestamp:",)
+
+
+def _held_state(c, ns: str, name: str) -> dict[str, tuple[int, frozenset[str]]]:
+    """Per component: its Deployment's generation and its pods' UIDs."""
+    return {
+        comp: (
+            c.get("deploy", f"{name}-{comp}", "-n", ns)["metadata"]["generation"],
+            frozenset(p["metadata"]["uid"] for p in component_pods(c, ns, name, comp)),
+        )
+        for comp in COMPONENTS
+    }
+
+
+def _routed(c, topics: dict, since: dict[str, int]):
+    """What the router wrote to the real even and odd topics from these offsets on (one
+    partition each), as timestamps per side; AssertionError on a record on the wrong side."""
+    even = strip(topic_values(c.broker.bootstrap, topics["even"])[since["even"] :], EVEN_PREFIXES)
+    odd = strip(topic_values(c.broker.bootstrap, topics["odd"])[since["odd"] :], ODD_PREFIXES)
+    assert all(int(t[-1]) % 2 == 0 for t in even), even
+    assert all(int(t[-1]) % 2 == 1 for t in odd), odd
+    return even, odd
+
+
+def _ends(c, topics: dict) -> dict[str, int]:
+    return {side: len(topic_values(c.broker.bootstrap, topics[side])) for side in ("even", "odd")}
+
+
+def test_a_replay_without_credentials_holds_the_log_sinks_and_routes_every_record_again(node_cluster, sample):
+    """`tspipe.io/reset-offsets` on the running pipeline, the operator reading and writing
+    the broker itself (no credentials). The log sinks consume in the router's group, so
+    the operator holds them at zero with the router until the group has no members, sets
+    the offsets and starts all three again. `earliest`: every record of the input is
+    routed again to the right topic; then `latest`: what the time source wrote while the
+    apps were held is skipped, and routing goes on from the end."""
+    c = node_cluster
+    ns, name, topics, extra = sample
+    with explained(c, ns, extra):
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready")
+        start = time.monotonic()
+        before = _held_state(c, ns, name)
+        outputs_at = _ends(c, topics)
+        t0 = time.monotonic()
+        done = reset_offsets(c, ns, name, "earliest")
+        earliest_s = time.monotonic() - t0
+        assert done["state"] == "Completed" and "job" not in done, done
+        stream = c.get("tsp", name, "-n", ns)["spec"]["streamName"]
+        assert (done["group"], done["topic"]) == (stream, topics["input"]), done
+        ((move,),) = [done["partitions"]]
+        inputs = topic_values(c.broker.bootstrap, topics["input"])
+        # Committed by the router as it stopped; the time source went on meanwhile.
+        assert move["partition"] == 0 and move["to"] == 0 and 0 < move["from"] <= len(inputs), done
+        # Every record the router had committed is routed again, each to its side.
+        even, odd = by_parity(inputs[: move["from"]])
+        wait_for(
+            lambda: not ((even - (r := _routed(c, topics, outputs_at))[0]) + (odd - r[1])),
+            180,
+            f"the {move['from']} records before the reset routed again to the right topics",
+        )
+        replayed_s = time.monotonic() - t0
+
+        # The router and both log sinks were held at zero and started again (their
+        # Deployments scaled twice, their pods new); the time source was left alone.
+        after = wait_for(
+            lambda: (
+                (s := _held_state(c, ns, name))
+                and all(s[comp][1] and not s[comp][1] & before[comp][1] for comp in GROUP_APPS)
+                and s
+            ),
+            120,
+            "new pods for the router and both log sinks",
+        )
+        for comp in GROUP_APPS:
+            assert after[comp][0] >= before[comp][0] + 2, (comp, before[comp], after[comp])
+        assert after["time"] == before["time"], (before["time"], after["time"])
+
+        # `latest`: the time source's records written while the apps were held are skipped.
+        outputs_at = _ends(c, topics)
+        t0 = time.monotonic()
+        skipped = reset_offsets(c, ns, name, "latest")
+        latest_s = time.monotonic() - t0
+        assert skipped["state"] == "Completed" and "job" not in skipped, skipped
+        ((move2,),) = [skipped["partitions"]]
+        assert move2["from"] < move2["to"], f"no backlog while the apps were held: {skipped}"
+        wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready after the resets")
+        ready = wait_for(
+            lambda: (ps := pods(c, ns)) and len(ps) == 4 and all(map(pod_ready, ps)) and ps,
+            120,
+            "four pods Running and Ready",
+        )
+        uids = {p["metadata"]["uid"] for p in ready}
+        assert all(not uids & after[comp][1] for comp in GROUP_APPS), "held again by the second reset"
+        # Routing goes on from the end: the next record is routed, the backlog never is.
+        nxt = wait_for(
+            lambda: len(i := topic_values(c.broker.bootstrap, topics["input"])) > move2["to"] and i[move2["to"]],
+            60,
+            "a record after the reset",
+        )
+        wait_for(
+            lambda: nxt in sum(_routed(c, topics, outputs_at), collections.Counter()),
+            120,
+            "the first record after the reset routed",
+        )
+        backlog = set(topic_values(c.broker.bootstrap, topics["input"])[move2["from"] : move2["to"]])
+        routed = sum(_routed(c, topics, outputs_at), collections.Counter())
+        assert not backlog & set(routed), sorted(backlog & set(routed))
+
+        status = pipeline_status(c, ns, name)
+        history = [h["offsetReset"] for h in status["history"] if "offsetReset" in h]
+        assert history[-2:] == [
+            {"request": "earliest", "group": done["group"], "topic": topics["input"], "partitions": [move]},
+            {"request": "latest", "group": done["group"], "topic": topics["input"], "partitions": [move2]},
+        ], history
+        cond = {x["type"]: x for x in status["conditions"]}["OffsetReset"]
+        assert (cond["status"], cond["reason"]) == ("False", "Completed"), cond
+        events = c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+        said = [e["message"] for e in events if e["reason"] == "OffsetsReset"]
+        for m in (move, move2):
+            assert any(f"partition 0 {m['from']} -> {m['to']}" in x for x in said), said
+        assert any(
+            e["reason"] == "ResettingOffsets" and "and the log sinks, in the same group" in e["message"] for e in events
+        ), [e["message"] for e in events]
+        print(
+            f"node replay (no credentials): earliest Completed {earliest_s:.1f}s after the annotation, "
+            f"{move['from']} records routed again {replayed_s:.1f}s after it; latest Completed in {latest_s:.1f}s, "
+            f"skipping {move2['to'] - move2['from']} records written while the apps were held; "
+            f"{time.monotonic() - start:.1f}s from the first annotation to the last check"
+        )
 
 
 def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(node_cluster, tmp_path):
