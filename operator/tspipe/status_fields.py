@@ -181,6 +181,10 @@ SHADOW = obj(
     timestamp("time"),
     timestamp("since"),
     timestamp("readyAt"),
+    timestamp(
+        "heldSince",
+        "Since when it has been at zero replicas with the router (paused): its deadline and window wait.",
+    ),
     string("deployment"),
     *_SHADOW_WHERE,
     array(
