@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -508,6 +508,8 @@ class Comparison:
     compared: int  # input records whose stable output was found
     differences: list[dict[str, Any]]  # the first MAX_DIFFERENCES
     differing: int  # how many differ in all
+    # Per input partition compared: [partition, compared, differing], by partition.
+    partitions: list[list[int]] = field(default_factory=list)
 
 
 def compare(
@@ -529,12 +531,15 @@ def compare(
     }
     compared = differing = 0
     diffs: list[dict[str, Any]] = []
+    per: dict[int, list[int]] = {}
     for partition, offset, value, _ in sorted(inputs, key=lambda r: (r[0], r[1])):
         text = body(value)
         s = s_out.find(partition, offset, text)
         if s is None:
             continue
         compared += 1
+        counts = per.setdefault(partition, [partition, 0, 0])
+        counts[1] += 1
         h = h_out.find(partition, offset, text)
         why = None
         if h is None or h[0] != s[0]:
@@ -544,9 +549,10 @@ def compare(
         if why is None:
             continue
         differing += 1
+        counts[2] += 1
         if len(diffs) < MAX_DIFFERENCES:
             diffs.append({"partition": partition, "offset": offset, "stable": _show(s), "shadow": _show(h), "why": why})
-    return Comparison(compared, diffs, differing)
+    return Comparison(compared, diffs, differing, [per[k] for k in sorted(per)])
 
 
 def load(start: Sequence[int], committed: Sequence[int], ends: Mapping[str, list[int]], read: int) -> dict[str, int]:
@@ -598,6 +604,8 @@ def _with_verdict(
     sh.update(verdict=verdict, reason=reason, message=message, state=REMOVING, time=format_time(now))
     if c is not None:
         sh.update(compared=c.compared, differing=c.differing)
+        if c.partitions:
+            sh["partitions"] = [{"partition": p, "compared": n, "differing": d} for p, n, d in c.partitions]
         if c.differences:
             sh["differences"] = c.differences
     return out

@@ -209,6 +209,17 @@ SHADOW = obj(
     int64("compared", "Input records whose outputs were compared."),
     int64("differing", "Of those, the ones whose outputs differ."),
     array(
+        "partitions",
+        "Per input partition compared: its records compared and differing.",
+        obj(
+            "",
+            "",
+            int64("partition", "Input partition."),
+            int64("compared"),
+            int64("differing"),
+        ),
+    ),
+    array(
         "differences",
         "The first differences: the input record and what each router wrote for it.",
         obj(

@@ -104,6 +104,8 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
             good = wait_for(shadow_of(k, gen, "Promoted"), 120, "the harmless shadow promoted")
             timings.append(f"prefix change promoted {time.monotonic() - t0:.1f}s after the change")
             assert good["reason"] == "OutputsEqual" and good["compared"] > 0 and good["differing"] == 0, good
+            # The source writes to both input partitions: each compared on its own.
+            assert [x["partition"] for x in good["partitions"] if x["compared"] > 0] == [0, 1], good
             cost = good["load"]
             assert cost["consumed"] > 0 and cost["written"] >= cost["consumed"] and cost["read"] > 0, cost
             timings.append(
@@ -139,6 +141,11 @@ def test_a_harmless_shadow_is_promoted_a_misrouting_one_rejected_and_nothing_rea
             timings.append(f"misrouting release rejected {time.monotonic() - t0:.1f}s after the change")
             sh = bad["shadow"]
             assert bad["reason"] == "OutputsDiffer" and sh["differing"] > 0, bad
+            # Every record it routed is on the wrong side, on both input partitions.
+            assert [(x["partition"], x["differing"] == x["compared"] > 0) for x in sh["partitions"]] == [
+                (0, True),
+                (1, True),
+            ], sh
             d = sh["differences"][0]
             assert d["stable"].split(":")[0] != d["shadow"].split(":")[0], d
             assert router_template(k)["image"] == GOOD_IMAGE and router_template(k)["args"] == stable_args

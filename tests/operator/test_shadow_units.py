@@ -114,6 +114,21 @@ def test_a_misrouting_shadow_differs_at_the_first_offset_with_both_outputs_shown
     assert d["shadow"] == "odd: 'Odd timestamp:11/27/26 00000000'"
 
 
+def test_the_comparison_counts_each_input_partition_on_its_own():
+    two = [rec(i % 2, 10 + i // 2, b"11/27/26 %08d" % i) for i in range(20)]
+    stable = outputs(two)
+    half = outputs([r for r in two if r[0] == 0]) | {"deadLetter": []}
+    for side in ("even", "odd"):  # partition 1 misrouted: its records on the other side
+        half[side] += outputs([r for r in two if r[0] == 1], swap=True)[side]
+    c = shadow.compare(two, stable, half, PREFIXES, PREFIXES)
+    assert c.partitions == [[0, 10, 0], [1, 10, 10]] and (c.compared, c.differing) == (20, 10)
+    bad = shadow.judged(stable_rollout() | {"shadow": {"state": shadow.RUNNING}}, c, True, True, T0)
+    assert bad["shadow"]["partitions"] == [
+        {"partition": 0, "compared": 10, "differing": 0},
+        {"partition": 1, "compared": 10, "differing": 10},
+    ]
+
+
 def test_swapped_prefixes_a_changed_text_a_missing_record_and_dead_letters_differ():
     swapped = {"even": PREFIXES["odd"], "odd": PREFIXES["even"]}
     c = shadow.compare(INPUTS, outputs(INPUTS), outputs(INPUTS, swapped), PREFIXES, swapped)

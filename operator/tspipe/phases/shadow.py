@@ -191,6 +191,7 @@ async def cleanup(
         ctx.again_in(TOPIC_BACKOFF_BASE)
         return r
     log.info("%s/%s: removed the shadow's topics %s and groups %s", ctx.namespace, ctx.name, topics, groups)
+    ctx.again_in(shadow.RECHECK_SECONDS)  # the next pass's finalizer phase: nothing of the shadow left to delete
     return shadow.removed(r)
 
 
