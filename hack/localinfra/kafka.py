@@ -455,6 +455,17 @@ def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
         admin.close()
 
 
+def consumer_groups(bootstrap: str) -> set[str]:
+    """The consumer groups the broker knows now (kafka-python 3's list_groups)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {g["group_id"] for g in admin.list_groups()}
+    finally:
+        admin.close()
+
+
 def topic_values(bootstrap: str, topic: str) -> list[str]:
     """Every value in `topic` now (all partitions, from the beginning to the end offsets
     read at the start), decoded; [] when the topic does not exist yet."""

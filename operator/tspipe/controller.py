@@ -28,7 +28,8 @@ again after the lowest of those delays), and handing on what the next ones need:
 
 then reports the problems (a condition, an Event once per distinct message, a retry
 with exponential backoff; never a crash). A pipeline being deleted takes the other
-path, `_reconcile_delete`: delete its topics if asked, then remove the finalizer.
+path, `_reconcile_delete`: delete a shadow release's Deployment, group and topics if
+one is on the broker and the pipeline's topics if asked, then remove the finalizer.
 A pipeline annotated `tspipe.io/reconcile-paused: "true"` takes `_reconcile_held`: no
 phase runs, only the ReconciliationPaused condition is written (deletion is not held:
 the garbage collector removes the children anyway, and a held finalizer would block it).
@@ -245,7 +246,7 @@ class Controller:
     async def _reconcile_delete(self, resource: dict[str, Any]) -> Outcome:
         out = Outcome()
         try:
-            out.writes += await finalizer.remove(self.clients, resource)
+            await finalizer.remove(self.clients, resource, out)
         except KafkaUnavailable as exc:
             out.error = f"deleting topics: {exc}"
         except ApiException as exc:

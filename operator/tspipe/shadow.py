@@ -37,15 +37,15 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import rollback
-from .components import ROUTER
+from . import podhealth, rollback
+from .components import ROUTER, Probe
 from .model import SHADOW, Pipeline
 from .names import DEAD_LETTER, EVEN, LABEL_COMPONENT, ODD, OUTPUTS, ROUTED
-from .render import deployment_name, render_deployment, stamp_hash
+from .render import SERVER_PORT, deployment_name, render_deployment, stamp_hash
 from .spring import binding_key, canonical_key
 from .stamps import format_time, parse_time
 
@@ -117,9 +117,11 @@ def overrides(n: Names) -> dict[str, str]:
     }
 
 
-def render(resource: dict[str, Any], p: Pipeline, n: Names) -> dict[str, Any]:
-    """The shadow Deployment: the router as `p` renders it, with the shadow's names."""
-    d = render_deployment(resource, p, ROUTER)
+def render(resource: dict[str, Any], p: Pipeline, n: Names, replicas: int | None = None) -> dict[str, Any]:
+    """The shadow Deployment: the router as `p` renders it, with the shadow's names.
+    `replicas`: the real router's count this pass (the autoscaler's, zero while paused),
+    so that the shadow consumes as the router it is compared with does."""
+    d = render_deployment(resource, p, ROUTER, replicas)
     d["metadata"]["name"] = n.deployment
     for labels in (d["metadata"]["labels"], d["spec"]["selector"]["matchLabels"]):
         labels[LABEL_COMPONENT] = SUFFIX
@@ -242,13 +244,29 @@ WAIT_PROGRESS = "progress"  # the shell reads the shadow group's commits: has it
 
 
 def step(
-    rollout: Mapping[str, Any], deployment_available: bool, now: datetime, verify_seconds: int, deadline_seconds: int
+    rollout: Mapping[str, Any],
+    deployment_available: bool,
+    now: datetime,
+    verify_seconds: int,
+    deadline_seconds: int,
+    *,
+    held: str | None = None,
+    why: str = "",
 ) -> tuple[dict[str, Any], str | None]:
     """A Running shadow in this pass: (status.rollout, what to read: WAIT_PROGRESS,
-    OPEN, JUDGE or None). Rejected when not available within the progress deadline."""
+    OPEN, JUDGE or None). Rejected when not available within the progress deadline
+    (`why`: what its pods say, `unavailable_why`). `held`: why the shadow has no replicas
+    now, as the router has none (`held_reason`): its clock stops (`hold`)."""
+    if held:
+        return hold(rollout, now, held), None
     out = dict(rollout)
     sh = dict(out["shadow"])
     out["shadow"] = sh
+    if sh.get("heldSince"):
+        # Running again: its deadline counts from now, and a new window opens once it is
+        # available and consuming (the one open before the hold was dropped).
+        del sh["heldSince"]
+        sh["since"] = format_time(now)
     window = sh.get("window")
     if window is not None:
         due = parse_time(window["opened"]) + timedelta(seconds=verify_seconds)
@@ -256,15 +274,77 @@ def step(
     since = parse_time(sh["since"])
     if not deployment_available:
         if (now - since).total_seconds() > deadline_seconds:
-            return rejected(
-                out,
-                DEADLINE,
-                f"the shadow was not available within spec.rollout.progressDeadlineSeconds ({deadline_seconds}s)",
-                now,
-            ), None
+            said = f"the shadow was not available within spec.rollout.progressDeadlineSeconds ({deadline_seconds}s)"
+            return rejected(out, DEADLINE, f"{said}: {why}" if why else said, now), None
         return out, None
     sh.setdefault("readyAt", format_time(now))
     return out, WAIT_PROGRESS
+
+
+def past_deadline(rollout: Mapping[str, Any], now: datetime, deadline_seconds: int) -> bool:
+    """A Running shadow with no window whose progress deadline has passed (the shell then
+    reads its pods to say why it is not available)."""
+    sh = rollout.get("shadow") or {}
+    if sh.get("window") is not None or sh.get("heldSince") or not sh.get("since"):
+        return False
+    return (now - parse_time(str(sh["since"]))).total_seconds() > deadline_seconds
+
+
+def held_reason(deployment: Mapping[str, Any] | None, paused: bool) -> str | None:
+    """Why the shadow Deployment asks for no replicas, if it does: it runs the real
+    router's count, which is zero while the pipeline is paused (or a reset holds it)."""
+    if not deployment or int((deployment.get("spec") or {}).get("replicas", 1)) != 0:
+        return None
+    return "the pipeline is paused" if paused else "the router has no replicas"
+
+
+def hold(rollout: Mapping[str, Any], now: datetime, why: str) -> dict[str, Any]:
+    """The shadow at zero with the router: no deadline runs and no window is open (there is
+    nothing to consume or compare) until the router runs again. Written once per hold."""
+    out = dict(rollout)
+    sh = dict(out["shadow"])
+    out["shadow"] = sh
+    if sh.get("heldSince"):
+        return out
+    sh.pop("window", None)
+    sh.pop("readyAt", None)
+    sh["heldSince"] = format_time(now)
+    out["message"] = (
+        f"shadow {sh['deployment']} at zero replicas with the router ({why}): its progress deadline and comparison "
+        "window start again when the router runs"
+    )
+    out["time"] = format_time(now)
+    return out
+
+
+def unavailable_why(
+    pods: Sequence[Mapping[str, Any]],
+    pipeline_name: str,
+    readiness: Probe,
+    now: datetime,
+    server_port: int = SERVER_PORT,
+) -> str:
+    """What the shadow's pods say about why it is not available (a crash loop and its
+    last exit, an image that cannot be pulled, a probe that never passes, no node to run
+    on), as the router's status would say it; "" when they say nothing."""
+    live = podhealth.live_pods([dict(x) for x in pods], pipeline_name, SUFFIX)
+    nr = podhealth.not_ready(live, pipeline_name, SUFFIX, readiness, server_port, now)
+    if nr:
+        return f"{nr['pods']} pod(s) {nr['reason']}: {nr['message']}"
+    for pod in live:
+        st = pod.get("status") or {}
+        for c in st.get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                return f"{c.get('reason') or 'Unschedulable'}: {c.get('message') or 'no node can run it'}"
+        for cs in st.get("containerStatuses") or []:
+            last = (cs.get("lastState") or {}).get("terminated")
+            if cs.get("restartCount") and last:
+                # Just restarted (running, not yet back-off): the crashes are in its history.
+                return (
+                    f"restarted {cs['restartCount']} time(s), last exit: {last.get('reason') or 'Error'} "
+                    f"(code {last.get('exitCode')})"
+                )
+    return ""
 
 
 def moved(start_offsets: Sequence[int], shadow_committed: Sequence[int], input_ends: Sequence[int]) -> bool:
@@ -428,6 +508,8 @@ class Comparison:
     compared: int  # input records whose stable output was found
     differences: list[dict[str, Any]]  # the first MAX_DIFFERENCES
     differing: int  # how many differ in all
+    # Per input partition compared: [partition, compared, differing], by partition.
+    partitions: list[list[int]] = field(default_factory=list)
 
 
 def compare(
@@ -449,12 +531,15 @@ def compare(
     }
     compared = differing = 0
     diffs: list[dict[str, Any]] = []
+    per: dict[int, list[int]] = {}
     for partition, offset, value, _ in sorted(inputs, key=lambda r: (r[0], r[1])):
         text = body(value)
         s = s_out.find(partition, offset, text)
         if s is None:
             continue
         compared += 1
+        counts = per.setdefault(partition, [partition, 0, 0])
+        counts[1] += 1
         h = h_out.find(partition, offset, text)
         why = None
         if h is None or h[0] != s[0]:
@@ -464,9 +549,10 @@ def compare(
         if why is None:
             continue
         differing += 1
+        counts[2] += 1
         if len(diffs) < MAX_DIFFERENCES:
             diffs.append({"partition": partition, "offset": offset, "stable": _show(s), "shadow": _show(h), "why": why})
-    return Comparison(compared, diffs, differing)
+    return Comparison(compared, diffs, differing, [per[k] for k in sorted(per)])
 
 
 def load(start: Sequence[int], committed: Sequence[int], ends: Mapping[str, list[int]], read: int) -> dict[str, int]:
@@ -518,6 +604,8 @@ def _with_verdict(
     sh.update(verdict=verdict, reason=reason, message=message, state=REMOVING, time=format_time(now))
     if c is not None:
         sh.update(compared=c.compared, differing=c.differing)
+        if c.partitions:
+            sh["partitions"] = [{"partition": p, "compared": n, "differing": d} for p, n, d in c.partitions]
         if c.differences:
             sh["differences"] = c.differences
     return out
@@ -626,3 +714,11 @@ def starting_event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tu
     ):
         return "Normal", "ShadowStarted", f"generation {after.get('generation')}: {new.get('message', '')}"
     return None
+
+
+def on_broker(rollout: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The shadow whose topics and group may be on the broker (created, or about to be,
+    and not yet deleted), if any: the pipeline keeps its finalizer meanwhile, so that
+    deleting it deletes them too."""
+    sh = (rollout or {}).get("shadow") or {}
+    return dict(sh) if sh.get("state") in (STARTING, RUNNING, REMOVING) else None

@@ -181,6 +181,10 @@ SHADOW = obj(
     timestamp("time"),
     timestamp("since"),
     timestamp("readyAt"),
+    timestamp(
+        "heldSince",
+        "Since when it has been at zero replicas with the router (paused): its deadline and window wait.",
+    ),
     string("deployment"),
     *_SHADOW_WHERE,
     array(
@@ -204,6 +208,17 @@ SHADOW = obj(
     ),
     int64("compared", "Input records whose outputs were compared."),
     int64("differing", "Of those, the ones whose outputs differ."),
+    array(
+        "partitions",
+        "Per input partition compared: its records compared and differing.",
+        obj(
+            "",
+            "",
+            int64("partition", "Input partition."),
+            int64("compared"),
+            int64("differing"),
+        ),
+    ),
     array(
         "differences",
         "The first differences: the input record and what each router wrote for it.",

@@ -2,6 +2,9 @@
 actuators, so a release whose router never becomes Ready (arguments it refuses: it exits
 at start and the kubelet restarts it in a loop) is rolled back at the progress deadline,
 and the pipeline goes on with the stable revision's router without losing a timestamp.
+Under `strategy: Shadow` the same kind of release runs only as a shadow: rejected at the
+deadline naming the crash, removed with its topics and group, nothing of it on the real
+topics.
 
 With Kafka credentials the operator cannot read the broker; it reads the real router
 pods' own counters instead, by its default path: at their pod IPs on the actuator port
@@ -11,11 +14,12 @@ address, so only the real node can show that path."""
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 
 import pytest
-from localinfra.kafka import topic_values
+from localinfra.kafka import consumer_groups, topic_values
 from nodehelpers import (
     apply_obj,
     everything_arrived,
@@ -44,20 +48,37 @@ def degraded(status: dict) -> dict:
     return {x["type"]: x for x in status.get("conditions") or []}.get("Degraded", {})
 
 
-def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_cluster, tmp_path):
+@pytest.fixture(scope="class")
+def plain_pipeline(node_cluster, tmp_path_factory):
+    """The sample pipeline on the session's broker with autoRollback, the operator watching
+    its namespace: (ns, name, topics, operator log). Shared by the rollback and the shadow
+    tests of TestOnePipeline, in file order (three JVMs starting on two cores are most of
+    each test's time); class-scoped, so it is gone before the credentials tests start
+    theirs."""
     c = node_cluster
     ns = new_namespace(c, "rollback")
-    log = tmp_path / "operator.log"
+    log = tmp_path_factory.mktemp("operator-plain") / "operator.log"
     op = start_operator(c, ns, log)
     topics = {k: f"{k}-{ns}" for k in ("input", "even", "odd")}
     obj = node_pipeline(c.broker.pod_bootstrap, topics)
     # The first revision gets the default deadline: three JVMs starting on two cores may
     # take longer than the short one the bad release is judged by.
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 15}
-    name = obj["metadata"]["name"]
     try:
+        apply_obj(c, obj, ns)
+        yield ns, obj["metadata"]["name"], topics, log
+    finally:
+        c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
+        op.stop(15)
+
+
+class TestOnePipeline:
+    """The rollback test, then the shadow test, on one pipeline (plain_pipeline)."""
+
+    def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(self, node_cluster, plain_pipeline):
+        c = node_cluster
+        ns, name, topics, log = plain_pipeline
         with explained(c, ns, {"operator": log}):
-            apply_obj(c, obj, ns)
             first = wait_for(
                 lambda: (r := rollout(c, ns, name)).get("verdict") == "Stable" and r,
                 420,
@@ -139,9 +160,124 @@ def test_a_router_that_never_becomes_ready_is_rolled_back_at_the_deadline(node_c
                 f"node rollback: a router that never became Ready was rolled back {after:.1f}s after the "
                 f"change (progressDeadlineSeconds {DEADLINE})"
             )
-    finally:
-        c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False, timeout=150)
-        op.stop(15)
+
+    def test_a_shadow_release_that_crash_loops_is_rejected_at_the_deadline(self, node_cluster, plain_pipeline):
+        """spec.rollout.strategy Shadow on the real node: a release whose router exits at start
+        (a property it refuses: the kubelet restarts it in a loop) runs only as a shadow, is
+        rejected at the progress deadline naming the crash, and is removed with its topics and
+        group; the stable router is never touched and routes every record, and no record of
+        the release reaches the real topics. After the rollback test: its stable revision is
+        the first one."""
+        from tspipe.kafka_admin import TopicAdmin
+
+        c = node_cluster
+        ns, name, topics, log = plain_pipeline
+        bootstrap = c.broker.bootstrap
+        new_prefix = "Shadow even:"
+        with explained(c, ns, {"operator": log}):
+            stable = wait_for(lambda: (p := router_pod(c, ns, name)) and pod_ready(p) and p, 180, "a Ready router pod")
+            stable_template = c.get("deploy", f"{name}-router", "-n", ns)["spec"]["template"]
+            patch = {
+                "spec": {
+                    "rollout": {"strategy": "Shadow", "progressDeadlineSeconds": DEADLINE},
+                    # tsrouter.workers must be 1..64: the router exits with a configuration error.
+                    "router": {
+                        "evenPrefix": new_prefix,
+                        "properties": {"tsrouter.max-poll-records": None, "tsrouter.workers": "0"},
+                    },
+                }
+            }
+            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+            gen = c.get("tsp", name, "-n", ns)["metadata"]["generation"]
+            t0 = time.monotonic()
+            running = wait_for(
+                lambda: (
+                    (r := rollout(c, ns, name)).get("reason") == "Shadowing"
+                    and (r.get("shadow") or {}).get("generation") == gen
+                    and r["shadow"]
+                ),
+                60,
+                "the release started as a shadow",
+            )
+            shadow_name, shadow_topics, group = running["deployment"], running["topics"], running["group"]
+            wait_for(
+                lambda: any(
+                    cs.get("restartCount", 0) > 0 or (cs.get("lastState") or {}).get("terminated")
+                    for p in c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=router-shadow")["items"]
+                    for cs in p.get("status", {}).get("containerStatuses", [])
+                ),
+                DEADLINE + 30,
+                "the shadow's router crashing",
+            )
+            rejected = wait_for(
+                lambda: (
+                    (r := rollout(c, ns, name)).get("verdict") == "ShadowRejected" and r.get("generation") == gen and r
+                ),
+                DEADLINE + 120,
+                "the crashing shadow rejected",
+            )
+            after = time.monotonic() - t0
+            assert rejected["reason"] == "ProgressDeadlineExceeded", rejected
+            # It names the crash: the router's exit code 2 (a configuration error), in a loop.
+            assert "code 2" in rejected["message"], rejected
+            degraded_cond = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name)).get("phase") == "Degraded"
+                    and (d := degraded(s)).get("reason") == "ShadowRejected"
+                    and d
+                ),
+                60,
+                "Degraded with the shadow's rejection",
+            )
+            assert "code 2" in degraded_cond["message"], degraded_cond
+            events = c.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+            assert any(e["reason"] == "ShadowRejected" and e["type"] == "Warning" for e in events)
+
+            # The shadow is gone: its Deployment, its pods, its topics and its group.
+            wait_for(
+                lambda: (
+                    (rollout(c, ns, name).get("shadow") or {}).get("state") == "Done"
+                    and not c.get("deploy", "-n", ns, "--field-selector", f"metadata.name={shadow_name}")["items"]
+                    and not c.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=router-shadow")["items"]
+                ),
+                150,
+                "the rejected shadow removed",
+            )
+            assert set(TopicAdmin().describe([bootstrap], shadow_topics).values()) == {None}, "shadow topics deleted"
+            assert group not in consumer_groups(bootstrap), "the shadow's group deleted"
+            # No finalizer left once nothing of the shadow is on the broker (deleteOnRemoval is off).
+            wait_for(
+                lambda: not c.get("tsp", name, "-n", ns)["metadata"].get("finalizers"), 30, "the finalizer removed"
+            )
+
+            # The real router never changed: the stable revision's template, the same pod.
+            assert c.get("deploy", f"{name}-router", "-n", ns)["spec"]["template"] == stable_template
+            assert router_pod(c, ns, name)["metadata"]["name"] == stable["metadata"]["name"]
+
+            # Nothing lost, nothing of the release on the real topics: each input record up to
+            # now is on its side's real topic with the stable prefix.
+            produced = topic_values(bootstrap, topics["input"])
+            want_even = collections.Counter(v for v in produced if int(v[-1]) % 2 == 0)
+            want_odd = collections.Counter(v for v in produced if int(v[-1]) % 2 == 1)
+
+            def routed():
+                even, odd = (topic_values(bootstrap, topics[side]) for side in ("even", "odd"))
+                assert not [v for v in even + odd if v.startswith(new_prefix)], "a record of the rejected release"
+                assert all(v.startswith("Even timestamp:") for v in even) and all(
+                    v.startswith("Odd timestamp:") for v in odd
+                ), "a record on the wrong side or with another prefix"
+                got_even = collections.Counter(v.removeprefix("Even timestamp:") for v in even)
+                got_odd = collections.Counter(v.removeprefix("Odd timestamp:") for v in odd)
+                missing = (want_even - got_even) + (want_odd - got_odd)
+                return (got_even, got_odd) if not missing else None
+
+            got_even, got_odd = wait_for(routed, 120, f"all {len(produced)} input records on the real even/odd topics")
+            twice = sum(n - 1 for n in (got_even + got_odd).values() if n > 1)
+            print(
+                f"node shadow: a release crashing at start was rejected {after:.1f}s after the change "
+                f"(progressDeadlineSeconds {DEADLINE}): {rejected['message']!r}; {len(produced)} input records all on "
+                f"the real topics with the stable prefixes ({twice} routed twice), none of the release's"
+            )
 
 
 @pytest.fixture(scope="module")

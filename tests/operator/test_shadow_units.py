@@ -12,7 +12,9 @@ from test_status_schema_units import STATUS_SCHEMA, prune
 from tspipe import rollback, shadow
 from tspipe.model import Pipeline, PipelineError
 from tspipe.names import HASH_ANNOTATION as HASH
+from tspipe.names import MANAGER
 from tspipe.render import render_deployments
+from tspipe.stamps import format_time
 from tspipe.status import compute_status
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -110,6 +112,21 @@ def test_a_misrouting_shadow_differs_at_the_first_offset_with_both_outputs_shown
     assert (d["partition"], d["offset"]) == (0, 10)
     assert d["stable"] == "even: 'Even timestamp:11/27/26 00000000'"
     assert d["shadow"] == "odd: 'Odd timestamp:11/27/26 00000000'"
+
+
+def test_the_comparison_counts_each_input_partition_on_its_own():
+    two = [rec(i % 2, 10 + i // 2, b"11/27/26 %08d" % i) for i in range(20)]
+    stable = outputs(two)
+    half = outputs([r for r in two if r[0] == 0]) | {"deadLetter": []}
+    for side in ("even", "odd"):  # partition 1 misrouted: its records on the other side
+        half[side] += outputs([r for r in two if r[0] == 1], swap=True)[side]
+    c = shadow.compare(two, stable, half, PREFIXES, PREFIXES)
+    assert c.partitions == [[0, 10, 0], [1, 10, 10]] and (c.compared, c.differing) == (20, 10)
+    bad = shadow.judged(stable_rollout() | {"shadow": {"state": shadow.RUNNING}}, c, True, True, T0)
+    assert bad["shadow"]["partitions"] == [
+        {"partition": 0, "compared": 10, "differing": 0},
+        {"partition": 1, "compared": 10, "differing": 10},
+    ]
 
 
 def test_swapped_prefixes_a_changed_text_a_missing_record_and_dead_letters_differ():
@@ -314,6 +331,7 @@ def _shadow_pipeline():
     kube, ctl = make(now=now)
     ctl.admin = ctl.clients.admin = ShadowAdmin()
     obj = kube.pipelines["timestamps"]
+    obj["metadata"]["resourceVersion"] = "1"
     obj["spec"]["rollout"] = {"autoRollback": True, "verifySeconds": 30, "strategy": "Shadow"}
     return kube, ctl, now
 
@@ -467,3 +485,222 @@ def test_with_credentials_a_change_to_the_router_rolls_instead_and_the_condition
     assert st["rollout"]["shadow"]["state"] == shadow.SKIPPED and st["rollout"]["verdict"] == rollback.VERIFYING
     cond = {c["type"]: c for c in st["conditions"]}["ShadowRelease"]
     assert (cond["status"], cond["reason"]) == ("False", "CredentialsNotReadable") and "Secret" in cond["message"]
+
+
+def _stable_first(kube, ctl, now):
+    """The first revision judged Stable by autoRollback's window (nothing to compare with)."""
+    admin, obj = ctl.admin, kube.pipelines["timestamps"]
+    t = obj["spec"]["kafka"]["topics"]
+    admin.offsets_value = offsets([0], [0], [0])
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    now.t += timedelta(seconds=31)
+    admin.offsets_value = offsets([10], [5], [5])
+    admin.records = {
+        t["even"]: [b"Even timestamp:11/27/26 00:00:02"],
+        t["odd"]: [],
+        t["input"]: [b"11/27/26 00:00:0%d" % i for i in range(10)],
+    }
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["verdict"] == rollback.STABLE
+
+
+def _crashing_pod(restarts, waiting=True):
+    """A shadow router pod as the kubelet reports a container that exits at start."""
+    state = (
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=router"}}
+        if waiting
+        else {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    )
+    return {
+        "metadata": {
+            "name": "timestamps-router-shadow-abc",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {
+                "app.kubernetes.io/instance": "timestamps",
+                "app.kubernetes.io/component": "router-shadow",
+                "app.kubernetes.io/managed-by": MANAGER,
+            },
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "router",
+                    "ready": False,
+                    "restartCount": restarts,
+                    "state": state,
+                    "lastState": {"terminated": {"reason": "Error", "exitCode": 2}},
+                }
+            ],
+        },
+    }
+
+
+def test_what_the_pods_of_an_unavailable_shadow_say_names_the_crash():
+    _, p = pipeline()
+    probe = p.app(shadow.ROUTER).probes.readiness
+    looping = shadow.unavailable_why([_crashing_pod(3)], p.name, probe, T0)
+    assert looping.startswith("1 pod(s) CrashLoopBackOff: last exit: Error (code 2)"), looping
+    # Between two crashes the container runs for a moment: its history still names them.
+    again = shadow.unavailable_why([_crashing_pod(3, waiting=False)], p.name, probe, T0)
+    assert again == "restarted 3 time(s), last exit: Error (code 2)", again
+    pending = _crashing_pod(0)
+    pending["status"] = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+    assert shadow.unavailable_why([pending], p.name, probe, T0).startswith("Unschedulable")
+    router = _crashing_pod(3)
+    router["metadata"]["labels"]["app.kubernetes.io/component"] = "router"
+    assert shadow.unavailable_why([router], p.name, probe, T0) == "", "the real router's pods are not the shadow's"
+
+
+def test_a_shadow_that_crash_loops_is_rejected_at_the_deadline_naming_the_crash():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["rollout"]["progressDeadlineSeconds"] = 30
+    _stable_first(kube, ctl, now)
+    stable_args = list(_router(kube)["args"])
+    _change(kube, obj, {"properties": {"tsrouter.workers": "0"}}, 2)
+    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl, ready=False)  # its Deployment: never available
+    kube.pods = [_crashing_pod(2)]
+    now.t += timedelta(seconds=20)
+    _pass(kube, ctl, ready=False)
+    assert obj["status"]["rollout"]["shadow"].get("verdict") is None, "not before the deadline"
+    now.t += timedelta(seconds=15)
+    _pass(kube, ctl, ready=False)
+    r = obj["status"]["rollout"]
+    assert r["verdict"] == shadow.SHADOW_REJECTED and r["reason"] == shadow.DEADLINE, r
+    assert "progressDeadlineSeconds (30s): 1 pod(s) CrashLoopBackOff: last exit: Error (code 2)" in r["message"]
+    warning = next(e for e in kube.events if e[1] == "ShadowRejected")
+    assert "CrashLoopBackOff" in warning[2]
+    kube.pods = []
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    st = obj["status"]
+    cond = {c["type"]: c for c in st["conditions"]}["Degraded"]
+    assert st["phase"] == "Degraded" and cond["reason"] == "ShadowRejected" and "CrashLoopBackOff" in cond["message"]
+    assert _router(kube)["args"] == stable_args, "the real router never changed"
+    assert st["rollout"]["shadow"]["state"] == shadow.DONE and "timestamps-router-shadow" not in kube.deps
+    n = shadow.names(Pipeline.from_resource(obj), 2)
+    assert not any(x in ctl.admin.topics for x in n.topics) and n.group in ctl.admin.groups_deleted
+
+
+def test_the_shadow_runs_the_autoscalers_count_not_the_specs():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["router"]["autoscaling"] = {"mode": "Enforce", "maxReplicas": 4, "scaleUpStabilizationSeconds": 0}
+    ctl.admin.partitions, ctl.admin.lag_value = 3, 10_000
+    _stable_first(kube, ctl, now)
+    assert obj["spec"]["router"]["replicas"] == 1 and kube.deps["timestamps-router"]["spec"]["replicas"] == 3
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl)  # its Deployment
+    assert kube.deps["timestamps-router-shadow"]["spec"]["replicas"] == 3, "as many consumers as the real router"
+    ctl.admin.lag_value = 0  # the autoscaler scales the router down: the shadow follows
+    now.t += timedelta(seconds=400)
+    ctl.clock.t += 400
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 1
+    assert kube.deps["timestamps-router-shadow"]["spec"]["replicas"] == 1
+
+
+def test_a_pause_stops_the_shadow_with_the_router_and_its_clock_until_the_resume():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    obj["spec"]["rollout"]["progressDeadlineSeconds"] = 60
+    admin = ctl.admin
+    _stable_first(kube, ctl, now)
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)
+    _pass(kube, ctl)
+    admin.shadow_committed = [12]
+    admin.offsets_value = offsets([12], [100], [100]) | {"input": [30], "inputStart": [0]}
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["shadow"]["window"], "the window opened"
+    # Paused: the source stops, the router drains and stops, and the shadow with it.
+    obj["spec"]["paused"] = True
+    obj["metadata"]["generation"] = 3
+    for _ in range(4):
+        _pass(kube, ctl)
+    assert obj["status"]["phase"] == "Paused", obj["status"]["conditions"]
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 0
+    assert kube.deps["timestamps-router-shadow"]["spec"]["replicas"] == 0
+    sh = obj["status"]["rollout"]["shadow"]
+    assert sh["heldSince"] and "window" not in sh and sh.get("verdict") is None, sh
+    assert prune(obj["status"], STATUS_SCHEMA) == obj["status"]
+    assert "the pipeline is paused" in obj["status"]["rollout"]["message"]
+    # Long past its deadline and window: no verdict while paused, and no status write per pass.
+    now.t += timedelta(seconds=600)
+    writes = len(kube.writes)
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["shadow"].get("verdict") is None and len(kube.writes) == writes
+    # Resumed: both run again; the deadline counts from the resume, a new window opens, a verdict follows.
+    obj["spec"]["paused"] = False
+    obj["metadata"]["generation"] = 4
+    _pass(kube, ctl, ready=False)
+    assert kube.deps["timestamps-router-shadow"]["spec"]["replicas"] == 1
+    sh = obj["status"]["rollout"]["shadow"]
+    assert "heldSince" not in sh and sh["since"] == "2026-01-01T00:10:31Z", sh
+    _ready(kube)
+    admin.shadow_committed = [40]
+    admin.offsets_value = offsets([40], [120], [120]) | {"input": [60], "inputStart": [0]}
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["shadow"]["window"]["start"]["committed"] == [40]
+    now.t += timedelta(seconds=31)
+    admin.shadow_committed = [60]
+    admin.offsets_value = offsets([60], [130], [130]) | {"input": [60], "inputStart": [0]}
+    _pass(kube, ctl)
+    assert obj["status"]["rollout"]["shadow"]["verdict"] in (shadow.PROMOTED, shadow.SHADOW_REJECTED)
+
+
+def test_deleting_the_pipeline_mid_shadow_deletes_its_deployment_then_its_group_and_topics():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    admin = ctl.admin
+    _stable_first(kube, ctl, now)
+    assert "finalizers" not in obj["metadata"] or not obj["metadata"]["finalizers"], "deleteOnRemoval is off"
+    at_start = []
+    create = admin.shadow_start
+
+    def shadow_start(*args):
+        at_start.append(list(obj["metadata"].get("finalizers") or []))
+        return create(*args)
+
+    admin.shadow_start = shadow_start
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)
+    n = shadow.names(Pipeline.from_resource(obj), 2)
+    assert at_start == [["tspipe.io/delete-topics"]], "the finalizer before the shadow's topics exist"
+    assert all(x in admin.topics for x in n.topics)
+    _pass(kube, ctl)
+    assert "timestamps-router-shadow" in kube.deps
+    # Deleted mid-shadow: the shadow Deployment goes first; its pods hold the topics until gone.
+    obj["metadata"]["deletionTimestamp"] = format_time(now.t)
+    kube.pods = [_crashing_pod(0, waiting=False)]
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert "timestamps-router-shadow" not in kube.deps and out.retry_after == shadow.RECHECK_SECONDS
+    assert all(x in admin.topics for x in n.topics) and obj["metadata"]["finalizers"]
+    kube.pods = []
+    admin.members[n.group] = True  # its consumer not yet out of the group
+    run(ctl.reconcile("ns", "timestamps"))
+    assert obj["metadata"]["finalizers"] and all(x in admin.topics for x in n.topics)
+    admin.members[n.group] = False
+    run(ctl.reconcile("ns", "timestamps"))
+    assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
+    assert obj["metadata"]["finalizers"] == []
+    assert obj["spec"]["kafka"]["topics"]["input"] in admin.topics, "its own topics stay (no deleteOnRemoval)"
+
+
+def test_the_finalizer_comes_off_once_the_shadows_topics_are_deleted():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    _stable_first(kube, ctl, now)
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _shadow_run(kube, ctl, now, obj, ctl.admin, {"even": "EVEN:", "odd": "Odd timestamp:"})
+    assert obj["metadata"]["finalizers"] == ["tspipe.io/delete-topics"]
+    _pass(kube, ctl)  # the shadow removed: Done
+    assert obj["status"]["rollout"]["shadow"]["state"] == shadow.DONE
+    _pass(kube, ctl)
+    assert obj["metadata"]["finalizers"] == [], "nothing of the operator's left to delete with the pipeline"

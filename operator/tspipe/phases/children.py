@@ -17,7 +17,7 @@ from typing import Any
 from .. import rollback, shadow
 from ..childdiff import CREATE, DELETE, RECREATE, UPDATE, Action, plan
 from ..clients import Clients, api_error
-from ..components import COMPONENTS
+from ..components import COMPONENTS, ROUTER
 from ..kube import ApiException
 from ..model import SHADOW, Pipeline, PipelineError
 from ..names import RESTART_ANNOTATION
@@ -68,7 +68,9 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
         wanted = shadow.current(prev_rollout, templates) if shadow.wants_deployment(prev_rollout, templates) else None
         desired = _rolled_back(ctx, pause, templates, desired, hold)
         if wanted is not None:
-            desired.append(shadow.render(ctx.resource, p, shadow.names(p, int(wanted["generation"]))))
+            # The real router's count this pass: the autoscaler's, zero once a pause stopped it.
+            n = shadow.names(p, int(wanted["generation"]))
+            desired.append(shadow.render(ctx.resource, p, n, pause.replicas[ROUTER.spec_field]))
     r = ctx.restart
     targets = {deployment_name(ctx.name, c) for c in r.apps} if r and not r.problem() else set()
     stamp = format_time(clients.now())

@@ -14,11 +14,13 @@ from typing import Any
 
 from .. import rollback, shadow
 from ..clients import Clients
+from ..components import ROUTER
 from ..kafka_admin import KafkaUnavailable
 from ..model import EXACTLY_ONCE, Pipeline, PipelineError
 from ..names import DEAD_LETTER, LABEL_COMPONENT
 from ..status_fields import Key
-from .context import TOPIC_BACKOFF_BASE, Pass
+from . import finalizer
+from .context import RECHECK_FINALIZER_CONFLICT, TOPIC_BACKOFF_BASE, Pass
 
 log = logging.getLogger("tspipe.controller")
 
@@ -54,6 +56,9 @@ async def _step(
     n = shadow.names(p, int(sh["generation"]))
     now = clients.now()
     if sh["state"] == shadow.STARTING:
+        if not await finalizer.before_shadow_topics(ctx, clients):
+            ctx.again_in(RECHECK_FINALIZER_CONFLICT)
+            return r
         t = p.kafka.topics
         start, failed = await clients.kafka(
             clients.admin.shadow_start,
@@ -72,7 +77,13 @@ async def _step(
         ctx.again_in(shadow.RECHECK_SECONDS)  # the next pass's children phase creates its Deployment
         return shadow.started(r, start, now)
     dep = next((d for d in actual if d["metadata"]["name"] == n.deployment), None)
-    r, need = shadow.step(r, shadow.available(dep), now, p.verify_seconds, p.progress_deadline_seconds)
+    up, held = shadow.available(dep), shadow.held_reason(dep, p.paused)
+    why = ""
+    if not up and not held and shadow.past_deadline(r, now, p.progress_deadline_seconds):
+        # Rejected in this pass: say what its pods say (a crash loop, say), read fresh.
+        pods = await clients.pods(ctx.namespace, ctx.name, fresh=True)
+        why = shadow.unavailable_why(pods, ctx.name, p.app(ROUTER).probes.readiness, now)
+    r, need = shadow.step(r, up, now, p.verify_seconds, p.progress_deadline_seconds, held=held, why=why)
     if need == shadow.WAIT_PROGRESS:
         t = p.kafka.topics
         committed = await clients.kafka(clients.admin.committed, p.kafka.brokers, n.group, t.input)
@@ -94,7 +105,7 @@ async def _step(
     if window is not None and r["shadow"].get("verdict") is None:
         left = rollback.window_left({"verdict": rollback.VERIFYING, "window": window}, clients.now(), p.verify_seconds)
         ctx.again_in((left or 0.0) + 0.5)
-    elif r["shadow"].get("verdict") is None:
+    elif r["shadow"].get("verdict") is None and not held:  # held: the router's own changes bring the next pass
         ctx.again_in(shadow.RECHECK_SECONDS)
     return r
 
@@ -180,6 +191,7 @@ async def cleanup(
         ctx.again_in(TOPIC_BACKOFF_BASE)
         return r
     log.info("%s/%s: removed the shadow's topics %s and groups %s", ctx.namespace, ctx.name, topics, groups)
+    ctx.again_in(shadow.RECHECK_SECONDS)  # the next pass's finalizer phase: nothing of the shadow left to delete
     return shadow.removed(r)
 
 
