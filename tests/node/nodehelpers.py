@@ -323,8 +323,7 @@ RESET_OFFSETS = "tspipe.io/reset-offsets"
 
 def reset_offsets(c: NodeCluster, ns: str, name: str, value: str, timeout: float = 300) -> dict:
     """Annotate the pipeline with `tspipe.io/reset-offsets=value` and wait until the
-    operator consumed the annotation (Completed or Rejected); its status.offsetReset.
-    (test_node_rollback.py keeps its own copy, `_reset`, until its shadow changes land.)"""
+    operator consumed the annotation (Completed or Rejected); its status.offsetReset."""
     c.kubectl("annotate", "tsp", name, "-n", ns, f"{RESET_OFFSETS}={value}", "--overwrite")
     return wait_for(
         lambda: (

@@ -28,6 +28,7 @@ from nodehelpers import (
     node_pipeline,
     pipeline_status,
     pod_ready,
+    reset_offsets,
     router_pod,
     start_operator,
     wait_for,
@@ -418,24 +419,6 @@ def test_with_credentials_the_router_pods_counters_judge_the_rollout(node_cluste
         )
 
 
-RESET = "tspipe.io/reset-offsets"
-
-
-def _reset(c, ns, name, value) -> dict:
-    """Annotate the pipeline, wait until the operator consumed the annotation; its offsetReset."""
-    c.kubectl("annotate", "tsp", name, "-n", ns, f"{RESET}={value}", "--overwrite")
-    return wait_for(
-        lambda: (
-            RESET not in (c.get("tsp", name, "-n", ns)["metadata"].get("annotations") or {})
-            and (r := pipeline_status(c, ns, name).get("offsetReset") or {}).get("request") == value
-            and r.get("state") in ("Completed", "Rejected")
-            and r
-        ),
-        300,
-        f"{RESET}={value} carried out",
-    )
-
-
 def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluster, sasl_broker, sasl_pipeline):
     """The operator cannot read the broker (it never reads the Secret): a reset runs as a
     one-shot Job of the router's image with the router's credential env, on the running
@@ -454,7 +437,7 @@ def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluste
 
         # Refused by the Job: an offset beyond the end of partition 0.
         t0 = time.monotonic()
-        refused = _reset(c, ns, name, "0:99999999")
+        refused = reset_offsets(c, ns, name, "0:99999999")
         refused_s = time.monotonic() - t0
         assert refused["state"] == "Rejected" and refused["reason"] == "OffsetOutOfRange", refused
         assert f"partition 0 of {topics['input']}: offset 99999999 is outside 0.." in refused["message"], refused
@@ -463,7 +446,7 @@ def test_with_credentials_a_replay_runs_as_a_job_of_the_router_image(node_cluste
         assert job["status"].get("failed") == 1 and not job["status"].get("succeeded"), job["status"]
 
         t0 = time.monotonic()
-        done = _reset(c, ns, name, "earliest")
+        done = reset_offsets(c, ns, name, "earliest")
         reset_s = time.monotonic() - t0
         assert done["state"] == "Completed", done
         assert done["job"].startswith(f"{name}-reset-") and done["job"] != refused["job"], done
