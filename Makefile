@@ -75,8 +75,20 @@ helm:
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm
+test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# What the tests need, in two chains side by side: the Go builds, which keep every core busy,
+# and the downloads and image builds, which mostly wait on the network and the disk (Maven,
+# apt, mmdebstrap, buildah's copies). Each chain runs its steps one at a time, in order: one
+# Maven on ~/.m2 at a time, promtool before prometheus (which reuses its compiled packages).
+.PHONY: setup setup-go setup-fetch
+setup:
+	$(MAKE) -j2 setup-go setup-fetch
+setup-go:
+	$(MAKE) -j1 venv k8s-bins monitoring-crds promtool prometheus helm
+setup-fetch:
+	$(MAKE) -j1 kafka-jars scdf-jars spring-apps node-images
 
 # Pure-logic tests only; no infrastructure.
 unit: venv
