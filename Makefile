@@ -88,7 +88,22 @@ setup:
 setup-go:
 	$(MAKE) -j1 venv k8s-bins monitoring-crds promtool prometheus helm
 setup-fetch:
-	$(MAKE) -j1 kafka-jars scdf-jars spring-apps node-images
+	$(MAKE) -j1 kafka-jars scdf-jars spring-apps node-images node-image-baseline
+
+# The upgrade test's earlier operator image (tests/node/test_node_upgrade.py): the revision
+# hack/upgrade/baseline.json pins, built by hack/node-image-at.sh here, beside the Go builds,
+# rather than inside the test, which finds it cached. No real node on this machine, or a clone
+# without that revision (shallow): nothing to build, and the test skips saying why.
+.PHONY: node-image-baseline
+node-image-baseline: node-images
+	@rc=0; bash hack/node-packages.sh || rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "node-image-baseline: no real node on this machine"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; else \
+	  rev=$$($(PYTHON) -c 'import json; print(json.load(open("hack/upgrade/baseline.json"))["revision"])'); \
+	  rc=0; bash hack/node-image-at.sh "$$rev" >/dev/null || rc=$$?; \
+	  if [ $$rc -eq 4 ]; then echo "node-image-baseline: no $$rev in this clone; the upgrade test will skip"; \
+	  elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	fi
 
 # Pure-logic tests only; no infrastructure.
 unit: venv
