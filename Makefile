@@ -82,13 +82,13 @@ test: setup
 # and the downloads and image builds, which mostly wait on the network and the disk (Maven,
 # apt, mmdebstrap, buildah's copies). Each chain runs its steps one at a time, in order: one
 # Maven on ~/.m2 at a time, promtool before prometheus (which reuses its compiled packages).
+# Two plain makes in the background of one shell, not make -j: under make -j (4.3) the node
+# images' mmdebstrap left make with "wait: No child processes".
 .PHONY: setup setup-go setup-fetch
 setup:
-	$(MAKE) -j2 setup-go setup-fetch
-setup-go:
-	$(MAKE) -j1 venv k8s-bins monitoring-crds promtool prometheus helm
-setup-fetch:
-	$(MAKE) -j1 kafka-jars scdf-jars spring-apps node-images node-image-baseline
+	@$(MAKE) setup-fetch & fetch=$$!; rc=0; $(MAKE) setup-go || rc=$$?; wait $$fetch || rc=$$?; exit $$rc
+setup-go: venv k8s-bins monitoring-crds promtool prometheus helm
+setup-fetch: kafka-jars scdf-jars spring-apps node-images node-image-baseline
 
 # The upgrade test's earlier operator image (tests/node/test_node_upgrade.py): the revision
 # hack/upgrade/baseline.json pins, built by hack/node-image-at.sh here, beside the Go builds,
