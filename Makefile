@@ -75,8 +75,35 @@ helm:
 infra: venv kafka-jars k8s-bins
 
 # Everything: venv, Kafka jars, control-plane binaries, SCDF and Spring app jars, then all tests.
-test: infra scdf-jars spring-apps node-images monitoring-crds promtool prometheus helm
+test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# What the tests need, in two chains side by side: the Go builds, which keep every core busy,
+# and the downloads and image builds, which mostly wait on the network and the disk (Maven,
+# apt, mmdebstrap, buildah's copies). Each chain runs its steps one at a time, in order: one
+# Maven on ~/.m2 at a time, promtool before prometheus (which reuses its compiled packages).
+# Two plain makes in the background of one shell, not make -j: under make -j (4.3) the node
+# images' mmdebstrap left make with "wait: No child processes".
+.PHONY: setup setup-go setup-fetch
+setup:
+	@$(MAKE) setup-fetch & fetch=$$!; rc=0; $(MAKE) setup-go || rc=$$?; wait $$fetch || rc=$$?; exit $$rc
+setup-go: venv k8s-bins monitoring-crds promtool prometheus helm
+setup-fetch: kafka-jars scdf-jars spring-apps node-images node-image-baseline
+
+# The upgrade test's earlier operator image (tests/node/test_node_upgrade.py): the revision
+# hack/upgrade/baseline.json pins, built by hack/node-image-at.sh here, beside the Go builds,
+# rather than inside the test, which finds it cached. No real node on this machine, or a clone
+# without that revision (shallow): nothing to build, and the test skips saying why.
+.PHONY: node-image-baseline
+node-image-baseline: node-images
+	@rc=0; bash hack/node-packages.sh || rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "node-image-baseline: no real node on this machine"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; else \
+	  rev=$$($(PYTHON) -c 'import json; print(json.load(open("hack/upgrade/baseline.json"))["revision"])'); \
+	  rc=0; bash hack/node-image-at.sh "$$rev" >/dev/null || rc=$$?; \
+	  if [ $$rc -eq 4 ]; then echo "node-image-baseline: no $$rev in this clone; the upgrade test will skip"; \
+	  elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	fi
 
 # Pure-logic tests only; no infrastructure.
 unit: venv

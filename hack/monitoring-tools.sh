@@ -69,7 +69,11 @@ promtool() {
     # -trimpath: reproducible paths; -s -w: no symbol/DWARF tables, faster link, smaller file.
     # remove_all_sd: Prometheus' own build tag that leaves out every service-discovery
     # plugin (cloud SDKs: half of the source); `check rules` and `test rules` need none.
-    (cd "$tmp" && GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
+    # CGO_ENABLED=0 as the server below (and as Prometheus' own release builds): with cgo,
+    # net is compiled differently and so is every package that imports it, and the server's
+    # build reused none of promtool's 1,116 packages from Go's build cache (1,107 of its
+    # 1,274 are the same; with both cgo-free, promtool built in 53 s after the server).
+    (cd "$tmp" && CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOBIN="$tmp" \
         go install -trimpath -tags=remove_all_sd -ldflags="-s -w $VERSION_LDFLAGS" "$pkg")
     stamped "$tmp/promtool" || { log "promtool: built, but --version does not say $(release_version)"; exit 1; }
     mkdir -p "$(dirname "$out")"

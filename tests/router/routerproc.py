@@ -113,15 +113,21 @@ class RouterProc:
 
 
 def create_topic(
-    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None, replication: int = 1
+    bootstrap: str,
+    name: str,
+    partitions: int = 1,
+    configs: dict[str, str] | None = None,
+    replication: int = 1,
+    replicas: list[int] | None = None,
 ) -> None:
+    """`replicas`: one partition's broker ids, the preferred leader first (the broker takes
+    either a count and a replication factor or an assignment, never both)."""
+    spec: dict = {"num_partitions": partitions, "replication_factor": replication}
+    if replicas is not None:
+        spec = {"assignments": {0: replicas}}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics(
-            {name: {"num_partitions": partitions, "replication_factor": replication, "configs": configs or {}}},
-            raise_errors=False,
-            wait_for_metadata=True,
-        )
+        admin.create_topics({name: {**spec, "configs": configs or {}}}, raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
 
