@@ -67,6 +67,10 @@ class KubernetesPlatform:
     # (ErrImageNeverPull) for an image it lacks, where IfNotPresent would try to pull.
     image_pull_policy: str = "Never"
     account: str = "default"  # Data Flow deploys to the account named `default`
+    # NAME=value pairs every app's container gets: how SCDF's own Kubernetes install gives
+    # the apps the broker (SPRING_CLOUD_STREAM_KAFKA_BINDER_BROKERS, which the recipe's
+    # router reads and its properties leave out).
+    environment_variables: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -130,6 +134,8 @@ def skipper_args(*, port: int, workdir: Path, kubernetes: KubernetesPlatform | N
             "--spring.cloud.skipper.server.strategies.healthcheck.sleepInMillis=1000",
         ]
     account = f"--spring.cloud.skipper.server.platform.kubernetes.accounts.{kubernetes.account}"
+    if kubernetes.environment_variables:
+        args.append(f"{account}.environment-variables={','.join(kubernetes.environment_variables)}")
     return args + [
         # (skipper_env also keeps the `local` profile, and its account `default`, off.)
         "--spring.cloud.skipper.server.enable-local-platform=false",

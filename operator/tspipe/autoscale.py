@@ -28,7 +28,34 @@ EXTERNAL_AUTOSCALER = "ExternalAutoscaler"  # an HPA (or KEDA's) targets the pip
 LAG_UNKNOWN = "LagUnknown"  # the broker did not answer
 NO_CREDENTIALS_ACCESS = "LagNotReadable"  # a SASL broker: the operator never reads the Secret
 PIPELINE_PAUSED = "PipelinePaused"
+# The router group has no commit on the input: its lag is no router's backlog (a router
+# that does not use the group it is given, as the seed recipe's, or one not committed yet).
+NO_GROUP_COMMITS = "NoGroupCommits"
 OFFSET_RESET = "OffsetReset"  # tspipe.io/reset-offsets holds the router at zero meanwhile
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """The router group on the input topic, as the broker reports it."""
+
+    lag: int  # records not committed (from the log start where the group has no commit)
+    partitions: int
+    committed: int  # partitions with a commit of the group
+
+
+def group_unused(g: GroupLag, group: str, topic: str, keep: int) -> str | None:
+    """Why the lag must not set the replicas, if so: records wait but the group has
+    committed on no partition, so nothing consumes in it. A router that does not use the
+    group it is given would be scaled on a backlog that only grows, and every replica of
+    such a router reads the whole input (the recipe's writes every record once per
+    replica). Only a group that commits somewhere is scaled on."""
+    if g.committed or not g.lag:
+        return None
+    return (
+        f"consumer group {group} has no committed offset on {topic} ({g.lag} records there): the router has not "
+        "committed yet, or it does not use the consumer group it is given (the seed recipe's router has none), "
+        f"and then the group's lag is no measure of its work; keeping {keep} replica(s)"
+    )
 
 
 @dataclass(frozen=True)

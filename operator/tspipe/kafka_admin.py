@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import defaults
+from .autoscale import GroupLag
 from .names import MANAGER
 from .replay import Member, PartitionState
 from .topics import DesiredTopic, TopicPlan
@@ -144,28 +145,31 @@ class TopicAdmin:
 
     def lag(self, brokers, group: str, topic: str) -> int:
         """Records in `topic` that consumer group `group` has not committed yet (0 if no topic)."""
-        return self.lag_and_partitions(brokers, group, topic)[0]
+        return self.group_lag(brokers, group, topic).lag
 
-    def lag_and_partitions(self, brokers, group: str, topic: str) -> tuple[int, int]:
-        """The group's lag on `topic` and the topic's partition count ((0, 0) if no topic)."""
+    def group_lag(self, brokers, group: str, topic: str) -> GroupLag:
+        """The group's lag on `topic`, the topic's partition count and how many of its
+        partitions the group has committed on (all 0 if no topic)."""
         from kafka import TopicPartition
         from kafka.admin import OffsetSpec
 
         with self._client(brokers) as admin:
             info = _describe(admin, [topic]).get(topic)
             if info is None:
-                return 0, 0
+                return GroupLag(0, 0, 0)
             tps = [TopicPartition(topic, i) for i in range(info[0])]
             ends = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST), timeout_ms=self.timeout_ms)
             starts = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST), timeout_ms=self.timeout_ms)
             committed = self._group_offsets(admin, group, tps)
-            total = 0
+            total, with_commit = 0, 0
             for tp in tps:
                 end = ends[tp].offset
                 done = committed.get(tp)
-                done_at = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
+                done_at = done.offset if done is not None and done.offset >= 0 else -1
+                with_commit += done_at >= 0
+                done_at = done_at if done_at >= 0 else starts[tp].offset
                 total += max(0, end - done_at)
-            return total, len(tps)
+            return GroupLag(total, len(tps), with_commit)
 
     def offsets(
         self, brokers, group: str, input_topic: str, outputs: dict[str, str], *, commits_first: bool, grace_s: float

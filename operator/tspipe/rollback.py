@@ -370,6 +370,34 @@ def readiness_only(why: str) -> Judgement:
     return Judgement(True, READINESS_ONLY, f"{why}: judged by readiness and the progress deadline only", {})
 
 
+@dataclass(frozen=True)
+class Unread:
+    """A Ready router pod whose counters could not be read, and why."""
+
+    pod: str
+    detail: str
+    # It answered, without this project's tsrouter_* counters: another router image (the
+    # seed recipe's serves no /actuator/prometheus), not a path that does not work.
+    not_served: bool = False
+
+
+def counters_unreadable(unread: Sequence[Unread], how: str, image: str) -> Judgement:
+    """The window's verdict when no router pod's counters could be read (a broker with
+    credentials, so not the broker either): readiness and the progress deadline, the
+    message naming what is missing and why (`how`: the path they were read by)."""
+    why = "; ".join(f"{u.pod}: {u.detail}" for u in unread) or "no router pod is Ready"
+    if unread and all(u.not_served for u in unread):
+        return readiness_only(
+            "the broker needs credentials (the operator never reads their Secret), so the data would be checked "
+            f"with the router pods' own tsrouter_* counters, and router image {image} does not serve them ({why}); "
+            "loss and the dead-letter ratio are not checked"
+        )
+    return readiness_only(
+        f"the broker needs credentials (the operator never reads their Secret) and the router pods' "
+        f"counters could not be read {how} ({why})"
+    )
+
+
 def _since(start: Mapping[str, int] | None, end: Mapping[str, int]) -> dict[str, int]:
     """One pod's counts in the window. A pod new in the window, or whose counters went
     back (its router restarted), counts from zero, as Prometheus' increase() does."""

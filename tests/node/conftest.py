@@ -9,15 +9,19 @@ machine that cannot have them these tests skip, saying why."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from localinfra.nodeconfig import IMAGES
-from nodehelpers import NodeCluster
+from nodehelpers import REPO, NodeCluster
 
 # What the second node imports: every image, as node 0 does. The pipeline's apps move there
 # on a drain or a node loss (test_node_cluster.py), and the HA operator runs a replica there.
 NODE1_IMAGES = tuple(IMAGES)
+# The seed recipe's router image (hack/recipe-image.sh), as containerd names it.
+RECIPE_IMAGE = "docker.io/springcloud/polyglot-python-app:0.2"
 # Stops the session's node: runs after every other test that uses it.
 TEARDOWN_TESTS = "test_node_teardown.py"
 
@@ -81,3 +85,17 @@ def two_node_cluster(node_cluster):
     node_cluster.node1.stop()
     if node_cluster.cp.pids():  # (the teardown tests may have stopped the control plane)
         node_cluster.kubectl("delete", "node", NODES[1].name, "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def recipe_image(node_cluster):
+    """The seed recipe's router image in the node's containerd (built when its inputs
+    changed), for the module's tests; removed at its end (no node start pays for it)."""
+    archive = subprocess.run(
+        ["bash", str(REPO / "hack" / "recipe-image.sh")], check=True, stdout=subprocess.PIPE, text=True, timeout=900
+    ).stdout.split()[-1]
+    t0 = time.monotonic()
+    node_cluster.node.ctr("images", "import", archive)
+    print(f"\n[recipe image] imported into the node's containerd in {time.monotonic() - t0:.1f} s")
+    yield RECIPE_IMAGE
+    node_cluster.node.ctr("images", "rm", RECIPE_IMAGE)

@@ -14,7 +14,6 @@ is judged by readiness only (GroupNotUsed)."""
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime
 
 import pytest
@@ -23,7 +22,6 @@ from kafka import KafkaConsumer, TopicPartition
 from localinfra.kafka import topic_values
 from localinfra.node import NODE_NAME
 from nodehelpers import (
-    REPO,
     SAMPLE_DIR,
     TIMESTAMP,
     apply_obj,
@@ -43,22 +41,10 @@ from nodehelpers import (
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(900)]
 
 IMAGE = "springcloud/polyglot-python-app:0.2"  # as the sample names it
-IMPORTED = f"docker.io/{IMAGE}"  # as containerd names it
 # What the recipe's router writes: a space after the even prefix's colon, none after the odd one's.
 EVEN, ODD = "Even timestamp: ", "Odd timestamp:"
 # Timestamps routed after the first one before the test looks at the loggers: both parities.
 ROUTED = 20
-
-
-@pytest.fixture(scope="module")
-def recipe_image(node_cluster):
-    """The recipe's image in the node's containerd (built when its inputs changed); removed at the end."""
-    archive = subprocess.run(
-        ["bash", str(REPO / "hack" / "recipe-image.sh")], check=True, stdout=subprocess.PIPE, text=True, timeout=900
-    ).stdout.split()[-1]
-    node_cluster.node.ctr("images", "import", archive)
-    yield IMPORTED
-    node_cluster.node.ctr("images", "rm", IMPORTED)
 
 
 def _time(ts: str) -> datetime:

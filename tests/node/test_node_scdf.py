@@ -15,10 +15,18 @@ Pod Security: the namespace enforces `baseline` and warns at `restricted`. Skipp
 runAsNonRoot or seccompProfile in podSecurityContext); hack/scdf-jars.sh swaps in the 2.9.5
 deployer (hack/scdf/skipper-k8s/pom.xml), which applies the whole pod shape `tspipe` sends,
 so `test_scdf_pods_meet_restricted` checks that SCDF's pods meet `restricted`.
+
+Skipper's account gives every app the broker as an environment variable, as SCDF's own
+Kubernetes install does (the recipe's stream names no broker, and its router reads only
+that variable). After the module's stream is destroyed, the seed's recipe is typed by
+hand through the REST API (its registrations, with the recipe's router image, its
+definition and its six properties), imported with `tspipe scdf import`, destroyed, and
+run by the operator.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import re
 import socket
@@ -28,25 +36,65 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 import yaml
 from localinfra.kafka import topic_values
 from localinfra.node import NODE_NAME
 from localinfra.proc import free_port
 from localinfra.scdf import KubernetesPlatform, ScdfServers
-from nodehelpers import by_parity, node_pipeline, pod_ready, pods, sink_payloads, strip, wait_for
+from nodehelpers import (
+    by_parity,
+    explained,
+    logger_payloads,
+    node_pipeline,
+    pipeline_status,
+    pod_ready,
+    pods,
+    sink_payloads,
+    start_operator,
+    strip,
+    wait_for,
+)
 
 from tspipe import wiring
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
 from tspipe.render import render_deployments
+from tspipe.scdf.client import DataFlowClient
+from tspipe.scdf.render import docker_uri, metadata_uri
+from tspipe.spring import BROKERS_ENV
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.scdf, pytest.mark.timeout(1500)]
 
 LABELS = tuple(c.label for c in COMPONENTS)
+
+# The seed's recipe as its user types it in the SCDF shell (`app register`, `stream create`,
+# `stream deploy --propertiesFile polyglot-python-app-deployment.properties`), through the
+# REST API the shell calls.
+RECIPE_STREAM = "timeStampStream"
+RECIPE_DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
+RECIPE_PROPERTIES = {
+    "app.time.spring.cloud.stream.bindings.output.destination": "timeDest",
+    "app.python-router.spring.cloud.stream.bindings.input.destination": "timeDest",
+    "app.python-router.spring.cloud.stream.bindings.even.destination": "evenDest",
+    "app.python-router.spring.cloud.stream.bindings.odd.destination": "oddDest",
+    "app.evenLogger.spring.cloud.stream.bindings.input.destination": "evenDest",
+    "app.oddLogger.spring.cloud.stream.bindings.input.destination": "oddDest",
+}
+RECIPE_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
+RECIPE_ROUTER = ("python-router", "0.2", "docker://springcloud/polyglot-python-app:0.2")
+# What the recipe's router writes: a space after the even prefix's colon, none after the odd one's.
+RECIPE_EVEN, RECIPE_ODD = "Even timestamp: ", "Odd timestamp:"
+# The paths the recipe's router serves (its util/actuator.py).
+RECIPE_ACTUATOR = {"/actuator/health", "/actuator/info"}
+PROBE_FIELDS = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
+# Timestamps routed after the router's first one under the operator before the loggers are read: both parities.
+RECIPE_ROUTED = 10
 
 
 # ---------------------------------------------------------------- helpers
@@ -267,7 +315,13 @@ def scdf(node_cluster, tmp_path_factory):
     api = urlsplit(yaml.safe_load(Path(c.cp.kubeconfig).read_text())["clusters"][0]["cluster"]["server"])
     forwarder = Forwarder((api.hostname, api.port))
     kubeconfig = kubeconfig_to(c.cp.kubeconfig, work / "skipper.kubeconfig", f"https://127.0.0.1:{forwarder.port}")
-    servers = ScdfServers(work / "servers", kubernetes=KubernetesPlatform(str(kubeconfig), ns))
+    # The broker reaches every app as SCDF's own Kubernetes install gives it: an environment
+    # variable of Skipper's account (the recipe's stream names no broker; its router reads
+    # only this variable).
+    platform = KubernetesPlatform(
+        str(kubeconfig), ns, environment_variables=(f"{BROKERS_ENV}={c.broker.pod_bootstrap}",)
+    )
+    servers = ScdfServers(work / "servers", kubernetes=platform)
     stream = f"ts{uuid.uuid4().hex[:5]}"
     s = Scdf(c, ns, servers, work, stream, {k: f"{k}-{stream}" for k in ("input", "even", "odd")}, forwarder)
     try:
@@ -509,6 +563,191 @@ def test_undeploy_removes_the_pods_and_keeps_the_definition_destroy_removes_both
     r = s.tspipe("destroy", "-f", path)
     assert r.returncode == 0 and "does not exist; nothing to destroy" in r.stdout
     assert not s.c.get("deploy,svc", "-n", s.ns, "-l", f"spring-group-id={s.stream}")["items"]
+
+
+def _probes(container: dict) -> dict[str, dict]:
+    """A container's probes as a user compares them: action (path, port) and timing."""
+    out = {}
+    for kind in ("readiness", "liveness", "startup"):
+        probe = container.get(f"{kind}Probe")
+        if probe:
+            action = probe.get("httpGet") or probe.get("tcpSocket") or {}
+            out[kind] = {"path": action.get("path"), "port": action.get("port")} | {k: probe[k] for k in PROBE_FIELDS}
+    return out
+
+
+def _unregister(url: str, names) -> None:
+    """Every version of these apps (no stream uses them), as on a fresh server: SCDF takes a new
+    version of an app only from its default's repository, and refuses one registered twice."""
+    client = DataFlowClient(url)
+    for name in names:
+        for reg in client.app_versions(name):
+            requests.delete(f"{url}/apps/app/{name}/{reg['version']}", timeout=60).raise_for_status()
+
+
+def _time(ts: str) -> datetime:
+    return datetime.strptime(ts, "%m/%d/%y %H:%M:%S")
+
+
+def _new_values(c, topic: str, before: collections.Counter) -> collections.Counter:
+    return collections.Counter(topic_values(c.broker.bootstrap, topic)) - before
+
+
+def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operator_runs(
+    scdf, recipe_image, tmp_path, explain
+):
+    """The way off SCDF, as a user of the seed's recipe takes it: the recipe's stream, created
+    and deployed by hand with the recipe's router image, deployed by SCDF; `tspipe scdf import`
+    turns it into a pipeline; the stream is destroyed and the operator runs the pipeline,
+    Ready 4/4, every timestamp in the right logger. (After the module's own stream is
+    destroyed: its registrations go, as the recipe's user starts from a fresh server.)"""
+    s = scdf
+    url = s.url
+    images = {c.label: Pipeline.from_resource(s.pipeline_doc()).app(c).image for c in COMPONENTS}
+    # The seed registers time 2.1.0 and log 2.1.1; the node has the harness's prebuilt apps,
+    # registered the same way (docker URI, metadata URI), and the recipe's router as it says.
+    registrations = [
+        (name, image.rsplit(":", 1)[1], docker_uri(image), metadata_uri(*image.rsplit(":", 1)))
+        for name, image in (("time", images["time"]), ("log", images["evenLogger"]))
+    ] + [(*RECIPE_ROUTER, None)]
+    _unregister(url, [name for name, *_ in registrations])
+    log = tmp_path / "operator.log"
+    op = None
+    t0 = time.monotonic()
+    try:
+        for name, version, uri, meta in registrations:
+            form = {"uri": uri} | ({"metadata-uri": meta} if meta else {})
+            requests.post(f"{url}/apps/app/{name}/{version}", data=form, timeout=60).raise_for_status()
+        requests.post(
+            f"{url}/streams/definitions", data={"name": RECIPE_STREAM, "definition": RECIPE_DEFINITION}, timeout=60
+        ).raise_for_status()
+        requests.post(
+            f"{url}/streams/deployments/{RECIPE_STREAM}", json=RECIPE_PROPERTIES, timeout=120
+        ).raise_for_status()
+
+        # It runs under SCDF: a pod per app, the recipe's router Ready with the deployer's
+        # default probes. (Not waited for: the JVM apps' first lines, which took 453 s in a
+        # run here; the deployer's default startup probe restarts an app that does not answer
+        # /actuator/info within 90 s of its start, a tight budget for a JVM on a busy node.)
+        def scdf_router_ready():
+            got = {label: s.app_pods(label, RECIPE_STREAM) for label in LABELS}
+            (router,) = got["python-router"] or [None]
+            return all(got.values()) and router and pod_ready(router) and got
+
+        got = wait_for(scdf_router_ready, 300, "SCDF's pods, the recipe's router Ready")
+        (router,) = got["python-router"]
+        assert router["spec"]["containers"][0]["image"] == "springcloud/polyglot-python-app:0.2"
+        assert router["spec"]["nodeName"] == NODE_NAME
+        scdf_probes = {label: _probes(ps[0]["spec"]["containers"][0]) for label, ps in got.items()}
+        s.figures["recipe stream: deploy to its router Ready"] = f"{time.monotonic() - t0:.0f} s"
+
+        # The import. The recipe leaves the broker to the server's settings: --brokers names it.
+        r = s.tspipe("import", "--stream", RECIPE_STREAM, "--brokers", s.c.broker.pod_bootstrap, "--namespace", s.ns)
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr
+        doc = yaml.safe_load(r.stdout)
+        spec = doc["spec"]
+        assert doc["metadata"] == {"name": RECIPE_STREAM.lower(), "namespace": s.ns}
+        assert spec["streamName"] == RECIPE_STREAM
+        assert spec["kafka"] == {"brokers": [s.c.broker.pod_bootstrap], "topics": RECIPE_TOPICS}, spec["kafka"]
+        assert spec["router"]["image"] == "springcloud/polyglot-python-app:0.2"
+        assert (spec["time"]["image"], spec["evenLogger"]["image"]) == (images["time"], images["evenLogger"])
+        # The recipe's apps have no consumer group: the notes say the operator gives them one.
+        assert f"the operator gives it the consumer group {RECIPE_STREAM}" in r.stderr
+        # Probes that fit the recipe's router: only paths its actuator serves.
+        router_probes = spec["router"]["probes"]
+        assert {p["httpGet"]["path"] for p in router_probes.values()} <= RECIPE_ACTUATOR, router_probes
+        path = tmp_path / "imported.yaml"
+        path.write_text(r.stdout)
+
+        # Off SCDF: the stream undeployed and destroyed, its pods gone.
+        requests.delete(f"{url}/streams/deployments/{RECIPE_STREAM}", timeout=120).raise_for_status()
+        requests.delete(f"{url}/streams/definitions/{RECIPE_STREAM}", timeout=120).raise_for_status()
+        wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={RECIPE_STREAM}"), 240, "SCDF's recipe pods gone")
+        before = {role: collections.Counter(topic_values(s.c.broker.bootstrap, t)) for role, t in RECIPE_TOPICS.items()}
+
+        # On the operator.
+        op = start_operator(s.c, s.ns, log)
+        t1 = time.monotonic()
+        name = doc["metadata"]["name"]
+        with explained(s.c, s.ns, {"operator": log}):
+            s.c.kubectl("apply", "-f", str(path))
+            wait_for(
+                lambda: (
+                    (st := pipeline_status(s.c, s.ns, name)).get("readyComponents") == "4/4"
+                    and {x["type"]: x["status"] for x in st.get("conditions", [])}.get("Ready") == "True"
+                ),
+                300,
+                "the imported pipeline Ready (4/4)",
+            )
+            running = {
+                p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+                for p in pods(s.c, s.ns, f"app.kubernetes.io/instance={name}")
+                if pod_ready(p)
+            }
+            assert len(running) == 4, running.keys()
+            s.figures["imported pipeline: apply to Ready 4/4"] = f"{time.monotonic() - t1:.0f} s"
+            router = running["router"]
+            assert router["spec"]["nodeName"] == NODE_NAME
+            assert router["status"]["containerStatuses"][0]["image"] == recipe_image
+            assert router["status"]["containerStatuses"][0]["restartCount"] == 0
+            # Each app has the probes it had under SCDF.
+            by_label = {c.label: running[c.suffix] for c in COMPONENTS}
+            got = {label: _probes(p["spec"]["containers"][0]) for label, p in by_label.items()}
+            differences = [
+                f"{label}: {kind}: SCDF {scdf_probes[label].get(kind)}, operator {got[label].get(kind)}"
+                for label in LABELS
+                for kind in ("readiness", "liveness", "startup")
+                if scdf_probes[label].get(kind) != got[label].get(kind)
+            ]
+            assert not differences, "\n".join(differences)
+
+            # Every timestamp written after the router's first routed one reaches the right
+            # topic and the right logger's `kubectl logs` (the recipe's router starts at the
+            # input's end: what came before it started is not routed, the recipe's behaviour).
+            def routed_since_first():
+                even = strip(_new_values(s.c, "evenDest", before["even"]).elements(), [RECIPE_EVEN])
+                odd = strip(_new_values(s.c, "oddDest", before["odd"]).elements(), [RECIPE_ODD])
+                first = min(map(_time, [*even, *odd]), default=None)
+                later = [
+                    t for t in _new_values(s.c, "timeDest", before["input"]).elements() if first and _time(t) > first
+                ]
+                return len(later) >= RECIPE_ROUTED and (later, even, odd)
+
+            later, even, odd = wait_for(routed_since_first, 300, f"{RECIPE_ROUTED} timestamps after the router's first")
+            exp_even, exp_odd = by_parity(later)
+            assert exp_even and exp_odd, later
+            assert all(int(t[-1]) % 2 == 0 for t in even) and all(int(t[-1]) % 2 == 1 for t in odd), (even, odd)
+
+            def in_the_logs():
+                got_even = strip(logger_payloads(s.c, s.ns, name, "evenlogger"), [RECIPE_EVEN])
+                got_odd = strip(logger_payloads(s.c, s.ns, name, "oddlogger"), [RECIPE_ODD])
+                assert all(int(t[-1]) % 2 == 0 for t in got_even), got_even
+                assert all(int(t[-1]) % 2 == 1 for t in got_odd), got_odd
+                return not (exp_even - got_even) and not (exp_odd - got_odd)
+
+            wait_for(in_the_logs, 180, f"the {len(later)} timestamps in the loggers' kubectl logs")
+        s.figures["recipe import test"] = f"{time.monotonic() - t0:.0f} s"
+    finally:
+        s.c.kubectl(
+            "delete",
+            "tsp",
+            RECIPE_STREAM.lower(),
+            "-n",
+            s.ns,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+            check=False,
+            timeout=150,
+        )
+        if op is not None:
+            op.stop(15)
+        requests.delete(f"{url}/streams/definitions/{RECIPE_STREAM}", timeout=120)
+        with contextlib.suppress(TimeoutError):  # (not to hide the failure that got here)
+            wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={RECIPE_STREAM}"), 240, "SCDF's recipe pods gone")
+        # The later tests register this project's router as python-router again.
+        _unregister(url, [name for name, *_ in registrations])
 
 
 def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from samples import sample_pipeline
 
+from tspipe.autoscale import GroupLag
 from tspipe.controller import Controller
 from tspipe.kube import ApiException
 
@@ -140,6 +141,7 @@ class FakeAdmin:
         self.down = False
         self.lag_value = 0
         self.partitions = 1
+        self.committed_partitions = None  # partitions the router group committed on (None: all)
 
     def _check(self, what):
         self.calls.append(what)
@@ -167,9 +169,10 @@ class FakeAdmin:
         self._check("lag")
         return self.lag_value
 
-    def lag_and_partitions(self, brokers, group, topic):
+    def group_lag(self, brokers, group, topic):
         self._check("lag")
-        return self.lag_value, self.partitions
+        committed = self.partitions if self.committed_partitions is None else self.committed_partitions
+        return GroupLag(self.lag_value, self.partitions, committed)
 
     # A rollout's window (rollback.py): the offsets to return next, the records to read back.
     offsets_value: dict | None = None

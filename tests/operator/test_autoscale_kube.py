@@ -1,7 +1,9 @@
 """The lag autoscaler on the real control plane and the real broker. The router pods are
 kwok's (they consume nothing), so the test makes the lag itself: it produces a backlog
 into the input topic, and drains it by committing the router group's offsets, which is
-what the real router's consumer group does."""
+what the real router's consumer group does. The group first commits the input's start,
+as a router that uses its group does on its first poll: the autoscaler scales only on the
+lag of a group that commits (another router image may ignore the group it is given)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 from kubehelpers import conditions, produce, settled, wait_for
 from samples import SAMPLE_NAME as NAME
 from samples import sample_pipeline
@@ -41,6 +44,18 @@ def drain(bootstrap: str, topic: str, group: str, n: int) -> None:
     assert seen >= n, seen
 
 
+def commit_start(bootstrap: str, topic: str, group: str) -> None:
+    """The group's commits at the input's start on every partition, from outside the group
+    (it has no members: kwok's router pods consume nothing)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        assert parts, f"topic {topic} has no partitions yet"
+        consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(0, "", -1) for p in parts})
+    finally:
+        consumer.close(autocommit=False)
+
+
 def start_autoscaled(k, operator_factory, bootstrap: str, partitions: int, **autoscaling) -> tuple[str, str, str]:
     """A pipeline on its own topics with spec.router.autoscaling, Running and reporting;
     returns (tag, the router's group, the input topic)."""
@@ -57,6 +72,7 @@ def start_autoscaled(k, operator_factory, bootstrap: str, partitions: int, **aut
     k.apply(obj)
     wait_for(settled(k, "Running"), 180, "pipeline Running")
     wait_for(lambda: autoscaling_status(k).get("desiredReplicas") == 1, 60, "the autoscaler reporting")
+    commit_start(bootstrap, topic, group)
     return tag, group, topic
 
 
@@ -127,6 +143,43 @@ def test_lag_scales_the_router_up_to_the_partitions_and_back(k, operator_factory
     time.sleep(20)  # more than an autoscaler interval with 50 records of lag: nothing moves
     assert router_replicas(k) == 1
     assert aside() is not None
+
+
+def test_a_group_that_never_commits_is_not_scaled_on(k, operator_factory, kafka_bootstrap):
+    """A router that ignores the group it is given (the seed recipe's) leaves it without a
+    commit: its lag only grows, and more replicas of such a router each route every record."""
+    tag = uuid.uuid4().hex[:8]
+    obj = sample_pipeline()
+    group, topic = f"s{tag}", f"in-{tag}"
+    obj["spec"]["streamName"] = group
+    obj["spec"]["kafka"] = {
+        "brokers": [kafka_bootstrap],
+        "topics": {"input": topic, "even": f"even-{tag}", "odd": f"odd-{tag}", "partitions": PARTITIONS},
+    }
+    obj["spec"]["router"]["autoscaling"] = {
+        "targetLagPerReplica": 10,
+        "scaleUpStabilizationSeconds": 0,
+        "maxReplicas": 5,
+    }
+    operator_factory().start()
+    k.apply(obj)
+    wait_for(settled(k, "Running"), 180, "pipeline Running")
+    produce(kafka_bootstrap, topic, 100)
+
+    def said():
+        cond = conditions(k.json("tsp", NAME)).get("Autoscaling") or {}
+        return cond if cond.get("reason") == "NoGroupCommits" else None
+
+    cond = wait_for(said, 90, "the autoscaler saying the group has no commits")
+    assert cond["status"] == "False", cond
+    assert f"consumer group {group} has no committed offset on {topic} (100 records there)" in cond["message"]
+    # The decision made with the whole backlog seen: the count kept.
+    assert router_replicas(k) == 1
+    st = autoscaling_status(k)
+    assert (st["lag"], st["desiredReplicas"]) == (100, 1), st
+    # The group commits (a router that uses it): the lag scales the router.
+    commit_start(kafka_bootstrap, topic, group)
+    wait_for(lambda: router_replicas(k) == PARTITIONS, 90, "the router scaled on the group's lag")
 
 
 def test_at_the_partition_cap_the_topics_grow_and_the_router_follows(k, operator_factory, kafka_bootstrap):

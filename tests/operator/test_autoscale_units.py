@@ -210,6 +210,43 @@ def test_an_unreachable_broker_keeps_the_count_and_says_so():
     assert _conds(pipe)["Autoscaling"]["reason"] == autoscale.LAG_UNKNOWN
 
 
+def test_a_group_without_commits_is_not_scaled_on():
+    g = autoscale.GroupLag(lag=5000, partitions=3, committed=0)
+    why = autoscale.group_unused(g, "timeStampStream", "timeDest", 1)
+    assert "consumer group timeStampStream has no committed offset on timeDest (5000 records there)" in why
+    assert "does not use the consumer group it is given" in why and why.endswith("keeping 1 replica(s)")
+    assert autoscale.group_unused(autoscale.GroupLag(5000, 3, 1), "g", "t", 1) is None, "one partition committed"
+    assert autoscale.group_unused(autoscale.GroupLag(0, 3, 0), "g", "t", 1) is None, "nothing waits: nothing to say"
+
+
+def test_a_router_that_does_not_commit_in_its_group_keeps_its_count_and_the_condition_says_why():
+    """A router that ignores the group it is given (the seed recipe's): the group's lag only
+    grows, and more replicas of such a router each route every record."""
+    kube, ctl, pipe = _autoscaled(growPartitions=True)
+    ctl.admin.lag_value = 10_000
+    ctl.admin.committed_partitions = 0
+    for _ in range(3):
+        ctl.clock.t += 20
+        run(ctl.reconcile("ns", "timestamps"))
+        _ready(kube)
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 1
+    cond = _conds(pipe)["Autoscaling"]
+    assert (cond["status"], cond["reason"]) == ("False", autoscale.NO_GROUP_COMMITS)
+    assert "consumer group timeStampStream has no committed offset on timeDest (10000 records there)" in cond["message"]
+    assert pipe["status"]["autoscaling"]["desiredReplicas"] == 1
+    assert "partitionsGrownTo" not in pipe["status"]["autoscaling"], "nor are the topics grown for it"
+    assert not [e for e in kube.events if e[1] in ("Autoscaled", "PartitionsGrown")]
+    assert _conds(pipe).get("ScalingLimitedByPartitions", {}).get("status") != "True"
+    # Once the group commits (a router that uses it), the lag drives the replicas again.
+    ctl.admin.committed_partitions = 3
+    for _ in range(3):
+        ctl.clock.t += 20
+        run(ctl.reconcile("ns", "timestamps"))
+        _ready(kube)
+    assert kube.deps["timestamps-router"]["spec"]["replicas"] == 3
+    assert _conds(pipe)["Autoscaling"]["reason"] == autoscale.ENFORCING
+
+
 # --- growPartitions -------------------------------------------------------------------------
 
 

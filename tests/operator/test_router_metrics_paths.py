@@ -27,10 +27,12 @@ POD = "timestamps-router-abc"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    status, body = 200, EXPOSITION
+
     def do_GET(self):
         self.server.paths.append(self.path)
-        body = EXPOSITION.encode()
-        self.send_response(200)
+        body = self.body.encode()
+        self.send_response(self.status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -40,13 +42,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _RecipeActuator(_Handler):
+    """The seed recipe's router: a Flask actuator with /actuator/health and /info only."""
+
+    status, body = 404, "<!doctype html><title>404 Not Found</title>"
+
+
+class _BootActuator(_Handler):
+    """Another router serving Spring Boot's Prometheus endpoint, without tsrouter_* series."""
+
+    body = "# TYPE jvm_threads_live_threads gauge\njvm_threads_live_threads 21.0\n"
+
+
+def _serve(handler):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.paths = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @pytest.fixture
 def router_pod_server():
     """A stand-in for a router pod's actuator on 127.0.0.1: its port and the paths asked."""
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.paths = []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    srv = _serve(_Handler)
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -75,8 +93,13 @@ def operator(path: str | None, pod_ip: str | None = "127.0.0.1"):
     return kube, ctl, ctx
 
 
-def judge(ctl, ctx) -> rollback.Judgement:
-    p = SimpleNamespace(kafka=SimpleNamespace(credentials=object()), max_dead_letter_ratio=0.05)
+RECIPE_IMAGE = "springcloud/polyglot-python-app:0.2"
+
+
+def judge(ctl, ctx, image: str = "ghcr.io/tspipe/router:0.1.0") -> rollback.Judgement:
+    p = SimpleNamespace(
+        kafka=SimpleNamespace(credentials=object()), max_dead_letter_ratio=0.05, router=SimpleNamespace(image=image)
+    )
     return run(rollout._judge(ctx, ctl.clients, p, {"window": {"counters": {}}}))
 
 
@@ -141,3 +164,56 @@ def test_the_flag_chooses_the_path_and_defaults_to_direct():
     assert build_parser().parse_args(["--router-metrics=proxy"]).router_metrics == "proxy"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--router-metrics=exec"])
+
+
+# --- another router image (the seed recipe's): the counters are not there ----------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "detail"),
+    [
+        (_RecipeActuator, "timestamps-router-abc: /actuator/prometheus answered HTTP 404"),
+        (_BootActuator, "timestamps-router-abc: its /actuator/prometheus has no tsrouter_records_committed_total"),
+    ],
+)
+def test_a_router_image_without_the_counters_is_judged_by_readiness_naming_the_image(handler, detail, monkeypatch):
+    srv = _serve(handler)
+    try:
+        _, ctl, ctx = operator(None)
+        monkeypatch.setattr(clients_mod, "SERVER_PORT", srv.server_address[1])
+        j = judge(ctl, ctx, RECIPE_IMAGE)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert srv.paths == ["/actuator/prometheus"]
+    # Not a verdict on the data: what is missing, why, and what decided instead.
+    assert (j.ok, j.reason, j.checks) == (True, rollback.READINESS_ONLY, {}), j
+    assert f"router image {RECIPE_IMAGE} does not serve them ({detail})" in j.message, j.message
+    assert "the broker needs credentials (the operator never reads their Secret)" in j.message
+    assert "loss and the dead-letter ratio are not checked" in j.message
+    assert j.message.endswith("judged by readiness and the progress deadline only")
+
+
+def test_through_the_pod_proxy_a_404_is_a_router_without_the_counters():
+    kube, ctl, ctx = operator(defaults.ROUTER_METRICS_PROXY)
+
+    def pod_proxy_text(namespace, pod, port, path):
+        raise ApiException(status=404, reason="Not Found")
+
+    kube.pod_proxy_text = pod_proxy_text
+    j = judge(ctl, ctx, RECIPE_IMAGE)
+    assert j.reason == rollback.READINESS_ONLY
+    assert f"router image {RECIPE_IMAGE} does not serve them (timestamps-router-abc: 404 Not Found)" in j.message
+
+
+def test_one_pod_that_cannot_be_reached_is_not_blamed_on_the_image():
+    """Only pods that answered without the counters say "another image"; a path that does
+    not work is named as such."""
+    j = rollback.counters_unreadable(
+        [rollback.Unread("a", "/actuator/prometheus answered HTTP 404", True), rollback.Unread("b", "timed out")],
+        "at their pod IPs",
+        RECIPE_IMAGE,
+    )
+    assert "could not be read at their pod IPs (a: /actuator/prometheus answered HTTP 404; b: timed out)" in j.message
+    assert "does not serve" not in j.message
+    assert "no router pod is Ready" in rollback.counters_unreadable([], "at their pod IPs", RECIPE_IMAGE).message

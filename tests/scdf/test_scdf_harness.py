@@ -71,6 +71,16 @@ def test_kubernetes_mode_gives_skipper_one_default_account_in_the_given_namespac
     # Local mode: no kubeconfig leaks in from the caller's environment.
     assert skipper_env(None, base={"PATH": "/bin", "KUBECONFIG": "/elsewhere"}) == {"PATH": "/bin"}
     assert "--spring.cloud.skipper.server.enable-local-platform=true" in skipper_args(port=1, workdir=tmp_path)
+    assert not [a for a in args if "environment-variables" in a]
+
+
+def test_the_kubernetes_account_can_give_every_app_environment_variables(tmp_path):
+    """As SCDF's own Kubernetes install gives the apps the broker (the recipe's router reads it
+    from the environment only)."""
+    k8s = KubernetesPlatform("/x/admin.kubeconfig", "ns1", environment_variables=("A=1", "B=h:9092"))
+    args = skipper_args(port=1, workdir=tmp_path, kubernetes=k8s)
+    account = "--spring.cloud.skipper.server.platform.kubernetes.accounts.default"
+    assert f"{account}.environment-variables=A=1,B=h:9092" in args
 
 
 def test_servers_answer_on_loopback_with_streams_only(scdf_servers):

@@ -38,9 +38,7 @@ async def decide(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, di
         return p, report
     ctx.again_in(AUTOSCALE_INTERVAL)
     try:
-        lag, partitions = await clients.kafka(
-            clients.admin.lag_and_partitions, p.kafka.brokers, p.stream_name, p.kafka.topics.input
-        )
+        g = await clients.kafka(clients.admin.group_lag, p.kafka.brokers, p.stream_name, p.kafka.topics.input)
     except Exception as exc:  # noqa: BLE001 - any broker failure: keep the count, say why
         kept = int(prev.get("desiredReplicas", p.router.replicas))
         if a.enforce:
@@ -50,6 +48,22 @@ async def decide(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[Pipeline, di
         report.update(desiredReplicas=kept, active=False, reason=autoscale.LAG_UNKNOWN, message=message)
         return p, report
     current = int(prev["desiredReplicas"]) if a.enforce and "desiredReplicas" in prev else p.router.replicas
+    unused = autoscale.group_unused(g, p.stream_name, p.kafka.topics.input, current)
+    if unused:
+        if a.enforce:
+            p = replace(p, router=replace(p.router, replicas=current))
+        ctx.memory.autoscale_samples = autoscale.Samples()  # a gap: nothing to act on
+        report.update(
+            desiredReplicas=current,
+            active=False,
+            reason=autoscale.NO_GROUP_COMMITS,
+            message=unused,
+            source=autoscale.SOURCE_KAFKA,
+            lag=g.lag,
+            partitions=g.partitions,
+        )
+        return p, report
+    lag, partitions = g.lag, g.partitions
     d = autoscale.decide(a, current, lag, partitions, clients.monotonic(), ctx.memory.autoscale_samples)
     ctx.memory.autoscale_samples = d.samples
     report.update(
@@ -123,7 +137,8 @@ async def _aside(ctx: Pass, clients: Clients, p: Pipeline) -> tuple[str, str] | 
         return (
             autoscale.NO_CREDENTIALS_ACCESS,
             "the broker needs credentials and the operator never reads their Secret, so it cannot measure "
-            "the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric",
+            "the lag; scale with spec.router.replicas or an HPA on the router's tsrouter_consumer_lag metric "
+            "(this project's router image serves it; another router image needs a lag metric of its own)",
         )
     return None
 

@@ -10,6 +10,7 @@ Hands on status.rollout after this pass, and posts an Event when the verdict cha
 from __future__ import annotations
 
 import logging
+import urllib.error
 from typing import Any
 
 import urllib3
@@ -122,23 +123,35 @@ async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) 
     return result
 
 
-async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[str]]:
+async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[rollback.Unread]]:
     """The Ready router pods' own counters by pod name (at their pod IPs, or through the
     API server's pod proxy), and why any could not be read."""
     pods = await clients.pods(ctx.namespace, ctx.name, fresh=True)  # the verdict reads them: not a cached copy
     by_name = {p["metadata"]["name"]: p for p in pods}
     out: dict[str, dict[str, int]] = {}
     problems = []
+    path = f"/{podmetrics.METRICS_PATH}"
     for name in ready_pods(pods, ctx.name, ROUTER.suffix):
         try:
             out[name] = podmetrics.router_counters(await clients.router_metrics_text(by_name[name]))
+        # A pod that answers without the counters runs another router image (404: no such path).
         except ApiException as exc:
-            problems.append(f"{name}: {api_error(exc)}")
+            problems.append(rollback.Unread(name, api_error(exc), exc.status == 404))
+        except podmetrics.NoCommittedCounter as exc:
+            problems.append(rollback.Unread(name, str(exc), True))
+        except urllib.error.HTTPError as exc:
+            problems.append(rollback.Unread(name, f"{path} answered HTTP {exc.code}", exc.code == 404))
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(rollback.Unread(name, str(exc)))
     if problems:
         how = podmetrics.path_description(clients.router_metrics)
-        log.warning("%s/%s: router counters (%s): %s", ctx.namespace, ctx.name, how, "; ".join(problems))
+        log.warning(
+            "%s/%s: router counters (%s): %s",
+            ctx.namespace,
+            ctx.name,
+            how,
+            "; ".join(f"{u.pod}: {u.detail}" for u in problems),
+        )
     return out, problems
 
 
@@ -147,12 +160,8 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) ->
     if p.kafka.credentials is not None:
         counters, problems = await _router_counters(ctx, clients)
         if not counters:
-            why = "; ".join(problems) or "no router pod is Ready"
             how = podmetrics.path_description(clients.router_metrics)
-            return rollback.readiness_only(
-                f"the broker needs credentials (the operator never reads their Secret) and the router pods' "
-                f"counters could not be read {how} ({why})"
-            )
+            return rollback.counters_unreadable(problems, how, p.router.image)
         return rollback.judge_counters(window.get("counters") or {}, counters, p.max_dead_letter_ratio)
     start = window.get("start")
     if start is None:
