@@ -61,6 +61,16 @@ DEADLINE = rollback.DEADLINE
 NO_TRAFFIC = rollback.NO_TRAFFIC
 # With Kafka credentials the operator cannot read the topics: the rolling strategy instead.
 CREDENTIALS = "CredentialsNotReadable"
+# A router that does not use the consumer group it is given (the seed recipe's router has
+# none): the comparison matches outputs to the input offsets both groups committed, so it
+# cannot be made. Not a failure: the shadow is removed unjudged (NOT_COMPARED) and the
+# rolling strategy rolls the router, judged by readiness (its data checks need the
+# group's commits too).
+GROUP_UNUSED = rollback.GROUP_UNUSED
+NOT_COMPARED = "NotCompared"  # shadow.verdict, beside PROMOTED and SHADOW_REJECTED
+# What a shadow pod's counters say (podmetrics): this project's router (its tsrouter_*
+# counters served), another router (none served), or not read.
+COUNTERS_OURS, COUNTERS_FOREIGN, COUNTERS_UNREAD = "ours", "foreign", "unread"
 SKIPPED = "Skipped"  # shadow.state when the rolling strategy was used instead
 
 SUFFIX = "router-shadow"  # Deployment suffix and app.kubernetes.io/component of the shadow
@@ -145,12 +155,14 @@ def router_template(deployments: Sequence[Mapping[str, Any]]) -> Any:
 
 def starts(prev: Mapping[str, Any] | None, templates: str, strategy: str, router_changed: bool, readable: bool) -> bool:
     """A new attempt that runs as a shadow first: strategy Shadow, a stable revision to
-    compare with, the router's pod template changed, and a broker the operator can read."""
+    compare with (whose router uses its group: `stable_group_unused`), the router's pod
+    template changed, and a broker the operator can read."""
     prev = prev or {}
     stable = prev.get("stable") or {}
     return (
         strategy == SHADOW
         and readable
+        and not stable_group_unused(prev)
         and bool(stable)
         and router_changed
         and prev.get("templates") != templates
@@ -361,14 +373,59 @@ def moved(start_offsets: Sequence[int], shadow_committed: Sequence[int], input_e
     return not waiting
 
 
-def not_moving(rollout: Mapping[str, Any], now: datetime, verify_seconds: int) -> dict[str, Any] | None:
-    """Rejected when the shadow was available for `verify_seconds` and its group never
-    moved with records waiting; None while it may still."""
-    ready_at = parse_time(rollout["shadow"]["readyAt"])
+def not_moving(
+    rollout: Mapping[str, Any],
+    now: datetime,
+    verify_seconds: int,
+    outputs: int = 0,
+    counters: str = COUNTERS_UNREAD,
+) -> dict[str, Any]:
+    """The shadow available, its group not moved with records waiting. `outputs`: the
+    shadow's topics' end offsets summed now (the first call records them as the start).
+    After `verify_seconds` of it: when records reached the shadow's topics meanwhile and
+    its pods' `counters` are not this project's router's, its router does not use the
+    group it is given (`fell_back`); else it is stuck or idle (NotConsuming). Until then
+    the rollout as it was (plus the start)."""
+    out = dict(rollout)
+    sh = out["shadow"] = dict(out["shadow"])
+    sh.setdefault("outputsAtReady", outputs)
+    ready_at = parse_time(sh["readyAt"])
     idle = (now - ready_at).total_seconds()
     if idle < verify_seconds:
-        return None
-    return rejected(rollout, NOT_CONSUMING, f"the shadow committed nothing in {idle:.0f}s with records waiting", now)
+        return out
+    written = outputs - int(sh["outputsAtReady"])
+    if written > 0 and counters != COUNTERS_OURS:
+        seen = {
+            COUNTERS_FOREIGN: "and its pods serve no tsrouter_* counters (another router image)",
+            COUNTERS_UNREAD: "(its pods' counters could not be read to say which router it is)",
+        }[counters]
+        return fell_back(
+            out,
+            GROUP_UNUSED,
+            f"its pods are Ready and {written} records reached the shadow's topics in {idle:.0f}s, but they never "
+            f"committed in the shadow's consumer group {sh.get('group')} {seen}: a router that does not use the group "
+            "it is given, whose output cannot be matched to the input offsets the stable router committed",
+            now,
+        )
+    if written > 0:
+        return rejected(
+            out,
+            NOT_CONSUMING,
+            f"the shadow wrote {written} records in {idle:.0f}s but committed none with records waiting (its "
+            "tsrouter_* counters say this project's router: stuck committing)",
+            now,
+        )
+    return rejected(out, NOT_CONSUMING, f"the shadow committed nothing in {idle:.0f}s with records waiting", now)
+
+
+def suspect_foreign(rollout: Mapping[str, Any], now: datetime, verify_seconds: int, outputs: int) -> bool:
+    """`not_moving` decides in this pass with records on the shadow's topics: the shell
+    then reads the shadow pods' counters to tell another router from a stuck one."""
+    sh = rollout.get("shadow") or {}
+    if not sh.get("readyAt") or "outputsAtReady" not in sh:
+        return False
+    idle = (now - parse_time(str(sh["readyAt"]))).total_seconds()
+    return idle >= verify_seconds and outputs > int(sh["outputsAtReady"])
 
 
 # The shadow's own offsets in the window's start snapshot, beside the stable router's:
@@ -625,6 +682,35 @@ def promoted(
     return out
 
 
+def fell_back(rollout: Mapping[str, Any], reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """The shadow could not be compared (`reason`): removed unjudged, and the real router
+    rolls with the rolling strategy (`rollout_judged_by_readiness`)."""
+    out = _with_verdict(rollout, NOT_COMPARED, reason, f"not compared: {message}", now, None)
+    out.update(
+        verdict=rollback.VERIFYING,
+        reason=rollback.WAITING_FOR_READY,
+        message=f"shadow not compared ({reason}): rolling out the router with the rolling strategy, judged by "
+        "readiness and the progress deadline",
+        time=format_time(now),
+    )
+    return out
+
+
+def judged_by_readiness(rollout: Mapping[str, Any]) -> str | None:
+    """Why this attempt's rolling rollout is judged by readiness only (its shadow showed
+    that the router does not use its group, so the data checks cannot read its commits
+    either), or None."""
+    sh = rollout.get("shadow") or {}
+    if (sh.get("verdict"), sh.get("reason")) != (NOT_COMPARED, GROUP_UNUSED):
+        return None
+    if sh.get("templates") != rollout.get("templates"):
+        return None
+    return (
+        "the shadow of this revision showed that its router does not use the consumer group it is given "
+        "(status.rollout.shadow says how), so the data checks have no commits to read either"
+    )
+
+
 def rejected(
     rollout: Mapping[str, Any], reason: str, message: str, now: datetime, c: Comparison | None = None
 ) -> dict[str, Any]:
@@ -669,16 +755,32 @@ def to_delete(shadow: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return topics, groups
 
 
-def skipped(rollout: Mapping[str, Any], templates: str, generation: int | None) -> dict[str, Any]:
-    """status.rollout of an attempt that rolls instead (the broker needs credentials)."""
+def stable_group_unused(prev: Mapping[str, Any] | None) -> bool:
+    """The stable revision's rollout found that its router does not use its consumer
+    group (Stable with reason GroupNotUsed): a shadow has no commits to compare with."""
+    prev = prev or {}
+    return prev.get("verdict") == rollback.STABLE and prev.get("reason") == GROUP_UNUSED
+
+
+def skipped(
+    rollout: Mapping[str, Any], templates: str, generation: int | None, reason: str = CREDENTIALS
+) -> dict[str, Any]:
+    """status.rollout of an attempt that rolls instead: the broker needs credentials, or
+    (GROUP_UNUSED) the stable router does not use its consumer group."""
     out = dict(rollout)
+    message = {
+        CREDENTIALS: "spec.kafka.credentials: the operator never reads the Secret, so it cannot read the shadow's "
+        "and the router's output to compare them; rolled out with the rolling strategy and autoRollback's checks",
+        GROUP_UNUSED: "the stable router does not use its consumer group (its rollout was judged GroupNotUsed), "
+        "so there are no committed input offsets to match the shadow's output to; rolled out with the rolling "
+        "strategy and autoRollback's checks",
+    }[reason]
     out["shadow"] = {
         "generation": generation,
         "templates": templates,
         "state": SKIPPED,
-        "reason": CREDENTIALS,
-        "message": "spec.kafka.credentials: the operator never reads the Secret, so it cannot read the shadow's "
-        "and the router's output to compare them; rolled out with the rolling strategy and autoRollback's checks",
+        "reason": reason,
+        "message": message,
     }
     return out
 
@@ -686,7 +788,7 @@ def skipped(rollout: Mapping[str, Any], templates: str, generation: int | None) 
 def history_entry(prev: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """status.history's record of a verdict given between `prev` and `new` (status.rollout)."""
     before, after = (prev or {}).get("shadow") or {}, (new or {}).get("shadow") or {}
-    if after.get("verdict") not in (PROMOTED, SHADOW_REJECTED):
+    if after.get("verdict") not in (PROMOTED, SHADOW_REJECTED, NOT_COMPARED):
         return None
     if (after.get("verdict"), after.get("templates")) == (before.get("verdict"), before.get("templates")):
         return None
@@ -704,6 +806,9 @@ def event(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, 
         return "Normal", "ShadowPromoted", f"generation {gen}: {after.get('message', '')}"
     if after.get("verdict") == SHADOW_REJECTED:
         return "Warning", SHADOW_REJECTED, f"generation {gen} ({after.get('reason')}): {after.get('message', '')}"
+    if after.get("verdict") == NOT_COMPARED:
+        # Warning: the release rolls without the comparison the spec asked for.
+        return "Warning", "ShadowNotCompared", f"generation {gen} ({after.get('reason')}): {after.get('message', '')}"
     return None
 
 

@@ -175,12 +175,17 @@ SHADOW = obj(
         "its Deployment goes, then its topics and group), Done; Skipped: not run (the reason says why).",
         enum=(shadow.STARTING, shadow.RUNNING, shadow.REMOVING, shadow.DONE, shadow.SKIPPED),
     ),
-    string("verdict", enum=(shadow.PROMOTED, shadow.SHADOW_REJECTED, shadow.SUPERSEDED)),
+    string(
+        "verdict",
+        "NotCompared: removed unjudged, the router rolled with the rolling strategy (the reason says why).",
+        enum=(shadow.PROMOTED, shadow.SHADOW_REJECTED, shadow.SUPERSEDED, shadow.NOT_COMPARED),
+    ),
     string("reason"),
     string("message"),
     timestamp("time"),
     timestamp("since"),
     timestamp("readyAt"),
+    int64("outputsAtReady", "Its topics' end offsets, summed, when the wait for its group's commits began."),
     timestamp(
         "heldSince",
         "Since when it has been at zero replicas with the router (paused): its deadline and window wait.",

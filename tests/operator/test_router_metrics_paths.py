@@ -108,7 +108,7 @@ def test_by_default_the_counters_are_read_at_the_pods_ip_on_its_actuator_port(ro
     assert ctl.clients.router_metrics == defaults.ROUTER_METRICS_DIRECT
     # The pod's actuator port (the router's server port) is the stand-in's.
     monkeypatch.setattr(clients_mod, "SERVER_PORT", router_pod_server.server_address[1])
-    counters, problems = run(rollout._router_counters(ctx, ctl.clients))
+    counters, problems = run(rollout.router_counters(ctx, ctl.clients))
     assert problems == [] and counters == {POD: {"committed": 120, "even": 70, "odd": 55, "deadLetter": 1, "lag": 7}}
     assert router_pod_server.paths == ["/actuator/prometheus"]
     assert not hasattr(kube, "proxied"), "no API server call"
@@ -123,7 +123,7 @@ def test_with_proxy_the_counters_come_through_the_api_servers_pod_proxy():
         return EXPOSITION
 
     kube.pod_proxy_text = pod_proxy_text
-    counters, problems = run(rollout._router_counters(ctx, ctl.clients))
+    counters, problems = run(rollout.router_counters(ctx, ctl.clients))
     assert problems == [] and counters[POD]["committed"] == 120
     assert kube.proxied == [("ns", POD, SERVER_PORT, "actuator/prometheus")]
 

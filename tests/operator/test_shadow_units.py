@@ -198,7 +198,7 @@ def test_the_stages_from_start_to_a_verdict():
     assert not shadow.moved([10, -1], [10, -1], [20, 0])
     assert shadow.moved([10, -1], [11, -1], [20, 0])
     assert shadow.moved([10, -1], [10, -1], [10, 0]), "nothing waiting: nothing to move on"
-    assert shadow.not_moving(r, T0 + timedelta(seconds=10), 30) is None
+    assert shadow.not_moving(r, T0 + timedelta(seconds=10), 30)["verdict"] == rollback.VERIFYING, "may still"
     assert shadow.not_moving(r, T0 + timedelta(seconds=36), 30)["reason"] == shadow.NOT_CONSUMING
     snap = {"committed": [12, -1], "input": [20, 0], "even": [100], "odd": [90], "deadLetter": [0]}
     r = shadow.opened(r, snap, T0 + timedelta(seconds=6), 30)
@@ -381,6 +381,99 @@ def _shadow_run(kube, ctl, now, obj, admin, shadow_prefixes, swap=False, stable_
     }
     _pass(kube, ctl)  # the window ends: compared, a verdict
     return obj["status"], n
+
+
+@pytest.mark.parametrize("counters", [shadow.COUNTERS_FOREIGN, shadow.COUNTERS_UNREAD])
+def test_a_ready_shadow_that_writes_but_never_commits_is_not_compared_and_rolls_by_readiness(counters):
+    _, p = pipeline()
+    r = shadow.started(shadow.start(stable_rollout(), 3, "new", shadow.names(p, 3), T0), [10], T0)
+    r, _ = shadow.step(r, True, T0, 30, 60)
+    r = shadow.not_moving(r, T0 + timedelta(seconds=2), 30, outputs=4)  # the start: what was there already
+    assert not shadow.suspect_foreign(r, T0 + timedelta(seconds=20), 30, 90), "not before verifySeconds"
+    assert not shadow.suspect_foreign(r, T0 + timedelta(seconds=31), 30, 4), "nothing written"
+    assert shadow.suspect_foreign(r, T0 + timedelta(seconds=31), 30, 90)
+    out = shadow.not_moving(r, T0 + timedelta(seconds=31), 30, outputs=90, counters=counters)
+    sh = out["shadow"]
+    assert (sh["verdict"], sh["reason"], sh["state"]) == (shadow.NOT_COMPARED, shadow.GROUP_UNUSED, shadow.REMOVING)
+    assert "86 records reached the shadow's topics" in sh["message"] and p.stream_name in sh["message"]
+    assert out["verdict"] == rollback.VERIFYING and out["reason"] == rollback.WAITING_FOR_READY
+    assert "rolling strategy" in out["message"]
+    assert not shadow.holds(out, "new") and not shadow.wants_deployment(out, "new"), "the router rolls"
+    assert shadow.judged_by_readiness(out) and not shadow.judged_by_readiness({**out, "templates": "newer"})
+    assert shadow.event(r, out)[:2] == ("Warning", "ShadowNotCompared")
+    assert shadow.history_entry(r, out) == {"generation": 3, "verdict": "NotCompared", "reason": "GroupNotUsed"}
+    assert shadow.to_delete(out["shadow"])[1] == [f"{p.stream_name}-shadow-3"], "its group and topics still go"
+
+
+def test_a_shadow_of_this_projects_router_that_stalls_is_still_rejected_as_not_consuming():
+    _, p = pipeline()
+    r = shadow.started(shadow.start(stable_rollout(), 3, "new", shadow.names(p, 3), T0), [10], T0)
+    r, _ = shadow.step(r, True, T0, 30, 60)
+    r = shadow.not_moving(r, T0, 30, outputs=0)
+    idle = shadow.not_moving(r, T0 + timedelta(seconds=31), 30, outputs=0, counters=shadow.COUNTERS_FOREIGN)
+    assert idle["verdict"] == shadow.SHADOW_REJECTED and idle["reason"] == shadow.NOT_CONSUMING, "writes nothing"
+    stuck = shadow.not_moving(r, T0 + timedelta(seconds=31), 30, outputs=50, counters=shadow.COUNTERS_OURS)
+    assert stuck["verdict"] == shadow.SHADOW_REJECTED and stuck["reason"] == shadow.NOT_CONSUMING
+    assert "wrote 50 records" in stuck["message"] and "counters" in stuck["message"]
+    assert shadow.judged_by_readiness(stuck) is None
+
+
+def test_a_stable_router_that_does_not_use_its_group_skips_the_shadow_naming_why():
+    stable = stable_rollout()
+    assert not shadow.stable_group_unused(stable)
+    unused = {**stable, "verdict": rollback.STABLE, "reason": rollback.GROUP_UNUSED}
+    assert shadow.stable_group_unused(unused) and not shadow.starts(unused, "new", "Shadow", True, True)
+    assert not shadow.stable_group_unused({**unused, "verdict": rollback.VERIFYING})
+    out = shadow.skipped({"verdict": rollback.VERIFYING}, "new", 4, shadow.GROUP_UNUSED)
+    assert (out["shadow"]["state"], out["shadow"]["reason"]) == (shadow.SKIPPED, "GroupNotUsed")
+    assert "does not use its consumer group" in out["shadow"]["message"]
+
+
+def test_the_controller_rolls_a_router_that_ignores_its_group_instead_of_rejecting_it():
+    kube, ctl, now = _shadow_pipeline()
+    admin, obj = ctl.admin, kube.pipelines["timestamps"]
+    _stable_first(kube, ctl, now)
+    _change(kube, obj, {"image": "springcloud/polyglot-python-app:0.2"}, 2)
+    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl)  # its Deployment
+    assert "timestamps-router-shadow" in kube.deps
+    n = shadow.names(Pipeline.from_resource(obj), 2)
+    admin.shadow_committed = [10]  # never moves past the stable group's offsets it was given
+    admin.by_topic = {n.even: [], n.odd: [], n.dead_letter: []}
+    _pass(kube, ctl)  # available, not moving: its topics' ends noted
+    assert obj["status"]["rollout"]["shadow"]["outputsAtReady"] == 0
+    now.t += timedelta(seconds=31)
+    admin.by_topic = {n.even: [rec(0, i, b"Even timestamp: 2") for i in range(7)], n.odd: [], n.dead_letter: []}
+    _pass(kube, ctl)
+    st = obj["status"]
+    sh = st["rollout"]["shadow"]
+    assert (sh["verdict"], sh["reason"]) == (shadow.NOT_COMPARED, shadow.GROUP_UNUSED), sh
+    assert prune(st, STATUS_SCHEMA) == st, "every key the fallback writes is in the status schema"
+    assert ("Warning", "ShadowNotCompared") in [e[:2] for e in kube.events]
+    assert not any(e[1] == shadow.SHADOW_REJECTED for e in kube.events)
+    _pass(kube, ctl)  # the shadow Deployment goes, the router rolls to the new revision
+    assert "timestamps-router-shadow" not in kube.deps
+    assert _router(kube)["image"] == "springcloud/polyglot-python-app:0.2"
+    _pass(kube, ctl)  # its group and topics deleted; the rolled router available: judged by readiness
+    _pass(kube, ctl)
+    st = obj["status"]
+    assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
+    assert st["phase"] == "Running", st["conditions"]
+    r = st["rollout"]
+    assert (r["verdict"], r["reason"]) == (rollback.STABLE, rollback.GROUP_UNUSED), r
+    assert "judged by readiness" in r["message"]
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert (conds["ShadowRelease"]["status"], conds["ShadowRelease"]["reason"]) == ("False", "GroupNotUsed")
+    assert "never committed in the shadow's consumer group" in conds["ShadowRelease"]["message"]
+    assert conds["RolloutVerified"]["status"] == "True"
+    # The next change: the stable router uses no group, so no shadow is started.
+    admin.calls.clear()
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 3)
+    _pass(kube, ctl)
+    assert "shadow_start" not in admin.calls and "timestamps-router-shadow" not in kube.deps
+    assert "--tsrouter.even-prefix=EVEN:" in _router(kube)["args"], "rolled at once"
+    cond = {c["type"]: c for c in obj["status"]["conditions"]}["ShadowRelease"]
+    assert (cond["status"], cond["reason"]) == ("False", "GroupNotUsed")
 
 
 def test_the_controller_promotes_a_harmless_shadow_and_rejects_a_misrouting_one():

@@ -78,11 +78,16 @@ async def _rolling(
     if (prev or {}).get("templates") != templates:
         if router_changed and p.rollout_strategy == SHADOW and p.kafka.credentials is not None:
             r = shadow.skipped(r, templates, r.get("generation"))
+        elif router_changed and p.rollout_strategy == SHADOW and shadow.stable_group_unused(prev):
+            r = shadow.skipped(r, templates, r.get("generation"), shadow.GROUP_UNUSED)
         r = shadow_phase.superseded(prev, r)
     try:
         if need == rollback.OPEN and p.kafka.credentials is not None:
-            counters, _ = await _router_counters(ctx, clients)
+            counters, _ = await router_counters(ctx, clients)
             r = rollback.opened(r, None, clients.now(), p.verify_seconds, counters=counters)
+        elif need == rollback.OPEN and (why := shadow.judged_by_readiness(r)):
+            spec = ctx.resource.get("spec") or {}
+            r = rollback.judged(r, rollback.readiness_only(why), clients.now(), spec) | {"reason": shadow.GROUP_UNUSED}
         elif need == rollback.OPEN:
             start = await window_offsets(clients, p, commits_first=False)
             r = rollback.opened(r, start, clients.now(), p.verify_seconds, spec=ctx.resource.get("spec") or {})
@@ -123,15 +128,17 @@ async def window_offsets(clients: Clients, p: Pipeline, *, commits_first: bool) 
     return result
 
 
-async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[str, int]], list[rollback.Unread]]:
+async def router_counters(
+    ctx: Pass, clients: Clients, suffix: str = ROUTER.suffix
+) -> tuple[dict[str, dict[str, int]], list[rollback.Unread]]:
     """The Ready router pods' own counters by pod name (at their pod IPs, or through the
-    API server's pod proxy), and why any could not be read."""
+    API server's pod proxy), and why any could not be read; `suffix`: the shadow's pods."""
     pods = await clients.pods(ctx.namespace, ctx.name, fresh=True)  # the verdict reads them: not a cached copy
     by_name = {p["metadata"]["name"]: p for p in pods}
     out: dict[str, dict[str, int]] = {}
     problems = []
     path = f"/{podmetrics.METRICS_PATH}"
-    for name in ready_pods(pods, ctx.name, ROUTER.suffix):
+    for name in ready_pods(pods, ctx.name, suffix):
         try:
             out[name] = podmetrics.router_counters(await clients.router_metrics_text(by_name[name]))
         # A pod that answers without the counters runs another router image (404: no such path).
@@ -158,7 +165,7 @@ async def _router_counters(ctx: Pass, clients: Clients) -> tuple[dict[str, dict[
 async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any]) -> rollback.Judgement:
     window = r.get("window") or {}
     if p.kafka.credentials is not None:
-        counters, problems = await _router_counters(ctx, clients)
+        counters, problems = await router_counters(ctx, clients)
         if not counters:
             how = podmetrics.path_description(clients.router_metrics)
             return rollback.counters_unreadable(problems, how, p.router.image)

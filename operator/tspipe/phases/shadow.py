@@ -98,7 +98,12 @@ async def _step(
             snapshot |= shadow.shadow_snapshot(n, shadow_ends, shadow_committed)
             r = shadow.opened(r, snapshot, clients.now(), p.verify_seconds)
         else:
-            r = shadow.not_moving(r, now, p.verify_seconds) or r
+            written = await clients.kafka(clients.admin.ends, p.kafka.brokers, n.topics)
+            outputs = sum(sum(e) for e in written.values())
+            counters = shadow.COUNTERS_UNREAD
+            if shadow.suspect_foreign(r, now, p.verify_seconds, outputs):
+                counters = await _which_router(ctx, clients)
+            r = shadow.not_moving(r, now, p.verify_seconds, outputs, counters)
     elif need == shadow.JUDGE:
         r = await _judge(ctx, clients, p, r, n)
     window = r["shadow"].get("window")
@@ -108,6 +113,19 @@ async def _step(
     elif r["shadow"].get("verdict") is None and not held:  # held: the router's own changes bring the next pass
         ctx.again_in(shadow.RECHECK_SECONDS)
     return r
+
+
+async def _which_router(ctx: Pass, clients: Clients) -> str:
+    """What the shadow's Ready pods' counters say: this project's router, another one
+    (no tsrouter_* counters served), or not read (the path failed)."""
+    from .rollout import router_counters
+
+    counters, unread = await router_counters(ctx, clients, shadow.SUFFIX)
+    if counters:
+        return shadow.COUNTERS_OURS
+    if unread and all(u.not_served for u in unread):
+        return shadow.COUNTERS_FOREIGN
+    return shadow.COUNTERS_UNREAD
 
 
 def _stable(ctx: Pass, r: dict[str, Any]) -> Pipeline | None:
