@@ -17,10 +17,11 @@ from controllerfakes import make, run
 from test_rollback_counters_unit import EXPOSITION
 
 from tspipe import clients as clients_mod
-from tspipe import defaults, rollback
+from tspipe import defaults, rollback, shadow
 from tspipe.kube import ApiException
 from tspipe.manager import build_parser
 from tspipe.phases import rollout
+from tspipe.phases import shadow as shadow_phase
 from tspipe.render import LABEL_COMPONENT, LABEL_INSTANCE, MANAGED_SELECTOR, SERVER_PORT
 
 POD = "timestamps-router-abc"
@@ -217,3 +218,37 @@ def test_one_pod_that_cannot_be_reached_is_not_blamed_on_the_image():
     assert "could not be read at their pod IPs (a: /actuator/prometheus answered HTTP 404; b: timed out)" in j.message
     assert "does not serve" not in j.message
     assert "no router pod is Ready" in rollback.counters_unreadable([], "at their pod IPs", RECIPE_IMAGE).message
+
+
+# --- a shadow release's pods: which router is it (phases/shadow._which_router) ------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "which"),
+    [
+        (_Handler, shadow.COUNTERS_OURS),
+        (_RecipeActuator, shadow.COUNTERS_FOREIGN),
+        (_BootActuator, shadow.COUNTERS_FOREIGN),
+    ],
+)
+def test_a_shadow_pods_counters_tell_this_projects_router_from_another(handler, which, monkeypatch):
+    kube, ctl, ctx = operator(None)
+    kube.pods[0]["metadata"]["labels"][LABEL_COMPONENT] = shadow.SUFFIX
+    srv = _serve(handler)
+    try:
+        monkeypatch.setattr(clients_mod, "SERVER_PORT", srv.server_address[1])
+        assert run(shadow_phase._which_router(ctx, ctl.clients)) == which
+        assert srv.paths == ["/actuator/prometheus"], "the shadow's pod was asked"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_shadow_pod_that_does_not_answer_is_unread_not_foreign(monkeypatch):
+    kube, ctl, ctx = operator(None)
+    kube.pods[0]["metadata"]["labels"][LABEL_COMPONENT] = shadow.SUFFIX
+    srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    closed = srv.server_address[1]
+    srv.server_close()  # nothing listens there now
+    monkeypatch.setattr(clients_mod, "SERVER_PORT", closed)
+    assert run(shadow_phase._which_router(ctx, ctl.clients)) == shadow.COUNTERS_UNREAD
