@@ -320,6 +320,7 @@ def hold(rollout: Mapping[str, Any], now: datetime, why: str) -> dict[str, Any]:
         return out
     sh.pop("window", None)
     sh.pop("readyAt", None)
+    sh.pop("outputsAtReady", None)
     sh["heldSince"] = format_time(now)
     out["message"] = (
         f"shadow {sh['deployment']} at zero replicas with the router ({why}): its progress deadline and comparison "
@@ -394,28 +395,40 @@ def not_moving(
     if idle < verify_seconds:
         return out
     written = outputs - int(sh["outputsAtReady"])
-    if written > 0 and counters != COUNTERS_OURS:
-        seen = {
-            COUNTERS_FOREIGN: "and its pods serve no tsrouter_* counters (another router image)",
-            COUNTERS_UNREAD: "(its pods' counters could not be read to say which router it is)",
-        }[counters]
-        return fell_back(
-            out,
-            GROUP_UNUSED,
-            f"its pods are Ready and {written} records reached the shadow's topics in {idle:.0f}s, but they never "
-            f"committed in the shadow's consumer group {sh.get('group')} {seen}: a router that does not use the group "
-            "it is given, whose output cannot be matched to the input offsets the stable router committed",
-            now,
-        )
-    if written > 0:
+    return _uncommitted(out, written, f"in {idle:.0f}s", counters, now) or rejected(
+        out, NOT_CONSUMING, f"the shadow committed nothing in {idle:.0f}s with records waiting", now
+    )
+
+
+def _uncommitted(
+    rollout: Mapping[str, Any], written: int, when: str, counters: str, now: datetime
+) -> dict[str, Any] | None:
+    """A shadow that wrote `written` records (`when`) but never committed in its group:
+    another router that does not use the group (`fell_back`), or this project's router
+    stuck committing (its counters say so: NotConsuming); None when it wrote nothing."""
+    if written <= 0:
+        return None
+    if counters == COUNTERS_OURS:
         return rejected(
-            out,
+            rollout,
             NOT_CONSUMING,
-            f"the shadow wrote {written} records in {idle:.0f}s but committed none with records waiting (its "
-            "tsrouter_* counters say this project's router: stuck committing)",
+            f"the shadow wrote {written} records {when} but committed none with records waiting (its tsrouter_* "
+            "counters say this project's router: stuck committing)",
             now,
         )
-    return rejected(out, NOT_CONSUMING, f"the shadow committed nothing in {idle:.0f}s with records waiting", now)
+    seen = {
+        COUNTERS_FOREIGN: "and its pods serve no tsrouter_* counters (another router image)",
+        COUNTERS_UNREAD: "(its pods' counters could not be read to say which router it is)",
+    }[counters]
+    group = (rollout.get("shadow") or {}).get("group")
+    return fell_back(
+        rollout,
+        GROUP_UNUSED,
+        f"its pods are Ready and {written} records reached the shadow's topics {when}, but they never committed "
+        f"in the shadow's consumer group {group} {seen}: a router that does not use the group it is given, whose "
+        "output cannot be matched to the input offsets the stable router committed",
+        now,
+    )
 
 
 def suspect_foreign(rollout: Mapping[str, Any], now: datetime, verify_seconds: int, outputs: int) -> bool:
@@ -621,6 +634,25 @@ def load(start: Sequence[int], committed: Sequence[int], ends: Mapping[str, list
     return {"consumed": consumed, "written": sum(sum(e) for e in ends.values()), "read": read}
 
 
+def written_in_window(rollout: Mapping[str, Any], ends: Mapping[str, list[int]], n: Names) -> int:
+    """Records the shadow's topics gained since its window opened."""
+    start = ((rollout.get("shadow") or {}).get("window") or {}).get("start") or {}
+    return sum(
+        _delta_sum(start.get(SHADOW_KEYS[side], []), ends.get(topic, []))
+        for side, topic in zip(SIDES, n.topics, strict=True)
+    )
+
+
+def _delta_sum(start: Sequence[int], end: Sequence[int]) -> int:
+    return sum(max(0, e - max(start[i] if i < len(start) else 0, 0)) for i, e in enumerate(end))
+
+
+def judge_suspects_foreign(c: Comparison, stable_moved: bool, shadow_moved: bool, written: int) -> bool:
+    """`judged` would find a shadow that wrote records but never committed: the shell
+    reads its pods' counters first."""
+    return c.compared == 0 and stable_moved and not shadow_moved and written > 0
+
+
 def judged(
     rollout: Mapping[str, Any],
     c: Comparison,
@@ -628,8 +660,12 @@ def judged(
     shadow_moved: bool,
     now: datetime,
     cost: Mapping[str, int] | None = None,
+    written: int = 0,
+    counters: str = COUNTERS_UNREAD,
 ) -> dict[str, Any]:
-    """The shadow's verdict after its window (`cost`: `load`, kept in the status)."""
+    """The shadow's verdict after its window (`cost`: `load`, kept in the status;
+    `written`: records its topics gained in the window, `counters`: what its pods'
+    counters say, for a shadow that never committed)."""
     if cost is not None:
         rollout = {**rollout, "shadow": {**rollout["shadow"], "load": dict(cost)}}
     if c.differing:
@@ -643,6 +679,9 @@ def judged(
             c,
         )
     if c.compared == 0 and stable_moved and not shadow_moved:
+        foreign = _uncommitted(rollout, written, "in the window", counters, now)
+        if foreign is not None:
+            return foreign
         return rejected(rollout, NOT_CONSUMING, "the shadow committed none of the records the stable router did", now)
     if c.compared == 0:
         return promoted(rollout, NO_TRAFFIC, "no record to compare in the window: judged by availability only", now, c)

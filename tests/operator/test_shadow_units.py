@@ -418,6 +418,31 @@ def test_a_shadow_of_this_projects_router_that_stalls_is_still_rejected_as_not_c
     assert shadow.judged_by_readiness(stuck) is None
 
 
+def test_a_shadow_that_wrote_in_its_window_but_never_committed_is_judged_by_its_counters():
+    # Opened with nothing waiting (an idle input), then records came: the stable group
+    # moved, the shadow's did not, but its topics gained records.
+    _, p = pipeline()
+    n = shadow.names(p, 3)
+    r = shadow.started(shadow.start(stable_rollout(), 3, "new", n, T0), [10], T0)
+    r = shadow.opened(r, {"committed": [10], "input": [10], "shadowEven": [0], "shadowOdd": [2]}, T0, 30)
+    written = shadow.written_in_window(r, {n.even: [4], n.odd: [5], n.dead_letter: [0]}, n)
+    assert written == 7
+    none = shadow.Comparison(0, [], 0)
+    assert shadow.judge_suspects_foreign(none, True, False, written)
+    assert not shadow.judge_suspects_foreign(none, True, False, 0) and not shadow.judge_suspects_foreign(
+        none, True, True, 7
+    )
+    later = T0 + timedelta(seconds=31)
+    foreign = shadow.judged(r, none, True, False, later, written=written, counters=shadow.COUNTERS_FOREIGN)
+    assert (foreign["shadow"]["verdict"], foreign["shadow"]["reason"]) == (shadow.NOT_COMPARED, shadow.GROUP_UNUSED)
+    assert "7 records reached the shadow's topics in the window" in foreign["shadow"]["message"]
+    assert "window" not in foreign["shadow"] and foreign["verdict"] == rollback.VERIFYING
+    ours = shadow.judged(r, none, True, False, later, written=written, counters=shadow.COUNTERS_OURS)
+    assert ours["verdict"] == shadow.SHADOW_REJECTED and ours["reason"] == shadow.NOT_CONSUMING
+    silent = shadow.judged(r, none, True, False, later, written=0, counters=shadow.COUNTERS_FOREIGN)
+    assert silent["reason"] == shadow.NOT_CONSUMING, "wrote nothing: not consuming, whatever its image"
+
+
 def test_a_stable_router_that_does_not_use_its_group_skips_the_shadow_naming_why():
     stable = stable_rollout()
     assert not shadow.stable_group_unused(stable)

@@ -174,7 +174,11 @@ async def _judge(ctx: Pass, clients: Clients, p: Pipeline, r: dict[str, Any], n:
     shadow_moved = any(h > max(first[i] if i < len(first) else 0, 0) for i, h in enumerate(shadow_committed))
     read = len(inputs) + sum(len(v) for v in stable_out.values()) + sum(len(v) for v in shadow_out.values())
     cost = shadow.load(first, shadow_committed, ends, read)
-    return shadow.judged(r, c, stable_moved, shadow_moved, clients.now(), cost)
+    written = shadow.written_in_window(r, ends, n)
+    counters = shadow.COUNTERS_UNREAD
+    if shadow.judge_suspects_foreign(c, stable_moved, shadow_moved, written):
+        counters = await _which_router(ctx, clients)
+    return shadow.judged(r, c, stable_moved, shadow_moved, clients.now(), cost, written, counters)
 
 
 async def cleanup(
