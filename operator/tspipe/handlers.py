@@ -9,7 +9,8 @@ The Deployments' and pods' events also feed the controller's watch cache
 (kopf runs them for every event but a deletion, before any event handler, and holds
 every event handler until they have seen each indexed kind's initial list: so when the
 first event handler runs, the cache is primed), and the deletions from the event
-handlers. The index handlers return nothing: kopf's own index stays empty.
+handlers. The index handlers return nothing: kopf's own index stays empty. The
+pipelines' events feed it too, so a pass reads its pipeline without a GET.
 """
 
 from __future__ import annotations
@@ -56,12 +57,17 @@ async def _cleanup(memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
-    memo.controller.cache.primed = True  # kopf ran the index handlers over the initial lists first
+async def _pipeline_event(type, body, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    cache = memo.controller.cache
+    cache.primed = True  # kopf ran the index handlers over the initial lists first
     if type == "DELETED":
+        cache.pipelines.delete(body)
         memo.controller.forget(namespace, name)
-    else:
-        memo.controller.enqueue(namespace, name)
+        return
+    if type is None and cache.pipelines.get(namespace, name) is not None:
+        cache.relisted()  # listed again: a pipeline deleted meanwhile is still cached
+    cache.pipelines.upsert(body)  # the passes read it from here (watchcache.py)
+    memo.controller.enqueue(namespace, name)
 
 
 @kopf.index("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
