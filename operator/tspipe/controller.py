@@ -144,6 +144,12 @@ class Controller:
     def enqueue_soon(self, namespace: str, name: str) -> None:
         self.queue.enqueue_soon((namespace, name))
 
+    def listed(self, namespace: str, name: str) -> None:
+        """The pipeline came in a listing (it existed before its watch began): its
+        Deployments and pods may not be in the cache yet, so its next pass reads them
+        from the API."""
+        self._memory.setdefault((namespace, name), Memory()).read_fresh = True
+
     def forget(self, namespace: str, name: str) -> None:
         self.queue.forget((namespace, name))
         self._memory.pop((namespace, name), None)
@@ -235,11 +241,13 @@ class Controller:
         return await self._reconcile_normal(resource, fresh)
 
     def _fresh(self, key: Key, memory: Memory | None) -> bool:
-        """Whether this pass reads from the API rather than the watch cache: a settled
-        pipeline's periodic re-read, after a write found
+        """Whether this pass reads from the API rather than the watch cache: a listed
+        pipeline's first pass, a settled pipeline's periodic re-read, after a write found
         the cache stale, or the first since a watch listed again (watchcache.py)."""
         if memory is None:
-            return self.cache.epoch != Memory.cache_epoch  # a new pipeline: as its Memory would say
+            # Created since the watches began: its children come as events or as our
+            # writes' answers (a listed one has a Memory: `listed`).
+            return False
         return memory.read_fresh or key in self.queue.rereading or memory.cache_epoch != self.cache.epoch
 
     async def _reconcile_held(self, resource: dict[str, Any]) -> Outcome:

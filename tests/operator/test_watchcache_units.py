@@ -489,3 +489,29 @@ def test_a_deleted_pipeline_leaves_no_cached_copy():
     assert ctl.cache.pipelines.get("ns", "timestamps") is None
     run(ctl.reconcile("ns", "timestamps"))
     assert gets == ["timestamps"], "not in the cache: from the API"
+
+
+def test_a_pipeline_version_is_rendered_once_and_again_when_it_changes(monkeypatch):
+    from tspipe.phases import children
+
+    renders = []
+    real = children.render_deployments
+    monkeypatch.setattr(children, "render_deployments", lambda *a, **kw: renders.append(1) or real(*a, **kw))
+    kube, ctl, _ = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))  # renders, writes the status: a new version
+    rolled_out(ctl, kube)
+    run(ctl.reconcile("ns", "timestamps"))  # the status write's version: rendered again
+    n = len(renders)
+    d = kube.deps["timestamps-router"]
+    d["metadata"]["resourceVersion"] = kube._rv()
+    watch(ctl, kube)
+    out = run(ctl.reconcile("ns", "timestamps"))  # woken by a Deployment: same pipeline version
+    assert not out.unchanged and len(renders) == n and out.writes == 0
+    p = json.loads(json.dumps(kube.pipelines["timestamps"]))
+    p["spec"]["router"] = {**p["spec"].get("router", {}), "env": [{"name": "X", "value": "1"}]}
+    p["metadata"]["resourceVersion"], p["metadata"]["generation"] = kube._rv(), 2
+    kube.pipelines["timestamps"] = copy.deepcopy(p)
+    ctl.cache.pipelines.upsert(p)
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert len(renders) == n + 1 and ("update", "timestamps-router") in kube.writes

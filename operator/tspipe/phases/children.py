@@ -54,7 +54,7 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
         lag = await _router_lag(clients, p)
         pause = pause_state(p, by_field, clients.now(), source_stopped_at=stopped_at, lag=lag, drain=drain)
     ctx.again_in(pause.recheck_after)
-    desired = render_deployments(ctx.resource, pause.replicas, pipeline=p)
+    desired = _render(ctx, p, pause.replicas)
     templates = None
     router_changed = False
     if p.auto_rollback:
@@ -89,6 +89,21 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
     by_name = {d["metadata"]["name"]: d for d in actual}
     done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
     return Children(actual, pause, templates, done, router_changed)
+
+
+def _render(ctx: Pass, p: Pipeline, replicas: dict[str, int]) -> list[dict[str, Any]]:
+    """render_deployments, remembered: most passes are woken by their Deployments' status
+    and would render the same four again (each a JSON dump for its spec hash). What a
+    render reads: the parsed pipeline, the replicas, and the resource's name and uid (the
+    owner reference). The rendered objects are shared between passes: read only."""
+    meta = ctx.resource["metadata"]
+    key = (meta.get("name"), meta.get("uid"), tuple(sorted(replicas.items())))
+    memo = ctx.memory.rendered
+    if memo is not None and memo[0] == key and memo[1] == p:
+        return list(memo[2])
+    desired = render_deployments(ctx.resource, replicas, pipeline=p)
+    ctx.memory.rendered = (key, p, desired)
+    return list(desired)
 
 
 async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:
