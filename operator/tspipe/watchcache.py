@@ -1,4 +1,4 @@
-"""The pipelines' Deployments and pods as the watches last delivered them (pure).
+"""The pipelines, their Deployments and pods as the watches last delivered them (pure).
 
 Like client-go's informer cache: the watch events kopf already receives (the operator
 watches exactly these objects to know when to run a pass) are kept, so a pass reads
@@ -20,6 +20,11 @@ its Deployments and pods from memory instead of LISTing them and decoding their 
   name (a GET) only those of its four children that are missing now but were seen: a
   child whose labels were edited away leaves the watch (the API server sends a DELETED
   for it) but still exists and must be adopted back.
+
+- The pipelines themselves (`pipelines`): only those their watch delivered, plus our
+  writes' answers for those (read-your-writes: the next pass sees its own status). A
+  pass reads its pipeline from here instead of a GET; `inputs` is what a pass read, by
+  version, so the next pass can tell that nothing it reads changed (controller.py).
 
 A cache can be stale: a write based on it carries the resourceVersion read (a PUT, a
 DELETE's precondition) or fails if the object exists (a create), so a stale read fails

@@ -491,12 +491,12 @@ def test_a_deleted_pipeline_leaves_no_cached_copy():
     assert gets == ["timestamps"], "not in the cache: from the API"
 
 
-def test_a_pipeline_version_is_rendered_once_and_again_when_it_changes(monkeypatch):
-    from tspipe.phases import children
+def test_the_spec_hashes_are_computed_once_per_spec_and_again_when_it_changes(monkeypatch):
+    from tspipe import render
 
     renders = []
-    real = children.render_deployments
-    monkeypatch.setattr(children, "render_deployments", lambda *a, **kw: renders.append(1) or real(*a, **kw))
+    real = render.stamp_hash
+    monkeypatch.setattr(render, "stamp_hash", lambda d: renders.append(1) or real(d))
     kube, ctl, _ = watched_pipeline()
     run(ctl.reconcile("ns", "timestamps"))  # renders, writes the status: a new version
     rolled_out(ctl, kube)
@@ -514,4 +514,4 @@ def test_a_pipeline_version_is_rendered_once_and_again_when_it_changes(monkeypat
     ctl.cache.pipelines.upsert(p)
     kube.writes.clear()
     run(ctl.reconcile("ns", "timestamps"))
-    assert len(renders) == n + 1 and ("update", "timestamps-router") in kube.writes
+    assert len(renders) == n + 4 and ("update", "timestamps-router") in kube.writes

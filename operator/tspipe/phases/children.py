@@ -20,7 +20,7 @@ from ..clients import Clients, api_error
 from ..components import COMPONENTS
 from ..kube import ApiException
 from ..model import SHADOW, Pipeline, PipelineError
-from ..names import RESTART_ANNOTATION
+from ..names import HASH_ANNOTATION, RESTART_ANNOTATION
 from ..pause import PauseState, pause_state
 from ..render import deployment_name, render_deployments, restarted_at, with_restart
 from ..stamps import format_time
@@ -92,18 +92,19 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
 
 
 def _render(ctx: Pass, p: Pipeline, replicas: dict[str, int]) -> list[dict[str, Any]]:
-    """render_deployments, remembered: most passes are woken by their Deployments' status
-    and would render the same four again (each a JSON dump for its spec hash). What a
-    render reads: the parsed pipeline, the replicas, and the resource's name and uid (the
-    owner reference). The rendered objects are shared between passes: read only."""
+    """render_deployments, with the spec hashes of the last render when it rendered the
+    same: most passes are woken by their Deployments' status and would hash the same four
+    again (a JSON dump each). What the hashes cover: the parsed pipeline and the
+    resource's name and uid (the owner reference), not the replicas. Only the hashes are
+    kept: the Deployments would cost 70 kB per pipeline."""
     meta = ctx.resource["metadata"]
-    key = (meta.get("name"), meta.get("uid"), tuple(sorted(replicas.items())))
+    key = (meta.get("name"), meta.get("uid"))
     memo = ctx.memory.rendered
-    if memo is not None and memo[0] == key and memo[1] == p:
-        return list(memo[2])
-    desired = render_deployments(ctx.resource, replicas, pipeline=p)
-    ctx.memory.rendered = (key, p, desired)
-    return list(desired)
+    known = memo[2] if memo is not None and memo[0] == key and memo[1] == p else None
+    desired = render_deployments(ctx.resource, replicas, pipeline=p, spec_hashes=known)
+    if known is None:
+        ctx.memory.rendered = (key, p, [d["metadata"]["annotations"][HASH_ANNOTATION] for d in desired])
+    return desired
 
 
 async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:

@@ -56,8 +56,8 @@ class Memory:
     # would do nothing: no error, no timer, its writes' answers in the cache. A pass
     # whose inputs in the cache are these again stops before its phases.
     inputs: tuple[Any, ...] | None = None
-    # The last render (children.py): ((name, uid, replicas), Pipeline, Deployments).
-    rendered: tuple[Any, Any, list[dict[str, Any]]] | None = None
+    # The last render's spec hashes (children.py): ((name, uid), Pipeline, hashes).
+    rendered: tuple[Any, Any, list[str]] | None = None
 
 
 @dataclass
