@@ -572,7 +572,7 @@ def scale_report(data: dict) -> str:
                     f"{o['seconds']:.1f} | {vs} | {o['cpu_s']} | **{o['cpu_s'] / int(n):.3f}** | "
                     f"{o['cpu_s_at_running'] / int(n):.3f} | {o['peak_rss_mb']} | "
                     f"{o['writes_per_pipeline']:.2f} | {o['idle_writes']} ({o['idle_passes']} passes) | "
-                    f"{o.get('when', '')} |"
+                    f"{o.get('when', '')} | {o.get('load', '-')} |"
                 )
                 if o.get("reaction"):
                     rx = o["reaction"]
@@ -609,8 +609,8 @@ floor (Deployments created directly) once per N; the two sides' runs alternate.
 - writes / pipeline: API write requests from the create until all Running (aim <= 6); idle writes
   during two resync rounds (`--resync-seconds {RESYNC:g}`) afterwards (aim 0).
 
-| N | operator | floor s | operator s | vs floor | CPU s | CPU s / pipeline | at Running | peak RSS MB | writes / pipeline | idle writes | run at |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|
+| N | operator | floor s | operator s | vs floor | CPU s | CPU s / pipeline | at Running | peak RSS MB | writes / pipeline | idle writes | run at | load at its end (1, 5, 15 min) |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|
 {chr(10).join(rows)}
 
 {data.get("notes", "")}

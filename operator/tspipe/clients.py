@@ -67,6 +67,13 @@ class Clients:
         """A Kubernetes call, in a thread."""
         return await asyncio.to_thread(fn, *args)
 
+    async def write_pipeline(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A write of the pipeline (its status, finalizers, an annotation) whose answer
+        goes into the watch cache (read-your-writes); the answer."""
+        written = await self.call(fn, *args)
+        self.cache.pipeline_written(written)
+        return written
+
     async def kafka(self, fn: Callable[..., T], *args: Any) -> T:
         """A Kafka admin call in its own small pool, bounded on this side too."""
         if self._kafka_pool is None:

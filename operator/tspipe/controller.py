@@ -61,11 +61,11 @@ from .kube import ApiException, Kube
 from .metrics import Metrics
 from .model import Pipeline, PipelineError
 from .phases import autoscale, children, disruption, finalizer, replay, restart, status, topics
-from .phases.context import RECHECK_FINALIZE, Memory, Pass, ReadAgain
+from .phases.context import RECHECK_FINALIZE, Memory, Pass, ReadAgain, repeatable
 from .replay import reset_request
 from .status import RECONCILIATION_PAUSED, held_status
 from .switches import reconcile_held, restart_request
-from .watchcache import WatchCache
+from .watchcache import WatchCache, inputs
 from .workqueue import Key, Outcome, WorkQueue
 
 __all__ = ["Controller", "Outcome"]
@@ -145,6 +145,12 @@ class Controller:
     def enqueue_soon(self, namespace: str, name: str) -> None:
         self.queue.enqueue_soon((namespace, name))
 
+    def listed(self, namespace: str, name: str) -> None:
+        """The pipeline came in a listing (it existed before its watch began): its
+        Deployments and pods may not be in the cache yet, so its next pass reads them
+        from the API."""
+        self._memory.setdefault((namespace, name), Memory()).read_fresh = True
+
     def forget(self, namespace: str, name: str) -> None:
         self.queue.forget((namespace, name))
         self._memory.pop((namespace, name), None)
@@ -211,15 +217,39 @@ class Controller:
 
     # --- one pass ------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str) -> Outcome:
-        resource = await self.clients.call(self.kube.get_pipeline, namespace, name)
-        if resource is None:
-            self.forget(namespace, name)  # deleted: the garbage collector removes the children
-            return Outcome()
+        key = (namespace, name)
+        memory = self._memory.get(key)
+        fresh = self._fresh(key, memory)
+        # The pipeline as its watch delivered it (or our last write's answer); from the
+        # API on a fresh pass, or when the watch has not delivered it (yet).
+        resource = None if fresh else self.cache.pipelines.get(namespace, name)
+        if resource is not None:
+            if memory is not None and memory.inputs is not None:
+                now = self.cache.inputs(namespace, resource, with_pods=memory.inputs[2] is not None)
+                if now == memory.inputs:
+                    log.debug("reconciled %s/%s: nothing it reads changed since the last pass: 0 writes", *key)
+                    return Outcome(unchanged=True)
+        else:
+            resource = await self.clients.call(self.kube.get_pipeline, namespace, name)
+            if resource is None:
+                self.forget(namespace, name)  # deleted: the garbage collector removes the children
+                return Outcome()
+            self.cache.pipeline_written(resource)  # newer than the watch's copy, if it has one
         if resource["metadata"].get("deletionTimestamp"):
             return await self._reconcile_delete(resource)
         if reconcile_held(resource):
             return await self._reconcile_held(resource)
-        return await self._reconcile_normal(resource)
+        return await self._reconcile_normal(resource, fresh)
+
+    def _fresh(self, key: Key, memory: Memory | None) -> bool:
+        """Whether this pass reads from the API rather than the watch cache: a listed
+        pipeline's first pass, a settled pipeline's periodic re-read, after a write found
+        the cache stale, or the first since a watch listed again (watchcache.py)."""
+        if memory is None:
+            # Created since the watches began: its children come as events or as our
+            # writes' answers (a listed one has a Memory: `listed`).
+            return False
+        return memory.read_fresh or key in self.queue.rereading or memory.cache_epoch != self.cache.epoch
 
     async def _reconcile_held(self, resource: dict[str, Any]) -> Outcome:
         """Reconciliation held: say so in the status (and once in an Event); nothing else."""
@@ -232,7 +262,7 @@ class Controller:
         if new == prev:
             return out
         try:
-            await self.clients.call(self.kube.write_status, meta["namespace"], meta["name"], new)
+            await self.clients.write_pipeline(self.kube.write_status, meta["namespace"], meta["name"], new)
             out.writes += 1
         except ApiException as exc:
             if exc.status != 404:
@@ -255,13 +285,13 @@ class Controller:
             out.retry_after = RECHECK_FINALIZE
         return out
 
-    async def _reconcile_normal(self, resource: dict[str, Any]) -> Outcome:
+    async def _reconcile_normal(self, resource: dict[str, Any], fresh: bool = True) -> Outcome:
         meta = resource["metadata"]
         key = (meta["namespace"], meta["name"])
         memory = self._memory.setdefault(key, Memory())
         ctx = Pass(resource, memory, restart=restart_request(resource), reset=reset_request(resource))
-        ctx.fresh = memory.read_fresh or key in self.queue.rereading or memory.cache_epoch != self.cache.epoch
-        memory.read_fresh, memory.cache_epoch = False, self.cache.epoch
+        ctx.fresh = fresh
+        memory.read_fresh, memory.cache_epoch, memory.inputs = False, self.cache.epoch, None
         p: Pipeline | None = None
         try:
             p = Pipeline.from_resource(resource)
@@ -276,6 +306,8 @@ class Controller:
         await self._report(ctx)
         ctx.out.retry_after = ctx.requeue
         ctx.out.recheck_after = ctx.recheck
+        if p is not None and self.cache.primed and repeatable(ctx, p):
+            memory.inputs = inputs(ctx.written or resource, ctx.children or [], ctx.pods_read)
         return ctx.out
 
     async def _phases(self, ctx: Pass, p: Pipeline | None) -> None:
@@ -294,6 +326,7 @@ class Controller:
         else:
             autoscale.stand_down(ctx)
         kids = await children.reconcile(ctx, c, p)
+        ctx.children = kids.actual
         if p is not None and kids.pause is not None:
             await disruption.reconcile(ctx, c, p, kids.pause)
         restarted = await restart.consume(ctx, c, p, kids.restart_done)

@@ -4,12 +4,15 @@ Only `@kopf.on.event` handlers: kopf's change-detecting handlers (create/update/
 resume) store progress, finalizers and last-handled annotations on the object, which
 would make every restart write to every pipeline. Nothing here writes by itself.
 
-The Deployments' and pods' events also feed the controller's watch cache
-(watchcache.py), which the passes read instead of LISTing: from `@kopf.index` handlers
-(kopf runs them for every event but a deletion, before any event handler, and holds
-every event handler until they have seen each indexed kind's initial list: so when the
-first event handler runs, the cache is primed), and the deletions from the event
-handlers. The index handlers return nothing: kopf's own index stays empty.
+The events also feed the controller's watch cache (watchcache.py), which the passes
+read instead of GETting the pipeline and LISTing its Deployments and pods. No
+`@kopf.index` handlers: kopf would hold the event handlers until each indexed kind was
+listed, but ran its handler machinery twice per event for it (the largest cost in the
+profile, issue 26). Instead the cache is primed at startup, before kopf starts the
+watches, and every listed object (kopf's event type None: the first listing and any
+after a broken watch) starts a new epoch, so each pipeline's next pass reads from the
+API once: what a listing delivers after a pass began, or no longer delivers, is caught
+by that read.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def configure(settings: kopf.OperatorSettings, *, inactivity_timeout: float, ser
 
 @kopf.on.startup()
 async def _startup(memo: kopf.Memo, **_) -> None:
+    # kopf starts the watches after this: every object they list from now on is an
+    # object of a listing (a relist: see the module's docstring).
+    memo.controller.cache.primed = True
     memo.controller.start()
 
 
@@ -56,25 +62,29 @@ async def _cleanup(memo: kopf.Memo, **_) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def _pipeline_event(type, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
-    memo.controller.cache.primed = True  # kopf ran the index handlers over the initial lists first
+async def _pipeline_event(type, body, name, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    cache = memo.controller.cache
     if type == "DELETED":
+        cache.pipelines.delete(body)
         memo.controller.forget(namespace, name)
-    else:
-        memo.controller.enqueue(namespace, name)
-
-
-@kopf.index("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
-async def _deployment_index(body, memo: kopf.Memo, **_) -> None:
-    memo.controller.cache.deployments.upsert(body)
+        return
+    if type is None:
+        if cache.pipelines.get(namespace, name) is not None:
+            cache.relisted()  # listed again: a pipeline deleted meanwhile is still cached
+        memo.controller.listed(namespace, name)
+    cache.pipelines.upsert(body)  # the passes read it from here (watchcache.py)
+    memo.controller.enqueue(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGER})
 async def _deployment_event(type, body, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    cache = memo.controller.cache
     if type == "DELETED":
-        memo.controller.cache.deployments.delete(body)
-    elif type is None:
-        memo.controller.cache.relisted()
+        cache.deployments.delete(body)
+    else:
+        if type is None:
+            cache.relisted()
+        cache.deployments.upsert(body)
     owner = owner_of(body)
     if owner:
         memo.controller.enqueue_soon(namespace, owner)
@@ -89,17 +99,15 @@ def pod_matters(body) -> bool:
     return not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-@kopf.index("v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
-async def _pod_index(body, memo: kopf.Memo, **_) -> None:
-    memo.controller.cache.pods.upsert(body)
-
-
 @kopf.on.event("v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
 async def _pod_event(type, body, namespace, memo: kopf.Memo, **_) -> None:  # noqa: A002
+    cache = memo.controller.cache
     if type == "DELETED":
-        memo.controller.cache.pods.delete(body)
-    elif type is None:
-        memo.controller.cache.relisted()
+        cache.pods.delete(body)
+    else:
+        if type is None:
+            cache.relisted()
+        cache.pods.upsert(body)
     # Status names why an app's pods do not run (the scheduler's PodScheduled=False);
     # the scheduler's verdict can come after the last Deployment event.
     owner = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE)

@@ -80,9 +80,10 @@ class Kube:
     def get_pipeline(self, namespace: str, name: str) -> dict | None:
         return self._get_or_none(self._pipeline_path(namespace, name))
 
-    def write_status(self, namespace: str, name: str, status: dict) -> None:
+    def write_status(self, namespace: str, name: str, status: dict) -> dict | None:
         # JSON patch replacing the whole status: fields that went away are removed too.
-        self._request(
+        # The answer (the pipeline as written) goes into the watch cache.
+        return self._request(
             "PATCH",
             self._pipeline_path(namespace, name) + "/status",
             body=[{"op": "add", "path": "/status", "value": status}],
@@ -90,10 +91,10 @@ class Kube:
             content_type="application/json-patch+json",
         )
 
-    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> dict | None:
         # JSON patch guarded by the resourceVersion read: a concurrent change fails (409)
         # instead of losing someone else's finalizer.
-        self._request(
+        return self._request(
             "PATCH",
             self._pipeline_path(namespace, name),
             body=[
@@ -104,11 +105,11 @@ class Kube:
             content_type="application/json-patch+json",
         )
 
-    def remove_annotation(self, namespace: str, name: str, key: str, value: str) -> None:
+    def remove_annotation(self, namespace: str, name: str, key: str, value: str) -> dict | None:
         # JSON patch guarded by the value read: if the user changed the annotation in the
         # meantime the patch fails (the new value is acted on in the next pass), never lost.
         path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-        self._request(
+        return self._request(
             "PATCH",
             self._pipeline_path(namespace, name),
             body=[{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}],

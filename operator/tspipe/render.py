@@ -240,8 +240,10 @@ def spec_replicas(p: Pipeline, c: Component) -> int:
 
 
 def render_deployment(
-    resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None
+    resource: dict[str, Any], p: Pipeline, c: Component, replicas: int | None = None, spec_hash: str | None = None
 ) -> dict[str, Any]:
+    """`spec_hash`: the spec-hash annotation, if known (an earlier render of the same
+    pipeline: the hash ignores the replicas); computed otherwise."""
     spec = p.app(c)
     t = p.pod_template_for(c)
     lbl = labels(p.name, c)
@@ -273,7 +275,10 @@ def render_deployment(
             },
         },
     }
-    stamp_hash(deployment)
+    if spec_hash is None:
+        stamp_hash(deployment)
+    else:
+        annotations[HASH_ANNOTATION] = spec_hash
     return deployment
 
 
@@ -288,15 +293,25 @@ def stamp_hash(deployment: dict[str, Any]) -> None:
 
 
 def render_deployments(
-    resource: dict[str, Any], replicas: dict[str, int] | None = None, *, pipeline: Pipeline | None = None
+    resource: dict[str, Any],
+    replicas: dict[str, int] | None = None,
+    *,
+    pipeline: Pipeline | None = None,
+    spec_hashes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The four desired Deployments, in stream order. Raises model.PipelineError.
 
     `replicas`: per component (spec field) overrides, e.g. while pausing.
-    `pipeline`: `resource` already parsed (the controller parses once per pass)."""
+    `pipeline`: `resource` already parsed (the controller parses once per pass).
+    `spec_hashes`: their spec-hash annotations from an earlier render of the same
+    pipeline, name and uid (each a JSON dump and a SHA-256 spared)."""
     p = Pipeline.from_resource(resource) if pipeline is None else pipeline
     replicas = replicas or {}
-    return [render_deployment(resource, p, c, replicas.get(c.spec_field)) for c in COMPONENTS]
+    hashes: list[str | None] = list(spec_hashes) if spec_hashes else [None] * len(COMPONENTS)
+    return [
+        render_deployment(resource, p, c, replicas.get(c.spec_field), h)
+        for c, h in zip(COMPONENTS, hashes, strict=True)
+    ]
 
 
 def with_restart(deployment: dict[str, Any], at: str) -> dict[str, Any]:

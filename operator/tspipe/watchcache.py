@@ -1,4 +1,4 @@
-"""The pipelines' Deployments and pods as the watches last delivered them (pure).
+"""The pipelines, their Deployments and pods as the watches last delivered them (pure).
 
 Like client-go's informer cache: the watch events kopf already receives (the operator
 watches exactly these objects to know when to run a pass) are kept, so a pass reads
@@ -21,6 +21,11 @@ its Deployments and pods from memory instead of LISTing them and decoding their 
   child whose labels were edited away leaves the watch (the API server sends a DELETED
   for it) but still exists and must be adopted back.
 
+- The pipelines themselves (`pipelines`): only those their watch delivered, plus our
+  writes' answers for those (read-your-writes: the next pass sees its own status). A
+  pass reads its pipeline from here instead of a GET; `inputs` is what a pass read, by
+  version, so the next pass can tell that nothing it reads changed (controller.py).
+
 A cache can be stale: a write based on it carries the resourceVersion read (a PUT, a
 DELETE's precondition) or fails if the object exists (a create), so a stale read fails
 with 409, never writes over something newer; after such a conflict the pass reads
@@ -42,7 +47,7 @@ from typing import Any
 
 from .names import API_GROUP, KIND, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 
-__all__ = ["Store", "WatchCache", "owner_of", "pod_group", "slim_deployment", "slim_pod"]
+__all__ = ["Store", "WatchCache", "inputs", "owner_of", "pod_group", "slim_deployment", "slim_pipeline", "slim_pod"]
 
 Obj = dict[str, Any]
 Group = tuple[str, str]  # (namespace, pipeline name)
@@ -109,6 +114,27 @@ def slim_pod(obj: Mapping[str, Any]) -> Obj:
         out["spec"] = {"nodeName": node}
     shared: Obj = _shared(out)
     return shared
+
+
+def slim_pipeline(obj: Mapping[str, Any]) -> Obj:
+    """A pipeline as kept: everything but metadata.managedFields."""
+    out: Obj = _shared({**obj, "metadata": _meta_without_managed_fields(obj)})
+    return out
+
+
+def _versions(objs: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(o["metadata"]["name"]), str(o["metadata"].get("resourceVersion"))) for o in objs))
+
+
+def inputs(
+    pipeline: Mapping[str, Any],
+    deployments: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]] | None,
+) -> tuple[Any, ...]:
+    """What a pass read, by version: the pipeline, its Deployments and (None when the pass
+    did not read them) its pods. Two passes over equal inputs do the same thing."""
+    rv = str((pipeline.get("metadata") or {}).get("resourceVersion"))
+    return (rv, _versions(deployments), None if pods is None else _versions(pods))
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:
@@ -278,10 +304,29 @@ class WatchCache:
     epoch: int = 0  # bumped by a watch's list after the first (see the module's docstring)
     deployments: Store = field(init=False)
     pods: Store = field(init=False)
+    # The pipelines as their watch delivered them (and our writes' answers): only those
+    # the watch delivered; a pass reads the pipeline from here instead of a GET.
+    pipelines: Store = field(init=False)
 
     def __post_init__(self) -> None:
         self.deployments = Store(owner_of, slim_deployment, self.clock, track_seen=True)
         self.pods = Store(pod_group, slim_pod, self.clock)
+        self.pipelines = Store(_no_group, slim_pipeline, self.clock)
+
+    def pipeline_written(self, obj: Any) -> None:
+        """A write's answer (the pipeline as written): kept if the watch delivered the
+        pipeline before (read-your-writes: the next pass must not see the copy from
+        before the write)."""
+        if isinstance(obj, dict):
+            meta = obj.get("metadata") or {}
+            if self.pipelines.get(meta.get("namespace") or "", str(meta.get("name"))) is not None:
+                self.pipelines.upsert(obj)
+
+    def inputs(self, namespace: str, pipeline: Mapping[str, Any], with_pods: bool) -> tuple[Any, ...]:
+        """`inputs` of a pass that would read `pipeline` and the cache now."""
+        name = str(pipeline["metadata"]["name"])
+        pods = self.pods.group(namespace, name) if with_pods else None
+        return inputs(pipeline, self.deployments.group(namespace, name), pods)
 
     def relisted(self) -> None:
         """A watch delivered a listing's object (kopf's event type None) once primed:
@@ -292,3 +337,8 @@ class WatchCache:
     def forget(self, namespace: str, pipeline: str) -> None:
         self.deployments.forget(namespace, pipeline)
         self.pods.forget(namespace, pipeline)
+        self.pipelines.remove(namespace, pipeline)
+
+
+def _no_group(_: Mapping[str, Any]) -> str | None:
+    return None

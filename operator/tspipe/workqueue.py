@@ -42,6 +42,9 @@ class Outcome:
     # When to run again only to refresh what a phase caches (the topics' check): a pass
     # before then reuses the cached result, so this timer does not unsettle the key.
     recheck_after: float | None = None
+    # No pass ran: what it would read is what the last full pass read (controller.py); that
+    # pass's reading time stands for the periodic re-read.
+    unchanged: bool = False
 
     @property
     def delay(self) -> float | None:
@@ -96,6 +99,8 @@ class WorkQueue:
     # Settled keys: when their last pass began (monotonic).
     settled_at: dict[Key, float] = field(default_factory=dict)
     _started: dict[Key, float] = field(default_factory=dict)
+    # When the last full pass (not an `unchanged` one) began.
+    _full_at: dict[Key, float] = field(default_factory=dict)
     # Keys whose running pass is the periodic re-read of a settled key (nothing enqueued
     # it but the resync): such a pass reads from the API, not from the watch cache.
     rereading: set[Key] = field(default_factory=set)
@@ -132,6 +137,7 @@ class WorkQueue:
         self.touched.discard(key)
         self.rereading.discard(key)
         self.settled_at.pop(key, None)
+        self._full_at.pop(key, None)
         retry = self.state.pop(key, None)
         if retry and retry.timer:
             retry.timer.cancel()
@@ -153,7 +159,12 @@ class WorkQueue:
             # Forgotten (deleted) while its pass ran: keep nothing of it.
             self.state.pop(key, None)
             self.settled_at.pop(key, None)
+            self._full_at.pop(key, None)
             return
+        if outcome.unchanged:
+            started = self._full_at.get(key, started)
+        elif started is not None:
+            self._full_at[key] = started
         if settled(outcome) and started is not None and key in self.known:
             self.settled_at[key] = started
         else:

@@ -5,11 +5,12 @@ stale cache that never makes a wrong write."""
 
 import asyncio
 import copy
+import json
 
 from controllerfakes import _ready, make, run
 
 from tspipe.kube import ApiException
-from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, owner_of, slim_pod
+from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, inputs, owner_of, slim_pod
 
 
 class Clock:
@@ -381,3 +382,136 @@ def test_a_kept_copy_is_equal_but_its_own_and_shares_its_strings():
     assert kept["spec"]["strategy"]["type"] == "RollingUpdate", "the watch's object is not shared"
     other = c.deployments.get("ns", "q-time")
     assert kept["spec"]["strategy"]["type"] is other["spec"]["strategy"]["type"]
+
+
+# --- the pipeline from its watch, and a pass that stops when nothing it reads changed --
+
+
+def watched_pipeline(manage_topics=False):
+    """A controller whose cache is primed and holds the pipeline as its watch delivered it
+    (topics unmanaged unless asked: a managed topic's recheck is a timer); the fake's
+    status write answers with the pipeline as written, at a new version."""
+    kube, ctl = make()
+    ctl.cache.primed = True
+    p = kube.pipelines["timestamps"]
+    p["spec"]["kafka"].setdefault("topics", {})["manage"] = manage_topics
+    p["metadata"]["resourceVersion"] = kube._rv()
+    gets, write = [], kube.write_status
+    kube.get_pipeline = lambda ns, name, _g=kube.get_pipeline: gets.append(name) or json.loads(json.dumps(_g(ns, name)))
+
+    def write_status(ns, name, status):
+        write(ns, name, status)
+        kube.pipelines[name]["metadata"]["resourceVersion"] = kube._rv()
+        return json.loads(json.dumps(kube.pipelines[name]))  # as served: JSON
+
+    kube.write_status = write_status
+    ctl.cache.pipelines.upsert(copy.deepcopy(p))
+    return kube, ctl, gets
+
+
+def rolled_out(ctl, kube):
+    """The Deployment controller's work, each a new version, delivered by the watch."""
+    _ready(kube)
+    for d in kube.deps.values():
+        d["metadata"]["resourceVersion"] = kube._rv()
+    watch(ctl, kube)
+
+
+def test_inputs_are_the_versions_read_in_any_order_and_pods_only_when_read():
+    a, b = dep("p-time", 3), dep("p-router", 4)
+    pipe = {"metadata": {"name": "p", "resourceVersion": "9"}}
+    assert inputs(pipe, [a, b], None) == inputs(pipe, [b, a], None) == ("9", (("p-router", "4"), ("p-time", "3")), None)
+    assert inputs(pipe, [a, b], []) != inputs(pipe, [a, b], None)
+    assert inputs(pipe, [a], None) != inputs(pipe, [a, b], None)
+    assert inputs({"metadata": {"name": "p", "resourceVersion": "10"}}, [a, b], None) != inputs(pipe, [a, b], None)
+
+
+def test_a_pipeline_its_watch_delivered_is_read_without_a_get_and_its_status_answer_is_kept():
+    kube, ctl, gets = watched_pipeline()
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 5 and gets == [], "4 creates and the status, the pipeline from the cache"
+    cached = ctl.cache.pipelines.get("ns", "timestamps")
+    assert cached["status"] == kube.pipelines["timestamps"]["status"], "the status write's answer is cached"
+    before = copy.deepcopy(cached)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 0 and gets == [], "its own status seen: not written again"
+    rolled_out(ctl, kube)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert out.writes == 1 and kube.pipelines["timestamps"]["status"]["phase"] == "Running" and gets == []
+    assert before["spec"] == ctl.cache.pipelines.get("ns", "timestamps")["spec"], "the passes modify nothing"
+
+
+def test_a_pass_over_what_the_last_one_read_stops_before_its_phases():
+    kube, ctl, gets = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))
+    rolled_out(ctl, kube)
+    assert run(ctl.reconcile("ns", "timestamps")).writes == 1  # Running
+    calls = counting(kube)
+    kube.writes.clear()
+    out = run(ctl.reconcile("ns", "timestamps"))  # the echo of its own status write
+    assert out.unchanged and out.writes == 0 and calls == [] and gets == []
+    # A new version of a Deployment (its status moved): a full pass.
+    d = kube.deps["timestamps-router"]
+    d["metadata"]["resourceVersion"] = kube._rv()
+    d["status"]["readyReplicas"] = d["status"]["availableReplicas"] = 0
+    watch(ctl, kube)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert not out.unchanged and ("status", "timestamps") in kube.writes, "the router is not available: status written"
+    assert run(ctl.reconcile("ns", "timestamps")).unchanged
+    # A spec change delivered by the watch: a full pass that updates the Deployment.
+    p = json.loads(json.dumps(kube.pipelines["timestamps"]))
+    p["spec"]["router"] = {**p["spec"].get("router", {}), "replicas": 1, "env": [{"name": "X", "value": "1"}]}
+    p["metadata"]["resourceVersion"], p["metadata"]["generation"] = kube._rv(), 2
+    kube.pipelines["timestamps"] = copy.deepcopy(p)
+    ctl.cache.pipelines.upsert(p)
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert not out.unchanged and ("update", "timestamps-router") in kube.writes
+    # The periodic re-read reads from the API whatever the cache says.
+    calls.clear()
+    ctl.queue.rereading.add(("ns", "timestamps"))
+    out = run(ctl.reconcile("ns", "timestamps"))
+    assert not out.unchanged and "list_deployments" in calls and gets == ["timestamps"]
+
+
+def test_a_pass_that_read_elsewhere_or_asked_for_a_timer_is_never_skipped():
+    kube, ctl, _ = watched_pipeline(manage_topics=True)  # the topics: Kafka, and a recheck timer
+    run(ctl.reconcile("ns", "timestamps"))
+    rolled_out(ctl, kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert not run(ctl.reconcile("ns", "timestamps")).unchanged
+    assert ctl._memory[("ns", "timestamps")].inputs is None
+
+
+def test_a_deleted_pipeline_leaves_no_cached_copy():
+    _, ctl, gets = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))
+    ctl.forget("ns", "timestamps")
+    assert ctl.cache.pipelines.get("ns", "timestamps") is None
+    run(ctl.reconcile("ns", "timestamps"))
+    assert gets == ["timestamps"], "not in the cache: from the API"
+
+
+def test_the_spec_hashes_are_computed_once_per_spec_and_again_when_it_changes(monkeypatch):
+    from tspipe import render
+
+    renders = []
+    real = render.stamp_hash
+    monkeypatch.setattr(render, "stamp_hash", lambda d: renders.append(1) or real(d))
+    kube, ctl, _ = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))  # renders, writes the status: a new version
+    rolled_out(ctl, kube)
+    run(ctl.reconcile("ns", "timestamps"))  # the status write's version: rendered again
+    n = len(renders)
+    d = kube.deps["timestamps-router"]
+    d["metadata"]["resourceVersion"] = kube._rv()
+    watch(ctl, kube)
+    out = run(ctl.reconcile("ns", "timestamps"))  # woken by a Deployment: same pipeline version
+    assert not out.unchanged and len(renders) == n and out.writes == 0
+    p = json.loads(json.dumps(kube.pipelines["timestamps"]))
+    p["spec"]["router"] = {**p["spec"].get("router", {}), "env": [{"name": "X", "value": "1"}]}
+    p["metadata"]["resourceVersion"], p["metadata"]["generation"] = kube._rv(), 2
+    kube.pipelines["timestamps"] = copy.deepcopy(p)
+    ctl.cache.pipelines.upsert(p)
+    kube.writes.clear()
+    run(ctl.reconcile("ns", "timestamps"))
+    assert len(renders) == n + 4 and ("update", "timestamps-router") in kube.writes

@@ -257,3 +257,20 @@ def test_only_the_periodic_reread_of_a_settled_key_is_marked_rereading():
         assert seen == [False, True, False] and not q.rereading
 
     asyncio.run(scenario())
+
+
+def test_a_pass_answered_unchanged_keeps_the_reread_due_from_the_last_full_pass():
+    async def scenario():
+        q, passes, skipped, clock = make_queue([Outcome(writes=1), Outcome(unchanged=True)])
+        q.enqueue(KEY)  # a full pass that wrote
+        await settle(q)
+        clock.t += 100
+        q.enqueue(KEY)  # an event; the pass finds what it reads unchanged (controller.py)
+        await settle(q)
+        assert q.settled_at[KEY] == 1000.0, "settled as of the full pass, not the answer"
+        clock.t = 1000.0 + 295  # the next resync would be past reread of the full pass: read again
+        resync(q)
+        await settle(q)
+        assert len(passes) == 3 and not skipped
+
+    asyncio.run(scenario())

@@ -20,7 +20,7 @@ from ..clients import Clients, api_error
 from ..components import COMPONENTS, ROUTER
 from ..kube import ApiException
 from ..model import SHADOW, Pipeline, PipelineError
-from ..names import RESTART_ANNOTATION
+from ..names import HASH_ANNOTATION, RESTART_ANNOTATION
 from ..pause import PauseState, pause_state
 from ..render import deployment_name, render_deployments, restarted_at, with_restart
 from ..stamps import format_time
@@ -54,7 +54,7 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
         lag = await _router_lag(clients, p)
         pause = pause_state(p, by_field, clients.now(), source_stopped_at=stopped_at, lag=lag, drain=drain)
     ctx.again_in(pause.recheck_after)
-    desired = render_deployments(ctx.resource, pause.replicas, pipeline=p)
+    desired = _render(ctx, p, pause.replicas)
     templates = None
     router_changed = False
     if p.auto_rollback:
@@ -91,6 +91,22 @@ async def reconcile(ctx: Pass, clients: Clients, p: Pipeline | None) -> Children
     by_name = {d["metadata"]["name"]: d for d in actual}
     done = {t for t in targets if restarted_at(by_name.get(t)) == stamp}
     return Children(actual, pause, templates, done, router_changed)
+
+
+def _render(ctx: Pass, p: Pipeline, replicas: dict[str, int]) -> list[dict[str, Any]]:
+    """render_deployments, with the spec hashes of the last render when it rendered the
+    same: most passes are woken by their Deployments' status and would hash the same four
+    again (a JSON dump each). What the hashes cover: the parsed pipeline and the
+    resource's name and uid (the owner reference), not the replicas. Only the hashes are
+    kept: the Deployments would cost 70 kB per pipeline."""
+    meta = ctx.resource["metadata"]
+    key = (meta.get("name"), meta.get("uid"))
+    memo = ctx.memory.rendered
+    known = memo[2] if memo is not None and memo[0] == key and memo[1] == p else None
+    desired = render_deployments(ctx.resource, replicas, pipeline=p, spec_hashes=known)
+    if known is None:
+        ctx.memory.rendered = (key, p, [d["metadata"]["annotations"][HASH_ANNOTATION] for d in desired])
+    return desired
 
 
 async def write_child(ctx: Pass, clients: Clients, action: Action) -> bool:

@@ -52,6 +52,12 @@ class Memory:
     read_fresh: bool = False
     # The watch cache's epoch when a pass last read from the API (watchcache.WatchCache).
     cache_epoch: int = 0
+    # What the last full pass read (watchcache.inputs) when another over the same inputs
+    # would do nothing: no error, no timer, its writes' answers in the cache. A pass
+    # whose inputs in the cache are these again stops before its phases.
+    inputs: tuple[Any, ...] | None = None
+    # The last render's spec hashes (children.py): ((name, uid), Pipeline, hashes).
+    rendered: tuple[Any, Any, list[str]] | None = None
 
 
 @dataclass
@@ -70,6 +76,11 @@ class Pass:
     # watch listed again since this pipeline's last such read (watchcache.py).
     fresh: bool = False
     recheck: float | None = None  # a timer that only expires a cache (see recheck_in)
+    # What the pass read, for `Memory.inputs`: the children after its writes, the pods
+    # (None: not read), the pipeline as its status write answered (None: not written).
+    children: list[dict[str, Any]] | None = None
+    pods_read: list[dict[str, Any]] | None = None
+    written: dict[str, Any] | None = None
 
     @property
     def namespace(self) -> str:
@@ -99,3 +110,23 @@ class ReadAgain(Exception):
     def __init__(self, delay: float):
         super().__init__(delay)
         self.delay = delay
+
+
+def repeatable(ctx: Pass, p: Any) -> bool:
+    """Whether another pass over what this one read (its writes' answers included) would
+    do nothing: no problem, no timer, nothing read from elsewhere than the pipeline, its
+    Deployments and pods (Kafka, the router's counters, autoscalers, a PodDisruptionBudget),
+    no annotation acted on (`p`: the pass's `Pipeline`)."""
+    return (
+        not ctx.problems
+        and ctx.out.error is None
+        and ctx.out.delay is None
+        and not ctx.memory.read_fresh
+        and ctx.children is not None
+        and ctx.memory.pdb_absent
+        and ctx.restart is None
+        and ctx.reset is None
+        and not p.auto_rollback
+        and p.router.autoscaling is None
+        and not p.kafka.topics.manage
+    )

@@ -55,7 +55,7 @@ async def _set(ctx: Pass, clients: Clients, want: bool) -> None:
         return
     new = current + [FINALIZER] if want else [f for f in current if f != FINALIZER]
     try:
-        await clients.call(clients.kube.set_finalizers, ctx.namespace, ctx.name, new, meta["resourceVersion"])
+        await clients.write_pipeline(clients.kube.set_finalizers, ctx.namespace, ctx.name, new, meta["resourceVersion"])
     except ApiException as exc:
         if exc.status in (404, 409):
             raise ReadAgain(RECHECK_FINALIZER_CONFLICT) from exc  # changed meanwhile: read again
@@ -84,7 +84,7 @@ async def remove(clients: Clients, resource: dict[str, Any], out: Outcome) -> No
             names = [t.name for t in topics_mod.desired_topics(p)]
             await clients.kafka(clients.admin.delete, p.kafka.brokers, names)
             log.info("%s/%s: deleted topics %s", meta["namespace"], meta["name"], ", ".join(names))
-    await clients.call(
+    await clients.write_pipeline(
         clients.kube.set_finalizers,
         meta["namespace"],
         meta["name"],

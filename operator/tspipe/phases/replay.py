@@ -383,7 +383,9 @@ async def _refuse(
 
 async def _remove_annotation(ctx: Pass, clients: Clients, r: replay.ResetRequest) -> bool:
     try:
-        await clients.call(clients.kube.remove_annotation, ctx.namespace, ctx.name, RESET_OFFSETS_ANNOTATION, r.value)
+        await clients.write_pipeline(
+            clients.kube.remove_annotation, ctx.namespace, ctx.name, RESET_OFFSETS_ANNOTATION, r.value
+        )
     except ApiException as exc:
         if exc.status in (404, 409, 422):
             raise ReadAgain(RECHECK_CONFLICT) from exc  # the annotation changed meanwhile: read again

@@ -52,7 +52,9 @@ async def consume(ctx: Pass, clients: Clients, p: Pipeline | None, rolled: set[s
 
 async def _remove_annotation(ctx: Pass, clients: Clients, r: RestartRequest) -> bool:
     try:
-        await clients.call(clients.kube.remove_annotation, ctx.namespace, ctx.name, RESTART_ANNOTATION, r.value)
+        await clients.write_pipeline(
+            clients.kube.remove_annotation, ctx.namespace, ctx.name, RESTART_ANNOTATION, r.value
+        )
     except ApiException as exc:
         if exc.status in (404, 409, 422):
             raise ReadAgain(RECHECK_CONFLICT) from exc  # the annotation changed meanwhile: read again

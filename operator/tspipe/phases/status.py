@@ -60,6 +60,7 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
     status = compute(pods)
     if needs_pods(status):
         pods = await clients.pods(ctx.namespace, ctx.name, fresh=ctx.fresh)
+        ctx.pods_read = pods
         status = compute(pods)
         ctx.again_in(pods_recheck_after(p, ctx.name, pods, clients.now()))
     templates = seen.children.templates
@@ -82,8 +83,10 @@ async def write(ctx: Pass, clients: Clients, p: Pipeline | None, seen: Observed,
         ctx.again_in(wait)  # only counters moved: write them a little later, together
         return
     try:
-        await clients.call(clients.kube.write_status, ctx.namespace, ctx.name, status)
+        written = await clients.write_pipeline(clients.kube.write_status, ctx.namespace, ctx.name, status)
         ctx.out.writes += 1
+        if isinstance(written, dict):
+            ctx.written = written
         mem.last_status_write = clients.monotonic()
     except ApiException as exc:
         if exc.status != 404:
