@@ -21,13 +21,16 @@ Kubernetes install does (the recipe's stream names no broker, and its router rea
 that variable). After the module's stream is destroyed, the seed's recipe is typed by
 hand through the REST API (its registrations, with the recipe's router image, its
 definition and its six properties), imported with `tspipe scdf import`, destroyed, and
-run by the operator.
+run by the operator. Then a pipeline with a pod template runs as its own stream, and
+each of SCDF's running pods is compared with the pod the operator's Deployment would create.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
+import json
 import re
 import socket
 import subprocess
@@ -49,6 +52,7 @@ from localinfra.proc import free_port
 from localinfra.scdf import KubernetesPlatform, ScdfServers
 from nodehelpers import (
     by_parity,
+    container_pid,
     explained,
     logger_payloads,
     node_pipeline,
@@ -61,11 +65,14 @@ from nodehelpers import (
     wait_for,
 )
 
+from tspipe import probes as probe_render
 from tspipe import wiring
 from tspipe.components import COMPONENTS
 from tspipe.model import Pipeline
-from tspipe.render import render_deployments
+from tspipe.names import OWNED_LABELS
+from tspipe.render import SERVER_PORT, render_deployments
 from tspipe.scdf.client import DataFlowClient
+from tspipe.scdf.podshape import SCDF_POD_LABELS, neutral_startup
 from tspipe.scdf.render import docker_uri, metadata_uri
 from tspipe.spring import BROKERS_ENV
 
@@ -748,6 +755,180 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
             wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={RECIPE_STREAM}"), 240, "SCDF's recipe pods gone")
         # The later tests register this project's router as python-router again.
         _unregister(url, [name for name, *_ in registrations])
+
+
+# A pod template with what matters on a real node (the kwok tests in tests/scdf/ compare
+# every field the deployer carries, on Deployment templates): the pipeline's podTemplate
+# for every app, the router's own resources and probe timing over it.
+NODE_SHAPE_ENV = {"SHAPE_NOTE": "from-a-configmap"}
+NODE_SHAPE_TEMPLATE = {
+    "nodeSelector": {"kubernetes.io/hostname": NODE_NAME},
+    "tolerations": [{"key": "example.com/dedicated", "operator": "Equal", "value": "stream", "effect": "NoSchedule"}],
+    "labels": {"team": "stream", "example.com/tier": "apps"},
+    "annotations": {"example.com/owner": "stream-team"},
+    "volumes": [
+        {"name": "scratch", "emptyDir": {"sizeLimit": "16Mi"}},
+        {"name": "settings", "configMap": {"name": "<set by the test>"}},
+    ],
+    "volumeMounts": [
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "settings", "mountPath": "/etc/shape", "readOnly": True},
+    ],
+    "envFrom": [{"configMapRef": {"name": "<set by the test>"}}],
+}
+NODE_SHAPE_ROUTER = {
+    "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+    "probes": {"readiness": {"periodSeconds": 5, "failureThreshold": 4}},
+}
+# Labels each side sets itself: the operator's, the deployer's, the ReplicaSet controller's.
+OWN_POD_LABELS = (*OWNED_LABELS, *SCDF_POD_LABELS, "pod-template-hash")
+# The service account token volume Kubernetes mounts into a pod that does not opt out: the
+# deployer has no property for automountServiceAccountToken (docs/scdf.md).
+TOKEN_VOLUME = re.compile(r"^kube-api-access-\w+$")
+
+
+def _pod_shape(pod: dict) -> tuple[dict, list[str]]:
+    """What a user compares between two pods of one app, and the service account token's
+    volume and mount (left out of it)."""
+    spec, ctr = pod["spec"], pod["spec"]["containers"][0]
+    meta = pod["metadata"]
+    token = [v["name"] for v in spec.get("volumes") or [] if TOKEN_VOLUME.match(v["name"])]
+    shape = {
+        "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k not in OWN_POD_LABELS},
+        "annotations": meta.get("annotations") or {},
+        **{k: spec.get(k) for k in ("nodeSelector", "tolerations", "affinity", "securityContext")},
+        "volumes": [v for v in spec.get("volumes") or [] if v["name"] not in token],
+        **{
+            f"container.{k}": ctr.get(k)
+            for k in ("resources", "envFrom", "securityContext", "readinessProbe", "livenessProbe", "startupProbe")
+        },
+        "container.volumeMounts": [m for m in ctr.get("volumeMounts") or [] if m["name"] not in token],
+    }
+    other_mounts = [m["mountPath"] for m in ctr.get("volumeMounts") or [] if m["name"] in token]
+    return shape, [f"volume {', '.join(token)} mounted at {', '.join(other_mounts)}"] if token else []
+
+
+def _operator_pods(s: Scdf, doc: dict) -> dict[str, dict]:
+    """The pod each of the operator's Deployments for `doc` would create, as the API server
+    admits it into the namespace (server-side dry run): its defaults and admission (the
+    service account's, Pod Security) applied, as they were to SCDF's pods."""
+    resource = {**doc, "metadata": {**doc["metadata"], "namespace": s.ns, "uid": "0"}}
+    out = {}
+    for c, d in zip(COMPONENTS, render_deployments(resource), strict=True):
+        t = d["spec"]["template"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**t["metadata"], "name": d["metadata"]["name"], "namespace": s.ns},
+            "spec": t["spec"],
+        }
+        r = s.c.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod))
+        out[c.label] = json.loads(r.stdout)
+    return out
+
+
+def _process_env(s: Scdf, pod: dict) -> dict[str, str]:
+    """The environment of the pod's container's main process, as `kubectl exec env` shows it."""
+    raw = Path(f"/proc/{container_pid(s.c, pod)}/environ").read_bytes()
+    return dict(e.decode().split("=", 1) for e in raw.split(b"\0") if b"=" in e)
+
+
+def _mount_points(s: Scdf, pod: dict) -> set[str]:
+    text = Path(f"/proc/{container_pid(s.c, pod)}/mountinfo").read_text()
+    return {line.split()[4] for line in text.splitlines()}
+
+
+def test_a_pod_template_gives_scdfs_running_pods_the_operators_pod_shape(scdf, explain):
+    """`tspipe scdf deploy` of a pipeline with a pod template (the node by its hostname, a
+    toleration, resources, pod labels and annotations, an emptyDir and a ConfigMap volume
+    with their mounts, envFrom of a ConfigMap): SCDF's pods run and are Ready on the node,
+    each with the placement, resources, labels, annotations, volumes, mounts, envFrom,
+    security and probes of the pod the operator's Deployment would create. Every difference
+    is printed; the deployer's own (docs/scdf.md) are expected, any other fails. A field the
+    deployer cannot express is named and nothing is sent. (Its own stream and topics, after
+    the module's stream is destroyed: it does not touch the other tests' stream.)"""
+    s = scdf
+    stream = f"{s.stream}-shape"
+    config_map = f"{stream}-env"
+    doc = node_pipeline(s.c.broker.pod_bootstrap, {k: f"{k}-{stream}" for k in ("input", "even", "odd")})
+    doc["metadata"]["name"] = doc["spec"]["streamName"] = stream
+    template = copy.deepcopy(NODE_SHAPE_TEMPLATE)
+    template["volumes"][1]["configMap"]["name"] = config_map
+    template["envFrom"][0]["configMapRef"]["name"] = config_map
+    doc["spec"]["podTemplate"] = template
+    doc["spec"]["router"] |= NODE_SHAPE_ROUTER
+
+    # Named, and nothing sent: the kwok tests check the message for every such field.
+    refused = copy.deepcopy(doc)
+    refused["spec"]["podTemplate"]["topologySpreadConstraints"] = [
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
+    ]
+    r = s.tspipe("deploy", "-f", str(s.write(refused, "shape-refused.yaml")))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "spec.podTemplate.topologySpreadConstraints: SCDF's Kubernetes deployer" in r.stderr, r.stderr
+    assert requests.get(f"{s.url}/streams/definitions/{stream}", timeout=30).status_code == 404
+
+    path = s.write(doc, "shape.yaml")
+    t0 = time.monotonic()
+    try:
+        s.c.kubectl(
+            "create",
+            "configmap",
+            config_map,
+            "-n",
+            s.ns,
+            *(f"--from-literal={k}={v}" for k, v in NODE_SHAPE_ENV.items()),
+        )
+        r = s.tspipe("deploy", "-f", str(path), "--wait", "0")
+        assert r.returncode == 0, r.stderr
+
+        def ready():
+            got = {label: s.app_pods(label, stream) for label in LABELS}
+            return all(len(ps) == 1 and pod_ready(ps[0]) for ps in got.values()) and {
+                label: ps[0] for label, ps in got.items()
+            }
+
+        running = wait_for(ready, 420, "SCDF's four pods Running and Ready")
+        s.figures["pod template stream: deploy to Ready 4/4"] = f"{time.monotonic() - t0:.0f} s"
+
+        p = Pipeline.from_resource({**doc, "metadata": {**doc["metadata"], "namespace": s.ns}})
+        ours = _operator_pods(s, doc)
+        differences, expected = [], []
+        for c in COMPONENTS:
+            pod = running[c.label]
+            # Placement: the node the selector names (the operator's pods have the same
+            # selector, tolerations and affinity: compared below).
+            assert pod["spec"]["nodeName"] == NODE_NAME, pod["spec"].get("nodeName")
+            mine, _ = _pod_shape(ours[c.label])
+            theirs, token = _pod_shape(pod)
+            expected += [f"{c.label}: SCDF's pod: {t} (no automountServiceAccountToken: false)" for t in token]
+            if p.app(c).probes.startup is None:
+                # The deployer always adds a startup probe; tspipe sends one that changes
+                # nothing (podshape.neutral_startup): that, and only that, is expected.
+                neutral = probe_render.kubernetes(neutral_startup(p.app(c).probes), SERVER_PORT)
+                got = {k: v for k, v in (theirs["container.startupProbe"] or {}).items() if k != "successThreshold"}
+                if mine["container.startupProbe"] is None and got == neutral:
+                    expected.append(f"{c.label}: SCDF's pod: startupProbe {neutral} (none in the pipeline)")
+                    mine["container.startupProbe"] = theirs["container.startupProbe"]
+            differences += [
+                f"{c.label}: {key}:\n    operator: {mine[key]}\n    SCDF:     {theirs[key]}"
+                for key in mine
+                if mine[key] != theirs[key]
+            ]
+            # What the kubelet made of it: the ConfigMap's variables in the app's process, the
+            # volumes mounted where the template says.
+            env = _process_env(s, pod)
+            assert {k: env.get(k) for k in NODE_SHAPE_ENV} == NODE_SHAPE_ENV, c.label
+            assert {"/scratch", "/etc/shape", "/tmp"} <= _mount_points(s, pod), c.label
+        print("\nexpected differences (the deployer's own):\n  " + "\n  ".join(expected))
+        print("differences between the operator's pods and SCDF's:\n  " + ("\n  ".join(differences) or "none"))
+        assert not differences, "\n".join(differences)
+    finally:
+        s.tspipe("destroy", "-f", str(path), "--wait", "120")
+        s.c.kubectl("delete", "configmap", config_map, "-n", s.ns, "--ignore-not-found", check=False)
+        with contextlib.suppress(TimeoutError):  # (not to hide the failure that got here)
+            wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={stream}"), 240, "the stream's pods gone")
+    s.figures["pod template test"] = f"{time.monotonic() - t0:.0f} s"
 
 
 def test_an_image_missing_on_the_node_is_named_by_status(scdf, explain):
