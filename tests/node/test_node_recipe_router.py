@@ -3,9 +3,9 @@ real node: the image built from the recipe's Dockerfile (hack/recipe-image.sh:
 bench/seed_router/Dockerfile with the seed's router code, on the project's Python base),
 tagged springcloud/polyglot-python-app:0.2 and run with manifests/samples/recipe-router.yaml,
 which gives it the probes SCDF's deployer would (readiness /actuator/info, liveness
-/actuator/health). The same image without those probes is not ready, and the status says so:
-that is test_node_pipeline.py's readiness test (status.components.router.notReady is
-ReadinessProbeFailing whatever the probe's HTTP answer), not repeated here.
+/actuator/health). The same image without those probes is not ready (the operator's default
+readiness probe asks for /actuator/health/readiness, which it answers 404), and the status
+names the router and that probe.
 
 The recipe's router has no consumer group: it starts at the input's end when it starts and
 commits nothing. So the timestamps the time source wrote before it started are never routed
@@ -14,6 +14,7 @@ is judged by readiness only (GroupNotUsed)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
 import pytest
@@ -77,6 +78,27 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
     name = obj["metadata"]["name"]
     try:
         with explained(c, ns, {"operator": log}):
+            # First as a user who names the recipe's image without the probes SCDF's deployer
+            # gave it: the operator's default readiness probe asks the recipe's actuator for a
+            # path it does not serve, and the status names the router and that probe.
+            bare = copy.deepcopy(obj)
+            del bare["spec"]["router"]["probes"]
+            apply_obj(c, bare, ns)
+            status = wait_for(
+                lambda: (
+                    (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("notReady") and s
+                ),
+                300,
+                "status.components.router.notReady without the recipe's probes",
+            )
+            not_ready = status["components"]["router"]["notReady"]
+            assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
+            assert "GET /actuator/health/readiness on port 8080" in not_ready["message"], not_ready
+            ready = {x["type"]: x for x in status["conditions"]}["Ready"]
+            assert ready["status"] == "False", ready
+            assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
+
+            # The sample as it is, with those probes: Ready.
             apply_obj(c, obj, ns)
             wait_for(lambda: pipeline_ready(c, ns, name), 300, "the pipeline Ready (4/4)")
             running = wait_for(
