@@ -24,6 +24,7 @@ from nodehelpers import (
     apply_obj,
     everything_arrived,
     explained,
+    logger_payloads,
     new_namespace,
     node_pipeline,
     pipeline_status,
@@ -278,6 +279,67 @@ class TestOnePipeline:
                 f"node shadow: a release crashing at start was rejected {after:.1f}s after the change "
                 f"(progressDeadlineSeconds {DEADLINE}): {rejected['message']!r}; {len(produced)} input records all on "
                 f"the real topics with the stable prefixes ({twice} routed twice), none of the release's"
+            )
+
+    def test_a_harmless_shadow_release_is_promoted_and_its_prefix_reaches_the_loggers(
+        self, node_cluster, plain_pipeline
+    ):
+        """After the rejected shadow: a release that only changes the even prefix (and drops
+        the crashing property) runs as a shadow, is judged equal through each revision's own
+        prefix, is promoted, and the real router rolls to it: the new prefix is on the real
+        even topic and in the even logger's `kubectl logs`, and every record reaches its
+        logger under one prefix or the other."""
+        c = node_cluster
+        ns, name, topics, log = plain_pipeline
+        new_prefix = "Promoted even:"
+        with explained(c, ns, {"operator": log}):
+            patch = {
+                "spec": {
+                    # Three JVMs share two cores: the healthy shadow gets the time to start.
+                    "rollout": {"progressDeadlineSeconds": 180},
+                    "router": {"evenPrefix": new_prefix, "properties": {"tsrouter.workers": None}},
+                }
+            }
+            c.kubectl("patch", "tsp", name, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+            gen = c.get("tsp", name, "-n", ns)["metadata"]["generation"]
+            t0 = time.monotonic()
+            promoted = wait_for(
+                lambda: (
+                    (sh := rollout(c, ns, name).get("shadow") or {}).get("generation") == gen
+                    and sh.get("verdict") in ("Promoted", "ShadowRejected", "NotCompared")
+                    and sh
+                ),
+                300,
+                "the harmless shadow judged",
+            )
+            after = time.monotonic() - t0
+            assert promoted["verdict"] == "Promoted" and promoted["reason"] == "OutputsEqual", promoted
+            assert promoted["compared"] > 0 and promoted["differing"] == 0, promoted
+            wait_for(
+                lambda: (
+                    (p := router_pod(c, ns, name))
+                    and pod_ready(p)
+                    and f"--tsrouter.even-prefix={new_prefix}" in p["spec"]["containers"][0]["args"]
+                ),
+                240,
+                "the real router rolled to the promoted revision",
+            )
+            wait_for(
+                lambda: any(v.startswith(new_prefix) for v in topic_values(c.broker.bootstrap, topics["even"])),
+                120,
+                "the promoted prefix on the real even topic",
+            )
+            logged = wait_for(
+                lambda: [x for x in logger_payloads(c, ns, name, "evenlogger") if x.startswith(new_prefix)],
+                120,
+                "the promoted prefix in the even logger's kubectl logs",
+            )
+            upto = len(topic_values(c.broker.bootstrap, topics["input"]))
+            everything_arrived(c, ns, name, topics["input"], ["Even timestamp:", new_prefix], ["Odd timestamp:"], upto)
+            print(
+                f"node shadow: a prefix change promoted {after:.1f}s after the change "
+                f"({promoted['compared']} records compared, load {promoted.get('load')}); "
+                f"{len(logged)} lines with the new prefix in the even logger's kubectl logs"
             )
 
 
