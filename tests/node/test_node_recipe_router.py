@@ -18,6 +18,7 @@ import copy
 from datetime import datetime
 
 import pytest
+import recipe
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 from localinfra.kafka import topic_values
@@ -42,8 +43,6 @@ from nodehelpers import (
 pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark.timeout(900)]
 
 IMAGE = "springcloud/polyglot-python-app:0.2"  # as the sample names it
-# What the recipe's router writes: a space after the even prefix's colon, none after the odd one's.
-EVEN, ODD = "Even timestamp: ", "Odd timestamp:"
 # Timestamps routed after the first one before the test looks at the loggers: both parities.
 ROUTED = 20
 
@@ -54,8 +53,8 @@ def _time(ts: str) -> datetime:
 
 def _routed(c, topics) -> tuple[list[str], list[str]]:
     """The timestamps in the even and odd topics, each checked for the recipe's prefix and its parity."""
-    even = [v.removeprefix(EVEN) for v in topic_values(c.broker.bootstrap, topics["even"])]
-    odd = [v.removeprefix(ODD) for v in topic_values(c.broker.bootstrap, topics["odd"])]
+    even = [v.removeprefix(recipe.ROUTER_EVEN) for v in topic_values(c.broker.bootstrap, topics["even"])]
+    odd = [v.removeprefix(recipe.ROUTER_ODD) for v in topic_values(c.broker.bootstrap, topics["odd"])]
     assert all(TIMESTAMP.fullmatch(t) and int(t[-1]) % 2 == 0 for t in even), even
     assert all(TIMESTAMP.fullmatch(t) and int(t[-1]) % 2 == 1 for t in odd), odd
     return even, odd
@@ -138,8 +137,8 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             # ... and `kubectl logs` of each logger shows them, only Even lines in the even
             # logger and only Odd lines in the odd one.
             def in_the_logs():
-                got_even = strip(logger_payloads(c, ns, name, "evenlogger"), [EVEN])
-                got_odd = strip(logger_payloads(c, ns, name, "oddlogger"), [ODD])
+                got_even = strip(logger_payloads(c, ns, name, "evenlogger"), [recipe.ROUTER_EVEN])
+                got_odd = strip(logger_payloads(c, ns, name, "oddlogger"), [recipe.ROUTER_ODD])
                 assert all(int(t[-1]) % 2 == 0 for t in got_even), got_even
                 assert all(int(t[-1]) % 2 == 1 for t in got_odd), got_odd
                 return not (exp_even - got_even) and not (exp_odd - got_odd)

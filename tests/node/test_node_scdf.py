@@ -44,6 +44,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import recipe
 import requests
 import yaml
 from localinfra.kafka import topic_values
@@ -80,25 +81,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.kube, pytest.mark.node, pytest.mark
 
 LABELS = tuple(c.label for c in COMPONENTS)
 
-# The seed's recipe as its user types it in the SCDF shell (`app register`, `stream create`,
-# `stream deploy --propertiesFile polyglot-python-app-deployment.properties`), through the
-# REST API the shell calls.
-RECIPE_STREAM = "timeStampStream"
-RECIPE_DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
-RECIPE_PROPERTIES = {
-    "app.time.spring.cloud.stream.bindings.output.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.input.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.even.destination": "evenDest",
-    "app.python-router.spring.cloud.stream.bindings.odd.destination": "oddDest",
-    "app.evenLogger.spring.cloud.stream.bindings.input.destination": "evenDest",
-    "app.oddLogger.spring.cloud.stream.bindings.input.destination": "oddDest",
-}
-RECIPE_TOPICS = {"input": "timeDest", "even": "evenDest", "odd": "oddDest"}
-RECIPE_ROUTER = ("python-router", "0.2", "docker://springcloud/polyglot-python-app:0.2")
-# What the recipe's router writes: a space after the even prefix's colon, none after the odd one's.
-RECIPE_EVEN, RECIPE_ODD = "Even timestamp: ", "Odd timestamp:"
-# The paths the recipe's router serves (its util/actuator.py).
-RECIPE_ACTUATOR = {"/actuator/health", "/actuator/info"}
 PROBE_FIELDS = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
 # Timestamps routed after the router's first one under the operator before the loggers are read: both parities.
 RECIPE_ROUTED = 10
@@ -616,7 +598,7 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
     registrations = [
         (name, image.rsplit(":", 1)[1], docker_uri(image), metadata_uri(*image.rsplit(":", 1)))
         for name, image in (("time", images["time"]), ("log", images["evenLogger"]))
-    ] + [(*RECIPE_ROUTER, None)]
+    ] + [(*recipe.ROUTER_APP, None)]
     _unregister(url, [name for name, *_ in registrations])
     log = tmp_path / "operator.log"
     op = None
@@ -626,10 +608,10 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
             form = {"uri": uri} | ({"metadata-uri": meta} if meta else {})
             requests.post(f"{url}/apps/app/{name}/{version}", data=form, timeout=60).raise_for_status()
         requests.post(
-            f"{url}/streams/definitions", data={"name": RECIPE_STREAM, "definition": RECIPE_DEFINITION}, timeout=60
+            f"{url}/streams/definitions", data={"name": recipe.STREAM, "definition": recipe.DEFINITION}, timeout=60
         ).raise_for_status()
         requests.post(
-            f"{url}/streams/deployments/{RECIPE_STREAM}", json=RECIPE_PROPERTIES, timeout=120
+            f"{url}/streams/deployments/{recipe.STREAM}", json=recipe.PROPERTIES, timeout=120
         ).raise_for_status()
 
         # It runs under SCDF: a pod per app, the recipe's router Ready with the deployer's
@@ -637,7 +619,7 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
         # run here; the deployer's default startup probe restarts an app that does not answer
         # /actuator/info within 90 s of its start, a tight budget for a JVM on a busy node.)
         def scdf_router_ready():
-            got = {label: s.app_pods(label, RECIPE_STREAM) for label in LABELS}
+            got = {label: s.app_pods(label, recipe.STREAM) for label in LABELS}
             (router,) = got["python-router"] or [None]
             return all(got.values()) and router and pod_ready(router) and got
 
@@ -649,29 +631,29 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
         s.figures["recipe stream: deploy to its router Ready"] = f"{time.monotonic() - t0:.0f} s"
 
         # The import. The recipe leaves the broker to the server's settings: --brokers names it.
-        r = s.tspipe("import", "--stream", RECIPE_STREAM, "--brokers", s.c.broker.pod_bootstrap, "--namespace", s.ns)
+        r = s.tspipe("import", "--stream", recipe.STREAM, "--brokers", s.c.broker.pod_bootstrap, "--namespace", s.ns)
         assert r.returncode == 0, r.stderr
         assert "Traceback" not in r.stderr
         doc = yaml.safe_load(r.stdout)
         spec = doc["spec"]
-        assert doc["metadata"] == {"name": RECIPE_STREAM.lower(), "namespace": s.ns}
-        assert spec["streamName"] == RECIPE_STREAM
-        assert spec["kafka"] == {"brokers": [s.c.broker.pod_bootstrap], "topics": RECIPE_TOPICS}, spec["kafka"]
+        assert doc["metadata"] == {"name": recipe.STREAM.lower(), "namespace": s.ns}
+        assert spec["streamName"] == recipe.STREAM
+        assert spec["kafka"] == {"brokers": [s.c.broker.pod_bootstrap], "topics": recipe.TOPICS}, spec["kafka"]
         assert spec["router"]["image"] == "springcloud/polyglot-python-app:0.2"
         assert (spec["time"]["image"], spec["evenLogger"]["image"]) == (images["time"], images["evenLogger"])
         # The recipe's apps have no consumer group: the notes say the operator gives them one.
-        assert f"the operator gives it the consumer group {RECIPE_STREAM}" in r.stderr
+        assert f"the operator gives it the consumer group {recipe.STREAM}" in r.stderr
         # Probes that fit the recipe's router: only paths its actuator serves.
         router_probes = spec["router"]["probes"]
-        assert {p["httpGet"]["path"] for p in router_probes.values()} <= RECIPE_ACTUATOR, router_probes
+        assert {p["httpGet"]["path"] for p in router_probes.values()} <= recipe.ROUTER_ACTUATOR, router_probes
         path = tmp_path / "imported.yaml"
         path.write_text(r.stdout)
 
         # Off SCDF: the stream undeployed and destroyed, its pods gone.
-        requests.delete(f"{url}/streams/deployments/{RECIPE_STREAM}", timeout=120).raise_for_status()
-        requests.delete(f"{url}/streams/definitions/{RECIPE_STREAM}", timeout=120).raise_for_status()
-        wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={RECIPE_STREAM}"), 240, "SCDF's recipe pods gone")
-        before = {role: collections.Counter(topic_values(s.c.broker.bootstrap, t)) for role, t in RECIPE_TOPICS.items()}
+        requests.delete(f"{url}/streams/deployments/{recipe.STREAM}", timeout=120).raise_for_status()
+        requests.delete(f"{url}/streams/definitions/{recipe.STREAM}", timeout=120).raise_for_status()
+        wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={recipe.STREAM}"), 240, "SCDF's recipe pods gone")
+        before = {role: collections.Counter(topic_values(s.c.broker.bootstrap, t)) for role, t in recipe.TOPICS.items()}
 
         # On the operator.
         op = start_operator(s.c, s.ns, log)
@@ -713,8 +695,8 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
             # topic and the right logger's `kubectl logs` (the recipe's router starts at the
             # input's end: what came before it started is not routed, the recipe's behaviour).
             def routed_since_first():
-                even = strip(_new_values(s.c, "evenDest", before["even"]).elements(), [RECIPE_EVEN])
-                odd = strip(_new_values(s.c, "oddDest", before["odd"]).elements(), [RECIPE_ODD])
+                even = strip(_new_values(s.c, "evenDest", before["even"]).elements(), [recipe.ROUTER_EVEN])
+                odd = strip(_new_values(s.c, "oddDest", before["odd"]).elements(), [recipe.ROUTER_ODD])
                 first = min(map(_time, [*even, *odd]), default=None)
                 later = [
                     t for t in _new_values(s.c, "timeDest", before["input"]).elements() if first and _time(t) > first
@@ -727,8 +709,8 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
             assert all(int(t[-1]) % 2 == 0 for t in even) and all(int(t[-1]) % 2 == 1 for t in odd), (even, odd)
 
             def in_the_logs():
-                got_even = strip(logger_payloads(s.c, s.ns, name, "evenlogger"), [RECIPE_EVEN])
-                got_odd = strip(logger_payloads(s.c, s.ns, name, "oddlogger"), [RECIPE_ODD])
+                got_even = strip(logger_payloads(s.c, s.ns, name, "evenlogger"), [recipe.ROUTER_EVEN])
+                got_odd = strip(logger_payloads(s.c, s.ns, name, "oddlogger"), [recipe.ROUTER_ODD])
                 assert all(int(t[-1]) % 2 == 0 for t in got_even), got_even
                 assert all(int(t[-1]) % 2 == 1 for t in got_odd), got_odd
                 return not (exp_even - got_even) and not (exp_odd - got_odd)
@@ -739,7 +721,7 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
         s.c.kubectl(
             "delete",
             "tsp",
-            RECIPE_STREAM.lower(),
+            recipe.STREAM.lower(),
             "-n",
             s.ns,
             "--ignore-not-found",
@@ -750,9 +732,9 @@ def test_the_recipes_own_stream_created_by_hand_imports_to_a_pipeline_the_operat
         )
         if op is not None:
             op.stop(15)
-        requests.delete(f"{url}/streams/definitions/{RECIPE_STREAM}", timeout=120)
+        requests.delete(f"{url}/streams/definitions/{recipe.STREAM}", timeout=120)
         with contextlib.suppress(TimeoutError):  # (not to hide the failure that got here)
-            wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={RECIPE_STREAM}"), 240, "SCDF's recipe pods gone")
+            wait_for(lambda: not pods(s.c, s.ns, f"spring-group-id={recipe.STREAM}"), 240, "SCDF's recipe pods gone")
         # The later tests register this project's router as python-router again.
         _unregister(url, [name for name, *_ in registrations])
 

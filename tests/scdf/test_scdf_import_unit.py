@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from recipe import IMAGES as RECIPE_IMAGES
+from recipe import PROPERTIES as RECIPE_PROPERTIES
 from samples import sample_pipeline
 
 from tspipe import wiring
@@ -20,20 +22,6 @@ SCDF_OWN = {
     "management.endpoints.web.exposure.include": "health,info,bindings",
     "wavefront.application.name": "${spring.cloud.dataflow.stream.name:unknown}",
     "spring.cloud.dataflow.stream.app.type": "app",
-}
-RECIPE = {  # the seed's polyglot-python-app-deployment.properties
-    "app.time.spring.cloud.stream.bindings.output.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.input.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.even.destination": "evenDest",
-    "app.python-router.spring.cloud.stream.bindings.odd.destination": "oddDest",
-    "app.evenLogger.spring.cloud.stream.bindings.input.destination": "evenDest",
-    "app.oddLogger.spring.cloud.stream.bindings.input.destination": "oddDest",
-}
-RECIPE_IMAGES = {
-    "time": "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE",
-    "python-router": "docker://springcloud/polyglot-python-app:0.2",
-    "evenLogger": "docker:springcloudstream/log-sink-kafka:2.1.1.RELEASE",
-    "oddLogger": "docker:springcloudstream/log-sink-kafka:2.1.1.RELEASE",
 }
 
 
@@ -132,7 +120,7 @@ def test_a_pipeline_with_everything_round_trips():
 
 
 def test_the_recipes_own_stream_imports_with_notes():
-    props = dict(RECIPE)
+    props = dict(RECIPE_PROPERTIES)
     manifest = manifest_of(props, RECIPE_IMAGES, "timeStampStream")
     with pytest.raises(
         ImportRefused,
@@ -160,7 +148,7 @@ def test_the_recipes_own_stream_imports_with_notes():
 
 
 def recipe(**changes) -> dict:
-    return {**RECIPE, "app.time.spring.cloud.stream.kafka.binder.brokers": "k:9092", **changes}
+    return {**RECIPE_PROPERTIES, "app.time.spring.cloud.stream.kafka.binder.brokers": "k:9092", **changes}
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import recipe
 import requests
 import yaml
 from localinfra.scdf import KubernetesPlatform, ScdfServers
@@ -35,21 +36,6 @@ from tspipe.spring import RESERVED_ENV
 pytestmark = [pytest.mark.scdf, pytest.mark.kube, pytest.mark.timeout(1500)]
 
 OPERATOR_LABELS = (LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT, LABEL_PART_OF, LABEL_MANAGED_BY)
-# The seed's recipe: its registrations and its polyglot-python-app-deployment.properties.
-RECIPE_APPS = (
-    ("time", "2.1.0.RELEASE", "docker:springcloudstream/time-source-kafka:2.1.0.RELEASE"),
-    ("log", "2.1.1.RELEASE", "docker:springcloudstream/log-sink-kafka:2.1.1.RELEASE"),
-    ("python-router", "0.2", "docker://springcloud/polyglot-python-app:0.2"),
-)
-RECIPE_PROPERTIES = {
-    "app.time.spring.cloud.stream.bindings.output.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.input.destination": "timeDest",
-    "app.python-router.spring.cloud.stream.bindings.even.destination": "evenDest",
-    "app.python-router.spring.cloud.stream.bindings.odd.destination": "oddDest",
-    "app.evenLogger.spring.cloud.stream.bindings.input.destination": "evenDest",
-    "app.oddLogger.spring.cloud.stream.bindings.input.destination": "oddDest",
-}
-DEFINITION = "time || python-router || evenLogger: log || oddLogger: log"
 
 # A pod template with every field the deployer can carry, spread over the pipeline's
 # podTemplate and the apps' own, and each kind of probe.
@@ -237,17 +223,17 @@ def test_the_recipes_own_stream_imports_to_a_pipeline_the_api_server_accepts(k8s
         # SCDF keeps one repository per app name: the recipe's python-router must go
         # before this project's router image can be registered under that name.
         requests.delete(f"{url}/streams/definitions/{stream}", timeout=120)
-        for name, version, _ in RECIPE_APPS:
+        for name, version, _ in recipe.APPS:
             requests.delete(f"{url}/apps/app/{name}/{version}", timeout=60)
 
 
 def import_the_recipe(cp, ns: str, url: str, stream: str, tmp_path: Path) -> None:
-    for name, version, uri in RECIPE_APPS:
+    for name, version, uri in recipe.APPS:
         requests.post(f"{url}/apps/app/{name}/{version}", data={"uri": uri}, timeout=60).raise_for_status()
     requests.post(
-        f"{url}/streams/definitions", data={"name": stream, "definition": DEFINITION}, timeout=60
+        f"{url}/streams/definitions", data={"name": stream, "definition": recipe.DEFINITION}, timeout=60
     ).raise_for_status()
-    requests.post(f"{url}/streams/deployments/{stream}", json=RECIPE_PROPERTIES, timeout=120).raise_for_status()
+    requests.post(f"{url}/streams/deployments/{stream}", json=recipe.PROPERTIES, timeout=120).raise_for_status()
     scdf_deployment(cp, ns, stream, "python-router")  # Skipper has deployed it
 
     r = tspipe("import", "--server", url, "--stream", stream)
