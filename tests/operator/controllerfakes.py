@@ -1,6 +1,7 @@
 """The controller's unit tests' stand-ins: the Kubernetes API and the Kafka admin client
-in memory, a monotonic clock to move by hand, and `make()` for a controller over them
-(test_controller.py, test_autoscale_units.py, test_rollback_units.py)."""
+in memory, a monotonic clock to move by hand, `make()` for a controller over them
+(test_controller.py, test_autoscale_units.py, test_rollback_units.py), and `eventually` for
+scenarios that run on the event loop."""
 
 import asyncio
 import copy
@@ -11,6 +12,20 @@ from samples import sample_pipeline
 from tspipe.autoscale import GroupLag
 from tspipe.controller import Controller
 from tspipe.kube import ApiException
+
+# How long a scenario on the event loop waits for what it expects: generous, since a loaded
+# CI machine can starve the loop for a while; a scenario that holds returns at once.
+EVENTUALLY_SECONDS = 10.0
+
+
+async def eventually(condition, what: str) -> None:
+    """Let the event loop run until `condition()` holds; fail naming `what` if it never does."""
+    try:
+        async with asyncio.timeout(EVENTUALLY_SECONDS):
+            while not condition():  # noqa: ASYNC110 (the state polled has no event to wait on)
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"not within {EVENTUALLY_SECONDS} s: {what}") from None
 
 
 class FakeKube:

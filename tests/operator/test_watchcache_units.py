@@ -7,7 +7,7 @@ import asyncio
 import copy
 import json
 
-from controllerfakes import _ready, make, run
+from controllerfakes import _ready, eventually, make, run
 
 from tspipe.kube import ApiException
 from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, inputs, owner_of, slim_pod
@@ -316,14 +316,13 @@ def test_a_deleted_pipeline_leaves_nothing_in_the_queue_or_the_cache():
         kube, ctl = make()
         ctl.cache.primed = True
         ctl.enqueue("ns", "timestamps")
-        await asyncio.sleep(0.05)
-        assert ctl.cache.deployments.seen("ns", "timestamps")
+        await eventually(lambda: ctl.cache.deployments.seen("ns", "timestamps"), "the first pass's Deployments")
         del kube.pipelines["timestamps"]
         ctl.enqueue("ns", "timestamps")  # the pass finds it gone and forgets it
-        await asyncio.sleep(0.05)
         q = ctl.queue
-        assert ("ns", "timestamps") not in q.state and ("ns", "timestamps") not in q._workers
-        assert not q.known and not ctl._memory and ctl.cache.deployments.seen("ns", "timestamps") == set()
+        await eventually(lambda: not q.known and not q._workers, "the pass that finds the pipeline gone, ended")
+        assert ("ns", "timestamps") not in q.state
+        assert not ctl._memory and ctl.cache.deployments.seen("ns", "timestamps") == set()
         await ctl.stop()
 
     asyncio.run(scenario())

@@ -4,6 +4,8 @@ still read at least every reread_seconds; anything else runs a full pass as befo
 
 import asyncio
 
+from controllerfakes import eventually
+
 from tspipe.handlers import NoDiffBase
 from tspipe.workqueue import Outcome, WorkQueue, resync_may_skip, settled
 
@@ -175,8 +177,8 @@ def test_forget_while_a_pass_runs_keeps_no_retry_state():
         await asyncio.sleep(0)
         q.forget(("ns", "p"))  # the pipeline's DELETED event during its pass
         gate.set()
-        await asyncio.sleep(0.01)
-        assert q.state == {} and q._workers == {} and q.settled_at == {}
+        await eventually(lambda: not q._workers, "the pass ended")
+        assert q.state == {} and q.settled_at == {}
 
     asyncio.run(scenario())
 
@@ -189,8 +191,8 @@ def test_finished_workers_are_dropped():
         q = WorkQueue(work)
         for i in range(20):
             q.enqueue(("ns", f"p{i}"))
-        await asyncio.sleep(0.01)
-        assert q._workers == {} and len(q.known) == 20
+        await eventually(lambda: q._workers == {}, "every worker dropped")
+        assert len(q.known) == 20
 
     asyncio.run(scenario())
 
@@ -205,10 +207,9 @@ def test_a_topics_recheck_timer_lets_the_pipeline_settle_and_still_fires():
 
         q = WorkQueue(work, resync_seconds=10, reread_seconds=300)
         q.enqueue(("ns", "p"))
-        await asyncio.sleep(0.01)
+        await eventually(lambda: passes, "the first pass")
         assert ("ns", "p") in q.settled_at, "settled: only a recheck timer"
-        await asyncio.sleep(0.03)
-        assert len(passes) >= 2, "the recheck ran (as a touch: a full pass)"
+        await eventually(lambda: len(passes) >= 2, "the recheck ran (as a touch: a full pass)")
         await q.stop()
 
     asyncio.run(scenario())
