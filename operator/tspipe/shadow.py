@@ -11,10 +11,10 @@ offsets and writing to shadow topics (`<even>.shadow-<generation>`, `<odd>...` a
 names overridden as the SCDF properties that name them (the same contract as the real
 router's), and topic auto-creation off (the operator creates and deletes the topics).
 
-`status.rollout.shadow.state` moves Starting (the operator creates the topics and gives
-the group its offsets) -> Running (the Deployment exists; once it is available and its
-group has moved, a window of `verifySeconds` opens: the broker's offsets as the rollout
-window reads them) -> Removing (a verdict: the Deployment is no longer desired) -> Done
+`status.rollout.shadow.state` moves Starting (written first; the next pass creates the
+topics and gives the group its offsets) -> Running (the Deployment exists; once it is
+available and its group has moved, a window of `verifySeconds` opens: the broker's
+offsets as the rollout window reads them) -> Removing (a verdict: the Deployment is no longer desired) -> Done
 (its pods are gone, the topics and group deleted).
 
 The verdict compares, for the input offsets both routers committed in the window (up

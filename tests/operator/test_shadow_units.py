@@ -354,7 +354,9 @@ def _change(kube, obj, spec_router, generation):
 def _shadow_run(kube, ctl, now, obj, admin, shadow_prefixes, swap=False, stable_prefixes=PREFIXES):
     """From a change to the router to the shadow's verdict; returns the status then."""
     t = obj["spec"]["kafka"]["topics"]
-    _pass(kube, ctl)  # the shadow starts: topics, offsets; the pipeline stays at the stable revision
+    _pass(kube, ctl)  # the shadow starts: its names in the status; the pipeline stays at the stable revision
+    assert obj["status"]["rollout"]["shadow"]["state"] == shadow.STARTING and "shadow_start" not in admin.calls
+    _pass(kube, ctl)  # its topics and offsets
     st = obj["status"]
     assert st["rollout"]["shadow"]["state"] == shadow.RUNNING, st["rollout"]
     assert "shadow_start" in admin.calls
@@ -459,7 +461,8 @@ def test_the_controller_rolls_a_router_that_ignores_its_group_instead_of_rejecti
     admin, obj = ctl.admin, kube.pipelines["timestamps"]
     _stable_first(kube, ctl, now)
     _change(kube, obj, {"image": "springcloud/polyglot-python-app:0.2"}, 2)
-    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl)  # the shadow starts: its names in the status
+    _pass(kube, ctl)  # its topics and group
     _pass(kube, ctl)  # its Deployment
     assert "timestamps-router-shadow" in kube.deps
     n = shadow.names(Pipeline.from_resource(obj), 2)
@@ -679,7 +682,8 @@ def test_a_shadow_that_crash_loops_is_rejected_at_the_deadline_naming_the_crash(
     _stable_first(kube, ctl, now)
     stable_args = list(_router(kube)["args"])
     _change(kube, obj, {"properties": {"tsrouter.workers": "0"}}, 2)
-    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl)  # the shadow starts: its names in the status
+    _pass(kube, ctl)  # its topics and group
     _pass(kube, ctl, ready=False)  # its Deployment: never available
     kube.pods = [_crashing_pod(2)]
     now.t += timedelta(seconds=20)
@@ -712,7 +716,8 @@ def test_the_shadow_runs_the_autoscalers_count_not_the_specs():
     _stable_first(kube, ctl, now)
     assert obj["spec"]["router"]["replicas"] == 1 and kube.deps["timestamps-router"]["spec"]["replicas"] == 3
     _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
-    _pass(kube, ctl)  # the shadow starts
+    _pass(kube, ctl)  # the shadow starts: its names in the status
+    _pass(kube, ctl)  # its topics and group
     _pass(kube, ctl)  # its Deployment
     assert kube.deps["timestamps-router-shadow"]["spec"]["replicas"] == 3, "as many consumers as the real router"
     ctl.admin.lag_value = 0  # the autoscaler scales the router down: the shadow follows
@@ -731,8 +736,9 @@ def test_a_pause_stops_the_shadow_with_the_router_and_its_clock_until_the_resume
     admin = ctl.admin
     _stable_first(kube, ctl, now)
     _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
-    _pass(kube, ctl)
-    _pass(kube, ctl)
+    _pass(kube, ctl)  # the shadow starts: its names in the status
+    _pass(kube, ctl)  # its topics and group
+    _pass(kube, ctl)  # its Deployment
     admin.shadow_committed = [12]
     admin.offsets_value = offsets([12], [100], [100]) | {"input": [30], "inputStart": [0]}
     _pass(kube, ctl)
@@ -788,7 +794,8 @@ def test_deleting_the_pipeline_mid_shadow_deletes_its_deployment_then_its_group_
 
     admin.shadow_start = shadow_start
     _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
-    _pass(kube, ctl)
+    _pass(kube, ctl)  # the shadow starts: its names in the status
+    _pass(kube, ctl)  # its topics and group
     n = shadow.names(Pipeline.from_resource(obj), 2)
     assert at_start == [["tspipe.io/delete-topics"]], "the finalizer before the shadow's topics exist"
     assert all(x in admin.topics for x in n.topics)
@@ -809,6 +816,26 @@ def test_deleting_the_pipeline_mid_shadow_deletes_its_deployment_then_its_group_
     assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
     assert obj["metadata"]["finalizers"] == []
     assert obj["spec"]["kafka"]["topics"]["input"] in admin.topics, "its own topics stay (no deleteOnRemoval)"
+
+
+def test_a_pipeline_deleted_after_its_shadows_topics_exist_deletes_them_though_that_pass_left_no_status():
+    kube, ctl, now = _shadow_pipeline()
+    obj = kube.pipelines["timestamps"]
+    admin = ctl.admin
+    _stable_first(kube, ctl, now)
+    _change(kube, obj, {"evenPrefix": "EVEN:"}, 2)
+    _pass(kube, ctl)  # the shadow starts: its names in the status, nothing on the broker yet
+    n = shadow.names(Pipeline.from_resource(obj), 2)
+    named = copy.deepcopy(obj["status"])
+    assert named["rollout"]["shadow"]["topics"] == n.topics and not any(x in admin.topics for x in n.topics)
+    _pass(kube, ctl)  # its topics and group
+    assert all(x in admin.topics for x in n.topics) and obj["metadata"]["finalizers"]
+    # That pass's status never landed (the operator stopped mid-pass), then the pipeline is deleted.
+    obj["status"] = named
+    obj["metadata"]["deletionTimestamp"] = format_time(now.t)
+    run(ctl.reconcile("ns", "timestamps"))
+    assert n.group in admin.groups_deleted and not any(x in admin.topics for x in n.topics)
+    assert obj["metadata"]["finalizers"] == []
 
 
 def test_the_finalizer_comes_off_once_the_shadows_topics_are_deleted():

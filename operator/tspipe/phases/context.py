@@ -23,6 +23,7 @@ RECHECK_CONFLICT = 1.0  # a write raced with someone (409/404): read again soon
 RECHECK_FINALIZER_CONFLICT = 0.5  # the finalizer patch lost a race: the object changed, read it again
 RECHECK_FINALIZE = 1.0  # a deleted pipeline's finalizer could not be removed yet
 RECHECK_NEW_TOPICS = 2.0  # topics created or grown just now: describe them again to see them as they are
+RECHECK_SHADOW_STARTING = 0.2  # a shadow's names are in the status now: create its topics and group
 TOPIC_BACKOFF_BASE = 5.0  # first retry of an unreachable broker; doubles up to the topic recheck period
 
 

@@ -20,7 +20,7 @@ from ..model import EXACTLY_ONCE, Pipeline, PipelineError
 from ..names import DEAD_LETTER, LABEL_COMPONENT
 from ..status_fields import Key
 from . import finalizer
-from .context import RECHECK_FINALIZER_CONFLICT, TOPIC_BACKOFF_BASE, Pass
+from .context import RECHECK_FINALIZER_CONFLICT, RECHECK_SHADOW_STARTING, TOPIC_BACKOFF_BASE, Pass
 
 log = logging.getLogger("tspipe.controller")
 
@@ -36,11 +36,15 @@ async def advance(
     if shadow.starts(prev, templates, p.rollout_strategy, router_changed, readable):
         r = shadow.start(prev, gen, templates, shadow.names(p, gen), clients.now())
         log.info("%s/%s: %s", ctx.namespace, ctx.name, r["message"])
-    else:
-        sh = shadow.current(prev, templates)
-        if sh is None or sh.get("verdict") is not None or sh.get("state") == shadow.SKIPPED:
-            return None
-        r = dict(prev or {})
+        # The status names the shadow's topics and group before the next pass creates them:
+        # a pipeline deleted after they exist (the status write lost, the operator stopped
+        # mid-pass) still finds them in its status, and its delete path deletes them.
+        ctx.again_in(RECHECK_SHADOW_STARTING)
+        return r
+    sh = shadow.current(prev, templates)
+    if sh is None or sh.get("verdict") is not None or sh.get("state") == shadow.SKIPPED:
+        return None
+    r = dict(prev or {})
     try:
         r = await _step(ctx, clients, p, r, actual)
     except KafkaUnavailable as exc:
