@@ -8,6 +8,7 @@ import copy
 import json
 
 from controllerfakes import _ready, eventually, make, run
+from samples import SAMPLE_NAME, sample_pipeline
 
 from tspipe.kube import ApiException
 from tspipe.watchcache import TOMBSTONE_SECONDS, WatchCache, inputs, owner_of, slim_pod
@@ -370,17 +371,27 @@ def test_a_relist_makes_each_pipelines_next_pass_read_from_the_api_once():
     assert "list_deployments" not in calls
 
 
-def test_a_kept_copy_is_equal_but_its_own_and_shares_its_strings():
+def test_a_kept_deployment_is_equal_but_its_own_and_each_read_a_copy():
     c = WatchCache(Clock())
-    a, b = dep("p-time", 1), dep("q-time", 1, owner="q")
+    a = dep("p-time", 1)
     c.deployments.upsert(a)
-    c.deployments.upsert(b)
     kept = c.deployments.get("ns", "p-time")
     assert kept == {**a, "metadata": {k: v for k, v in a["metadata"].items() if k != "managedFields"}}
     a["spec"]["strategy"]["type"] = "Recreate"
     assert kept["spec"]["strategy"]["type"] == "RollingUpdate", "the watch's object is not shared"
-    other = c.deployments.get("ns", "q-time")
-    assert kept["spec"]["strategy"]["type"] is other["spec"]["strategy"]["type"]
+    kept["spec"]["replicas"] = 7
+    assert c.deployments.group("ns", "p")[0]["spec"]["replicas"] == 1, "a reader's change stays its own"
+    assert c.deployments.versions("ns", "p") == (("p-time", "1"),)
+
+
+def test_kept_pipelines_share_their_strings():
+    c = WatchCache(Clock())
+    a, b = sample_pipeline(stored=True), sample_pipeline(stored=True, metadata={"name": "other"})
+    c.pipelines.upsert(a)
+    c.pipelines.upsert(b)
+    kept, other = c.pipelines.get("ns", SAMPLE_NAME), c.pipelines.get("ns", "other")
+    assert kept == {**a, "metadata": {k: v for k, v in a["metadata"].items() if k != "managedFields"}}
+    assert kept["spec"]["streamName"] is other["spec"]["streamName"]
 
 
 # --- the pipeline from its watch, and a pass that stops when nothing it reads changed --
