@@ -22,6 +22,10 @@ BACKOFF_MAX = 300.0
 # The Deployment controller updates the four children in bursts; one pass after the
 # burst sees them all.
 DEBOUNCE_SECONDS = 1.0
+# Passes that run at once (client-go's MaxConcurrentReconciles): their API calls share
+# the default executor's few threads anyway, and 2,000 pipelines applied at once started
+# 2,000 passes that each held their rendered Deployments while waiting for a thread.
+MAX_PASSES = 32
 # Each Kafka admin call (topics, lag, offsets) is bounded by this: an unreachable broker
 # becomes a condition in seconds instead of a stuck worker.
 KAFKA_TIMEOUT = 5.0

@@ -15,7 +15,9 @@ Like client-go's rate-limited work queue, in one asyncio loop:
   by `unchanged` instead, without a pass, unless that last pass read the API more than
   `reread_seconds` ago: a pass's cost would otherwise be paid N times per resync period
   while N pipelines converge, which made the operator's CPU per pipeline grow with N;
-- while `standby` (a peer is active), the retry and resync timers enqueue nothing.
+- while `standby` (a peer is active), the retry and resync timers enqueue nothing;
+- at most `max_passes` passes run at once (the others wait their turn, each key still
+  coalescing its events meanwhile).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class WorkQueue:
     backoff_base: float = defaults.BACKOFF_BASE
     backoff_max: float = defaults.BACKOFF_MAX
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS
+    max_passes: int = defaults.MAX_PASSES
     standby: bool = False
     known: set[Key] = field(default_factory=set)
     pending: set[Key] = field(default_factory=set)
@@ -105,6 +108,10 @@ class WorkQueue:
     # it but the resync): such a pass reads from the API, not from the watch cache.
     rereading: set[Key] = field(default_factory=set)
     clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_passes)
 
     def enqueue(self, key: Key) -> None:
         self.touched.add(key)
@@ -189,22 +196,26 @@ class WorkQueue:
     async def _drain(self, key: Key) -> None:
         try:
             while key in self.pending:
-                self.pending.discard(key)
-                now = self.clock()
-                touched = key in self.touched
-                read_at = self.settled_at.get(key)
-                if resync_may_skip(touched, read_at, now, self.resync_seconds, self.reread_seconds):
-                    self.unchanged(key)
-                    continue
-                # Anything that touches the key from here on makes the next pass a full one.
-                self.touched.discard(key)
-                self._started[key] = now
-                if not touched and read_at is not None:
-                    self.rereading.add(key)
-                try:
-                    await self.work(key)
-                finally:
-                    self.rereading.discard(key)
+                # The key stays pending while it waits for a slot: its events coalesce.
+                async with self._slots:
+                    if key not in self.pending:
+                        break  # forgotten meanwhile
+                    self.pending.discard(key)
+                    now = self.clock()
+                    touched = key in self.touched
+                    read_at = self.settled_at.get(key)
+                    if resync_may_skip(touched, read_at, now, self.resync_seconds, self.reread_seconds):
+                        self.unchanged(key)
+                        continue
+                    # Anything that touches the key from here on makes the next pass a full one.
+                    self.touched.discard(key)
+                    self._started[key] = now
+                    if not touched and read_at is not None:
+                        self.rereading.add(key)
+                    try:
+                        await self.work(key)
+                    finally:
+                        self.rereading.discard(key)
         finally:
             # Done (nothing pending): drop the finished worker, so the map holds running
             # ones only (a deleted pipeline's stayed forever). No await since the loop's

@@ -275,3 +275,25 @@ def test_a_pass_answered_unchanged_keeps_the_reread_due_from_the_last_full_pass(
         assert len(passes) == 3 and not skipped
 
     asyncio.run(scenario())
+
+
+def test_at_most_max_passes_run_at_once_and_every_key_gets_its_pass():
+    async def scenario():
+        running, most, done = set(), [0], []
+
+        async def work(key):
+            running.add(key)
+            most[0] = max(most[0], len(running))
+            await asyncio.sleep(0.01)
+            running.discard(key)
+            done.append(key)
+            q.schedule(key, Outcome())
+
+        q = WorkQueue(work, max_passes=3)
+        for i in range(10):
+            q.enqueue(("ns", f"p{i}"))
+        q.enqueue(("ns", "p9"))  # again while it waits for a slot: still one pass
+        await eventually(lambda: not q._workers, "every pass ran")
+        assert most[0] == 3 and sorted(done) == sorted(("ns", f"p{i}") for i in range(10))
+
+    asyncio.run(scenario())
