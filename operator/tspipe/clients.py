@@ -96,7 +96,7 @@ class Clients:
         From the watch cache once it is primed (read only: the cache's own objects),
         looking up by name only a child the cache saw and lost (edited labels take it
         out of the watch); from the API until then, or when `fresh` (the pass's last
-        write found the cache stale, or a settled pipeline's periodic re-read), which
+        write found the cache stale, or a watch listed again), which
         also brings the cache's copy of the pipeline's children up to date."""
         cache = self.cache.deployments
         if fresh or not self.cache.primed:

@@ -7,13 +7,15 @@ API server or the broker; the comment says which way each leans.
 
 from __future__ import annotations
 
-# Re-read every pipeline this often without any event: the level-based safety net for a
+# Pass over every pipeline this often without any event: the level-based safety net for a
 # missed watch event (client-go's informers resync on a similar scale).
 RESYNC_SECONDS = 300.0
 # A resync skips the pass of a pipeline that is settled (its last pass wrote nothing and
-# asked for no timer) and that no watch event touched since, unless that pass read the
-# API longer ago than this: with a resync shorter than this, a settled pipeline is still
-# re-read this often (with the default resync, every resync re-reads, as before).
+# asked for no timer) and that no watch event touched since, unless that pass ran longer
+# ago than this: with a resync shorter than this, a settled pipeline still gets a whole
+# pass this often (with the default resync, every resync's pass is whole). Such a pass
+# reads the watch cache, as client-go's resync does; a watch that lists again makes each
+# pipeline's next pass read the API.
 REREAD_SECONDS = 300.0
 # A failed pass is retried after BACKOFF_BASE seconds, doubling up to BACKOFF_MAX: a
 # broken pipeline costs a few calls an hour, not a hot loop.

@@ -34,7 +34,7 @@ from the API instead (clients.py). What no write reveals is an object deleted wh
 watch was down (a broken watch, kopf's pause on peering): kopf lists again then, but
 reports no DELETED for what is missing from the new list. So a list after the first
 one (`relisted`) starts a new `epoch`, and each pipeline's next pass reads from the
-API once; and the periodic re-read of a settled pipeline reads from the API too.
+API once. A settled pipeline's periodic pass reads the cache (as client-go's resync).
 """
 
 from __future__ import annotations

@@ -63,8 +63,7 @@ async def settle(q):
 
 def resync(q):
     """One resync round, as the resync task does it."""
-    for key in list(q.known):
-        q._enqueue(key)
+    q.resync_round()
 
 
 def test_resync_of_a_settled_pipeline_runs_no_pass_until_reread_is_due():
@@ -76,6 +75,7 @@ def test_resync_of_a_settled_pipeline_runs_no_pass_until_reread_is_due():
         for _ in range(3):
             clock.t += 10
             resync(q)
+            assert not q._workers, "a resync answered without a pass starts no task"
             await settle(q)
         assert len(passes) == 1 and len(skipped) == 3
         clock.t = 1000.0 + 295  # the next resync would be past reread: read again

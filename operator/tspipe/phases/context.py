@@ -72,9 +72,9 @@ class Pass:
     problems: list[str] = field(default_factory=list)
     requeue: float | None = None
     reset: ResetRequest | None = None  # the tspipe.io/reset-offsets annotation, parsed
-    # Read the children and pods from the API rather than the watch cache: a settled
-    # pipeline's periodic re-read, the last pass's write found the cache stale, or a
-    # watch listed again since this pipeline's last such read (watchcache.py).
+    # Read the children and pods from the API rather than the watch cache: the last
+    # pass's write found the cache stale, or a watch listed again since this pipeline's
+    # last such read (watchcache.py).
     fresh: bool = False
     recheck: float | None = None  # a timer that only expires a cache (see recheck_in)
     # What the pass read, for `Memory.inputs`: the children after its writes, the pods
