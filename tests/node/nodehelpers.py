@@ -147,6 +147,24 @@ def pipeline_ready(c: NodeCluster, ns: str, name: str):
     )
 
 
+def router_probe_failing(c: NodeCluster, ns: str, name: str, timeout: float, what: str) -> dict:
+    """The pipeline's status once it names why its router is not ready; asserts that it is
+    the operator's default readiness probe (GET /actuator/health/readiness) and that the
+    Ready condition says so."""
+    status = wait_for(
+        lambda: (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("notReady") and s,
+        timeout,
+        what,
+    )
+    not_ready = status["components"]["router"]["notReady"]
+    assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
+    assert "GET /actuator/health/readiness on port 8080" in not_ready["message"], not_ready
+    ready = {x["type"]: x for x in status["conditions"]}["Ready"]
+    assert ready["status"] == "False", ready
+    assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
+    return status
+
+
 def new_namespace(c: NodeCluster, prefix: str = "node") -> str:
     """A namespace like the sample's: Pod Security `restricted` enforced."""
     ns = yaml.safe_load((SAMPLE_DIR / "namespace.yaml").read_text())

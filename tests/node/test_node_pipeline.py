@@ -44,6 +44,7 @@ from nodehelpers import (
     pods,
     reset_offsets,
     router_pod,
+    router_probe_failing,
     start_operator,
     strip,
     wait_for,
@@ -394,18 +395,7 @@ def test_readiness_is_real_a_router_without_its_broker_is_running_but_not_ready(
             assert ready["status"] == "False" and "router" in ready["message"], ready
             # Once the probe had its full chance, the status says it is the readiness probe (no pod
             # event marks that moment: the operator looks again when it comes).
-            status = wait_for(
-                lambda: (
-                    (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("notReady") and s
-                ),
-                120,
-                "status.components.router.notReady",
-            )
-            not_ready = status["components"]["router"]["notReady"]
-            assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
-            assert "GET /actuator/health/readiness on port 8080" in not_ready["message"]
-            ready = {x["type"]: x for x in status["conditions"]}["Ready"]
-            assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
+            router_probe_failing(c, ns, name, 120, "status.components.router.notReady")
 
             # An image the node cannot pull: the kubelet's reason, named at once.
             apply_obj(c, node_pipeline(c.broker.pod_bootstrap, topics, image="localhost/tspipe/missing:0"), ns)

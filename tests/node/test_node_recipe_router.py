@@ -35,6 +35,7 @@ from nodehelpers import (
     pipeline_status,
     pod_ready,
     pods,
+    router_probe_failing,
     start_operator,
     strip,
     wait_for,
@@ -83,19 +84,7 @@ def test_the_recipes_router_image_runs_as_the_router_with_the_recipe_sample(node
             bare = copy.deepcopy(obj)
             del bare["spec"]["router"]["probes"]
             apply_obj(c, bare, ns)
-            status = wait_for(
-                lambda: (
-                    (s := pipeline_status(c, ns, name)).get("components", {}).get("router", {}).get("notReady") and s
-                ),
-                300,
-                "status.components.router.notReady without the recipe's probes",
-            )
-            not_ready = status["components"]["router"]["notReady"]
-            assert not_ready["reason"] == "ReadinessProbeFailing", not_ready
-            assert "GET /actuator/health/readiness on port 8080" in not_ready["message"], not_ready
-            ready = {x["type"]: x for x in status["conditions"]}["Ready"]
-            assert ready["status"] == "False", ready
-            assert "router: 1 pod(s) not ready (ReadinessProbeFailing)" in ready["message"], ready
+            router_probe_failing(c, ns, name, 300, "status.components.router.notReady without the recipe's probes")
 
             # The sample as it is, with those probes: Ready.
             apply_obj(c, obj, ns)
