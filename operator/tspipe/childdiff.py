@@ -82,6 +82,8 @@ def quantity(v: object) -> Decimal | None:
 
 def contains(desired: object, actual: object, path: tuple[str | int, ...] = ()) -> bool:
     """True if every field set in `desired` has the same value in `actual`."""
+    if desired == actual:
+        return True  # most subtrees: one comparison in C instead of a walk (issue 26)
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
             return _is_empty(desired) and actual is None
