@@ -305,7 +305,7 @@ class Controller:
         memory.read_fresh, memory.cache_epoch, memory.inputs = False, self.cache.epoch, None
         p: Pipeline | None = None
         try:
-            p = Pipeline.from_resource(resource)
+            p = self._parsed(memory, resource)
         except PipelineError as exc:
             # Only possible if the CRD's validation is older than this operator.
             ctx.problems.append(f"invalid spec: {exc}")
@@ -320,6 +320,16 @@ class Controller:
         if p is not None and self.cache.primed and repeatable(ctx, p):
             memory.inputs = inputs(ctx.written or resource, ctx.children or [], ctx.pods_read)
         return ctx.out
+
+    @staticmethod
+    def _parsed(memory: Memory, resource: dict[str, Any]) -> Pipeline:
+        """The pipeline parsed, once per version of the resource: most passes are woken by
+        their Deployments and read the same version again (Pipeline is frozen)."""
+        meta = resource["metadata"]
+        version = (meta.get("uid"), meta.get("resourceVersion"), meta.get("generation"))
+        if memory.parsed is None or memory.parsed[0] != version or version[1] is None:
+            memory.parsed = (version, Pipeline.from_resource(resource))
+        return memory.parsed[1]
 
     async def _phases(self, ctx: Pass, p: Pipeline | None) -> None:
         """The phase list. Each phase takes what the earlier ones handed on: the topics

@@ -60,10 +60,11 @@ def next_history(
     history = list(status.get(Key.HISTORY) or [])
     old_digest = status.get(Key.SPEC_DIGEST) or {}
     generation = (resource.get("metadata") or {}).get("generation")
-    digest = spec_digest(resource.get("spec") or {})
     if history and history[-1].get("generation") == generation:
-        digest = old_digest or digest
+        # Most passes: the generation recorded, its digest kept (not hashed again).
+        digest = old_digest or spec_digest(resource.get("spec") or {})
     else:
+        digest = spec_digest(resource.get("spec") or {})
         history.append(
             {
                 "generation": generation,

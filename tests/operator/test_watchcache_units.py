@@ -518,3 +518,25 @@ def test_the_spec_hashes_are_computed_once_per_spec_and_again_when_it_changes(mo
     kube.writes.clear()
     run(ctl.reconcile("ns", "timestamps"))
     assert len(renders) == n + 4 and ("update", "timestamps-router") in kube.writes
+
+
+def test_a_pipeline_is_parsed_once_per_version(monkeypatch):
+    from tspipe import controller as controller_module
+
+    parses = []
+    parse = controller_module.Pipeline.from_resource
+    monkeypatch.setattr(controller_module.Pipeline, "from_resource", lambda obj: parses.append(1) or parse(obj))
+    kube, ctl, _ = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))
+    ctl.queue.rereading.add(("ns", "timestamps"))  # passes over the same version: no parse
+    run(ctl.reconcile("ns", "timestamps"))
+    run(ctl.reconcile("ns", "timestamps"))
+    assert len(parses) == 2, "the first pass, then the version its status write made"
+    p = json.loads(json.dumps(kube.pipelines["timestamps"]))
+    p["spec"]["router"] = {**p["spec"].get("router", {}), "replicas": 1, "env": [{"name": "X", "value": "1"}]}
+    p["metadata"]["resourceVersion"], p["metadata"]["generation"] = kube._rv(), 2
+    kube.pipelines["timestamps"] = copy.deepcopy(p)
+    ctl.cache.pipelines.upsert(p)
+    run(ctl.reconcile("ns", "timestamps"))
+    env = kube.deps["timestamps-router"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert len(parses) == 3 and {"name": "X", "value": "1"} in env, "a new version: parsed again, its change rendered"

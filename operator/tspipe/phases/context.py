@@ -59,6 +59,8 @@ class Memory:
     inputs: tuple[Any, ...] | None = None
     # The last render's spec hashes (children.py): ((name, uid), Pipeline, hashes).
     rendered: tuple[Any, Any, list[str]] | None = None
+    # The pipeline as last parsed: ((uid, resourceVersion, generation), Pipeline).
+    parsed: tuple[tuple[Any, Any, Any], Any] | None = None
 
 
 @dataclass
