@@ -13,9 +13,10 @@ RESYNC_SECONDS = 300.0
 # A resync skips the pass of a pipeline that is settled (its last pass wrote nothing and
 # asked for no timer) and that no watch event touched since, unless that pass ran longer
 # ago than this: with a resync shorter than this, a settled pipeline still gets a whole
-# pass this often (with the default resync, every resync's pass is whole). Such a pass
-# reads the watch cache, as client-go's resync does; a watch that lists again makes each
-# pipeline's next pass read the API.
+# pass this often (with the default resync, at every resync). Such a pass reads the watch
+# cache, as client-go's resync does (a watch that lists again makes each pipeline's next
+# pass read the API), and stops early like any other when nothing it reads changed and
+# nothing it did depended on anything else (phases/context.py: `repeatable`).
 REREAD_SECONDS = 300.0
 # A failed pass is retried after BACKOFF_BASE seconds, doubling up to BACKOFF_MAX: a
 # broken pipeline costs a few calls an hour, not a hot loop.

@@ -44,8 +44,7 @@ class Outcome:
     # When to run again only to refresh what a phase caches (the topics' check): a pass
     # before then reuses the cached result, so this timer does not unsettle the key.
     recheck_after: float | None = None
-    # No pass ran: what it would read is what the last full pass read (controller.py); that
-    # pass's time stands for the periodic whole pass.
+    # No pass ran: what it would read is what the last full pass read (controller.py).
     unchanged: bool = False
 
     @property
@@ -102,11 +101,6 @@ class WorkQueue:
     # Settled keys: when their last pass began (monotonic).
     settled_at: dict[Key, float] = field(default_factory=dict)
     _started: dict[Key, float] = field(default_factory=dict)
-    # When the last full pass (not an `unchanged` one) began.
-    _full_at: dict[Key, float] = field(default_factory=dict)
-    # Keys whose running pass is the periodic pass of a settled key (nothing enqueued it
-    # but the resync): such a pass runs whole, even over what the last one read.
-    rereading: set[Key] = field(default_factory=set)
     clock: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -142,9 +136,7 @@ class WorkQueue:
         self.known.discard(key)
         self.pending.discard(key)
         self.touched.discard(key)
-        self.rereading.discard(key)
         self.settled_at.pop(key, None)
-        self._full_at.pop(key, None)
         retry = self.state.pop(key, None)
         if retry and retry.timer:
             retry.timer.cancel()
@@ -166,12 +158,7 @@ class WorkQueue:
             # Forgotten (deleted) while its pass ran: keep nothing of it.
             self.state.pop(key, None)
             self.settled_at.pop(key, None)
-            self._full_at.pop(key, None)
             return
-        if outcome.unchanged:
-            started = self._full_at.get(key, started)
-        elif started is not None:
-            self._full_at[key] = started
         if settled(outcome) and started is not None and key in self.known:
             self.settled_at[key] = started
         else:
@@ -210,12 +197,7 @@ class WorkQueue:
                     # Anything that touches the key from here on makes the next pass a full one.
                     self.touched.discard(key)
                     self._started[key] = now
-                    if not touched and read_at is not None:
-                        self.rereading.add(key)
-                    try:
-                        await self.work(key)
-                    finally:
-                        self.rereading.discard(key)
+                    await self.work(key)
         finally:
             # Done (nothing pending): drop the finished worker, so the map holds running
             # ones only (a deleted pipeline's stayed forever). No await since the loop's

@@ -290,19 +290,28 @@ def test_a_deleted_child_is_recreated_and_a_recreate_waits_for_the_old_one():
     assert ("create", "timestamps-time") in kube.writes
 
 
-def test_the_periodic_pass_of_a_settled_pipeline_runs_whole_from_the_cache():
+def test_a_settled_pipelines_periodic_pass_reads_the_cache_not_the_api():
     # As client-go's resync: a Deployment deleted while a watch was down (no DELETED) is
-    # caught by the watch's relist instead (the relist test below).
-    kube, ctl, gets = watched_pipeline()
+    # caught by the watch's relist instead (the relist test below). Managed topics: a pass
+    # that read Kafka too, so it runs whole rather than stopping early.
+    kube, ctl, gets = watched_pipeline(manage_topics=True)
     run(ctl.reconcile("ns", "timestamps"))
     rolled_out(ctl, kube)
     run(ctl.reconcile("ns", "timestamps"))
-    assert run(ctl.reconcile("ns", "timestamps")).unchanged, "an event's pass over the same inputs stops early"
-    calls = counting(kube)
-    ctl.queue.rereading.add(("ns", "timestamps"))
-    out = run(ctl.reconcile("ns", "timestamps"))
-    assert not out.unchanged and out.writes == 0, "the periodic pass runs its phases, and finds nothing to do"
-    assert calls == [] and gets == [], "no GET of the pipeline, no LIST of its Deployments or pods"
+    calls, key = counting(kube), ("ns", "timestamps")
+    kube.writes.clear()
+
+    async def periodic():
+        q = ctl.queue
+        q.known.add(key)
+        due = q.clock() - q.reread_seconds
+        q.settled_at[key] = due  # its periodic pass is due
+        q.resync_round()
+        await eventually(lambda: q.settled_at.get(key, due) > due and key not in q._workers, "the periodic pass")
+        await ctl.stop()
+
+    asyncio.run(periodic())
+    assert calls == [] and gets == [] and kube.writes == [], "no GET of the pipeline, no LIST, no write"
 
 
 def test_a_deleted_pipeline_leaves_nothing_in_the_queue_or_the_cache():
@@ -469,11 +478,6 @@ def test_a_pass_over_what_the_last_one_read_stops_before_its_phases():
     ctl.cache.pipelines.upsert(p)
     out = run(ctl.reconcile("ns", "timestamps"))
     assert not out.unchanged and ("update", "timestamps-router") in kube.writes
-    # The periodic pass of a settled pipeline runs whole, from the cache.
-    calls.clear()
-    ctl.queue.rereading.add(("ns", "timestamps"))
-    out = run(ctl.reconcile("ns", "timestamps"))
-    assert not out.unchanged and calls == [] and gets == []
 
 
 def test_a_pass_that_read_elsewhere_or_asked_for_a_timer_is_never_skipped():
@@ -526,9 +530,8 @@ def test_a_pipeline_is_parsed_once_per_version(monkeypatch):
     parses = []
     parse = controller_module.Pipeline.from_resource
     monkeypatch.setattr(controller_module.Pipeline, "from_resource", lambda obj: parses.append(1) or parse(obj))
-    kube, ctl, _ = watched_pipeline()
+    kube, ctl, _ = watched_pipeline(manage_topics=True)  # read Kafka: every pass runs whole
     run(ctl.reconcile("ns", "timestamps"))
-    ctl.queue.rereading.add(("ns", "timestamps"))  # passes over the same version: no parse
     run(ctl.reconcile("ns", "timestamps"))
     run(ctl.reconcile("ns", "timestamps"))
     assert len(parses) == 2, "the first pass, then the version its status write made"

@@ -1,6 +1,6 @@
 """The work queue's resync of settled pipelines (issue 26): a resync runs no pass for a
 pipeline whose last pass settled and that nothing touched since, yet every pipeline is
-still read at least every reread_seconds; anything else runs a full pass as before."""
+still gets a pass at least every reread_seconds; anything else runs a full pass as before."""
 
 import asyncio
 
@@ -233,34 +233,7 @@ def test_a_pipeline_with_managed_topics_settles():
     assert out.recheck_after is not None and 0 < out.recheck_after <= 300, "the topics' recheck"
 
 
-def test_only_the_periodic_reread_of_a_settled_key_is_marked_rereading():
-    # That pass reads from the API, not the watch cache (the cache's safety net).
-    async def scenario():
-        seen = []
-        clock = Clock()
-        q = None
-
-        async def work(key):
-            seen.append(key in q.rereading)
-            q.schedule(key, Outcome())
-
-        q = WorkQueue(work, resync_seconds=10, reread_seconds=300, clock=clock)
-        q.enqueue(KEY)  # an event
-        await settle(q)
-        clock.t += 10
-        resync(q)  # settled, recent: skipped
-        await settle(q)
-        clock.t += 290
-        resync(q)  # the re-read
-        await settle(q)
-        q.enqueue(KEY)  # an event again
-        await settle(q)
-        assert seen == [False, True, False] and not q.rereading
-
-    asyncio.run(scenario())
-
-
-def test_a_pass_answered_unchanged_keeps_the_reread_due_from_the_last_full_pass():
+def test_a_pass_answered_unchanged_is_the_periodic_pass_until_the_next_is_due():
     async def scenario():
         q, passes, skipped, clock = make_queue([Outcome(writes=1), Outcome(unchanged=True)])
         q.enqueue(KEY)  # a full pass that wrote
@@ -268,11 +241,15 @@ def test_a_pass_answered_unchanged_keeps_the_reread_due_from_the_last_full_pass(
         clock.t += 100
         q.enqueue(KEY)  # an event; the pass finds what it reads unchanged (controller.py)
         await settle(q)
-        assert q.settled_at[KEY] == 1000.0, "settled as of the full pass, not the answer"
-        clock.t = 1000.0 + 295  # the next resync would be past reread of the full pass: read again
+        assert q.settled_at[KEY] == 1100.0, "settled as of the answer"
+        clock.t = 1000.0 + 295  # within reread of the answer: skipped
         resync(q)
         await settle(q)
-        assert len(passes) == 3 and not skipped
+        assert len(passes) == 2 and len(skipped) == 1
+        clock.t = 1100.0 + 295  # the next resync would be past reread of the answer: a pass
+        resync(q)
+        await settle(q)
+        assert len(passes) == 3 and len(skipped) == 1
 
     asyncio.run(scenario())
 
