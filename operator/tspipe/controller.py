@@ -81,7 +81,7 @@ def _now() -> datetime:
 class Controller:
     kube: Kube
     resync_seconds: float = defaults.RESYNC_SECONDS
-    reread_seconds: float = defaults.REREAD_SECONDS  # a settled pipeline gets a whole pass this often
+    reread_seconds: float = defaults.REREAD_SECONDS  # a settled pipeline is looked at again this often
     backoff_base: float = defaults.BACKOFF_BASE
     backoff_max: float = defaults.BACKOFF_MAX
     # Counter-only status changes (same phase, conditions and rolling components) are
@@ -219,7 +219,7 @@ class Controller:
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)
         memory = self._memory.get(key)
-        why = self._fresh(key, memory)
+        why = self._fresh(memory)
         fresh = why is not None
         if fresh:
             log.debug("reconcile %s/%s: reading from the API (%s)", *key, why)
@@ -244,7 +244,7 @@ class Controller:
             return await self._reconcile_held(resource)
         return await self._reconcile_normal(resource, fresh)
 
-    def _fresh(self, key: Key, memory: Memory | None) -> str | None:
+    def _fresh(self, memory: Memory | None) -> str | None:
         """Why this pass reads from the API rather than the watch cache (None: it does
         not): a listed pipeline's first pass or after a write found the cache stale, or
         the first since a watch listed again (watchcache.py). A settled pipeline's
