@@ -59,13 +59,17 @@ build kwok "$KWOK_MOD" sigs.k8s.io/kwok/cmd/kwok ""
 # kwok alone has no behaviour: it acts through Stages. Take the ones kwokctl
 # uses by default, from the pinned kwok module: nodes become Ready and keep
 # their lease; pods become Ready, complete and get deleted.
+# A temporary file of its own: two set-ups running at once (two clones' `make test`)
+# raced on one fixed name.
 stages="$(cd "$KWOK_MOD" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+tmp="$(mktemp "$out/kwok-stages.yaml.XXXXXX")"
 for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
          pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
     printf -- '---\n'
     cat "$stages/$f"
-done > "$out/kwok-stages.yaml.tmp"
-mv -f "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
+done > "$tmp"
+chmod 644 "$tmp"
+mv -f "$tmp" "$out/kwok-stages.yaml"
 
 # kubectl for users and tests: tspkube dispatches on its argv[0].
 if [[ -d "$ROOT/.venv/bin" ]]; then
