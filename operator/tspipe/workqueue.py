@@ -189,10 +189,7 @@ class WorkQueue:
                         break  # forgotten meanwhile
                     self.pending.discard(key)
                     now = self.clock()
-                    touched = key in self.touched
-                    read_at = self.settled_at.get(key)
-                    if resync_may_skip(touched, read_at, now, self.resync_seconds, self.reread_seconds):
-                        self.unchanged(key)
+                    if self._skipped(key, now):
                         continue
                     # Anything that touches the key from here on makes the next pass a full one.
                     self.touched.discard(key)
@@ -230,6 +227,10 @@ class WorkQueue:
         in one run; the task each made was most of their cost)."""
         if key in self.pending or key in self._workers:
             return False
+        return self._skipped(key, now)
+
+    def _skipped(self, key: Key, now: float) -> bool:
+        """Answers the key without a pass if it may skip (`resync_may_skip`)."""
         if not resync_may_skip(
             key in self.touched, self.settled_at.get(key), now, self.resync_seconds, self.reread_seconds
         ):

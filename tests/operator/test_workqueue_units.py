@@ -1,5 +1,5 @@
 """The work queue's resync of settled pipelines (issue 26): a resync runs no pass for a
-pipeline whose last pass settled and that nothing touched since, yet every pipeline is
+pipeline whose last pass settled and that nothing touched since, yet every pipeline
 still gets a pass at least every reread_seconds; anything else runs a full pass as before."""
 
 import asyncio
