@@ -31,6 +31,7 @@ import copy
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,17 @@ PODS_PER_NODE = 240
 RESYNC = 10.0
 OPERATOR_AGENTS = ("tspipe-operator/", "kopf/")
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# A pass stopped at the inputs check logs this line and then its "0 writes" line.
+STOPPED_AT_INPUTS = ": nothing it reads changed since the last pass"
+
+
+def passes_logged(log_text: str, prefix: str = "bench/") -> int:
+    """The reconcile passes (and resync answers) over pipelines named `prefix`... in the
+    operator's debug log: one "reconciled" line each, but two for a pass stopped at the
+    inputs check (counted twice before, which hid that the full passes fell)."""
+    return log_text.count(f"reconciled {prefix}") - len(
+        re.findall(f"reconciled {re.escape(prefix)}[^:\\s]*{re.escape(STOPPED_AT_INPUTS)}", log_text)
+    )
 
 
 def pipelines(n: int) -> list[dict]:
@@ -300,10 +312,10 @@ def run_operator(
         )
         # Idle: two resync rounds over every pipeline, no change anywhere.
         idle_from = os.path.getsize(cp.audit_log)
-        lines_before = log_path.read_text(errors="replace").count("reconciled bench/")
+        passes_before = passes_logged(log_path.read_text(errors="replace"))
         time.sleep(2 * RESYNC + 2)
         idle = audit_writes(cp.audit_log, idle_from, agents=OPERATOR_AGENTS)
-        passes = log_path.read_text(errors="replace").count("reconciled bench/") - lines_before
+        passes = passes_logged(log_path.read_text(errors="replace")) - passes_before
         stats = proc_stats(op.pid)
         hot = stop_profile(spy) if spy else None
         if reaction:

@@ -225,7 +225,7 @@ def soak(a) -> dict:  # noqa: C901 - the soak's stages, read top to bottom
                 "phase": phase,
                 **proc_sample(op.pid),
                 "load1": round(os.getloadavg()[0], 2),
-                "passes": text.count("reconciled bench/p"),
+                "passes": ob.passes_logged(text, f"{NS}/p"),
                 "unreachable_lines": text.count(f"bench/{UNREACHABLE}"),
                 "tracemalloc_mb": round(last_hook_line(hookdir).get("tracemalloc_bytes", 0) / 2**20, 2),
             }
