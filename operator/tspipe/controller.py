@@ -199,14 +199,17 @@ class Controller:
         except Exception as exc:
             log.exception("reconcile %s/%s crashed", *key)
             outcome = Outcome(error=f"internal error: {exc}")
-        # Tests and humans read this line to know a pass finished and what it cost.
-        log.log(
-            logging.INFO if outcome.writes else logging.DEBUG,
-            "reconciled %s/%s: %d writes%s",
-            *key,
-            outcome.writes,
-            f", error: {outcome.error}" if outcome.error else "",
-        )
+        # Tests and humans read this line, one per pass, to know a pass finished and what it cost.
+        if outcome.unchanged:
+            log.debug("reconciled %s/%s: nothing it reads changed since the last pass: 0 writes", *key)
+        else:
+            log.log(
+                logging.INFO if outcome.writes else logging.DEBUG,
+                "reconciled %s/%s: %d writes%s",
+                *key,
+                outcome.writes,
+                f", error: {outcome.error}" if outcome.error else "",
+            )
         self.metrics.observe_reconcile(time.monotonic() - started, outcome.writes, outcome.error)
         self.queue.schedule(key, outcome)
 
@@ -230,7 +233,6 @@ class Controller:
             if memory is not None and memory.inputs is not None:
                 now = self.cache.inputs(namespace, resource, with_pods=memory.inputs[2] is not None)
                 if now == memory.inputs:
-                    log.debug("reconciled %s/%s: nothing it reads changed since the last pass: 0 writes", *key)
                     return Outcome(unchanged=True)
         else:
             resource = await self.clients.call(self.kube.get_pipeline, namespace, name)

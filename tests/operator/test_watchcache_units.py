@@ -6,6 +6,7 @@ stale cache that never makes a wrong write."""
 import asyncio
 import copy
 import json
+import logging
 
 from controllerfakes import _ready, eventually, make, run
 from samples import SAMPLE_NAME, sample_pipeline
@@ -478,6 +479,19 @@ def test_a_pass_over_what_the_last_one_read_stops_before_its_phases():
     ctl.cache.pipelines.upsert(p)
     out = run(ctl.reconcile("ns", "timestamps"))
     assert not out.unchanged and ("update", "timestamps-router") in kube.writes
+
+
+def test_a_pass_stopped_at_the_inputs_check_logs_one_line_saying_so(caplog):
+    """One "reconciled" line per pass: tests count them (a demoted replica's pass under
+    way), and so do the benches (two lines hid that the full passes fell, issue 26)."""
+    kube, ctl, _ = watched_pipeline()
+    run(ctl.reconcile("ns", "timestamps"))
+    rolled_out(ctl, kube)
+    run(ctl.reconcile("ns", "timestamps"))
+    caplog.set_level(logging.DEBUG, logger="tspipe.controller")
+    run(ctl._work(("ns", "timestamps")))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconciled ")]
+    assert lines == ["reconciled ns/timestamps: nothing it reads changed since the last pass: 0 writes"]
 
 
 def test_a_pass_that_read_elsewhere_or_asked_for_a_timer_is_never_skipped():
