@@ -520,6 +520,7 @@ CPU per resynced pipeline: the operator's CPU seconds (user + system, /proc) ove
 window divided by the "reconciled bench/p…" passes logged in it (each resync round visits every
 pipeline once; a settled pipeline's pass reads it and its children from the cache and writes
 nothing); measured over {s.get("untraced_window")} (from s, to s, passes, CPU s).
+{r["meta"].get("notes", "")}
 
 ### The unreachable broker
 
